@@ -1,0 +1,337 @@
+r"""Firing rates of binary spike trains, and the input checks shared by ``tbnn.analysis``.
+
+Conventions used throughout :mod:`tbnn.analysis`
+------------------------------------------------
+Spike arrays are boolean. Accepted shapes:
+
+* ``[time]``: one neuron;
+* ``[time, neurons]``: one train per neuron;
+* ``[samples, time, neurons]``: the simulator's layout. Unless a function says otherwise it
+  is read in the **stream view**: samples were presented one after another, so each
+  neuron's trains are concatenated in sample order into one train of ``samples * time``
+  steps, as a recording would see them.
+
+``dt_ms`` is the declared duration of one step in milliseconds. A spike in step ``i``
+happens at time ``i * dt_ms`` (the start of its bin), so a train of ``L`` steps covers
+``[0, L * dt_ms)``, as a ``neo.SpikeTrain`` with ``t_start = 0`` and
+``t_stop = L * dt_ms`` does in Elephant.
+
+Discrete-time null model: a neuron that fires independently in each step with its own
+probability :math:`p` (Bernoulli process). Its rate equals the network neuron's by
+construction; :func:`shuffle_bins` draws it non-parametrically by permuting each
+neuron's bins.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import scipy.stats
+
+__all__ = [
+    "check_spikes",
+    "check_dt",
+    "as_stream",
+    "spike_counts",
+    "rate_per_step",
+    "rate_hz",
+    "fraction_silent",
+    "fraction_active_per_step",
+    "time_histogram",
+    "psth",
+    "LogNormalFit",
+    "lognormal_fit",
+    "RateDistribution",
+    "rate_distribution",
+    "shuffle_bins",
+]
+
+_SHAPES = {1: "[time]", 2: "[time, neurons]", 3: "[samples, time, neurons]"}
+
+
+def check_spikes(spikes: Any, name: str = "spikes", ndims: tuple[int, ...] = (1, 2, 3)
+                 ) -> np.ndarray:
+    """Return ``spikes`` as a boolean NumPy array, or raise ValueError.
+
+    Accepts NumPy arrays, nested lists of bools and torch tensors. The array must be
+    boolean (a 0/1 float or integer array is refused, so that a membrane potential or a
+    count is never mistaken for spikes), of one of the ranks in ``ndims``, and hold at
+    least one time step and one neuron.
+    """
+    if hasattr(spikes, "detach") and hasattr(spikes, "cpu"):
+        spikes = spikes.detach().cpu().numpy()
+    arr = np.asarray(spikes)
+    allowed = " or ".join(_SHAPES[d] for d in ndims)
+    if arr.dtype != np.bool_:
+        raise ValueError(f"{name} must be a boolean array of shape {allowed}, got dtype "
+                         f"{arr.dtype}.")
+    if arr.ndim not in ndims:
+        raise ValueError(f"{name} must have shape {allowed}, got rank {arr.ndim} "
+                         f"(shape {arr.shape}).")
+    if arr.size == 0:
+        raise ValueError(f"{name} must hold at least one time step and one neuron, got "
+                         f"shape {arr.shape}.")
+    return arr
+
+
+def check_dt(dt_ms: Any, name: str = "dt_ms") -> float:
+    """Return ``dt_ms`` as a float, or raise ValueError unless it is finite and > 0."""
+    if isinstance(dt_ms, bool):
+        raise ValueError(f"{name} must be a finite number of milliseconds > 0, got {dt_ms!r}.")
+    try:
+        dt = float(dt_ms)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a finite number of milliseconds > 0, "
+                         f"got {dt_ms!r}.") from None
+    if not math.isfinite(dt) or dt <= 0:
+        raise ValueError(f"{name} must be a finite number of milliseconds > 0, got {dt_ms!r}.")
+    return dt
+
+
+def check_positive_int(value: Any, name: str, minimum: int = 1) -> int:
+    """Return ``value`` as an int, or raise ValueError unless it is an integer >= minimum."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}.")
+    return int(value)
+
+
+def check_labels(labels: Any, n_samples: int, name: str = "labels") -> np.ndarray:
+    """Return ``labels`` as int64 ``[samples]``, or raise ValueError."""
+    if hasattr(labels, "detach") and hasattr(labels, "cpu"):
+        labels = labels.detach().cpu().numpy()
+    arr = np.asarray(labels)
+    if arr.ndim != 1 or not np.issubdtype(arr.dtype, np.integer) or arr.shape[0] != n_samples:
+        raise ValueError(f"{name} must be a 1-D integer array with one class per sample "
+                         f"({n_samples}), got dtype {arr.dtype} and shape {arr.shape}.")
+    return arr.astype(np.int64)
+
+
+def check_probability(p: Any, name: str = "p") -> np.ndarray:
+    """Return ``p`` as a float array, or raise ValueError unless every entry is in [0, 1]."""
+    arr = np.asarray(p, dtype=float)
+    if not np.all(np.isfinite(arr)) or np.any(arr < 0) or np.any(arr > 1):
+        raise ValueError(f"{name} must hold spike probabilities per step in [0, 1].")
+    return arr
+
+
+def as_stream(spikes: Any) -> np.ndarray:
+    """Return spikes as ``[time, neurons]``; ``[samples, T, neurons]`` is concatenated in
+    sample order (stream view) and ``[time]`` becomes one neuron."""
+    arr = check_spikes(spikes)
+    if arr.ndim == 1:
+        return arr[:, None]
+    if arr.ndim == 3:
+        return arr.reshape(arr.shape[0] * arr.shape[1], arr.shape[2])
+    return arr
+
+
+def spike_counts(spikes: Any) -> np.ndarray:
+    """Number of spikes of each neuron over the whole (stream) train, int64 ``[neurons]``."""
+    return as_stream(spikes).sum(axis=0, dtype=np.int64)
+
+
+def rate_per_step(spikes: Any) -> np.ndarray:
+    r"""Mean spike probability per step of each neuron, :math:`p_i = n_i / L`.
+
+    :math:`n_i` is neuron *i*'s spike count and :math:`L` the number of steps of its
+    (stream) train. This is the parameter of the discrete-time Bernoulli null.
+    """
+    stream = as_stream(spikes)
+    return stream.sum(axis=0, dtype=np.int64) / stream.shape[0]
+
+
+def rate_hz(spikes: Any, dt_ms: float) -> np.ndarray:
+    r"""Mean firing rate of each neuron in Hz, :math:`r_i = n_i / (L\,\Delta t)`.
+
+    Equals ``elephant.statistics.mean_firing_rate`` of the neuron's ``neo.SpikeTrain``
+    with ``t_start = 0`` and ``t_stop = L * dt_ms`` (see :func:`tbnn.spikefile.to_neo`).
+
+    Parameters
+    ----------
+    spikes : bool array ``[time]``, ``[time, neurons]`` or ``[samples, time, neurons]``
+    dt_ms : float
+        Duration of one step in ms (``> 0``).
+
+    Returns
+    -------
+    np.ndarray ``[neurons]``
+    """
+    dt = check_dt(dt_ms)
+    return rate_per_step(spikes) * (1000.0 / dt)
+
+
+def fraction_silent(spikes: Any) -> float:
+    """Fraction of neurons that never spike in the whole (stream) train."""
+    return float(np.mean(spike_counts(spikes) == 0))
+
+
+def fraction_active_per_step(spikes: Any) -> np.ndarray:
+    """Fraction of neurons that spike in each step of the (stream) train, ``[time]``.
+
+    Its mean equals the mean of :func:`rate_per_step`; its spread across steps reflects
+    synchrony (see :mod:`tbnn.analysis.correlation`).
+    """
+    return as_stream(spikes).mean(axis=1)
+
+
+def time_histogram(spikes: Any, dt_ms: float, bin_steps: int = 1, output: str = "counts"
+                   ) -> np.ndarray:
+    r"""Population time histogram of the (stream) trains, as ``elephant.statistics.time_histogram``.
+
+    Bins of ``bin_steps`` steps start at time 0; a trailing partial bin is dropped (as
+    Elephant's ``BinnedSpikeTrain`` does).
+
+    ``output='counts'``: :math:`h_j = \sum_i \sum_{t \in \text{bin } j} s_{i,t}`;
+    ``'mean'``: :math:`h_j / N`; ``'rate'``: :math:`h_j / (N\,b\,\Delta t)` in Hz, with
+    :math:`N` neurons and bin width :math:`b\,\Delta t`.
+
+    Returns
+    -------
+    np.ndarray ``[bins]``
+    """
+    dt = check_dt(dt_ms)
+    stream = as_stream(spikes)
+    b = check_positive_int(bin_steps, "bin_steps")
+    n_bins = stream.shape[0] // b
+    if n_bins < 1:
+        raise ValueError(f"bin_steps must be at most the train length ({stream.shape[0]} "
+                         f"steps), got {b}.")
+    counts = stream[: n_bins * b].reshape(n_bins, b, -1).sum(axis=(1, 2), dtype=np.int64)
+    if output == "counts":
+        return counts
+    if output == "mean":
+        return counts / stream.shape[1]
+    if output == "rate":
+        return counts / (stream.shape[1] * b * dt / 1000.0)
+    raise ValueError(f"output must be 'counts', 'mean' or 'rate', got {output!r}.")
+
+
+def psth(spikes: Any, dt_ms: float) -> tuple[np.ndarray, np.ndarray]:
+    r"""Peri-stimulus time histogram over the steps of a sample.
+
+    For ``[samples, T, neurons]``: the population rate (Hz) at each step ``t`` of a
+    sample, averaged over samples and neurons, :math:`\bar r_t = \langle s_{k,t,i}
+    \rangle_{k,i} / \Delta t`, with its standard error across samples. A ``[time,
+    neurons]`` array is one sample (standard error 0).
+
+    Returns
+    -------
+    (rate_hz, sem_hz) : two arrays ``[T]``
+    """
+    dt = check_dt(dt_ms)
+    arr = check_spikes(spikes)
+    if arr.ndim == 1:
+        arr = arr[None, :, None]
+    elif arr.ndim == 2:
+        arr = arr[None]
+    per_sample = arr.mean(axis=2) * (1000.0 / dt)  # [samples, T]
+    mean = per_sample.mean(axis=0)
+    if per_sample.shape[0] > 1:
+        sem = per_sample.std(axis=0, ddof=1) / math.sqrt(per_sample.shape[0])
+    else:
+        sem = np.zeros_like(mean)
+    return mean, sem
+
+
+@dataclass
+class LogNormalFit:
+    """Maximum-likelihood log-normal fit of positive rates.
+
+    ``mu`` and ``sigma`` are the mean and standard deviation of ``ln(rate / Hz)``
+    (``scipy.stats.lognorm`` with ``s = sigma``, ``loc = 0``, ``scale = exp(mu)``);
+    ``median_hz = exp(mu)``. ``ks_statistic`` / ``ks_pvalue`` are the Kolmogorov–Smirnov
+    test against the fitted distribution (optimistic, since the parameters were fitted).
+    ``n_fit`` rates were positive and used; ``n_excluded`` were zero (silent neurons).
+    """
+
+    mu: float
+    sigma: float
+    median_hz: float
+    n_fit: int
+    n_excluded: int
+    ks_statistic: float
+    ks_pvalue: float
+
+    def pdf(self, rate: np.ndarray) -> np.ndarray:
+        """Fitted density at ``rate`` (Hz)."""
+        return scipy.stats.lognorm.pdf(rate, s=self.sigma, loc=0.0, scale=math.exp(self.mu))
+
+
+def lognormal_fit(rates: Any) -> LogNormalFit:
+    r"""Fit a log-normal to the positive entries of ``rates`` (``scipy.stats.lognorm.fit``).
+
+    .. math:: f(r) = \frac{1}{r \sigma \sqrt{2\pi}} \exp\left(-\frac{(\ln r - \mu)^2}
+              {2\sigma^2}\right)
+
+    Cortical rate distributions are heavy-tailed and roughly log-normal (Buzsáki &
+    Mizuseki 2014, Nat Rev Neurosci 15:264). Zero rates are excluded and counted. With
+    fewer than two positive rates, or all equal, the fit is undefined and its fields are NaN.
+    """
+    r = np.asarray(rates, dtype=float).ravel()
+    if r.size == 0 or not np.all(np.isfinite(r)) or np.any(r < 0):
+        raise ValueError("rates must be a non-empty array of finite rates >= 0.")
+    pos = r[r > 0]
+    n_ex = int(r.size - pos.size)
+    if pos.size < 2 or np.all(pos == pos[0]):
+        nan = float("nan")
+        return LogNormalFit(nan, nan, nan, int(pos.size), n_ex, nan, nan)
+    s, _, scale = scipy.stats.lognorm.fit(pos, floc=0.0)
+    ks = scipy.stats.kstest(pos, "lognorm", args=(s, 0.0, scale))
+    return LogNormalFit(float(math.log(scale)), float(s), float(scale), int(pos.size), n_ex,
+                        float(ks.statistic), float(ks.pvalue))
+
+
+@dataclass
+class RateDistribution:
+    """Histogram of positive rates on logarithmic bins, with the log-normal fit.
+
+    ``edges`` (Hz, ``bins + 1``), ``counts`` (``bins``), ``n_silent`` neurons with rate 0
+    (not in the histogram), ``fit`` (:class:`LogNormalFit`).
+    """
+
+    edges: np.ndarray
+    counts: np.ndarray
+    n_silent: int
+    fit: LogNormalFit
+
+
+def rate_distribution(rates: Any, bins: int = 20) -> RateDistribution:
+    """Histogram of the positive rates on ``bins`` log-spaced bins, plus :func:`lognormal_fit`."""
+    fit = lognormal_fit(rates)
+    b = check_positive_int(bins, "bins")
+    r = np.asarray(rates, dtype=float).ravel()
+    pos = r[r > 0]
+    if pos.size == 0:
+        edges = np.array([1.0, 10.0])
+        return RateDistribution(edges, np.zeros(1, dtype=np.int64), int(r.size), fit)
+    lo, hi = pos.min(), pos.max()
+    if hi <= lo:
+        lo, hi = lo / 1.5, hi * 1.5
+    edges = np.logspace(math.log10(lo), math.log10(hi), b + 1)
+    edges[0], edges[-1] = lo * (1 - 1e-9), hi * (1 + 1e-9)
+    counts, _ = np.histogram(pos, bins=edges)
+    return RateDistribution(edges, counts.astype(np.int64), int(r.size - pos.size), fit)
+
+
+def shuffle_bins(spikes: Any, seed: int | None = 0) -> np.ndarray:
+    """Shuffle null: permute each neuron's time bins independently (seeded).
+
+    The (stream) train of each neuron is permuted along time with its own random
+    permutation (``numpy.random.Generator.permuted``), which keeps each neuron's spike
+    count, hence its per-step probability ``p``, and destroys all temporal structure and
+    all correlations: a draw from the discrete-time Bernoulli null conditioned on the
+    count. For ``[samples, T, neurons]`` input the permutation runs over all
+    ``samples * T`` bins and the result is reshaped back, so samples lose their identity.
+
+    Returns
+    -------
+    np.ndarray
+        Boolean array of the input's shape.
+    """
+    arr = check_spikes(spikes)
+    rng = np.random.default_rng(seed)
+    stream = as_stream(arr)
+    return rng.permuted(stream, axis=0).reshape(arr.shape)

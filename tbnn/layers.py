@@ -1,0 +1,190 @@
+"""Layers of temporal binary networks: quantized weights, spike-train inputs.
+
+A layer's weight is fake-quantized per output channel by :func:`tbnn.quant.fake_quantize`
+(1, 2, 3, 4, 8 bits, ternary, optionally M:N sparse; DAT or STE). Its input is either an
+analog tensor or a :class:`~tbnn.coding.SpikeCode`. Because the read-out of a spike code is
+affine per block, ``x^ = a (sum_t w_t s_t) + c``, the input current of a linear operator
+``L`` (matmul or convolution) is
+
+    L(x^) = sum_t w_t L(a * s_t) + L(c)
+
+so a layer can run **fused** (sum the spikes first, one op: the default), **folded** (``T``
+folded into the batch, one op on ``[T*B, ...]``) or **step** by step (one op per step,
+only the steps' spikes contribute). All three give the same numbers, forward and backward.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .coding import SpikeCode
+from .quant import GRIDS, METHODS, fake_quantize, parse_sparsity, validate_bits
+
+__all__ = ["MODES", "FakeQuantize", "TBLinear", "TBConv1d", "TBConv2d"]
+
+MODES: tuple[str, ...] = ("fused", "folded", "step")
+
+
+class FakeQuantize(nn.Module):
+    """Module form of :func:`tbnn.quant.fake_quantize` (quantize activations along ``dim``)."""
+
+    def __init__(self, bits: float = 1, method: str = "dat", block: int | None = 128,
+                 lam: float = 0.01, dim: int = -1, sparsity: str | float | None = None,
+                 grid: str | None = None, target: str = "x") -> None:
+        super().__init__()
+        validate_bits(bits)
+        parse_sparsity(sparsity)
+        self.kw = dict(bits=bits, method=method, block=block, lam=lam, dim=dim,
+                       sparsity=sparsity, grid=grid, target=target)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return fake_quantize(x, **self.kw)
+
+    def extra_repr(self) -> str:
+        return ", ".join(f"{k}={v}" for k, v in self.kw.items())
+
+
+class _TBLayer(nn.Module):
+    """Shared machinery: weight quantization and the three execution modes."""
+
+    weight: nn.Parameter
+    bias: nn.Parameter | None
+
+    def _setup(self, weight_bits: float | None, method: str, lam: float, weight_block: int | None,
+               sparsity: str | float | None, weight_grid: str, mode: str) -> None:
+        if weight_bits is not None:
+            validate_bits(weight_bits, "weight_bits")
+        if method not in METHODS:
+            raise ValueError(f"method must be one of {', '.join(METHODS)}; got {method!r}.")
+        if weight_grid not in GRIDS:
+            raise ValueError(f"weight_grid must be one of {', '.join(GRIDS)}; got {weight_grid!r}.")
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {', '.join(MODES)}; got {mode!r}.")
+        if isinstance(lam, bool) or not isinstance(lam, (int, float)) or not lam >= 0:
+            raise ValueError(f"lam must be a number >= 0; got {lam!r}.")
+        parse_sparsity(sparsity)
+        self.weight_bits = weight_bits
+        self.method = method
+        self.lam = float(lam)
+        self.weight_block = weight_block
+        self.sparsity = sparsity
+        self.weight_grid = weight_grid
+        self.mode = mode
+
+    def quantized_weight(self) -> Tensor:
+        """The weight as the layer uses it: fake-quantized per output channel (or float)."""
+        if self.weight_bits is None:
+            return self.weight
+        w2 = self.weight.reshape(self.weight.shape[0], -1)
+        wq = fake_quantize(w2, bits=self.weight_bits, method=self.method, block=self.weight_block,
+                           lam=self.lam, dim=-1, sparsity=self.sparsity, grid=self.weight_grid)
+        return wq.reshape(self.weight.shape)
+
+    def _op(self, x: Tensor, w: Tensor, bias: Tensor | None) -> Tensor:
+        raise NotImplementedError
+
+    def forward(self, inp: Tensor | SpikeCode, mode: str | None = None) -> Tensor:
+        """Input current of the layer (``[B, out, ...]``) from an analog tensor or a spike code."""
+        w = self.quantized_weight()
+        if not isinstance(inp, SpikeCode):
+            return self._op(inp, w, self.bias)
+        mode = mode or self.mode
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {', '.join(MODES)}; got {mode!r}.")
+        g, o = inp.feature_gain()
+        if mode == "fused":
+            return self._op(inp.unflatten(g * inp.q + o), w, self.bias)
+        const = self._op(inp.unflatten(o), w, self.bias)
+        s = inp.step_values() * g  # [T, B, F]: spikes scaled by their block's gain
+        wt = inp.weights
+        if mode == "folded":
+            T, B = s.shape[:2]
+            su = inp.unflatten(s)
+            y = self._op(su.reshape(T * B, *su.shape[2:]), w, None)
+            y = y.reshape(T, B, *y.shape[1:])
+            return const + torch.tensordot(wt, y, dims=1)
+        out = const
+        for t in range(s.shape[0]):
+            out = out + wt[t] * self._op(inp.unflatten(s[t]), w, None)
+        return out
+
+
+class TBLinear(_TBLayer):
+    """Linear layer with quantized weights taking a spike train (or an analog tensor).
+
+    ``weight_bits``: 1, 1.5 (ternary), 2, 3, 4, 8 or ``None`` (float); DAT per output
+    channel (``weight_block=None``) unless a block is given; ``sparsity``: ``"M:N"`` or a
+    fraction; ``weight_grid``: ``meanstd`` (1-bit threshold at the channel mean: sign-like)
+    or ``minmax``. ``mode``: ``fused`` / ``folded`` / ``step`` (see module docstring).
+    """
+
+    def __init__(self, in_features: int, out_features: int, bias: bool = True,
+                 weight_bits: float | None = 1, method: str = "dat", lam: float = 0.01,
+                 weight_block: int | None = None, sparsity: str | float | None = None,
+                 weight_grid: str = "meanstd", mode: str = "fused") -> None:
+        super().__init__()
+        lin = nn.Linear(in_features, out_features, bias=bias)
+        self.weight, self.bias = lin.weight, lin.bias
+        self.in_features, self.out_features = in_features, out_features
+        self._setup(weight_bits, method, lam, weight_block, sparsity, weight_grid, mode)
+
+    def _op(self, x: Tensor, w: Tensor, bias: Tensor | None) -> Tensor:
+        return F.linear(x, w, bias)
+
+    def extra_repr(self) -> str:
+        return (f"{self.in_features}, {self.out_features}, weight_bits={self.weight_bits}, "
+                f"method={self.method}, sparsity={self.sparsity}, mode={self.mode}")
+
+
+class _TBConv(_TBLayer):
+    _nd: int
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int = 1,
+                 padding: int = 0, bias: bool = True, weight_bits: float | None = 1,
+                 method: str = "dat", lam: float = 0.01, weight_block: int | None = None,
+                 sparsity: str | float | None = None, weight_grid: str = "meanstd",
+                 mode: str = "fused") -> None:
+        super().__init__()
+        conv = (nn.Conv1d if self._nd == 1 else nn.Conv2d)(
+            in_channels, out_channels, kernel_size, stride=stride, padding=padding, bias=bias)
+        self.weight, self.bias = conv.weight, conv.bias
+        self.stride, self.padding = conv.stride, conv.padding
+        self.in_channels, self.out_channels = in_channels, out_channels
+        self.kernel_size = conv.kernel_size
+        self._setup(weight_bits, method, lam, weight_block, sparsity, weight_grid, mode)
+
+    def _op(self, x: Tensor, w: Tensor, bias: Tensor | None) -> Tensor:
+        fn = F.conv1d if self._nd == 1 else F.conv2d
+        return fn(x, w, bias, stride=self.stride, padding=self.padding)
+
+    def fanout(self, in_shape: tuple[int, ...]) -> Tensor:
+        """Synaptic targets of each input element ``[C, *spatial]`` (exact at the borders)."""
+        with torch.no_grad():
+            ones = torch.ones(1, self.in_channels, *in_shape[1:])
+            out = self._op(ones, torch.ones_like(self.weight), None)
+            fn = F.conv_transpose1d if self._nd == 1 else F.conv_transpose2d
+            # (L + 2p - k) % stride input positions past the last window get output_padding
+            extra = [in_shape[1 + i] - ((out.shape[2 + i] - 1) * self.stride[i] - 2 * self.padding[i]
+                                        + self.kernel_size[i]) for i in range(self._nd)]
+            back = fn(torch.ones_like(out), torch.ones_like(self.weight), stride=self.stride,
+                      padding=self.padding, output_padding=tuple(extra))
+            return back[0]
+
+    def extra_repr(self) -> str:
+        return (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
+                f"stride={self.stride}, padding={self.padding}, weight_bits={self.weight_bits}, "
+                f"method={self.method}, sparsity={self.sparsity}, mode={self.mode}")
+
+
+class TBConv1d(_TBConv):
+    """1-D convolution with quantized weights on spike trains ``[T, B, C, L]`` (see :class:`TBLinear`)."""
+
+    _nd = 1
+
+
+class TBConv2d(_TBConv):
+    """2-D convolution with quantized weights on spike trains ``[T, B, C, H, W]`` (see :class:`TBLinear`)."""
+
+    _nd = 2

@@ -1,0 +1,276 @@
+"""Models built from a JSON-serialisable config: temporal binary networks and their baselines.
+
+One builder makes four variants of the same architecture (DESIGN §2.1):
+
+* ``tbn``: temporal binary network. Input encoded as spikes over ``T`` steps; every layer
+  takes spikes and has quantized weights (DAT per output channel); hidden units are
+  :class:`~tbnn.neurons.TemporalBinary` neurons after a BatchNorm (the paper's recipe);
+  the read-out decodes the last spike train and gives logits.
+* ``ste``: the same with the straight-through estimator in place of the DAT.
+* ``float``: the same architecture in full precision with ReLU (the float floor).
+* ``lif``: snnTorch leaky integrate-and-fire neurons with a surrogate gradient, rate-coded
+  input over ``T`` steps, the same widths; logits are the read-out current averaged over time.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, fields, replace
+
+import torch
+from torch import Tensor, nn
+
+from .coding import SCHEMES, SpikeCode
+from .layers import MODES, TBConv1d, TBConv2d, TBLinear
+from .neurons import TemporalBinary
+from .quant import WEIGHT_BITS, parse_sparsity
+
+__all__ = ["MODEL_KINDS", "ARCHS", "ModelConfig", "TBNet", "LIFNet", "build_model"]
+
+MODEL_KINDS: tuple[str, ...] = ("tbn", "ste", "float", "lif")
+ARCHS: tuple[str, ...] = ("mlp", "cnn")
+
+
+@dataclass
+class ModelConfig:
+    """Everything needed to rebuild a model; round-trips through JSON (``to_dict``/``from_dict``).
+
+    ``layers`` counts hidden layers (MLP) or convolution layers (CNN, widths ``channels``,
+    then ``2*channels``; stride 2 after the first). ``act_bits`` is the activation code
+    width; for the ``binary`` code it equals ``timesteps``.
+    """
+
+    model: str = "tbn"
+    arch: str = "mlp"
+    in_features: int = 64
+    image_shape: tuple[int, ...] | None = None
+    n_classes: int = 10
+    hidden: int = 256
+    layers: int = 2
+    channels: int = 32
+    timesteps: int = 4
+    weight_bits: float = 1
+    readout_bits: float | None = 1
+    act_bits: int | None = None
+    sparsity: str | None = None
+    lam: float = 0.01
+    block: int | None = 128
+    encoding: str = "binary"
+    weight_grid: str = "meanstd"
+    beta: float = 0.9
+
+    def __post_init__(self) -> None:
+        if self.image_shape is not None:
+            self.image_shape = tuple(int(v) for v in self.image_shape)
+        self.validate()
+
+    def validate(self) -> None:
+        """Raise ``ValueError`` naming the first bad field and what is allowed."""
+        def positive_int(name: str) -> None:
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise ValueError(f"{name} must be an integer >= 1; got {v!r}.")
+
+        if self.model not in MODEL_KINDS:
+            raise ValueError(f"model must be one of {', '.join(MODEL_KINDS)}; got {self.model!r}.")
+        if self.arch not in ARCHS:
+            raise ValueError(f"arch must be one of {', '.join(ARCHS)}; got {self.arch!r}.")
+        for name in ("in_features", "n_classes", "hidden", "layers", "channels", "timesteps"):
+            positive_int(name)
+        if self.weight_bits not in WEIGHT_BITS:
+            raise ValueError(f"weight_bits must be one of {', '.join(map(str, WEIGHT_BITS))}; got {self.weight_bits!r}.")
+        if self.readout_bits is not None and self.readout_bits not in WEIGHT_BITS:
+            raise ValueError(f"readout_bits must be one of {', '.join(map(str, WEIGHT_BITS))} or None; got {self.readout_bits!r}.")
+        if self.encoding not in SCHEMES:
+            raise ValueError(f"encoding must be one of {', '.join(SCHEMES)}; got {self.encoding!r}.")
+        if self.act_bits is not None:
+            if self.encoding != "binary" or self.act_bits != self.timesteps:
+                raise ValueError(
+                    f"act_bits must equal timesteps ({self.timesteps}) with the binary code "
+                    f"(a T-step binary neuron carries T bits); got {self.act_bits!r}.")
+        if isinstance(self.lam, bool) or not isinstance(self.lam, (int, float)) or not math.isfinite(self.lam) or self.lam < 0:
+            raise ValueError(f"lam must be a finite number >= 0; got {self.lam!r}.")
+        if self.block is not None and (isinstance(self.block, bool) or not isinstance(self.block, int) or self.block < 1):
+            raise ValueError(f"block must be a positive integer or None; got {self.block!r}.")
+        if self.model != "lif" and self.encoding == "binary" and self.timesteps > 24:
+            raise ValueError(f"timesteps must be <= 24 with the binary code; got {self.timesteps}.")
+        parse_sparsity(self.sparsity)
+        if self.arch == "cnn" and self.image_shape is None and self.in_features < 4:
+            raise ValueError("arch 'cnn' needs image_shape or a 1-D input of at least 4 features.")
+        if not 0 < self.beta <= 1:
+            raise ValueError(f"beta must lie in (0, 1]; got {self.beta!r}.")
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["image_shape"] = list(self.image_shape) if self.image_shape is not None else None
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "ModelConfig":
+        names = {f.name for f in fields(cls)}
+        unknown = set(d) - names
+        if unknown:
+            raise ValueError(f"model config has unknown fields {sorted(unknown)}; allowed: {sorted(names)}.")
+        return cls(**d)
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        """Shape of one sample as the first layer takes it (channels first for a CNN)."""
+        if self.arch == "mlp":
+            return (self.in_features,)
+        if self.image_shape is not None:
+            return (1, *self.image_shape)
+        return (1, self.in_features)
+
+
+def _layer_specs(cfg: ModelConfig) -> list[dict]:
+    """The hidden layers as dicts: kind, sizes, and the shape of their output per sample."""
+    specs = []
+    shape = cfg.input_shape
+    if cfg.arch == "mlp":
+        width = cfg.in_features
+        for _ in range(cfg.layers):
+            specs.append(dict(kind="linear", in_=width, out=cfg.hidden, in_shape=(width,), out_shape=(cfg.hidden,)))
+            width = cfg.hidden
+        return specs
+    nd = len(shape) - 1
+    ch = shape[0]
+    for i in range(cfg.layers):
+        out_ch = cfg.channels if i == 0 else 2 * cfg.channels
+        stride = 1 if i == 0 else 2
+        k = 3 if nd == 2 else 5
+        pad = k // 2
+        spatial = tuple((s + 2 * pad - k) // stride + 1 for s in shape[1:])
+        specs.append(dict(kind=f"conv{nd}d", in_=ch, out=out_ch, k=k, stride=stride, pad=pad,
+                          in_shape=shape, out_shape=(out_ch, *spatial)))
+        shape, ch = (out_ch, *spatial), out_ch
+    return specs
+
+
+class TBNet(nn.Module):
+    """Temporal binary network (``tbn``), its STE twin (``ste``) and its float twin (``float``).
+
+    ``forward(x, mode=None, record=False)`` returns logits ``[B, classes]``; with
+    ``record=True`` it returns ``(logits, codes)`` where ``codes`` maps each spiking layer
+    (``input``, ``hidden1``, ...) to its :class:`~tbnn.coding.SpikeCode`. ``mode`` overrides
+    every layer's execution mode (``fused`` / ``folded`` / ``step``).
+    """
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        if cfg.model == "lif":
+            raise ValueError("model 'lif' is built by LIFNet, not TBNet.")
+        self.cfg = cfg
+        spiking = cfg.model != "float"
+        method = "ste" if cfg.model == "ste" else "dat"
+        wbits = cfg.weight_bits if spiking else None
+        wkw = dict(method=method, lam=cfg.lam, sparsity=cfg.sparsity if spiking else None,
+                   weight_grid=cfg.weight_grid)
+        nkw = dict(scheme=cfg.encoding, lam=cfg.lam, block=cfg.block, method=method)
+        self.specs = _layer_specs(cfg)
+        self.encoder = TemporalBinary(cfg.timesteps, grid="minmax", **nkw) if spiking else None
+        self.layers = nn.ModuleList()
+        self.norms = nn.ModuleList()
+        self.neurons = nn.ModuleList()
+        for sp in self.specs:
+            if sp["kind"] == "linear":
+                layer = TBLinear(sp["in_"], sp["out"], weight_bits=wbits, **wkw)
+                norm = nn.BatchNorm1d(sp["out"])
+            else:
+                conv = TBConv1d if sp["kind"] == "conv1d" else TBConv2d
+                layer = conv(sp["in_"], sp["out"], sp["k"], stride=sp["stride"], padding=sp["pad"],
+                             weight_bits=wbits, **wkw)
+                norm = (nn.BatchNorm1d if sp["kind"] == "conv1d" else nn.BatchNorm2d)(sp["out"])
+            self.layers.append(layer)
+            self.norms.append(norm)
+            self.neurons.append(TemporalBinary(cfg.timesteps, grid="rectify", **nkw) if spiking else nn.ReLU())
+        feat = math.prod(self.specs[-1]["out_shape"])
+        rbits = cfg.readout_bits if spiking else None
+        self.readout = TBLinear(feat, cfg.n_classes, weight_bits=rbits, **wkw)
+
+    @property
+    def layer_names(self) -> list[str]:
+        """Names of the spiking layers in network order."""
+        return ["input"] + [f"hidden{i + 1}" for i in range(len(self.layers))]
+
+    def forward(self, x: Tensor, mode: str | None = None, record: bool = False):
+        if mode is not None and mode not in MODES:
+            raise ValueError(f"mode must be one of {', '.join(MODES)}; got {mode!r}.")
+        x = x.reshape(x.shape[0], *self.cfg.input_shape)
+        codes: dict[str, SpikeCode] = {}
+        h = self.encoder(x) if self.encoder is not None else x
+        if isinstance(h, SpikeCode):
+            codes["input"] = h
+        for i, (layer, norm, neuron) in enumerate(zip(self.layers, self.norms, self.neurons)):
+            h = neuron(norm(layer(h, mode)))
+            if isinstance(h, SpikeCode):
+                codes[f"hidden{i + 1}"] = h
+        if isinstance(h, SpikeCode):
+            h = replace(h, shape=None)  # the read-out takes the features flat
+        else:
+            h = h.flatten(1)
+        logits = self.readout(h, mode)
+        return (logits, codes) if record else logits
+
+
+class LIFNet(nn.Module):
+    """snnTorch leaky integrate-and-fire baseline (``lif``): same widths, surrogate gradient.
+
+    Input: Bernoulli rate code over ``T`` steps of the min-max scaled input
+    (``snntorch.spikegen.rate``); hidden: ``Linear``/``Conv`` → ``snn.Leaky(beta)`` with the
+    fast-sigmoid surrogate; logits: the read-out current averaged over the ``T`` steps.
+    """
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        import snntorch as snn
+        from snntorch import surrogate
+
+        self.cfg = cfg
+        self.specs = _layer_specs(cfg)
+        self.layers = nn.ModuleList()
+        self.lifs = nn.ModuleList()
+        for sp in self.specs:
+            if sp["kind"] == "linear":
+                self.layers.append(nn.Linear(sp["in_"], sp["out"]))
+            else:
+                conv = nn.Conv1d if sp["kind"] == "conv1d" else nn.Conv2d
+                self.layers.append(conv(sp["in_"], sp["out"], sp["k"], stride=sp["stride"], padding=sp["pad"]))
+            self.lifs.append(snn.Leaky(beta=cfg.beta, spike_grad=surrogate.fast_sigmoid(slope=25)))
+        self.readout = nn.Linear(math.prod(self.specs[-1]["out_shape"]), cfg.n_classes)
+
+    @property
+    def layer_names(self) -> list[str]:
+        return ["input"] + [f"hidden{i + 1}" for i in range(len(self.layers))]
+
+    def encode(self, x: Tensor) -> Tensor:
+        """Rate code ``[T, B, ...]`` of ``x`` min-max scaled per sample to ``[0, 1]``."""
+        flat = x.flatten(1)
+        lo, hi = flat.min(1, keepdim=True).values, flat.max(1, keepdim=True).values
+        v = ((flat - lo) / (hi - lo).clamp_min(1e-12)).reshape(x.shape)
+        return (torch.rand(self.cfg.timesteps, *x.shape, device=x.device) < v).to(x.dtype)
+
+    def forward(self, x: Tensor, mode: str | None = None, record: bool = False):
+        x = x.reshape(x.shape[0], *self.cfg.input_shape)
+        spikes_in = self.encode(x)
+        mems = [lif.init_leaky() for lif in self.lifs]
+        rec: dict[str, list[Tensor]] = {name: [] for name in self.layer_names}
+        out = 0.0
+        for t in range(self.cfg.timesteps):
+            h = spikes_in[t]
+            rec["input"].append(h)
+            for i, (layer, lif) in enumerate(zip(self.layers, self.lifs)):
+                h, mems[i] = lif(layer(h), mems[i])
+                rec[f"hidden{i + 1}"].append(h)
+            out = out + self.readout(h.flatten(1))
+        logits = out / self.cfg.timesteps
+        if not record:
+            return logits
+        return logits, {k: torch.stack(v).flatten(2).bool() for k, v in rec.items()}
+
+
+def build_model(cfg: ModelConfig | dict) -> nn.Module:
+    """Build the model a config describes (a :class:`ModelConfig` or its dict)."""
+    if isinstance(cfg, dict):
+        cfg = ModelConfig.from_dict(cfg)
+    return LIFNet(cfg) if cfg.model == "lif" else TBNet(cfg)

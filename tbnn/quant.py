@@ -1,0 +1,505 @@
+"""Functional core: quantization as additive noise, undone by the denoising affine transform.
+
+Implements the method of Ye et al., *Robust Training of Neural Networks at Arbitrary
+Precision and Sparsity*, arXiv:2409.09245 (see ``DESIGN.md`` §1.1). Every function here is
+a pure function on tensors and is differentiable.
+
+For a tensor ``x`` cut into blocks of ``B`` contiguous elements along ``dim`` (the axis a
+following matmul contracts):
+
+1. grid map ``u = f(x)``: affine ``u = L (x - lo) / (hi - lo) - 1/2`` on a grid of ``L = 2^k``
+   levels (``lo``, ``hi`` detached block statistics), or linear ``u = x / s`` for ternary and
+   sparse codes;
+2. quantization as additive noise ``q = u + sg(round_clip(u) - u)``: the rounding residual is
+   the only detached quantity;
+3. ridge dequantization of the *original* ``x`` on ``q`` within the block::
+
+       g(q) = Cov(x, q) / (Var(q) + lam) * (q - mean q) + mean x        (affine)
+       g(q) = <q, x> / (<q, q> + lam) * q                                (linear)
+
+   with population statistics. Gradients flow through ``q`` and every statistic.
+
+The STE baseline replaces ``g`` by the fixed inverse grid map ``x^ = s_f q + b_f``.
+
+Every dequantized block is affine in its integer codes, ``x^ = gain * q + offset``; the
+:class:`BlockCodes` record holds exactly that, which gives the integer matmul shortcut
+:func:`quantized_matmul`.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+__all__ = [
+    "WEIGHT_BITS",
+    "METHODS",
+    "GRIDS",
+    "BlockCodes",
+    "ridge_dequantize",
+    "ridge_fit",
+    "fake_quantize",
+    "quantize",
+    "dequantize",
+    "quantized_matmul",
+    "nm_mask",
+    "magnitude_mask",
+    "parse_sparsity",
+    "validate_bits",
+    "check_finite",
+]
+
+#: Bit widths a weight or activation tensor can be quantized to (1.5 = ternary).
+WEIGHT_BITS: tuple[float, ...] = (1, 1.5, 2, 3, 4, 8)
+#: ``dat``: ridge dequantizer (the paper); ``ste``: fixed inverse grid map;
+#: ``ste_clip``: the same with the hardtanh-clipped straight-through gradient.
+METHODS: tuple[str, ...] = ("dat", "ste", "ste_clip")
+#: How ``lo`` and ``hi`` of the affine grid come from a block: ``minmax`` (two-sided, 1-bit
+#: threshold at the midpoint), ``meanstd`` (mean ± c·std, 1-bit threshold at the block
+#: mean), ``rectify`` (``lo = 0``, ``hi`` = block maximum: a neuron that cannot fire negative
+#: spikes, the network's nonlinearity, DESIGN §1.2).
+GRIDS: tuple[str, ...] = ("minmax", "meanstd", "rectify")
+
+_TINY = 1e-12
+
+
+# --------------------------------------------------------------------------------------
+# validation
+
+
+def check_finite(x: Tensor, name: str = "x") -> None:
+    """Raise ``ValueError`` if ``x`` holds a NaN or an infinity."""
+    if not torch.is_tensor(x):
+        raise ValueError(f"{name} must be a torch.Tensor; got {type(x).__name__}.")
+    if x.is_floating_point() and not bool(torch.isfinite(x).all()):
+        raise ValueError(f"{name} must be finite; it holds NaN or inf values.")
+
+
+def validate_bits(bits: float, name: str = "bits") -> float:
+    """Return ``bits`` if it is one of :data:`WEIGHT_BITS`, else raise ``ValueError``."""
+    if isinstance(bits, bool) or bits not in WEIGHT_BITS:
+        allowed = ", ".join(str(b) for b in WEIGHT_BITS)
+        raise ValueError(f"{name} must be one of {allowed} (1.5 = ternary); got {bits!r}.")
+    return bits
+
+
+def _validate_common(lam: float, block: int | None, method: str, grid: str | None) -> None:
+    if not isinstance(lam, (int, float)) or isinstance(lam, bool) or not math.isfinite(lam) or lam < 0:
+        raise ValueError(f"lam must be a finite number >= 0; got {lam!r}.")
+    if block is not None and (isinstance(block, bool) or not isinstance(block, int) or block < 1):
+        raise ValueError(f"block must be a positive integer or None (whole axis); got {block!r}.")
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {', '.join(METHODS)}; got {method!r}.")
+    if grid is not None and grid not in GRIDS:
+        raise ValueError(f"grid must be one of {', '.join(GRIDS)}; got {grid!r}.")
+
+
+def parse_sparsity(sparsity: str | float | None) -> tuple[int, int] | float | None:
+    """Parse ``"M:N"`` (keep M of every N) or a magnitude fraction in ``[0, 1)`` to prune.
+
+    Returns ``(M, N)``, a float fraction, or ``None``.
+    """
+    if sparsity is None:
+        return None
+    if isinstance(sparsity, str):
+        m = re.fullmatch(r"\s*(\d+)\s*:\s*(\d+)\s*", sparsity)
+        if m is None:
+            raise ValueError(
+                f"sparsity must be 'M:N' with integers 0 < M <= N (e.g. '2:4') or a fraction in "
+                f"[0, 1); got {sparsity!r}."
+            )
+        keep, group = int(m.group(1)), int(m.group(2))
+        if not 0 < keep <= group:
+            raise ValueError(f"sparsity 'M:N' needs 0 < M <= N; got {sparsity!r}.")
+        return keep, group
+    if isinstance(sparsity, (int, float)) and not isinstance(sparsity, bool):
+        if not 0 <= float(sparsity) < 1:
+            raise ValueError(f"sparsity as a fraction must lie in [0, 1); got {sparsity!r}.")
+        return float(sparsity)
+    raise ValueError(f"sparsity must be 'M:N', a fraction in [0, 1) or None; got {sparsity!r}.")
+
+
+# --------------------------------------------------------------------------------------
+# blocks
+
+
+def _to_blocks(x: Tensor, dim: int, block: int | None) -> tuple[Tensor, Tensor, Tensor]:
+    """Move ``dim`` last and cut it into blocks ``[..., nb, B]``, zero-padding a ragged tail.
+
+    Returns the blocks, a boolean ``valid`` mask ``[nb, B]`` and the float counts ``n [nb]``.
+    """
+    x = x.movedim(dim, -1)
+    k = x.shape[-1]
+    size = k if block is None else min(block, k)
+    nb = -(-k // size)
+    pad = nb * size - k
+    if pad:
+        x = torch.nn.functional.pad(x, (0, pad))
+    xb = x.reshape(*x.shape[:-1], nb, size)
+    valid = (torch.arange(nb * size, device=x.device) < k).reshape(nb, size)
+    n = valid.sum(-1).to(xb.dtype)
+    return xb, valid, n
+
+
+def _from_blocks(xb: Tensor, dim: int, k: int) -> Tensor:
+    return xb.reshape(*xb.shape[:-2], -1)[..., :k].movedim(-1, dim)
+
+
+def _bmean(t: Tensor, valid: Tensor, n: Tensor) -> Tensor:
+    """Mean over the valid elements of each block, keeping the block axis: ``[..., nb, 1]``."""
+    return (t * valid).sum(-1, keepdim=True) / n.unsqueeze(-1)
+
+
+# --------------------------------------------------------------------------------------
+# ridge dequantizer
+
+
+def ridge_fit(
+    x: Tensor, q: Tensor, valid: Tensor, n: Tensor, lam: float, affine: bool = True
+) -> tuple[Tensor, Tensor]:
+    """Closed-form ridge regression of ``x`` on ``q`` within each block (last axis).
+
+    Solves ``min_{s,b} 1/(2N) ||s q + b - x||^2 + (lam/2) s^2`` (``b = 0`` for the linear
+    form) and returns ``(gain, offset)`` of shape ``[..., nb, 1]`` with ``g(q) = gain*q +
+    offset``::
+
+        gain = Cov(x, q) / (Var(q) + lam),  offset = mean(x) - gain * mean(q)   (affine)
+        gain = <q, x> / (<q, q> + lam),     offset = 0                           (linear)
+
+    Statistics are population moments (divide by N) over the ``valid`` elements. A block
+    with ``Var(q) + lam == 0`` (all codes equal, ``lam = 0``) gets ``gain = 0``: its output
+    is ``mean(x)``, never NaN. Ye et al. (2024), arXiv:2409.09245, Eq. (ridge DAT).
+    """
+    if affine:
+        qbar = _bmean(q, valid, n)
+        xbar = _bmean(x, valid, n)
+        qc = torch.where(valid, q - qbar, torch.zeros((), dtype=q.dtype, device=q.device))
+        cov = _bmean(qc * x, valid, n)
+        den = _bmean(qc * qc, valid, n) + lam
+    else:
+        cov = _bmean(q * x, valid, n)
+        den = _bmean(q * q, valid, n) + lam
+    ok = den > 0
+    gain = torch.where(ok, cov / torch.where(ok, den, torch.ones_like(den)), torch.zeros_like(den))
+    offset = xbar - gain * qbar if affine else torch.zeros_like(gain)
+    return gain, offset
+
+
+def ridge_dequantize(
+    x: Tensor,
+    q: Tensor,
+    lam: float = 0.01,
+    dim: int = -1,
+    affine: bool = True,
+    block: int | None = None,
+) -> Tensor:
+    """Ridge dequantizer ``g(q)``: the least-squares affine (or linear) read-out of ``x`` from ``q``.
+
+    ``g(q) = Cov(x,q)/(Var(q)+lam) * (q - mean q) + mean x`` along ``dim`` (population
+    statistics), or ``<q,x>/(<q,q>+lam) * q`` when ``affine=False``; over blocks of
+    ``block`` elements when given (``None``: the whole axis). Differentiable in ``x`` and
+    ``q`` through every statistic (Ye et al. 2024, arXiv:2409.09245, §3).
+
+    ``lam -> 0`` with two distinct codes returns the two conditional means of ``x``;
+    ``lam -> inf`` returns ``mean(x)`` (affine) or 0 (linear).
+    """
+    _validate_common(lam, block, "dat", None)
+    check_finite(x, "x")
+    check_finite(q, "q")
+    if x.shape != q.shape:
+        raise ValueError(f"q must have the shape of x {tuple(x.shape)}; got {tuple(q.shape)}.")
+    dim = _check_dim(x, dim)
+    xb, valid, n = _to_blocks(x, dim, block)
+    qb, _, _ = _to_blocks(q, dim, block)
+    gain, offset = ridge_fit(xb, qb, valid, n, lam, affine)
+    return _from_blocks(gain * qb + offset, dim, x.shape[dim])
+
+
+def _check_dim(x: Tensor, dim: int) -> int:
+    if x.dim() == 0:
+        raise ValueError("x must have at least one dimension; got a scalar.")
+    if not -x.dim() <= dim < x.dim():
+        raise ValueError(f"dim must lie in [{-x.dim()}, {x.dim() - 1}] for x of rank {x.dim()}; got {dim}.")
+    return dim % x.dim()
+
+
+# --------------------------------------------------------------------------------------
+# sparsity masks
+
+
+def nm_mask(x: Tensor, keep: int, group: int, dim: int = -1) -> Tensor:
+    """Boolean mask keeping the ``keep`` largest-magnitude of every ``group`` consecutive elements.
+
+    Groups run along ``dim``; a ragged last group keeps ``min(keep, its length)``.
+    (Structured M:N sparsity, e.g. NVIDIA 2:4; Mishra et al. 2021, arXiv:2104.08378.)
+    """
+    xb, valid, _ = _to_blocks(x.detach().abs(), dim, group)
+    score = torch.where(valid, xb, torch.full_like(xb, -1.0))
+    idx = score.topk(min(keep, score.shape[-1]), dim=-1).indices
+    mask = torch.zeros_like(valid.expand_as(xb)).scatter(-1, idx, True) & valid
+    return _from_blocks(mask, dim, x.shape[dim])
+
+
+def magnitude_mask(x: Tensor, fraction: float, valid: Tensor) -> Tensor:
+    """Mask (on blocks ``[..., nb, B]``) that zeroes the ``fraction`` smallest magnitudes per block."""
+    a = x.detach().abs()
+    n = valid.sum(-1, keepdim=True)
+    drop = torch.floor(fraction * n)
+    rank = torch.where(valid, a, torch.full_like(a, float("inf"))).argsort(-1).argsort(-1)
+    return (rank >= drop) & valid
+
+
+# --------------------------------------------------------------------------------------
+# quantization
+
+
+@dataclass
+class BlockCodes:
+    """A quantized tensor as integer codes and a per-block affine read-out.
+
+    ``x^ = gain * q + offset`` on blocks ``[..., nb, B]`` of the axis ``dim`` (moved last).
+    ``q`` holds integer values and carries the straight-through residual gradient.
+    """
+
+    q: Tensor
+    gain: Tensor
+    offset: Tensor
+    valid: Tensor
+    n: Tensor
+    dim: int
+    length: int
+
+    def dequantize(self) -> Tensor:
+        """The dequantized tensor, shaped like the input."""
+        return _from_blocks(self.gain * self.q + self.offset, self.dim, self.length)
+
+    def codes(self) -> Tensor:
+        """The integer codes, shaped like the input (detached)."""
+        return _from_blocks(self.q.detach(), self.dim, self.length)
+
+
+def grid_range(xb: Tensor, valid: Tensor, n: Tensor, grid: str, levels: int) -> tuple[Tensor, Tensor]:
+    """Detached ``(lo, hi)`` of the affine grid for each block (``[..., nb, 1]``).
+
+    ``minmax``: block min and max; ``meanstd``: mean ± c·std with ``c = 1`` for 1 bit and 2
+    otherwise (the 1-bit threshold is then the block mean); ``rectify``: ``0`` and the block
+    maximum (clipped at a tiny positive value).
+    """
+    xb = xb.detach()
+    if grid == "minmax":
+        lo = torch.where(valid, xb, torch.full_like(xb, float("inf"))).amin(-1, keepdim=True)
+        hi = torch.where(valid, xb, torch.full_like(xb, float("-inf"))).amax(-1, keepdim=True)
+    elif grid == "meanstd":
+        mu = _bmean(xb, valid, n)
+        sd = _bmean(torch.where(valid, xb - mu, torch.zeros_like(xb)) ** 2, valid, n).sqrt()
+        c = 1.0 if levels == 2 else 2.0
+        lo, hi = mu - c * sd, mu + c * sd
+    else:  # rectify
+        hi = torch.where(valid, xb, torch.full_like(xb, float("-inf"))).amax(-1, keepdim=True)
+        hi = hi.clamp_min(_TINY)
+        lo = torch.zeros_like(hi)
+    hi = torch.where(hi > lo, hi, lo + 1.0)  # a constant block: every code 0, never 0/0
+    return lo, hi
+
+
+def affine_codes(xb: Tensor, lo: Tensor, hi: Tensor, levels: int, clip_grad: bool = False) -> Tensor:
+    """``q = u + sg(code - u)`` on the affine grid, ``code = min(floor(L v), L - 1)``.
+
+    ``v = clip((x - lo)/(hi - lo), 0, 1)`` and ``u = L (x - lo)/(hi - lo) - 1/2`` is the
+    continuous grid coordinate whose gradient passes through (clipped to the grid when
+    ``clip_grad``, the hardtanh STE). With ``L = 2^T`` and ``lo = 0`` these codes are
+    exactly the bits, most significant first, of an integrate-and-fire neuron with
+    halving thresholds started at ``v`` (DESIGN §1.2).
+    """
+    span = hi - lo
+    v = ((xb - lo) / span).clamp(0.0, 1.0)
+    code = torch.floor(v.detach() * levels).clamp_max(levels - 1)
+    u = (xb - lo) / span * levels - 0.5
+    if clip_grad:
+        u = u.clamp(-0.5, levels - 0.5)
+    return u + (code - u).detach()
+
+
+def _linear_codes(xs: Tensor, valid: Tensor, n: Tensor, bits: float, clip_grad: bool) -> tuple[Tensor, Tensor]:
+    """Symmetric linear codes ``q = u + sg(code - u)``, ``u = x / s``; returns ``(q, s)``.
+
+    Ternary (``bits = 1.5``): ``s = 1.4 mean|x|`` so the threshold is ``0.7 mean|x|`` (TWN,
+    Li et al. 2016, arXiv:1605.04711), codes ``{-1, 0, 1}``. Sparse ``k``-bit: nonzero
+    elements get ``sign(x) * m`` with ``m`` in ``1..2^(k-1)``, ``s = 2 mean|x_kept| /
+    (2^(k-1) + 1)``; pruned elements get code 0.
+    """
+    a = xs.detach().abs()
+    if bits == 1.5:
+        s = (1.4 * _bmean(a, valid, n)).clamp_min(_TINY)
+        u = xs / s
+        code = torch.floor(u.detach() + 0.5).clamp(-1, 1)
+        lim = 1.0
+    else:
+        mags = 2 ** (int(bits) - 1)
+        kept = (a > 0) & valid
+        mean_kept = (a * kept).sum(-1, keepdim=True) / kept.sum(-1, keepdim=True).clamp_min(1)
+        s = (2.0 * mean_kept / (mags + 1)).clamp_min(_TINY)
+        u = xs / s
+        mag = torch.floor(u.detach().abs() + 0.5).clamp(1, mags)
+        code = torch.where(kept, torch.sign(u.detach()) * mag, torch.zeros_like(u))
+        lim = float(mags)
+    if clip_grad:
+        u = u.clamp(-lim - 0.5, lim + 0.5)
+    return u + (code - u).detach(), s
+
+
+def quantize(
+    x: Tensor,
+    bits: float = 1,
+    method: str = "dat",
+    block: int | None = 128,
+    lam: float = 0.01,
+    dim: int = -1,
+    sparsity: str | float | None = None,
+    grid: str | None = None,
+    target: str = "x",
+    detach_stats: bool = False,
+    levels: int | None = None,
+    validate: bool = True,
+) -> BlockCodes:
+    """Quantize ``x`` blockwise and fit its read-out; see :func:`fake_quantize` for the arguments.
+
+    ``levels`` overrides ``2**bits`` on the affine grid (used by the temporal codes, where
+    a ``T``-step binary neuron carries ``2^T`` levels). Returns :class:`BlockCodes`.
+    """
+    if validate:
+        if levels is None:
+            validate_bits(bits)
+        _validate_common(lam, block, method, grid)
+        check_finite(x, "x")
+        dim = _check_dim(x, dim)
+        if target not in ("x", "relu"):
+            raise ValueError(f"target must be 'x' or 'relu'; got {target!r}.")
+    else:
+        dim = dim % x.dim()
+    sp = parse_sparsity(sparsity)
+    xb, valid, n = _to_blocks(x, dim, block)
+    clip_grad = method == "ste_clip"
+
+    linear = bits == 1.5 or sp is not None
+    if linear:
+        xs = xb
+        if sp is not None:
+            if isinstance(sp, tuple):
+                mb, _, _ = _to_blocks(nm_mask(x, sp[0], sp[1], dim), dim, block)
+            else:
+                mb = magnitude_mask(xb, sp, valid)
+            xs = xb + (xb * mb - xb).detach()
+        q, s = _linear_codes(xs, valid, n, 1.5 if bits == 1.5 else bits, clip_grad)
+        if method == "dat":
+            gain, offset = ridge_fit(xb, q, valid, n, lam, affine=False)
+        else:
+            gain, offset = s, torch.zeros_like(s)
+    else:
+        lv = levels if levels is not None else 2 ** int(bits)
+        lo, hi = grid_range(xb, valid, n, grid or "minmax", lv)
+        q = affine_codes(xb, lo, hi, lv, clip_grad)
+        if method == "dat":
+            tgt = torch.relu(xb) if target == "relu" else xb
+            gain, offset = ridge_fit(tgt, q, valid, n, lam, affine=True)
+        else:  # fixed inverse grid map: the centre of each bin
+            gain = (hi - lo) / lv
+            offset = lo + 0.5 * gain
+    q = torch.where(valid, q, torch.zeros((), dtype=q.dtype, device=q.device))  # padding codes 0
+    if detach_stats:
+        gain, offset = gain.detach(), offset.detach()
+    return BlockCodes(q=q, gain=gain, offset=offset, valid=valid, n=n, dim=dim, length=x.shape[dim])
+
+
+def fake_quantize(
+    x: Tensor,
+    bits: float = 1,
+    method: str = "dat",
+    block: int | None = 128,
+    lam: float = 0.01,
+    dim: int = -1,
+    sparsity: str | float | None = None,
+    grid: str | None = None,
+    target: str = "x",
+    detach_stats: bool = False,
+) -> Tensor:
+    """Quantize ``x`` and map it back to real values, differentiably (quantization-aware training).
+
+    Parameters
+    ----------
+    x : tensor to quantize (weights or activations); must be finite.
+    bits : 1, 2, 3, 4, 8, or 1.5 for ternary ``{-1, 0, 1}`` codes.
+    method : ``"dat"`` (ridge dequantizer of Ye et al. 2024), ``"ste"`` (fixed inverse grid
+        map, straight-through gradient) or ``"ste_clip"`` (hardtanh-clipped STE).
+    block : elements per block along ``dim`` (``None``: the whole axis); the last block may
+        be shorter.
+    lam : ridge penalty ``>= 0`` (the paper uses 0.01 everywhere).
+    dim : the axis a following matmul contracts; blocks never straddle other axes.
+    sparsity : ``"M:N"`` (keep M of every N along ``dim``) or a fraction of each block to
+        prune by magnitude; masked first, then quantized with linear codes, then regressed
+        onto the *dense* ``x`` (sparsify-then-quantize).
+    grid : ``"minmax"`` (default), ``"meanstd"`` or ``"rectify"`` (see :data:`GRIDS`).
+    target : regress onto ``"x"`` or ``"relu"`` (``relu(x)``, for rectifying neurons).
+    detach_stats : stop gradients through the fitted gain and offset.
+
+    The 1-bit DAT output takes at most 2 values per block, k-bit at most ``2^k``.
+    """
+    return quantize(x, bits, method, block, lam, dim, sparsity, grid, target, detach_stats).dequantize()
+
+
+def dequantize(codes: BlockCodes) -> Tensor:
+    """Map :class:`BlockCodes` back to real values: ``gain * q + offset`` per block."""
+    return codes.dequantize()
+
+
+def blocked_code_matmul(xc: BlockCodes, wc: BlockCodes) -> Tensor:
+    """``X^ W^T`` from codes blocked along the same contracted axis (the last of both).
+
+    With ``X^ = a q + c`` and ``W^ = a' q' + c'`` per block (``n`` elements)::
+
+        sum_k X^_ik W^_jk = sum_b [ a a' (Q Q'^T) + a c' sum(q) + c a' sum(q') + n c c' ]
+
+    one integer-code matmul per block plus rank-1 corrections, exact up to float rounding.
+    """
+    xq, wq = xc.q, wc.q
+    if xq.shape[-2:] != wq.shape[-2:]:
+        raise ValueError("x and w must be blocked the same way along the contracted axis.")
+    a, c = xc.gain.squeeze(-1), xc.offset.squeeze(-1)  # [M, nb]
+    a2, c2 = wc.gain.squeeze(-1), wc.offset.squeeze(-1)  # [N, nb]
+    qq = torch.einsum("mbk,nbk->mnb", xq, wq)  # integer-valued
+    sx, sw = xq.sum(-1), wq.sum(-1)
+    out = torch.einsum("mb,nb,mnb->mn", a, a2, qq)
+    out = out + (a * sx) @ c2.T + c @ (a2 * sw).T + (c * xc.n) @ c2.T
+    return out
+
+
+def quantized_matmul(
+    x: Tensor,
+    w: Tensor,
+    x_kwargs: dict | None = None,
+    w_kwargs: dict | None = None,
+) -> Tensor:
+    """Matmul ``x @ w.T`` of the DAT-dequantized ``x`` (rows) and ``w`` (``[out, in]``, rows).
+
+    Computed by :func:`blocked_code_matmul` on integer codes; equals
+    ``fake_quantize(x, **x_kwargs) @ fake_quantize(w, **w_kwargs).T`` to float rounding
+    (Ye et al. 2024, matmul shortcut). Both are blocked along their last axis with the same
+    ``block`` (taken from ``x_kwargs``, default 128).
+    """
+    xk = dict(x_kwargs or {})
+    wk = dict(w_kwargs or {})
+    if x.dim() != 2 or w.dim() != 2 or x.shape[1] != w.shape[1]:
+        raise ValueError(
+            f"x must be [M, K] and w [N, K] with the same K; got {tuple(x.shape)} and {tuple(w.shape)}."
+        )
+    block = xk.pop("block", 128)
+    wk.pop("block", None)
+    xk.pop("dim", None)
+    wk.pop("dim", None)
+    xc = quantize(x, block=block, dim=-1, **xk)
+    wc = quantize(w, block=block, dim=-1, **wk)
+    return blocked_code_matmul(xc, wc)
