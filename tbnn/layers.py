@@ -15,6 +15,8 @@ only the steps' spikes contribute). All three give the same numbers, forward and
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -22,7 +24,7 @@ from torch import Tensor, nn
 from .coding import SpikeCode
 from .quant import GRIDS, METHODS, fake_quantize, parse_sparsity, validate_bits
 
-__all__ = ["MODES", "FakeQuantize", "TBLinear", "TBConv1d", "TBConv2d"]
+__all__ = ["MODES", "FakeQuantize", "TBLinear", "TBConv1d", "TBConv2d", "conv_fanout"]
 
 MODES: tuple[str, ...] = ("fused", "folded", "step")
 
@@ -44,6 +46,19 @@ class FakeQuantize(nn.Module):
 
     def extra_repr(self) -> str:
         return ", ".join(f"{k}={v}" for k, v in self.kw.items())
+
+
+def conv_fanout(op: Callable[[Tensor, Tensor], Tensor], weight_shape: torch.Size,
+                in_shape: tuple[int, ...]) -> Tensor:
+    """Number of outputs each input element of ``op(x, w)`` reaches (``[C, *spatial]``).
+
+    The gradient of ``sum(op(x, ones))`` with respect to ``x``: exact for any stride and
+    padding, borders included.
+    """
+    x = torch.zeros(1, *in_shape, requires_grad=True)
+    with torch.enable_grad():
+        op(x, torch.ones(weight_shape)).sum().backward()
+    return x.grad[0].detach()
 
 
 class _TBLayer(nn.Module):
@@ -161,16 +176,7 @@ class _TBConv(_TBLayer):
 
     def fanout(self, in_shape: tuple[int, ...]) -> Tensor:
         """Synaptic targets of each input element ``[C, *spatial]`` (exact at the borders)."""
-        with torch.no_grad():
-            ones = torch.ones(1, self.in_channels, *in_shape[1:])
-            out = self._op(ones, torch.ones_like(self.weight), None)
-            fn = F.conv_transpose1d if self._nd == 1 else F.conv_transpose2d
-            # (L + 2p - k) % stride input positions past the last window get output_padding
-            extra = [in_shape[1 + i] - ((out.shape[2 + i] - 1) * self.stride[i] - 2 * self.padding[i]
-                                        + self.kernel_size[i]) for i in range(self._nd)]
-            back = fn(torch.ones_like(out), torch.ones_like(self.weight), stride=self.stride,
-                      padding=self.padding, output_padding=tuple(extra))
-            return back[0]
+        return conv_fanout(lambda x, w: self._op(x, w, None), self.weight.shape, in_shape)
 
     def extra_repr(self) -> str:
         return (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "

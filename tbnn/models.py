@@ -25,7 +25,7 @@ from .layers import MODES, TBConv1d, TBConv2d, TBLinear
 from .neurons import TemporalBinary
 from .quant import WEIGHT_BITS, parse_sparsity
 
-__all__ = ["MODEL_KINDS", "ARCHS", "ModelConfig", "TBNet", "LIFNet", "build_model"]
+__all__ = ["MODEL_KINDS", "ARCHS", "ModelConfig", "TBNet", "LIFNet", "build_model", "weight_storage_bits"]
 
 MODEL_KINDS: tuple[str, ...] = ("tbn", "ste", "float", "lif")
 ARCHS: tuple[str, ...] = ("mlp", "cnn")
@@ -274,3 +274,40 @@ def build_model(cfg: ModelConfig | dict) -> nn.Module:
     if isinstance(cfg, dict):
         cfg = ModelConfig.from_dict(cfg)
     return LIFNet(cfg) if cfg.model == "lif" else TBNet(cfg)
+
+
+def weight_storage_bits(model: nn.Module) -> dict[str, int]:
+    """Bits needed to store a model for inference.
+
+    Quantized weights cost their code width per element (ternary: log2(3) bits) plus two
+    32-bit scalars (gain, offset) per output channel; an ``M:N`` sparse weight stores
+    ``M/N`` of its codes plus ``ceil(log2(C(N, M)))`` index bits per group of ``N``; a
+    magnitude-pruned one stores its kept codes plus a 1-bit mask. Float tensors (float
+    weights, biases, BatchNorm) cost 32 bits per element. Returns ``total``, ``quantized``
+    (the quantized weights with their scales) and ``float`` bits.
+    """
+    from .layers import _TBLayer
+    from .quant import parse_sparsity
+
+    quantized, dense = 0, 0
+    counted: set[str] = set()
+    for modname, mod in model.named_modules():
+        if isinstance(mod, _TBLayer) and mod.weight_bits is not None:
+            w = mod.weight
+            counted.add(f"{modname}.weight")
+            n, out = w.numel(), w.shape[0]
+            bits = math.log2(3) if mod.weight_bits == 1.5 else float(mod.weight_bits)
+            sp = parse_sparsity(mod.sparsity)
+            if isinstance(sp, tuple):
+                keep, group = sp
+                codes = n * keep / group * bits + (n / group) * math.ceil(math.log2(math.comb(group, keep)))
+            elif isinstance(sp, float):
+                codes = n * (1 - sp) * bits + n
+            else:
+                codes = n * bits
+            quantized += math.ceil(codes) + 2 * 32 * out
+    for name, t in model.state_dict().items():  # persistent tensors only
+        if name in counted or not t.is_floating_point():
+            continue
+        dense += 32 * t.numel()
+    return {"total": quantized + dense, "quantized": quantized, "float": dense}

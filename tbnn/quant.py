@@ -134,7 +134,7 @@ def _to_blocks(x: Tensor, dim: int, block: int | None) -> tuple[Tensor, Tensor, 
     """
     x = x.movedim(dim, -1)
     k = x.shape[-1]
-    size = k if block is None else min(block, k)
+    size = max(1, k if block is None else min(block, k))  # an empty axis gives zero blocks
     nb = -(-k // size)
     pad = nb * size - k
     if pad:
@@ -237,6 +237,11 @@ def nm_mask(x: Tensor, keep: int, group: int, dim: int = -1) -> Tensor:
     Groups run along ``dim``; a ragged last group keeps ``min(keep, its length)``.
     (Structured M:N sparsity, e.g. NVIDIA 2:4; Mishra et al. 2021, arXiv:2104.08378.)
     """
+    for name, v in (("group", group), ("keep", keep)):
+        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+            raise ValueError(f"{name} must be an integer >= 1; got {v!r}.")
+    if keep > group:
+        raise ValueError(f"keep must not exceed group ({group}); got {keep}.")
     xb, valid, _ = _to_blocks(x.detach().abs(), dim, group)
     score = torch.where(valid, xb, torch.full_like(xb, -1.0))
     idx = score.topk(min(keep, score.shape[-1]), dim=-1).indices
@@ -494,8 +499,10 @@ def quantized_matmul(
     wk = dict(w_kwargs or {})
     if x.dim() != 2 or w.dim() != 2 or x.shape[1] != w.shape[1]:
         raise ValueError(
-            f"x must be [M, K] and w [N, K] with the same K; got {tuple(x.shape)} and {tuple(w.shape)}."
+            f"x must be [M, K] and w [N, K] with the same K; got x {tuple(x.shape)} and w {tuple(w.shape)}."
         )
+    check_finite(x, "x")
+    check_finite(w, "w")
     block = xk.pop("block", 128)
     wk.pop("block", None)
     xk.pop("dim", None)

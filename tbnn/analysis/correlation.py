@@ -40,16 +40,16 @@ from tbnn.analysis.rates import (
 
 __all__ = [
     "binned_counts",
+    "complexity_distribution",
+    "complexity_histogram",
     "correlation_matrix",
-    "off_diagonal",
-    "pairwise_correlations",
     "count_correlation_matrix",
     "noise_correlations",
-    "complexity_histogram",
-    "complexity_distribution",
-    "synchrony_chi2",
     "null_complexity",
     "null_synchrony_chi2",
+    "off_diagonal",
+    "pairwise_correlations",
+    "synchrony_chi2",
 ]
 
 

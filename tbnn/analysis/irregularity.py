@@ -39,20 +39,20 @@ from scipy.special import spence
 from tbnn.analysis.rates import as_stream, check_dt, check_probability
 
 __all__ = [
-    "isi",
-    "pooled_isi",
     "cv",
     "cv2",
-    "lv",
-    "lvr",
-    "cv_of_intervals",
     "cv2_of_intervals",
+    "cv_of_intervals",
+    "isi",
+    "lv",
     "lv_of_intervals",
+    "lvr",
     "lvr_of_intervals",
     "null_cv",
     "null_cv2",
     "null_lv",
     "null_lvr",
+    "pooled_isi",
 ]
 
 

@@ -32,21 +32,21 @@ import numpy as np
 import scipy.stats
 
 __all__ = [
-    "check_spikes",
-    "check_dt",
-    "as_stream",
-    "spike_counts",
-    "rate_per_step",
-    "rate_hz",
-    "fraction_silent",
-    "fraction_active_per_step",
-    "time_histogram",
-    "psth",
     "LogNormalFit",
-    "lognormal_fit",
     "RateDistribution",
+    "as_stream",
+    "check_dt",
+    "check_spikes",
+    "fraction_active_per_step",
+    "fraction_silent",
+    "lognormal_fit",
+    "psth",
     "rate_distribution",
+    "rate_hz",
+    "rate_per_step",
     "shuffle_bins",
+    "spike_counts",
+    "time_histogram",
 ]
 
 _SHAPES = {1: "[time]", 2: "[time, neurons]", 3: "[samples, time, neurons]"}

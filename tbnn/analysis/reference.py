@@ -18,7 +18,7 @@ import math
 from dataclasses import asdict, dataclass
 from typing import Any
 
-__all__ = ["Reference", "REFERENCES", "QUALITATIVE", "verdict", "reference_for"]
+__all__ = ["QUALITATIVE", "REFERENCES", "Reference", "reference_for", "verdict"]
 
 
 @dataclass(frozen=True)

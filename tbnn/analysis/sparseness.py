@@ -38,13 +38,13 @@ import numpy as np
 from tbnn.analysis.rates import check_positive_int, check_probability, check_spikes
 
 __all__ = [
-    "treves_rolls",
-    "vinje_gallant",
+    "energy_proxy",
     "lifetime_sparseness",
-    "population_sparseness",
     "null_lifetime_sparseness",
     "null_population_sparseness",
-    "energy_proxy",
+    "population_sparseness",
+    "treves_rolls",
+    "vinje_gallant",
 ]
 
 _MEASURES = ("vinje_gallant", "treves_rolls")

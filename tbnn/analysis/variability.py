@@ -33,7 +33,7 @@ from tbnn.analysis.rates import (
     check_spikes,
 )
 
-__all__ = ["fano_factor", "window_counts", "fano_stream", "fano_trial", "null_fano"]
+__all__ = ["fano_factor", "fano_stream", "fano_trial", "null_fano", "window_counts"]
 
 
 def fano_factor(counts: Any, axis: int = 0) -> np.ndarray:

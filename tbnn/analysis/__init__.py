@@ -1,0 +1,133 @@
+"""Firing statistics of temporal binary spiking networks, against a null and biology.
+
+Pure NumPy functions on boolean spike arrays with a declared time step ``dt_ms``
+(conventions in :mod:`tbnn.analysis.rates`); definitions match Elephant 1.2.
+
+Modules
+-------
+rates          mean rate (per step, Hz), fraction silent, fraction active per step, time
+               histogram / PSTH, log-normal fit of the rate distribution, shuffle null
+irregularity   ISI, CV, CV2, LV, LvR and their Bernoulli nulls
+variability    Fano factor (stream and trial views) and its null 1 - p
+correlation    pairwise correlations of binned trains and of counts (noise), complexity,
+               synchrony chi^2, and their nulls
+sparseness     Treves–Rolls / Vinje–Gallant lifetime and population sparseness, energy proxy
+reference      biological ranges with citations, ``verdict``
+report         ``analyze_run`` / ``analyze_spikes`` / ``raster_run``
+"""
+
+from tbnn.analysis import (
+    correlation,
+    irregularity,
+    rates,
+    reference,
+    report,
+    sparseness,
+    variability,
+)
+from tbnn.analysis.correlation import (
+    complexity_distribution,
+    complexity_histogram,
+    correlation_matrix,
+    noise_correlations,
+    null_complexity,
+    null_synchrony_chi2,
+    pairwise_correlations,
+    synchrony_chi2,
+)
+from tbnn.analysis.irregularity import (
+    cv,
+    cv2,
+    isi,
+    lv,
+    lvr,
+    null_cv,
+    null_cv2,
+    null_lv,
+    null_lvr,
+    pooled_isi,
+)
+from tbnn.analysis.rates import (
+    as_stream,
+    fraction_active_per_step,
+    fraction_silent,
+    lognormal_fit,
+    psth,
+    rate_distribution,
+    rate_hz,
+    rate_per_step,
+    shuffle_bins,
+    spike_counts,
+    time_histogram,
+)
+from tbnn.analysis.reference import REFERENCES, Reference, verdict
+from tbnn.analysis.report import analyze_run, analyze_spikes, raster_run, summarize
+from tbnn.analysis.sparseness import (
+    energy_proxy,
+    lifetime_sparseness,
+    null_lifetime_sparseness,
+    null_population_sparseness,
+    population_sparseness,
+    treves_rolls,
+    vinje_gallant,
+)
+from tbnn.analysis.variability import fano_factor, fano_stream, fano_trial, null_fano
+from tbnn.spikefile import to_neo
+
+__all__ = [
+    "REFERENCES",
+    "Reference",
+    "analyze_run",
+    "analyze_spikes",
+    "as_stream",
+    "complexity_distribution",
+    "complexity_histogram",
+    "correlation",
+    "correlation_matrix",
+    "cv",
+    "cv2",
+    "energy_proxy",
+    "fano_factor",
+    "fano_stream",
+    "fano_trial",
+    "fraction_active_per_step",
+    "fraction_silent",
+    "irregularity",
+    "isi",
+    "lifetime_sparseness",
+    "lognormal_fit",
+    "lv",
+    "lvr",
+    "noise_correlations",
+    "null_complexity",
+    "null_cv",
+    "null_cv2",
+    "null_fano",
+    "null_lifetime_sparseness",
+    "null_lv",
+    "null_lvr",
+    "null_population_sparseness",
+    "null_synchrony_chi2",
+    "pairwise_correlations",
+    "pooled_isi",
+    "population_sparseness",
+    "psth",
+    "raster_run",
+    "rate_distribution",
+    "rate_hz",
+    "rate_per_step",
+    "rates",
+    "reference",
+    "report",
+    "shuffle_bins",
+    "sparseness",
+    "spike_counts",
+    "summarize",
+    "synchrony_chi2",
+    "time_histogram",
+    "to_neo",
+    "treves_rolls",
+    "variability",
+    "verdict",
+    "vinje_gallant",
+]

@@ -1,0 +1,182 @@
+"""The ``tbnn`` command line: ``demo``, ``train``, ``simulate``, ``analyze``, ``raster``.
+
+Every command rejects bad input with one sentence naming the argument and what is
+allowed, exits with status 2, and writes nothing (earlier results stay intact).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from . import __version__
+
+__all__ = ["main", "build_parser"]
+
+
+def _bits(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number of bits (1, 1.5, 2, 3, 4, 8); got {text!r}") from None
+    return int(v) if v.is_integer() else v
+
+
+def _block(text: str) -> int | None:
+    if text.lower() in ("none", "all", "0"):
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a positive integer or 'none'; got {text!r}") from None
+
+
+def _sparsity(text: str) -> str | float | None:
+    if text.lower() == "none":
+        return None
+    if ":" in text:
+        return text
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be 'M:N' (e.g. 2:4) or a fraction in [0, 1); got {text!r}") from None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="tbnn", description="Temporal binary spiking networks trained with the "
+                                "denoising affine transform (Ye et al., arXiv:2409.09245).")
+    p.add_argument("--version", action="version", version=f"tbnn {__version__}")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    d = sub.add_parser("demo", help="train, simulate, analyse and plot a small TBN on digits (~1 min)")
+    d.add_argument("--out", default="tbnn-demo", help="output directory (default: ./tbnn-demo)")
+    d.add_argument("--epochs", type=int, default=20, help="training epochs (default 20)")
+    d.add_argument("--seed", type=int, default=0)
+    d.add_argument("--quiet", action="store_true", help="no progress bars")
+
+    t = sub.add_parser("train", help="train a model and write config.json, model.safetensors, metrics.json")
+    t.add_argument("--dataset", required=True, help="digits, mnist1d, synthetic or idx:PATH")
+    t.add_argument("--model", required=True, choices=["tbn", "ste", "float", "lif"])
+    t.add_argument("--arch", default="mlp", choices=["mlp", "cnn"])
+    t.add_argument("--hidden", type=int, default=256, help="hidden width of an MLP (default 256)")
+    t.add_argument("--layers", type=int, default=2, help="hidden (MLP) or conv (CNN) layers (default 2)")
+    t.add_argument("--channels", type=int, default=32, help="channels of the first conv layer (CNN)")
+    t.add_argument("--timesteps", type=int, default=None, help="time steps T (default 4; 25 for lif)")
+    t.add_argument("--weight-bits", type=_bits, default=1, help="1, 1.5 (ternary), 2, 3, 4 or 8 (default 1)")
+    t.add_argument("--readout-bits", type=_bits, default=None, help="read-out weight bits (default: --weight-bits)")
+    t.add_argument("--act-bits", type=int, default=None, help="activation bits (= T for the binary code)")
+    t.add_argument("--sparsity", type=_sparsity, default=None, help="M:N (e.g. 2:4) or a fraction to prune")
+    t.add_argument("--lam", type=float, default=0.01, help="ridge penalty of the DAT (default 0.01)")
+    t.add_argument("--block", type=_block, default=128, help="DAT block size, or 'none' (default 128)")
+    t.add_argument("--encoding", default="binary", help="binary, sigma_delta, rate, thermometer, latency")
+    t.add_argument("--epochs", type=int, default=20)
+    t.add_argument("--batch", type=int, default=64)
+    t.add_argument("--lr", type=float, default=3e-3)
+    t.add_argument("--weight-decay", type=float, default=0.0)
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--n-train", type=int, default=None, help="use a subset of the training split")
+    t.add_argument("--n-test", type=int, default=None, help="use a subset of the test split")
+    t.add_argument("--device", default=None, help="cpu or cuda (default: cuda when present)")
+    t.add_argument("--out", required=True, help="run directory")
+    t.add_argument("--resume", action="store_true", help="continue the interrupted run in --out")
+    t.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    s = sub.add_parser("simulate", help="run a trained network as binary events; write simulation.json, spikes.npz")
+    s.add_argument("run", help="run directory written by tbnn train")
+    s.add_argument("--split", default="test", choices=["test", "train"])
+    s.add_argument("--limit", type=int, default=None, help="simulate the first N samples")
+    s.add_argument("--mode", default="step", choices=["step", "folded"])
+    s.add_argument("--batch", type=int, default=256)
+    s.add_argument("--dt-ms", type=float, default=1.0, help="declared duration of a time step (ms)")
+    s.add_argument("--out", required=True, help="simulation directory")
+    s.add_argument("--quiet", action="store_true")
+
+    a = sub.add_parser("analyze", help="firing statistics against biology: analysis.json and report.md")
+    a.add_argument("sim", help="simulation directory written by tbnn simulate")
+    a.add_argument("--dt-ms", type=float, default=None, help="override the time step (ms)")
+    a.add_argument("--layer", default=None, help="analyse one layer only")
+    a.add_argument("--out", required=True, help="analysis directory")
+
+    r = sub.add_parser("raster", help="raster plot of a simulation's spikes")
+    r.add_argument("sim", help="simulation directory written by tbnn simulate")
+    r.add_argument("--layer", default=None, help="layer to plot (default: all hidden layers)")
+    grp = r.add_mutually_exclusive_group()
+    grp.add_argument("--sample", type=int, default=None, help="one sample")
+    grp.add_argument("--samples", default=None, help="a range A:B of samples")
+    r.add_argument("--out", required=True, help="PNG file to write")
+    return p
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from .train import train
+
+    T = args.timesteps if args.timesteps is not None else (args.act_bits or (25 if args.model == "lif" else 4))
+    m = train(
+        args.dataset, args.model, args.out, epochs=args.epochs, batch=args.batch, lr=args.lr,
+        weight_decay=args.weight_decay, seed=args.seed, n_train=args.n_train, n_test=args.n_test,
+        resume=args.resume, progress=not args.quiet, device=args.device,
+        arch=args.arch, hidden=args.hidden, layers=args.layers, channels=args.channels, timesteps=T,
+        weight_bits=args.weight_bits,
+        readout_bits=args.readout_bits if args.readout_bits is not None else args.weight_bits,
+        act_bits=args.act_bits, sparsity=args.sparsity, lam=args.lam, block=args.block, encoding=args.encoding,
+    )
+    print(f"test accuracy {m['test_accuracy']:.4f} (train {m['train_accuracy']:.4f}) after {m['epochs']} epochs, "
+          f"{m['train_seconds']:.1f} s; wrote {args.out}/config.json, model.safetensors, metrics.json")
+    return 0
+
+
+def _cmd_simulate(args: argparse.Namespace) -> int:
+    from .sim import simulate
+
+    s = simulate(args.run, args.out, split=args.split, limit=args.limit, mode=args.mode, batch=args.batch,
+                 dt_ms=args.dt_ms, progress=not args.quiet)
+    print(f"accuracy {s['accuracy']:.4f}, forward agreement {s['forward_agreement']:.4f} on {s['samples']} samples; "
+          f"{s['spikes_per_sample']:.0f} spikes and {s['synaptic_ops_per_sample']:.0f} synaptic ops per sample; "
+          f"{s['samples_per_second']:.0f} samples/s; wrote {args.out}/simulation.json, spikes.npz")
+    return 0
+
+
+def _cmd_analyze(args: argparse.Namespace) -> int:
+    from .analysis.report import analyze_run
+
+    analyze_run(args.sim, args.out, dt_ms=args.dt_ms, layer=args.layer)
+    print(f"wrote {args.out}/analysis.json and {args.out}/report.md")
+    return 0
+
+
+def _cmd_raster(args: argparse.Namespace) -> int:
+    from .analysis.report import raster_run
+
+    raster_run(args.sim, args.out, layer=args.layer, sample=args.sample, samples=args.samples)
+    print(f"wrote {args.out}")
+    return 0
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from .demo import run_demo
+
+    run_demo(args.out, epochs=args.epochs, seed=args.seed, progress=not args.quiet)
+    return 0
+
+
+COMMANDS = {"train": _cmd_train, "simulate": _cmd_simulate, "analyze": _cmd_analyze,
+            "raster": _cmd_raster, "demo": _cmd_demo}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``tbnn`` console script; returns the exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except (ValueError, TypeError, FileNotFoundError, FloatingPointError) as err:
+        print(f"tbnn {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"tbnn {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
