@@ -19,7 +19,7 @@ from typing import Any
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file, save
 from torch import nn
 
 from .fileio import atomic_write, read_json, write_json
@@ -41,7 +41,7 @@ RUN_KIND = "tbnn-run"
 def save_tensors(path: str | Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None) -> Path:
     """Write tensors to a safetensors file atomically (contiguous CPU copies)."""
     flat = {k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}
-    return atomic_write(path, lambda tmp: save_file(flat, tmp, metadata=metadata))
+    return atomic_write(path, lambda fh: fh.write(save(flat, metadata=metadata)))
 
 
 def load_tensors(path: str | Path, what: str = "checkpoint") -> dict[str, torch.Tensor]:

@@ -32,7 +32,7 @@ from dataclasses import dataclass, replace
 import torch
 from torch import Tensor
 
-from .quant import GRIDS, _to_blocks, affine_codes, check_finite, grid_range, ridge_fit
+from .quant import GRIDS, _to_blocks, affine_codes, affine_fast, check_finite, grid_range, ridge_fit
 
 __all__ = ["SCHEMES", "SpikeCode", "encode", "decode", "step_weights", "if_binary_step", "if_binary_run"]
 
@@ -298,6 +298,12 @@ def _encode(
 ) -> SpikeCode:
     """:func:`encode` without validation (the hot path of the neuron layers)."""
     levels = _levels(scheme, timesteps)
+    tgt = torch.relu(x) if target == "relu" else x
+    if scheme in ("binary", "thermometer", "latency") and x.shape[-1] > 0:
+        # the fast affine path (tbnn.quant.affine_fast): same values and gradients as below
+        q, gain, offset = affine_fast(x, block, grid, levels, lam, target, method, fused=False,
+                                      grid_levels=levels if scheme == "binary" else 2)
+        return SpikeCode(q, gain, offset, scheme, timesteps, block, tgt, None, lam)
     xb, valid, n = _to_blocks(x, -1, block)
     lo, hi = grid_range(xb, valid, n, grid, levels if scheme == "binary" else 2)
     raw = None
@@ -327,7 +333,6 @@ def _encode(
         offset = lo + (0.5 * gain if scheme in ("binary", "thermometer", "latency") else 0.0)
     k = x.shape[-1]
     q = qb.reshape(*qb.shape[:-2], -1)[..., :k]
-    tgt = torch.relu(x) if target == "relu" else x
     return SpikeCode(q, gain, offset, scheme, timesteps, block, tgt, raw, lam)
 
 

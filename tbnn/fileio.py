@@ -11,25 +11,32 @@ import os
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 __all__ = ["atomic_write", "write_json", "read_json"]
 
 
-def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> Path:
-    """Call ``write(tmp_path)`` and move the result onto ``path`` atomically."""
+def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], Any]) -> Path:
+    """Write a file atomically: ``write(fh)`` fills a temporary file in the same folder,
+    which is flushed, given the usual permissions (0666 minus the umask) and renamed over
+    ``path``; on any error the temporary file is removed and ``path`` is left untouched."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
     try:
-        write(tmp)
-        with open(tmp, "rb+") as fh:
+        with os.fdopen(fd, "wb") as fh:
+            write(fh)
+            fh.flush()
             os.fsync(fh.fileno())
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
         os.replace(tmp, path)
     except BaseException:
-        if os.path.exists(tmp):
+        try:
             os.unlink(tmp)
+        except FileNotFoundError:
+            pass
         raise
     return path
 
@@ -48,11 +55,7 @@ def write_json(path: str | os.PathLike, obj: Any) -> Path:
 
     text = json.dumps(clean(obj), indent=2, allow_nan=False)
 
-    def _w(tmp: str) -> None:
-        with open(tmp, "w", encoding="utf-8") as fh:
-            fh.write(text + "\n")
-
-    return atomic_write(path, _w)
+    return atomic_write(path, lambda fh: fh.write((text + "\n").encode("utf-8")))
 
 
 def read_json(path: str | os.PathLike, what: str = "file") -> Any:

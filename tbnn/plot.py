@@ -29,7 +29,7 @@ from matplotlib.transforms import blended_transform_factory
 
 from tbnn.analysis.rates import as_stream, check_dt, check_spikes, rate_distribution
 from tbnn.analysis.rates import psth as _psth
-from tbnn.spikefile import atomic_write
+from tbnn.fileio import atomic_write
 
 __all__ = [
     "COLORS",
@@ -189,6 +189,13 @@ def raster(
     interp = "nearest" if length <= 1500 and n_total <= 1500 else "antialiased"
     ax.imshow(img, aspect="auto", interpolation=interp,
               extent=(0, length * scale, n_total - 0.5, -0.5))
+    # thin white cell borders when cells are large, so adjacent spikes stay distinct
+    if length <= 120:
+        ax.vlines(np.arange(1, length) * scale, -0.5, n_total - 0.5, colors="white",
+                  linewidth=0.4)
+    if n_total <= 120:
+        ax.hlines(np.arange(n_total - 1) + 0.5, 0, length * scale, colors="white",
+                  linewidth=0.4)
     if T_sample is not None and length // T_sample > 1:
         for k in range(1, length // T_sample):
             ax.axvline(k * T_sample * scale, color="0.55", linewidth=0.5)
@@ -437,9 +444,10 @@ def summary_panel(rows: Sequence[Mapping[str, Any]], ax: Axes | None = None,
 
     Each row is a mapping with ``label``, ``network`` and optionally ``null``, ``low``,
     ``high`` (biological range), ``units`` and ``min_scale`` (the least full scale of the
-    row, e.g. 0.3 for correlations so that values near 0 are drawn near 0). Rows have different units, so each row is
-    scaled to its own largest value; the numbers are printed at the right. The shaded band
-    is the biological range, the filled dot the network, the open diamond the null.
+    row, e.g. 0.3 for correlations so that values near 0 are drawn near 0). Rows have
+    different units, so each row is scaled to its own largest value; the numbers are
+    printed at the right. The shaded band is the biological range, the filled dot the
+    network, the open diamond the null.
     """
     if not isinstance(rows, Sequence) or len(rows) == 0:
         raise ValueError("rows must be a non-empty sequence of mappings with label and network.")

@@ -39,7 +39,7 @@ from .data import load_dataset
 from .fileio import write_json
 from .layers import _TBConv, _TBLayer, conv_fanout
 from .models import ModelConfig, TBNet, build_model, weight_storage_bits
-from .quant import _to_blocks, grid_range, quantize, ridge_fit
+from .quant import _to_blocks, grid_range, quantize
 from .spikefile import save_spikes
 
 __all__ = ["SIM_MODES", "load_run", "simulate", "step_current", "neuron_fire", "fanout"]
@@ -201,6 +201,10 @@ def simulate(
 
         it = tqdm(it, desc=f"simulate ({mode})", unit="batch", dynamic_ncols=True)
     with torch.no_grad():
+        if isinstance(model, TBNet) and mode == "step":
+            _tbn_step(model, x[:2])  # warm-up: lazy initialisation is not simulation time
+        else:
+            model(x[:2], mode="folded" if isinstance(model, TBNet) else None, record=True)
         for i in it:
             xb = x[i:i + batch]
             torch.manual_seed(seed + i)

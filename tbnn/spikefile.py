@@ -25,16 +25,17 @@ objects for use with Elephant (needs the ``bio`` extra).
 from __future__ import annotations
 
 import os
-import tempfile
 import zipfile
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 import numpy as np
 
-__all__ = ["FORMAT_VERSION", "SpikeRecord", "atomic_write", "load_spikes", "save_spikes", "to_neo"]
+from .fileio import atomic_write
+
+__all__ = ["FORMAT_VERSION", "SpikeRecord", "load_spikes", "save_spikes", "to_neo"]
 
 FORMAT_VERSION = 1
 _RESERVED = ("layer_names", "labels", "predictions", "timesteps", "dt_ms", "tbnn_spikes_version")
@@ -192,30 +193,6 @@ def save_spikes(
     if not parent.is_dir():
         raise ValueError(f"path must be inside an existing folder, {parent} does not exist.")
     atomic_write(path, lambda fh: np.savez_compressed(fh, **arrays))
-    return path
-
-
-def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], Any]) -> Path:
-    """Write a file atomically: ``write(fh)`` fills a temporary file in the same folder,
-    which is flushed, given the usual permissions (0666 minus the umask) and renamed over
-    ``path``; on any error the temporary file is removed and ``path`` is left untouched."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            write(fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
     return path
 
 

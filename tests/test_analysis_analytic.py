@@ -4,7 +4,6 @@ import numpy as np
 import pytest
 
 from tbnn import analysis as ta
-from tbnn.analysis import correlation as corr
 from tbnn.analysis import irregularity as irr
 from tbnn.analysis import sparseness as sp
 
@@ -74,14 +73,14 @@ def test_regular_train_is_perfectly_regular():
 
 
 def _brute(p, f):
-    K = int(min(3000, np.ceil(40 / p)))  # the geometric tail beyond K is below e^-40
+    K = int(np.ceil(40 / p))  # the geometric tail beyond K is below e^-40
     k = np.arange(1, K + 1, dtype=float)
     w = p * (1 - p) ** (k - 1)
     a, b = np.meshgrid(k, k, indexing="ij")
     return float(np.sum(np.outer(w, w) * f(a, b)))
 
 
-@pytest.mark.parametrize("p", [0.999, 0.9, 0.5, 0.2, 0.05, 0.02, 0.01])
+@pytest.mark.parametrize("p", [0.999, 0.9, 0.5, 0.2, 0.05, 0.03])
 def test_null_closed_forms_equal_geometric_sums(p):
     np.testing.assert_allclose(irr.null_lv(p), _brute(p, lambda a, b: 3 * ((a - b) / (a + b)) ** 2),
                                rtol=1e-9)

@@ -4,19 +4,18 @@ import warnings
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-elephant = pytest.importorskip("elephant")
+from tbnn import analysis as ta
+from tbnn.spikefile import to_neo
+
+es = pytest.importorskip("elephant.statistics")
+BinnedSpikeTrain = pytest.importorskip("elephant.conversion").BinnedSpikeTrain
+correlation_coefficient = pytest.importorskip(
+    "elephant.spike_train_correlation").correlation_coefficient
 neo = pytest.importorskip("neo")
 pq = pytest.importorskip("quantities")
-
-from elephant import statistics as es  # noqa: E402
-from elephant.conversion import BinnedSpikeTrain  # noqa: E402
-from elephant.spike_train_correlation import correlation_coefficient  # noqa: E402
-from hypothesis import given, settings  # noqa: E402
-from hypothesis import strategies as st  # noqa: E402
-
-from tbnn import analysis as ta  # noqa: E402
-from tbnn.spikefile import to_neo  # noqa: E402
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning", "ignore::RuntimeWarning",
                                         "ignore::DeprecationWarning")
@@ -74,6 +73,12 @@ def test_cv_cv2_lv_lvr_equal_elephant_including_edge_cases(dt):
     np.testing.assert_allclose(ta.lv(s), want["lv"], **kw)
     np.testing.assert_allclose(ta.lvr(s, dt), want["lvr"], **kw)
     np.testing.assert_allclose(ta.lvr(s, dt, R_ms=2.0), want["lvr2"], **kw)
+    im = ta.irregularity.interval_measures(s, dt)  # the one-pass form used by the report
+    for key in ("cv", "cv2", "lv", "lvr"):
+        np.testing.assert_allclose(im[key], want[key], **kw)
+    np.testing.assert_allclose(im["isi_ms"], np.concatenate(ta.isi(s, dt)))
+    np.testing.assert_allclose(ta.irregularity.interval_measures(s, dt, 2.0)["lvr"],
+                               want["lvr2"], **kw)
     # the edge neurons: 0 spikes, 1, 2, 3 spikes (columns 5..8)
     cv, cv2 = ta.cv(s), ta.cv2(s)
     assert np.isnan(cv[5]) and np.isnan(cv[6])  # 0 and 1 spike: no interval

@@ -101,9 +101,9 @@ def test_closed_form_spikes_equal_integrate_and_fire_loop(grid):
 
 
 def test_if_binary_step_semantics():
-    s, r = if_binary_step(torch.tensor([0.75, 0.5, 0.49, 0.0]), 1)
+    s, r = if_binary_step(torch.tensor([0.75, 0.5, 0.375, 0.0]), 1)
     assert s.tolist() == [1.0, 1.0, 0.0, 0.0]
-    assert r.tolist() == [0.25, 0.0, 0.49, 0.0]
+    assert r.tolist() == [0.25, 0.0, 0.375, 0.0]
     s, r = if_binary_step(r, 2)
     assert s.tolist() == [1.0, 0.0, 1.0, 0.0]
 
@@ -209,7 +209,7 @@ def test_anytime_readout_improves_with_steps():
         assert torch.equal(code.decode(steps=T), code.decode())
     # binary: the read-out after t steps is exactly the t-bit DAT
     code = encode(x, 8)
-    for t in (1, 3, 5):
+    for t in (1, 3, 4):
         torch.testing.assert_close(code.decode(steps=t), fake_quantize(x, bits=t), rtol=1e-5, atol=1e-5)
 
 

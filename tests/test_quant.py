@@ -388,3 +388,55 @@ def test_other_bad_input():
 def test_empty_axis_is_fine():
     x = torch.randn(3, 0)
     assert fake_quantize(x).shape == (3, 0)
+
+
+# --------------------------------------------------------------------------- fast path = reference
+
+
+@HYP
+@given(
+    st.sampled_from(["minmax", "meanstd", "rectify"]),
+    st.sampled_from(["x", "relu"]),
+    st.sampled_from(["dat", "ste", "ste_clip"]),
+    st.sampled_from([1, 2, 3, 4, 8]),
+    st.one_of(st.none(), st.integers(1, 40)),
+    st.sampled_from([0.0, 0.01, 3.0]),
+    st.booleans(),
+    st.integers(0, 2**31 - 1),
+)
+def test_fast_affine_path_equals_reference(grid, target, method, bits, block, lam, detach, seed):
+    """The one-node fast path (``affine_fast``) agrees with the masked autograd reference."""
+    from tbnn.quant import _quantize_reference
+
+    g = torch.Generator().manual_seed(seed)
+    shape, dim = [(3, 37), (2, 5, 9), (50,)][seed % 3], [-1, 1, 0][seed % 3]
+    x0 = torch.randn(*shape, generator=g, dtype=torch.float64) * 2 + 0.3
+    if seed % 5 == 0:
+        x0[..., :4] = 0.7  # ties, and a constant block when block <= 4
+    if seed % 7 == 0:
+        x0 = -x0.abs()  # all-negative: flat codes on the rectifying grid
+    kw = dict(bits=bits, method=method, block=block, lam=lam, dim=dim, grid=grid, target=target,
+              detach_stats=detach)
+    r = torch.randn(*shape, generator=g, dtype=torch.float64)
+    xs = [x0.clone().requires_grad_(True) for _ in range(2)]
+    y_fast = fake_quantize(xs[0], **kw)
+    y_ref = _quantize_reference(xs[1], **kw).dequantize()
+    torch.testing.assert_close(y_fast, y_ref, rtol=1e-9, atol=1e-9)
+    (y_fast * r).sum().backward()
+    (y_ref * r).sum().backward()
+    torch.testing.assert_close(xs[0].grad, xs[1].grad, rtol=1e-7, atol=1e-7)
+    # the (q, gain, offset) outputs, each with its own upstream gradient
+    xs = [x0.clone().requires_grad_(True) for _ in range(2)]
+    cf, cr = quantize(xs[0], **kw), _quantize_reference(xs[1], **kw)
+    assert torch.equal(cf.q.detach(), cr.q.detach())
+    torch.testing.assert_close(cf.gain, cr.gain, rtol=1e-9, atol=1e-9)
+    torch.testing.assert_close(cf.offset, cr.offset, rtol=1e-9, atol=1e-9)
+    rq = torch.randn(cf.q.shape, generator=g, dtype=torch.float64)
+    rg = torch.randn(cf.gain.shape, generator=g, dtype=torch.float64)
+    ro = torch.randn(cf.gain.shape, generator=g, dtype=torch.float64)
+    for c, xx in ((cf, xs[0]), (cr, xs[1])):
+        loss = (c.q * rq).sum()
+        if c.gain.requires_grad:
+            loss = loss + (c.gain * rg).sum() + (c.offset * ro).sum()
+        loss.backward()
+    torch.testing.assert_close(xs[0].grad, xs[1].grad, rtol=1e-7, atol=1e-7)

@@ -124,9 +124,9 @@ def test_load_rejects_missing_and_foreign_files(tmp_path):
 
 
 def _raw(path, **over):
-    keys = dict(layer_names=np.array(["h1", "h2"]), h1=np.zeros((2, 3, 4), bool),
-                h2=np.zeros((2, 3, 5), bool), labels=np.zeros(2, np.int64),
-                predictions=np.zeros(2, np.int64), timesteps=np.int64(3), dt_ms=1.0)
+    keys = {"layer_names": np.array(["h1", "h2"]), "h1": np.zeros((2, 3, 4), bool),
+            "h2": np.zeros((2, 3, 5), bool), "labels": np.zeros(2, np.int64),
+            "predictions": np.zeros(2, np.int64), "timesteps": np.int64(3), "dt_ms": 1.0}
     keys.update(over)
     np.savez(path, **keys)
     return path

@@ -43,6 +43,7 @@ __all__ = [
     "cv2",
     "cv2_of_intervals",
     "cv_of_intervals",
+    "interval_measures",
     "isi",
     "lv",
     "lv_of_intervals",
@@ -73,7 +74,8 @@ class _IsiTable:
 def _isi_table(spikes: Any) -> _IsiTable:
     stream = as_stream(spikes)
     n = stream.shape[1]
-    neuron, time = np.nonzero(stream.T)  # sorted by neuron, then time
+    # a contiguous [neurons, time] copy makes nonzero fast; sorted by neuron, then time
+    neuron, time = np.nonzero(np.ascontiguousarray(stream.T))
     same = neuron[1:] == neuron[:-1]
     intervals = np.diff(time)[same].astype(float)
     ineuron = neuron[1:][same]
@@ -187,6 +189,30 @@ def lvr(spikes: Any, dt_ms: float, R_ms: float = 5.0) -> np.ndarray:
     s = a + b
     terms = 3.0 * (1.0 - 4.0 * a * b / s**2) * (1.0 + 4.0 * R / s)
     return _per_neuron_mean(terms, tab.pair_neuron, tab.n_pairs)
+
+
+def interval_measures(spikes: Any, dt_ms: float, R_ms: float = 5.0) -> dict[str, np.ndarray]:
+    """All interval measures from one pass over the spikes (for large arrays).
+
+    Returns ``{"isi_ms": pooled intervals, "cv", "cv2", "lv", "lvr": [neurons]}``, equal to
+    :func:`pooled_isi`, :func:`cv`, :func:`cv2`, :func:`lv` and :func:`lvr`.
+    """
+    dt = check_dt(dt_ms)
+    R = _check_R(R_ms)
+    tab = _isi_table(spikes)
+    mean = _per_neuron_mean(tab.intervals, tab.neuron, tab.n_intervals)
+    var = _per_neuron_mean((tab.intervals - mean[tab.neuron]) ** 2, tab.neuron, tab.n_intervals)
+    a, b = tab.pair_a, tab.pair_b
+    s = a + b
+    frac = (b - a) / s
+    lvr_terms = 3.0 * (1.0 - 4.0 * a * b / s**2) * (1.0 + 4.0 * R / (s * dt))
+    return {
+        "isi_ms": tab.intervals * dt,
+        "cv": np.sqrt(var) / mean,
+        "cv2": _per_neuron_mean(2.0 * np.abs(frac), tab.pair_neuron, tab.n_pairs),
+        "lv": _per_neuron_mean(3.0 * frac**2, tab.pair_neuron, tab.n_pairs),
+        "lvr": _per_neuron_mean(lvr_terms, tab.pair_neuron, tab.n_pairs),
+    }
 
 
 def _check_R(R_ms: Any) -> float:

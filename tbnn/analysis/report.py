@@ -17,7 +17,7 @@ Layout of ``analysis.json`` (NaN is written as ``null``)::
       "energy": {"source", "spikes_per_sample", "synaptic_ops_per_sample",
                  "layers": {name: {neurons, spikes_per_sample,
                                    spikes_per_neuron_per_sample, fanout,
-                                   synaptic_ops_per_sample}}},
+                                   synaptic_ops_per_sample, synaptic_ops_source}}},
       "layers": {name: {
           "neurons", "samples", "timesteps", "dt_ms",
           "measures": {key: {
@@ -56,7 +56,8 @@ from tbnn.analysis import rates
 from tbnn.analysis import sparseness as sp
 from tbnn.analysis import variability as var
 from tbnn.analysis.reference import QUALITATIVE, REFERENCES, verdict
-from tbnn.spikefile import SpikeRecord, atomic_write, load_spikes
+from tbnn.fileio import atomic_write
+from tbnn.spikefile import SpikeRecord, load_spikes
 
 __all__ = ["analyze_run", "analyze_spikes", "raster_run", "read_simulation", "summarize"]
 
@@ -189,18 +190,17 @@ def _layer_analysis(arr: np.ndarray, dt: float, labels: np.ndarray | None, seed:
     m["fraction_active"] = _entry("fraction_active", rates.fraction_active_per_step(arr),
                                   [p.mean()], rates.fraction_active_per_step(sh),
                                   mask_analytic=False, note="analytic: mean p over neurons")
-    isis = irr.pooled_isi(arr, dt)
-    isis_sh = irr.pooled_isi(sh, dt)
+    im = irr.interval_measures(arr, dt, R_ms)
+    im_sh = irr.interval_measures(sh, dt, R_ms)
+    isis, isis_sh, cv = im["isi_ms"], im_sh["isi_ms"], im["cv"]
     m["isi_ms"] = _entry("isi_ms", isis, None, isis_sh, statistic="median",
                          note="shuffled only; the null's ISIs are geometric with mean dt/p")
-    cv = irr.cv(arr)
     defined = "analytic: closed form at each neuron's p, over the neurons where the network " \
               "value is defined"
-    m["cv"] = _entry("cv", cv, irr.null_cv(p), irr.cv(sh), note=defined + "; sqrt(1-p)")
-    m["cv2"] = _entry("cv2", irr.cv2(arr), irr.null_cv2(p), irr.cv2(sh), note=defined)
-    m["lv"] = _entry("lv", irr.lv(arr), irr.null_lv(p), irr.lv(sh), note=defined)
-    m["lvr"] = _entry("lvr", irr.lvr(arr, dt, R_ms), irr.null_lvr(p, dt, R_ms),
-                      irr.lvr(sh, dt, R_ms), note=defined)
+    m["cv"] = _entry("cv", cv, irr.null_cv(p), im_sh["cv"], note=defined + "; sqrt(1-p)")
+    m["cv2"] = _entry("cv2", im["cv2"], irr.null_cv2(p), im_sh["cv2"], note=defined)
+    m["lv"] = _entry("lv", im["lv"], irr.null_lv(p), im_sh["lv"], note=defined)
+    m["lvr"] = _entry("lvr", im["lvr"], irr.null_lvr(p, dt, R_ms), im_sh["lvr"], note=defined)
     if S >= 2:
         m["fano_stream"] = _entry("fano_stream", var.fano_stream(arr), var.null_fano(p),
                                   var.fano_stream(sh), note=defined + "; 1-p, window = T steps")
@@ -339,6 +339,39 @@ def _fanout(sim: dict[str, Any] | None) -> dict[str, float]:
     return out
 
 
+def _energy(rec: SpikeRecord, sim: dict[str, Any] | None) -> dict[str, Any]:
+    """Energy proxy of every layer: spikes from the archive; synaptic operations from the
+    simulator's exact per-layer count when simulation.json describes the same samples,
+    else spikes x (mean) fanout."""
+    fan = _fanout(sim)
+    energy = sp.energy_proxy(rec.layers, fan)
+    exact: dict[str, float] = {}
+    if sim and sim.get("samples") == rec.samples and isinstance(sim.get("layers"), list):
+        for entry in sim["layers"]:
+            if isinstance(entry, dict) and entry.get("name") in rec.layers:
+                ops = entry.get("synaptic_ops")
+                if isinstance(ops, (int, float)) and not isinstance(ops, bool) \
+                        and math.isfinite(ops) and ops >= 0:
+                    exact[entry["name"]] = float(ops) / rec.samples
+    total: float | None = 0.0
+    for name, e in energy["layers"].items():
+        if name in exact:
+            e["synaptic_ops_per_sample"] = exact[name]
+            e["synaptic_ops_source"] = "simulation.json (exact count)"
+        elif e["synaptic_ops_per_sample"] is not None:
+            e["synaptic_ops_source"] = "spikes x fanout from simulation.json"
+        else:
+            e["synaptic_ops_source"] = None
+        ops = e["synaptic_ops_per_sample"]
+        total = None if (total is None or ops is None) else total + ops
+    energy["synaptic_ops_per_sample"] = total
+    energy["source"] = ("spikes from spikes.npz; synaptic operations from simulation.json"
+                        if fan or exact else
+                        "spikes from spikes.npz; no simulation.json fanout, so synaptic "
+                        "operations are unknown")
+    return energy
+
+
 def _resolve(simdir: str | os.PathLike) -> tuple[Path, Path]:
     p = Path(simdir)
     if p.is_dir():
@@ -470,10 +503,7 @@ def analyze_run(simdir: str | os.PathLike, out: str | os.PathLike, dt_ms: float 
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
         raise ValueError(f"seed must be an integer >= 0, got {seed!r}.")
 
-    fan = _fanout(sim)
-    energy = sp.energy_proxy(rec.layers, fan)
-    energy["source"] = ("spikes.npz with fanout from simulation.json" if fan
-                        else "spikes.npz (no fanout available: synaptic ops unknown)")
+    energy = _energy(rec, sim)
     sim_keys = ("accuracy", "forward_agreement", "samples", "timesteps", "spikes_per_sample",
                 "synaptic_ops_per_sample", "samples_per_second")
     sim_summary = {k: sim[k] for k in sim_keys if k in sim} if sim is not None else None
@@ -501,9 +531,10 @@ def analyze_run(simdir: str | os.PathLike, out: str | os.PathLike, dt_ms: float 
         fig_index["layers"][name] = {"stats": f"{safe}_stats.png",
                                      "summary": f"{safe}_summary.png"}
 
-    refs = sorted({e["biology"]["citation"] for L in layers_out.values()
-                   for e in L["measures"].values() if e["biology"]}
-                  | {c for _, c in QUALITATIVE.values()})
+    cites = [e["biology"]["citation"] for L in layers_out.values()
+             for e in L["measures"].values() if e["biology"]]
+    cites += [c for _, c in QUALITATIVE.values()]
+    refs = sorted({part.strip() for c in cites for part in c.split(";")})
     result = {
         "tbnn_analysis_version": ANALYSIS_VERSION,
         "source": {"spikes": str(spikes_path),
@@ -547,7 +578,8 @@ def _markdown(res: dict[str, Any]) -> str:
     src = res["source"]
     L.append(f"# Firing statistics: `{src['spikes']}`\n")
     L.append(f"- {res['samples']} samples × {res['timesteps']} time steps, "
-             f"dt = {_g(res['dt_ms'])} ms ({'from the archive' if res['dt_source'] == 'archive' else 'set by the user'}).")
+             f"dt = {_g(res['dt_ms'])} ms "
+             f"({'from the archive' if res['dt_source'] == 'archive' else 'set by the user'}).")
     if res["simulation"]:
         s = res["simulation"]
         extras = ", ".join(f"{k} = {_g(v)}" for k, v in s.items())
@@ -575,7 +607,8 @@ def _markdown(res: dict[str, Any]) -> str:
     en = res["energy"]
     L.append("## Energy proxy (per inference)\n")
     L.append(f"Source: {en['source']}.\n")
-    L.append("| layer | neurons | spikes / sample | spikes / neuron / sample | fanout | synaptic ops / sample |")
+    L.append("| layer | neurons | spikes / sample | spikes / neuron / sample | fanout | "
+             "synaptic ops / sample |")
     L.append("|---|---:|---:|---:|---:|---:|")
     for name, e in en["layers"].items():
         L.append(f"| {name} | {e['neurons']} | {_g(e['spikes_per_sample'])} | "
@@ -618,6 +651,8 @@ def _markdown(res: dict[str, Any]) -> str:
             if e["biology"]:
                 L.append(f"- *{e['label']}*: {e['biology']['note']} "
                          f"({e['biology']['citation']})")
+        for key, (stmt, cite) in QUALITATIVE.items():
+            L.append(f"- *{key.replace('_', ' ')}* (no numeric range): {stmt} ({cite})")
         L.append("")
 
     L.append("## Notes on definitions\n")

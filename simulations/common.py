@@ -1,0 +1,246 @@
+"""Shared helpers for the experiment scripts in ``simulations/``.
+
+Every script is runnable alone (``python simulations/NAME.py [--quick] [--out DIR]``) and
+from a test (``main(["--quick", "--out", tmp])``). This module gives them:
+
+* :func:`make_parser` / :func:`parse_args`: the common options ``--quick`` (a tiny run,
+  seconds, for the tests), ``--out DIR`` (default: the repository's ``figures/``),
+  ``--threads N`` (torch intra-op threads; default 1, the machine is shared) and
+  ``--no-progress``;
+* :func:`seed_everything`: seeds :mod:`random`, NumPy and torch;
+* :func:`write_json` / :func:`write_text` / :func:`save_figure`: atomic writes into the
+  output directory (JSON with NaN and infinities written as ``null``; PNGs at ``dpi=110``);
+* :func:`mean_std`, :func:`fmt_pm`, :func:`format_table`: summary numbers and a small
+  Markdown table formatter (the same text is printed and written to ``.md`` files);
+* :func:`progress`: a tqdm bar (or the plain iterable when progress is off);
+* :func:`run_info`: versions and settings to store next to the results.
+
+Scripts import it as ``import common`` after putting ``simulations/`` on ``sys.path``
+(see the top of any script), so they work both as ``python simulations/x.py`` and when a
+test loads them by path.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import platform
+import random
+import sys
+import time
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+FIGURES = ROOT / "figures"
+DPI = 110
+
+__all__ = [
+    "ROOT", "FIGURES", "DPI", "make_parser", "parse_args", "seed_everything", "write_json",
+    "write_text", "save_figure", "mean_std", "fmt_pm", "format_table", "progress", "run_info",
+    "Timer", "clean",
+]
+
+
+# --------------------------------------------------------------------------------------
+# arguments
+
+
+def make_parser(description: str) -> argparse.ArgumentParser:
+    """An ``ArgumentParser`` with the options every simulation script shares."""
+    p = argparse.ArgumentParser(description=description,
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--quick", action="store_true",
+                   help="tiny run (a few seconds) that exercises every code path; used by the tests")
+    p.add_argument("--out", type=Path, default=FIGURES,
+                   help="directory for the JSON, Markdown and PNG outputs")
+    p.add_argument("--threads", type=int, default=1,
+                   help="torch intra-op threads (the machine is shared: keep it small)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    return p
+
+
+def parse_args(parser: argparse.ArgumentParser, argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """Parse ``argv`` (``None``: ``sys.argv[1:]``), create ``--out`` and set torch's threads."""
+    args = parser.parse_args(None if argv is None else list(argv))
+    if args.threads < 1:
+        parser.error(f"--threads must be an integer >= 1; got {args.threads}.")
+    args.out = Path(args.out)
+    args.out.mkdir(parents=True, exist_ok=True)
+    import torch
+
+    torch.set_num_threads(args.threads)
+    args.progress = not args.no_progress
+    return args
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python's, NumPy's and torch's generators."""
+    import torch
+
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+# --------------------------------------------------------------------------------------
+# writing
+
+
+def clean(obj: Any) -> Any:
+    """A JSON-safe copy: NumPy/torch scalars to Python, NaN and infinities to ``None``."""
+    if isinstance(obj, dict):
+        return {str(k): clean(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [clean(v) for v in obj]
+    if isinstance(obj, Path):
+        return str(obj)
+    if isinstance(obj, np.ndarray):
+        return clean(obj.tolist())
+    if isinstance(obj, np.generic):
+        obj = obj.item()
+    if hasattr(obj, "item") and hasattr(obj, "numel") and obj.numel() == 1:  # torch scalar
+        obj = obj.item()
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    return obj
+
+
+def write_json(out: str | os.PathLike, name: str, obj: Any) -> Path:
+    """Write ``obj`` to ``out/name`` as indented JSON, atomically; returns the path."""
+    from tbnn.fileio import write_json as _write
+
+    return _write(Path(out) / name, clean(obj))
+
+
+def write_text(out: str | os.PathLike, name: str, text: str) -> Path:
+    """Write ``text`` to ``out/name`` atomically; returns the path."""
+    from tbnn.fileio import atomic_write
+
+    def _w(tmp: str) -> None:
+        with open(tmp, "w", encoding="utf-8") as fh:
+            fh.write(text if text.endswith("\n") else text + "\n")
+
+    return atomic_write(Path(out) / name, _w)
+
+
+def save_figure(fig, out: str | os.PathLike, name: str, dpi: int = DPI) -> Path:
+    """Save a Matplotlib figure as ``out/name`` (PNG, ``dpi`` 110), atomically, and close it."""
+    import matplotlib.pyplot as plt
+    from tbnn.fileio import atomic_write
+
+    def _w(tmp: str) -> None:
+        fig.savefig(tmp, dpi=dpi, format="png", bbox_inches="tight")
+
+    try:
+        return atomic_write(Path(out) / name, _w)
+    finally:
+        plt.close(fig)
+
+
+def pyplot():
+    """``matplotlib.pyplot`` on the non-interactive Agg backend."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+# --------------------------------------------------------------------------------------
+# numbers and tables
+
+
+def mean_std(values: Iterable[float | None]) -> tuple[float, float]:
+    """Mean and population std (ddof 0) of the finite values; ``(nan, nan)`` if there are none."""
+    v = [float(x) for x in values if x is not None and math.isfinite(float(x))]
+    if not v:
+        return float("nan"), float("nan")
+    a = np.asarray(v)
+    return float(a.mean()), float(a.std())
+
+
+def fmt_pm(values: Iterable[float | None], scale: float = 100.0, digits: int = 1) -> str:
+    """``"mean ± std"`` of ``values * scale`` (e.g. accuracies in percent); ``"n/a"`` if empty."""
+    m, s = mean_std(values)
+    if not math.isfinite(m):
+        return "n/a"
+    return f"{m * scale:.{digits}f} ± {s * scale:.{digits}f}"
+
+
+def format_table(headers: Sequence[str], rows: Sequence[Sequence[Any]], align: str | None = None) -> str:
+    """A Markdown (GitHub) table, padded so that it also reads well as plain text.
+
+    ``align``: one character per column, ``l`` or ``r`` (default: left for the first
+    column, right for the others). Floats are shown with 4 significant digits.
+    """
+    def cell(v: Any) -> str:
+        if isinstance(v, float):
+            return "n/a" if not math.isfinite(v) else f"{v:.4g}"
+        return str(v)
+
+    body = [[cell(v) for v in r] for r in rows]
+    n = len(headers)
+    for r in body:
+        if len(r) != n:
+            raise ValueError(f"every row must have {n} cells; got {len(r)}.")
+    align = align or ("l" + "r" * (n - 1))
+    widths = [max(len(str(h)), *(len(r[i]) for r in body)) if body else len(str(h)) for i, h in enumerate(headers)]
+    widths = [max(w, 3) for w in widths]
+
+    def line(cells: Sequence[str]) -> str:
+        parts = [c.ljust(w) if a == "l" else c.rjust(w) for c, w, a in zip(cells, widths, align)]
+        return "| " + " | ".join(parts) + " |"
+
+    sep = "| " + " | ".join(("-" * (w - 1) + ":") if a == "r" else ("-" * w) for w, a in zip(widths, align)) + " |"
+    return "\n".join([line([str(h) for h in headers]), sep, *(line(r) for r in body)])
+
+
+# --------------------------------------------------------------------------------------
+# progress and provenance
+
+
+def progress(iterable: Iterable, enabled: bool = True, desc: str | None = None, total: int | None = None):
+    """A tqdm progress bar over ``iterable`` (to stderr), or ``iterable`` itself when disabled."""
+    if not enabled:
+        return iterable
+    from tqdm.auto import tqdm
+
+    return tqdm(iterable, desc=desc, total=total, dynamic_ncols=True, leave=False)
+
+
+def run_info(args: argparse.Namespace | None = None) -> dict[str, Any]:
+    """Versions, threads and the command line, stored with every result file."""
+    import torch
+
+    import tbnn
+
+    info = {
+        "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]) if sys.argv else "",
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "tbnn": getattr(tbnn, "__version__", "?"),
+        "threads": torch.get_num_threads(),
+        "device": "cuda" if torch.cuda.is_available() else "cpu",
+        "date": time.strftime("%Y-%m-%d %H:%M:%S"),
+    }
+    if args is not None:
+        info["quick"] = bool(getattr(args, "quick", False))
+    return info
+
+
+class Timer:
+    """Context manager measuring wall-clock seconds (``.seconds``)."""
+
+    def __enter__(self) -> "Timer":
+        self.t0 = time.perf_counter()
+        self.seconds = 0.0
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.seconds = time.perf_counter() - self.t0
