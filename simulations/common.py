@@ -121,11 +121,8 @@ def write_text(out: str | os.PathLike, name: str, text: str) -> Path:
     """Write ``text`` to ``out/name`` atomically; returns the path."""
     from tbnn.fileio import atomic_write
 
-    def _w(tmp: str) -> None:
-        with open(tmp, "w", encoding="utf-8") as fh:
-            fh.write(text if text.endswith("\n") else text + "\n")
-
-    return atomic_write(Path(out) / name, _w)
+    data = (text if text.endswith("\n") else text + "\n").encode("utf-8")
+    return atomic_write(Path(out) / name, lambda fh: fh.write(data))
 
 
 def save_figure(fig, out: str | os.PathLike, name: str, dpi: int = DPI) -> Path:
@@ -133,8 +130,8 @@ def save_figure(fig, out: str | os.PathLike, name: str, dpi: int = DPI) -> Path:
     import matplotlib.pyplot as plt
     from tbnn.fileio import atomic_write
 
-    def _w(tmp: str) -> None:
-        fig.savefig(tmp, dpi=dpi, format="png", bbox_inches="tight")
+    def _w(fh) -> None:
+        fig.savefig(fh, dpi=dpi, format="png", bbox_inches="tight")
 
     try:
         return atomic_write(Path(out) / name, _w)

@@ -440,7 +440,7 @@ def _affine_backward(ctx, G, coef, ga, gc):
         # dL/dq (times dq/dx) and dL/dt, collected per block as coefficients of x, q and 1
         c_q = -two_ak * scale
         c_1 = scale * (two_ak * qbar - k * tbar - gc * a / n)
-        c_t = gc / n - 1.01 * k * qbar
+        c_t = gc / n - k * qbar
         if ctx.relu:  # dt/dx = 1[x > 0]
             inner = torch.addcmul(c_t, x, scale * k)
             inner.addcmul_(code, k).mul_(x > 0)

@@ -1,0 +1,121 @@
+"""Firing statistics against biology: TBN vs snnTorch LIF, and how the statistics move with T and λ.
+
+Trains a TBN (T = 4, 1-bit weights, DAT) and an snnTorch LIF network (T = 25) on digits,
+simulates both, analyses every layer with :mod:`tbnn.analysis` (network vs discrete-time
+null vs biological range) and draws the network-vs-biology panels and the TBN raster.
+Then sweeps T (1, 2, 4, 8) and λ (1e-3 … 1) for the TBN and records how the rate, CV,
+Fano factor and fraction of active neurons of the first hidden layer move against the null.
+
+    python simulations/biology.py [--quick] [--out figures/]
+
+Writes ``biology.json``, ``biology.md``, ``demo_raster.png``, ``biology_tbn.png``,
+``biology_lif.png`` and ``biology_sweep.png``.
+"""
+
+from __future__ import annotations
+
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import common  # noqa: E402
+
+from tbnn.analysis.report import analyze_run, raster_run  # noqa: E402
+from tbnn.sim import simulate  # noqa: E402
+from tbnn.train import train  # noqa: E402
+
+KEYS = ("rate_per_step", "cv", "fano_stream", "fano_trial", "fraction_active", "noise_correlation")
+
+
+def _values(analysis: dict, layer: str) -> dict:
+    """Network value and analytic null of the headline measures of one layer."""
+    m = analysis["layers"][layer]["measures"]
+    out = {}
+    for k in KEYS:
+        if k in m:
+            null = (m[k].get("null") or {}).get("analytic") or {}
+            out[k] = {"network": m[k].get("value"), "null": null.get("value"), "verdict": m[k].get("verdict")}
+    return out
+
+
+def _run(tmp: Path, name: str, model: str, epochs: int, quick: bool, progress: bool, **kw) -> tuple[dict, dict, Path]:
+    size = dict(n_train=300, n_test=60) if quick else {}
+    metrics = train("digits", model, tmp / name, epochs=epochs, progress=progress, **size, **kw)
+    sim = simulate(tmp / name, tmp / f"{name}-sim", progress=False)
+    analysis = analyze_run(tmp / f"{name}-sim", tmp / f"{name}-analysis")
+    return {"test_accuracy": metrics["test_accuracy"], **{k: sim[k] for k in (
+        "accuracy", "forward_agreement", "spikes_per_sample", "synaptic_ops_per_sample")}}, analysis, tmp / name
+
+
+def main(argv: list[str] | None = None) -> dict:
+    args = common.parse_args(common.make_parser(__doc__.splitlines()[0]), argv)
+    common.seed_everything(0)
+    epochs = 2 if args.quick else 30
+    Ts = (1,) if args.quick else (1, 2, 4, 8)
+    lams = (1.0,) if args.quick else (1e-3, 1e-2, 1e-1, 1.0)
+    results: dict = {"settings": {"dataset": "digits", "epochs": epochs, "seed": 0, "dt_ms": 1.0,
+                                  "tbn": "MLP 64-256-256-10, 1-bit weights, binary spikes, T=4, lam=0.01",
+                                  "lif": "same widths, snnTorch Leaky beta=0.9, rate code, T=25"},
+                     "run_info": common.run_info(args)}
+    with tempfile.TemporaryDirectory() as td:
+        tmp = Path(td)
+        results["tbn"], a_tbn, _ = _run(tmp, "tbn", "tbn", epochs, args.quick, args.progress, timesteps=4)
+        results["tbn"]["stats"] = {layer: _values(a_tbn, layer) for layer in a_tbn["layers"]}
+        results["lif"], a_lif, _ = _run(tmp, "lif", "lif", epochs, args.quick, args.progress,
+                                        timesteps=3 if args.quick else 25)
+        results["lif"]["stats"] = {layer: _values(a_lif, layer) for layer in a_lif["layers"]}
+        raster_run(tmp / "tbn-sim", args.out / "demo_raster.png", samples="0:8")
+        for name in ("tbn", "lif"):
+            shutil.copy(tmp / f"{name}-analysis" / "hidden1_summary.png", args.out / f"biology_{name}.png")
+        sweeps: dict[str, list] = {"timesteps": [], "lam": []}
+        for T in common.progress(Ts, args.progress, "T sweep"):
+            r, a, _ = _run(tmp, f"T{T}", "tbn", epochs, args.quick, False, timesteps=T)
+            sweeps["timesteps"].append({"timesteps": T, "lam": 0.01, **r, "hidden1": _values(a, "hidden1")})
+        for lam in common.progress(lams, args.progress, "lambda sweep"):
+            r, a, _ = _run(tmp, f"lam{lam}", "tbn", epochs, args.quick, False, timesteps=4, lam=lam)
+            sweeps["lam"].append({"timesteps": 4, "lam": lam, **r, "hidden1": _values(a, "hidden1")})
+        results["sweep"] = sweeps
+
+    plt = common.pyplot()
+    fig, axes = plt.subplots(2, 4, figsize=(12, 5.2), constrained_layout=True)
+    for row, (key, xlabel) in enumerate((("timesteps", "time steps T (λ = 0.01)"), ("lam", "λ (T = 4)"))):
+        pts = sweeps[key]
+        for ax, k in zip(axes[row], ("rate_per_step", "cv", "fano_stream", "fraction_active")):
+            net = [s["hidden1"].get(k, {}).get("network") for s in pts]
+            null = [s["hidden1"].get(k, {}).get("null") for s in pts]
+            x = [s[key] for s in pts]
+            ax.plot(x, [float("nan") if v is None else v for v in net], "o-", label="network")
+            ax.plot(x, [float("nan") if v is None else v for v in null], "d--", mfc="none", label="null (same p)")
+            if key == "lam":
+                ax.set_xscale("log")
+            ax.set_xlabel(xlabel)
+            ax.set_title(f"hidden1: {k.replace('_', ' ')}", fontsize=9)
+    axes[0, 0].legend(fontsize=8)
+    common.save_figure(fig, args.out, "biology_sweep.png")
+
+    rows = []
+    for name in ("tbn", "lif"):
+        for layer, st in results[name]["stats"].items():
+            rows.append([name, layer] + [
+                "—" if st.get(k, {}).get("network") is None else
+                f"{st[k]['network']:.3g} / {st[k]['null']:.3g}" if st[k].get("null") is not None else f"{st[k]['network']:.3g}"
+                for k in KEYS])
+    table = common.format_table(["model", "layer"] + [f"{k} (net / null)" for k in KEYS], rows)
+    srows = [[s["timesteps"], s["lam"], f"{100 * s['accuracy']:.1f}", f"{s['spikes_per_sample']:.0f}"] + [
+        "—" if s["hidden1"].get(k, {}).get("network") is None else f"{s['hidden1'][k]['network']:.3g}"
+        for k in ("rate_per_step", "cv", "fano_stream", "fraction_active")]
+        for s in sweeps["timesteps"] + sweeps["lam"]]
+    stable = common.format_table(["T", "λ", "acc %", "spikes/sample", "rate/step", "CV", "Fano (stream)",
+                                  "fraction active"], srows)
+    text = f"# Firing statistics vs biology (digits, dt = 1 ms)\n\n{table}\n\n## TBN sweep (hidden1)\n\n{stable}\n"
+    print(text)
+    common.write_text(args.out, "biology.md", text)
+    common.write_json(args.out, "biology.json", results)
+    return results
+
+
+if __name__ == "__main__":
+    main()
