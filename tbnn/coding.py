@@ -163,6 +163,21 @@ class SpikeCode:
         o = self.offset.expand(*self.offset.shape[:-1], self._bsize()).reshape(*self.q.shape[:-1], -1)[..., :k]
         return g, o
 
+    def read(self, q: Tensor | None = None) -> Tensor:
+        """``gain * q + offset`` per block, shaped like ``q`` (default: the full code ``self.q``).
+
+        Works on the blocked view when the features divide into whole blocks (no per-feature
+        copies of the gain and offset); the numbers are those of ``feature_gain``.
+        """
+        q = self.q if q is None else q
+        k, bs = q.shape[-1], self._bsize()
+        nb = self.gain.shape[-2]
+        if nb * bs == k and tuple(self.gain.shape[:-2]) == tuple(q.shape[:-1]):
+            qv = q.reshape(*q.shape[:-1], nb, bs)
+            return (qv * self.gain + self.offset).reshape(q.shape)
+        g, o = self.feature_gain()
+        return g * q + o
+
     def _bsize(self) -> int:
         k = self.q.shape[-1]
         return k if self.block is None else min(self.block, k)
@@ -348,10 +363,7 @@ def decode(code: SpikeCode, steps: int | None = None) -> Tensor:
     if isinstance(steps, bool) or not isinstance(steps, int) or not 1 <= steps <= T:
         raise ValueError(f"steps must be an integer in [1, {T}]; got {steps!r}.")
     if steps == T:
-        g, o = code.feature_gain()
-        return g * code.q + o
+        return code.read()
     q = code.partial_code(steps)
     gain, offset = code._fit(q, steps)
-    partial = replace(code, q=q, gain=gain, offset=offset)
-    g, o = partial.feature_gain()
-    return g * q + o
+    return replace(code, q=q, gain=gain, offset=offset).read()

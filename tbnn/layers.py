@@ -108,19 +108,21 @@ class _TBLayer(nn.Module):
         mode = mode or self.mode
         if mode not in MODES:
             raise ValueError(f"mode must be one of {', '.join(MODES)}; got {mode!r}.")
-        g, o = inp.feature_gain()
         if mode == "fused":
-            return self._op(inp.unflatten(g * inp.q + o), w, self.bias)
-        const = self._op(inp.unflatten(o), w, self.bias)
+            return self._op(inp.unflatten(inp.read()), w, self.bias)
+        g, o = inp.feature_gain()
         s = inp.step_values() * g  # [T, B, F]: spikes scaled by their block's gain
         wt = inp.weights
         if mode == "folded":
+            # the offsets ride along as step T + 1 with weight 1: one op on [(T+1)*B, ...]
             T, B = s.shape[:2]
-            su = inp.unflatten(s)
-            y = self._op(su.reshape(T * B, *su.shape[2:]), w, None)
-            y = y.reshape(T, B, *y.shape[1:])
-            return const + torch.tensordot(wt, y, dims=1)
-        out = const
+            su = inp.unflatten(torch.cat([s, o.unsqueeze(0)], 0))
+            y = self._op(su.reshape((T + 1) * B, *su.shape[2:]), w, None)
+            y = torch.tensordot(torch.cat([wt, wt.new_ones(1)]), y.reshape(T + 1, B, *y.shape[1:]), dims=1)
+            if self.bias is not None:
+                y = y + self.bias.view(-1, *[1] * (y.dim() - 2))
+            return y
+        out = self._op(inp.unflatten(o), w, self.bias)
         for t in range(s.shape[0]):
             out = out + wt[t] * self._op(inp.unflatten(s[t]), w, None)
         return out

@@ -15,7 +15,7 @@ following matmul contracts):
 3. ridge dequantization of the *original* ``x`` on ``q`` within the block::
 
        g(q) = Cov(x, q) / (Var(q) + lam) * (q - mean q) + mean x        (affine)
-       g(q) = <q, x> / (<q, q> + lam) * q                                (linear)
+       g(q) = mean(q x) / (mean(q^2) + lam) * q                          (linear)
 
    with population statistics. Gradients flow through ``q`` and every statistic.
 
@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import math
 import re
+import threading
 from dataclasses import dataclass
 
 import torch
@@ -172,7 +173,7 @@ def ridge_fit(
     offset``::
 
         gain = Cov(x, q) / (Var(q) + lam),  offset = mean(x) - gain * mean(q)   (affine)
-        gain = <q, x> / (<q, q> + lam),     offset = 0                           (linear)
+        gain = mean(q x) / (mean(q^2) + lam), offset = 0                        (linear)
 
     Statistics are population moments (divide by N) over the ``valid`` elements. A block
     with ``Var(q) + lam == 0`` (all codes equal, ``lam = 0``) gets ``gain = 0``: its output
@@ -204,7 +205,7 @@ def ridge_dequantize(
     """Ridge dequantizer ``g(q)``: the least-squares affine (or linear) read-out of ``x`` from ``q``.
 
     ``g(q) = Cov(x,q)/(Var(q)+lam) * (q - mean q) + mean x`` along ``dim`` (population
-    statistics), or ``<q,x>/(<q,q>+lam) * q`` when ``affine=False``; over blocks of
+    statistics), or ``mean(q x)/(mean(q^2)+lam) * q`` when ``affine=False``; over blocks of
     ``block`` elements when given (``None``: the whole axis). Differentiable in ``x`` and
     ``q`` through every statistic (Ye et al. 2024, arXiv:2409.09245, §3).
 
@@ -366,97 +367,169 @@ def _split_blocks(x: Tensor, block: int | None) -> list[Tensor]:
     return parts
 
 
-def _grid_fast(xp: Tensor, grid: str, levels: int) -> tuple[Tensor, Tensor]:
-    """:func:`grid_range` on unpadded blocks ``[..., nb, B]`` (no gradient)."""
+def _grid_fast(xp: Tensor, grid: str, levels: int, check: bool = False
+               ) -> tuple[Tensor, Tensor, bool, Tensor | None]:
+    """:func:`grid_range` on unpadded blocks ``[..., nb, B]`` (no gradient).
+
+    With ``check``, also tells whether the block statistics are finite (else ``True``): for
+    ``minmax`` and ``meanstd`` they are unless ``xp`` holds a NaN or an inf (or its sums
+    overflow), which spares the finiteness check a pass over the data. The last item is the
+    block sums of ``xp`` when the grid needed them (``meanstd``), else ``None``.
+    """
+    total = None
     if grid == "minmax":
         lo, hi = xp.amin(-1, keepdim=True), xp.amax(-1, keepdim=True)
     elif grid == "meanstd":
-        mu = xp.mean(-1, keepdim=True)
-        dev = xp - mu
-        sd = (torch.linalg.vecdot(dev, dev) / xp.shape[-1]).sqrt().unsqueeze(-1)
+        total = xp.sum(-1, keepdim=True)
+        mu = total / xp.shape[-1]
+        sd = (_rowdot(xp, xp, shift=mu) / xp.shape[-1]).sqrt()
         c = 1.0 if levels == 2 else 2.0
         lo, hi = mu - c * sd, mu + c * sd
-    else:  # rectify
-        hi = xp.amax(-1, keepdim=True).clamp_min(_TINY)
-        lo = torch.zeros_like(hi)
-    hi = torch.where(hi > lo, hi, lo + 1.0)
-    return lo, hi
+    else:  # rectify: hi >= _TINY > lo, never a constant grid
+        hi = xp.amax(-1, keepdim=True).clamp_min_(_TINY)
+        return torch.zeros_like(hi), hi, not check or bool(torch.isfinite(hi.sum())), total
+    finite = not check or bool(torch.isfinite((lo + hi).sum()))
+    hi = torch.where(hi > lo, hi, lo + 1.0)  # a constant block: every code 0, never 0/0
+    return lo, hi, finite, total
 
 
-def _affine_forward(ctx, x, lo, hi, levels, lam, relu, method, detach_stats):
-    ctx.set_materialize_grads(False)
+def _codes_into(x: Tensor, lo: Tensor, span: Tensor, levels: int, out: Tensor | None = None) -> Tensor:
+    """Integer codes ``min(floor(L clip(v, 0, 1)), L - 1)``, ``v = (x - lo) / span``, built in place.
+
+    The same float operations as :func:`affine_codes` (``clip(floor(L v), 0, L - 1)`` is the
+    same number), so the same codes.
+    """
+    d = torch.sub(x, lo, out=out)
+    if levels & (levels - 1) == 0:
+        # L = 2^k: (x - lo) / (span / L) rounds once to the same number as ((x - lo) / span) * L
+        # (rounding commutes with scaling by a power of two): one pass fewer
+        d.div_(span / levels)
+    else:
+        d.div_(span).mul_(levels)
+    return d.floor_().clamp_(0, levels - 1)
+
+
+_CHUNK = 1 << 16  # elements per slice of the row reductions: a cache-sized temporary
+_SCRATCH = threading.local()
+
+
+def _scratch(numel: int, dtype: torch.dtype, device: torch.device) -> Tensor:
+    """A per-thread reusable 1-D buffer of at least ``numel`` elements (never escapes a call).
+
+    Fresh temporaries of a few hundred KiB and more come from ``mmap`` and cost a page
+    fault per page on every call; a kept buffer costs nothing after the first.
+    """
+    key = (dtype, device)
+    cache = getattr(_SCRATCH, "buffers", None)
+    if cache is None:
+        cache = _SCRATCH.buffers = {}
+    buf = cache.get(key)
+    if buf is None or buf.numel() < numel:
+        buf = cache[key] = torch.empty(numel, dtype=dtype, device=device)
+    return buf[:numel]
+
+
+def _rowdot(a: Tensor, b: Tensor, shift: Tensor | None = None) -> Tensor:
+    """``sum(a * b, -1, keepdim=True)``, or ``sum((a - shift)^2, ...)`` when ``shift`` is given.
+
+    Reduced in slices through one small kept buffer (:func:`_scratch`): a full-size
+    temporary would cost a page-faulting pass, and ``bmm`` on ``[R, 1, K] x [R, K, 1]`` runs
+    at a fraction of memory speed. ``a`` and ``b`` must not require gradients.
+    """
+    if a.device.type != "cpu":  # accelerators cache their memory: the plain reduction
+        t = a * b if shift is None else (a - shift).square_()
+        return t.sum(-1, keepdim=True)
+    k = a.shape[-1]
+    a2 = a.reshape(-1, k)
+    b2 = b.reshape(-1, k)
+    rows = a2.shape[0]
+    sh = None if shift is None else shift.reshape(-1, 1)
+    dtype = torch.result_type(a, b)
+    out = torch.empty(rows, 1, dtype=dtype, device=a.device)
+    step = max(1, _CHUNK // max(k, 1))
+    buf = _scratch(min(step, rows) * k, dtype, a.device).view(-1, k)
+    if rows <= step:  # one slice
+        t = torch.mul(a2, b2, out=buf) if sh is None else torch.sub(a2, sh, out=buf).square_()
+        return torch.sum(t, -1, keepdim=True, out=out).reshape(*a.shape[:-1], 1)
+    for s in range(0, rows, step):
+        e = min(rows, s + step)
+        t = buf[: e - s]
+        if sh is None:
+            torch.mul(a2[s:e], b2[s:e], out=t)
+        else:
+            torch.sub(a2[s:e], sh[s:e], out=t).square_()
+        torch.sum(t, -1, keepdim=True, out=out[s:e])
+    return out.reshape(*a.shape[:-1], 1)
+
+
+def _affine_fit(ctx, x, code, lo, span, levels, lam, relu, method, detach_stats, xsum=None):
+    """Per-block ``(gain, offset)`` of the codes; stores what the backward needs on ``ctx``.
+
+    ``xsum``: the block sums of ``x`` if already known (spares a pass).
+    """
     n = x.shape[-1]
-    span = hi - lo
-    d = x - lo
-    code = d / span  # the same float operations as affine_codes: identical codes
-    code.clamp_(0.0, 1.0).mul_(levels).floor_().clamp_max_(levels - 1)
-    scale = levels / span  # dq/dx of the straight-through residual
     qbar = tbar = inv = None
     if method == "dat":
-        t = torch.relu(x) if relu else d  # the target, shifted by lo when it is x (precision)
+        t = torch.relu(x) if relu else x
         sq = code.sum(-1, keepdim=True)
-        st = t.sum(-1, keepdim=True)
-        sqt = torch.linalg.vecdot(code, t).unsqueeze(-1)
-        sqq = sq if levels == 2 else torch.linalg.vecdot(code, code).unsqueeze(-1)  # 0/1 codes: q^2 = q
+        st = xsum if xsum is not None and not relu else t.sum(-1, keepdim=True)
+        sqt = _rowdot(code, t)
+        sqq = sq if levels == 2 else _rowdot(code, code)  # 0/1 codes: q^2 = q
         qbar, tbar = sq / n, st / n
-        cov = sqt / n - qbar * tbar
-        var = (sqq / n - qbar * qbar).clamp_min(0.0)
+        cov = torch.addcmul(sqt / n, qbar, tbar, value=-1.0)
+        var = torch.addcmul(sqq / n, qbar, qbar, value=-1.0).clamp_min_(0.0)
         if lam == 0:  # blocks whose codes are all equal: exactly zero, never 0/0
             flat = code.amax(-1, keepdim=True) == code.amin(-1, keepdim=True)
             var, cov = var.masked_fill(flat, 0.0), cov.masked_fill(flat, 0.0)
-        den = var + lam
-        ok = den > 0
-        inv = torch.where(ok, 1.0 / torch.where(ok, den, torch.ones_like(den)), torch.zeros_like(den))
+        if lam > 0:
+            inv = (var + lam).reciprocal_()
+        else:  # all-equal codes at lam = 0: gain 0, the block's mean (1/0 -> inf is discarded)
+            inv = torch.where(var > 0, 1.0 / var, torch.zeros_like(var))
         gain = cov * inv
-        if not relu:
-            tbar = tbar + lo
-        offset = tbar - gain * qbar
+        offset = torch.addcmul(tbar, gain, qbar, value=-1.0)
     else:  # STE: the fixed inverse grid map, the centre of each bin
         gain = span / levels
         offset = lo + 0.5 * gain
+    ctx.set_materialize_grads(False)
     ctx.levels, ctx.method, ctx.relu, ctx.n = levels, method, relu, n
     ctx.stats_grad = method == "dat" and not detach_stats
-    ctx.save_for_backward(x, code, lo, hi, scale, gain, qbar, tbar, inv)
-    return code, gain, offset
+    return gain, offset, qbar, tbar, inv
 
 
-def _affine_backward(ctx, G, coef, ga, gc):
-    """``dL/dx`` from ``G`` (weighted by ``coef``) on ``q`` and ``ga``, ``gc`` on the fit."""
-    x, code, lo, hi, scale, a, qbar, tbar, inv = ctx.saved_tensors
-    n = ctx.n
-    gx = None
-    if G is not None:
-        gx = torch.mul(G, scale * coef)
+def _affine_backward(ctx, x, code, lo, span, a, qbar, tbar, inv, G, coef, ga, gc, out=None):
+    """``dL/dx`` from ``G`` (weighted by ``coef``) on ``q`` and ``ga``, ``gc`` on the fit.
+
+    ``code`` may be ``None`` when the fit gets no gradient; ``out`` may be the ``code``
+    tensor itself (it is consumed) or a scratch tensor that receives the result.
+    """
+    n, levels = ctx.n, ctx.levels
+    scale = levels / span  # dq/dx of the straight-through residual q = u + sg(code - u)
+    if not (ctx.stats_grad and (ga is not None or gc is not None)):
+        if G is None:
+            return torch.zeros_like(x)
+        gx = torch.mul(G, scale * coef, out=out)
         if ctx.method == "ste_clip":  # hardtanh STE: the gradient of u.clamp(-1/2, L - 1/2)
-            u = (x - lo) / (hi - lo) * ctx.levels - 0.5
-            gx.mul_((u >= -0.5) & (u <= ctx.levels - 0.5))
-    if ctx.stats_grad and (ga is not None or gc is not None):
-        if ga is None:
-            ga = torch.zeros_like(gc)
-        if gc is None:
-            gc = torch.zeros_like(ga)
-        k = ga * inv / n
-        two_ak = 2.0 * a * k
-        # dL/dq (times dq/dx) and dL/dt, collected per block as coefficients of x, q and 1
-        c_q = -two_ak * scale
-        c_1 = scale * (two_ak * qbar - k * tbar - gc * a / n)
-        c_t = gc / n - k * qbar
-        if ctx.relu:  # dt/dx = 1[x > 0]
-            inner = torch.addcmul(c_t, x, scale * k)
-            inner.addcmul_(code, k).mul_(x > 0)
-            if gx is None:
-                gx = inner.addcmul_(code, c_q)
-            else:
-                gx.add_(inner).addcmul_(code, c_q)
-            gx.add_(c_1)
-        else:  # dt/dx = 1
-            if gx is None:
-                gx = torch.addcmul(c_1 + c_t, x, scale * k)
-            else:
-                gx.addcmul_(x, scale * k).add_(c_1 + c_t)
-            gx.addcmul_(code, c_q + k)
-    if gx is None:
-        gx = torch.zeros_like(x)
+            u = (x - lo) / span * levels - 0.5
+            gx.mul_((u >= -0.5) & (u <= levels - 0.5))
+        return gx
+    if ga is None:
+        ga = torch.zeros_like(gc)
+    if gc is None:
+        gc = torch.zeros_like(ga)
+    k = ga * inv / n
+    two_ak = 2.0 * a * k
+    # dq/dx dL/dq + dt/dx dL/dt, per block as coefficients of G, t (x or relu x), q and 1
+    c_q = -two_ak * scale
+    c_1 = scale * (two_ak * qbar - k * tbar - gc * a / n)
+    c_t = gc / n - k * qbar
+    if ctx.relu:  # dt/dx = 1[x > 0]
+        inner = torch.addcmul(c_t, x, scale * k)
+        inner.addcmul_(code, k).mul_(x > 0)
+        gx = torch.mul(code, c_q, out=out).add_(c_1).add_(inner)
+    else:  # dt/dx = 1
+        gx = torch.mul(code, c_q + k, out=out).add_(c_1 + c_t).addcmul_(x, scale * k)
+    if G is not None:
+        gx.addcmul_(G, scale * coef)
     return gx
 
 
@@ -464,41 +537,54 @@ class _AffineCodes(torch.autograd.Function):
     """``(q, gain, offset)`` of the affine grid and its read-out (``q`` carries the STE residual)."""
 
     @staticmethod
-    def forward(ctx, x, lo, hi, levels, lam, relu, method, detach_stats):
-        code, gain, offset = _affine_forward(ctx, x, lo, hi, levels, lam, relu, method, detach_stats)
+    def forward(ctx, x, lo, hi, levels, lam, relu, method, detach_stats, xsum=None):
+        span = hi - lo
+        code = _codes_into(x, lo, span, levels)
+        gain, offset, qbar, tbar, inv = _affine_fit(ctx, x, code, lo, span, levels, lam, relu, method,
+                                                    detach_stats, xsum)
         if not ctx.stats_grad:
             ctx.mark_non_differentiable(gain, offset)
+        ctx.save_for_backward(x, code, lo, span, gain, qbar, tbar, inv)
         return code, gain, offset
 
     @staticmethod
     @once_differentiable
     def backward(ctx, gq, ga, gc):
-        if ctx.stats_grad and ga is not None and gc is not None:
-            ga = ga - gc * ctx.saved_tensors[6]
-        elif ctx.stats_grad and gc is not None:
-            ga = -gc * ctx.saved_tensors[6]
-        gx = _affine_backward(ctx, gq, 1.0, ga, gc)
-        return gx, None, None, None, None, None, None, None
+        x, code, lo, span, a, qbar, tbar, inv = ctx.saved_tensors
+        if ctx.stats_grad and gc is not None:  # offset = tbar - gain qbar also moves the gain
+            ga = -gc * qbar if ga is None else ga - gc * qbar
+        gx = _affine_backward(ctx, x, code, lo, span, a, qbar, tbar, inv, gq, 1.0, ga, gc)
+        return gx, None, None, None, None, None, None, None, None
 
 
 class _AffineFused(torch.autograd.Function):
-    """The dequantized tensor ``gain * q + offset`` of the affine grid, in one node."""
+    """The dequantized tensor ``gain * q + offset`` of the affine grid, in one node.
+
+    Holds one full-size tensor per pass (the output; in the backward, the gradient): the
+    codes are rebuilt in the backward instead of kept.
+    """
 
     @staticmethod
-    def forward(ctx, x, lo, hi, levels, lam, relu, method, detach_stats):
-        code, gain, offset = _affine_forward(ctx, x, lo, hi, levels, lam, relu, method, detach_stats)
-        return torch.mul(code, gain).add_(offset)  # not addcmul: a fused multiply-add would round differently
+    def forward(ctx, x, lo, hi, levels, lam, relu, method, detach_stats, xsum=None):
+        span = hi - lo
+        code = _codes_into(x, lo, span, levels)
+        gain, offset, qbar, tbar, inv = _affine_fit(ctx, x, code, lo, span, levels, lam, relu, method,
+                                                    detach_stats, xsum)
+        ctx.save_for_backward(x, lo, span, gain, qbar, tbar, inv)
+        # in place, and not addcmul: a fused multiply-add would round unlike gain * q + offset
+        return code.mul_(gain).add_(offset)
 
     @staticmethod
     @once_differentiable
     def backward(ctx, gy):
-        code, a, qbar = ctx.saved_tensors[1], ctx.saved_tensors[5], ctx.saved_tensors[6]
-        ga = gc = None
+        x, lo, span, a, qbar, tbar, inv = ctx.saved_tensors
+        ga = gc = code = None
         if ctx.stats_grad:
+            code = _codes_into(x, lo, span, ctx.levels)
             gc = gy.sum(-1, keepdim=True)
-            ga = torch.linalg.vecdot(gy, code).unsqueeze(-1) - qbar * gc  # sum gy (q - qbar)
-        gx = _affine_backward(ctx, gy, a, ga, gc)
-        return gx, None, None, None, None, None, None, None
+            ga = _rowdot(gy, code) - qbar * gc  # sum gy (q - qbar)
+        return (_affine_backward(ctx, x, code, lo, span, a, qbar, tbar, inv, gy, a, ga, gc, out=code),
+                None, None, None, None, None, None, None, None)
 
 
 def affine_fast(
@@ -512,6 +598,7 @@ def affine_fast(
     detach_stats: bool = False,
     fused: bool = True,
     grid_levels: int | None = None,
+    check: str | None = None,
 ) -> Tensor | tuple[Tensor, Tensor, Tensor]:
     """Affine-grid quantization along the last axis of ``x`` in one autograd node per block group.
 
@@ -519,17 +606,23 @@ def affine_fast(
     map) on :func:`_to_blocks` blocks, without padding or masks. ``fused``: returns the
     dequantized tensor shaped like ``x``; otherwise ``(q, gain, offset)`` with ``q`` shaped
     like ``x`` and ``gain``, ``offset`` of shape ``[..., nb, 1]``. ``grid_levels`` (default
-    ``levels``) picks the ``meanstd`` width. No validation: callers validate.
+    ``levels``) picks the ``meanstd`` width. No validation, except that ``check`` names
+    ``x`` in the error raised when the block statistics show a NaN or an inf (the
+    ``rectify`` grid cannot see a ``-inf``: check those before).
     """
+    if not x.is_floating_point():  # codes and read-out are real numbers
+        x = x.to(torch.get_default_dtype())
     parts = _split_blocks(x, block)
     relu = target == "relu"
     gl = levels if grid_levels is None else grid_levels
     outs = []
     for p in parts:
         with torch.no_grad():
-            lo, hi = _grid_fast(p.detach(), grid, gl)
+            lo, hi, finite, xsum = _grid_fast(p.detach(), grid, gl, check is not None)
+        if check is not None and not finite:
+            check_finite(x, check)
         fn = _AffineFused if fused else _AffineCodes
-        outs.append(fn.apply(p, lo, hi, levels, float(lam), relu, method, detach_stats))
+        outs.append(fn.apply(p, lo, hi, levels, float(lam), relu, method, detach_stats, xsum))
     lead = x.shape[:-1]
     if fused:
         ys = [y.reshape(*lead, -1) for y in outs]
@@ -601,12 +694,17 @@ def quantize(
     return _quantize_reference(x, bits, method, block, lam, dim, sparsity, grid, target, detach_stats, levels)
 
 
-def _validate_quantize(x, bits, method, block, lam, dim, sparsity, grid, target, levels) -> int:
-    """Validate the arguments of :func:`quantize`; returns ``dim`` made non-negative."""
+def _validate_quantize(x, bits, method, block, lam, dim, sparsity, grid, target, levels,
+                       finite: bool = True) -> int:
+    """Validate the arguments of :func:`quantize`; returns ``dim`` made non-negative.
+
+    ``finite=False`` leaves the NaN/inf check of ``x`` to the caller.
+    """
     if levels is None:
         validate_bits(bits)
     _validate_common(lam, block, method, grid)
-    check_finite(x, "x")
+    if finite or not torch.is_tensor(x):
+        check_finite(x, "x")
     dim = _check_dim(x, dim)
     if target not in ("x", "relu"):
         raise ValueError(f"target must be 'x' or 'relu'; got {target!r}.")
@@ -700,10 +798,14 @@ def fake_quantize(
 
     The 1-bit DAT output takes at most 2 values per block, k-bit at most ``2^k``.
     """
-    dim = _validate_quantize(x, bits, method, block, lam, dim, sparsity, grid, target, None)
-    if bits != 1.5 and sparsity is None and x.shape[dim] > 0:  # affine grid: the fast path
+    affine = bits != 1.5 and sparsity is None
+    # the fast path's minmax/meanstd grid statistics catch a NaN or an inf (one pass fewer)
+    own_check = affine and grid != "rectify"
+    dim = _validate_quantize(x, bits, method, block, lam, dim, sparsity, grid, target, None,
+                             finite=not own_check)
+    if affine and x.shape[dim] > 0:  # affine grid: the fast path
         y = affine_fast(x.movedim(dim, -1), block, grid or "minmax", 2 ** int(bits), lam, target,
-                        method, detach_stats, fused=True)
+                        method, detach_stats, fused=True, check="x" if own_check else None)
         return y.movedim(-1, dim)
     return _quantize_reference(x, bits, method, block, lam, dim, sparsity, grid, target,
                                detach_stats).dequantize()

@@ -25,7 +25,7 @@ sample, throughput, per-layer counts, weight storage) and ``spikes.npz`` (one bo
 from __future__ import annotations
 
 import time
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -42,7 +42,7 @@ from .models import ModelConfig, TBNet, build_model, weight_storage_bits
 from .quant import _to_blocks, grid_range, quantize
 from .spikefile import save_spikes
 
-__all__ = ["SIM_MODES", "load_run", "simulate", "step_current", "neuron_fire", "fanout"]
+__all__ = ["SIM_MODES", "WeightCodes", "load_run", "simulate", "weight_codes", "step_current", "neuron_fire", "fanout"]
 
 SIM_MODES: tuple[str, ...] = ("step", "folded")
 
@@ -64,42 +64,59 @@ def load_run(run_dir: str | Path, device: str | torch.device = "cpu") -> tuple[n
 # event-driven engine (TBN / STE networks)
 
 
-def _weight_codes(layer: _TBLayer):
-    """Integer weight codes and per-channel affine of a layer: ``W^ = alpha * Q + gamma``."""
+@dataclass
+class WeightCodes:
+    """A layer's weight as integer codes with a per-channel affine: ``W^ = alpha * Q + gamma``.
+
+    ``w_hat`` is that weight in floats, ``ones`` an all-ones kernel with one output channel
+    (its response is the same for every output channel: the rank-1 correction).
+    """
+
+    q: Tensor
+    alpha: Tensor
+    gamma: Tensor
+    w_hat: Tensor
+    ones: Tensor
+
+
+def weight_codes(layer: _TBLayer) -> WeightCodes:
+    """Quantize a layer's weight once for inference (per output channel)."""
     w2 = layer.weight.detach().reshape(layer.weight.shape[0], -1)
     if layer.weight_bits is None:
-        return w2.reshape(layer.weight.shape), torch.ones(w2.shape[0]), torch.zeros(w2.shape[0])
-    bc = quantize(w2, bits=layer.weight_bits, method=layer.method, block=layer.weight_block,
-                  lam=layer.lam, dim=-1, sparsity=layer.sparsity, grid=layer.weight_grid)
-    if bc.q.shape[-2] != 1:
-        raise ValueError("the step engine needs weights quantized per output channel (weight_block=None).")
-    return bc.codes().reshape(layer.weight.shape), bc.gain.reshape(-1), bc.offset.reshape(-1)
+        q, alpha, gamma = w2, torch.ones(w2.shape[0]), torch.zeros(w2.shape[0])
+    else:
+        bc = quantize(w2, bits=layer.weight_bits, method=layer.method, block=layer.weight_block,
+                      lam=layer.lam, dim=-1, sparsity=layer.sparsity, grid=layer.weight_grid)
+        if bc.q.shape[-2] != 1:
+            raise ValueError("the step engine needs weights quantized per output channel (weight_block=None).")
+        q, alpha, gamma = bc.codes(), bc.gain.reshape(-1), bc.offset.reshape(-1)
+    q = q.reshape(layer.weight.shape)
+    shape = (-1, *[1] * (q.dim() - 1))
+    w_hat = alpha.view(shape) * q + gamma.view(shape)
+    return WeightCodes(q, alpha, gamma, w_hat, torch.ones(1, *q.shape[1:], dtype=q.dtype))
 
 
-def step_current(layer: _TBLayer, code: SpikeCode) -> Tensor:
+def step_current(layer: _TBLayer, code: SpikeCode, wc: WeightCodes | None = None) -> Tensor:
     """Input current of ``layer`` accumulated step by step from ``code``'s spikes.
 
     ``I = alpha * sum_t w_t L_Q(a s_t) + gamma * sum_t w_t L_1(a s_t) + L_W^(c) + b`` where
-    ``L_Q`` is the layer's operator with the integer weight codes, ``L_1`` with all-ones
-    weights (the rank-1 correction), ``a``/``c`` the per-block read-out of the input code.
-    Equals the layer's training-time output to float rounding.
+    ``L_Q`` is the layer's operator with the integer weight codes, ``L_1`` with an all-ones
+    kernel (the rank-1 correction, one output channel), ``a``/``c`` the per-block read-out of
+    the input code. Equals the layer's training-time output to float rounding. ``wc``: the
+    layer's :func:`weight_codes`, computed once per simulation (else here).
     """
-    q_w, alpha, gamma = _weight_codes(layer)
+    wc = wc if wc is not None else weight_codes(layer)
     spikes = code.spikes.to(code.q.dtype)  # [T, B, F]
     g, o = code.feature_gain()
     wt = code.weights
-    shape = (-1, *[1] * (len(layer.weight.shape) - 1))
     acc_q, acc_1 = 0.0, 0.0
-    ones = torch.ones_like(q_w)
     for t in range(spikes.shape[0]):
-        inp = code.unflatten(spikes[t] * g)
-        acc_q = acc_q + wt[t] * layer._op(inp, q_w, None)
-        acc_1 = acc_1 + wt[t] * layer._op(inp, ones, None)
-    w_hat = alpha.view(shape) * q_w + gamma.view(shape)
-    const = layer._op(code.unflatten(o), w_hat, layer.bias)
-    a = alpha.view(1, -1, *[1] * (len(layer.weight.shape) - 2))
-    c = gamma.view(1, -1, *[1] * (len(layer.weight.shape) - 2))
-    return a * acc_q + c * acc_1 + const
+        inp = code.unflatten(spikes[t] * g)  # silent inputs contribute exactly nothing
+        acc_q = acc_q + wt[t] * layer._op(inp, wc.q, None)
+        acc_1 = acc_1 + wt[t] * layer._op(inp, wc.ones, None)
+    const = layer._op(code.unflatten(o), wc.w_hat, layer.bias)
+    bshape = (1, -1, *[1] * (wc.q.dim() - 2))
+    return wc.alpha.view(bshape) * acc_q + wc.gamma.view(bshape) * acc_1 + const
 
 
 def neuron_fire(neuron: nn.Module, current: Tensor) -> SpikeCode:
@@ -126,14 +143,15 @@ def neuron_fire(neuron: nn.Module, current: Tensor) -> SpikeCode:
     return replace(code, shape=tuple(current.shape))
 
 
-def _tbn_step(model: TBNet, x: Tensor) -> tuple[Tensor, dict[str, SpikeCode]]:
+def _tbn_step(model: TBNet, x: Tensor, wcs: list[WeightCodes]) -> tuple[Tensor, dict[str, SpikeCode]]:
+    """Event-driven forward pass of a TBN; ``wcs``: weight codes of its layers and read-out."""
     x = x.reshape(x.shape[0], *model.cfg.input_shape)
     codes = {"input": neuron_fire(model.encoder, x)}
     h = codes["input"]
     for i, (layer, norm, neuron) in enumerate(zip(model.layers, model.norms, model.neurons)):
-        h = neuron_fire(neuron, norm(step_current(layer, h)))
+        h = neuron_fire(neuron, norm(step_current(layer, h, wcs[i])))
         codes[f"hidden{i + 1}"] = h
-    return step_current(model.readout, replace(h, shape=None)), codes
+    return step_current(model.readout, replace(h, shape=None), wcs[-1]), codes
 
 
 def fanout(model: nn.Module, name: str) -> Tensor:
@@ -201,18 +219,20 @@ def simulate(
 
         it = tqdm(it, desc=f"simulate ({mode})", unit="batch", dynamic_ncols=True)
     with torch.no_grad():
-        if isinstance(model, TBNet) and mode == "step":
-            _tbn_step(model, x[:2])  # warm-up: lazy initialisation is not simulation time
+        step = isinstance(model, TBNet) and mode == "step"
+        wcs = [weight_codes(m) for m in (*model.layers, model.readout)] if step else []
+        if step:
+            _tbn_step(model, x[:batch], wcs)  # warm-up on one batch: lazy initialisation is not simulation time
         else:
-            model(x[:2], mode="folded" if isinstance(model, TBNet) else None, record=True)
+            model(x[:batch], mode="folded" if isinstance(model, TBNet) else None, record=True)
         for i in it:
             xb = x[i:i + batch]
             torch.manual_seed(seed + i)
             ref = model(xb)
             torch.manual_seed(seed + i)
             t0 = time.perf_counter()
-            if isinstance(model, TBNet) and mode == "step":
-                logits, codes = _tbn_step(model, xb)
+            if step:
+                logits, codes = _tbn_step(model, xb, wcs)
                 spikes = {k: c.spikes for k, c in codes.items()}
             else:
                 logits, codes = model(xb, mode="folded" if isinstance(model, TBNet) else None, record=True)

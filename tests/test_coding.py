@@ -12,7 +12,15 @@ import math
 import pytest
 import torch
 
-from tbnn.coding import SCHEMES, SpikeCode, decode, encode, if_binary_run, if_binary_step, step_weights
+from tbnn.coding import (
+    SCHEMES,
+    SpikeCode,
+    decode,
+    encode,
+    if_binary_run,
+    if_binary_step,
+    step_weights,
+)
 from tbnn.neurons import TemporalBinary
 from tbnn.quant import fake_quantize
 

@@ -109,7 +109,7 @@ def test_weights_are_quantized_per_output_channel():
 
 
 def _brute_fanout(in_shape, out_channels, kernel, stride, padding):
-    c, *spatial = in_shape
+    _, *spatial = in_shape
     nd = len(spatial)
     counts = torch.zeros(in_shape, dtype=torch.int64)
     outs = [(s + 2 * padding - kernel) // stride + 1 for s in spatial]

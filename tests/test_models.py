@@ -86,7 +86,7 @@ def test_record_returns_codes_per_layer(arch, image_shape, nf):
     logits, codes = net(x, record=True)
     assert torch.equal(logits, net(x))
     assert list(codes) == net.layer_names == ["input"] + [f"hidden{i + 1}" for i in range(cfg.layers)]
-    for name, code in codes.items():
+    for code in codes.values():
         assert isinstance(code, SpikeCode)
         s = code.spikes
         assert s.dtype == torch.bool and s.shape[:2] == (cfg.timesteps, 5)

@@ -1,0 +1,42 @@
+"""Smoke tests: the benchmark scripts run (tiny sizes) and print their tables.
+
+The figures themselves are not asserted (DESIGN §3: speed is measured, never asserted).
+The scripts run in this process (``runpy``) to spare an interpreter start each.
+"""
+
+from __future__ import annotations
+
+import runpy
+import sys
+from pathlib import Path
+
+import torch
+
+BENCH = Path(__file__).resolve().parent.parent / "benchmarks"
+
+
+def _run(monkeypatch, capsys, script: str, *args: str) -> str:
+    threads = torch.get_num_threads()
+    monkeypatch.setattr(sys, "argv", [script, *args])
+    try:
+        runpy.run_path(str(BENCH / script), run_name="__main__")
+    finally:
+        torch.set_num_threads(threads)  # the scripts may pin the thread count
+    return capsys.readouterr().out
+
+
+def test_bench_quant_quick(monkeypatch, capsys):
+    text = _run(monkeypatch, capsys, "bench_quant.py", "--quick")
+    assert "layernorm" in text and "dat/LN" in text
+    row = [line for line in text.splitlines() if line.strip().startswith("8x256")]
+    assert len(row) == 1 and len(row[0].split()) == 7
+
+
+def test_bench_layers_quick_with_memory(monkeypatch, capsys):
+    text = _run(monkeypatch, capsys, "bench_layers.py", "--quick")
+    assert "floor ms (x)" in text and "tbnn ms (x)" in text and "snntorch ms (x)" in text
+    assert "spikingjelly" in text  # a column, or "spikingjelly: not installed"
+    assert "tbnn MB" in text and "floor MB" in text
+    row = [line.split() for line in text.splitlines() if line.split()[:2] == ["64", "4"]]
+    assert len(row) == 1
+    assert all(float(v) >= 0 for v in row[0][-3:])  # memory columns last

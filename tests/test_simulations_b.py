@@ -1,0 +1,120 @@
+"""The precision x time and TBN-vs-LIF experiments and the simulator benchmark run end to end.
+
+Each script runs with ``--quick`` into a temporary folder; the tests check the fields of
+the JSON it writes and that its PNG is a small PNG. Speed is printed, never asserted.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _load(rel: str):
+    path = ROOT / rel
+    name = "_tbnn_script_" + path.stem
+    spec = importlib.util.spec_from_file_location(name, path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def _png_ok(path: Path) -> None:
+    data = path.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    assert len(data) < 200_000
+
+
+def test_precision_time_quick(tmp_path):
+    mod = _load("simulations/precision_time.py")
+    res = mod.main(["--quick", "--out", str(tmp_path), "--no-progress"])
+    data = json.loads((tmp_path / "precision_time.json").read_text())
+    assert data["results"] and len(data["results"]) == len(res["results"])
+    for r in data["results"]:
+        for key in ("T", "weight_bits", "sparsity", "accuracy", "forward_agreement", "spikes", "synaptic_ops",
+                    "effective_synaptic_ops", "bit_ops", "weight_storage_bits", "label"):
+            assert key in r, key
+        assert 0.0 <= r["accuracy"] <= 1.0
+        assert r["forward_agreement"] == 1.0  # the simulator agrees with the training forward pass
+        assert r["synaptic_ops"] > 0 and r["spikes"] > 0
+        # pruned synapses do no work; affine codes have no zero weights
+        if r["sparsity"] == "2:4":
+            assert r["effective_synaptic_ops"] < 0.75 * r["synaptic_ops"]
+        else:
+            assert r["effective_synaptic_ops"] == pytest.approx(r["synaptic_ops"])
+        assert r["bit_ops"] == pytest.approx(r["effective_synaptic_ops"] * r["code_bits"])
+    assert {r["sparsity"] for r in data["results"]} == {"dense", "2:4"}
+    assert data["frontier"]["synaptic_ops"] and data["frontier"]["bit_ops"]
+    # more time steps, more spikes
+    by_t = {}
+    for r in data["results"]:
+        by_t.setdefault(r["T"], []).append(r["spikes"])
+    ts = sorted(by_t)
+    assert min(by_t[ts[-1]]) > max(by_t[ts[0]])
+    _png_ok(tmp_path / "precision_time.png")
+    assert "| T" in (tmp_path / "precision_time.md").read_text()
+
+
+def test_pareto_frontier():
+    mod = _load("simulations/precision_time.py")
+    pts = [(1.0, 0.5), (2.0, 0.4), (2.0, 0.7), (3.0, 0.6), (4.0, 0.9)]
+    assert mod.pareto(pts) == [0, 2, 4]
+
+
+def test_tbn_vs_lif_quick(tmp_path):
+    mod = _load("simulations/tbn_vs_lif.py")
+    mod.main(["--quick", "--out", str(tmp_path), "--no-progress", "--lif-t", "4", "8"])
+    data = json.loads((tmp_path / "tbn_vs_lif.json").read_text())
+    names = [r["name"] for r in data["results"]]
+    assert names == ["tbn_T4", "lif_T4", "lif_T8"]
+    for r in data["results"]:
+        for key in ("model", "T", "sim_accuracy", "test_accuracy", "seconds_per_epoch", "spikes", "synaptic_ops",
+                    "samples_per_second", "forward_agreement", "weight_storage_bits"):
+            assert key in r, key
+        assert r["forward_agreement"] == 1.0
+        assert r["seconds_per_epoch"] > 0 and r["synaptic_ops"] > 0
+        assert all(v > 0 for v in r["samples_per_second"].values())
+    tbn = data["results"][0]
+    assert set(tbn["samples_per_second"]) == {"step", "folded"}
+    assert "matched_summary" in data and data["info"]["tbnn_source_sha1"]
+    lif = {r["T"]: r for r in data["results"] if r["model"] == "lif"}
+    assert lif[8]["spikes"] > lif[4]["spikes"]  # the rate code spends spikes with T
+    assert tbn["weight_storage_bits"] < lif[4]["weight_storage_bits"] / 5
+    _png_ok(tmp_path / "tbn_vs_lif.png")
+
+
+def test_bench_sim_quick(tmp_path):
+    mod = _load("benchmarks/bench_sim.py")
+    res = mod.main(["--quick", "--out", str(tmp_path)])
+    data = json.loads((tmp_path / "bench_sim.json").read_text())
+    assert (tmp_path / "bench_sim.md").exists()
+    sps = data["samples_per_second"]
+    for k in ("tbn_step", "tbn_folded", "snn_T4", "snn_T25", "float", "tbn_step_int8"):
+        assert sps[k] > 0 and math.isfinite(sps[k]), k
+    for k in ("step_vs_snn_matched", "step_vs_folded", "float_vs_step"):
+        assert data["ratios"][k] > 0
+    # the engines compute the same network: step, folded and the proposed engines agree
+    assert data["agreement_with_step"]["tbn_folded"] == 1.0
+    assert data["agreement_with_step"]["tbn_step_int8"] >= 0.99  # float rounding may flip a near-tie
+    assert data["accuracy"]["tbn_step"] == data["accuracy"]["tbn_folded"]
+    assert data["profile_step"] and data["step_breakdown_ms"]["total"] > 0
+    assert data["weight_storage_bits"]["tbn"]["total"] < data["weight_storage_bits"]["float"]["total"]
+    assert set(data["memory"]) >= {"tbn_step", "tbn_folded", "float"}
+    assert res["config"]["quick"] is True
+
+
+def test_packed_product_is_exact():
+    import torch
+
+    mod = _load("benchmarks/bench_sim.py")
+    g = torch.Generator().manual_seed(1)
+    s = torch.rand(7, 130, generator=g) < 0.3
+    q = torch.rand(5, 130, generator=g) < 0.5
+    out = mod.packed_and_popcount(mod.pack_bits(s), mod.pack_bits(q))
+    assert torch.equal(out, (s.long() @ q.long().t()))
