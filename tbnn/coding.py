@@ -32,7 +32,17 @@ from dataclasses import dataclass, replace
 import torch
 from torch import Tensor
 
-from .quant import GRIDS, _to_blocks, affine_codes, affine_fast, check_finite, grid_range, ridge_fit
+from .quant import (
+    GRIDS,
+    METHODS,
+    _to_blocks,
+    affine_codes,
+    affine_fast,
+    check_finite,
+    grid_range,
+    ridge_fit,
+)
+from .validate import check_block, check_choice, check_int, check_lam
 
 __all__ = ["SCHEMES", "SpikeCode", "encode", "decode", "step_weights", "if_binary_step", "if_binary_run"]
 
@@ -49,24 +59,23 @@ def step_weights(scheme: str, timesteps: int, dtype: torch.dtype = torch.float32
     return torch.ones_like(t)
 
 
+def check_timesteps(timesteps: int, scheme: str = "binary") -> int:
+    """``T >= 1``, and ``T <= 24`` for the binary code (its codes are exact float32 integers)."""
+    return check_int(timesteps, "timesteps", 1, 24 if scheme == "binary" else None,
+                     " for the binary code (float32 codes)")
+
+
 def _levels(scheme: str, timesteps: int) -> int:
     """Number of distinct code values ``q`` a scheme can take."""
     return 2**timesteps if scheme == "binary" else timesteps + 1
 
 
 def _validate(timesteps: int, scheme: str, block: int | None, lam: float, grid: str, x: Tensor) -> None:
-    if isinstance(timesteps, bool) or not isinstance(timesteps, int) or timesteps < 1:
-        raise ValueError(f"timesteps must be an integer >= 1; got {timesteps!r}.")
-    if scheme == "binary" and timesteps > 24:
-        raise ValueError(f"timesteps must be <= 24 for the binary scheme (float32 codes); got {timesteps}.")
-    if scheme not in SCHEMES:
-        raise ValueError(f"scheme must be one of {', '.join(SCHEMES)}; got {scheme!r}.")
-    if grid not in GRIDS:
-        raise ValueError(f"grid must be one of {', '.join(GRIDS)}; got {grid!r}.")
-    if block is not None and (isinstance(block, bool) or not isinstance(block, int) or block < 1):
-        raise ValueError(f"block must be a positive integer or None; got {block!r}.")
-    if isinstance(lam, bool) or not isinstance(lam, (int, float)) or not lam >= 0:
-        raise ValueError(f"lam must be a number >= 0; got {lam!r}.")
+    check_choice(scheme, SCHEMES, "scheme")
+    check_timesteps(timesteps, scheme)
+    check_choice(grid, GRIDS, "grid")
+    check_block(block)
+    check_lam(lam)
     check_finite(x, "x")
     if x.dim() < 1:
         raise ValueError("x must have at least one dimension (features last); got a scalar.")
@@ -292,10 +301,8 @@ def encode(
     Returns a :class:`SpikeCode`; ``code.spikes`` is ``[T, *x.shape]`` boolean.
     """
     _validate(timesteps, scheme, block, lam, grid, x)
-    if target not in ("x", "relu"):
-        raise ValueError(f"target must be 'x' or 'relu'; got {target!r}.")
-    if method not in ("dat", "ste", "ste_clip"):
-        raise ValueError(f"method must be one of dat, ste, ste_clip; got {method!r}.")
+    check_choice(target, ("x", "relu"), "target")
+    check_choice(method, METHODS, "method")
     return _encode(x, timesteps, scheme, grid, block, lam, target, method, seed, generator)
 
 

@@ -23,6 +23,7 @@ from torch import Tensor, nn
 
 from .coding import SpikeCode
 from .quant import GRIDS, METHODS, fake_quantize, parse_sparsity, validate_bits
+from .validate import check_block, check_choice, check_lam
 
 __all__ = ["MODES", "FakeQuantize", "TBLinear", "TBConv1d", "TBConv2d", "conv_fanout"]
 
@@ -71,14 +72,11 @@ class _TBLayer(nn.Module):
                sparsity: str | float | None, weight_grid: str, mode: str) -> None:
         if weight_bits is not None:
             validate_bits(weight_bits, "weight_bits")
-        if method not in METHODS:
-            raise ValueError(f"method must be one of {', '.join(METHODS)}; got {method!r}.")
-        if weight_grid not in GRIDS:
-            raise ValueError(f"weight_grid must be one of {', '.join(GRIDS)}; got {weight_grid!r}.")
-        if mode not in MODES:
-            raise ValueError(f"mode must be one of {', '.join(MODES)}; got {mode!r}.")
-        if isinstance(lam, bool) or not isinstance(lam, (int, float)) or not lam >= 0:
-            raise ValueError(f"lam must be a number >= 0; got {lam!r}.")
+        check_choice(method, METHODS, "method")
+        check_choice(weight_grid, GRIDS, "weight_grid")
+        check_choice(mode, MODES, "mode")
+        check_lam(lam)
+        check_block(weight_block, "weight_block")
         parse_sparsity(sparsity)
         self.weight_bits = weight_bits
         self.method = method
@@ -106,8 +104,7 @@ class _TBLayer(nn.Module):
         if not isinstance(inp, SpikeCode):
             return self._op(inp, w, self.bias)
         mode = mode or self.mode
-        if mode not in MODES:
-            raise ValueError(f"mode must be one of {', '.join(MODES)}; got {mode!r}.")
+        check_choice(mode, MODES, "mode")
         if mode == "fused":
             return self._op(inp.unflatten(inp.read()), w, self.bias)
         g, o = inp.feature_gain()

@@ -20,10 +20,11 @@ from dataclasses import asdict, dataclass, fields, replace
 import torch
 from torch import Tensor, nn
 
-from .coding import SCHEMES, SpikeCode
+from .coding import SCHEMES, SpikeCode, check_timesteps
 from .layers import MODES, TBConv1d, TBConv2d, TBLinear
 from .neurons import TemporalBinary
-from .quant import WEIGHT_BITS, parse_sparsity
+from .quant import GRIDS, WEIGHT_BITS, parse_sparsity
+from .validate import check_block, check_choice, check_int, check_lam
 
 __all__ = ["MODEL_KINDS", "ARCHS", "ModelConfig", "TBNet", "LIFNet", "build_model", "weight_storage_bits"]
 
@@ -66,34 +67,28 @@ class ModelConfig:
 
     def validate(self) -> None:
         """Raise ``ValueError`` naming the first bad field and what is allowed."""
-        def positive_int(name: str) -> None:
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise ValueError(f"{name} must be an integer >= 1; got {v!r}.")
-
-        if self.model not in MODEL_KINDS:
-            raise ValueError(f"model must be one of {', '.join(MODEL_KINDS)}; got {self.model!r}.")
-        if self.arch not in ARCHS:
-            raise ValueError(f"arch must be one of {', '.join(ARCHS)}; got {self.arch!r}.")
+        check_choice(self.model, MODEL_KINDS, "model")
+        check_choice(self.arch, ARCHS, "arch")
         for name in ("in_features", "n_classes", "hidden", "layers", "channels", "timesteps"):
-            positive_int(name)
-        if self.weight_bits not in WEIGHT_BITS:
-            raise ValueError(f"weight_bits must be one of {', '.join(map(str, WEIGHT_BITS))}; got {self.weight_bits!r}.")
-        if self.readout_bits is not None and self.readout_bits not in WEIGHT_BITS:
-            raise ValueError(f"readout_bits must be one of {', '.join(map(str, WEIGHT_BITS))} or None; got {self.readout_bits!r}.")
-        if self.encoding not in SCHEMES:
-            raise ValueError(f"encoding must be one of {', '.join(SCHEMES)}; got {self.encoding!r}.")
-        if self.act_bits is not None:
-            if self.encoding != "binary" or self.act_bits != self.timesteps:
-                raise ValueError(
-                    f"act_bits must equal timesteps ({self.timesteps}) with the binary code "
-                    f"(a T-step binary neuron carries T bits); got {self.act_bits!r}.")
-        if isinstance(self.lam, bool) or not isinstance(self.lam, (int, float)) or not math.isfinite(self.lam) or self.lam < 0:
-            raise ValueError(f"lam must be a finite number >= 0; got {self.lam!r}.")
-        if self.block is not None and (isinstance(self.block, bool) or not isinstance(self.block, int) or self.block < 1):
-            raise ValueError(f"block must be a positive integer or None; got {self.block!r}.")
-        if self.model != "lif" and self.encoding == "binary" and self.timesteps > 24:
-            raise ValueError(f"timesteps must be <= 24 with the binary code; got {self.timesteps}.")
+            check_int(getattr(self, name), name)
+        check_choice(self.weight_bits, WEIGHT_BITS, "weight_bits")
+        if self.readout_bits is not None:
+            check_choice(self.readout_bits, WEIGHT_BITS, "readout_bits")
+        check_choice(self.encoding, SCHEMES, "encoding")
+        if self.model != "lif":
+            check_timesteps(self.timesteps, self.encoding)
+        if self.act_bits is not None and (self.encoding != "binary" or self.act_bits != self.timesteps):
+            raise ValueError(
+                f"act_bits must equal timesteps ({self.timesteps}) with the binary code "
+                f"(a T-step binary neuron carries T bits); got {self.act_bits!r}.")
+        check_lam(self.lam)
+        check_block(self.block)
+        check_choice(self.weight_grid, GRIDS, "weight_grid")
+        if self.image_shape is not None:
+            if len(self.image_shape) not in (1, 2) or min(self.image_shape) < 1:
+                raise ValueError(f"image_shape must be 1 or 2 positive sizes; got {self.image_shape!r}.")
+            if math.prod(self.image_shape) != self.in_features:
+                raise ValueError(f"image_shape {self.image_shape} must hold in_features={self.in_features} values.")
         parse_sparsity(self.sparsity)
         if self.arch == "cnn" and self.image_shape is None and self.in_features < 4:
             raise ValueError("arch 'cnn' needs image_shape or a 1-D input of at least 4 features.")

@@ -13,8 +13,9 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from .coding import SCHEMES, SpikeCode, _encode
+from .coding import SCHEMES, SpikeCode, _encode, check_timesteps
 from .quant import GRIDS, METHODS
+from .validate import check_block, check_choice, check_lam
 
 __all__ = ["TemporalBinary"]
 
@@ -47,18 +48,14 @@ class TemporalBinary(nn.Module):
         method: str = "dat",
     ) -> None:
         super().__init__()
-        if isinstance(timesteps, bool) or not isinstance(timesteps, int) or timesteps < 1:
-            raise ValueError(f"timesteps must be an integer >= 1; got {timesteps!r}.")
-        if scheme not in SCHEMES:
-            raise ValueError(f"scheme must be one of {', '.join(SCHEMES)}; got {scheme!r}.")
-        if grid not in GRIDS:
-            raise ValueError(f"grid must be one of {', '.join(GRIDS)}; got {grid!r}.")
-        if method not in METHODS:
-            raise ValueError(f"method must be one of {', '.join(METHODS)}; got {method!r}.")
-        if isinstance(lam, bool) or not isinstance(lam, (int, float)) or not lam >= 0:
-            raise ValueError(f"lam must be a number >= 0; got {lam!r}.")
-        if block is not None and (isinstance(block, bool) or not isinstance(block, int) or block < 1):
-            raise ValueError(f"block must be a positive integer or None; got {block!r}.")
+        check_choice(scheme, SCHEMES, "scheme")
+        check_timesteps(timesteps, scheme)
+        check_choice(grid, GRIDS, "grid")
+        check_choice(method, METHODS, "method")
+        check_lam(lam)
+        check_block(block)
+        if target is not None:
+            check_choice(target, ("x", "relu"), "target")
         self.timesteps = timesteps
         self.scheme = scheme
         self.lam = float(lam)

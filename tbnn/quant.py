@@ -28,7 +28,6 @@ Every dequantized block is affine in its integer codes, ``x^ = gain * q + offset
 
 from __future__ import annotations
 
-import math
 import re
 import threading
 from dataclasses import dataclass
@@ -36,6 +35,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 from torch.autograd.function import once_differentiable
+
+from .validate import check_block, check_choice, check_lam
 
 __all__ = [
     "WEIGHT_BITS",
@@ -93,14 +94,11 @@ def validate_bits(bits: float, name: str = "bits") -> float:
 
 
 def _validate_common(lam: float, block: int | None, method: str, grid: str | None) -> None:
-    if not isinstance(lam, (int, float)) or isinstance(lam, bool) or not math.isfinite(lam) or lam < 0:
-        raise ValueError(f"lam must be a finite number >= 0; got {lam!r}.")
-    if block is not None and (isinstance(block, bool) or not isinstance(block, int) or block < 1):
-        raise ValueError(f"block must be a positive integer or None (whole axis); got {block!r}.")
-    if method not in METHODS:
-        raise ValueError(f"method must be one of {', '.join(METHODS)}; got {method!r}.")
-    if grid is not None and grid not in GRIDS:
-        raise ValueError(f"grid must be one of {', '.join(GRIDS)}; got {grid!r}.")
+    check_lam(lam)
+    check_block(block)
+    check_choice(method, METHODS, "method")
+    if grid is not None:
+        check_choice(grid, GRIDS, "grid")
 
 
 def parse_sparsity(sparsity: str | float | None) -> tuple[int, int] | float | None:

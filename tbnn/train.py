@@ -21,7 +21,14 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import __version__
-from .checkpoint import RUN_KIND, load_run_config, load_state, load_weights, save_state, save_weights
+from .checkpoint import (
+    RUN_KIND,
+    load_run_config,
+    load_state,
+    load_weights,
+    save_state,
+    save_weights,
+)
 from .data import Dataset, load_dataset
 from .fileio import write_json
 from .models import ModelConfig, build_model, weight_storage_bits
