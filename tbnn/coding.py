@@ -114,7 +114,13 @@ class SpikeCode:
         """Reshape a per-feature tensor ``[..., F]`` to the encoded input's shape (``shape``)."""
         if self.shape is None:
             return t
-        return t.reshape(*t.shape[: t.dim() - self.q.dim()], *self.shape)
+        return t.reshape(*t.shape[:-1], *self.shape[1:])
+
+    def block_masks(self, dtype: torch.dtype = torch.float32) -> Tensor:
+        """One 0/1 row per read-out block over the flat features: ``[nb, F]``."""
+        k, bs = self.q.shape[-1], self._bsize()
+        idx = torch.arange(k, device=self.q.device) // bs
+        return (idx.unsqueeze(0) == torch.arange(-(-k // bs), device=self.q.device).unsqueeze(1)).to(dtype)
 
     # -- spikes ------------------------------------------------------------------------
     @property

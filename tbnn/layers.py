@@ -11,23 +11,29 @@ affine per block, ``x^ = a (sum_t w_t s_t) + c``, the input current of a linear 
 so a layer can run **fused** (sum the spikes first, one op: the default), **folded** (``T``
 folded into the batch, one op on ``[T*B, ...]``) or **step** by step (one op per step,
 only the steps' spikes contribute). All three give the same numbers, forward and backward.
+
+In eval mode a layer uses ``exact``: integer-code evaluation (the matmul shortcut of Ye
+et al. 2024) with the integer terms summed in float64, where they are exact, so that the
+simulator's step-by-step and time-folded engines (:mod:`tbnn.sim`) reproduce the eval
+forward pass bit for bit, and so its predictions on every sample.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .coding import SpikeCode
-from .quant import GRIDS, METHODS, fake_quantize, parse_sparsity, validate_bits
+from .quant import GRIDS, METHODS, fake_quantize, parse_sparsity, quantize, validate_bits
 from .validate import check_block, check_choice, check_lam
 
-__all__ = ["MODES", "FakeQuantize", "TBLinear", "TBConv1d", "TBConv2d", "conv_fanout"]
+__all__ = ["MODES", "WeightCodes", "FakeQuantize", "TBLinear", "TBConv1d", "TBConv2d", "conv_fanout"]
 
-MODES: tuple[str, ...] = ("fused", "folded", "step")
+MODES: tuple[str, ...] = ("fused", "folded", "step", "exact")
 
 
 class FakeQuantize(nn.Module):
@@ -62,8 +68,23 @@ def conv_fanout(op: Callable[[Tensor, Tensor], Tensor], weight_shape: torch.Size
     return x.grad[0].detach()
 
 
+@dataclass
+class WeightCodes:
+    """A layer's weight as integer codes with a per-channel affine: ``W^ = alpha * Q + gamma``.
+
+    ``w_hat`` is that weight in floats; ``ones`` an all-ones kernel with one output channel
+    (its response is the same for every output channel: the rank-1 correction).
+    """
+
+    q: Tensor
+    alpha: Tensor
+    gamma: Tensor
+    w_hat: Tensor
+    ones: Tensor
+
+
 class _TBLayer(nn.Module):
-    """Shared machinery: weight quantization and the three execution modes."""
+    """Shared machinery: weight quantization and the execution modes."""
 
     weight: nn.Parameter
     bias: nn.Parameter | None
@@ -98,13 +119,76 @@ class _TBLayer(nn.Module):
     def _op(self, x: Tensor, w: Tensor, bias: Tensor | None) -> Tensor:
         raise NotImplementedError
 
+    def weight_codes(self) -> WeightCodes:
+        """The weight as integer codes ``Q`` and per-channel ``alpha``, ``gamma`` (no gradient)."""
+        w2 = self.weight.detach().reshape(self.weight.shape[0], -1)
+        if self.weight_bits is None:
+            q, alpha, gamma = w2, torch.ones_like(w2[:, 0]), torch.zeros_like(w2[:, 0])
+        else:
+            bc = quantize(w2, bits=self.weight_bits, method=self.method, block=self.weight_block,
+                          lam=self.lam, dim=-1, sparsity=self.sparsity, grid=self.weight_grid)
+            if bc.q.shape[-2] != 1:
+                raise ValueError("integer-code evaluation needs weights quantized per output channel "
+                                 "(weight_block=None).")
+            q, alpha, gamma = bc.codes(), bc.gain.reshape(-1), bc.offset.reshape(-1)
+        q = q.reshape(self.weight.shape)
+        shape = (-1, *[1] * (q.dim() - 1))
+        w_hat = alpha.view(shape) * q + gamma.view(shape)
+        return WeightCodes(q, alpha, gamma, w_hat, torch.ones(1, *q.shape[1:], dtype=q.dtype, device=q.device))
+
+    def integer_terms(self, q: Tensor, code: SpikeCode, wc: WeightCodes) -> tuple[Tensor, Tensor]:
+        """Per input block ``b``: ``N_b = L_Q(q m_b)`` and ``S_b = L_1(q m_b)``, ``[nb, *out]``.
+
+        ``q`` is a code or a 0/1 spike matrix ``[..., F]`` (flat features); ``L_Q`` applies the
+        layer with the integer weight codes, ``L_1`` with the all-ones kernel. Computed in
+        float64, where every value is an exact integer (below 2^53), so per-step sums of
+        these terms equal the terms of the summed code bit for bit.
+        """
+        masks = code.block_masks(torch.float64)
+        qd, wq, ones = q.detach().to(torch.float64), wc.q.to(torch.float64), wc.ones.to(torch.float64)
+        n = torch.stack([self._op(code.unflatten(qd * m), wq, None) for m in masks])
+        s = torch.stack([self._op(code.unflatten(qd * m), ones, None) for m in masks])
+        return n, s
+
+    def combine(self, n: Tensor, s: Tensor, code: SpikeCode, wc: WeightCodes) -> Tensor:
+        """The input current from the integer terms (the matmul shortcut of Ye et al. 2024).
+
+        With the input read out per block as ``a_b q + c_b`` and ``W^ = alpha Q + gamma``::
+
+            I = sum_b a_b (alpha N_b + gamma S_b) + c_b (alpha L_Q(m_b) + gamma L_1(m_b)) + bias
+        """
+        masks = code.block_masks(torch.float64)
+        wq, ones = wc.q.to(torch.float64), wc.ones.to(torch.float64)
+        r = torch.stack([self._op(code.unflatten(m.unsqueeze(0)), wq, None) for m in masks])
+        k = torch.stack([self._op(code.unflatten(m.unsqueeze(0)), ones, None) for m in masks])
+        extra = [1] * (n.dim() - 3)
+        a = code.gain.detach().to(torch.float64).squeeze(-1).transpose(0, 1).reshape(n.shape[0], -1, 1, *extra)
+        c = code.offset.detach().to(torch.float64).squeeze(-1).transpose(0, 1).reshape(n.shape[0], -1, 1, *extra)
+        shape = (1, -1, *extra)
+        al, ga = wc.alpha.to(torch.float64).view(shape), wc.gamma.to(torch.float64).view(shape)
+        cur = (a * (al * n + ga * s)).sum(0) + (c * (al * r + ga * k)).sum(0)
+        if self.bias is not None:
+            cur = cur + self.bias.detach().to(torch.float64).view(shape)
+        return cur.to(code.q.dtype)
+
+    def exact(self, code: SpikeCode, wc: WeightCodes | None = None) -> Tensor:
+        """Integer-code evaluation (no gradient): the current from the code's exact integer terms.
+
+        Used in eval mode, and by the simulator, whose step-by-step and time-folded sums give
+        the same integer terms and therefore the same numbers, bit for bit.
+        """
+        wc = wc if wc is not None else self.weight_codes()
+        return self.combine(*self.integer_terms(code.q, code, wc), code, wc)
+
     def forward(self, inp: Tensor | SpikeCode, mode: str | None = None) -> Tensor:
         """Input current of the layer (``[B, out, ...]``) from an analog tensor or a spike code."""
         w = self.quantized_weight()
         if not isinstance(inp, SpikeCode):
             return self._op(inp, w, self.bias)
-        mode = mode or self.mode
+        mode = mode or (self.mode if self.training else "exact")
         check_choice(mode, MODES, "mode")
+        if mode == "exact":
+            return self.exact(inp)
         if mode == "fused":
             return self._op(inp.unflatten(inp.read()), w, self.bias)
         g, o = inp.feature_gain()
@@ -131,7 +215,8 @@ class TBLinear(_TBLayer):
     ``weight_bits``: 1, 1.5 (ternary), 2, 3, 4, 8 or ``None`` (float); DAT per output
     channel (``weight_block=None``) unless a block is given; ``sparsity``: ``"M:N"`` or a
     fraction; ``weight_grid``: ``meanstd`` (1-bit threshold at the channel mean: sign-like)
-    or ``minmax``. ``mode``: ``fused`` / ``folded`` / ``step`` (see module docstring).
+    or ``minmax``. ``mode`` (training): ``fused`` / ``folded`` / ``step``; eval mode uses
+    ``exact`` (see module docstring).
     """
 
     def __init__(self, in_features: int, out_features: int, bias: bool = True,

@@ -5,17 +5,20 @@ runs the test (or train) split in one of two modes:
 
 * ``step`` (event-driven): layer by layer, time step by time step. Each layer keeps its
   weights as integer codes ``Q`` with a per-channel affine ``W^ = alpha Q + gamma`` (the
-  DAT of its training) and accumulates, for every step ``t``, ``w_t * Q (a * s_t)``: only
-  presynaptic neurons that spiked at ``t`` add their column of codes, scaled by their
-  block's read-out gain ``a``. The rank-1 corrections of the matmul shortcut (Ye et al.
-  2024, arXiv:2409.09245) are added once. Hidden neurons then integrate that current and
-  fire by the integrate-and-fire rule with halving thresholds (reset by subtraction), one
-  step at a time (:func:`tbnn.coding.if_binary_run`).
-* ``folded``: the training-time forward pass with ``T`` folded into the batch.
+  DAT of its training) and accumulates, for every step ``t`` and input block ``b``, the
+  integer sum ``w_t Q (s_t m_b)``: only presynaptic neurons that spiked at ``t`` add their
+  column of codes. The block read-out gains and the rank-1 corrections of the matmul
+  shortcut (Ye et al. 2024, arXiv:2409.09245) are applied once. Hidden neurons then fire
+  by the integrate-and-fire rule with halving thresholds (reset by subtraction), one step
+  at a time (:func:`tbnn.coding.if_binary_run`).
+* ``folded``: the same integer arithmetic with the ``T`` steps folded into the batch.
 
-The simulated predictions are compared with the model's eval-mode forward pass on every
-sample (``forward_agreement``). snnTorch ``lif`` runs are simulated by their own per-step
-loop, with the same random input spikes as the reference pass.
+The integer sums are exact (float64), so both modes reproduce the model's eval-mode
+forward pass (which uses the same integer-code evaluation) bit for bit; the simulated
+predictions are compared with it on every sample (``forward_agreement``). snnTorch ``lif``
+runs are simulated by their own per-step loop with the same random input spikes as the
+reference pass (drawn from a generator forked from the global one, which is left as it
+was), so for them agreement checks only that the loop is deterministic.
 
 Outputs: ``simulation.json`` (accuracy, agreement, spikes and synaptic operations per
 sample, throughput, per-layer counts, weight storage) and ``spikes.npz`` (one boolean
@@ -25,7 +28,7 @@ sample, throughput, per-layer counts, weight storage) and ``spikes.npz`` (one bo
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -37,12 +40,12 @@ from .checkpoint import load_run_config, load_weights
 from .coding import SpikeCode, if_binary_run
 from .data import load_dataset
 from .fileio import write_json
-from .layers import _TBConv, _TBLayer, conv_fanout
+from .layers import WeightCodes, _TBConv, _TBLayer, conv_fanout
 from .models import ModelConfig, TBNet, build_model, weight_storage_bits
-from .quant import _to_blocks, grid_range, quantize
+from .quant import _to_blocks, grid_range
 from .spikefile import save_spikes
 
-__all__ = ["SIM_MODES", "WeightCodes", "load_run", "simulate", "weight_codes", "step_current", "neuron_fire", "fanout"]
+__all__ = ["SIM_MODES", "load_run", "simulate", "step_current", "neuron_fire", "fanout"]
 
 SIM_MODES: tuple[str, ...] = ("step", "folded")
 
@@ -64,94 +67,62 @@ def load_run(run_dir: str | Path, device: str | torch.device = "cpu") -> tuple[n
 # event-driven engine (TBN / STE networks)
 
 
-@dataclass
-class WeightCodes:
-    """A layer's weight as integer codes with a per-channel affine: ``W^ = alpha * Q + gamma``.
+def step_current(layer: _TBLayer, code: SpikeCode, wc: WeightCodes | None = None, folded: bool = False) -> Tensor:
+    """Input current of ``layer`` from ``code``'s spikes, accumulated over time steps.
 
-    ``w_hat`` is that weight in floats, ``ones`` an all-ones kernel with one output channel
-    (its response is the same for every output channel: the rank-1 correction).
+    For every step ``t`` the integer terms ``N_b += w_t L_Q(s_t m_b)`` (only inputs that
+    spiked at ``t`` add their column of weight codes) and ``S_b += w_t L_1(s_t m_b)`` are
+    accumulated exactly (float64 integers), then combined once with the read-out gains and
+    the rank-1 corrections (:meth:`~tbnn.layers._TBLayer.combine`). ``folded=True`` computes
+    all steps in one op on ``[T*B, ...]``. Either way the result equals the layer's eval
+    forward pass bit for bit. ``wc``: the layer's weight codes, made once per simulation.
     """
-
-    q: Tensor
-    alpha: Tensor
-    gamma: Tensor
-    w_hat: Tensor
-    ones: Tensor
-
-
-def weight_codes(layer: _TBLayer) -> WeightCodes:
-    """Quantize a layer's weight once for inference (per output channel)."""
-    w2 = layer.weight.detach().reshape(layer.weight.shape[0], -1)
-    if layer.weight_bits is None:
-        q, alpha, gamma = w2, torch.ones(w2.shape[0]), torch.zeros(w2.shape[0])
+    wc = wc if wc is not None else layer.weight_codes()
+    spikes = code.spikes.to(torch.float64)  # [T, B, F]
+    wt = code.weights.to(torch.float64)
+    if folded:
+        T, B = spikes.shape[:2]
+        n, s = layer.integer_terms(spikes.reshape(T * B, -1), code, wc)
+        n = torch.tensordot(wt, n.reshape(n.shape[0], T, B, *n.shape[2:]), dims=([0], [1]))
+        s = torch.tensordot(wt, s.reshape(s.shape[0], T, B, *s.shape[2:]), dims=([0], [1]))
     else:
-        bc = quantize(w2, bits=layer.weight_bits, method=layer.method, block=layer.weight_block,
-                      lam=layer.lam, dim=-1, sparsity=layer.sparsity, grid=layer.weight_grid)
-        if bc.q.shape[-2] != 1:
-            raise ValueError("the step engine needs weights quantized per output channel (weight_block=None).")
-        q, alpha, gamma = bc.codes(), bc.gain.reshape(-1), bc.offset.reshape(-1)
-    q = q.reshape(layer.weight.shape)
-    shape = (-1, *[1] * (q.dim() - 1))
-    w_hat = alpha.view(shape) * q + gamma.view(shape)
-    return WeightCodes(q, alpha, gamma, w_hat, torch.ones(1, *q.shape[1:], dtype=q.dtype))
-
-
-def step_current(layer: _TBLayer, code: SpikeCode, wc: WeightCodes | None = None) -> Tensor:
-    """Input current of ``layer`` accumulated step by step from ``code``'s spikes.
-
-    ``I = alpha * sum_t w_t L_Q(a s_t) + gamma * sum_t w_t L_1(a s_t) + L_W^(c) + b`` where
-    ``L_Q`` is the layer's operator with the integer weight codes, ``L_1`` with an all-ones
-    kernel (the rank-1 correction, one output channel), ``a``/``c`` the per-block read-out of
-    the input code. Equals the layer's training-time output to float rounding. ``wc``: the
-    layer's :func:`weight_codes`, computed once per simulation (else here).
-    """
-    wc = wc if wc is not None else weight_codes(layer)
-    spikes = code.spikes.to(code.q.dtype)  # [T, B, F]
-    g, o = code.feature_gain()
-    wt = code.weights
-    acc_q, acc_1 = 0.0, 0.0
-    for t in range(spikes.shape[0]):
-        inp = code.unflatten(spikes[t] * g)  # silent inputs contribute exactly nothing
-        acc_q = acc_q + wt[t] * layer._op(inp, wc.q, None)
-        acc_1 = acc_1 + wt[t] * layer._op(inp, wc.ones, None)
-    const = layer._op(code.unflatten(o), wc.w_hat, layer.bias)
-    bshape = (1, -1, *[1] * (wc.q.dim() - 2))
-    return wc.alpha.view(bshape) * acc_q + wc.gamma.view(bshape) * acc_1 + const
+        n = s = 0.0
+        for t in range(spikes.shape[0]):
+            nt, st = layer.integer_terms(spikes[t], code, wc)
+            n, s = n + wt[t] * nt, s + wt[t] * st
+    return layer.combine(n, s, code, wc)
 
 
 def neuron_fire(neuron: nn.Module, current: Tensor) -> SpikeCode:
     """Fire a layer of :class:`~tbnn.neurons.TemporalBinary` neurons from their input current.
 
     Binary scheme: each membrane starts at its grid value ``r_0 = v`` and runs ``T`` steps of
-    the integrate-and-fire rule with halving thresholds; the read-out is the ridge fit of
-    the block's target on the emitted code. Other schemes use the neuron's own encoder.
+    the integrate-and-fire rule with halving thresholds (:func:`tbnn.coding.if_binary_run`);
+    the emitted spikes are checked against the neuron's closed form (the bits of its code),
+    whose read-out gains are used. Other schemes use the neuron's own encoder.
     """
+    code = neuron(current)
     if neuron.scheme != "binary":
-        return neuron(current)
+        return code
     x = current.flatten(1)
     xb, valid, n = _to_blocks(x, -1, neuron.block)
     lo, hi = grid_range(xb, valid, n, neuron.grid, 2**neuron.timesteps)
-    v = ((xb - lo) / (hi - lo)).clamp(0.0, 1.0)
-    v = v.reshape(x.shape[0], -1)[:, : x.shape[1]]
-    spikes = if_binary_run(v, neuron.timesteps)  # [T, B, F], one step at a time
-    target = torch.relu(x) if neuron.target == "relu" else x
-    code = SpikeCode.from_spikes(spikes, "binary", target=target, lam=neuron.lam, block=neuron.block)
-    if neuron.method != "dat":  # the STE read-out: the fixed inverse grid map
-        levels = 2**neuron.timesteps
-        gain = (hi - lo) / levels
-        code = replace(code, gain=gain, offset=lo + 0.5 * gain)
-    return replace(code, shape=tuple(current.shape))
+    v = ((xb - lo) / (hi - lo)).clamp(0.0, 1.0).reshape(x.shape[0], -1)[:, : x.shape[1]]
+    fired = if_binary_run(v, neuron.timesteps).bool()  # [T, B, F], one step at a time
+    if not torch.equal(fired, code.spikes):
+        raise RuntimeError("integrate-and-fire spikes differ from the neuron's code; please report this.")
+    return code
 
 
-def _tbn_step(model: TBNet, x: Tensor, wcs: list[WeightCodes]) -> tuple[Tensor, dict[str, SpikeCode]]:
-    """Event-driven forward pass of a TBN; ``wcs``: weight codes of its layers and read-out."""
+def _tbn_sim(model: TBNet, x: Tensor, wcs: list[WeightCodes], folded: bool) -> tuple[Tensor, dict[str, SpikeCode]]:
+    """Spiking forward pass of a TBN; ``wcs``: weight codes of its layers and read-out."""
     x = x.reshape(x.shape[0], *model.cfg.input_shape)
     codes = {"input": neuron_fire(model.encoder, x)}
     h = codes["input"]
     for i, (layer, norm, neuron) in enumerate(zip(model.layers, model.norms, model.neurons)):
-        h = neuron_fire(neuron, norm(step_current(layer, h, wcs[i])))
+        h = neuron_fire(neuron, norm(step_current(layer, h, wcs[i], folded)))
         codes[f"hidden{i + 1}"] = h
-    return step_current(model.readout, replace(h, shape=None), wcs[-1]), codes
+    return step_current(model.readout, replace(h, shape=None), wcs[-1], folded), codes
 
 
 def fanout(model: nn.Module, name: str) -> Tensor:
@@ -218,25 +189,25 @@ def simulate(
         from tqdm.auto import tqdm
 
         it = tqdm(it, desc=f"simulate ({mode})", unit="batch", dynamic_ncols=True)
-    with torch.no_grad():
-        step = isinstance(model, TBNet) and mode == "step"
-        wcs = [weight_codes(m) for m in (*model.layers, model.readout)] if step else []
-        if step:
-            _tbn_step(model, x[:batch], wcs)  # warm-up on one batch: lazy initialisation is not simulation time
+    with torch.no_grad(), torch.random.fork_rng(devices=[]):
+        tbn = isinstance(model, TBNet)
+        folded = mode == "folded"
+        wcs = [m.weight_codes() for m in (*model.layers, model.readout)] if tbn else []
+        if tbn:
+            _tbn_sim(model, x[:batch], wcs, folded)  # warm-up: lazy initialisation is not simulation
         else:
-            model(x[:batch], mode="folded" if isinstance(model, TBNet) else None, record=True)
+            model(x[:batch], record=True)
         for i in it:
             xb = x[i:i + batch]
             torch.manual_seed(seed + i)
             ref = model(xb)
             torch.manual_seed(seed + i)
             t0 = time.perf_counter()
-            if step:
-                logits, codes = _tbn_step(model, xb, wcs)
+            if tbn:
+                logits, codes = _tbn_sim(model, xb, wcs, folded)
                 spikes = {k: c.spikes for k, c in codes.items()}
-            else:
-                logits, codes = model(xb, mode="folded" if isinstance(model, TBNet) else None, record=True)
-                spikes = {k: (c.spikes if isinstance(c, SpikeCode) else c) for k, c in codes.items()}
+            else:  # snnTorch LIF: its own per-step loop
+                logits, spikes = model(xb, record=True)
             sim_seconds += time.perf_counter() - t0
             max_diff = max(max_diff, float((logits - ref).abs().max()))
             preds.append(logits.argmax(1))
@@ -263,8 +234,8 @@ def simulate(
     summary = {
         "run": str(run_dir), "model": model.cfg.model, "mode": mode, "split": split,
         "samples": n, "timesteps": T, "dt_ms": float(dt_ms),
-        "accuracy": float((pred == y).float().mean()),
-        "forward_agreement": float((pred == refp).float().mean()),
+        "accuracy": float((pred == y).double().mean()),
+        "forward_agreement": float((pred == refp).double().mean()),
         "max_logit_difference": max_diff,
         "spikes_per_sample": total_spikes / n, "synaptic_ops_per_sample": total_ops / n,
         "energy_proxy": {"spikes_per_inference": total_spikes / n, "synaptic_ops_per_inference": total_ops / n},

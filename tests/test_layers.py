@@ -155,4 +155,20 @@ def test_fake_quantize_module_and_bad_layer_arguments():
     layer = TBLinear(8, 4)
     with pytest.raises(ValueError, match="mode"):
         layer(encode(torch.randn(2, 8), 2), mode="sideways")
-    assert set(MODES) == {"fused", "folded", "step"}
+    assert set(MODES) == {"fused", "folded", "step", "exact"}
+
+
+def test_exact_integer_mode_matches_float_modes_and_is_used_in_eval():
+    from tbnn.neurons import TemporalBinary
+
+    torch.manual_seed(5)
+    for layer, x in ((TBLinear(300, 9, weight_bits=2), torch.randn(6, 300)),
+                     (TBConv2d(3, 5, 3, stride=2, padding=1, weight_bits=1.5, sparsity="2:4"),
+                      torch.randn(4, 3, 9, 9))):
+        code = TemporalBinary(4, block=64)(x)
+        with torch.no_grad():
+            fused = layer(code, mode="fused")
+            exact = layer(code, mode="exact")
+            assert torch.allclose(exact, fused, rtol=1e-4, atol=1e-4)
+            layer.eval()
+            assert torch.equal(layer(code), exact)  # eval mode uses the integer-code path

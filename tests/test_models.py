@@ -71,9 +71,9 @@ def test_modes_agree_on_logits_in_eval(model, arch, image_shape, nf):
     net.eval()
     with torch.no_grad():
         ref = net(x, mode="fused")
-        for mode in ("folded", "step"):
+        for mode in ("folded", "step", "exact"):
             torch.testing.assert_close(net(x, mode=mode), ref, rtol=1e-4, atol=1e-4 * ref.abs().max())
-        assert torch.equal(net(x), ref)  # the default mode is fused
+        assert torch.equal(net(x), net(x, mode="exact"))  # eval mode defaults to integer codes
     with pytest.raises(ValueError, match="mode"):
         net(x, mode="sideways")
 
