@@ -20,8 +20,9 @@ forward pass bit for bit, and so its predictions on every sample.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
@@ -73,7 +74,10 @@ class WeightCodes:
     """A layer's weight as integer codes with a per-channel affine: ``W^ = alpha * Q + gamma``.
 
     ``w_hat`` is that weight in floats; ``ones`` an all-ones kernel with one output channel
-    (its response is the same for every output channel: the rank-1 correction).
+    (its response is the same for every output channel: the rank-1 correction); ``qmax``
+    the largest ``|Q|`` when the codes are integers (``inf`` for float weights); ``cache``
+    the block-dependent tensors the integer-code evaluation derives from them (per dtype
+    and input layout), made on first use.
     """
 
     q: Tensor
@@ -81,6 +85,8 @@ class WeightCodes:
     gamma: Tensor
     w_hat: Tensor
     ones: Tensor
+    qmax: float = math.inf
+    cache: dict = field(default_factory=dict, repr=False, compare=False)
 
 
 class _TBLayer(nn.Module):
@@ -134,21 +140,82 @@ class _TBLayer(nn.Module):
         q = q.reshape(self.weight.shape)
         shape = (-1, *[1] * (q.dim() - 1))
         w_hat = alpha.view(shape) * q + gamma.view(shape)
-        return WeightCodes(q, alpha, gamma, w_hat, torch.ones(1, *q.shape[1:], dtype=q.dtype, device=q.device))
+        qmax = float(q.abs().max()) if q.numel() and bool((q == q.round()).all()) else math.inf
+        return WeightCodes(q, alpha, gamma, w_hat, torch.ones(1, *q.shape[1:], dtype=q.dtype, device=q.device),
+                           qmax)
+
+    def term_dtype(self, code: SpikeCode, wc: WeightCodes) -> torch.dtype:
+        """The dtype that holds every integer term, and its sums over the ``T`` steps, exactly.
+
+        A term sums at most ``per = min(block, fan-in)`` products ``|Q| |q|`` per output,
+        and the simulator adds the terms of the steps with weights ``w_t``; float32 holds
+        integers exactly below ``2^24``, so it is used when
+        ``max(max|Q|, 1) * per * max(sum|w_t|, max|q|) < 2^24``; else float64.
+        """
+        per = min(code._bsize(), wc.q[0].numel())
+        qmax = max(float(code.weights.abs().sum()), float(code.q.detach().abs().max()) if code.q.numel() else 0.0)
+        return torch.float32 if max(wc.qmax, 1.0) * per * qmax < 2**24 else torch.float64
+
+    def _blocked_codes(self, wc: WeightCodes, code: SpikeCode, dtype: torch.dtype) -> Tensor:
+        """Linear layers: the codes as ``[nb, bs, out]`` blocks along the input (tail zero-padded)."""
+        f, bs = code.q.shape[-1], code._bsize()
+        key = ("blocked", f, bs, dtype)
+        if key not in wc.cache:
+            nb = -(-f // bs)
+            qt = F.pad(wc.q.reshape(wc.q.shape[0], -1).t().to(dtype), (0, 0, 0, nb * bs - f))
+            wc.cache[key] = qt.reshape(nb, bs, -1).contiguous()
+        return wc.cache[key]
 
     def integer_terms(self, q: Tensor, code: SpikeCode, wc: WeightCodes) -> tuple[Tensor, Tensor]:
         """Per input block ``b``: ``N_b = L_Q(q m_b)`` and ``S_b = L_1(q m_b)``, ``[nb, *out]``.
 
-        ``q`` is a code or a 0/1 spike matrix ``[..., F]`` (flat features); ``L_Q`` applies the
-        layer with the integer weight codes, ``L_1`` with the all-ones kernel. Computed in
-        float64, where every value is an exact integer (below 2^53), so per-step sums of
-        these terms equal the terms of the summed code bit for bit.
+        ``q`` is a code or a spike matrix ``[..., F]`` (flat features; 0/1 floats or bool);
+        ``L_Q`` applies the layer with the integer weight codes, ``L_1`` with the all-ones
+        kernel. Every value is an exact integer in :meth:`term_dtype` (returned in it), so
+        per-step sums of these terms equal the terms of the summed code bit for bit.
+
+        Linear layers: one batched matmul over the blocks of a ``[M, nb, bs]`` view, and
+        ``S_b`` is a row sum. The matmul runs in bfloat16 when every partial sum is an integer
+        of magnitude ``<= 256`` (``max|Q| * per * max|q| <= 256``: e.g. spikes and 1- or
+        2-bit codes in blocks of up to 128 inputs), which bfloat16 (and its float32
+        accumulator) holds exactly. Convolutions: one op on the masked copies stacked in
+        the batch.
         """
-        masks = code.block_masks(torch.float64)
-        qd, wq, ones = q.detach().to(torch.float64), wc.q.to(torch.float64), wc.ones.to(torch.float64)
-        n = torch.stack([self._op(code.unflatten(qd * m), wq, None) for m in masks])
-        s = torch.stack([self._op(code.unflatten(qd * m), ones, None) for m in masks])
-        return n, s
+        dtype = self.term_dtype(code, wc)
+        f, bs = q.shape[-1], code._bsize()
+        nb = -(-f // bs)
+        lead = q.shape[:-1]
+        q = q.detach()
+        if q.dtype == torch.bool:
+            q, top = q.view(torch.uint8), 1.0  # (uint8 converts to floats faster than bool)
+        else:
+            top = float(q.abs().max()) if q.numel() else 0.0
+        if isinstance(self, TBLinear):
+            per = min(bs, f)
+            mm = torch.bfloat16 if wc.qmax * per * top <= 256 else dtype
+            qd = q.to(mm)
+            if nb * bs != f:
+                qd = F.pad(qd, (0, nb * bs - f))
+            qv = qd.reshape(-1, nb, bs).transpose(0, 1)  # [nb, M, bs]
+            n = torch.bmm(qv, self._blocked_codes(wc, code, mm)).to(dtype)  # [nb, M, out]
+            s = qv.sum(-1, keepdim=True, dtype=dtype)  # [nb, M, 1]
+            return n.reshape(nb, *lead, -1), s.reshape(nb, *lead, 1)
+        qd = q.to(dtype)
+        masks = code.block_masks(dtype).view(nb, *[1] * len(lead), f)
+        x = code.unflatten((qd.unsqueeze(0) * masks).reshape(-1, f))  # [nb * M, ...]
+        n, s = self._op(x, wc.q.to(dtype), None), self._op(x, wc.ones.to(dtype), None)
+        return n.reshape(nb, *lead, *n.shape[1:]), s.reshape(nb, *lead, *s.shape[1:])
+
+    def _mask_terms(self, code: SpikeCode, wc: WeightCodes) -> tuple[Tensor, Tensor]:
+        """``r_b = L_Q(m_b)`` and ``k_b = L_1(m_b)`` (float64, ``[nb, 1, *out]``), cached per input layout."""
+        key = ("masks", code.q.shape[-1], code._bsize(), code.shape[1:] if code.shape is not None else None)
+        if key not in wc.cache:
+            masks = code.block_masks(torch.float64)
+            x = code.unflatten(masks)
+            r = self._op(x, wc.q.to(torch.float64), None).unsqueeze(1)
+            k = self._op(x, wc.ones.to(torch.float64), None).unsqueeze(1)
+            wc.cache[key] = (r, k)
+        return wc.cache[key]
 
     def combine(self, n: Tensor, s: Tensor, code: SpikeCode, wc: WeightCodes) -> Tensor:
         """The input current from the integer terms (the matmul shortcut of Ye et al. 2024).
@@ -156,19 +223,23 @@ class _TBLayer(nn.Module):
         With the input read out per block as ``a_b q + c_b`` and ``W^ = alpha Q + gamma``::
 
             I = sum_b a_b (alpha N_b + gamma S_b) + c_b (alpha L_Q(m_b) + gamma L_1(m_b)) + bias
+
+        in float64, on contiguous terms (so every engine's terms give the same rounding).
+        ``r_b`` and ``k_b`` are made once per weight codes and input layout.
         """
-        masks = code.block_masks(torch.float64)
-        wq, ones = wc.q.to(torch.float64), wc.ones.to(torch.float64)
-        r = torch.stack([self._op(code.unflatten(m.unsqueeze(0)), wq, None) for m in masks])
-        k = torch.stack([self._op(code.unflatten(m.unsqueeze(0)), ones, None) for m in masks])
+        r, k = self._mask_terms(code, wc)
+        f64 = torch.float64
+        n, s = n.contiguous(), s.contiguous()  # exact integers (float32 or float64)
         extra = [1] * (n.dim() - 3)
-        a = code.gain.detach().to(torch.float64).squeeze(-1).transpose(0, 1).reshape(n.shape[0], -1, 1, *extra)
-        c = code.offset.detach().to(torch.float64).squeeze(-1).transpose(0, 1).reshape(n.shape[0], -1, 1, *extra)
-        shape = (1, -1, *extra)
-        al, ga = wc.alpha.to(torch.float64).view(shape), wc.gamma.to(torch.float64).view(shape)
-        cur = (a * (al * n + ga * s)).sum(0) + (c * (al * r + ga * k)).sum(0)
+        a = code.gain.detach().to(f64).squeeze(-1).transpose(0, 1).reshape(n.shape[0], -1, 1, *extra)
+        c = code.offset.detach().to(f64).squeeze(-1).transpose(0, 1).reshape(n.shape[0], -1, 1, *extra)
+        shape = (-1, *extra)
+        al, ga = wc.alpha.to(f64).view(shape), wc.gamma.to(f64).view(shape)
+        # sum_b a_b N_b and sum_b a_b S_b first (float64 products of exact integers), then
+        # the per-channel alpha and gamma once
+        cur = al * (a * n).sum(0) + ga * (a * s).sum(0) + (c * (al * r + ga * k)).sum(0)
         if self.bias is not None:
-            cur = cur + self.bias.detach().to(torch.float64).view(shape)
+            cur = cur + self.bias.detach().to(f64).view(shape)
         return cur.to(code.q.dtype)
 
     def exact(self, code: SpikeCode, wc: WeightCodes | None = None) -> Tensor:

@@ -585,6 +585,16 @@ class _AffineFused(torch.autograd.Function):
                 None, None, None, None, None, None, None, None)
 
 
+def _rectify(x: Tensor, grid: str | None, target: str) -> Tensor:
+    """A rectifying neuron's grid map clips at zero: ``v = clip(x / max, 0, 1)``.
+
+    With the ``relu`` read-out target everything (codes, fit, gradient) depends on
+    ``relu(x)`` only, so the clipped region gets zero gradient, as the derivative of the
+    grid map ``f`` says (DESIGN §1.2). Other grids and targets pass ``x`` unchanged.
+    """
+    return torch.relu(x) if grid == "rectify" and target == "relu" else x
+
+
 def affine_fast(
     x: Tensor,
     block: int | None,
@@ -610,6 +620,7 @@ def affine_fast(
     """
     if not x.is_floating_point():  # codes and read-out are real numbers
         x = x.to(torch.get_default_dtype())
+    x = _rectify(x, grid, target)
     parts = _split_blocks(x, block)
     relu = target == "relu"
     gl = levels if grid_levels is None else grid_levels
@@ -730,6 +741,8 @@ def _quantize_reference(
     """
     dim = dim % x.dim()
     sp = parse_sparsity(sparsity)
+    if sp is None and bits != 1.5:
+        x = _rectify(x, grid, target)
     xb, valid, n = _to_blocks(x, dim, block)
     clip_grad = method == "ste_clip"
 

@@ -10,15 +10,16 @@ runs the test (or train) split in one of two modes:
   column of codes. The block read-out gains and the rank-1 corrections of the matmul
   shortcut (Ye et al. 2024, arXiv:2409.09245) are applied once. Hidden neurons then fire
   by the integrate-and-fire rule with halving thresholds (reset by subtraction), one step
-  at a time (:func:`tbnn.coding.if_binary_run`).
+  at a time (:func:`tbnn.coding.if_binary_step`).
 * ``folded``: the same integer arithmetic with the ``T`` steps folded into the batch.
 
-The integer sums are exact (float64), so both modes reproduce the model's eval-mode
-forward pass (which uses the same integer-code evaluation) bit for bit; the simulated
-predictions are compared with it on every sample (``forward_agreement``). snnTorch ``lif``
-runs are simulated by their own per-step loop with the same random input spikes as the
-reference pass (drawn from a generator forked from the global one, which is left as it
-was), so for them agreement checks only that the loop is deterministic.
+The integer sums are exact (bfloat16 products where every partial sum is an integer of
+magnitude <= 256, float32 sums below 2^24, else float64), so both modes reproduce the
+model's eval-mode forward pass (which uses the same integer-code evaluation) bit for bit;
+the simulated predictions are compared with it on every sample (``forward_agreement``).
+snnTorch ``lif`` runs are simulated by their own per-step loop with the same random input
+spikes as the reference pass (drawn from a generator forked from the global one, which is
+left as it was), so for them agreement checks only that the loop is deterministic.
 
 Outputs: ``simulation.json`` (accuracy, agreement, spikes and synaptic operations per
 sample, throughput, per-layer counts, weight storage) and ``spikes.npz`` (one boolean
@@ -37,7 +38,7 @@ import torch
 from torch import Tensor, nn
 
 from .checkpoint import load_run_config, load_weights
-from .coding import SpikeCode, if_binary_run
+from .coding import SpikeCode, if_binary_step
 from .data import load_dataset
 from .fileio import write_json
 from .layers import WeightCodes, _TBConv, _TBLayer, conv_fanout
@@ -72,24 +73,30 @@ def step_current(layer: _TBLayer, code: SpikeCode, wc: WeightCodes | None = None
 
     For every step ``t`` the integer terms ``N_b += w_t L_Q(s_t m_b)`` (only inputs that
     spiked at ``t`` add their column of weight codes) and ``S_b += w_t L_1(s_t m_b)`` are
-    accumulated exactly (float64 integers), then combined once with the read-out gains and
+    accumulated exactly (integers in float32, or float64 where float32 could round; see
+    :meth:`~tbnn.layers._TBLayer.term_dtype`), then combined once with the read-out gains and
     the rank-1 corrections (:meth:`~tbnn.layers._TBLayer.combine`). ``folded=True`` computes
     all steps in one op on ``[T*B, ...]``. Either way the result equals the layer's eval
     forward pass bit for bit. ``wc``: the layer's weight codes, made once per simulation.
     """
     wc = wc if wc is not None else layer.weight_codes()
-    spikes = code.spikes.to(torch.float64)  # [T, B, F]
-    wt = code.weights.to(torch.float64)
+    spikes = code.spikes  # [T, B, F] bool
     if folded:
+        wt = code.weights.to(layer.term_dtype(code, wc))  # float32 where it holds every sum exactly
         T, B = spikes.shape[:2]
-        n, s = layer.integer_terms(spikes.reshape(T * B, -1), code, wc)
-        n = torch.tensordot(wt, n.reshape(n.shape[0], T, B, *n.shape[2:]), dims=([0], [1]))
-        s = torch.tensordot(wt, s.reshape(s.shape[0], T, B, *s.shape[2:]), dims=([0], [1]))
+        n, s = layer.integer_terms(spikes.reshape(T * B, -1), code, wc)  # [nb, T*B, ...]
+        nb = n.shape[0]
+        n = torch.matmul(wt, n.reshape(nb, T, -1)).reshape(nb, B, *n.shape[2:])
+        s = torch.matmul(wt, s.reshape(nb, T, -1)).reshape(nb, B, *s.shape[2:])
     else:
-        n = s = 0.0
-        for t in range(spikes.shape[0]):
+        n = s = None
+        for t, w in enumerate(code.weights.tolist()):
             nt, st = layer.integer_terms(spikes[t], code, wc)
-            n, s = n + wt[t] * nt, s + wt[t] * st
+            if n is None:
+                n, s = nt.mul_(w), st.mul_(w)
+            else:
+                n.add_(nt, alpha=w)
+                s.add_(st, alpha=w)
     return layer.combine(n, s, code, wc)
 
 
@@ -97,9 +104,10 @@ def neuron_fire(neuron: nn.Module, current: Tensor) -> SpikeCode:
     """Fire a layer of :class:`~tbnn.neurons.TemporalBinary` neurons from their input current.
 
     Binary scheme: each membrane starts at its grid value ``r_0 = v`` and runs ``T`` steps of
-    the integrate-and-fire rule with halving thresholds (:func:`tbnn.coding.if_binary_run`);
-    the emitted spikes are checked against the neuron's closed form (the bits of its code),
-    whose read-out gains are used. Other schemes use the neuron's own encoder.
+    the integrate-and-fire rule with halving thresholds (:func:`tbnn.coding.if_binary_step`);
+    the emitted spikes are checked against the neuron's closed form (their weighted sum must
+    be its code), whose read-out gains are used, and kept in the returned code (``raw``).
+    Other schemes use the neuron's own encoder.
     """
     code = neuron(current)
     if neuron.scheme != "binary":
@@ -108,10 +116,19 @@ def neuron_fire(neuron: nn.Module, current: Tensor) -> SpikeCode:
     xb, valid, n = _to_blocks(x, -1, neuron.block)
     lo, hi = grid_range(xb, valid, n, neuron.grid, 2**neuron.timesteps)
     v = ((xb - lo) / (hi - lo)).clamp(0.0, 1.0).reshape(x.shape[0], -1)[:, : x.shape[1]]
-    fired = if_binary_run(v, neuron.timesteps).bool()  # [T, B, F], one step at a time
-    if not torch.equal(fired, code.spikes):
+    T = neuron.timesteps
+    w = code.weights.tolist()
+    fired = torch.empty(T, *v.shape, dtype=torch.bool, device=v.device)  # [T, B, F]
+    r, q = v, torch.zeros_like(v)
+    for t in range(1, T + 1):  # the integrate-and-fire rule, one step at a time
+        s, r = if_binary_step(r, t)
+        fired[t - 1] = s
+        q.add_(s, alpha=w[t - 1])
+    # the spikes equal the bits of the code iff their weighted sum is the code (binary
+    # expansions are unique), which is cheaper to check than expanding the code into bits
+    if not torch.equal(q, code.q.detach().to(q.dtype)):
         raise RuntimeError("integrate-and-fire spikes differ from the neuron's code; please report this.")
-    return code
+    return replace(code, raw=fired)  # the emitted spikes, kept (not re-derived from the code)
 
 
 def _tbn_sim(model: TBNet, x: Tensor, wcs: list[WeightCodes], folded: bool) -> tuple[Tensor, dict[str, SpikeCode]]:

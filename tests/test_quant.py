@@ -454,3 +454,20 @@ def test_fast_affine_path_equals_reference(grid, target, method, bits, block, la
             loss = loss + (c.gain * rg).sum() + (c.offset * ro).sum()
         loss.backward()
     torch.testing.assert_close(xs[0].grad, xs[1].grad, rtol=1e-7, atol=1e-7)
+
+
+def test_rectifying_grid_has_zero_gradient_where_the_neuron_is_silent():
+    # the grid map of a rectifying neuron is clip(x / max, 0, 1): its derivative is zero
+    # below zero, so with the relu read-out no gradient reaches a silent (x < 0) input
+    torch.manual_seed(0)
+    x = torch.randn(4, 256, requires_grad=True)
+    r = torch.randn(4, 256)
+    for bits in (1, 4):
+        x.grad = None
+        (fake_quantize(x, bits=bits, grid="rectify", target="relu") * r).sum().backward()
+        assert torch.all(x.grad[x.detach() < 0] == 0)
+        assert torch.count_nonzero(x.grad[x.detach() > 0]) > 0
+    from tbnn.quant import _quantize_reference
+
+    ref = _quantize_reference(x, bits=4, grid="rectify", target="relu").dequantize()
+    assert torch.allclose(ref, fake_quantize(x, bits=4, grid="rectify", target="relu"), atol=1e-6)

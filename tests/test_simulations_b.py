@@ -82,7 +82,7 @@ def test_tbn_vs_lif_quick(tmp_path):
         assert all(v > 0 for v in r["samples_per_second"].values())
     tbn = data["results"][0]
     assert set(tbn["samples_per_second"]) == {"step", "folded"}
-    assert "matched_summary" in data and data["info"]["tbnn_source_sha1"]
+    assert "matched_summary" in data and "git" in data["info"]  # the checkout's commit (+dirty)
     lif = {r["T"]: r for r in data["results"] if r["model"] == "lif"}
     assert lif[8]["spikes"] > lif[4]["spikes"]  # the rate code spends spikes with T
     assert tbn["weight_storage_bits"] < lif[4]["weight_storage_bits"] / 5
