@@ -72,7 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--encoding", default="binary", help="binary, sigma_delta, rate, thermometer, latency")
     t.add_argument("--epochs", type=int, default=20)
     t.add_argument("--batch", type=int, default=64)
-    t.add_argument("--lr", type=float, default=3e-3)
+    t.add_argument("--lr", type=float, default=1e-3, help="AdamW learning rate (default 1e-3)")
     t.add_argument("--weight-decay", type=float, default=0.0)
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--n-train", type=int, default=None, help="use a subset of the training split")

@@ -43,7 +43,7 @@ class TrainConfig:
     dataset: str = "digits"
     epochs: int = 20
     batch: int = 64
-    lr: float = 3e-3
+    lr: float = 1e-3
     weight_decay: float = 0.0
     seed: int = 0
     n_train: int | None = None
@@ -127,7 +127,7 @@ def train(
     *,
     epochs: int = 20,
     batch: int = 64,
-    lr: float = 3e-3,
+    lr: float = 1e-3,
     weight_decay: float = 0.0,
     seed: int = 0,
     n_train: int | None = None,

@@ -12,7 +12,7 @@ from safetensors.torch import load_file, save_file
 from tbnn.cli import main
 from tbnn.train import train
 
-SMALL = dict(n_train=600, n_test=100, progress=False)
+SMALL = dict(n_train=600, n_test=100, lr=3e-3, progress=False)
 
 
 @pytest.mark.parametrize(
