@@ -6,23 +6,26 @@ benchmarked, never asserted):
 * throughput (samples/s) on the digits test split of the digits MLP (64-256-256-10, 1-bit
   weights, T = 4) in tbnn's ``step`` (event-driven) and ``folded`` modes;
 * an snnTorch ``Leaky`` network of the same widths run the usual way (rate-coded input from
-  ``snntorch.spikegen.rate``, a Python loop over time steps, spike/membrane recording) at
-  equal ``T`` (4) and at matched accuracy (``T = 25``), its accuracy measured here;
+  ``snntorch.spikegen.rate``, a Python loop over time steps, spikes recorded) at equal ``T``
+  (4) and at ``--lif-t`` (default 8 and 25), each trained by tbnn's ``lif`` recipe and its
+  accuracy measured here; "matched accuracy" is the smallest of these ``T`` whose accuracy
+  is within ``--match-tol`` (0.5 points) of the TBN's, and ``T = 25`` is always reported;
 * the float floor: the same MLP with float weights, one forward pass;
 * where the step engine's time goes (``torch.profiler`` top ops and simple timers);
 * peak memory (peak-RSS growth, each engine in its own subprocess, the VmHWM watermark reset
   after set-up; ``ru_maxrss`` where that is not possible) and weight storage;
-* 'beyond': two candidate step engines (:func:`fast_tbn_step`): cached weight codes with a
-  row sum in place of the all-ones matmul, and the same with exact int8 matmuls
-  (``torch._int_mm``) of binary spikes by integer weight codes; and a bit-packed
-  AND + popcount product (:func:`packed_and_popcount`), timed against the float matmul.
+* 'beyond' (reported, not adopted): a step engine whose per-block products are int8
+  matmuls (``torch._int_mm``, a private API) of binary spikes by integer weight codes
+  (:class:`Int8Step`), and, for one step's product, the float32 and bfloat16 matmuls (the
+  latter is what tbnn's engines use where it is exact), ``torch._int_mm`` and a bit-packed
+  AND + popcount (:func:`packed_and_popcount`).
 
 Timing: ``torch.set_num_threads(--threads)`` (default 1: on a shared 2-core machine OpenMP
 spinning with 2 threads makes sgemm up to 10x slower and noisy), two warm-up passes per
 engine, then ``--repeats`` passes interleaved round-robin over engines (so background load
 hits all of them alike), median reported.
 
-    python benchmarks/bench_sim.py            # full (~3-4 min on 2 cores), writes figures/bench_sim.{json,md}
+    python benchmarks/bench_sim.py            # full (~1-2 min on 2 cores), writes figures/bench_sim.{json,md}
     python benchmarks/bench_sim.py --quick    # a few seconds, prints only (unless --out)
 """
 
@@ -30,22 +33,20 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
-import os
 import resource
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 
 ROOT = Path(__file__).resolve().parents[1]
-ENGINES_MEM = ("tbn_step", "tbn_folded", "snn_T4", "snn_T25", "float")
 
 
 # --------------------------------------------------------------------------------------
@@ -100,103 +101,94 @@ class SnnTorchMLP(nn.Module):
 # candidate step engines ('beyond'); not part of tbnn
 
 
-class FastStep:
-    """A step engine for TBN MLPs that prepares the weights once.
+class Int8Step:
+    """A step engine for TBN MLPs whose products run as int8 matmuls (reported, not adopted).
 
-    Same arithmetic as :func:`tbnn.sim.step_current` (per time step, only spiking inputs
-    contribute, scaled by their block's read-out gain), with three changes:
-
-    * integer weight codes and their per-channel affine are computed once, not per batch;
-    * the rank-1 correction ``L_1(a s_t)`` (a matmul with all-ones weights in tbnn) is the
-      gain-weighted spike count of each sample, a row sum;
-    * spikes made by the neurons are not re-checked for being 0/1 (see :meth:`fire`);
-    * ``int8=True``: each step's product ``s_t Q^T`` runs per input block as an exact int8
-      matmul (``torch._int_mm``, int32 accumulation) and is scaled by the block gain after.
-
-    Hidden neurons fire by the same integrate-and-fire rule and read-out fit as tbnn. MLPs
-    only (linear layers).
+    Same arithmetic as :func:`tbnn.sim.step_current` and :func:`tbnn.sim.neuron_fire`: for
+    each time step and input block ``b`` the product ``s_t Q_b^T`` of binary spikes by the
+    integer weight codes is an exact int8 matmul (``torch._int_mm``, int32 accumulation),
+    scaled by the block's read-out gain after; the rank-1 correction is a row sum; hidden
+    neurons run the integrate-and-fire rule with halving thresholds and their read-out is
+    the same ridge fit. ``torch._int_mm`` is a private PyTorch API, and the gains are applied
+    in float32 per step (not once, in float64, on exact integer sums), so a near-tie can flip.
+    MLPs (linear layers) with the ``binary`` code and the DAT read-out only.
     """
 
-    def __init__(self, model: nn.Module, int8: bool = False) -> None:
+    def __init__(self, model: nn.Module) -> None:
         from tbnn.layers import TBLinear
-        from tbnn.sim import _weight_codes
-
-        self.model, self.int8 = model, int8
+        self.model = model
+        for nrn in [model.encoder, *model.neurons]:
+            if nrn.scheme != "binary" or nrn.method != "dat":
+                raise ValueError("Int8Step handles the binary code with the DAT read-out only.")
         self.prep = []
-        for layer in [*model.layers, model.readout]:
+        blocks = [model.encoder.block, *[nrn.block for nrn in model.neurons]]
+        for layer, block in zip([*model.layers, model.readout], blocks):
             if not isinstance(layer, TBLinear):
-                raise ValueError("FastStep handles MLPs (TBLinear layers) only.")
-            q, alpha, gamma = _weight_codes(layer)
-            if int8 and not bool((q == q.round()).all() and q.abs().max() <= 127):
-                raise ValueError("int8 path needs integer weight codes within [-127, 127].")
-            w_hat = alpha[:, None] * q + gamma[:, None]
-            self.prep.append(dict(qT=q.t().contiguous(), qT8=q.round().to(torch.int8).t().contiguous(),
-                                  alpha=alpha, gamma=gamma, w_hat=w_hat, bias=layer.bias.detach()))
+                raise ValueError("Int8Step handles MLPs (TBLinear layers) only.")
+            wc = layer.weight_codes()
+            q = wc.q
+            if not bool((q == q.round()).all() and q.abs().max() <= 127):
+                raise ValueError("the int8 path needs integer weight codes within [-127, 127].")
+            F = q.shape[1]
+            bs = F if block is None else min(block, F)
+            nb = -(-F // bs)
+            q8 = torch.nn.functional.pad(q.round().to(torch.int8).t(), (0, 0, 0, nb * bs - F))
+            self.prep.append(dict(qT8=q8.reshape(nb, bs, -1).contiguous(), bs=bs, nb=nb, alpha=wc.alpha,
+                                  gamma=wc.gamma, w_hat=wc.w_hat, bias=layer.bias.detach()))
 
-    def current(self, p: dict[str, Tensor], code) -> Tensor:
-        s = code.spikes  # bool [T, B, F]
-        T, B, F = s.shape
-        gain = code.gain.reshape(B, -1)  # [B, nb]
-        bs = code._bsize()
-        g, o = code.feature_gain()
-        wt = code.weights.tolist()
-        acc_q = torch.zeros(B, p["qT"].shape[1])
+    @staticmethod
+    def current(p: dict[str, Any], spk: Tensor, gain: Tensor, offset: Tensor) -> Tensor:
+        """Input current from spikes ``[T, B, F]`` (float 0/1) and the block read-out ``[B, nb, 1]``."""
+        T, B, F = spk.shape
+        bs, nb = p["bs"], p["nb"]
+        g = gain.expand(B, nb, bs).reshape(B, -1)[:, :F]
+        o = offset.expand(B, nb, bs).reshape(B, -1)[:, :F]
+        wt = [2.0 ** (T - 1 - t) for t in range(T)]
+        acc_q = torch.zeros(B, p["qT8"].shape[2])
         acc_1 = torch.zeros(B, 1)
-        if self.int8:
-            s8 = s.to(torch.int8)
-            for t in range(T):
-                for b in range(gain.shape[1]):
-                    sl = slice(b * bs, min(F, (b + 1) * bs))
-                    prod = torch._int_mm(s8[t, :, sl].contiguous(), p["qT8"][sl])  # exact int32
-                    acc_q += (wt[t] * gain[:, b:b + 1]) * prod
-        else:
-            sf = s.to(torch.float32)
-            for t in range(T):
-                acc_q += wt[t] * ((sf[t] * g) @ p["qT"])
-        sf = s.to(torch.float32)
+        s8 = torch.nn.functional.pad(spk, (0, nb * bs - F)).to(torch.int8)
+        s8 = s8.reshape(T, B, nb, bs).permute(0, 2, 1, 3).contiguous()  # [T, nb, B, bs]
+        gb = gain.reshape(B, nb)
         for t in range(T):
-            acc_1 += wt[t] * (sf[t] * g).sum(1, keepdim=True)
+            for b in range(nb):
+                acc_q += (wt[t] * gb[:, b:b + 1]) * torch._int_mm(s8[t, b], p["qT8"][b])  # exact int32
+            acc_1 += wt[t] * (spk[t] * g).sum(1, keepdim=True)
         const = torch.nn.functional.linear(o, p["w_hat"], p["bias"])
         return p["alpha"] * acc_q + p["gamma"] * acc_1 + const
 
     @staticmethod
-    def fire(neuron: nn.Module, current: Tensor):
-        """:func:`tbnn.sim.neuron_fire` without re-validating spikes that are binary by
-        construction (``SpikeCode.from_spikes`` checks every element is 0 or 1)."""
-        from dataclasses import replace
+    def fire(neuron: nn.Module, current: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """Spikes ``[T, B, F]`` (float 0/1) and read-out ``(gain, offset)`` of a layer of binary
+        neurons: ``s_t = 1[r >= 2^-t]``, ``r <- r - 2^-t s_t`` from ``r_0`` = grid value."""
+        from tbnn.quant import _to_blocks, grid_range, ridge_fit
 
-        from tbnn.coding import SpikeCode, if_binary_run, step_weights
-        from tbnn.quant import _to_blocks, grid_range
-        from tbnn.sim import neuron_fire
-
-        if neuron.scheme != "binary" or neuron.method != "dat":
-            return neuron_fire(neuron, current)
+        T = neuron.timesteps
         x = current.flatten(1)
+        B, F = x.shape
         xb, valid, n = _to_blocks(x, -1, neuron.block)
-        lo, hi = grid_range(xb, valid, n, neuron.grid, 2**neuron.timesteps)
-        v = ((xb - lo) / (hi - lo)).clamp(0.0, 1.0).reshape(x.shape[0], -1)[:, : x.shape[1]]
-        spikes = if_binary_run(v, neuron.timesteps)
-        q = torch.tensordot(step_weights("binary", neuron.timesteps), spikes, dims=1)
+        lo, hi = grid_range(xb, valid, n, neuron.grid, 2**T)
+        r = ((xb - lo) / (hi - lo)).clamp(0.0, 1.0).reshape(B, -1)[:, :F].contiguous()
+        spk = torch.empty(T, B, F)
+        q = torch.zeros(B, F)
+        for t in range(1, T + 1):
+            theta = 2.0**-t
+            s = spk[t - 1]
+            s.copy_(r >= theta)
+            r = r - theta * s
+            q.add_(s, alpha=2.0 ** (T - t))
         target = torch.relu(x) if neuron.target == "relu" else x
-        code = SpikeCode(q, q, q, "binary", neuron.timesteps, neuron.block, target, raw=spikes.bool(),
-                         lam=neuron.lam)
-        gain, offset = code._fit(q, neuron.timesteps)
-        return replace(code, gain=gain, offset=offset, shape=tuple(current.shape))
+        tb, valid, n = _to_blocks(target, -1, neuron.block)
+        qb, _, _ = _to_blocks(q, -1, neuron.block)
+        gain, offset = ridge_fit(tb, qb, valid, n, neuron.lam, True)
+        return spk, gain, offset
 
     @torch.no_grad()
     def __call__(self, x: Tensor) -> Tensor:
-        from dataclasses import replace
-
         m = self.model
-        h = self.fire(m.encoder, x.reshape(x.shape[0], *m.cfg.input_shape))
+        spk, gain, offset = self.fire(m.encoder, x.reshape(x.shape[0], *m.cfg.input_shape))
         for p, norm, neuron in zip(self.prep, m.norms, m.neurons):
-            h = self.fire(neuron, norm(self.current(p, h)))
-        return self.current(self.prep[-1], replace(h, shape=None))
-
-
-def fast_tbn_step(model: nn.Module, x: Tensor, int8: bool = False) -> Tensor:
-    """Logits of a TBN MLP from the proposed step engine (see :class:`FastStep`)."""
-    return FastStep(model, int8)(x)
+            spk, gain, offset = self.fire(neuron, norm(self.current(p, spk, gain, offset)))
+        return self.current(self.prep[-1], spk, gain, offset)
 
 
 _M1, _M2, _M4, _H = (v - (1 << 64) if v >= 1 << 63 else v for v in
@@ -229,6 +221,26 @@ def packed_and_popcount(s_packed: Tensor, q_packed: Tensor) -> Tensor:
 # helpers
 
 
+def tbnn_engine(model: nn.Module, mode: str = "step") -> Callable[[Tensor], tuple[Tensor, dict]]:
+    """tbnn's spiking engine as ``simulate(mode=...)`` runs it: weight codes made once, then
+    :func:`tbnn.sim._tbn_sim` per batch (logits and the layers' spike codes)."""
+    from tbnn.sim import _tbn_sim
+
+    wcs = [m.weight_codes() for m in (*model.layers, model.readout)]
+    return lambda x: _tbn_sim(model, x, wcs, mode == "folded")
+
+
+def _run_info() -> dict[str, Any]:
+    """Date and git state of the checkout (``simulations/common.run_info``)."""
+    sys.path.insert(0, str(ROOT / "simulations"))
+    try:
+        import common
+    finally:
+        sys.path.pop(0)
+    info = common.run_info()
+    return {"date": info["date"], "git": info["git"]}
+
+
 def _median_time(fn: Callable[[], Any], repeats: int) -> float:
     ts = []
     for _ in range(repeats):
@@ -238,15 +250,14 @@ def _median_time(fn: Callable[[], Any], repeats: int) -> float:
     return statistics.median(ts)
 
 
-def _train_runs(cache: Path, quick: bool, epochs: int, lif_t: int) -> dict[str, Path]:
+def _train_runs(cache: Path, quick: bool, epochs: int, lif_ts: list[int]) -> dict[str, Path]:
     from tbnn.train import train
 
     sub = dict(n_train=300, n_test=120) if quick else {}
     specs = {
         "tbn": dict(model="tbn", timesteps=4, weight_bits=1),
         "float": dict(model="float"),
-        "lif_T4": dict(model="lif", timesteps=4),
-        f"lif_T{lif_t}": dict(model="lif", timesteps=lif_t),
+        **{f"lif_T{t}": dict(model="lif", timesteps=t) for t in lif_ts},
     }
     runs = {}
     for name, kw in specs.items():
@@ -263,7 +274,7 @@ def _train_runs(cache: Path, quick: bool, epochs: int, lif_t: int) -> dict[str, 
     return runs
 
 
-def _load(runs: dict[str, Path], lif_t: int):
+def _load(runs: dict[str, Path], lif_ts: list[int]):
     from tbnn.data import load_dataset
     from tbnn.sim import load_run
 
@@ -271,18 +282,20 @@ def _load(runs: dict[str, Path], lif_t: int):
     tcfg = json.loads((runs["tbn"] / "config.json").read_text())["train"]
     ds = load_dataset("digits", seed=tcfg["seed"], n_train=tcfg["n_train"], n_test=tcfg["n_test"])
     engines: dict[str, Callable[[Tensor], Tensor]] = {}
-    from tbnn.sim import _tbn_step
-
     tbn = models["tbn"]
-    engines["tbn_step"] = lambda x: _tbn_step(tbn, x)[0]
-    engines["tbn_folded"] = lambda x: tbn(x, mode="folded", record=True)[0]
-    snn4 = SnnTorchMLP.from_lif(models["lif_T4"])
-    snnT = SnnTorchMLP.from_lif(models[f"lif_T{lif_t}"])
-    engines["snn_T4"] = lambda x: snn4(x)[0]
-    engines[f"snn_T{lif_t}"] = lambda x: snnT(x)[0]
+    step, folded = tbnn_engine(tbn, "step"), tbnn_engine(tbn, "folded")
+    engines["tbn_step"] = lambda x: step(x)[0]
+    engines["tbn_folded"] = lambda x: folded(x)[0]
+    for t in lif_ts:
+        net = SnnTorchMLP.from_lif(models[f"lif_T{t}"])
+        engines[f"snn_T{t}"] = (lambda n: (lambda x: n(x)[0]))(net)
     fl = models["float"]
     engines["float"] = lambda x: fl(x)
     return models, ds, engines
+
+
+def _lif_ts(args: argparse.Namespace) -> list[int]:
+    return sorted({4, *args.lif_t})
 
 
 def _batches(x: Tensor, batch: int) -> list[Tensor]:
@@ -293,7 +306,7 @@ def _mem_child(args: argparse.Namespace) -> None:
     """Subprocess: peak RSS growth while one engine runs the test split."""
     torch.set_num_threads(args.threads)
     runs = {p.name: p for p in Path(args.cache).iterdir() if (p / "metrics.json").exists()}
-    _, ds, engines = _load(runs, args.lif_t)
+    _, ds, engines = _load(runs, _lif_ts(args))
     fn = engines[args._mem]
     xs = _batches(ds.x_test, args.batch)
     with torch.no_grad():
@@ -326,27 +339,26 @@ def _memory(cache: Path, args: argparse.Namespace, names: list[str]) -> dict[str
     out = {}
     for name in names:
         cmd = [sys.executable, str(Path(__file__).resolve()), "--_mem", name, "--cache", str(cache),
-               "--batch", str(args.batch), "--threads", str(args.threads), "--lif-t", str(args.lif_t)]
+               "--batch", str(args.batch), "--threads", str(args.threads), "--lif-t", *map(str, args.lif_t)]
         r = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
         if r.returncode != 0:
             out[name] = {"error": r.stderr.strip().splitlines()[-1] if r.stderr.strip() else "failed"}
             continue
         d = json.loads(r.stdout.strip().splitlines()[-1])
         out[name] = {"base_mib": d["base_kib"] / 1024, "peak_mib": d["peak_kib"] / 1024,
-                     "delta_mib": (d["peak_kib"] - d["base_kib"]) / 1024}
+                     "delta_mib": (d["peak_kib"] - d["base_kib"]) / 1024, "hwm_reset": d.get("hwm_reset")}
     return out
 
 
 def _profile_step(model: nn.Module, x: Tensor, rows: int = 10) -> list[dict[str, Any]]:
     from torch.profiler import ProfilerActivity, profile
 
-    from tbnn.sim import _tbn_step
-
+    step = tbnn_engine(model, "step")
     with torch.no_grad():
-        _tbn_step(model, x)
+        step(x)
         with profile(activities=[ProfilerActivity.CPU]) as prof:
             for _ in range(3):
-                _tbn_step(model, x)
+                step(x)
     ev = [e for e in prof.key_averages() if e.self_cpu_time_total > 0]
     total = sum(e.self_cpu_time_total for e in ev)
     ev.sort(key=lambda e: -e.self_cpu_time_total)
@@ -355,12 +367,18 @@ def _profile_step(model: nn.Module, x: Tensor, rows: int = 10) -> list[dict[str,
 
 
 def _step_breakdown(model: nn.Module, x: Tensor, repeats: int) -> dict[str, float]:
-    """Wall time of the step engine's parts (ms per batch), by re-running its pieces in order."""
+    """Wall time of the step engine's parts (ms per batch), by re-running its pieces in order
+    (:func:`tbnn.sim.step_current`'s loop, split into integer terms and combine)."""
     from dataclasses import replace
 
-    from tbnn.sim import _weight_codes, neuron_fire
+    from tbnn.sim import neuron_fire
 
     parts: dict[str, list[float]] = {}
+    layers = [*model.layers, model.readout]
+    t0 = time.perf_counter()
+    with torch.no_grad():
+        wcs = {id(m): m.weight_codes() for m in layers}
+    once_ms = (time.perf_counter() - t0) * 1e3
 
     def tick(name: str, fn: Callable[[], Any]):
         t0 = time.perf_counter()
@@ -369,30 +387,33 @@ def _step_breakdown(model: nn.Module, x: Tensor, repeats: int) -> dict[str, floa
         return r
 
     def current(layer, code):
-        q_w, alpha, gamma = tick("weight codes (re-quantized every batch)", lambda: _weight_codes(layer))
-        spikes = code.spikes.to(code.q.dtype)
-        g, o = code.feature_gain()
-        wt = code.weights
-        ones = torch.ones_like(q_w)
-        acc_q = tick("spikes x weight codes (T matmuls)",
-                     lambda: sum(wt[t] * layer._op(code.unflatten(spikes[t] * g), q_w, None) for t in range(len(wt))))
-        acc_1 = tick("rank-1 correction (T all-ones matmuls)",
-                     lambda: sum(wt[t] * layer._op(code.unflatten(spikes[t] * g), ones, None) for t in range(len(wt))))
-        def rest():
-            w_hat = alpha.view(-1, 1) * q_w + gamma.view(-1, 1)
-            return alpha * acc_q + gamma * acc_1 + layer._op(code.unflatten(o), w_hat, layer.bias)
-        return tick("offset term + combine", rest)
+        wc = wcs[id(layer)]
+        spikes = code.spikes
+
+        def terms():
+            n = s = None
+            for t, w in enumerate(code.weights.tolist()):
+                nt, st = layer.integer_terms(spikes[t], code, wc)
+                if n is None:
+                    n, s = nt.mul_(w), st.mul_(w)
+                else:
+                    n.add_(nt, alpha=w)
+                    s.add_(st, alpha=w)
+            return n, s
+
+        n, s = tick("integer terms: T block matmuls + row sums, summed over steps", terms)
+        return tick("combine: read-out gains, rank-1 terms, bias (float64)", lambda: layer.combine(n, s, code, wc))
 
     with torch.no_grad():
         for r in range(repeats + 1):
             if r == 1:
                 parts.clear()
             t0 = time.perf_counter()
-            h = tick("encode input (IF neurons + read-out fit)", lambda: neuron_fire(model.encoder, x))
+            h = tick("input IF neurons + read-out fit + check", lambda: neuron_fire(model.encoder, x))
             for layer, norm, neuron in zip(model.layers, model.norms, model.neurons):
                 c = current(layer, h)
-                c = tick("batch norm", lambda: norm(c))
-                h = tick("hidden IF neurons + read-out fit", lambda: neuron_fire(neuron, c))
+                c = tick("batch norm", lambda norm=norm, c=c: norm(c))
+                h = tick("hidden IF neurons + read-out fit + check", lambda neuron=neuron, c=c: neuron_fire(neuron, c))
             current(model.readout, replace(h, shape=None))
             parts.setdefault("total", []).append(time.perf_counter() - t0)
     # each part's per-batch time: sum over its calls within one pass, median over passes
@@ -401,6 +422,10 @@ def _step_breakdown(model: nn.Module, x: Tensor, repeats: int) -> dict[str, floa
     for k, v in parts.items():
         per = len(v) // n
         out[k] = statistics.median(sum(v[i * per:(i + 1) * per]) for i in range(n)) * 1e3
+    total = out.pop("total")
+    out["other (Python, dataclass copies)"] = max(0.0, total - sum(out.values()))
+    out["total"] = total
+    out["(weight codes, once per simulation, not in total)"] = once_ms
     return out
 
 
@@ -411,15 +436,18 @@ def _packed_vs_float(repeats: int) -> list[dict[str, Any]]:
         s = torch.rand(B, F, generator=gen) < 0.25
         q = torch.rand(O, F, generator=gen) < 0.5
         qf = q.float().t().contiguous()
+        qb = q.to(torch.bfloat16).t().contiguous()
         q8 = q.to(torch.int8).t().contiguous()
         qp = pack_bits(q)
         ref = s.float() @ qf
         assert torch.equal(packed_and_popcount(pack_bits(s), qp).float(), ref)
         assert torch.equal(torch._int_mm(s.to(torch.int8), q8).float(), ref)
+        assert torch.equal((s.to(torch.bfloat16) @ qb).float(), ref)  # every sum <= 256: exact
         cands = {
-            "float matmul": lambda: s.float() @ qf,
-            "int8 _int_mm": lambda: torch._int_mm(s.to(torch.int8), q8),
-            "packed AND+popcount": lambda: packed_and_popcount(pack_bits(s), qp),
+            "float matmul": lambda s=s, qf=qf: s.float() @ qf,
+            "bf16 matmul": lambda s=s, qb=qb: s.view(torch.uint8).to(torch.bfloat16) @ qb,
+            "int8 _int_mm": lambda s=s, q8=q8: torch._int_mm(s.to(torch.int8), q8),
+            "packed AND+popcount": lambda s=s, qp=qp: packed_and_popcount(pack_bits(s), qp),
         }
         row: dict[str, Any] = {"shape": f"[{B}x{F}] x [{F}x{O}]"}
         for k, f in cands.items():
@@ -447,11 +475,14 @@ def _fmt_table(headers: list[str], rows: list[list[Any]]) -> str:
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="tiny training and few repeats (seconds)")
-    ap.add_argument("--epochs", type=int, default=None, help="training epochs (default 10; quick 1)")
+    ap.add_argument("--epochs", type=int, default=None, help="training epochs (default 15; quick 1)")
     ap.add_argument("--batch", type=int, default=256, help="simulation batch (simulate()'s default)")
     ap.add_argument("--repeats", type=int, default=None, help="timed passes per engine (default 9; quick 2)")
     ap.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
-    ap.add_argument("--lif-t", type=int, default=25, help="snnTorch T for matched accuracy (default 25)")
+    ap.add_argument("--lif-t", type=int, nargs="+", default=[8, 25],
+                    help="snnTorch T values besides 4 (candidates for matched accuracy; default 8 25)")
+    ap.add_argument("--match-tol", type=float, default=0.005,
+                    help="accuracy tolerance (fraction) for 'matched accuracy' (default 0.005)")
     ap.add_argument("--cache", type=str, default=None, help="keep/reuse trained runs here")
     ap.add_argument("--out", type=str, default=None,
                     help="write bench_sim.json/.md here (default figures/; --quick: nothing unless given)")
@@ -461,7 +492,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if args._mem:
         _mem_child(args)
         return {}
-    epochs = args.epochs or (1 if args.quick else 10)
+    epochs = args.epochs or (1 if args.quick else 15)
     repeats = args.repeats or (2 if args.quick else 9)
     out = Path(args.out) if args.out else (None if args.quick else ROOT / "figures")
     torch.set_num_threads(args.threads)
@@ -483,20 +514,17 @@ def _run(args, cache: Path, out: Path | None, epochs: int, repeats: int) -> dict
     from tbnn.models import weight_storage_bits
     from tbnn.sim import simulate
 
-    lt = args.lif_t
+    lts = _lif_ts(args)
     print(f"bench_sim: digits MLP 64-256-256-10, torch {torch.__version__}, {args.threads} thread(s), "
           f"batch {args.batch}, {epochs} epoch(s), {repeats} timed repeats", flush=True)
-    runs = _train_runs(cache, args.quick, epochs, lt)
-    models, ds, engines = _load(runs, lt)
-    fast = FastStep(models["tbn"])
-    fast8 = FastStep(models["tbn"], int8=True)
-    engines["tbn_step_cached_rowsum"] = fast
-    engines["tbn_step_int8"] = fast8
+    runs = _train_runs(cache, args.quick, epochs, lts)
+    models, ds, engines = _load(runs, lts)
+    engines["tbn_step_int8"] = Int8Step(models["tbn"])
     x, y = ds.x_test, ds.y_test
     xs = _batches(x, args.batch)
     n = len(x)
 
-    # accuracy of each engine on the same samples (snnTorch: averaged over 3 draws of input spikes)
+    # accuracy of each engine on the same samples (snnTorch: mean over 3 draws of input spikes)
     acc, agree = {}, {}
     with torch.no_grad():
         ref = torch.cat([engines["tbn_step"](xb) for xb in xs])
@@ -510,6 +538,9 @@ def _run(args, cache: Path, out: Path | None, epochs: int, repeats: int) -> dict
             acc[k] = statistics.mean(a)
             if k.startswith("tbn"):
                 agree[k] = float((logits.argmax(1) == ref.argmax(1)).float().mean())
+    # matched accuracy: the smallest snnTorch T within --match-tol of the TBN
+    within = [t for t in lts if acc[f"snn_T{t}"] >= acc["tbn_step"] - args.match_tol]
+    matched_t = within[0] if within else lts[-1]
 
     # throughput: warm-up, then interleaved repeats
     times: dict[str, list[float]] = {k: [] for k in engines}
@@ -529,8 +560,9 @@ def _run(args, cache: Path, out: Path | None, epochs: int, repeats: int) -> dict
 
     # tbnn's own simulate() figures (its timer covers the engine call only)
     sim_sps = {}
-    for key, run, mode in (("tbn_step", "tbn", "step"), ("tbn_folded", "tbn", "folded"),
-                           (f"snn_T{lt}", f"lif_T{lt}", "step"), ("snn_T4", "lif_T4", "step")):
+    sim_jobs = [("tbn_step", "tbn", "step"), ("tbn_folded", "tbn", "folded")]
+    sim_jobs += [(f"snn_T{t}", f"lif_T{t}", "step") for t in lts]
+    for key, run, mode in sim_jobs:
         vals, last = [], None
         for _ in range(max(2, repeats // 3)):
             last = simulate(runs[run], mode=mode, batch=args.batch, progress=False)
@@ -546,7 +578,7 @@ def _run(args, cache: Path, out: Path | None, epochs: int, repeats: int) -> dict
     breakdown = _step_breakdown(models["tbn"], xb0, max(3, repeats // 2))
 
     # memory and storage
-    names = ["tbn_step", "tbn_folded", "snn_T4", f"snn_T{lt}", "float"]
+    names = ["tbn_step", "tbn_folded", *[f"snn_T{t}" for t in lts], "float"]
     memory = {} if args.no_memory else _memory(cache, args, names)
     st = weight_storage_bits(models["tbn"])
     storage = {
@@ -559,26 +591,29 @@ def _run(args, cache: Path, out: Path | None, epochs: int, repeats: int) -> dict
 
     # ------------------------------------------------------------------ report
     label = {"tbn_step": "tbnn step (simulate engine)", "tbn_folded": "tbnn folded",
-             "tbn_step_cached_rowsum": "step, cached codes + row sum (proposed)",
-             "tbn_step_int8": "step, int8 _int_mm (proposed)", "snn_T4": "snnTorch Leaky T=4",
-             f"snn_T{lt}": f"snnTorch Leaky T={lt}", "float": "float MLP, 1 forward"}
-    T_of = {"tbn_step": 4, "tbn_folded": 4, "tbn_step_cached_rowsum": 4, "tbn_step_int8": 4,
-            "snn_T4": 4, f"snn_T{lt}": lt, "float": 1}
+             "tbn_step_int8": "step, int8 _int_mm (private API; not adopted)", "float": "float MLP, 1 forward",
+             **{f"snn_T{t}": f"snnTorch Leaky T={t}" for t in lts}}
+    T_of = {"tbn_step": 4, "tbn_folded": 4, "tbn_step_int8": 4, "float": 1,
+            **{f"snn_T{t}": t for t in lts}}
+    mk = f"snn_T{matched_t}"
     rows = []
     for k in engines:
         rows.append([label[k], T_of[k], f"{acc[k]:.4f}", sps[k], f"{spread[k][0]:,.0f}-{spread[k][1]:,.0f}",
-                     sps[k] / sps[f"snn_T{lt}"], sps[k] / sps["snn_T4"],
-                     memory.get(k, {}).get("delta_mib", float("nan")) if k in memory else "-"])
-    t1 = _fmt_table(["engine", "T", "accuracy", "samples/s (median)", "min-max", f"x snnTorch T={lt}",
-                     "x snnTorch T=4", "peak RSS delta MiB"], rows)
+                     sps[k] / sps[mk], sps[k] / sps[f"snn_T{lts[-1]}"], sps[k] / sps["snn_T4"],
+                     memory[k].get("delta_mib", float("nan")) if k in memory else "-"])
+    t1 = _fmt_table(["engine", "T", "accuracy", "samples/s (median)", "min-max",
+                     f"x snnTorch T={matched_t} (matched)", f"x snnTorch T={lts[-1]}", "x snnTorch T=4",
+                     "peak RSS delta MiB"], rows)
     ratios = {
-        "step_vs_snn_matched": sps["tbn_step"] / sps[f"snn_T{lt}"],
-        "folded_vs_snn_matched": sps["tbn_folded"] / sps[f"snn_T{lt}"],
-        "step_vs_snn_T4": sps["tbn_step"] / sps["snn_T4"],
+        "matched_T": matched_t,
+        "step_vs_snn_matched": sps["tbn_step"] / sps[mk],
+        "folded_vs_snn_matched": sps["tbn_folded"] / sps[mk],
+        **{f"step_vs_snn_T{t}": sps["tbn_step"] / sps[f"snn_T{t}"] for t in lts},
+        **{f"folded_vs_snn_T{t}": sps["tbn_folded"] / sps[f"snn_T{t}"] for t in lts},
         "step_vs_folded": sps["tbn_step"] / sps["tbn_folded"],
         "float_vs_step": sps["float"] / sps["tbn_step"],
+        "float_vs_folded": sps["float"] / sps["tbn_folded"],
         "int8_step_vs_step": sps["tbn_step_int8"] / sps["tbn_step"],
-        "cached_step_vs_step": sps["tbn_step_cached_rowsum"] / sps["tbn_step"],
     }
     t_sim = _fmt_table(["simulate() run", "accuracy", "agreement", "spikes/sample", "syn. ops/sample",
                         "samples/s (its own timer)"],
@@ -588,7 +623,7 @@ def _run(args, cache: Path, out: Path | None, epochs: int, repeats: int) -> dict
                         [[p["op"], p["calls_per_batch"], p["self_ms_per_batch"], p["percent"]] for p in profile])
     tot = breakdown["total"]
     t_br = _fmt_table(["step-engine part (timers)", "ms/batch", "% of total"],
-                      [[k, v, 100 * v / tot] for k, v in breakdown.items()])
+                      [[k, v, 100 * v / tot if not k.startswith("(") else "-"] for k, v in breakdown.items()])
     t_st = _fmt_table(["model", "weight storage bits", "bits per synapse", "KiB"],
                       [["tbn (1-bit codes + scales + float BN/bias)", st["total"], st["total"] / n_syn, st["total"] / 8192],
                        ["  of which quantized weights + per-channel scales", st["quantized"], st["quantized"] / n_syn,
@@ -597,25 +632,32 @@ def _run(args, cache: Path, out: Path | None, epochs: int, repeats: int) -> dict
                         storage["float"]["total"] / 8192],
                        ["snnTorch Leaky MLP", storage["snn"]["total"], storage["snn"]["total"] / n_syn,
                         storage["snn"]["total"] / 8192]])
-    t_pk = _fmt_table(["product (one step)", "float matmul ms", "int8 _int_mm ms", "packed AND+popcount ms"],
-                      [[r["shape"], r["float matmul"], r["int8 _int_mm"], r["packed AND+popcount"]] for r in packed])
+    t_pk = _fmt_table(["product (one step)", "float32 matmul ms", "bf16 matmul ms (tbnn)", "int8 _int_mm ms",
+                       "packed AND+popcount ms"],
+                      [[r["shape"], r["float matmul"], r["bf16 matmul"], r["int8 _int_mm"], r["packed AND+popcount"]]
+                       for r in packed])
     t_mem = _fmt_table(["engine (subprocess)", "RSS after set-up MiB", "peak RSS MiB", "delta MiB"],
                        [[label[k], v.get("base_mib", float("nan")), v.get("peak_mib", float("nan")),
                          v.get("delta_mib", float("nan"))] for k, v in memory.items()]) if memory else "(skipped)"
-    summary = (f"step vs snnTorch at matched accuracy (T={lt}): {ratios['step_vs_snn_matched']:.1f}x "
-               f"(target >= 5x); folded: {ratios['folded_vs_snn_matched']:.1f}x; step vs snnTorch T=4: "
-               f"{ratios['step_vs_snn_T4']:.2f}x; step/folded: {ratios['step_vs_folded']:.2f}; "
-               f"float floor is {ratios['float_vs_step']:.1f}x faster than step; proposed int8 step: "
-               f"{ratios['int8_step_vs_step']:.2f}x tbnn step")
+    summary = (f"matched accuracy: snnTorch T={matched_t} is the smallest T within {100 * args.match_tol:.1f} points "
+               f"of the TBN ({100 * acc[mk]:.2f} % vs {100 * acc['tbn_step']:.2f} %)"
+               + ("" if within else " -- none was; the largest T is used") + ". "
+               f"tbnn step vs snnTorch at matched accuracy: {ratios['step_vs_snn_matched']:.2f}x (target >= 5x); "
+               f"folded: {ratios['folded_vs_snn_matched']:.2f}x; step vs snnTorch T={lts[-1]}: "
+               f"{ratios[f'step_vs_snn_T{lts[-1]}']:.2f}x; step vs snnTorch T=4: {ratios['step_vs_snn_T4']:.2f}x; "
+               f"step/folded: {ratios['step_vs_folded']:.2f}; the float floor is {ratios['float_vs_step']:.1f}x "
+               f"faster than step; the int8 _int_mm step engine (not adopted) vs tbnn step: "
+               f"{ratios['int8_step_vs_step']:.2f}x.")
     text = "\n\n".join([
         f"## Throughput on the digits test split ({n} samples, batch {args.batch}, {args.threads} thread(s))", t1,
         summary, "## tbnn.sim.simulate() figures", t_sim, "## Where step-mode time goes", t_prof, t_br,
-        "## Peak memory (peak-RSS growth over RSS after set-up while the engine runs the test split; VmHWM reset)", t_mem,
-        "## Weight storage", t_st, "## Beyond: binary spikes x binary weight codes, one step", t_pk])
+        "## Peak memory (peak-RSS growth over RSS after set-up while the engine runs the test split; VmHWM reset)",
+        t_mem, "## Weight storage", t_st, "## Beyond: binary spikes x binary weight codes, one step", t_pk])
     print(text, flush=True)
     result = {
         "config": {"threads": args.threads, "batch": args.batch, "epochs": epochs, "repeats": repeats,
-                   "quick": args.quick, "samples": n, "lif_T": lt, "torch": torch.__version__},
+                   "quick": args.quick, "samples": n, "lif_T": lts, "match_tol": args.match_tol,
+                   "torch": torch.__version__, **_run_info()},
         "accuracy": acc, "agreement_with_step": agree, "samples_per_second": sps,
         "samples_per_second_range": spread, "ratios": ratios, "simulate": sim_sps,
         "profile_step": profile, "step_breakdown_ms": breakdown, "memory": memory,

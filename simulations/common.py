@@ -226,9 +226,24 @@ def run_info(args: argparse.Namespace | None = None) -> dict[str, Any]:
         "device": "cuda" if torch.cuda.is_available() else "cpu",
         "date": time.strftime("%Y-%m-%d %H:%M:%S"),
     }
+    info["git"] = _git_state()
     if args is not None:
         info["quick"] = bool(getattr(args, "quick", False))
     return info
+
+
+def _git_state() -> str | None:
+    """``<commit>`` of the checkout, with ``+dirty`` when tracked files under ``tbnn/`` differ."""
+    import subprocess
+
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
+                                text=True, timeout=5).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", "tbnn"],
+                               cwd=ROOT, capture_output=True, text=True, timeout=5).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return (commit + ("+dirty" if dirty else "")) or None
 
 
 class Timer:

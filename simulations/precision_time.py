@@ -12,8 +12,9 @@ binary events (:func:`tbnn.sim.simulate`, step mode) and scored by the energy pr
 * ``bit_ops``: effective synaptic ops x bits per stored weight code (log2 3 for ternary).
 
 Outputs in ``--out`` (default ``figures/``): ``precision_time.json``, ``precision_time.md``
-and ``precision_time.png`` (accuracy vs synaptic ops and vs bit-ops, points labelled
-``T/W``, the efficiency frontier drawn).
+and ``precision_time.png`` (accuracy vs synaptic ops, effective synaptic ops and bit-ops;
+colour = ``T``, marker = weight bits, open = 2:4 sparse; each panel's efficiency frontier
+drawn and its points labelled ``T/W``).
 
     python simulations/precision_time.py [--quick] [--out DIR] [--epochs E] [--seeds 0 1]
 """
@@ -155,23 +156,28 @@ def log_ticks(ax) -> None:
 
 
 def plot(agg: list[dict[str, Any]], path_out: Path, title: str) -> Path:
+    """Accuracy vs the three energy proxies; colour = T, marker = weight bits, open = 2:4 sparse.
+
+    Every point is identified by its colour and marker; the points on each panel's
+    efficiency frontier also carry their ``T/W`` label (labelling all 32 would overprint).
+    """
     plt = common.pyplot()
-    fig, axes = plt.subplots(1, 2, figsize=(10.5, 4.4), sharey=True)
+    fig, axes = plt.subplots(1, 3, figsize=(13.5, 4.4), sharey=True)
     cmap = {1: "#1b9e77", 2: "#d95f02", 4: "#7570b3", 8: "#e7298a"}
     marker = {1: "o", 1.5: "^", 2: "s", 4: "D"}
-    for ax, key, xl in ((axes[0], "synaptic_ops", "synaptic ops / inference (spikes x fan-out, tbnn.sim)"),
-                        (axes[1], "bit_ops", "bit-ops / inference (spikes x nonzero synapses x code bits)")):
-        for r in agg:
+    panels = ((axes[0], "synaptic_ops", "synaptic ops / inference\n(spikes x fan-out, as tbnn.sim counts)"),
+              (axes[1], "effective_synaptic_ops", "effective synaptic ops / inference\n(spikes x nonzero synapses)"),
+              (axes[2], "bit_ops", "bit-ops / inference\n(spikes x nonzero synapses x code bits)"))
+    for ax, key, xl in panels:
+        idx = pareto([(r[key], r["accuracy"]) for r in agg])
+        for i, r in enumerate(agg):
             dense = r["sparsity"] == "dense"
             ax.scatter(r[key], 100 * r["accuracy"], s=34, marker=marker.get(r["weight_bits"], "o"),
                        facecolor=cmap.get(r["T"], "k") if dense else "white", edgecolor=cmap.get(r["T"], "k"),
                        linewidth=1.2, zorder=3)
-            ax.annotate(r["label"], (r[key], 100 * r["accuracy"]), fontsize=5.5, xytext=(3, 2),
-                        textcoords="offset points", color="0.25")
-        idx = pareto([(r[key], r["accuracy"]) for r in agg])
         fx = [agg[i][key] for i in idx]
         fy = [100 * agg[i]["accuracy"] for i in idx]
-        ax.step(fx, fy, where="post", color="0.4", lw=1, ls="--", zorder=2, label="efficiency frontier")
+        ax.step(fx, fy, where="post", color="0.4", lw=1, ls="--", zorder=2)
         ax.set_xscale("log")
         log_ticks(ax)
         ax.set_xlabel(xl, fontsize=8)
@@ -179,18 +185,43 @@ def plot(agg: list[dict[str, Any]], path_out: Path, title: str) -> Path:
         ax.tick_params(labelsize=7)
     axes[0].set_ylabel("test accuracy (%), simulated", fontsize=8)
     lo = min(100 * r["accuracy"] for r in agg)
-    axes[0].set_ylim(max(0, lo - 3), 100.5)
+    axes[0].set_ylim(max(0, lo - 1.5), min(100.5, max(100 * r["accuracy"] for r in agg) + 1.0))
     from matplotlib.lines import Line2D
 
     handles = [Line2D([], [], ls="", marker="o", color=c, label=f"T={t}") for t, c in cmap.items()]
-    handles += [Line2D([], [], ls="", marker=m, color="0.3", mfc="none", label=f"W={b:g} bit" + (" (ternary)" if b == 1.5 else ""))
-                for b, m in marker.items()]
+    handles += [Line2D([], [], ls="", marker=m, color="0.3", mfc="none",
+                       label=f"W={b:g} bit" + (" (ternary)" if b == 1.5 else "")) for b, m in marker.items()]
     handles += [Line2D([], [], ls="", marker="o", color="0.3", mfc="white", label="open: 2:4 sparse"),
-                Line2D([], [], ls="--", color="0.4", label="efficiency frontier")]
-    axes[1].legend(handles=handles, fontsize=6.5, loc="lower right", ncol=2, framealpha=0.85)
+                Line2D([], [], ls="--", color="0.4", label="efficiency frontier (labelled)")]
+    axes[2].legend(handles=handles, fontsize=6.5, loc="lower right", ncol=2, framealpha=0.9)
     fig.suptitle(title, fontsize=9)
     fig.tight_layout()
+    fig.canvas.draw()  # fix the transforms, then place the frontier labels without overlaps
+    for ax, key, _ in panels:
+        idx = pareto([(r[key], r["accuracy"]) for r in agg])
+        pts = [(agg[i]["label"], agg[i][key], 100 * agg[i]["accuracy"]) for i in idx]
+        label_points(ax, pts)
     return save_png(fig, path_out)
+
+
+def label_points(ax, pts: list[tuple[str, float, float]], fontsize: float = 6.5) -> None:
+    """Label points to their right, pushing labels up so that none overlaps an earlier one
+    (greedy, in display pixels); a thin line joins a moved label to its point."""
+    dpi = ax.figure.dpi
+    h = fontsize * 1.25 * dpi / 72  # label height in pixels
+    placed: list[tuple[float, float, float]] = []  # x0, x1, y of placed labels
+    for text, x, y in sorted(pts, key=lambda p: p[2]):
+        px, py = ax.transData.transform((x, y))
+        w = len(text) * fontsize * 0.7 * dpi / 72 + 6
+        lx, ly = px + 5, py + 2
+        for x0, x1, y0 in sorted(placed, key=lambda t: t[2]):
+            if lx < x1 and lx + w > x0 and abs(ly - y0) < h:
+                ly = y0 + h
+        placed.append((lx, lx + w, ly))
+        moved = ly - (py + 2) > 1
+        ax.annotate(text, (x, y), xytext=((lx - px) * 72 / dpi, (ly - py) * 72 / dpi), textcoords="offset points",
+                    fontsize=fontsize, color="0.15", va="bottom", zorder=4,
+                    arrowprops=dict(arrowstyle="-", lw=0.4, color="0.55", shrinkA=0, shrinkB=2) if moved else None)
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -237,7 +268,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     headers = ["T", "W bits", "sparsity", "accuracy %", "agree", "spikes", "syn. ops", "eff. syn. ops",
                "bit-ops", "stored bits/weight", "s/epoch", "frontier"]
     table_rows = []
-    for r in sorted(agg, key=lambda r: (r["T"], r["weight_bits"], r["sparsity"])):
+    for r in sorted(agg, key=lambda r: (r["T"], r["weight_bits"], r["sparsity"] != "dense")):
         accs = [x["sim_accuracy"] for x in rows if (x["T"], x["weight_bits"], x["sparsity"]) ==
                 (r["T"], r["weight_bits"], r["sparsity"])]
         fr = ("ops" if r["on_frontier_synaptic_ops"] else "") + (" bit" if r["on_frontier_bit_ops"] else "")

@@ -179,18 +179,28 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                            f"{r['seconds_per_epoch']:.2f}", f"{r['spikes']:.0f}", f"{r['synaptic_ops']:.4g}",
                            f"{r['synaptic_ops'] / tbn['synaptic_ops']:.2f}x", sps, f"{r['weight_storage_bits']:.0f}"])
     table = common.format_table(headers, table_rows)
+    lif = [r for r in agg if r["model"] == "lif"]
+    within = [r for r in lif if r["sim_accuracy"] >= tbn["sim_accuracy"] - 0.005]
+    m = within[0] if within else None
+    match = (f"Smallest LIF T whose mean accuracy is within 0.5 points of the TBN's ({100 * tbn['sim_accuracy']:.2f} %): "
+             + (f"T={m['T']} ({100 * m['sim_accuracy']:.2f} %), at {m['synaptic_ops'] / tbn['synaptic_ops']:.1f}x the "
+                f"TBN's synaptic ops, {m['spikes'] / tbn['spikes']:.1f}x its spikes and "
+                f"{m['seconds_per_epoch'] / tbn['seconds_per_epoch']:.1f}x its training time per epoch."
+                if m else "none of the T tried."))
+    print(match)
     desc = (f"digits, MLP 64-{args.hidden}-{args.hidden}-10, {args.epochs} epoch(s), seeds {seeds}"
             + (", quick subset" if args.quick else "") + f"; {common.run_info(args)['threads']} torch thread(s)")
     print(table)
-    result = {"info": common.run_info(args), "description": desc, "epochs": args.epochs, "seeds": seeds,
-              "results": agg, "runs": rows}
+    result = {"info": common.run_info(args), "description": desc,
+              "epochs": args.epochs, "seeds": seeds, "results": agg, "runs": rows,
+              "matched_lif_T": m["T"] if m else None, "matched_summary": match}
     common.write_json(args.out, "tbn_vs_lif.json", result)
     write_text(args.out, "tbn_vs_lif.md",
                f"# TBN vs snnTorch LIF on digits\n\n{desc}. Accuracy is the spiking simulation's "
                "(tbnn.sim.simulate; mean ± std over seeds); spikes and synaptic operations (spike x fan-out) "
                "per inference include the input layer; samples/s is the simulator's own timer "
                "(TBN: step / folded engines; LIF: snnTorch per-step loop).\n\n"
-               f"{table}\n\n![TBN vs LIF](tbn_vs_lif.png)\n")
+               f"{table}\n\n{match}\n\n![TBN vs LIF](tbn_vs_lif.png)\n")
     plot(agg, args.out / "tbn_vs_lif.png", "TBN (T=4) vs snnTorch LIF on digits (" +
          ("quick" if args.quick else f"{args.epochs} epochs, {len(seeds)} seed(s)") + ")")
     return result
