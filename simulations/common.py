@@ -75,6 +75,8 @@ def parse_args(parser: argparse.ArgumentParser, argv: Sequence[str] | None = Non
 
     torch.set_num_threads(args.threads)
     args.progress = not args.no_progress
+    args.git = _git_state()  # the code a run starts with (it may change while a long run goes on)
+    args.started = time.strftime("%Y-%m-%d %H:%M:%S")
     return args
 
 
@@ -212,7 +214,11 @@ def progress(iterable: Iterable, enabled: bool = True, desc: str | None = None, 
 
 
 def run_info(args: argparse.Namespace | None = None) -> dict[str, Any]:
-    """Versions, threads and the command line, stored with every result file."""
+    """Versions, threads, the command line and the git commit, stored with every result file.
+
+    ``git`` is the commit (``+dirty`` if ``tbnn/`` has uncommitted changes) when
+    :func:`parse_args` ran, i.e. the code the run imported; ``date`` is when this is called.
+    """
     import torch
 
     import tbnn
@@ -226,9 +232,11 @@ def run_info(args: argparse.Namespace | None = None) -> dict[str, Any]:
         "device": "cuda" if torch.cuda.is_available() else "cpu",
         "date": time.strftime("%Y-%m-%d %H:%M:%S"),
     }
-    info["git"] = _git_state()
+    info["git"] = getattr(args, "git", None) or _git_state()
     if args is not None:
         info["quick"] = bool(getattr(args, "quick", False))
+        if getattr(args, "started", None):
+            info["started"] = args.started
     return info
 
 
