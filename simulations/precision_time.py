@@ -38,32 +38,6 @@ WEIGHT_BITS = (1, 1.5, 2, 4)
 SPARSITIES = (None, "2:4")
 
 
-def write_text(out: Path, name: str, text: str) -> Path:
-    """Write ``out/name`` atomically (a temporary file, then ``os.replace``)."""
-    import os
-
-    path = Path(out) / name
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text if text.endswith("\n") else text + "\n", encoding="utf-8")
-    os.replace(tmp, path)
-    return path
-
-
-def save_png(fig, path: Path, dpi: int = 110) -> Path:
-    """Save a figure as a small PNG atomically and close it."""
-    import os
-
-    import matplotlib.pyplot as plt
-
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        fig.savefig(tmp, dpi=dpi, format="png")
-        os.replace(tmp, path)
-    finally:
-        plt.close(fig)
-    return path
-
-
 def code_bits(bits: float) -> float:
     """Bits of one stored weight code (ternary: log2 3)."""
     return math.log2(3) if bits == 1.5 else float(bits)
@@ -201,7 +175,7 @@ def plot(agg: list[dict[str, Any]], path_out: Path, title: str) -> Path:
         idx = pareto([(r[key], r["accuracy"]) for r in agg])
         pts = [(agg[i]["label"], agg[i][key], 100 * agg[i]["accuracy"]) for i in idx]
         label_points(ax, pts)
-    return save_png(fig, path_out)
+    return common.save_figure(fig, path_out.parent, path_out.name)
 
 
 def label_points(ax, pts: list[tuple[str, float, float]], fontsize: float = 6.5) -> None:
@@ -289,7 +263,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                                "effective_synaptic_ops": "spikes x nonzero outgoing weights",
                                "bit_ops": "effective_synaptic_ops x bits per weight code"}}
     common.write_json(args.out, "precision_time.json", result)
-    write_text(args.out, "precision_time.md",
+    common.write_text(args.out, "precision_time.md",
                       f"# Precision x time on digits\n\n{desc}.\n\n{table}\n\n"
                       f"Frontier by synaptic ops: {', '.join(front_ops)}.  \n"
                       f"Frontier by bit-ops: {', '.join(front_bit)}.\n\n"

@@ -16,7 +16,6 @@ Outputs in ``--out`` (default ``figures/``): ``tbn_vs_lif.json``, ``tbn_vs_lif.m
 
 from __future__ import annotations
 
-import os
 import sys
 import tempfile
 from pathlib import Path
@@ -26,28 +25,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common  # noqa: E402
 
 LIF_T = (4, 8, 16, 25)
-
-
-def write_text(out: Path, name: str, text: str) -> Path:
-    """Write ``out/name`` atomically (a temporary file, then ``os.replace``)."""
-    path = Path(out) / name
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text if text.endswith("\n") else text + "\n", encoding="utf-8")
-    os.replace(tmp, path)
-    return path
-
-
-def save_png(fig, path: Path, dpi: int = 110) -> Path:
-    """Save a figure as a small PNG atomically and close it."""
-    import matplotlib.pyplot as plt
-
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        fig.savefig(tmp, dpi=dpi, format="png")
-        os.replace(tmp, path)
-    finally:
-        plt.close(fig)
-    return path
 
 
 def run_one(spec: dict[str, Any], seed: int, args, workdir: Path) -> dict[str, Any]:
@@ -129,7 +106,7 @@ def plot(agg: list[dict[str, Any]], path: Path, title: str) -> Path:
     axes[0].legend(fontsize=7, loc="lower right")
     fig.suptitle(title, fontsize=9)
     fig.tight_layout()
-    return save_png(fig, path)
+    return common.save_figure(fig, path.parent, path.name)
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -195,7 +172,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
               "epochs": args.epochs, "seeds": seeds, "results": agg, "runs": rows,
               "matched_lif_T": m["T"] if m else None, "matched_summary": match}
     common.write_json(args.out, "tbn_vs_lif.json", result)
-    write_text(args.out, "tbn_vs_lif.md",
+    common.write_text(args.out, "tbn_vs_lif.md",
                f"# TBN vs snnTorch LIF on digits\n\n{desc}. Accuracy is the spiking simulation's "
                "(tbnn.sim.simulate; mean ± std over seeds); spikes and synaptic operations (spike x fan-out) "
                "per inference include the input layer; samples/s is the simulator's own timer "

@@ -8,30 +8,19 @@ helpers of ``simulations/common.py``.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
 import sys
 from pathlib import Path
 
 import pytest
+from scriptutil import load_script, png_ok
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _load(rel: str):
-    path = ROOT / rel
-    name = "_tbnn_script_a_" + path.stem
-    spec = importlib.util.spec_from_file_location(name, path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
-def _png_ok(path: Path) -> None:
-    data = path.read_bytes()
-    assert data[:8] == b"\x89PNG\r\n\x1a\n"
-    assert 1000 < len(data) < 200_000
+_load = load_script
+_png_ok = png_ok
 
 
 def _acc_ok(v) -> None:

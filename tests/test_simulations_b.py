@@ -6,29 +6,18 @@ the JSON it writes and that its PNG is a small PNG. Speed is printed, never asse
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
 from pathlib import Path
 
 import pytest
+from scriptutil import load_script, png_ok
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _load(rel: str):
-    path = ROOT / rel
-    name = "_tbnn_script_" + path.stem
-    spec = importlib.util.spec_from_file_location(name, path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
-def _png_ok(path: Path) -> None:
-    data = path.read_bytes()
-    assert data[:8] == b"\x89PNG\r\n\x1a\n"
-    assert len(data) < 200_000
+_load = load_script
+_png_ok = png_ok
 
 
 def test_precision_time_quick(tmp_path):

@@ -2,17 +2,13 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from scriptutil import load_script, png_ok
 
 
 def test_biology_quick(tmp_path):
-    spec = importlib.util.spec_from_file_location("biology", ROOT / "simulations" / "biology.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
+    mod = load_script("simulations/biology.py")
     res = mod.main(["--quick", "--out", str(tmp_path), "--no-progress"])
     data = json.loads((tmp_path / "biology.json").read_text())
     assert data["tbn"]["forward_agreement"] == 1.0
@@ -21,4 +17,4 @@ def test_biology_quick(tmp_path):
     cv = data["tbn"]["stats"]["hidden1"]["cv"]
     assert cv["network"] is None or cv["network"] >= 0
     for png in ("demo_raster.png", "biology_tbn.png", "biology_lif.png", "biology_sweep.png"):
-        assert (tmp_path / png).stat().st_size > 1000
+        png_ok(tmp_path / png)
