@@ -34,7 +34,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import common  # noqa: E402
 
-#: The training recipe shared by every row (found by ``--tune`` on digits; see the report).
+#: The training recipe shared by every row. ``--tune`` on digits: 60 epochs help; lr 1e-3 and 3e-3
+#: are equal within noise there (98.3 vs 98.0 %, 5 seeds); mnist1d clearly prefers 3e-3 (TBN MLP
+#: 64.8 vs 62.8 %, CNN 91.4 vs 87.3 %, 3 seeds), so the table uses 3e-3.
 RECIPE: dict[str, Any] = dict(epochs=60, batch=64, lr=3e-3, weight_decay=0.0)
 #: Model settings shared by every row (``lif`` ignores the quantizer fields).
 MODEL: dict[str, Any] = dict(hidden=256, layers=2, channels=32, weight_bits=1, readout_bits=1,
@@ -228,11 +230,7 @@ def run_table(args) -> dict:
                      **_summarise(rr), "runs": rr})
     targets = _targets(rows)
     table = _table(rows)
-    stem = "results_table"
-    if args.lr and args.lr != RECIPE["lr"]:
-        stem += f"_lr{args.lr:g}"
-    if args.epochs and args.epochs != RECIPE["epochs"]:
-        stem += f"_e{args.epochs}"
+    stem = "results_table"  # one name whatever the overrides: the file states its settings
     lines = ["# Results table", "",
              f"Recipe (every row): {recipe}; model: {MODEL}; T: {TIMESTEPS}; seeds {seeds}"
              + (f"; n_train={n_train}, n_test={n_test}" if n_train else "") + ".",
