@@ -42,7 +42,7 @@ DPI = 110
 __all__ = [
     "ROOT", "FIGURES", "DPI", "make_parser", "parse_args", "seed_everything", "write_json",
     "write_text", "save_figure", "mean_std", "fmt_pm", "format_table", "progress", "run_info",
-    "Timer", "clean",
+    "Timer", "clean", "log_ticks",
 ]
 
 
@@ -264,3 +264,13 @@ class Timer:
 
     def __exit__(self, *exc) -> None:
         self.seconds = time.perf_counter() - self.t0
+
+
+def log_ticks(ax) -> None:
+    """Readable log x ticks (1, 2, 5 per decade, compact numbers) and some margin for labels."""
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+    ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:.0e}".replace("e+0", "e") if v >= 1e4 else f"{v:g}"))
+    ax.xaxis.set_minor_formatter(NullFormatter())
+    ax.margins(x=0.12)

@@ -119,16 +119,6 @@ def aggregate(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
-def log_ticks(ax) -> None:
-    """Readable log x ticks (1, 2, 5 per decade, compact numbers) and some margin for labels."""
-    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
-
-    ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
-    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:.0e}".replace("e+0", "e") if v >= 1e4 else f"{v:g}"))
-    ax.xaxis.set_minor_formatter(NullFormatter())
-    ax.margins(x=0.12)
-
-
 def plot(agg: list[dict[str, Any]], path_out: Path, title: str) -> Path:
     """Accuracy vs the three energy proxies; colour = T, marker = weight bits, open = 2:4 sparse.
 
@@ -153,7 +143,7 @@ def plot(agg: list[dict[str, Any]], path_out: Path, title: str) -> Path:
         fy = [100 * agg[i]["accuracy"] for i in idx]
         ax.step(fx, fy, where="post", color="0.4", lw=1, ls="--", zorder=2)
         ax.set_xscale("log")
-        log_ticks(ax)
+        common.log_ticks(ax)
         ax.set_xlabel(xl, fontsize=8)
         ax.grid(alpha=0.3, which="both", lw=0.5)
         ax.tick_params(labelsize=7)
