@@ -160,12 +160,12 @@ class Int8Step:
     def fire(neuron: nn.Module, current: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """Spikes ``[T, B, F]`` (float 0/1) and read-out ``(gain, offset)`` of a layer of binary
         neurons: ``s_t = 1[r >= 2^-t]``, ``r <- r - 2^-t s_t`` from ``r_0`` = grid value."""
-        from tbnn.quant import _to_blocks, grid_range, ridge_fit
+        from tbnn.quant import to_blocks, grid_range, ridge_fit
 
         T = neuron.timesteps
         x = current.flatten(1)
         B, F = x.shape
-        xb, valid, n = _to_blocks(x, -1, neuron.block)
+        xb, valid, n = to_blocks(x, -1, neuron.block)
         lo, hi = grid_range(xb, valid, n, neuron.grid, 2**T)
         r = ((xb - lo) / (hi - lo)).clamp(0.0, 1.0).reshape(B, -1)[:, :F].contiguous()
         spk = torch.empty(T, B, F)
@@ -177,8 +177,8 @@ class Int8Step:
             r = r - theta * s
             q.add_(s, alpha=2.0 ** (T - t))
         target = torch.relu(x) if neuron.target == "relu" else x
-        tb, valid, n = _to_blocks(target, -1, neuron.block)
-        qb, _, _ = _to_blocks(q, -1, neuron.block)
+        tb, valid, n = to_blocks(target, -1, neuron.block)
+        qb, _, _ = to_blocks(q, -1, neuron.block)
         gain, offset = ridge_fit(tb, qb, valid, n, neuron.lam, True)
         return spk, gain, offset
 

@@ -69,7 +69,7 @@ def diagnostics(net, x) -> dict[str, Any]:
     """Shrink factors, constant blocks and weight scale of a trained TBN (eval mode, ``x``)."""
     import torch
 
-    from tbnn.layers import _TBLayer
+    from tbnn.layers import TBLayer
     from tbnn.quant import quantize
 
     lam = float(net.cfg.lam)
@@ -85,7 +85,7 @@ def diagnostics(net, x) -> dict[str, Any]:
             shrink.append(_shrink(var, lam))
         wshrink = []
         for mod in net.modules():
-            if isinstance(mod, _TBLayer) and mod.weight_bits is not None:
+            if isinstance(mod, TBLayer) and mod.weight_bits is not None:
                 w2 = mod.weight.reshape(mod.weight.shape[0], -1)
                 c = quantize(w2, bits=mod.weight_bits, method=mod.method, block=mod.weight_block, lam=mod.lam,
                              dim=-1, sparsity=mod.sparsity, grid=mod.weight_grid)

@@ -35,7 +35,7 @@ from torch import Tensor
 from .quant import (
     GRIDS,
     METHODS,
-    _to_blocks,
+    to_blocks,
     affine_codes,
     affine_fast,
     check_finite,
@@ -237,10 +237,10 @@ class SpikeCode:
     def _fit(self, q: Tensor, steps: int) -> tuple[Tensor, Tensor]:
         if self.target is None:
             top = float(step_weights(self.scheme, steps).sum()) if self.scheme != "latency" else float(self.timesteps)
-            qb, _, _ = _to_blocks(q, -1, self.block)
+            qb, _, _ = to_blocks(q, -1, self.block)
             return torch.full_like(qb[..., :1], 1.0 / top), torch.zeros_like(qb[..., :1])
-        xb, valid, n = _to_blocks(self.target, -1, self.block)
-        qb, _, _ = _to_blocks(q, -1, self.block)
+        xb, valid, n = to_blocks(self.target, -1, self.block)
+        qb, _, _ = to_blocks(q, -1, self.block)
         return ridge_fit(xb, qb, valid, n, self.lam, self.affine)
 
 
@@ -332,7 +332,7 @@ def _encode(
         q, gain, offset = affine_fast(x, block, grid, levels, lam, target, method, fused=False,
                                       grid_levels=levels if scheme == "binary" else 2)
         return SpikeCode(q, gain, offset, scheme, timesteps, block, tgt, None, lam)
-    xb, valid, n = _to_blocks(x, -1, block)
+    xb, valid, n = to_blocks(x, -1, block)
     lo, hi = grid_range(xb, valid, n, grid, levels if scheme == "binary" else 2)
     raw = None
     if scheme in ("binary", "thermometer", "latency"):

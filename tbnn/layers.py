@@ -32,7 +32,7 @@ from .coding import SpikeCode
 from .quant import GRIDS, METHODS, fake_quantize, parse_sparsity, quantize, validate_bits
 from .validate import check_block, check_choice, check_lam
 
-__all__ = ["MODES", "WeightCodes", "FakeQuantize", "TBLinear", "TBConv1d", "TBConv2d", "conv_fanout"]
+__all__ = ["MODES", "TBLayer", "TBConv", "WeightCodes", "FakeQuantize", "TBLinear", "TBConv1d", "TBConv2d", "conv_fanout"]
 
 MODES: tuple[str, ...] = ("fused", "folded", "step", "exact")
 
@@ -89,7 +89,7 @@ class WeightCodes:
     cache: dict = field(default_factory=dict, repr=False, compare=False)
 
 
-class _TBLayer(nn.Module):
+class TBLayer(nn.Module):
     """Shared machinery: weight quantization and the execution modes."""
 
     weight: nn.Parameter
@@ -280,7 +280,7 @@ class _TBLayer(nn.Module):
         return out
 
 
-class TBLinear(_TBLayer):
+class TBLinear(TBLayer):
     """Linear layer with quantized weights taking a spike train (or an analog tensor).
 
     ``weight_bits``: 1, 1.5 (ternary), 2, 3, 4, 8 or ``None`` (float); DAT per output
@@ -308,7 +308,7 @@ class TBLinear(_TBLayer):
                 f"method={self.method}, sparsity={self.sparsity}, mode={self.mode}")
 
 
-class _TBConv(_TBLayer):
+class TBConv(TBLayer):
     _nd: int
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int = 1,
@@ -339,13 +339,13 @@ class _TBConv(_TBLayer):
                 f"method={self.method}, sparsity={self.sparsity}, mode={self.mode}")
 
 
-class TBConv1d(_TBConv):
+class TBConv1d(TBConv):
     """1-D convolution with quantized weights on spike trains ``[T, B, C, L]`` (see :class:`TBLinear`)."""
 
     _nd = 1
 
 
-class TBConv2d(_TBConv):
+class TBConv2d(TBConv):
     """2-D convolution with quantized weights on spike trains ``[T, B, C, H, W]`` (see :class:`TBLinear`)."""
 
     _nd = 2

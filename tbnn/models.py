@@ -281,13 +281,13 @@ def weight_storage_bits(model: nn.Module) -> dict[str, int]:
     weights, biases, BatchNorm) cost 32 bits per element. Returns ``total``, ``quantized``
     (the quantized weights with their scales) and ``float`` bits.
     """
-    from .layers import _TBLayer
+    from .layers import TBLayer
     from .quant import parse_sparsity
 
     quantized, dense = 0, 0
     counted: set[str] = set()
     for modname, mod in model.named_modules():
-        if isinstance(mod, _TBLayer) and mod.weight_bits is not None:
+        if isinstance(mod, TBLayer) and mod.weight_bits is not None:
             w = mod.weight
             counted.add(f"{modname}.weight")
             n, out = w.numel(), w.shape[0]

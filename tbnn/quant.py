@@ -54,6 +54,10 @@ __all__ = [
     "parse_sparsity",
     "validate_bits",
     "check_finite",
+    "to_blocks",
+    "from_blocks",
+    "grid_range",
+    "quantize_reference",
 ]
 
 #: Bit widths a weight or activation tensor can be quantized to (1.5 = ternary).
@@ -130,7 +134,7 @@ def parse_sparsity(sparsity: str | float | None) -> tuple[int, int] | float | No
 # blocks
 
 
-def _to_blocks(x: Tensor, dim: int, block: int | None) -> tuple[Tensor, Tensor, Tensor]:
+def to_blocks(x: Tensor, dim: int, block: int | None) -> tuple[Tensor, Tensor, Tensor]:
     """Move ``dim`` last and cut it into blocks ``[..., nb, B]``, zero-padding a ragged tail.
 
     Returns the blocks, a boolean ``valid`` mask ``[nb, B]`` and the float counts ``n [nb]``.
@@ -148,7 +152,7 @@ def _to_blocks(x: Tensor, dim: int, block: int | None) -> tuple[Tensor, Tensor, 
     return xb, valid, n
 
 
-def _from_blocks(xb: Tensor, dim: int, k: int) -> Tensor:
+def from_blocks(xb: Tensor, dim: int, k: int) -> Tensor:
     return xb.reshape(*xb.shape[:-2], -1)[..., :k].movedim(-1, dim)
 
 
@@ -216,10 +220,10 @@ def ridge_dequantize(
     if x.shape != q.shape:
         raise ValueError(f"q must have the shape of x {tuple(x.shape)}; got {tuple(q.shape)}.")
     dim = _check_dim(x, dim)
-    xb, valid, n = _to_blocks(x, dim, block)
-    qb, _, _ = _to_blocks(q, dim, block)
+    xb, valid, n = to_blocks(x, dim, block)
+    qb, _, _ = to_blocks(q, dim, block)
     gain, offset = ridge_fit(xb, qb, valid, n, lam, affine)
-    return _from_blocks(gain * qb + offset, dim, x.shape[dim])
+    return from_blocks(gain * qb + offset, dim, x.shape[dim])
 
 
 def _check_dim(x: Tensor, dim: int) -> int:
@@ -245,11 +249,11 @@ def nm_mask(x: Tensor, keep: int, group: int, dim: int = -1) -> Tensor:
             raise ValueError(f"{name} must be an integer >= 1; got {v!r}.")
     if keep > group:
         raise ValueError(f"keep must not exceed group ({group}); got {keep}.")
-    xb, valid, _ = _to_blocks(x.detach().abs(), dim, group)
+    xb, valid, _ = to_blocks(x.detach().abs(), dim, group)
     score = torch.where(valid, xb, torch.full_like(xb, -1.0))
     idx = score.topk(min(keep, score.shape[-1]), dim=-1).indices
     mask = torch.zeros_like(valid.expand_as(xb)).scatter(-1, idx, True) & valid
-    return _from_blocks(mask, dim, x.shape[dim])
+    return from_blocks(mask, dim, x.shape[dim])
 
 
 def magnitude_mask(x: Tensor, fraction: float, valid: Tensor) -> Tensor:
@@ -283,11 +287,11 @@ class BlockCodes:
 
     def dequantize(self) -> Tensor:
         """The dequantized tensor, shaped like the input."""
-        return _from_blocks(self.gain * self.q + self.offset, self.dim, self.length)
+        return from_blocks(self.gain * self.q + self.offset, self.dim, self.length)
 
     def codes(self) -> Tensor:
         """The integer codes, shaped like the input (detached)."""
-        return _from_blocks(self.q.detach(), self.dim, self.length)
+        return from_blocks(self.q.detach(), self.dim, self.length)
 
 
 def grid_range(xb: Tensor, valid: Tensor, n: Tensor, grid: str, levels: int) -> tuple[Tensor, Tensor]:
@@ -611,7 +615,7 @@ def affine_fast(
     """Affine-grid quantization along the last axis of ``x`` in one autograd node per block group.
 
     Equal in value and gradient to :func:`affine_codes` + :func:`ridge_fit` (or the STE
-    map) on :func:`_to_blocks` blocks, without padding or masks. ``fused``: returns the
+    map) on :func:`to_blocks` blocks, without padding or masks. ``fused``: returns the
     dequantized tensor shaped like ``x``; otherwise ``(q, gain, offset)`` with ``q`` shaped
     like ``x`` and ``gain``, ``offset`` of shape ``[..., nb, 1]``. ``grid_levels`` (default
     ``levels``) picks the ``meanstd`` width. No validation, except that ``check`` names
@@ -698,9 +702,9 @@ def quantize(
         lv = levels if levels is not None else 2 ** int(bits)
         q, gain, offset = affine_fast(x.movedim(dim, -1), block, grid or "minmax", lv, lam, target,
                                       method, detach_stats, fused=False)
-        qb, valid, n = _to_blocks(q, -1, block)
+        qb, valid, n = to_blocks(q, -1, block)
         return BlockCodes(q=qb, gain=gain, offset=offset, valid=valid, n=n, dim=dim, length=x.shape[dim])
-    return _quantize_reference(x, bits, method, block, lam, dim, sparsity, grid, target, detach_stats, levels)
+    return quantize_reference(x, bits, method, block, lam, dim, sparsity, grid, target, detach_stats, levels)
 
 
 def _validate_quantize(x, bits, method, block, lam, dim, sparsity, grid, target, levels,
@@ -721,7 +725,7 @@ def _validate_quantize(x, bits, method, block, lam, dim, sparsity, grid, target,
     return dim
 
 
-def _quantize_reference(
+def quantize_reference(
     x: Tensor,
     bits: float = 1,
     method: str = "dat",
@@ -743,7 +747,7 @@ def _quantize_reference(
     sp = parse_sparsity(sparsity)
     if sp is None and bits != 1.5:
         x = _rectify(x, grid, target)
-    xb, valid, n = _to_blocks(x, dim, block)
+    xb, valid, n = to_blocks(x, dim, block)
     clip_grad = method == "ste_clip"
 
     linear = bits == 1.5 or sp is not None
@@ -751,7 +755,7 @@ def _quantize_reference(
         xs = xb
         if sp is not None:
             if isinstance(sp, tuple):
-                mb, _, _ = _to_blocks(nm_mask(x, sp[0], sp[1], dim), dim, block)
+                mb, _, _ = to_blocks(nm_mask(x, sp[0], sp[1], dim), dim, block)
             else:
                 mb = magnitude_mask(xb, sp, valid)
             xs = xb + (xb * mb - xb).detach()
@@ -818,7 +822,7 @@ def fake_quantize(
         y = affine_fast(x.movedim(dim, -1), block, grid or "minmax", 2 ** int(bits), lam, target,
                         method, detach_stats, fused=True, check="x" if own_check else None)
         return y.movedim(-1, dim)
-    return _quantize_reference(x, bits, method, block, lam, dim, sparsity, grid, target,
+    return quantize_reference(x, bits, method, block, lam, dim, sparsity, grid, target,
                                detach_stats).dequantize()
 
 

@@ -41,9 +41,9 @@ from .checkpoint import load_run_config, load_weights
 from .coding import SpikeCode, if_binary_step
 from .data import load_dataset
 from .fileio import write_json
-from .layers import WeightCodes, _TBConv, _TBLayer, conv_fanout
+from .layers import WeightCodes, TBConv, TBLayer, conv_fanout
 from .models import ModelConfig, TBNet, build_model, weight_storage_bits
-from .quant import _to_blocks, grid_range
+from .quant import to_blocks, grid_range
 from .spikefile import save_spikes
 
 __all__ = ["SIM_MODES", "load_run", "simulate", "step_current", "neuron_fire", "fanout"]
@@ -68,14 +68,14 @@ def load_run(run_dir: str | Path, device: str | torch.device = "cpu") -> tuple[n
 # event-driven engine (TBN / STE networks)
 
 
-def step_current(layer: _TBLayer, code: SpikeCode, wc: WeightCodes | None = None, folded: bool = False) -> Tensor:
+def step_current(layer: TBLayer, code: SpikeCode, wc: WeightCodes | None = None, folded: bool = False) -> Tensor:
     """Input current of ``layer`` from ``code``'s spikes, accumulated over time steps.
 
     For every step ``t`` the integer terms ``N_b += w_t L_Q(s_t m_b)`` (only inputs that
     spiked at ``t`` add their column of weight codes) and ``S_b += w_t L_1(s_t m_b)`` are
     accumulated exactly (integers in float32, or float64 where float32 could round; see
-    :meth:`~tbnn.layers._TBLayer.term_dtype`), then combined once with the read-out gains and
-    the rank-1 corrections (:meth:`~tbnn.layers._TBLayer.combine`). ``folded=True`` computes
+    :meth:`~tbnn.layers.TBLayer.term_dtype`), then combined once with the read-out gains and
+    the rank-1 corrections (:meth:`~tbnn.layers.TBLayer.combine`). ``folded=True`` computes
     all steps in one op on ``[T*B, ...]``. Either way the result equals the layer's eval
     forward pass bit for bit. ``wc``: the layer's weight codes, made once per simulation.
     """
@@ -113,7 +113,7 @@ def neuron_fire(neuron: nn.Module, current: Tensor) -> SpikeCode:
     if neuron.scheme != "binary":
         return code
     x = current.flatten(1)
-    xb, valid, n = _to_blocks(x, -1, neuron.block)
+    xb, valid, n = to_blocks(x, -1, neuron.block)
     lo, hi = grid_range(xb, valid, n, neuron.grid, 2**neuron.timesteps)
     v = ((xb - lo) / (hi - lo)).clamp(0.0, 1.0).reshape(x.shape[0], -1)[:, : x.shape[1]]
     T = neuron.timesteps
@@ -148,7 +148,7 @@ def fanout(model: nn.Module, name: str) -> Tensor:
     i = names.index(name)
     nxt = model.layers[i] if i < len(model.layers) else model.readout
     shape = model.cfg.input_shape if i == 0 else model.specs[i - 1]["out_shape"]
-    if isinstance(nxt, _TBConv):
+    if isinstance(nxt, TBConv):
         return nxt.fanout(tuple(shape)).flatten()
     if isinstance(nxt, nn.Conv1d | nn.Conv2d):
         return conv_fanout(lambda x, w: nxt._conv_forward(x, w, None), nxt.weight.shape, tuple(shape)).flatten()

@@ -159,7 +159,7 @@ def test_constant_codes_give_the_mean_even_at_lam_zero():
         torch.testing.assert_close(out, const)
     # all codes at the top level (rectifying grid, a constant positive block), many of them:
     # the raw code moments round, the variance must still be exactly zero at lam = 0
-    from tbnn.quant import _quantize_reference
+    from tbnn.quant import quantize_reference
 
     top = torch.full((2, 3000), 3.3, requires_grad=True)
     top_ref = top.detach().clone().requires_grad_(True)
@@ -167,7 +167,7 @@ def test_constant_codes_give_the_mean_even_at_lam_zero():
     out = fake_quantize(top, bits=8, grid="rectify", block=None, lam=0.0)
     torch.testing.assert_close(out, top.detach())
     (out * r).sum().backward()
-    (_quantize_reference(top_ref, bits=8, grid="rectify", block=None, lam=0.0).dequantize() * r).sum().backward()
+    (quantize_reference(top_ref, bits=8, grid="rectify", block=None, lam=0.0).dequantize() * r).sum().backward()
     assert torch.isfinite(top.grad).all()
     torch.testing.assert_close(top.grad, top_ref.grad)  # gain exactly 0: the gradient of the mean
     neg = -torch.rand(2, 64) - 0.1
@@ -420,7 +420,7 @@ def test_empty_axis_is_fine():
 )
 def test_fast_affine_path_equals_reference(grid, target, method, bits, block, lam, detach, seed):
     """The one-node fast path (``affine_fast``) agrees with the masked autograd reference."""
-    from tbnn.quant import _quantize_reference
+    from tbnn.quant import quantize_reference
 
     g = torch.Generator().manual_seed(seed)
     shape, dim = [(3, 37), (2, 5, 9), (50,)][seed % 3], [-1, 1, 0][seed % 3]
@@ -434,14 +434,14 @@ def test_fast_affine_path_equals_reference(grid, target, method, bits, block, la
     r = torch.randn(*shape, generator=g, dtype=torch.float64)
     xs = [x0.clone().requires_grad_(True) for _ in range(2)]
     y_fast = fake_quantize(xs[0], **kw)
-    y_ref = _quantize_reference(xs[1], **kw).dequantize()
+    y_ref = quantize_reference(xs[1], **kw).dequantize()
     torch.testing.assert_close(y_fast, y_ref, rtol=1e-9, atol=1e-9)
     (y_fast * r).sum().backward()
     (y_ref * r).sum().backward()
     torch.testing.assert_close(xs[0].grad, xs[1].grad, rtol=1e-7, atol=1e-7)
     # the (q, gain, offset) outputs, each with its own upstream gradient
     xs = [x0.clone().requires_grad_(True) for _ in range(2)]
-    cf, cr = quantize(xs[0], **kw), _quantize_reference(xs[1], **kw)
+    cf, cr = quantize(xs[0], **kw), quantize_reference(xs[1], **kw)
     assert torch.equal(cf.q.detach(), cr.q.detach())
     torch.testing.assert_close(cf.gain, cr.gain, rtol=1e-9, atol=1e-9)
     torch.testing.assert_close(cf.offset, cr.offset, rtol=1e-9, atol=1e-9)
@@ -467,7 +467,7 @@ def test_rectifying_grid_has_zero_gradient_where_the_neuron_is_silent():
         (fake_quantize(x, bits=bits, grid="rectify", target="relu") * r).sum().backward()
         assert torch.all(x.grad[x.detach() < 0] == 0)
         assert torch.count_nonzero(x.grad[x.detach() > 0]) > 0
-    from tbnn.quant import _quantize_reference
+    from tbnn.quant import quantize_reference
 
-    ref = _quantize_reference(x, bits=4, grid="rectify", target="relu").dequantize()
+    ref = quantize_reference(x, bits=4, grid="rectify", target="relu").dequantize()
     assert torch.allclose(ref, fake_quantize(x, bits=4, grid="rectify", target="relu"), atol=1e-6)
