@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import common  # noqa: E402
 
-from tbnn.analysis.report import analyze_run, raster_run  # noqa: E402
+from tbnn.analysis import analyze_run, raster_run  # noqa: E402
 from tbnn.sim import simulate  # noqa: E402
 from tbnn.train import train  # noqa: E402
 

@@ -30,13 +30,8 @@ from typing import Any
 
 import numpy as np
 
-from tbnn.analysis.rates import (
-    as_stream,
-    check_labels,
-    check_positive_int,
-    check_probability,
-    check_spikes,
-)
+from tbnn.analysis.rates import check_probability
+from tbnn.spikefile import as_stream, check_labels, check_positive_int, check_spikes
 
 __all__ = [
     "binned_counts",

@@ -36,7 +36,8 @@ from typing import Any
 import numpy as np
 from scipy.special import spence
 
-from tbnn.analysis.rates import as_stream, check_dt, check_probability
+from tbnn.analysis.rates import check_probability
+from tbnn.spikefile import as_stream, check_dt
 
 __all__ = [
     "cv",
@@ -183,7 +184,7 @@ def lvr(spikes: Any, dt_ms: float, R_ms: float = 5.0) -> np.ndarray:
     NaN with fewer than three spikes.
     """
     dt = check_dt(dt_ms)
-    R = _check_R(R_ms)
+    R = check_R(R_ms)
     tab = _isi_table(spikes)
     a, b = tab.pair_a * dt, tab.pair_b * dt
     s = a + b
@@ -198,7 +199,7 @@ def interval_measures(spikes: Any, dt_ms: float, R_ms: float = 5.0) -> dict[str,
     :func:`pooled_isi`, :func:`cv`, :func:`cv2`, :func:`lv` and :func:`lvr`.
     """
     dt = check_dt(dt_ms)
-    R = _check_R(R_ms)
+    R = check_R(R_ms)
     tab = _isi_table(spikes)
     mean = _per_neuron_mean(tab.intervals, tab.neuron, tab.n_intervals)
     var = _per_neuron_mean((tab.intervals - mean[tab.neuron]) ** 2, tab.neuron, tab.n_intervals)
@@ -215,7 +216,7 @@ def interval_measures(spikes: Any, dt_ms: float, R_ms: float = 5.0) -> dict[str,
     }
 
 
-def _check_R(R_ms: Any) -> float:
+def check_R(R_ms: Any) -> float:
     try:
         R = float(R_ms)
     except (TypeError, ValueError):
@@ -262,7 +263,7 @@ def lv_of_intervals(intervals: Any) -> float:
 def lvr_of_intervals(intervals_ms: Any, R_ms: float = 5.0) -> float:
     """LvR of one vector of intervals in ms (see :func:`lvr`); NaN with fewer than two."""
     v = _check_intervals(intervals_ms)
-    R = _check_R(R_ms)
+    R = check_R(R_ms)
     if v.size < 2:
         return float("nan")
     s = v[:-1] + v[1:]
@@ -373,7 +374,7 @@ def null_lvr(p: Any, dt_ms: float, R_ms: float = 5.0) -> np.ndarray:
     :math:`\lambda = p/\Delta t`. NaN where :math:`p = 0`.
     """
     dt = check_dt(dt_ms)
-    R = _check_R(R_ms)
+    R = check_R(R_ms)
     flat, ok, shape = _null_prepare(p)
     out = np.full(flat.shape, np.nan)
     pp = flat[ok]

@@ -1,4 +1,4 @@
-r"""Firing rates of binary spike trains, and the input checks shared by ``tbnn.analysis``.
+r"""Firing rates of binary spike trains.
 
 Conventions used throughout :mod:`tbnn.analysis`
 ------------------------------------------------
@@ -20,6 +20,9 @@ Discrete-time null model: a neuron that fires independently in each step with it
 probability :math:`p` (Bernoulli process). Its rate equals the network neuron's by
 construction; :func:`shuffle_bins` draws it non-parametrically by permuting each
 neuron's bins.
+
+The checks on spike arrays (:func:`tbnn.spikefile.check_spikes`, ``check_dt``,
+``as_stream``) live with the archive in :mod:`tbnn.spikefile`.
 """
 
 from __future__ import annotations
@@ -31,12 +34,11 @@ from typing import Any
 import numpy as np
 import scipy.stats
 
+from tbnn.spikefile import as_stream, check_dt, check_positive_int, check_spikes
+
 __all__ = [
     "LogNormalFit",
     "RateDistribution",
-    "as_stream",
-    "check_dt",
-    "check_spikes",
     "fraction_active_per_step",
     "fraction_silent",
     "lognormal_fit",
@@ -49,82 +51,12 @@ __all__ = [
     "time_histogram",
 ]
 
-_SHAPES = {1: "[time]", 2: "[time, neurons]", 3: "[samples, time, neurons]"}
-
-
-def check_spikes(spikes: Any, name: str = "spikes", ndims: tuple[int, ...] = (1, 2, 3)
-                 ) -> np.ndarray:
-    """Return ``spikes`` as a boolean NumPy array, or raise ValueError.
-
-    Accepts NumPy arrays, nested lists of bools and torch tensors. The array must be
-    boolean (a 0/1 float or integer array is refused, so that a membrane potential or a
-    count is never mistaken for spikes), of one of the ranks in ``ndims``, and hold at
-    least one time step and one neuron.
-    """
-    if hasattr(spikes, "detach") and hasattr(spikes, "cpu"):
-        spikes = spikes.detach().cpu().numpy()
-    arr = np.asarray(spikes)
-    allowed = " or ".join(_SHAPES[d] for d in ndims)
-    if arr.dtype != np.bool_:
-        raise ValueError(f"{name} must be a boolean array of shape {allowed}, got dtype "
-                         f"{arr.dtype}.")
-    if arr.ndim not in ndims:
-        raise ValueError(f"{name} must have shape {allowed}, got rank {arr.ndim} "
-                         f"(shape {arr.shape}).")
-    if arr.size == 0:
-        raise ValueError(f"{name} must hold at least one time step and one neuron, got "
-                         f"shape {arr.shape}.")
-    return arr
-
-
-def check_dt(dt_ms: Any, name: str = "dt_ms") -> float:
-    """Return ``dt_ms`` as a float, or raise ValueError unless it is finite and > 0."""
-    if isinstance(dt_ms, bool):
-        raise ValueError(f"{name} must be a finite number of milliseconds > 0, got {dt_ms!r}.")
-    try:
-        dt = float(dt_ms)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name} must be a finite number of milliseconds > 0, "
-                         f"got {dt_ms!r}.") from None
-    if not math.isfinite(dt) or dt <= 0:
-        raise ValueError(f"{name} must be a finite number of milliseconds > 0, got {dt_ms!r}.")
-    return dt
-
-
-def check_positive_int(value: Any, name: str, minimum: int = 1) -> int:
-    """Return ``value`` as an int, or raise ValueError unless it is an integer >= minimum."""
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}.")
-    return int(value)
-
-
-def check_labels(labels: Any, n_samples: int, name: str = "labels") -> np.ndarray:
-    """Return ``labels`` as int64 ``[samples]``, or raise ValueError."""
-    if hasattr(labels, "detach") and hasattr(labels, "cpu"):
-        labels = labels.detach().cpu().numpy()
-    arr = np.asarray(labels)
-    if arr.ndim != 1 or not np.issubdtype(arr.dtype, np.integer) or arr.shape[0] != n_samples:
-        raise ValueError(f"{name} must be a 1-D integer array with one class per sample "
-                         f"({n_samples}), got dtype {arr.dtype} and shape {arr.shape}.")
-    return arr.astype(np.int64)
-
 
 def check_probability(p: Any, name: str = "p") -> np.ndarray:
     """Return ``p`` as a float array, or raise ValueError unless every entry is in [0, 1]."""
     arr = np.asarray(p, dtype=float)
     if not np.all(np.isfinite(arr)) or np.any(arr < 0) or np.any(arr > 1):
         raise ValueError(f"{name} must hold spike probabilities per step in [0, 1].")
-    return arr
-
-
-def as_stream(spikes: Any) -> np.ndarray:
-    """Return spikes as ``[time, neurons]``; ``[samples, T, neurons]`` is concatenated in
-    sample order (stream view) and ``[time]`` becomes one neuron."""
-    arr = check_spikes(spikes)
-    if arr.ndim == 1:
-        return arr[:, None]
-    if arr.ndim == 3:
-        return arr.reshape(arr.shape[0] * arr.shape[1], arr.shape[2])
     return arr
 
 

@@ -1,4 +1,4 @@
-"""Biological reference ranges for firing statistics (DESIGN §1.4), as data.
+"""Biological reference ranges for firing statistics, as data.
 
 Each :class:`Reference` holds the measure it applies to, a range ``[low, high]`` in
 ``units``, the summary statistic of the network's values that is compared with it

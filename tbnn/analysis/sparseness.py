@@ -35,7 +35,8 @@ from typing import Any
 
 import numpy as np
 
-from tbnn.analysis.rates import check_positive_int, check_probability, check_spikes
+from tbnn.analysis.rates import check_probability
+from tbnn.spikefile import check_positive_int, check_spikes
 
 __all__ = [
     "energy_proxy",
