@@ -435,6 +435,9 @@ def isi_histogram(isis_ms: Any, ax: Axes | None = None, dt_ms: float | None = No
         log_y = pos.size > 0 and pos.max() / pos.min() > 100
     if log_y:
         ax.set_yscale("log")
+        ax.set_ylim(top=float(pos.max()) * 40)
+    elif pos.size:
+        ax.set_ylim(top=float(pos.max()) * 1.4)
     ax.set_xlabel("inter-spike interval (ms)")
     ax.set_ylabel("intervals per ms of ISI")
     ax.legend(loc="upper right")
