@@ -144,7 +144,7 @@ def analyze_run(simdir: str | os.PathLike, out: str | os.PathLike, dt_ms: float 
                 "synaptic_ops_per_sample", "samples_per_second")
     sim_summary = {k: sim[k] for k in sim_keys if k in sim} if sim is not None else None
     model = sim.get("model") if sim else None
-    run = (sim.get("run") if sim else None) or (
+    run = (Path(str(sim["run"])).name if sim and sim.get("run") else None) or (
         spikes_path.parent.name if spikes_path.name == "spikes.npz" else spikes_path.name)
     dt_source = ("argument" if dt_ms is not None else
                  "archive" if rec.dt_declared else "default")
