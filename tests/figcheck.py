@@ -56,7 +56,9 @@ def check_figure(fig: Figure) -> None:
         shared = ax.get_shared_x_axes().get_siblings(ax)
         assert any(a.get_xlabel().strip() for a in shared), \
             f"axes {i} ({ax.get_title()!r}) has no x label"
-        assert ax.get_ylabel().strip() or ax.get_yticklabels(), f"axes {i} has no y label"
+        shared_y = ax.get_shared_y_axes().get_siblings(ax)
+        assert any(a.get_ylabel().strip() for a in shared_y) or any(
+            t.get_text() for t in ax.get_yticklabels()), f"axes {i} has no y label"
     bad = overlapping_texts(fig)
     assert not bad, f"overlapping text: {bad[:5]}"
     fig.canvas.draw()
