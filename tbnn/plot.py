@@ -208,6 +208,13 @@ def raster(
     ValueError
         If a layer is not boolean, the layers disagree on samples or steps, or ``ax`` is
         given with several layers.
+
+    Examples
+    --------
+    >>> s = np.random.default_rng(0).random((4, 5, 1000)) < 0.1
+    >>> fig = raster({"input": s[:, :, :64], "hidden": s}, dt_ms=1.0, neurons=100)
+    >>> fig._suptitle.get_text()
+    'samples 0–3 · hidden: 100 of 1000 neurons (evenly spaced)'
     """
     layers = dict(spikes) if isinstance(spikes, Mapping) else {"": spikes}
     if not layers:
@@ -506,7 +513,12 @@ def cv_rate_scatter(p: Any, cv: Any, ax: Axes | None = None, dt_ms: float | None
 def correlation_histogram(corrs: Any, ax: Axes | None = None, bins: int = 41, null: Any = None,
                           xlabel: str = "pairwise correlation") -> Figure:
     """Histogram of pairwise correlation coefficients (NaN pairs counted, not drawn),
-    with an optional null distribution (e.g. of shuffled trains) as a grey outline."""
+    with an optional null distribution (e.g. of shuffled trains) as a grey outline.
+
+    >>> fig = correlation_histogram([0.1, -0.05, 0.2, float("nan")], null=[0.0, 0.01])
+    >>> fig.axes[0].get_legend().get_texts()[0].get_text()
+    'network (3 pairs; 1 undefined)'
+    """
     fig, ax = _get_ax(ax, 3.5, 2.6)
     c = _finite(corrs, "corrs")
     n_nan = int(np.isnan(c).sum())
@@ -542,7 +554,12 @@ def correlation_histogram(corrs: Any, ax: Axes | None = None, bins: int = 41, nu
 @_styled
 def complexity_plot(network: Any, null: Any = None, ax: Axes | None = None) -> Figure:
     """Complexity distribution (probability that k neurons spike in the same step), with
-    an optional null distribution (e.g. the Poisson-binomial of independent neurons)."""
+    an optional null distribution (e.g. the Poisson-binomial of independent neurons).
+
+    >>> fig = complexity_plot([0.5, 0.3, 0.2], null=[0.49, 0.42, 0.09])
+    >>> fig.axes[0].get_xlabel()
+    'neurons spiking in a step (complexity)'
+    """
     fig, ax = _get_ax(ax, 3.5, 2.6)
     d = _finite(network, "network")
     if d.size == 0 or np.any(np.isnan(d)) or np.any(d < 0):

@@ -66,7 +66,11 @@ RC: dict[str, Any] = {
 
 
 def layer_color(i: int) -> str:
-    """Colour of the ``i``-th layer (cycling through :data:`LAYER_COLORS`)."""
+    """Colour of the ``i``-th layer (cycling through :data:`LAYER_COLORS`).
+
+    >>> layer_color(8) == layer_color(0)
+    True
+    """
     return LAYER_COLORS[int(i) % len(LAYER_COLORS)]
 
 
@@ -116,6 +120,12 @@ def save_figure(fig: Any, path: str | os.PathLike, dpi: int = DPI,
     ------
     ValueError
         If the suffix or a format is not one of :data:`FORMATS`, or the folder is missing.
+
+    >>> import tempfile, os
+    >>> fig, ax = new_figure(2, 1)
+    >>> p = save_figure(fig, os.path.join(tempfile.mkdtemp(), "f.png"), formats=("svg",))
+    >>> sorted(os.listdir(p.parent))
+    ['f.png', 'f.svg']
     """
     from tbnn.fileio import atomic_write
 

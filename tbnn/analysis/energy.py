@@ -110,8 +110,8 @@ def energy_accounting(rec: SpikeRecord, sim: dict[str, Any] | None) -> dict[str,
         ops = e["synaptic_ops_per_sample"]
         total = None if (total is None or ops is None) else total + ops
     energy["synaptic_ops_per_sample"] = total
-    energy["source"] = ("spikes from spikes.npz; synaptic operations from simulation.json"
+    energy["source"] = ("spikes from the archive; synaptic operations from simulation.json"
                         if fan or exact else
-                        "spikes from spikes.npz; no simulation.json fanout, so synaptic "
+                        "spikes from the archive; no simulation.json fanout, so synaptic "
                         "operations are unknown")
     return energy

@@ -67,6 +67,13 @@ def stats_figure(res: Mapping[str, Any], fd: Mapping[str, Any], arr: np.ndarray,
 
     ``res`` / ``fd`` are the two values returned by
     :func:`tbnn.analysis.catalogue.layer_measures` for ``arr`` (``[samples, T, neurons]``).
+
+    >>> from tbnn.analysis.catalogue import layer_measures
+    >>> s = np.random.default_rng(0).random((12, 4, 20)) < 0.2
+    >>> res, fd = layer_measures(s, 1.0, None, 0, 1, 64, 5.0)
+    >>> fig, caption = stats_figure(res, fd, s, 1.0, figure_title("h"))
+    >>> len(fig.axes), caption.split(":")[0]
+    (6, 'log-normal accepted')
     """
     fig, axes = plot.new_figure(10.5, 6.0, nrows=2, ncols=3)
     plot.psth(rates.psth(arr, dt), dt, ax=axes[0, 0])
@@ -104,6 +111,13 @@ def comparison_figure(res: Mapping[str, Any], fd: Mapping[str, Any], title: str,
     values, the null's (shuffled draw, else the analytic values), the biological band with
     its citation key, and, when ``recording`` maps a measure key to values, the
     recording's distribution on the same axis.
+
+    >>> from tbnn.analysis.catalogue import layer_measures
+    >>> s = np.random.default_rng(0).random((12, 4, 20)) < 0.2
+    >>> res, fd = layer_measures(s, 1.0, None, 0, 1, 64, 5.0)
+    >>> fig = comparison_figure(res, fd, figure_title("h"), recording={"cv": [0.9, 1.1, 1.0]})
+    >>> [t.get_text() for t in fig.legends[0].get_texts()][2]
+    'recording'
     """
     panels = []
     dists = fd["distributions"]

@@ -70,8 +70,6 @@ def render_markdown(res: dict[str, Any]) -> str:
         "depend on the declared dt. *n* counts defined values; undefined ones (e.g. CV2 of "
         "neurons with fewer than three spikes) are counted in parentheses, never dropped.\n")
     if res["figures"].get("raster"):
-        if res["figures"].get("raster_note"):
-            L.append(res["figures"]["raster_note"] + "\n")
         L.append(f"![raster]({res['figures']['raster']})\n")
 
     en = res["energy"]
@@ -116,7 +114,8 @@ def render_markdown(res: dict[str, Any]) -> str:
         if figs:
             L.append(f"![statistics of {name}]({figs['stats']})\n")
             if figs.get("caption"):
-                L.append(figs["caption"] + "\n")
+                L.append(f"*Rate histogram:* {figs['caption']} (the fitted curve is drawn only "
+                         "when the Kolmogorov–Smirnov test accepts it).\n")
             L.append(f"![network, null and biology, measure by measure, of {name}]"
                      f"({figs['summary']})\n")
         L.append("Biological ranges used for this layer:\n")

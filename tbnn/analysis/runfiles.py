@@ -50,7 +50,13 @@ def resolve_archive(source: str | os.PathLike, name: str = "simdir") -> tuple[Pa
 
 
 def select_layers(rec: SpikeRecord, layer: str | None) -> list[str]:
-    """All layer names of ``rec``, or ``[layer]`` after checking that it exists."""
+    """All layer names of ``rec``, or ``[layer]`` after checking that it exists.
+
+    >>> from tbnn.spikefile import SpikeRecord
+    >>> rec = SpikeRecord({"a": np.zeros((1, 1, 1), bool)}, None, None, 1, 1.0)
+    >>> select_layers(rec, None), select_layers(rec, "a")
+    (['a'], ['a'])
+    """
     if layer is None:
         return rec.layer_names
     if layer not in rec.layers:
@@ -90,7 +96,11 @@ def write_bytes(path: Path, data: bytes) -> None:
 
 
 def check_out_dir(out: str | os.PathLike) -> Path:
-    """``out`` as a Path, refused if it exists and is not a folder."""
+    """``out`` as a Path, refused if it exists and is not a folder.
+
+    >>> check_out_dir("new-folder").name
+    'new-folder'
+    """
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise ValueError(f"out must be a folder for the analysis, {out} is a file.")
