@@ -99,7 +99,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "without dt_ms is read at 1 ms")
     a.add_argument("--layer", default=None, help="analyse one layer only")
     a.add_argument("--neurons", type=int, default=None, help="neurons per layer in the raster "
-                   "(default 200, evenly spaced)")
+                   "(default 128, evenly spaced)")
     a.add_argument("--format", dest="formats", action="append", choices=["svg", "pdf"], default=[],
                    help="also write every figure in this vector format (repeatable)")
     a.add_argument("--out", required=True, help="analysis directory")
@@ -111,7 +111,7 @@ def build_parser() -> argparse.ArgumentParser:
     grp = r.add_mutually_exclusive_group()
     grp.add_argument("--sample", type=int, default=None, help="one sample")
     grp.add_argument("--samples", default=None, help="a range A:B of samples")
-    r.add_argument("--neurons", type=int, default=None, help="neurons shown per layer (default 200)")
+    r.add_argument("--neurons", type=int, default=None, help="neurons shown per layer (default 128, evenly spaced)")
     r.add_argument("--select", default="even", choices=["even", "active"],
                    help="which neurons when a layer is larger: evenly spaced or most active")
     r.add_argument("--sort-by-rate", action="store_true", help="order shown neurons by spike count")

@@ -63,7 +63,7 @@ __all__ = [
 ]
 
 #: Most neuron rows a raster draws per layer unless told otherwise (a row stays >= 1 px).
-RASTER_NEURONS = 200
+RASTER_NEURONS = 128
 COLORS = [layer_color(i) for i in range(8)]
 
 
@@ -241,7 +241,7 @@ def raster(
         streams.append((name, s[:, idx], idx))
     n_samples = length // T_sample if T_sample else 1
     if ax is None:
-        rows = [max(0.9, min(2.6, 0.012 * s.shape[1] + 0.6)) for _, s, _ in streams]
+        rows = [max(0.9, min(2.6, 0.016 * s.shape[1] + 0.5)) for _, s, _ in streams]
         fig, axes = new_figure(6.4, sum(rows) + 0.9, nrows=len(streams), ncols=1,
                                squeeze=False, sharex=True, gridspec_kw={"height_ratios": rows})
         axes = list(axes[:, 0])
@@ -595,7 +595,7 @@ def _spread(ax: Axes, y: float, v: np.ndarray, color: str, log: bool, left: floa
         ax.plot([q50, q50], [y - 0.3, y + 0.3], color=color, linewidth=1.6)
         ax.plot([q5, q25], [y, y], color=color, linewidth=0.9)
         ax.plot([q75, q95], [y, y], color=color, linewidth=0.9)
-        pts = pos if pos.size <= 300 else rng.choice(pos, 300, replace=False)
+        pts = pos if pos.size <= 150 else rng.choice(pos, 150, replace=False)
         ax.scatter(pts, y + rng.uniform(-0.22, 0.22, pts.size), s=4, color=color,
                    alpha=0.5, linewidths=0, zorder=3)
     if log and (v <= 0).any():
@@ -621,7 +621,8 @@ def measure_panels(panels: Sequence[Mapping[str, Any]], title: str | None = None
 
     Each distribution is a box (quartiles, median line), whiskers (5th to 95th
     percentile) and the values themselves as a jittered strip; NaN values are counted in
-    the row label, values <= 0 on a log axis sit at the left edge as open triangles and
+    the row label (at most 150 values per row are drawn, a seeded random subset), values
+    <= 0 on a log axis sit at the left edge as open triangles and
     are counted in the axis label.
 
     >>> fig = measure_panels([{"label": "CV of ISIs", "network": [0.5, 0.8, 0.9],

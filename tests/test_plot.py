@@ -132,9 +132,10 @@ def test_one_subsample_rule_for_every_raster():
     fig = plot.raster({"input": small, "hidden": big}, dt_ms=1.0)
     check_figure(fig)
     title = fig._suptitle.get_text().replace("\n", " ")
-    assert "hidden: 200 of 10000 neurons (evenly spaced)" in title
-    assert "input: 200 of 256 neurons (evenly spaced)" in title
-    assert fig.axes[1].get_images()[0].get_array().shape == (200, 10)
+    k = plot.RASTER_NEURONS
+    assert f"hidden: {k} of 10000 neurons (evenly spaced)" in title
+    assert f"input: {k} of 256 neurons (evenly spaced)" in title
+    assert fig.axes[1].get_images()[0].get_array().shape == (k, 10)
     fig = plot.raster(big, neurons=30, select="active")
     assert "30 of 10000 neurons (most active)" in fig.axes[0].get_title().replace("\n", " ")
     # the neuron axis shows the neurons' own indices
