@@ -219,6 +219,8 @@ def raster(
     layers = dict(spikes) if isinstance(spikes, Mapping) else {"": spikes}
     if not layers:
         raise ValueError("spikes must hold at least one layer.")
+    if select not in ("even", "active"):
+        raise ValueError(f"select must be 'even' or 'active', got {select!r}.")
     if ax is not None and len(layers) > 1:
         raise ValueError("ax can hold one layer; pass several layers without ax to get one "
                          "panel per layer.")

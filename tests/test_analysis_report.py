@@ -299,3 +299,13 @@ def test_rejected_fit_is_not_drawn():
     ok, cap = fit_caption({"ks_pvalue": 0.4, "n_fit": 40, "median_hz": 3.0,
                            "lognormal_sigma": 1.0})
     assert ok and "accepted" in cap
+
+
+def test_raster_options_refused_with_their_names(tmp_path):
+    d = _simdir(tmp_path)
+    for kwargs, match in [({"neurons": 0}, "neurons must be an integer >= 1"),
+                          ({"select": "random"}, "select must be 'even' or 'active'"),
+                          ({"formats": ("jpg",)}, "formats must be among svg, pdf")]:
+        with pytest.raises(ValueError, match=match):
+            raster_run(d, tmp_path / "x" / "r.png", **kwargs)
+        assert not (tmp_path / "x").exists()

@@ -117,7 +117,9 @@ def raster_run(simdir: str | os.PathLike, out_png: str | os.PathLike, layer: str
         a, b = parse_sample_range(samples, S)
     else:
         a, b = 0, default_raster_samples(S, rec.timesteps)
-    plot.subsample_neurons(np.zeros(1), neurons, select)  # validates neurons and select
+    if select not in ("even", "active"):
+        raise ValueError(f"select must be 'even' or 'active', got {select!r}.")
+    plot.subsample_neurons(np.zeros(1), neurons, select)  # validates neurons
     data = ({n: rec.layers[n][a:b] for n in names} if len(names) > 1
             else rec.layers[names[0]][a:b])
     prefix = spikes_path.parent.name if spikes_path.name == "spikes.npz" else spikes_path.name
