@@ -39,7 +39,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 FIGURES = ROOT / "figures"
-DPI = 110
+DPI = 100  # tbnn.style.DPI: one resolution for every figure
 #: Vector formats written next to every PNG (set by ``--format``).
 EXTRA_FORMATS: list[str] = []
 
@@ -137,7 +137,7 @@ def write_text(out: str | os.PathLike, name: str, text: str) -> Path:
 
 
 def save_figure(fig, out: str | os.PathLike, name: str, dpi: int = DPI) -> Path:
-    """Save a Matplotlib figure as ``out/name`` (PNG, ``dpi`` 110) and in the vector formats
+    """Save a Matplotlib figure as ``out/name`` (PNG at :data:`DPI`) and in the vector formats
     of ``--format``, atomically, and close it."""
     import matplotlib.pyplot as plt
     from tbnn.style import save_figure as _save

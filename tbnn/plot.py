@@ -582,6 +582,15 @@ def complexity_plot(network: Any, null: Any = None, ax: Axes | None = None) -> F
     return fig
 
 
+def _lighter(color: str, f: float) -> tuple[float, float, float]:
+    """``color`` mixed with white (``f`` = 0: unchanged, 1: white); opaque colours keep
+    PNGs small where alpha blending would not."""
+    from matplotlib.colors import to_rgb
+
+    r = np.asarray(to_rgb(color))
+    return tuple(r + (1 - r) * f)
+
+
 def _spread(ax: Axes, y: float, v: np.ndarray, color: str, log: bool, left: float,
             rng: np.random.Generator) -> None:
     """A box (quartiles, median), whiskers (5th-95th percentile) and the values as a
@@ -591,19 +600,18 @@ def _spread(ax: Axes, y: float, v: np.ndarray, color: str, log: bool, left: floa
     pos = v[v > 0] if log else v
     if pos.size:
         q5, q25, q50, q75, q95 = np.percentile(pos, [5, 25, 50, 75, 95])
-        ax.add_patch(matplotlib.patches.Rectangle((q25, y - 0.28), q75 - q25, 0.56,
-                                                  facecolor=color, alpha=0.25,
-                                                  edgecolor=color, linewidth=0.9))
-        ax.plot([q50, q50], [y - 0.3, y + 0.3], color=color, linewidth=1.6)
-        ax.plot([q5, q25], [y, y], color=color, linewidth=0.9)
-        ax.plot([q75, q95], [y, y], color=color, linewidth=0.9)
         pts = pos if pos.size <= 150 else rng.choice(pos, 150, replace=False)
-        ax.scatter(pts, y + rng.uniform(-0.22, 0.22, pts.size), s=4, color=color,
-                   alpha=0.5, linewidths=0, zorder=3)
+        ax.scatter(pts, y + rng.uniform(-0.22, 0.22, pts.size), s=4, color=_lighter(color, 0.45),
+                   linewidths=0, zorder=2)
+        ax.add_patch(matplotlib.patches.Rectangle((q25, y - 0.28), q75 - q25, 0.56,
+                                                  facecolor="none", edgecolor=color,
+                                                  linewidth=1.0, zorder=3))
+        ax.plot([q50, q50], [y - 0.3, y + 0.3], color=color, linewidth=1.8, zorder=3)
+        ax.plot([q5, q25], [y, y], color=color, linewidth=0.9, zorder=3)
+        ax.plot([q75, q95], [y, y], color=color, linewidth=0.9, zorder=3)
     if log and (v <= 0).any():
-        k = int((v <= 0).sum())
-        ax.scatter([left] * min(k, 1), [y], marker="<", s=22, facecolors="white",
-                   edgecolors=color, clip_on=False, zorder=4)
+        ax.scatter([left], [y], marker="<", s=22, facecolors="white", edgecolors=color,
+                   clip_on=False, zorder=4)
 
 
 @_styled
@@ -673,8 +681,7 @@ def measure_panels(panels: Sequence[Mapping[str, Any]], title: str | None = None
             pad = 0.08 * (b - a) if b > a else max(abs(a) * 0.1, 0.05)
             left, right = a - pad, b + pad
         if lo is not None and hi is not None:
-            ax.axvspan(float(lo), float(hi), color=BIO_COLOR, alpha=0.7, linewidth=0,
-                       zorder=0)
+            ax.axvspan(float(lo), float(hi), color=BIO_COLOR, linewidth=0, zorder=0)
         labels = []
         n_le0 = 0
         for j, (name, v, color) in enumerate(rows):
@@ -706,12 +713,14 @@ def measure_panels(panels: Sequence[Mapping[str, Any]], title: str | None = None
         ax.set_title(ttl, fontsize=7.5, loc="left")
     for k in range(len(panels), nrows * ncols):
         axes[k // ncols, k % ncols].set_visible(False)
-    handles = [matplotlib.patches.Patch(facecolor=COLORS[0], alpha=0.5, label="network"),
-               matplotlib.patches.Patch(facecolor=NULL_COLOR, alpha=0.5,
-                                        label="null (Bernoulli)"),
+    handles = [matplotlib.patches.Patch(facecolor=_lighter(COLORS[0], 0.45),
+                                        edgecolor=COLORS[0], label="network"),
+               matplotlib.patches.Patch(facecolor=_lighter(NULL_COLOR, 0.45),
+                                        edgecolor=NULL_COLOR, label="null (Bernoulli)"),
                matplotlib.patches.Patch(color=BIO_COLOR, label="biological range")]
     if has_rec:
-        handles.insert(2, matplotlib.patches.Patch(facecolor=RECORDING_COLOR, alpha=0.5,
+        handles.insert(2, matplotlib.patches.Patch(facecolor=_lighter(RECORDING_COLOR, 0.45),
+                                                   edgecolor=RECORDING_COLOR,
                                                    label="recording"))
     fig.legend(handles=handles, loc="outside lower center",
                ncol=len(handles) if ncols > 1 else 2)

@@ -42,7 +42,7 @@ MODEL_COLORS = {"tbn": "#0072B2", "dat": "#0072B2", "ste": "#E69F00", "float": "
 NULL_COLOR = "#7f7f7f"
 BIO_COLOR = "#b8dcb8"
 RECORDING_COLOR = "#CC79A7"
-DPI = 120
+DPI = 100
 #: Output formats: PNG always, a vector format on request.
 FORMATS = ("png", "svg", "pdf")
 
