@@ -216,7 +216,9 @@ def test_module_doctests():
     names = ["tbnn.spikefile", "tbnn.plot", "tbnn.style", "tbnn.analysis",
              "tbnn.analysis.catalogue", "tbnn.analysis.energy", "tbnn.analysis.figures",
              "tbnn.analysis.markdown", "tbnn.analysis.raster", "tbnn.analysis.report",
-             "tbnn.analysis.runfiles"]
+             "tbnn.analysis.runfiles", "tbnn.analysis.rates", "tbnn.analysis.irregularity",
+             "tbnn.analysis.variability", "tbnn.analysis.correlation",
+             "tbnn.analysis.sparseness", "tbnn.analysis.reference"]
     for name in names:
         mod = importlib.import_module(name)
         r = doctest.testmod(mod, optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)

@@ -56,7 +56,8 @@ def fit_caption(rd: Mapping[str, Any], alpha: float = FIT_ALPHA) -> tuple[bool, 
     if p is None or not np.isfinite(p):
         return False, f"log-normal not fitted ({rd.get('n_fit', 0)} distinct active rates)"
     if p < alpha:
-        return False, f"log-normal rejected: KS p = {p:.2g} < {alpha:g} ({rd['n_fit']} active neurons)"
+        return False, (f"log-normal rejected: KS p = {p:.2g} < {alpha:g} "
+                       f"({rd['n_fit']} active neurons)")
     return True, (f"log-normal accepted: KS p = {p:.2g} ≥ {alpha:g}; median "
                   f"{rd['median_hz']:.3g} Hz, σ(ln r) = {rd['lognormal_sigma']:.2f}")
 

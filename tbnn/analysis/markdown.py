@@ -42,15 +42,16 @@ def render_markdown(res: dict[str, Any]) -> str:
     >>> render_markdown(res).splitlines()[0]
     '# Firing statistics: `spikes.npz`'
     """
+    g = format_number
     L: list[str] = []
     src = res["source"]
     L.append(f"# Firing statistics: `{src['spikes']}`\n")
     L.append(f"- {res['samples']} samples × {res['timesteps']} time steps, "
-             f"dt = {format_number(res['dt_ms'])} ms "
+             f"dt = {g(res['dt_ms'])} ms "
              f"({DT_SOURCES.get(res['dt_source'], res['dt_source'])}).")
     if res["simulation"]:
         s = res["simulation"]
-        extras = ", ".join(f"{k} = {format_number(v)}" for k, v in s.items())
+        extras = ", ".join(f"{k} = {g(v)}" for k, v in s.items())
         L.append(f"- simulation.json: {extras}.")
     else:
         L.append("- simulation.json: absent (synaptic operations unknown).")
@@ -79,11 +80,11 @@ def render_markdown(res: dict[str, Any]) -> str:
              "synaptic ops / sample |")
     L.append("|---|---:|---:|---:|---:|---:|")
     for name, e in en["layers"].items():
-        L.append(f"| {name} | {e['neurons']} | {format_number(e['spikes_per_sample'])} | "
-                 f"{format_number(e['spikes_per_neuron_per_sample'])} | {format_number(e['fanout'])} | "
-                 f"{format_number(e['synaptic_ops_per_sample'])} |")
-    L.append(f"| **total** | | {format_number(en['spikes_per_sample'])} | | | "
-             f"{format_number(en['synaptic_ops_per_sample'])} |\n")
+        L.append(f"| {name} | {e['neurons']} | {g(e['spikes_per_sample'])} | "
+                 f"{g(e['spikes_per_neuron_per_sample'])} | {g(e['fanout'])} | "
+                 f"{g(e['synaptic_ops_per_sample'])} |")
+    L.append(f"| **total** | | {g(en['spikes_per_sample'])} | | | "
+             f"{g(en['synaptic_ops_per_sample'])} |\n")
 
     for name, lay in res["layers"].items():
         L.append(f"## Layer `{name}`: {lay['neurons']} neurons\n")
@@ -95,21 +96,21 @@ def render_markdown(res: dict[str, Any]) -> str:
             ns = e["null"]["shuffled"]
             bio = e["biology"]
             units = f" {e['units']}" if e["units"] else ""
-            brange = (f"{format_number(bio['low'])}–{format_number(bio['high'])}{units}" if bio else "—")
+            brange = (f"{g(bio['low'])}–{g(bio['high'])}{units}" if bio else "—")
             L.append(
                 f"| {e['label']}{(' (' + e['units'] + ')') if e['units'] else ''} | "
-                f"{e['statistic']} | {format_number(e['value'])} | {format_number(na['value']) if na else '—'} | "
-                f"{format_number(ns['value']) if ns else '—'} | {brange} | {e['verdict'] or '—'} | "
+                f"{e['statistic']} | {g(e['value'])} | {g(na['value']) if na else '—'} | "
+                f"{g(ns['value']) if ns else '—'} | {brange} | {e['verdict'] or '—'} | "
                 f"{e['summary']['n']} ({e['summary']['n_nan']}) |")
         rd = lay["rate_distribution"]
         L.append("")
         L.append(f"Rate distribution: log-normal fit over {rd['n_fit']} active neurons "
-                 f"({rd['n_silent']} silent): median {format_number(rd['median_hz'])} Hz, σ(ln rate) = "
-                 f"{format_number(rd['lognormal_sigma'])}, KS p = {format_number(rd['ks_pvalue'])}. Biology: "
+                 f"({rd['n_silent']} silent): median {g(rd['median_hz'])} Hz, σ(ln rate) = "
+                 f"{g(rd['lognormal_sigma'])}, KS p = {g(rd['ks_pvalue'])}. Biology: "
                  f"{rd['biology']['statement']} ({rd['biology']['citation']}).")
         pr = lay["pairs"]
         L.append(f"Pair measures use {pr['neurons_used']} neurons; binned-train correlations "
-                 f"use bins of {pr['bin_steps']} step(s) = {format_number(pr['bin_ms'])} ms.\n")
+                 f"use bins of {pr['bin_steps']} step(s) = {g(pr['bin_ms'])} ms.\n")
         figs = res["figures"]["layers"].get(name, {})
         if figs:
             L.append(f"![statistics of {name}]({figs['stats']})\n")

@@ -20,8 +20,8 @@ __all__ = ["default_raster_samples", "parse_sample_range", "raster_run"]
 def default_raster_samples(samples: int, timesteps: int) -> int:
     """Samples a raster shows by default: at most 10, and about 400 steps in all.
 
-    >>> default_raster_samples(100, 4), default_raster_samples(100, 100), default_raster_samples(3, 4)
-    (10, 4, 3)
+    >>> default_raster_samples(100, 4), default_raster_samples(100, 100)
+    (10, 4)
     """
     return int(max(1, min(samples, 10, max(1, 400 // timesteps))))
 

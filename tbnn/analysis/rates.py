@@ -53,7 +53,11 @@ __all__ = [
 
 
 def check_probability(p: Any, name: str = "p") -> np.ndarray:
-    """Return ``p`` as a float array, or raise ValueError unless every entry is in [0, 1]."""
+    """Return ``p`` as a float array, or raise ValueError unless every entry is in [0, 1].
+
+    >>> check_probability([0.1, 1.0]).tolist()
+    [0.1, 1.0]
+    """
     arr = np.asarray(p, dtype=float)
     if not np.all(np.isfinite(arr)) or np.any(arr < 0) or np.any(arr > 1):
         raise ValueError(f"{name} must hold spike probabilities per step in [0, 1].")
@@ -61,7 +65,12 @@ def check_probability(p: Any, name: str = "p") -> np.ndarray:
 
 
 def spike_counts(spikes: Any) -> np.ndarray:
-    """Number of spikes of each neuron over the whole (stream) train, int64 ``[neurons]``."""
+    """Number of spikes of each neuron over the whole (stream) train, int64 ``[neurons]``.
+
+    >>> s = np.array([[1, 0, 1, 0, 0, 1], [0, 0, 0, 0, 0, 0]], bool).T   # [time, neurons]
+    >>> spike_counts(s).tolist()
+    [3, 0]
+    """
     return as_stream(spikes).sum(axis=0, dtype=np.int64)
 
 
@@ -70,6 +79,10 @@ def rate_per_step(spikes: Any) -> np.ndarray:
 
     :math:`n_i` is neuron *i*'s spike count and :math:`L` the number of steps of its
     (stream) train. This is the parameter of the discrete-time Bernoulli null.
+
+    >>> s = np.array([[1, 0, 1, 0, 0, 1], [0, 0, 0, 0, 0, 0]], bool).T   # [time, neurons]
+    >>> rate_per_step(s).tolist()
+    [0.5, 0.0]
     """
     stream = as_stream(spikes)
     return stream.sum(axis=0, dtype=np.int64) / stream.shape[0]
@@ -90,13 +103,22 @@ def rate_hz(spikes: Any, dt_ms: float) -> np.ndarray:
     Returns
     -------
     np.ndarray ``[neurons]``
+
+    >>> s = np.array([[1, 0, 1, 0, 0, 1], [0, 0, 0, 0, 0, 0]], bool).T   # [time, neurons]
+    >>> rate_hz(s, dt_ms=2.0).tolist()
+    [250.0, 0.0]
     """
     dt = check_dt(dt_ms)
     return rate_per_step(spikes) * (1000.0 / dt)
 
 
 def fraction_silent(spikes: Any) -> float:
-    """Fraction of neurons that never spike in the whole (stream) train."""
+    """Fraction of neurons that never spike in the whole (stream) train.
+
+    >>> s = np.array([[1, 0, 1, 0, 0, 1], [0, 0, 0, 0, 0, 0]], bool).T   # [time, neurons]
+    >>> fraction_silent(s)
+    0.5
+    """
     return float(np.mean(spike_counts(spikes) == 0))
 
 
@@ -105,6 +127,10 @@ def fraction_active_per_step(spikes: Any) -> np.ndarray:
 
     Its mean equals the mean of :func:`rate_per_step`; its spread across steps reflects
     synchrony (see :mod:`tbnn.analysis.correlation`).
+
+    >>> s = np.array([[1, 0, 1, 0, 0, 1], [0, 0, 0, 0, 0, 0]], bool).T   # [time, neurons]
+    >>> fraction_active_per_step(s).tolist()
+    [0.5, 0.0, 0.5, 0.0, 0.0, 0.5]
     """
     return as_stream(spikes).mean(axis=1)
 
@@ -123,6 +149,10 @@ def time_histogram(spikes: Any, dt_ms: float, bin_steps: int = 1, output: str = 
     Returns
     -------
     np.ndarray ``[bins]``
+
+    >>> s = np.array([[1, 0, 1, 0, 0, 1], [0, 0, 0, 0, 0, 0]], bool).T   # [time, neurons]
+    >>> time_histogram(s, dt_ms=1.0, bin_steps=3).tolist()
+    [2, 1]
     """
     dt = check_dt(dt_ms)
     stream = as_stream(spikes)
@@ -152,6 +182,10 @@ def psth(spikes: Any, dt_ms: float) -> tuple[np.ndarray, np.ndarray]:
     Returns
     -------
     (rate_hz, sem_hz) : two arrays ``[T]``
+
+    >>> x = np.zeros((2, 3, 4), bool); x[:, 0] = True
+    >>> [a.tolist() for a in psth(x, dt_ms=1.0)]
+    [[1000.0, 0.0, 0.0], [0.0, 0.0, 0.0]]
     """
     dt = check_dt(dt_ms)
     arr = check_spikes(spikes)
@@ -201,6 +235,11 @@ def lognormal_fit(rates: Any) -> LogNormalFit:
     Cortical rate distributions are heavy-tailed and roughly log-normal (Buzsáki &
     Mizuseki 2014, Nat Rev Neurosci 15:264). Zero rates are excluded and counted. With
     fewer than two positive rates, or all equal, the fit is undefined and its fields are NaN.
+
+    >>> r = np.exp(np.random.default_rng(0).normal(1.0, 0.5, 500))
+    >>> f = lognormal_fit(r)
+    >>> round(f.mu, 1), round(f.sigma, 1), f.n_fit
+    (1.0, 0.5, 500)
     """
     r = np.asarray(rates, dtype=float).ravel()
     if r.size == 0 or not np.all(np.isfinite(r)) or np.any(r < 0):
@@ -231,7 +270,12 @@ class RateDistribution:
 
 
 def rate_distribution(rates: Any, bins: int = 20) -> RateDistribution:
-    """Histogram of the positive rates on ``bins`` log-spaced bins, plus :func:`lognormal_fit`."""
+    """Histogram of the positive rates on ``bins`` log-spaced bins, plus :func:`lognormal_fit`.
+
+    >>> d = rate_distribution([0.0, 1.0, 10.0, 100.0], bins=3)
+    >>> d.counts.tolist(), d.n_silent
+    ([1, 1, 1], 1)
+    """
     fit = lognormal_fit(rates)
     b = check_positive_int(bins, "bins")
     r = np.asarray(rates, dtype=float).ravel()
@@ -262,6 +306,11 @@ def shuffle_bins(spikes: Any, seed: int | None = 0) -> np.ndarray:
     -------
     np.ndarray
         Boolean array of the input's shape.
+
+    >>> s = np.array([[1, 0, 1, 0, 0, 1], [0, 0, 0, 0, 0, 0]], bool).T   # [time, neurons]
+    >>> sh = shuffle_bins(s, seed=1)
+    >>> sh.sum(axis=0).tolist() == s.sum(axis=0).tolist()
+    True
     """
     arr = check_spikes(spikes)
     rng = np.random.default_rng(seed)

@@ -35,10 +35,10 @@ def resolve_archive(source: str | os.PathLike, name: str = "simdir") -> tuple[Pa
     ValueError
         Naming ``name``, if ``source`` does not exist.
 
-    >>> resolve_archive("/nonexistent")
+    >>> resolve_archive("/nonexistent")  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
-    ValueError: simdir must be a folder written by `tbnn simulate`, a spikes.npz or any .npz of boolean [samples, T, neurons] arrays; /nonexistent does not exist.
+    ValueError: simdir must be a folder written by `tbnn simulate`, ...; /nonexistent does not exist.
     """
     p = Path(source)
     if p.is_dir():
