@@ -519,7 +519,9 @@ def load_spikes(path: str | os.PathLike) -> SpikeRecord:
                         raw[k] = a
                 if not raw:
                     raise _not_archive(path, "it holds no boolean [samples, T, neurons] "
-                                             "array; keys: " + ", ".join(keys))
+                                             "array; keys: " + ", ".join(keys) + "; store 0/1 "
+                                             "spikes as bool, and time-first recordings with "
+                                             "tbnn.spikefile.save_time_first")
             first = next(iter(raw.values()))
             labels = _optional_vector(npz, "labels", path)
             preds = _optional_vector(npz, "predictions", path)
