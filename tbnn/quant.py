@@ -28,6 +28,7 @@ Every dequantized block is affine in its integer codes, ``x^ = gain * q + offset
 
 from __future__ import annotations
 
+import os
 import re
 import threading
 from dataclasses import dataclass
@@ -58,6 +59,7 @@ __all__ = [
     "from_blocks",
     "grid_range",
     "quantize_reference",
+    "compile_wanted",
 ]
 
 #: Bit widths a weight or activation tensor can be quantized to (1.5 = ternary).
@@ -369,14 +371,15 @@ def _split_blocks(x: Tensor, block: int | None) -> list[Tensor]:
     return parts
 
 
-def _grid_fast(xp: Tensor, grid: str, levels: int, check: bool = False
-               ) -> tuple[Tensor, Tensor, bool, Tensor | None]:
-    """:func:`grid_range` on unpadded blocks ``[..., nb, B]`` (no gradient).
+def _grid_stats(xp: Tensor, grid: str, levels: int, plain: bool = False
+                ) -> tuple[Tensor, Tensor, Tensor, Tensor | None]:
+    """:func:`grid_range` on unpadded blocks ``[..., nb, B]``: ``(lo, hi, probe, total)``.
 
-    With ``check``, also tells whether the block statistics are finite (else ``True``): for
-    ``minmax`` and ``meanstd`` they are unless ``xp`` holds a NaN or an inf (or its sums
-    overflow), which spares the finiteness check a pass over the data. The last item is the
-    block sums of ``xp`` when the grid needed them (``meanstd``), else ``None``.
+    ``probe`` is finite unless ``xp`` holds a NaN or an inf (or its sums overflow): for
+    ``minmax`` and ``meanstd`` the block statistics see every element, which spares the
+    finiteness check a pass over the data. ``total``: the block sums of ``xp`` when the
+    grid needed them (``meanstd``), else ``None``. ``plain``: reductions without the kept
+    scratch buffer (for ``torch.compile``).
     """
     total = None
     if grid == "minmax":
@@ -384,15 +387,28 @@ def _grid_fast(xp: Tensor, grid: str, levels: int, check: bool = False
     elif grid == "meanstd":
         total = xp.sum(-1, keepdim=True)
         mu = total / xp.shape[-1]
-        sd = (_rowdot(xp, xp, shift=mu) / xp.shape[-1]).sqrt()
+        sd = (_rowdot(xp, xp, shift=mu, plain=plain) / xp.shape[-1]).sqrt()
         c = 1.0 if levels == 2 else 2.0
         lo, hi = mu - c * sd, mu + c * sd
     else:  # rectify: hi >= _TINY > lo, never a constant grid
-        hi = xp.amax(-1, keepdim=True).clamp_min_(_TINY)
-        return torch.zeros_like(hi), hi, not check or bool(torch.isfinite(hi.sum())), total
-    finite = not check or bool(torch.isfinite((lo + hi).sum()))
+        hi = xp.amax(-1, keepdim=True).clamp_min(_TINY)
+        return torch.zeros_like(hi), hi, hi, total
+    probe = lo + hi
     hi = torch.where(hi > lo, hi, lo + 1.0)  # a constant block: every code 0, never 0/0
-    return lo, hi, finite, total
+    return lo, hi, probe, total
+
+
+def _grid_fast(xp: Tensor, grid: str, levels: int, check: bool = False, compiled: bool = False
+               ) -> tuple[Tensor, Tensor, bool, Tensor | None]:
+    """:func:`grid_range` on unpadded blocks ``[..., nb, B]`` (no gradient).
+
+    With ``check``, also tells whether the block statistics are finite (else ``True``), see
+    :func:`_grid_stats`. The last item is the block sums of ``xp`` when the grid needed
+    them (``meanstd``), else ``None``.
+    """
+    stats = _compiled(_grid_stats) if compiled else _grid_stats
+    lo, hi, probe, total = stats(xp, grid, levels, compiled)
+    return lo, hi, not check or bool(torch.isfinite(probe.sum())), total
 
 
 def _codes_into(x: Tensor, lo: Tensor, span: Tensor, levels: int, out: Tensor | None = None) -> Tensor:
@@ -402,6 +418,12 @@ def _codes_into(x: Tensor, lo: Tensor, span: Tensor, levels: int, out: Tensor | 
     same number), so the same codes.
     """
     d = torch.sub(x, lo, out=out)
+    if levels == 2:
+        # one comparison instead of divide, floor and clip: with h = span / 2 > 0 and
+        # d = fl(x - lo), fl(d / h) >= 1 exactly when d >= h (if d < h then d <= the float
+        # below h, so d / h <= 1 - 2^-p, a float below 1, and rounds below 1), so
+        # clip(floor(fl(d / h)), 0, 1) = [d >= h]
+        return d.ge_(span / 2)
     if levels & (levels - 1) == 0:
         # L = 2^k: (x - lo) / (span / L) rounds once to the same number as ((x - lo) / span) * L
         # (rounding commutes with scaling by a power of two): one pass fewer
@@ -411,7 +433,7 @@ def _codes_into(x: Tensor, lo: Tensor, span: Tensor, levels: int, out: Tensor | 
     return d.floor_().clamp_(0, levels - 1)
 
 
-_CHUNK = 1 << 16  # elements per slice of the row reductions: a cache-sized temporary
+_CHUNK = 1 << 18  # elements per slice of the row reductions: a cache-sized temporary
 _SCRATCH = threading.local()
 
 
@@ -431,15 +453,17 @@ def _scratch(numel: int, dtype: torch.dtype, device: torch.device) -> Tensor:
     return buf[:numel]
 
 
-def _rowdot(a: Tensor, b: Tensor, shift: Tensor | None = None) -> Tensor:
+def _rowdot(a: Tensor, b: Tensor, shift: Tensor | None = None, plain: bool = False) -> Tensor:
     """``sum(a * b, -1, keepdim=True)``, or ``sum((a - shift)^2, ...)`` when ``shift`` is given.
 
     Reduced in slices through one small kept buffer (:func:`_scratch`): a full-size
     temporary would cost a page-faulting pass, and ``bmm`` on ``[R, 1, K] x [R, K, 1]`` runs
-    at a fraction of memory speed. ``a`` and ``b`` must not require gradients.
+    at a fraction of memory speed. ``a`` and ``b`` must not require gradients. ``plain``
+    (or a tensor off the CPU, whose allocator caches memory): the plain reduction, which
+    ``torch.compile`` fuses with its producer.
     """
-    if a.device.type != "cpu":  # accelerators cache their memory: the plain reduction
-        t = a * b if shift is None else (a - shift).square_()
+    if plain or a.device.type != "cpu":
+        t = a * b if shift is None else (a - shift).square()
         return t.sum(-1, keepdim=True)
     k = a.shape[-1]
     a2 = a.reshape(-1, k)
@@ -464,53 +488,59 @@ def _rowdot(a: Tensor, b: Tensor, shift: Tensor | None = None) -> Tensor:
     return out.reshape(*a.shape[:-1], 1)
 
 
-def _affine_fit(ctx, x, code, lo, span, levels, lam, relu, method, detach_stats, xsum=None):
-    """Per-block ``(gain, offset)`` of the codes; stores what the backward needs on ``ctx``.
+def _affine_stats(x, code, lo, span, levels, lam, relu, method, xsum=None, plain=False):
+    """Per-block ``(gain, offset, qbar, tbar, inv)`` of the codes (the last three ``None`` for the STE).
 
     ``xsum``: the block sums of ``x`` if already known (spares a pass).
     """
     n = x.shape[-1]
-    qbar = tbar = inv = None
-    if method == "dat":
-        t = torch.relu(x) if relu else x
-        sq = code.sum(-1, keepdim=True)
-        st = xsum if xsum is not None and not relu else t.sum(-1, keepdim=True)
-        sqt = _rowdot(code, t)
-        sqq = sq if levels == 2 else _rowdot(code, code)  # 0/1 codes: q^2 = q
-        qbar, tbar = sq / n, st / n
-        cov = torch.addcmul(sqt / n, qbar, tbar, value=-1.0)
-        var = torch.addcmul(sqq / n, qbar, qbar, value=-1.0).clamp_min_(0.0)
-        if lam == 0:  # blocks whose codes are all equal: exactly zero, never 0/0
-            flat = code.amax(-1, keepdim=True) == code.amin(-1, keepdim=True)
-            var, cov = var.masked_fill(flat, 0.0), cov.masked_fill(flat, 0.0)
-        if lam > 0:
-            inv = (var + lam).reciprocal_()
-        else:  # all-equal codes at lam = 0: gain 0, the block's mean (1/0 -> inf is discarded)
-            inv = torch.where(var > 0, 1.0 / var, torch.zeros_like(var))
-        gain = cov * inv
-        offset = torch.addcmul(tbar, gain, qbar, value=-1.0)
-    else:  # STE: the fixed inverse grid map, the centre of each bin
+    if method != "dat":  # STE: the fixed inverse grid map, the centre of each bin
         gain = span / levels
-        offset = lo + 0.5 * gain
-    ctx.set_materialize_grads(False)
-    ctx.levels, ctx.method, ctx.relu, ctx.n = levels, method, relu, n
-    ctx.stats_grad = method == "dat" and not detach_stats
+        return gain, lo + 0.5 * gain, None, None, None
+    t = torch.relu(x) if relu else x
+    sq = code.sum(-1, keepdim=True)
+    st = xsum if xsum is not None and not relu else t.sum(-1, keepdim=True)
+    sqt = _rowdot(code, t, plain=plain)
+    sqq = sq if levels == 2 else _rowdot(code, code, plain=plain)  # 0/1 codes: q^2 = q
+    qbar, tbar = sq / n, st / n
+    cov = torch.addcmul(sqt / n, qbar, tbar, value=-1.0)
+    var = torch.addcmul(sqq / n, qbar, qbar, value=-1.0).clamp_min_(0.0)
+    if lam == 0:  # blocks whose codes are all equal: exactly zero, never 0/0
+        flat = code.amax(-1, keepdim=True) == code.amin(-1, keepdim=True)
+        var, cov = var.masked_fill(flat, 0.0), cov.masked_fill(flat, 0.0)
+    if lam > 0:
+        inv = (var + lam).reciprocal_()
+    else:  # all-equal codes at lam = 0: gain 0, the block's mean (1/0 -> inf is discarded)
+        inv = torch.where(var > 0, 1.0 / var, torch.zeros_like(var))
+    gain = cov * inv
+    offset = torch.addcmul(tbar, gain, qbar, value=-1.0)
     return gain, offset, qbar, tbar, inv
 
 
-def _affine_backward(ctx, x, code, lo, span, a, qbar, tbar, inv, G, coef, ga, gc, out=None):
+def _affine_forward(x, lo, hi, levels, lam, relu, method, xsum, fused, plain):
+    """Codes and fit of one block group: ``(y or code, span, gain, offset, qbar, tbar, inv)``."""
+    span = hi - lo
+    code = _codes_into(x, lo, span, levels)
+    gain, offset, qbar, tbar, inv = _affine_stats(x, code, lo, span, levels, lam, relu, method, xsum, plain)
+    # in place, and not addcmul: a fused multiply-add would round unlike gain * q + offset
+    out = code.mul_(gain).add_(offset) if fused else code
+    return out, span, gain, offset, qbar, tbar, inv
+
+
+def _affine_backward(levels, method, relu, stats_grad, x, code, lo, span, a, qbar, tbar, inv, G, coef, ga, gc,
+                     out=None):
     """``dL/dx`` from ``G`` (weighted by ``coef``) on ``q`` and ``ga``, ``gc`` on the fit.
 
     ``code`` may be ``None`` when the fit gets no gradient; ``out`` may be the ``code``
     tensor itself (it is consumed) or a scratch tensor that receives the result.
     """
-    n, levels = ctx.n, ctx.levels
+    n = x.shape[-1]
     scale = levels / span  # dq/dx of the straight-through residual q = u + sg(code - u)
-    if not (ctx.stats_grad and (ga is not None or gc is not None)):
+    if not (stats_grad and (ga is not None or gc is not None)):
         if G is None:
             return torch.zeros_like(x)
-        gx = torch.mul(G, scale * coef, out=out)
-        if ctx.method == "ste_clip":  # hardtanh STE: the gradient of u.clamp(-1/2, L - 1/2)
+        gx = torch.mul(G, scale * coef, out=out) if out is not None else G * (scale * coef)
+        if method == "ste_clip":  # hardtanh STE: the gradient of u.clamp(-1/2, L - 1/2)
             u = (x - lo) / span * levels - 0.5
             gx.mul_((u >= -0.5) & (u <= levels - 0.5))
         return gx
@@ -524,26 +554,65 @@ def _affine_backward(ctx, x, code, lo, span, a, qbar, tbar, inv, G, coef, ga, gc
     c_q = -two_ak * scale
     c_1 = scale * (two_ak * qbar - k * tbar - gc * a / n)
     c_t = gc / n - k * qbar
-    if ctx.relu:  # dt/dx = 1[x > 0]
+    if relu:  # dt/dx = 1[x > 0]
         inner = torch.addcmul(c_t, x, scale * k)
         inner.addcmul_(code, k).mul_(x > 0)
-        gx = torch.mul(code, c_q, out=out).add_(c_1).add_(inner)
+        gx = (torch.mul(code, c_q, out=out) if out is not None else code * c_q).add_(c_1).add_(inner)
     else:  # dt/dx = 1
-        gx = torch.mul(code, c_q + k, out=out).add_(c_1 + c_t).addcmul_(x, scale * k)
+        gx = torch.mul(code, c_q + k, out=out) if out is not None else code * (c_q + k)
+        gx.add_(c_1 + c_t).addcmul_(x, scale * k)
     if G is not None:
         gx.addcmul_(G, scale * coef)
     return gx
+
+
+def _fused_backward(levels, method, relu, stats_grad, x, lo, span, a, qbar, tbar, inv, gy, plain):
+    """``dL/dx`` of ``gain * q + offset`` from its gradient ``gy``, the codes rebuilt from ``x``."""
+    ga = gc = code = None
+    if stats_grad:
+        code = _codes_into(x, lo, span, levels)
+        gc = gy.sum(-1, keepdim=True)
+        ga = _rowdot(gy, code, plain=plain) - qbar * gc  # sum gy (q - qbar)
+    return _affine_backward(levels, method, relu, stats_grad, x, code, lo, span, a, qbar, tbar, inv, gy, a,
+                            ga, gc, out=None if plain else code)
+
+
+#: Environment variable that turns :func:`torch.compile` on for the fast path (``1``).
+COMPILE_ENV = "TBNN_COMPILE"
+_COMPILED: dict = {}
+
+
+def _compiled(fn):
+    """``torch.compile(fn)``, made once per process (compilation happens on the first call)."""
+    c = _COMPILED.get(fn)
+    if c is None:
+        c = _COMPILED[fn] = torch.compile(fn, dynamic=None)
+    return c
+
+
+def compile_wanted(compile: bool | None = None) -> bool:
+    """Whether the fast path runs through :func:`torch.compile`: ``compile`` if given, else
+    the environment variable ``TBNN_COMPILE`` (``1``, ``true``, ``yes`` or ``on``)."""
+    if compile is None:
+        return os.environ.get(COMPILE_ENV, "").strip().lower() in ("1", "true", "yes", "on")
+    return bool(compile)
+
+
+def _setup(ctx, levels, method, relu, detach_stats, compiled):
+    ctx.set_materialize_grads(False)
+    ctx.levels, ctx.method, ctx.relu, ctx.compiled = levels, method, relu, compiled
+    ctx.stats_grad = method == "dat" and not detach_stats
 
 
 class _AffineCodes(torch.autograd.Function):
     """``(q, gain, offset)`` of the affine grid and its read-out (``q`` carries the STE residual)."""
 
     @staticmethod
-    def forward(ctx, x, lo, hi, levels, lam, relu, method, detach_stats, xsum=None):
-        span = hi - lo
-        code = _codes_into(x, lo, span, levels)
-        gain, offset, qbar, tbar, inv = _affine_fit(ctx, x, code, lo, span, levels, lam, relu, method,
-                                                    detach_stats, xsum)
+    def forward(ctx, x, lo, hi, levels, lam, relu, method, detach_stats, xsum=None, compiled=False):
+        body = _compiled(_affine_forward) if compiled else _affine_forward
+        code, span, gain, offset, qbar, tbar, inv = body(x, lo, hi, levels, lam, relu, method, xsum, False,
+                                                         compiled)
+        _setup(ctx, levels, method, relu, detach_stats, compiled)
         if not ctx.stats_grad:
             ctx.mark_non_differentiable(gain, offset)
         ctx.save_for_backward(x, code, lo, span, gain, qbar, tbar, inv)
@@ -555,8 +624,10 @@ class _AffineCodes(torch.autograd.Function):
         x, code, lo, span, a, qbar, tbar, inv = ctx.saved_tensors
         if ctx.stats_grad and gc is not None:  # offset = tbar - gain qbar also moves the gain
             ga = -gc * qbar if ga is None else ga - gc * qbar
-        gx = _affine_backward(ctx, x, code, lo, span, a, qbar, tbar, inv, gq, 1.0, ga, gc)
-        return gx, None, None, None, None, None, None, None, None
+        back = _compiled(_affine_backward) if ctx.compiled else _affine_backward
+        gx = back(ctx.levels, ctx.method, ctx.relu, ctx.stats_grad, x, code, lo, span, a, qbar, tbar, inv,
+                  gq, 1.0, ga, gc)
+        return gx, None, None, None, None, None, None, None, None, None
 
 
 class _AffineFused(torch.autograd.Function):
@@ -567,26 +638,21 @@ class _AffineFused(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, x, lo, hi, levels, lam, relu, method, detach_stats, xsum=None):
-        span = hi - lo
-        code = _codes_into(x, lo, span, levels)
-        gain, offset, qbar, tbar, inv = _affine_fit(ctx, x, code, lo, span, levels, lam, relu, method,
-                                                    detach_stats, xsum)
+    def forward(ctx, x, lo, hi, levels, lam, relu, method, detach_stats, xsum=None, compiled=False):
+        body = _compiled(_affine_forward) if compiled else _affine_forward
+        y, span, gain, _, qbar, tbar, inv = body(x, lo, hi, levels, lam, relu, method, xsum, True, compiled)
+        _setup(ctx, levels, method, relu, detach_stats, compiled)
         ctx.save_for_backward(x, lo, span, gain, qbar, tbar, inv)
-        # in place, and not addcmul: a fused multiply-add would round unlike gain * q + offset
-        return code.mul_(gain).add_(offset)
+        return y
 
     @staticmethod
     @once_differentiable
     def backward(ctx, gy):
         x, lo, span, a, qbar, tbar, inv = ctx.saved_tensors
-        ga = gc = code = None
-        if ctx.stats_grad:
-            code = _codes_into(x, lo, span, ctx.levels)
-            gc = gy.sum(-1, keepdim=True)
-            ga = _rowdot(gy, code) - qbar * gc  # sum gy (q - qbar)
-        return (_affine_backward(ctx, x, code, lo, span, a, qbar, tbar, inv, gy, a, ga, gc, out=code),
-                None, None, None, None, None, None, None, None)
+        back = _compiled(_fused_backward) if ctx.compiled else _fused_backward
+        gx = back(ctx.levels, ctx.method, ctx.relu, ctx.stats_grad, x, lo, span, a, qbar, tbar, inv, gy,
+                  ctx.compiled)
+        return gx, None, None, None, None, None, None, None, None, None
 
 
 def _rectify(x: Tensor, grid: str | None, target: str) -> Tensor:
@@ -611,6 +677,7 @@ def affine_fast(
     fused: bool = True,
     grid_levels: int | None = None,
     check: str | None = None,
+    compile: bool | None = None,
 ) -> Tensor | tuple[Tensor, Tensor, Tensor]:
     """Affine-grid quantization along the last axis of ``x`` in one autograd node per block group.
 
@@ -620,22 +687,27 @@ def affine_fast(
     like ``x`` and ``gain``, ``offset`` of shape ``[..., nb, 1]``. ``grid_levels`` (default
     ``levels``) picks the ``meanstd`` width. No validation, except that ``check`` names
     ``x`` in the error raised when the block statistics show a NaN or an inf (the
-    ``rectify`` grid cannot see a ``-inf``: check those before).
+    ``rectify`` grid cannot see a ``-inf``: check those before). ``compile`` (default: the
+    ``TBNN_COMPILE`` environment variable, see :func:`compile_wanted`): run the forward and
+    backward arithmetic through :func:`torch.compile`, which fuses the passes (the first
+    call of each shape family pays the compilation; same codes, values to float rounding).
     """
     if not x.is_floating_point():  # codes and read-out are real numbers
         x = x.to(torch.get_default_dtype())
+    compiled = compile_wanted(compile)
     x = _rectify(x, grid, target)
     parts = _split_blocks(x, block)
-    relu = target == "relu"
+    # relu(x) of a rectified x is x itself (and its gradient mask is relu's, outside the node)
+    relu = target == "relu" and grid != "rectify"
     gl = levels if grid_levels is None else grid_levels
     outs = []
     for p in parts:
         with torch.no_grad():
-            lo, hi, finite, xsum = _grid_fast(p.detach(), grid, gl, check is not None)
+            lo, hi, finite, xsum = _grid_fast(p.detach(), grid, gl, check is not None, compiled)
         if check is not None and not finite:
             check_finite(x, check)
         fn = _AffineFused if fused else _AffineCodes
-        outs.append(fn.apply(p, lo, hi, levels, float(lam), relu, method, detach_stats, xsum))
+        outs.append(fn.apply(p, lo, hi, levels, float(lam), relu, method, detach_stats, xsum, compiled))
     lead = x.shape[:-1]
     if fused:
         ys = [y.reshape(*lead, -1) for y in outs]
@@ -791,6 +863,7 @@ def fake_quantize(
     grid: str | None = None,
     target: str = "x",
     detach_stats: bool = False,
+    compile: bool | None = None,
 ) -> Tensor:
     """Quantize ``x`` and map it back to real values, differentiably (quantization-aware training).
 
@@ -810,6 +883,9 @@ def fake_quantize(
     grid : ``"minmax"`` (default), ``"meanstd"`` or ``"rectify"`` (see :data:`GRIDS`).
     target : regress onto ``"x"`` or ``"relu"`` (``relu(x)``, for rectifying neurons).
     detach_stats : stop gradients through the fitted gain and offset.
+    compile : run the affine grid's arithmetic through ``torch.compile`` (fused passes; the
+        first call pays the compilation, so only long runs gain); default: the
+        ``TBNN_COMPILE`` environment variable (``1`` turns it on), see :func:`compile_wanted`.
 
     The 1-bit DAT output takes at most 2 values per block, k-bit at most ``2^k``.
     """
@@ -820,7 +896,8 @@ def fake_quantize(
                              finite=not own_check)
     if affine and x.shape[dim] > 0:  # affine grid: the fast path
         y = affine_fast(x.movedim(dim, -1), block, grid or "minmax", 2 ** int(bits), lam, target,
-                        method, detach_stats, fused=True, check="x" if own_check else None)
+                        method, detach_stats, fused=True, check="x" if own_check else None,
+                        compile=compile)
         return y.movedim(-1, dim)
     return quantize_reference(x, bits, method, block, lam, dim, sparsity, grid, target,
                                detach_stats).dequantize()
