@@ -28,6 +28,7 @@ Every dequantized block is affine in its integer codes, ``x^ = gain * q + offset
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import threading
@@ -394,7 +395,8 @@ def _grid_stats(xp: Tensor, grid: str, levels: int, plain: bool = False
         hi = xp.amax(-1, keepdim=True).clamp_min(_TINY)
         return torch.zeros_like(hi), hi, hi, total
     probe = lo + hi
-    hi = torch.where(hi > lo, hi, lo + 1.0)  # a constant block: every code 0, never 0/0
+    # a constant block (hi = lo; never hi < lo): hi = lo + 1, every code 0, never 0/0
+    hi = hi + (hi == lo)
     return lo, hi, probe, total
 
 
@@ -408,7 +410,7 @@ def _grid_fast(xp: Tensor, grid: str, levels: int, check: bool = False, compiled
     """
     stats = _compiled(_grid_stats) if compiled else _grid_stats
     lo, hi, probe, total = stats(xp, grid, levels, compiled)
-    return lo, hi, not check or bool(torch.isfinite(probe.sum())), total
+    return lo, hi, not check or math.isfinite(probe.sum().item()), total
 
 
 def _codes_into(x: Tensor, lo: Tensor, span: Tensor, levels: int, out: Tensor | None = None) -> Tensor:
@@ -434,6 +436,7 @@ def _codes_into(x: Tensor, lo: Tensor, span: Tensor, levels: int, out: Tensor | 
 
 
 _CHUNK = 1 << 18  # elements per slice of the row reductions: a cache-sized temporary
+_SMALL = 1 << 20  # tensors up to this many elements are reduced in one plain temporary
 _SCRATCH = threading.local()
 
 
@@ -462,7 +465,7 @@ def _rowdot(a: Tensor, b: Tensor, shift: Tensor | None = None, plain: bool = Fal
     (or a tensor off the CPU, whose allocator caches memory): the plain reduction, which
     ``torch.compile`` fuses with its producer.
     """
-    if plain or a.device.type != "cpu":
+    if plain or a.device.type != "cpu" or a.numel() <= _SMALL:
         t = a * b if shift is None else (a - shift).square()
         return t.sum(-1, keepdim=True)
     k = a.shape[-1]
@@ -504,7 +507,10 @@ def _affine_stats(x, code, lo, span, levels, lam, relu, method, xsum=None, plain
     sqq = sq if levels == 2 else _rowdot(code, code, plain=plain)  # 0/1 codes: q^2 = q
     qbar, tbar = sq / n, st / n
     cov = torch.addcmul(sqt / n, qbar, tbar, value=-1.0)
-    var = torch.addcmul(sqq / n, qbar, qbar, value=-1.0).clamp_min_(0.0)
+    if levels == 2:  # sqq / n = qbar and qbar - qbar^2 >= 0 exactly for qbar in [0, 1]
+        var = torch.addcmul(qbar, qbar, qbar, value=-1.0)
+    else:
+        var = torch.addcmul(sqq / n, qbar, qbar, value=-1.0).clamp_min_(0.0)
     if lam == 0:  # blocks whose codes are all equal: exactly zero, never 0/0
         flat = code.amax(-1, keepdim=True) == code.amin(-1, keepdim=True)
         var, cov = var.masked_fill(flat, 0.0), cov.masked_fill(flat, 0.0)
@@ -517,14 +523,20 @@ def _affine_stats(x, code, lo, span, levels, lam, relu, method, xsum=None, plain
     return gain, offset, qbar, tbar, inv
 
 
-def _affine_forward(x, lo, hi, levels, lam, relu, method, xsum, fused, plain):
-    """Codes and fit of one block group: ``(y or code, span, gain, offset, qbar, tbar, inv)``."""
+def _affine_forward(x, lo, hi, levels, lam, relu, method, xsum, fused, keep, plain):
+    """Codes and fit of one block group: ``(y or code, code or None, span, gain, offset, qbar, tbar, inv)``.
+
+    ``fused``: the first item is ``gain * q + offset``, written over the codes unless ``keep``
+    (then the codes are the second item).
+    """
     span = hi - lo
     code = _codes_into(x, lo, span, levels)
     gain, offset, qbar, tbar, inv = _affine_stats(x, code, lo, span, levels, lam, relu, method, xsum, plain)
-    # in place, and not addcmul: a fused multiply-add would round unlike gain * q + offset
-    out = code.mul_(gain).add_(offset) if fused else code
-    return out, span, gain, offset, qbar, tbar, inv
+    if not fused:
+        return code, code, span, gain, offset, qbar, tbar, inv
+    # mul then add, not addcmul: a fused multiply-add would round unlike gain * q + offset
+    y = torch.mul(code, gain) if keep else code.mul_(gain)
+    return y.add_(offset), code if keep else None, span, gain, offset, qbar, tbar, inv
 
 
 def _affine_backward(levels, method, relu, stats_grad, x, code, lo, span, a, qbar, tbar, inv, G, coef, ga, gc,
@@ -548,33 +560,38 @@ def _affine_backward(levels, method, relu, stats_grad, x, code, lo, span, a, qba
         ga = torch.zeros_like(gc)
     if gc is None:
         gc = torch.zeros_like(ga)
-    k = ga * inv / n
-    two_ak = 2.0 * a * k
-    # dq/dx dL/dq + dt/dx dL/dt, per block as coefficients of G, t (x or relu x), q and 1
-    c_q = -two_ak * scale
-    c_1 = scale * (two_ak * qbar - k * tbar - gc * a / n)
-    c_t = gc / n - k * qbar
+    k = (ga * inv).div_(n)
+    gn = gc / n
+    sa = scale * a
+    sk = scale * k
+    # dq/dx dL/dq + dt/dx dL/dt, per block as coefficients of G, t (x or relu x), q and 1:
+    #   q: -2 a k s (+ k from dt/dx),  1: s (2 a k qbar - k tbar - a gc / n) (+ gc / n - k qbar)
     if relu:  # dt/dx = 1[x > 0]
-        inner = torch.addcmul(c_t, x, scale * k)
+        c_q = sa * k * -2.0
+        c_1 = torch.addcmul(torch.addcmul(-sa * gn, 2.0 * sa * k, qbar), sk, tbar, value=-1.0)
+        inner = torch.addcmul(torch.addcmul(gn, k, qbar, value=-1.0), x, sk)
         inner.addcmul_(code, k).mul_(x > 0)
         gx = (torch.mul(code, c_q, out=out) if out is not None else code * c_q).add_(c_1).add_(inner)
-    else:  # dt/dx = 1
-        gx = torch.mul(code, c_q + k, out=out) if out is not None else code * (c_q + k)
-        gx.add_(c_1 + c_t).addcmul_(x, scale * k)
+    else:  # dt/dx = 1: q gets k (1 - 2 s a), 1 gets gc/n (1 - s a) - k (qbar (1 - 2 s a) + s tbar)
+        u = (sa * -2.0).add_(1.0)
+        c_q = k * u
+        c_1 = torch.addcmul(scale * tbar, qbar, u).mul_(k)
+        c_1 = torch.addcmul(c_1, gn, sa).sub_(gn).neg_()
+        gx = torch.mul(code, c_q, out=out) if out is not None else code * c_q
+        gx.add_(c_1).addcmul_(x, sk)
     if G is not None:
         gx.addcmul_(G, scale * coef)
     return gx
 
 
-def _fused_backward(levels, method, relu, stats_grad, x, lo, span, a, qbar, tbar, inv, gy, plain):
-    """``dL/dx`` of ``gain * q + offset`` from its gradient ``gy``, the codes rebuilt from ``x``."""
-    ga = gc = code = None
+def _fused_backward(levels, method, relu, stats_grad, x, code, lo, span, a, qbar, tbar, inv, gy, plain):
+    """``dL/dx`` of ``gain * q + offset`` from its gradient ``gy`` (``code``: the kept codes)."""
+    ga = gc = None
     if stats_grad:
-        code = _codes_into(x, lo, span, levels)
         gc = gy.sum(-1, keepdim=True)
-        ga = _rowdot(gy, code, plain=plain) - qbar * gc  # sum gy (q - qbar)
+        ga = torch.addcmul(_rowdot(gy, code, plain=plain), qbar, gc, value=-1.0)  # sum gy (q - qbar)
     return _affine_backward(levels, method, relu, stats_grad, x, code, lo, span, a, qbar, tbar, inv, gy, a,
-                            ga, gc, out=None if plain else code)
+                            ga, gc)
 
 
 #: Environment variable that turns :func:`torch.compile` on for the fast path (``1``).
@@ -610,8 +627,8 @@ class _AffineCodes(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, lo, hi, levels, lam, relu, method, detach_stats, xsum=None, compiled=False):
         body = _compiled(_affine_forward) if compiled else _affine_forward
-        code, span, gain, offset, qbar, tbar, inv = body(x, lo, hi, levels, lam, relu, method, xsum, False,
-                                                         compiled)
+        code, _, span, gain, offset, qbar, tbar, inv = body(x, lo, hi, levels, lam, relu, method, xsum, False,
+                                                            False, compiled)
         _setup(ctx, levels, method, relu, detach_stats, compiled)
         if not ctx.stats_grad:
             ctx.mark_non_differentiable(gain, offset)
@@ -633,24 +650,25 @@ class _AffineCodes(torch.autograd.Function):
 class _AffineFused(torch.autograd.Function):
     """The dequantized tensor ``gain * q + offset`` of the affine grid, in one node.
 
-    Holds one full-size tensor per pass (the output; in the backward, the gradient): the
-    codes are rebuilt in the backward instead of kept.
+    Keeps the codes for the backward when the fit gets a gradient (rebuilding them would
+    cost two passes over the data), else writes the output over them.
     """
 
     @staticmethod
     def forward(ctx, x, lo, hi, levels, lam, relu, method, detach_stats, xsum=None, compiled=False):
         body = _compiled(_affine_forward) if compiled else _affine_forward
-        y, span, gain, _, qbar, tbar, inv = body(x, lo, hi, levels, lam, relu, method, xsum, True, compiled)
         _setup(ctx, levels, method, relu, detach_stats, compiled)
-        ctx.save_for_backward(x, lo, span, gain, qbar, tbar, inv)
+        y, code, span, gain, _, qbar, tbar, inv = body(x, lo, hi, levels, lam, relu, method, xsum, True,
+                                                       ctx.stats_grad, compiled)
+        ctx.save_for_backward(x, code, lo, span, gain, qbar, tbar, inv)
         return y
 
     @staticmethod
     @once_differentiable
     def backward(ctx, gy):
-        x, lo, span, a, qbar, tbar, inv = ctx.saved_tensors
+        x, code, lo, span, a, qbar, tbar, inv = ctx.saved_tensors
         back = _compiled(_fused_backward) if ctx.compiled else _fused_backward
-        gx = back(ctx.levels, ctx.method, ctx.relu, ctx.stats_grad, x, lo, span, a, qbar, tbar, inv, gy,
+        gx = back(ctx.levels, ctx.method, ctx.relu, ctx.stats_grad, x, code, lo, span, a, qbar, tbar, inv, gy,
                   ctx.compiled)
         return gx, None, None, None, None, None, None, None, None, None
 
@@ -895,10 +913,11 @@ def fake_quantize(
     dim = _validate_quantize(x, bits, method, block, lam, dim, sparsity, grid, target, None,
                              finite=not own_check)
     if affine and x.shape[dim] > 0:  # affine grid: the fast path
-        y = affine_fast(x.movedim(dim, -1), block, grid or "minmax", 2 ** int(bits), lam, target,
-                        method, detach_stats, fused=True, check="x" if own_check else None,
+        last = dim == x.dim() - 1  # no movedim round trip (two permute calls) when already last
+        y = affine_fast(x if last else x.movedim(dim, -1), block, grid or "minmax", 2 ** int(bits), lam,
+                        target, method, detach_stats, fused=True, check="x" if own_check else None,
                         compile=compile)
-        return y.movedim(-1, dim)
+        return y if last else y.movedim(-1, dim)
     return quantize_reference(x, bits, method, block, lam, dim, sparsity, grid, target,
                                detach_stats).dequantize()
 
