@@ -27,9 +27,11 @@ def _run(monkeypatch, capsys, script: str, *args: str) -> str:
 
 def test_bench_quant_quick(monkeypatch, capsys):
     text = _run(monkeypatch, capsys, "bench_quant.py", "--quick")
-    assert "layernorm" in text and "dat/LN" in text
+    assert text.startswith("CPU: ") and "avx2" in text and "amx" in text
+    assert "LN128" in text and "dat/LN128" in text and "DAT vs LayerNorm" in text
     row = [line for line in text.splitlines() if line.strip().startswith("8x256")]
-    assert len(row) == 1 and len(row[0].split()) == 7
+    assert len(row) == 1 and len(row[0].split()) == 9
+    assert all(float(v) > 0 for v in row[0].split()[2:])
 
 
 def test_bench_layers_quick_with_memory(monkeypatch, capsys):
@@ -40,3 +42,7 @@ def test_bench_layers_quick_with_memory(monkeypatch, capsys):
     row = [line.split() for line in text.splitlines() if line.split()[:2] == ["64", "4"]]
     assert len(row) == 1
     assert all(float(v) >= 0 for v in row[0][-3:])  # memory columns last
+    assert text.startswith("CPU: ")
+    assert "tbn/float" in text and "training epoch target" in text
+    epoch = [line.split() for line in text.splitlines() if line.split()[:2] == ["digits", "mlp"]]
+    assert len(epoch) == 1 and all(float(v) > 0 for v in epoch[0][2:])
