@@ -46,3 +46,12 @@ def test_bench_layers_quick_with_memory(monkeypatch, capsys):
     assert "tbn/float" in text and "training epoch target" in text
     epoch = [line.split() for line in text.splitlines() if line.split()[:2] == ["digits", "mlp"]]
     assert len(epoch) == 1 and all(float(v) > 0 for v in epoch[0][2:])
+
+
+def test_bench_startup_quick(monkeypatch, capsys):
+    text = _run(monkeypatch, capsys, "bench_startup.py", "--quick")
+    assert text.startswith("CPU: ")
+    sim = [line for line in text.splitlines() if line.strip().startswith("tbnn simulate  ")]
+    assert len(sim) == 1 and float(sim[0].split()[2]) > 0
+    assert "sklearn" not in sim[0] and "scipy" not in sim[0] and "torch" in sim[0]
+    assert "minus import torch" in text and "tbnn --help imports torch" in text
