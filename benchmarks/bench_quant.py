@@ -12,6 +12,7 @@ of the repeats. Target (issue): ``dat / LN128 <= 2``.
 
     python benchmarks/bench_quant.py             # [256, 1024] and [4096, 1024], block 128
     python benchmarks/bench_quant.py --compile   # with the torch.compile path
+    python benchmarks/bench_quant.py --cpu-time  # thread CPU time (robust on a loaded machine)
     python benchmarks/bench_quant.py --quick     # one tiny shape (smoke test)
 """
 
@@ -32,11 +33,14 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def time_fwd_bwd(fns: dict, x: torch.Tensor, grad: torch.Tensor, min_time: float, warmup: int = 3) -> dict:
+def time_fwd_bwd(fns: dict, x: torch.Tensor, grad: torch.Tensor, min_time: float, warmup: int = 3,
+                 clock=time.perf_counter) -> dict:
     """Milliseconds of ``fn(x).backward(grad)`` for each ``fn`` of ``fns``: the best of repeats.
 
     The candidates run round-robin for at least ``min_time`` seconds, so that a busy machine
-    slows all of them alike; the minimum is the least disturbed estimate of each.
+    slows all of them alike; the minimum is the least disturbed estimate of each. ``clock``:
+    wall time (default) or e.g. :func:`time.thread_time` (CPU time of this thread, which a
+    descheduling on a shared machine does not inflate).
     """
     dev = x.device
     for fn in fns.values():
@@ -49,15 +53,15 @@ def time_fwd_bwd(fns: dict, x: torch.Tensor, grad: torch.Tensor, min_time: float
     while time.perf_counter() - start < min_time or len(times[next(iter(fns))]) < 5:
         for k, fn in fns.items():
             x.grad = None
-            t0 = time.perf_counter()
+            t0 = clock()
             fn(x).backward(grad)
             _sync(dev)
-            times[k].append(time.perf_counter() - t0)
+            times[k].append(clock() - t0)
     return {k: 1e3 * min(v) for k, v in times.items()}
 
 
 def run(shapes, bits_list, block: int, min_time: float, compile: bool = False,
-        device: str = "cpu") -> tuple[list[dict], dict]:
+        device: str = "cpu", clock=time.perf_counter) -> tuple[list[dict], dict]:
     """Rows of the table, and the compilation seconds of each ``dat-c`` candidate."""
     rows, compile_s = [], {}
     dev = torch.device(device)
@@ -79,7 +83,7 @@ def run(shapes, bits_list, block: int, min_time: float, compile: bool = False,
                 _sync(dev)
                 compile_s[f"{'x'.join(map(str, shape))} {bits}"] = time.perf_counter() - t0
                 fns[f"datc{bits}"] = fn
-        ms = time_fwd_bwd(fns, x, grad, min_time)
+        ms = time_fwd_bwd(fns, x, grad, min_time, clock=clock)
         for bits in bits_list:
             rows.append({"shape": "x".join(map(str, shape)), "bits": bits, "ln": ms["LN"], "ln128": ms["LN128"],
                          "dat": ms[f"dat{bits}"], "ste": ms[f"ste{bits}"], "datc": ms.get(f"datc{bits}")})
@@ -93,6 +97,9 @@ def main(argv=None) -> None:
     p.add_argument("--compile", action="store_true",
                    help="add the torch.compile path (dat-c; compiles once per shape, ~15-60 s each)")
     p.add_argument("--device", default="cpu", help="cpu (default) or cuda")
+    p.add_argument("--cpu-time", action="store_true",
+                   help="time with the thread's CPU time instead of the wall clock (on a shared, loaded "
+                        "machine a descheduled run inflates the wall time only; CPU device, 1 thread)")
     p.add_argument("--threads", type=int, default=1,
                    help="torch threads (default 1: on a small shared machine a second OpenMP thread "
                         "that gets descheduled stalls every op; 0 = torch's default)")
@@ -103,10 +110,12 @@ def main(argv=None) -> None:
         shapes, bits_list, min_time = [(8, 256)], [1], 0.02
     else:
         shapes, bits_list, min_time = [(256, 1024), (4096, 1024)], [1, 4], 3.0
-    rows, compile_s = run(shapes, bits_list, args.block, min_time, args.compile, args.device)
+    clock = time.thread_time if args.cpu_time else time.perf_counter
+    rows, compile_s = run(shapes, bits_list, args.block, min_time, args.compile, args.device, clock)
     print(describe_cpu())
     print(f"fake_quantize forward+backward, block {args.block}, torch {torch.__version__}, "
-          f"device {args.device}, {torch.get_num_threads()} threads (best of interleaved repeats, ms)")
+          f"device {args.device}, {torch.get_num_threads()} threads; ms of "
+          f"{'thread CPU time' if args.cpu_time else 'wall time'}, best of interleaved repeats")
     cols = ["shape", "bits", "LN", "LN128", "dat", "ste", "dat/LN128", "dat/LN", "ste/LN128"]
     if args.compile:
         cols += ["dat-c", "dat-c/LN128"]
