@@ -505,6 +505,11 @@ def _affine_stats(x, code, lo, span, levels, lam, relu, method, xsum=None, plain
     st = xsum if xsum is not None and not relu else t.sum(-1, keepdim=True)
     sqt = _rowdot(code, t, plain=plain)
     sqq = sq if levels == 2 else _rowdot(code, code, plain=plain)  # 0/1 codes: q^2 = q
+    return _fit_sums(code, n, sq, st, sqt, sqq, levels, lam)
+
+
+def _fit_sums(code, n, sq, st, sqt, sqq, levels, lam):
+    """``(gain, offset, qbar, tbar, inv)`` from the block sums of ``q``, ``t``, ``q t`` and ``q^2``."""
     qbar, tbar = sq / n, st / n
     cov = torch.addcmul(sqt / n, qbar, tbar, value=-1.0)
     if levels == 2:  # sqq / n = qbar and qbar - qbar^2 >= 0 exactly for qbar in [0, 1]
@@ -530,6 +535,8 @@ def _affine_forward(x, lo, hi, levels, lam, relu, method, xsum, fused, keep, pla
     (then the codes are the second item).
     """
     span = hi - lo
+    if not plain and method == "dat" and x.device.type == "cpu" and x.numel() > _SMALL:
+        return _affine_forward_sliced(x, lo, span, levels, lam, relu, xsum, fused, keep)
     code = _codes_into(x, lo, span, levels)
     gain, offset, qbar, tbar, inv = _affine_stats(x, code, lo, span, levels, lam, relu, method, xsum, plain)
     if not fused:
@@ -539,8 +546,69 @@ def _affine_forward(x, lo, hi, levels, lam, relu, method, xsum, fused, keep, pla
     return y.add_(offset), code if keep else None, span, gain, offset, qbar, tbar, inv
 
 
+def _row_slices(rows: int, k: int) -> list[tuple[int, int]]:
+    """Row ranges of about :data:`_CHUNK` elements: each pass over a slice stays in the cache."""
+    step = max(1, _CHUNK // max(k, 1))
+    return [(s, min(rows, s + step)) for s in range(0, rows, step)]
+
+
+def _affine_forward_sliced(x, lo, span, levels, lam, relu, xsum, fused, keep):
+    """:func:`_affine_forward` (DAT) on a large CPU tensor, a cache-sized slice of rows at a time.
+
+    The codes, their block sums and the output of a slice are made while the slice is in
+    the cache: the data cross memory about three times instead of about eleven. Same
+    operations per element as the whole-tensor path, so the same codes and values.
+    """
+    k = x.shape[-1]
+    x2 = x.reshape(-1, k)
+    rows = x2.shape[0]
+    lo2, sp2 = lo.reshape(-1, 1), span.reshape(-1, 1)
+    t2 = torch.relu(x2) if relu else x2
+    code2 = torch.empty_like(x2)
+    sums = torch.empty(4, rows, 1, dtype=x.dtype, device=x.device)
+    sq, st, sqt, sqq = sums
+    need_st = xsum is None or relu
+    slices = _row_slices(rows, k)
+    buf = _scratch((slices[0][1] - slices[0][0]) * k, x.dtype, x.device).view(-1, k)
+    for s, e in slices:
+        c = _codes_into(x2[s:e], lo2[s:e], sp2[s:e], levels, out=code2[s:e])
+        torch.sum(c, -1, keepdim=True, out=sq[s:e])
+        if need_st:
+            torch.sum(t2[s:e], -1, keepdim=True, out=st[s:e])
+        torch.sum(torch.mul(c, t2[s:e], out=buf[: e - s]), -1, keepdim=True, out=sqt[s:e])
+        if levels != 2:
+            torch.sum(torch.mul(c, c, out=buf[: e - s]), -1, keepdim=True, out=sqq[s:e])
+    shape = (*x.shape[:-1], 1)
+    sq, st, sqt, sqq = (v.reshape(shape) for v in (sq, st, sqt, sqq))
+    code = code2.reshape(x.shape)
+    gain, offset, qbar, tbar, inv = _fit_sums(code, k, sq, xsum if not need_st else st, sqt,
+                                              sq if levels == 2 else sqq, levels, lam)
+    if not fused:
+        return code, code, span, gain, offset, qbar, tbar, inv
+    y2 = torch.empty_like(x2) if keep else code2
+    g2, o2 = gain.reshape(-1, 1), offset.reshape(-1, 1)
+    for s, e in slices:  # mul then add, as the whole-tensor path
+        torch.mul(code2[s:e], g2[s:e], out=y2[s:e]).add_(o2[s:e])
+    return y2.reshape(x.shape), code if keep else None, span, gain, offset, qbar, tbar, inv
+
+
+def _gx_sliced(code, c_q, c_1, x, sk, G, g_coef):
+    """``code c_q + c_1 + x sk (+ G g_coef)`` on a large CPU tensor, slice by slice (one pass)."""
+    k = x.shape[-1]
+    x2, q2 = x.reshape(-1, k), code.reshape(-1, k)
+    G2 = None if G is None else G.reshape(-1, k)
+    cq, c1, s2 = c_q.reshape(-1, 1), c_1.reshape(-1, 1), sk.reshape(-1, 1)
+    gc2 = None if G is None else torch.as_tensor(g_coef).expand(*c_q.shape).reshape(-1, 1)
+    gx2 = torch.empty_like(x2)
+    for s, e in _row_slices(x2.shape[0], k):
+        g = torch.mul(q2[s:e], cq[s:e], out=gx2[s:e]).add_(c1[s:e]).addcmul_(x2[s:e], s2[s:e])
+        if G2 is not None:
+            g.addcmul_(G2[s:e], gc2[s:e])
+    return gx2.reshape(x.shape)
+
+
 def _affine_backward(levels, method, relu, stats_grad, x, code, lo, span, a, qbar, tbar, inv, G, coef, ga, gc,
-                     out=None):
+                     out=None, plain=False):
     """``dL/dx`` from ``G`` (weighted by ``coef``) on ``q`` and ``ga``, ``gc`` on the fit.
 
     ``code`` may be ``None`` when the fit gets no gradient; ``out`` may be the ``code``
@@ -577,6 +645,8 @@ def _affine_backward(levels, method, relu, stats_grad, x, code, lo, span, a, qba
         c_q = k * u
         c_1 = torch.addcmul(scale * tbar, qbar, u).mul_(k)
         c_1 = torch.addcmul(c_1, gn, sa).sub_(gn).neg_()
+        if not plain and out is None and x.device.type == "cpu" and x.numel() > _SMALL:
+            return _gx_sliced(code, c_q, c_1, x, sk, G, None if G is None else scale * coef)
         gx = torch.mul(code, c_q, out=out) if out is not None else code * c_q
         gx.add_(c_1).addcmul_(x, sk)
     if G is not None:
@@ -591,7 +661,7 @@ def _fused_backward(levels, method, relu, stats_grad, x, code, lo, span, a, qbar
         gc = gy.sum(-1, keepdim=True)
         ga = torch.addcmul(_rowdot(gy, code, plain=plain), qbar, gc, value=-1.0)  # sum gy (q - qbar)
     return _affine_backward(levels, method, relu, stats_grad, x, code, lo, span, a, qbar, tbar, inv, gy, a,
-                            ga, gc)
+                            ga, gc, plain=plain)
 
 
 #: Environment variable that turns :func:`torch.compile` on for the fast path (``1``).
@@ -643,7 +713,7 @@ class _AffineCodes(torch.autograd.Function):
             ga = -gc * qbar if ga is None else ga - gc * qbar
         back = _compiled(_affine_backward) if ctx.compiled else _affine_backward
         gx = back(ctx.levels, ctx.method, ctx.relu, ctx.stats_grad, x, code, lo, span, a, qbar, tbar, inv,
-                  gq, 1.0, ga, gc)
+                  gq, 1.0, ga, gc, plain=ctx.compiled)
         return gx, None, None, None, None, None, None, None, None, None
 
 
