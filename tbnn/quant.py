@@ -1,7 +1,7 @@
 """Functional core: quantization as additive noise, undone by the denoising affine transform.
 
 Implements the method of Ye et al., *Robust Training of Neural Networks at Arbitrary
-Precision and Sparsity*, arXiv:2409.09245 (see ``DESIGN.md`` §1.1). Every function here is
+Precision and Sparsity*, arXiv:2409.09245, §3. Every function here is
 a pure function on tensors and is differentiable.
 
 For a tensor ``x`` cut into blocks of ``B`` contiguous elements along ``dim`` (the axis a
@@ -71,7 +71,7 @@ METHODS: tuple[str, ...] = ("dat", "ste", "ste_clip")
 #: How ``lo`` and ``hi`` of the affine grid come from a block: ``minmax`` (two-sided, 1-bit
 #: threshold at the midpoint), ``meanstd`` (mean ± c·std, 1-bit threshold at the block
 #: mean), ``rectify`` (``lo = 0``, ``hi`` = block maximum: a neuron that cannot fire negative
-#: spikes, the network's nonlinearity, DESIGN §1.2).
+#: spikes, the network's nonlinearity).
 GRIDS: tuple[str, ...] = ("minmax", "meanstd", "rectify")
 
 _TINY = 1e-12
@@ -328,7 +328,7 @@ def affine_codes(xb: Tensor, lo: Tensor, hi: Tensor, levels: int, clip_grad: boo
     continuous grid coordinate whose gradient passes through (clipped to the grid when
     ``clip_grad``, the hardtanh STE). With ``L = 2^T`` and ``lo = 0`` these codes are
     exactly the bits, most significant first, of an integrate-and-fire neuron with
-    halving thresholds started at ``v`` (DESIGN §1.2).
+    halving thresholds started at ``v``.
     """
     span = hi - lo
     v = ((xb - lo) / span).clamp(0.0, 1.0)
@@ -354,7 +354,7 @@ def affine_codes(xb: Tensor, lo: Tensor, hi: Tensor, levels: int, clip_grad: boo
 # with (G, c_G, g_a', g_c) = (dL/dy, a, sum dL/dy (q - qbar), sum dL/dy) for the fused output
 # and (dL/dq, 1, dL/da - qbar dL/dc, dL/dc) for the (q, gain, offset) outputs; then
 # dL/dx = (L / span) dL/dq + dL/dt * dt/dx, the straight-through residual of
-# q = u + sg(code - u) (DESIGN §1.1). Tests compare both paths value by value and gradient
+# q = u + sg(code - u) (Ye et al. 2024, arXiv:2409.09245). Tests compare both paths value by value and gradient
 # by gradient.
 
 
@@ -748,7 +748,7 @@ def _rectify(x: Tensor, grid: str | None, target: str) -> Tensor:
 
     With the ``relu`` read-out target everything (codes, fit, gradient) depends on
     ``relu(x)`` only, so the clipped region gets zero gradient, as the derivative of the
-    grid map ``f`` says (DESIGN §1.2). Other grids and targets pass ``x`` unchanged.
+    grid map ``f`` says. Other grids and targets pass ``x`` unchanged.
     """
     return torch.relu(x) if grid == "rectify" and target == "relu" else x
 

@@ -1,6 +1,6 @@
 """Smoke tests: the benchmark scripts run (tiny sizes) and print their tables.
 
-The figures themselves are not asserted (DESIGN §3: speed is measured, never asserted).
+The figures themselves are not asserted (speed is measured by the scripts, never asserted).
 The scripts run in this process (``runpy``) to spare an interpreter start each.
 """
 

@@ -1,6 +1,6 @@
 """Tests for tbnn.quant: the ridge dequantizer (DAT), codes, M:N masks, the matmul shortcut.
 
-Reference: DESIGN.md §1.1 (Ye et al., arXiv:2409.09245). Every test compares with an
+Reference: Ye et al., arXiv:2409.09245. Every test compares with an
 independent computation (numpy least squares, brute-force loops) or a closed-form fact.
 """
 
