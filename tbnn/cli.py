@@ -7,6 +7,7 @@ allowed, exits with status 2, and writes nothing (earlier results stay intact).
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 
@@ -121,6 +122,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
         readout_bits=args.readout_bits if args.readout_bits is not None else args.weight_bits,
         act_bits=args.act_bits, sparsity=args.sparsity, lam=args.lam, block=args.block, encoding=args.encoding,
     )
+    if os.environ.get("RANK", "0") not in ("", "0"):
+        return 0  # torchrun: rank 0 reports
     print(f"test accuracy {m['test_accuracy']:.4f} (train {m['train_accuracy']:.4f}) after {m['epochs']} epochs, "
           f"{m['train_seconds']:.1f} s; wrote {args.out}/config.json, model.safetensors, metrics.json")
     return 0
@@ -168,14 +171,29 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``tbnn`` console script; returns the exit status."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    # under torchrun every rank runs this; only rank 0 (RANK unset or 0) prints results and bad input
+    main_rank = os.environ.get("RANK", "0") in ("", "0")
     try:
         return COMMANDS[args.command](args)
     except (ValueError, TypeError, FileNotFoundError, FloatingPointError) as err:
-        print(f"tbnn {args.command}: error: {err}", file=sys.stderr)
+        if main_rank:
+            print(f"tbnn {args.command}: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"tbnn {args.command}: interrupted", file=sys.stderr)
         return 130
+    except Exception as err:
+        if "tbnn.distributed" not in sys.modules:
+            raise
+        message = sys.modules["tbnn.distributed"].failure_message(err)
+        if message is None:
+            raise
+        print(f"tbnn {args.command}: error: {message}; a run resumes from its last complete checkpoint "
+              f"with --resume.", file=sys.stderr)
+        return 1
+    finally:
+        if "tbnn.distributed" in sys.modules:
+            sys.modules["tbnn.distributed"].shutdown()
 
 
 if __name__ == "__main__":

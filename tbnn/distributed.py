@@ -1,0 +1,500 @@
+r"""Data-parallel training and simulation on :mod:`torch.distributed` (launched by ``torchrun``).
+
+Under ``torchrun`` (``WORLD_SIZE > 1`` in the environment) :func:`setup` joins the process
+group from torchrun's variables (``gloo`` on the CPU, ``nccl`` on CUDA) with a short
+collective timeout, so a rank that dies or hangs ends the job within about a minute with
+one clear message instead of gloo's 30-minute default. Without torchrun every function here
+is the identity of the one-process case: one rank, nothing to gather, nothing to wait for.
+
+Training is synchronous data parallelism (:class:`~torch.nn.parallel.DistributedDataParallel`):
+each of the :math:`N` ranks takes its contiguous :math:`B/N` part of every global batch of
+``B`` samples (the same seeded, per-epoch reshuffled order on every rank), computes the mean
+loss over its part, and DDP averages the gradients,
+
+.. math::
+
+    g = \frac{1}{N} \sum_{r=1}^{N} \frac{1}{B/N} \sum_{i \in \mathcal{B}_r} \nabla \ell_i
+      = \frac{1}{B} \sum_{i \in \mathcal{B}} \nabla \ell_i ,
+
+the gradient of one process on the whole batch. BatchNorm layers are converted to
+synchronised BatchNorm (statistics over the global batch; Ioffe & Szegedy 2015,
+arXiv:1502.03167), so ``N`` ranks compute what one process computes up to the order of
+floating-point sums (Li et al. 2020, "PyTorch Distributed", arXiv:2006.15704).
+
+Environment: ``TBNN_DIST_TIMEOUT`` (seconds, default 60) bounds every collective.
+
+>>> world_size(), rank(), is_main()  # outside torchrun: one process
+(1, 0, True)
+>>> shard_range(10)  # this process's part of 10 samples
+(0, 10)
+"""
+
+from __future__ import annotations
+
+import atexit
+import datetime
+import os
+import signal
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch import Tensor, nn
+from torch.utils.data import DataLoader, Subset
+
+from .userdata import TrainingData
+
+__all__ = [
+    "DEFAULT_TIMEOUT_S",
+    "DistributedFailure",
+    "SyncBatchNorm",
+    "all_sum",
+    "barrier",
+    "broadcast_check",
+    "check_batch",
+    "convert_sync_batchnorm",
+    "device_for",
+    "failure_message",
+    "gather_arrays",
+    "is_distributed",
+    "is_main",
+    "launched",
+    "local_rank",
+    "rank",
+    "revert_sync_batchnorm",
+    "seed_epoch",
+    "setup",
+    "shard_batches",
+    "shard_data",
+    "shard_range",
+    "shutdown",
+    "timeout_seconds",
+    "world_size",
+    "wrap",
+]
+
+#: Collective timeout (s) when ``TBNN_DIST_TIMEOUT`` is unset.
+DEFAULT_TIMEOUT_S = 60.0
+
+
+class DistributedFailure(RuntimeError):
+    """Another process of the job died, hung or stopped it (raised instead of a gloo/NCCL error)."""
+
+
+def _env_int(name: str, default: int) -> int:
+    try:
+        return int(os.environ.get(name, default))
+    except ValueError:
+        return default
+
+
+def launched() -> bool:
+    """True when this process is one of several started by ``torchrun`` (``WORLD_SIZE > 1``)."""
+    return _env_int("WORLD_SIZE", 1) > 1
+
+
+def is_distributed() -> bool:
+    """True when the process group is joined and holds more than one rank."""
+    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+
+
+def world_size() -> int:
+    """Number of processes of the job (1 outside torchrun)."""
+    return dist.get_world_size() if is_distributed() else max(1, _env_int("WORLD_SIZE", 1))
+
+
+def rank() -> int:
+    """This process's global rank (0 outside torchrun); known from the environment before :func:`setup`."""
+    return dist.get_rank() if is_distributed() else _env_int("RANK", 0)
+
+
+def local_rank() -> int:
+    """This process's rank on its node (``LOCAL_RANK``; 0 outside torchrun)."""
+    return _env_int("LOCAL_RANK", 0)
+
+
+def is_main() -> bool:
+    """True on rank 0, the one process that prints, shows progress and writes files."""
+    return rank() == 0
+
+
+def timeout_seconds() -> float:
+    """The collective timeout: ``TBNN_DIST_TIMEOUT`` seconds, else :data:`DEFAULT_TIMEOUT_S`.
+
+    Raises
+    ------
+    ValueError
+        ``TBNN_DIST_TIMEOUT`` is not a number > 0.
+    """
+    text = os.environ.get("TBNN_DIST_TIMEOUT")
+    if text is None:
+        return DEFAULT_TIMEOUT_S
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not value > 0 or value == float("inf"):
+        raise ValueError(f"TBNN_DIST_TIMEOUT must be a number of seconds > 0; got {text!r}.")
+    return value
+
+
+def device_for(device: str | torch.device) -> torch.device:
+    """``cuda`` becomes ``cuda:LOCAL_RANK`` under torchrun (one GPU per process); others unchanged."""
+    dev = torch.device(device)
+    if dev.type == "cuda" and dev.index is None and launched():
+        dev = torch.device("cuda", local_rank())
+    return dev
+
+
+def _on_sigterm(signum: int, frame: Any) -> None:
+    raise DistributedFailure("stopped by torchrun because another process of the job failed")
+
+
+def setup(device: str | torch.device = "cpu", timeout: float | None = None) -> bool:
+    """Join torchrun's process group once (no-op outside torchrun or when already joined).
+
+    Backend ``nccl`` for a CUDA ``device`` (which also becomes this process's current
+    GPU), else ``gloo``. Every later collective waits at most ``timeout`` seconds (default
+    :func:`timeout_seconds`). Returns whether the job is distributed.
+
+    Raises
+    ------
+    DistributedFailure
+        The other processes did not join within the timeout.
+    """
+    if not launched():
+        return False
+    if dist.is_initialized():
+        return is_distributed()
+    dev = device_for(device)
+    seconds = timeout_seconds() if timeout is None else float(timeout)
+    backend = "nccl" if dev.type == "cuda" else "gloo"
+    if dev.type == "cuda":
+        torch.cuda.set_device(dev)
+    try:
+        dist.init_process_group(backend, timeout=datetime.timedelta(seconds=seconds))
+    except (RuntimeError, TimeoutError) as err:
+        raise DistributedFailure(f"could not join the torchrun job within {seconds:g} s ({err})") from None
+    atexit.register(shutdown)
+    try:  # torchrun stops the survivors of a failed rank with SIGTERM: end with one message
+        signal.signal(signal.SIGTERM, _on_sigterm)
+    except ValueError:  # not the main thread
+        pass
+    return is_distributed()
+
+
+def shutdown() -> None:
+    """Leave the process group (idempotent)."""
+    if dist.is_available() and dist.is_initialized():
+        try:
+            dist.destroy_process_group()
+        except Exception:  # noqa: BLE001 - a peer may be gone already
+            pass
+
+
+def failure_message(err: BaseException) -> str | None:
+    """One sentence for an error caused by another rank (death, hang, SIGTERM), else ``None``."""
+    if isinstance(err, DistributedFailure):
+        return f"rank {rank()}: {err}."
+    dist_error = getattr(dist, "DistError", ())
+    text = str(err)
+    markers = ("Connection closed by peer", "Connection reset by peer", "Timed out", "timed out",
+               "Broken pipe", "NCCL", "Gloo", "gloo")
+    if is_distributed() or launched():
+        if (dist_error and isinstance(err, dist_error)) or (isinstance(err, RuntimeError)
+                                                          and any(m in text for m in markers)):
+            first = text.strip().splitlines()[0] if text.strip() else type(err).__name__
+            return (f"rank {rank()}: another process of the job died or did not answer within "
+                    f"{timeout_seconds():g} s ({first[:200]})")
+    return None
+
+
+def barrier() -> None:
+    """Wait for every rank (bounded by the collective timeout); no-op in one process."""
+    if is_distributed():
+        dist.barrier()
+
+
+def broadcast_check(check: Any, *args: Any, **kwargs: Any) -> Any:
+    """Run ``check(*args, **kwargs)`` on rank 0 only and give every rank its outcome.
+
+    Used for checks of the file system (an output folder), which must be decided once,
+    before any rank writes. A ``ValueError`` on rank 0 is raised on every rank (rank 0
+    prints it); the return value must be a bool, int, float, str or ``None``.
+    """
+    if not is_distributed():
+        return check(*args, **kwargs)
+    box: list[Any] = [None]
+    if is_main():
+        try:
+            box = [("ok", check(*args, **kwargs))]
+        except ValueError as err:
+            box = [("error", str(err))]
+    # a two-element list of plain scalars (str / bool / number): nothing user-made is unpickled
+    dist.broadcast_object_list(box, src=0)
+    status, value = box[0]
+    if status == "error":
+        raise ValueError(value)
+    return value
+
+
+def check_batch(batch: int) -> None:
+    """Refuse a global ``batch`` that the ranks cannot split evenly.
+
+    Raises
+    ------
+    ValueError
+        ``batch`` is not a multiple of the number of processes.
+    """
+    n = world_size()
+    if n > 1 and batch % n:
+        raise ValueError(f"batch must be a multiple of the {n} processes of this torchrun job (it is the global "
+                         f"batch, split evenly over them); got {batch}.")
+
+
+def seed_epoch(seed: int, epoch: int) -> None:
+    """Seed torch's global generator from ``(seed, epoch, rank)`` (distributed runs only).
+
+    Random draws inside the model (e.g. a rate code) then differ between ranks and do not
+    depend on the history of the process, so a resumed run at the same world size
+    repeats them exactly. No-op in one process (whose generator is saved in checkpoints).
+    """
+    if is_distributed():
+        state = np.random.SeedSequence([int(seed), int(epoch), rank()]).generate_state(2, dtype=np.uint32)
+        torch.manual_seed(int(state[0]) << 32 | int(state[1]))
+
+
+def shard_range(n: int, size: int | None = None, index: int | None = None) -> tuple[int, int]:
+    """This rank's contiguous part ``[start, stop)`` of ``n`` samples (part sizes differ by at most 1).
+
+    ``size`` / ``index``: the number of parts and which one (default: world size, rank).
+    Rank ``r`` of ``N`` takes ``[r n // N, (r + 1) n // N)``; the parts of ranks
+    ``0 .. N-1`` concatenated give ``0 .. n-1`` in order.
+
+    >>> [shard_range(10, 3, r) for r in range(3)]
+    [(0, 3), (3, 6), (6, 10)]
+    """
+    size = world_size() if size is None else int(size)
+    index = rank() if index is None else int(index)
+    return index * n // size, (index + 1) * n // size
+
+
+def shard_batches(data: TrainingData, batch: int,
+                  generator: torch.Generator | None) -> Iterator[tuple[Tensor, Tensor, float]]:
+    """This rank's part of every global mini-batch, with its loss weight.
+
+    Yields ``(x, y, weight)``. In one process: ``data.batches(batch, generator)`` with
+    weight 1. Distributed: every rank draws the same shuffled order (the same seeded
+    ``generator``), splits each global batch of ``batch`` samples into ``N`` contiguous
+    parts and keeps its own; ``weight = N n_r / B`` rescales a mean loss over its ``n_r``
+    samples so that DDP's gradient average is the mean over the global batch ``B`` even
+    when the last batch does not split evenly. A last batch smaller than ``N`` is dropped
+    (every rank needs a sample). Array data are indexed per rank; a ``Dataset`` or a
+    ``DataLoader`` is read batch by batch and sliced.
+    """
+    n_ranks = world_size()
+    if n_ranks == 1:
+        for xb, yb in data.batches(batch, generator):
+            yield xb, yb, 1.0
+        return
+    me = rank()
+    if data.tensors is not None:
+        x, y = data.tensors
+        order = torch.randperm(len(y), generator=generator) if generator is not None else torch.arange(len(y))
+        for i in range(0, len(y), batch):
+            part = order[i:i + batch]
+            if len(part) < n_ranks:
+                return
+            lo, hi = shard_range(len(part), n_ranks, me)
+            idx = part[lo:hi]
+            yield x[idx], y[idx], n_ranks * len(idx) / len(part)
+        return
+    for xb, yb in data.batches(batch, generator):
+        if len(yb) < n_ranks:
+            return
+        lo, hi = shard_range(len(yb), n_ranks, me)
+        yield xb[lo:hi], yb[lo:hi], n_ranks * (hi - lo) / len(yb)
+
+
+def shard_data(data: TrainingData) -> tuple[TrainingData, bool]:
+    """This rank's contiguous part of evaluation data, and whether it was split.
+
+    Array data and a ``Dataset`` are split with :func:`shard_range` (sum the per-rank
+    results with :func:`all_sum`); a ``DataLoader`` is kept whole on every rank (its own
+    sampler decides). In one process: ``(data, False)``.
+    """
+    if not is_distributed() or isinstance(data.source, DataLoader):
+        return data, False
+    lo, hi = shard_range(len(data))
+    if data.tensors is not None:
+        x, y = data.tensors
+        return TrainingData(tensors=(x[lo:hi], y[lo:hi])), True
+    return TrainingData(source=Subset(data.source, range(lo, hi))), True
+
+
+def all_sum(*values: float) -> list[float]:
+    """Sum numbers over the ranks (float64); the numbers themselves in one process."""
+    if not is_distributed():
+        return [float(v) for v in values]
+    t = torch.tensor([float(v) for v in values], dtype=torch.float64, device=_comm_device())
+    dist.all_reduce(t)
+    return t.tolist()
+
+
+def _comm_device() -> torch.device:
+    if dist.get_backend() == "nccl":
+        return torch.device("cuda", torch.cuda.current_device())
+    return torch.device("cpu")
+
+
+def gather_arrays(arrays: dict[str, np.ndarray], dst: int = 0) -> dict[str, np.ndarray] | None:
+    """Concatenate every rank's arrays along axis 0 on rank ``dst`` (rank order).
+
+    Each rank passes the arrays of its own samples (any number, zero included; the same
+    names, dtypes and trailing shapes on every rank). Rank ``dst`` receives the
+    concatenation over ranks ``0 .. N-1`` (with :func:`shard_range` parts: the arrays of
+    one process on all samples, bit for bit); the other ranks receive ``None``. In one
+    process: the arrays themselves.
+
+    >>> out = gather_arrays({"a": np.arange(3)})
+    >>> out["a"].tolist()
+    [0, 1, 2]
+    """
+    if not is_distributed():
+        return dict(arrays)
+    n_ranks, me = dist.get_world_size(), dist.get_rank()
+    dev = _comm_device()
+    out: dict[str, np.ndarray] | None = {} if me == dst else None
+    for name in sorted(arrays):
+        a = np.ascontiguousarray(arrays[name])
+        dtype = a.dtype
+        raw = torch.from_numpy(a.reshape(-1).view(np.uint8).copy()).to(dev)  # bytes: exact for any dtype
+        size = torch.tensor([raw.numel(), a.shape[0] if a.ndim else 1], dtype=torch.int64, device=dev)
+        sizes = [torch.zeros_like(size) for _ in range(n_ranks)]
+        dist.all_gather(sizes, size)
+        longest = int(max(int(s[0]) for s in sizes))
+        padded = torch.zeros(longest, dtype=torch.uint8, device=dev)
+        padded[:raw.numel()] = raw
+        parts = [torch.zeros(longest, dtype=torch.uint8, device=dev) for _ in range(n_ranks)] if me == dst else None
+        dist.gather(padded, parts, dst=dst)
+        if out is not None and parts is not None:
+            chunks = [p[:int(s[0])].cpu().numpy().view(dtype) for p, s in zip(parts, sizes)]
+            out[name] = np.concatenate([c.reshape(-1, *a.shape[1:]) for c in chunks], axis=0)
+    return out
+
+
+# --------------------------------------------------------------------------------------
+# synchronised BatchNorm and DDP
+
+
+class _SumOverRanks(torch.autograd.Function):
+    """All-reduce (sum) whose backward all-reduces the incoming gradient (the adjoint of the sum)."""
+
+    @staticmethod
+    def forward(ctx: Any, t: Tensor) -> Tensor:  # type: ignore[override]
+        t = t.clone()
+        dist.all_reduce(t)
+        return t
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> Tensor:  # type: ignore[override]
+        grad = grad.clone()
+        dist.all_reduce(grad)
+        return grad
+
+
+class SyncBatchNorm(nn.modules.batchnorm._BatchNorm):
+    r"""BatchNorm whose training statistics are those of the global batch over all ranks.
+
+    torch's :class:`~torch.nn.SyncBatchNorm` runs on GPUs only; this one runs on any
+    device (the CPU with gloo included). Per channel it all-reduces the count and the sum
+    (mean :math:`\mu = \sum x / n`), then the squared deviations (biased variance
+    :math:`\sigma^2 = \sum (x-\mu)^2 / n`, two passes as in one process), normalises
+    :math:`(x - \mu)/\sqrt{\sigma^2 + \epsilon}\,\gamma + \beta` and updates the running
+    statistics with the unbiased variance as :class:`~torch.nn.BatchNorm1d` does. The
+    reductions are differentiable (their backward all-reduces the gradient), so the
+    gradients equal those of one process on the global batch. Outside training or a
+    process group it is plain BatchNorm.
+    """
+
+    def _check_input_dim(self, input: Tensor) -> None:
+        if input.dim() < 2:
+            raise ValueError(f"expected at least 2D input (got {input.dim()}D input)")
+
+    def forward(self, x: Tensor) -> Tensor:
+        if not (self.training and is_distributed()):
+            return super().forward(x)
+        self._check_input_dim(x)
+        dims = [0, *range(2, x.dim())]
+        shape = [1, -1] + [1] * (x.dim() - 2)
+        xd = x.double()
+        count = torch.tensor([x.numel() / x.shape[1]], dtype=torch.float64, device=x.device)
+        first = _SumOverRanks.apply(torch.cat([xd.sum(dims), count]))
+        n = first[-1].detach()
+        mean = first[:-1] / n
+        var = _SumOverRanks.apply(((xd - mean.reshape(shape)) ** 2).sum(dims)) / n
+        y = ((xd - mean.reshape(shape)) / torch.sqrt(var + self.eps).reshape(shape)).to(x.dtype)
+        if self.affine:
+            y = y * self.weight.reshape(shape) + self.bias.reshape(shape)
+        if self.track_running_stats and self.running_mean is not None and self.running_var is not None:
+            with torch.no_grad():
+                self.num_batches_tracked.add_(1)
+                m = 1.0 / float(self.num_batches_tracked) if self.momentum is None else self.momentum
+                unbiased = var.detach() * (n / max(float(n) - 1.0, 1.0))
+                self.running_mean.mul_(1 - m).add_(mean.detach().to(self.running_mean.dtype), alpha=m)
+                self.running_var.mul_(1 - m).add_(unbiased.to(self.running_var.dtype), alpha=m)
+        return y
+
+
+def convert_sync_batchnorm(model: nn.Module, device: str | torch.device = "cpu") -> list[tuple[nn.Module, str, nn.Module]]:
+    """Replace every BatchNorm inside ``model`` by a synchronised one, in place.
+
+    On CUDA torch's :class:`~torch.nn.SyncBatchNorm`, elsewhere :class:`SyncBatchNorm`;
+    the new layers share the old ones' parameters and buffers (updated in place). Returns
+    the replacements for :func:`revert_sync_batchnorm`. No-op in one process.
+    """
+    if not is_distributed():
+        return []
+    cuda = torch.device(device).type == "cuda"
+    done: list[tuple[nn.Module, str, nn.Module]] = []
+    for parent in list(model.modules()):
+        for name, child in list(parent.named_children()):
+            if not isinstance(child, nn.modules.batchnorm._BatchNorm) or isinstance(
+                    child, (nn.SyncBatchNorm, SyncBatchNorm)):
+                continue
+            cls = nn.SyncBatchNorm if cuda else SyncBatchNorm
+            new = cls(child.num_features, child.eps, child.momentum, child.affine, child.track_running_stats)
+            if child.affine:
+                new.weight, new.bias = child.weight, child.bias
+            if child.track_running_stats:
+                new.running_mean, new.running_var = child.running_mean, child.running_var
+                new.num_batches_tracked = child.num_batches_tracked
+            new.train(child.training)
+            parent.add_module(name, new)
+            done.append((parent, name, child))
+    return done
+
+
+def revert_sync_batchnorm(replaced: Sequence[tuple[nn.Module, str, nn.Module]]) -> None:
+    """Put back the BatchNorm layers :func:`convert_sync_batchnorm` replaced (their state is current)."""
+    for parent, name, child in replaced:
+        new = getattr(parent, name)
+        child.train(new.training)
+        parent.add_module(name, child)
+
+
+def wrap(model: nn.Module, device: str | torch.device) -> nn.Module:
+    """``model`` inside :class:`~torch.nn.parallel.DistributedDataParallel` (itself in one process).
+
+    DDP broadcasts rank 0's parameters and buffers at construction, so every rank starts
+    from the same weights; its backward averages the gradients over the ranks.
+    """
+    if not is_distributed():
+        return model
+    from torch.nn.parallel import DistributedDataParallel
+
+    dev = torch.device(device)
+    ids = [dev] if dev.type == "cuda" else None
+    return DistributedDataParallel(model, device_ids=ids)
