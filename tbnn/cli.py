@@ -174,7 +174,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     # under torchrun every rank runs this; only rank 0 (RANK unset or 0) prints results and bad input
     main_rank = os.environ.get("RANK", "0") in ("", "0")
     try:
-        return COMMANDS[args.command](args)
+        status = COMMANDS[args.command](args)
+        if "tbnn.distributed" in sys.modules:
+            sys.modules["tbnn.distributed"].shutdown(wait=True)  # torchrun: leave together
+        return status
     except (ValueError, TypeError, FileNotFoundError, FloatingPointError) as err:
         if main_rank:
             print(f"tbnn {args.command}: error: {err}", file=sys.stderr)

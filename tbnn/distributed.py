@@ -21,7 +21,7 @@ synchronised BatchNorm (statistics over the global batch; Ioffe & Szegedy 2015,
 arXiv:1502.03167), so ``N`` ranks compute what one process computes up to the order of
 floating-point sums (Li et al. 2020, "PyTorch Distributed", arXiv:2006.15704).
 
-Environment: ``TBNN_DIST_TIMEOUT`` (seconds, default 60) bounds every collective.
+Environment: ``TBNN_DIST_TIMEOUT`` (seconds, default 30) bounds every collective.
 
 >>> world_size(), rank(), is_main()  # outside torchrun: one process
 (1, 0, True)
@@ -76,7 +76,7 @@ __all__ = [
 ]
 
 #: Collective timeout (s) when ``TBNN_DIST_TIMEOUT`` is unset.
-DEFAULT_TIMEOUT_S = 60.0
+DEFAULT_TIMEOUT_S = 30.0
 
 
 class DistributedFailure(RuntimeError):
@@ -148,8 +148,22 @@ def device_for(device: str | torch.device) -> torch.device:
     return dev
 
 
+_PREVIOUS_SIGTERM: list[Any] = []
+_FAILED: list[bool] = []  # a peer failure was seen: leave without waiting for the others
+
+
 def _on_sigterm(signum: int, frame: Any) -> None:
+    _restore_sigterm()  # once: a second signal (e.g. while exiting) ends the process quietly
+    _FAILED.append(True)
     raise DistributedFailure("stopped by torchrun because another process of the job failed")
+
+
+def _restore_sigterm() -> None:
+    while _PREVIOUS_SIGTERM:
+        try:
+            signal.signal(signal.SIGTERM, _PREVIOUS_SIGTERM.pop())
+        except ValueError:  # not the main thread
+            pass
 
 
 def setup(device: str | torch.device = "cpu", timeout: float | None = None) -> bool:
@@ -177,18 +191,25 @@ def setup(device: str | torch.device = "cpu", timeout: float | None = None) -> b
         dist.init_process_group(backend, timeout=datetime.timedelta(seconds=seconds))
     except (RuntimeError, TimeoutError) as err:
         raise DistributedFailure(f"could not join the torchrun job within {seconds:g} s ({err})") from None
-    atexit.register(shutdown)
+    atexit.register(lambda: shutdown(wait=not _FAILED))
     try:  # torchrun stops the survivors of a failed rank with SIGTERM: end with one message
-        signal.signal(signal.SIGTERM, _on_sigterm)
+        _PREVIOUS_SIGTERM.append(signal.signal(signal.SIGTERM, _on_sigterm))
     except ValueError:  # not the main thread
         pass
     return is_distributed()
 
 
-def shutdown() -> None:
-    """Leave the process group (idempotent)."""
+def shutdown(wait: bool = False) -> None:
+    """Leave the process group (idempotent); ``wait``: first meet the other ranks at a barrier.
+
+    Call with ``wait=True`` at the end of a successful job (gloo can abort a process that
+    leaves while a peer is still talking to it); after a failure, leave at once.
+    """
+    _restore_sigterm()
     if dist.is_available() and dist.is_initialized():
         try:
+            if wait and not _FAILED:
+                dist.barrier()
             dist.destroy_process_group()
         except Exception:  # noqa: BLE001 - a peer may be gone already
             pass
@@ -197,18 +218,23 @@ def shutdown() -> None:
 def failure_message(err: BaseException) -> str | None:
     """One sentence for an error caused by another rank (death, hang, SIGTERM), else ``None``."""
     if isinstance(err, DistributedFailure):
-        return f"rank {rank()}: {err}."
+        _FAILED.append(True)
+        return f"rank {rank()}: {err}"
     dist_error = getattr(dist, "DistError", ())
-    text = str(err)
+    text = str(err).strip()
     markers = ("Connection closed by peer", "Connection reset by peer", "Timed out", "timed out",
                "Broken pipe", "NCCL", "Gloo", "gloo")
-    if is_distributed() or launched():
-        if (dist_error and isinstance(err, dist_error)) or (isinstance(err, RuntimeError)
-                                                          and any(m in text for m in markers)):
-            first = text.strip().splitlines()[0] if text.strip() else type(err).__name__
-            return (f"rank {rank()}: another process of the job died or did not answer within "
-                    f"{timeout_seconds():g} s ({first[:200]})")
-    return None
+    if not (is_distributed() or launched()):
+        return None
+    if not ((dist_error and isinstance(err, dist_error))
+            or (isinstance(err, RuntimeError) and any(m in text for m in markers))):
+        return None
+    _FAILED.append(True)
+    reason = text.splitlines()[0] if text else type(err).__name__
+    if reason.startswith("[") and "] " in reason:  # drop gloo's source location
+        reason = reason.split("] ", 1)[1]
+    reason = reason.split(". ", 1)[0].rstrip(".")
+    return f"rank {rank()}: another process of the job died or hung ({reason})"
 
 
 def barrier() -> None:
