@@ -45,8 +45,23 @@ def grad_step(out: str, model: str = "tbn") -> None:
     ddp.shutdown(wait=True)
 
 
+def train_run(out: str, interrupt: str = "", resume: str = "") -> None:
+    """``tbnn.train`` of a small TBN; ``interrupt="E,B"`` stops every rank at epoch E, batch B."""
+    from tbnn.train import train
+
+    cut = tuple(int(v) for v in interrupt.split(",")) if interrupt else None
+    try:
+        train("digits", "tbn", out, epochs=4, batch=32, n_train=240, n_test=80, hidden=32, seed=3,
+              progress=False, resume=bool(resume), _interrupt_at=cut)
+    except KeyboardInterrupt:
+        pass
+    ddp.shutdown(wait=True)
+
+
 if __name__ == "__main__":
     if sys.argv[1] == "grad":
         grad_step(sys.argv[2], *sys.argv[3:])
+    elif sys.argv[1] == "train":
+        train_run(sys.argv[2], *sys.argv[3:])
     else:
         raise SystemExit(f"unknown job {sys.argv[1]!r}")

@@ -238,3 +238,28 @@ def test_hung_rank_ends_the_job_after_the_collective_timeout(tmp_path):
     assert job.returncode != 0 and ended < 80, ended  # 5 s timeout + torchrun's 30 s grace for a stopped process
     assert err.count("tbnn train: error:") == 1 and "Timed out" in err, err[-3000:]
     assert not [p.name for p in out.iterdir() if p.name.endswith(".tmp")]
+
+
+@pytest.mark.slow
+def test_resume_is_bit_identical_at_the_same_world_size_and_continues_across_sizes(tmp_path):
+    from safetensors.torch import load_file
+
+    def job(n, *args):
+        cmd = [*_torchrun(n, _free_port())] if n > 1 else [sys.executable]
+        res = _run([*cmd, str(WORKER), "train", *args], tmp_path)
+        assert res.returncode == 0, res.stderr[-2000:]
+
+    job(2, str(tmp_path / "full"))
+    job(2, str(tmp_path / "cut"), "1,3")  # every rank stops at epoch 1, batch 3
+    assert json.loads((tmp_path / "cut" / "state.json").read_text())["epoch"] == 1
+    job(2, str(tmp_path / "cut"), "", "resume")
+    a, b = load_file(tmp_path / "full" / "model.safetensors"), load_file(tmp_path / "cut" / "model.safetensors")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert _history(tmp_path / "cut") == [dict(h, seconds=g["seconds"]) for h, g in
+                                          zip(_history(tmp_path / "full"), _history(tmp_path / "cut"))]
+    job(1, str(tmp_path / "other"), "2,1")  # one process starts, two continue
+    job(2, str(tmp_path / "other"), "", "resume")
+    h1, h2 = _history(tmp_path / "full"), _history(tmp_path / "other")
+    assert [h["epoch"] for h in h2] == [1, 2, 3, 4]
+    for x, y in zip(h1, h2):
+        assert y["loss"] == pytest.approx(x["loss"], rel=1e-4)
