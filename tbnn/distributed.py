@@ -435,9 +435,10 @@ class SyncBatchNorm(nn.modules.batchnorm._BatchNorm):
     r"""BatchNorm whose training statistics are those of the global batch over all ranks.
 
     torch's :class:`~torch.nn.SyncBatchNorm` runs on GPUs only; this one runs on any
-    device (the CPU with gloo included). Per channel it all-reduces the count and the sum
-    (mean :math:`\mu = \sum x / n`), then the squared deviations (biased variance
-    :math:`\sigma^2 = \sum (x-\mu)^2 / n`, two passes as in one process), normalises
+    device (the CPU with gloo included). Per channel it all-reduces, in one collective and
+    in float64, the count, :math:`\sum x` and :math:`\sum x^2`: mean
+    :math:`\mu = \sum x / n` and biased variance :math:`\sigma^2 = \sum x^2 / n - \mu^2`
+    (float64 keeps the cancellation far below float32's precision), normalises
     :math:`(x - \mu)/\sqrt{\sigma^2 + \epsilon}\,\gamma + \beta` and updates the running
     statistics with the unbiased variance as :class:`~torch.nn.BatchNorm1d` does. The
     reductions are differentiable (their backward all-reduces the gradient), so the
@@ -455,13 +456,14 @@ class SyncBatchNorm(nn.modules.batchnorm._BatchNorm):
         self._check_input_dim(x)
         dims = [0, *range(2, x.dim())]
         shape = [1, -1] + [1] * (x.dim() - 2)
-        xd = x.double()
         count = torch.tensor([x.numel() / x.shape[1]], dtype=torch.float64, device=x.device)
-        first = _SumOverRanks.apply(torch.cat([xd.sum(dims), count]))
-        n = first[-1].detach()
-        mean = first[:-1] / n
-        var = _SumOverRanks.apply(((xd - mean.reshape(shape)) ** 2).sum(dims)) / n
-        y = ((xd - mean.reshape(shape)) / torch.sqrt(var + self.eps).reshape(shape)).to(x.dtype)
+        local = [x.sum(dims, dtype=torch.float64), (x * x).sum(dims, dtype=torch.float64), count]
+        sums = _SumOverRanks.apply(torch.cat(local))  # one collective per layer and pass
+        c = x.shape[1]
+        n = sums[-1].detach()
+        mean = sums[:c] / n
+        var = (sums[c:2 * c] / n - mean * mean).clamp_min(0.0)
+        y = (x - mean.to(x.dtype).reshape(shape)) * torch.rsqrt(var + self.eps).to(x.dtype).reshape(shape)
         if self.affine:
             y = y * self.weight.reshape(shape) + self.bias.reshape(shape)
         if self.track_running_stats and self.running_mean is not None and self.running_var is not None:
@@ -515,7 +517,9 @@ def wrap(model: nn.Module, device: str | torch.device) -> nn.Module:
     """``model`` inside :class:`~torch.nn.parallel.DistributedDataParallel` (itself in one process).
 
     DDP broadcasts rank 0's parameters and buffers at construction, so every rank starts
-    from the same weights; its backward averages the gradients over the ranks.
+    from the same weights; its backward averages the gradients over the ranks. Buffers
+    are broadcast again before every forward pass only where some are not those of a
+    synchronised BatchNorm (whose running statistics stay equal on every rank).
     """
     if not is_distributed():
         return model
@@ -523,4 +527,7 @@ def wrap(model: nn.Module, device: str | torch.device) -> nn.Module:
 
     dev = torch.device(device)
     ids = [dev] if dev.type == "cuda" else None
-    return DistributedDataParallel(model, device_ids=ids)
+    # buffers of synchronised BatchNorm are equal on every rank already; others are broadcast from rank 0
+    synced = (SyncBatchNorm, nn.SyncBatchNorm)
+    other = any(True for m in model.modules() if not isinstance(m, synced) for _ in m.buffers(recurse=False))
+    return DistributedDataParallel(model, device_ids=ids, broadcast_buffers=other)
