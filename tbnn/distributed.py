@@ -50,6 +50,7 @@ __all__ = [
     "DEFAULT_TIMEOUT_S",
     "DistributedFailure",
     "SyncBatchNorm",
+    "all_max",
     "all_sum",
     "barrier",
     "broadcast_check",
@@ -68,6 +69,7 @@ __all__ = [
     "setup",
     "shard_batches",
     "shard_data",
+    "shard_items",
     "shard_range",
     "shutdown",
     "timeout_seconds",
@@ -375,14 +377,37 @@ def _comm_device() -> torch.device:
     return torch.device("cpu")
 
 
-def gather_arrays(arrays: dict[str, np.ndarray], dst: int = 0) -> dict[str, np.ndarray] | None:
-    """Concatenate every rank's arrays along axis 0 on rank ``dst`` (rank order).
+def all_max(*values: float) -> list[float]:
+    """Maximum of numbers over the ranks (float64); the numbers themselves in one process."""
+    if not is_distributed():
+        return [float(v) for v in values]
+    t = torch.tensor([float(v) for v in values], dtype=torch.float64, device=_comm_device())
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return t.tolist()
 
-    Each rank passes the arrays of its own samples (any number, zero included; the same
-    names, dtypes and trailing shapes on every rank). Rank ``dst`` receives the
-    concatenation over ranks ``0 .. N-1`` (with :func:`shard_range` parts: the arrays of
-    one process on all samples, bit for bit); the other ranks receive ``None``. In one
-    process: the arrays themselves.
+
+def shard_items(items: Sequence[Any]) -> Sequence[Any]:
+    """This rank's contiguous block of ``items`` (:func:`shard_range`); all of them in one process.
+
+    Sharding whole batches (``shard_items(range(0, n, batch))``) keeps every batch, and so
+    every per-batch seed and sum, as it is in one process.
+
+    >>> list(shard_items(range(0, 10, 4)))
+    [0, 4, 8]
+    """
+    lo, hi = shard_range(len(items))
+    return items[lo:hi]
+
+
+def gather_arrays(arrays: dict[str, np.ndarray], dst: int | None = 0) -> dict[str, np.ndarray] | None:
+    """Concatenate every rank's arrays along axis 0, in rank order, exactly (as bytes).
+
+    Each rank passes the arrays of its own samples (any number of rows, zero included; a
+    rank may omit an array it has no rows of). The arrays of one name must share dtype and
+    trailing shape. ``dst``: the rank that receives the result (the others get ``None``),
+    or ``None`` for every rank. With :func:`shard_range` / :func:`shard_items` parts the
+    result is, bit for bit, the arrays of one process on all samples. In one process:
+    the arrays themselves.
 
     >>> out = gather_arrays({"a": np.arange(3)})
     >>> out["a"].tolist()
@@ -392,22 +417,32 @@ def gather_arrays(arrays: dict[str, np.ndarray], dst: int = 0) -> dict[str, np.n
         return dict(arrays)
     n_ranks, me = dist.get_world_size(), dist.get_rank()
     dev = _comm_device()
-    out: dict[str, np.ndarray] | None = {} if me == dst else None
-    for name in sorted(arrays):
-        a = np.ascontiguousarray(arrays[name])
-        dtype = a.dtype
-        raw = torch.from_numpy(a.reshape(-1).view(np.uint8).copy()).to(dev)  # bytes: exact for any dtype
-        size = torch.tensor([raw.numel(), a.shape[0] if a.ndim else 1], dtype=torch.int64, device=dev)
-        sizes = [torch.zeros_like(size) for _ in range(n_ranks)]
-        dist.all_gather(sizes, size)
-        longest = int(max(int(s[0]) for s in sizes))
+    local = {k: np.ascontiguousarray(v) for k, v in arrays.items()}
+    meta: list[Any] = [None] * n_ranks  # (dtype, trailing shape, rows) per name: plain strings and ints
+    dist.all_gather_object(meta, {k: (v.dtype.str, list(v.shape[1:]), int(v.shape[0]) if v.ndim else 1)
+                                  for k, v in local.items()})
+    receive = dst is None or me == dst
+    out: dict[str, np.ndarray] | None = {} if receive else None
+    for name in sorted(set().union(*[set(m) for m in meta])):
+        known = [m[name] for m in meta if name in m]
+        dtype, trailing = np.dtype(known[0][0]), tuple(known[0][1])
+        if any(np.dtype(d) != dtype or tuple(t) != trailing for d, t, _ in known):
+            raise ValueError(f"gather_arrays: array {name!r} differs in dtype or trailing shape between ranks.")
+        a = local.get(name, np.zeros((0, *trailing), dtype=dtype)).reshape(-1, *trailing)
+        nbytes = [m[name][2] * int(np.prod(trailing, dtype=np.int64)) * dtype.itemsize if name in m else 0
+                  for m in meta]
+        longest = max(max(nbytes), 1)
         padded = torch.zeros(longest, dtype=torch.uint8, device=dev)
-        padded[:raw.numel()] = raw
-        parts = [torch.zeros(longest, dtype=torch.uint8, device=dev) for _ in range(n_ranks)] if me == dst else None
-        dist.gather(padded, parts, dst=dst)
-        if out is not None and parts is not None:
-            chunks = [p[:int(s[0])].cpu().numpy().view(dtype) for p, s in zip(parts, sizes)]
-            out[name] = np.concatenate([c.reshape(-1, *a.shape[1:]) for c in chunks], axis=0)
+        if a.nbytes:
+            padded[:a.nbytes] = torch.from_numpy(a.reshape(-1).view(np.uint8).copy()).to(dev)
+        parts = [torch.zeros(longest, dtype=torch.uint8, device=dev) for _ in range(n_ranks)]
+        if dst is None:
+            dist.all_gather(parts, padded)
+        else:
+            dist.gather(padded, parts if me == dst else None, dst=dst)
+        if out is not None:
+            chunks = [p[:nb].cpu().numpy().view(dtype).reshape(-1, *trailing) for p, nb in zip(parts, nbytes)]
+            out[name] = np.concatenate(chunks, axis=0)
     return out
 
 

@@ -177,6 +177,12 @@ def fit(
     resume : continue the incomplete run in ``out``.
     device : where to train (default: where the model's parameters are).
 
+    Launched by ``torchrun`` (``WORLD_SIZE > 1``) the same call trains data-parallel
+    (:mod:`tbnn.distributed`): ``batch`` stays the *global* batch (each of the ``N`` ranks
+    takes ``batch / N`` samples of it; a ``batch`` not divisible by ``N`` is refused),
+    BatchNorm is synchronised, DDP averages the gradients, and only rank 0 shows progress
+    and writes ``out``; ``out`` must be on a file system every rank sees for ``resume``.
+
     Returns
     -------
     The per-epoch history: one dict per epoch with ``epoch``, ``loss``,
