@@ -565,4 +565,8 @@ def wrap(model: nn.Module, device: str | torch.device) -> nn.Module:
     # buffers of synchronised BatchNorm are equal on every rank already; others are broadcast from rank 0
     synced = (SyncBatchNorm, nn.SyncBatchNorm)
     other = any(True for m in model.modules() if not isinstance(m, synced) for _ in m.buffers(recurse=False))
-    return DistributedDataParallel(model, device_ids=ids, broadcast_buffers=other)
+    import inspect
+
+    newer = "forward_sync_buffers" in inspect.signature(DistributedDataParallel).parameters  # torch >= 2.13
+    sync = {"forward_sync_buffers" if newer else "broadcast_buffers": other}
+    return DistributedDataParallel(model, device_ids=ids, **sync)
