@@ -54,6 +54,7 @@ __all__ = [
     "all_sum",
     "barrier",
     "broadcast_check",
+    "check_all",
     "check_batch",
     "convert_sync_batchnorm",
     "device_for",
@@ -265,6 +266,28 @@ def broadcast_check(check: Any, *args: Any, **kwargs: Any) -> Any:
     status, value = box[0]
     if status == "error":
         raise ValueError(value)
+    return value
+
+
+def check_all(check: Any, *args: Any, **kwargs: Any) -> Any:
+    """Run ``check(*args, **kwargs)`` on every rank; if it raises ``ValueError`` on any, raise it on all.
+
+    For checks of each rank's own data (e.g. labels beyond the model's classes in its part
+    of a batch): rank 0 then prints the first rank's sentence instead of the other ranks
+    waiting for the failed one until the collective timeout.
+    """
+    if not is_distributed():
+        return check(*args, **kwargs)
+    value, message = None, ""
+    try:
+        value = check(*args, **kwargs)
+    except ValueError as err:
+        message = str(err) or "invalid input"
+    messages: list[Any] = [None] * dist.get_world_size()
+    dist.all_gather_object(messages, message)  # plain strings
+    first = next((m for m in messages if m), "")
+    if first:
+        raise ValueError(first)
     return value
 
 

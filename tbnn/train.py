@@ -261,7 +261,7 @@ def fit(
             xb, yb = xb.to(dev), yb.to(dev)
             logits = net(xb)
             if b == 0 and epoch == start_epoch:
-                check_logits(logits, yb)
+                ddp.check_all(check_logits, logits, yb)  # every rank's labels, refused on all
             value = loss_fn(logits, yb)
             if not torch.isfinite(value):
                 raise FloatingPointError(f"training diverged: the loss is {value.item()} at epoch {epoch + 1}.")
