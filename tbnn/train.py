@@ -20,6 +20,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.utils.data import DataLoader
 
 from . import __version__
 from . import distributed as ddp
@@ -210,7 +211,8 @@ def fit(
     """
     tcfg = TrainConfig(epochs=epochs, batch=batch, lr=lr, weight_decay=weight_decay, seed=seed)
     tcfg.validate()
-    ddp.check_batch(batch)
+    if not isinstance(train, DataLoader):  # a DataLoader's own batches are split as they come
+        ddp.check_batch(batch)
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module; got {type(model).__name__}.")
     if loss is not None and not callable(loss):
