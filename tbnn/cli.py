@@ -90,6 +90,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--mode", default="step", choices=["step", "folded"])
     s.add_argument("--batch", type=int, default=256)
     s.add_argument("--dt-ms", type=float, default=1.0, help="declared duration of a time step (ms)")
+    s.add_argument("--record-samples", type=int, default=None,
+                   help="record the spikes of the first N samples only (counts cover every sample; default: all)")
+    s.add_argument("--record-layers", default=None,
+                   help="comma-separated layers whose spikes are recorded (default: all)")
+    s.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default cpu)")
     s.add_argument("--out", required=True, help="simulation directory")
     s.add_argument("--quiet", action="store_true")
 
@@ -132,11 +137,14 @@ def _cmd_train(args: argparse.Namespace) -> int:
 def _cmd_simulate(args: argparse.Namespace) -> int:
     from .sim import simulate
 
+    layers = [v.strip() for v in args.record_layers.split(",") if v.strip()] if args.record_layers else None
     s = simulate(args.run, args.out, split=args.split, limit=args.limit, mode=args.mode, batch=args.batch,
-                 dt_ms=args.dt_ms, progress=not args.quiet)
+                 dt_ms=args.dt_ms, progress=not args.quiet, record_samples=args.record_samples,
+                 record_layers=layers, device=args.device)
     print(f"accuracy {s['accuracy']:.4f}, forward agreement {s['forward_agreement']:.4f} on {s['samples']} samples; "
           f"{s['spikes_per_sample']:.0f} spikes and {s['synaptic_ops_per_sample']:.0f} synaptic ops per sample; "
-          f"{s['samples_per_second']:.0f} samples/s; wrote {args.out}/simulation.json, spikes.npz")
+          f"engine {s['engine_samples_per_second']:.0f} samples/s, wall {s['wall_seconds']:.1f} s; "
+          f"wrote {args.out}/simulation.json, spikes.npz")
     return 0
 
 
