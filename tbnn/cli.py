@@ -141,6 +141,8 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
     s = simulate(args.run, args.out, split=args.split, limit=args.limit, mode=args.mode, batch=args.batch,
                  dt_ms=args.dt_ms, progress=not args.quiet, record_samples=args.record_samples,
                  record_layers=layers, device=args.device)
+    if os.environ.get("RANK", "0") not in ("", "0"):
+        return 0  # torchrun: rank 0 reports
     print(f"accuracy {s['accuracy']:.4f}, forward agreement {s['forward_agreement']:.4f} on {s['samples']} samples; "
           f"{s['spikes_per_sample']:.0f} spikes and {s['synaptic_ops_per_sample']:.0f} synaptic ops per sample; "
           f"engine {s['engine_samples_per_second']:.0f} samples/s, wall {s['wall_seconds']:.1f} s; "

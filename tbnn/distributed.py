@@ -61,6 +61,7 @@ __all__ = [
     "failure_message",
     "gather_arrays",
     "is_distributed",
+    "merge_ranks",
     "is_main",
     "launched",
     "local_rank",
@@ -321,15 +322,16 @@ def shard_range(n: int, size: int | None = None, index: int | None = None) -> tu
     """This rank's contiguous part ``[start, stop)`` of ``n`` samples (part sizes differ by at most 1).
 
     ``size`` / ``index``: the number of parts and which one (default: world size, rank).
-    Rank ``r`` of ``N`` takes ``[r n // N, (r + 1) n // N)``; the parts of ranks
-    ``0 .. N-1`` concatenated give ``0 .. n-1`` in order.
+    Rank ``r`` of ``N`` takes ``[ceil(r n / N), ceil((r + 1) n / N))``; the parts of
+    ranks ``0 .. N-1`` concatenated give ``0 .. n-1`` in order, and rank 0's part is never
+    empty when ``n >= 1``.
 
     >>> [shard_range(10, 3, r) for r in range(3)]
-    [(0, 3), (3, 6), (6, 10)]
+    [(0, 4), (4, 7), (7, 10)]
     """
     size = world_size() if size is None else int(size)
     index = rank() if index is None else int(index)
-    return index * n // size, (index + 1) * n // size
+    return -(-index * n // size), -(-(index + 1) * n // size)  # ceilings: rank 0 holds a part whenever n >= 1
 
 
 def shard_batches(data: TrainingData, batch: int,
@@ -467,6 +469,47 @@ def gather_arrays(arrays: dict[str, np.ndarray], dst: int | None = 0) -> dict[st
             chunks = [p[:nb].cpu().numpy().view(dtype).reshape(-1, *trailing) for p, nb in zip(parts, nbytes)]
             out[name] = np.concatenate(chunks, axis=0)
     return out
+
+
+def merge_ranks(
+    batches: dict[str, list[Any]],
+    sums: dict[str, dict[str, Any]],
+    firsts: dict[str, dict[str, Any]],
+    maxima: Sequence[float] = (),
+) -> tuple[dict[str, np.ndarray], dict[str, dict[str, Any]], dict[str, dict[str, Any]], list[float]]:
+    """Merge what each rank computed on its block of whole batches (:func:`shard_items`).
+
+    * ``batches``: name -> this rank's per-batch arrays / tensors (rows = samples); every
+      rank receives their concatenation over all ranks in sample order (:func:`gather_arrays`),
+      bit for bit what one process computes batch after batch.
+    * ``sums``: name -> {key: int, float or tensor}: summed over the ranks per key, in rank
+      order (exact for counts: integer-valued floats below :math:`2^{53}`).
+    * ``firsts``: name -> {key: value}: the first rank's value per key (facts that do not
+      depend on the samples, e.g. layer sizes); keys keep their first-seen order.
+    * ``maxima``: numbers, maximised over the ranks.
+
+    In one process: the inputs (batches concatenated). Every rank must call it.
+    """
+    local = {k: np.concatenate([np.asarray(a.cpu() if isinstance(a, Tensor) else a) for a in v])
+             for k, v in batches.items() if v}
+    if not is_distributed():
+        return local, sums, firsts, [float(v) for v in maxima]
+    arrays = gather_arrays(local, dst=None)
+    assert arrays is not None
+    parts: list[Any] = [None] * dist.get_world_size()
+    cpu = {"sums": {n: {k: (v.cpu() if isinstance(v, Tensor) else v) for k, v in d.items()} for n, d in sums.items()},
+           "firsts": firsts}
+    dist.all_gather_object(parts, cpu)  # the job's own numbers and tensors, between its processes
+    merged_sums: dict[str, dict[str, Any]] = {n: {} for n in sums}
+    merged_firsts: dict[str, dict[str, Any]] = {n: {} for n in firsts}
+    for part in parts:
+        for n, d in part["sums"].items():
+            for k, v in d.items():
+                merged_sums[n][k] = merged_sums[n][k] + v if k in merged_sums[n] else v
+        for n, d in part["firsts"].items():
+            for k, v in d.items():
+                merged_firsts[n].setdefault(k, v)
+    return arrays, merged_sums, merged_firsts, all_max(*maxima) if maxima else []
 
 
 # --------------------------------------------------------------------------------------
