@@ -7,8 +7,11 @@ allowed, exits with status 2, and writes nothing (earlier results stay intact).
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import os
 import sys
+import time
 from collections.abc import Sequence
 
 from . import __version__
@@ -178,35 +181,62 @@ COMMANDS = {"train": _cmd_train, "simulate": _cmd_simulate, "analyze": _cmd_anal
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``tbnn`` console script; returns the exit status."""
+    """Entry point of the ``tbnn`` console script; returns the exit status.
+
+    Under ``torchrun`` every process runs this: all of them join the job first (so that
+    they agree on bad input and leave together), rank 0 alone prints results and errors.
+    """
     parser = build_parser()
-    args = parser.parse_args(argv)
-    # under torchrun every rank runs this; only rank 0 (RANK unset or 0) prints results and bad input
     main_rank = os.environ.get("RANK", "0") in ("", "0")
+    launched = os.environ.get("WORLD_SIZE", "1") not in ("", "1")
     try:
+        if main_rank:
+            args = parser.parse_args(argv)
+        else:  # the same flags fail on every rank: rank 0 says so
+            with contextlib.redirect_stderr(io.StringIO()):
+                args = parser.parse_args(argv)
+    except SystemExit:
+        if launched and not main_rank:
+            time.sleep(1.0)  # let rank 0 print before torchrun stops the job
+        raise
+    dist = None
+    try:
+        if launched and args.command in ("train", "simulate"):
+            from . import distributed as dist
+
+            dist.setup(_job_device(args))
         status = COMMANDS[args.command](args)
-        if "tbnn.distributed" in sys.modules:
-            sys.modules["tbnn.distributed"].shutdown(wait=True)  # torchrun: leave together
+        if dist is not None:
+            dist.shutdown(wait=True)  # leave together
         return status
     except (ValueError, TypeError, FileNotFoundError, FloatingPointError) as err:
         if main_rank:
             print(f"tbnn {args.command}: error: {err}", file=sys.stderr)
+        if dist is not None:
+            dist.shutdown(wait=True)  # every rank refused the same input: leave together, exit 2
         return 2
     except KeyboardInterrupt:
         print(f"tbnn {args.command}: interrupted", file=sys.stderr)
         return 130
     except Exception as err:
-        if "tbnn.distributed" not in sys.modules:
-            raise
-        message = sys.modules["tbnn.distributed"].failure_message(err)
+        message = dist.failure_message(err) if dist is not None else None
         if message is None:
             raise
         print(f"tbnn {args.command}: error: {message}; a run resumes from its last complete checkpoint "
               f"with --resume.", file=sys.stderr)
         return 1
     finally:
-        if "tbnn.distributed" in sys.modules:
-            sys.modules["tbnn.distributed"].shutdown()
+        if dist is not None:
+            dist.shutdown()
+
+
+def _job_device(args: argparse.Namespace) -> str:
+    """The device a torchrun job's process group is for (nccl on CUDA, else gloo)."""
+    if args.device is not None:
+        return str(args.device)
+    import torch
+
+    return "cuda" if args.command == "train" and torch.cuda.is_available() else "cpu"
 
 
 if __name__ == "__main__":

@@ -207,8 +207,11 @@ def shutdown(wait: bool = False) -> None:
     """Leave the process group (idempotent); ``wait``: first meet the other ranks at a barrier.
 
     Call with ``wait=True`` at the end of a successful job (gloo can abort a process that
-    leaves while a peer is still talking to it); after a failure, leave at once.
+    leaves while a peer is still talking to it); after a failure, leave at once. A process
+    that has left ignores torchrun's SIGTERM, so that it ends with its own exit status.
     """
+    if _PREVIOUS_SIGTERM:
+        _PREVIOUS_SIGTERM[:] = [signal.SIG_IGN]
     _restore_sigterm()
     if dist.is_available() and dist.is_initialized():
         try:
