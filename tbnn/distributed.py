@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import atexit
 import datetime
+import gc
 import os
 import signal
 from collections.abc import Iterator, Sequence
@@ -217,6 +218,7 @@ def shutdown(wait: bool = False) -> None:
         try:
             if wait and not _FAILED:
                 dist.barrier()
+            gc.collect()  # DDP wrappers and pending work of the group go first (else gloo may abort)
             dist.destroy_process_group()
         except Exception:  # noqa: BLE001 - a peer may be gone already
             pass

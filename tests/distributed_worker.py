@@ -35,6 +35,7 @@ def grad_step(out: str, model: str = "tbn") -> None:
     loss = F.cross_entropy(wrapped(xb), yb)
     (loss * weight).backward()
     ddp.revert_sync_batchnorm(synced)
+    del wrapped  # before the process group goes
     (total,) = ddp.all_sum(float(loss.detach()) * len(yb))
     if ddp.is_main():
         arrays = {f"grad/{k}": p.grad.numpy() for k, p in net.named_parameters() if p.grad is not None}
