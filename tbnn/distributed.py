@@ -21,6 +21,10 @@ synchronised BatchNorm (statistics over the global batch; Ioffe & Szegedy 2015,
 arXiv:1502.03167), so ``N`` ranks compute what one process computes up to the order of
 floating-point sums (Li et al. 2020, "PyTorch Distributed", arXiv:2006.15704).
 
+Simulation is split by whole batches (:func:`shard_items`): every batch, with its seed for
+random input codes, is the one a single process would run, and :func:`merge_ranks` joins
+the ranks' results in sample order (spikes, predictions and counts bit for bit).
+
 Environment: ``TBNN_DIST_TIMEOUT`` (seconds, default 30) bounds every collective.
 
 >>> world_size(), rank(), is_main()  # outside torchrun: one process
@@ -62,10 +66,10 @@ __all__ = [
     "failure_message",
     "gather_arrays",
     "is_distributed",
-    "merge_ranks",
     "is_main",
     "launched",
     "local_rank",
+    "merge_ranks",
     "rank",
     "revert_sync_batchnorm",
     "seed_epoch",
