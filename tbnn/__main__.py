@@ -1,7 +1,8 @@
-"""``python -m tbnn``: the ``tbnn`` command line (:mod:`tbnn.cli`)."""
+"""``python -m tbnn`` (and ``torchrun -m tbnn``): the ``tbnn`` command line (:mod:`tbnn.cli`)."""
 
 import sys
 
 from .cli import main
 
-sys.exit(main())
+if __name__ == "__main__":
+    sys.exit(main())

@@ -7,7 +7,11 @@ allowed, exits with status 2, and writes nothing (earlier results stay intact).
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
+import os
 import sys
+import time
 from collections.abc import Sequence
 
 from . import __version__
@@ -139,6 +143,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
         readout_bits=args.readout_bits if args.readout_bits is not None else args.weight_bits,
         act_bits=args.act_bits, sparsity=args.sparsity, lam=args.lam, block=args.block, encoding=args.encoding,
     )
+    if os.environ.get("RANK", "0") not in ("", "0"):
+        return 0  # torchrun: rank 0 reports
     print(f"test accuracy {m['test_accuracy']:.4f} (train {m['train_accuracy']:.4f}) after {m['epochs']} epochs, "
           f"{m['train_seconds']:.1f} s; wrote {args.out}/config.json, model.safetensors, metrics.json")
     return 0
@@ -151,6 +157,8 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
     s = simulate(args.run, args.out, split=args.split, limit=args.limit, mode=args.mode, batch=args.batch,
                  dt_ms=args.dt_ms, progress=not args.quiet, record_samples=args.record_samples,
                  record_layers=layers, device=args.device)
+    if os.environ.get("RANK", "0") not in ("", "0"):
+        return 0  # torchrun: rank 0 reports
     print(f"accuracy {s['accuracy']:.4f}, forward agreement {s['forward_agreement']:.4f} on {s['samples']} samples; "
           f"{s['spikes_per_sample']:.0f} spikes and {s['synaptic_ops_per_sample']:.0f} synaptic ops per sample; "
           f"engine {s['engine_samples_per_second']:.0f} samples/s, wall {s['wall_seconds']:.1f} s; "
@@ -195,17 +203,62 @@ COMMANDS = {"train": _cmd_train, "simulate": _cmd_simulate, "analyze": _cmd_anal
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``tbnn`` console script; returns the exit status."""
+    """Entry point of the ``tbnn`` console script; returns the exit status.
+
+    Under ``torchrun`` every process runs this: all of them join the job first (so that
+    they agree on bad input and leave together), rank 0 alone prints results and errors.
+    """
     parser = build_parser()
-    args = parser.parse_args(argv)
+    main_rank = os.environ.get("RANK", "0") in ("", "0")
+    launched = os.environ.get("WORLD_SIZE", "1") not in ("", "1")
     try:
-        return COMMANDS[args.command](args)
+        if main_rank:
+            args = parser.parse_args(argv)
+        else:  # the same flags fail on every rank: rank 0 says so
+            with contextlib.redirect_stderr(io.StringIO()):
+                args = parser.parse_args(argv)
+    except SystemExit:
+        if launched and not main_rank:
+            time.sleep(1.0)  # let rank 0 print before torchrun stops the job
+        raise
+    dist = None
+    try:
+        if launched and args.command in ("train", "simulate"):
+            from . import distributed as dist
+
+            dist.setup(_job_device(args))
+        status = COMMANDS[args.command](args)
+        if dist is not None:
+            dist.shutdown(wait=True)  # leave together
+        return status
     except (ValueError, TypeError, FileNotFoundError, FloatingPointError) as err:
-        print(f"tbnn {args.command}: error: {err}", file=sys.stderr)
+        if main_rank:
+            print(f"tbnn {args.command}: error: {err}", file=sys.stderr)
+        if dist is not None:
+            dist.shutdown(wait=True)  # every rank refused the same input: leave together, exit 2
         return 2
     except KeyboardInterrupt:
         print(f"tbnn {args.command}: interrupted", file=sys.stderr)
         return 130
+    except Exception as err:
+        message = dist.failure_message(err) if dist is not None else None
+        if message is None:
+            raise
+        print(f"tbnn {args.command}: error: {message}; a run resumes from its last complete checkpoint "
+              f"with --resume.", file=sys.stderr)
+        return 1
+    finally:
+        if dist is not None:
+            dist.shutdown()
+
+
+def _job_device(args: argparse.Namespace) -> str:
+    """The device a torchrun job's process group is for (nccl on CUDA, else gloo)."""
+    if args.device is not None:
+        return str(args.device)
+    import torch
+
+    return "cuda" if args.command == "train" and torch.cuda.is_available() else "cpu"
 
 
 if __name__ == "__main__":

@@ -20,8 +20,10 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.utils.data import DataLoader
 
 from . import __version__
+from . import distributed as ddp
 from .checkpoint import (
     RUN_KIND,
     load_run_config,
@@ -86,6 +88,7 @@ def evaluate(model: nn.Module, data: Any, y: Tensor | None = None, batch: int = 
     ``data``: ``x`` with labels ``y``, or anything :func:`tbnn.fit` takes as data.
     """
     d = as_training_data((data, y) if y is not None else data, "test")
+    d, sharded = ddp.shard_data(d)  # under torchrun: this rank's part (a collective call)
     was = model.training
     model.eval()
     params = list(model.parameters())
@@ -97,6 +100,8 @@ def evaluate(model: nn.Module, data: Any, y: Tensor | None = None, batch: int = 
         loss += float(F.cross_entropy(logits, yb, reduction="sum"))
         correct += int((logits.argmax(1) == yb).sum())
         n += len(yb)
+    if sharded:
+        correct, loss, n = ddp.all_sum(correct, loss, n)
     model.train(was)
     return correct / n, loss / n
 
@@ -173,6 +178,12 @@ def fit(
     resume : continue the incomplete run in ``out``.
     device : where to train (default: where the model's parameters are).
 
+    Launched by ``torchrun`` (``WORLD_SIZE > 1``) the same call trains data-parallel
+    (:mod:`tbnn.distributed`): ``batch`` stays the *global* batch (each of the ``N`` ranks
+    takes ``batch / N`` samples of it; a ``batch`` not divisible by ``N`` is refused),
+    BatchNorm is synchronised, DDP averages the gradients, and only rank 0 shows progress
+    and writes ``out``; ``out`` must be on a file system every rank sees for ``resume``.
+
     Returns
     -------
     The per-epoch history: one dict per epoch with ``epoch``, ``loss``,
@@ -200,6 +211,8 @@ def fit(
     """
     tcfg = TrainConfig(epochs=epochs, batch=batch, lr=lr, weight_decay=weight_decay, seed=seed)
     tcfg.validate()
+    if not isinstance(train, DataLoader):  # a DataLoader's own batches are split as they come
+        ddp.check_batch(batch)
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module; got {type(model).__name__}.")
     if loss is not None and not callable(loss):
@@ -208,16 +221,16 @@ def fit(
     test_data = as_training_data(test, "test") if test is not None else None
     loss_fn = loss if loss is not None else F.cross_entropy
     out_dir = Path(out) if out is not None else None
-    if out_dir is not None:
-        cfg = run_config if run_config is not None else _custom_run_config(model, tcfg)
-        resuming = _check_out(out_dir, cfg, resume)
-    else:
-        resuming = False
-        if resume:
-            raise ValueError("resume=True needs out= (the run folder to continue).")
-
+    if out_dir is None and resume:
+        raise ValueError("resume=True needs out= (the run folder to continue).")
     params = list(model.parameters())
     dev = torch.device(device) if device is not None else (params[0].device if params else torch.device("cpu"))
+    dev = ddp.device_for(dev)
+    ddp.setup(dev)  # under torchrun: join the job (gloo / nccl)
+    resuming = False
+    if out_dir is not None:
+        cfg = run_config if run_config is not None else _custom_run_config(model, tcfg)
+        resuming = ddp.broadcast_check(_check_out, out_dir, cfg, resume)  # decided once, by rank 0
     model.to(dev)
     torch.manual_seed(seed)
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
@@ -230,32 +243,38 @@ def fit(
         meta = load_state(out_dir, opt, sched, gen)
         load_weights(model, out_dir / "model.safetensors")
         start_epoch, history, train_seconds = int(meta["epoch"]), list(meta["history"]), float(meta["train_seconds"])
-    elif out_dir is not None:
+    elif out_dir is not None and ddp.is_main():
         out_dir.mkdir(parents=True, exist_ok=True)
         write_json(out_dir / "config.json", cfg)
+    # under torchrun: synchronised BatchNorm and DDP (both no-ops in one process)
+    synced = ddp.convert_sync_batchnorm(model, dev)
+    net = ddp.wrap(model, dev)
 
-    bar = _progress(range(start_epoch, epochs), progress, desc or f"fit {type(model).__name__}", epochs, start_epoch)
+    bar = _progress(range(start_epoch, epochs), progress and ddp.is_main(),
+                    desc or f"fit {type(model).__name__}", epochs, start_epoch)
     for epoch in bar:
+        ddp.seed_epoch(seed, epoch)
         t0 = time.perf_counter()
         model.train()
         tot_loss, tot_correct, seen = 0.0, 0, 0
-        for b, (xb, yb) in enumerate(train_data.batches(batch, gen)):
+        for b, (xb, yb, weight) in enumerate(ddp.shard_batches(train_data, batch, gen)):
             if _interrupt_at is not None and (epoch, b) == tuple(_interrupt_at):
                 raise KeyboardInterrupt(f"simulated interruption at epoch {epoch}, batch {b}")
             xb, yb = xb.to(dev), yb.to(dev)
-            logits = model(xb)
+            logits = net(xb)
             if b == 0 and epoch == start_epoch:
-                check_logits(logits, yb)
+                ddp.check_all(check_logits, logits, yb)  # every rank's labels, refused on all
             value = loss_fn(logits, yb)
             if not torch.isfinite(value):
                 raise FloatingPointError(f"training diverged: the loss is {value.item()} at epoch {epoch + 1}.")
             opt.zero_grad(set_to_none=True)
-            value.backward()
+            (value * weight if weight != 1.0 else value).backward()
             opt.step()
             tot_loss += value.item() * len(yb)
             tot_correct += int((logits.argmax(1) == yb).sum())
             seen += len(yb)
         sched.step()
+        tot_loss, tot_correct, seen = ddp.all_sum(tot_loss, tot_correct, seen)
         seconds = time.perf_counter() - t0
         train_seconds += seconds
         test_acc, test_loss = evaluate(model, test_data) if test_data is not None else (None, None)
@@ -267,10 +286,11 @@ def fit(
             if test_acc is not None:
                 post["test"] = f"{test_acc:.3f}"
             bar.set_postfix(**post)
-        if out_dir is not None:
+        if out_dir is not None and ddp.is_main():
             save_state(out_dir, epoch + 1, opt, sched, gen, history, train_seconds)
             save_weights(model, out_dir / "model.safetensors")
-    if out_dir is not None:
+    ddp.revert_sync_batchnorm(synced)
+    if out_dir is not None and ddp.is_main():
         if not history[start_epoch:]:  # resumed a finished run: nothing new was trained
             save_weights(model, out_dir / "model.safetensors")
         write_json(out_dir / "metrics.json", _fit_metrics(history, train_seconds, epochs, seed, dev))
@@ -283,7 +303,7 @@ def _fit_metrics(history: list[dict[str, Any]], train_seconds: float, epochs: in
     return {"test_accuracy": last.get("test_accuracy"), "test_loss": last.get("test_loss"),
             "train_accuracy": last.get("train_accuracy"), "epochs": epochs, "train_seconds": train_seconds,
             "seconds_per_epoch": train_seconds / max(1, len(history)), "history": history,
-            "device": str(dev), "seed": seed}
+            "device": str(dev), "seed": seed, "processes": ddp.world_size()}
 
 
 def _custom_run_config(model: nn.Module, tcfg: TrainConfig) -> dict[str, Any]:
@@ -327,12 +347,14 @@ def train(
     """
     tcfg = TrainConfig(dataset, epochs, batch, lr, weight_decay, seed, n_train, n_test, normalize)
     tcfg.validate()
+    ddp.check_batch(batch)
     ds = load_dataset(dataset, seed=seed, n_train=n_train, n_test=n_test, normalize=normalize)
     mcfg = model_config_for(ds, model=model, **model_kwargs)
     run_cfg = _run_config(mcfg, tcfg)
+    dev = ddp.device_for(device if device is not None else default_device())
+    ddp.setup(dev)  # under torchrun: join the job
     if out is not None:
-        _check_out(Path(out), run_cfg, resume)  # refuse before building anything
-    dev = torch.device(device) if device is not None else default_device()
+        ddp.broadcast_check(_check_out, Path(out), run_cfg, resume)  # refuse before building anything
     torch.manual_seed(seed)
     net = build_model(mcfg).to(dev)
     history = fit(net, (ds.x_train, ds.y_train), (ds.x_test, ds.y_test), epochs=epochs, lr=lr, batch=batch,
@@ -348,8 +370,9 @@ def train(
         "seconds_per_epoch": train_seconds / max(1, len(history)), "history": history,
         "weight_storage_bits": storage["total"], "weight_storage": storage,
         "parameters": sum(p.numel() for p in net.parameters()), "device": str(dev), "seed": seed,
+        "processes": ddp.world_size(),
     }
-    if out is not None:
+    if out is not None and ddp.is_main():
         write_json(Path(out) / "metrics.json", metrics)
     metrics["net"] = net
     return metrics
