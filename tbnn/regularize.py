@@ -16,20 +16,32 @@ The regulariser measures exactly that fraction, layer by layer,
 
 .. math:: A_\ell = \frac{1}{B\,T\,N_\ell} \sum_{b,t,i} s^{(\ell)}_{b,t,i},
 
-and differentiates it through the code value :math:`q` of :class:`tbnn.coding.SpikeCode`,
-the quantity that carries the straight-through gradient of the denoising affine transform
-(Ye et al., arXiv:2409.09245; ``q = u + sg(c - u)`` with ``u = L v - 1/2`` in
-:func:`tbnn.quant.affine_codes` / :func:`tbnn.quant.affine_fast`):
+and gives it the gradient of a continuous surrogate :math:`S_\ell` by the same
+straight-through construction as the codes (value exact, gradient of the surrogate):
 
-.. math:: \tilde A_\ell = \overline{q / q_\max} + \mathrm{sg}\!\left(A_\ell -
-          \overline{q / q_\max}\right), \qquad q_\max = \textstyle\sum_t w_t = L - 1,
+.. math:: \tilde A_\ell = S_\ell + \mathrm{sg}(A_\ell - S_\ell).
 
-so the value is the measured activity and the gradient is that of the mean normalised code,
-:math:`\partial \tilde A / \partial x_i = L / ((L - 1)\,N\,\max_\text{block} x)` for
-:math:`x_i > 0` (zero below: the rectifying grid's silence), exactly the DAT path's
-:math:`\partial q / \partial x`. The surrogate is unbiased on average: over a grid value
-:math:`v` uniform in :math:`[0, 1]`, both :math:`\mathrm{popcount}(c)/T` and
-:math:`c/(L - 1)` have mean 1/2, and both are 0 for a silent neuron and 1 for a saturated one.
+Two surrogates (``surrogate=``):
+
+* ``"grid"`` (default): the mean grid value :math:`S = \overline{v}`, with
+  :math:`v = \mathrm{relu}(x) / \max_\text{block} \mathrm{relu}(x)` differentiated
+  through the block maximum as well. Like the spikes, it is blind to a uniform rescaling
+  of :math:`x` (e.g. by the BatchNorm gain before the neuron), so the penalty can only be
+  lowered by making the code sparser, not by shrinking :math:`x`.
+* ``"code"``: the mean normalised code value :math:`S = \overline{q / q_\max}`,
+  :math:`q_\max = \sum_t w_t = L - 1`, where :math:`q` is the quantity of
+  :class:`tbnn.coding.SpikeCode` that carries the straight-through gradient of the
+  denoising affine transform (Ye et al., arXiv:2409.09245; ``q = u + sg(c - u)``,
+  ``u = L v - 1/2`` in :func:`tbnn.quant.affine_fast`), block maximum detached as in the
+  DAT path: :math:`\partial S / \partial x_i = L / ((L - 1)\,N\,\max_\text{block} x)`
+  for :math:`x_i > 0`. It sees a rescaling of :math:`x` as a change of activity (which it
+  is not), and on digits large weights collapse the network with it
+  (``simulations/sparse_activity.py``).
+
+Either way the gradient then flows upstream through the layers' DAT paths as in training
+without the penalty. Both surrogates are unbiased on average: for :math:`v` uniform in
+:math:`[0, 1]`, :math:`\mathrm{popcount}(c)/T`, :math:`c/(L-1)` and :math:`v` all have mean
+1/2, and all are 0 for a silent neuron and 1 for a saturated one.
 
 The penalty is :math:`\frac{1}{n}\sum_\ell (\tilde A_\ell - P)^2` over the ``n`` hooked
 layers, and the loss :math:`\mathrm{CE}(\text{logits}, y) + W \cdot \text{penalty}`.
@@ -69,10 +81,10 @@ from .coding import SpikeCode
 from .neurons import TemporalBinary
 from .quant import to_blocks
 
-__all__ = ["ActivityRegularizer", "activity_floor", "step_activity"]
+__all__ = ["ActivityRegularizer", "activity_floor", "fraction_active", "step_activity"]
 
 
-def step_activity(code: SpikeCode, x: Tensor | None = None, surrogate: str = "code") -> Tensor:
+def step_activity(code: SpikeCode, x: Tensor | None = None, surrogate: str = "grid") -> Tensor:
     r"""Fraction of neurons active per step of one layer, with a surrogate gradient.
 
     Value: the mean of ``code.spikes`` (over steps, samples and neurons). Gradient:
@@ -153,7 +165,7 @@ class ActivityRegularizer:
     """
 
     def __init__(self, model: nn.Module, target: float, weight: float,
-                 exclude: Iterable[nn.Module] | None = None, surrogate: str = "code") -> None:
+                 exclude: Iterable[nn.Module] | None = None, surrogate: str = "grid") -> None:
         if surrogate not in ("code", "grid"):
             raise ValueError(f"surrogate must be 'code' or 'grid', got {surrogate!r}.")
         self.surrogate = surrogate
@@ -221,3 +233,23 @@ class ActivityRegularizer:
         self._handles = []
         self._act.clear()
         self._codes.clear()
+
+
+@torch.no_grad()
+def fraction_active(model: nn.Module, reg: ActivityRegularizer, x: Tensor, batch: int = 512
+                    ) -> dict[str, float]:
+    """Each regularised layer's fraction of neurons active per step over the inputs ``x``,
+    in eval mode (the model's mode is restored), from the regulariser's hooks."""
+    was = model.training
+    model.eval()
+    dev = next(model.parameters()).device
+    tot: dict[str, float] = {}
+    try:
+        for i in range(0, len(x), batch):
+            xb = x[i:i + batch].to(dev)
+            model(xb)
+            for k, v in reg.activity().items():
+                tot[k] = tot.get(k, 0.0) + float(v) * len(xb)
+    finally:
+        model.train(was)
+    return {k: v / len(x) for k, v in tot.items()}

@@ -3,6 +3,8 @@ rounding residual held fixed, the grid floor, and its use as fit's loss."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -156,3 +158,27 @@ def test_model_without_hidden_neurons():
     reg = ActivityRegularizer(_net(), 0.1, 1.0)
     with pytest.raises(ValueError, match="forward"):
         reg.penalty()
+
+
+def test_train_and_cli_with_rate_target(tmp_path):
+    from tbnn.cli import main
+    from tbnn.train import train
+
+    kw = dict(epochs=1, n_train=128, n_test=64, progress=False, hidden=32)
+    m = train("digits", "tbn", rate_target=0.05, rate_weight=10.0, **kw)
+    assert set(m["fraction_active"]) == {"neurons.0", "neurons.1"}
+    assert all(0 <= v <= 1 for v in m["fraction_active"].values())
+    with pytest.raises(ValueError, match="rate_target and rate_weight"):
+        train("digits", "tbn", rate_target=0.05, **kw)
+    with pytest.raises(ValueError, match="rate_target needs a temporal binary model"):
+        train("digits", "float", rate_target=0.05, rate_weight=1.0, **kw)
+    out = tmp_path / "run"
+    assert main(["train", "--dataset", "digits", "--model", "tbn", "--epochs", "1", "--n-train", "128",
+                 "--n-test", "64", "--hidden", "32", "--rate-target", "0.05", "--rate-weight", "10",
+                 "--out", str(out), "--quiet"]) == 0
+    cfg = json.loads((out / "config.json").read_text())
+    assert cfg["train"]["rate_target"] == 0.05 and cfg["train"]["rate_weight"] == 10.0
+    assert "fraction_active" in json.loads((out / "metrics.json").read_text())
+    assert main(["train", "--dataset", "digits", "--model", "tbn", "--epochs", "1", "--rate-target", "2",
+                 "--rate-weight", "1", "--out", str(tmp_path / "bad"), "--quiet"]) == 2
+    assert not (tmp_path / "bad").exists()
