@@ -1,0 +1,27 @@
+"""The sparse-activity experiment script: --quick runs every code path; --replot redraws from its JSON."""
+
+from __future__ import annotations
+
+import json
+
+from scriptutil import load_script, png_ok
+
+
+def test_sparse_activity_quick_and_replot(tmp_path):
+    mod = load_script("simulations/sparse_activity.py")
+    res = mod.main(["--quick", "--out", str(tmp_path), "--no-progress"])
+    for name in ("sparse_activity.json", "sparse_activity.md", "sparse_activity.png"):
+        assert (tmp_path / name).is_file()
+    png_ok(tmp_path / "sparse_activity.png")
+    saved = json.loads((tmp_path / "sparse_activity.json").read_text())
+    assert {p["dataset"] for p in saved["points"]} == {"digits", "mnist1d"}
+    for r in res["runs"]:
+        assert 0 <= r["fraction_active"] <= 1
+        assert r["spikes_per_inference"] > r["hidden_spikes_per_inference"] > 0
+        assert r["synaptic_ops_per_inference"] > 0
+        # the grid floor: the top neuron of every non-silent block fires in every step
+        for name, a in r["fraction_active_layers"].items():
+            assert a >= r["floor_layers"][name] - 1e-12
+    (tmp_path / "sparse_activity.png").unlink()
+    mod.main(["--replot", "--out", str(tmp_path)])
+    png_ok(tmp_path / "sparse_activity.png")
