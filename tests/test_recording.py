@@ -329,3 +329,18 @@ def test_compare_with_recording(files):
         compare_with_recording(net, rec, 2 * DT_MS)
     with pytest.raises(ValueError, match="network"):
         compare_with_recording({"x": 1}, rec, DT_MS)
+
+
+def test_comparison_figure(files, tmp_path):
+    from tbnn.analysis.recording_figure import plot_recording_comparison
+
+    d, _ = files
+    rec = read_recording(d / "r.npz")
+    spikes = np.random.default_rng(0).random((40, 4, 10)) < 0.1
+    out = compare_with_recording(spikes, rec, DT_MS, labels=np.repeat(np.arange(2), 20))
+    png = tmp_path / "cmp.png"
+    plot_recording_comparison(out, png, title="test")
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    with pytest.raises(ValueError, match="comparison"):
+        plot_recording_comparison({"measures": {}}, tmp_path / "x.png")
+    assert not (tmp_path / "x.png").exists()
