@@ -344,3 +344,29 @@ def test_comparison_figure(files, tmp_path):
     with pytest.raises(ValueError, match="comparison"):
         plot_recording_comparison({"measures": {}}, tmp_path / "x.png")
     assert not (tmp_path / "x.png").exists()
+
+
+def test_conditions_group_the_trial_view(tmp_path):
+    rows = ["unit,time,trial,trial_start,trial_stop,condition"]
+    rng = np.random.default_rng(3)
+    counts = {}
+    for k in range(8):
+        c = k % 2
+        for u in ("a", "b", "c"):
+            n = int(rng.integers(1, 9)) + (6 if c and u == "a" else 0)
+            counts[(k, u)] = n
+            for t in np.sort(rng.uniform(k, k + 1, n)):
+                rows.append(f"{u},{float(t)!r},{k},{k},{k + 1},{c}")
+    (tmp_path / "c.csv").write_text("\n".join(rows) + "\n")
+    rec = read_recording(tmp_path / "c.csv")
+    assert rec.conditions.tolist() == [0, 1] * 4
+    m = recording_measures(rec, window_ms=500.0)
+    for i, u in enumerate(("a", "b", "c")):
+        per = []
+        for c in (0, 1):
+            n = np.array([counts[(k, u)] for k in range(8) if k % 2 == c], dtype=float)
+            per.append(n.var() / n.mean())
+        assert m["fano_trial"]["values"][i] == pytest.approx(np.mean(per), rel=1e-12)
+    (tmp_path / "bad.csv").write_text("unit,time,trial,condition\na,0.1,0,0\na,0.2,0,1\n")
+    with pytest.raises(ValueError, match="one integer condition"):
+        read_recording(tmp_path / "bad.csv")
