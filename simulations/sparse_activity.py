@@ -25,7 +25,6 @@ Writes ``sparse_activity.json``, ``sparse_activity.md`` and ``sparse_activity.pn
 from __future__ import annotations
 
 import json
-import math
 import sys
 from pathlib import Path
 from typing import Any
@@ -89,7 +88,6 @@ def _measure(net, reg, x) -> dict[str, Any]:
 
 
 def _run(dataset: str, surrogate: str, W: float, seed: int, quick: bool, cache: dict) -> dict:
-    import torch
 
     import tbnn
     from tbnn.data import load_dataset

@@ -242,7 +242,7 @@ def _read_neo(p: Path, kind: str) -> Recording:
         names = _unit_names(seg.spiketrains)
         missing = [u for u in names0 if u not in names]
         if missing or len(names) != len(names0):
-            what = missing[0] if missing else sorted(set(names) - set(names0))[0]
+            what = missing[0] if missing else min(set(names) - set(names0))
             raise ValueError(f"recording {p}: unit {what!r} is missing from trial {k} (every "
                              f"trial must hold the same units).")
         by_name = dict(zip(names, seg.spiketrains))

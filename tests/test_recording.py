@@ -22,7 +22,7 @@ from elephant.spike_train_generation import (  # noqa: E402
 )
 
 from tbnn.analysis.recording_measures import compare_with_recording, recording_measures  # noqa: E402
-from tbnn.recording import Recording, read_recording  # noqa: E402
+from tbnn.recording import read_recording  # noqa: E402
 
 K = 3  # gamma order
 RATE = 20.0  # Hz
@@ -199,7 +199,7 @@ def test_gamma_cv2_closed_form_by_quadrature():
     from scipy import integrate, stats
 
     for k in (1, 2, 3, 5):
-        num, _ = integrate.quad(lambda b: 2 * abs(2 * b - 1) * stats.beta.pdf(b, k, k), 0, 1,
+        num, _ = integrate.quad(lambda b, k=k: 2 * abs(2 * b - 1) * stats.beta.pdf(b, k, k), 0, 1,
                                 points=[0.5])
         assert math.isclose(num, _gamma_cv2(k), rel_tol=1e-8)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tbnn.analysis.irregularity import lvr, lv
+from tbnn.analysis.irregularity import lv, lvr
 from tbnn.analysis.rates import rate_hz
 from tbnn.timebase import dt_from_oscillation, dt_from_rates, dt_sensitivity
 

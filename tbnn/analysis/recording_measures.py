@@ -193,7 +193,7 @@ def recording_measures(rec: Recording, dt_ms: float | None = None, *,
                       if np.any(~np.isnan(lvr)) else float("nan"),
                       note=_NULL_NOTE + ": 1 + 4 R rate")
     # Fano factor, stream view: counts in consecutive windows of the stream
-    n_win = int(math.floor(total_ms / win + 1e-9))
+    n_win = math.floor(total_ms / win + 1e-9)
     edges = np.arange(n_win + 1) * win / 1000.0
     times = rec.stream_times()
     with warnings.catch_warnings():
@@ -221,7 +221,7 @@ def recording_measures(rec: Recording, dt_ms: float | None = None, *,
         m["fano_trial"] = _entry("fano_trial", vals, 1.0)
     # pairwise correlations of binned stream trains
     if rec.n_units >= 2:
-        n_bins = int(math.floor(total_ms / b_ms + 1e-9))
+        n_bins = math.floor(total_ms / b_ms + 1e-9)
         bst = BinnedSpikeTrain([st.rescale("ms") for st in stream], bin_size=b_ms * pq.ms,
                                t_start=0 * pq.ms, t_stop=n_bins * b_ms * pq.ms)
         with warnings.catch_warnings():
@@ -267,7 +267,7 @@ def recording_measures(rec: Recording, dt_ms: float | None = None, *,
             (1 - a_pop) / (1 - 1 / rec.n_units),
             note=_NULL_NOTE + ": Poisson counts, ratio of expectations")
     if dt is not None:
-        n_bins = int(math.floor(total_ms / dt + 1e-9))
+        n_bins = math.floor(total_ms / dt + 1e-9)
         if n_bins < 1:
             raise ValueError(f"dt_ms must be at most the recording's length ({total_ms:g} ms), "
                              f"got {dt:g}.")
