@@ -92,21 +92,39 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--mode", default="step", choices=["step", "folded"])
     s.add_argument("--batch", type=int, default=256)
     s.add_argument("--dt-ms", type=float, default=1.0, help="declared duration of a time step (ms)")
+    s.add_argument("--record-samples", type=int, default=None,
+                   help="record the spikes of the first N samples only (counts cover every sample; default: all)")
+    s.add_argument("--record-layers", default=None,
+                   help="comma-separated layers whose spikes are recorded (default: all)")
+    s.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default cpu)")
     s.add_argument("--out", required=True, help="simulation directory")
     s.add_argument("--quiet", action="store_true")
 
     a = sub.add_parser("analyze", help="firing statistics against biology: analysis.json and report.md")
-    a.add_argument("sim", help="simulation directory written by tbnn simulate")
-    a.add_argument("--dt-ms", type=float, default=None, help="override the time step (ms)")
+    a.add_argument("sim", help="simulation folder written by tbnn simulate, its spikes.npz, or any .npz "
+                   "of boolean [samples, T, neurons] arrays (one per layer)")
+    a.add_argument("--dt-ms", type=float, default=None, help="override the time step (ms); an archive "
+                   "without dt_ms is read at 1 ms")
     a.add_argument("--layer", default=None, help="analyse one layer only")
+    a.add_argument("--neurons", type=int, default=None, help="neurons per layer in the raster "
+                   "(default 128, evenly spaced)")
+    a.add_argument("--format", dest="formats", action="append", choices=["svg", "pdf"], default=[],
+                   help="also write every figure in this vector format (repeatable)")
     a.add_argument("--out", required=True, help="analysis directory")
 
     r = sub.add_parser("raster", help="raster plot of a simulation's spikes")
-    r.add_argument("sim", help="simulation directory written by tbnn simulate")
-    r.add_argument("--layer", default=None, help="layer to plot (default: all hidden layers)")
+    r.add_argument("sim", help="simulation folder written by tbnn simulate, its spikes.npz, or any .npz "
+                   "of boolean [samples, T, neurons] arrays (one per layer)")
+    r.add_argument("--layer", default=None, help="layer to plot (default: every layer, one panel each)")
     grp = r.add_mutually_exclusive_group()
     grp.add_argument("--sample", type=int, default=None, help="one sample")
     grp.add_argument("--samples", default=None, help="a range A:B of samples")
+    r.add_argument("--neurons", type=int, default=None, help="neurons shown per layer (default 128, evenly spaced)")
+    r.add_argument("--select", default="even", choices=["even", "active"],
+                   help="which neurons when a layer is larger: evenly spaced or most active")
+    r.add_argument("--sort-by-rate", action="store_true", help="order shown neurons by spike count")
+    r.add_argument("--format", dest="formats", action="append", choices=["svg", "pdf"], default=[],
+                   help="also write the figure in this vector format (repeatable)")
     r.add_argument("--out", required=True, help="PNG file to write")
     return p
 
@@ -136,26 +154,38 @@ def _cmd_train(args: argparse.Namespace) -> int:
 def _cmd_simulate(args: argparse.Namespace) -> int:
     from .sim import simulate
 
+    layers = [v.strip() for v in args.record_layers.split(",") if v.strip()] if args.record_layers else None
     s = simulate(args.run, args.out, split=args.split, limit=args.limit, mode=args.mode, batch=args.batch,
-                 dt_ms=args.dt_ms, progress=not args.quiet)
+                 dt_ms=args.dt_ms, progress=not args.quiet, record_samples=args.record_samples,
+                 record_layers=layers, device=args.device)
     print(f"accuracy {s['accuracy']:.4f}, forward agreement {s['forward_agreement']:.4f} on {s['samples']} samples; "
           f"{s['spikes_per_sample']:.0f} spikes and {s['synaptic_ops_per_sample']:.0f} synaptic ops per sample; "
-          f"{s['samples_per_second']:.0f} samples/s; wrote {args.out}/simulation.json, spikes.npz")
+          f"engine {s['engine_samples_per_second']:.0f} samples/s, wall {s['wall_seconds']:.1f} s; "
+          f"wrote {args.out}/simulation.json, spikes.npz")
     return 0
 
 
 def _cmd_analyze(args: argparse.Namespace) -> int:
-    from .analysis.report import analyze_run
+    from .analysis import analyze_run
 
-    analyze_run(args.sim, args.out, dt_ms=args.dt_ms, layer=args.layer)
+    if args.neurons is not None and args.neurons < 1:
+        raise ValueError(f"--neurons must be an integer >= 1, got {args.neurons}.")
+    res = analyze_run(args.sim, args.out, dt_ms=args.dt_ms, layer=args.layer, neurons=args.neurons,
+                      formats=tuple(args.formats))
+    if res["dt_source"] == "default":
+        print("note: the archive declares no dt_ms; 1 ms per step assumed (set --dt-ms)")
     print(f"wrote {args.out}/analysis.json and {args.out}/report.md")
     return 0
 
 
 def _cmd_raster(args: argparse.Namespace) -> int:
-    from .analysis.report import raster_run
+    from .analysis import raster_run
 
-    raster_run(args.sim, args.out, layer=args.layer, sample=args.sample, samples=args.samples)
+    if args.neurons is not None and args.neurons < 1:
+        raise ValueError(f"--neurons must be an integer >= 1, got {args.neurons}.")
+    raster_run(args.sim, args.out, layer=args.layer, sample=args.sample, samples=args.samples,
+               neurons=args.neurons, select=args.select, sort_by_rate=args.sort_by_rate,
+               formats=tuple(args.formats))
     print(f"wrote {args.out}")
     return 0
 

@@ -21,7 +21,7 @@ def run_demo(out: str | Path = "tbnn-demo", epochs: int = 20, seed: int = 0, pro
 
     ``out`` must be new, empty, or a previous demo directory (which is replaced).
     """
-    from .analysis.report import analyze_run, raster_run
+    from .analysis import analyze_run, raster_run
     from .sim import simulate
     from .train import train
 
