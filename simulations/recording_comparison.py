@@ -12,6 +12,7 @@ synthetic file by your own NWB / NIX / CSV recording with ``--recording FILE``.
     python simulations/recording_comparison.py                 # about a minute
     python simulations/recording_comparison.py --quick         # seconds, for the tests
     python simulations/recording_comparison.py --recording my.nwb
+    python simulations/recording_comparison.py --replot        # redraw from the saved JSON
 
 Writes ``recording_comparison.json``, ``recording_comparison.png`` and
 ``recording_comparison_dt.md`` (how rate, ISI and LvR move with dt) into ``--out``.
@@ -67,12 +68,18 @@ def main(argv: list[str] | None = None) -> dict:
     parser = common.make_parser(__doc__.splitlines()[0])
     parser.add_argument("--recording", type=Path, default=None, help="NWB, NIX, CSV or npz recording")
     args = common.parse_args(parser, argv)
+    from tbnn.analysis.recording_figure import plot_recording_comparison
+
+    if args.replot:
+        res = common.read_result(args.out, "recording_comparison.json")
+        common.save_figure(plot_recording_comparison(res["comparison"], title=res.get("title")), args.out,
+                           "recording_comparison.png")
+        return res
     import numpy as np
     import torch
 
     import tbnn
     from tbnn.analysis.rates import rate_per_step
-    from tbnn.analysis.recording_figure import plot_recording_comparison
     from tbnn.analysis.recording_measures import compare_with_recording
     from tbnn.data import load_dataset
     from tbnn.models import build_model
@@ -103,7 +110,7 @@ def main(argv: list[str] | None = None) -> dict:
     source = "synthetic (gamma order 2 / Poisson units)" if args.recording is None else str(args.recording)
     title = (f"digits TBN hidden1 (256 neurons, T = 4, test acc. {100 * acc:.1f} %) beside a recording: {source}, "
              f"{rec.n_units} units, {rec.n_trials} trials; dt = {dt:.2f} ms matches the mean rates")
-    plot_recording_comparison(cmp_, args.out / "recording_comparison.png", title=title)
+    common.save_figure(plot_recording_comparison(cmp_, title=title), args.out, "recording_comparison.png")
     rows = dt_sensitivity(spikes, sorted({1.0, 2.0, round(dt, 2), 5.0, 10.0, 20.0}))
     md = ("# How the network's rate-dependent measures move with dt_ms (digits TBN, hidden1)\n\n"
           + common.format_table(["dt (ms)", "median rate (Hz)", "median ISI (ms)", "median LvR", "median CV",
@@ -112,7 +119,7 @@ def main(argv: list[str] | None = None) -> dict:
           + f"\n\nRates scale as 1/dt, ISIs as dt, LvR falls toward LV as dt grows; CV and LV do not move. "
             f"dt = {dt:.3g} ms makes the network's mean rate equal the recording's ({rec_rate:.3g} Hz).\n")
     common.write_text(args.out, "recording_comparison_dt.md", md)
-    res = {"test_accuracy": acc, "dt_ms": dt, "recording_rate_hz": rec_rate, "recording": source,
+    res = {"title": title, "test_accuracy": acc, "dt_ms": dt, "recording_rate_hz": rec_rate, "recording": source,
            "comparison": cmp_, "dt_sensitivity": rows, "run_info": common.run_info(args)}
     common.write_json(args.out, "recording_comparison.json", res)
     print(md)

@@ -7,7 +7,8 @@ neurons active per step, P = 0 here) for a sweep of weights ``W`` and three seed
 measures on the test split: accuracy, fraction of hidden neurons active per step (pooled
 over the hidden layers, and per layer), the grid's floor (top neuron of every non-silent
 block), spikes and synaptic operations per inference (input and hidden layers, each spike
-costing one operation per postsynaptic target; :func:`tbnn.analysis.sparseness.energy_proxy`).
+costing one operation per postsynaptic target, counted by the event simulation
+:func:`tbnn.simulate`).
 The figure draws accuracy against each with the cortical band: < 1 % of neurons active at
 once (Lennie 2003, Curr Biol 13:493) and at most ~15 % allowed by the energy budget
 (Attwell & Laughlin 2001, J Cereb Blood Flow Metab 21:1133).
@@ -49,41 +50,32 @@ QUICK = dict(epochs=2, n_train=256, n_test=128)
 LENNIE, ATTWELL = 0.01, 0.15
 
 
-def _measure(net, reg, x) -> dict[str, Any]:
-    """Activity, floor, spikes and synaptic operations on inputs x (eval mode)."""
+def _measure(net, x) -> dict[str, Any]:
+    """Activity, grid floor, spikes and synaptic operations on inputs x, from the event
+    simulation of the network (:func:`tbnn.simulate`, exact engine)."""
     import numpy as np
-    import torch
 
-    from tbnn.analysis.sparseness import energy_proxy
-    from tbnn.sim import fanout
+    import tbnn
 
-    net.eval()
-    spikes: dict[str, list] = {}
-    floors: dict[str, list] = {}
-    with torch.no_grad():
-        for i in range(0, len(x), 512):
-            _, codes = net(x[i:i + 512], record=True)
-            for name, code in codes.items():
-                s = code.spikes  # [T, B, ...]
-                spikes.setdefault(name, []).append(s.reshape(s.shape[0], s.shape[1], -1)
-                                                   .permute(1, 0, 2).numpy())
-            for name, v in reg.floor().items():
-                floors.setdefault(name, []).append(v * len(x[i:i + 512]))
-    layers = {k: np.concatenate(v) for k, v in spikes.items()}  # [S, T, N] each
-    hidden = [k for k in layers if k != "input"]
-    per_layer = {k: float(layers[k].mean()) for k in hidden}
-    n_hidden = sum(layers[k].shape[2] for k in hidden)
-    pooled = sum(float(layers[k].sum()) for k in hidden) / (len(x) * layers[hidden[0]].shape[1] * n_hidden)
-    fan = {k: float(fanout(net, k).mean()) for k in layers}
-    energy = energy_proxy(layers, fan)
-    floor_layers = dict(zip(hidden, (sum(floors[n]) / len(x) for n in reg.names)))
+    res = tbnn.simulate(net, x, mode="folded")
+    hidden = [k for k in res.spikes if k != "input"]
+    S, T = res.spikes[hidden[0]].shape[:2]
+    n_hidden = sum(res.spikes[k].shape[2] for k in hidden)
+    pooled = sum(float(res.spikes[k].sum()) for k in hidden) / (S * T * n_hidden)
+    floors = {}
+    for k in hidden:  # top neuron of every non-silent block of MODEL["block"] fires in every step
+        a = res.spikes[k]
+        nb = -(-a.shape[2] // MODEL["block"])
+        blocks = [a[:, :, j * MODEL["block"]:(j + 1) * MODEL["block"]].any(axis=(1, 2)) for j in range(nb)]
+        floors[k] = float(np.sum(blocks, axis=0).mean() / a.shape[2])
+    lay = {d["name"]: d for d in res.summary["layers"]}
     return {
         "fraction_active": pooled,
-        "fraction_active_layers": dict(zip(hidden, per_layer.values())),
-        "floor_layers": floor_layers,
-        "spikes_per_inference": energy["spikes_per_sample"],
-        "hidden_spikes_per_inference": sum(energy["layers"][k]["spikes_per_sample"] for k in hidden),
-        "synaptic_ops_per_inference": energy["synaptic_ops_per_sample"],
+        "fraction_active_layers": {k: float(res.spikes[k].mean()) for k in hidden},
+        "floor_layers": floors,
+        "spikes_per_inference": res.summary["spikes_per_sample"],
+        "hidden_spikes_per_inference": sum(lay[k]["spikes"] for k in hidden) / S,
+        "synaptic_ops_per_inference": res.summary["synaptic_ops_per_sample"],
     }
 
 
@@ -108,7 +100,7 @@ def _run(dataset: str, surrogate: str, W: float, seed: int, quick: bool, cache: 
         tbnn.fit(net, (ds.x_train, ds.y_train), epochs=epochs, lr=RECIPE["lr"], batch=RECIPE["batch"],
                  seed=seed, loss=reg, progress=False)
     acc, _ = evaluate(net, ds.x_test, ds.y_test)
-    m = _measure(net, reg, ds.x_test)
+    m = _measure(net, ds.x_test)
     reg.remove()
     return {"dataset": dataset, "surrogate": surrogate, "W": W, "P": 0.0, "seed": seed,
             "test_accuracy": acc, "seconds": t.seconds, **m}
@@ -228,10 +220,6 @@ def _figure(res: dict, out: Path) -> None:
                 ax.errorbar([p[key] for p in sp], [100 * p["test_accuracy"] for p in sp],
                             xerr=[p[key + "_std"] for p in sp], yerr=[100 * p["test_accuracy_std"] for p in sp],
                             fmt=fmt, color=c, ms=4, lw=1, capsize=2, label=lab)
-                if col == 0:
-                    for p in sp:
-                        ax.annotate(f"{p['W']:g}", (p[key], 100 * p["test_accuracy"]), fontsize=6,
-                                    xytext=(3, 3), textcoords="offset points", color=c)
             if base is not None:
                 ax.axhline(100 * (base["test_accuracy"] - 0.01), color="0.5", lw=0.8, ls="--",
                            label="unregularised - 1 point")
@@ -258,21 +246,18 @@ def _figure(res: dict, out: Path) -> None:
             ax.grid(alpha=0.3, which="both", lw=0.4)
     handles, labels = axes[0][0].get_legend_handles_labels()
     fig.legend(handles, labels, fontsize=7, loc="outside lower center", ncol=3)
-    fig.suptitle("Activity regularisation (W swept, labels on points): accuracy against activity", fontsize=10)
+    fig.suptitle("Activity regularisation, W swept (values in sparse_activity.md): accuracy against activity",
+                 fontsize=10)
     common.save_figure(fig, out, "sparse_activity.png")
 
 
 def main(argv: list[str] | None = None) -> dict:
     parser = common.make_parser(__doc__.splitlines()[0])
-    parser.add_argument("--replot", action="store_true", help="redraw the figure from sparse_activity.json in --out")
     parser.add_argument("--resume", action="store_true",
                         help="keep the runs of an interrupted sweep found in sparse_activity.json")
     args = common.parse_args(parser, argv)
     if args.replot:
-        path = args.out / "sparse_activity.json"
-        if not path.is_file():
-            raise SystemExit(f"--replot: {path} does not exist; run the sweep first.")
-        res = json.loads(path.read_text())
+        res = common.read_result(args.out, "sparse_activity.json")
         res["verdicts"] = _verdicts(res["points"])
         common.write_text(args.out, "sparse_activity.md", _markdown(res))
         _figure(res, args.out)

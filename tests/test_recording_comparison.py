@@ -21,3 +21,6 @@ def test_recording_comparison_quick(tmp_path):
     assert abs(res["dt_ms"] - saved["dt_ms"]) < 1e-12
     assert "noise_correlation" in ms and "fano_trial" in ms
     assert (tmp_path / "recording_comparison_dt.md").read_text().startswith("# How")
+    (tmp_path / "recording_comparison.png").unlink()
+    mod.main(["--replot", "--out", str(tmp_path)])
+    png_ok(tmp_path / "recording_comparison.png", max_bytes=400_000)
