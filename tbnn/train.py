@@ -35,6 +35,7 @@ from .checkpoint import (
 from .data import Dataset, load_dataset
 from .fileio import write_json
 from .models import ModelConfig, build_model, weight_storage_bits
+from .regularize import ActivityRegularizer, fraction_active
 from .userdata import as_training_data, check_logits
 
 __all__ = ["FORMAT_VERSION", "TrainConfig", "default_device", "evaluate", "fit", "model_config_for", "train"]
@@ -56,6 +57,8 @@ class TrainConfig:
     n_train: int | None = None
     n_test: int | None = None
     normalize: str = "auto"
+    rate_target: float | None = None
+    rate_weight: float | None = None
 
     def validate(self) -> None:
         for name in ("epochs", "batch"):
@@ -68,6 +71,9 @@ class TrainConfig:
                 raise ValueError(f"{name} must be a finite number {'> 0' if name == 'lr' else '>= 0'}; got {v!r}.")
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
             raise ValueError(f"seed must be an integer >= 0; got {self.seed!r}.")
+        if (self.rate_target is None) != (self.rate_weight is None):
+            raise ValueError("rate_target and rate_weight go together: give both (the activity "
+                             "regulariser) or neither.")
 
 
 def default_device() -> torch.device:
@@ -332,6 +338,8 @@ def train(
     resume: bool = False,
     progress: bool = True,
     device: str | torch.device | None = None,
+    rate_target: float | None = None,
+    rate_weight: float | None = None,
     _interrupt_at: tuple[int, int] | None = None,
     **model_kwargs: Any,
 ) -> dict[str, Any]:
@@ -344,10 +352,18 @@ def train(
     ``block``, ``encoding``, ...). With ``out`` the run is written there (refusing a
     directory that holds another run unless ``resume``). Returns the metrics dict, with the
     trained model under the key ``"net"`` (not written to ``metrics.json``).
+
+    ``rate_target`` / ``rate_weight`` (``P``, ``W``): train with the activity regulariser
+    (:class:`tbnn.regularize.ActivityRegularizer`), loss = cross-entropy + ``W`` (A - P)^2
+    with A the fraction of hidden neurons active per step; the metrics then hold
+    ``fraction_active`` per hidden layer on the test split.
     """
-    tcfg = TrainConfig(dataset, epochs, batch, lr, weight_decay, seed, n_train, n_test, normalize)
+    tcfg = TrainConfig(dataset, epochs, batch, lr, weight_decay, seed, n_train, n_test, normalize,
+                       rate_target, rate_weight)
     tcfg.validate()
     ddp.check_batch(batch)
+    if rate_target is not None and model not in ("tbn", "ste"):
+        raise ValueError(f"rate_target needs a temporal binary model (tbn or ste); got model {model!r}.")
     ds = load_dataset(dataset, seed=seed, n_train=n_train, n_test=n_test, normalize=normalize)
     mcfg = model_config_for(ds, model=model, **model_kwargs)
     run_cfg = _run_config(mcfg, tcfg)
@@ -357,8 +373,9 @@ def train(
         ddp.broadcast_check(_check_out, Path(out), run_cfg, resume)  # refuse before building anything
     torch.manual_seed(seed)
     net = build_model(mcfg).to(dev)
+    reg = ActivityRegularizer(net, rate_target, rate_weight) if rate_target is not None else None
     history = fit(net, (ds.x_train, ds.y_train), (ds.x_test, ds.y_test), epochs=epochs, lr=lr, batch=batch,
-                  seed=seed, weight_decay=weight_decay, out=out, resume=resume, progress=progress, device=dev,
+                  seed=seed, weight_decay=weight_decay, loss=reg, out=out, resume=resume, progress=progress, device=dev,
                   desc=f"train {model} on {ds.name}", run_config=run_cfg, _interrupt_at=_interrupt_at)
     train_seconds = sum(h["seconds"] for h in history)
     train_acc, _ = evaluate(net, ds.x_train, ds.y_train)
@@ -372,6 +389,9 @@ def train(
         "parameters": sum(p.numel() for p in net.parameters()), "device": str(dev), "seed": seed,
         "processes": ddp.world_size(),
     }
+    if reg is not None:
+        metrics["fraction_active"] = fraction_active(net, reg, ds.x_test)
+        reg.remove()
     if out is not None and ddp.is_main():
         write_json(Path(out) / "metrics.json", metrics)
     metrics["net"] = net
