@@ -114,6 +114,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "(default 128, evenly spaced)")
     a.add_argument("--format", dest="formats", action="append", choices=["svg", "pdf"], default=[],
                    help="also write every figure in this vector format (repeatable)")
+    a.add_argument("--recording", default=None, help="a recording to set beside the network: NWB, NIX, or a "
+                   "CSV / npz spike-time table (unit, time in s, optional trial columns)")
     a.add_argument("--out", required=True, help="analysis directory")
 
     r = sub.add_parser("raster", help="raster plot of a simulation's spikes")
@@ -179,6 +181,7 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
     if args.neurons is not None and args.neurons < 1:
         raise ValueError(f"--neurons must be an integer >= 1, got {args.neurons}.")
     res = analyze_run(args.sim, args.out, dt_ms=args.dt_ms, layer=args.layer, neurons=args.neurons,
+                      recording=args.recording,
                       formats=tuple(args.formats))
     if res["dt_source"] == "default":
         print("note: the archive declares no dt_ms; 1 ms per step assumed (set --dt-ms)")
