@@ -20,6 +20,7 @@ SCRIPTS = {
     "lambda_sweep": ["lambda_sweep.png"],
     "tbn_vs_lif": ["tbn_vs_lif.png"],
     "biology": ["biology_sweep.png"],
+    "sparse_activity": ["sparse_activity.png"],
 }
 
 

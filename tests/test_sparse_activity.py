@@ -6,7 +6,6 @@ import json
 import shutil
 from pathlib import Path
 
-from figcheck import check_figure
 from scriptutil import load_script, png_ok
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -32,20 +31,10 @@ def test_sparse_activity_quick_and_replot(tmp_path):
     png_ok(tmp_path / "sparse_activity.png")
 
 
-def test_sparse_activity_replot_of_the_saved_sweep(tmp_path, monkeypatch):
-    """The committed full sweep redraws without training; labelled axes, no overlapping text."""
+def test_sparse_activity_replot_keeps_the_verdicts(tmp_path):
+    """The committed full sweep redraws without training (the figure is checked with the others'
+    in test_simulations_replot) and keeps its verdicts."""
     shutil.copy(ROOT / "figures" / "sparse_activity.json", tmp_path / "sparse_activity.json")
-    mod = load_script("simulations/sparse_activity.py")
-    checked = []
-    original = mod.common.save_figure
-
-    def checking_save(fig, out, fname, *a, **k):
-        check_figure(fig)
-        checked.append(fname)
-        return original(fig, out, fname, *a, **k)
-
-    monkeypatch.setattr(mod.common, "save_figure", checking_save)
-    res = mod.main(["--replot", "--out", str(tmp_path)])
-    assert checked == ["sparse_activity.png"]
+    res = load_script("simulations/sparse_activity.py").main(["--replot", "--out", str(tmp_path)])
     assert res["verdicts"]["digits"]["at_most_5pct_within_1pt"]
     assert (tmp_path / "sparse_activity.md").read_text().startswith("# Sparse activity")
