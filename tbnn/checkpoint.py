@@ -220,11 +220,23 @@ def _model_config_dict(model: nn.Module) -> dict[str, Any] | None:
     return cfg.to_dict() if hasattr(cfg, "to_dict") else None
 
 
-def save_weights(path: str | Path, model: nn.Module) -> Path:
-    """Save a model's ``state_dict`` (parameters and buffers) as safetensors.
+def save_weights(model: nn.Module, path: str | Path) -> Path:
+    """Save a model's ``state_dict`` (parameters and buffers) as one safetensors file, atomically.
 
-    The metadata holds the model's config (when it has one: ``T``, ``lam``, bits, block,
-    grid, widths) and a SHA-256 over the tensors and that config.
+    Works for any ``nn.Module`` (the user's own class included); read it back with
+    :func:`load_weights` into a model built the same way. No pickle is involved. The
+    metadata holds the model's config (when it has one: ``T``, ``lam``, bits, block, grid,
+    widths) and a SHA-256 over the tensors and that config.
+
+    Examples
+    --------
+    >>> import tempfile, os, torch
+    >>> net = torch.nn.Linear(3, 2)
+    >>> path = os.path.join(tempfile.mkdtemp(), "w.safetensors")
+    >>> _ = save_weights(net, path)
+    >>> twin = load_weights(torch.nn.Linear(3, 2), path)
+    >>> bool(torch.equal(twin.weight, net.weight))
+    True
     """
     tensors = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
     config = _model_config_dict(model)
@@ -286,8 +298,19 @@ def check_weights_header(path: str | Path, model_cfg: Any, what: str = "checkpoi
     return meta
 
 
-def load_weights(path: str | Path, model: nn.Module) -> nn.Module:
-    """Load weights into ``model``; refuse a file whose tensors, config or checksum do not match it."""
+def load_weights(model: nn.Module, path: str | Path) -> nn.Module:
+    """Load weights saved by :func:`save_weights` into ``model`` and return it.
+
+    The header (names, shapes, the stored config) is checked before the tensors are read,
+    then the checksum.
+
+    Raises
+    ------
+    ValueError
+        A missing, truncated, foreign or corrupted file (checksum), tensors whose names or
+        shapes do not match ``model``, or a stored config (``timesteps``, ``lam``, ...)
+        other than ``model.cfg`` (one sentence naming the file and the field).
+    """
     path = Path(path)
     shapes, meta = read_header(path, "checkpoint")
     expected = model.state_dict()

@@ -92,7 +92,7 @@ _SYNTHETIC_TEST = 500
 _SYNTHETIC_FEATURES = 20
 _SYNTHETIC_CLASSES = 4
 
-_UNKNOWN_MESSAGE = "dataset must be one of digits, mnist1d, synthetic or idx:PATH; got {!r}"
+_UNKNOWN_MESSAGE = "dataset must be one of digits, mnist1d, synthetic, idx:PATH or npz:PATH; got {!r}"
 
 
 @dataclass(frozen=True, eq=False)
@@ -189,8 +189,8 @@ def parse_dataset_name(name: str) -> tuple[str, str | None]:
     kind, sep, rest = stripped.partition(":")
     kind = kind.strip().lower()
     if sep:
-        if kind == "idx" and rest.strip():
-            return "idx", rest.strip()
+        if kind in ("idx", "npz") and rest.strip():
+            return kind, rest.strip()
         raise ValueError(_UNKNOWN_MESSAGE.format(name))
     if kind in ("digits", "mnist1d", "synthetic"):
         return kind, None
@@ -431,6 +431,35 @@ def _raw_synthetic(seed: int) -> _Raw:
     )
 
 
+def _raw_npz(path: str) -> _Raw:
+    """Arrays ``x``, ``y`` (and optional ``x_test``, ``y_test``) of a user's ``.npz`` file.
+
+    Without a test split, a fixed 80/20 split (a permutation seeded with 0, whatever the
+    run's seed) makes one, so numbers are comparable across seeds. ``x`` of shape
+    ``[N, H, W]`` is an image set (``image_shape = (H, W)``); ``[N, F]`` a vector set.
+    """
+    from .userdata import read_npz_arrays
+
+    a = read_npz_arrays(path)
+    x, y = a["x"], a["y"]
+    if x.ndim > 3:
+        raise ValueError(f"npz dataset {path}: x must be [samples, features] or [samples, H, W] for the built-in "
+                         f"models; got shape {x.shape} (train your own model with tbnn.fit).")
+    image_shape = (int(x.shape[1]), int(x.shape[2])) if x.ndim == 3 else None
+    if "x_test" in a:
+        xt, yt = a["x_test"], a["y_test"]
+    else:
+        if len(y) < 2:
+            raise ValueError(f"npz dataset {path}: x holds {len(y)} sample; at least 2 are needed to split off a test set.")
+        order = np.random.default_rng(0).permutation(len(y))
+        cut = max(1, round(0.8 * len(y)))
+        cut = min(cut, len(y) - 1)
+        xt, yt = x[order[cut:]], y[order[cut:]]
+        x, y = x[order[:cut]], y[order[:cut]]
+    flat = lambda v: np.asarray(v, np.float64).reshape(len(v), -1)
+    return _Raw(flat(x), np.asarray(y).astype(np.int64), flat(xt), np.asarray(yt).astype(np.int64), image_shape, 1)
+
+
 # --------------------------------------------------------------------------- assembly
 
 
@@ -538,12 +567,15 @@ def load_dataset(
         FileNotFoundError: ``idx:PATH`` whose directory or files are missing.
     """
     kind, path = parse_dataset_name(name)
-    canonical = f"idx:{path}" if kind == "idx" else kind
+    if path is not None:
+        path = str(Path(path).expanduser().resolve())  # stored absolute: the run is read from anywhere
+    canonical = f"{kind}:{path}" if path is not None else kind
     loaders: dict[str, Callable[[], _Raw]] = {
         "digits": lambda: _raw_digits(),
         "mnist1d": lambda: _raw_mnist1d(),
         "synthetic": lambda: _raw_synthetic(seed),
         "idx": lambda: _raw_idx(path),  # type: ignore[arg-type]
+        "npz": lambda: _raw_npz(path),  # type: ignore[arg-type]
     }
     raw = loaders[kind]()
     _check_finite(canonical, raw)

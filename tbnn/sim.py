@@ -60,7 +60,7 @@ def load_run(run_dir: str | Path, device: str | torch.device = "cpu") -> tuple[n
     except (TypeError, ValueError) as err:
         raise ValueError(f"{run_dir / 'config.json'} holds an invalid model config: {err}") from None
     model = build_model(mcfg)
-    load_weights(run_dir / "model.safetensors", model)
+    load_weights(model, run_dir / "model.safetensors")
     return model.to(device).eval(), cfg
 
 

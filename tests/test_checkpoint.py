@@ -158,16 +158,16 @@ def test_checkpoint_byte_flip_is_refused(tmp_path):
 
 def test_weights_byte_flip_and_shape_mismatch_are_refused(tmp_path):
     net, *_ = _setup()
-    path = save_weights(tmp_path / "model.safetensors", net)
-    load_weights(path, _setup()[0])  # intact: accepted
+    path = save_weights(net, tmp_path / "model.safetensors")
+    load_weights(_setup()[0], path)  # intact: accepted
     data = bytearray(path.read_bytes())
     data[-3] ^= 0x40
     path.write_bytes(bytes(data))
     with pytest.raises(ValueError, match="fails its checksum"):
-        load_weights(path, _setup()[0])
-    save_weights(path, nn.Linear(6, 4))
+        load_weights(_setup()[0], path)
+    save_weights(nn.Linear(6, 4), path)
     with pytest.raises(ValueError, match="does not match its config"):
-        load_weights(path, _setup()[0])
+        load_weights(_setup()[0], path)
 
 
 def test_full_disk_is_one_sentence_and_keeps_the_old_checkpoint(tmp_path):

@@ -77,7 +77,7 @@ def test_parse_dataset_name():
 
 @pytest.mark.parametrize("bad", ["xxx", "", "mnist", "idx:", "idx", "digits:foo", "cifar10"])
 def test_unknown_name_refused(bad):
-    expected = f"dataset must be one of digits, mnist1d, synthetic or idx:PATH; got {bad!r}"
+    expected = f"dataset must be one of digits, mnist1d, synthetic, idx:PATH or npz:PATH; got {bad!r}"
     with pytest.raises(ValueError) as info:
         load_dataset(bad)
     assert str(info.value) == expected
@@ -86,8 +86,8 @@ def test_unknown_name_refused(bad):
 def test_unknown_name_message_exact():
     with pytest.raises(
         ValueError,
-        match=r"^dataset must be one of digits, mnist1d, synthetic "
-        r"or idx:PATH; got 'xxx'$",
+        match=r"^dataset must be one of digits, mnist1d, synthetic, "
+        r"idx:PATH or npz:PATH; got 'xxx'$",
     ):
         parse_dataset_name("xxx")
 

@@ -18,11 +18,11 @@ SMALL = dict(n_train=600, n_test=100, lr=3e-3, progress=False)
 @pytest.mark.parametrize(
     "model,kwargs",
     [("tbn", {}), ("ste", {}), ("float", {}), ("lif", {"timesteps": 5}),
-     ("tbn", {"arch": "cnn", "channels": 8}), ("lif", {"arch": "cnn", "channels": 8, "timesteps": 3}),
+     ("tbn", {"arch": "cnn", "channels": 8}), ("lif", {"arch": "cnn", "channels": 8, "timesteps": 3, "lr": 1e-2}),
      ("tbn", {"weight_bits": 1.5, "sparsity": "2:4"}), ("tbn", {"encoding": "sigma_delta"})],
 )
 def test_each_model_kind_trains(model, kwargs):
-    m = train("digits", model, epochs=3, hidden=64, **SMALL, **kwargs)
+    m = train("digits", model, epochs=3, hidden=64, **{**SMALL, **kwargs})
     assert 0.0 <= m["test_accuracy"] <= 1.0
     assert m["test_accuracy"] > 0.2  # far above chance (0.1) after 30 steps
     losses = [h["loss"] for h in m["history"]]
