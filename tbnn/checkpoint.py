@@ -76,6 +76,9 @@ __all__ = [
     "read_run",
     "check_dataset",
     "clean_run_temps",
+    "checkpoint_epoch",
+    "check_run_target",
+    "RunWriter",
 ]
 
 RUN_KIND = "tbnn-run"
@@ -588,3 +591,206 @@ def clean_run_temps(run_dir: str | Path) -> list[Path]:
     """Remove temporary files left in a run directory by killed writers (call under :class:`RunLock`)."""
     with os_errors(run_dir):
         return clean_stale_temps(run_dir, all_of_them=True)
+
+
+# ------------------------------------------------------------------ run directories
+
+
+def checkpoint_epoch(run_dir: str | Path) -> int:
+    """The epoch of the checkpoint in ``run_dir`` (0 when there is none or it is unreadable)."""
+    run_dir = Path(run_dir)
+    try:
+        if (run_dir / CHECKPOINT_NAME).is_file():
+            _, meta = read_header(run_dir / CHECKPOINT_NAME, "training state")
+            return int(json.loads(meta["state"])["meta"]["epoch"])
+        if (run_dir / "state.json").is_file():
+            return int(read_json(run_dir / "state.json", "training state")["epoch"])
+    except (ValueError, KeyError, TypeError):
+        return 0
+    return 0
+
+
+def _same_settings(old: dict[str, Any], new: dict[str, Any]) -> tuple[str, str, Any, Any] | None:
+    """The first ``(section, key, old, new)`` where two run configs differ, or ``None``."""
+    for section in ("model", "train"):
+        a_sec, b_sec = old.get(section, {}), new.get(section, {})
+        for key in sorted(set(a_sec) | set(b_sec)):
+            if a_sec.get(key) != b_sec.get(key):
+                return section, key, a_sec.get(key), b_sec.get(key)
+    return None
+
+
+def check_run_target(out: str | Path, run_cfg: dict[str, Any], resume: bool = False,
+                     overwrite: bool = False) -> str:
+    """How a training run may write ``out``: ``"new"``, ``"resume"`` or ``"replace"``; else refuse.
+
+    * new or empty folder (tbnn's lock and temporary names ignored): ``"new"``
+      (``resume`` refused: nothing to resume);
+    * a folder inside another run directory, a file, a dangling link, a folder holding
+      files tbnn did not write: refused (even with ``overwrite``);
+    * a tbnn run: with ``overwrite``, ``"replace"`` (built beside, swapped in when complete);
+      with ``resume``, ``"resume"`` if it is incomplete and has the same settings; without
+      either, ``"new"`` only if it is this very run interrupted before its first epoch.
+    """
+    from .fileio import enclosing_run, visible_entries
+
+    out = Path(out)
+    run = enclosing_run(out.parent) if str(out.parent) else None
+    if run is not None:
+        raise ValueError(f"--out {out} is inside the run directory {run}; choose a folder outside it.")
+    if out.is_symlink() and not out.exists():
+        raise ValueError(f"--out {out} is a dangling symbolic link; choose another --out.")
+    if not out.exists():
+        if resume:
+            raise ValueError(f"--resume: {out} holds no run to resume.")
+        return "new"
+    if not out.is_dir():
+        raise ValueError(f"--out {out} exists and is not a directory.")
+    with os_errors(out, "read"):
+        entries = visible_entries(out)
+    if not entries:
+        if resume:
+            raise ValueError(f"--resume: {out} holds no run to resume.")
+        return "new"
+    if not (out / "config.json").exists():
+        raise ValueError(f"--out {out} is not empty and holds no tbnn run; choose an empty or new directory "
+                         f"(tbnn never replaces files it did not write, even with --overwrite).")
+    old = load_run_config(out)
+    if overwrite:
+        return "replace"
+    complete = (out / "metrics.json").exists()
+    diff = _same_settings(old, run_cfg)
+    if resume:
+        if diff is not None:
+            section, key, a, b = diff
+            raise ValueError(f"--resume: the run in {out} has {section} setting {key}={a!r}, this call asks for "
+                             f"{b!r}; resume with the same settings or choose another --out.")
+        if complete:
+            raise ValueError(f"--resume: the run in {out} is already complete (it has metrics.json); nothing to "
+                             f"resume. Choose another --out, or pass --overwrite to train it again.")
+        return "resume"
+    if complete:
+        raise ValueError(f"--out {out} already holds a run; choose another directory, or pass --overwrite to "
+                         f"replace it.")
+    epoch = checkpoint_epoch(out)
+    if diff is None and epoch == 0 and not has_checkpoint(out):
+        return "new"  # this same run, stopped before its first epoch ended: start it again
+    raise ValueError(f"--out {out} already holds a run, interrupted after epoch {epoch}; pass --resume to "
+                     f"continue it, --overwrite to start it again, or choose another directory.")
+
+
+class RunWriter:
+    """Writes one training run into ``out`` under the output policy; a context manager.
+
+    ``mode`` comes from :func:`check_run_target`. ``folder`` is where to write: ``out``
+    itself (new run, resume), or for ``"replace"`` a tbnn-owned folder beside it that is
+    swapped onto ``out`` when the run is complete (the old run stays whole until then).
+    The run directory is locked (:class:`RunLock`) while the writer is open.
+
+    On leaving with an error: an interrupted run (``KeyboardInterrupt``) stays resumable;
+    a new run that failed otherwise (diverged, crashed) is removed, so the same command
+    can be run again; a replacement is discarded and the old run left as it was.
+    """
+
+    def __init__(self, out: str | Path, run_cfg: dict[str, Any], resume: bool = False,
+                 overwrite: bool = False) -> None:
+        self.out = Path(out)
+        self.run_cfg = run_cfg
+        self.mode = check_run_target(self.out, run_cfg, resume, overwrite)
+        self.folder = self.out
+        self._created = False
+        self._locks: list[RunLock] = []
+
+    def __enter__(self) -> RunWriter:
+        from .fileio import file_op, temp_name
+
+        out = self.out
+        with os_errors(out):
+            parent = out.parent if str(out.parent) else Path(".")
+            if not parent.is_dir():
+                file_op("mkdir", parent)
+                parent.mkdir(parents=True, exist_ok=True)
+            clean_stale_temps(parent)
+            if not out.exists():
+                file_op("mkdir", out)
+                out.mkdir()
+                self._created = True
+        self._locks.append(RunLock(out).acquire())
+        try:
+            self.mode = check_run_target(out, self.run_cfg, self.mode == "resume", self.mode == "replace")
+            clean_run_temps(out)
+            if self.mode == "replace":
+                self.folder = temp_name(out, "new")
+                with os_errors(self.folder):
+                    file_op("mkdir", self.folder)
+                    self.folder.mkdir()
+            if self.mode != "resume":
+                write_run_config(self.folder, self.run_cfg)
+            elif "sha256" not in load_run_config(out):  # a version-1 run continues as version 2
+                write_run_config(out, {k: v for k, v in load_run_config(out).items() if k in ("model", "train",
+                                                                                              "tbnn_version")})
+        except BaseException:
+            self._discard(False)
+            raise
+        return self
+
+    def load(self, model: nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any,
+             generator: torch.Generator) -> dict[str, Any] | None:
+        """Restore the run's checkpoint (either format); ``None`` when it has none."""
+        meta = load_checkpoint(self.folder, model, optimizer, scheduler, generator)
+        if meta is None and (self.folder / "state.json").is_file():  # format version 1
+            state = load_state(self.folder, optimizer, scheduler, generator)
+            load_weights(model, self.folder / "model.safetensors")
+            meta = {"epoch": int(state["epoch"]), "history": list(state["history"]),
+                    "train_seconds": float(state["train_seconds"])}
+        return meta
+
+    def save(self, model: nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any,
+             generator: torch.Generator, meta: dict[str, Any]) -> None:
+        """Commit an epoch: one atomic :func:`save_checkpoint`."""
+        save_checkpoint(self.folder, model, optimizer, scheduler, generator, meta)
+
+    def finish(self, model: nn.Module, metrics: dict[str, Any]) -> None:
+        """Write the trained weights, then ``metrics.json`` (which marks the run complete)."""
+        from .fileio import file_op
+
+        save_weights(model, self.folder / "model.safetensors")
+        write_sealed_json(self.folder / "metrics.json", metrics)
+        for name in (CHECKPOINT_NAME, "state.json", "state.safetensors"):
+            p = self.folder / name
+            if p.exists():
+                with os_errors(p):
+                    file_op("remove", p)
+                    p.unlink()
+
+    def _discard(self, interrupted: bool) -> None:
+        import shutil
+
+        if self.mode == "replace" and self.folder != self.out:
+            shutil.rmtree(self.folder, ignore_errors=True)
+        elif self.mode == "new" and not interrupted:
+            if self._created:
+                shutil.rmtree(self.out, ignore_errors=True)
+            else:
+                for name in ("config.json", CHECKPOINT_NAME, "model.safetensors", "metrics.json"):
+                    (self.out / name).unlink(missing_ok=True)
+        for lock in self._locks:
+            lock.release()
+        self._locks.clear()
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        from .fileio import swap_in
+
+        if exc_type is not None:
+            self._discard(issubclass(exc_type, KeyboardInterrupt))
+            return
+        try:
+            if self.mode == "replace":
+                with os_errors(self.out):
+                    swap_in(self.folder, self.out, replace=True)
+        except BaseException:
+            self._discard(False)
+            raise
+        for lock in self._locks:
+            lock.release()
+        self._locks.clear()

@@ -47,7 +47,9 @@ __all__ = [
     "file_op",
     "os_errors",
     "os_error_sentence",
+    "swap_in",
     "temp_name",
+    "visible_entries",
     "is_temp_name",
     "clean_stale_temps",
     "output_kind",
@@ -273,7 +275,7 @@ class FolderLock:
     >>> import tempfile
     >>> d = tempfile.mkdtemp()
     >>> with FolderLock(d):
-    ...     FolderLock(d).acquire()
+    ...     FolderLock(d).acquire()  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ValueError: --out ... is being written by another tbnn process; wait for it to finish or choose another --out.
     """
@@ -285,21 +287,32 @@ class FolderLock:
 
     def acquire(self) -> FolderLock:
         path = self.folder / LOCK_NAME
-        with os_errors(path):
-            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
+        while True:
+            with os_errors(path):
+                fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                os.close(fd)
+                raise ValueError(
+                    f"{self.flag} {self.folder} is being written by another tbnn process; "
+                    f"wait for it to finish or choose another {self.flag}."
+                ) from None
+            try:  # the holder before us may have removed the file it locked: lock the live one
+                same = os.fstat(fd).st_ino == os.stat(path).st_ino
+            except FileNotFoundError:
+                same = False
+            if same:
+                break
             os.close(fd)
-            raise ValueError(
-                f"{self.flag} {self.folder} is being written by another tbnn process; "
-                f"wait for it to finish or choose another {self.flag}."
-            ) from None
         self._fd = fd
         return self
 
     def release(self) -> None:
+        """Release the lock and remove the lock file (a later writer makes a new one)."""
         if self._fd is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(self.folder / LOCK_NAME)
             fcntl.flock(self._fd, fcntl.LOCK_UN)
             os.close(self._fd)
             self._fd = None
@@ -314,8 +327,9 @@ class FolderLock:
 # ------------------------------------------------------------------------ output policy
 
 
-def _visible(folder: Path) -> list[Path]:
+def visible_entries(folder: str | os.PathLike) -> list[Path]:
     """Entries of ``folder`` other than tbnn's lock file and tbnn temporary names."""
+    folder = Path(folder)
     return [p for p in folder.iterdir() if p.name != LOCK_NAME and not is_temp_name(p.name)]
 
 
@@ -366,7 +380,7 @@ def _check_target(path: Path, kind: str, overwrite: bool, flag: str) -> bool:
     if not path.is_dir():
         raise ValueError(f"{flag} {path} exists and is not a directory.")
     with os_errors(path, "read"):
-        entries = _visible(path)
+        entries = visible_entries(path)
     if not entries:
         return False
     found = output_kind(path)
@@ -401,8 +415,9 @@ def _exchange(a: Path, b: Path) -> bool:
     return True
 
 
-def _swap_in(staging: Path, target: Path, replace: bool) -> None:
-    """Move the complete ``staging`` folder or file onto ``target`` (replacing it if ``replace``)."""
+def swap_in(staging: Path, target: Path, replace: bool) -> None:
+    """Move the complete ``staging`` folder onto ``target``; with ``replace`` the old ``target`` is
+    swapped out atomically (``renameat2(RENAME_EXCHANGE)`` where available) and then removed."""
     if not replace:
         if target.is_dir() and not target.is_symlink():
             # an empty folder (or one holding only tbnn's lock / temporary names) is replaced
@@ -465,7 +480,7 @@ def output_dir(path: str | os.PathLike, kind: str, overwrite: bool = False, flag
         if not (staging / OUTPUT_MARKERS[kind]).exists():
             raise RuntimeError(f"a {kind} output must write {OUTPUT_MARKERS[kind]}")
         with os_errors(path):
-            _swap_in(staging, path, replace)
+            swap_in(staging, path, replace)
     except BaseException:
         with contextlib.suppress(OSError):
             shutil.rmtree(staging)
@@ -484,7 +499,7 @@ def output_file(path: str | os.PathLike, overwrite: bool = False, flag: str = "-
     >>> p = pathlib.Path(tempfile.mkdtemp()) / "raster.png"
     >>> with output_file(p) as tmp:
     ...     _ = tmp.write_bytes(b"png")
-    >>> with output_file(p) as tmp:
+    >>> with output_file(p) as tmp:  # doctest: +ELLIPSIS
     ...     pass
     Traceback (most recent call last):
     ValueError: --out ... already exists; choose another --out, or pass --overwrite to replace it.

@@ -10,8 +10,10 @@ with the same weights as an uninterrupted one.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
@@ -22,24 +24,13 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from . import __version__
-from .checkpoint import (
-    RUN_KIND,
-    load_run_config,
-    load_state,
-    load_weights,
-    save_state,
-    save_weights,
-)
+from .checkpoint import FORMAT_VERSION, RUN_KIND, RunWriter, check_run_target
 from .data import Dataset, load_dataset
-from .fileio import write_json
+from .device import default_device, resolve_device
 from .models import ModelConfig, build_model, weight_storage_bits
 from .userdata import as_training_data, check_logits
 
 __all__ = ["FORMAT_VERSION", "TrainConfig", "default_device", "evaluate", "fit", "model_config_for", "train"]
-
-#: Version of the run-folder layout; folders without the field (version 1) are still read.
-FORMAT_VERSION = 2
-
 
 @dataclass
 class TrainConfig:
@@ -66,11 +57,6 @@ class TrainConfig:
                 raise ValueError(f"{name} must be a finite number {'> 0' if name == 'lr' else '>= 0'}; got {v!r}.")
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
             raise ValueError(f"seed must be an integer >= 0; got {self.seed!r}.")
-
-
-def default_device() -> torch.device:
-    """CUDA when present, else the CPU."""
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
 def model_config_for(ds: Dataset, **model_kwargs: Any) -> ModelConfig:
@@ -106,33 +92,6 @@ def _run_config(model_cfg: ModelConfig, tcfg: TrainConfig) -> dict[str, Any]:
             "model": model_cfg.to_dict(), "train": asdict(tcfg)}
 
 
-def _check_out(out: Path, run_cfg: dict[str, Any], resume: bool) -> bool:
-    """Decide whether ``out`` is new (False) or a run to resume (True); refuse anything else."""
-    if not out.exists():
-        if resume:
-            raise ValueError(f"--resume: {out} holds no run to resume.")
-        return False
-    if not out.is_dir():
-        raise ValueError(f"--out {out} exists and is not a directory.")
-    if not any(out.iterdir()):
-        return False
-    if not (out / "config.json").exists():
-        raise ValueError(f"--out {out} is not empty and holds no tbnn run; choose an empty or new directory.")
-    old = load_run_config(out)
-    if not resume:
-        raise ValueError(f"--out {out} already holds a run; choose another directory, or pass --resume to continue it.")
-    for section in ("model", "train"):
-        for key in sorted(set(old.get(section, {})) | set(run_cfg[section])):
-            a, b = old.get(section, {}).get(key), run_cfg[section].get(key)
-            if a == b:
-                continue
-            raise ValueError(
-                f"--resume: the run in {out} has {section} setting {key}={a!r}, this call asks for "
-                f"{b!r}; resume with the same settings or choose another --out."
-            )
-    return (out / "state.json").exists()
-
-
 def fit(
     model: nn.Module,
     train: Any,
@@ -146,11 +105,13 @@ def fit(
     loss: Callable[[Tensor, Tensor], Tensor] | None = None,
     out: str | Path | None = None,
     resume: bool = False,
+    overwrite: bool = False,
     progress: bool = True,
     device: str | torch.device | None = None,
     desc: str | None = None,
     run_config: dict[str, Any] | None = None,
     _interrupt_at: tuple[int, int] | None = None,
+    _metrics: Callable[[nn.Module, list[dict[str, Any]], float], dict[str, Any]] | None = None,
 ) -> list[dict[str, Any]]:
     r"""Train any ``nn.Module`` on the user's data with the recipe of ``tbnn train``.
 
@@ -168,10 +129,22 @@ def fit(
         ``torch.utils.data.Dataset`` of ``(x, y)`` pairs or a ``DataLoader`` (used as is).
     epochs, lr, batch, seed, weight_decay : the recipe (``batch`` ignored for a DataLoader).
     loss : ``loss(logits, y) -> scalar``; e.g. cross-entropy plus an activity penalty.
-    out : a run folder to write (``config.json``, ``model.safetensors``, ``metrics.json``
-        and the resumable state); nothing is written without it.
-    resume : continue the incomplete run in ``out``.
-    device : where to train (default: where the model's parameters are).
+    out : a run folder to write (``config.json``, ``model.safetensors``, ``metrics.json``;
+        while training, ``checkpoint.safetensors``: the last finished epoch's whole state,
+        written as one atomic file); nothing is written without it. A folder holding
+        anything else is refused; a run there is refused unless ``resume`` or
+        ``overwrite``. One process at a time may write it (a lock).
+    resume : continue the incomplete run in ``out`` (same settings); ends with the same
+        weights, bit for bit, as an uninterrupted run, however the run was stopped.
+    overwrite : replace the run in ``out``: the new run is built beside it and swapped in
+        only when complete (the old one stays whole until then).
+    device : ``cpu``, ``cuda``, ``cuda:N`` or ``mps`` (default: where the model's
+        parameters are); refused in one sentence when this torch build lacks it.
+
+    A last mini-batch of a single sample is skipped (BatchNorm cannot normalise one
+    sample in training mode); a ``batch`` larger than the training set is one batch.
+    A run that diverges or fails (not an interruption) leaves no folder behind, so the
+    same call can be made again; an interrupted one (Ctrl-C, a kill) can be resumed.
 
     Returns
     -------
@@ -207,48 +180,57 @@ def fit(
     train_data = as_training_data(train, "train")
     test_data = as_training_data(test, "test") if test is not None else None
     loss_fn = loss if loss is not None else F.cross_entropy
-    out_dir = Path(out) if out is not None else None
-    if out_dir is not None:
-        cfg = run_config if run_config is not None else _custom_run_config(model, tcfg)
-        resuming = _check_out(out_dir, cfg, resume)
-    else:
-        resuming = False
-        if resume:
-            raise ValueError("resume=True needs out= (the run folder to continue).")
-
+    if resume and out is None:
+        raise ValueError("resume=True needs out= (the run folder to continue).")
+    if overwrite and resume:
+        raise ValueError("resume and overwrite exclude each other: continue the run, or start it again.")
     params = list(model.parameters())
-    dev = torch.device(device) if device is not None else (params[0].device if params else torch.device("cpu"))
+    dev = resolve_device(device) if device is not None else (params[0].device if params else torch.device("cpu"))
+    writer = None
+    if out is not None:
+        cfg = run_config if run_config is not None else _custom_run_config(model, tcfg)
+        writer = RunWriter(out, cfg, resume=resume, overwrite=overwrite)  # refuses before anything is written
+    with writer if writer is not None else contextlib.nullcontext():
+        return _fit_loop(model, train_data, test_data, loss_fn, tcfg, dev, writer, progress,
+                         desc or f"fit {type(model).__name__}", _interrupt_at, _metrics)
+
+
+def _fit_loop(model, train_data, test_data, loss_fn, tcfg, dev, writer, progress, desc, interrupt_at,
+              extra_metrics) -> list[dict[str, Any]]:
+    epochs, batch, seed = tcfg.epochs, tcfg.batch, tcfg.seed
     model.to(dev)
     torch.manual_seed(seed)
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
+    opt = torch.optim.AdamW(model.parameters(), lr=tcfg.lr, weight_decay=tcfg.weight_decay)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs)
     gen = torch.Generator().manual_seed(seed)
     history: list[dict[str, Any]] = []
     start_epoch, train_seconds = 0, 0.0
-    if resuming:
-        assert out_dir is not None
-        meta = load_state(out_dir, opt, sched, gen)
-        load_weights(model, out_dir / "model.safetensors")
-        start_epoch, history, train_seconds = int(meta["epoch"]), list(meta["history"]), float(meta["train_seconds"])
-    elif out_dir is not None:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        write_json(out_dir / "config.json", cfg)
+    if writer is not None and writer.mode == "resume":
+        meta = writer.load(model, opt, sched, gen)
+        if meta is not None:
+            start_epoch, history = int(meta["epoch"]), list(meta["history"])
+            train_seconds = float(meta.get("train_seconds", 0.0))
+    n_train = len(train_data)
+    labels = train_data.tensors[1] if train_data.tensors is not None else None
 
-    bar = _progress(range(start_epoch, epochs), progress, desc or f"fit {type(model).__name__}", epochs, start_epoch)
+    bar = _progress(range(start_epoch, epochs), progress, desc, epochs, start_epoch)
     for epoch in bar:
         t0 = time.perf_counter()
         model.train()
         tot_loss, tot_correct, seen = 0.0, 0, 0
         for b, (xb, yb) in enumerate(train_data.batches(batch, gen)):
-            if _interrupt_at is not None and (epoch, b) == tuple(_interrupt_at):
+            if interrupt_at is not None and (epoch, b) == tuple(interrupt_at):
                 raise KeyboardInterrupt(f"simulated interruption at epoch {epoch}, batch {b}")
+            if len(yb) == 1 and b > 0:
+                continue  # a last batch of one sample: BatchNorm cannot normalise it
             xb, yb = xb.to(dev), yb.to(dev)
             logits = model(xb)
             if b == 0 and epoch == start_epoch:
-                check_logits(logits, yb)
+                check_logits(logits, labels if labels is not None else yb)
             value = loss_fn(logits, yb)
             if not torch.isfinite(value):
-                raise FloatingPointError(f"training diverged: the loss is {value.item()} at epoch {epoch + 1}.")
+                raise FloatingPointError(f"training diverged: the loss is {value.item()} at epoch {epoch + 1} "
+                                         f"(try a smaller lr).")
             opt.zero_grad(set_to_none=True)
             value.backward()
             opt.step()
@@ -267,13 +249,14 @@ def fit(
             if test_acc is not None:
                 post["test"] = f"{test_acc:.3f}"
             bar.set_postfix(**post)
-        if out_dir is not None:
-            save_state(out_dir, epoch + 1, opt, sched, gen, history, train_seconds)
-            save_weights(model, out_dir / "model.safetensors")
-    if out_dir is not None:
-        if not history[start_epoch:]:  # resumed a finished run: nothing new was trained
-            save_weights(model, out_dir / "model.safetensors")
-        write_json(out_dir / "metrics.json", _fit_metrics(history, train_seconds, epochs, seed, dev))
+        if writer is not None:
+            writer.save(model, opt, sched, gen, {"epoch": epoch + 1, "history": history,
+                                                 "train_seconds": train_seconds, "samples": n_train})
+    if writer is not None:
+        metrics = _fit_metrics(history, train_seconds, epochs, seed, dev)
+        if extra_metrics is not None:
+            metrics.update(extra_metrics(model, history, train_seconds))
+        writer.finish(model, metrics)
     return history
 
 
@@ -310,6 +293,7 @@ def train(
     n_test: int | None = None,
     normalize: str = "auto",
     resume: bool = False,
+    overwrite: bool = False,
     progress: bool = True,
     device: str | torch.device | None = None,
     _interrupt_at: tuple[int, int] | None = None,
@@ -321,36 +305,46 @@ def train(
     ``npz:PATH``, ``idx:PATH``, ``synthetic``), builds the model from its config and runs
     :func:`fit`. ``model_kwargs`` are :class:`~tbnn.models.ModelConfig` fields (``arch``,
     ``hidden``, ``layers``, ``timesteps``, ``weight_bits``, ``sparsity``, ``lam``,
-    ``block``, ``encoding``, ...). With ``out`` the run is written there (refusing a
-    directory that holds another run unless ``resume``). Returns the metrics dict, with the
-    trained model under the key ``"net"`` (not written to ``metrics.json``).
+    ``block``, ``encoding``, ``beta``, ``threshold``, ...). With ``out`` the run is written
+    there under the rules of :func:`fit` (``resume``, ``overwrite``, one writer, one atomic
+    checkpoint per epoch). ``device``: ``cpu``, ``cuda``, ``cuda:N`` or ``mps`` (default:
+    CUDA when present). A ``batch`` larger than the training split is one batch (with a
+    warning). Returns the metrics dict, with the trained model under the key ``"net"``
+    (not written to ``metrics.json``).
     """
     tcfg = TrainConfig(dataset, epochs, batch, lr, weight_decay, seed, n_train, n_test, normalize)
     tcfg.validate()
+    dev = resolve_device(device)
     ds = load_dataset(dataset, seed=seed, n_train=n_train, n_test=n_test, normalize=normalize)
     mcfg = model_config_for(ds, model=model, **model_kwargs)
     run_cfg = _run_config(mcfg, tcfg)
     if out is not None:
-        _check_out(Path(out), run_cfg, resume)  # refuse before building anything
-    dev = torch.device(device) if device is not None else default_device()
+        check_run_target(Path(out), run_cfg, resume, overwrite)  # refuse before building anything
+    if batch > ds.n_train:
+        warnings.warn(f"batch {batch} is larger than the training split ({ds.n_train} samples): each epoch is one "
+                      f"batch of {ds.n_train}.", stacklevel=2)
     torch.manual_seed(seed)
     net = build_model(mcfg).to(dev)
+    final: dict[str, Any] = {}
+
+    def summary(net: nn.Module, history: list[dict[str, Any]], train_seconds: float) -> dict[str, Any]:
+        train_acc, _ = evaluate(net, ds.x_train, ds.y_train)
+        test_acc, test_loss = evaluate(net, ds.x_test, ds.y_test)
+        storage = weight_storage_bits(net)
+        final.update({
+            "dataset": ds.name, "model": model, "test_accuracy": test_acc, "test_loss": test_loss,
+            "train_accuracy": train_acc, "epochs": epochs, "train_seconds": train_seconds,
+            "seconds_per_epoch": train_seconds / max(1, len(history)), "history": history,
+            "weight_storage_bits": storage["total"], "weight_storage": storage,
+            "parameters": sum(p.numel() for p in net.parameters()), "device": str(dev), "seed": seed,
+        })
+        return final
+
     history = fit(net, (ds.x_train, ds.y_train), (ds.x_test, ds.y_test), epochs=epochs, lr=lr, batch=batch,
-                  seed=seed, weight_decay=weight_decay, out=out, resume=resume, progress=progress, device=dev,
-                  desc=f"train {model} on {ds.name}", run_config=run_cfg, _interrupt_at=_interrupt_at)
-    train_seconds = sum(h["seconds"] for h in history)
-    train_acc, _ = evaluate(net, ds.x_train, ds.y_train)
-    test_acc, test_loss = evaluate(net, ds.x_test, ds.y_test)
-    storage = weight_storage_bits(net)
-    metrics: dict[str, Any] = {
-        "dataset": ds.name, "model": model, "test_accuracy": test_acc, "test_loss": test_loss,
-        "train_accuracy": train_acc, "epochs": epochs, "train_seconds": train_seconds,
-        "seconds_per_epoch": train_seconds / max(1, len(history)), "history": history,
-        "weight_storage_bits": storage["total"], "weight_storage": storage,
-        "parameters": sum(p.numel() for p in net.parameters()), "device": str(dev), "seed": seed,
-    }
-    if out is not None:
-        write_json(Path(out) / "metrics.json", metrics)
+                  seed=seed, weight_decay=weight_decay, out=out, resume=resume, overwrite=overwrite,
+                  progress=progress, device=dev, desc=f"train {model} on {ds.name}", run_config=run_cfg,
+                  _interrupt_at=_interrupt_at, _metrics=summary)
+    metrics = dict(final) if final else summary(net, history, sum(h["seconds"] for h in history))
     metrics["net"] = net
     return metrics
 

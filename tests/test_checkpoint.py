@@ -133,7 +133,7 @@ def test_kill_at_every_file_operation_then_resume_is_bit_identical(tmp_path):
     assert {r["epoch"] for r in report} == set(range(EPOCHS + 1))  # kills before, in and after each save
     for r in report:
         assert r["same"], f"resume after a kill before file operation {r['n']} differs"
-        assert r["files"] == [".tbnn.lock", CHECKPOINT_NAME], r  # no temporary file survives
+        assert r["files"] == [CHECKPOINT_NAME], r  # no temporary file survives
 
 
 def test_second_writer_is_refused(tmp_path):
