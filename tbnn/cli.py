@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import argparse
 import sys
+import warnings
 from collections.abc import Sequence
 
 from . import __version__
+from .fileio import output_dir, output_file
 
 __all__ = ["main", "build_parser"]
 
@@ -24,12 +26,15 @@ def _bits(text: str) -> float:
 
 
 def _block(text: str) -> int | None:
-    if text.lower() in ("none", "all", "0"):
+    if text.lower() in ("none", "all"):
         return None
     try:
-        return int(text)
+        v = int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a positive integer or 'none'; got {text!r}") from None
+        v = 0
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer or 'none' (the whole axis); got {text!r}")
+    return v
 
 
 def _sparsity(text: str) -> str | float | None:
@@ -43,68 +48,101 @@ def _sparsity(text: str) -> str | float | None:
         raise argparse.ArgumentTypeError(f"must be 'M:N' (e.g. 2:4) or a fraction in [0, 1); got {text!r}") from None
 
 
+class _Formatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows every option's default (``None`` as 'none')."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if "%(default)" in text or action.default is argparse.SUPPRESS or action.required:
+            return text
+        if action.option_strings and action.nargs != 0:
+            return text + " (default: %(default)s)"
+        return text
+
+
+def _add_overwrite(p: argparse.ArgumentParser, what: str) -> None:
+    p.add_argument("--overwrite", action="store_true",
+                   help=f"replace an earlier {what} at --out: the new one is built beside it and swapped in only "
+                        f"when complete (files tbnn did not write are never replaced)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="tbnn", description="Temporal binary spiking networks trained with the "
                                 "denoising affine transform (Ye et al., arXiv:2409.09245).")
     p.add_argument("--version", action="version", version=f"tbnn {__version__}")
     sub = p.add_subparsers(dest="command", required=True)
+    fmt = {"formatter_class": _Formatter}
 
-    d = sub.add_parser("demo", help="train, simulate, analyse and plot a small TBN on digits (~1 min)")
-    d.add_argument("--out", default="tbnn-demo", help="output directory (default: ./tbnn-demo)")
-    d.add_argument("--epochs", type=int, default=20, help="training epochs (default 20)")
-    d.add_argument("--seed", type=int, default=0)
+    d = sub.add_parser("demo", help="train, simulate, analyse and plot a small TBN on digits (~1 min)", **fmt)
+    d.add_argument("--out", default="tbnn-demo", help="output directory, new or empty")
+    d.add_argument("--epochs", type=int, default=20, help="training epochs, integer >= 1")
+    d.add_argument("--seed", type=int, default=0, help="random seed, integer >= 0")
     d.add_argument("--quiet", action="store_true", help="no progress bars")
+    _add_overwrite(d, "demo")
 
-    t = sub.add_parser("train", help="train a model and write config.json, model.safetensors, metrics.json")
-    t.add_argument("--dataset", required=True, help="digits, mnist1d, synthetic or idx:PATH")
-    t.add_argument("--model", required=True, choices=["tbn", "ste", "float", "lif"])
-    t.add_argument("--arch", default="mlp", choices=["mlp", "cnn"])
-    t.add_argument("--hidden", type=int, default=256, help="hidden width of an MLP (default 256)")
-    t.add_argument("--layers", type=int, default=2, help="hidden (MLP) or conv (CNN) layers (default 2)")
-    t.add_argument("--channels", type=int, default=32, help="channels of the first conv layer (CNN)")
-    t.add_argument("--timesteps", type=int, default=None, help="time steps T (default 4; 25 for lif)")
-    t.add_argument("--weight-bits", type=_bits, default=1, help="1, 1.5 (ternary), 2, 3, 4 or 8 (default 1)")
-    t.add_argument("--readout-bits", type=_bits, default=None, help="read-out weight bits (default: --weight-bits)")
-    t.add_argument("--act-bits", type=int, default=None, help="activation bits (= T for the binary code)")
-    t.add_argument("--sparsity", type=_sparsity, default=None, help="M:N (e.g. 2:4) or a fraction to prune")
-    t.add_argument("--lam", type=float, default=0.01, help="ridge penalty of the DAT (default 0.01)")
-    t.add_argument("--block", type=_block, default=128, help="DAT block size, or 'none' (default 128)")
-    t.add_argument("--encoding", default="binary", help="binary, sigma_delta, rate, thermometer, latency")
-    t.add_argument("--epochs", type=int, default=20)
-    t.add_argument("--batch", type=int, default=64)
-    t.add_argument("--lr", type=float, default=1e-3, help="AdamW learning rate (default 1e-3)")
-    t.add_argument("--weight-decay", type=float, default=0.0)
-    t.add_argument("--seed", type=int, default=0)
-    t.add_argument("--n-train", type=int, default=None, help="use a subset of the training split")
-    t.add_argument("--n-test", type=int, default=None, help="use a subset of the test split")
-    t.add_argument("--device", default=None, help="cpu or cuda (default: cuda when present)")
-    t.add_argument("--out", required=True, help="run directory")
-    t.add_argument("--resume", action="store_true", help="continue the interrupted run in --out")
+    t = sub.add_parser("train", help="train a model and write config.json, model.safetensors, metrics.json", **fmt)
+    t.add_argument("--dataset", required=True, help="digits, mnist1d, synthetic, npz:PATH or idx:PATH")
+    t.add_argument("--model", required=True, choices=["tbn", "ste", "float", "lif"], help="model kind")
+    t.add_argument("--arch", default="mlp", choices=["mlp", "cnn"], help="architecture")
+    t.add_argument("--hidden", type=int, default=256, help="hidden width of an MLP, integer >= 1")
+    t.add_argument("--layers", type=int, default=2, help="hidden (MLP) or conv (CNN) layers, integer >= 1")
+    t.add_argument("--channels", type=int, default=32, help="channels of the first conv layer (CNN), integer >= 1")
+    t.add_argument("--timesteps", type=int, default=None,
+                   help="time steps T, integer >= 1 (none: 4, or 25 for lif; the binary code allows T <= 24)")
+    t.add_argument("--weight-bits", type=_bits, default=1, help="weight bits: 1, 1.5 (ternary), 2, 3, 4 or 8")
+    t.add_argument("--readout-bits", type=_bits, default=None, help="read-out weight bits (none: --weight-bits)")
+    t.add_argument("--act-bits", type=int, default=None, help="activation bits (must equal T for the binary code)")
+    t.add_argument("--sparsity", type=_sparsity, default=None,
+                   help="M:N with 0 < M < N <= the narrowest layer's inputs (e.g. 2:4), or a fraction in [0, 1) "
+                        "to prune by magnitude; none: dense")
+    t.add_argument("--lam", type=float, default=0.01, help="ridge penalty of the DAT, a finite number >= 0")
+    t.add_argument("--block", type=_block, default=128, help="DAT block size, integer >= 1, or 'none' (whole axis)")
+    t.add_argument("--encoding", default="binary", help="spike code: binary, sigma_delta, rate, thermometer, latency")
+    t.add_argument("--beta", type=float, default=0.9, help="lif only: membrane decay per step, in (0, 1]")
+    t.add_argument("--threshold", type=float, default=1.0, help="lif only: firing threshold, a finite number > 0")
+    t.add_argument("--epochs", type=int, default=20, help="training epochs, integer >= 1")
+    t.add_argument("--batch", type=int, default=64,
+                   help="mini-batch size, integer >= 1 (larger than the training split: one batch; a last batch "
+                        "of one sample is skipped)")
+    t.add_argument("--lr", type=float, default=1e-3, help="AdamW learning rate, a finite number > 0")
+    t.add_argument("--weight-decay", type=float, default=0.0, help="AdamW weight decay, a finite number >= 0")
+    t.add_argument("--seed", type=int, default=0, help="random seed, integer >= 0")
+    t.add_argument("--n-train", type=int, default=None, help="use the first N samples of the training split (none: all)")
+    t.add_argument("--n-test", type=int, default=None, help="use the first N samples of the test split (none: all)")
+    t.add_argument("--device", default=None, help="cpu, cuda, cuda:N or mps (none: cuda when present, else cpu)")
+    t.add_argument("--out", required=True, help="run directory (new or empty, or this run to --resume)")
+    t.add_argument("--resume", action="store_true", help="continue the interrupted run in --out (same settings)")
+    _add_overwrite(t, "run")
     t.add_argument("--quiet", action="store_true", help="no progress bar")
 
-    s = sub.add_parser("simulate", help="run a trained network as binary events; write simulation.json, spikes.npz")
+    s = sub.add_parser("simulate", help="run a trained network as binary events; write simulation.json, spikes.npz",
+                       **fmt)
     s.add_argument("run", help="run directory written by tbnn train")
-    s.add_argument("--split", default="test", choices=["test", "train"])
-    s.add_argument("--limit", type=int, default=None, help="simulate the first N samples")
-    s.add_argument("--mode", default="step", choices=["step", "folded"])
-    s.add_argument("--batch", type=int, default=256)
-    s.add_argument("--dt-ms", type=float, default=1.0, help="declared duration of a time step (ms)")
-    s.add_argument("--out", required=True, help="simulation directory")
-    s.add_argument("--quiet", action="store_true")
+    s.add_argument("--split", default="test", choices=["test", "train"], help="which split to simulate")
+    s.add_argument("--limit", type=int, default=None, help="simulate the first N samples, integer >= 1 (none: all)")
+    s.add_argument("--mode", default="step", choices=["step", "folded"], help="event-driven or time-folded")
+    s.add_argument("--batch", type=int, default=256, help="samples per batch, integer >= 1")
+    s.add_argument("--dt-ms", type=float, default=1.0, help="declared duration of a time step in ms, > 0")
+    s.add_argument("--out", required=True, help="simulation directory (new or empty; never inside a run directory)")
+    _add_overwrite(s, "simulation")
+    s.add_argument("--quiet", action="store_true", help="no progress bar")
 
-    a = sub.add_parser("analyze", help="firing statistics against biology: analysis.json and report.md")
+    a = sub.add_parser("analyze", help="firing statistics against biology: analysis.json and report.md", **fmt)
     a.add_argument("sim", help="simulation directory written by tbnn simulate")
-    a.add_argument("--dt-ms", type=float, default=None, help="override the time step (ms)")
-    a.add_argument("--layer", default=None, help="analyse one layer only")
-    a.add_argument("--out", required=True, help="analysis directory")
+    a.add_argument("--dt-ms", type=float, default=None, help="override the time step in ms, > 0 (none: the "
+                   "simulation's)")
+    a.add_argument("--layer", default=None, help="analyse one layer only (none: every layer)")
+    a.add_argument("--out", required=True, help="analysis directory (new or empty)")
+    _add_overwrite(a, "analysis")
 
-    r = sub.add_parser("raster", help="raster plot of a simulation's spikes")
+    r = sub.add_parser("raster", help="raster plot of a simulation's spikes", **fmt)
     r.add_argument("sim", help="simulation directory written by tbnn simulate")
-    r.add_argument("--layer", default=None, help="layer to plot (default: all hidden layers)")
+    r.add_argument("--layer", default=None, help="layer to plot (none: all hidden layers)")
     grp = r.add_mutually_exclusive_group()
-    grp.add_argument("--sample", type=int, default=None, help="one sample")
+    grp.add_argument("--sample", type=int, default=None, help="one sample, integer >= 0")
     grp.add_argument("--samples", default=None, help="a range A:B of samples")
-    r.add_argument("--out", required=True, help="PNG file to write")
+    r.add_argument("--out", required=True, help="PNG file to write (new, or replaced with --overwrite)")
+    _add_overwrite(r, "figure")
     return p
 
 
@@ -115,8 +153,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
     m = train(
         args.dataset, args.model, args.out, epochs=args.epochs, batch=args.batch, lr=args.lr,
         weight_decay=args.weight_decay, seed=args.seed, n_train=args.n_train, n_test=args.n_test,
-        resume=args.resume, progress=not args.quiet, device=args.device,
-        arch=args.arch, hidden=args.hidden, layers=args.layers, channels=args.channels, timesteps=T,
+        resume=args.resume, overwrite=args.overwrite, progress=not args.quiet, device=args.device,
+        beta=args.beta, threshold=args.threshold, arch=args.arch, hidden=args.hidden, layers=args.layers, channels=args.channels, timesteps=T,
         weight_bits=args.weight_bits,
         readout_bits=args.readout_bits if args.readout_bits is not None else args.weight_bits,
         act_bits=args.act_bits, sparsity=args.sparsity, lam=args.lam, block=args.block, encoding=args.encoding,
@@ -129,8 +167,9 @@ def _cmd_train(args: argparse.Namespace) -> int:
 def _cmd_simulate(args: argparse.Namespace) -> int:
     from .sim import simulate
 
-    s = simulate(args.run, args.out, split=args.split, limit=args.limit, mode=args.mode, batch=args.batch,
-                 dt_ms=args.dt_ms, progress=not args.quiet)
+    with output_dir(args.out, "simulation", overwrite=args.overwrite) as tmp:
+        s = simulate(args.run, tmp, split=args.split, limit=args.limit, mode=args.mode, batch=args.batch,
+                     dt_ms=args.dt_ms, progress=not args.quiet)
     print(f"accuracy {s['accuracy']:.4f}, forward agreement {s['forward_agreement']:.4f} on {s['samples']} samples; "
           f"{s['spikes_per_sample']:.0f} spikes and {s['synaptic_ops_per_sample']:.0f} synaptic ops per sample; "
           f"{s['samples_per_second']:.0f} samples/s; wrote {args.out}/simulation.json, spikes.npz")
@@ -140,7 +179,8 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
 def _cmd_analyze(args: argparse.Namespace) -> int:
     from .analysis.report import analyze_run
 
-    analyze_run(args.sim, args.out, dt_ms=args.dt_ms, layer=args.layer)
+    with output_dir(args.out, "analysis", overwrite=args.overwrite) as tmp:
+        analyze_run(args.sim, tmp, dt_ms=args.dt_ms, layer=args.layer)
     print(f"wrote {args.out}/analysis.json and {args.out}/report.md")
     return 0
 
@@ -148,7 +188,8 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
 def _cmd_raster(args: argparse.Namespace) -> int:
     from .analysis.report import raster_run
 
-    raster_run(args.sim, args.out, layer=args.layer, sample=args.sample, samples=args.samples)
+    with output_file(args.out, overwrite=args.overwrite) as tmp:
+        raster_run(args.sim, tmp, layer=args.layer, sample=args.sample, samples=args.samples)
     print(f"wrote {args.out}")
     return 0
 
@@ -156,7 +197,7 @@ def _cmd_raster(args: argparse.Namespace) -> int:
 def _cmd_demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
 
-    run_demo(args.out, epochs=args.epochs, seed=args.seed, progress=not args.quiet)
+    run_demo(args.out, epochs=args.epochs, seed=args.seed, progress=not args.quiet, overwrite=args.overwrite)
     return 0
 
 
@@ -168,9 +209,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``tbnn`` console script; returns the exit status."""
     parser = build_parser()
     args = parser.parse_args(argv)
+
+    def note(message, category, filename, lineno, file=None, line=None):  # one line per warning
+        print(f"tbnn {args.command}: note: {message}", file=sys.stderr)
+
     try:
-        return COMMANDS[args.command](args)
-    except (ValueError, TypeError, FileNotFoundError, FloatingPointError) as err:
+        with warnings.catch_warnings():
+            warnings.showwarning = note
+            return COMMANDS[args.command](args)
+    except OSError as err:  # a file error no writer turned into a sentence
+        where = f" {err.filename}" if getattr(err, "filename", None) else ""
+        print(f"tbnn {args.command}: error: cannot access{where}: {err.strerror or err}.", file=sys.stderr)
+        return 2
+    except (ValueError, TypeError, FloatingPointError) as err:
         print(f"tbnn {args.command}: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -30,7 +30,7 @@ from .device import default_device, resolve_device
 from .models import ModelConfig, build_model, weight_storage_bits
 from .userdata import as_training_data, check_logits
 
-__all__ = ["FORMAT_VERSION", "TrainConfig", "default_device", "evaluate", "fit", "model_config_for", "train"]
+__all__ = ["FORMAT_VERSION", "TrainConfig", "check_sparsity", "default_device", "evaluate", "fit", "model_config_for", "train"]
 
 @dataclass
 class TrainConfig:
@@ -260,6 +260,33 @@ def _fit_loop(model, train_data, test_data, loss_fn, tcfg, dev, writer, progress
     return history
 
 
+def check_sparsity(model: nn.Module, sparsity: Any, name: str = "sparsity") -> None:
+    """Refuse an ``M:N`` pattern that prunes nothing (``M >= N``) or groups more weights than a layer has inputs.
+
+    >>> from tbnn.models import ModelConfig, build_model
+    >>> check_sparsity(build_model(ModelConfig(hidden=16, sparsity="2:4")), "2:4")
+    >>> check_sparsity(build_model(ModelConfig(hidden=16, sparsity="2:32")), "2:32")
+    Traceback (most recent call last):
+    ValueError: sparsity 'M:N' groups N=32 weights, more than layer layers.1 has inputs (16); choose N <= 16.
+    """
+    from .layers import TBLayer
+    from .quant import parse_sparsity
+
+    sp = parse_sparsity(sparsity)
+    if not isinstance(sp, tuple):
+        return
+    keep, group = sp
+    if keep >= group:
+        raise ValueError(f"{name} 'M:N' must keep fewer weights than it groups (M < N; {keep}:{group} prunes "
+                         f"nothing); got {sparsity!r}.")
+    for mod_name, mod in model.named_modules():
+        if isinstance(mod, TBLayer) and getattr(mod, "sparsity", None) is not None:
+            fan_in = mod.weight[0].numel()
+            if group > fan_in:
+                raise ValueError(f"{name} 'M:N' groups N={group} weights, more than layer {mod_name} has inputs "
+                                 f"({fan_in}); choose N <= {fan_in}.")
+
+
 def _fit_metrics(history: list[dict[str, Any]], train_seconds: float, epochs: int, seed: int,
                  dev: torch.device) -> dict[str, Any]:
     last = history[-1] if history else {}
@@ -324,7 +351,9 @@ def train(
         warnings.warn(f"batch {batch} is larger than the training split ({ds.n_train} samples): each epoch is one "
                       f"batch of {ds.n_train}.", stacklevel=2)
     torch.manual_seed(seed)
-    net = build_model(mcfg).to(dev)
+    net = build_model(mcfg)
+    check_sparsity(net, mcfg.sparsity)
+    net = net.to(dev)
     final: dict[str, Any] = {}
 
     def summary(net: nn.Module, history: list[dict[str, Any]], train_seconds: float) -> dict[str, Any]:
