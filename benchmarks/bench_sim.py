@@ -1,7 +1,7 @@
 """Simulator benchmark: tbnn's spiking simulator against snnTorch and the float floor.
 
-Everything is measured in one run and printed side by side (DESIGN §3: speed and memory are
-benchmarked, never asserted):
+Everything is measured in one run and printed side by side (speed and memory are
+benchmarked here, never asserted in tests):
 
 * throughput (samples/s) on the digits test split of the digits MLP (64-256-256-10, 1-bit
   weights, T = 4) in tbnn's ``step`` (event-driven) and ``folded`` modes;
@@ -104,7 +104,7 @@ class SnnTorchMLP(nn.Module):
 class Int8Step:
     """A step engine for TBN MLPs whose products run as int8 matmuls (reported, not adopted).
 
-    Same arithmetic as :func:`tbnn.sim.step_current` and :func:`tbnn.sim.neuron_fire`: for
+    Same arithmetic as :func:`tbnn.engine.step_current` and :meth:`tbnn.neurons.TemporalBinary.fire`: for
     each time step and input block ``b`` the product ``s_t Q_b^T`` of binary spikes by the
     integer weight codes is an exact int8 matmul (``torch._int_mm``, int32 accumulation),
     scaled by the block's read-out gain after; the rank-1 correction is a row sum; hidden
@@ -159,28 +159,9 @@ class Int8Step:
     @staticmethod
     def fire(neuron: nn.Module, current: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """Spikes ``[T, B, F]`` (float 0/1) and read-out ``(gain, offset)`` of a layer of binary
-        neurons: ``s_t = 1[r >= 2^-t]``, ``r <- r - 2^-t s_t`` from ``r_0`` = grid value."""
-        from tbnn.quant import to_blocks, grid_range, ridge_fit
-
-        T = neuron.timesteps
-        x = current.flatten(1)
-        B, F = x.shape
-        xb, valid, n = to_blocks(x, -1, neuron.block)
-        lo, hi = grid_range(xb, valid, n, neuron.grid, 2**T)
-        r = ((xb - lo) / (hi - lo)).clamp(0.0, 1.0).reshape(B, -1)[:, :F].contiguous()
-        spk = torch.empty(T, B, F)
-        q = torch.zeros(B, F)
-        for t in range(1, T + 1):
-            theta = 2.0**-t
-            s = spk[t - 1]
-            s.copy_(r >= theta)
-            r = r - theta * s
-            q.add_(s, alpha=2.0 ** (T - t))
-        target = torch.relu(x) if neuron.target == "relu" else x
-        tb, valid, n = to_blocks(target, -1, neuron.block)
-        qb, _, _ = to_blocks(q, -1, neuron.block)
-        gain, offset = ridge_fit(tb, qb, valid, n, neuron.lam, True)
-        return spk, gain, offset
+        neurons, fired by the neuron's own integrate-and-fire loop (:meth:`TemporalBinary.fire`)."""
+        code = neuron.fire(current)
+        return code.spikes.reshape(code.timesteps, current.shape[0], -1).float(), code.gain, code.offset
 
     @torch.no_grad()
     def __call__(self, x: Tensor) -> Tensor:
@@ -221,13 +202,34 @@ def packed_and_popcount(s_packed: Tensor, q_packed: Tensor) -> Tensor:
 # helpers
 
 
-def tbnn_engine(model: nn.Module, mode: str = "step") -> Callable[[Tensor], tuple[Tensor, dict]]:
-    """tbnn's spiking engine as ``simulate(mode=...)`` runs it: weight codes made once, then
-    :func:`tbnn.sim._tbn_sim` per batch (logits and the layers' spike codes)."""
-    from tbnn.sim import _tbn_sim
+def tbnn_engine(model: nn.Module, mode: str = "step") -> Callable[[Tensor], tuple[Tensor, Any]]:
+    """tbnn's spiking engine as ``tbnn.simulate(mode=...)`` runs it: the model's forward in a
+    simulation session (every spike recorded and counted), weight codes made once."""
+    from tbnn.session import SimulationSession
+    from tbnn.sim import spike_layer_names
 
-    wcs = [m.weight_codes() for m in (*model.layers, model.readout)]
-    return lambda x: _tbn_sim(model, x, wcs, mode == "folded")
+    names = spike_layer_names(model)
+    ids = {id(mod): names[name] for name, mod in model.named_modules() if name in names}
+    cache: dict = {}
+
+    def run(x: Tensor) -> tuple[Tensor, Any]:
+        with SimulationSession(ids, mode, weight_cache=cache) as sess:
+            logits = model(x)
+        return logits, sess
+
+    return run
+
+
+def _cpu_model() -> str:
+    """``lscpu``'s model name and the flags that decide the fast paths (avx2, avx512, bf16, amx)."""
+    try:
+        out = subprocess.run(["lscpu"], capture_output=True, text=True, timeout=10).stdout
+    except (OSError, subprocess.SubprocessError):
+        return "unknown CPU"
+    model = next((ln.split(":", 1)[1].strip() for ln in out.splitlines() if ln.startswith("Model name")), "unknown")
+    flags = next((ln.split(":", 1)[1].split() for ln in out.splitlines() if ln.startswith("Flags")), [])
+    have = [f for f in ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_int8") if f in flags]
+    return f"{model} ({', '.join(have) or 'no avx2'})"
 
 
 def _run_info() -> dict[str, Any]:
@@ -368,10 +370,10 @@ def _profile_step(model: nn.Module, x: Tensor, rows: int = 10) -> list[dict[str,
 
 def _step_breakdown(model: nn.Module, x: Tensor, repeats: int) -> dict[str, float]:
     """Wall time of the step engine's parts (ms per batch), by re-running its pieces in order
-    (:func:`tbnn.sim.step_current`'s loop, split into integer terms and combine)."""
+    (:func:`tbnn.engine.step_current`'s loop, split into integer terms and combine)."""
     from dataclasses import replace
 
-    from tbnn.sim import neuron_fire
+    from tbnn import engine
 
     parts: dict[str, list[float]] = {}
     layers = [*model.layers, model.readout]
@@ -393,7 +395,7 @@ def _step_breakdown(model: nn.Module, x: Tensor, repeats: int) -> dict[str, floa
         def terms():
             n = s = None
             for t, w in enumerate(code.weights.tolist()):
-                nt, st = layer.integer_terms(spikes[t], code, wc)
+                nt, st = engine.integer_terms(layer, spikes[t], code, wc)
                 if n is None:
                     n, s = nt.mul_(w), st.mul_(w)
                 else:
@@ -402,18 +404,18 @@ def _step_breakdown(model: nn.Module, x: Tensor, repeats: int) -> dict[str, floa
             return n, s
 
         n, s = tick("integer terms: T block matmuls + row sums, summed over steps", terms)
-        return tick("combine: read-out gains, rank-1 terms, bias (float64)", lambda: layer.combine(n, s, code, wc))
+        return tick("combine: read-out gains, rank-1 terms, bias (float64)", lambda: engine.combine(layer, n, s, code, wc))
 
     with torch.no_grad():
         for r in range(repeats + 1):
             if r == 1:
                 parts.clear()
             t0 = time.perf_counter()
-            h = tick("input IF neurons + read-out fit + check", lambda: neuron_fire(model.encoder, x))
+            h = tick("input IF neurons + read-out fit + check", lambda: model.encoder.fire(x))
             for layer, norm, neuron in zip(model.layers, model.norms, model.neurons):
                 c = current(layer, h)
                 c = tick("batch norm", lambda norm=norm, c=c: norm(c))
-                h = tick("hidden IF neurons + read-out fit + check", lambda neuron=neuron, c=c: neuron_fire(neuron, c))
+                h = tick("hidden IF neurons + read-out fit + check", lambda neuron=neuron, c=c: neuron.fire(c))
             current(model.readout, replace(h, shape=None))
             parts.setdefault("total", []).append(time.perf_counter() - t0)
     # each part's per-batch time: sum over its calls within one pass, median over passes
@@ -517,6 +519,11 @@ def _run(args, cache: Path, out: Path | None, epochs: int, repeats: int) -> dict
     lts = _lif_ts(args)
     print(f"bench_sim: digits MLP 64-256-256-10, torch {torch.__version__}, {args.threads} thread(s), "
           f"batch {args.batch}, {epochs} epoch(s), {repeats} timed repeats", flush=True)
+    from tbnn import engine
+
+    arith = engine.arithmetic("cpu")
+    print(f"CPU: {_cpu_model()}; engine's exact low-precision products: {arith['low_precision']} "
+          f"({arith['reason']})", flush=True)
     runs = _train_runs(cache, args.quick, epochs, lts)
     models, ds, engines = _load(runs, lts)
     engines["tbn_step_int8"] = Int8Step(models["tbn"])

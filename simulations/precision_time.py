@@ -6,7 +6,7 @@ sparse (1-bit codes with 2:4 sparsity are the paper's sub-1-bit networks). Every
 the read-out included, uses the same weight precision. Each trained run is simulated as
 binary events (:func:`tbnn.sim.simulate`, step mode) and scored by the energy proxy:
 
-* ``synaptic_ops``: spikes x fan-out per inference, as ``tbnn.sim`` counts it;
+* ``synaptic_ops``: spikes x fan-out per inference counting every weight position (``tbnn.sim``'s ``dense_synaptic_ops_per_sample``);
 * ``effective_synaptic_ops``: spikes x *nonzero* outgoing weights (a pruned or ternary-zero
   synapse does no work; affine 1/2/4-bit codes have no zero weights);
 * ``bit_ops``: effective synaptic ops x bits per stored weight code (log2 3 for ternary).
@@ -94,7 +94,7 @@ def run_one(cfg: dict[str, Any], seed: int, args, workdir: Path) -> dict[str, An
         "T": cfg["T"], "weight_bits": cfg["bits"], "sparsity": cfg["sparsity"] or "dense", "seed": seed,
         "test_accuracy": m["test_accuracy"], "sim_accuracy": s["accuracy"],
         "forward_agreement": s["forward_agreement"], "spikes": s["spikes_per_sample"],
-        "synaptic_ops": s["synaptic_ops_per_sample"], "effective_synaptic_ops": eff,
+        "synaptic_ops": s["dense_synaptic_ops_per_sample"], "effective_synaptic_ops": eff,
         "nonzero_fanout": fan, "code_bits": code_bits(cfg["bits"]),
         "bit_ops": eff * code_bits(cfg["bits"]),
         "weight_storage_bits": st["total"], "quantized_bits_per_weight": st["quantized"] / n_w,

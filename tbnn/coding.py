@@ -1,10 +1,19 @@
-"""Spike codes: values carried as binary spike trains over ``T`` time steps, and their read-out.
+r"""Spike codes: values carried as binary spike trains over ``T`` time steps, and their read-out.
 
 ``encode(x, T, scheme)`` returns a :class:`SpikeCode` whose ``spikes`` are a 0/1 tensor
 ``[T, *x.shape]`` (snnTorch's time-first layout). Every scheme here is *linear in its
 spikes*: the code value is ``q = sum_t w_t s_t`` with fixed per-step weights ``w_t``, and
 the read-out is the denoising affine transform of Ye et al. (arXiv:2409.09245) fitted per
-block, ``x^ = gain * q + offset`` (DESIGN §1.1–1.2). Schemes:
+block, ``x^ = gain * q + offset``:
+
+.. math::
+
+    \hat x = \frac{\mathrm{Cov}(x, q)}{\mathrm{Var}(q) + \lambda} (q - \bar q) + \bar x
+
+with population statistics over the block (Ye et al., eq. of the ridge dequantizer).
+
+Each scheme is one class of :mod:`tbnn.codes` (a new code is one file there plus one
+registration); in brief:
 
 * ``binary`` (the reference): an integrate-and-fire neuron with reset by subtraction and a
   halving threshold ``theta_t = 2^-t``, started at the grid value ``r_0 = v`` in ``[0, 1]``::
@@ -32,42 +41,36 @@ from dataclasses import dataclass, replace
 import torch
 from torch import Tensor
 
+from .codes import SCHEMES, get_code
 from .quant import (
     GRIDS,
     METHODS,
-    to_blocks,
     affine_codes,
     affine_fast,
     check_finite,
     grid_range,
     ridge_fit,
+    to_blocks,
 )
 from .validate import check_block, check_choice, check_int, check_lam
 
-__all__ = ["SCHEMES", "SpikeCode", "encode", "decode", "step_weights", "if_binary_step", "if_binary_run"]
-
-SCHEMES: tuple[str, ...] = ("binary", "sigma_delta", "rate", "thermometer", "latency")
+__all__ = ["SCHEMES", "SpikeCode", "SpikeTrainError", "encode", "encode_unchecked", "decode", "step_weights",
+           "check_timesteps"]
 
 
 def step_weights(scheme: str, timesteps: int, dtype: torch.dtype = torch.float32, device=None) -> Tensor:
-    """Per-step weights ``w_t`` with ``q = sum_t w_t s_t`` for each scheme (``t = 1..T``)."""
-    t = torch.arange(1, timesteps + 1, dtype=dtype, device=device)
-    if scheme == "binary":
-        return 2.0 ** (timesteps - t)
-    if scheme == "latency":
-        return timesteps + 1 - t
-    return torch.ones_like(t)
+    """Per-step weights ``w_t`` with ``q = sum_t w_t s_t`` of a scheme (``t = 1..T``).
+
+    >>> step_weights("binary", 4).tolist()
+    [8.0, 4.0, 2.0, 1.0]
+    """
+    return get_code(scheme).step_weights(timesteps, dtype, device)
 
 
 def check_timesteps(timesteps: int, scheme: str = "binary") -> int:
     """``T >= 1``, and ``T <= 24`` for the binary code (its codes are exact float32 integers)."""
-    return check_int(timesteps, "timesteps", 1, 24 if scheme == "binary" else None,
-                     " for the binary code (float32 codes)")
-
-
-def _levels(scheme: str, timesteps: int) -> int:
-    """Number of distinct code values ``q`` a scheme can take."""
-    return 2**timesteps if scheme == "binary" else timesteps + 1
+    top = get_code(scheme).max_timesteps
+    return check_int(timesteps, "timesteps", 1, top, f" for the {scheme} code (float32 codes)")
 
 
 def _validate(timesteps: int, scheme: str, block: int | None, lam: float, grid: str, x: Tensor) -> None:
@@ -79,6 +82,20 @@ def _validate(timesteps: int, scheme: str, block: int | None, lam: float, grid: 
     check_finite(x, "x")
     if x.dim() < 1:
         raise ValueError("x must have at least one dimension (features last); got a scalar.")
+
+
+class SpikeTrainError(TypeError):
+    """An operation was applied to a spike train outside a tbnn module."""
+
+
+def _refuse(op: str) -> SpikeTrainError:
+    return SpikeTrainError(
+        f"{op} cannot be applied to a spike train (SpikeCode) outside a tbnn module; feed it to a "
+        "TBLinear / TBConv1d / TBConv2d layer, or read it out first with code.decode().")
+
+
+_BINARY_OPS = ("add", "sub", "mul", "truediv", "floordiv", "matmul", "pow", "mod", "and", "or", "xor",
+               "lt", "le", "gt", "ge")
 
 
 @dataclass
@@ -96,6 +113,8 @@ class SpikeCode:
     raw : stored spikes ``[T, *shape]`` for schemes whose spikes are not a function of ``q``
         (``rate``, ``sigma_delta``); ``None`` otherwise.
     lam : the ridge penalty of the read-out.
+    shape : the encoded input's shape ``[B, ...]`` (features flattened in ``q``).
+    source : name of the neuron layer that emitted the spikes (set while simulating).
     """
 
     q: Tensor
@@ -109,6 +128,31 @@ class SpikeCode:
     lam: float = 0.01
     affine: bool = True
     shape: tuple[int, ...] | None = None
+    source: str | None = None
+
+    # -- a spike train is not a tensor: operations outside tbnn modules are refused ----------
+    @classmethod
+    def __torch_function__(cls, func, types, args=(), kwargs=None):
+        raise _refuse(f"torch function {getattr(func, '__name__', func)!s}")
+
+    for _op in _BINARY_OPS:
+        def _make(name: str):
+            def method(self, other):
+                raise _refuse(f"the operator {name!r}")
+            method.__name__ = f"__{name}__"
+            return method
+        locals()[f"__{_op}__"] = _make(_op)
+        locals()[f"__r{_op}__"] = _make(_op)
+    del _op, _make
+
+    def __neg__(self):
+        raise _refuse("negation")
+
+    def __getattr__(self, name: str):
+        if name.startswith("__"):
+            raise AttributeError(name)
+        raise AttributeError(f"SpikeCode has no attribute {name!r}: a spike train is not a tensor; feed it to a "
+                             "tbnn layer, or use code.spikes / code.decode().")
 
     def unflatten(self, t: Tensor) -> Tensor:
         """Reshape a per-feature tensor ``[..., F]`` to the encoded input's shape (``shape``)."""
@@ -118,7 +162,7 @@ class SpikeCode:
 
     def block_masks(self, dtype: torch.dtype = torch.float32) -> Tensor:
         """One 0/1 row per read-out block over the flat features: ``[nb, F]``."""
-        k, bs = self.q.shape[-1], self._bsize()
+        k, bs = self.q.shape[-1], self.block_size()
         idx = torch.arange(k, device=self.q.device) // bs
         return (idx.unsqueeze(0) == torch.arange(-(-k // bs), device=self.q.device).unsqueeze(1)).to(dtype)
 
@@ -133,17 +177,7 @@ class SpikeCode:
         """The spike train as a boolean tensor ``[T, *shape]`` (no gradient)."""
         if self.raw is not None:
             return self.raw.bool()
-        code = self.q.detach().round().to(torch.int64)
-        T = self.timesteps
-        if self.scheme == "binary":
-            shifts = torch.arange(T - 1, -1, -1, device=code.device).view(-1, *[1] * code.dim())
-            return ((code.unsqueeze(0) >> shifts) & 1).bool()
-        t = torch.arange(1, T + 1, device=code.device).view(-1, *[1] * code.dim())
-        if self.scheme == "thermometer":
-            return t <= code.unsqueeze(0)
-        if self.scheme == "latency":
-            return (t == T + 1 - code.unsqueeze(0)) & (code.unsqueeze(0) > 0)
-        raise AssertionError(self.scheme)
+        return get_code(self.scheme).spikes_of(self.q.detach().round().to(torch.int64), self.timesteps)
 
     def step_values(self) -> Tensor:
         """Spikes as floats ``[T, *shape]`` carrying the code's gradient.
@@ -165,17 +199,14 @@ class SpikeCode:
         if steps == self.timesteps:
             return self.q
         s = self.spikes[:steps].to(self.q.dtype)
-        if self.scheme == "latency":
-            w = (self.timesteps + 1 - torch.arange(1, steps + 1, dtype=s.dtype, device=s.device))
-        else:
-            w = step_weights(self.scheme, steps, s.dtype, s.device)
+        w = get_code(self.scheme).partial_weights(steps, self.timesteps, s.dtype, s.device)
         return torch.tensordot(w, s, dims=1)
 
     def feature_gain(self) -> tuple[Tensor, Tensor]:
         """Gain and offset expanded to one value per feature (``[*shape]`` each)."""
         k = self.q.shape[-1]
-        g = self.gain.expand(*self.gain.shape[:-1], self._bsize()).reshape(*self.q.shape[:-1], -1)[..., :k]
-        o = self.offset.expand(*self.offset.shape[:-1], self._bsize()).reshape(*self.q.shape[:-1], -1)[..., :k]
+        g = self.gain.expand(*self.gain.shape[:-1], self.block_size()).reshape(*self.q.shape[:-1], -1)[..., :k]
+        o = self.offset.expand(*self.offset.shape[:-1], self.block_size()).reshape(*self.q.shape[:-1], -1)[..., :k]
         return g, o
 
     def read(self, q: Tensor | None = None) -> Tensor:
@@ -185,7 +216,7 @@ class SpikeCode:
         copies of the gain and offset); the numbers are those of ``feature_gain``.
         """
         q = self.q if q is None else q
-        k, bs = q.shape[-1], self._bsize()
+        k, bs = q.shape[-1], self.block_size()
         nb = self.gain.shape[-2]
         if nb * bs == k and tuple(self.gain.shape[:-2]) == tuple(q.shape[:-1]):
             qv = q.reshape(*q.shape[:-1], nb, bs)
@@ -193,7 +224,8 @@ class SpikeCode:
         g, o = self.feature_gain()
         return g * q + o
 
-    def _bsize(self) -> int:
+    def block_size(self) -> int:
+        """Features per read-out block (the whole feature axis when ``block`` is ``None``)."""
         k = self.q.shape[-1]
         return k if self.block is None else min(self.block, k)
 
@@ -222,58 +254,24 @@ class SpikeCode:
         """
         if spikes.dim() < 2:
             raise ValueError(f"spikes must be [T, ...features] with rank >= 2; got rank {spikes.dim()}.")
-        if scheme not in SCHEMES:
-            raise ValueError(f"scheme must be one of {', '.join(SCHEMES)}; got {scheme!r}.")
+        code = get_code(scheme)
         s = spikes.detach()
         if not bool(((s == 0) | (s == 1)).all()):
             raise ValueError("spikes must hold only 0 and 1.")
         T = s.shape[0]
-        w = step_weights(scheme, T, torch.float32, s.device)
-        q = torch.tensordot(w, s.float(), dims=1)
-        code = cls(q, q, q, scheme, T, block, target, raw=s.bool(), lam=lam)
-        gain, offset = code._fit(q, T)
-        return replace(code, gain=gain, offset=offset)
+        q = torch.tensordot(code.step_weights(T, torch.float32, s.device), s.float(), dims=1)
+        sc = cls(q, q, q, scheme, T, block, target, raw=s.bool(), lam=lam)
+        gain, offset = sc._fit(q, T)
+        return replace(sc, gain=gain, offset=offset)
 
     def _fit(self, q: Tensor, steps: int) -> tuple[Tensor, Tensor]:
         if self.target is None:
-            top = float(step_weights(self.scheme, steps).sum()) if self.scheme != "latency" else float(self.timesteps)
+            top = get_code(self.scheme).readout_scale(steps, self.timesteps)
             qb, _, _ = to_blocks(q, -1, self.block)
             return torch.full_like(qb[..., :1], 1.0 / top), torch.zeros_like(qb[..., :1])
         xb, valid, n = to_blocks(self.target, -1, self.block)
         qb, _, _ = to_blocks(q, -1, self.block)
         return ridge_fit(xb, qb, valid, n, self.lam, self.affine)
-
-
-def _if_counts(v: Tensor, timesteps: int) -> Tensor:
-    """Spikes ``[T, *v.shape]`` of an IF neuron with constant input ``v`` and threshold 1."""
-    r = torch.zeros_like(v)
-    out = []
-    for _ in range(timesteps):
-        r = r + v
-        s = (r >= 1.0).to(v.dtype)
-        r = r - s
-        out.append(s)
-    return torch.stack(out)
-
-
-def if_binary_step(r: Tensor, t: int) -> tuple[Tensor, Tensor]:
-    """One step of the binary neuron: ``s = 1[r >= 2^-t]``, ``r <- r - 2^-t s`` (``t >= 1``).
-
-    The functional neuron step; :func:`encode` uses the equivalent closed form (the bits of
-    the code) so that no Python loop over ``T`` is needed.
-    """
-    theta = 2.0**-t
-    s = (r >= theta).to(r.dtype)
-    return s, r - theta * s
-
-
-def if_binary_run(v: Tensor, timesteps: int) -> Tensor:
-    """Run :func:`if_binary_step` for ``T`` steps from ``r_0 = v``: spikes ``[T, *v.shape]``."""
-    r, out = v, []
-    for t in range(1, timesteps + 1):
-        s, r = if_binary_step(r, t)
-        out.append(s)
-    return torch.stack(out)
 
 
 def encode(
@@ -309,10 +307,10 @@ def encode(
     _validate(timesteps, scheme, block, lam, grid, x)
     check_choice(target, ("x", "relu"), "target")
     check_choice(method, METHODS, "method")
-    return _encode(x, timesteps, scheme, grid, block, lam, target, method, seed, generator)
+    return encode_unchecked(x, timesteps, scheme, grid, block, lam, target, method, seed, generator)
 
 
-def _encode(
+def encode_unchecked(
     x: Tensor,
     timesteps: int,
     scheme: str,
@@ -324,29 +322,27 @@ def _encode(
     seed: int | None = None,
     generator: torch.Generator | None = None,
 ) -> SpikeCode:
-    """:func:`encode` without validation (the hot path of the neuron layers)."""
-    levels = _levels(scheme, timesteps)
+    """:func:`encode` without argument checks (the hot path of the neuron layers, whose
+    constructor checked them once)."""
+    code = get_code(scheme)
+    levels = code.levels(timesteps)
     tgt = torch.relu(x) if target == "relu" else x
-    if scheme in ("binary", "thermometer", "latency") and x.shape[-1] > 0:
+    if code.deterministic and x.shape[-1] > 0:
         # the fast affine path (tbnn.quant.affine_fast): same values and gradients as below
         q, gain, offset = affine_fast(x, block, grid, levels, lam, target, method, fused=False,
-                                      grid_levels=levels if scheme == "binary" else 2)
+                                      grid_levels=code.grid_levels(timesteps))
         return SpikeCode(q, gain, offset, scheme, timesteps, block, tgt, None, lam)
     xb, valid, n = to_blocks(x, -1, block)
-    lo, hi = grid_range(xb, valid, n, grid, levels if scheme == "binary" else 2)
+    lo, hi = grid_range(xb, valid, n, grid, code.grid_levels(timesteps))
     raw = None
-    if scheme in ("binary", "thermometer", "latency"):
+    if code.deterministic:
         qb = affine_codes(xb, lo, hi, levels, clip_grad=method == "ste_clip")
     else:
         v = ((xb - lo) / (hi - lo)).clamp(0.0, 1.0)
         u = v * timesteps
-        if scheme == "rate":
-            if generator is None and seed is not None:
-                generator = torch.Generator(device=x.device).manual_seed(seed)
-            vv = v.detach().unsqueeze(0).expand(timesteps, *v.shape)
-            sb = torch.rand(vv.shape, generator=generator, device=x.device, dtype=x.dtype) < vv
-        else:
-            sb = _if_counts(v.detach(), timesteps).bool()
+        if generator is None and seed is not None:
+            generator = torch.Generator(device=x.device).manual_seed(seed)
+        sb = code.draw(v.detach(), timesteps, generator)
         count = sb.to(x.dtype).sum(0)
         qb = u + (count - u).detach()
         k = x.shape[-1]
@@ -356,9 +352,9 @@ def _encode(
     if method == "dat":
         gain, offset = ridge_fit(tgt_b, qb, valid, n, lam, affine=True)
     else:  # fixed inverse map: the centre of each bin of v, mapped back through the grid
-        top = levels if scheme == "binary" else timesteps + (scheme in ("thermometer", "latency"))
+        top, half = code.ste_levels(timesteps)
         gain = (hi - lo) / top
-        offset = lo + (0.5 * gain if scheme in ("binary", "thermometer", "latency") else 0.0)
+        offset = lo + half * gain
     k = x.shape[-1]
     q = qb.reshape(*qb.shape[:-2], -1)[..., :k]
     return SpikeCode(q, gain, offset, scheme, timesteps, block, tgt, raw, lam)

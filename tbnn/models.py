@@ -1,6 +1,6 @@
 """Models built from a JSON-serialisable config: temporal binary networks and their baselines.
 
-One builder makes four variants of the same architecture (DESIGN §2.1):
+One builder makes four variants of the same architecture:
 
 * ``tbn``: temporal binary network. Input encoded as spikes over ``T`` steps; every layer
   takes spikes and has quantized weights (DAT per output channel); hidden units are
@@ -21,7 +21,7 @@ import torch
 from torch import Tensor, nn
 
 from .coding import SCHEMES, SpikeCode, check_timesteps
-from .layers import MODES, TBConv1d, TBConv2d, TBLinear
+from .layers import MODES, TBConv1d, TBConv2d, TBLayer, TBLinear
 from .neurons import TemporalBinary
 from .quant import GRIDS, WEIGHT_BITS, parse_sparsity
 from .validate import check_block, check_choice, check_int, check_lam
@@ -194,6 +194,12 @@ class TBNet(nn.Module):
         """Names of the spiking layers in network order."""
         return ["input"] + [f"hidden{i + 1}" for i in range(len(self.layers))]
 
+    def spike_layer_names(self) -> dict[str, str]:
+        """Display name of each neuron module (``named_modules`` name -> ``input``, ``hidden1``, ...)."""
+        if self.encoder is None:
+            return {}
+        return {"encoder": "input", **{f"neurons.{i}": f"hidden{i + 1}" for i in range(len(self.neurons))}}
+
     def forward(self, x: Tensor, mode: str | None = None, record: bool = False):
         if mode is not None and mode not in MODES:
             raise ValueError(f"mode must be one of {', '.join(MODES)}; got {mode!r}.")
@@ -324,8 +330,6 @@ def weight_storage_bits(model: nn.Module) -> dict[str, int]:
     weights, biases, BatchNorm) cost 32 bits per element. Returns ``total``, ``quantized``
     (the quantized weights with their scales) and ``float`` bits.
     """
-    from .layers import TBLayer
-    from .quant import parse_sparsity
 
     quantized, dense = 0, 0
     counted: set[str] = set()

@@ -1,20 +1,42 @@
-"""Temporal binary neurons: ``nn.Module`` wrappers around :mod:`tbnn.coding`.
+r"""Temporal binary neurons: ``nn.Module`` wrappers around :mod:`tbnn.coding` and :mod:`tbnn.firing`.
 
-A :class:`TemporalBinary` neuron maps its input current ``x`` onto the grid, ``r_0 = v =
-clip(x / max_block(x), 0, 1)`` (rectifying: below zero is silence, DESIGN §1.2), and emits
-``T`` binary spikes by integrate-and-fire with reset by subtraction and a halving threshold,
-i.e. the bits of its ``T``-bit code, most significant first. The spikes are read out by the
-denoising affine transform (Ye et al. 2024, arXiv:2409.09245) fitted per block of
+A :class:`TemporalBinary` neuron maps its input current :math:`x` onto the grid,
+:math:`r_0 = v = \mathrm{clip}(x / \max_{\text{block}} x, 0, 1)` (rectifying: a neuron
+cannot fire a negative spike, so below zero is silence; this is the network's
+nonlinearity), and emits :math:`T` binary spikes by integrate-and-fire with reset by
+subtraction and a halving threshold,
+
+.. math::
+
+    s_t = \mathbb{1}[r_{t-1} \ge 2^{-t}], \qquad r_t = r_{t-1} - 2^{-t} s_t,
+
+i.e. the bits of its :math:`T`-bit code, most significant first. The spikes are read out by
+the denoising affine transform (Ye et al. 2024, arXiv:2409.09245) fitted per block of
 ``block`` neurons, which corrects the binarization noise; gradients flow through the ridge
-fit and the detached rounding residual, with no surrogate gradient.
+fit and the detached rounding residual, with no surrogate gradient. At :math:`T = k` the
+neuron is exactly the paper's k-bit DAT.
+
+In training and eval the neuron computes its code in closed form (the bits of
+:math:`\min(\lfloor 2^T v \rfloor, 2^T - 1)`); while simulated it fires by the loop
+(:meth:`TemporalBinary.fire`), and the two are checked to agree.
+
+>>> import torch
+>>> code = TemporalBinary(4)(torch.tensor([[0.8125, 0.0, 1.0]]))
+>>> code.spikes[:, 0].int().T.tolist()
+[[1, 1, 0, 1], [0, 0, 0, 0], [1, 1, 1, 1]]
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
+
+import torch
 from torch import Tensor, nn
 
-from .coding import SCHEMES, SpikeCode, _encode, check_timesteps
-from .quant import GRIDS, METHODS
+from . import session
+from .coding import SCHEMES, SpikeCode, check_timesteps, encode_unchecked
+from .firing import binary_thresholds, integrate_and_fire
+from .quant import GRIDS, METHODS, grid_range, to_blocks
 from .validate import check_block, check_choice, check_lam
 
 __all__ = ["TemporalBinary"]
@@ -65,14 +87,49 @@ class TemporalBinary(nn.Module):
         self.method = method
 
     def forward(self, x: Tensor) -> SpikeCode:
+        sess = session.active()
+        if sess is not None:
+            return sess.neuron_output(self, x)
+        return self.encode(x)
+
+    def encode(self, x: Tensor) -> SpikeCode:
+        """The code of ``x`` ``[B, ...]`` in closed form (training and eval)."""
         if x.dim() < 2:
             raise ValueError(f"x must be [batch, features...] with rank >= 2; got rank {x.dim()}.")
-        code = _encode(
+        code = encode_unchecked(
             x.flatten(1), self.timesteps, self.scheme, self.grid, self.block, self.lam,
             self.target, self.method,
         )
         code.shape = tuple(x.shape)
         return code
+
+    @torch.no_grad()
+    def fire(self, x: Tensor) -> SpikeCode:
+        """Fire by integrate-and-fire (:func:`tbnn.firing.integrate_and_fire`) and return the code.
+
+        Binary scheme: every membrane starts at its grid value ``r_0 = v`` and runs ``T``
+        steps with halving thresholds; the emitted spikes are kept in the code (``raw``) and
+        checked against the closed form (their weighted sum must be the code, which binary
+        expansions make unique), whose read-out gains are used. Other schemes emit the
+        spikes of their code (sigma-delta's are integrate-and-fire too).
+
+        Raises
+        ------
+        RuntimeError
+            The loop's spikes differ from the closed form (a bug: please report it).
+        """
+        code = self.encode(x)
+        if self.scheme != "binary":
+            return code
+        flat = x.flatten(1)
+        xb, valid, n = to_blocks(flat, -1, self.block)
+        lo, hi = grid_range(xb, valid, n, self.grid, 2**self.timesteps)
+        v = ((xb - lo) / (hi - lo)).clamp(0.0, 1.0).reshape(flat.shape[0], -1)[:, : flat.shape[1]]
+        fired = integrate_and_fire(v, binary_thresholds(self.timesteps))  # [T, B, F]
+        q = torch.tensordot(code.weights.to(v.dtype), fired.to(v.dtype), dims=1)
+        if not torch.equal(q, code.q.detach().to(q.dtype)):
+            raise RuntimeError("integrate-and-fire spikes differ from the neuron's code; please report this.")
+        return replace(code, raw=fired)
 
     def extra_repr(self) -> str:
         return (

@@ -1,35 +1,40 @@
-"""Spiking inference: run a trained network as binary events and record every spike.
+"""Spiking inference: run a network as binary events, record every spike, count the work.
 
-``simulate(run_dir, ...)`` loads ``config.json`` + ``model.safetensors`` (never pickle) and
-runs the test (or train) split in one of two modes:
+``simulate(model, x, labels)`` runs **any** ``nn.Module`` whose spiking parts are tbnn
+modules: the model's own ``forward`` runs (no tracing, so any Python control flow, skip
+connections, pooling, flatten or BatchNorm on currents work) inside a
+:class:`~tbnn.session.SimulationSession`, with the model in eval mode for the call and its
+train/eval state restored afterwards. In the session
 
-* ``step`` (event-driven): layer by layer, time step by time step. Each layer keeps its
-  weights as integer codes ``Q`` with a per-channel affine ``W^ = alpha Q + gamma`` (the
-  DAT of its training) and accumulates, for every step ``t`` and input block ``b``, the
-  integer sum ``w_t Q (s_t m_b)``: only presynaptic neurons that spiked at ``t`` add their
-  column of codes. The block read-out gains and the rank-1 corrections of the matmul
-  shortcut (Ye et al. 2024, arXiv:2409.09245) are applied once. Hidden neurons then fire
-  by the integrate-and-fire rule with halving thresholds (reset by subtraction), one step
-  at a time (:func:`tbnn.coding.if_binary_step`).
-* ``folded``: the same integer arithmetic with the ``T`` steps folded into the batch.
+* ``step`` mode (event-driven): each tbnn layer accumulates, for every time step ``t``
+  and input block ``b``, the integer sum ``w_t Q (s_t m_b)`` of the spikes that occurred
+  (only presynaptic neurons that spiked add their column of weight codes ``Q``), and
+  applies the block read-out gains and the rank-1 corrections of the matmul shortcut of
+  Ye et al. (arXiv:2409.09245) once (:func:`tbnn.engine.step_current`); every
+  :class:`~tbnn.neurons.TemporalBinary` fires by integrate-and-fire with halving
+  thresholds, one step at a time (:meth:`~tbnn.neurons.TemporalBinary.fire`);
+* ``folded`` mode: the same integer arithmetic with one product per block with the
+  integer code (a binary code's steps are linear in the weights:
+  :func:`tbnn.engine.exact`).
 
-The integer sums are exact (bfloat16 products where every partial sum is an integer of
-magnitude <= 256, float32 sums below 2^24, else float64), so both modes reproduce the
-model's eval-mode forward pass (which uses the same integer-code evaluation) bit for bit;
-the simulated predictions are compared with it on every sample (``forward_agreement``).
-snnTorch ``lif`` runs are simulated by their own per-step loop with the same random input
-spikes as the reference pass (drawn from a generator forked from the global one, which is
-left as it was), so for them agreement checks only that the loop is deterministic.
+The integer sums are exact, so both modes reproduce the model's eval forward pass (which
+uses the same integer-code evaluation) bit for bit; predictions are compared with it on
+every sample (``forward_agreement``). snnTorch ``lif`` runs of :mod:`tbnn.models` are
+simulated by their own per-step loop with the same random input spikes as the reference
+pass (a generator forked from the global one, left as it was).
 
-Outputs: ``simulation.json`` (accuracy, agreement, spikes and synaptic operations per
-sample, throughput, per-layer counts, weight storage) and ``spikes.npz`` (one boolean
-``[samples, T, neurons]`` array per spiking layer; see :mod:`tbnn.spikefile`).
+``simulate(run_dir, out)`` does the same for a run folder written by ``tbnn train`` and
+returns the ``simulation.json`` summary. Recorded spikes are sample-first,
+``[samples, T, neurons]`` (the archive's layout); spikes in flight
+(:attr:`tbnn.coding.SpikeCode.spikes`) are time-first, ``[T, batch, ...]``.
 """
 
 from __future__ import annotations
 
+import math
+import os
 import time
-from dataclasses import replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -37,26 +42,32 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from . import engine
 from .checkpoint import load_run_config, load_weights
-from .coding import SpikeCode, if_binary_step
-from .data import load_dataset
 from .fileio import write_json
-from .layers import WeightCodes, TBConv, TBLayer, conv_fanout
-from .models import ModelConfig, TBNet, build_model, weight_storage_bits
-from .quant import to_blocks, grid_range
+from .models import LIFNet, ModelConfig, build_model, weight_storage_bits
+from .neurons import TemporalBinary
+from .session import SESSION_MODES, SimulationSession
 from .spikefile import save_spikes
 
-__all__ = ["SIM_MODES", "load_run", "simulate", "step_current", "neuron_fire", "fanout"]
+__all__ = ["SIM_MODES", "FORMAT_VERSION", "SimulationResult", "load_run", "simulate", "simulate_model",
+           "simulate_run", "spike_layer_names"]
 
-SIM_MODES: tuple[str, ...] = ("step", "folded")
+SIM_MODES: tuple[str, ...] = SESSION_MODES
+#: Version of ``simulation.json``; files without the field (version 1) are still read.
+FORMAT_VERSION = 2
 
 
 def load_run(run_dir: str | Path, device: str | torch.device = "cpu") -> tuple[nn.Module, dict[str, Any]]:
     """Rebuild a trained model from its run directory (eval mode) and return it with its config."""
     run_dir = Path(run_dir)
     cfg = load_run_config(run_dir)
+    model_cfg = cfg["model"]
+    if isinstance(model_cfg, dict) and "class" in model_cfg:
+        raise ValueError(f"{run_dir} holds a custom model ({model_cfg['class']}) trained by tbnn.fit; build it with "
+                         "its own class, tbnn.load_weights(model, path), then tbnn.simulate(model, x).")
     try:
-        mcfg = ModelConfig.from_dict(cfg["model"])
+        mcfg = ModelConfig.from_dict(model_cfg)
     except (TypeError, ValueError) as err:
         raise ValueError(f"{run_dir / 'config.json'} holds an invalid model config: {err}") from None
     model = build_model(mcfg)
@@ -64,103 +75,209 @@ def load_run(run_dir: str | Path, device: str | torch.device = "cpu") -> tuple[n
     return model.to(device).eval(), cfg
 
 
-# --------------------------------------------------------------------------------------
-# event-driven engine (TBN / STE networks)
+@dataclass
+class SimulationResult:
+    """What :func:`simulate` returns for a model.
 
-
-def step_current(layer: TBLayer, code: SpikeCode, wc: WeightCodes | None = None, folded: bool = False) -> Tensor:
-    """Input current of ``layer`` from ``code``'s spikes, accumulated over time steps.
-
-    For every step ``t`` the integer terms ``N_b += w_t L_Q(s_t m_b)`` (only inputs that
-    spiked at ``t`` add their column of weight codes) and ``S_b += w_t L_1(s_t m_b)`` are
-    accumulated exactly (integers in float32, or float64 where float32 could round; see
-    :meth:`~tbnn.layers.TBLayer.term_dtype`), then combined once with the read-out gains and
-    the rank-1 corrections (:meth:`~tbnn.layers.TBLayer.combine`). ``folded=True`` computes
-    all steps in one op on ``[T*B, ...]``. Either way the result equals the layer's eval
-    forward pass bit for bit. ``wc``: the layer's weight codes, made once per simulation.
+    Attributes
+    ----------
+    logits : ``[N, classes]`` from the simulated spikes.
+    spikes : layer name -> bool ``[N_recorded, T, neurons]`` (sample-first; keys
+        ``input``, ``hidden1``, ... for models of :mod:`tbnn.models`, else the
+        ``named_modules()`` name of each :class:`~tbnn.neurons.TemporalBinary`).
+    summary : the ``simulation.json`` fields.
+    labels, predictions : ``[N]`` (labels ``None`` when not given).
     """
-    wc = wc if wc is not None else layer.weight_codes()
-    spikes = code.spikes  # [T, B, F] bool
-    if folded:
-        wt = code.weights.to(layer.term_dtype(code, wc))  # float32 where it holds every sum exactly
-        T, B = spikes.shape[:2]
-        n, s = layer.integer_terms(spikes.reshape(T * B, -1), code, wc)  # [nb, T*B, ...]
-        nb = n.shape[0]
-        n = torch.matmul(wt, n.reshape(nb, T, -1)).reshape(nb, B, *n.shape[2:])
-        s = torch.matmul(wt, s.reshape(nb, T, -1)).reshape(nb, B, *s.shape[2:])
+
+    logits: Tensor
+    spikes: dict[str, np.ndarray]
+    summary: dict[str, Any]
+    predictions: np.ndarray
+    labels: np.ndarray | None = None
+    dt_ms: float = 1.0
+    timesteps: int = 1
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def save(self, out: str | os.PathLike) -> Path:
+        """Write ``simulation.json`` and ``spikes.npz`` (what ``tbnn analyze`` / ``tbnn raster`` read)."""
+        out = Path(out)
+        if out.exists() and not out.is_dir():
+            raise ValueError(f"out {out} exists and is not a directory.")
+        out.mkdir(parents=True, exist_ok=True)
+        if self.spikes:
+            n = next(iter(self.spikes.values())).shape[0]
+            labels = self.labels[:n] if self.labels is not None else np.full(n, -1, dtype=np.int64)
+            save_spikes(out / "spikes.npz", self.spikes, labels=labels, predictions=self.predictions[:n],
+                        timesteps=self.timesteps, dt_ms=self.dt_ms)
+        write_json(out / "simulation.json", self.summary)
+        return out
+
+
+def spike_layer_names(model: nn.Module) -> dict[str, str]:
+    """Display name of each :class:`TemporalBinary` module of ``model`` (``named_modules`` name -> name).
+
+    Models that define ``spike_layer_names()`` (those of :mod:`tbnn.models`) name their
+    own layers (``input``, ``hidden1``, ...); other models use the module names.
+    """
+    own = getattr(model, "spike_layer_names", None)
+    named = dict(own()) if callable(own) else {}
+    return {name: named.get(name, name or "neuron") for name, mod in model.named_modules()
+            if isinstance(mod, TemporalBinary)}
+
+
+def _check_inputs(x: Any, labels: Any) -> tuple[Tensor, Tensor | None]:
+    xt = torch.as_tensor(x) if not isinstance(x, Tensor) else x.detach()
+    if xt.is_complex() or xt.dtype == torch.bool or not (xt.is_floating_point() or xt.dtype.is_signed or
+                                                            xt.dtype == torch.uint8):
+        raise ValueError(f"x must hold real numbers; got dtype {xt.dtype}.")
+    if xt.dim() < 2 or xt.shape[0] == 0:
+        raise ValueError(f"x must be [samples, features...] with at least one sample; got shape {tuple(xt.shape)}.")
+    xt = xt.float() if not xt.is_floating_point() or xt.dtype in (torch.float16, torch.bfloat16) else xt
+    if not bool(torch.isfinite(xt).all()):
+        raise ValueError("x holds NaN or infinite values.")
+    if labels is None:
+        return xt, None
+    yt = torch.as_tensor(labels).detach()
+    if yt.dim() != 1 or yt.shape[0] != xt.shape[0]:
+        raise ValueError(f"labels must be one class per sample, shape [{xt.shape[0]}]; got {tuple(yt.shape)}.")
+    if yt.is_floating_point() or yt.is_complex() or yt.dtype == torch.bool:
+        raise ValueError(f"labels must be integer classes; got dtype {yt.dtype}.")
+    return xt, yt.long()
+
+
+def _check_int(v: Any, name: str, allow_none: bool = False) -> None:
+    if v is None and allow_none:
+        return
+    if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < (0 if name == "seed" else 1):
+        raise ValueError(f"{name} must be an integer >= {0 if name == 'seed' else 1}; got {v!r}.")
+
+
+def simulate_model(
+    model: nn.Module,
+    x: Any,
+    labels: Any = None,
+    *,
+    mode: str = "step",
+    batch: int = 256,
+    dt_ms: float = 1.0,
+    progress: bool = False,
+    seed: int = 0,
+    record_samples: int | None = None,
+    record_layers: list[str] | None = None,
+) -> SimulationResult:
+    """Simulate ``model`` on ``x`` as binary events; see :func:`simulate`."""
+    t_wall = time.perf_counter()
+    if not isinstance(model, nn.Module):
+        raise ValueError(f"model must be a torch.nn.Module or a run folder; got {type(model).__name__}.")
+    if mode not in SIM_MODES:
+        raise ValueError(f"mode must be one of {', '.join(SIM_MODES)}; got {mode!r}.")
+    _check_int(batch, "batch")
+    _check_int(seed, "seed")
+    _check_int(record_samples, "record_samples", allow_none=True)
+    if not (isinstance(dt_ms, (int, float)) and not isinstance(dt_ms, bool) and dt_ms > 0 and math.isfinite(dt_ms)):
+        raise ValueError(f"dt_ms must be a finite number > 0; got {dt_ms!r}.")
+    xt, yt = _check_inputs(x, labels)
+    lif = isinstance(model, LIFNet)
+    names = spike_layer_names(model)
+    if not names and not lif:
+        raise ValueError("model has no TemporalBinary neurons: nothing spikes to simulate.")
+    if record_layers is not None:
+        known = set(model.layer_names) if lif else set(names.values())
+        unknown = sorted(set(record_layers) - known)
+        if unknown:
+            raise ValueError(f"record_layers names unknown layers {unknown}; the model's are {sorted(known)}.")
+    params = list(model.parameters())
+    dev = params[0].device if params else torch.device("cpu")
+    ids = {id(mod): names[name] for name, mod in model.named_modules() if name in names}
+    sess = SimulationSession(ids, mode, record_layers, record_samples)
+    arith = engine.arithmetic(dev)  # the probe runs before the clock starts
+    preds, ref_preds, logits_all = [], [], []
+    max_diff, sim_seconds = 0.0, 0.0
+    starts = range(0, len(xt), batch)
+    if progress:
+        from tqdm.auto import tqdm
+
+        starts = tqdm(starts, desc=f"simulate ({mode})", unit="batch", dynamic_ncols=True)
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad(), torch.random.fork_rng(devices=[dev] if dev.type == "cuda" else []):
+            for i in starts:
+                xb = xt[i:i + batch].to(dev)
+                torch.manual_seed(seed + i)
+                ref = model(xb)
+                torch.manual_seed(seed + i)
+                t0 = time.perf_counter()
+                if lif:  # snnTorch LIF: its own per-step loop
+                    logits, spikes = model(xb, record=True)
+                    for k in model.layer_names:
+                        sess.record_spikes(k, spikes[k])
+                else:
+                    with sess:
+                        logits = model(xb)
+                sim_seconds += time.perf_counter() - t0
+                sess.end_batch(len(xb))
+                max_diff = max(max_diff, float((logits - ref).abs().max()))
+                logits_all.append(logits.cpu())
+                preds.append(logits.argmax(1).cpu())
+                ref_preds.append(ref.argmax(1).cpu())
+    finally:
+        model.train(was_training)
+    logits = torch.cat(logits_all)
+    pred, refp = torch.cat(preds), torch.cat(ref_preds)
+    n = len(xt)
+    if lif:
+        fan = {k: _lif_fanout(model, k) for k in sess.order}
+        ops = {k: float((sess.neuron_counts[k] * fan[k]).sum()) for k in sess.order}
+        dense = ops
     else:
-        n = s = None
-        for t, w in enumerate(code.weights.tolist()):
-            nt, st = layer.integer_terms(spikes[t], code, wc)
-            if n is None:
-                n, s = nt.mul_(w), st.mul_(w)
-            else:
-                n.add_(nt, alpha=w)
-                s.add_(st, alpha=w)
-    return layer.combine(n, s, code, wc)
+        fan = {k: sess.fanout(k) for k in sess.order}
+        ops, dense = sess.synaptic_ops, sess.dense_ops
+    spikes = {k: np.concatenate(sess.recorded[k]).astype(bool) for k in sess.order if sess.recorded[k]}
+    layer_info, total_spikes, total_ops, total_dense = [], 0, 0.0, 0.0
+    for k in sess.order:
+        c, o, d = sess.spike_counts[k], float(ops.get(k, 0.0)), float(dense.get(k, 0.0))
+        total_spikes, total_ops, total_dense = total_spikes + c, total_ops + o, total_dense + d
+        nk, Tk, fo = sess.neurons[k], sess.timesteps[k], fan.get(k)
+        layer_info.append({"name": k, "neurons": nk, "timesteps": Tk, "spikes": c,
+                           "rate_per_step": c / (n * Tk * nk) if nk else 0.0,
+                           "fanout": float(fo.mean()) if fo is not None else 0.0,
+                           "synaptic_ops": o, "dense_synaptic_ops": d})
+    storage = weight_storage_bits(model)
+    steps = max(sess.timesteps.values()) if sess.timesteps else 0
+    engine_rate = n / sim_seconds if sim_seconds > 0 else float("inf")
+    summary: dict[str, Any] = {
+        "format_version": FORMAT_VERSION,
+        "model": getattr(getattr(model, "cfg", None), "model", type(model).__name__),
+        "mode": mode, "samples": n, "timesteps": steps, "dt_ms": float(dt_ms),
+        "accuracy": float((pred == yt.cpu()).double().mean()) if yt is not None else None,
+        "forward_agreement": float((pred == refp).double().mean()),
+        "max_logit_difference": max_diff,
+        "spikes_per_sample": total_spikes / n, "synaptic_ops_per_sample": total_ops / n,
+        "dense_synaptic_ops_per_sample": total_dense / n,
+        "energy_proxy": {"spikes_per_inference": total_spikes / n, "synaptic_ops_per_inference": total_ops / n},
+        "samples_per_second": engine_rate, "seconds": sim_seconds,
+        "engine_samples_per_second": engine_rate, "engine_seconds": sim_seconds,
+        "wall_seconds": time.perf_counter() - t_wall,
+        "engine": {"low_precision": arith["low_precision"], "reason": arith["reason"]},
+        "recorded": {"samples": int(next(iter(spikes.values())).shape[0]) if spikes else 0, "layers": list(spikes)},
+        "weight_storage_bits": storage["total"], "weight_storage": storage, "layers": layer_info,
+    }
+    return SimulationResult(logits, spikes, summary, pred.numpy(), yt.numpy() if yt is not None else None,
+                            float(dt_ms), steps)
 
 
-def neuron_fire(neuron: nn.Module, current: Tensor) -> SpikeCode:
-    """Fire a layer of :class:`~tbnn.neurons.TemporalBinary` neurons from their input current.
-
-    Binary scheme: each membrane starts at its grid value ``r_0 = v`` and runs ``T`` steps of
-    the integrate-and-fire rule with halving thresholds (:func:`tbnn.coding.if_binary_step`);
-    the emitted spikes are checked against the neuron's closed form (their weighted sum must
-    be its code), whose read-out gains are used, and kept in the returned code (``raw``).
-    Other schemes use the neuron's own encoder.
-    """
-    code = neuron(current)
-    if neuron.scheme != "binary":
-        return code
-    x = current.flatten(1)
-    xb, valid, n = to_blocks(x, -1, neuron.block)
-    lo, hi = grid_range(xb, valid, n, neuron.grid, 2**neuron.timesteps)
-    v = ((xb - lo) / (hi - lo)).clamp(0.0, 1.0).reshape(x.shape[0], -1)[:, : x.shape[1]]
-    T = neuron.timesteps
-    w = code.weights.tolist()
-    fired = torch.empty(T, *v.shape, dtype=torch.bool, device=v.device)  # [T, B, F]
-    r, q = v, torch.zeros_like(v)
-    for t in range(1, T + 1):  # the integrate-and-fire rule, one step at a time
-        s, r = if_binary_step(r, t)
-        fired[t - 1] = s
-        q.add_(s, alpha=w[t - 1])
-    # the spikes equal the bits of the code iff their weighted sum is the code (binary
-    # expansions are unique), which is cheaper to check than expanding the code into bits
-    if not torch.equal(q, code.q.detach().to(q.dtype)):
-        raise RuntimeError("integrate-and-fire spikes differ from the neuron's code; please report this.")
-    return replace(code, raw=fired)  # the emitted spikes, kept (not re-derived from the code)
-
-
-def _tbn_sim(model: TBNet, x: Tensor, wcs: list[WeightCodes], folded: bool) -> tuple[Tensor, dict[str, SpikeCode]]:
-    """Spiking forward pass of a TBN; ``wcs``: weight codes of its layers and read-out."""
-    x = x.reshape(x.shape[0], *model.cfg.input_shape)
-    codes = {"input": neuron_fire(model.encoder, x)}
-    h = codes["input"]
-    for i, (layer, norm, neuron) in enumerate(zip(model.layers, model.norms, model.neurons)):
-        h = neuron_fire(neuron, norm(step_current(layer, h, wcs[i], folded)))
-        codes[f"hidden{i + 1}"] = h
-    return step_current(model.readout, replace(h, shape=None), wcs[-1], folded), codes
-
-
-def fanout(model: nn.Module, name: str) -> Tensor:
-    """Synaptic targets of each neuron of spiking layer ``name`` (flattened per sample)."""
-    names = model.layer_names
-    i = names.index(name)
+def _lif_fanout(model: LIFNet, name: str) -> Tensor:
+    """Synaptic targets of each neuron of the LIF layer ``name`` (flattened per sample)."""
+    i = model.layer_names.index(name)
     nxt = model.layers[i] if i < len(model.layers) else model.readout
     shape = model.cfg.input_shape if i == 0 else model.specs[i - 1]["out_shape"]
-    if isinstance(nxt, TBConv):
-        return nxt.fanout(tuple(shape)).flatten()
     if isinstance(nxt, nn.Conv1d | nn.Conv2d):
-        return conv_fanout(lambda x, w: nxt._conv_forward(x, w, None), nxt.weight.shape, tuple(shape)).flatten()
-    out_features = nxt.out_features
-    return torch.full((int(np.prod(shape)),), float(out_features))
+        return engine.conv_fanout(lambda x, w: nxt._conv_forward(x, w, None), nxt.weight, tuple(shape)).flatten()
+    return torch.full((math.prod(shape),), float(nxt.out_features), dtype=torch.float64)
 
 
-# --------------------------------------------------------------------------------------
-# the command
-
-
-def simulate(
+def simulate_run(
     run_dir: str | Path,
     out: str | Path | None = None,
     split: str = "test",
@@ -170,102 +287,87 @@ def simulate(
     dt_ms: float = 1.0,
     progress: bool = True,
     seed: int = 0,
+    record_samples: int | None = None,
+    record_layers: list[str] | None = None,
 ) -> dict[str, Any]:
-    """Simulate a trained run as spikes; write ``simulation.json`` and ``spikes.npz`` to ``out``.
+    """Simulate a run folder written by ``tbnn train``; write ``simulation.json`` and ``spikes.npz`` to ``out``.
 
     Returns the summary dict (as written to ``simulation.json``). Refuses bad input before
     writing anything: a missing, truncated or foreign checkpoint, a config that disagrees
     with the tensors, ``limit < 1``, an unknown split or mode.
     """
+    t_wall = time.perf_counter()
     if mode not in SIM_MODES:
         raise ValueError(f"mode must be one of {', '.join(SIM_MODES)}; got {mode!r}.")
     if split not in ("test", "train"):
         raise ValueError(f"split must be 'test' or 'train'; got {split!r}.")
-    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
-        raise ValueError(f"limit must be an integer >= 1; got {limit!r}.")
-    if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
-        raise ValueError(f"batch must be an integer >= 1; got {batch!r}.")
-    if not (isinstance(dt_ms, (int, float)) and dt_ms > 0 and np.isfinite(dt_ms)):
-        raise ValueError(f"dt_ms must be a finite number > 0; got {dt_ms!r}.")
+    _check_int(limit, "limit", allow_none=True)
+    _check_int(batch, "batch")
     model, cfg = load_run(run_dir)
     tcfg = cfg.get("train", {})
     if model.cfg.model == "float":
         raise ValueError("model 'float' has no spikes to simulate; simulate a tbn, ste or lif run.")
+    from .data import load_dataset
+
     ds = load_dataset(tcfg.get("dataset", "digits"), seed=tcfg.get("seed", 0), n_train=tcfg.get("n_train"),
                       n_test=tcfg.get("n_test"), normalize=tcfg.get("normalize", "auto"))
     x, y = (ds.x_test, ds.y_test) if split == "test" else (ds.x_train, ds.y_train)
     if limit is not None:
         x, y = x[:limit], y[:limit]
-    names = model.layer_names
-    rec: dict[str, list[np.ndarray]] = {n: [] for n in names}
-    preds, ref_preds = [], []
-    max_diff = 0.0
-    sim_seconds = 0.0
-    it = range(0, len(x), batch)
-    if progress:
-        from tqdm.auto import tqdm
-
-        it = tqdm(it, desc=f"simulate ({mode})", unit="batch", dynamic_ncols=True)
-    with torch.no_grad(), torch.random.fork_rng(devices=[]):
-        tbn = isinstance(model, TBNet)
-        folded = mode == "folded"
-        wcs = [m.weight_codes() for m in (*model.layers, model.readout)] if tbn else []
-        if tbn:
-            _tbn_sim(model, x[:batch], wcs, folded)  # warm-up: lazy initialisation is not simulation
-        else:
-            model(x[:batch], record=True)
-        for i in it:
-            xb = x[i:i + batch]
-            torch.manual_seed(seed + i)
-            ref = model(xb)
-            torch.manual_seed(seed + i)
-            t0 = time.perf_counter()
-            if tbn:
-                logits, codes = _tbn_sim(model, xb, wcs, folded)
-                spikes = {k: c.spikes for k, c in codes.items()}
-            else:  # snnTorch LIF: its own per-step loop
-                logits, spikes = model(xb, record=True)
-            sim_seconds += time.perf_counter() - t0
-            max_diff = max(max_diff, float((logits - ref).abs().max()))
-            preds.append(logits.argmax(1))
-            ref_preds.append(ref.argmax(1))
-            for k in names:
-                rec[k].append(spikes[k].reshape(spikes[k].shape[0], spikes[k].shape[1], -1).transpose(0, 1).numpy())
-    pred = torch.cat(preds)
-    refp = torch.cat(ref_preds)
-    layers_np = {k: np.concatenate(v).astype(bool) for k, v in rec.items()}
-    n = len(x)
-    T = model.cfg.timesteps
-    layer_info, total_spikes, total_ops = [], 0, 0.0
-    for k in names:
-        arr = layers_np[k]
-        fo = fanout(model, k).numpy()
-        count = int(arr.sum())
-        ops = float((arr.sum(axis=(0, 1)) * fo).sum())
-        total_spikes += count
-        total_ops += ops
-        layer_info.append({"name": k, "neurons": int(arr.shape[2]), "spikes": count,
-                           "rate_per_step": count / (n * T * arr.shape[2]), "fanout": float(fo.mean()),
-                           "synaptic_ops": ops})
-    storage = weight_storage_bits(model)
-    summary = {
-        "run": str(run_dir), "model": model.cfg.model, "mode": mode, "split": split,
-        "samples": n, "timesteps": T, "dt_ms": float(dt_ms),
-        "accuracy": float((pred == y).double().mean()),
-        "forward_agreement": float((pred == refp).double().mean()),
-        "max_logit_difference": max_diff,
-        "spikes_per_sample": total_spikes / n, "synaptic_ops_per_sample": total_ops / n,
-        "energy_proxy": {"spikes_per_inference": total_spikes / n, "synaptic_ops_per_inference": total_ops / n},
-        "samples_per_second": n / sim_seconds if sim_seconds > 0 else float("inf"),
-        "seconds": sim_seconds, "weight_storage_bits": storage["total"], "weight_storage": storage,
-        "layers": layer_info,
-    }
+    res = simulate_model(model, x, y, mode=mode, batch=batch, dt_ms=dt_ms, progress=progress, seed=seed,
+                         record_samples=record_samples, record_layers=record_layers)
+    res.summary = {"run": str(run_dir), "split": split, **res.summary,
+                   "wall_seconds": time.perf_counter() - t_wall}
     if out is not None:
-        out = Path(out)
-        if out.exists() and not out.is_dir():
-            raise ValueError(f"--out {out} exists and is not a directory.")
-        out.mkdir(parents=True, exist_ok=True)
-        save_spikes(out / "spikes.npz", layers_np, labels=y.numpy(), predictions=pred.numpy(), timesteps=T,
-                    dt_ms=float(dt_ms))
-        write_json(out / "simulation.json", summary)
-    return summary
+        res.save(out)
+    return res.summary
+
+
+def simulate(model: Any, x: Any = None, labels: Any = None, **kwargs: Any) -> Any:
+    """Run a network as binary spike events, step by step, recording every spike.
+
+    ``simulate(model, x, labels=None, *, mode="step", batch=256, dt_ms=1.0, seed=0,
+    record_samples=None, record_layers=None, progress=False)`` simulates any
+    ``nn.Module`` built from tbnn modules and returns a :class:`SimulationResult`;
+    ``simulate(run_dir, out=None, *, split="test", limit=None, ...)`` simulates a run
+    folder of ``tbnn train`` and returns the ``simulation.json`` summary (dict).
+
+    Parameters
+    ----------
+    model : the network (or a run folder).
+    x : inputs ``[N, ...]`` (tensor or array) as the model's ``forward`` takes them.
+    labels : ``[N]`` integer classes, for ``accuracy`` (optional).
+    mode : ``step`` (event-driven, spike by spike) or ``folded`` (one product per block
+        with the integer code); the same numbers either way.
+    dt_ms : declared duration of one time step (for the analysis of the spikes).
+    record_samples, record_layers : keep the spikes of only the first samples / these
+        layers (bounded memory); counts always cover every sample.
+
+    Returns
+    -------
+    SimulationResult (for a model) or dict (for a run folder).
+
+    Raises
+    ------
+    ValueError
+        Bad arguments or input, a model with no tbnn neuron, a bad run folder.
+    tbnn.coding.SpikeTrainError
+        The model applies an operation to a spike train outside a tbnn module.
+
+    Examples
+    --------
+    >>> import torch, tbnn
+    >>> torch.manual_seed(0)  # doctest: +ELLIPSIS
+    <torch._C.Generator object at ...>
+    >>> net = torch.nn.Sequential(tbnn.TemporalBinary(4, grid="minmax"), tbnn.TBLinear(8, 3))
+    >>> res = tbnn.simulate(net, torch.randn(5, 8))
+    >>> res.logits.shape, res.spikes["0"].shape, res.summary["forward_agreement"]
+    (torch.Size([5, 3]), (5, 4, 8), 1.0)
+    """
+    if isinstance(model, (str, os.PathLike)):
+        if labels is not None:
+            raise ValueError("simulate(run_dir, out) takes no labels: they come from the run's dataset.")
+        return simulate_run(model, x if x is not None else kwargs.pop("out", None), **kwargs)
+    if x is None:
+        raise ValueError("simulate(model, x) needs the inputs x.")
+    return simulate_model(model, x, labels, **kwargs)

@@ -1,7 +1,7 @@
 """Tests for tbnn.coding and tbnn.neurons: spike codes, the binary IF neuron, the read-out.
 
-Reference: DESIGN.md §1.2. The binary code of a T-step neuron is the T-bit code of the
-DAT (§1.1); the closed form must equal the integrate-and-fire loop; the read-out error
+The binary code of a T-step neuron is the T-bit code of the DAT (Ye et al.,
+arXiv:2409.09245); the closed form must equal the integrate-and-fire loop; the read-out error
 halves per step.
 """
 
@@ -17,10 +17,9 @@ from tbnn.coding import (
     SpikeCode,
     decode,
     encode,
-    if_binary_run,
-    if_binary_step,
     step_weights,
 )
+from tbnn.firing import binary_thresholds, if_step, integrate_and_fire
 from tbnn.neurons import TemporalBinary
 from tbnn.quant import fake_quantize
 
@@ -98,21 +97,21 @@ def test_closed_form_spikes_equal_integrate_and_fire_loop(grid):
     for T in (1, 2, 5, 8, 12):
         code = encode(x, T, "binary", grid=grid, block=128)
         v = _grid_value(x, 128, grid)
-        loop = if_binary_run(v, T)
+        loop = integrate_and_fire(v, binary_thresholds(T))
         assert loop.shape == (T, *x.shape)
         assert torch.equal(code.spikes, loop.bool()), T
         # reset by subtraction leaves the remainder below the last threshold
         r = v
         for t in range(1, T + 1):
-            _, r = if_binary_step(r, t)
+            _, r = if_step(r, 2.0**-t)
         assert (r >= 0).all() and (r <= 2.0**-T).all()
 
 
 def test_if_binary_step_semantics():
-    s, r = if_binary_step(torch.tensor([0.75, 0.5, 0.375, 0.0]), 1)
+    s, r = if_step(torch.tensor([0.75, 0.5, 0.375, 0.0]), 0.5)
     assert s.tolist() == [1.0, 1.0, 0.0, 0.0]
     assert r.tolist() == [0.25, 0.0, 0.375, 0.0]
-    s, r = if_binary_step(r, 2)
+    s, r = if_step(r, 0.25)
     assert s.tolist() == [1.0, 0.0, 1.0, 0.0]
 
 

@@ -10,7 +10,8 @@ import pytest
 import torch
 
 from tbnn.cli import main
-from tbnn.sim import simulate, step_current
+from tbnn.engine import step_current
+from tbnn.sim import simulate
 from tbnn.spikefile import load_spikes
 from tbnn.train import train
 

@@ -1,0 +1,362 @@
+r"""The exact integer-code engine: how a tbnn layer turns spikes into input current.
+
+A layer's weight is held as integer codes :math:`Q` with a per-output-channel affine
+:math:`\hat W = \alpha Q + \gamma` (the DAT of its training), and its input as a spike code
+read out per block :math:`b` as :math:`\hat x = a_b q + c_b` (Ye et al., arXiv:2409.09245).
+With :math:`m_b` the 0/1 mask of block :math:`b`, :math:`L_Q` the layer's operator (matmul
+or convolution) with the codes and :math:`L_1` with an all-ones kernel, the input current
+is the matmul shortcut of the paper,
+
+.. math::
+
+    I = \sum_b a_b\,(\alpha N_b + \gamma S_b) + c_b\,(\alpha L_Q(m_b) + \gamma L_1(m_b)) + \text{bias},
+    \qquad N_b = L_Q(q\,m_b),\quad S_b = L_1(q\,m_b).
+
+:math:`N_b` and :math:`S_b` are sums of integer products, so they are *exact* in a
+floating type that holds them (float32 below :math:`2^{24}`), and because a spike code is
+linear in its spikes, :math:`q = \sum_t w_t s_t`, they can be accumulated step by step from
+the spikes that occurred (:func:`step_current`, the event-driven simulator) or computed
+once from the code (:func:`exact`, the eval forward pass and the time-folded simulator):
+the integers are the same, so the currents are equal bit for bit.
+
+Arithmetic type: the integer products run in the fastest type that is exact for them on
+this machine. float32 is always exact here (sums below :math:`2^{24}`); bfloat16 is exact
+when every partial sum is an integer of magnitude :math:`\le 256` and is used only where a
+probe, run once per process and device, finds it faster (CPUs without bf16 units run it
+~30x slower). :func:`arithmetic` reports the choice and why; ``TBNN_MATMUL_DTYPE``
+(``auto``, ``float32``, ``bfloat16``) or :func:`set_matmul_dtype` overrides it.
+
+Layers (``tbnn.layers``) call :func:`exact` in eval mode; the simulator calls
+:func:`step_current`; :func:`fanout` counts each input's synapses for the synaptic-operation
+counts.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from .coding import SpikeCode
+from .quant import quantize
+
+__all__ = [
+    "WeightCodes",
+    "EngineLayer",
+    "weight_codes",
+    "per_channel_codes",
+    "term_dtype",
+    "integer_terms",
+    "combine",
+    "exact",
+    "step_current",
+    "fanout",
+    "conv_fanout",
+    "arithmetic",
+    "set_matmul_dtype",
+    "MATMUL_DTYPES",
+]
+
+#: choices of ``TBNN_MATMUL_DTYPE`` / :func:`set_matmul_dtype`
+MATMUL_DTYPES: tuple[str, ...] = ("auto", "float32", "bfloat16")
+
+
+class EngineLayer(Protocol):
+    """What the engine needs of a layer (``tbnn.layers.TBLayer`` provides it)."""
+
+    weight: torch.nn.Parameter
+    bias: torch.nn.Parameter | None
+    weight_bits: float | None
+    sparsity: str | float | None
+    is_linear: bool
+
+    def operator(self, x: Tensor, w: Tensor, bias: Tensor | None) -> Tensor: ...
+
+    def quantize_weight_codes(self) -> tuple[Tensor, Tensor, Tensor]: ...
+
+
+@dataclass
+class WeightCodes:
+    """A layer's weight as integer codes with a per-channel affine: ``W^ = alpha * Q + gamma``.
+
+    ``w_hat`` is that weight in floats; ``ones`` an all-ones kernel with one output channel
+    (its response is the same for every output channel: the rank-1 correction); ``exists``
+    the 0/1 synapses that exist (a sparse layer's zero codes are pruned synapses; every
+    weight of an affine grid exists, its code 0 included); ``qmax`` the largest ``|Q|``
+    when the codes are integers (``inf`` for float weights); ``cache`` the block-dependent
+    tensors derived from them (per dtype and input layout), made on first use.
+    """
+
+    q: Tensor
+    alpha: Tensor
+    gamma: Tensor
+    w_hat: Tensor
+    ones: Tensor
+    exists: Tensor
+    qmax: float = math.inf
+    cache: dict = field(default_factory=dict, repr=False, compare=False)
+
+
+def weight_codes(layer: EngineLayer) -> WeightCodes:
+    """The layer's weight as :class:`WeightCodes` (no gradient).
+
+    >>> import tbnn
+    >>> wc = weight_codes(tbnn.TBLinear(6, 2))
+    >>> sorted(set(wc.q.flatten().tolist())), wc.qmax
+    ([0.0, 1.0], 1.0)
+    """
+    q, alpha, gamma = layer.quantize_weight_codes()
+    shape = (-1, *[1] * (q.dim() - 1))
+    w_hat = alpha.view(shape) * q + gamma.view(shape)
+    qmax = float(q.abs().max()) if q.numel() and bool((q == q.round()).all()) else math.inf
+    exists = (q != 0).to(q.dtype) if layer.sparsity is not None else torch.ones_like(q)
+    ones = torch.ones(1, *q.shape[1:], dtype=q.dtype, device=q.device)
+    return WeightCodes(q, alpha, gamma, w_hat, ones, exists, qmax)
+
+
+def per_channel_codes(weight: Tensor, bits: float | None, **quant_kw: Any) -> tuple[Tensor, Tensor, Tensor]:
+    """``(Q, alpha, gamma)`` of a weight quantized per output channel (``bits=None``: float weights)."""
+    w2 = weight.detach().reshape(weight.shape[0], -1)
+    if bits is None:
+        return weight.detach(), torch.ones_like(w2[:, 0]), torch.zeros_like(w2[:, 0])
+    bc = quantize(w2, bits=bits, dim=-1, **quant_kw)
+    if bc.q.shape[-2] != 1:
+        raise ValueError("integer-code evaluation needs weights quantized per output channel (weight_block=None).")
+    return bc.codes().reshape(weight.shape), bc.gain.reshape(-1), bc.offset.reshape(-1)
+
+
+# --------------------------------------------------------------------------------------
+# arithmetic type: probed once per process and device
+
+_OVERRIDE: dict[str, str] = {}
+_PROBES: dict[str, dict[str, Any]] = {}
+
+
+def set_matmul_dtype(choice: str) -> None:
+    """Force the engine's low-precision choice: ``auto`` (probe), ``float32`` or ``bfloat16``."""
+    if choice not in MATMUL_DTYPES:
+        raise ValueError(f"matmul dtype must be one of {', '.join(MATMUL_DTYPES)}; got {choice!r}.")
+    _OVERRIDE["choice"] = choice
+
+
+def _choice() -> str:
+    if "choice" in _OVERRIDE:
+        return _OVERRIDE["choice"]
+    env = os.environ.get("TBNN_MATMUL_DTYPE", "auto").strip().lower() or "auto"
+    if env not in MATMUL_DTYPES:
+        raise ValueError(f"TBNN_MATMUL_DTYPE must be one of {', '.join(MATMUL_DTYPES)}; got {env!r}.")
+    return env
+
+
+def _time_bmm(dtype: torch.dtype, device: torch.device, repeats: int = 5) -> float:
+    a = torch.randint(0, 2, (2, 256, 128), device=device).to(dtype)
+    b = torch.randint(0, 2, (2, 128, 256), device=device).to(dtype)
+    torch.bmm(a, b)  # warm-up
+    best = math.inf
+    for _ in range(repeats):
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        t0 = time.perf_counter()
+        torch.bmm(a, b)
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        best = min(best, time.perf_counter() - t0)
+    return best
+
+
+def _probe(device: torch.device) -> dict[str, Any]:
+    key = str(device)
+    if key not in _PROBES:
+        f32, bf16 = _time_bmm(torch.float32, device), _time_bmm(torch.bfloat16, device)
+        fast = bf16 < 0.8 * f32
+        _PROBES[key] = {"float32_ms": f32 * 1e3, "bfloat16_ms": bf16 * 1e3,
+                        "bfloat16_faster": fast}
+    return _PROBES[key]
+
+
+def arithmetic(device: str | torch.device = "cpu") -> dict[str, Any]:
+    """The engine's choice of product type on ``device``, and why.
+
+    Returns ``{"low_precision": "bfloat16" | "float32", "reason": ..., "probe": {...}}``;
+    ``low_precision`` is used only where it is exact (partial sums ``<= 256``), float32
+    (or float64 where float32 could round) everywhere else.
+    """
+    device = torch.device(device)
+    choice = _choice()
+    if choice != "auto":
+        return {"low_precision": choice, "reason": f"forced ({choice})", "probe": None}
+    p = _probe(device)
+    if p["bfloat16_faster"]:
+        return {"low_precision": "bfloat16", "probe": p,
+                "reason": f"probe: bfloat16 {p['bfloat16_ms']:.3f} ms < float32 {p['float32_ms']:.3f} ms"}
+    return {"low_precision": "float32", "probe": p,
+            "reason": f"probe: bfloat16 {p['bfloat16_ms']:.3f} ms not faster than float32 {p['float32_ms']:.3f} ms"}
+
+
+def _low_precision(device: torch.device) -> torch.dtype:
+    return torch.bfloat16 if arithmetic(device)["low_precision"] == "bfloat16" else torch.float32
+
+
+# --------------------------------------------------------------------------------------
+# integer terms
+
+
+def term_dtype(code: SpikeCode, wc: WeightCodes) -> torch.dtype:
+    """The dtype that holds every integer term, and its sums over the ``T`` steps, exactly.
+
+    A term sums at most ``per = min(block, fan-in)`` products ``|Q| |q|`` per output, and
+    the step engine adds the terms of the steps with weights ``w_t``; float32 holds integers
+    exactly below ``2^24``, so it is used when
+    ``max(max|Q|, 1) * per * max(sum|w_t|, max|q|) < 2^24``; else float64.
+    """
+    per = min(code.block_size(), wc.q[0].numel())
+    qmax = max(float(code.weights.abs().sum()), float(code.q.detach().abs().max()) if code.q.numel() else 0.0)
+    return torch.float32 if max(wc.qmax, 1.0) * per * qmax < 2**24 else torch.float64
+
+
+def _blocked_codes(wc: WeightCodes, code: SpikeCode, dtype: torch.dtype) -> Tensor:
+    """Linear layers: the codes as ``[nb, bs, out]`` blocks along the input (tail zero-padded)."""
+    f, bs = code.q.shape[-1], code.block_size()
+    key = ("blocked", f, bs, dtype)
+    if key not in wc.cache:
+        nb = -(-f // bs)
+        qt = F.pad(wc.q.reshape(wc.q.shape[0], -1).t().to(dtype), (0, 0, 0, nb * bs - f))
+        wc.cache[key] = qt.reshape(nb, bs, -1).contiguous()
+    return wc.cache[key]
+
+
+def integer_terms(layer: EngineLayer, q: Tensor, code: SpikeCode, wc: WeightCodes) -> tuple[Tensor, Tensor]:
+    """Per input block ``b``: ``N_b = L_Q(q m_b)`` and ``S_b = L_1(q m_b)``, ``[nb, *out]``.
+
+    ``q`` is a code or a spike matrix ``[..., F]`` (flat features; 0/1 floats or bool).
+    Every value is an exact integer in :func:`term_dtype` (returned in it), so per-step
+    sums of these terms equal the terms of the summed code bit for bit.
+
+    Linear layers: one batched matmul over the blocks of a ``[M, nb, bs]`` view, in the
+    low-precision type of :func:`arithmetic` when every partial sum is an integer of
+    magnitude ``<= 256`` (``max|Q| * per * max|q| <= 256``, which bfloat16 and its float32
+    accumulator hold exactly), and ``S_b`` a row sum. Convolutions: one op on the masked
+    copies stacked in the batch.
+    """
+    dtype = term_dtype(code, wc)
+    f, bs = q.shape[-1], code.block_size()
+    nb = -(-f // bs)
+    lead = q.shape[:-1]
+    q = q.detach()
+    if q.dtype == torch.bool:
+        q, top = q.view(torch.uint8), 1.0  # (uint8 converts to floats faster than bool)
+    else:
+        top = float(q.abs().max()) if q.numel() else 0.0
+    if layer.is_linear:
+        per = min(bs, f)
+        mm = _low_precision(q.device) if wc.qmax * per * top <= 256 else dtype
+        qd = q.to(mm)
+        if nb * bs != f:
+            qd = F.pad(qd, (0, nb * bs - f))
+        qv = qd.reshape(-1, nb, bs).transpose(0, 1)  # [nb, M, bs]
+        n = torch.bmm(qv, _blocked_codes(wc, code, mm)).to(dtype)  # [nb, M, out]
+        s = qv.sum(-1, keepdim=True, dtype=dtype)  # [nb, M, 1]
+        return n.reshape(nb, *lead, -1), s.reshape(nb, *lead, 1)
+    qd = q.to(dtype)
+    masks = code.block_masks(dtype).view(nb, *[1] * len(lead), f)
+    x = code.unflatten((qd.unsqueeze(0) * masks).reshape(-1, f))  # [nb * M, ...]
+    n, s = layer.operator(x, wc.q.to(dtype), None), layer.operator(x, wc.ones.to(dtype), None)
+    return n.reshape(nb, *lead, *n.shape[1:]), s.reshape(nb, *lead, *s.shape[1:])
+
+
+def _mask_terms(layer: EngineLayer, code: SpikeCode, wc: WeightCodes) -> tuple[Tensor, Tensor]:
+    """``r_b = L_Q(m_b)`` and ``k_b = L_1(m_b)`` (float64, ``[nb, 1, *out]``), cached per input layout."""
+    key = ("masks", code.q.shape[-1], code.block_size(), code.shape[1:] if code.shape is not None else None)
+    if key not in wc.cache:
+        x = code.unflatten(code.block_masks(torch.float64))
+        r = layer.operator(x, wc.q.to(torch.float64), None).unsqueeze(1)
+        k = layer.operator(x, wc.ones.to(torch.float64), None).unsqueeze(1)
+        wc.cache[key] = (r, k)
+    return wc.cache[key]
+
+
+def combine(layer: EngineLayer, n: Tensor, s: Tensor, code: SpikeCode, wc: WeightCodes) -> Tensor:
+    """The input current from the integer terms (the matmul shortcut of Ye et al.; see the module).
+
+    In float64, on contiguous terms (so every engine's terms give the same rounding); the
+    sums over blocks ``sum_b a_b N_b`` and ``sum_b a_b S_b`` come first, then the
+    per-channel ``alpha`` and ``gamma`` once.
+    """
+    r, k = _mask_terms(layer, code, wc)
+    f64 = torch.float64
+    n, s = n.contiguous(), s.contiguous()  # exact integers (float32 or float64)
+    extra = [1] * (n.dim() - 3)
+    a = code.gain.detach().to(f64).squeeze(-1).transpose(0, 1).reshape(n.shape[0], -1, 1, *extra)
+    c = code.offset.detach().to(f64).squeeze(-1).transpose(0, 1).reshape(n.shape[0], -1, 1, *extra)
+    shape = (-1, *extra)
+    al, ga = wc.alpha.to(f64).view(shape), wc.gamma.to(f64).view(shape)
+    cur = al * (a * n).sum(0) + ga * (a * s).sum(0) + (c * (al * r + ga * k)).sum(0)
+    if layer.bias is not None:
+        cur = cur + layer.bias.detach().to(f64).view(shape)
+    return cur.to(code.q.dtype)
+
+
+def exact(layer: EngineLayer, code: SpikeCode, wc: WeightCodes | None = None) -> Tensor:
+    """Integer-code evaluation (no gradient): the current from the code's integer terms at once.
+
+    One product with the integer code ``q`` per block (the time-folded pass: a binary
+    code's steps are linear in the weights, so the ``T`` step products sum to this one).
+    """
+    wc = wc if wc is not None else weight_codes(layer)
+    return combine(layer, *integer_terms(layer, code.q, code, wc), code, wc)
+
+
+def step_current(layer: EngineLayer, code: SpikeCode, wc: WeightCodes | None = None) -> Tensor:
+    """Input current of ``layer`` accumulated from ``code``'s spikes, one time step at a time.
+
+    For every step ``t``: ``N_b += w_t L_Q(s_t m_b)`` (only inputs that spiked at ``t``
+    add their column of weight codes) and ``S_b += w_t L_1(s_t m_b)``, exactly; then
+    :func:`combine`. Equal to :func:`exact` bit for bit.
+    """
+    wc = wc if wc is not None else weight_codes(layer)
+    spikes = code.spikes  # [T, B, F] bool
+    n = s = None
+    for t, w in enumerate(code.weights.tolist()):
+        nt, st = integer_terms(layer, spikes[t], code, wc)
+        if n is None:
+            n, s = nt.mul_(w), st.mul_(w)
+        else:
+            n.add_(nt, alpha=w)
+            s.add_(st, alpha=w)
+    return combine(layer, n, s, code, wc)
+
+
+# --------------------------------------------------------------------------------------
+# synapses
+
+
+def conv_fanout(op: Callable[[Tensor, Tensor], Tensor], kernel: Tensor, in_shape: tuple[int, ...]) -> Tensor:
+    """Outputs each input element of ``op(x, kernel)`` reaches through nonzero kernel entries.
+
+    The gradient of ``sum(op(x, kernel != 0))`` with respect to ``x`` (``[C, *spatial]``):
+    exact for any stride and padding, borders included.
+    """
+    x = torch.zeros(1, *in_shape, requires_grad=True, dtype=torch.float64)
+    with torch.enable_grad():
+        op(x, (kernel != 0).to(torch.float64)).sum().backward()
+    return x.grad[0].detach()
+
+
+def fanout(layer: EngineLayer, in_shape: tuple[int, ...], wc: WeightCodes | None = None,
+           dense: bool = False) -> Tensor:
+    """Synapses of each input element (flat ``[F]``): the outputs it reaches through weights that exist.
+
+    ``dense=True`` counts every weight position (pruned ones included).
+    """
+    wc = wc if wc is not None else weight_codes(layer)
+    kernel = torch.ones_like(wc.exists) if dense else wc.exists
+    if layer.is_linear:
+        return kernel.reshape(kernel.shape[0], -1).sum(0).to(torch.float64)
+    return conv_fanout(lambda x, w: layer.operator(x, w, None), kernel, tuple(in_shape)).flatten()

@@ -1,0 +1,79 @@
+r"""Integrate-and-fire with reset by subtraction: the one firing loop of tbnn.
+
+A membrane starts at :math:`r_0`, integrates a drive :math:`d` every step, fires when it
+reaches the step's threshold and loses the threshold when it fires:
+
+.. math::
+
+    r_t' = r_{t-1} + d, \qquad s_t = \mathbb{1}[r_t' \ge \theta_t], \qquad
+    r_t = r_t' - \theta_t s_t .
+
+Two neurons of tbnn are this loop with different constants:
+
+* the **binary** neuron (Ye et al., arXiv:2409.09245, read as a temporal code): :math:`r_0 = v`
+  (the grid value in :math:`[0, 1]`), :math:`d = 0`, halving thresholds
+  :math:`\theta_t = 2^{-t}`: its spikes are the bits of the :math:`T`-bit code of :math:`v`,
+  most significant first;
+* the **sigma-delta** neuron: :math:`r_0 = 0`, :math:`d = v`, :math:`\theta_t = 1` (a
+  first-order sigma-delta modulator).
+
+:class:`tbnn.neurons.TemporalBinary` fires through :func:`integrate_and_fire` when it is
+simulated, and so does the simulator benchmark.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor
+
+__all__ = ["if_step", "integrate_and_fire", "binary_thresholds"]
+
+
+def if_step(r: Tensor, theta: float, drive: Tensor | float = 0.0) -> tuple[Tensor, Tensor]:
+    """One step: integrate ``drive``, fire where ``r >= theta``, subtract ``theta`` where fired.
+
+    Returns ``(s, r)`` with ``s`` 0/1 in ``r``'s dtype.
+
+    Examples
+    --------
+    >>> s, r = if_step(torch.tensor([0.75, 0.25]), 0.5)
+    >>> s.tolist(), r.tolist()
+    ([1.0, 0.0], [0.25, 0.25])
+    """
+    r = r + drive if not (isinstance(drive, float) and drive == 0.0) else r
+    s = (r >= theta).to(r.dtype)
+    return s, r - theta * s
+
+
+def integrate_and_fire(r0: Tensor, thresholds: Sequence[float], drive: Tensor | float = 0.0,
+                       out: Tensor | None = None) -> Tensor:
+    """Run :func:`if_step` for ``len(thresholds)`` steps from ``r0``: boolean spikes ``[T, *r0.shape]``.
+
+    Parameters
+    ----------
+    r0 : initial membrane.
+    thresholds : :math:`\\theta_1 .. \\theta_T`.
+    drive : input added every step (a tensor like ``r0`` or a number).
+    out : optional boolean tensor ``[T, *r0.shape]`` to write the spikes into.
+
+    Examples
+    --------
+    >>> integrate_and_fire(torch.tensor([0.8125]), binary_thresholds(4))[:, 0].int().tolist()
+    [1, 1, 0, 1]
+    >>> integrate_and_fire(torch.zeros(1), [1.0] * 4, drive=torch.tensor([0.5]))[:, 0].int().tolist()
+    [0, 1, 0, 1]
+    """
+    T = len(thresholds)
+    spikes = out if out is not None else torch.empty(T, *r0.shape, dtype=torch.bool, device=r0.device)
+    r = r0
+    for t, theta in enumerate(thresholds):
+        s, r = if_step(r, float(theta), drive)
+        spikes[t] = s
+    return spikes
+
+
+def binary_thresholds(timesteps: int) -> list[float]:
+    """The halving thresholds :math:`2^{-1}, ..., 2^{-T}` of the binary neuron."""
+    return [2.0**-t for t in range(1, timesteps + 1)]

@@ -1,0 +1,224 @@
+"""tbnn.simulate on the user's own networks: skip connections, convolutions, pooling, BatchNorm.
+
+Checks: agreement with the eval forward pass (logits equal bit for bit, in step and folded
+mode, in every arithmetic type), an independent recount of spikes and synaptic operations,
+the archive written by ``res.save`` analysed and rastered by the CLI, refusals.
+"""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+import tbnn
+from tbnn import engine
+from tbnn.cli import main
+from tbnn.coding import SpikeTrainError
+
+
+class SkipNet(nn.Module):
+    """h1 -> h2 -> h3, with h3's neurons receiving the currents of fc3(h2) + skip(h1)."""
+
+    def __init__(self, f=16, h=24, c=3):
+        super().__init__()
+        self.enc = tbnn.TemporalBinary(4, grid="minmax")
+        self.fc1, self.bn1, self.n1 = tbnn.TBLinear(f, h), nn.BatchNorm1d(h), tbnn.TemporalBinary(4)
+        self.fc2, self.n2 = tbnn.TBLinear(h, h), tbnn.TemporalBinary(4)
+        self.fc3, self.skip, self.n3 = tbnn.TBLinear(h, h), tbnn.TBLinear(h, h, bias=False), tbnn.TemporalBinary(4)
+        self.out = tbnn.TBLinear(h, c)
+
+    def forward(self, x):
+        h1 = self.n1(self.bn1(self.fc1(self.enc(x))))
+        h2 = self.n2(self.fc2(h1))
+        h3 = self.n3(self.fc3(h2) + self.skip(h1))
+        return self.out(h3)
+
+
+class ConvNet(nn.Module):
+    """TBConv2d -> BatchNorm2d -> neurons -> TBConv2d (stride 2) -> avg-pool on currents -> neurons -> TBLinear."""
+
+    def __init__(self, c=3):
+        super().__init__()
+        self.enc = tbnn.TemporalBinary(4, grid="minmax")
+        self.conv1, self.bn1, self.n1 = tbnn.TBConv2d(1, 4, 3, padding=1), nn.BatchNorm2d(4), tbnn.TemporalBinary(4)
+        self.conv2, self.n2 = tbnn.TBConv2d(4, 6, 3, stride=2, padding=1), tbnn.TemporalBinary(4)
+        self.pool = nn.AvgPool2d(2)
+        self.out = tbnn.TBLinear(6 * 2 * 2, c)
+
+    def forward(self, x):
+        h = self.n1(self.bn1(self.conv1(self.enc(x.reshape(-1, 1, 8, 8)))))
+        h = self.n2(self.pool(self.conv2(h)))
+        return self.out(h)
+
+
+def _data(n=96, f=64, c=3, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    y = torch.randint(0, c, (n,), generator=g)
+    x = torch.randn(c, f, generator=g)[y] * 1.5 + torch.randn(n, f, generator=g)
+    return x, y
+
+
+def _trained(cls, f):
+    torch.manual_seed(0)
+    net = cls() if cls is ConvNet else cls(f=f)
+    x, y = _data(f=f)
+    tbnn.fit(net, (x, y), epochs=1, batch=32, progress=False)
+    return net, x, y
+
+
+@pytest.fixture(scope="module")
+def skipnet():
+    return _trained(SkipNet, 16)
+
+
+@pytest.fixture(scope="module")
+def convnet():
+    return _trained(ConvNet, 64)
+
+
+@pytest.mark.parametrize("mode", ["step", "folded"])
+@pytest.mark.parametrize("which", ["skipnet", "convnet"])
+def test_simulation_equals_eval_forward(which, mode, request):
+    net, x, y = request.getfixturevalue(which)
+    net.train()
+    res = tbnn.simulate(net, x, labels=y, mode=mode, batch=40)
+    assert net.training  # the train/eval state is restored
+    net.eval()
+    with torch.no_grad():
+        ref = net(x)
+    net.train()
+    assert torch.equal(res.logits, ref)
+    assert res.summary["forward_agreement"] == 1.0 and res.summary["max_logit_difference"] == 0.0
+    assert res.summary["accuracy"] == float((ref.argmax(1) == y).double().mean())
+    names = list(res.spikes)
+    assert names == (["enc", "n1", "n2", "n3"] if which == "skipnet" else ["enc", "n1", "n2"])
+    for k, s in res.spikes.items():
+        assert s.dtype == bool and s.shape[:2] == (len(x), 4)
+
+
+@pytest.mark.parametrize("choice", ["float32", "bfloat16"])
+def test_every_arithmetic_type_gives_the_same_spikes(skipnet, choice):
+    net, x, y = skipnet
+    base = tbnn.simulate(net, x)
+    engine.set_matmul_dtype(choice)
+    try:
+        res = tbnn.simulate(net, x)
+        assert engine.arithmetic()["low_precision"] == choice
+        assert res.summary["engine"]["reason"] == f"forced ({choice})"
+    finally:
+        engine.set_matmul_dtype("auto")
+    assert torch.equal(res.logits, base.logits)
+    for k in base.spikes:
+        assert np.array_equal(res.spikes[k], base.spikes[k])
+
+
+def _linear_fanout(layer):
+    return np.full(layer.in_features, layer.out_features, dtype=float)
+
+
+def _conv_fanout_bruteforce(conv, in_shape):
+    """Outputs each input pixel reaches, by enumerating every output position's receptive field."""
+    C, H, W = in_shape
+    k, s, p = conv.kernel_size[0], conv.stride[0], conv.padding[0]
+    Ho, Wo = (H + 2 * p - k) // s + 1, (W + 2 * p - k) // s + 1
+    fan = np.zeros((C, H, W))
+    for i in range(Ho):
+        for j in range(Wo):
+            for di in range(k):
+                for dj in range(k):
+                    r, c = i * s - p + di, j * s - p + dj
+                    if 0 <= r < H and 0 <= c < W:
+                        fan[:, r, c] += conv.out_channels
+    return fan.reshape(-1)
+
+
+def test_independent_recount_skip_connection(skipnet):
+    net, x, y = skipnet
+    res = tbnn.simulate(net, x)
+    n = len(x)
+    fan = {"enc": _linear_fanout(net.fc1), "n1": _linear_fanout(net.fc2) + _linear_fanout(net.skip),
+           "n2": _linear_fanout(net.fc3), "n3": _linear_fanout(net.out)}
+    spikes = sum(int(s.sum()) for s in res.spikes.values())
+    ops = sum(float((res.spikes[k].sum((0, 1)) * fan[k]).sum()) for k in fan)
+    assert res.summary["spikes_per_sample"] == pytest.approx(spikes / n, rel=1e-12)
+    assert res.summary["synaptic_ops_per_sample"] == pytest.approx(ops / n, rel=1e-12)
+    by = {d["name"]: d for d in res.summary["layers"]}
+    assert by["n1"]["fanout"] == 2 * 24  # read by fc2 and by the skip layer
+
+
+def test_independent_recount_conv(convnet):
+    net, x, y = convnet
+    res = tbnn.simulate(net, x, mode="folded")
+    fan = {"enc": _conv_fanout_bruteforce(net.conv1, (1, 8, 8)),
+           "n1": _conv_fanout_bruteforce(net.conv2, (4, 8, 8)), "n2": _linear_fanout(net.out)}
+    ops = sum(float((res.spikes[k].sum((0, 1)) * fan[k]).sum()) for k in fan)
+    assert res.summary["synaptic_ops_per_sample"] == pytest.approx(ops / len(x), rel=1e-12)
+
+
+def test_sparse_layers_count_existing_synapses():
+    torch.manual_seed(0)
+    net = nn.Sequential(tbnn.TemporalBinary(4, grid="minmax"), tbnn.TBLinear(16, 8, sparsity="2:4"))
+    x = torch.randn(10, 16)
+    res = tbnn.simulate(net, x)
+    s = res.spikes["0"].sum((0, 1))
+    exists = (net[1].weight_codes().q != 0).sum(0).numpy()
+    assert exists.sum() == 8 * 8  # each of the 8 outputs keeps 2 of every 4 of its 16 inputs
+    assert res.summary["synaptic_ops_per_sample"] == pytest.approx(float((s * exists).sum()) / 10)
+    assert res.summary["dense_synaptic_ops_per_sample"] == pytest.approx(float(s.sum() * 8) / 10)
+
+
+def test_recording_limits_keep_counts(skipnet):
+    net, x, y = skipnet
+    full = tbnn.simulate(net, x, batch=40)
+    part = tbnn.simulate(net, x, batch=40, record_samples=50, record_layers=["n1", "n3"])
+    assert list(part.spikes) == ["n1", "n3"] and part.spikes["n1"].shape[0] == 50
+    assert np.array_equal(part.spikes["n1"], full.spikes["n1"][:50])
+    for key in ("spikes_per_sample", "synaptic_ops_per_sample"):
+        assert part.summary[key] == full.summary[key]
+    with pytest.raises(ValueError, match="record_layers names unknown layers"):
+        tbnn.simulate(net, x, record_layers=["nope"])
+
+
+def test_saved_result_is_analysed_and_rastered(skipnet, tmp_path, capsys):
+    net, x, y = skipnet
+    res = tbnn.simulate(net, x, labels=y)
+    res.save(tmp_path / "sim")
+    summary = json.loads((tmp_path / "sim" / "simulation.json").read_text())
+    assert summary["format_version"] == 2 and summary["forward_agreement"] == 1.0
+    assert main(["analyze", str(tmp_path / "sim"), "--out", str(tmp_path / "an")]) == 0
+    assert (tmp_path / "an" / "report.md").is_file()
+    assert main(["raster", str(tmp_path / "sim"), "--out", str(tmp_path / "r.png")]) == 0
+    assert (tmp_path / "r.png").stat().st_size > 1000
+
+
+def test_operations_on_spike_trains_outside_tbnn_modules_are_refused():
+    class Bad(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.n, self.fc = tbnn.TemporalBinary(4, grid="minmax"), tbnn.TBLinear(8, 2)
+
+        def forward(self, x):
+            return self.fc(self.n(x) * 2)
+
+    with pytest.raises(SpikeTrainError, match="the operator 'mul' cannot be applied to a spike train"):
+        tbnn.simulate(Bad(), torch.randn(4, 8))
+    with pytest.raises(SpikeTrainError, match="torch function cat"):
+        torch.cat([tbnn.TemporalBinary(4)(torch.randn(2, 3))])
+
+
+@pytest.mark.parametrize("kwargs,msg", [
+    ({"mode": "fast"}, "mode must be one of step, folded"),
+    ({"batch": 0}, "batch must be an integer >= 1"),
+    ({"dt_ms": -1.0}, "dt_ms must be a finite number > 0"),
+    ({"labels": [0, 1]}, "labels must be one class per sample"),
+])
+def test_simulate_refusals(kwargs, msg):
+    net = nn.Sequential(tbnn.TemporalBinary(4, grid="minmax"), tbnn.TBLinear(8, 3))
+    with pytest.raises(ValueError, match=msg):
+        tbnn.simulate(net, torch.randn(4, 8), **kwargs)
+    with pytest.raises(ValueError, match="no TemporalBinary neurons"):
+        tbnn.simulate(nn.Linear(8, 3), torch.randn(4, 8))
+    with pytest.raises(ValueError, match="NaN or infinite"):
+        tbnn.simulate(net, torch.full((4, 8), float("nan")))
