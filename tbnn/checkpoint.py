@@ -413,7 +413,7 @@ def save_checkpoint(run_dir: str | Path, model: nn.Module, optimizer: torch.opti
             tensors[f"rng.cuda.{i}"] = st
     body = {"meta": meta, "optimizer": opt_meta, "scheduler": scheduler.state_dict() if scheduler is not None else None,
             "model_config": _model_config_dict(model)}
-    body_json = json.dumps(body, sort_keys=True, allow_nan=False)
+    body_json = json.dumps(json_safe(body), sort_keys=True, allow_nan=False)
     metadata = {"kind": RUN_KIND, "format_version": str(FORMAT_VERSION), "state": body_json,
                 "sha256": tensor_digest(tensors, body_json)}
     return save_tensors(run_dir / CHECKPOINT_NAME, tensors, metadata=metadata)
@@ -622,6 +622,13 @@ def _same_settings(old: dict[str, Any], new: dict[str, Any]) -> tuple[str, str, 
 
 def check_run_target(out: str | Path, run_cfg: dict[str, Any], resume: bool = False,
                      overwrite: bool = False) -> str:
+    """See :func:`_check_run_target`; operating-system errors become one sentence naming ``out``."""
+    with os_errors(out, "use"):
+        return _check_run_target(out, run_cfg, resume, overwrite)
+
+
+def _check_run_target(out: str | Path, run_cfg: dict[str, Any], resume: bool = False,
+                      overwrite: bool = False) -> str:
     """How a training run may write ``out``: ``"new"``, ``"resume"`` or ``"replace"``; else refuse.
 
     * new or empty folder (tbnn's lock and temporary names ignored): ``"new"``

@@ -12,7 +12,7 @@ import warnings
 from collections.abc import Sequence
 
 from . import __version__
-from .fileio import output_dir, output_file
+from .fileio import os_error_sentence, output_dir, output_file
 
 __all__ = ["main", "build_parser"]
 
@@ -217,9 +217,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         with warnings.catch_warnings():
             warnings.showwarning = note
             return COMMANDS[args.command](args)
-    except OSError as err:  # a file error no writer turned into a sentence
-        where = f" {err.filename}" if getattr(err, "filename", None) else ""
-        print(f"tbnn {args.command}: error: cannot access{where}: {err.strerror or err}.", file=sys.stderr)
+    except OSError as err:  # a file error no reader or writer turned into a sentence
+        print(f"tbnn {args.command}: error: {os_error_sentence(err, err.filename or 'a file', 'use')}",
+              file=sys.stderr)
         return 2
     except (ValueError, TypeError, FloatingPointError) as err:
         print(f"tbnn {args.command}: error: {err}", file=sys.stderr)

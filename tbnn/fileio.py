@@ -26,6 +26,7 @@ import ctypes.util
 import errno
 import fcntl
 import json
+import math
 import os
 import re
 import shutil
@@ -226,8 +227,8 @@ def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], Any]) -> P
 
 
 def json_safe(o: Any) -> Any:
-    """``o`` with NaN floats as ``None`` and keys as strings (what :func:`write_json` stores)."""
-    if isinstance(o, float) and o != o:
+    """``o`` with NaN and infinite floats as ``None`` and keys as strings (what :func:`write_json` stores)."""
+    if isinstance(o, float) and not math.isfinite(o):
         return None
     if isinstance(o, dict):
         return {str(k): json_safe(v) for k, v in o.items()}
@@ -237,7 +238,7 @@ def json_safe(o: Any) -> Any:
 
 
 def write_json(path: str | os.PathLike, obj: Any) -> Path:
-    """Write ``obj`` as indented JSON, atomically (NaN is written as ``null``)."""
+    """Write ``obj`` as indented JSON, atomically (NaN and infinities are written as ``null``)."""
     text = json.dumps(json_safe(obj), indent=2, allow_nan=False)
     return atomic_write(path, lambda fh: fh.write((text + "\n").encode("utf-8")))
 

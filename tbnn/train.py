@@ -241,6 +241,10 @@ def _fit_loop(model, train_data, test_data, loss_fn, tcfg, dev, writer, progress
         seconds = time.perf_counter() - t0
         train_seconds += seconds
         test_acc, test_loss = evaluate(model, test_data) if test_data is not None else (None, None)
+        if not all(bool(torch.isfinite(p).all()) for p in model.parameters()) or (
+                test_loss is not None and not math.isfinite(test_loss)):
+            raise FloatingPointError(f"training diverged: the weights or the test loss are no longer finite after "
+                                     f"epoch {epoch + 1} (try a smaller lr).")
         rec = {"epoch": epoch + 1, "loss": tot_loss / max(seen, 1), "train_accuracy": tot_correct / max(seen, 1),
                "test_accuracy": test_acc, "test_loss": test_loss, "seconds": seconds}
         history.append(rec)
