@@ -29,12 +29,9 @@ def _block(text: str) -> int | None:
     if text.lower() in ("none", "all"):
         return None
     try:
-        v = int(text)
+        return int(text)  # 0 and negative sizes are refused by the model config, in one sentence
     except ValueError:
-        v = 0
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer or 'none' (the whole axis); got {text!r}")
-    return v
+        raise argparse.ArgumentTypeError(f"must be a positive integer or 'none' (the whole axis); got {text!r}") from None
 
 
 def _sparsity(text: str) -> str | float | None:

@@ -188,3 +188,85 @@ def test_full_disk_is_one_sentence_and_keeps_the_old_checkpoint(tmp_path):
     assert str(tmp_path / "r" / CHECKPOINT_NAME) in str(err.value)
     assert (tmp_path / "r" / CHECKPOINT_NAME).read_bytes() == before
     assert sorted(p.name for p in (tmp_path / "r").iterdir()) == [CHECKPOINT_NAME]  # no temp left
+
+
+# ------------------------------------------------------------ end to end, tbnn train
+
+E2E = dict(epochs=2, hidden=8, n_train=64, n_test=20, progress=False)
+
+
+def _train_kill_at(out: Path, n: int) -> int:
+    from tbnn.train import train
+
+    pid = os.fork()
+    if pid == 0:
+        count = [0]
+
+        def hook(op, path):
+            count[0] += 1
+            if count[0] == n:
+                os._exit(137)
+
+        fileio.FAULT_HOOK = hook
+        try:
+            train("digits", "tbn", out, **E2E)
+        finally:
+            os._exit(0)
+    return os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
+
+
+def _drive_train(tmp: str) -> None:
+    """Kill ``tbnn train`` before each of its file operations; rerun as a user would; compare."""
+    from safetensors.torch import load_file
+
+    from tbnn.train import train
+
+    tmp_path = Path(tmp)
+    torch.set_num_threads(1)
+    seen: list[str] = []
+    fileio.FAULT_HOOK = lambda op, path: seen.append(op)
+    train("digits", "tbn", tmp_path / "ref", **E2E)
+    fileio.FAULT_HOOK = None
+    ref = load_file(str(tmp_path / "ref" / "model.safetensors"))
+    ref_hist = [h["loss"] for h in json.loads((tmp_path / "ref" / "metrics.json").read_text())["history"]]
+    report = []
+    for n in range(1, len(seen) + 1):
+        out = tmp_path / f"k{n}"
+        rc = _train_kill_at(out, n)
+        how = "resume"
+        try:
+            train("digits", "tbn", out, resume=True, **E2E)
+        except ValueError as err:
+            if "holds no run to resume" in str(err):
+                how = "fresh"
+                train("digits", "tbn", out, **E2E)
+            elif "already complete" in str(err):
+                how = "complete"
+            else:
+                raise
+        got = load_file(str(out / "model.safetensors"))
+        hist = [h["loss"] for h in json.loads((out / "metrics.json").read_text())["history"]]
+        report.append({"n": n, "op": seen[n - 1], "rc": rc, "how": how, "files": sorted(p.name for p in out.iterdir()),
+                       "same": set(got) == set(ref) and all(torch.equal(ref[k], got[k]) for k in ref)
+                       and hist == ref_hist})
+    print(json.dumps(report))
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_train_killed_at_every_file_operation_resumes_bit_identical(tmp_path):
+    code = (f"import sys; sys.path.insert(0, {str(Path(__file__).parent)!r}); "
+            f"import test_checkpoint as t; t._drive_train({str(tmp_path)!r})")
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=False)
+    assert out.returncode == 0, out.stderr[-3000:]
+    report = json.loads(out.stdout.strip().splitlines()[-1])
+    assert len(report) >= 20 and all(r["rc"] == 137 for r in report)
+    assert {r["how"] for r in report} == {"fresh", "resume", "complete"}
+    for r in report:
+        assert r["same"], f"rerun after a kill before {r['op']} (file operation {r['n']}) differs"
+        done = ["config.json", "metrics.json", "model.safetensors"]
+        if r["how"] == "complete":  # killed after metrics.json: a dead writer's lock file and the
+            # no longer needed checkpoint may remain; both are ignored by every reader and writer
+            assert set(done) <= set(r["files"]) <= {*done, ".tbnn.lock", CHECKPOINT_NAME}, r
+        else:
+            assert r["files"] == done, r
