@@ -120,6 +120,12 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--mode", default="step", choices=["step", "folded"], help="event-driven or time-folded")
     s.add_argument("--batch", type=int, default=256, help="samples per batch, integer >= 1")
     s.add_argument("--dt-ms", type=float, default=1.0, help="declared duration of a time step in ms, > 0")
+    s.add_argument("--record-samples", type=int, default=None,
+                   help="record the spikes of the first N samples only, integer >= 1 (counts cover every sample; "
+                        "none: all)")
+    s.add_argument("--record-layers", default=None,
+                   help="comma-separated layers whose spikes are recorded (none: all)")
+    s.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or mps")
     s.add_argument("--out", required=True, help="simulation directory (new or empty; never inside a run directory)")
     _add_overwrite(s, "simulation")
     s.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -164,12 +170,18 @@ def _cmd_train(args: argparse.Namespace) -> int:
 def _cmd_simulate(args: argparse.Namespace) -> int:
     from .sim import simulate
 
+    from .device import resolve_device
+
+    layers = [v.strip() for v in args.record_layers.split(",") if v.strip()] if args.record_layers else None
+    device = resolve_device(args.device)
     with output_dir(args.out, "simulation", overwrite=args.overwrite) as tmp:
         s = simulate(args.run, tmp, split=args.split, limit=args.limit, mode=args.mode, batch=args.batch,
-                     dt_ms=args.dt_ms, progress=not args.quiet)
+                     dt_ms=args.dt_ms, progress=not args.quiet, record_samples=args.record_samples,
+                     record_layers=layers, device=device)
     print(f"accuracy {s['accuracy']:.4f}, forward agreement {s['forward_agreement']:.4f} on {s['samples']} samples; "
           f"{s['spikes_per_sample']:.0f} spikes and {s['synaptic_ops_per_sample']:.0f} synaptic ops per sample; "
-          f"{s['samples_per_second']:.0f} samples/s; wrote {args.out}/simulation.json, spikes.npz")
+          f"engine {s['engine_samples_per_second']:.0f} samples/s, wall {s['wall_seconds']:.1f} s; "
+          f"wrote {args.out}/simulation.json, spikes.npz")
     return 0
 
 

@@ -343,7 +343,7 @@ def conv_fanout(op: Callable[[Tensor, Tensor], Tensor], kernel: Tensor, in_shape
     The gradient of ``sum(op(x, kernel != 0))`` with respect to ``x`` (``[C, *spatial]``):
     exact for any stride and padding, borders included.
     """
-    x = torch.zeros(1, *in_shape, requires_grad=True, dtype=torch.float64)
+    x = torch.zeros(1, *in_shape, requires_grad=True, dtype=torch.float64, device=kernel.device)
     with torch.enable_grad():
         op(x, (kernel != 0).to(torch.float64)).sum().backward()
     return x.grad[0].detach()

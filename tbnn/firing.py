@@ -34,17 +34,18 @@ __all__ = ["if_step", "integrate_and_fire", "binary_thresholds"]
 def if_step(r: Tensor, theta: float, drive: Tensor | float = 0.0) -> tuple[Tensor, Tensor]:
     """One step: integrate ``drive``, fire where ``r >= theta``, subtract ``theta`` where fired.
 
-    Returns ``(s, r)`` with ``s`` 0/1 in ``r``'s dtype.
+    Returns ``(s, r)`` with ``s`` boolean. (``r - theta`` where fired and ``r`` elsewhere is
+    ``r - theta * s`` exactly.)
 
     Examples
     --------
     >>> s, r = if_step(torch.tensor([0.75, 0.25]), 0.5)
     >>> s.tolist(), r.tolist()
-    ([1.0, 0.0], [0.25, 0.25])
+    ([True, False], [0.25, 0.25])
     """
     r = r + drive if not (isinstance(drive, float) and drive == 0.0) else r
-    s = (r >= theta).to(r.dtype)
-    return s, r - theta * s
+    s = r >= theta
+    return s, torch.where(s, r - theta, r)
 
 
 def integrate_and_fire(r0: Tensor, thresholds: Sequence[float], drive: Tensor | float = 0.0,

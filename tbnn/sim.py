@@ -233,7 +233,7 @@ def simulate_model(
     else:
         fan = {k: sess.fanout(k) for k in sess.order}
         ops, dense = sess.synaptic_ops, sess.dense_ops
-    spikes = {k: np.concatenate(sess.recorded[k]).astype(bool) for k in sess.order if sess.recorded[k]}
+    spikes = {k: np.concatenate(sess.recorded[k]).astype(bool, copy=False) for k in sess.order if sess.recorded[k]}
     layer_info, total_spikes, total_ops, total_dense = [], 0, 0.0, 0.0
     for k in sess.order:
         c, o, d = sess.spike_counts[k], float(ops.get(k, 0.0)), float(dense.get(k, 0.0))
@@ -289,6 +289,7 @@ def simulate_run(
     seed: int = 0,
     record_samples: int | None = None,
     record_layers: list[str] | None = None,
+    device: str | torch.device = "cpu",
 ) -> dict[str, Any]:
     """Simulate a run folder written by ``tbnn train``; write ``simulation.json`` and ``spikes.npz`` to ``out``.
 
@@ -303,7 +304,13 @@ def simulate_run(
         raise ValueError(f"split must be 'test' or 'train'; got {split!r}.")
     _check_int(limit, "limit", allow_none=True)
     _check_int(batch, "batch")
-    model, cfg = load_run(run_dir)
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise ValueError(f"device must be cpu, cuda, cuda:N or mps; got {device!r}.") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {device!r}: this torch build or machine has no CUDA GPU.")
+    model, cfg = load_run(run_dir, dev)
     tcfg = cfg.get("train", {})
     if model.cfg.model == "float":
         raise ValueError("model 'float' has no spikes to simulate; simulate a tbn, ste or lif run.")
