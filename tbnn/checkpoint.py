@@ -79,6 +79,8 @@ __all__ = [
     "checkpoint_epoch",
     "check_run_target",
     "RunWriter",
+    "PY_NAMES",
+    "CLI_NAMES",
 ]
 
 RUN_KIND = "tbnn-run"
@@ -620,15 +622,20 @@ def _same_settings(old: dict[str, Any], new: dict[str, Any]) -> tuple[str, str, 
     return None
 
 
+#: How messages name the options: the Python parameters, or (``CLI_NAMES``) the flags.
+PY_NAMES: dict[str, str] = {"out": "out", "resume": "resume=True", "overwrite": "overwrite=True"}
+CLI_NAMES: dict[str, str] = {"out": "--out", "resume": "--resume", "overwrite": "--overwrite"}
+
+
 def check_run_target(out: str | Path, run_cfg: dict[str, Any], resume: bool = False,
-                     overwrite: bool = False) -> str:
+                     overwrite: bool = False, names: dict[str, str] | None = None) -> str:
     """See :func:`_check_run_target`; operating-system errors become one sentence naming ``out``."""
     with os_errors(out, "use"):
-        return _check_run_target(out, run_cfg, resume, overwrite)
+        return _check_run_target(out, run_cfg, resume, overwrite, names or PY_NAMES)
 
 
-def _check_run_target(out: str | Path, run_cfg: dict[str, Any], resume: bool = False,
-                      overwrite: bool = False) -> str:
+def _check_run_target(out: str | Path, run_cfg: dict[str, Any], resume: bool, overwrite: bool,
+                      names: dict[str, str]) -> str:
     """How a training run may write ``out``: ``"new"``, ``"resume"`` or ``"replace"``; else refuse.
 
     * new or empty folder (tbnn's lock and temporary names ignored): ``"new"``
@@ -641,27 +648,29 @@ def _check_run_target(out: str | Path, run_cfg: dict[str, Any], resume: bool = F
     """
     from .fileio import enclosing_run, visible_entries
 
+    o, r, w = names["out"], names["resume"], names["overwrite"]
+
     out = Path(out)
     run = enclosing_run(out.parent) if str(out.parent) else None
     if run is not None:
-        raise ValueError(f"--out {out} is inside the run directory {run}; choose a folder outside it.")
+        raise ValueError(f"{o} {out} is inside the run directory {run}; choose a folder outside it.")
     if out.is_symlink() and not out.exists():
-        raise ValueError(f"--out {out} is a dangling symbolic link; choose another --out.")
+        raise ValueError(f"{o} {out} is a dangling symbolic link; choose another {o}.")
     if not out.exists():
         if resume:
-            raise ValueError(f"--resume: {out} holds no run to resume.")
+            raise ValueError(f"{r}: {out} holds no run to resume.")
         return "new"
     if not out.is_dir():
-        raise ValueError(f"--out {out} exists and is not a directory.")
+        raise ValueError(f"{o} {out} exists and is not a directory.")
     with os_errors(out, "read"):
         entries = visible_entries(out)
     if not entries:
         if resume:
-            raise ValueError(f"--resume: {out} holds no run to resume.")
+            raise ValueError(f"{r}: {out} holds no run to resume.")
         return "new"
     if not (out / "config.json").exists():
-        raise ValueError(f"--out {out} is not empty and holds no tbnn run; choose an empty or new directory "
-                         f"(tbnn never replaces files it did not write, even with --overwrite).")
+        raise ValueError(f"{o} {out} is not empty and holds no tbnn run; choose an empty or new directory "
+                         f"(tbnn never replaces files it did not write, even with {w}).")
     old = load_run_config(out)
     if overwrite:
         return "replace"
@@ -670,20 +679,20 @@ def _check_run_target(out: str | Path, run_cfg: dict[str, Any], resume: bool = F
     if resume:
         if diff is not None:
             section, key, a, b = diff
-            raise ValueError(f"--resume: the run in {out} has {section} setting {key}={a!r}, this call asks for "
-                             f"{b!r}; resume with the same settings or choose another --out.")
+            raise ValueError(f"{r}: the run in {out} has {section} setting {key}={a!r}, this call asks for "
+                             f"{b!r}; resume with the same settings or choose another {o}.")
         if complete:
-            raise ValueError(f"--resume: the run in {out} is already complete (it has metrics.json); nothing to "
-                             f"resume. Choose another --out, or pass --overwrite to train it again.")
+            raise ValueError(f"{r}: the run in {out} is already complete (it has metrics.json); nothing to "
+                             f"resume. Choose another {o}, or pass {w} to train it again.")
         return "resume"
     if complete:
-        raise ValueError(f"--out {out} already holds a run; choose another directory, or pass --overwrite to "
+        raise ValueError(f"{o} {out} already holds a run; choose another directory, or pass {w} to "
                          f"replace it.")
     epoch = checkpoint_epoch(out)
     if diff is None and epoch == 0 and not has_checkpoint(out):
         return "new"  # this same run, stopped before its first epoch ended: start it again
-    raise ValueError(f"--out {out} already holds a run, interrupted after epoch {epoch}; pass --resume to "
-                     f"continue it, --overwrite to start it again, or choose another directory.")
+    raise ValueError(f"{o} {out} already holds a run, interrupted after epoch {epoch}; pass {r} to "
+                     f"continue it, {w} to start it again, or choose another directory.")
 
 
 class RunWriter:
@@ -700,10 +709,11 @@ class RunWriter:
     """
 
     def __init__(self, out: str | Path, run_cfg: dict[str, Any], resume: bool = False,
-                 overwrite: bool = False) -> None:
+                 overwrite: bool = False, names: dict[str, str] | None = None) -> None:
         self.out = Path(out)
         self.run_cfg = run_cfg
-        self.mode = check_run_target(self.out, run_cfg, resume, overwrite)
+        self.names = names or PY_NAMES
+        self.mode = check_run_target(self.out, run_cfg, resume, overwrite, self.names)
         self.folder = self.out
         self._created = False
         self._locks: list[RunLock] = []
@@ -722,9 +732,9 @@ class RunWriter:
                 file_op("mkdir", out)
                 out.mkdir()
                 self._created = True
-        self._locks.append(RunLock(out).acquire())
+        self._locks.append(RunLock(out, flag=self.names["out"]).acquire())
         try:
-            self.mode = check_run_target(out, self.run_cfg, self.mode == "resume", self.mode == "replace")
+            self.mode = check_run_target(out, self.run_cfg, self.mode == "resume", self.mode == "replace", self.names)
             clean_run_temps(out)
             if self.mode == "replace":
                 self.folder = temp_name(out, "new")

@@ -112,6 +112,7 @@ def fit(
     run_config: dict[str, Any] | None = None,
     _interrupt_at: tuple[int, int] | None = None,
     _metrics: Callable[[nn.Module, list[dict[str, Any]], float], dict[str, Any]] | None = None,
+    _names: dict[str, str] | None = None,
 ) -> list[dict[str, Any]]:
     r"""Train any ``nn.Module`` on the user's data with the recipe of ``tbnn train``.
 
@@ -189,7 +190,7 @@ def fit(
     writer = None
     if out is not None:
         cfg = run_config if run_config is not None else _custom_run_config(model, tcfg)
-        writer = RunWriter(out, cfg, resume=resume, overwrite=overwrite)  # refuses before anything is written
+        writer = RunWriter(out, cfg, resume=resume, overwrite=overwrite, names=_names)  # refuses before anything is written
     with writer if writer is not None else contextlib.nullcontext():
         return _fit_loop(model, train_data, test_data, loss_fn, tcfg, dev, writer, progress,
                          desc or f"fit {type(model).__name__}", _interrupt_at, _metrics)
@@ -328,6 +329,7 @@ def train(
     progress: bool = True,
     device: str | torch.device | None = None,
     _interrupt_at: tuple[int, int] | None = None,
+    _names: dict[str, str] | None = None,
     **model_kwargs: Any,
 ) -> dict[str, Any]:
     """Train a built-in model on a named dataset and return its metrics (``tbnn train``).
@@ -350,7 +352,7 @@ def train(
     mcfg = model_config_for(ds, model=model, **model_kwargs)
     run_cfg = _run_config(mcfg, tcfg)
     if out is not None:
-        check_run_target(Path(out), run_cfg, resume, overwrite)  # refuse before building anything
+        check_run_target(Path(out), run_cfg, resume, overwrite, _names)  # refuse before building anything
     if batch > ds.n_train:
         warnings.warn(f"batch {batch} is larger than the training split ({ds.n_train} samples): each epoch is one "
                       f"batch of {ds.n_train}.", stacklevel=2)
@@ -376,7 +378,7 @@ def train(
     history = fit(net, (ds.x_train, ds.y_train), (ds.x_test, ds.y_test), epochs=epochs, lr=lr, batch=batch,
                   seed=seed, weight_decay=weight_decay, out=out, resume=resume, overwrite=overwrite,
                   progress=progress, device=dev, desc=f"train {model} on {ds.name}", run_config=run_cfg,
-                  _interrupt_at=_interrupt_at, _metrics=summary)
+                  _interrupt_at=_interrupt_at, _metrics=summary, _names=_names)
     metrics = dict(final) if final else summary(net, history, sum(h["seconds"] for h in history))
     metrics["net"] = net
     return metrics

@@ -146,7 +146,7 @@ def test_train_refuses_foreign_folder_and_second_writer(tmp_path, capsys):
 def test_train_overwrite_swaps_in_a_complete_run(run, tmp_path):
     d = _copy(run, tmp_path / "r")
     before = (d / "model.safetensors").read_bytes()
-    with pytest.raises(ValueError, match="already holds a run; choose another directory, or pass --overwrite"):
+    with pytest.raises(ValueError, match="already holds a run; choose another directory, or pass overwrite=True"):
         train("digits", "tbn", d, **{**TINY, "seed": 1})
     assert (d / "model.safetensors").read_bytes() == before
     train("digits", "tbn", d, overwrite=True, **{**TINY, "seed": 1})

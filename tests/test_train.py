@@ -70,7 +70,7 @@ def test_resume_after_interruption_matches_uninterrupted(tmp_path):
     with pytest.raises(KeyboardInterrupt):
         train("digits", "tbn", tmp_path / "cut", epochs=3, hidden=32, seed=1, _interrupt_at=(1, 2), **SMALL)
     assert checkpoint_epoch(tmp_path / "cut") == 1  # the interrupted epoch was not committed
-    with pytest.raises(ValueError, match="already holds a run, interrupted after epoch 1; pass --resume"):
+    with pytest.raises(ValueError, match="already holds a run, interrupted after epoch 1; pass resume=True"):
         train("digits", "tbn", tmp_path / "cut", epochs=3, hidden=32, seed=1, **SMALL)
     res = train("digits", "tbn", tmp_path / "cut", epochs=3, hidden=32, seed=1, resume=True, **SMALL)
     wr, wc = _weights(tmp_path / "ref"), _weights(tmp_path / "cut")
