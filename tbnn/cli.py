@@ -9,6 +9,8 @@ from __future__ import annotations
 import argparse
 import sys
 import warnings
+import zipfile
+import zlib
 from collections.abc import Sequence
 
 from . import __version__
@@ -227,6 +229,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         with warnings.catch_warnings():
             warnings.showwarning = note
             return COMMANDS[args.command](args)
+    except (zlib.error, zipfile.BadZipFile, EOFError) as err:  # a corrupt archive no reader turned into a sentence
+        print(f"tbnn {args.command}: error: a compressed input file is corrupt ({err}).", file=sys.stderr)
+        return 2
     except OSError as err:  # a file error no reader or writer turned into a sentence
         print(f"tbnn {args.command}: error: {os_error_sentence(err, err.filename or 'a file', 'use')}",
               file=sys.stderr)

@@ -436,3 +436,19 @@ def test_lif_evaluation_is_deterministic(tmp_path):
     b = torch.cat([net(x[:25]), net(x[25:])])  # other batches, other global RNG state
     assert torch.equal(a, b)
     assert m["history"][-1]["test_accuracy"] == m["test_accuracy"]  # progress line = summary
+
+
+def test_corrupt_spike_archive_is_one_sentence_and_writes_nothing(run, tmp_path, capsys):
+    from tbnn.sim import simulate
+
+    simulate(run, tmp_path / "sim", limit=20, progress=False)
+    p = tmp_path / "sim" / "spikes.npz"
+    data = bytearray(p.read_bytes())
+    for i in range(200, 260):  # inside the first member's deflate stream
+        data[i] ^= 0xFF
+    p.write_bytes(bytes(data))
+    rc = main(["analyze", str(tmp_path / "sim"), "--out", str(tmp_path / "ana")])
+    err = capsys.readouterr().err
+    assert rc == 2 and ("corrupt" in err or "spike" in err)
+    _one_sentence(err)
+    assert sorted(x.name for x in tmp_path.iterdir()) == ["sim"]
