@@ -55,6 +55,7 @@ __all__ = [
     "clean_stale_temps",
     "output_kind",
     "enclosing_run",
+    "file_sha256",
     "output_dir",
     "output_file",
 ]
@@ -257,6 +258,25 @@ def read_json(path: str | os.PathLike, what: str = "file", max_bytes: int = MAX_
         return json.loads(raw.decode("utf-8"), parse_constant=_refuse_constant)
     except (json.JSONDecodeError, UnicodeDecodeError, ValueError, RecursionError) as err:
         raise ValueError(f"{what} {path} is not valid JSON ({err}).") from None
+
+
+def file_sha256(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
+    """SHA-256 (hex) of a file's bytes, read in chunks (bounded memory); for recording the
+    checksum of one file of a set (``spikes.npz``) in another (``simulation.json``).
+
+    >>> import tempfile, pathlib, hashlib
+    >>> p = pathlib.Path(tempfile.mkdtemp()) / "a.bin"
+    >>> _ = p.write_bytes(b"abc")
+    >>> file_sha256(p) == hashlib.sha256(b"abc").hexdigest()
+    True
+    """
+    import hashlib
+
+    h = hashlib.sha256()
+    with os_errors(path, "read"), open(path, "rb") as fh:
+        while block := fh.read(chunk):
+            h.update(block)
+    return h.hexdigest()
 
 
 def _refuse_constant(name: str) -> Any:
