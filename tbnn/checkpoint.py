@@ -560,6 +560,9 @@ def read_run(run_dir: str | Path) -> tuple[dict[str, Any], Any, dict[str, torch.
     run_dir = Path(run_dir)
     cfg = load_run_config(run_dir)
     path = run_dir / "config.json"
+    if "class" in cfg["model"]:
+        raise ValueError(f"{run_dir} holds a custom model ({cfg['model']['class']}) trained by tbnn.fit; build it "
+                         f"with its own class, tbnn.load_weights(model, path), then tbnn.simulate(model, x).")
     try:
         mcfg = ModelConfig.from_dict(cfg["model"])
     except (TypeError, ValueError) as err:
