@@ -16,6 +16,11 @@ cotangent to the weights and the input:
   SpikingJelly is installed.
 
 Times are the best of round-robin repeats (other processes slow all candidates alike).
+A second table times whole training epochs (``tbnn.train.train``, the default recipe: batch
+64, AdamW) of the TBN against the float network of the same shape, on the digits MLP and
+the mnist1d CNN: seconds per epoch (training only, the best epoch after the first of each
+run, runs interleaved) and their ratio. Target (issue): TBN epoch <= 1.5x the float one.
+The CPU (model, AVX2 / AVX-512 / BF16 / AMX) is printed first.
 Peak memory (MB) is the peak of the tensor memory allocated during one step after a warm-up
 step (``torch.profiler`` memory events): activations, temporaries and fresh gradients. Targets (issue): tbnn within 1.3x of the floor and faster than
 snnTorch at every T.
@@ -23,6 +28,7 @@ snnTorch at every T.
     python benchmarks/bench_layers.py             # F in 1024, 256; T in 4, 16, 64; batch 16
     python benchmarks/bench_layers.py --quick     # one tiny size (smoke test)
     python benchmarks/bench_layers.py --no-memory # skip the per-process memory measurement
+    python benchmarks/bench_layers.py --no-epochs # skip the training-epoch table
 """
 
 from __future__ import annotations
@@ -161,10 +167,34 @@ def peak_mb(name: str, features: int, timesteps: int, batch: int) -> float:
     return max(0, max(e["args"]["Total Allocated"] for e in mem) - start) / 2**20
 
 
+EPOCH_CASES = (("digits", "mlp"), ("mnist1d", "cnn"))
+
+
+def epoch_seconds(dataset: str, arch: str, epochs: int, rounds: int, n_train: int | None = None) -> dict:
+    """Best training seconds per epoch of the ``tbn`` and ``float`` models (interleaved runs).
+
+    Each run trains ``epochs`` epochs from scratch; its first epoch (warm-up) is dropped
+    unless it is the only one.
+    """
+    from tbnn.train import train
+
+    best = {"tbn": float("inf"), "float": float("inf")}
+    for _ in range(rounds):
+        for model in ("tbn", "float"):
+            m = train(dataset, model, None, epochs=epochs, progress=False, arch=arch, n_train=n_train,
+                      n_test=64 if n_train else None)
+            secs = [h["seconds"] for h in m["history"]]
+            best[model] = min(best[model], *(secs[1:] or secs))
+    return best
+
+
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true", help="one tiny size, short timing (smoke test)")
     p.add_argument("--no-memory", action="store_true", help="skip the peak-memory column")
+    p.add_argument("--no-epochs", action="store_true", help="skip the training-epoch table")
+    p.add_argument("--epochs", type=int, default=3, help="epochs per training run (default 3)")
+    p.add_argument("--rounds", type=int, default=2, help="interleaved training runs per model (default 2)")
     p.add_argument("--threads", type=int, default=1,
                    help="torch threads (default 1: on a small shared machine a second OpenMP thread "
                         "that gets descheduled stalls every op; 0 = torch's default)")
@@ -175,6 +205,9 @@ def main(argv=None) -> None:
         sizes, steps_list, batch, min_time, memory = [64], [4], 4, 0.05, not args.no_memory
     else:
         sizes, steps_list, batch, min_time, memory = [1024, 256], [4, 16, 64], 16, 2.0, not args.no_memory
+    from tbnn.machine import describe_cpu
+
+    print(describe_cpu())
     have_sj = spikingjelly_available()
     names = [n for n in CANDIDATES if n != "spikingjelly" or have_sj]
     print(f"one F->F layer + spiking neuron, forward+backward, batch {batch}, torch {torch.__version__}, "
@@ -199,6 +232,25 @@ def main(argv=None) -> None:
     print("  ".join("-" * w for w in widths))
     for r in rows:
         print("  ".join(v.rjust(w) for v, w in zip(r, widths)))
+    if not args.no_epochs:
+        cases = [("digits", "mlp")] if args.quick else list(EPOCH_CASES)
+        epochs, rounds = (2, 1) if args.quick else (args.epochs, args.rounds)
+        n_train = 128 if args.quick else None
+        print(f"\ntraining epoch, TBN against the float network (batch 64, AdamW; best epoch of {rounds} "
+              f"interleaved runs of {epochs} epochs{', 128 training samples' if n_train else ''}; s)")
+        ecols = ["dataset", "arch", "tbn s", "float s", "tbn/float"]
+        erows = []
+        for dataset, arch in cases:
+            sec = epoch_seconds(dataset, arch, epochs, rounds, n_train)
+            erows.append([dataset, arch, f"{sec['tbn']:.3f}", f"{sec['float']:.3f}",
+                          f"{sec['tbn'] / sec['float']:.2f}"])
+        ew = [max(len(c), *(len(r[i]) for r in erows)) for i, c in enumerate(ecols)]
+        print("  ".join(c.rjust(w) for c, w in zip(ecols, ew)))
+        print("  ".join("-" * w for w in ew))
+        for r in erows:
+            print("  ".join(v.rjust(w) for v, w in zip(r, ew)))
+        print("training epoch target (tbn/float <= 1.5): " + "; ".join(
+            f"{r[0]} {r[1]} {r[4]}x ({'met' if float(r[4]) <= 1.5 else 'missed'})" for r in erows))
 
 
 if __name__ == "__main__":

@@ -5,11 +5,13 @@ from a test (``main(["--quick", "--out", tmp])``). This module gives them:
 
 * :func:`make_parser` / :func:`parse_args`: the common options ``--quick`` (a tiny run,
   seconds, for the tests), ``--out DIR`` (default: the repository's ``figures/``),
-  ``--threads N`` (torch intra-op threads; default 1, the machine is shared) and
-  ``--no-progress``;
+  ``--threads N`` (torch intra-op threads; default 1, the machine is shared),
+  ``--no-progress``, ``--replot`` (redraw the figures from the JSON the script saved in
+  ``--out``, without training) and ``--format svg|pdf`` (also write vector figures);
 * :func:`seed_everything`: seeds :mod:`random`, NumPy and torch;
 * :func:`write_json` / :func:`write_text` / :func:`save_figure`: atomic writes into the
-  output directory (JSON with NaN and infinities written as ``null``; PNGs at ``dpi=110``);
+  output directory (JSON with NaN and infinities written as ``null``; figures in the one
+  style of :mod:`tbnn.style`); :func:`read_result` reads a saved JSON back for ``--replot``;
 * :func:`mean_std`, :func:`fmt_pm`, :func:`format_table`: summary numbers and a small
   Markdown table formatter (the same text is printed and written to ``.md`` files);
 * :func:`progress`: a tqdm bar (or the plain iterable when progress is off);
@@ -37,12 +39,14 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 FIGURES = ROOT / "figures"
-DPI = 110
+DPI = 100  # tbnn.style.DPI: one resolution for every figure
+#: Vector formats written next to every PNG (set by ``--format``).
+EXTRA_FORMATS: list[str] = []
 
 __all__ = [
     "ROOT", "FIGURES", "DPI", "make_parser", "parse_args", "seed_everything", "write_json",
     "write_text", "save_figure", "mean_std", "fmt_pm", "format_table", "progress", "run_info",
-    "Timer", "clean", "log_ticks",
+    "Timer", "clean", "log_ticks", "read_result", "errorbar_points", "EXTRA_FORMATS",
 ]
 
 
@@ -61,6 +65,10 @@ def make_parser(description: str) -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=1,
                    help="torch intra-op threads (the machine is shared: keep it small)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument("--replot", action="store_true",
+                   help="redraw the figures from the JSON saved in --out, without training")
+    p.add_argument("--format", dest="formats", action="append", choices=["svg", "pdf"], default=[],
+                   help="also write every figure in this vector format (repeatable)")
     return p
 
 
@@ -71,6 +79,7 @@ def parse_args(parser: argparse.ArgumentParser, argv: Sequence[str] | None = Non
         parser.error(f"--threads must be an integer >= 1; got {args.threads}.")
     args.out = Path(args.out)
     args.out.mkdir(parents=True, exist_ok=True)
+    EXTRA_FORMATS[:] = list(dict.fromkeys(getattr(args, "formats", []) or []))
     import torch
 
     torch.set_num_threads(args.threads)
@@ -128,27 +137,48 @@ def write_text(out: str | os.PathLike, name: str, text: str) -> Path:
 
 
 def save_figure(fig, out: str | os.PathLike, name: str, dpi: int = DPI) -> Path:
-    """Save a Matplotlib figure as ``out/name`` (PNG, ``dpi`` 110), atomically, and close it."""
+    """Save a Matplotlib figure as ``out/name`` (PNG at :data:`DPI`) and in the vector formats
+    of ``--format``, atomically, and close it."""
     import matplotlib.pyplot as plt
-    from tbnn.fileio import atomic_write
-
-    def _w(fh) -> None:
-        fig.savefig(fh, dpi=dpi, format="png", bbox_inches="tight")
+    from tbnn.style import save_figure as _save
 
     try:
-        return atomic_write(Path(out) / name, _w)
+        return _save(fig, Path(out) / name, dpi=dpi, formats=tuple(EXTRA_FORMATS))
     finally:
         plt.close(fig)
 
 
+def read_result(out: str | os.PathLike, name: str) -> dict[str, Any]:
+    """The JSON a script saved as ``out/name``, for ``--replot``; one sentence if absent."""
+    from tbnn.fileio import read_json
+
+    path = Path(out) / name
+    if not path.is_file():
+        raise SystemExit(f"--replot needs {path}, written by an earlier run of this script "
+                         "with the same --out.")
+    return read_json(path, name)
+
+
 def pyplot():
-    """``matplotlib.pyplot`` on the non-interactive Agg backend."""
+    """``matplotlib.pyplot`` on the non-interactive Agg backend, in the style of
+    :mod:`tbnn.style` (fonts, dpi)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from tbnn.style import RC
+
+    plt.rcParams.update(RC)
     return plt
+
+
+def errorbar_points(ax, x, y, yerr, color, marker="o", filled=True, size=5.5, **kw):
+    """One marker per point with a vertical error bar (mean ± std over seeds); an open
+    marker when ``filled`` is False."""
+    return ax.errorbar(x, y, yerr=yerr, fmt=marker, color=color, ms=size, mec=color,
+                       mfc=color if filled else "white", mew=1.1, elinewidth=0.9, capsize=2,
+                       **kw)
 
 
 # --------------------------------------------------------------------------------------

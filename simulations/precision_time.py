@@ -120,72 +120,50 @@ def aggregate(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def plot(agg: list[dict[str, Any]], path_out: Path, title: str) -> Path:
-    """Accuracy vs the three energy proxies; colour = T, marker = weight bits, open = 2:4 sparse.
+    """Accuracy (mean ± std over seeds) against the three energy proxies.
 
-    Every point is identified by its colour and marker; the points on each panel's
-    efficiency frontier also carry their ``T/W`` label (labelling all 32 would overprint).
+    One meaning per marker property: colour = T, shape = weight bits, filled = dense,
+    open = 2:4 sparse; the dashed line is each panel's efficiency frontier (its points are
+    listed in ``precision_time.md``). Points are not labelled: colour, shape and fill
+    identify each one without text that could overprint.
     """
-    plt = common.pyplot()
-    fig, axes = plt.subplots(1, 3, figsize=(13.5, 4.4), sharey=True)
-    cmap = {1: "#1b9e77", 2: "#d95f02", 4: "#7570b3", 8: "#e7298a"}
+    from matplotlib.lines import Line2D
+
+    from tbnn.style import new_figure
+
+    common.pyplot()  # the house style for everything drawn below
+    fig, axes = new_figure(12.5, 4.3, nrows=1, ncols=3, sharey=True)
+    cmap = {1: "#009E73", 2: "#D55E00", 4: "#0072B2", 8: "#CC79A7"}
     marker = {1: "o", 1.5: "^", 2: "s", 4: "D"}
-    panels = ((axes[0], "synaptic_ops", "synaptic ops / inference\n(spikes x fan-out, as tbnn.sim counts)"),
-              (axes[1], "effective_synaptic_ops", "effective synaptic ops / inference\n(spikes x nonzero synapses)"),
-              (axes[2], "bit_ops", "bit-ops / inference\n(spikes x nonzero synapses x code bits)"))
+    panels = ((axes[0], "synaptic_ops", "synaptic ops / inference\n(spikes × fan-out, as tbnn.sim counts)"),
+              (axes[1], "effective_synaptic_ops", "effective synaptic ops / inference\n(spikes × nonzero synapses)"),
+              (axes[2], "bit_ops", "bit-ops / inference\n(spikes × nonzero synapses × code bits)"))
     for ax, key, xl in panels:
         idx = pareto([(r[key], r["accuracy"]) for r in agg])
-        for i, r in enumerate(agg):
-            dense = r["sparsity"] == "dense"
-            ax.scatter(r[key], 100 * r["accuracy"], s=34, marker=marker.get(r["weight_bits"], "o"),
-                       facecolor=cmap.get(r["T"], "k") if dense else "white", edgecolor=cmap.get(r["T"], "k"),
-                       linewidth=1.2, zorder=3)
+        for r in agg:
+            err = 100 * (r.get("accuracy_std") or 0.0)
+            common.errorbar_points(ax, [r[key]], [100 * r["accuracy"]], [err], cmap.get(r["T"], "k"),
+                                   marker=marker.get(r["weight_bits"], "o"), filled=r["sparsity"] == "dense",
+                                   zorder=3)
         fx = [agg[i][key] for i in idx]
         fy = [100 * agg[i]["accuracy"] for i in idx]
         ax.step(fx, fy, where="post", color="0.4", lw=1, ls="--", zorder=2)
         ax.set_xscale("log")
         common.log_ticks(ax)
-        ax.set_xlabel(xl, fontsize=8)
-        ax.grid(alpha=0.3, which="both", lw=0.5)
-        ax.tick_params(labelsize=7)
-    axes[0].set_ylabel("test accuracy (%), simulated", fontsize=8)
-    lo = min(100 * r["accuracy"] for r in agg)
-    axes[0].set_ylim(max(0, lo - 1.5), min(100.5, max(100 * r["accuracy"] for r in agg) + 1.0))
-    from matplotlib.lines import Line2D
-
-    handles = [Line2D([], [], ls="", marker="o", color=c, label=f"T={t}") for t, c in cmap.items()]
-    handles += [Line2D([], [], ls="", marker=m, color="0.3", mfc="none",
-                       label=f"W={b:g} bit" + (" (ternary)" if b == 1.5 else "")) for b, m in marker.items()]
-    handles += [Line2D([], [], ls="", marker="o", color="0.3", mfc="white", label="open: 2:4 sparse"),
-                Line2D([], [], ls="--", color="0.4", label="efficiency frontier (labelled)")]
-    axes[2].legend(handles=handles, fontsize=6.5, loc="lower right", ncol=2, framealpha=0.9)
-    fig.suptitle(title, fontsize=9)
-    fig.tight_layout()
-    fig.canvas.draw()  # fix the transforms, then place the frontier labels without overlaps
-    for ax, key, _ in panels:
-        idx = pareto([(r[key], r["accuracy"]) for r in agg])
-        pts = [(agg[i]["label"], agg[i][key], 100 * agg[i]["accuracy"]) for i in idx]
-        label_points(ax, pts)
+        ax.set_xlabel(xl)
+        ax.grid(alpha=0.3, which="major", lw=0.5)
+    axes[0].set_ylabel("test accuracy (%), simulated\nmean ± std over seeds")
+    lo = min(100 * (r["accuracy"] - (r.get("accuracy_std") or 0)) for r in agg)
+    hi = max(100 * (r["accuracy"] + (r.get("accuracy_std") or 0)) for r in agg)
+    axes[0].set_ylim(max(0, lo - 1.0), min(100.5, hi + 0.5))
+    handles = [Line2D([], [], ls="", marker="o", color=c, label=f"T = {t}") for t, c in cmap.items()]
+    handles += [Line2D([], [], ls="", marker=m, color="0.35",
+                       label=f"W = {b:g} bit" + (" (ternary)" if b == 1.5 else "")) for b, m in marker.items()]
+    handles += [Line2D([], [], ls="", marker="o", color="0.35", mfc="white", label="open = 2:4 sparse"),
+                Line2D([], [], ls="--", color="0.4", label="efficiency frontier")]
+    fig.legend(handles=handles, loc="outside right center", ncol=1)
+    fig.suptitle(title)
     return common.save_figure(fig, path_out.parent, path_out.name)
-
-
-def label_points(ax, pts: list[tuple[str, float, float]], fontsize: float = 6.5) -> None:
-    """Label points to their right, pushing labels up so that none overlaps an earlier one
-    (greedy, in display pixels); a thin line joins a moved label to its point."""
-    dpi = ax.figure.dpi
-    h = fontsize * 1.25 * dpi / 72  # label height in pixels
-    placed: list[tuple[float, float, float]] = []  # x0, x1, y of placed labels
-    for text, x, y in sorted(pts, key=lambda p: p[2]):
-        px, py = ax.transData.transform((x, y))
-        w = len(text) * fontsize * 0.7 * dpi / 72 + 6
-        lx, ly = px + 5, py + 2
-        for x0, x1, y0 in sorted(placed, key=lambda t: t[2]):
-            if lx < x1 and lx + w > x0 and abs(ly - y0) < h:
-                ly = y0 + h
-        placed.append((lx, lx + w, ly))
-        moved = ly - (py + 2) > 1
-        ax.annotate(text, (x, y), xytext=((lx - px) * 72 / dpi, (ly - py) * 72 / dpi), textcoords="offset points",
-                    fontsize=fontsize, color="0.15", va="bottom", zorder=4,
-                    arrowprops=dict(arrowstyle="-", lw=0.4, color="0.55", shrinkA=0, shrinkB=2) if moved else None)
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -195,6 +173,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--hidden", type=int, default=256, help="hidden width")
     p.add_argument("--workdir", type=Path, default=None, help="keep the run directories here")
     args = common.parse_args(p, argv)
+    if args.replot:
+        result = common.read_result(args.out, "precision_time.json")
+        plot(result["results"], args.out / "precision_time.png", _title(result, result["info"].get("quick")))
+        return result
     if args.quick:
         args.epochs = args.epochs or 1
         args.n_train, args.n_test = 200, 100
@@ -260,9 +242,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                       "Labels: `T{steps}/W{bits}`, suffix `s` = 2:4 sparse. stored bits/weight: tbnn's "
                       "weight_storage_bits of the quantized weights incl. per-channel scales and 2:4 index bits.\n\n"
                       "![precision x time](precision_time.png)\n")
-    plot(agg, args.out / "precision_time.png", "TBN on digits: accuracy vs energy proxy (" +
-         ("quick" if args.quick else f"{args.epochs} epochs, {len(seeds)} seed(s)") + ")")
+    plot(agg, args.out / "precision_time.png", _title(result, args.quick))
     return result
+
+
+def _title(result: dict[str, Any], quick: bool) -> str:
+    return ("TBN on digits: accuracy vs energy proxy ("
+            + ("quick" if quick else f"{result['epochs']} epochs, {len(result['seeds'])} seeds") + ")")
 
 
 if __name__ == "__main__":

@@ -162,39 +162,55 @@ def _table(rows: list[dict]) -> str:
 
 
 def _figure(rows: list[dict], out: Path, name: str = "results_table.png") -> None:
-    plt = common.pyplot()
-    colors = {"tbn": "#1f77b4", "ste": "#ff7f0e", "float": "#7f7f7f", "lif": "#2ca02c"}
+    """Dot plot: every seed's test accuracy (small dots), mean ± std (marker and bar) per
+    dataset / architecture / model, and training time per epoch; a model missing from a
+    group is marked "not run" with the reason."""
+    from tbnn.style import model_color, new_figure
+
+    common.pyplot()
     groups = []
     for r in rows:
         g = f"{r['dataset']}\n{r['arch']}"
         if g not in groups:
             groups.append(g)
-    fig, (a1, a2) = plt.subplots(1, 2, figsize=(9, 3.4))
+    fig, (a1, a2) = new_figure(10.0, 3.8, nrows=1, ncols=2)
     models = [m for m in ("tbn", "ste", "float", "lif") if any(r["model"] == m for r in rows)]
     w = 0.8 / len(models)
+    lows = []
     for j, m in enumerate(models):
+        first = True
         for i, g in enumerate(groups):
+            x = i + (j - (len(models) - 1) / 2) * w
             r = next((r for r in rows if f"{r['dataset']}\n{r['arch']}" == g and r["model"] == m), None)
             if r is None or r["test_accuracy_mean"] != r["test_accuracy_mean"]:
+                a1.text(x, 0.02, "not run", transform=a1.get_xaxis_transform(), rotation=90, ha="center",
+                        va="bottom", fontsize=6.5, color=model_color(m))
                 continue
-            x = i + (j - (len(models) - 1) / 2) * w
-            lab = (m if m == "float" else f"{m} (T={r['timesteps']})") if i == 0 or not any(
-                rr["model"] == m for rr in rows if f"{rr['dataset']}\n{rr['arch']}" == groups[0]) else None
-            a1.bar(x, 100 * r["test_accuracy_mean"], w, yerr=100 * r["test_accuracy_std"], color=colors[m],
-                   label=lab, capsize=2)
-            a2.bar(x, r["seconds_per_epoch"], w, color=colors[m])
+            c = model_color(m)
+            accs = [100 * v for v in r["test_accuracy"] if v is not None]
+            lows.append(min(accs))
+            a1.scatter([x] * len(accs), accs, s=8, color=c, alpha=0.45, linewidths=0, zorder=2)
+            lab = (m if m == "float" else f"{m} (T = {r['timesteps']})") if first else None
+            common.errorbar_points(a1, [x], [100 * r["test_accuracy_mean"]], [100 * r["test_accuracy_std"]], c,
+                                   zorder=3, label=lab)
+            a2.scatter([x], [r["seconds_per_epoch"]], s=26, color=c, zorder=3)
+            first = False
     for a in (a1, a2):
-        a.set_xticks(range(len(groups)), groups, fontsize=8)
-    lo = min(100 * r["test_accuracy_mean"] for r in rows if r["test_accuracy_mean"] == r["test_accuracy_mean"])
-    a1.set_ylim(max(0, lo - 10), 100)
-    a1.set_ylabel("test accuracy (%)")
-    h, lab = a1.get_legend_handles_labels()
-    fig.legend(h, lab, fontsize=8, loc="upper center", bbox_to_anchor=(0.5, 1.0), ncol=len(models), frameon=False)
-    a1.set_title("test accuracy (mean ± std over seeds)", fontsize=9)
+        a.set_xticks(range(len(groups)), groups)
+        a.set_xlim(-0.6, len(groups) - 0.4)
+        a.grid(axis="y", alpha=0.3, lw=0.5)
+        a.set_xlabel("dataset, architecture")
+    a1.set_ylim(max(0, min(lows) - 5), 100)
+    a1.set_ylabel("test accuracy (%)\ndots: seeds; marker, bar: mean ± std")
+    a1.set_title("test accuracy (dot plot; axis starts at %d %%)" % max(0, min(lows) - 5))
     a2.set_yscale("log")
     a2.set_ylabel("training s / epoch (1 CPU thread)")
-    a2.set_title("training time per epoch", fontsize=9)
-    fig.tight_layout(rect=(0, 0, 1, 0.92))
+    a2.set_title("training time per epoch (log axis)")
+    h, lab = a1.get_legend_handles_labels()
+    fig.legend(h, lab, loc="outside upper center", ncol=len(models))
+    if any("not run" in t.get_text() for t in a1.texts):
+        a1.set_xlabel("dataset, architecture\n(not run: the LIF CNN on mnist1d is optional, --lif-cnn; "
+                      "slow on CPU)")
     common.save_figure(fig, out, name)
 
 
@@ -312,6 +328,10 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--lif-cnn", action="store_true", help="also train the LIF CNN on mnist1d (slow)")
     p.add_argument("--tune", action="store_true", help="run the TBN recipe search on digits instead")
     args = common.parse_args(p, argv)
+    if args.replot:
+        result = common.read_result(args.out, "results_table.json")
+        _figure(result["rows"], args.out, "results_table.png")
+        return result
     return run_tune(args) if args.tune else run_table(args)
 
 

@@ -352,55 +352,75 @@ def run_lm(args, cfg: dict, seeds, corpus_chars: int | None) -> dict:
 # output
 
 
-def _figure(mlp_runs: list[dict], lm: dict, out: Path) -> None:
-    plt = common.pyplot()
+def _mean_band(ax, x, curves, color, label):
+    """Mean over seeds as a line, ± std as a band (curves of equal length only)."""
     import numpy as np
 
-    colors = {"float": "#7f7f7f", "dat": "#1f77b4", "ste": "#ff7f0e"}
-    light = {"float": "#d0d0d0", "dat": "#b4d0e8", "ste": "#ffd2ad"}  # opaque: small PNGs
+    n = min(len(c) for c in curves)
+    a = np.asarray([c[:n] for c in curves], dtype=float)
+    m, sd = a.mean(axis=0), a.std(axis=0)
+    x = np.asarray(x[:n])
+    ax.fill_between(x, m - sd, m + sd, color=color, alpha=0.2, linewidth=0)
+    ax.plot(x, m, color=color, lw=1.3, label=label)
+    return m, sd
+
+
+def _figure(mlp_runs: list[dict], lm: dict, out: Path) -> None:
+    """The quantities the verdict rests on: MLP test accuracy per epoch and the
+    transformer's validation loss, each as mean ± std over seeds (band), with the final
+    value's mean ± std as a bar at the right end."""
+    from tbnn.style import model_color, new_figure
+
+    common.pyplot()
+    colors = {"float": model_color("float"), "dat": model_color("dat"), "ste": model_color("ste")}
+    names = {"float": "float", "dat": "DAT", "ste": "STE"}
     lrs = list(lm["config"].get("lrs", [])) if lm["runs"] else []
-    fig, axes = plt.subplots(2, 2, figsize=(8.8, 6.0))
+    fig, axes = new_figure(9.0, 6.4, nrows=2, ncols=2)
     axes = axes.ravel()
     for ax, ds in zip(axes[:2], ("digits", "mnist1d")):
-        first = {}
-        for r in mlp_runs:
-            if r["dataset"] != ds or not r["loss_curve"]:
+        for method in ("float", "dat", "ste"):
+            rs = [r for r in mlp_runs if r["dataset"] == ds and r["method"] == method and r.get("test_curve")]
+            if not rs:
                 continue
-            lab = r["method"].upper() if r["method"] not in first else None
-            first[r["method"]] = True
-            ax.plot(range(1, len(r["loss_curve"]) + 1), r["loss_curve"], color=colors[r["method"]], lw=0.8,
-                    label=lab)
-        ax.set_yscale("log")
+            curves = [[100 * v for v in r["test_curve"]] for r in rs]
+            n = min(len(c) for c in curves)
+            m, sd = _mean_band(ax, range(1, n + 1), curves, colors[method],
+                               f"{names[method]} (final {m_final(rs):.1f} ± {sd_final(rs):.1f} %)")
+            common.errorbar_points(ax, [n + 1.5 + 0.8 * ("float", "dat", "ste").index(method)],
+                                   [m[-1]], [sd[-1]], colors[method], size=4)
         ax.set_xlabel("epoch")
-        ax.set_ylabel("training loss (epoch mean)")
-        ax.set_title(f"{ds} MLP, A1W1 (T=1, 1-bit weights)\none line per seed", fontsize=9)
-        ax.legend(fontsize=7)
+        ax.set_ylabel("test accuracy (%)\nmean ± std over seeds")
+        ax.set_title(f"{ds} MLP, A1W1 (T = 1, 1-bit weights): test accuracy")
+        ax.legend(loc="lower right")
+        lo = min((100 * min(r["test_curve"][len(r["test_curve"]) // 4:]) for r in mlp_runs
+                  if r["dataset"] == ds and r.get("test_curve")), default=0)
+        ax.set_ylim(max(0, lo - 3), None)
+        ax.grid(alpha=0.3, lw=0.5)
     for ax, lr in zip(axes[2:], lrs[:2]):
-        first = {}
-        for r in lm["runs"]:
-            if r["lr"] != lr:
+        for method in ("float", "dat", "ste"):
+            rs = [r for r in lm["runs"] if r["lr"] == lr and r["method"] == method and r["val_loss"]]
+            if not rs:
                 continue
-            tl = np.asarray(r["train_loss"])
-            if len(tl):
-                k = max(1, min(10, len(tl) // 5))
-                sm = np.convolve(tl, np.ones(k) / k, mode="valid")
-                step = max(1, k // 2)  # the running mean is smooth: every few points suffice
-                ax.plot(np.arange(k, len(tl) + 1)[::step], sm[::step], color=light[r["method"]], lw=0.6,
-                        zorder=1)
-            lab = (r["method"].upper() if r["method"] != "float" else "float") + " (val)" \
-                if r["method"] not in first else None
-            first[r["method"]] = True
-            ax.plot(r["val_steps"], r["val_loss"], color=colors[r["method"]], lw=1.2, marker=".", ms=3, label=lab,
-                    zorder=2)
+            _mean_band(ax, rs[0]["val_steps"], [r["val_loss"] for r in rs], colors[method],
+                       f"{names[method]} (validation)")
         ax.set_xlabel("step")
-        ax.set_ylabel("next-char loss (nats)")
-        ax.set_title(f"char transformer ({lm['config']['blocks']} blocks), A1W1, lr {lr:g}\n"
-                     "val (dots), train (faint)", fontsize=9)
-        ax.legend(fontsize=7)
+        ax.set_ylabel("next-char validation loss (nats)\nmean ± std over seeds")
+        ax.set_title(f"char transformer ({lm['config']['blocks']} blocks), A1W1, lr {lr:g}")
+        ax.legend(loc="upper right")
+        ax.grid(alpha=0.3, lw=0.5)
     for ax in axes[2 + len(lrs[:2]):]:
         ax.axis("off")
-    fig.tight_layout()
     common.save_figure(fig, out, "ste_vs_dat.png")
+
+
+def m_final(rs: list[dict]) -> float:
+    """Mean final test accuracy (%) over seeds."""
+    return 100 * common.mean_std(r["test_accuracy"] for r in rs)[0]
+
+
+def sd_final(rs: list[dict]) -> float:
+    """Std (ddof 0) of the final test accuracy (%) over seeds."""
+    return 100 * common.mean_std(r["test_accuracy"] for r in rs)[1]
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -411,6 +431,10 @@ def main(argv: list[str] | None = None) -> dict:
                    help=f"transformer learning rates (default {' '.join(map(str, LM['lrs']))})")
     p.add_argument("--lm-steps", type=int, default=None, help=f"transformer steps (default {LM['steps']})")
     args = common.parse_args(p, argv)
+    if args.replot:
+        result = common.read_result(args.out, "ste_vs_dat.json")
+        _figure(result["mlp"]["runs"], result["lm"], args.out)
+        return result
     recipe = dict(MLP_RECIPE)
     lm_cfg = dict(LM)
     mlp_seeds, lm_seeds, n_train, n_test, corpus_chars = MLP_SEEDS, LM_SEEDS, None, None, None

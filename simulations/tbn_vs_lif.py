@@ -70,31 +70,35 @@ def aggregate(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def plot(agg: list[dict[str, Any]], path: Path, title: str) -> Path:
+    """Simulated accuracy (mean ± std over seeds) against synaptic ops and training time;
+    colour = model (tbnn.style), one label per point."""
+    from tbnn.style import model_color
+
     plt = common.pyplot()
+    c_lif, c_tbn = model_color("lif"), model_color("tbn")
     fig, axes = plt.subplots(1, 2, figsize=(9.5, 3.9), sharey=True)
     for ax, key, xl in ((axes[0], "synaptic_ops", "synaptic ops / inference (simulated)"),
                         (axes[1], "seconds_per_epoch", "training seconds / epoch")):
         lif = [r for r in agg if r["model"] == "lif"]
         tbn = [r for r in agg if r["model"] == "tbn"]
-        ax.plot([r[key] for r in lif], [100 * r["sim_accuracy"] for r in lif], "-o", color="#d95f02",
+        ax.plot([r[key] for r in lif], [100 * r["sim_accuracy"] for r in lif], "-o", color=c_lif,
                 ms=5, lw=1, label="snnTorch LIF (rate code, float weights)")
         for r in lif:
-            ax.errorbar(r[key], 100 * r["sim_accuracy"], yerr=100 * r["sim_accuracy_std"], color="#d95f02",
+            ax.errorbar(r[key], 100 * r["sim_accuracy"], yerr=100 * r["sim_accuracy_std"], color=c_lif,
                         capsize=2, lw=0.8)
         for r in tbn:
             ax.errorbar(r[key], 100 * r["sim_accuracy"], yerr=100 * r["sim_accuracy_std"], fmt="s",
-                        color="#1b9e77", ms=7, capsize=2, label="TBN (binary code, 1-bit weights)")
+                        color=c_tbn, ms=7, capsize=2, label="TBN (binary code, 1-bit weights)")
         for r in agg:
             ax.annotate(f"{'TBN' if r['model'] == 'tbn' else 'LIF'} T={r['T']}", (r[key], 100 * r["sim_accuracy"]),
                         fontsize=7, xytext=(4, -9), textcoords="offset points", color="0.25")
         ax.set_xscale("log")
         common.log_ticks(ax)
-        ax.set_xlabel(xl, fontsize=8)
-        ax.grid(alpha=0.3, which="both", lw=0.5)
-        ax.tick_params(labelsize=7)
-    axes[0].set_ylabel("test accuracy (%), simulated", fontsize=8)
-    axes[0].legend(fontsize=7, loc="lower right")
-    fig.suptitle(title, fontsize=9)
+        ax.set_xlabel(xl)
+        ax.grid(alpha=0.3, which="major", lw=0.5)
+    axes[0].set_ylabel("test accuracy (%), simulated\nmean ± std over seeds")
+    axes[0].legend(loc="lower right")
+    fig.suptitle(title)
     fig.tight_layout()
     return common.save_figure(fig, path.parent, path.name)
 
@@ -107,6 +111,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--lif-t", type=int, nargs="+", default=list(LIF_T), help="LIF time steps")
     p.add_argument("--workdir", type=Path, default=None, help="keep the run directories here")
     args = common.parse_args(p, argv)
+    if args.replot:
+        result = common.read_result(args.out, "tbn_vs_lif.json")
+        plot(result["results"], args.out / "tbn_vs_lif.png", _title(result, result["info"].get("quick")))
+        return result
     if args.quick:
         args.epochs = args.epochs or 1
         args.n_train, args.n_test = 200, 100
@@ -168,9 +176,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                "per inference include the input layer; samples/s is the simulator's own timer "
                "(TBN: step / folded engines; LIF: snnTorch per-step loop).\n\n"
                f"{table}\n\n{match}\n\n![TBN vs LIF](tbn_vs_lif.png)\n")
-    plot(agg, args.out / "tbn_vs_lif.png", "TBN (T=4) vs snnTorch LIF on digits (" +
-         ("quick" if args.quick else f"{args.epochs} epochs, {len(seeds)} seed(s)") + ")")
+    plot(agg, args.out / "tbn_vs_lif.png", _title(result, args.quick))
     return result
+
+
+def _title(result: dict[str, Any], quick: bool) -> str:
+    return ("TBN (T=4) vs snnTorch LIF on digits ("
+            + ("quick" if quick else f"{result['epochs']} epochs, {len(result['seeds'])} seeds") + ")")
 
 
 if __name__ == "__main__":

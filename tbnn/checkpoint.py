@@ -79,6 +79,7 @@ __all__ = [
     "checkpoint_epoch",
     "check_run_target",
     "RunWriter",
+    "load_run_state",
     "PY_NAMES",
     "CLI_NAMES",
 ]
@@ -698,6 +699,21 @@ def _check_run_target(out: str | Path, run_cfg: dict[str, Any], resume: bool, ov
                      f"continue it, {w} to start it again, or choose another directory.")
 
 
+def load_run_state(run_dir: str | Path, model: nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any,
+                   generator: torch.Generator) -> dict[str, Any] | None:
+    """Restore a run's resumable state, either format (``checkpoint.safetensors``, or the
+    version-1 ``state.json`` + ``state.safetensors`` + ``model.safetensors``); returns its
+    meta (``epoch``, ``history``, ``train_seconds``), ``None`` when there is none. Reads only."""
+    run_dir = Path(run_dir)
+    meta = load_checkpoint(run_dir, model, optimizer, scheduler, generator)
+    if meta is None and (run_dir / "state.json").is_file():  # format version 1
+        state = load_state(run_dir, optimizer, scheduler, generator)
+        load_weights(model, run_dir / "model.safetensors")
+        meta = {"epoch": int(state["epoch"]), "history": list(state["history"]),
+                "train_seconds": float(state["train_seconds"])}
+    return meta
+
+
 class RunWriter:
     """Writes one training run into ``out`` under the output policy; a context manager.
 
@@ -757,13 +773,7 @@ class RunWriter:
     def load(self, model: nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any,
              generator: torch.Generator) -> dict[str, Any] | None:
         """Restore the run's checkpoint (either format); ``None`` when it has none."""
-        meta = load_checkpoint(self.folder, model, optimizer, scheduler, generator)
-        if meta is None and (self.folder / "state.json").is_file():  # format version 1
-            state = load_state(self.folder, optimizer, scheduler, generator)
-            load_weights(model, self.folder / "model.safetensors")
-            meta = {"epoch": int(state["epoch"]), "history": list(state["history"]),
-                    "train_seconds": float(state["train_seconds"])}
-        return meta
+        return load_run_state(self.folder, model, optimizer, scheduler, generator)
 
     def save(self, model: nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any,
              generator: torch.Generator, meta: dict[str, Any]) -> None:

@@ -7,7 +7,11 @@ allowed, exits with status 2, and writes nothing (earlier results stay intact).
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
+import os
 import sys
+import time
 import warnings
 import zipfile
 import zlib
@@ -133,19 +137,32 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--quiet", action="store_true", help="no progress bar")
 
     a = sub.add_parser("analyze", help="firing statistics against biology: analysis.json and report.md", **fmt)
-    a.add_argument("sim", help="simulation directory written by tbnn simulate")
+    a.add_argument("sim", help="simulation folder written by tbnn simulate, its spikes.npz, or any .npz "
+                   "of boolean [samples, T, neurons] arrays (one per layer)")
     a.add_argument("--dt-ms", type=float, default=None, help="override the time step in ms, > 0 (none: the "
-                   "simulation's)")
+                   "simulation's; an archive without dt_ms is read at 1 ms)")
     a.add_argument("--layer", default=None, help="analyse one layer only (none: every layer)")
+    a.add_argument("--neurons", type=int, default=None, help="neurons per layer in the raster, integer >= 1 "
+                   "(none: 128, evenly spaced)")
+    a.add_argument("--format", dest="formats", action="append", choices=["svg", "pdf"], default=[],
+                   help="also write every figure in this vector format (repeatable)")
     a.add_argument("--out", required=True, help="analysis directory (new or empty)")
     _add_overwrite(a, "analysis")
 
     r = sub.add_parser("raster", help="raster plot of a simulation's spikes", **fmt)
-    r.add_argument("sim", help="simulation directory written by tbnn simulate")
-    r.add_argument("--layer", default=None, help="layer to plot (none: all hidden layers)")
+    r.add_argument("sim", help="simulation folder written by tbnn simulate, its spikes.npz, or any .npz "
+                   "of boolean [samples, T, neurons] arrays (one per layer)")
+    r.add_argument("--layer", default=None, help="layer to plot (none: every layer, one panel each)")
     grp = r.add_mutually_exclusive_group()
     grp.add_argument("--sample", type=int, default=None, help="one sample, integer >= 0")
     grp.add_argument("--samples", default=None, help="a range A:B of samples")
+    r.add_argument("--neurons", type=int, default=None, help="neurons shown per layer, integer >= 1 (none: 128, "
+                   "evenly spaced)")
+    r.add_argument("--select", default="even", choices=["even", "active"],
+                   help="which neurons when a layer is larger: evenly spaced or most active")
+    r.add_argument("--sort-by-rate", action="store_true", help="order shown neurons by spike count")
+    r.add_argument("--format", dest="formats", action="append", choices=["svg", "pdf"], default=[],
+                   help="also write the figure in this vector format (repeatable)")
     r.add_argument("--out", required=True, help="PNG file to write (new, or replaced with --overwrite)")
     _add_overwrite(r, "figure")
     return p
@@ -165,6 +182,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
         readout_bits=args.readout_bits if args.readout_bits is not None else args.weight_bits,
         act_bits=args.act_bits, sparsity=args.sparsity, lam=args.lam, block=args.block, encoding=args.encoding,
     )
+    if os.environ.get("RANK", "0") not in ("", "0"):
+        return 0  # torchrun: rank 0 reports
     print(f"test accuracy {m['test_accuracy']:.4f} (train {m['train_accuracy']:.4f}) after {m['epochs']} epochs, "
           f"{m['train_seconds']:.1f} s; wrote {args.out}/config.json, model.safetensors, metrics.json")
     return 0
@@ -177,10 +196,13 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
 
     layers = [v.strip() for v in args.record_layers.split(",") if v.strip()] if args.record_layers else None
     device = resolve_device(args.device)
+    kw = dict(split=args.split, limit=args.limit, mode=args.mode, batch=args.batch, dt_ms=args.dt_ms,
+              progress=not args.quiet, record_samples=args.record_samples, record_layers=layers, device=device)
+    if os.environ.get("RANK", "0") not in ("", "0"):
+        simulate(args.run, args.out, **kw)  # torchrun: rank 0 writes and reports
+        return 0
     with output_dir(args.out, "simulation", overwrite=args.overwrite) as tmp:
-        s = simulate(args.run, tmp, split=args.split, limit=args.limit, mode=args.mode, batch=args.batch,
-                     dt_ms=args.dt_ms, progress=not args.quiet, record_samples=args.record_samples,
-                     record_layers=layers, device=device)
+        s = simulate(args.run, tmp, **kw)
     print(f"accuracy {s['accuracy']:.4f}, forward agreement {s['forward_agreement']:.4f} on {s['samples']} samples; "
           f"{s['spikes_per_sample']:.0f} spikes and {s['synaptic_ops_per_sample']:.0f} synaptic ops per sample; "
           f"engine {s['engine_samples_per_second']:.0f} samples/s, wall {s['wall_seconds']:.1f} s; "
@@ -189,19 +211,28 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
 
 
 def _cmd_analyze(args: argparse.Namespace) -> int:
-    from .analysis.report import analyze_run
+    from .analysis import analyze_run
 
+    if args.neurons is not None and args.neurons < 1:
+        raise ValueError(f"--neurons must be an integer >= 1, got {args.neurons}.")
     with output_dir(args.out, "analysis", overwrite=args.overwrite) as tmp:
-        analyze_run(args.sim, tmp, dt_ms=args.dt_ms, layer=args.layer)
+        res = analyze_run(args.sim, tmp, dt_ms=args.dt_ms, layer=args.layer, neurons=args.neurons,
+                          formats=tuple(args.formats))
+    if res["dt_source"] == "default":
+        print("note: the archive declares no dt_ms; 1 ms per step assumed (set --dt-ms)")
     print(f"wrote {args.out}/analysis.json and {args.out}/report.md")
     return 0
 
 
 def _cmd_raster(args: argparse.Namespace) -> int:
-    from .analysis.report import raster_run
+    from .analysis import raster_run
 
+    if args.neurons is not None and args.neurons < 1:
+        raise ValueError(f"--neurons must be an integer >= 1, got {args.neurons}.")
     with output_file(args.out, overwrite=args.overwrite) as tmp:
-        raster_run(args.sim, tmp, layer=args.layer, sample=args.sample, samples=args.samples)
+        raster_run(args.sim, tmp, layer=args.layer, sample=args.sample, samples=args.samples,
+                   neurons=args.neurons, select=args.select, sort_by_rate=args.sort_by_rate,
+                   formats=tuple(args.formats))
     print(f"wrote {args.out}")
     return 0
 
@@ -218,30 +249,77 @@ COMMANDS = {"train": _cmd_train, "simulate": _cmd_simulate, "analyze": _cmd_anal
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``tbnn`` console script; returns the exit status."""
+    """Entry point of the ``tbnn`` console script; returns the exit status.
+
+    Under ``torchrun`` every process runs this: all of them join the job first (so that
+    they agree on bad input and leave together), rank 0 alone prints results and errors.
+    Bad input, a bad file or folder, a full disk: one sentence, exit 2, nothing written.
+    """
     parser = build_parser()
-    args = parser.parse_args(argv)
+    main_rank = os.environ.get("RANK", "0") in ("", "0")
+    launched = os.environ.get("WORLD_SIZE", "1") not in ("", "1")
+    try:
+        if main_rank:
+            args = parser.parse_args(argv)
+        else:  # the same flags fail on every rank: rank 0 says so
+            with contextlib.redirect_stderr(io.StringIO()):
+                args = parser.parse_args(argv)
+    except SystemExit:
+        if launched and not main_rank:
+            time.sleep(1.0)  # let rank 0 print before torchrun stops the job
+        raise
 
     def note(message, category, filename, lineno, file=None, line=None):  # one line per warning
-        print(f"tbnn {args.command}: note: {message}", file=sys.stderr)
+        if main_rank:
+            print(f"tbnn {args.command}: note: {message}", file=sys.stderr)
 
+    def refuse(text: str) -> int:
+        if main_rank:
+            print(f"tbnn {args.command}: error: {text}", file=sys.stderr)
+        if dist is not None:
+            dist.shutdown(wait=True)  # every rank refused the same input: leave together, exit 2
+        return 2
+
+    dist = None
     try:
         with warnings.catch_warnings():
             warnings.showwarning = note
-            return COMMANDS[args.command](args)
+            if launched and args.command in ("train", "simulate"):
+                from . import distributed as dist
+
+                dist.setup(_job_device(args))
+            status = COMMANDS[args.command](args)
+        if dist is not None:
+            dist.shutdown(wait=True)  # leave together
+        return status
     except (zlib.error, zipfile.BadZipFile, EOFError) as err:  # a corrupt archive no reader turned into a sentence
-        print(f"tbnn {args.command}: error: a compressed input file is corrupt ({err}).", file=sys.stderr)
-        return 2
+        return refuse(f"a compressed input file is corrupt ({err}).")
+    except (ValueError, TypeError, FileNotFoundError, FloatingPointError) as err:
+        return refuse(str(err))
     except OSError as err:  # a file error no reader or writer turned into a sentence
-        print(f"tbnn {args.command}: error: {os_error_sentence(err, err.filename or 'a file', 'use')}",
-              file=sys.stderr)
-        return 2
-    except (ValueError, TypeError, FloatingPointError) as err:
-        print(f"tbnn {args.command}: error: {err}", file=sys.stderr)
-        return 2
+        return refuse(os_error_sentence(err, err.filename or "a file", "use"))
     except KeyboardInterrupt:
         print(f"tbnn {args.command}: interrupted", file=sys.stderr)
         return 130
+    except Exception as err:
+        message = dist.failure_message(err) if dist is not None else None
+        if message is None:
+            raise
+        print(f"tbnn {args.command}: error: {message}; a run resumes from its last complete checkpoint "
+              f"with --resume.", file=sys.stderr)
+        return 1
+    finally:
+        if dist is not None:
+            dist.shutdown()
+
+
+def _job_device(args: argparse.Namespace) -> str:
+    """The device a torchrun job's process group is for (nccl on CUDA, else gloo)."""
+    if args.device is not None:
+        return str(args.device)
+    import torch
+
+    return "cuda" if args.command == "train" and torch.cuda.is_available() else "cpu"
 
 
 if __name__ == "__main__":

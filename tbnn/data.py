@@ -10,7 +10,7 @@ through :func:`load_dataset`:
 ``mnist1d``
     MNIST-1D (Greydanus 2020) generated locally with ``mnist1d.data.make_dataset`` and
     its default arguments (generation seed 42): 4000 train / 1000 test sequences of
-    length 40, 10 classes. The generated arrays are cached in memory for the process.
+    length 40, 10 classes.
 ``synthetic``
     a small seeded classification problem from ``sklearn.datasets.make_classification``:
     20 features, 4 classes, 1500 train / 500 test. Unlike the others, the problem itself
@@ -19,6 +19,10 @@ through :func:`load_dataset`:
     MNIST / Fashion-MNIST IDX files the user already has in directory ``PATH``
     (``train-images-idx3-ubyte``, ``train-labels-idx1-ubyte``, ``t10k-images-idx3-ubyte``,
     ``t10k-labels-idx1-ubyte``, each optionally gzipped as ``.gz``).
+
+The arrays of ``digits`` and ``mnist1d`` are made once and kept in the on-disk cache of
+:mod:`tbnn.cache` (``$TBNN_CACHE``, default ``~/.cache/tbnn``; ``TBNN_CACHE=off`` disables
+it), so that later commands import neither scikit-learn nor mnist1d and SciPy.
 
 Every dataset is returned flattened to vectors (``input_shape`` is one-dimensional) and
 standardised per feature with the mean and standard deviation of the *training* split
@@ -39,6 +43,8 @@ from typing import NamedTuple
 
 import numpy as np
 import torch
+
+from .cache import cached_arrays
 
 __all__ = [
     "DATASETS",
@@ -371,20 +377,45 @@ def _raw_idx(directory: str | Path) -> _Raw:
 # --------------------------------------------------------------------------- built-ins
 
 
-@functools.lru_cache(maxsize=1)
-def _digits_arrays() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """scikit-learn digits with the fixed stratified split (read-only, cached)."""
+def _package_version(dist: str) -> str:
+    """Installed version of a distribution, read from its metadata (no import)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(dist)
+    except PackageNotFoundError:
+        return "unknown"
+
+
+def _read_only(arrays: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    out = tuple(np.ascontiguousarray(arrays[k]) for k in ("x_train", "y_train", "x_test", "y_test"))
+    for a in out:
+        a.setflags(write=False)
+    return out  # type: ignore[return-value]
+
+
+def _make_digits() -> dict[str, np.ndarray]:
+    """scikit-learn digits with the fixed stratified split (imports scikit-learn)."""
     from sklearn.datasets import load_digits
     from sklearn.model_selection import train_test_split
 
     bunch = load_digits()
     x = np.asarray(bunch.data, dtype=np.float64)
     y = np.asarray(bunch.target, dtype=np.int64)
-    arrays = train_test_split(x, y, test_size=0.25, random_state=0, stratify=y)
-    xtr, xte, ytr, yte = (np.ascontiguousarray(a) for a in arrays)
-    for a in (xtr, ytr, xte, yte):
-        a.setflags(write=False)
-    return xtr, ytr, xte, yte
+    xtr, xte, ytr, yte = train_test_split(x, y, test_size=0.25, random_state=0, stratify=y)
+    return {"x_train": xtr, "y_train": ytr, "x_test": xte, "y_test": yte}
+
+
+@functools.lru_cache(maxsize=1)
+def _digits_arrays() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """scikit-learn digits with the fixed stratified split (read-only; cached in memory and on
+    disk, :mod:`tbnn.cache`, so that later commands need not import scikit-learn)."""
+    params = {"loader": "sklearn.datasets.load_digits", "split": "train_test_split",
+              "test_size": 0.25, "random_state": 0, "stratify": True,
+              "scikit-learn": _package_version("scikit-learn")}
+    expect = {"x_train": ((1347, 64), "float64"), "y_train": ((1347,), "int64"),
+              "x_test": ((450, 64), "float64"), "y_test": ((450,), "int64")}
+    return _read_only(cached_arrays("digits", params, _make_digits, expect))
 
 
 def _raw_digits() -> _Raw:
@@ -393,9 +424,8 @@ def _raw_digits() -> _Raw:
     return _Raw(xtr.copy(), ytr.copy(), xte.copy(), yte.copy(), (8, 8), 1)
 
 
-@functools.lru_cache(maxsize=1)
-def _mnist1d_arrays() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Generate MNIST-1D with the package's default arguments (read-only, cached).
+def _make_mnist1d() -> dict[str, np.ndarray]:
+    """Generate MNIST-1D with the package's default arguments (imports mnist1d and SciPy).
 
     ``make_dataset`` reseeds Python's and numpy's global random generators; their state is
     restored afterwards so that loading the data has no side effect on other code.
@@ -409,15 +439,23 @@ def _mnist1d_arrays() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     finally:
         random.setstate(py_state)
         np.random.set_state(np_state)
-    arrays = (
-        np.asarray(data["x"], dtype=np.float64),
-        np.asarray(data["y"], dtype=np.int64),
-        np.asarray(data["x_test"], dtype=np.float64),
-        np.asarray(data["y_test"], dtype=np.int64),
-    )
-    for a in arrays:
-        a.setflags(write=False)
-    return arrays
+    return {
+        "x_train": np.asarray(data["x"], dtype=np.float64),
+        "y_train": np.asarray(data["y"], dtype=np.int64),
+        "x_test": np.asarray(data["x_test"], dtype=np.float64),
+        "y_test": np.asarray(data["y_test"], dtype=np.int64),
+    }
+
+
+@functools.lru_cache(maxsize=1)
+def _mnist1d_arrays() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """MNIST-1D with the package's default arguments (read-only; generated once, then cached
+    in memory and on disk, :mod:`tbnn.cache`)."""
+    params = {"generator": "mnist1d.data.make_dataset(get_dataset_args())",
+              "mnist1d": _package_version("mnist1d")}
+    expect = {"x_train": ((4000, 40), "float64"), "y_train": ((4000,), "int64"),
+              "x_test": ((1000, 40), "float64"), "y_test": ((1000,), "int64")}
+    return _read_only(cached_arrays("mnist1d", params, _make_mnist1d, expect))
 
 
 def _raw_mnist1d() -> _Raw:

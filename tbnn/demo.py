@@ -25,7 +25,7 @@ def run_demo(out: str | Path = "tbnn-demo", epochs: int = 20, seed: int = 0, pro
     interrupted demo leaves ``out`` as it was (and never touches a user's files, such as a
     folder named ``out.partial``).
     """
-    from .analysis.report import analyze_run, raster_run
+    from .analysis import analyze_run, raster_run
     from .sim import simulate
     from .train import train
 

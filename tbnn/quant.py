@@ -1,7 +1,7 @@
 """Functional core: quantization as additive noise, undone by the denoising affine transform.
 
 Implements the method of Ye et al., *Robust Training of Neural Networks at Arbitrary
-Precision and Sparsity*, arXiv:2409.09245 (see ``DESIGN.md`` §1.1). Every function here is
+Precision and Sparsity*, arXiv:2409.09245, §3. Every function here is
 a pure function on tensors and is differentiable.
 
 For a tensor ``x`` cut into blocks of ``B`` contiguous elements along ``dim`` (the axis a
@@ -28,6 +28,8 @@ Every dequantized block is affine in its integer codes, ``x^ = gain * q + offset
 
 from __future__ import annotations
 
+import math
+import os
 import re
 import threading
 from dataclasses import dataclass
@@ -58,6 +60,7 @@ __all__ = [
     "from_blocks",
     "grid_range",
     "quantize_reference",
+    "compile_wanted",
 ]
 
 #: Bit widths a weight or activation tensor can be quantized to (1.5 = ternary).
@@ -68,7 +71,7 @@ METHODS: tuple[str, ...] = ("dat", "ste", "ste_clip")
 #: How ``lo`` and ``hi`` of the affine grid come from a block: ``minmax`` (two-sided, 1-bit
 #: threshold at the midpoint), ``meanstd`` (mean ± c·std, 1-bit threshold at the block
 #: mean), ``rectify`` (``lo = 0``, ``hi`` = block maximum: a neuron that cannot fire negative
-#: spikes, the network's nonlinearity, DESIGN §1.2).
+#: spikes, the network's nonlinearity).
 GRIDS: tuple[str, ...] = ("minmax", "meanstd", "rectify")
 
 _TINY = 1e-12
@@ -325,7 +328,7 @@ def affine_codes(xb: Tensor, lo: Tensor, hi: Tensor, levels: int, clip_grad: boo
     continuous grid coordinate whose gradient passes through (clipped to the grid when
     ``clip_grad``, the hardtanh STE). With ``L = 2^T`` and ``lo = 0`` these codes are
     exactly the bits, most significant first, of an integrate-and-fire neuron with
-    halving thresholds started at ``v`` (DESIGN §1.2).
+    halving thresholds started at ``v``.
     """
     span = hi - lo
     v = ((xb - lo) / span).clamp(0.0, 1.0)
@@ -351,7 +354,7 @@ def affine_codes(xb: Tensor, lo: Tensor, hi: Tensor, levels: int, clip_grad: boo
 # with (G, c_G, g_a', g_c) = (dL/dy, a, sum dL/dy (q - qbar), sum dL/dy) for the fused output
 # and (dL/dq, 1, dL/da - qbar dL/dc, dL/dc) for the (q, gain, offset) outputs; then
 # dL/dx = (L / span) dL/dq + dL/dt * dt/dx, the straight-through residual of
-# q = u + sg(code - u) (DESIGN §1.1). Tests compare both paths value by value and gradient
+# q = u + sg(code - u) (Ye et al. 2024, arXiv:2409.09245). Tests compare both paths value by value and gradient
 # by gradient.
 
 
@@ -369,14 +372,15 @@ def _split_blocks(x: Tensor, block: int | None) -> list[Tensor]:
     return parts
 
 
-def _grid_fast(xp: Tensor, grid: str, levels: int, check: bool = False
-               ) -> tuple[Tensor, Tensor, bool, Tensor | None]:
-    """:func:`grid_range` on unpadded blocks ``[..., nb, B]`` (no gradient).
+def _grid_stats(xp: Tensor, grid: str, levels: int, plain: bool = False
+                ) -> tuple[Tensor, Tensor, Tensor, Tensor | None]:
+    """:func:`grid_range` on unpadded blocks ``[..., nb, B]``: ``(lo, hi, probe, total)``.
 
-    With ``check``, also tells whether the block statistics are finite (else ``True``): for
-    ``minmax`` and ``meanstd`` they are unless ``xp`` holds a NaN or an inf (or its sums
-    overflow), which spares the finiteness check a pass over the data. The last item is the
-    block sums of ``xp`` when the grid needed them (``meanstd``), else ``None``.
+    ``probe`` is finite unless ``xp`` holds a NaN or an inf (or its sums overflow): for
+    ``minmax`` and ``meanstd`` the block statistics see every element, which spares the
+    finiteness check a pass over the data. ``total``: the block sums of ``xp`` when the
+    grid needed them (``meanstd``), else ``None``. ``plain``: reductions without the kept
+    scratch buffer (for ``torch.compile``).
     """
     total = None
     if grid == "minmax":
@@ -384,15 +388,29 @@ def _grid_fast(xp: Tensor, grid: str, levels: int, check: bool = False
     elif grid == "meanstd":
         total = xp.sum(-1, keepdim=True)
         mu = total / xp.shape[-1]
-        sd = (_rowdot(xp, xp, shift=mu) / xp.shape[-1]).sqrt()
+        sd = (_rowdot(xp, xp, shift=mu, plain=plain) / xp.shape[-1]).sqrt()
         c = 1.0 if levels == 2 else 2.0
         lo, hi = mu - c * sd, mu + c * sd
     else:  # rectify: hi >= _TINY > lo, never a constant grid
-        hi = xp.amax(-1, keepdim=True).clamp_min_(_TINY)
-        return torch.zeros_like(hi), hi, not check or bool(torch.isfinite(hi.sum())), total
-    finite = not check or bool(torch.isfinite((lo + hi).sum()))
-    hi = torch.where(hi > lo, hi, lo + 1.0)  # a constant block: every code 0, never 0/0
-    return lo, hi, finite, total
+        hi = xp.amax(-1, keepdim=True).clamp_min(_TINY)
+        return torch.zeros_like(hi), hi, hi, total
+    probe = lo + hi
+    # a constant block (hi = lo; never hi < lo): hi = lo + 1, every code 0, never 0/0
+    hi = hi + (hi == lo)
+    return lo, hi, probe, total
+
+
+def _grid_fast(xp: Tensor, grid: str, levels: int, check: bool = False, compiled: bool = False
+               ) -> tuple[Tensor, Tensor, bool, Tensor | None]:
+    """:func:`grid_range` on unpadded blocks ``[..., nb, B]`` (no gradient).
+
+    With ``check``, also tells whether the block statistics are finite (else ``True``), see
+    :func:`_grid_stats`. The last item is the block sums of ``xp`` when the grid needed
+    them (``meanstd``), else ``None``.
+    """
+    stats = _compiled(_grid_stats) if compiled else _grid_stats
+    lo, hi, probe, total = stats(xp, grid, levels, compiled)
+    return lo, hi, not check or math.isfinite(probe.sum().item()), total
 
 
 def _codes_into(x: Tensor, lo: Tensor, span: Tensor, levels: int, out: Tensor | None = None) -> Tensor:
@@ -402,6 +420,12 @@ def _codes_into(x: Tensor, lo: Tensor, span: Tensor, levels: int, out: Tensor | 
     same number), so the same codes.
     """
     d = torch.sub(x, lo, out=out)
+    if levels == 2:
+        # one comparison instead of divide, floor and clip: with h = span / 2 > 0 and
+        # d = fl(x - lo), fl(d / h) >= 1 exactly when d >= h (if d < h then d <= the float
+        # below h, so d / h <= 1 - 2^-p, a float below 1, and rounds below 1), so
+        # clip(floor(fl(d / h)), 0, 1) = [d >= h]
+        return d.ge_(span / 2)
     if levels & (levels - 1) == 0:
         # L = 2^k: (x - lo) / (span / L) rounds once to the same number as ((x - lo) / span) * L
         # (rounding commutes with scaling by a power of two): one pass fewer
@@ -411,7 +435,8 @@ def _codes_into(x: Tensor, lo: Tensor, span: Tensor, levels: int, out: Tensor | 
     return d.floor_().clamp_(0, levels - 1)
 
 
-_CHUNK = 1 << 16  # elements per slice of the row reductions: a cache-sized temporary
+_CHUNK = 1 << 18  # elements per slice of the row reductions: a cache-sized temporary
+_SMALL = 1 << 20  # tensors up to this many elements are reduced in one plain temporary
 _SCRATCH = threading.local()
 
 
@@ -431,15 +456,17 @@ def _scratch(numel: int, dtype: torch.dtype, device: torch.device) -> Tensor:
     return buf[:numel]
 
 
-def _rowdot(a: Tensor, b: Tensor, shift: Tensor | None = None) -> Tensor:
+def _rowdot(a: Tensor, b: Tensor, shift: Tensor | None = None, plain: bool = False) -> Tensor:
     """``sum(a * b, -1, keepdim=True)``, or ``sum((a - shift)^2, ...)`` when ``shift`` is given.
 
     Reduced in slices through one small kept buffer (:func:`_scratch`): a full-size
     temporary would cost a page-faulting pass, and ``bmm`` on ``[R, 1, K] x [R, K, 1]`` runs
-    at a fraction of memory speed. ``a`` and ``b`` must not require gradients.
+    at a fraction of memory speed. ``a`` and ``b`` must not require gradients. ``plain``
+    (or a tensor off the CPU, whose allocator caches memory): the plain reduction, which
+    ``torch.compile`` fuses with its producer.
     """
-    if a.device.type != "cpu":  # accelerators cache their memory: the plain reduction
-        t = a * b if shift is None else (a - shift).square_()
+    if plain or a.device.type != "cpu" or a.numel() <= _SMALL:
+        t = a * b if shift is None else (a - shift).square()
         return t.sum(-1, keepdim=True)
     k = a.shape[-1]
     a2 = a.reshape(-1, k)
@@ -464,53 +491,136 @@ def _rowdot(a: Tensor, b: Tensor, shift: Tensor | None = None) -> Tensor:
     return out.reshape(*a.shape[:-1], 1)
 
 
-def _affine_fit(ctx, x, code, lo, span, levels, lam, relu, method, detach_stats, xsum=None):
-    """Per-block ``(gain, offset)`` of the codes; stores what the backward needs on ``ctx``.
+def _affine_stats(x, code, lo, span, levels, lam, relu, method, xsum=None, plain=False):
+    """Per-block ``(gain, offset, qbar, tbar, inv)`` of the codes (the last three ``None`` for the STE).
 
     ``xsum``: the block sums of ``x`` if already known (spares a pass).
     """
     n = x.shape[-1]
-    qbar = tbar = inv = None
-    if method == "dat":
-        t = torch.relu(x) if relu else x
-        sq = code.sum(-1, keepdim=True)
-        st = xsum if xsum is not None and not relu else t.sum(-1, keepdim=True)
-        sqt = _rowdot(code, t)
-        sqq = sq if levels == 2 else _rowdot(code, code)  # 0/1 codes: q^2 = q
-        qbar, tbar = sq / n, st / n
-        cov = torch.addcmul(sqt / n, qbar, tbar, value=-1.0)
-        var = torch.addcmul(sqq / n, qbar, qbar, value=-1.0).clamp_min_(0.0)
-        if lam == 0:  # blocks whose codes are all equal: exactly zero, never 0/0
-            flat = code.amax(-1, keepdim=True) == code.amin(-1, keepdim=True)
-            var, cov = var.masked_fill(flat, 0.0), cov.masked_fill(flat, 0.0)
-        if lam > 0:
-            inv = (var + lam).reciprocal_()
-        else:  # all-equal codes at lam = 0: gain 0, the block's mean (1/0 -> inf is discarded)
-            inv = torch.where(var > 0, 1.0 / var, torch.zeros_like(var))
-        gain = cov * inv
-        offset = torch.addcmul(tbar, gain, qbar, value=-1.0)
-    else:  # STE: the fixed inverse grid map, the centre of each bin
+    if method != "dat":  # STE: the fixed inverse grid map, the centre of each bin
         gain = span / levels
-        offset = lo + 0.5 * gain
-    ctx.set_materialize_grads(False)
-    ctx.levels, ctx.method, ctx.relu, ctx.n = levels, method, relu, n
-    ctx.stats_grad = method == "dat" and not detach_stats
+        return gain, lo + 0.5 * gain, None, None, None
+    t = torch.relu(x) if relu else x
+    sq = code.sum(-1, keepdim=True)
+    st = xsum if xsum is not None and not relu else t.sum(-1, keepdim=True)
+    sqt = _rowdot(code, t, plain=plain)
+    sqq = sq if levels == 2 else _rowdot(code, code, plain=plain)  # 0/1 codes: q^2 = q
+    return _fit_sums(code, n, sq, st, sqt, sqq, levels, lam)
+
+
+def _fit_sums(code, n, sq, st, sqt, sqq, levels, lam):
+    """``(gain, offset, qbar, tbar, inv)`` from the block sums of ``q``, ``t``, ``q t`` and ``q^2``."""
+    qbar, tbar = sq / n, st / n
+    cov = torch.addcmul(sqt / n, qbar, tbar, value=-1.0)
+    if levels == 2:  # sqq / n = qbar and qbar - qbar^2 >= 0 exactly for qbar in [0, 1]
+        var = torch.addcmul(qbar, qbar, qbar, value=-1.0)
+    else:
+        var = torch.addcmul(sqq / n, qbar, qbar, value=-1.0).clamp_min_(0.0)
+    if lam == 0:  # blocks whose codes are all equal: exactly zero, never 0/0
+        flat = code.amax(-1, keepdim=True) == code.amin(-1, keepdim=True)
+        var, cov = var.masked_fill(flat, 0.0), cov.masked_fill(flat, 0.0)
+    if lam > 0:
+        inv = (var + lam).reciprocal_()
+    else:  # all-equal codes at lam = 0: gain 0, the block's mean (1/0 -> inf is discarded)
+        inv = torch.where(var > 0, 1.0 / var, torch.zeros_like(var))
+    gain = cov * inv
+    offset = torch.addcmul(tbar, gain, qbar, value=-1.0)
     return gain, offset, qbar, tbar, inv
 
 
-def _affine_backward(ctx, x, code, lo, span, a, qbar, tbar, inv, G, coef, ga, gc, out=None):
+def _affine_forward(x, lo, hi, levels, lam, relu, method, xsum, fused, keep, plain):
+    """Codes and fit of one block group: ``(y or code, code or None, span, gain, offset, qbar, tbar, inv)``.
+
+    ``fused``: the first item is ``gain * q + offset``, written over the codes unless ``keep``
+    (then the codes are the second item).
+    """
+    span = hi - lo
+    if not plain and method == "dat" and x.device.type == "cpu" and x.numel() > _SMALL:
+        return _affine_forward_sliced(x, lo, span, levels, lam, relu, xsum, fused, keep)
+    code = _codes_into(x, lo, span, levels)
+    gain, offset, qbar, tbar, inv = _affine_stats(x, code, lo, span, levels, lam, relu, method, xsum, plain)
+    if not fused:
+        return code, code, span, gain, offset, qbar, tbar, inv
+    # mul then add, not addcmul: a fused multiply-add would round unlike gain * q + offset
+    y = torch.mul(code, gain) if keep else code.mul_(gain)
+    return y.add_(offset), code if keep else None, span, gain, offset, qbar, tbar, inv
+
+
+def _row_slices(rows: int, k: int) -> list[tuple[int, int]]:
+    """Row ranges of about :data:`_CHUNK` elements: each pass over a slice stays in the cache."""
+    step = max(1, _CHUNK // max(k, 1))
+    return [(s, min(rows, s + step)) for s in range(0, rows, step)]
+
+
+def _affine_forward_sliced(x, lo, span, levels, lam, relu, xsum, fused, keep):
+    """:func:`_affine_forward` (DAT) on a large CPU tensor, a cache-sized slice of rows at a time.
+
+    The codes, their block sums and the output of a slice are made while the slice is in
+    the cache: the data cross memory about three times instead of about eleven. Same
+    operations per element as the whole-tensor path, so the same codes and values.
+    """
+    k = x.shape[-1]
+    x2 = x.reshape(-1, k)
+    rows = x2.shape[0]
+    lo2, sp2 = lo.reshape(-1, 1), span.reshape(-1, 1)
+    t2 = torch.relu(x2) if relu else x2
+    code2 = torch.empty_like(x2)
+    sums = torch.empty(4, rows, 1, dtype=x.dtype, device=x.device)
+    sq, st, sqt, sqq = sums
+    need_st = xsum is None or relu
+    slices = _row_slices(rows, k)
+    buf = _scratch((slices[0][1] - slices[0][0]) * k, x.dtype, x.device).view(-1, k)
+    for s, e in slices:
+        c = _codes_into(x2[s:e], lo2[s:e], sp2[s:e], levels, out=code2[s:e])
+        torch.sum(c, -1, keepdim=True, out=sq[s:e])
+        if need_st:
+            torch.sum(t2[s:e], -1, keepdim=True, out=st[s:e])
+        torch.sum(torch.mul(c, t2[s:e], out=buf[: e - s]), -1, keepdim=True, out=sqt[s:e])
+        if levels != 2:
+            torch.sum(torch.mul(c, c, out=buf[: e - s]), -1, keepdim=True, out=sqq[s:e])
+    shape = (*x.shape[:-1], 1)
+    sq, st, sqt, sqq = (v.reshape(shape) for v in (sq, st, sqt, sqq))
+    code = code2.reshape(x.shape)
+    gain, offset, qbar, tbar, inv = _fit_sums(code, k, sq, xsum if not need_st else st, sqt,
+                                              sq if levels == 2 else sqq, levels, lam)
+    if not fused:
+        return code, code, span, gain, offset, qbar, tbar, inv
+    y2 = torch.empty_like(x2) if keep else code2
+    g2, o2 = gain.reshape(-1, 1), offset.reshape(-1, 1)
+    for s, e in slices:  # mul then add, as the whole-tensor path
+        torch.mul(code2[s:e], g2[s:e], out=y2[s:e]).add_(o2[s:e])
+    return y2.reshape(x.shape), code if keep else None, span, gain, offset, qbar, tbar, inv
+
+
+def _gx_sliced(code, c_q, c_1, x, sk, G, g_coef):
+    """``code c_q + c_1 + x sk (+ G g_coef)`` on a large CPU tensor, slice by slice (one pass)."""
+    k = x.shape[-1]
+    x2, q2 = x.reshape(-1, k), code.reshape(-1, k)
+    G2 = None if G is None else G.reshape(-1, k)
+    cq, c1, s2 = c_q.reshape(-1, 1), c_1.reshape(-1, 1), sk.reshape(-1, 1)
+    gc2 = None if G is None else torch.as_tensor(g_coef).expand(*c_q.shape).reshape(-1, 1)
+    gx2 = torch.empty_like(x2)
+    for s, e in _row_slices(x2.shape[0], k):
+        g = torch.mul(q2[s:e], cq[s:e], out=gx2[s:e]).add_(c1[s:e]).addcmul_(x2[s:e], s2[s:e])
+        if G2 is not None:
+            g.addcmul_(G2[s:e], gc2[s:e])
+    return gx2.reshape(x.shape)
+
+
+def _affine_backward(levels, method, relu, stats_grad, x, code, lo, span, a, qbar, tbar, inv, G, coef, ga, gc,
+                     out=None, plain=False):
     """``dL/dx`` from ``G`` (weighted by ``coef``) on ``q`` and ``ga``, ``gc`` on the fit.
 
     ``code`` may be ``None`` when the fit gets no gradient; ``out`` may be the ``code``
     tensor itself (it is consumed) or a scratch tensor that receives the result.
     """
-    n, levels = ctx.n, ctx.levels
+    n = x.shape[-1]
     scale = levels / span  # dq/dx of the straight-through residual q = u + sg(code - u)
-    if not (ctx.stats_grad and (ga is not None or gc is not None)):
+    if not (stats_grad and (ga is not None or gc is not None)):
         if G is None:
             return torch.zeros_like(x)
-        gx = torch.mul(G, scale * coef, out=out)
-        if ctx.method == "ste_clip":  # hardtanh STE: the gradient of u.clamp(-1/2, L - 1/2)
+        gx = torch.mul(G, scale * coef, out=out) if out is not None else G * (scale * coef)
+        if method == "ste_clip":  # hardtanh STE: the gradient of u.clamp(-1/2, L - 1/2)
             u = (x - lo) / span * levels - 0.5
             gx.mul_((u >= -0.5) & (u <= levels - 0.5))
         return gx
@@ -518,32 +628,78 @@ def _affine_backward(ctx, x, code, lo, span, a, qbar, tbar, inv, G, coef, ga, gc
         ga = torch.zeros_like(gc)
     if gc is None:
         gc = torch.zeros_like(ga)
-    k = ga * inv / n
-    two_ak = 2.0 * a * k
-    # dq/dx dL/dq + dt/dx dL/dt, per block as coefficients of G, t (x or relu x), q and 1
-    c_q = -two_ak * scale
-    c_1 = scale * (two_ak * qbar - k * tbar - gc * a / n)
-    c_t = gc / n - k * qbar
-    if ctx.relu:  # dt/dx = 1[x > 0]
-        inner = torch.addcmul(c_t, x, scale * k)
+    k = (ga * inv).div_(n)
+    gn = gc / n
+    sa = scale * a
+    sk = scale * k
+    # dq/dx dL/dq + dt/dx dL/dt, per block as coefficients of G, t (x or relu x), q and 1:
+    #   q: -2 a k s (+ k from dt/dx),  1: s (2 a k qbar - k tbar - a gc / n) (+ gc / n - k qbar)
+    if relu:  # dt/dx = 1[x > 0]
+        c_q = sa * k * -2.0
+        c_1 = torch.addcmul(torch.addcmul(-sa * gn, 2.0 * sa * k, qbar), sk, tbar, value=-1.0)
+        inner = torch.addcmul(torch.addcmul(gn, k, qbar, value=-1.0), x, sk)
         inner.addcmul_(code, k).mul_(x > 0)
-        gx = torch.mul(code, c_q, out=out).add_(c_1).add_(inner)
-    else:  # dt/dx = 1
-        gx = torch.mul(code, c_q + k, out=out).add_(c_1 + c_t).addcmul_(x, scale * k)
+        gx = (torch.mul(code, c_q, out=out) if out is not None else code * c_q).add_(c_1).add_(inner)
+    else:  # dt/dx = 1: q gets k (1 - 2 s a), 1 gets gc/n (1 - s a) - k (qbar (1 - 2 s a) + s tbar)
+        u = (sa * -2.0).add_(1.0)
+        c_q = k * u
+        c_1 = torch.addcmul(scale * tbar, qbar, u).mul_(k)
+        c_1 = torch.addcmul(c_1, gn, sa).sub_(gn).neg_()
+        if not plain and out is None and x.device.type == "cpu" and x.numel() > _SMALL:
+            return _gx_sliced(code, c_q, c_1, x, sk, G, None if G is None else scale * coef)
+        gx = torch.mul(code, c_q, out=out) if out is not None else code * c_q
+        gx.add_(c_1).addcmul_(x, sk)
     if G is not None:
         gx.addcmul_(G, scale * coef)
     return gx
+
+
+def _fused_backward(levels, method, relu, stats_grad, x, code, lo, span, a, qbar, tbar, inv, gy, plain):
+    """``dL/dx`` of ``gain * q + offset`` from its gradient ``gy`` (``code``: the kept codes)."""
+    ga = gc = None
+    if stats_grad:
+        gc = gy.sum(-1, keepdim=True)
+        ga = torch.addcmul(_rowdot(gy, code, plain=plain), qbar, gc, value=-1.0)  # sum gy (q - qbar)
+    return _affine_backward(levels, method, relu, stats_grad, x, code, lo, span, a, qbar, tbar, inv, gy, a,
+                            ga, gc, plain=plain)
+
+
+#: Environment variable that turns :func:`torch.compile` on for the fast path (``1``).
+COMPILE_ENV = "TBNN_COMPILE"
+_COMPILED: dict = {}
+
+
+def _compiled(fn):
+    """``torch.compile(fn)``, made once per process (compilation happens on the first call)."""
+    c = _COMPILED.get(fn)
+    if c is None:
+        c = _COMPILED[fn] = torch.compile(fn, dynamic=None)
+    return c
+
+
+def compile_wanted(compile: bool | None = None) -> bool:
+    """Whether the fast path runs through :func:`torch.compile`: ``compile`` if given, else
+    the environment variable ``TBNN_COMPILE`` (``1``, ``true``, ``yes`` or ``on``)."""
+    if compile is None:
+        return os.environ.get(COMPILE_ENV, "").strip().lower() in ("1", "true", "yes", "on")
+    return bool(compile)
+
+
+def _setup(ctx, levels, method, relu, detach_stats, compiled):
+    ctx.set_materialize_grads(False)
+    ctx.levels, ctx.method, ctx.relu, ctx.compiled = levels, method, relu, compiled
+    ctx.stats_grad = method == "dat" and not detach_stats
 
 
 class _AffineCodes(torch.autograd.Function):
     """``(q, gain, offset)`` of the affine grid and its read-out (``q`` carries the STE residual)."""
 
     @staticmethod
-    def forward(ctx, x, lo, hi, levels, lam, relu, method, detach_stats, xsum=None):
-        span = hi - lo
-        code = _codes_into(x, lo, span, levels)
-        gain, offset, qbar, tbar, inv = _affine_fit(ctx, x, code, lo, span, levels, lam, relu, method,
-                                                    detach_stats, xsum)
+    def forward(ctx, x, lo, hi, levels, lam, relu, method, detach_stats, xsum=None, compiled=False):
+        body = _compiled(_affine_forward) if compiled else _affine_forward
+        code, _, span, gain, offset, qbar, tbar, inv = body(x, lo, hi, levels, lam, relu, method, xsum, False,
+                                                            False, compiled)
+        _setup(ctx, levels, method, relu, detach_stats, compiled)
         if not ctx.stats_grad:
             ctx.mark_non_differentiable(gain, offset)
         ctx.save_for_backward(x, code, lo, span, gain, qbar, tbar, inv)
@@ -555,38 +711,36 @@ class _AffineCodes(torch.autograd.Function):
         x, code, lo, span, a, qbar, tbar, inv = ctx.saved_tensors
         if ctx.stats_grad and gc is not None:  # offset = tbar - gain qbar also moves the gain
             ga = -gc * qbar if ga is None else ga - gc * qbar
-        gx = _affine_backward(ctx, x, code, lo, span, a, qbar, tbar, inv, gq, 1.0, ga, gc)
-        return gx, None, None, None, None, None, None, None, None
+        back = _compiled(_affine_backward) if ctx.compiled else _affine_backward
+        gx = back(ctx.levels, ctx.method, ctx.relu, ctx.stats_grad, x, code, lo, span, a, qbar, tbar, inv,
+                  gq, 1.0, ga, gc, plain=ctx.compiled)
+        return gx, None, None, None, None, None, None, None, None, None
 
 
 class _AffineFused(torch.autograd.Function):
     """The dequantized tensor ``gain * q + offset`` of the affine grid, in one node.
 
-    Holds one full-size tensor per pass (the output; in the backward, the gradient): the
-    codes are rebuilt in the backward instead of kept.
+    Keeps the codes for the backward when the fit gets a gradient (rebuilding them would
+    cost two passes over the data), else writes the output over them.
     """
 
     @staticmethod
-    def forward(ctx, x, lo, hi, levels, lam, relu, method, detach_stats, xsum=None):
-        span = hi - lo
-        code = _codes_into(x, lo, span, levels)
-        gain, offset, qbar, tbar, inv = _affine_fit(ctx, x, code, lo, span, levels, lam, relu, method,
-                                                    detach_stats, xsum)
-        ctx.save_for_backward(x, lo, span, gain, qbar, tbar, inv)
-        # in place, and not addcmul: a fused multiply-add would round unlike gain * q + offset
-        return code.mul_(gain).add_(offset)
+    def forward(ctx, x, lo, hi, levels, lam, relu, method, detach_stats, xsum=None, compiled=False):
+        body = _compiled(_affine_forward) if compiled else _affine_forward
+        _setup(ctx, levels, method, relu, detach_stats, compiled)
+        y, code, span, gain, _, qbar, tbar, inv = body(x, lo, hi, levels, lam, relu, method, xsum, True,
+                                                       ctx.stats_grad, compiled)
+        ctx.save_for_backward(x, code, lo, span, gain, qbar, tbar, inv)
+        return y
 
     @staticmethod
     @once_differentiable
     def backward(ctx, gy):
-        x, lo, span, a, qbar, tbar, inv = ctx.saved_tensors
-        ga = gc = code = None
-        if ctx.stats_grad:
-            code = _codes_into(x, lo, span, ctx.levels)
-            gc = gy.sum(-1, keepdim=True)
-            ga = _rowdot(gy, code) - qbar * gc  # sum gy (q - qbar)
-        return (_affine_backward(ctx, x, code, lo, span, a, qbar, tbar, inv, gy, a, ga, gc, out=code),
-                None, None, None, None, None, None, None, None)
+        x, code, lo, span, a, qbar, tbar, inv = ctx.saved_tensors
+        back = _compiled(_fused_backward) if ctx.compiled else _fused_backward
+        gx = back(ctx.levels, ctx.method, ctx.relu, ctx.stats_grad, x, code, lo, span, a, qbar, tbar, inv, gy,
+                  ctx.compiled)
+        return gx, None, None, None, None, None, None, None, None, None
 
 
 def _rectify(x: Tensor, grid: str | None, target: str) -> Tensor:
@@ -594,7 +748,7 @@ def _rectify(x: Tensor, grid: str | None, target: str) -> Tensor:
 
     With the ``relu`` read-out target everything (codes, fit, gradient) depends on
     ``relu(x)`` only, so the clipped region gets zero gradient, as the derivative of the
-    grid map ``f`` says (DESIGN §1.2). Other grids and targets pass ``x`` unchanged.
+    grid map ``f`` says. Other grids and targets pass ``x`` unchanged.
     """
     return torch.relu(x) if grid == "rectify" and target == "relu" else x
 
@@ -611,6 +765,7 @@ def affine_fast(
     fused: bool = True,
     grid_levels: int | None = None,
     check: str | None = None,
+    compile: bool | None = None,
 ) -> Tensor | tuple[Tensor, Tensor, Tensor]:
     """Affine-grid quantization along the last axis of ``x`` in one autograd node per block group.
 
@@ -620,22 +775,27 @@ def affine_fast(
     like ``x`` and ``gain``, ``offset`` of shape ``[..., nb, 1]``. ``grid_levels`` (default
     ``levels``) picks the ``meanstd`` width. No validation, except that ``check`` names
     ``x`` in the error raised when the block statistics show a NaN or an inf (the
-    ``rectify`` grid cannot see a ``-inf``: check those before).
+    ``rectify`` grid cannot see a ``-inf``: check those before). ``compile`` (default: the
+    ``TBNN_COMPILE`` environment variable, see :func:`compile_wanted`): run the forward and
+    backward arithmetic through :func:`torch.compile`, which fuses the passes (the first
+    call of each shape family pays the compilation; same codes, values to float rounding).
     """
     if not x.is_floating_point():  # codes and read-out are real numbers
         x = x.to(torch.get_default_dtype())
+    compiled = compile_wanted(compile)
     x = _rectify(x, grid, target)
     parts = _split_blocks(x, block)
-    relu = target == "relu"
+    # relu(x) of a rectified x is x itself (and its gradient mask is relu's, outside the node)
+    relu = target == "relu" and grid != "rectify"
     gl = levels if grid_levels is None else grid_levels
     outs = []
     for p in parts:
         with torch.no_grad():
-            lo, hi, finite, xsum = _grid_fast(p.detach(), grid, gl, check is not None)
+            lo, hi, finite, xsum = _grid_fast(p.detach(), grid, gl, check is not None, compiled)
         if check is not None and not finite:
             check_finite(x, check)
         fn = _AffineFused if fused else _AffineCodes
-        outs.append(fn.apply(p, lo, hi, levels, float(lam), relu, method, detach_stats, xsum))
+        outs.append(fn.apply(p, lo, hi, levels, float(lam), relu, method, detach_stats, xsum, compiled))
     lead = x.shape[:-1]
     if fused:
         ys = [y.reshape(*lead, -1) for y in outs]
@@ -794,6 +954,7 @@ def fake_quantize(
     grid: str | None = None,
     target: str = "x",
     detach_stats: bool = False,
+    compile: bool | None = None,
 ) -> Tensor:
     """Quantize ``x`` and map it back to real values, differentiably (quantization-aware training).
 
@@ -813,6 +974,9 @@ def fake_quantize(
     grid : ``"minmax"`` (default), ``"meanstd"`` or ``"rectify"`` (see :data:`GRIDS`).
     target : regress onto ``"x"`` or ``"relu"`` (``relu(x)``, for rectifying neurons).
     detach_stats : stop gradients through the fitted gain and offset.
+    compile : run the affine grid's arithmetic through ``torch.compile`` (fused passes; the
+        first call pays the compilation, so only long runs gain); default: the
+        ``TBNN_COMPILE`` environment variable (``1`` turns it on), see :func:`compile_wanted`.
 
     The 1-bit DAT output takes at most 2 values per block, k-bit at most ``2^k``.
     """
@@ -822,9 +986,11 @@ def fake_quantize(
     dim = _validate_quantize(x, bits, method, block, lam, dim, sparsity, grid, target, None,
                              finite=not own_check)
     if affine and x.shape[dim] > 0:  # affine grid: the fast path
-        y = affine_fast(x.movedim(dim, -1), block, grid or "minmax", 2 ** int(bits), lam, target,
-                        method, detach_stats, fused=True, check="x" if own_check else None)
-        return y.movedim(-1, dim)
+        last = dim == x.dim() - 1  # no movedim round trip (two permute calls) when already last
+        y = affine_fast(x if last else x.movedim(dim, -1), block, grid or "minmax", 2 ** int(bits), lam,
+                        target, method, detach_stats, fused=True, check="x" if own_check else None,
+                        compile=compile)
+        return y if last else y.movedim(-1, dim)
     return quantize_reference(x, bits, method, block, lam, dim, sparsity, grid, target,
                                detach_stats).dequantize()
 

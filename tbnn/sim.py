@@ -42,6 +42,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from . import distributed as ddp
 from . import engine
 from .checkpoint import load_run_config, load_weights
 from .fileio import write_json
@@ -101,6 +102,8 @@ class SimulationResult:
     def save(self, out: str | os.PathLike) -> Path:
         """Write ``simulation.json`` and ``spikes.npz`` (what ``tbnn analyze`` / ``tbnn raster`` read)."""
         out = Path(out)
+        if not ddp.is_main():  # under torchrun rank 0 writes (every rank holds the merged result)
+            return out
         if out.exists() and not out.is_dir():
             raise ValueError(f"out {out} exists and is not a directory.")
         out.mkdir(parents=True, exist_ok=True)
@@ -193,8 +196,9 @@ def simulate_model(
     arith = engine.arithmetic(dev)  # the probe runs before the clock starts
     preds, ref_preds, logits_all = [], [], []
     max_diff, sim_seconds = 0.0, 0.0
-    starts = range(0, len(xt), batch)
-    if progress:
+    ddp.setup(dev)  # under torchrun: each rank simulates a block of whole batches (same seeds as one process)
+    starts = ddp.shard_items(range(0, len(xt), batch))
+    if progress and ddp.is_main():
         from tqdm.auto import tqdm
 
         starts = tqdm(starts, desc=f"simulate ({mode})", unit="batch", dynamic_ncols=True)
@@ -223,6 +227,19 @@ def simulate_model(
                 ref_preds.append(ref.argmax(1).cpu())
     finally:
         model.train(was_training)
+    if ddp.is_distributed():  # merge the ranks' batches in sample order; counts summed exactly
+        rec = {f"rec/{k}": v for k, v in sess.recorded.items()}
+        arrays, sums, firsts, (max_diff, sim_seconds) = ddp.merge_ranks(
+            {"logits": logits_all, "preds": preds, "ref": ref_preds, **rec},
+            {"spike_counts": sess.spike_counts, "neuron_counts": sess.neuron_counts,
+             "synaptic_ops": sess.synaptic_ops, "dense_ops": sess.dense_ops},
+            {"neurons": sess.neurons, "timesteps": sess.timesteps, "readers": sess.readers}, [max_diff, sim_seconds])
+        logits_all, preds, ref_preds = ([torch.from_numpy(arrays[k])] for k in ("logits", "preds", "ref"))
+        sess.recorded = {k: [arrays[f"rec/{k}"][:record_samples]] if f"rec/{k}" in arrays else [] for k in firsts["neurons"]}
+        sess.order = list(firsts["neurons"])
+        sess.neurons, sess.timesteps, sess.readers = firsts["neurons"], firsts["timesteps"], firsts["readers"]
+        sess.spike_counts, sess.neuron_counts = sums["spike_counts"], sums["neuron_counts"]
+        sess.synaptic_ops, sess.dense_ops = sums["synaptic_ops"], sums["dense_ops"]
     logits = torch.cat(logits_all)
     pred, refp = torch.cat(preds), torch.cat(ref_preds)
     n = len(xt)
@@ -305,7 +322,7 @@ def simulate_run(
     _check_int(limit, "limit", allow_none=True)
     _check_int(batch, "batch")
     try:
-        dev = torch.device(device)
+        dev = ddp.device_for(device)  # cuda -> cuda:LOCAL_RANK under torchrun
     except (RuntimeError, TypeError):
         raise ValueError(f"device must be cpu, cuda, cuda:N or mps; got {device!r}.") from None
     if dev.type == "cuda" and not torch.cuda.is_available():
@@ -325,7 +342,7 @@ def simulate_run(
                          record_samples=record_samples, record_layers=record_layers)
     res.summary = {"run": str(run_dir), "split": split, **res.summary,
                    "wall_seconds": time.perf_counter() - t_wall}
-    if out is not None:
+    if out is not None and ddp.is_main():
         res.save(out)
     return res.summary
 

@@ -1,4 +1,20 @@
-"""The simulator's spike archive (``spikes.npz``): the one place that writes and reads it.
+"""Recorded spike trains: the archive (``spikes.npz``) and the checks on spike arrays.
+
+This module is the bottom of the analysis stack: the archive's reading and writing and the
+validation of spike arrays live here, and :mod:`tbnn.analysis` and :mod:`tbnn.plot` import
+them. It imports nothing from the rest of tbnn but :mod:`tbnn.fileio`.
+
+Axis convention
+---------------
+* **Spikes in flight** (``SpikeCode.spikes`` inside a network, snnTorch / SpikingJelly
+  recordings) are **time-first**: ``[T, B, ...]``.
+* **Recorded spikes** (archives, ``simulate(...).spikes``, everything in
+  :mod:`tbnn.analysis` and :mod:`tbnn.plot`) are **sample-first**: boolean
+  ``[samples, T, neurons]``. :func:`save_time_first` converts the first into the second.
+
+Samples are presented one after another; analysis that needs one long train per neuron
+(the *stream view*, as in a recording) concatenates them in sample order
+(:func:`as_stream`). A spike in step ``i`` happens at time ``i * dt_ms``.
 
 Layout of the archive (a NumPy ``.npz``, always loaded with ``allow_pickle=False``):
 
@@ -6,24 +22,34 @@ Layout of the archive (a NumPy ``.npz``, always loaded with ``allow_pickle=False
 key                 dtype / shape              meaning
 ==================  =========================  ==========================================
 ``<layer name>``    bool ``[samples, T, n]``   spikes of one spiking layer, one per layer
-``layer_names``     unicode ``[layers]``       layer names in network order
-``labels``          int64 ``[samples]``        true class of each sample
-``predictions``     int64 ``[samples]``        predicted class of each sample
-``timesteps``       int64 scalar               ``T``, time steps per sample
-``dt_ms``           float64 scalar             declared duration of one step, in ms
+``layer_names``     unicode ``[layers]``       layer names in network order (optional)
+``labels``          int64 ``[samples]``        true class of each sample (optional)
+``predictions``     int64 ``[samples]``        predicted class of each sample (optional)
+``timesteps``       int64 scalar               ``T`` (optional; else from the shapes)
+``dt_ms``           float64 scalar             duration of one step in ms (optional)
 ``tbnn_spikes_version``  int64 scalar          format version (currently 1)
 ``extra``: any other arrays passed as ``extra`` to :func:`save_spikes`
 ==================  =========================  ==========================================
 
-Samples are presented one after another; analysis that needs one long train per neuron
-("stream view", as in a recording) concatenates them in sample order.
+A **plain archive** holds only boolean 3-D arrays (and optionally ``labels``,
+``predictions``, ``timesteps``, ``dt_ms``): its layers are its 3-D boolean arrays, named by
+their keys, in file order; without ``dt_ms`` the step is taken as 1 ms and
+:attr:`SpikeRecord.dt_declared` is False, so reports can say so.
 
 Also here: :func:`to_neo`, which converts boolean spike arrays into ``neo.SpikeTrain``
 objects for use with Elephant (needs the ``bio`` extra).
+
+>>> import numpy as np, tempfile, os
+>>> d = tempfile.mkdtemp()
+>>> np.savez(os.path.join(d, "rec.npz"), hidden=np.zeros((2, 5, 3), bool))
+>>> rec = load_spikes(os.path.join(d, "rec.npz"))
+>>> rec.layer_names, rec.samples, rec.timesteps, rec.dt_ms, rec.dt_declared
+(['hidden'], 2, 5, 1.0, False)
 """
 
 from __future__ import annotations
 
+import math
 import os
 import zipfile
 from collections.abc import Mapping
@@ -35,10 +61,27 @@ import numpy as np
 
 from .fileio import atomic_write
 
-__all__ = ["FORMAT_VERSION", "SpikeRecord", "load_spikes", "save_spikes", "to_neo"]
+__all__ = [
+    "DEFAULT_DT_MS",
+    "FORMAT_VERSION",
+    "SpikeRecord",
+    "as_stream",
+    "check_dt",
+    "check_labels",
+    "check_positive_int",
+    "check_spikes",
+    "load_spikes",
+    "save_spikes",
+    "save_time_first",
+    "to_neo",
+    "to_numpy",
+]
 
 FORMAT_VERSION = 1
+#: Step duration assumed when an archive declares none.
+DEFAULT_DT_MS = 1.0
 _RESERVED = ("layer_names", "labels", "predictions", "timesteps", "dt_ms", "tbnn_spikes_version")
+_SHAPES = {1: "[time]", 2: "[time, neurons]", 3: "[samples, time, neurons]"}
 
 
 @dataclass
@@ -49,30 +92,33 @@ class SpikeRecord:
     ----------
     layers : dict[str, np.ndarray]
         Boolean spikes ``[samples, timesteps, neurons]`` per layer, in network order.
-    labels, predictions : np.ndarray
-        int64 ``[samples]``.
+    labels, predictions : np.ndarray or None
+        int64 ``[samples]``; None when the archive holds none.
     timesteps : int
         Time steps per sample.
     dt_ms : float
-        Declared duration of one time step in milliseconds.
+        Duration of one time step in milliseconds.
     extra : dict[str, np.ndarray]
         Any further arrays stored in the archive.
     path : Path or None
         Where the record was read from.
+    dt_declared : bool
+        False when the archive declares no ``dt_ms`` and :data:`DEFAULT_DT_MS` is used.
     """
 
     layers: dict[str, np.ndarray]
-    labels: np.ndarray
-    predictions: np.ndarray
+    labels: np.ndarray | None
+    predictions: np.ndarray | None
     timesteps: int
     dt_ms: float
     extra: dict[str, np.ndarray] = field(default_factory=dict)
     path: Path | None = None
+    dt_declared: bool = True
 
     @property
     def samples(self) -> int:
         """Number of samples in the archive."""
-        return int(self.labels.shape[0])
+        return int(next(iter(self.layers.values())).shape[0])
 
     @property
     def layer_names(self) -> list[str]:
@@ -80,14 +126,108 @@ class SpikeRecord:
         return list(self.layers)
 
 
-def _to_numpy(x: Any) -> np.ndarray:
+def to_numpy(x: Any) -> np.ndarray:
+    """``x`` as a NumPy array; torch tensors are detached and moved to the CPU (torch is
+    not imported).
+
+    >>> to_numpy([1, 0]).tolist()
+    [1, 0]
+    """
     if hasattr(x, "detach") and hasattr(x, "cpu"):  # torch.Tensor without importing torch
         x = x.detach().cpu().numpy()
     return np.asarray(x)
 
 
+def check_spikes(spikes: Any, name: str = "spikes", ndims: tuple[int, ...] = (1, 2, 3)
+                 ) -> np.ndarray:
+    """Return ``spikes`` as a boolean NumPy array, or raise ValueError.
+
+    Accepts NumPy arrays, nested lists of bools and torch tensors. The array must be
+    boolean (a 0/1 float or integer array is refused, so that a membrane potential or a
+    count is never mistaken for spikes), of one of the ranks in ``ndims``, and hold at
+    least one time step and one neuron.
+
+    Raises
+    ------
+    ValueError
+        Naming ``name``, if the dtype, rank or size is wrong.
+
+    >>> check_spikes([[True, False]]).shape
+    (1, 2)
+    """
+    arr = to_numpy(spikes)
+    allowed = " or ".join(_SHAPES[d] for d in ndims)
+    if arr.dtype != np.bool_:
+        raise ValueError(f"{name} must be a boolean array of shape {allowed}, got dtype "
+                         f"{arr.dtype}.")
+    if arr.ndim not in ndims:
+        raise ValueError(f"{name} must have shape {allowed}, got rank {arr.ndim} "
+                         f"(shape {arr.shape}).")
+    if arr.size == 0:
+        raise ValueError(f"{name} must hold at least one time step and one neuron, got "
+                         f"shape {arr.shape}.")
+    return arr
+
+
+def check_dt(dt_ms: Any, name: str = "dt_ms") -> float:
+    """Return ``dt_ms`` as a float, or raise ValueError unless it is finite and > 0.
+
+    >>> check_dt(2)
+    2.0
+    """
+    if isinstance(dt_ms, bool):
+        raise ValueError(f"{name} must be a finite number of milliseconds > 0, got {dt_ms!r}.")
+    try:
+        dt = float(dt_ms)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a finite number of milliseconds > 0, "
+                         f"got {dt_ms!r}.") from None
+    if not math.isfinite(dt) or dt <= 0:
+        raise ValueError(f"{name} must be a finite number of milliseconds > 0, got {dt_ms!r}.")
+    return dt
+
+
+def check_positive_int(value: Any, name: str, minimum: int = 1) -> int:
+    """Return ``value`` as an int, or raise ValueError unless it is an integer >= minimum.
+
+    >>> check_positive_int(3, "bins")
+    3
+    """
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}.")
+    return int(value)
+
+
+def check_labels(labels: Any, n_samples: int, name: str = "labels") -> np.ndarray:
+    """Return ``labels`` as int64 ``[samples]``, or raise ValueError.
+
+    >>> check_labels([0, 2], 2).dtype
+    dtype('int64')
+    """
+    arr = to_numpy(labels)
+    if arr.ndim != 1 or not np.issubdtype(arr.dtype, np.integer) or arr.shape[0] != n_samples:
+        raise ValueError(f"{name} must be a 1-D integer array with one class per sample "
+                         f"({n_samples}), got dtype {arr.dtype} and shape {arr.shape}.")
+    return arr.astype(np.int64)
+
+
+def as_stream(spikes: Any) -> np.ndarray:
+    """Return spikes as ``[time, neurons]``; ``[samples, T, neurons]`` is concatenated in
+    sample order (stream view) and ``[time]`` becomes one neuron.
+
+    >>> as_stream(np.zeros((2, 3, 4), bool)).shape
+    (6, 4)
+    """
+    arr = check_spikes(spikes)
+    if arr.ndim == 1:
+        return arr[:, None]
+    if arr.ndim == 3:
+        return arr.reshape(arr.shape[0] * arr.shape[1], arr.shape[2])
+    return arr
+
+
 def _check_int_vector(x: Any, name: str) -> np.ndarray:
-    arr = _to_numpy(x)
+    arr = to_numpy(x)
     if arr.ndim != 1 or not (np.issubdtype(arr.dtype, np.integer) or arr.dtype == np.bool_):
         raise ValueError(
             f"{name} must be a 1-D integer array with one entry per sample, "
@@ -99,10 +239,10 @@ def _check_int_vector(x: Any, name: str) -> np.ndarray:
 def save_spikes(
     path: str | os.PathLike,
     layers: Mapping[str, Any],
-    labels: Any,
-    predictions: Any,
-    timesteps: int,
-    dt_ms: float,
+    labels: Any = None,
+    predictions: Any = None,
+    timesteps: int | None = None,
+    dt_ms: float = DEFAULT_DT_MS,
     extra: Mapping[str, Any] | None = None,
 ) -> Path:
     """Write a spikes archive atomically (temporary file in the same folder, then rename).
@@ -112,13 +252,15 @@ def save_spikes(
     path : path-like
         Destination file, conventionally ``SIMDIR/spikes.npz``.
     layers : mapping of str to bool array ``[samples, timesteps, neurons]``
-        Spikes of each spiking layer, in network order (NumPy arrays or torch tensors).
-    labels, predictions : int array ``[samples]``
-        True and predicted class of each sample.
-    timesteps : int
-        Time steps per sample (``>= 1``); must equal each layer's second axis.
+        Spikes of each spiking layer, in network order (NumPy arrays or torch tensors),
+        sample-first (use :func:`save_time_first` for time-first recordings).
+    labels, predictions : int array ``[samples]``, optional
+        True and predicted class of each sample (not stored when None).
+    timesteps : int, optional
+        Time steps per sample (``>= 1``); must equal each layer's second axis
+        (default: taken from the first layer).
     dt_ms : float
-        Declared duration of one time step in ms (finite, ``> 0``).
+        Declared duration of one time step in ms (finite, ``> 0``; default 1).
     extra : mapping of str to array, optional
         Further non-object arrays to store (keys must not clash with layer names or the
         reserved keys ``layer_names, labels, predictions, timesteps, dt_ms``).
@@ -127,11 +269,27 @@ def save_spikes(
     -------
     Path
         The path written.
+
+    Raises
+    ------
+    ValueError
+        Naming the argument, if a layer is not boolean ``[samples, timesteps, neurons]``,
+        the layers disagree, or labels / predictions do not have one entry per sample.
+
+    Examples
+    --------
+    >>> import numpy as np, tempfile, os
+    >>> f = os.path.join(tempfile.mkdtemp(), "spikes.npz")
+    >>> _ = save_spikes(f, {"h": np.ones((3, 4, 2), bool)}, labels=[0, 1, 0], dt_ms=2.0)
+    >>> load_spikes(f).labels.tolist()
+    [0, 1, 0]
     """
     path = Path(path)
     if not isinstance(layers, Mapping) or len(layers) == 0:
         raise ValueError("layers must be a non-empty mapping from layer name to spike array.")
-    if isinstance(timesteps, bool) or not isinstance(timesteps, (int, np.integer)) or timesteps < 1:
+    if timesteps is not None and (isinstance(timesteps, bool)
+                                  or not isinstance(timesteps, (int, np.integer))
+                                  or timesteps < 1):
         raise ValueError(f"timesteps must be an integer >= 1, got {timesteps!r}.")
     try:
         dt = float(dt_ms)
@@ -139,29 +297,33 @@ def save_spikes(
         raise ValueError(f"dt_ms must be a finite number > 0, got {dt_ms!r}.") from None
     if not np.isfinite(dt) or dt <= 0:
         raise ValueError(f"dt_ms must be a finite number > 0, got {dt_ms!r}.")
-    labels_a = _check_int_vector(labels, "labels")
-    preds_a = _check_int_vector(predictions, "predictions")
-    if preds_a.shape != labels_a.shape:
+    labels_a = None if labels is None else _check_int_vector(labels, "labels")
+    preds_a = None if predictions is None else _check_int_vector(predictions, "predictions")
+    if labels_a is not None and preds_a is not None and preds_a.shape != labels_a.shape:
         raise ValueError(
             f"predictions must have one entry per sample like labels ({labels_a.shape[0]}), "
             f"got {preds_a.shape[0]}."
         )
-    n_samples = labels_a.shape[0]
 
     arrays: dict[str, np.ndarray] = {}
     names: list[str] = []
+    n_samples = None if labels_a is None else labels_a.shape[0]
     for name, spikes in layers.items():
         if not isinstance(name, str) or not name or name in _RESERVED:
             raise ValueError(
                 f"layer names must be non-empty strings other than {', '.join(_RESERVED)}, "
                 f"got {name!r}."
             )
-        arr = _to_numpy(spikes)
+        arr = to_numpy(spikes)
         if arr.dtype != np.bool_:
             raise ValueError(
                 f"layer {name!r} has dtype {arr.dtype}; spikes must be boolean "
                 "arrays [samples, timesteps, neurons]."
             )
+        if n_samples is None and arr.ndim == 3:
+            n_samples = arr.shape[0]
+        if timesteps is None and arr.ndim == 3:
+            timesteps = int(arr.shape[1])
         if arr.ndim != 3 or arr.shape[0] != n_samples or arr.shape[1] != timesteps:
             raise ValueError(
                 f"layer {name!r} has shape {arr.shape}; spikes must have shape "
@@ -169,6 +331,9 @@ def save_spikes(
             )
         names.append(name)
         arrays[name] = np.ascontiguousarray(arr)
+    if preds_a is not None and preds_a.shape[0] != n_samples:
+        raise ValueError(f"predictions must have one entry per sample ({n_samples}), "
+                         f"got {preds_a.shape[0]}.")
 
     for key, value in (extra or {}).items():
         if not isinstance(key, str) or not key or key in _RESERVED or key in arrays:
@@ -176,15 +341,17 @@ def save_spikes(
                 f"extra key {key!r} is not allowed; use a non-empty name that is not a layer "
                 "name or a reserved key."
             )
-        arr = _to_numpy(value)
+        arr = to_numpy(value)
         if arr.dtype == object:
             raise ValueError(f"extra array {key!r} has dtype object; only plain numeric, "
                              "boolean or string arrays can be stored without pickle.")
         arrays[key] = arr
 
     arrays["layer_names"] = np.array(names, dtype=np.str_)
-    arrays["labels"] = labels_a
-    arrays["predictions"] = preds_a
+    if labels_a is not None:
+        arrays["labels"] = labels_a
+    if preds_a is not None:
+        arrays["predictions"] = preds_a
     arrays["timesteps"] = np.array(int(timesteps), dtype=np.int64)
     arrays["dt_ms"] = np.array(dt, dtype=np.float64)
     arrays["tbnn_spikes_version"] = np.array(FORMAT_VERSION, dtype=np.int64)
@@ -196,8 +363,74 @@ def save_spikes(
     return path
 
 
+def save_time_first(
+    path: str | os.PathLike,
+    layers: Mapping[str, Any],
+    labels: Any = None,
+    predictions: Any = None,
+    dt_ms: float = DEFAULT_DT_MS,
+) -> Path:
+    """Write time-first recordings (snnTorch, SpikingJelly: ``[T, B, ...]``) as an archive.
+
+    Each recording ``[T, B, d1, d2, ...]`` (torch tensor or NumPy array, boolean or 0/1
+    numbers) is moved to the archive's sample-first layout ``[B, T, d1 * d2 * ...]``
+    (features flattened in C order) and written with :func:`save_spikes`.
+
+    Parameters
+    ----------
+    path : path-like
+        Destination ``.npz``.
+    layers : mapping of str to array ``[T, B, ...]``
+        One recording per spiking layer, in network order; all share ``T`` and ``B``.
+    labels, predictions : int array ``[B]``, optional
+    dt_ms : float
+        Duration of one step in ms (default 1).
+
+    Returns
+    -------
+    Path
+
+    Raises
+    ------
+    ValueError
+        If a recording has fewer than two axes, holds values other than 0 and 1, or the
+        recordings disagree on ``T`` or ``B``.
+
+    Examples
+    --------
+    >>> import numpy as np, tempfile, os
+    >>> rec = np.zeros((4, 3, 2, 5), dtype=np.float32)   # [T=4, B=3, 2, 5], as snnTorch
+    >>> rec[1, 0, 0, 0] = 1.0
+    >>> f = save_time_first(os.path.join(tempfile.mkdtemp(), "r.npz"), {"lif1": rec})
+    >>> r = load_spikes(f)
+    >>> r.layers["lif1"].shape, bool(r.layers["lif1"][0, 1, 0])
+    ((3, 4, 10), True)
+    """
+    if not isinstance(layers, Mapping) or len(layers) == 0:
+        raise ValueError("layers must be a non-empty mapping from layer name to a time-first "
+                         "recording [T, B, ...].")
+    out: dict[str, np.ndarray] = {}
+    for name, rec in layers.items():
+        arr = to_numpy(rec)
+        if arr.ndim < 2:
+            raise ValueError(f"layers[{name!r}] must be time-first [T, B, ...], got shape "
+                             f"{arr.shape}.")
+        if arr.dtype != np.bool_:
+            if arr.dtype.kind not in "fiu" or not np.all((arr == 0) | (arr == 1)):
+                raise ValueError(f"layers[{name!r}] must hold spikes (booleans or 0/1), got "
+                                 f"dtype {arr.dtype} with other values.")
+            arr = arr != 0
+        arr = arr.reshape(arr.shape[0], arr.shape[1], -1) if arr.ndim > 2 else arr[:, :, None]
+        out[name] = np.ascontiguousarray(arr.transpose(1, 0, 2))
+    shapes = {k: v.shape[:2] for k, v in out.items()}
+    if len(set(shapes.values())) > 1:
+        raise ValueError("layers must share T and B (axes 0 and 1), got "
+                         + ", ".join(f"{k}: T={s[1]}, B={s[0]}" for k, s in shapes.items()) + ".")
+    return save_spikes(path, out, labels=labels, predictions=predictions, dt_ms=dt_ms)
+
+
 def _not_archive(path: Path, why: str) -> ValueError:
-    return ValueError(f"{path} is not a tbnn spikes archive ({why}).")
+    return ValueError(f"{path} is not a spikes archive ({why}).")
 
 
 def _scalar(npz: Any, key: str, path: Path) -> np.ndarray:
@@ -207,13 +440,28 @@ def _scalar(npz: Any, key: str, path: Path) -> np.ndarray:
     return arr.reshape(())
 
 
+def _optional_vector(npz: Any, key: str, path: Path) -> np.ndarray | None:
+    if key not in npz.files:
+        return None
+    arr = npz[key]
+    if arr.ndim != 1 or not np.issubdtype(arr.dtype, np.integer):
+        raise _not_archive(path, f"'{key}' must be a 1-D integer array")
+    return arr.astype(np.int64)
+
+
 def load_spikes(path: str | os.PathLike) -> SpikeRecord:
-    """Read and validate a spikes archive written by :func:`save_spikes`.
+    """Read and validate a spikes archive: one written by :func:`save_spikes` or a plain
+    ``.npz`` of boolean ``[samples, T, neurons]`` arrays.
+
+    In a plain archive the layers are the 3-D boolean arrays, named by their keys, in file
+    order; ``labels``, ``predictions``, ``timesteps`` and ``dt_ms`` are optional (``T``
+    from the shapes; ``dt_ms`` defaults to :data:`DEFAULT_DT_MS` with
+    ``dt_declared = False``).
 
     Parameters
     ----------
     path : path-like
-        The ``spikes.npz`` file (or a simulation folder that contains one).
+        The ``.npz`` file, or a folder that contains ``spikes.npz``.
 
     Returns
     -------
@@ -222,15 +470,25 @@ def load_spikes(path: str | os.PathLike) -> SpikeRecord:
     Raises
     ------
     ValueError
-        If the file does not exist, is not a tbnn spikes archive, holds a non-boolean
-        layer, or its shapes disagree with ``labels`` and ``timesteps``.
+        If the file does not exist, is not an archive, holds no boolean 3-D array, or its
+        shapes disagree with ``labels`` and ``timesteps``.
+
+    Examples
+    --------
+    >>> import numpy as np, tempfile, os
+    >>> f = os.path.join(tempfile.mkdtemp(), "plain.npz")
+    >>> np.savez(f, a=np.zeros((4, 3, 2), bool), b=np.ones((4, 3, 5), bool), dt_ms=0.5)
+    >>> r = load_spikes(f)
+    >>> r.layer_names, r.dt_ms, r.labels is None
+    (['a', 'b'], 0.5, True)
     """
     path = Path(path)
     if path.is_dir():
         path = path / "spikes.npz"
     if not path.is_file():
         raise ValueError(f"spikes archive {path} does not exist; pass the spikes.npz written "
-                         "by `tbnn simulate` or its folder.")
+                         "by `tbnn simulate` (or any .npz of boolean [samples, T, neurons] "
+                         "arrays) or its folder.")
     try:
         npz = np.load(path, allow_pickle=False)
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
@@ -239,38 +497,59 @@ def load_spikes(path: str | os.PathLike) -> SpikeRecord:
         raise _not_archive(path, "it is a single .npy array, not an .npz archive")
     with npz:
         try:
-            keys = set(npz.files)
-            missing = [k for k in ("layer_names", "labels", "predictions", "timesteps", "dt_ms")
-                       if k not in keys]
-            if missing:
-                raise _not_archive(path, f"missing keys {', '.join(missing)}")
-            names_arr = npz["layer_names"]
-            if names_arr.dtype.kind != "U" or names_arr.ndim != 1 or names_arr.size == 0:
-                raise _not_archive(path, "'layer_names' must be a non-empty 1-D unicode array")
-            names = [str(n) for n in names_arr]
-            absent = [n for n in names if n not in keys]
-            if absent:
-                raise _not_archive(path, f"layers listed but not stored: {', '.join(absent)}")
-            labels = npz["labels"]
-            preds = npz["predictions"]
-            for key, arr in (("labels", labels), ("predictions", preds)):
-                if arr.ndim != 1 or not np.issubdtype(arr.dtype, np.integer):
-                    raise _not_archive(path, f"'{key}' must be a 1-D integer array")
-            if preds.shape != labels.shape:
+            keys = list(npz.files)
+            if "layer_names" in keys:
+                names_arr = npz["layer_names"]
+                if names_arr.dtype.kind != "U" or names_arr.ndim != 1 or names_arr.size == 0:
+                    raise _not_archive(path, "'layer_names' must be a non-empty 1-D unicode "
+                                             "array")
+                names = [str(n) for n in names_arr]
+                absent = [n for n in names if n not in keys]
+                if absent:
+                    raise _not_archive(path, f"layers listed but not stored: "
+                                             f"{', '.join(absent)}")
+                raw = {n: npz[n] for n in names}
+            else:  # plain archive: every 3-D boolean array is a layer, in file order
+                raw = {}
+                for k in keys:
+                    if k in _RESERVED:
+                        continue
+                    a = npz[k]
+                    if a.dtype == np.bool_ and a.ndim == 3:
+                        raw[k] = a
+                if not raw:
+                    raise _not_archive(path, "it holds no boolean [samples, T, neurons] "
+                                             "array; keys: " + ", ".join(keys) + "; store 0/1 "
+                                             "spikes as bool, and time-first recordings with "
+                                             "tbnn.spikefile.save_time_first")
+            first = next(iter(raw.values()))
+            labels = _optional_vector(npz, "labels", path)
+            preds = _optional_vector(npz, "predictions", path)
+            if labels is not None:
+                n_samples = labels.shape[0]
+            else:
+                n_samples = first.shape[0] if first.ndim == 3 else -1
+            if preds is not None and preds.shape[0] != n_samples and labels is not None:
                 raise ValueError(f"{path}: predictions ({preds.shape[0]}) and labels "
                                  f"({labels.shape[0]}) must have one entry per sample.")
-            t_arr = _scalar(npz, "timesteps", path)
-            if not np.issubdtype(t_arr.dtype, np.integer) or int(t_arr) < 1:
-                raise _not_archive(path, "'timesteps' must be an integer >= 1")
-            timesteps = int(t_arr)
-            dt_arr = _scalar(npz, "dt_ms", path)
-            if dt_arr.dtype.kind not in "fiu" or not np.isfinite(dt_arr) or float(dt_arr) <= 0:
-                raise _not_archive(path, "'dt_ms' must be a finite number > 0")
-            dt = float(dt_arr)
-            n_samples = labels.shape[0]
+            if "timesteps" in keys:
+                t_arr = _scalar(npz, "timesteps", path)
+                if not np.issubdtype(t_arr.dtype, np.integer) or int(t_arr) < 1:
+                    raise _not_archive(path, "'timesteps' must be an integer >= 1")
+                timesteps = int(t_arr)
+            else:
+                timesteps = first.shape[1] if first.ndim == 3 else -1
+            declared = "dt_ms" in keys
+            if declared:
+                dt_arr = _scalar(npz, "dt_ms", path)
+                if dt_arr.dtype.kind not in "fiu" or not np.isfinite(dt_arr) \
+                        or float(dt_arr) <= 0:
+                    raise _not_archive(path, "'dt_ms' must be a finite number > 0")
+                dt = float(dt_arr)
+            else:
+                dt = DEFAULT_DT_MS
             layers: dict[str, np.ndarray] = {}
-            for name in names:
-                arr = npz[name]
+            for name, arr in raw.items():
                 if arr.dtype != np.bool_:
                     raise ValueError(
                         f"layer {name!r} in {path} has dtype {arr.dtype}; spikes must be boolean."
@@ -281,7 +560,11 @@ def load_spikes(path: str | os.PathLike) -> SpikeRecord:
                         f"[samples={n_samples}, timesteps={timesteps}, neurons]."
                     )
                 layers[name] = arr
-            extra = {k: npz[k] for k in npz.files if k not in _RESERVED and k not in layers}
+            if preds is not None and preds.shape[0] != n_samples:
+                raise ValueError(f"{path}: predictions has {preds.shape[0]} entries, the "
+                                 f"layers hold {n_samples} samples; it must have one entry "
+                                 "per sample.")
+            extra = {k: npz[k] for k in keys if k not in _RESERVED and k not in layers}
         except ValueError as exc:
             if "allow_pickle" in str(exc) or "Object arrays" in str(exc):
                 raise _not_archive(path, "it holds pickled object arrays") from None
@@ -290,12 +573,13 @@ def load_spikes(path: str | os.PathLike) -> SpikeRecord:
             raise _not_archive(path, f"corrupt member: {exc}") from None
     return SpikeRecord(
         layers=layers,
-        labels=labels.astype(np.int64),
-        predictions=preds.astype(np.int64),
+        labels=labels,
+        predictions=preds,
         timesteps=timesteps,
         dt_ms=dt,
         extra=extra,
         path=path,
+        dt_declared=declared,
     )
 
 
@@ -318,8 +602,6 @@ def to_neo(spikes: Any, dt_ms: float) -> list:
     list of neo.SpikeTrain
         One train per neuron, times in ms.
     """
-    from tbnn.analysis.rates import as_stream, check_dt
-
     dt = check_dt(dt_ms)
     stream = as_stream(spikes)
     try:

@@ -10,7 +10,6 @@ with the same weights as an uninterrupted one.
 
 from __future__ import annotations
 
-import contextlib
 import math
 import time
 import warnings
@@ -23,8 +22,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from torch.utils.data import DataLoader
+
 from . import __version__
-from .checkpoint import FORMAT_VERSION, RUN_KIND, RunWriter, check_run_target
+from . import distributed as ddp
+from .checkpoint import FORMAT_VERSION, RUN_KIND, RunWriter, check_run_target, load_run_state
 from .data import Dataset, load_dataset
 from .device import default_device, resolve_device
 from .models import ModelConfig, build_model, weight_storage_bits
@@ -174,6 +176,8 @@ def fit(
     """
     tcfg = TrainConfig(epochs=epochs, batch=batch, lr=lr, weight_decay=weight_decay, seed=seed)
     tcfg.validate()
+    if not isinstance(train, DataLoader):  # a DataLoader's own batches are split as they come
+        ddp.check_batch(batch)
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module; got {type(model).__name__}.")
     if loss is not None and not callable(loss):
@@ -187,17 +191,36 @@ def fit(
         raise ValueError("resume and overwrite exclude each other: continue the run, or start it again.")
     params = list(model.parameters())
     dev = resolve_device(device) if device is not None else (params[0].device if params else torch.device("cpu"))
-    writer = None
+    dev = ddp.device_for(dev)
+    ddp.setup(dev)  # under torchrun: join the job (gloo / nccl)
+    writer, mode = None, None
     if out is not None:
         cfg = run_config if run_config is not None else _custom_run_config(model, tcfg)
-        writer = RunWriter(out, cfg, resume=resume, overwrite=overwrite, names=_names)  # refuses before anything is written
-    with writer if writer is not None else contextlib.nullcontext():
-        return _fit_loop(model, train_data, test_data, loss_fn, tcfg, dev, writer, progress,
-                         desc or f"fit {type(model).__name__}", _interrupt_at, _metrics)
+        # decided once, by rank 0, before anything is written; only rank 0 writes (and locks)
+        mode = ddp.broadcast_check(check_run_target, Path(out), cfg, resume, overwrite, _names)
+        if ddp.is_main():
+            writer = RunWriter(out, cfg, resume=resume, overwrite=overwrite, names=_names)
+        ddp.broadcast_check(_open_writer, writer)
+    try:
+        history = _fit_loop(model, train_data, test_data, loss_fn, tcfg, dev, writer, mode,
+                            Path(out) if out is not None else None, progress,
+                            desc or f"fit {type(model).__name__}", _interrupt_at, _metrics)
+    except BaseException as err:
+        if writer is not None:
+            writer.__exit__(type(err), err, err.__traceback__)
+        raise
+    if writer is not None:
+        writer.__exit__(None, None, None)
+    return history
 
 
-def _fit_loop(model, train_data, test_data, loss_fn, tcfg, dev, writer, progress, desc, interrupt_at,
-              extra_metrics) -> list[dict[str, Any]]:
+def _open_writer(writer: RunWriter | None) -> None:
+    if writer is not None:
+        writer.__enter__()
+
+
+def _fit_loop(model, train_data, test_data, loss_fn, tcfg, dev, writer, mode, out_dir, progress, desc,
+              interrupt_at, extra_metrics) -> list[dict[str, Any]]:
     epochs, batch, seed = tcfg.epochs, tcfg.batch, tcfg.seed
     model.to(dev)
     torch.manual_seed(seed)
@@ -206,39 +229,45 @@ def _fit_loop(model, train_data, test_data, loss_fn, tcfg, dev, writer, progress
     gen = torch.Generator().manual_seed(seed)
     history: list[dict[str, Any]] = []
     start_epoch, train_seconds = 0, 0.0
-    if writer is not None and writer.mode == "resume":
-        meta = writer.load(model, opt, sched, gen)
+    if mode == "resume":  # every rank reads the same state; rank 0 alone writes
+        meta = load_run_state(out_dir, model, opt, sched, gen)
         if meta is not None:
             start_epoch, history = int(meta["epoch"]), list(meta["history"])
             train_seconds = float(meta.get("train_seconds", 0.0))
     n_train = len(train_data)
     labels = train_data.tensors[1] if train_data.tensors is not None else None
+    single = ddp.world_size() == 1
+    # under torchrun: synchronised BatchNorm and DDP (both no-ops in one process)
+    synced = ddp.convert_sync_batchnorm(model, dev)
+    net = ddp.wrap(model, dev)
 
-    bar = _progress(range(start_epoch, epochs), progress, desc, epochs, start_epoch)
+    bar = _progress(range(start_epoch, epochs), progress and ddp.is_main(), desc, epochs, start_epoch)
     for epoch in bar:
+        ddp.seed_epoch(seed, epoch)
         t0 = time.perf_counter()
         model.train()
         tot_loss, tot_correct, seen = 0.0, 0, 0
-        for b, (xb, yb) in enumerate(train_data.batches(batch, gen)):
+        for b, (xb, yb, weight) in enumerate(ddp.shard_batches(train_data, batch, gen)):
             if interrupt_at is not None and (epoch, b) == tuple(interrupt_at):
                 raise KeyboardInterrupt(f"simulated interruption at epoch {epoch}, batch {b}")
-            if len(yb) == 1 and b > 0:
+            if single and len(yb) == 1 and b > 0:
                 continue  # a last batch of one sample: BatchNorm cannot normalise it
             xb, yb = xb.to(dev), yb.to(dev)
-            logits = model(xb)
-            if b == 0 and epoch == start_epoch:
-                check_logits(logits, labels if labels is not None else yb)
+            logits = net(xb)
+            if b == 0 and epoch == start_epoch:  # every rank's labels, refused on all
+                ddp.check_all(check_logits, logits, labels if labels is not None and single else yb)
             value = loss_fn(logits, yb)
             if not torch.isfinite(value):
                 raise FloatingPointError(f"training diverged: the loss is {value.item()} at epoch {epoch + 1} "
                                          f"(try a smaller lr).")
             opt.zero_grad(set_to_none=True)
-            value.backward()
+            (value * weight if weight != 1.0 else value).backward()
             opt.step()
             tot_loss += value.item() * len(yb)
             tot_correct += int((logits.argmax(1) == yb).sum())
             seen += len(yb)
         sched.step()
+        tot_loss, tot_correct, seen = ddp.all_sum(tot_loss, tot_correct, seen)
         seconds = time.perf_counter() - t0
         train_seconds += seconds
         test_acc, test_loss = evaluate(model, test_data) if test_data is not None else (None, None)
@@ -257,6 +286,7 @@ def _fit_loop(model, train_data, test_data, loss_fn, tcfg, dev, writer, progress
         if writer is not None:
             writer.save(model, opt, sched, gen, {"epoch": epoch + 1, "history": history,
                                                  "train_seconds": train_seconds, "samples": n_train})
+    ddp.revert_sync_batchnorm(synced)
     if writer is not None:
         metrics = _fit_metrics(history, train_seconds, epochs, seed, dev)
         if extra_metrics is not None:
@@ -298,7 +328,7 @@ def _fit_metrics(history: list[dict[str, Any]], train_seconds: float, epochs: in
     return {"test_accuracy": last.get("test_accuracy"), "test_loss": last.get("test_loss"),
             "train_accuracy": last.get("train_accuracy"), "epochs": epochs, "train_seconds": train_seconds,
             "seconds_per_epoch": train_seconds / max(1, len(history)), "history": history,
-            "device": str(dev), "seed": seed}
+            "device": str(dev), "seed": seed, "processes": ddp.world_size()}
 
 
 def _custom_run_config(model: nn.Module, tcfg: TrainConfig) -> dict[str, Any]:
@@ -347,12 +377,14 @@ def train(
     """
     tcfg = TrainConfig(dataset, epochs, batch, lr, weight_decay, seed, n_train, n_test, normalize)
     tcfg.validate()
-    dev = resolve_device(device)
+    ddp.check_batch(batch)
+    dev = ddp.device_for(resolve_device(device))
     ds = load_dataset(dataset, seed=seed, n_train=n_train, n_test=n_test, normalize=normalize)
     mcfg = model_config_for(ds, model=model, **model_kwargs)
     run_cfg = _run_config(mcfg, tcfg)
-    if out is not None:
-        check_run_target(Path(out), run_cfg, resume, overwrite, _names)  # refuse before building anything
+    ddp.setup(dev)  # under torchrun: join the job
+    if out is not None:  # refuse before building anything
+        ddp.broadcast_check(check_run_target, Path(out), run_cfg, resume, overwrite, _names)
     if batch > ds.n_train:
         warnings.warn(f"batch {batch} is larger than the training split ({ds.n_train} samples): each epoch is one "
                       f"batch of {ds.n_train}.", stacklevel=2)
@@ -372,6 +404,7 @@ def train(
             "seconds_per_epoch": train_seconds / max(1, len(history)), "history": history,
             "weight_storage_bits": storage["total"], "weight_storage": storage,
             "parameters": sum(p.numel() for p in net.parameters()), "device": str(dev), "seed": seed,
+            "processes": ddp.world_size(),
         })
         return final
 

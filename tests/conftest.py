@@ -12,6 +12,17 @@ matplotlib.use("Agg")
 torch.set_num_threads(min(2, os.cpu_count() or 1))
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _isolated_cache(tmp_path_factory):
+    """Every test (and every command it starts) caches datasets in a session folder, never in ~.
+
+    Session-scoped and autouse, so it is set before any session fixture loads a dataset.
+    """
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("TBNN_CACHE", str(tmp_path_factory.mktemp("tbnn-cache")))
+        yield
+
+
 @pytest.fixture(scope="session")
 def tiny_run(tmp_path_factory):
     """A TBN trained for 3 epochs on a digits subset, written to a run directory."""

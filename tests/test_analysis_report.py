@@ -126,7 +126,7 @@ def test_bad_input_raises_and_writes_nothing(tmp_path):
     bad = tmp_path / "bad"
     bad.mkdir()
     (bad / "spikes.npz").write_text("not an archive")
-    with pytest.raises(ValueError, match="is not a tbnn spikes archive"):
+    with pytest.raises(ValueError, match="is not a spikes archive"):
         analyze_run(bad, out)
     # a non-boolean spike array
     nb = tmp_path / "nb"
@@ -230,3 +230,82 @@ def test_analyze_spikes_from_python_arrays():
         analyze_spikes(s, 1.0, seed=-1)
     with pytest.raises(ValueError, match=r"\[samples, time, neurons\]"):
         analyze_spikes(s[0], 1.0)
+
+
+def test_plain_archive_analysed_and_rastered_through_the_cli(tmp_path, capsys):
+    """An .npz with nothing but boolean [samples, T, neurons] arrays (no tbnn-only keys)."""
+    from tbnn.cli import main
+
+    rng = np.random.default_rng(3)
+    f = tmp_path / "recording.npz"
+    np.savez(f, lif1=rng.random((10, 20, 16)) < 0.1, lif2=rng.random((10, 20, 4)) < 0.3,
+             weights=np.zeros(3))
+    out = tmp_path / "ana"
+    assert main(["analyze", str(f), "--out", str(out)]) == 0
+    assert "1 ms per step assumed" in capsys.readouterr().out
+    js = json.loads((out / "analysis.json").read_text())
+    assert list(js["layers"]) == ["lif1", "lif2"]
+    assert js["dt_source"] == "default" and js["timesteps"] == 20 and js["samples"] == 10
+    assert js["source"]["spikes"] == "../recording.npz"  # relative to the output folder
+    assert "fano_trial" not in js["layers"]["lif1"]["measures"]  # no labels, no trial view
+    assert "1 ms assumed" in (out / "report.md").read_text()
+    png = tmp_path / "r.png"
+    assert main(["raster", str(f), "--neurons", "8", "--select", "active", "--format", "svg",
+                 "--out", str(png)]) == 0
+    assert png.read_bytes()[:4] == b"\x89PNG" and (tmp_path / "r.svg").exists()
+    # the folder form works too, with dt and labels declared in a plain archive
+    d = tmp_path / "rec"
+    d.mkdir()
+    np.savez(d / "spikes.npz", h=rng.random((6, 5, 3)) < 0.5, labels=np.arange(6) % 2,
+             dt_ms=np.float64(2.0))
+    res = analyze_run(d, tmp_path / "b")
+    assert res["dt_ms"] == 2.0 and res["dt_source"] == "archive"
+    assert "fano_trial" in res["layers"]["h"]["measures"]
+    # bad flags: one sentence, exit 2, nothing written
+    assert main(["raster", str(f), "--neurons", "0", "--out", str(tmp_path / "z.png")]) == 2
+    assert "--neurons must be an integer >= 1" in capsys.readouterr().err
+    assert not (tmp_path / "z.png").exists()
+
+
+def test_report_figures_are_labelled_and_free_of_overlaps(tmp_path):
+    from figcheck import check_figure
+
+    from tbnn.analysis.catalogue import layer_measures
+    from tbnn.analysis.figures import comparison_figure, figure_title, stats_figure
+
+    rng = np.random.default_rng(0)
+    labels = np.arange(30) % 3
+    arr = rng.random((30, 4, 300)) < np.geomspace(0.005, 0.7, 300)
+    res, fd = layer_measures(arr, 1.0, labels, 0, 1, 64, 5.0)
+    title = figure_title("hidden1", "tbn", "runs/some-long-run-name")
+    fig, caption = stats_figure(res, fd, arr, 1.0, title)
+    check_figure(fig)
+    assert caption.startswith("log-normal")
+    fig = comparison_figure(res, fd, title)
+    check_figure(fig)
+    assert "model tbn · layer hidden1 · run runs/some-long-run-name" in fig._suptitle.get_text()
+    # a recording distribution per measure is one optional argument
+    rec = {"rate_hz": rng.lognormal(0, 1, 50), "cv": rng.normal(1, 0.2, 50)}
+    fig = comparison_figure(res, fd, title, recording=rec)
+    check_figure(fig)
+    assert any("recording" in t.get_text() for t in fig.legends[0].get_texts())
+
+
+def test_rejected_fit_is_not_drawn():
+    from tbnn.analysis.figures import fit_caption
+
+    ok, cap = fit_caption({"ks_pvalue": 0.0013, "n_fit": 40})
+    assert not ok and "rejected" in cap and "0.0013" in cap
+    ok, cap = fit_caption({"ks_pvalue": 0.4, "n_fit": 40, "median_hz": 3.0,
+                           "lognormal_sigma": 1.0})
+    assert ok and "accepted" in cap
+
+
+def test_raster_options_refused_with_their_names(tmp_path):
+    d = _simdir(tmp_path)
+    for kwargs, match in [({"neurons": 0}, "neurons must be an integer >= 1"),
+                          ({"select": "random"}, "select must be 'even' or 'active'"),
+                          ({"formats": ("jpg",)}, "formats must be among svg, pdf")]:
+        with pytest.raises(ValueError, match=match):
+            raster_run(d, tmp_path / "x" / "r.png", **kwargs)
+        assert not (tmp_path / "x").exists()

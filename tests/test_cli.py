@@ -26,7 +26,7 @@ def test_cli_analyze_refusals(tiny_sim, tmp_path, capsys):
     cases = [
         (["analyze", str(sim), "--dt-ms", "0", "--out", str(tmp_path / "x1")], "dt_ms", tmp_path / "x1"),
         (["analyze", str(sim), "--layer", "nope", "--out", str(tmp_path / "x2")], "nope", tmp_path / "x2"),
-        (["analyze", str(bad), "--out", str(tmp_path / "x3")], "not a tbnn spikes archive", tmp_path / "x3"),
+        (["analyze", str(bad), "--out", str(tmp_path / "x3")], "not a spikes archive", tmp_path / "x3"),
         (["raster", str(sim), "--layer", "nope", "--out", str(tmp_path / "x4.png")], "nope", tmp_path / "x4.png"),
         (["raster", str(sim), "--sample", "100000", "--out", str(tmp_path / "x5.png")], "sample", tmp_path / "x5.png"),
     ]

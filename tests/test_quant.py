@@ -1,6 +1,6 @@
 """Tests for tbnn.quant: the ridge dequantizer (DAT), codes, M:N masks, the matmul shortcut.
 
-Reference: DESIGN.md §1.1 (Ye et al., arXiv:2409.09245). Every test compares with an
+Reference: Ye et al., arXiv:2409.09245. Every test compares with an
 independent computation (numpy least squares, brute-force loops) or a closed-form fact.
 """
 
@@ -471,3 +471,98 @@ def test_rectifying_grid_has_zero_gradient_where_the_neuron_is_silent():
 
     ref = quantize_reference(x, bits=4, grid="rectify", target="relu").dequantize()
     assert torch.allclose(ref, fake_quantize(x, bits=4, grid="rectify", target="relu"), atol=1e-6)
+
+
+# --------------------------------------------------------------------------- 1-bit codes at the threshold
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_one_bit_codes_at_the_midpoint_and_its_neighbours(dtype):
+    """The fast path's 1-bit codes (one comparison) equal the reference's floor-and-clip
+    codes for values exactly at, and one float either side of, the block midpoint."""
+    from tbnn.quant import quantize_reference
+
+    g = torch.Generator().manual_seed(5)
+    rows = []
+    for scale in (1.0, 3e-3, 7e5, 1e-30):
+        for _ in range(40):
+            lo, hi = sorted((torch.randn(2, generator=g, dtype=dtype) * scale).tolist())
+            lo_t, hi_t = torch.tensor(lo, dtype=dtype), torch.tensor(hi, dtype=dtype)
+            mid = lo_t + (hi_t - lo_t) / 2
+            near = [mid, torch.nextafter(mid, hi_t), torch.nextafter(mid, lo_t),
+                    torch.nextafter(torch.nextafter(mid, lo_t), lo_t), torch.nextafter(torch.nextafter(mid, hi_t), hi_t)]
+            rows.append(torch.stack([lo_t, hi_t, *near, *(torch.rand(1, generator=g, dtype=dtype) * (hi - lo) + lo)]))
+    x = torch.stack(rows)  # each row one block holding its min, max and the values near its midpoint
+    fast = quantize(x, bits=1, block=None).q.detach()
+    ref = quantize_reference(x, bits=1, block=None).q.detach()
+    assert torch.equal(fast, ref)
+    assert 0 < fast.mean() < 1
+
+
+# --------------------------------------------------------------------------- torch.compile opt-in
+
+
+def test_compile_is_opt_in(monkeypatch):
+    from tbnn.quant import compile_wanted
+
+    monkeypatch.delenv("TBNN_COMPILE", raising=False)
+    assert compile_wanted() is False and compile_wanted(True) is True
+    for on in ("1", "true", "YES", " on "):
+        monkeypatch.setenv("TBNN_COMPILE", on)
+        assert compile_wanted() is True and compile_wanted(False) is False
+    monkeypatch.setenv("TBNN_COMPILE", "0")
+    assert compile_wanted() is False
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("grid, target, method, bits, block, dtype", [
+    ("minmax", "x", "dat", 1, 16, torch.float64),
+    ("minmax", "x", "dat", 1, 128, torch.float32),
+    ("rectify", "relu", "dat", 4, 16, torch.float64),
+    ("meanstd", "x", "ste_clip", 2, None, torch.float64),
+    ("minmax", "relu", "dat", 3, 7, torch.float64),
+])
+def test_compiled_path_equals_reference(grid, target, method, bits, block, dtype):
+    """``compile=True`` (torch.compile of the fast path) agrees with the reference: same codes,
+    values and gradients to float rounding (compilation takes ~15 s per case)."""
+    from tbnn.quant import quantize_reference
+
+    g = torch.Generator().manual_seed(bits)
+    x0 = torch.randn(6, 300, generator=g, dtype=dtype) * 2 + 0.3
+    r = torch.randn(6, 300, generator=g, dtype=dtype)
+    kw = dict(bits=bits, method=method, block=block, lam=0.01, grid=grid, target=target)
+    tol = 1e-9 if dtype == torch.float64 else 1e-5
+    xs = [x0.clone().requires_grad_(True) for _ in range(2)]
+    y_c = fake_quantize(xs[0], compile=True, **kw)
+    y_r = quantize_reference(xs[1], **kw).dequantize()
+    torch.testing.assert_close(y_c, y_r, rtol=tol, atol=tol)
+    (y_c * r).sum().backward()
+    (y_r * r).sum().backward()
+    torch.testing.assert_close(xs[0].grad, xs[1].grad, rtol=100 * tol, atol=100 * tol)
+    from tbnn.quant import affine_fast
+
+    q_c, *_ = affine_fast(x0, block, grid, 2 ** bits, 0.01, target, method, fused=False, compile=True)
+    q_r = quantize_reference(x0, **kw).codes()
+    assert torch.equal(q_c.detach(), q_r)
+
+
+@pytest.mark.parametrize("bits, lam, grid, target", [(1, 0.01, "minmax", "x"), (4, 0.0, "meanstd", "x"),
+                                                     (2, 0.01, "minmax", "relu"), (4, 0.01, "rectify", "relu")])
+def test_large_tensor_sliced_path_equals_reference(bits, lam, grid, target):
+    """Above a million elements the CPU fast path works a cache-sized slice of rows at a time;
+    it agrees with the reference (codes exactly; values and gradients to rounding)."""
+    from tbnn.quant import quantize_reference
+
+    g = torch.Generator().manual_seed(bits)
+    x0 = torch.randn(1300, 1000, generator=g, dtype=torch.float64)  # 1300 x 7 x 128 > 2^20 elements
+    r = torch.randn(1300, 1000, generator=g, dtype=torch.float64)
+    kw = dict(bits=bits, lam=lam, grid=grid, target=target)
+    xs = [x0.clone().requires_grad_(True) for _ in range(2)]
+    y_f, y_r = fake_quantize(xs[0], **kw), quantize_reference(xs[1], **kw).dequantize()
+    torch.testing.assert_close(y_f, y_r, rtol=1e-9, atol=1e-9)
+    (y_f * r).sum().backward()
+    (y_r * r).sum().backward()
+    torch.testing.assert_close(xs[0].grad, xs[1].grad, rtol=1e-7, atol=1e-7)
+    cf, cr = quantize(x0, **kw), quantize_reference(x0, **kw)
+    assert torch.equal(cf.q.detach(), cr.q.detach())
+    torch.testing.assert_close(cf.gain, cr.gain, rtol=1e-9, atol=1e-9)

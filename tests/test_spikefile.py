@@ -106,20 +106,20 @@ def test_load_rejects_missing_and_foreign_files(tmp_path):
         load_spikes(tmp_path / "nope.npz")
     txt = tmp_path / "a.npz"
     txt.write_text("hello")
-    with pytest.raises(ValueError, match="is not a tbnn spikes archive"):
+    with pytest.raises(ValueError, match="is not a spikes archive"):
         load_spikes(txt)
     npy = tmp_path / "b.npy"
     np.save(npy, np.zeros(3))
-    with pytest.raises(ValueError, match="is not a tbnn spikes archive"):
+    with pytest.raises(ValueError, match="is not a spikes archive"):
         load_spikes(npy)
     other = tmp_path / "c.npz"
     np.savez(other, weights=np.zeros(3))
-    with pytest.raises(ValueError, match="is not a tbnn spikes archive.*missing keys"):
+    with pytest.raises(ValueError, match="is not a spikes archive.*no boolean"):
         load_spikes(other)
     pickled = tmp_path / "d.npz"
     np.savez(pickled, layer_names=np.array(["h"], dtype=object), h=np.zeros((1, 1, 1), bool),
              labels=np.zeros(1, int), predictions=np.zeros(1, int), timesteps=1, dt_ms=1.0)
-    with pytest.raises(ValueError, match="is not a tbnn spikes archive"):
+    with pytest.raises(ValueError, match="is not a spikes archive"):
         load_spikes(pickled)
 
 
@@ -171,3 +171,56 @@ def test_to_neo_times_and_duration():
         to_neo(s, 0)
     with pytest.raises(ValueError, match="boolean"):
         to_neo(s.astype(int), 1.0)
+
+
+def test_save_time_first_round_trips(tmp_path):
+    """snnTorch / SpikingJelly recordings [T, B, ...] (torch or numpy) -> [B, T, neurons]."""
+    import torch
+
+    rng = np.random.default_rng(0)
+    a = rng.random((7, 3, 2, 4)) < 0.3  # [T, B, C, L]
+    b = torch.from_numpy((rng.random((7, 3, 5)) < 0.5).astype(np.float32))  # 0/1 floats
+    from tbnn.spikefile import save_time_first
+
+    p = save_time_first(tmp_path / "r.npz", {"conv": a, "fc": b}, labels=[0, 1, 2], dt_ms=0.5)
+    rec = load_spikes(p)
+    assert rec.layer_names == ["conv", "fc"] and rec.timesteps == 7 and rec.samples == 3
+    assert rec.dt_ms == 0.5 and rec.dt_declared and rec.predictions is None
+    np.testing.assert_array_equal(rec.layers["conv"], a.reshape(7, 3, 8).transpose(1, 0, 2))
+    np.testing.assert_array_equal(rec.layers["fc"], b.numpy().transpose(1, 0, 2) == 1)
+    for t in range(7):  # sample k, step t, neuron i is recording[t, k, i]
+        assert rec.layers["conv"][2, t, 5] == a[t, 2, 1, 1]
+    with pytest.raises(ValueError, match="spikes \\(booleans or 0/1\\)"):
+        save_time_first(tmp_path / "x.npz", {"v": np.full((2, 2, 2), 0.5)})
+    with pytest.raises(ValueError, match="share T and B"):
+        save_time_first(tmp_path / "x.npz", {"a": a, "b": np.zeros((6, 3, 1), bool)})
+    with pytest.raises(ValueError, match="time-first"):
+        save_time_first(tmp_path / "x.npz", {"a": np.zeros(3, bool)})
+    assert not (tmp_path / "x.npz").exists()
+
+
+def test_plain_archive_loads_with_defaults(tmp_path):
+    f = tmp_path / "p.npz"
+    np.savez(f, z=np.zeros((2, 3, 1), bool), a=np.ones((2, 3, 4), bool), w=np.zeros(5))
+    rec = load_spikes(f)
+    assert rec.layer_names == ["z", "a"]  # file order, non-spike arrays are extras
+    assert rec.labels is None and rec.timesteps == 3 and rec.dt_ms == 1.0
+    assert not rec.dt_declared and "w" in rec.extra
+
+
+def test_module_doctests():
+    """The >>> examples of the archive, plot, style and analysis modules run."""
+    import doctest
+    import importlib
+
+    names = ["tbnn.spikefile", "tbnn.plot", "tbnn.style", "tbnn.analysis",
+             "tbnn.analysis.catalogue", "tbnn.analysis.energy", "tbnn.analysis.figures",
+             "tbnn.analysis.markdown", "tbnn.analysis.raster", "tbnn.analysis.report",
+             "tbnn.analysis.runfiles", "tbnn.analysis.rates", "tbnn.analysis.irregularity",
+             "tbnn.analysis.variability", "tbnn.analysis.correlation",
+             "tbnn.analysis.sparseness", "tbnn.analysis.reference"]
+    for name in names:
+        mod = importlib.import_module(name)
+        r = doctest.testmod(mod, optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
+        assert r.failed == 0, name
+        assert r.attempted > 0, name

@@ -1,7 +1,11 @@
-"""Firing statistics of temporal binary spiking networks, against a null and biology.
+"""Firing statistics of spiking networks, against a null and biology.
 
-Pure NumPy functions on boolean spike arrays with a declared time step ``dt_ms``
-(conventions in :mod:`tbnn.analysis.rates`); definitions match Elephant 1.2.
+Pure NumPy functions on boolean spike arrays ``[samples, T, neurons]`` (sample-first, the
+convention of :mod:`tbnn.spikefile`) with a declared time step ``dt_ms`` (conventions in
+:mod:`tbnn.analysis.rates`); definitions match Elephant 1.2.
+
+Layering: :mod:`tbnn.spikefile` (archive, checks) < the measure modules < the catalogue <
+the report, which alone imports :mod:`tbnn.plot`.
 
 Modules
 -------
@@ -13,7 +17,18 @@ correlation    pairwise correlations of binned trains and of counts (noise), com
                synchrony chi^2, and their nulls
 sparseness     Treves–Rolls / Vinje–Gallant lifetime and population sparseness, energy proxy
 reference      biological ranges with citations, ``verdict``
-report         ``analyze_run`` / ``analyze_spikes`` / ``raster_run``
+catalogue      every measure of one layer against null and biology: ``analyze_spikes``
+energy         spikes and synaptic operations per inference
+figures        the report's figures (statistics, one panel per measure)
+markdown       ``report.md``
+raster         ``raster_run`` (``tbnn raster``)
+runfiles       inputs and outputs: archive paths, layer selection, JSON
+report         ``analyze_run`` (``tbnn analyze``)
+
+>>> import numpy as np
+>>> s = np.zeros((2, 4, 3), bool); s[:, ::2, 0] = True
+>>> rate_per_step(s).tolist()
+[0.5, 0.0, 0.0]
 """
 
 from tbnn.analysis import (
@@ -48,7 +63,6 @@ from tbnn.analysis.irregularity import (
     pooled_isi,
 )
 from tbnn.analysis.rates import (
-    as_stream,
     fraction_active_per_step,
     fraction_silent,
     lognormal_fit,
@@ -61,7 +75,9 @@ from tbnn.analysis.rates import (
     time_histogram,
 )
 from tbnn.analysis.reference import REFERENCES, Reference, verdict
-from tbnn.analysis.report import analyze_run, analyze_spikes, raster_run, summarize
+from tbnn.analysis.catalogue import analyze_spikes, summarize
+from tbnn.analysis.raster import raster_run
+from tbnn.analysis.report import analyze_run
 from tbnn.analysis.sparseness import (
     energy_proxy,
     lifetime_sparseness,
@@ -72,7 +88,7 @@ from tbnn.analysis.sparseness import (
     vinje_gallant,
 )
 from tbnn.analysis.variability import fano_factor, fano_stream, fano_trial, null_fano
-from tbnn.spikefile import to_neo
+from tbnn.spikefile import as_stream, to_neo
 
 __all__ = [
     "REFERENCES",

@@ -30,13 +30,8 @@ from typing import Any
 
 import numpy as np
 
-from tbnn.analysis.rates import (
-    as_stream,
-    check_labels,
-    check_positive_int,
-    check_probability,
-    check_spikes,
-)
+from tbnn.analysis.rates import check_probability
+from tbnn.spikefile import as_stream, check_labels, check_positive_int, check_spikes
 
 __all__ = [
     "binned_counts",
@@ -55,7 +50,12 @@ __all__ = [
 
 def binned_counts(spikes: Any, bin_steps: int = 1) -> np.ndarray:
     """Spike counts of each neuron in bins of ``bin_steps`` steps of its stream train,
-    int64 ``[bins, neurons]`` (trailing partial bin dropped)."""
+    int64 ``[bins, neurons]`` (trailing partial bin dropped).
+
+    >>> s = np.ones((5, 2), bool)
+    >>> binned_counts(s, bin_steps=2).tolist()
+    [[2, 2], [2, 2]]
+    """
     stream = as_stream(spikes)
     b = check_positive_int(bin_steps, "bin_steps")
     n_bins = stream.shape[0] // b
@@ -87,12 +87,20 @@ def correlation_matrix(spikes: Any, bin_steps: int = 1) -> np.ndarray:
 
     See the module docstring; equals Elephant's ``correlation_coefficient`` on the same
     trains binned at ``bin_steps * dt``. NaN rows/columns for trains without variance.
+
+    >>> s = np.array([[1, 0, 1, 0], [1, 0, 1, 0], [0, 1, 0, 1]], bool).T
+    >>> correlation_matrix(s).round(3).tolist()
+    [[1.0, 1.0, -1.0], [1.0, 1.0, -1.0], [-1.0, -1.0, 1.0]]
     """
     return _pearson_columns(binned_counts(spikes, bin_steps))
 
 
 def off_diagonal(matrix: Any) -> np.ndarray:
-    """Entries above the diagonal of a square matrix (each pair once), NaNs kept."""
+    """Entries above the diagonal of a square matrix (each pair once), NaNs kept.
+
+    >>> off_diagonal([[1.0, 0.5], [0.5, 1.0]]).tolist()
+    [0.5]
+    """
     m = np.asarray(matrix)
     if m.ndim != 2 or m.shape[0] != m.shape[1]:
         raise ValueError(f"matrix must be square, got shape {m.shape}.")
@@ -100,7 +108,12 @@ def off_diagonal(matrix: Any) -> np.ndarray:
 
 
 def pairwise_correlations(spikes: Any, bin_steps: int = 1) -> np.ndarray:
-    """Distribution of pairwise correlations of binned trains (each pair once, NaNs kept)."""
+    """Distribution of pairwise correlations of binned trains (each pair once, NaNs kept).
+
+    >>> s = np.array([[1, 0, 1, 0], [1, 0, 1, 0], [0, 1, 0, 1]], bool).T
+    >>> pairwise_correlations(s).round(3).tolist()
+    [1.0, -1.0, -1.0]
+    """
     return off_diagonal(correlation_matrix(spikes, bin_steps))
 
 
@@ -111,6 +124,10 @@ def count_correlation_matrix(spikes: Any, labels: Any, min_samples: int = 3) -> 
     its samples of the counts :math:`N_{k,i} = \sum_t s_{k,t,i}`; the matrix is the mean
     over classes of the defined entries (NaN where a pair is undefined in every class,
     e.g. a neuron whose count never varies within a class).
+
+    >>> s = np.zeros((4, 2, 2), bool); s[[0, 2], 0, :] = True
+    >>> count_correlation_matrix(s, labels=[0, 0, 0, 0]).round(3).tolist()
+    [[1.0, 1.0], [1.0, 1.0]]
     """
     arr = check_spikes(spikes, ndims=(3,))
     lab = check_labels(labels, arr.shape[0])
@@ -135,6 +152,10 @@ def noise_correlations(spikes: Any, labels: Any, min_samples: int = 3) -> np.nda
     """Distribution of spike-count noise correlations (each pair once, NaNs kept).
 
     See :func:`count_correlation_matrix`; ``spikes`` is ``[samples, T, neurons]``.
+
+    >>> s = np.zeros((4, 2, 2), bool); s[[0, 2], 0, :] = True
+    >>> noise_correlations(s, labels=[0, 0, 0, 0]).round(3).tolist()
+    [1.0]
     """
     return off_diagonal(count_correlation_matrix(spikes, labels, min_samples))
 
@@ -144,6 +165,10 @@ def complexity_histogram(spikes: Any) -> np.ndarray:
 
     Equals ``elephant.statistics.Complexity(..., binary=True, spread=0)
     .complexity_histogram`` padded with zeros to length ``N + 1``.
+
+    >>> s = np.array([[1, 1], [0, 1], [0, 0]], bool)
+    >>> complexity_histogram(s).tolist()
+    [1, 1, 1]
     """
     stream = as_stream(spikes)
     k = stream.sum(axis=1, dtype=np.int64)
@@ -151,7 +176,12 @@ def complexity_histogram(spikes: Any) -> np.ndarray:
 
 
 def complexity_distribution(spikes: Any) -> np.ndarray:
-    """:func:`complexity_histogram` normalised to a probability distribution over k."""
+    """:func:`complexity_histogram` normalised to a probability distribution over k.
+
+    >>> s = np.array([[1, 1], [0, 1], [0, 0], [0, 0]], bool)
+    >>> complexity_distribution(s).tolist()
+    [0.5, 0.25, 0.25]
+    """
     h = complexity_histogram(spikes)
     return h / h.sum()
 
@@ -164,6 +194,10 @@ def synchrony_chi2(spikes: Any) -> float:
 
     1 for fully synchronous trains, :math:`1/N` for independent ones. NaN if no neuron
     varies (all silent or all always firing).
+
+    >>> s = np.array([[1, 1], [0, 0], [1, 1], [0, 0]], bool)
+    >>> synchrony_chi2(s)
+    1.0
     """
     stream = as_stream(spikes).astype(np.float64)
     den = stream.var(axis=0).mean()
@@ -182,6 +216,9 @@ def null_complexity(p: Any) -> np.ndarray:
     -------
     np.ndarray ``[N + 1]``
         :math:`P(k)` for ``k = 0 .. N``.
+
+    >>> null_complexity([0.5, 0.5]).tolist()
+    [0.25, 0.5, 0.25]
     """
     p_arr = check_probability(p).ravel()
     if p_arr.size == 0:
@@ -195,5 +232,9 @@ def null_complexity(p: Any) -> np.ndarray:
 
 
 def null_synchrony_chi2(n_neurons: int) -> float:
-    r"""Golomb's :math:`\chi^2` of ``n_neurons`` independent neurons: :math:`1/N`."""
+    r"""Golomb's :math:`\chi^2` of ``n_neurons`` independent neurons: :math:`1/N`.
+
+    >>> null_synchrony_chi2(4)
+    0.25
+    """
     return 1.0 / check_positive_int(n_neurons, "n_neurons")

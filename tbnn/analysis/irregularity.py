@@ -36,7 +36,8 @@ from typing import Any
 import numpy as np
 from scipy.special import spence
 
-from tbnn.analysis.rates import as_stream, check_dt, check_probability
+from tbnn.analysis.rates import check_probability
+from tbnn.spikefile import as_stream, check_dt
 
 __all__ = [
     "cv",
@@ -115,6 +116,10 @@ def isi(spikes: Any, dt_ms: float) -> list[np.ndarray]:
     -------
     list of np.ndarray
         One float array per neuron (empty for neurons with fewer than two spikes).
+
+    >>> s = np.zeros((10, 1), bool); s[[1, 3, 8], 0] = True
+    >>> [i.tolist() for i in isi(s, dt_ms=1.0)]
+    [[2.0, 5.0]]
     """
     dt = check_dt(dt_ms)
     tab = _isi_table(spikes)
@@ -122,7 +127,12 @@ def isi(spikes: Any, dt_ms: float) -> list[np.ndarray]:
 
 
 def pooled_isi(spikes: Any, dt_ms: float) -> np.ndarray:
-    """All inter-spike intervals of all neurons in one array (ms), for histograms."""
+    """All inter-spike intervals of all neurons in one array (ms), for histograms.
+
+    >>> s = np.zeros((10, 2), bool); s[[1, 3, 8], 0] = True; s[[0, 9], 1] = True
+    >>> pooled_isi(s, dt_ms=0.5).tolist()
+    [1.0, 2.5, 4.5]
+    """
     dt = check_dt(dt_ms)
     return _isi_table(spikes).intervals * dt
 
@@ -135,6 +145,10 @@ def cv(spikes: Any) -> np.ndarray:
     As ``elephant.statistics.cv`` (``scipy.stats.variation``) on ``isi``; dimensionless,
     so independent of ``dt``. NaN with fewer than two spikes, 0 with exactly two (see the
     module docstring). Poisson process: 1; Bernoulli null: :func:`null_cv`.
+
+    >>> s = np.zeros((10, 1), bool); s[[1, 3, 8], 0] = True
+    >>> cv(s).round(4).tolist()
+    [0.4286]
     """
     tab = _isi_table(spikes)
     mean = _per_neuron_mean(tab.intervals, tab.neuron, tab.n_intervals)
@@ -150,6 +164,10 @@ def cv2(spikes: Any) -> np.ndarray:
     .. math:: CV_2 = \frac{1}{n-1} \sum_{k=1}^{n-1} \frac{2 |I_{k+1} - I_k|}{I_{k+1} + I_k}
 
     As ``elephant.statistics.cv2(isi, with_nan=True)``. NaN with fewer than three spikes.
+
+    >>> s = np.zeros((10, 1), bool); s[[1, 3, 8], 0] = True
+    >>> cv2(s).round(4).tolist()
+    [0.8571]
     """
     tab = _isi_table(spikes)
     terms = 2.0 * np.abs(tab.pair_b - tab.pair_a) / (tab.pair_a + tab.pair_b)
@@ -164,6 +182,10 @@ def lv(spikes: Any) -> np.ndarray:
 
     As ``elephant.statistics.lv(isi, with_nan=True)``. NaN with fewer than three spikes.
     Gamma renewal process of shape :math:`\kappa`: :math:`LV = 3/(2\kappa + 1)`.
+
+    >>> s = np.zeros((10, 1), bool); s[[1, 3, 8], 0] = True
+    >>> lv(s).round(4).tolist()
+    [0.551]
     """
     tab = _isi_table(spikes)
     terms = 3.0 * ((tab.pair_a - tab.pair_b) / (tab.pair_a + tab.pair_b)) ** 2
@@ -181,9 +203,13 @@ def lvr(spikes: Any, dt_ms: float, R_ms: float = 5.0) -> np.ndarray:
     with intervals in ms and refractoriness constant ``R_ms`` (``>= 0``; default 5 ms as
     in Elephant and the paper). As ``elephant.statistics.lvr(isi, R, with_nan=True)``.
     NaN with fewer than three spikes.
+
+    >>> s = np.zeros((10, 1), bool); s[[1, 3, 8], 0] = True
+    >>> lvr(s, dt_ms=1.0).round(4).tolist()
+    [2.1254]
     """
     dt = check_dt(dt_ms)
-    R = _check_R(R_ms)
+    R = check_R(R_ms)
     tab = _isi_table(spikes)
     a, b = tab.pair_a * dt, tab.pair_b * dt
     s = a + b
@@ -196,9 +222,13 @@ def interval_measures(spikes: Any, dt_ms: float, R_ms: float = 5.0) -> dict[str,
 
     Returns ``{"isi_ms": pooled intervals, "cv", "cv2", "lv", "lvr": [neurons]}``, equal to
     :func:`pooled_isi`, :func:`cv`, :func:`cv2`, :func:`lv` and :func:`lvr`.
+
+    >>> s = np.zeros((10, 1), bool); s[[1, 3, 8], 0] = True
+    >>> sorted(interval_measures(s, dt_ms=1.0))
+    ['cv', 'cv2', 'isi_ms', 'lv', 'lvr']
     """
     dt = check_dt(dt_ms)
-    R = _check_R(R_ms)
+    R = check_R(R_ms)
     tab = _isi_table(spikes)
     mean = _per_neuron_mean(tab.intervals, tab.neuron, tab.n_intervals)
     var = _per_neuron_mean((tab.intervals - mean[tab.neuron]) ** 2, tab.neuron, tab.n_intervals)
@@ -215,7 +245,7 @@ def interval_measures(spikes: Any, dt_ms: float, R_ms: float = 5.0) -> dict[str,
     }
 
 
-def _check_R(R_ms: Any) -> float:
+def check_R(R_ms: Any) -> float:
     try:
         R = float(R_ms)
     except (TypeError, ValueError):
@@ -236,7 +266,14 @@ def _check_intervals(intervals: Any) -> np.ndarray:
 
 
 def cv_of_intervals(intervals: Any) -> float:
-    """CV (ddof 0) of one vector of intervals; NaN if empty, 0 for one interval (Elephant)."""
+    """CV (ddof 0) of one vector of intervals; NaN if empty, 0 for one interval (Elephant).
+
+    >>> check_R(5)
+    5.0
+
+    >>> round(cv_of_intervals([2.0, 5.0]), 4)
+    0.4286
+    """
     v = _check_intervals(intervals)
     if v.size == 0:
         return float("nan")
@@ -244,7 +281,11 @@ def cv_of_intervals(intervals: Any) -> float:
 
 
 def cv2_of_intervals(intervals: Any) -> float:
-    """CV2 of one vector of intervals (see :func:`cv2`); NaN with fewer than two intervals."""
+    """CV2 of one vector of intervals (see :func:`cv2`); NaN with fewer than two intervals.
+
+    >>> round(cv2_of_intervals([2.0, 5.0]), 4)
+    0.8571
+    """
     v = _check_intervals(intervals)
     if v.size < 2:
         return float("nan")
@@ -252,7 +293,11 @@ def cv2_of_intervals(intervals: Any) -> float:
 
 
 def lv_of_intervals(intervals: Any) -> float:
-    """LV of one vector of intervals (see :func:`lv`); NaN with fewer than two intervals."""
+    """LV of one vector of intervals (see :func:`lv`); NaN with fewer than two intervals.
+
+    >>> round(lv_of_intervals([2.0, 5.0]), 4)
+    0.551
+    """
     v = _check_intervals(intervals)
     if v.size < 2:
         return float("nan")
@@ -260,9 +305,13 @@ def lv_of_intervals(intervals: Any) -> float:
 
 
 def lvr_of_intervals(intervals_ms: Any, R_ms: float = 5.0) -> float:
-    """LvR of one vector of intervals in ms (see :func:`lvr`); NaN with fewer than two."""
+    """LvR of one vector of intervals in ms (see :func:`lvr`); NaN with fewer than two.
+
+    >>> round(lvr_of_intervals([2.0, 5.0], R_ms=1.0), 4)
+    0.8659
+    """
     v = _check_intervals(intervals_ms)
-    R = _check_R(R_ms)
+    R = check_R(R_ms)
     if v.size < 2:
         return float("nan")
     s = v[:-1] + v[1:]
@@ -310,6 +359,9 @@ def null_cv(p: Any) -> np.ndarray:
 
     ISIs are geometric with mean :math:`1/p` and variance :math:`(1-p)/p^2`, so
     :math:`CV = \sqrt{1 - p}`. NaN where :math:`p = 0` (no spikes).
+
+    >>> null_cv([0.19, 0.5]).round(4).tolist()
+    [0.9, 0.7071]
     """
     p_arr = check_probability(p)
     with np.errstate(invalid="ignore"):
@@ -326,6 +378,9 @@ def null_cv2(p: Any) -> np.ndarray:
 
     which tends to 1 (Poisson) as :math:`p \to 0` and to 0 (regular) as :math:`p \to 1`.
     NaN where :math:`p = 0`.
+
+    >>> null_cv2([0.5]).round(4).tolist()
+    [0.5493]
     """
     flat, ok, shape = _null_prepare(p)
     out = np.full(flat.shape, np.nan)
@@ -352,6 +407,9 @@ def null_lv(p: Any) -> np.ndarray:
               = q - p + 2 p^2 \frac{-\ln p - q}{q^2},
 
     1 as :math:`p \to 0` (Poisson) and 0 at :math:`p = 1`. NaN where :math:`p = 0`.
+
+    >>> null_lv([0.5]).round(4).tolist()
+    [0.3863]
     """
     flat, ok, shape = _null_prepare(p)
     out = np.full(flat.shape, np.nan)
@@ -371,9 +429,12 @@ def null_lvr(p: Any, dt_ms: float, R_ms: float = 5.0) -> np.ndarray:
     with :math:`S_1(q) = (-\ln(1-q) - q)/q^2` and :math:`S_2(q) = (\mathrm{Li}_2(q) - q)/q^2`.
     For small :math:`p` this is :math:`1 + 4R\lambda`, Poisson's LvR at rate
     :math:`\lambda = p/\Delta t`. NaN where :math:`p = 0`.
+
+    >>> null_lvr([0.5], dt_ms=1.0).round(4).tolist()
+    [2.0871]
     """
     dt = check_dt(dt_ms)
-    R = _check_R(R_ms)
+    R = check_R(R_ms)
     flat, ok, shape = _null_prepare(p)
     out = np.full(flat.shape, np.nan)
     pp = flat[ok]

@@ -1,4 +1,4 @@
-r"""Firing rates of binary spike trains, and the input checks shared by ``tbnn.analysis``.
+r"""Firing rates of binary spike trains.
 
 Conventions used throughout :mod:`tbnn.analysis`
 ------------------------------------------------
@@ -20,6 +20,9 @@ Discrete-time null model: a neuron that fires independently in each step with it
 probability :math:`p` (Bernoulli process). Its rate equals the network neuron's by
 construction; :func:`shuffle_bins` draws it non-parametrically by permuting each
 neuron's bins.
+
+The checks on spike arrays (:func:`tbnn.spikefile.check_spikes`, ``check_dt``,
+``as_stream``) live with the archive in :mod:`tbnn.spikefile`.
 """
 
 from __future__ import annotations
@@ -31,12 +34,11 @@ from typing import Any
 import numpy as np
 import scipy.stats
 
+from tbnn.spikefile import as_stream, check_dt, check_positive_int, check_spikes
+
 __all__ = [
     "LogNormalFit",
     "RateDistribution",
-    "as_stream",
-    "check_dt",
-    "check_spikes",
     "fraction_active_per_step",
     "fraction_silent",
     "lognormal_fit",
@@ -49,87 +51,26 @@ __all__ = [
     "time_histogram",
 ]
 
-_SHAPES = {1: "[time]", 2: "[time, neurons]", 3: "[samples, time, neurons]"}
-
-
-def check_spikes(spikes: Any, name: str = "spikes", ndims: tuple[int, ...] = (1, 2, 3)
-                 ) -> np.ndarray:
-    """Return ``spikes`` as a boolean NumPy array, or raise ValueError.
-
-    Accepts NumPy arrays, nested lists of bools and torch tensors. The array must be
-    boolean (a 0/1 float or integer array is refused, so that a membrane potential or a
-    count is never mistaken for spikes), of one of the ranks in ``ndims``, and hold at
-    least one time step and one neuron.
-    """
-    if hasattr(spikes, "detach") and hasattr(spikes, "cpu"):
-        spikes = spikes.detach().cpu().numpy()
-    arr = np.asarray(spikes)
-    allowed = " or ".join(_SHAPES[d] for d in ndims)
-    if arr.dtype != np.bool_:
-        raise ValueError(f"{name} must be a boolean array of shape {allowed}, got dtype "
-                         f"{arr.dtype}.")
-    if arr.ndim not in ndims:
-        raise ValueError(f"{name} must have shape {allowed}, got rank {arr.ndim} "
-                         f"(shape {arr.shape}).")
-    if arr.size == 0:
-        raise ValueError(f"{name} must hold at least one time step and one neuron, got "
-                         f"shape {arr.shape}.")
-    return arr
-
-
-def check_dt(dt_ms: Any, name: str = "dt_ms") -> float:
-    """Return ``dt_ms`` as a float, or raise ValueError unless it is finite and > 0."""
-    if isinstance(dt_ms, bool):
-        raise ValueError(f"{name} must be a finite number of milliseconds > 0, got {dt_ms!r}.")
-    try:
-        dt = float(dt_ms)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name} must be a finite number of milliseconds > 0, "
-                         f"got {dt_ms!r}.") from None
-    if not math.isfinite(dt) or dt <= 0:
-        raise ValueError(f"{name} must be a finite number of milliseconds > 0, got {dt_ms!r}.")
-    return dt
-
-
-def check_positive_int(value: Any, name: str, minimum: int = 1) -> int:
-    """Return ``value`` as an int, or raise ValueError unless it is an integer >= minimum."""
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}.")
-    return int(value)
-
-
-def check_labels(labels: Any, n_samples: int, name: str = "labels") -> np.ndarray:
-    """Return ``labels`` as int64 ``[samples]``, or raise ValueError."""
-    if hasattr(labels, "detach") and hasattr(labels, "cpu"):
-        labels = labels.detach().cpu().numpy()
-    arr = np.asarray(labels)
-    if arr.ndim != 1 or not np.issubdtype(arr.dtype, np.integer) or arr.shape[0] != n_samples:
-        raise ValueError(f"{name} must be a 1-D integer array with one class per sample "
-                         f"({n_samples}), got dtype {arr.dtype} and shape {arr.shape}.")
-    return arr.astype(np.int64)
-
 
 def check_probability(p: Any, name: str = "p") -> np.ndarray:
-    """Return ``p`` as a float array, or raise ValueError unless every entry is in [0, 1]."""
+    """Return ``p`` as a float array, or raise ValueError unless every entry is in [0, 1].
+
+    >>> check_probability([0.1, 1.0]).tolist()
+    [0.1, 1.0]
+    """
     arr = np.asarray(p, dtype=float)
     if not np.all(np.isfinite(arr)) or np.any(arr < 0) or np.any(arr > 1):
         raise ValueError(f"{name} must hold spike probabilities per step in [0, 1].")
     return arr
 
 
-def as_stream(spikes: Any) -> np.ndarray:
-    """Return spikes as ``[time, neurons]``; ``[samples, T, neurons]`` is concatenated in
-    sample order (stream view) and ``[time]`` becomes one neuron."""
-    arr = check_spikes(spikes)
-    if arr.ndim == 1:
-        return arr[:, None]
-    if arr.ndim == 3:
-        return arr.reshape(arr.shape[0] * arr.shape[1], arr.shape[2])
-    return arr
-
-
 def spike_counts(spikes: Any) -> np.ndarray:
-    """Number of spikes of each neuron over the whole (stream) train, int64 ``[neurons]``."""
+    """Number of spikes of each neuron over the whole (stream) train, int64 ``[neurons]``.
+
+    >>> s = np.array([[1, 0, 1, 0, 0, 1], [0, 0, 0, 0, 0, 0]], bool).T   # [time, neurons]
+    >>> spike_counts(s).tolist()
+    [3, 0]
+    """
     return as_stream(spikes).sum(axis=0, dtype=np.int64)
 
 
@@ -138,6 +79,10 @@ def rate_per_step(spikes: Any) -> np.ndarray:
 
     :math:`n_i` is neuron *i*'s spike count and :math:`L` the number of steps of its
     (stream) train. This is the parameter of the discrete-time Bernoulli null.
+
+    >>> s = np.array([[1, 0, 1, 0, 0, 1], [0, 0, 0, 0, 0, 0]], bool).T   # [time, neurons]
+    >>> rate_per_step(s).tolist()
+    [0.5, 0.0]
     """
     stream = as_stream(spikes)
     return stream.sum(axis=0, dtype=np.int64) / stream.shape[0]
@@ -158,13 +103,22 @@ def rate_hz(spikes: Any, dt_ms: float) -> np.ndarray:
     Returns
     -------
     np.ndarray ``[neurons]``
+
+    >>> s = np.array([[1, 0, 1, 0, 0, 1], [0, 0, 0, 0, 0, 0]], bool).T   # [time, neurons]
+    >>> rate_hz(s, dt_ms=2.0).tolist()
+    [250.0, 0.0]
     """
     dt = check_dt(dt_ms)
     return rate_per_step(spikes) * (1000.0 / dt)
 
 
 def fraction_silent(spikes: Any) -> float:
-    """Fraction of neurons that never spike in the whole (stream) train."""
+    """Fraction of neurons that never spike in the whole (stream) train.
+
+    >>> s = np.array([[1, 0, 1, 0, 0, 1], [0, 0, 0, 0, 0, 0]], bool).T   # [time, neurons]
+    >>> fraction_silent(s)
+    0.5
+    """
     return float(np.mean(spike_counts(spikes) == 0))
 
 
@@ -173,6 +127,10 @@ def fraction_active_per_step(spikes: Any) -> np.ndarray:
 
     Its mean equals the mean of :func:`rate_per_step`; its spread across steps reflects
     synchrony (see :mod:`tbnn.analysis.correlation`).
+
+    >>> s = np.array([[1, 0, 1, 0, 0, 1], [0, 0, 0, 0, 0, 0]], bool).T   # [time, neurons]
+    >>> fraction_active_per_step(s).tolist()
+    [0.5, 0.0, 0.5, 0.0, 0.0, 0.5]
     """
     return as_stream(spikes).mean(axis=1)
 
@@ -191,6 +149,10 @@ def time_histogram(spikes: Any, dt_ms: float, bin_steps: int = 1, output: str = 
     Returns
     -------
     np.ndarray ``[bins]``
+
+    >>> s = np.array([[1, 0, 1, 0, 0, 1], [0, 0, 0, 0, 0, 0]], bool).T   # [time, neurons]
+    >>> time_histogram(s, dt_ms=1.0, bin_steps=3).tolist()
+    [2, 1]
     """
     dt = check_dt(dt_ms)
     stream = as_stream(spikes)
@@ -220,6 +182,10 @@ def psth(spikes: Any, dt_ms: float) -> tuple[np.ndarray, np.ndarray]:
     Returns
     -------
     (rate_hz, sem_hz) : two arrays ``[T]``
+
+    >>> x = np.zeros((2, 3, 4), bool); x[:, 0] = True
+    >>> [a.tolist() for a in psth(x, dt_ms=1.0)]
+    [[1000.0, 0.0, 0.0], [0.0, 0.0, 0.0]]
     """
     dt = check_dt(dt_ms)
     arr = check_spikes(spikes)
@@ -269,6 +235,11 @@ def lognormal_fit(rates: Any) -> LogNormalFit:
     Cortical rate distributions are heavy-tailed and roughly log-normal (Buzsáki &
     Mizuseki 2014, Nat Rev Neurosci 15:264). Zero rates are excluded and counted. With
     fewer than two positive rates, or all equal, the fit is undefined and its fields are NaN.
+
+    >>> r = np.exp(np.random.default_rng(0).normal(1.0, 0.5, 500))
+    >>> f = lognormal_fit(r)
+    >>> round(f.mu, 1), round(f.sigma, 1), f.n_fit
+    (1.0, 0.5, 500)
     """
     r = np.asarray(rates, dtype=float).ravel()
     if r.size == 0 or not np.all(np.isfinite(r)) or np.any(r < 0):
@@ -299,7 +270,12 @@ class RateDistribution:
 
 
 def rate_distribution(rates: Any, bins: int = 20) -> RateDistribution:
-    """Histogram of the positive rates on ``bins`` log-spaced bins, plus :func:`lognormal_fit`."""
+    """Histogram of the positive rates on ``bins`` log-spaced bins, plus :func:`lognormal_fit`.
+
+    >>> d = rate_distribution([0.0, 1.0, 10.0, 100.0], bins=3)
+    >>> d.counts.tolist(), d.n_silent
+    ([1, 1, 1], 1)
+    """
     fit = lognormal_fit(rates)
     b = check_positive_int(bins, "bins")
     r = np.asarray(rates, dtype=float).ravel()
@@ -330,6 +306,11 @@ def shuffle_bins(spikes: Any, seed: int | None = 0) -> np.ndarray:
     -------
     np.ndarray
         Boolean array of the input's shape.
+
+    >>> s = np.array([[1, 0, 1, 0, 0, 1], [0, 0, 0, 0, 0, 0]], bool).T   # [time, neurons]
+    >>> sh = shuffle_bins(s, seed=1)
+    >>> sh.sum(axis=0).tolist() == s.sum(axis=0).tolist()
+    True
     """
     arr = check_spikes(spikes)
     rng = np.random.default_rng(seed)

@@ -1,4 +1,4 @@
-"""Biological reference ranges for firing statistics (DESIGN §1.4), as data.
+"""Biological reference ranges for firing statistics, as data.
 
 Each :class:`Reference` holds the measure it applies to, a range ``[low, high]`` in
 ``units``, the summary statistic of the network's values that is compared with it
@@ -121,7 +121,11 @@ QUALITATIVE: dict[str, tuple[str, str]] = {
 
 
 def reference_for(measure: str) -> Reference | None:
-    """The numeric reference for ``measure``, or None if there is none."""
+    """The numeric reference for ``measure``, or None if there is none.
+
+    >>> reference_for('cv').low, reference_for('cv').high
+    (0.7, 1.3)
+    """
     return REFERENCES.get(measure)
 
 
@@ -130,6 +134,9 @@ def verdict(value: float, ref: Reference | str) -> str:
 
     Bounds are inclusive. ``ref`` is a :class:`Reference` or a key of :data:`REFERENCES`.
     A NaN value (undefined measure) gives "undefined" rather than a false verdict.
+
+    >>> verdict(1.1, 'cv'), verdict(0.2, 'cv'), verdict(float('nan'), 'cv')
+    ('inside', 'below', 'undefined')
     """
     if isinstance(ref, str):
         if ref not in REFERENCES:

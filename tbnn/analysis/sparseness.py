@@ -35,7 +35,8 @@ from typing import Any
 
 import numpy as np
 
-from tbnn.analysis.rates import check_positive_int, check_probability, check_spikes
+from tbnn.analysis.rates import check_probability
+from tbnn.spikefile import check_positive_int, check_spikes
 
 __all__ = [
     "energy_proxy",
@@ -61,6 +62,9 @@ def treves_rolls(responses: Any, axis: int = -1) -> np.ndarray:
     r"""Treves–Rolls activity ratio :math:`a = \bar r^2 / \overline{r^2}` along ``axis``.
 
     NaN where every response is 0.
+
+    >>> treves_rolls([1.0, 0.0, 0.0, 0.0]).tolist()
+    0.25
     """
     r = _check_responses(responses)
     m1 = r.mean(axis=axis)
@@ -73,6 +77,9 @@ def vinje_gallant(responses: Any, axis: int = -1) -> np.ndarray:
     r"""Vinje–Gallant sparseness :math:`S = (1 - a)/(1 - 1/n)` along ``axis``.
 
     ``n`` is the length of ``axis`` (at least 2). NaN where every response is 0.
+
+    >>> vinje_gallant([1.0, 0.0, 0.0, 0.0]).tolist()
+    1.0
     """
     r = _check_responses(responses)
     n = r.shape[axis]
@@ -93,6 +100,10 @@ def lifetime_sparseness(spikes: Any, measure: str = "vinje_gallant") -> np.ndarr
     """Sparseness of each neuron's counts across samples, ``[neurons]``.
 
     ``spikes`` is ``[samples, T, neurons]`` with at least two samples.
+
+    >>> s = np.zeros((4, 2, 1), bool); s[0, :, 0] = True
+    >>> lifetime_sparseness(s).tolist()
+    [1.0]
     """
     f = _measure(measure)
     arr = check_spikes(spikes, ndims=(3,))
@@ -105,6 +116,10 @@ def population_sparseness(spikes: Any, measure: str = "vinje_gallant") -> np.nda
     """Sparseness of the counts across neurons in each sample, ``[samples]``.
 
     ``spikes`` is ``[samples, T, neurons]`` with at least two neurons.
+
+    >>> s = np.zeros((1, 2, 4), bool); s[0, :, 0] = True
+    >>> population_sparseness(s).tolist()
+    [1.0]
     """
     f = _measure(measure)
     arr = check_spikes(spikes, ndims=(3,))
@@ -125,6 +140,9 @@ def null_lifetime_sparseness(p: Any, timesteps: int, samples: int,
 
     With counts Binomial(T, p): :math:`a = T p / (1 - p + T p)`;
     :math:`S = (1 - a)/(1 - 1/n)` for ``n = samples``. NaN where :math:`p = 0`.
+
+    >>> null_lifetime_sparseness([0.5], timesteps=4, samples=100).round(4).tolist()
+    [0.202]
     """
     _measure(measure)
     p_arr = check_probability(p)
@@ -142,6 +160,9 @@ def null_population_sparseness(p: Any, timesteps: int, measure: str = "vinje_gal
 
     :math:`a \approx (\frac{1}{N}\sum_i T p_i)^2 / \frac{1}{N}\sum_i (T p_i (1-p_i) +
     T^2 p_i^2)`, :math:`S = (1 - a)/(1 - 1/N)`. NaN if every :math:`p_i = 0`.
+
+    >>> round(float(null_population_sparseness([0.5, 0.5], timesteps=4)), 4)
+    0.4
     """
     _measure(measure)
     p_arr = check_probability(p).ravel()
@@ -180,6 +201,10 @@ def energy_proxy(layers: Mapping[str, Any], fanout: Mapping[str, float] | None =
         ``{"layers": {name: {"neurons", "spikes_per_sample", "spikes_per_neuron_per_sample",
         "fanout", "synaptic_ops_per_sample"}}, "spikes_per_sample",
         "synaptic_ops_per_sample"}`` (the total ops is None unless every layer has a fanout).
+
+    >>> layers = {'h': np.ones((2, 3, 4), bool)}
+    >>> energy_proxy(layers, {'h': 10})['synaptic_ops_per_sample']
+    120.0
     """
     if not isinstance(layers, Mapping) or not layers:
         raise ValueError("layers must be a non-empty mapping from layer name to spikes.")

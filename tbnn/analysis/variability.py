@@ -25,13 +25,8 @@ from typing import Any
 
 import numpy as np
 
-from tbnn.analysis.rates import (
-    as_stream,
-    check_labels,
-    check_positive_int,
-    check_probability,
-    check_spikes,
-)
+from tbnn.analysis.rates import check_probability
+from tbnn.spikefile import as_stream, check_labels, check_positive_int, check_spikes
 
 __all__ = ["fano_factor", "fano_stream", "fano_trial", "null_fano", "window_counts"]
 
@@ -41,6 +36,9 @@ def fano_factor(counts: Any, axis: int = 0) -> np.ndarray:
 
     As ``elephant.statistics.fanofactor`` applied to the spike trains whose counts are
     ``counts``. NaN where every count is 0.
+
+    >>> fano_factor([[1, 2], [3, 2]]).tolist()
+    [0.5, 0.0]
     """
     c = np.asarray(counts, dtype=float)
     if c.ndim == 0 or c.size == 0 or not np.all(np.isfinite(c)) or np.any(c < 0):
@@ -59,6 +57,10 @@ def window_counts(spikes: Any, window_steps: int) -> np.ndarray:
     Returns
     -------
     np.ndarray int64 ``[windows, neurons]``
+
+    >>> s = np.ones((6, 2), bool)
+    >>> window_counts(s, 3).tolist()
+    [[3, 3], [3, 3]]
     """
     stream = as_stream(spikes)
     w = check_positive_int(window_steps, "window_steps")
@@ -83,6 +85,10 @@ def fano_stream(spikes: Any, window_steps: int | None = None) -> np.ndarray:
     -------
     np.ndarray ``[neurons]``
         NaN for neurons silent in every window.
+
+    >>> s = np.zeros((4, 2, 1), bool); s[0, :, 0] = True
+    >>> fano_stream(s).tolist()
+    [1.5]
     """
     arr = check_spikes(spikes, ndims=(1, 2, 3))
     if window_steps is None:
@@ -116,6 +122,10 @@ def fano_trial(spikes: Any, labels: Any, min_samples: int = 2) -> np.ndarray:
     Returns
     -------
     np.ndarray ``[neurons]``
+
+    >>> s = np.zeros((4, 2, 1), bool); s[0, :, 0] = True
+    >>> fano_trial(s, labels=[0, 0, 1, 1]).tolist()
+    [1.0]
     """
     arr = check_spikes(spikes, ndims=(3,))
     lab = check_labels(labels, arr.shape[0])
@@ -139,6 +149,9 @@ def null_fano(p: Any) -> np.ndarray:
 
     Counts in any window of :math:`w` steps are Binomial(:math:`w, p`):
     :math:`F = w p (1-p) / (w p) = 1 - p`. NaN where :math:`p = 0`.
+
+    >>> null_fano([0.2]).tolist()
+    [0.8]
     """
     p_arr = check_probability(p)
     return np.where(p_arr > 0, 1.0 - p_arr, np.nan)

@@ -1,0 +1,8 @@
+"""``python -m tbnn`` (and ``torchrun -m tbnn``): the ``tbnn`` command line (:mod:`tbnn.cli`)."""
+
+import sys
+
+from .cli import main
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,68 @@
+"""Worker for tests/test_distributed.py and benchmarks/bench_distributed.py, run alone or under torchrun.
+
+``python distributed_worker.py grad OUT.npz [model]``: one training step of a BatchNorm
+network on a fixed global batch with the machinery of :func:`tbnn.fit` (process group,
+synchronised BatchNorm, DDP, per-rank batch parts); rank 0 writes the gradients, the loss
+and the BatchNorm running statistics to ``OUT.npz``. One process computes the reference.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from tbnn import distributed as ddp
+from tbnn.models import ModelConfig, build_model
+from tbnn.userdata import as_training_data
+
+
+def grad_step(out: str, model: str = "tbn") -> None:
+    torch.manual_seed(0)
+    cfg = ModelConfig(model=model, arch="cnn", in_features=40, n_classes=10, layers=2, channels=8, timesteps=4)
+    net = build_model(cfg)
+    g = torch.Generator().manual_seed(1)
+    x, y = torch.randn(64, 40, generator=g), torch.randint(0, 10, (64,), generator=g)
+    ddp.setup("cpu")
+    ddp.check_batch(32)
+    synced = ddp.convert_sync_batchnorm(net, "cpu")
+    wrapped = ddp.wrap(net, "cpu")
+    net.train()
+    gen = torch.Generator().manual_seed(0)
+    xb, yb, weight = next(iter(ddp.shard_batches(as_training_data((x, y)), 32, gen)))
+    loss = F.cross_entropy(wrapped(xb), yb)
+    (loss * weight).backward()
+    ddp.revert_sync_batchnorm(synced)
+    del wrapped  # before the process group goes
+    (total,) = ddp.all_sum(float(loss.detach()) * len(yb))
+    if ddp.is_main():
+        arrays = {f"grad/{k}": p.grad.numpy() for k, p in net.named_parameters() if p.grad is not None}
+        arrays.update({f"buf/{k}": b.numpy() for k, b in net.named_buffers()})
+        arrays["loss"] = np.array(total / 32)
+        arrays["batch_part"] = np.array(len(yb))
+        np.savez(out, **arrays)
+    ddp.shutdown(wait=True)
+
+
+def train_run(out: str, interrupt: str = "", resume: str = "") -> None:
+    """``tbnn.train`` of a small TBN; ``interrupt="E,B"`` stops every rank at epoch E, batch B."""
+    from tbnn.train import train
+
+    cut = tuple(int(v) for v in interrupt.split(",")) if interrupt else None
+    try:
+        train("digits", "tbn", out, epochs=4, batch=32, n_train=240, n_test=80, hidden=32, seed=3,
+              progress=False, resume=bool(resume), _interrupt_at=cut)
+    except KeyboardInterrupt:
+        pass
+    ddp.shutdown(wait=True)
+
+
+if __name__ == "__main__":
+    if sys.argv[1] == "grad":
+        grad_step(sys.argv[2], *sys.argv[3:])
+    elif sys.argv[1] == "train":
+        train_run(sys.argv[2], *sys.argv[3:])
+    else:
+        raise SystemExit(f"unknown job {sys.argv[1]!r}")

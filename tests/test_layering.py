@@ -1,0 +1,68 @@
+"""The import graph of the archive, plot, style and analysis modules: no upward arrow, no
+cycle, no private name imported across files."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+FILES = [ROOT / "tbnn" / "spikefile.py", ROOT / "tbnn" / "plot.py", ROOT / "tbnn" / "style.py",
+         *sorted((ROOT / "tbnn" / "analysis").glob("*.py"))]
+
+#: What each module may import from tbnn (its own layer or below).
+LEVEL = {"tbnn.fileio": 0, "tbnn.spikefile": 1, "tbnn.style": 1, "tbnn.plot": 2,
+         "tbnn.analysis.rates": 2, "tbnn.analysis.reference": 2, "tbnn.analysis.irregularity": 3,
+         "tbnn.analysis.variability": 3, "tbnn.analysis.correlation": 3,
+         "tbnn.analysis.sparseness": 3, "tbnn.analysis.catalogue": 4, "tbnn.analysis.energy": 4,
+         "tbnn.analysis.runfiles": 2, "tbnn.analysis.markdown": 3, "tbnn.analysis.figures": 5,
+         "tbnn.analysis.raster": 5, "tbnn.analysis.report": 6, "tbnn.analysis": 7}
+
+
+def _module(path: Path) -> str:
+    rel = path.relative_to(ROOT).with_suffix("")
+    parts = list(rel.parts)
+    if parts[-1] == "__init__":
+        parts = parts[:-1]
+    return ".".join(parts)
+
+
+def _imports(path: Path):
+    tree = ast.parse(path.read_text())
+    pkg = _module(path).rsplit(".", 1)[0] if path.name != "__init__.py" else _module(path)
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom):
+            mod = node.module or ""
+            if node.level:
+                base = pkg.split(".")[: len(pkg.split(".")) - node.level + 1]
+                mod = ".".join(base + ([mod] if mod else []))
+            names = [a.name for a in node.names]
+            if mod in ("tbnn", "tbnn.analysis"):  # `from tbnn import plot` names a module
+                yield from ((f"{mod}.{n}", []) for n in names
+                            if f"{mod}.{n}" in LEVEL)
+                names = [n for n in names if f"{mod}.{n}" not in LEVEL]
+                if mod == "tbnn" or not names:
+                    continue
+            yield mod, names
+        elif isinstance(node, ast.Import):
+            for a in node.names:
+                yield a.name, []
+
+
+def test_no_upward_import_and_no_private_names():
+    for path in FILES:
+        me = _module(path)
+        for mod, names in _imports(path):
+            if not mod.startswith("tbnn"):
+                continue
+            assert mod in LEVEL, f"{me} imports {mod}, outside the analysed layers"
+            assert LEVEL[mod] < LEVEL[me] or (me == "tbnn.analysis"), \
+                f"{me} (level {LEVEL[me]}) imports {mod} (level {LEVEL[mod]}): upward or sideways"
+            private = [n for n in names if n.startswith("_")]
+            assert not private, f"{me} imports private names {private} from {mod}"
+
+
+def test_plot_and_spikefile_do_not_import_analysis():
+    for name in ("spikefile.py", "plot.py", "style.py"):
+        for mod, _ in _imports(ROOT / "tbnn" / name):
+            assert not mod.startswith("tbnn.analysis"), f"tbnn/{name} imports {mod}"
