@@ -722,9 +722,11 @@ class RunWriter:
     swapped onto ``out`` when the run is complete (the old run stays whole until then).
     The run directory is locked (:class:`RunLock`) while the writer is open.
 
-    On leaving with an error: an interrupted run (``KeyboardInterrupt``) stays resumable;
-    a new run that failed otherwise (diverged, crashed) is removed, so the same command
-    can be run again; a replacement is discarded and the old run left as it was.
+    On leaving with an error: an interrupted run (``KeyboardInterrupt``), or one that
+    crashed (a lost process or device) after committing an epoch, stays resumable; a new
+    run that diverged, met bad input or failed before its first checkpoint is removed, so
+    the same command can be run again; a replacement is discarded and the old run left as
+    it was.
     """
 
     def __init__(self, out: str | Path, run_cfg: dict[str, Any], resume: bool = False,
@@ -812,7 +814,13 @@ class RunWriter:
         from .fileio import swap_in
 
         if exc_type is not None:
-            self._discard(issubclass(exc_type, KeyboardInterrupt))
+            # kept (resumable): an interruption, or a crash (a lost rank, a lost device) after an
+            # epoch was committed; removed: a new run that diverged, met bad input, or failed
+            # before its first checkpoint (the same command can then simply be run again)
+            keep = issubclass(exc_type, KeyboardInterrupt) or (
+                not issubclass(exc_type, (FloatingPointError, ValueError, TypeError))
+                and has_checkpoint(self.folder))
+            self._discard(keep)
             return
         try:
             if self.mode == "replace":
