@@ -117,6 +117,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--resume", action="store_true", help="continue the interrupted run in --out (same settings)")
     _add_overwrite(t, "run")
     t.add_argument("--quiet", action="store_true", help="no progress bar")
+    t.add_argument("--rate-target", type=float, default=None,
+                   help="activity regulariser: fraction P of hidden neurons active per step to aim at")
+    t.add_argument("--rate-weight", type=float, default=None, help="activity regulariser: weight W of its penalty")
 
     s = sub.add_parser("simulate", help="run a trained network as binary events; write simulation.json, spikes.npz",
                        **fmt)
@@ -181,9 +184,13 @@ def _cmd_train(args: argparse.Namespace) -> int:
         weight_bits=args.weight_bits,
         readout_bits=args.readout_bits if args.readout_bits is not None else args.weight_bits,
         act_bits=args.act_bits, sparsity=args.sparsity, lam=args.lam, block=args.block, encoding=args.encoding,
+        rate_target=args.rate_target, rate_weight=args.rate_weight,
     )
     if os.environ.get("RANK", "0") not in ("", "0"):
         return 0  # torchrun: rank 0 reports
+    if "fraction_active" in m:
+        print("fraction of hidden neurons active per step (test): "
+              + ", ".join(f"{k} {v:.4f}" for k, v in m["fraction_active"].items()))
     print(f"test accuracy {m['test_accuracy']:.4f} (train {m['train_accuracy']:.4f}) after {m['epochs']} epochs, "
           f"{m['train_seconds']:.1f} s; wrote {args.out}/config.json, model.safetensors, metrics.json")
     return 0

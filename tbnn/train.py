@@ -30,6 +30,7 @@ from .checkpoint import FORMAT_VERSION, RUN_KIND, RunWriter, check_run_target, l
 from .data import Dataset, load_dataset
 from .device import default_device, resolve_device
 from .models import ModelConfig, build_model, weight_storage_bits
+from .regularize import ActivityRegularizer, fraction_active
 from .userdata import as_training_data, check_logits
 
 __all__ = ["FORMAT_VERSION", "TrainConfig", "check_sparsity", "default_device", "evaluate", "fit", "model_config_for", "train"]
@@ -47,6 +48,8 @@ class TrainConfig:
     n_train: int | None = None
     n_test: int | None = None
     normalize: str = "auto"
+    rate_target: float | None = None
+    rate_weight: float | None = None
 
     def validate(self) -> None:
         for name in ("epochs", "batch"):
@@ -59,6 +62,9 @@ class TrainConfig:
                 raise ValueError(f"{name} must be a finite number {'> 0' if name == 'lr' else '>= 0'}; got {v!r}.")
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
             raise ValueError(f"seed must be an integer >= 0; got {self.seed!r}.")
+        if (self.rate_target is None) != (self.rate_weight is None):
+            raise ValueError("rate_target and rate_weight go together: give both (the activity "
+                             "regulariser) or neither.")
 
 
 def model_config_for(ds: Dataset, **model_kwargs: Any) -> ModelConfig:
@@ -358,6 +364,8 @@ def train(
     overwrite: bool = False,
     progress: bool = True,
     device: str | torch.device | None = None,
+    rate_target: float | None = None,
+    rate_weight: float | None = None,
     _interrupt_at: tuple[int, int] | None = None,
     _names: dict[str, str] | None = None,
     **model_kwargs: Any,
@@ -374,10 +382,18 @@ def train(
     CUDA when present). A ``batch`` larger than the training split is one batch (with a
     warning). Returns the metrics dict, with the trained model under the key ``"net"``
     (not written to ``metrics.json``).
+
+    ``rate_target`` / ``rate_weight`` (``P``, ``W``): train with the activity regulariser
+    (:class:`tbnn.regularize.ActivityRegularizer`), loss = cross-entropy + ``W`` (A - P)^2
+    with A the fraction of hidden neurons active per step; the metrics then hold
+    ``fraction_active`` per hidden layer on the test split.
     """
-    tcfg = TrainConfig(dataset, epochs, batch, lr, weight_decay, seed, n_train, n_test, normalize)
+    tcfg = TrainConfig(dataset, epochs, batch, lr, weight_decay, seed, n_train, n_test, normalize,
+                       rate_target, rate_weight)
     tcfg.validate()
     ddp.check_batch(batch)
+    if rate_target is not None and model not in ("tbn", "ste"):
+        raise ValueError(f"rate_target needs a temporal binary model (tbn or ste); got model {model!r}.")
     dev = ddp.device_for(resolve_device(device))
     ds = load_dataset(dataset, seed=seed, n_train=n_train, n_test=n_test, normalize=normalize)
     mcfg = model_config_for(ds, model=model, **model_kwargs)
@@ -392,6 +408,7 @@ def train(
     net = build_model(mcfg)
     check_sparsity(net, mcfg.sparsity)
     net = net.to(dev)
+    reg = ActivityRegularizer(net, rate_target, rate_weight) if rate_target is not None else None
     final: dict[str, Any] = {}
 
     def summary(net: nn.Module, history: list[dict[str, Any]], train_seconds: float) -> dict[str, Any]:
@@ -406,13 +423,19 @@ def train(
             "parameters": sum(p.numel() for p in net.parameters()), "device": str(dev), "seed": seed,
             "processes": ddp.world_size(),
         })
+        if reg is not None:
+            final["fraction_active"] = fraction_active(net, reg, ds.x_test)
         return final
 
-    history = fit(net, (ds.x_train, ds.y_train), (ds.x_test, ds.y_test), epochs=epochs, lr=lr, batch=batch,
-                  seed=seed, weight_decay=weight_decay, out=out, resume=resume, overwrite=overwrite,
-                  progress=progress, device=dev, desc=f"train {model} on {ds.name}", run_config=run_cfg,
-                  _interrupt_at=_interrupt_at, _metrics=summary, _names=_names)
-    metrics = dict(final) if final else summary(net, history, sum(h["seconds"] for h in history))
+    try:
+        history = fit(net, (ds.x_train, ds.y_train), (ds.x_test, ds.y_test), epochs=epochs, lr=lr, batch=batch,
+                      seed=seed, weight_decay=weight_decay, loss=reg, out=out, resume=resume, overwrite=overwrite,
+                      progress=progress, device=dev, desc=f"train {model} on {ds.name}", run_config=run_cfg,
+                      _interrupt_at=_interrupt_at, _metrics=summary, _names=_names)
+        metrics = dict(final) if final else summary(net, history, sum(h["seconds"] for h in history))
+    finally:
+        if reg is not None:
+            reg.remove()
     metrics["net"] = net
     return metrics
 
