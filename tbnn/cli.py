@@ -149,6 +149,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "(none: 128, evenly spaced)")
     a.add_argument("--format", dest="formats", action="append", choices=["svg", "pdf"], default=[],
                    help="also write every figure in this vector format (repeatable)")
+    a.add_argument("--recording", default=None, help="a recording to set beside the network: NWB, NIX, or a "
+                   "CSV / npz spike-time table (unit, time in s, optional trial columns)")
     a.add_argument("--out", required=True, help="analysis directory (new or empty)")
     _add_overwrite(a, "analysis")
 
@@ -224,7 +226,7 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
         raise ValueError(f"--neurons must be an integer >= 1, got {args.neurons}.")
     with output_dir(args.out, "analysis", overwrite=args.overwrite) as tmp:
         res = analyze_run(args.sim, tmp, dt_ms=args.dt_ms, layer=args.layer, neurons=args.neurons,
-                          formats=tuple(args.formats))
+                          recording=args.recording, formats=tuple(args.formats))
     if res["dt_source"] == "default":
         print("note: the archive declares no dt_ms; 1 ms per step assumed (set --dt-ms)")
     print(f"wrote {args.out}/analysis.json and {args.out}/report.md")

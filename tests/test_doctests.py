@@ -7,7 +7,8 @@ import pytest
 
 MODULES = ["tbnn", "tbnn.firing", "tbnn.codes", "tbnn.codes.binary", "tbnn.codes.thermometer",
            "tbnn.codes.latency", "tbnn.codes.rate", "tbnn.codes.sigma_delta", "tbnn.coding", "tbnn.engine",
-           "tbnn.neurons", "tbnn.layers", "tbnn.sim", "tbnn.train", "tbnn.userdata", "tbnn.checkpoint"]
+           "tbnn.neurons", "tbnn.layers", "tbnn.sim", "tbnn.train", "tbnn.userdata", "tbnn.checkpoint", "tbnn.cache",
+           "tbnn.machine"]
 
 
 @pytest.mark.parametrize("name", MODULES)

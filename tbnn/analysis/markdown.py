@@ -32,6 +32,27 @@ def format_number(v: Any) -> str:
     return str(v)
 
 
+def _recording_table(name: str, cmp_: dict[str, Any], figure: str | None) -> list[str]:
+    """The network beside a recording, measure by measure (Elephant's definitions on the recording)."""
+    g = format_number
+    r = cmp_["recording"]
+    L = [f"### `{name}` beside the recording `{r['source']}`\n",
+         f"{r['units']} units, {r['trials']} trial(s), {g(r['duration_s'])} s; network read at dt = "
+         f"{g(cmp_['dt_ms'])} ms. Null: the network's discrete-time null; the recording's Poisson "
+         "process at each unit's own rate.\n",
+         "| measure | statistic | network | recording | null (network) | null (recording) | biology |",
+         "|---|---|---:|---:|---:|---:|---|"]
+    for key, m in cmp_["measures"].items():
+        band = m.get("band")
+        brange = f"{g(band['low'])}–{g(band['high'])} ({band['citation']})" if band else "—"
+        L.append(f"| {key} | {m['statistic']} | {g(m['network']['value'])} | {g(m['recording']['value'])} | "
+                 f"{g(m['null']['network'])} | {g(m['null']['recording'])} | {brange} |")
+    L.append("")
+    if figure:
+        L.append(f"![{name} beside the recording]({figure})\n")
+    return L
+
+
 def render_markdown(res: dict[str, Any]) -> str:
     """``report.md`` from the content of ``analysis.json`` (see :mod:`tbnn.analysis.report`).
 
@@ -119,6 +140,8 @@ def render_markdown(res: dict[str, Any]) -> str:
                          "when the Kolmogorov–Smirnov test accepts it).\n")
             L.append(f"![network, null and biology, measure by measure, of {name}]"
                      f"({figs['summary']})\n")
+        if lay.get("recording"):
+            L.extend(_recording_table(name, lay["recording"], figs.get("recording")))
         L.append("Biological ranges used for this layer:\n")
         for e in lay["measures"].values():
             if e["biology"]:

@@ -81,7 +81,7 @@ ANALYSIS_VERSION = 1
 def analyze_run(simdir: str | os.PathLike, out: str | os.PathLike, dt_ms: float | None = None,
                 layer: str | None = None, *, seed: int = 0, bin_steps: int = 1,
                 max_pair_neurons: int = 512, neurons: int | None = None,
-                formats: tuple[str, ...] = ()) -> dict[str, Any]:
+                formats: tuple[str, ...] = (), recording: str | os.PathLike | None = None) -> dict[str, Any]:
     """Analyse a recorded run and write ``out/analysis.json``, ``out/report.md`` and figures.
 
     Parameters
@@ -104,6 +104,11 @@ def analyze_run(simdir: str | os.PathLike, out: str | os.PathLike, dt_ms: float 
         Neurons per layer in the raster (default :data:`tbnn.plot.RASTER_NEURONS`).
     formats : tuple of str
         Also write every figure in these vector formats (``"svg"``, ``"pdf"``).
+    recording : path-like, optional
+        A recorded spike-train file (NWB, NIX, or a CSV / npz spike-time table; see
+        :func:`tbnn.recording.read_recording`): the same measures are computed on it with
+        Elephant's definitions and set beside each layer's in ``analysis.json``
+        (``layers[name]["recording"]``), ``report.md`` and ``NAME_recording.png``.
 
     Returns
     -------
@@ -138,6 +143,11 @@ def analyze_run(simdir: str | os.PathLike, out: str | os.PathLike, dt_ms: float 
     for f in formats:
         if f not in FORMATS:
             raise ValueError(f"formats must be among svg, pdf, got {f!r}.")
+    recorded = None
+    if recording is not None:  # read (and refuse) the recording before anything is written
+        from tbnn.recording import read_recording
+
+        recorded = read_recording(recording)
 
     energy = energy_accounting(rec, sim)
     sim_keys = ("accuracy", "forward_agreement", "samples", "timesteps", "spikes_per_sample",
@@ -172,6 +182,14 @@ def analyze_run(simdir: str | os.PathLike, out: str | os.PathLike, dt_ms: float 
         figs += [(f"{safe}_stats.png", f1), (f"{safe}_summary.png", f2)]
         fig_index["layers"][name] = {"stats": f"{safe}_stats.png",
                                      "summary": f"{safe}_summary.png", "caption": caption}
+        if recorded is not None:
+            from tbnn.analysis.recording_figure import plot_recording_comparison
+            from tbnn.analysis.recording_measures import compare_with_recording
+
+            res["recording"] = compare_with_recording(res, recorded, dt, labels=rec.labels)
+            figs.append((f"{safe}_recording.png", plot_recording_comparison(
+                res["recording"], title=f"{title} beside recording {Path(str(recording)).name}")))
+            fig_index["layers"][name]["recording"] = f"{safe}_recording.png"
 
     cites = [e["biology"]["citation"] for L in layers_out.values()
              for e in L["measures"].values() if e["biology"]]
