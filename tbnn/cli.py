@@ -16,9 +16,10 @@ import warnings
 import zipfile
 import zlib
 from collections.abc import Sequence
+from pathlib import Path
 
 from . import __version__
-from .fileio import os_error_sentence, output_dir, output_file
+from .fileio import os_error_sentence, os_errors, output_dir, output_file
 
 __all__ = ["main", "build_parser"]
 
@@ -238,10 +239,18 @@ def _cmd_raster(args: argparse.Namespace) -> int:
 
     if args.neurons is not None and args.neurons < 1:
         raise ValueError(f"--neurons must be an integer >= 1, got {args.neurons}.")
-    with output_file(args.out, overwrite=args.overwrite) as tmp:
+    out = Path(args.out)
+    extra = [out.with_suffix(f".{fmt}") for fmt in args.formats]  # vector copies beside the PNG
+    for path in extra:
+        if path.exists() and not args.overwrite:
+            raise ValueError(f"--out: {path} already exists; choose another --out, or pass --overwrite to replace it.")
+    with output_file(out, overwrite=args.overwrite) as tmp:
         raster_run(args.sim, tmp, layer=args.layer, sample=args.sample, samples=args.samples,
                    neurons=args.neurons, select=args.select, sort_by_rate=args.sort_by_rate,
                    formats=tuple(args.formats))
+        for path in extra:  # written beside the temporary PNG under its name: moved with it
+            with os_errors(path):
+                os.replace(tmp.with_suffix(path.suffix), path)
     print(f"wrote {args.out}")
     return 0
 
