@@ -12,9 +12,14 @@ import io
 import os
 import sys
 import time
+import warnings
+import zipfile
+import zlib
 from collections.abc import Sequence
+from pathlib import Path
 
 from . import __version__
+from .fileio import os_error_sentence, os_errors, output_dir, output_file
 
 __all__ = ["main", "build_parser"]
 
@@ -28,12 +33,12 @@ def _bits(text: str) -> float:
 
 
 def _block(text: str) -> int | None:
-    if text.lower() in ("none", "all", "0"):
+    if text.lower() in ("none", "all"):
         return None
     try:
-        return int(text)
+        return int(text)  # 0 and negative sizes are refused by the model config, in one sentence
     except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a positive integer or 'none'; got {text!r}") from None
+        raise argparse.ArgumentTypeError(f"must be a positive integer or 'none' (the whole axis); got {text!r}") from None
 
 
 def _sparsity(text: str) -> str | float | None:
@@ -47,91 +52,125 @@ def _sparsity(text: str) -> str | float | None:
         raise argparse.ArgumentTypeError(f"must be 'M:N' (e.g. 2:4) or a fraction in [0, 1); got {text!r}") from None
 
 
+class _Formatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows every option's default (``None`` as 'none')."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if "%(default)" in text or action.default is argparse.SUPPRESS or action.required:
+            return text
+        if action.option_strings and action.nargs != 0:
+            return text + " (default: %(default)s)"
+        return text
+
+
+def _add_overwrite(p: argparse.ArgumentParser, what: str) -> None:
+    p.add_argument("--overwrite", action="store_true",
+                   help=f"replace an earlier {what} at --out: the new one is built beside it and swapped in only "
+                        f"when complete (files tbnn did not write are never replaced)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="tbnn", description="Temporal binary spiking networks trained with the "
                                 "denoising affine transform (Ye et al., arXiv:2409.09245).")
     p.add_argument("--version", action="version", version=f"tbnn {__version__}")
     sub = p.add_subparsers(dest="command", required=True)
+    fmt = {"formatter_class": _Formatter}
 
-    d = sub.add_parser("demo", help="train, simulate, analyse and plot a small TBN on digits (~1 min)")
-    d.add_argument("--out", default="tbnn-demo", help="output directory (default: ./tbnn-demo)")
-    d.add_argument("--epochs", type=int, default=20, help="training epochs (default 20)")
-    d.add_argument("--seed", type=int, default=0)
+    d = sub.add_parser("demo", help="train, simulate, analyse and plot a small TBN on digits (~1 min)", **fmt)
+    d.add_argument("--out", default="tbnn-demo", help="output directory, new or empty")
+    d.add_argument("--epochs", type=int, default=20, help="training epochs, integer >= 1")
+    d.add_argument("--seed", type=int, default=0, help="random seed, integer >= 0")
     d.add_argument("--quiet", action="store_true", help="no progress bars")
+    _add_overwrite(d, "demo")
 
-    t = sub.add_parser("train", help="train a model and write config.json, model.safetensors, metrics.json")
-    t.add_argument("--dataset", required=True, help="digits, mnist1d, synthetic or idx:PATH")
-    t.add_argument("--model", required=True, choices=["tbn", "ste", "float", "lif"])
-    t.add_argument("--arch", default="mlp", choices=["mlp", "cnn"])
-    t.add_argument("--hidden", type=int, default=256, help="hidden width of an MLP (default 256)")
-    t.add_argument("--layers", type=int, default=2, help="hidden (MLP) or conv (CNN) layers (default 2)")
-    t.add_argument("--channels", type=int, default=32, help="channels of the first conv layer (CNN)")
-    t.add_argument("--timesteps", type=int, default=None, help="time steps T (default 4; 25 for lif)")
-    t.add_argument("--weight-bits", type=_bits, default=1, help="1, 1.5 (ternary), 2, 3, 4 or 8 (default 1)")
-    t.add_argument("--readout-bits", type=_bits, default=None, help="read-out weight bits (default: --weight-bits)")
-    t.add_argument("--act-bits", type=int, default=None, help="activation bits (= T for the binary code)")
-    t.add_argument("--sparsity", type=_sparsity, default=None, help="M:N (e.g. 2:4) or a fraction to prune")
-    t.add_argument("--lam", type=float, default=0.01, help="ridge penalty of the DAT (default 0.01)")
-    t.add_argument("--block", type=_block, default=128, help="DAT block size, or 'none' (default 128)")
-    t.add_argument("--encoding", default="binary", help="binary, sigma_delta, rate, thermometer, latency")
-    t.add_argument("--epochs", type=int, default=20)
-    t.add_argument("--batch", type=int, default=64)
-    t.add_argument("--lr", type=float, default=1e-3, help="AdamW learning rate (default 1e-3)")
-    t.add_argument("--weight-decay", type=float, default=0.0)
-    t.add_argument("--seed", type=int, default=0)
-    t.add_argument("--n-train", type=int, default=None, help="use a subset of the training split")
-    t.add_argument("--n-test", type=int, default=None, help="use a subset of the test split")
-    t.add_argument("--device", default=None, help="cpu or cuda (default: cuda when present)")
-    t.add_argument("--out", required=True, help="run directory")
-    t.add_argument("--resume", action="store_true", help="continue the interrupted run in --out")
+    t = sub.add_parser("train", help="train a model and write config.json, model.safetensors, metrics.json", **fmt)
+    t.add_argument("--dataset", required=True, help="digits, mnist1d, synthetic, npz:PATH or idx:PATH")
+    t.add_argument("--model", required=True, choices=["tbn", "ste", "float", "lif"], help="model kind")
+    t.add_argument("--arch", default="mlp", choices=["mlp", "cnn"], help="architecture")
+    t.add_argument("--hidden", type=int, default=256, help="hidden width of an MLP, integer >= 1")
+    t.add_argument("--layers", type=int, default=2, help="hidden (MLP) or conv (CNN) layers, integer >= 1")
+    t.add_argument("--channels", type=int, default=32, help="channels of the first conv layer (CNN), integer >= 1")
+    t.add_argument("--timesteps", type=int, default=None,
+                   help="time steps T, integer >= 1 (none: 4, or 25 for lif; the binary code allows T <= 24)")
+    t.add_argument("--weight-bits", type=_bits, default=1, help="weight bits: 1, 1.5 (ternary), 2, 3, 4 or 8")
+    t.add_argument("--readout-bits", type=_bits, default=None, help="read-out weight bits (none: --weight-bits)")
+    t.add_argument("--act-bits", type=int, default=None, help="activation bits (must equal T for the binary code)")
+    t.add_argument("--sparsity", type=_sparsity, default=None,
+                   help="M:N with 0 < M < N <= the narrowest layer's inputs (e.g. 2:4), or a fraction in [0, 1) "
+                        "to prune by magnitude; none: dense")
+    t.add_argument("--lam", type=float, default=0.01, help="ridge penalty of the DAT, a finite number >= 0")
+    t.add_argument("--block", type=_block, default=128, help="DAT block size, integer >= 1, or 'none' (whole axis)")
+    t.add_argument("--encoding", default="binary", help="spike code: binary, sigma_delta, rate, thermometer, latency")
+    t.add_argument("--beta", type=float, default=0.9, help="lif only: membrane decay per step, in (0, 1]")
+    t.add_argument("--threshold", type=float, default=1.0, help="lif only: firing threshold, a finite number > 0")
+    t.add_argument("--epochs", type=int, default=20, help="training epochs, integer >= 1")
+    t.add_argument("--batch", type=int, default=64,
+                   help="mini-batch size, integer >= 1 (larger than the training split: one batch; a last batch "
+                        "of one sample is skipped)")
+    t.add_argument("--lr", type=float, default=1e-3, help="AdamW learning rate, a finite number > 0")
+    t.add_argument("--weight-decay", type=float, default=0.0, help="AdamW weight decay, a finite number >= 0")
+    t.add_argument("--seed", type=int, default=0, help="random seed, integer >= 0")
+    t.add_argument("--n-train", type=int, default=None, help="use the first N samples of the training split (none: all)")
+    t.add_argument("--n-test", type=int, default=None, help="use the first N samples of the test split (none: all)")
+    t.add_argument("--device", default=None, help="cpu, cuda, cuda:N or mps (none: cuda when present, else cpu)")
+    t.add_argument("--out", required=True, help="run directory (new or empty, or this run to --resume)")
+    t.add_argument("--resume", action="store_true", help="continue the interrupted run in --out (same settings)")
+    _add_overwrite(t, "run")
     t.add_argument("--quiet", action="store_true", help="no progress bar")
     t.add_argument("--rate-target", type=float, default=None,
                    help="activity regulariser: fraction P of hidden neurons active per step to aim at")
     t.add_argument("--rate-weight", type=float, default=None, help="activity regulariser: weight W of its penalty")
 
-    s = sub.add_parser("simulate", help="run a trained network as binary events; write simulation.json, spikes.npz")
+    s = sub.add_parser("simulate", help="run a trained network as binary events; write simulation.json, spikes.npz",
+                       **fmt)
     s.add_argument("run", help="run directory written by tbnn train")
-    s.add_argument("--split", default="test", choices=["test", "train"])
-    s.add_argument("--limit", type=int, default=None, help="simulate the first N samples")
-    s.add_argument("--mode", default="step", choices=["step", "folded"])
-    s.add_argument("--batch", type=int, default=256)
-    s.add_argument("--dt-ms", type=float, default=1.0, help="declared duration of a time step (ms)")
+    s.add_argument("--split", default="test", choices=["test", "train"], help="which split to simulate")
+    s.add_argument("--limit", type=int, default=None, help="simulate the first N samples, integer >= 1 (none: all)")
+    s.add_argument("--mode", default="step", choices=["step", "folded"], help="event-driven or time-folded")
+    s.add_argument("--batch", type=int, default=256, help="samples per batch, integer >= 1")
+    s.add_argument("--dt-ms", type=float, default=1.0, help="declared duration of a time step in ms, > 0")
     s.add_argument("--record-samples", type=int, default=None,
-                   help="record the spikes of the first N samples only (counts cover every sample; default: all)")
+                   help="record the spikes of the first N samples only, integer >= 1 (counts cover every sample; "
+                        "none: all)")
     s.add_argument("--record-layers", default=None,
-                   help="comma-separated layers whose spikes are recorded (default: all)")
-    s.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default cpu)")
-    s.add_argument("--out", required=True, help="simulation directory")
-    s.add_argument("--quiet", action="store_true")
+                   help="comma-separated layers whose spikes are recorded (none: all)")
+    s.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or mps")
+    s.add_argument("--out", required=True, help="simulation directory (new or empty; never inside a run directory)")
+    _add_overwrite(s, "simulation")
+    s.add_argument("--quiet", action="store_true", help="no progress bar")
 
-    a = sub.add_parser("analyze", help="firing statistics against biology: analysis.json and report.md")
+    a = sub.add_parser("analyze", help="firing statistics against biology: analysis.json and report.md", **fmt)
     a.add_argument("sim", help="simulation folder written by tbnn simulate, its spikes.npz, or any .npz "
                    "of boolean [samples, T, neurons] arrays (one per layer)")
-    a.add_argument("--dt-ms", type=float, default=None, help="override the time step (ms); an archive "
-                   "without dt_ms is read at 1 ms")
-    a.add_argument("--layer", default=None, help="analyse one layer only")
-    a.add_argument("--neurons", type=int, default=None, help="neurons per layer in the raster "
-                   "(default 128, evenly spaced)")
+    a.add_argument("--dt-ms", type=float, default=None, help="override the time step in ms, > 0 (none: the "
+                   "simulation's; an archive without dt_ms is read at 1 ms)")
+    a.add_argument("--layer", default=None, help="analyse one layer only (none: every layer)")
+    a.add_argument("--neurons", type=int, default=None, help="neurons per layer in the raster, integer >= 1 "
+                   "(none: 128, evenly spaced)")
     a.add_argument("--format", dest="formats", action="append", choices=["svg", "pdf"], default=[],
                    help="also write every figure in this vector format (repeatable)")
     a.add_argument("--recording", default=None, help="a recording to set beside the network: NWB, NIX, or a "
                    "CSV / npz spike-time table (unit, time in s, optional trial columns)")
-    a.add_argument("--out", required=True, help="analysis directory")
+    a.add_argument("--out", required=True, help="analysis directory (new or empty)")
+    _add_overwrite(a, "analysis")
 
-    r = sub.add_parser("raster", help="raster plot of a simulation's spikes")
+    r = sub.add_parser("raster", help="raster plot of a simulation's spikes", **fmt)
     r.add_argument("sim", help="simulation folder written by tbnn simulate, its spikes.npz, or any .npz "
                    "of boolean [samples, T, neurons] arrays (one per layer)")
-    r.add_argument("--layer", default=None, help="layer to plot (default: every layer, one panel each)")
+    r.add_argument("--layer", default=None, help="layer to plot (none: every layer, one panel each)")
     grp = r.add_mutually_exclusive_group()
-    grp.add_argument("--sample", type=int, default=None, help="one sample")
+    grp.add_argument("--sample", type=int, default=None, help="one sample, integer >= 0")
     grp.add_argument("--samples", default=None, help="a range A:B of samples")
-    r.add_argument("--neurons", type=int, default=None, help="neurons shown per layer (default 128, evenly spaced)")
+    r.add_argument("--neurons", type=int, default=None, help="neurons shown per layer, integer >= 1 (none: 128, "
+                   "evenly spaced)")
     r.add_argument("--select", default="even", choices=["even", "active"],
                    help="which neurons when a layer is larger: evenly spaced or most active")
     r.add_argument("--sort-by-rate", action="store_true", help="order shown neurons by spike count")
     r.add_argument("--format", dest="formats", action="append", choices=["svg", "pdf"], default=[],
                    help="also write the figure in this vector format (repeatable)")
-    r.add_argument("--out", required=True, help="PNG file to write")
+    r.add_argument("--out", required=True, help="PNG file to write (new, or replaced with --overwrite)")
+    _add_overwrite(r, "figure")
     return p
 
 
@@ -142,8 +181,9 @@ def _cmd_train(args: argparse.Namespace) -> int:
     m = train(
         args.dataset, args.model, args.out, epochs=args.epochs, batch=args.batch, lr=args.lr,
         weight_decay=args.weight_decay, seed=args.seed, n_train=args.n_train, n_test=args.n_test,
-        resume=args.resume, progress=not args.quiet, device=args.device,
-        arch=args.arch, hidden=args.hidden, layers=args.layers, channels=args.channels, timesteps=T,
+        resume=args.resume, overwrite=args.overwrite, progress=not args.quiet, device=args.device,
+        _names={"out": "--out", "resume": "--resume", "overwrite": "--overwrite"},
+        beta=args.beta, threshold=args.threshold, arch=args.arch, hidden=args.hidden, layers=args.layers, channels=args.channels, timesteps=T,
         weight_bits=args.weight_bits,
         readout_bits=args.readout_bits if args.readout_bits is not None else args.weight_bits,
         act_bits=args.act_bits, sparsity=args.sparsity, lam=args.lam, block=args.block, encoding=args.encoding,
@@ -162,12 +202,17 @@ def _cmd_train(args: argparse.Namespace) -> int:
 def _cmd_simulate(args: argparse.Namespace) -> int:
     from .sim import simulate
 
+    from .device import resolve_device
+
     layers = [v.strip() for v in args.record_layers.split(",") if v.strip()] if args.record_layers else None
-    s = simulate(args.run, args.out, split=args.split, limit=args.limit, mode=args.mode, batch=args.batch,
-                 dt_ms=args.dt_ms, progress=not args.quiet, record_samples=args.record_samples,
-                 record_layers=layers, device=args.device)
+    device = resolve_device(args.device)
+    kw = dict(split=args.split, limit=args.limit, mode=args.mode, batch=args.batch, dt_ms=args.dt_ms,
+              progress=not args.quiet, record_samples=args.record_samples, record_layers=layers, device=device)
     if os.environ.get("RANK", "0") not in ("", "0"):
-        return 0  # torchrun: rank 0 reports
+        simulate(args.run, args.out, **kw)  # torchrun: rank 0 writes and reports
+        return 0
+    with output_dir(args.out, "simulation", overwrite=args.overwrite) as tmp:
+        s = simulate(args.run, tmp, **kw)
     print(f"accuracy {s['accuracy']:.4f}, forward agreement {s['forward_agreement']:.4f} on {s['samples']} samples; "
           f"{s['spikes_per_sample']:.0f} spikes and {s['synaptic_ops_per_sample']:.0f} synaptic ops per sample; "
           f"engine {s['engine_samples_per_second']:.0f} samples/s, wall {s['wall_seconds']:.1f} s; "
@@ -180,9 +225,9 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
 
     if args.neurons is not None and args.neurons < 1:
         raise ValueError(f"--neurons must be an integer >= 1, got {args.neurons}.")
-    res = analyze_run(args.sim, args.out, dt_ms=args.dt_ms, layer=args.layer, neurons=args.neurons,
-                      recording=args.recording,
-                      formats=tuple(args.formats))
+    with output_dir(args.out, "analysis", overwrite=args.overwrite) as tmp:
+        res = analyze_run(args.sim, tmp, dt_ms=args.dt_ms, layer=args.layer, neurons=args.neurons,
+                          recording=args.recording, formats=tuple(args.formats))
     if res["dt_source"] == "default":
         print("note: the archive declares no dt_ms; 1 ms per step assumed (set --dt-ms)")
     print(f"wrote {args.out}/analysis.json and {args.out}/report.md")
@@ -194,9 +239,18 @@ def _cmd_raster(args: argparse.Namespace) -> int:
 
     if args.neurons is not None and args.neurons < 1:
         raise ValueError(f"--neurons must be an integer >= 1, got {args.neurons}.")
-    raster_run(args.sim, args.out, layer=args.layer, sample=args.sample, samples=args.samples,
-               neurons=args.neurons, select=args.select, sort_by_rate=args.sort_by_rate,
-               formats=tuple(args.formats))
+    out = Path(args.out)
+    extra = [out.with_suffix(f".{fmt}") for fmt in args.formats]  # vector copies beside the PNG
+    for path in extra:
+        if path.exists() and not args.overwrite:
+            raise ValueError(f"--out: {path} already exists; choose another --out, or pass --overwrite to replace it.")
+    with output_file(out, overwrite=args.overwrite) as tmp:
+        raster_run(args.sim, tmp, layer=args.layer, sample=args.sample, samples=args.samples,
+                   neurons=args.neurons, select=args.select, sort_by_rate=args.sort_by_rate,
+                   formats=tuple(args.formats))
+        for path in extra:  # written beside the temporary PNG under its name: moved with it
+            with os_errors(path):
+                os.replace(tmp.with_suffix(path.suffix), path)
     print(f"wrote {args.out}")
     return 0
 
@@ -204,7 +258,7 @@ def _cmd_raster(args: argparse.Namespace) -> int:
 def _cmd_demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
 
-    run_demo(args.out, epochs=args.epochs, seed=args.seed, progress=not args.quiet)
+    run_demo(args.out, epochs=args.epochs, seed=args.seed, progress=not args.quiet, overwrite=args.overwrite)
     return 0
 
 
@@ -217,6 +271,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     Under ``torchrun`` every process runs this: all of them join the job first (so that
     they agree on bad input and leave together), rank 0 alone prints results and errors.
+    Bad input, a bad file or folder, a full disk: one sentence, exit 2, nothing written.
     """
     parser = build_parser()
     main_rank = os.environ.get("RANK", "0") in ("", "0")
@@ -231,22 +286,36 @@ def main(argv: Sequence[str] | None = None) -> int:
         if launched and not main_rank:
             time.sleep(1.0)  # let rank 0 print before torchrun stops the job
         raise
-    dist = None
-    try:
-        if launched and args.command in ("train", "simulate"):
-            from . import distributed as dist
 
-            dist.setup(_job_device(args))
-        status = COMMANDS[args.command](args)
-        if dist is not None:
-            dist.shutdown(wait=True)  # leave together
-        return status
-    except (ValueError, TypeError, FileNotFoundError, FloatingPointError) as err:
+    def note(message, category, filename, lineno, file=None, line=None):  # one line per warning
         if main_rank:
-            print(f"tbnn {args.command}: error: {err}", file=sys.stderr)
+            print(f"tbnn {args.command}: note: {message}", file=sys.stderr)
+
+    def refuse(text: str) -> int:
+        if main_rank:
+            print(f"tbnn {args.command}: error: {text}", file=sys.stderr)
         if dist is not None:
             dist.shutdown(wait=True)  # every rank refused the same input: leave together, exit 2
         return 2
+
+    dist = None
+    try:
+        with warnings.catch_warnings():
+            warnings.showwarning = note
+            if launched and args.command in ("train", "simulate"):
+                from . import distributed as dist
+
+                dist.setup(_job_device(args))
+            status = COMMANDS[args.command](args)
+        if dist is not None:
+            dist.shutdown(wait=True)  # leave together
+        return status
+    except (zlib.error, zipfile.BadZipFile, EOFError) as err:  # a corrupt archive no reader turned into a sentence
+        return refuse(f"a compressed input file is corrupt ({err}).")
+    except (ValueError, TypeError, FileNotFoundError, FloatingPointError) as err:
+        return refuse(str(err))
+    except OSError as err:  # a file error no reader or writer turned into a sentence
+        return refuse(os_error_sentence(err, err.filename or "a file", "use"))
     except KeyboardInterrupt:
         print(f"tbnn {args.command}: interrupted", file=sys.stderr)
         return 130

@@ -88,6 +88,11 @@ IDX_FILES: dict[str, str] = {
 IDX_IMAGES_MAGIC = 2051  # 0x00000803: unsigned bytes, 3 dimensions
 IDX_LABELS_MAGIC = 2049  # 0x00000801: unsigned bytes, 1 dimension
 _IDX_UBYTE = 0x08
+#: Largest IDX data section read (bytes); checked against the header before anything is
+#: decompressed, so a small gzip bomb cannot claim gigabytes of memory.
+MAX_IDX_BYTES = 1 << 30
+#: Largest class count a dataset's labels may imply.
+MAX_LABEL_CLASSES = 1000
 
 #: Standard deviations below this are treated as zero; such (constant) training features
 #: are divided by 1 instead, i.e. only centred, as in scikit-learn's StandardScaler.
@@ -264,20 +269,55 @@ def read_idx(path: str | Path, expected_magic: int | None = None) -> np.ndarray:
     """
     path = Path(path)
     try:
-        if path.suffix == ".gz":
-            with gzip.open(path, "rb") as fh:
-                data = fh.read()
-        else:
-            data = path.read_bytes()
-    except (EOFError, OSError, zlib.error) as exc:
+        opener = gzip.open if path.suffix == ".gz" else open
+        with opener(path, "rb") as fh:
+            head = fh.read(4)
+            magic = _idx_magic(path, head, expected_magic)
+            ndim = magic & 0xFF
+            header_len = 4 + 4 * ndim
+            rest = fh.read(4 * ndim)
+            if len(rest) < 4 * ndim:
+                raise ValueError(
+                    f"IDX file {path}: {4 + len(rest)} bytes, too short for a {ndim}-dimensional header "
+                    f"of {header_len} bytes"
+                )
+            dims = tuple(int(d) for d in np.frombuffer(rest, dtype=">u4", count=ndim))
+            if any(d == 0 for d in dims):
+                raise ValueError(f"IDX file {path}: header dimensions {dims} include a zero")
+            body = int(np.prod(dims, dtype=object))
+            if body > MAX_IDX_BYTES:
+                raise ValueError(
+                    f"IDX file {path}: header dimensions {dims} declare {body} bytes of data, more than "
+                    f"the {MAX_IDX_BYTES} tbnn reads (tbnn.data.MAX_IDX_BYTES)"
+                )
+            if opener is open and path.stat().st_size != header_len + body:
+                data_len = path.stat().st_size  # wrong size: refused below, nothing read
+            else:
+                # read at most one byte more than the header declares: a decompression bomb
+                # or trailing data is caught without inflating more than that
+                payload = fh.read(body + 1)
+                data_len = header_len + len(payload)
+    except (EOFError, OSError, zlib.error, gzip.BadGzipFile) as exc:
         if isinstance(exc, FileNotFoundError):
             raise
-        raise ValueError(f"IDX file {path}: cannot be read ({exc})") from exc
-    if len(data) < 4:
+        raise ValueError(f"IDX file {path}: cannot be read ({exc})") from None
+    expected = header_len + body
+    if data_len != expected:
+        what = "truncated" if data_len < expected else "has trailing data"
         raise ValueError(
-            f"IDX file {path}: only {len(data)} bytes, too short for a 4-byte magic number"
+            f"IDX file {path}: {what}: size {data_len} bytes does not match the header "
+            f"(dimensions {dims} need {expected} bytes)"
         )
-    magic = int(np.frombuffer(data, dtype=">u4", count=1)[0])
+    return np.frombuffer(payload, dtype=np.uint8).reshape(dims).copy()
+
+
+def _idx_magic(path: Path, head: bytes, expected_magic: int | None) -> int:
+    """The magic number of an IDX file from its first 4 bytes, checked."""
+    if len(head) < 4:
+        raise ValueError(
+            f"IDX file {path}: only {len(head)} bytes, too short for a 4-byte magic number"
+        )
+    magic = int(np.frombuffer(head, dtype=">u4", count=1)[0])
     if expected_magic is not None and magic != expected_magic:
         raise ValueError(
             f"IDX file {path}: magic number {magic} (0x{magic:08x}), expected "
@@ -288,24 +328,7 @@ def read_idx(path: str | Path, expected_magic: int | None = None) -> np.ndarray:
             f"IDX file {path}: magic number {magic} (0x{magic:08x}) is not an "
             "unsigned-byte IDX magic number (0x000008NN)"
         )
-    ndim = magic & 0xFF
-    header_len = 4 + 4 * ndim
-    if len(data) < header_len:
-        raise ValueError(
-            f"IDX file {path}: {len(data)} bytes, too short for a {ndim}-dimensional header "
-            f"of {header_len} bytes"
-        )
-    dims = tuple(int(d) for d in np.frombuffer(data, dtype=">u4", count=ndim, offset=4))
-    if any(d == 0 for d in dims):
-        raise ValueError(f"IDX file {path}: header dimensions {dims} include a zero")
-    expected = header_len + int(np.prod(dims, dtype=np.int64))
-    if len(data) != expected:
-        what = "truncated" if len(data) < expected else "has trailing data"
-        raise ValueError(
-            f"IDX file {path}: {what}: size {len(data)} bytes does not match the header "
-            f"(dimensions {dims} need {expected} bytes)"
-        )
-    return np.frombuffer(data, dtype=np.uint8, offset=header_len).reshape(dims).copy()
+    return magic
 
 
 def _find_idx_file(directory: Path, base: str) -> Path:
@@ -529,7 +552,20 @@ def _check_labels(name: str, raw: _Raw) -> int:
             f"dataset {name!r}: train has {raw.x_train.shape[1]} features, "
             f"test has {raw.x_test.shape[1]}"
         )
-    return int(max(raw.y_train.max(), raw.y_test.max())) + 1
+    n_classes = int(max(raw.y_train.max(), raw.y_test.max())) + 1
+    if n_classes > MAX_LABEL_CLASSES:
+        raise ValueError(
+            f"dataset {name!r}: labels reach {n_classes - 1}, more than {MAX_LABEL_CLASSES} classes; "
+            f"labels must be 0..classes-1"
+        )
+    missing = sorted(set(range(n_classes)) - {int(v) for v in np.unique(raw.y_train)})
+    if missing:
+        shown = ", ".join(map(str, missing[:5])) + (", ..." if len(missing) > 5 else "")
+        raise ValueError(
+            f"dataset {name!r}: labels run from 0 to {n_classes - 1} but {len(missing)} of these "
+            f"{n_classes} classes ({shown}) have no training sample; labels must be 0..classes-1"
+        )
+    return n_classes
 
 
 def _subset_indices(

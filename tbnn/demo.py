@@ -7,43 +7,37 @@ against biological statistics and draws a raster and the network-vs-biology pane
 
 from __future__ import annotations
 
-import shutil
 import time
 from pathlib import Path
 
-from .fileio import read_json
+from .fileio import output_dir, read_json, write_json
 
 __all__ = ["run_demo"]
 
 
-def run_demo(out: str | Path = "tbnn-demo", epochs: int = 20, seed: int = 0, progress: bool = True) -> dict:
-    """Run train → simulate → analyze → raster into ``out``; returns the simulation summary.
+def run_demo(out: str | Path = "tbnn-demo", epochs: int = 20, seed: int = 0, progress: bool = True,
+             overwrite: bool = False) -> dict:
+    """Run train -> simulate -> analyze -> raster into ``out``; returns the simulation summary.
 
-    ``out`` must be new, empty, or a previous demo directory (which is replaced).
+    ``out`` must be new or empty; an earlier demo there is replaced only with
+    ``overwrite=True``. Everything is built in a tbnn-owned temporary folder beside ``out``
+    (:func:`tbnn.fileio.output_dir`) and moved onto ``out`` when complete, so an
+    interrupted demo leaves ``out`` as it was (and never touches a user's files, such as a
+    folder named ``out.partial``).
     """
     from .analysis import analyze_run, raster_run
     from .sim import simulate
     from .train import train
 
     out = Path(out)
-    if out.exists():
-        if not out.is_dir():
-            raise ValueError(f"--out {out} exists and is not a directory.")
-        if any(out.iterdir()) and not (out / "demo.json").exists():
-            raise ValueError(f"--out {out} is not empty and holds no earlier demo; choose a new directory.")
     t0 = time.perf_counter()
-    staging = out.with_name(out.name + ".partial")
-    if staging.exists():
-        shutil.rmtree(staging)
-    run, sim, ana = staging / "run", staging / "sim", staging / "analysis"
-    metrics = train("digits", "tbn", run, epochs=epochs, seed=seed, progress=progress, timesteps=4)
-    summary = simulate(run, sim, mode="step", progress=progress)
-    analyze_run(sim, ana)
-    raster_run(sim, staging / "raster.png", samples="0:8")
-    (staging / "demo.json").write_text('{"kind": "tbnn-demo"}\n')
-    if out.exists():
-        shutil.rmtree(out)
-    staging.rename(out)
+    with output_dir(out, "demo", overwrite=overwrite) as staging:
+        run, sim, ana = staging / "run", staging / "sim", staging / "analysis"
+        metrics = train("digits", "tbn", run, epochs=epochs, seed=seed, progress=progress, timesteps=4)
+        summary = simulate(run, sim, mode="step", progress=progress)
+        analyze_run(sim, ana)
+        raster_run(sim, staging / "raster.png", samples="0:8")
+        write_json(staging / "demo.json", {"kind": "tbnn-demo", "epochs": epochs, "seed": seed})
     run, sim, ana = out / "run", out / "sim", out / "analysis"
     analysis = read_json(ana / "analysis.json", "analysis")
     seconds = time.perf_counter() - t0

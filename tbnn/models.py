@@ -59,6 +59,8 @@ class ModelConfig:
     encoding: str = "binary"
     weight_grid: str = "meanstd"
     beta: float = 0.9
+    threshold: float = 1.0
+    input_seed: int = 0
 
     def __post_init__(self) -> None:
         if self.image_shape is not None:
@@ -92,8 +94,12 @@ class ModelConfig:
         parse_sparsity(self.sparsity)
         if self.arch == "cnn" and self.image_shape is None and self.in_features < 4:
             raise ValueError("arch 'cnn' needs image_shape or a 1-D input of at least 4 features.")
-        if not 0 < self.beta <= 1:
+        if isinstance(self.beta, bool) or not isinstance(self.beta, (int, float)) or not 0 < self.beta <= 1:
             raise ValueError(f"beta must lie in (0, 1]; got {self.beta!r}.")
+        if (isinstance(self.threshold, bool) or not isinstance(self.threshold, (int, float))
+                or not math.isfinite(self.threshold) or self.threshold <= 0):
+            raise ValueError(f"threshold must be a finite number > 0; got {self.threshold!r}.")
+        check_int(self.input_seed, "input_seed", minimum=0)
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -218,8 +224,24 @@ class LIFNet(nn.Module):
     """snnTorch leaky integrate-and-fire baseline (``lif``): same widths, surrogate gradient.
 
     Input: Bernoulli rate code over ``T`` steps of the min-max scaled input
-    (``snntorch.spikegen.rate``); hidden: ``Linear``/``Conv`` → ``snn.Leaky(beta)`` with the
-    fast-sigmoid surrogate; logits: the read-out current averaged over the ``T`` steps.
+    (``snntorch.spikegen.rate``); hidden: ``Linear``/``Conv`` -> ``snn.Leaky(beta, threshold)``
+    with the fast-sigmoid surrogate; logits: the read-out current averaged over the ``T`` steps.
+    Membrane update (reset by subtraction, Eshraghian et al. 2023, snnTorch):
+
+    .. math::
+
+        U_t = \\beta U_{t-1} + I_t - S_{t-1}\\,\\theta, \\qquad S_t = [U_t > \\theta]
+
+    In training mode the input spikes are drawn from the global torch generator (seeded by
+    the training seed and saved in checkpoints, so a resumed run repeats them). In eval mode
+    they are drawn, sample by sample, from a ``torch.Generator`` seeded by ``cfg.input_seed``
+    and the sample's own values: the evaluation of a sample is the same in every call,
+    whatever the batch it is in and whatever the global random state.
+
+    >>> net = LIFNet(ModelConfig(model="lif", hidden=8, timesteps=3)).eval()
+    >>> x = torch.randn(5, 64)
+    >>> bool(torch.equal(net(x), net(x))) and bool(torch.equal(net(x)[2:], net(x[2:])))
+    True
     """
 
     def __init__(self, cfg: ModelConfig) -> None:
@@ -237,19 +259,40 @@ class LIFNet(nn.Module):
             else:
                 conv = nn.Conv1d if sp["kind"] == "conv1d" else nn.Conv2d
                 self.layers.append(conv(sp["in_"], sp["out"], sp["k"], stride=sp["stride"], padding=sp["pad"]))
-            self.lifs.append(snn.Leaky(beta=cfg.beta, spike_grad=surrogate.fast_sigmoid(slope=25)))
+            with torch.device("cpu"):  # scalar buffers; lets the net be built on the meta device
+                self.lifs.append(snn.Leaky(beta=cfg.beta, threshold=cfg.threshold,
+                                           spike_grad=surrogate.fast_sigmoid(slope=25)))
         self.readout = nn.Linear(math.prod(self.specs[-1]["out_shape"]), cfg.n_classes)
 
     @property
     def layer_names(self) -> list[str]:
         return ["input"] + [f"hidden{i + 1}" for i in range(len(self.layers))]
 
+    def _eval_uniform(self, x: Tensor) -> Tensor:
+        """Uniform draws ``[T, B, ...]``, each sample's from its own seeded generator."""
+        import hashlib
+
+        T = self.cfg.timesteps
+        host = x.detach().to("cpu", torch.float32).contiguous()
+        draws = []
+        for row in host:
+            h = hashlib.blake2b(row.numpy().tobytes(), digest_size=8,
+                                key=int(self.cfg.input_seed).to_bytes(8, "little"))
+            g = torch.Generator().manual_seed(int.from_bytes(h.digest(), "little") & (2**63 - 1))
+            draws.append(torch.rand((T, *row.shape), generator=g))
+        u = torch.stack(draws, 1) if draws else torch.empty((T, *x.shape))
+        return u.to(x.device)
+
     def encode(self, x: Tensor) -> Tensor:
         """Rate code ``[T, B, ...]`` of ``x`` min-max scaled per sample to ``[0, 1]``."""
         flat = x.flatten(1)
         lo, hi = flat.min(1, keepdim=True).values, flat.max(1, keepdim=True).values
         v = ((flat - lo) / (hi - lo).clamp_min(1e-12)).reshape(x.shape)
-        return (torch.rand(self.cfg.timesteps, *x.shape, device=x.device) < v).to(x.dtype)
+        if self.training:
+            u = torch.rand(self.cfg.timesteps, *x.shape, device=x.device)
+        else:
+            u = self._eval_uniform(x)
+        return (u < v).to(x.dtype)
 
     def forward(self, x: Tensor, mode: str | None = None, record: bool = False):
         x = x.reshape(x.shape[0], *self.cfg.input_shape)

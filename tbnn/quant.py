@@ -38,7 +38,7 @@ import torch
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
-from .validate import check_block, check_choice, check_lam
+from .validate import check_block, check_choice, check_lam, check_tensor, compute_in_float32
 
 __all__ = [
     "WEIGHT_BITS",
@@ -83,8 +83,7 @@ _TINY = 1e-12
 
 def check_finite(x: Tensor, name: str = "x") -> None:
     """Raise ``ValueError`` if ``x`` holds a NaN or an infinity."""
-    if not torch.is_tensor(x):
-        raise ValueError(f"{name} must be a torch.Tensor; got {type(x).__name__}.")
+    check_tensor(x, name, allow_empty_axis=-1)
     # a finite sum proves every element finite (one reduction, no boolean temporary); only
     # when it is not (a NaN, an inf, or an overflowing sum) is the element-wise test run
     if x.is_floating_point() and x.numel() and not bool(torch.isfinite(x.detach().sum())):
@@ -199,6 +198,7 @@ def ridge_fit(
     return gain, offset
 
 
+@compute_in_float32
 def ridge_dequantize(
     x: Tensor,
     q: Tensor,
@@ -878,6 +878,8 @@ def _validate_quantize(x, bits, method, block, lam, dim, sparsity, grid, target,
     _validate_common(lam, block, method, grid)
     if finite or not torch.is_tensor(x):
         check_finite(x, "x")
+    else:
+        check_tensor(x, "x", allow_empty_axis=dim if isinstance(dim, int) else None)
     dim = _check_dim(x, dim)
     if target not in ("x", "relu"):
         raise ValueError(f"target must be 'x' or 'relu'; got {target!r}.")
@@ -940,6 +942,7 @@ def quantize_reference(
     return BlockCodes(q=q, gain=gain, offset=offset, valid=valid, n=n, dim=dim, length=x.shape[dim])
 
 
+@compute_in_float32
 def fake_quantize(
     x: Tensor,
     bits: float = 1,
@@ -1018,6 +1021,7 @@ def blocked_code_matmul(xc: BlockCodes, wc: BlockCodes) -> Tensor:
     return out
 
 
+@compute_in_float32
 def quantized_matmul(
     x: Tensor,
     w: Tensor,

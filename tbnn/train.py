@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
@@ -20,29 +21,19 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
 from torch.utils.data import DataLoader
 
 from . import __version__
 from . import distributed as ddp
-from .checkpoint import (
-    RUN_KIND,
-    load_run_config,
-    load_state,
-    load_weights,
-    save_state,
-    save_weights,
-)
+from .checkpoint import FORMAT_VERSION, RUN_KIND, RunWriter, check_run_target, load_run_state
 from .data import Dataset, load_dataset
-from .fileio import write_json
+from .device import default_device, resolve_device
 from .models import ModelConfig, build_model, weight_storage_bits
 from .regularize import ActivityRegularizer, fraction_active
 from .userdata import as_training_data, check_logits
 
-__all__ = ["FORMAT_VERSION", "TrainConfig", "default_device", "evaluate", "fit", "model_config_for", "train"]
-
-#: Version of the run-folder layout; folders without the field (version 1) are still read.
-FORMAT_VERSION = 2
-
+__all__ = ["FORMAT_VERSION", "TrainConfig", "check_sparsity", "default_device", "evaluate", "fit", "model_config_for", "train"]
 
 @dataclass
 class TrainConfig:
@@ -76,11 +67,6 @@ class TrainConfig:
                              "regulariser) or neither.")
 
 
-def default_device() -> torch.device:
-    """CUDA when present, else the CPU."""
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-
-
 def model_config_for(ds: Dataset, **model_kwargs: Any) -> ModelConfig:
     """A :class:`ModelConfig` sized for a dataset (input features, image shape, classes)."""
     return ModelConfig(in_features=int(ds.input_shape[0]), image_shape=ds.image_shape,
@@ -94,7 +80,6 @@ def evaluate(model: nn.Module, data: Any, y: Tensor | None = None, batch: int = 
     ``data``: ``x`` with labels ``y``, or anything :func:`tbnn.fit` takes as data.
     """
     d = as_training_data((data, y) if y is not None else data, "test")
-    d, sharded = ddp.shard_data(d)  # under torchrun: this rank's part (a collective call)
     was = model.training
     model.eval()
     params = list(model.parameters())
@@ -106,8 +91,6 @@ def evaluate(model: nn.Module, data: Any, y: Tensor | None = None, batch: int = 
         loss += float(F.cross_entropy(logits, yb, reduction="sum"))
         correct += int((logits.argmax(1) == yb).sum())
         n += len(yb)
-    if sharded:
-        correct, loss, n = ddp.all_sum(correct, loss, n)
     model.train(was)
     return correct / n, loss / n
 
@@ -115,33 +98,6 @@ def evaluate(model: nn.Module, data: Any, y: Tensor | None = None, batch: int = 
 def _run_config(model_cfg: ModelConfig, tcfg: TrainConfig) -> dict[str, Any]:
     return {"kind": RUN_KIND, "format_version": FORMAT_VERSION, "tbnn_version": __version__,
             "model": model_cfg.to_dict(), "train": asdict(tcfg)}
-
-
-def _check_out(out: Path, run_cfg: dict[str, Any], resume: bool) -> bool:
-    """Decide whether ``out`` is new (False) or a run to resume (True); refuse anything else."""
-    if not out.exists():
-        if resume:
-            raise ValueError(f"--resume: {out} holds no run to resume.")
-        return False
-    if not out.is_dir():
-        raise ValueError(f"--out {out} exists and is not a directory.")
-    if not any(out.iterdir()):
-        return False
-    if not (out / "config.json").exists():
-        raise ValueError(f"--out {out} is not empty and holds no tbnn run; choose an empty or new directory.")
-    old = load_run_config(out)
-    if not resume:
-        raise ValueError(f"--out {out} already holds a run; choose another directory, or pass --resume to continue it.")
-    for section in ("model", "train"):
-        for key in sorted(set(old.get(section, {})) | set(run_cfg[section])):
-            a, b = old.get(section, {}).get(key), run_cfg[section].get(key)
-            if a == b:
-                continue
-            raise ValueError(
-                f"--resume: the run in {out} has {section} setting {key}={a!r}, this call asks for "
-                f"{b!r}; resume with the same settings or choose another --out."
-            )
-    return (out / "state.json").exists()
 
 
 def fit(
@@ -157,11 +113,14 @@ def fit(
     loss: Callable[[Tensor, Tensor], Tensor] | None = None,
     out: str | Path | None = None,
     resume: bool = False,
+    overwrite: bool = False,
     progress: bool = True,
     device: str | torch.device | None = None,
     desc: str | None = None,
     run_config: dict[str, Any] | None = None,
     _interrupt_at: tuple[int, int] | None = None,
+    _metrics: Callable[[nn.Module, list[dict[str, Any]], float], dict[str, Any]] | None = None,
+    _names: dict[str, str] | None = None,
 ) -> list[dict[str, Any]]:
     r"""Train any ``nn.Module`` on the user's data with the recipe of ``tbnn train``.
 
@@ -179,16 +138,22 @@ def fit(
         ``torch.utils.data.Dataset`` of ``(x, y)`` pairs or a ``DataLoader`` (used as is).
     epochs, lr, batch, seed, weight_decay : the recipe (``batch`` ignored for a DataLoader).
     loss : ``loss(logits, y) -> scalar``; e.g. cross-entropy plus an activity penalty.
-    out : a run folder to write (``config.json``, ``model.safetensors``, ``metrics.json``
-        and the resumable state); nothing is written without it.
-    resume : continue the incomplete run in ``out``.
-    device : where to train (default: where the model's parameters are).
+    out : a run folder to write (``config.json``, ``model.safetensors``, ``metrics.json``;
+        while training, ``checkpoint.safetensors``: the last finished epoch's whole state,
+        written as one atomic file); nothing is written without it. A folder holding
+        anything else is refused; a run there is refused unless ``resume`` or
+        ``overwrite``. One process at a time may write it (a lock).
+    resume : continue the incomplete run in ``out`` (same settings); ends with the same
+        weights, bit for bit, as an uninterrupted run, however the run was stopped.
+    overwrite : replace the run in ``out``: the new run is built beside it and swapped in
+        only when complete (the old one stays whole until then).
+    device : ``cpu``, ``cuda``, ``cuda:N`` or ``mps`` (default: where the model's
+        parameters are); refused in one sentence when this torch build lacks it.
 
-    Launched by ``torchrun`` (``WORLD_SIZE > 1``) the same call trains data-parallel
-    (:mod:`tbnn.distributed`): ``batch`` stays the *global* batch (each of the ``N`` ranks
-    takes ``batch / N`` samples of it; a ``batch`` not divisible by ``N`` is refused),
-    BatchNorm is synchronised, DDP averages the gradients, and only rank 0 shows progress
-    and writes ``out``; ``out`` must be on a file system every rank sees for ``resume``.
+    A last mini-batch of a single sample is skipped (BatchNorm cannot normalise one
+    sample in training mode); a ``batch`` larger than the training set is one batch.
+    A run that diverges or fails (not an interruption) leaves no folder behind, so the
+    same call can be made again; an interrupted one (Ctrl-C, a kill) can be resumed.
 
     Returns
     -------
@@ -226,53 +191,81 @@ def fit(
     train_data = as_training_data(train, "train")
     test_data = as_training_data(test, "test") if test is not None else None
     loss_fn = loss if loss is not None else F.cross_entropy
-    out_dir = Path(out) if out is not None else None
-    if out_dir is None and resume:
+    if resume and out is None:
         raise ValueError("resume=True needs out= (the run folder to continue).")
+    if overwrite and resume:
+        raise ValueError("resume and overwrite exclude each other: continue the run, or start it again.")
     params = list(model.parameters())
-    dev = torch.device(device) if device is not None else (params[0].device if params else torch.device("cpu"))
+    dev = resolve_device(device) if device is not None else (params[0].device if params else torch.device("cpu"))
     dev = ddp.device_for(dev)
     ddp.setup(dev)  # under torchrun: join the job (gloo / nccl)
-    resuming = False
-    if out_dir is not None:
+    writer, mode = None, None
+    if out is not None:
         cfg = run_config if run_config is not None else _custom_run_config(model, tcfg)
-        resuming = ddp.broadcast_check(_check_out, out_dir, cfg, resume)  # decided once, by rank 0
+        # decided once, by rank 0, before anything is written; only rank 0 writes (and locks)
+        mode = ddp.broadcast_check(check_run_target, Path(out), cfg, resume, overwrite, _names)
+        if ddp.is_main():
+            writer = RunWriter(out, cfg, resume=resume, overwrite=overwrite, names=_names)
+        ddp.broadcast_check(_open_writer, writer)
+    try:
+        history = _fit_loop(model, train_data, test_data, loss_fn, tcfg, dev, writer, mode,
+                            Path(out) if out is not None else None, progress,
+                            desc or f"fit {type(model).__name__}", _interrupt_at, _metrics)
+    except BaseException as err:
+        if writer is not None:
+            writer.__exit__(type(err), err, err.__traceback__)
+        raise
+    if writer is not None:
+        writer.__exit__(None, None, None)
+    return history
+
+
+def _open_writer(writer: RunWriter | None) -> None:
+    if writer is not None:
+        writer.__enter__()
+
+
+def _fit_loop(model, train_data, test_data, loss_fn, tcfg, dev, writer, mode, out_dir, progress, desc,
+              interrupt_at, extra_metrics) -> list[dict[str, Any]]:
+    epochs, batch, seed = tcfg.epochs, tcfg.batch, tcfg.seed
     model.to(dev)
     torch.manual_seed(seed)
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
+    opt = torch.optim.AdamW(model.parameters(), lr=tcfg.lr, weight_decay=tcfg.weight_decay)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs)
     gen = torch.Generator().manual_seed(seed)
     history: list[dict[str, Any]] = []
     start_epoch, train_seconds = 0, 0.0
-    if resuming:
-        assert out_dir is not None
-        meta = load_state(out_dir, opt, sched, gen)
-        load_weights(model, out_dir / "model.safetensors")
-        start_epoch, history, train_seconds = int(meta["epoch"]), list(meta["history"]), float(meta["train_seconds"])
-    elif out_dir is not None and ddp.is_main():
-        out_dir.mkdir(parents=True, exist_ok=True)
-        write_json(out_dir / "config.json", cfg)
+    if mode == "resume":  # every rank reads the same state; rank 0 alone writes
+        meta = load_run_state(out_dir, model, opt, sched, gen)
+        if meta is not None:
+            start_epoch, history = int(meta["epoch"]), list(meta["history"])
+            train_seconds = float(meta.get("train_seconds", 0.0))
+    n_train = len(train_data)
+    labels = train_data.tensors[1] if train_data.tensors is not None else None
+    single = ddp.world_size() == 1
     # under torchrun: synchronised BatchNorm and DDP (both no-ops in one process)
     synced = ddp.convert_sync_batchnorm(model, dev)
     net = ddp.wrap(model, dev)
 
-    bar = _progress(range(start_epoch, epochs), progress and ddp.is_main(),
-                    desc or f"fit {type(model).__name__}", epochs, start_epoch)
+    bar = _progress(range(start_epoch, epochs), progress and ddp.is_main(), desc, epochs, start_epoch)
     for epoch in bar:
         ddp.seed_epoch(seed, epoch)
         t0 = time.perf_counter()
         model.train()
         tot_loss, tot_correct, seen = 0.0, 0, 0
         for b, (xb, yb, weight) in enumerate(ddp.shard_batches(train_data, batch, gen)):
-            if _interrupt_at is not None and (epoch, b) == tuple(_interrupt_at):
+            if interrupt_at is not None and (epoch, b) == tuple(interrupt_at):
                 raise KeyboardInterrupt(f"simulated interruption at epoch {epoch}, batch {b}")
+            if single and len(yb) == 1 and b > 0:
+                continue  # a last batch of one sample: BatchNorm cannot normalise it
             xb, yb = xb.to(dev), yb.to(dev)
             logits = net(xb)
-            if b == 0 and epoch == start_epoch:
-                ddp.check_all(check_logits, logits, yb)  # every rank's labels, refused on all
+            if b == 0 and epoch == start_epoch:  # every rank's labels, refused on all
+                ddp.check_all(check_logits, logits, labels if labels is not None and single else yb)
             value = loss_fn(logits, yb)
             if not torch.isfinite(value):
-                raise FloatingPointError(f"training diverged: the loss is {value.item()} at epoch {epoch + 1}.")
+                raise FloatingPointError(f"training diverged: the loss is {value.item()} at epoch {epoch + 1} "
+                                         f"(try a smaller lr).")
             opt.zero_grad(set_to_none=True)
             (value * weight if weight != 1.0 else value).backward()
             opt.step()
@@ -284,6 +277,10 @@ def fit(
         seconds = time.perf_counter() - t0
         train_seconds += seconds
         test_acc, test_loss = evaluate(model, test_data) if test_data is not None else (None, None)
+        if not all(bool(torch.isfinite(p).all()) for p in model.parameters()) or (
+                test_loss is not None and not math.isfinite(test_loss)):
+            raise FloatingPointError(f"training diverged: the weights or the test loss are no longer finite after "
+                                     f"epoch {epoch + 1} (try a smaller lr).")
         rec = {"epoch": epoch + 1, "loss": tot_loss / max(seen, 1), "train_accuracy": tot_correct / max(seen, 1),
                "test_accuracy": test_acc, "test_loss": test_loss, "seconds": seconds}
         history.append(rec)
@@ -292,15 +289,43 @@ def fit(
             if test_acc is not None:
                 post["test"] = f"{test_acc:.3f}"
             bar.set_postfix(**post)
-        if out_dir is not None and ddp.is_main():
-            save_state(out_dir, epoch + 1, opt, sched, gen, history, train_seconds)
-            save_weights(model, out_dir / "model.safetensors")
+        if writer is not None:
+            writer.save(model, opt, sched, gen, {"epoch": epoch + 1, "history": history,
+                                                 "train_seconds": train_seconds, "samples": n_train})
     ddp.revert_sync_batchnorm(synced)
-    if out_dir is not None and ddp.is_main():
-        if not history[start_epoch:]:  # resumed a finished run: nothing new was trained
-            save_weights(model, out_dir / "model.safetensors")
-        write_json(out_dir / "metrics.json", _fit_metrics(history, train_seconds, epochs, seed, dev))
+    if writer is not None:
+        metrics = _fit_metrics(history, train_seconds, epochs, seed, dev)
+        if extra_metrics is not None:
+            metrics.update(extra_metrics(model, history, train_seconds))
+        writer.finish(model, metrics)
     return history
+
+
+def check_sparsity(model: nn.Module, sparsity: Any, name: str = "sparsity") -> None:
+    """Refuse an ``M:N`` pattern that prunes nothing (``M >= N``) or groups more weights than a layer has inputs.
+
+    >>> from tbnn.models import ModelConfig, build_model
+    >>> check_sparsity(build_model(ModelConfig(hidden=16, sparsity="2:4")), "2:4")
+    >>> check_sparsity(build_model(ModelConfig(hidden=16, sparsity="2:32")), "2:32")
+    Traceback (most recent call last):
+    ValueError: sparsity 'M:N' groups N=32 weights, more than layer layers.1 has inputs (16); choose N <= 16.
+    """
+    from .layers import TBLayer
+    from .quant import parse_sparsity
+
+    sp = parse_sparsity(sparsity)
+    if not isinstance(sp, tuple):
+        return
+    keep, group = sp
+    if keep >= group:
+        raise ValueError(f"{name} 'M:N' must keep fewer weights than it groups (M < N; {keep}:{group} prunes "
+                         f"nothing); got {sparsity!r}.")
+    for mod_name, mod in model.named_modules():
+        if isinstance(mod, TBLayer) and getattr(mod, "sparsity", None) is not None:
+            fan_in = mod.weight[0].numel()
+            if group > fan_in:
+                raise ValueError(f"{name} 'M:N' groups N={group} weights, more than layer {mod_name} has inputs "
+                                 f"({fan_in}); choose N <= {fan_in}.")
 
 
 def _fit_metrics(history: list[dict[str, Any]], train_seconds: float, epochs: int, seed: int,
@@ -336,11 +361,13 @@ def train(
     n_test: int | None = None,
     normalize: str = "auto",
     resume: bool = False,
+    overwrite: bool = False,
     progress: bool = True,
     device: str | torch.device | None = None,
     rate_target: float | None = None,
     rate_weight: float | None = None,
     _interrupt_at: tuple[int, int] | None = None,
+    _names: dict[str, str] | None = None,
     **model_kwargs: Any,
 ) -> dict[str, Any]:
     """Train a built-in model on a named dataset and return its metrics (``tbnn train``).
@@ -349,9 +376,12 @@ def train(
     ``npz:PATH``, ``idx:PATH``, ``synthetic``), builds the model from its config and runs
     :func:`fit`. ``model_kwargs`` are :class:`~tbnn.models.ModelConfig` fields (``arch``,
     ``hidden``, ``layers``, ``timesteps``, ``weight_bits``, ``sparsity``, ``lam``,
-    ``block``, ``encoding``, ...). With ``out`` the run is written there (refusing a
-    directory that holds another run unless ``resume``). Returns the metrics dict, with the
-    trained model under the key ``"net"`` (not written to ``metrics.json``).
+    ``block``, ``encoding``, ``beta``, ``threshold``, ...). With ``out`` the run is written
+    there under the rules of :func:`fit` (``resume``, ``overwrite``, one writer, one atomic
+    checkpoint per epoch). ``device``: ``cpu``, ``cuda``, ``cuda:N`` or ``mps`` (default:
+    CUDA when present). A ``batch`` larger than the training split is one batch (with a
+    warning). Returns the metrics dict, with the trained model under the key ``"net"``
+    (not written to ``metrics.json``).
 
     ``rate_target`` / ``rate_weight`` (``P``, ``W``): train with the activity regulariser
     (:class:`tbnn.regularize.ActivityRegularizer`), loss = cross-entropy + ``W`` (A - P)^2
@@ -364,36 +394,48 @@ def train(
     ddp.check_batch(batch)
     if rate_target is not None and model not in ("tbn", "ste"):
         raise ValueError(f"rate_target needs a temporal binary model (tbn or ste); got model {model!r}.")
+    dev = ddp.device_for(resolve_device(device))
     ds = load_dataset(dataset, seed=seed, n_train=n_train, n_test=n_test, normalize=normalize)
     mcfg = model_config_for(ds, model=model, **model_kwargs)
     run_cfg = _run_config(mcfg, tcfg)
-    dev = ddp.device_for(device if device is not None else default_device())
     ddp.setup(dev)  # under torchrun: join the job
-    if out is not None:
-        ddp.broadcast_check(_check_out, Path(out), run_cfg, resume)  # refuse before building anything
+    if out is not None:  # refuse before building anything
+        ddp.broadcast_check(check_run_target, Path(out), run_cfg, resume, overwrite, _names)
+    if batch > ds.n_train:
+        warnings.warn(f"batch {batch} is larger than the training split ({ds.n_train} samples): each epoch is one "
+                      f"batch of {ds.n_train}.", stacklevel=2)
     torch.manual_seed(seed)
-    net = build_model(mcfg).to(dev)
+    net = build_model(mcfg)
+    check_sparsity(net, mcfg.sparsity)
+    net = net.to(dev)
     reg = ActivityRegularizer(net, rate_target, rate_weight) if rate_target is not None else None
-    history = fit(net, (ds.x_train, ds.y_train), (ds.x_test, ds.y_test), epochs=epochs, lr=lr, batch=batch,
-                  seed=seed, weight_decay=weight_decay, loss=reg, out=out, resume=resume, progress=progress, device=dev,
-                  desc=f"train {model} on {ds.name}", run_config=run_cfg, _interrupt_at=_interrupt_at)
-    train_seconds = sum(h["seconds"] for h in history)
-    train_acc, _ = evaluate(net, ds.x_train, ds.y_train)
-    test_acc, test_loss = evaluate(net, ds.x_test, ds.y_test)
-    storage = weight_storage_bits(net)
-    metrics: dict[str, Any] = {
-        "dataset": ds.name, "model": model, "test_accuracy": test_acc, "test_loss": test_loss,
-        "train_accuracy": train_acc, "epochs": epochs, "train_seconds": train_seconds,
-        "seconds_per_epoch": train_seconds / max(1, len(history)), "history": history,
-        "weight_storage_bits": storage["total"], "weight_storage": storage,
-        "parameters": sum(p.numel() for p in net.parameters()), "device": str(dev), "seed": seed,
-        "processes": ddp.world_size(),
-    }
-    if reg is not None:
-        metrics["fraction_active"] = fraction_active(net, reg, ds.x_test)
-        reg.remove()
-    if out is not None and ddp.is_main():
-        write_json(Path(out) / "metrics.json", metrics)
+    final: dict[str, Any] = {}
+
+    def summary(net: nn.Module, history: list[dict[str, Any]], train_seconds: float) -> dict[str, Any]:
+        train_acc, _ = evaluate(net, ds.x_train, ds.y_train)
+        test_acc, test_loss = evaluate(net, ds.x_test, ds.y_test)
+        storage = weight_storage_bits(net)
+        final.update({
+            "dataset": ds.name, "model": model, "test_accuracy": test_acc, "test_loss": test_loss,
+            "train_accuracy": train_acc, "epochs": epochs, "train_seconds": train_seconds,
+            "seconds_per_epoch": train_seconds / max(1, len(history)), "history": history,
+            "weight_storage_bits": storage["total"], "weight_storage": storage,
+            "parameters": sum(p.numel() for p in net.parameters()), "device": str(dev), "seed": seed,
+            "processes": ddp.world_size(),
+        })
+        if reg is not None:
+            final["fraction_active"] = fraction_active(net, reg, ds.x_test)
+        return final
+
+    try:
+        history = fit(net, (ds.x_train, ds.y_train), (ds.x_test, ds.y_test), epochs=epochs, lr=lr, batch=batch,
+                      seed=seed, weight_decay=weight_decay, loss=reg, out=out, resume=resume, overwrite=overwrite,
+                      progress=progress, device=dev, desc=f"train {model} on {ds.name}", run_config=run_cfg,
+                      _interrupt_at=_interrupt_at, _metrics=summary, _names=_names)
+        metrics = dict(final) if final else summary(net, history, sum(h["seconds"] for h in history))
+    finally:
+        if reg is not None:
+            reg.remove()
     metrics["net"] = net
     return metrics
 

@@ -180,6 +180,13 @@ def _ranks_of(launcher: subprocess.Popen) -> dict[int, int]:
     return found
 
 
+def _state(run):
+    """The meta (epoch, history) of a run's checkpoint, from the safetensors header."""
+    from tbnn.checkpoint import CHECKPOINT_NAME, read_header
+
+    return json.loads(read_header(run / CHECKPOINT_NAME)[1]["state"])["meta"]
+
+
 @pytest.mark.skipif(not Path("/proc").is_dir(), reason="finds the ranks through /proc")
 def test_killed_rank_ends_the_job_quickly_then_resume_continues(tmp_path):
     out = tmp_path / "run"
@@ -188,7 +195,7 @@ def test_killed_rank_ends_the_job_quickly_then_resume_continues(tmp_path):
                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + LIMIT
-        while not (out / "state.json").exists() and time.monotonic() < deadline and job.poll() is None:
+        while not (out / "checkpoint.safetensors").exists() and time.monotonic() < deadline and job.poll() is None:
             time.sleep(0.2)
         assert job.poll() is None, job.communicate()[1][-2000:]
         ranks = _ranks_of(job)
@@ -205,7 +212,7 @@ def test_killed_rank_ends_the_job_quickly_then_resume_continues(tmp_path):
     assert err.count("tbnn train: error:") == 1, err[-3000:]
     assert str(ROOT / "tbnn") not in err  # no traceback from tbnn's code
     assert not [p.name for p in out.iterdir() if p.name.endswith(".tmp")]  # no half-written file
-    state = json.loads((out / "state.json").read_text())
+    state = _state(out)
     done = state["epoch"]
     assert 1 <= done < 12
     res = _run([sys.executable, *args, "--resume", "--quiet"], tmp_path)  # one process continues it
@@ -225,7 +232,7 @@ def test_hung_rank_ends_the_job_after_the_collective_timeout(tmp_path):
                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + LIMIT
-        while not (out / "state.json").exists() and time.monotonic() < deadline and job.poll() is None:
+        while not (out / "checkpoint.safetensors").exists() and time.monotonic() < deadline and job.poll() is None:
             time.sleep(0.2)
         ranks = _ranks_of(job)
         os.kill(ranks[1], signal.SIGSTOP)
@@ -251,7 +258,7 @@ def test_resume_is_bit_identical_at_the_same_world_size_and_continues_across_siz
 
     job(2, str(tmp_path / "full"))
     job(2, str(tmp_path / "cut"), "1,3")  # every rank stops at epoch 1, batch 3
-    assert json.loads((tmp_path / "cut" / "state.json").read_text())["epoch"] == 1
+    assert _state(tmp_path / "cut")["epoch"] == 1
     job(2, str(tmp_path / "cut"), "", "resume")
     a, b = load_file(tmp_path / "full" / "model.safetensors"), load_file(tmp_path / "cut" / "model.safetensors")
     assert all(torch.equal(a[k], b[k]) for k in a)

@@ -9,6 +9,7 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
+from tbnn.checkpoint import checkpoint_epoch
 from tbnn.cli import main
 from tbnn.train import train
 
@@ -68,9 +69,8 @@ def test_resume_after_interruption_matches_uninterrupted(tmp_path):
     ref = train("digits", "tbn", tmp_path / "ref", epochs=3, hidden=32, seed=1, **SMALL)
     with pytest.raises(KeyboardInterrupt):
         train("digits", "tbn", tmp_path / "cut", epochs=3, hidden=32, seed=1, _interrupt_at=(1, 2), **SMALL)
-    state = json.loads((tmp_path / "cut" / "state.json").read_text())
-    assert state["epoch"] == 1  # the interrupted epoch was not committed
-    with pytest.raises(ValueError, match="already holds a run"):
+    assert checkpoint_epoch(tmp_path / "cut") == 1  # the interrupted epoch was not committed
+    with pytest.raises(ValueError, match="already holds a run, interrupted after epoch 1; pass resume=True"):
         train("digits", "tbn", tmp_path / "cut", epochs=3, hidden=32, seed=1, **SMALL)
     res = train("digits", "tbn", tmp_path / "cut", epochs=3, hidden=32, seed=1, resume=True, **SMALL)
     wr, wc = _weights(tmp_path / "ref"), _weights(tmp_path / "cut")
@@ -89,14 +89,16 @@ def test_resume_with_other_settings_is_refused(tmp_path):
 
 def test_truncated_and_foreign_state_refused(tmp_path):
     run = tmp_path / "r"
-    train("digits", "tbn", run, epochs=1, hidden=32, **SMALL)
-    data = (run / "state.safetensors").read_bytes()
-    (run / "state.safetensors").write_bytes(data[: len(data) // 2])
+    with pytest.raises(KeyboardInterrupt):
+        train("digits", "tbn", run, epochs=2, hidden=32, _interrupt_at=(1, 0), **SMALL)
+    ckpt = run / "checkpoint.safetensors"
+    data = ckpt.read_bytes()
+    ckpt.write_bytes(data[: len(data) // 2])
     with pytest.raises(ValueError, match="truncated or not a safetensors file"):
-        train("digits", "tbn", run, epochs=1, hidden=32, resume=True, **SMALL)
-    save_file({"x": torch.zeros(3)}, str(run / "state.safetensors"))
-    with pytest.raises(ValueError, match="training state"):
-        train("digits", "tbn", run, epochs=1, hidden=32, resume=True, **SMALL)
+        train("digits", "tbn", run, epochs=2, hidden=32, resume=True, **SMALL)
+    save_file({"x": torch.zeros(3)}, str(ckpt))
+    with pytest.raises(ValueError, match="training state .* is not a tbnn checkpoint"):
+        train("digits", "tbn", run, epochs=2, hidden=32, resume=True, **SMALL)
 
 
 def test_cli_train_writes_run_and_meets_accuracy(tmp_path, capsys):
