@@ -155,6 +155,6 @@ def cached_arrays(name: str, params: Mapping[str, Any], make: Callable[[], Mappi
     if path is not None:
         try:
             write_cached(path, key, arrays)
-        except OSError:  # a read-only or full disk: run without the cache
+        except (OSError, ValueError):  # a read-only or full disk (one sentence from fileio): run uncached
             pass
     return arrays

@@ -43,11 +43,14 @@ from torch import nn
 from .fileio import (
     FolderLock,
     atomic_write,
+    canonical_json,
     clean_stale_temps,
     json_safe,
     os_errors,
     read_json,
+    read_sealed_json,
     write_json,
+    write_sealed_json,
 )
 
 __all__ = [
@@ -56,10 +59,6 @@ __all__ = [
     "CHECKPOINT_NAME",
     "RunLock",
     "tensor_digest",
-    "json_digest",
-    "seal_json",
-    "write_sealed_json",
-    "read_sealed_json",
     "save_tensors",
     "load_tensors",
     "read_header",
@@ -111,19 +110,6 @@ class RunLock(FolderLock):
 # ----------------------------------------------------------------------------- digests
 
 
-def _canonical(obj: Any) -> bytes:
-    return json.dumps(obj, sort_keys=True, separators=(",", ":"), allow_nan=False).encode("utf-8")
-
-
-def json_digest(obj: Any) -> str:
-    """SHA-256 (hex) of ``obj``'s canonical JSON (sorted keys, no spaces).
-
-    >>> json_digest({"b": 1, "a": [1.5, None]}) == json_digest({"a": [1.5, None], "b": 1})
-    True
-    """
-    return hashlib.sha256(_canonical(obj)).hexdigest()
-
-
 def tensor_digest(tensors: dict[str, torch.Tensor], config: Any = None) -> str:
     """SHA-256 (hex) over tensors (names, dtypes, shapes, bytes, in name order) and ``config``.
 
@@ -137,38 +123,13 @@ def tensor_digest(tensors: dict[str, torch.Tensor], config: Any = None) -> str:
     False
     """
     h = hashlib.sha256()
-    h.update(_canonical(config))
+    h.update(canonical_json(config))
     for name in sorted(tensors):
         t = tensors[name].detach().to("cpu").contiguous()
-        h.update(_canonical([name, str(t.dtype), list(t.shape)]))
+        h.update(canonical_json([name, str(t.dtype), list(t.shape)]))
         if t.numel():
             h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
     return h.hexdigest()
-
-
-def seal_json(obj: dict[str, Any]) -> dict[str, Any]:
-    """``obj`` with a ``sha256`` field over the rest of it (NaN stored as ``null``)."""
-    body = json_safe({k: v for k, v in obj.items() if k != "sha256"})
-    return {**body, "sha256": json_digest(body)}
-
-
-def write_sealed_json(path: str | Path, obj: dict[str, Any]) -> Path:
-    """Write ``obj`` as JSON with its ``sha256`` (see :func:`seal_json`), atomically."""
-    return write_json(path, seal_json(obj))
-
-
-def read_sealed_json(path: str | Path, what: str) -> dict[str, Any]:
-    """Read a JSON object and verify its ``sha256`` field when it has one."""
-    path = Path(path)
-    obj = read_json(path, what)
-    if not isinstance(obj, dict):
-        raise ValueError(f"{what} {path} must hold a JSON object; got {type(obj).__name__}.")
-    if "sha256" in obj:
-        body = {k: v for k, v in obj.items() if k != "sha256"}
-        if not isinstance(obj["sha256"], str) or json_digest(body) != obj["sha256"]:
-            raise ValueError(f"{what} {path} fails its checksum (field sha256): the file was changed or "
-                             f"corrupted after tbnn wrote it.")
-    return obj
 
 
 # ---------------------------------------------------------------------- tensor files

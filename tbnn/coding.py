@@ -52,7 +52,7 @@ from .quant import (
     ridge_fit,
     to_blocks,
 )
-from .validate import check_block, check_choice, check_int, check_lam
+from .validate import check_block, check_choice, check_int, check_lam, check_tensor, compute_in_float32
 
 __all__ = ["SCHEMES", "SpikeCode", "SpikeTrainError", "encode", "encode_unchecked", "decode", "step_weights",
            "check_timesteps"]
@@ -274,6 +274,7 @@ class SpikeCode:
         return ridge_fit(xb, qb, valid, n, self.lam, self.affine)
 
 
+@compute_in_float32
 def encode(
     x: Tensor,
     timesteps: int,
@@ -304,6 +305,7 @@ def encode(
 
     Returns a :class:`SpikeCode`; ``code.spikes`` is ``[T, *x.shape]`` boolean.
     """
+    check_tensor(x, "x", allow_empty_axis=x.dim() - 1 if isinstance(x, Tensor) and x.dim() else None)
     _validate(timesteps, scheme, block, lam, grid, x)
     check_choice(target, ("x", "relu"), "target")
     check_choice(method, METHODS, "method")

@@ -25,6 +25,7 @@ import ctypes
 import ctypes.util
 import errno
 import fcntl
+import hashlib
 import json
 import math
 import os
@@ -37,6 +38,11 @@ from typing import Any, BinaryIO
 
 __all__ = [
     "FAULT_HOOK",
+    "canonical_json",
+    "json_digest",
+    "seal_json",
+    "read_sealed_json",
+    "write_sealed_json",
     "MAX_JSON_BYTES",
     "OUTPUT_MARKERS",
     "FolderLock",
@@ -552,3 +558,45 @@ def output_file(path: str | os.PathLike, overwrite: bool = False, flag: str = "-
         with contextlib.suppress(OSError):
             tmp.unlink()
         raise
+
+
+# ----------------------------------------------------------------------------- sealed JSON
+
+
+def canonical_json(obj: Any) -> bytes:
+    """``obj`` as canonical JSON bytes (sorted keys, no spaces, no NaN): what the digests hash."""
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), allow_nan=False).encode("utf-8")
+
+
+def json_digest(obj: Any) -> str:
+    """SHA-256 (hex) of ``obj``'s canonical JSON (sorted keys, no spaces).
+
+    >>> json_digest({"b": 1, "a": [1.5, None]}) == json_digest({"a": [1.5, None], "b": 1})
+    True
+    """
+    return hashlib.sha256(canonical_json(obj)).hexdigest()
+
+
+def seal_json(obj: dict[str, Any]) -> dict[str, Any]:
+    """``obj`` with a ``sha256`` field over the rest of it (NaN stored as ``null``)."""
+    body = json_safe({k: v for k, v in obj.items() if k != "sha256"})
+    return {**body, "sha256": json_digest(body)}
+
+
+def write_sealed_json(path: str | Path, obj: dict[str, Any]) -> Path:
+    """Write ``obj`` as JSON with its ``sha256`` (see :func:`seal_json`), atomically."""
+    return write_json(path, seal_json(obj))
+
+
+def read_sealed_json(path: str | Path, what: str) -> dict[str, Any]:
+    """Read a JSON object and verify its ``sha256`` field when it has one."""
+    path = Path(path)
+    obj = read_json(path, what)
+    if not isinstance(obj, dict):
+        raise ValueError(f"{what} {path} must hold a JSON object; got {type(obj).__name__}.")
+    if "sha256" in obj:
+        body = {k: v for k, v in obj.items() if k != "sha256"}
+        if not isinstance(obj["sha256"], str) or json_digest(body) != obj["sha256"]:
+            raise ValueError(f"{what} {path} fails its checksum (field sha256): the file was changed or "
+                             f"corrupted after tbnn wrote it.")
+    return obj

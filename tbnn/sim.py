@@ -44,9 +44,10 @@ from torch import Tensor, nn
 
 from . import distributed as ddp
 from . import engine
-from .checkpoint import load_run_config, load_weights
-from .fileio import write_json
-from .models import LIFNet, ModelConfig, build_model, weight_storage_bits
+from .checkpoint import check_dataset, read_run
+from .device import resolve_device
+from .fileio import file_sha256, output_dir, write_sealed_json
+from .models import LIFNet, build_model, weight_storage_bits
 from .neurons import TemporalBinary
 from .session import SESSION_MODES, SimulationSession
 from .spikefile import save_spikes
@@ -60,19 +61,15 @@ FORMAT_VERSION = 2
 
 
 def load_run(run_dir: str | Path, device: str | torch.device = "cpu") -> tuple[nn.Module, dict[str, Any]]:
-    """Rebuild a trained model from its run directory (eval mode) and return it with its config."""
-    run_dir = Path(run_dir)
-    cfg = load_run_config(run_dir)
-    model_cfg = cfg["model"]
-    if isinstance(model_cfg, dict) and "class" in model_cfg:
-        raise ValueError(f"{run_dir} holds a custom model ({model_cfg['class']}) trained by tbnn.fit; build it with "
-                         "its own class, tbnn.load_weights(model, path), then tbnn.simulate(model, x).")
-    try:
-        mcfg = ModelConfig.from_dict(model_cfg)
-    except (TypeError, ValueError) as err:
-        raise ValueError(f"{run_dir / 'config.json'} holds an invalid model config: {err}") from None
+    """Rebuild a trained model from its run directory (eval mode) and return it with its config.
+
+    The config, the weights' header (names, shapes, stored hyperparameters) and the
+    checksums are checked before anything large is allocated
+    (:func:`tbnn.checkpoint.read_run`).
+    """
+    cfg, mcfg, state = read_run(run_dir)
     model = build_model(mcfg)
-    load_weights(model, run_dir / "model.safetensors")
+    model.load_state_dict(state)
     return model.to(device).eval(), cfg
 
 
@@ -99,20 +96,25 @@ class SimulationResult:
     timesteps: int = 1
     extra: dict[str, Any] = field(default_factory=dict)
 
-    def save(self, out: str | os.PathLike) -> Path:
-        """Write ``simulation.json`` and ``spikes.npz`` (what ``tbnn analyze`` / ``tbnn raster`` read)."""
+    def save(self, out: str | os.PathLike, overwrite: bool = False) -> Path:
+        """Write ``simulation.json`` and ``spikes.npz`` (what ``tbnn analyze`` / ``tbnn raster`` read).
+
+        Written as one set: built beside ``out`` and moved in complete; ``simulation.json``
+        carries its own SHA-256 and the archive's (``spikes_sha256``), checked by the readers.
+        ``out`` must be new or empty, or a simulation output replaced with ``overwrite=True``.
+        """
         out = Path(out)
         if not ddp.is_main():  # under torchrun rank 0 writes (every rank holds the merged result)
             return out
-        if out.exists() and not out.is_dir():
-            raise ValueError(f"out {out} exists and is not a directory.")
-        out.mkdir(parents=True, exist_ok=True)
-        if self.spikes:
-            n = next(iter(self.spikes.values())).shape[0]
-            labels = self.labels[:n] if self.labels is not None else np.full(n, -1, dtype=np.int64)
-            save_spikes(out / "spikes.npz", self.spikes, labels=labels, predictions=self.predictions[:n],
-                        timesteps=self.timesteps, dt_ms=self.dt_ms)
-        write_json(out / "simulation.json", self.summary)
+        with output_dir(out, "simulation", overwrite=overwrite, flag="out") as tmp:
+            summary = dict(self.summary)
+            if self.spikes:
+                n = next(iter(self.spikes.values())).shape[0]
+                labels = self.labels[:n] if self.labels is not None else None
+                save_spikes(tmp / "spikes.npz", self.spikes, labels=labels, predictions=self.predictions[:n],
+                            timesteps=self.timesteps, dt_ms=self.dt_ms)
+                summary["spikes_sha256"] = file_sha256(tmp / "spikes.npz")
+            write_sealed_json(tmp / "simulation.json", summary)
         return out
 
 
@@ -307,6 +309,7 @@ def simulate_run(
     record_samples: int | None = None,
     record_layers: list[str] | None = None,
     device: str | torch.device = "cpu",
+    overwrite: bool = False,
 ) -> dict[str, Any]:
     """Simulate a run folder written by ``tbnn train``; write ``simulation.json`` and ``spikes.npz`` to ``out``.
 
@@ -321,12 +324,7 @@ def simulate_run(
         raise ValueError(f"split must be 'test' or 'train'; got {split!r}.")
     _check_int(limit, "limit", allow_none=True)
     _check_int(batch, "batch")
-    try:
-        dev = ddp.device_for(device)  # cuda -> cuda:LOCAL_RANK under torchrun
-    except (RuntimeError, TypeError):
-        raise ValueError(f"device must be cpu, cuda, cuda:N or mps; got {device!r}.") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {device!r}: this torch build or machine has no CUDA GPU.")
+    dev = ddp.device_for(resolve_device(device))  # checked; cuda -> cuda:LOCAL_RANK under torchrun
     model, cfg = load_run(run_dir, dev)
     tcfg = cfg.get("train", {})
     if model.cfg.model == "float":
@@ -335,6 +333,7 @@ def simulate_run(
 
     ds = load_dataset(tcfg.get("dataset", "digits"), seed=tcfg.get("seed", 0), n_train=tcfg.get("n_train"),
                       n_test=tcfg.get("n_test"), normalize=tcfg.get("normalize", "auto"))
+    check_dataset(model.cfg, ds, Path(run_dir) / "config.json")
     x, y = (ds.x_test, ds.y_test) if split == "test" else (ds.x_train, ds.y_train)
     if limit is not None:
         x, y = x[:limit], y[:limit]
@@ -343,7 +342,7 @@ def simulate_run(
     res.summary = {"run": str(run_dir), "split": split, **res.summary,
                    "wall_seconds": time.perf_counter() - t_wall}
     if out is not None and ddp.is_main():
-        res.save(out)
+        res.save(out, overwrite=overwrite)
     return res.summary
 
 

@@ -52,6 +52,7 @@ from __future__ import annotations
 import math
 import os
 import zipfile
+import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -489,6 +490,16 @@ def load_spikes(path: str | os.PathLike) -> SpikeRecord:
         raise ValueError(f"spikes archive {path} does not exist; pass the spikes.npz written "
                          "by `tbnn simulate` (or any .npz of boolean [samples, T, neurons] "
                          "arrays) or its folder.")
+    try:
+        return _read_archive(path)
+    except (zlib.error, zipfile.BadZipFile, EOFError) as exc:
+        raise ValueError(f"spikes archive {path} is corrupt ({exc}).") from None
+    except OSError as exc:
+        raise ValueError(f"spikes archive {path} cannot be read ({exc}).") from None
+
+
+def _read_archive(path: Path) -> SpikeRecord:
+    """:func:`load_spikes` once the path is known to be a file."""
     try:
         npz = np.load(path, allow_pickle=False)
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:

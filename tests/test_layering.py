@@ -16,7 +16,8 @@ LEVEL = {"tbnn.fileio": 0, "tbnn.spikefile": 1, "tbnn.style": 1, "tbnn.plot": 2,
          "tbnn.analysis.variability": 3, "tbnn.analysis.correlation": 3,
          "tbnn.analysis.sparseness": 3, "tbnn.analysis.catalogue": 4, "tbnn.analysis.energy": 4,
          "tbnn.analysis.runfiles": 2, "tbnn.analysis.markdown": 3, "tbnn.analysis.figures": 5,
-         "tbnn.analysis.raster": 5, "tbnn.analysis.report": 6, "tbnn.analysis": 7}
+         "tbnn.analysis.raster": 5, "tbnn.analysis.report": 6, "tbnn.analysis": 7,
+         "tbnn.recording": 1, "tbnn.analysis.recording_measures": 5, "tbnn.analysis.recording_figure": 5}
 
 
 def _module(path: Path) -> str:

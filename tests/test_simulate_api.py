@@ -222,3 +222,26 @@ def test_simulate_refusals(kwargs, msg):
         tbnn.simulate(nn.Linear(8, 3), torch.randn(4, 8))
     with pytest.raises(ValueError, match="NaN or infinite"):
         tbnn.simulate(net, torch.full((4, 8), float("nan")))
+
+
+def test_saved_pair_is_one_set_and_checked(skipnet, tmp_path, capsys):
+    net, x, y = skipnet
+    res = tbnn.simulate(net, x[:20], labels=y[:20])
+    out = tmp_path / "sim"
+    res.save(out)
+    with pytest.raises(ValueError, match="already"):
+        res.save(out)  # an existing output is replaced only with overwrite=True
+    res.save(out, overwrite=True)
+    summary = json.loads((out / "simulation.json").read_text())
+    assert "spikes_sha256" in summary and "sha256" in summary
+    # another archive put beside the summary is refused by the readers
+    other = tbnn.simulate(net, x[20:40], labels=y[20:40])
+    other.save(tmp_path / "other")
+    (out / "spikes.npz").write_bytes((tmp_path / "other" / "spikes.npz").read_bytes())
+    assert main(["analyze", str(out), "--out", str(tmp_path / "an")]) == 2
+    assert "spikes_sha256" in capsys.readouterr().err and not (tmp_path / "an").exists()
+    # an edited summary fails its own checksum
+    summary["accuracy"] = 1.0
+    (out / "simulation.json").write_text(json.dumps(summary))
+    assert main(["analyze", str(out), "--out", str(tmp_path / "an")]) == 2
+    assert "fails its checksum" in capsys.readouterr().err

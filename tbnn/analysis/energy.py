@@ -7,13 +7,13 @@ and Davies et al. 2018, IEEE Micro 38:82.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from pathlib import Path
 from typing import Any
 
 from tbnn.analysis import sparseness as sp
+from tbnn.fileio import file_sha256, read_sealed_json
 from tbnn.spikefile import SpikeRecord
 
 __all__ = ["energy_accounting", "read_simulation", "simulation_fanout"]
@@ -35,12 +35,20 @@ def read_simulation(path: str | os.PathLike) -> dict[str, Any] | None:
         path = path / "simulation.json"
     if not path.is_file():
         return None
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ValueError(f"{path} is not a readable simulation.json ({exc}).") from None
-    if not isinstance(data, dict):
-        raise ValueError(f"{path} must hold a JSON object, got {type(data).__name__}.")
+    data = read_sealed_json(path, "simulation")
+    spikes = path.parent / "spikes.npz"
+    want = data.get("spikes_sha256")
+    if want is not None and spikes.is_file() and file_sha256(spikes) != want:
+        raise ValueError(f"{spikes} does not match {path} (field spikes_sha256): the archive was changed or "
+                         "replaced after tbnn wrote the pair.")
+    for key in ("samples", "timesteps"):
+        v = data.get(key)
+        if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
+            raise ValueError(f"{path} field {key} must be an integer >= 1; got {v!r}.")
+    for key in ("accuracy", "forward_agreement"):
+        v = data.get(key)
+        if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v <= 1):
+            raise ValueError(f"{path} field {key} must be a number in [0, 1]; got {v!r}.")
     return data
 
 

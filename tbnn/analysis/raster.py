@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from tbnn import plot
+from tbnn.fileio import output_file
 from tbnn.analysis.runfiles import resolve_archive, select_layers
 from tbnn.spikefile import load_spikes
 from tbnn.style import FORMATS
@@ -48,7 +49,7 @@ def parse_sample_range(samples: Any, S: int) -> tuple[int, int]:
 def raster_run(simdir: str | os.PathLike, out_png: str | os.PathLike, layer: str | None = None,
                sample: int | None = None, samples: str | None = None, *,
                sort_by_rate: bool = False, neurons: int | None = None, select: str = "even",
-               formats: tuple[str, ...] = ()) -> Path:
+               formats: tuple[str, ...] = (), overwrite: bool = False) -> Path:
     """Draw a raster of a recorded run to ``out_png``: one panel per layer, neurons
     subsampled by :func:`tbnn.plot.subsample_neurons` and the rule stated in the title.
 
@@ -74,6 +75,8 @@ def raster_run(simdir: str | os.PathLike, out_png: str | os.PathLike, layer: str
         Which neurons: evenly spaced indices or the most active.
     formats : tuple of str
         Also write these vector formats (``"svg"``, ``"pdf"``) next to the PNG.
+    overwrite : bool
+        Replace existing files (each written complete, then renamed over the old one).
 
     Returns
     -------
@@ -105,6 +108,8 @@ def raster_run(simdir: str | os.PathLike, out_png: str | os.PathLike, layer: str
     for f in formats:
         if f not in FORMATS:
             raise ValueError(f"formats must be among svg, pdf, got {f!r}.")
+        if out.with_suffix(f".{f}").exists() and not overwrite:
+            raise ValueError(f"out_png: {out.with_suffix(f'.{f}')} already exists; pass overwrite=True to replace it.")
     if sample is not None and samples is not None:
         raise ValueError("give either sample or samples, not both.")
     if sample is not None:
@@ -128,6 +133,8 @@ def raster_run(simdir: str | os.PathLike, out_png: str | os.PathLike, layer: str
     fig = plot.raster(data, dt_ms=rec.dt_ms if rec.dt_declared else None,
                       sort_by_rate=sort_by_rate, title=prefix,
                       sample_offset=a, neurons=neurons, select=select)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    plot.save_figure(fig, out, formats=tuple(formats))
+    with output_file(out, overwrite=overwrite, flag="out_png") as tmp:
+        plot.save_figure(fig, tmp, formats=tuple(formats))
+        for f in formats:  # vector copies are written beside the temporary PNG, under its name
+            os.replace(tmp.with_suffix(f".{f}"), out.with_suffix(f".{f}"))
     return out

@@ -56,10 +56,11 @@ from typing import Any
 
 import numpy as np
 
-from tbnn.analysis.rates import check_dt, check_spikes
+from tbnn.analysis.catalogue import analyze_spikes, summarize
 from tbnn.analysis.reference import REFERENCES, verdict
 from tbnn.analysis.sparseness import vinje_gallant
 from tbnn.recording import Recording
+from tbnn.spikefile import check_dt, check_spikes
 
 __all__ = ["STATISTICS", "compare_with_recording", "recording_measures"]
 
@@ -75,24 +76,9 @@ STATISTICS: dict[str, str] = {
 _NULL_NOTE = "Poisson process at each unit's own rate"
 
 
-def _summary(values: Any) -> dict[str, float | int]:
-    v = np.asarray(values, dtype=float).ravel()
-    nan = np.isnan(v)
-    d = v[~nan]
-    if d.size:
-        out: dict[str, Any] = {"mean": float(d.mean()), "median": float(np.median(d)),
-                               "std": float(d.std()), "min": float(d.min()),
-                               "max": float(d.max())}
-    else:
-        out = {k: float("nan") for k in ("mean", "median", "std", "min", "max")}
-    out["n"] = int(d.size)
-    out["n_nan"] = int(nan.sum())
-    return out
-
-
 def _entry(key: str, values: Any, null_value: float, note: str = _NULL_NOTE) -> dict[str, Any]:
     vals = np.asarray(values, dtype=float).ravel()
-    s = _summary(vals)
+    s = summarize(vals)
     stat = STATISTICS[key]
     return {"values": vals, "statistic": stat, "value": s[stat], "summary": s,
             "null": {"value": float(null_value), "note": note}}
@@ -355,7 +341,6 @@ def compare_with_recording(network: Any, recording: Recording, dt_ms: float, *,
             raise ValueError(f"dt_ms ({dt:g}) must equal the network analysis's dt_ms "
                              f"({float(net['dt_ms']):g}).")
     else:
-        from tbnn.analysis.report import analyze_spikes
 
         net = analyze_spikes(check_spikes(network, "network", ndims=(3,)), dt, labels)
     T = int(net.get("timesteps", 1))

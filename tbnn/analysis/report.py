@@ -69,6 +69,7 @@ from tbnn.analysis.runfiles import (
     to_json,
     write_bytes,
 )
+from tbnn.fileio import output_dir
 from tbnn.spikefile import check_dt, check_positive_int, load_spikes
 from tbnn.style import FORMATS
 
@@ -81,7 +82,8 @@ ANALYSIS_VERSION = 1
 def analyze_run(simdir: str | os.PathLike, out: str | os.PathLike, dt_ms: float | None = None,
                 layer: str | None = None, *, seed: int = 0, bin_steps: int = 1,
                 max_pair_neurons: int = 512, neurons: int | None = None,
-                formats: tuple[str, ...] = (), recording: str | os.PathLike | None = None) -> dict[str, Any]:
+                formats: tuple[str, ...] = (), recording: str | os.PathLike | None = None,
+                overwrite: bool = False) -> dict[str, Any]:
     """Analyse a recorded run and write ``out/analysis.json``, ``out/report.md`` and figures.
 
     Parameters
@@ -104,6 +106,9 @@ def analyze_run(simdir: str | os.PathLike, out: str | os.PathLike, dt_ms: float 
         Neurons per layer in the raster (default :data:`tbnn.plot.RASTER_NEURONS`).
     formats : tuple of str
         Also write every figure in these vector formats (``"svg"``, ``"pdf"``).
+    overwrite : bool
+        Replace an earlier analysis in ``out`` (built beside it and swapped in complete, so
+        no stale figure survives); without it ``out`` must be new or empty.
     recording : path-like, optional
         A recorded spike-train file (NWB, NIX, or a CSV / npz spike-time table; see
         :func:`tbnn.recording.read_recording`): the same measures are computed on it with
@@ -214,9 +219,9 @@ def analyze_run(simdir: str | os.PathLike, out: str | os.PathLike, dt_ms: float 
     text = json.dumps(result, indent=2, allow_nan=False, ensure_ascii=False)
     md = render_markdown(result)
 
-    out_dir.mkdir(parents=True, exist_ok=True)
-    for fname, fig in figs:
-        plot.save_figure(fig, out_dir / fname, formats=tuple(formats))
-    write_bytes(out_dir / "analysis.json", (text + "\n").encode("utf-8"))
-    write_bytes(out_dir / "report.md", md.encode("utf-8"))
+    with output_dir(out_dir, "analysis", overwrite=overwrite, flag="out") as tmp:
+        for fname, fig in figs:
+            plot.save_figure(fig, tmp / fname, formats=tuple(formats))
+        write_bytes(tmp / "analysis.json", (text + "\n").encode("utf-8"))
+        write_bytes(tmp / "report.md", md.encode("utf-8"))
     return result
