@@ -702,15 +702,11 @@ class RunWriter:
         self._locks: list[RunLock] = []
 
     def __enter__(self) -> RunWriter:
-        from .fileio import file_op, temp_name
+        from .fileio import file_op, prepare_parent, temp_name
 
         out = self.out
         with os_errors(out):
-            parent = out.parent if str(out.parent) else Path(".")
-            if not parent.is_dir():
-                file_op("mkdir", parent)
-                parent.mkdir(parents=True, exist_ok=True)
-            clean_stale_temps(parent)
+            prepare_parent(out)
             if not out.exists():
                 file_op("mkdir", out)
                 out.mkdir()

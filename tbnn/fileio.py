@@ -38,6 +38,7 @@ from typing import Any, BinaryIO
 
 __all__ = [
     "FAULT_HOOK",
+    "prepare_parent",
     "canonical_json",
     "json_digest",
     "seal_json",
@@ -468,6 +469,17 @@ def swap_in(staging: Path, target: Path, replace: bool) -> None:
     shutil.rmtree(old) if old.is_dir() else old.unlink()
 
 
+def prepare_parent(path: str | os.PathLike) -> Path:
+    """Make ``path``'s parent folder (through the fault hook) and clear dead writers' temporary files there."""
+    path = Path(path)
+    parent = path.parent if str(path.parent) else Path(".")
+    if not parent.is_dir():
+        file_op("mkdir", parent)
+        parent.mkdir(parents=True, exist_ok=True)
+    clean_stale_temps(parent)
+    return parent
+
+
 @contextlib.contextmanager
 def output_dir(path: str | os.PathLike, kind: str, overwrite: bool = False, flag: str = "--out") -> Iterator[Path]:
     """The output policy of a command that writes a folder; yields the folder to write into.
@@ -494,11 +506,7 @@ def output_dir(path: str | os.PathLike, kind: str, overwrite: bool = False, flag
     path = Path(path)
     replace = _check_target(path, kind, overwrite, flag)
     with os_errors(path):
-        parent = path.parent if str(path.parent) else Path(".")
-        if not parent.is_dir():
-            file_op("mkdir", parent)
-            parent.mkdir(parents=True, exist_ok=True)
-        clean_stale_temps(parent)
+        prepare_parent(path)
         staging = temp_name(path, "new")
         file_op("mkdir", staging)
         staging.mkdir()

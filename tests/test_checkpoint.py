@@ -74,8 +74,8 @@ def _ops_per_save(tmp_path):
     return seen
 
 
-def _kill_at(run_dir: Path, n: int) -> int:
-    """Run _train in a forked child that dies (os._exit, as kill -9) just before its n-th file operation."""
+def _fork_kill_at(n: int, work) -> int:
+    """Run ``work()`` in a forked child that dies (os._exit, as kill -9) just before its n-th file operation."""
     pid = os.fork()
     if pid == 0:
         count = [0]
@@ -87,10 +87,14 @@ def _kill_at(run_dir: Path, n: int) -> int:
 
         fileio.FAULT_HOOK = hook
         try:
-            _train(run_dir)
+            work()
         finally:
             os._exit(0)
     return os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
+
+
+def _kill_at(run_dir: Path, n: int) -> int:
+    return _fork_kill_at(n, lambda: _train(run_dir))
 
 
 def _drive(tmp: str) -> None:
@@ -198,21 +202,7 @@ E2E = dict(epochs=2, hidden=8, n_train=64, n_test=20, progress=False)
 def _train_kill_at(out: Path, n: int) -> int:
     from tbnn.train import train
 
-    pid = os.fork()
-    if pid == 0:
-        count = [0]
-
-        def hook(op, path):
-            count[0] += 1
-            if count[0] == n:
-                os._exit(137)
-
-        fileio.FAULT_HOOK = hook
-        try:
-            train("digits", "tbn", out, **E2E)
-        finally:
-            os._exit(0)
-    return os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
+    return _fork_kill_at(n, lambda: train("digits", "tbn", out, **E2E))
 
 
 def _drive_train(tmp: str) -> None:

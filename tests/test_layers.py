@@ -1,7 +1,7 @@
 """Tests for tbnn.layers: quantized-weight layers on spike trains, three execution modes.
 
-DESIGN.md §1.2: because the read-out is affine, a layer can run fused, time-folded or step
-by step; all must give the same numbers, forward and backward.
+Because the DAT read-out is affine (Ye et al., arXiv:2409.09245), a layer can run fused,
+time-folded or step by step; all must give the same numbers, forward and backward.
 """
 
 from __future__ import annotations
