@@ -55,7 +55,7 @@ def run_demo(out: str | Path = "tbnn-demo", epochs: int = 20, seed: int = 0, pro
     print(f"         {sim}/ (simulation.json, spikes.npz)")
     print(f"         {ana}/report.md (+ figures), {out}/raster.png")
     print("  next:  tbnn raster " f"{sim} --layer hidden1 --sample 3 --out raster3.png")
-    print("         tbnn train --dataset mnist1d --model tbn --arch cnn --epochs 30 --out runs/mnist1d-cnn")
+    print("         tbnn train --dataset mnist1d --model tbn --arch cnn --epochs 60 --lr 3e-3 --out runs/mnist1d-cnn  # the README results recipe")
     print(f"         tbnn analyze {sim} --dt-ms 5 --out analysis-5ms")
     return summary
 
