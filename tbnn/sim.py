@@ -51,6 +51,8 @@ from .models import LIFNet, build_model, weight_storage_bits
 from .neurons import TemporalBinary
 from .session import SESSION_MODES, SimulationSession
 from .spikefile import save_spikes
+from .userdata import check_inputs
+from .validate import check_int
 
 __all__ = ["SIM_MODES", "FORMAT_VERSION", "SimulationResult", "load_run", "simulate", "simulate_model",
            "simulate_run", "spike_layer_names"]
@@ -131,15 +133,7 @@ def spike_layer_names(model: nn.Module) -> dict[str, str]:
 
 
 def _check_inputs(x: Any, labels: Any) -> tuple[Tensor, Tensor | None]:
-    xt = torch.as_tensor(x) if not isinstance(x, Tensor) else x.detach()
-    if xt.is_complex() or xt.dtype == torch.bool or not (xt.is_floating_point() or xt.dtype.is_signed or
-                                                            xt.dtype == torch.uint8):
-        raise ValueError(f"x must hold real numbers; got dtype {xt.dtype}.")
-    if xt.dim() < 2 or xt.shape[0] == 0:
-        raise ValueError(f"x must be [samples, features...] with at least one sample; got shape {tuple(xt.shape)}.")
-    xt = xt.float() if not xt.is_floating_point() or xt.dtype in (torch.float16, torch.bfloat16) else xt
-    if not bool(torch.isfinite(xt).all()):
-        raise ValueError("x holds NaN or infinite values.")
+    xt = check_inputs(x, "x")
     if labels is None:
         return xt, None
     yt = torch.as_tensor(labels).detach()
@@ -150,11 +144,9 @@ def _check_inputs(x: Any, labels: Any) -> tuple[Tensor, Tensor | None]:
     return xt, yt.long()
 
 
-def _check_int(v: Any, name: str, allow_none: bool = False) -> None:
-    if v is None and allow_none:
-        return
-    if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < (0 if name == "seed" else 1):
-        raise ValueError(f"{name} must be an integer >= {0 if name == 'seed' else 1}; got {v!r}.")
+def _check_optional_int(v: Any, name: str) -> None:
+    if v is not None:
+        check_int(v, name)
 
 
 def simulate_model(
@@ -176,9 +168,9 @@ def simulate_model(
         raise ValueError(f"model must be a torch.nn.Module or a run folder; got {type(model).__name__}.")
     if mode not in SIM_MODES:
         raise ValueError(f"mode must be one of {', '.join(SIM_MODES)}; got {mode!r}.")
-    _check_int(batch, "batch")
-    _check_int(seed, "seed")
-    _check_int(record_samples, "record_samples", allow_none=True)
+    check_int(batch, "batch")
+    check_int(seed, "seed", 0)
+    _check_optional_int(record_samples, "record_samples")
     if not (isinstance(dt_ms, (int, float)) and not isinstance(dt_ms, bool) and dt_ms > 0 and math.isfinite(dt_ms)):
         raise ValueError(f"dt_ms must be a finite number > 0; got {dt_ms!r}.")
     xt, yt = _check_inputs(x, labels)
@@ -322,8 +314,8 @@ def simulate_run(
         raise ValueError(f"mode must be one of {', '.join(SIM_MODES)}; got {mode!r}.")
     if split not in ("test", "train"):
         raise ValueError(f"split must be 'test' or 'train'; got {split!r}.")
-    _check_int(limit, "limit", allow_none=True)
-    _check_int(batch, "batch")
+    _check_optional_int(limit, "limit")
+    check_int(batch, "batch")
     dev = ddp.device_for(resolve_device(device))  # checked; cuda -> cuda:LOCAL_RANK under torchrun
     model, cfg = load_run(run_dir, dev)
     tcfg = cfg.get("train", {})

@@ -24,7 +24,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader
 from torch.utils.data import Dataset as TorchDataset
 
-__all__ = ["TrainingData", "as_training_data", "check_arrays", "check_logits", "read_npz_arrays"]
+__all__ = ["TrainingData", "as_training_data", "check_arrays", "check_inputs", "check_logits", "read_npz_arrays"]
 
 #: Largest class count accepted from labels (a guard against a stray label such as 255).
 MAX_CLASSES = 100_000
@@ -47,18 +47,10 @@ def check_arrays(x: Any, y: Any, name: str = "train") -> tuple[Tensor, Tensor]:
     >>> x.dtype, y.dtype
     (torch.float32, torch.int64)
     """
-    xt = _as_tensor(x, f"{name} x")
+    xt = check_inputs(x, f"{name} x").float()
     yt = _as_tensor(y, f"{name} y")
-    if xt.dtype == torch.bool or xt.is_complex():
-        raise ValueError(f"{name} x must hold real numbers; got dtype {xt.dtype}.")
-    if xt.dim() < 2 or xt.shape[0] == 0:
-        raise ValueError(f"{name} x must be [samples, features...] with at least one sample; got shape {tuple(xt.shape)}.")
     if yt.dim() != 1 or yt.shape[0] != xt.shape[0]:
         raise ValueError(f"{name} y must be one label per sample, shape [{xt.shape[0]}]; got shape {tuple(yt.shape)}.")
-    xt = xt.float()
-    if not bool(torch.isfinite(xt).all()):
-        bad = int((~torch.isfinite(xt)).sum())
-        raise ValueError(f"{name} x holds {bad} NaN or infinite value(s).")
     if yt.is_complex() or yt.dtype == torch.bool:
         raise ValueError(f"{name} y must hold integer class labels; got dtype {yt.dtype}.")
     if yt.is_floating_point() and not (bool(torch.isfinite(yt).all()) and bool((yt == yt.round()).all())):
@@ -68,6 +60,34 @@ def check_arrays(x: Any, y: Any, name: str = "train") -> tuple[Tensor, Tensor]:
         raise ValueError(f"{name} y must hold class labels in [0, {MAX_CLASSES}); got values from "
                          f"{int(yt.min())} to {int(yt.max())}.")
     return xt, yt
+
+
+def check_inputs(x: Any, name: str = "x") -> Tensor:
+    """Validate inputs ``[N, ...]`` (tensor or array): real numbers, at least one sample, finite.
+
+    Integer and float16 / bfloat16 inputs come back as float32, float32 / float64 as they are.
+
+    Raises
+    ------
+    ValueError
+        A sentence naming ``name`` and what is wrong.
+
+    Examples
+    --------
+    >>> check_inputs(np.ones((2, 3), dtype=np.int64)).dtype
+    torch.float32
+    """
+    xt = _as_tensor(x, name)
+    if xt.dtype == torch.bool or xt.is_complex():
+        raise ValueError(f"{name} must hold real numbers; got dtype {xt.dtype}.")
+    if xt.dim() < 2 or xt.shape[0] == 0:
+        raise ValueError(f"{name} must be [samples, features...] with at least one sample; got shape {tuple(xt.shape)}.")
+    if not xt.is_floating_point() or xt.dtype in (torch.float16, torch.bfloat16):
+        xt = xt.float()
+    if not bool(torch.isfinite(xt).all()):
+        bad = int((~torch.isfinite(xt)).sum())
+        raise ValueError(f"{name} holds {bad} NaN or infinite value(s).")
+    return xt
 
 
 def _as_tensor(v: Any, name: str) -> Tensor:

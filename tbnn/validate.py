@@ -7,6 +7,7 @@ returns the value it accepted.
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Sequence
 from typing import Any
 
@@ -22,11 +23,11 @@ def check_choice(value: Any, allowed: Sequence[Any], name: str) -> Any:
 
 def check_int(value: Any, name: str, minimum: int = 1, maximum: int | None = None, why: str = "") -> int:
     """``value`` must be an integer in ``[minimum, maximum]``."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
         raise ValueError(f"{name} must be an integer >= {minimum}; got {value!r}.")
     if maximum is not None and value > maximum:
         raise ValueError(f"{name} must be <= {maximum}{why}; got {value!r}.")
-    return value
+    return int(value)
 
 
 def check_lam(lam: Any, name: str = "lam") -> float:
