@@ -12,6 +12,11 @@ Measured in one run and printed with the CPU's name (speed is measured, never as
 * **gradient equivalence**: one step of a TBN CNN with BatchNorm, 2 ranks x 16 samples
   against 1 process x 32 (``tests/distributed_worker.py grad``): the relative error
   ``||g_2 - g_1|| / ||g_1||`` over all parameters;
+* **where a step's time goes** (``tests/distributed_worker.py steps``): the median step of
+  the same CNN at global batch 128 in 1 process; of two independent 1-process jobs at
+  batch 64 run at once (the compute alone of 2 ranks: the speed-up's ceiling); and of 2
+  ranks, with the number of sums over the ranks a step waits for (synchronised BatchNorm,
+  forward and backward) and their median and mean wait;
 * **simulation** (``--sim``): engine time and wall time of ``tbnn simulate`` on the mnist1d
   test split, 1 process against 2 ranks (no target).
 
@@ -86,6 +91,35 @@ def train_epoch_seconds(n: int, out: Path, dataset: str, epochs: int, extra: lis
     return statistics.median(secs[1:] if len(secs) > 1 else secs)
 
 
+def _steps(cmd: list[str], out: Path) -> dict[str, Any]:
+    _job([*cmd, str(WORKER), "steps", str(out), "128" if "--nproc-per-node" in cmd else out.stem.split("_")[-1]])
+    return json.loads(out.read_text())
+
+
+def step_breakdown(tmp: Path) -> dict[str, Any]:
+    """Median step times: 1 process, the compute alone of 2 ranks, and 2 ranks with their waits."""
+    one = _steps(_launch(1), tmp / "steps_128.json")
+    procs = [subprocess.Popen([*_launch(1), str(WORKER), "steps", str(tmp / f"half{i}_64.json"), "64"],
+                              env=_env(), cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+             for i in range(2)]
+    for p in procs:
+        if p.wait(timeout=600) != 0:
+            raise SystemExit(f"job failed: {p.stderr.read()[-3000:] if p.stderr else ''}")
+    half = max(json.loads((tmp / f"half{i}_64.json").read_text())["step_seconds"] for i in range(2))
+    two = _steps(_launch(2), tmp / "steps2.json")
+    res = {"one_rank": one["step_seconds"], "compute_alone_two": half, "two_ranks": two["step_seconds"],
+           "sums_per_step": two["sums_per_step"], "sum_median": two["sum_seconds"],
+           "sum_mean": two["sum_seconds_mean"], "sum_method": two["sum_method"]}
+    print(f"\nwhere a step goes (mnist1d TBN CNN, global batch 128, median of 50 steps):")
+    print(f"  1 process                             {1e3 * res['one_rank']:6.2f} ms")
+    print(f"  2 processes at batch 64, no exchange  {1e3 * half:6.2f} ms  (compute alone: ceiling "
+          f"{res['one_rank'] / half:.2f}x)")
+    print(f"  2 ranks (sums by {res['sum_method']})          {1e3 * res['two_ranks']:6.2f} ms  "
+          f"({res['one_rank'] / res['two_ranks']:.2f}x); {res['sums_per_step']:.0f} sums over the ranks per step, "
+          f"waiting {1e3 * res['sum_median']:.2f} ms median, {1e3 * res['sum_mean']:.2f} ms mean")
+    return res
+
+
 def gradient_error(tmp: Path) -> float:
     _job([*_launch(1), str(WORKER), "grad", str(tmp / "g1.npz")])
     _job([*_launch(2), str(WORKER), "grad", str(tmp / "g2.npz")])
@@ -127,6 +161,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             print(f"{r + 1:>6} {a:9.3f} {b:10.3f} {u:8.2f}x")
         print(f"speed-up 2 ranks / 1 rank: median {statistics.median(ups):.2f}x (min {min(ups):.2f}x, "
               f"max {max(ups):.2f}x; target >= 1.5x)")
+        if not args.quick:
+            result["step_breakdown"] = step_breakdown(tmp)
         err = gradient_error(tmp)
         result["gradient_relative_error"] = err
         print(f"\ngradient equivalence (TBN CNN with BatchNorm, one step): 2 ranks x 16 vs 1 x 32 samples: "

@@ -25,7 +25,12 @@ Simulation is split by whole batches (:func:`shard_items`): every batch, with it
 random input codes, is the one a single process would run, and :func:`merge_ranks` joins
 the ranks' results in sample order (spikes, predictions and counts bit for bit).
 
-Environment: ``TBNN_DIST_TIMEOUT`` (seconds, default 30) bounds every collective.
+Every sum over the ranks (gradients, BatchNorm statistics) goes through
+:func:`sum_over_ranks`, by :func:`~torch.distributed.all_reduce` or by one all-to-all
+exchange, whichever a probe at :func:`setup` finds faster on this machine.
+
+Environment: ``TBNN_DIST_TIMEOUT`` (seconds, default 30) bounds every collective;
+``TBNN_DIST_SUM`` (``allreduce`` or ``exchange``) overrides the probe.
 
 >>> world_size(), rank(), is_main()  # outside torchrun: one process
 (1, 0, True)
@@ -54,6 +59,7 @@ from .userdata import TrainingData
 __all__ = [
     "DEFAULT_TIMEOUT_S",
     "DistributedFailure",
+    "SUM_METHODS",
     "SyncBatchNorm",
     "all_max",
     "all_sum",
@@ -78,7 +84,10 @@ __all__ = [
     "shard_data",
     "shard_items",
     "shard_range",
+    "requested_sum_method",
     "shutdown",
+    "sum_method",
+    "sum_over_ranks",
     "timeout_seconds",
     "world_size",
     "wrap",
@@ -193,6 +202,7 @@ def setup(device: str | torch.device = "cpu", timeout: float | None = None) -> b
         return is_distributed()
     dev = device_for(device)
     seconds = timeout_seconds() if timeout is None else float(timeout)
+    requested_sum_method()  # a bad TBNN_DIST_SUM is refused before joining
     backend = "nccl" if dev.type == "cuda" else "gloo"
     if dev.type == "cuda":
         torch.cuda.set_device(dev)
@@ -201,6 +211,7 @@ def setup(device: str | torch.device = "cpu", timeout: float | None = None) -> b
     except (RuntimeError, TimeoutError) as err:
         raise DistributedFailure(f"could not join the torchrun job within {seconds:g} s ({err})") from None
     atexit.register(lambda: shutdown(wait=not _FAILED))
+    sum_method()  # probed once, now, on every rank together
     try:  # torchrun stops the survivors of a failed rank with SIGTERM: end with one message
         _PREVIOUS_SIGTERM.append(signal.signal(signal.SIGTERM, _on_sigterm))
     except ValueError:  # not the main thread
@@ -525,20 +536,117 @@ def merge_ranks(
 # synchronised BatchNorm and DDP
 
 
-class _SumOverRanks(torch.autograd.Function):
-    """All-reduce (sum) whose backward all-reduces the incoming gradient (the adjoint of the sum)."""
+def sum_over_ranks(t: Tensor) -> Tensor:
+    r"""The element-wise sum of ``t`` over the ranks, the same bits on every rank (a new tensor).
 
-    @staticmethod
-    def forward(ctx: Any, t: Tensor) -> Tensor:  # type: ignore[override]
+    Two ways, chosen once per job by :func:`sum_method` (the faster on this machine, or
+    ``TBNN_DIST_SUM``): ``"allreduce"`` (:func:`torch.distributed.all_reduce`) or
+    ``"exchange"``: every rank sends ``t`` to every other with one
+    :func:`~torch.distributed.all_to_all_single` and adds the :math:`N` copies in rank order.
+    The exchange moves :math:`(N-1)` copies per rank instead of the ring's
+    :math:`2(N-1)/N`, but is one round of messages; on small tensors and few ranks (gloo
+    on loopback) it is the faster. In one process: a copy of ``t``.
+    """
+    if not is_distributed():
+        return t.clone()
+    if sum_method() == "allreduce":
         t = t.clone()
         dist.all_reduce(t)
         return t
+    return _exchange(t.contiguous(), async_op=False)
+
+
+def _exchange(t: Tensor, async_op: bool) -> Any:
+    n = dist.get_world_size()
+    flat = t.reshape(-1)
+    out = torch.empty(n * flat.numel(), dtype=t.dtype, device=t.device)
+    work = dist.all_to_all_single(out, flat.repeat(n), async_op=async_op)
+
+    def total(_: Any = None) -> Tensor:
+        return out.view(n, -1).sum(0).view(t.shape)
+
+    return work.get_future().then(total) if async_op else total()
+
+
+_SUM_METHOD: list[str] = []
+SUM_METHODS = ("allreduce", "exchange")
+
+
+def sum_method() -> str:
+    """How :func:`sum_over_ranks` sums: ``TBNN_DIST_SUM`` if set, else the faster of the two.
+
+    The probe (once per job, about 50 ms) times 40 of each, interleaved, on a 4 KiB tensor
+    and compares the means (a collective's slow tail costs a training step as much as its
+typical time); rank 0's timings decide, so that every rank takes the same
+    path.
+
+    Raises
+    ------
+    ValueError
+        ``TBNN_DIST_SUM`` is neither ``allreduce`` nor ``exchange``.
+    """
+    if _SUM_METHOD:
+        return _SUM_METHOD[0]
+    text = requested_sum_method()
+    if text is None:
+        text = _probe_sum_method() if is_distributed() else "allreduce"
+    _SUM_METHOD.append(text)
+    return text
+
+
+def requested_sum_method() -> str | None:
+    """``TBNN_DIST_SUM`` (``allreduce`` or ``exchange``), or ``None`` when unset (then probed).
+
+    Raises
+    ------
+    ValueError
+        ``TBNN_DIST_SUM`` is set to anything else.
+    """
+    text = os.environ.get("TBNN_DIST_SUM")
+    if text is not None and text not in SUM_METHODS:
+        raise ValueError(f"TBNN_DIST_SUM must be one of {', '.join(SUM_METHODS)}; got {text!r}.")
+    return text
+
+
+def _probe_sum_method() -> str:
+    import time
+
+    t = torch.zeros(1024, device=_comm_device())
+    seconds: list[list[float]] = [[], []]
+    dist.barrier()
+    for i in range(50):  # interleaved, so that a drift of the machine's load hits both alike
+        for k, way in enumerate(SUM_METHODS):
+            t0 = time.perf_counter()
+            if way == "allreduce":
+                dist.all_reduce(t)
+            else:
+                _exchange(t, async_op=False)
+            if i >= 10:
+                seconds[k].append(time.perf_counter() - t0)
+    means = torch.tensor([float(np.mean(s)) for s in seconds], dtype=torch.float64)
+    dist.broadcast(means, src=0)  # rank 0's timings decide for every rank
+    return SUM_METHODS[int(means[1] < means[0])]
+
+
+class _SumOverRanks(torch.autograd.Function):
+    """Sum over the ranks whose backward sums the incoming gradient (the adjoint of the sum)."""
+
+    @staticmethod
+    def forward(ctx: Any, t: Tensor) -> Tensor:  # type: ignore[override]
+        return sum_over_ranks(t)
 
     @staticmethod
     def backward(ctx: Any, grad: Tensor) -> Tensor:  # type: ignore[override]
-        grad = grad.clone()
-        dist.all_reduce(grad)
-        return grad
+        return sum_over_ranks(grad)
+
+
+def _mean_hook(state, bucket):  # type: ignore[no-untyped-def]  # DDP refuses string annotations here
+    """DDP communication hook: the gradient bucket's mean over the ranks, by :func:`sum_over_ranks`'s path."""
+    n = dist.get_world_size()
+    buf = bucket.buffer()
+    if sum_method() == "allreduce":
+        return dist.all_reduce(buf.div_(n), async_op=True).get_future().then(lambda f: f.value()[0])
+    return _exchange(buf, async_op=True).then(lambda f: f.value().div_(n))
 
 
 class SyncBatchNorm(nn.modules.batchnorm._BatchNorm):
@@ -644,4 +752,7 @@ def wrap(model: nn.Module, device: str | torch.device) -> nn.Module:
 
     newer = "forward_sync_buffers" in inspect.signature(DistributedDataParallel).parameters  # torch >= 2.13
     sync = {"forward_sync_buffers" if newer else "broadcast_buffers": other}
-    return DistributedDataParallel(model, device_ids=ids, **sync)
+    net = DistributedDataParallel(model, device_ids=ids, **sync)
+    if dev.type != "cuda":
+        net.register_comm_hook(None, _mean_hook)
+    return net

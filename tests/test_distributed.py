@@ -80,6 +80,14 @@ def test_timeout_from_environment(monkeypatch):
         ddp.timeout_seconds()
 
 
+def testrequested_sum_method(monkeypatch):
+    monkeypatch.setenv("TBNN_DIST_SUM", "exchange")
+    assert ddp.requested_sum_method() == "exchange"
+    monkeypatch.setenv("TBNN_DIST_SUM", "ring")
+    with pytest.raises(ValueError, match="TBNN_DIST_SUM must be one of allreduce, exchange"):
+        ddp.requested_sum_method()
+
+
 def test_cuda_device_is_the_local_rank_under_torchrun(monkeypatch):
     assert ddp.device_for("cuda") == torch.device("cuda")
     monkeypatch.setenv("WORLD_SIZE", "2")
@@ -92,11 +100,13 @@ def test_cuda_device_is_the_local_rank_under_torchrun(monkeypatch):
 # real torchrun jobs
 
 
-def test_two_ranks_half_batches_give_the_gradient_of_one_process(tmp_path):
-    """One step of a TBN CNN with BatchNorm: 2 ranks x 16 samples against 1 process x 32."""
+@pytest.mark.parametrize("method", ddp.SUM_METHODS)
+def test_two_ranks_half_batches_give_the_gradient_of_one_process(tmp_path, method):
+    """One step of a TBN CNN with BatchNorm: 2 ranks x 16 samples against 1 process x 32, either way of summing."""
     one = _run([sys.executable, str(WORKER), "grad", str(tmp_path / "one.npz")], tmp_path)
     assert one.returncode == 0, one.stderr
-    two = _run([*_torchrun(2, _free_port()), str(WORKER), "grad", str(tmp_path / "two.npz")], tmp_path)
+    two = _run([*_torchrun(2, _free_port()), str(WORKER), "grad", str(tmp_path / "two.npz")], tmp_path,
+               TBNN_DIST_SUM=method)
     assert two.returncode == 0, two.stderr
     a, b = np.load(tmp_path / "one.npz"), np.load(tmp_path / "two.npz")
     assert int(a["batch_part"]) == 32 and int(b["batch_part"]) == 16
@@ -110,6 +120,7 @@ def test_two_ranks_half_batches_give_the_gradient_of_one_process(tmp_path):
     for k in (k for k in a.files if k.startswith("buf/")):  # synchronised BatchNorm running statistics
         np.testing.assert_allclose(b[k], a[k], rtol=1e-5, atol=1e-6, err_msg=k)
     assert abs(float(b["loss"]) - float(a["loss"])) <= 1e-5 * abs(float(a["loss"]))
+    assert str(b["sum_method"]) == method
 
 
 def test_two_node_loopback_job_matches_one_process(tmp_path):
