@@ -31,11 +31,13 @@ from torch import Tensor
 __all__ = ["if_step", "integrate_and_fire", "binary_thresholds"]
 
 
-def if_step(r: Tensor, theta: float, drive: Tensor | float = 0.0) -> tuple[Tensor, Tensor]:
+def if_step(r: Tensor, theta: float, drive: Tensor | float = 0.0,
+            out: Tensor | None = None) -> tuple[Tensor, Tensor]:
     """One step: integrate ``drive``, fire where ``r >= theta``, subtract ``theta`` where fired.
 
-    Returns ``(s, r)`` with ``s`` boolean. (``r - theta`` where fired and ``r`` elsewhere is
-    ``r - theta * s`` exactly.)
+    Returns ``(s, r)`` with ``s`` boolean (written into ``out`` when given); the new
+    membrane ``r - theta * s`` is ``r - theta`` where fired and ``r`` elsewhere, exactly
+    (``theta * 1 = theta`` and ``r - 0 = r``).
 
     Examples
     --------
@@ -44,8 +46,8 @@ def if_step(r: Tensor, theta: float, drive: Tensor | float = 0.0) -> tuple[Tenso
     ([True, False], [0.25, 0.25])
     """
     r = r + drive if not (isinstance(drive, float) and drive == 0.0) else r
-    s = r >= theta
-    return s, torch.where(s, r - theta, r)
+    s = torch.ge(r, theta, out=out) if out is not None else r >= theta
+    return s, r.sub(s.to(r.dtype), alpha=theta)
 
 
 def integrate_and_fire(r0: Tensor, thresholds: Sequence[float], drive: Tensor | float = 0.0,
@@ -70,8 +72,7 @@ def integrate_and_fire(r0: Tensor, thresholds: Sequence[float], drive: Tensor | 
     spikes = out if out is not None else torch.empty(T, *r0.shape, dtype=torch.bool, device=r0.device)
     r = r0
     for t, theta in enumerate(thresholds):
-        s, r = if_step(r, float(theta), drive)
-        spikes[t] = s
+        _, r = if_step(r, float(theta), drive, out=spikes[t])  # each step's spikes straight into place
     return spikes
 
 

@@ -109,8 +109,8 @@ class TemporalBinary(nn.Module):
 
         Binary scheme: every membrane starts at its grid value ``r_0 = v`` and runs ``T``
         steps with halving thresholds; the emitted spikes are kept in the code (``raw``) and
-        checked against the closed form (the bits of the code), whose read-out gains are
-        used. Other schemes emit the
+        checked against the closed form (their weighted sum :math:`\sum_t w_t s_t` must be
+        the integer code :math:`q`), whose read-out gains are used. Other schemes emit the
         spikes of their code (sigma-delta's are integrate-and-fire too).
 
         Raises
@@ -126,7 +126,11 @@ class TemporalBinary(nn.Module):
         lo, hi = grid_range(xb, valid, n, self.grid, 2**self.timesteps)
         v = ((xb - lo) / (hi - lo)).clamp(0.0, 1.0).reshape(flat.shape[0], -1)[:, : flat.shape[1]]
         fired = integrate_and_fire(v, binary_thresholds(self.timesteps))  # [T, B, F]
-        if not torch.equal(fired, code.spikes):
+        # the spikes are the bits of the code: sum_t w_t s_t == q (a bijection on 0 .. 2^T - 1)
+        k = torch.zeros_like(v)
+        for t, w in enumerate(code.weights.tolist()):
+            k.add_(fired[t], alpha=w)
+        if not torch.equal(k, code.q.detach().to(k.dtype)):
             raise RuntimeError("integrate-and-fire spikes differ from the neuron's code; please report this.")
         return replace(code, raw=fired)
 
