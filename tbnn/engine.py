@@ -282,6 +282,17 @@ def _mask_terms(layer: EngineLayer, code: SpikeCode, wc: WeightCodes) -> tuple[T
     return wc.cache[key]
 
 
+def _offset_terms(layer: EngineLayer, code: SpikeCode, wc: WeightCodes) -> Tensor:
+    """``alpha r_b + gamma k_b`` (float64, ``[nb, *out]``): the offsets' response per block, cached."""
+    key = ("offsets", code.q.shape[-1], code.block_size(), code.shape[1:] if code.shape is not None else None)
+    if key not in wc.cache:
+        r, k = _mask_terms(layer, code, wc)
+        shape = (-1, *[1] * (r.dim() - 3))
+        f64 = torch.float64
+        wc.cache[key] = (wc.alpha.to(f64).view(shape) * r + wc.gamma.to(f64).view(shape) * k).squeeze(1)
+    return wc.cache[key]
+
+
 def combine(layer: EngineLayer, n: Tensor, s: Tensor, code: SpikeCode, wc: WeightCodes) -> Tensor:
     """The input current from the integer terms (the matmul shortcut of Ye et al.; see the module).
 
@@ -289,15 +300,16 @@ def combine(layer: EngineLayer, n: Tensor, s: Tensor, code: SpikeCode, wc: Weigh
     sums over blocks ``sum_b a_b N_b`` and ``sum_b a_b S_b`` come first, then the
     per-channel ``alpha`` and ``gamma`` once.
     """
-    r, k = _mask_terms(layer, code, wc)
     f64 = torch.float64
     n, s = n.contiguous(), s.contiguous()  # exact integers (float32 or float64)
     extra = [1] * (n.dim() - 3)
     a = code.gain.detach().to(f64).squeeze(-1).transpose(0, 1).reshape(n.shape[0], -1, 1, *extra)
-    c = code.offset.detach().to(f64).squeeze(-1).transpose(0, 1).reshape(n.shape[0], -1, 1, *extra)
+    c = code.offset.detach().to(f64).squeeze(-1).transpose(0, 1).reshape(n.shape[0], -1)  # [nb, B]
     shape = (-1, *extra)
     al, ga = wc.alpha.to(f64).view(shape), wc.gamma.to(f64).view(shape)
-    cur = al * (a * n).sum(0) + ga * (a * s).sum(0) + (c * (al * r + ga * k)).sum(0)
+    const = _offset_terms(layer, code, wc)  # [nb, *out]: alpha r_b + gamma k_b
+    offsets = (c.t() @ const.reshape(const.shape[0], -1)).view(-1, *const.shape[1:])  # sum_b c_b (...)
+    cur = al * (a * n).sum(0) + ga * (a * s).sum(0) + offsets
     if layer.bias is not None:
         cur = cur + layer.bias.detach().to(f64).view(shape)
     return cur.to(code.q.dtype)
@@ -318,18 +330,19 @@ def step_current(layer: EngineLayer, code: SpikeCode, wc: WeightCodes | None = N
 
     For every step ``t``: ``N_b += w_t L_Q(s_t m_b)`` (only inputs that spiked at ``t``
     add their column of weight codes) and ``S_b += w_t L_1(s_t m_b)``, exactly; then
-    :func:`combine`. Equal to :func:`exact` bit for bit.
+    :func:`combine`. The ``T`` steps' products run as one batched product (each step's
+    spikes on their own rows) and are accumulated in step order. Equal to :func:`exact`
+    bit for bit.
     """
     wc = wc if wc is not None else weight_codes(layer)
-    spikes = code.spikes  # [T, B, F] bool
+    n_t, s_t = integer_terms(layer, code.spikes, code, wc)  # [nb, T, B, ...]: every step's terms
     n = s = None
     for t, w in enumerate(code.weights.tolist()):
-        nt, st = integer_terms(layer, spikes[t], code, wc)
         if n is None:
-            n, s = nt.mul_(w), st.mul_(w)
+            n, s = n_t[:, t] * w, s_t[:, t] * w
         else:
-            n.add_(nt, alpha=w)
-            s.add_(st, alpha=w)
+            n.add_(n_t[:, t], alpha=w)
+            s.add_(s_t[:, t], alpha=w)
     return combine(layer, n, s, code, wc)
 
 

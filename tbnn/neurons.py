@@ -129,7 +129,7 @@ class TemporalBinary(nn.Module):
         # the spikes are the bits of the code: sum_t w_t s_t == q (a bijection on 0 .. 2^T - 1)
         k = torch.zeros_like(v)
         for t, w in enumerate(code.weights.tolist()):
-            k.add_(fired[t], alpha=w)
+            k.add_(fired[t].view(torch.uint8), alpha=w)
         if not torch.equal(k, code.q.detach().to(k.dtype)):
             raise RuntimeError("integrate-and-fire spikes differ from the neuron's code; please report this.")
         return replace(code, raw=fired)

@@ -32,11 +32,21 @@ from torch import Tensor, nn
 from . import engine
 from .coding import SpikeCode
 
-__all__ = ["SimulationSession", "active", "SESSION_MODES"]
+__all__ = ["SimulationSession", "active", "spike_counts", "SESSION_MODES"]
 
 SESSION_MODES: tuple[str, ...] = ("step", "folded")
 
 _ACTIVE: ContextVar[SimulationSession | None] = ContextVar("tbnn_simulation_session", default=None)
+
+
+def spike_counts(spikes: Tensor) -> Tensor:
+    """Spikes of each neuron summed over time and samples: ``[T, B, F]`` boolean -> ``[F]`` float64.
+
+    >>> spike_counts(torch.tensor([[[True, False]], [[True, True]]])).tolist()
+    [2.0, 1.0]
+    """
+    # as uint8 with int32 sums: exact (T * B < 2^31) and ~7x faster than summing booleans as floats
+    return spikes.view(torch.uint8).sum((0, 1), dtype=torch.int32).to(torch.float64)
 
 
 def active() -> SimulationSession | None:
@@ -76,6 +86,7 @@ class SimulationSession:
         self.readers: dict[str, dict[tuple, Tensor]] = {}  # neuron layer -> reading layer -> fan-out
         self.recorded: dict[str, list[np.ndarray]] = {}
         self.samples_seen = 0  # samples of finished batches
+        self._batch_counts: dict[str, tuple[Tensor, Tensor]] = {}  # layer -> (its latest spikes, their counts)
         cache = weight_cache if weight_cache is not None else {}
         self._codes: dict[int, engine.WeightCodes] = cache.setdefault("codes", {})
         self._fanouts: dict[tuple, tuple[Tensor, Tensor]] = cache.setdefault("fanouts", {})
@@ -93,6 +104,7 @@ class SimulationSession:
     def end_batch(self, batch: int) -> None:
         """Mark ``batch`` samples done (recording limits count samples across batches)."""
         self.samples_seen += batch
+        self._batch_counts.clear()
 
     # -- neurons --------------------------------------------------------------------------
     def name_of(self, module: nn.Module) -> str:
@@ -120,7 +132,8 @@ class SimulationSession:
         elif self.neurons[name] != flat.shape[2] or self.timesteps[name] != T:
             raise ValueError(f"neuron layer {name!r} fired twice in one pass with different shapes; "
                              "use a separate TemporalBinary module for each place it is used.")
-        per_neuron = flat.sum((0, 1), dtype=torch.float64).cpu()
+        per_neuron = spike_counts(flat).cpu()
+        self._batch_counts[name] = (spikes, per_neuron)  # for the layers that read these spikes
         self.neuron_counts[name] += per_neuron
         self.spike_counts[name] += int(per_neuron.sum())
         keep = self._keep(name, B)
@@ -152,8 +165,12 @@ class SimulationSession:
         if key not in self._fanouts:
             self._fanouts[key] = (engine.fanout(layer, in_shape, wc), engine.fanout(layer, in_shape, wc, dense=True))
         fo, dense = self._fanouts[key]
-        per_input = code.spikes.reshape(code.timesteps, code.q.shape[0], -1).sum((0, 1), dtype=torch.float64)
         src = code.source or "input"
+        counted = self._batch_counts.get(src)
+        if counted is not None and counted[0] is code.spikes:  # counted as they were fired
+            per_input = counted[1]
+        else:
+            per_input = spike_counts(code.spikes.reshape(code.timesteps, code.q.shape[0], -1))
         self.synaptic_ops[src] = self.synaptic_ops.get(src, 0.0) + float((per_input * fo).sum())
         self.dense_ops[src] = self.dense_ops.get(src, 0.0) + float((per_input * dense).sum())
         self.readers.setdefault(src, {})[key] = fo
