@@ -127,10 +127,9 @@ class TemporalBinary(nn.Module):
         v = ((xb - lo) / (hi - lo)).clamp(0.0, 1.0).reshape(flat.shape[0], -1)[:, : flat.shape[1]]
         fired = integrate_and_fire(v, binary_thresholds(self.timesteps))  # [T, B, F]
         # the spikes are the bits of the code: sum_t w_t s_t == q (a bijection on 0 .. 2^T - 1)
-        k = torch.zeros_like(v)
-        for t, w in enumerate(code.weights.tolist()):
-            k.add_(fired[t].view(torch.uint8), alpha=w)
-        if not torch.equal(k, code.q.detach().to(k.dtype)):
+        T = self.timesteps
+        k = code.weights.to(v.dtype).view(1, T) @ fired.view(torch.uint8).reshape(T, -1).to(v.dtype)
+        if not torch.equal(k.view_as(v), code.q.detach().to(v.dtype)):
             raise RuntimeError("integrate-and-fire spikes differ from the neuron's code; please report this.")
         return replace(code, raw=fired)
 
