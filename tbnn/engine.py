@@ -282,37 +282,43 @@ def _mask_terms(layer: EngineLayer, code: SpikeCode, wc: WeightCodes) -> tuple[T
     return wc.cache[key]
 
 
-def _offset_terms(layer: EngineLayer, code: SpikeCode, wc: WeightCodes) -> Tensor:
-    """``alpha r_b + gamma k_b`` (float64, ``[nb, *out]``): the offsets' response per block, cached."""
+def _offset_terms(layer: EngineLayer, code: SpikeCode, wc: WeightCodes) -> tuple[Tensor, Tensor | None]:
+    """``alpha r_b + gamma k_b`` (float64, ``[nb, prod(out)]``) and the bias over the same outputs, cached."""
     key = ("offsets", code.q.shape[-1], code.block_size(), code.shape[1:] if code.shape is not None else None)
     if key not in wc.cache:
         r, k = _mask_terms(layer, code, wc)
         shape = (-1, *[1] * (r.dim() - 3))
         f64 = torch.float64
-        wc.cache[key] = (wc.alpha.to(f64).view(shape) * r + wc.gamma.to(f64).view(shape) * k).squeeze(1)
+        const = (wc.alpha.to(f64).view(shape) * r + wc.gamma.to(f64).view(shape) * k).squeeze(1)
+        bias = None
+        if layer.bias is not None:
+            bias = layer.bias.detach().to(f64).view(shape).expand(const.shape[1:]).reshape(-1)
+        wc.cache[key] = (const.reshape(const.shape[0], -1), bias)
     return wc.cache[key]
 
 
 def combine(layer: EngineLayer, n: Tensor, s: Tensor, code: SpikeCode, wc: WeightCodes) -> Tensor:
     """The input current from the integer terms (the matmul shortcut of Ye et al.; see the module).
 
-    In float64, on contiguous terms (so every engine's terms give the same rounding); the
-    sums over blocks ``sum_b a_b N_b`` and ``sum_b a_b S_b`` come first, then the
-    per-channel ``alpha`` and ``gamma`` once.
+    In float64 (so every engine's terms give the same rounding): the sums over blocks
+    ``sum_b a_b N_b`` and ``sum_b a_b S_b`` come first (the products of a float32 gain and an
+    integer below :math:`2^{24}` are exact), then the per-channel ``alpha`` and ``gamma``
+    once, then the offsets' response ``sum_b c_b (alpha r_b + gamma k_b) + bias`` as one
+    small product.
     """
     f64 = torch.float64
-    n, s = n.contiguous(), s.contiguous()  # exact integers (float32 or float64)
-    extra = [1] * (n.dim() - 3)
-    a = code.gain.detach().to(f64).squeeze(-1).transpose(0, 1).reshape(n.shape[0], -1, 1, *extra)
-    c = code.offset.detach().to(f64).squeeze(-1).transpose(0, 1).reshape(n.shape[0], -1)  # [nb, B]
+    nb, extra = n.shape[0], [1] * (n.dim() - 3)
+    a = code.gain.detach().to(f64).squeeze(-1).transpose(0, 1).reshape(nb, -1, 1, *extra)
+    c = code.offset.detach().to(f64).squeeze(-1).transpose(0, 1).reshape(nb, -1)  # [nb, B]
     shape = (-1, *extra)
     al, ga = wc.alpha.to(f64).view(shape), wc.gamma.to(f64).view(shape)
-    const = _offset_terms(layer, code, wc)  # [nb, *out]: alpha r_b + gamma k_b
-    offsets = (c.t() @ const.reshape(const.shape[0], -1)).view(-1, *const.shape[1:])  # sum_b c_b (...)
-    cur = al * (a * n).sum(0) + ga * (a * s).sum(0) + offsets
-    if layer.bias is not None:
-        cur = cur + layer.bias.detach().to(f64).view(shape)
-    return cur.to(code.q.dtype)
+    const, bias = _offset_terms(layer, code, wc)  # [nb, out...] and [out...] flat
+    cur = n[0] * a[0]  # float64
+    for b in range(1, nb):
+        cur.addcmul_(n[b], a[b])
+    cur.mul_(al).addcmul_((a * s).sum(0), ga)
+    offsets = torch.addmm(bias, c.t(), const) if bias is not None else c.t() @ const
+    return cur.add_(offsets.view(cur.shape)).to(code.q.dtype)
 
 
 def exact(layer: EngineLayer, code: SpikeCode, wc: WeightCodes | None = None) -> Tensor:
