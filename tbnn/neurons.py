@@ -105,7 +105,7 @@ class TemporalBinary(nn.Module):
 
     @torch.no_grad()
     def fire(self, x: Tensor) -> SpikeCode:
-        """Fire by integrate-and-fire (:func:`tbnn.firing.integrate_and_fire`) and return the code.
+        r"""Fire by integrate-and-fire (:func:`tbnn.firing.integrate_and_fire`) and return the code.
 
         Binary scheme: every membrane starts at its grid value ``r_0 = v`` and runs ``T``
         steps with halving thresholds; the emitted spikes are kept in the code (``raw``) and
@@ -127,9 +127,7 @@ class TemporalBinary(nn.Module):
         v = ((xb - lo) / (hi - lo)).clamp(0.0, 1.0).reshape(flat.shape[0], -1)[:, : flat.shape[1]]
         fired = integrate_and_fire(v, binary_thresholds(self.timesteps))  # [T, B, F]
         # the spikes are the bits of the code: sum_t w_t s_t == q (a bijection on 0 .. 2^T - 1)
-        T = self.timesteps
-        k = code.weights.to(v.dtype).view(1, T) @ fired.view(torch.uint8).reshape(T, -1).to(v.dtype)
-        if not torch.equal(k.view_as(v), code.q.detach().to(v.dtype)):
+        if not torch.equal(_bits_value(fired), code.q.detach().to(torch.int32)):
             raise RuntimeError("integrate-and-fire spikes differ from the neuron's code; please report this.")
         return replace(code, raw=fired)
 
@@ -138,3 +136,15 @@ class TemporalBinary(nn.Module):
             f"T={self.timesteps}, scheme={self.scheme}, lam={self.lam}, block={self.block}, "
             f"grid={self.grid}, target={self.target}, method={self.method}"
         )
+
+
+def _bits_value(spikes: Tensor) -> Tensor:
+    """``sum_t 2^(T-t) s_t`` of boolean spikes ``[T, ...]``, most significant first, as int32.
+
+    Horner's rule on the bytes (uint8 while ``T <= 8``, the common case, then int32).
+    """
+    u = spikes.view(torch.uint8)
+    k = u[0].clone() if len(u) <= 8 else u[0].to(torch.int32)
+    for t in range(1, len(u)):
+        k.mul_(2).add_(u[t])
+    return k.to(torch.int32)
