@@ -57,6 +57,7 @@ __all__ = [
     "combine",
     "exact",
     "step_current",
+    "step_terms",
     "fanout",
     "conv_fanout",
     "arithmetic",
@@ -341,6 +342,11 @@ def step_current(layer: EngineLayer, code: SpikeCode, wc: WeightCodes | None = N
     bit for bit.
     """
     wc = wc if wc is not None else weight_codes(layer)
+    return combine(layer, *step_terms(layer, code, wc), code, wc)
+
+
+def step_terms(layer: EngineLayer, code: SpikeCode, wc: WeightCodes) -> tuple[Tensor, Tensor]:
+    """``N_b`` and ``S_b`` accumulated over the steps from ``code``'s spikes (:func:`step_current`)."""
     n_t, s_t = integer_terms(layer, code.spikes, code, wc)  # [nb, T, B, ...]: every step's terms
     n = s = None
     for t, w in enumerate(code.weights.tolist()):
@@ -349,7 +355,7 @@ def step_current(layer: EngineLayer, code: SpikeCode, wc: WeightCodes | None = N
         else:
             n.add_(n_t[:, t], alpha=w)
             s.add_(s_t[:, t], alpha=w)
-    return combine(layer, n, s, code, wc)
+    return n, s
 
 
 # --------------------------------------------------------------------------------------
