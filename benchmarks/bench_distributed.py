@@ -109,7 +109,8 @@ def step_breakdown(tmp: Path) -> dict[str, Any]:
     two = _steps(_launch(2), tmp / "steps2.json")
     res = {"one_rank": one["step_seconds"], "compute_alone_two": half, "two_ranks": two["step_seconds"],
            "sums_per_step": two["sums_per_step"], "sum_median": two["sum_seconds"],
-           "sum_mean": two["sum_seconds_mean"], "sum_method": two["sum_method"]}
+           "sum_mean": two["sum_seconds_mean"], "sum_method": two["sum_method"],
+           "sum_probe_ms": two.get("sum_probe_ms", {})}
     print(f"\nwhere a step goes (mnist1d TBN CNN, global batch 128, median of 50 steps):")
     print(f"  1 process                             {1e3 * res['one_rank']:6.2f} ms")
     print(f"  2 processes at batch 64, no exchange  {1e3 * half:6.2f} ms  (compute alone: ceiling "
@@ -117,6 +118,9 @@ def step_breakdown(tmp: Path) -> dict[str, Any]:
     print(f"  2 ranks (sums by {res['sum_method']})          {1e3 * res['two_ranks']:6.2f} ms  "
           f"({res['one_rank'] / res['two_ranks']:.2f}x); {res['sums_per_step']:.0f} sums over the ranks per step, "
           f"waiting {1e3 * res['sum_median']:.2f} ms median, {1e3 * res['sum_mean']:.2f} ms mean")
+    if res["sum_probe_ms"]:
+        print("  start-up probe, mean ms per sum of 4 KiB: " + ", ".join(
+            f"{k.removesuffix('_ms')} {v:.2f}" for k, v in res["sum_probe_ms"].items()))
     return res
 
 

@@ -60,6 +60,7 @@ __all__ = [
     "DEFAULT_TIMEOUT_S",
     "DistributedFailure",
     "SUM_METHODS",
+    "SUM_PROBE",
     "SyncBatchNorm",
     "all_max",
     "all_sum",
@@ -570,6 +571,8 @@ def _exchange(t: Tensor, async_op: bool) -> Any:
 
 _SUM_METHOD: list[str] = []
 SUM_METHODS = ("allreduce", "exchange")
+#: the probe's mean milliseconds per sum of each method (rank 0's; empty until probed)
+SUM_PROBE: dict[str, float] = {}
 
 
 def sum_method() -> str:
@@ -625,6 +628,7 @@ def _probe_sum_method() -> str:
                 seconds[k].append(time.perf_counter() - t0)
     means = torch.tensor([float(np.mean(s)) for s in seconds], dtype=torch.float64)
     dist.broadcast(means, src=0)  # rank 0's timings decide for every rank
+    SUM_PROBE.update({f"{way}_ms": 1e3 * float(m) for way, m in zip(SUM_METHODS, means)})
     return SUM_METHODS[int(means[1] < means[0])]
 
 

@@ -114,7 +114,8 @@ def time_steps(out: str, batch: str) -> None:
                    "sum_seconds": float(np.median(waits)) if waits else 0.0,
                    "sum_seconds_mean": float(np.mean(waits)) if waits else 0.0,
                    "forward_backward_update": np.median(np.array(phases[10:]), axis=0).tolist(),
-                   "sum_method": ddp.sum_method() if ddp.is_distributed() else None}, open(out, "w"))
+                   "sum_method": ddp.sum_method() if ddp.is_distributed() else None,
+                   "sum_probe_ms": dict(ddp.SUM_PROBE)}, open(out, "w"))
     del wrapped
     ddp.shutdown(wait=True)
 
