@@ -337,24 +337,31 @@ def step_current(layer: EngineLayer, code: SpikeCode, wc: WeightCodes | None = N
 
     For every step ``t``: ``N_b += w_t L_Q(s_t m_b)`` (only inputs that spiked at ``t``
     add their column of weight codes) and ``S_b += w_t L_1(s_t m_b)``, exactly; then
-    :func:`combine`. The ``T`` steps' products run as one batched product (each step's
-    spikes on their own rows) and are accumulated in step order. Equal to :func:`exact`
-    bit for bit.
+    :func:`combine`. The products are accumulated in step order (:func:`step_terms`).
+    Equal to :func:`exact` bit for bit.
     """
     wc = wc if wc is not None else weight_codes(layer)
     return combine(layer, *step_terms(layer, code, wc), code, wc)
 
 
 def step_terms(layer: EngineLayer, code: SpikeCode, wc: WeightCodes) -> tuple[Tensor, Tensor]:
-    """``N_b`` and ``S_b`` accumulated over the steps from ``code``'s spikes (:func:`step_current`)."""
-    n_t, s_t = integer_terms(layer, code.spikes, code, wc)  # [nb, T, B, ...]: every step's terms
+    """``N_b`` and ``S_b`` accumulated over the steps from ``code``'s spikes (:func:`step_current`).
+
+    Linear layers take the ``T`` steps in one batched product (``[T B, F]`` rows: small);
+    convolutions one step at a time (their per-block masked copies would grow ``T``-fold).
+    """
+    spikes = code.spikes
+    batched = layer.is_linear
+    if batched:
+        n_t, s_t = integer_terms(layer, spikes, code, wc)  # [nb, T, B, ...]: every step's terms
     n = s = None
     for t, w in enumerate(code.weights.tolist()):
+        nt, st = (n_t[:, t], s_t[:, t]) if batched else integer_terms(layer, spikes[t], code, wc)
         if n is None:
-            n, s = n_t[:, t] * w, s_t[:, t] * w
+            n, s = nt * w, st * w
         else:
-            n.add_(n_t[:, t], alpha=w)
-            s.add_(s_t[:, t], alpha=w)
+            n.add_(nt, alpha=w)
+            s.add_(st, alpha=w)
     return n, s
 
 
