@@ -580,8 +580,7 @@ def sum_method() -> str:
 
     The probe (once per job, about 50 ms) times 40 of each, interleaved, on a 4 KiB tensor
     and compares the means (a collective's slow tail costs a training step as much as its
-typical time); rank 0's timings decide, so that every rank takes the same
-    path.
+    typical time); rank 0's timings decide, so that every rank takes the same path.
 
     Raises
     ------

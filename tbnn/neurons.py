@@ -34,6 +34,7 @@ import torch
 from torch import Tensor, nn
 
 from . import session
+from .codes import get_code
 from .coding import SCHEMES, SpikeCode, check_timesteps, encode_unchecked
 from .firing import binary_thresholds, integrate_and_fire
 from .quant import GRIDS, METHODS, grid_range, to_blocks
@@ -127,7 +128,7 @@ class TemporalBinary(nn.Module):
         v = ((xb - lo) / (hi - lo)).clamp(0.0, 1.0).reshape(flat.shape[0], -1)[:, : flat.shape[1]]
         fired = integrate_and_fire(v, binary_thresholds(self.timesteps))  # [T, B, F]
         # the spikes are the bits of the code: sum_t w_t s_t == q (a bijection on 0 .. 2^T - 1)
-        if not torch.equal(_bits_value(fired), code.q.detach().to(torch.int32)):
+        if not torch.equal(get_code("binary").value_of(fired), code.q.detach().to(torch.int32)):
             raise RuntimeError("integrate-and-fire spikes differ from the neuron's code; please report this.")
         return replace(code, raw=fired)
 
@@ -136,15 +137,3 @@ class TemporalBinary(nn.Module):
             f"T={self.timesteps}, scheme={self.scheme}, lam={self.lam}, block={self.block}, "
             f"grid={self.grid}, target={self.target}, method={self.method}"
         )
-
-
-def _bits_value(spikes: Tensor) -> Tensor:
-    """``sum_t 2^(T-t) s_t`` of boolean spikes ``[T, ...]``, most significant first, as int32.
-
-    Horner's rule on the bytes (uint8 while ``T <= 8``, the common case, then int32).
-    """
-    u = spikes.view(torch.uint8)
-    k = u[0].clone() if len(u) <= 8 else u[0].to(torch.int32)
-    for t in range(1, len(u)):
-        k.mul_(2).add_(u[t])
-    return k.to(torch.int32)

@@ -132,8 +132,9 @@ class SimulationSession:
         elif self.neurons[name] != flat.shape[2] or self.timesteps[name] != T:
             raise ValueError(f"neuron layer {name!r} fired twice in one pass with different shapes; "
                              "use a separate TemporalBinary module for each place it is used.")
-        per_neuron = spike_counts(flat).cpu()
-        self._batch_counts[name] = (spikes, per_neuron)  # for the layers that read these spikes
+        counts = spike_counts(flat)
+        self._batch_counts[name] = (spikes, counts)  # for the layers that read these spikes (same device)
+        per_neuron = counts.cpu()
         self.neuron_counts[name] += per_neuron
         self.spike_counts[name] += int(per_neuron.sum())
         keep = self._keep(name, B)
