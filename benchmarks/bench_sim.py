@@ -14,11 +14,10 @@ benchmarked here, never asserted in tests):
 * where the step engine's time goes (``torch.profiler`` top ops and simple timers);
 * peak memory (peak-RSS growth, each engine in its own subprocess, the VmHWM watermark reset
   after set-up; ``ru_maxrss`` where that is not possible) and weight storage;
-* 'beyond' (reported, not adopted): a step engine whose per-block products are int8
-  matmuls (``torch._int_mm``, a private API) of binary spikes by integer weight codes
-  (:class:`Int8Step`), and, for one step's product, the float32 and bfloat16 matmuls (the
-  latter is what tbnn's engines use where it is exact), ``torch._int_mm`` and a bit-packed
-  AND + popcount (:func:`packed_and_popcount`).
+* the step engine with its products forced to float32, beside the probe's choice (int8 or
+  bfloat16 where faster and exact), which the header prints with the probe's timings;
+* 'beyond', for one step's product: the float32, bfloat16 and int8 (``torch._int_mm``)
+  matmuls and a bit-packed AND + popcount (:func:`packed_and_popcount`, not adopted).
 
 Timing: ``torch.set_num_threads(--threads)`` (default 1: on a shared 2-core machine OpenMP
 spinning with 2 threads makes sgemm up to 10x slower and noisy), two warm-up passes per
@@ -103,75 +102,18 @@ class SnnTorchMLP(nn.Module):
 # candidate step engines ('beyond'); not part of tbnn
 
 
-class Int8Step:
-    """A step engine for TBN MLPs whose products run as int8 matmuls (reported, not adopted).
+def forced(fn: Callable[[Tensor], Tensor], choice: str) -> Callable[[Tensor], Tensor]:
+    """``fn`` run with the engine's product type forced to ``choice`` (restored to the probe's after)."""
+    from tbnn import engine
 
-    Same arithmetic as :func:`tbnn.engine.step_current` and :meth:`tbnn.neurons.TemporalBinary.fire`: for
-    each time step and input block ``b`` the product ``s_t Q_b^T`` of binary spikes by the
-    integer weight codes is an exact int8 matmul (``torch._int_mm``, int32 accumulation),
-    scaled by the block's read-out gain after; the rank-1 correction is a row sum; hidden
-    neurons run the integrate-and-fire rule with halving thresholds and their read-out is
-    the same ridge fit. ``torch._int_mm`` is a private PyTorch API, and the gains are applied
-    in float32 per step (not once, in float64, on exact integer sums), so a near-tie can flip.
-    MLPs (linear layers) with the ``binary`` code and the DAT read-out only.
-    """
+    def run(x: Tensor) -> Tensor:
+        engine.set_matmul_dtype(choice)
+        try:
+            return fn(x)
+        finally:
+            engine.set_matmul_dtype("auto")
 
-    def __init__(self, model: nn.Module) -> None:
-        from tbnn.layers import TBLinear
-        self.model = model
-        for nrn in [model.encoder, *model.neurons]:
-            if nrn.scheme != "binary" or nrn.method != "dat":
-                raise ValueError("Int8Step handles the binary code with the DAT read-out only.")
-        self.prep = []
-        blocks = [model.encoder.block, *[nrn.block for nrn in model.neurons]]
-        for layer, block in zip([*model.layers, model.readout], blocks):
-            if not isinstance(layer, TBLinear):
-                raise ValueError("Int8Step handles MLPs (TBLinear layers) only.")
-            wc = layer.weight_codes()
-            q = wc.q
-            if not bool((q == q.round()).all() and q.abs().max() <= 127):
-                raise ValueError("the int8 path needs integer weight codes within [-127, 127].")
-            F = q.shape[1]
-            bs = F if block is None else min(block, F)
-            nb = -(-F // bs)
-            q8 = torch.nn.functional.pad(q.round().to(torch.int8).t(), (0, 0, 0, nb * bs - F))
-            self.prep.append(dict(qT8=q8.reshape(nb, bs, -1).contiguous(), bs=bs, nb=nb, alpha=wc.alpha,
-                                  gamma=wc.gamma, w_hat=wc.w_hat, bias=layer.bias.detach()))
-
-    @staticmethod
-    def current(p: dict[str, Any], spk: Tensor, gain: Tensor, offset: Tensor) -> Tensor:
-        """Input current from spikes ``[T, B, F]`` (float 0/1) and the block read-out ``[B, nb, 1]``."""
-        T, B, F = spk.shape
-        bs, nb = p["bs"], p["nb"]
-        g = gain.expand(B, nb, bs).reshape(B, -1)[:, :F]
-        o = offset.expand(B, nb, bs).reshape(B, -1)[:, :F]
-        wt = [2.0 ** (T - 1 - t) for t in range(T)]
-        acc_q = torch.zeros(B, p["qT8"].shape[2])
-        acc_1 = torch.zeros(B, 1)
-        s8 = torch.nn.functional.pad(spk, (0, nb * bs - F)).to(torch.int8)
-        s8 = s8.reshape(T, B, nb, bs).permute(0, 2, 1, 3).contiguous()  # [T, nb, B, bs]
-        gb = gain.reshape(B, nb)
-        for t in range(T):
-            for b in range(nb):
-                acc_q += (wt[t] * gb[:, b:b + 1]) * torch._int_mm(s8[t, b], p["qT8"][b])  # exact int32
-            acc_1 += wt[t] * (spk[t] * g).sum(1, keepdim=True)
-        const = torch.nn.functional.linear(o, p["w_hat"], p["bias"])
-        return p["alpha"] * acc_q + p["gamma"] * acc_1 + const
-
-    @staticmethod
-    def fire(neuron: nn.Module, current: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        """Spikes ``[T, B, F]`` (float 0/1) and read-out ``(gain, offset)`` of a layer of binary
-        neurons, fired by the neuron's own integrate-and-fire loop (:meth:`TemporalBinary.fire`)."""
-        code = neuron.fire(current)
-        return code.spikes.reshape(code.timesteps, current.shape[0], -1).float(), code.gain, code.offset
-
-    @torch.no_grad()
-    def __call__(self, x: Tensor) -> Tensor:
-        m = self.model
-        spk, gain, offset = self.fire(m.encoder, x.reshape(x.shape[0], *m.cfg.input_shape))
-        for p, norm, neuron in zip(self.prep, m.norms, m.neurons):
-            spk, gain, offset = self.fire(neuron, norm(self.current(p, spk, gain, offset)))
-        return self.current(self.prep[-1], spk, gain, offset)
+    return run
 
 
 _M1, _M2, _M4, _H = (v - (1 << 64) if v >= 1 << 63 else v for v in
@@ -512,11 +454,11 @@ def _run(args, cache: Path, out: Path | None, epochs: int, repeats: int) -> dict
     from tbnn import engine
 
     arith = engine.arithmetic("cpu")
-    print(f"CPU: {_cpu_model()}; engine's exact low-precision products: {arith['low_precision']} "
-          f"({arith['reason']})", flush=True)
+    print(f"CPU: {_cpu_model()}; engine's exact products: {', '.join(arith['order']) or 'float32'} "
+          f"where exact, else float32 ({arith['reason']})", flush=True)
     runs = _train_runs(cache, args.quick, epochs, lts)
     models, ds, engines = _load(runs, lts)
-    engines["tbn_step_int8"] = Int8Step(models["tbn"])
+    engines["tbn_step_f32"] = forced(engines["tbn_step"], "float32")
     x, y = ds.x_test, ds.y_test
     xs = _batches(x, args.batch)
     n = len(x)
@@ -594,9 +536,9 @@ def _run(args, cache: Path, out: Path | None, epochs: int, repeats: int) -> dict
 
     # ------------------------------------------------------------------ report
     label = {"tbn_step": "tbnn step (simulate engine)", "tbn_folded": "tbnn folded",
-             "tbn_step_int8": "step, int8 _int_mm (private API; not adopted)", "float": "float MLP, 1 forward",
+             "tbn_step_f32": "tbnn step, float32 products (forced)", "float": "float MLP, 1 forward",
              **{f"snn_T{t}": f"snnTorch Leaky T={t}" for t in lts}}
-    T_of = {"tbn_step": 4, "tbn_folded": 4, "tbn_step_int8": 4, "float": 1,
+    T_of = {"tbn_step": 4, "tbn_folded": 4, "tbn_step_f32": 4, "float": 1,
             **{f"snn_T{t}": t for t in lts}}
     mk = f"snn_T{matched_t}"
     rows = []
@@ -616,7 +558,7 @@ def _run(args, cache: Path, out: Path | None, epochs: int, repeats: int) -> dict
         "step_vs_folded": sps["tbn_step"] / sps["tbn_folded"],
         "float_vs_step": sps["float"] / sps["tbn_step"],
         "float_vs_folded": sps["float"] / sps["tbn_folded"],
-        "int8_step_vs_step": sps["tbn_step_int8"] / sps["tbn_step"],
+        "step_vs_step_float32": sps["tbn_step"] / sps["tbn_step_f32"],
     }
     t_sim = _fmt_table(["simulate() run", "accuracy", "agreement", "spikes/sample", "syn. ops/sample",
                         "samples/s (its own timer)"],
@@ -635,7 +577,7 @@ def _run(args, cache: Path, out: Path | None, epochs: int, repeats: int) -> dict
                         storage["float"]["total"] / 8192],
                        ["snnTorch Leaky MLP", storage["snn"]["total"], storage["snn"]["total"] / n_syn,
                         storage["snn"]["total"] / 8192]])
-    t_pk = _fmt_table(["product (one step)", "float32 matmul ms", "bf16 matmul ms (tbnn)", "int8 _int_mm ms",
+    t_pk = _fmt_table(["product (one step)", "float32 matmul ms", "bf16 matmul ms", "int8 _int_mm ms",
                        "packed AND+popcount ms"],
                       [[r["shape"], r["float matmul"], r["bf16 matmul"], r["int8 _int_mm"], r["packed AND+popcount"]]
                        for r in packed])
@@ -650,8 +592,8 @@ def _run(args, cache: Path, out: Path | None, epochs: int, repeats: int) -> dict
                f"{ratios[f'step_vs_snn_T{lts[-1]}']:.2f}x; step vs snnTorch T=4: {ratios['step_vs_snn_T4']:.2f}x "
                f"(target >= 1x); step/folded: {ratios['step_vs_folded']:.2f}; the float floor is "
                f"{ratios['float_vs_folded']:.1f}x faster than folded (target <= 5x) and {ratios['float_vs_step']:.1f}x "
-               f"faster than step; the int8 _int_mm step engine (not adopted) vs tbnn step: "
-               f"{ratios['int8_step_vs_step']:.2f}x.")
+               f"faster than step; step with the probe's products ({', '.join(arith['order']) or 'float32'}) vs "
+               f"float32 products: {ratios['step_vs_step_float32']:.2f}x.")
     text = "\n\n".join([
         f"## Throughput on the digits test split ({n} samples, batch {args.batch}, {args.threads} thread(s))", t1,
         summary, "## tbnn.sim.simulate() figures", t_sim, "## Where step-mode time goes", t_prof, t_br,
@@ -662,6 +604,7 @@ def _run(args, cache: Path, out: Path | None, epochs: int, repeats: int) -> dict
         "config": {"threads": args.threads, "batch": args.batch, "epochs": epochs, "repeats": repeats,
                    "quick": args.quick, "samples": n, "lif_T": lts, "match_tol": args.match_tol,
                    "torch": torch.__version__, **_run_info()},
+        "engine_arithmetic": {k: arith[k] for k in ("low_precision", "order", "reason")},
         "accuracy": acc, "agreement_with_step": agree, "samples_per_second": sps,
         "samples_per_second_range": spread, "ratios": ratios, "simulate": sim_sps,
         "profile_step": profile, "step_breakdown_ms": breakdown, "memory": memory,

@@ -33,6 +33,7 @@ counts.
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import time
@@ -44,7 +45,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .coding import SpikeCode
+from .coding import SpikeCode, step_weights
 from .quant import quantize
 
 __all__ = [
@@ -62,11 +63,12 @@ __all__ = [
     "conv_fanout",
     "arithmetic",
     "set_matmul_dtype",
+    "arithmetic_available",
     "MATMUL_DTYPES",
 ]
 
 #: choices of ``TBNN_MATMUL_DTYPE`` / :func:`set_matmul_dtype`
-MATMUL_DTYPES: tuple[str, ...] = ("auto", "float32", "bfloat16")
+MATMUL_DTYPES: tuple[str, ...] = ("auto", "float32", "bfloat16", "int8")
 
 
 class EngineLayer(Protocol):
@@ -138,10 +140,11 @@ def per_channel_codes(weight: Tensor, bits: float | None, **quant_kw: Any) -> tu
 
 _OVERRIDE: dict[str, str] = {}
 _PROBES: dict[str, dict[str, Any]] = {}
+_FASTER = 0.8  # a low-precision type is used when its probe product takes < 0.8x float32's
 
 
 def set_matmul_dtype(choice: str) -> None:
-    """Force the engine's low-precision choice: ``auto`` (probe), ``float32`` or ``bfloat16``."""
+    """Force the engine's low-precision choice: ``auto`` (probe), ``float32``, ``bfloat16`` or ``int8``."""
     if choice not in MATMUL_DTYPES:
         raise ValueError(f"matmul dtype must be one of {', '.join(MATMUL_DTYPES)}; got {choice!r}.")
     _OVERRIDE["choice"] = choice
@@ -156,16 +159,65 @@ def _choice() -> str:
     return env
 
 
-def _time_bmm(dtype: torch.dtype, device: torch.device, repeats: int = 5) -> float:
+def _int8_product(a: Tensor, b: Tensor, out: Tensor | None = None) -> Tensor:
+    """``a @ b`` of int8 matrices with int32 sums (exact below :math:`2^{31}`)."""
+    return torch._int_mm(a, b, out=out) if out is not None else torch._int_mm(a, b)
+
+
+def _int8_works(device: torch.device) -> bool:
+    """Whether this torch has the int8 product on ``device`` and it is exact on a test product (cached).
+
+    CPU only: on CUDA the int8 kernel has shape rules (rows > 16, multiples of 8) that
+    have not been checked here.
+    """
+    return _int8_test(str(device))
+
+
+@functools.lru_cache(maxsize=None)
+def _int8_test(where: str) -> bool:
+    device = torch.device(where)
+    if device.type != "cpu" or not hasattr(torch, "_int_mm"):
+        return False
+    a = torch.randint(-8, 8, (33, 24), dtype=torch.int8, device=device)
+    b = torch.randint(-8, 8, (24, 40), dtype=torch.int8, device=device)
+    try:
+        got = _int8_product(a[:, 3:21], b[3:21])  # strided rows, as the engine's blocks are
+    except (RuntimeError, NotImplementedError):
+        return False
+    return bool(torch.equal(got.to(torch.int64), a[:, 3:21].to(torch.int64) @ b[3:21].to(torch.int64)))
+
+
+def arithmetic_available(kind: str, device: str | torch.device = "cpu") -> bool:
+    """Whether the product type ``kind`` (a :data:`MATMUL_DTYPES` entry) can run on ``device``.
+
+    >>> arithmetic_available("float32")
+    True
+    """
+    if kind not in MATMUL_DTYPES:
+        raise ValueError(f"kind must be one of {', '.join(MATMUL_DTYPES)}; got {kind!r}.")
+    return kind != "int8" or _int8_works(torch.device(device))
+
+
+def _time_product(dtype: torch.dtype, device: torch.device, repeats: int = 5) -> float:
+    """Best time of two ``[256, 128] x [128, 256]`` block products of 0/1 values in ``dtype``."""
     a = torch.randint(0, 2, (2, 256, 128), device=device).to(dtype)
     b = torch.randint(0, 2, (2, 128, 256), device=device).to(dtype)
-    torch.bmm(a, b)  # warm-up
+    if dtype == torch.int8:
+        out = torch.empty(2, 256, 256, dtype=torch.int32, device=device)
+
+        def product():
+            for i in range(2):
+                _int8_product(a[i], b[i], out=out[i])
+    else:
+        def product():
+            torch.bmm(a, b)
+    product()  # warm-up
     best = math.inf
     for _ in range(repeats):
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         t0 = time.perf_counter()
-        torch.bmm(a, b)
+        product()
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         best = min(best, time.perf_counter() - t0)
@@ -175,50 +227,93 @@ def _time_bmm(dtype: torch.dtype, device: torch.device, repeats: int = 5) -> flo
 def _probe(device: torch.device) -> dict[str, Any]:
     key = str(device)
     if key not in _PROBES:
-        f32, bf16 = _time_bmm(torch.float32, device), _time_bmm(torch.bfloat16, device)
-        fast = bf16 < 0.8 * f32
-        _PROBES[key] = {"float32_ms": f32 * 1e3, "bfloat16_ms": bf16 * 1e3,
-                        "bfloat16_faster": fast}
+        times = {"float32": _time_product(torch.float32, device), "bfloat16": _time_product(torch.bfloat16, device)}
+        if _int8_works(device):
+            times["int8"] = _time_product(torch.int8, device)
+        fast = sorted((k for k in times if k != "float32" and times[k] < _FASTER * times["float32"]),
+                      key=times.__getitem__)
+        _PROBES[key] = {**{f"{k}_ms": v * 1e3 for k, v in times.items()}, "int8_available": "int8" in times,
+                        "order": fast}
     return _PROBES[key]
 
 
 def arithmetic(device: str | torch.device = "cpu") -> dict[str, Any]:
-    """The engine's choice of product type on ``device``, and why.
+    r"""The engine's choice of product types on ``device``, and why.
 
-    Returns ``{"low_precision": "bfloat16" | "float32", "reason": ..., "probe": {...}}``;
-    ``low_precision`` is used only where it is exact (partial sums ``<= 256``), float32
-    (or float64 where float32 could round) everywhere else.
+    Returns ``{"low_precision": ..., "order": [...], "reason": ..., "probe": {...}}``:
+    ``order`` lists the low-precision types (``int8``, ``bfloat16``) that the probe found
+    faster than float32, fastest first, and ``low_precision`` is the first of them (or
+    ``float32``). Each product uses the first type of ``order`` that is exact for it
+    (int8: every code and input within :math:`\pm 127`, int32 sums; bfloat16: every
+    partial sum an integer :math:`\le 256`), and float32 (float64 where float32 could
+    round) otherwise. A forced choice (``TBNN_MATMUL_DTYPE`` or :func:`set_matmul_dtype`)
+    makes ``order`` that one type.
     """
     device = torch.device(device)
     choice = _choice()
     if choice != "auto":
-        return {"low_precision": choice, "reason": f"forced ({choice})", "probe": None}
+        if choice == "int8" and not _int8_works(device):
+            raise ValueError(f"matmul dtype int8 is not available on {device} with torch {torch.__version__}; "
+                             "use auto, float32 or bfloat16.")
+        order = [] if choice == "float32" else [choice]
+        return {"low_precision": choice, "order": order, "reason": f"forced ({choice})", "probe": None}
     p = _probe(device)
-    if p["bfloat16_faster"]:
-        return {"low_precision": "bfloat16", "probe": p,
-                "reason": f"probe: bfloat16 {p['bfloat16_ms']:.3f} ms < float32 {p['float32_ms']:.3f} ms"}
-    return {"low_precision": "float32", "probe": p,
-            "reason": f"probe: bfloat16 {p['bfloat16_ms']:.3f} ms not faster than float32 {p['float32_ms']:.3f} ms"}
+    timed = ", ".join(f"{k} {p[f'{k}_ms']:.3f} ms" for k in ("float32", "bfloat16", "int8") if f"{k}_ms" in p)
+    if not p["int8_available"]:
+        timed += ", int8 not available"
+    if p["order"]:
+        return {"low_precision": p["order"][0], "order": list(p["order"]), "probe": p,
+                "reason": f"probe: {timed}; used where faster than {_FASTER} x float32 and exact: "
+                          f"{', '.join(p['order'])}"}
+    return {"low_precision": "float32", "order": [], "probe": p,
+            "reason": f"probe: {timed}; none faster than {_FASTER} x float32"}
 
 
-def _low_precision(device: torch.device) -> torch.dtype:
-    return torch.bfloat16 if arithmetic(device)["low_precision"] == "bfloat16" else torch.float32
+def _product_type(device: torch.device, qmax: float, top: float, per: int) -> torch.dtype | None:
+    """The fastest low-precision type exact for products of codes ``|Q| <= qmax`` and inputs
+    ``|q| <= top`` over ``per`` terms, or ``None`` (use the term dtype)."""
+    choice = _choice()
+    order = _probe(device)["order"] if choice == "auto" else ([] if choice == "float32" else [choice])
+    if choice == "int8" and not _int8_works(device):
+        arithmetic(device)  # says why
+    for kind in order:
+        if kind == "int8" and qmax <= 127 and top <= 127:
+            return torch.int8
+        if kind == "bfloat16" and qmax * per * top <= 256:
+            return torch.bfloat16
+    return None
 
 
 # --------------------------------------------------------------------------------------
 # integer terms
 
 
-def term_dtype(code: SpikeCode, wc: WeightCodes) -> torch.dtype:
+def _abs_max(t: Tensor) -> float:
+    """``max|t|`` in one pass (0 for an empty tensor)."""
+    if not t.numel():
+        return 0.0
+    lo, hi = torch.aminmax(t.detach())
+    return float(torch.maximum(-lo, hi))
+
+
+@functools.lru_cache(maxsize=None)
+def _weight_sum(scheme: str, timesteps: int) -> float:
+    """``sum_t |w_t|``: the largest code the spikes of a scheme can make."""
+    return float(step_weights(scheme, timesteps, torch.float64).abs().sum())
+
+
+def term_dtype(code: SpikeCode, wc: WeightCodes, code_max: float | None = None) -> torch.dtype:
     """The dtype that holds every integer term, and its sums over the ``T`` steps, exactly.
 
     A term sums at most ``per = min(block, fan-in)`` products ``|Q| |q|`` per output, and
     the step engine adds the terms of the steps with weights ``w_t``; float32 holds integers
     exactly below ``2^24``, so it is used when
-    ``max(max|Q|, 1) * per * max(sum|w_t|, max|q|) < 2^24``; else float64.
+    ``max(max|Q|, 1) * per * max(sum|w_t|, max|q|) < 2^24``; else float64. ``code_max``:
+    ``max|q|`` when the caller has it.
     """
     per = min(code.block_size(), wc.q[0].numel())
-    qmax = max(float(code.weights.abs().sum()), float(code.q.detach().abs().max()) if code.q.numel() else 0.0)
+    code_max = _abs_max(code.q) if code_max is None else code_max
+    qmax = max(_weight_sum(code.scheme, code.timesteps), code_max)
     return torch.float32 if max(wc.qmax, 1.0) * per * qmax < 2**24 else torch.float64
 
 
@@ -233,37 +328,56 @@ def _blocked_codes(wc: WeightCodes, code: SpikeCode, dtype: torch.dtype) -> Tens
     return wc.cache[key]
 
 
+def _block_products(q: Tensor, codes: Tensor, dtype: torch.dtype) -> Tensor:
+    """``[M, nb, bs] x [nb, bs, out] -> [nb, M, out]`` per block, in ``dtype`` (exact integers).
+
+    int8 operands go through the int8 product with int32 sums, one per block (it is 2-D);
+    the others through one batched product.
+    """
+    if codes.dtype != torch.int8:
+        return torch.bmm(q.transpose(0, 1), codes).to(dtype)
+    n = torch.empty(codes.shape[0], q.shape[0], codes.shape[-1], dtype=torch.int32, device=q.device)
+    for b in range(codes.shape[0]):
+        _int8_product(q[:, b], codes[b], out=n[b])
+    return n.to(dtype)
+
+
 def integer_terms(layer: EngineLayer, q: Tensor, code: SpikeCode, wc: WeightCodes) -> tuple[Tensor, Tensor]:
-    """Per input block ``b``: ``N_b = L_Q(q m_b)`` and ``S_b = L_1(q m_b)``, ``[nb, *out]``.
+    r"""Per input block ``b``: ``N_b = L_Q(q m_b)`` and ``S_b = L_1(q m_b)``, ``[nb, *out]``.
 
     ``q`` is a code or a spike matrix ``[..., F]`` (flat features; 0/1 floats or bool).
     Every value is an exact integer in :func:`term_dtype` (returned in it), so per-step
     sums of these terms equal the terms of the summed code bit for bit.
 
-    Linear layers: one batched matmul over the blocks of a ``[M, nb, bs]`` view, in the
-    low-precision type of :func:`arithmetic` when every partial sum is an integer of
-    magnitude ``<= 256`` (``max|Q| * per * max|q| <= 256``, which bfloat16 and its float32
+    Linear layers: one product per block of a ``[M, nb, bs]`` view, in the fastest type of
+    :func:`arithmetic` that is exact for it (int8 with int32 sums when every code and input
+    is within :math:`\pm 127`; bfloat16 when every partial sum is an integer of magnitude
+    ``<= 256``, ``max|Q| * per * max|q| <= 256``, which bfloat16 and its float32
     accumulator hold exactly), and ``S_b`` a row sum. Convolutions: one op on the masked
     copies stacked in the batch.
     """
-    dtype = term_dtype(code, wc)
     f, bs = q.shape[-1], code.block_size()
     nb = -(-f // bs)
     lead = q.shape[:-1]
+    is_code = q is code.q
     q = q.detach()
     if q.dtype == torch.bool:
-        q, top = q.view(torch.uint8), 1.0  # (uint8 converts to floats faster than bool)
+        q, top = q.view(torch.uint8), 1.0  # 0/1 bytes: int8 as they are; floats faster than from bool
+        dtype = term_dtype(code, wc)
     else:
-        top = float(q.abs().max()) if q.numel() else 0.0
+        top = _abs_max(q)
+        dtype = term_dtype(code, wc, top if is_code else None)
     if layer.is_linear:
-        per = min(bs, f)
-        mm = _low_precision(q.device) if wc.qmax * per * top <= 256 else dtype
-        qd = q.to(mm)
+        mm = _product_type(q.device, wc.qmax, top, min(bs, f)) or dtype
+        if mm == torch.int8:
+            qd = q.view(torch.int8) if q.dtype == torch.uint8 else q.to(torch.int8)
+        else:
+            qd = q.to(mm)
         if nb * bs != f:
             qd = F.pad(qd, (0, nb * bs - f))
-        qv = qd.reshape(-1, nb, bs).transpose(0, 1)  # [nb, M, bs]
-        n = torch.bmm(qv, _blocked_codes(wc, code, mm)).to(dtype)  # [nb, M, out]
-        s = qv.sum(-1, keepdim=True, dtype=dtype)  # [nb, M, 1]
+        qv = qd.reshape(-1, nb, bs)  # [M, nb, bs]
+        n = _block_products(qv, _blocked_codes(wc, code, mm), dtype)  # [nb, M, out]
+        s = qv.sum(-1, keepdim=True, dtype=dtype).transpose(0, 1)  # [nb, M, 1]
         return n.reshape(nb, *lead, -1), s.reshape(nb, *lead, 1)
     qd = q.to(dtype)
     masks = code.block_masks(dtype).view(nb, *[1] * len(lead), f)

@@ -37,7 +37,7 @@ from . import session
 from .codes import get_code
 from .coding import SCHEMES, SpikeCode, check_timesteps, encode_unchecked
 from .firing import binary_thresholds, integrate_and_fire
-from .quant import GRIDS, METHODS, grid_range, to_blocks
+from .quant import GRIDS, METHODS, grid_values
 from .validate import check_block, check_choice, check_lam
 
 __all__ = ["TemporalBinary"]
@@ -122,13 +122,12 @@ class TemporalBinary(nn.Module):
         code = self.encode(x)
         if self.scheme != "binary":
             return code
-        flat = x.flatten(1)
-        xb, valid, n = to_blocks(flat, -1, self.block)
-        lo, hi = grid_range(xb, valid, n, self.grid, 2**self.timesteps)
-        v = ((xb - lo) / (hi - lo)).clamp(0.0, 1.0).reshape(flat.shape[0], -1)[:, : flat.shape[1]]
+        v = grid_values(x.flatten(1), self.block, self.grid, get_code("binary").grid_levels(self.timesteps))
         fired = integrate_and_fire(v, binary_thresholds(self.timesteps))  # [T, B, F]
         # the spikes are the bits of the code: sum_t w_t s_t == q (a bijection on 0 .. 2^T - 1)
-        if not torch.equal(get_code("binary").value_of(fired), code.q.detach().to(torch.int32)):
+        diff = get_code("binary").value_of(fired).to(code.q.dtype).sub_(code.q.detach())
+        lo, hi = torch.aminmax(diff) if diff.numel() else (0, 0)
+        if lo != 0 or hi != 0:
             raise RuntimeError("integrate-and-fire spikes differ from the neuron's code; please report this.")
         return replace(code, raw=fired)
 

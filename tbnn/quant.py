@@ -49,6 +49,7 @@ __all__ = [
     "ridge_fit",
     "fake_quantize",
     "quantize",
+    "grid_values",
     "dequantize",
     "quantized_matmul",
     "nm_mask",
@@ -794,6 +795,11 @@ def affine_fast(
             lo, hi, finite, xsum = _grid_fast(p.detach(), grid, gl, check is not None, compiled)
         if check is not None and not finite:
             check_finite(x, check)
+        if not (p.requires_grad and torch.is_grad_enabled()):  # no graph to build: the forward alone
+            body = _compiled(_affine_forward) if compiled else _affine_forward
+            r = body(p, lo, hi, levels, float(lam), relu, method, xsum, fused, False, compiled)
+            outs.append(r[0] if fused else (r[0], r[3], r[4]))
+            continue
         fn = _AffineFused if fused else _AffineCodes
         outs.append(fn.apply(p, lo, hi, levels, float(lam), relu, method, detach_stats, xsum, compiled))
     lead = x.shape[:-1]
@@ -805,6 +811,31 @@ def affine_fast(
     gain = outs[0][1] if len(outs) == 1 else torch.cat([o[1] for o in outs], -2)
     offset = outs[0][2] if len(outs) == 1 else torch.cat([o[2] for o in outs], -2)
     return q, gain, offset
+
+
+def grid_values(x: Tensor, block: int | None, grid: str, levels: int) -> Tensor:
+    r"""The grid coordinate of every element along the last axis, shaped like ``x`` (no gradient).
+
+    .. math::
+
+        v = \mathrm{clip}\Big(\frac{x - lo_b}{hi_b - lo_b}, 0, 1\Big)
+
+    with the block range :math:`(lo_b, hi_b)` of :func:`grid_range`, from the same block
+    statistics as :func:`affine_fast` (unpadded blocks), so that ``min(floor(L v), L - 1)``
+    are its codes: the membrane a binary neuron starts its integrate-and-fire from.
+
+    >>> grid_values(torch.tensor([[0.5, 2.0, -1.0, 1.0]]), 2, "rectify", 16).tolist()
+    [[0.25, 1.0, 0.0, 1.0]]
+    """
+    x = x.detach()
+    if not x.is_floating_point():
+        x = x.to(torch.get_default_dtype())
+    lead = x.shape[:-1]
+    outs = []
+    for p in _split_blocks(x, block):
+        lo, hi, _, _ = _grid_stats(p, grid, levels)
+        outs.append(torch.sub(p, lo).div_(hi - lo).clamp_(0.0, 1.0).reshape(*lead, -1))
+    return outs[0] if len(outs) == 1 else torch.cat(outs, -1)
 
 
 def _linear_codes(xs: Tensor, valid: Tensor, n: Tensor, bits: float, clip_grad: bool) -> tuple[Tensor, Tensor]:

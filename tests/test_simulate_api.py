@@ -98,13 +98,23 @@ def test_simulation_equals_eval_forward(which, mode, request):
         assert s.dtype == bool and s.shape[:2] == (len(x), 4)
 
 
-@pytest.mark.parametrize("choice", ["float32", "bfloat16"])
-def test_every_arithmetic_type_gives_the_same_spikes(skipnet, choice):
+@pytest.mark.parametrize("mode", ["step", "folded"])
+@pytest.mark.parametrize("choice", ["float32", "bfloat16", "int8"])
+def test_every_arithmetic_type_gives_the_same_spikes(skipnet, choice, mode):
+    """Each forced type against the eval forward in float32 products (the reference)."""
     net, x, y = skipnet
-    base = tbnn.simulate(net, x)
-    engine.set_matmul_dtype(choice)
+    if not engine.arithmetic_available(choice):
+        pytest.skip(f"this torch has no {choice} product on the CPU")
+    engine.set_matmul_dtype("float32")
     try:
-        res = tbnn.simulate(net, x)
+        base = tbnn.simulate(net, x, mode=mode)
+        was = net.training
+        net.eval()
+        with torch.no_grad():
+            assert torch.equal(net(x), base.logits)
+        net.train(was)
+        engine.set_matmul_dtype(choice)
+        res = tbnn.simulate(net, x, mode=mode)
         assert engine.arithmetic()["low_precision"] == choice
         assert res.summary["engine"]["reason"] == f"forced ({choice})"
     finally:

@@ -1,0 +1,89 @@
+"""The exact integer-code engine's arithmetic: every product type against a float64 recount.
+
+The per-block terms ``N_b = (q m_b) Q^T`` and ``S_b = sum(q m_b)`` are recomputed here in
+float64 (exact for these integers) and must equal the engine's in every product type it
+can pick (float32, bfloat16, int8), for codes inside and outside each type's exact range,
+spike matrices and codes, ragged blocks and signed weight codes.
+"""
+
+import pytest
+import torch
+
+import tbnn
+from tbnn import engine
+
+
+def _reference(q, code, wc):
+    """``N_b``, ``S_b`` by float64 products of the masked inputs with the weight codes."""
+    masks = code.block_masks(torch.float64)  # [nb, F]
+    qd = q.to(torch.float64)
+    Q = wc.q.reshape(wc.q.shape[0], -1).to(torch.float64)
+    n = torch.stack([(qd * m) @ Q.t() for m in masks])
+    s = torch.stack([(qd * m).sum(-1, keepdim=True) for m in masks])
+    return n, s
+
+
+@pytest.fixture(autouse=True)
+def _auto_after():
+    yield
+    engine.set_matmul_dtype("auto")
+
+
+@pytest.mark.parametrize("choice", ["float32", "bfloat16", "int8"])
+@pytest.mark.parametrize("timesteps", [4, 8])  # T = 8: codes up to 255, beyond int8 (and bfloat16's 256)
+@pytest.mark.parametrize("bits", [1, 1.5, 3])
+def test_integer_terms_equal_a_float64_recount(choice, timesteps, bits):
+    if not engine.arithmetic_available(choice):
+        pytest.skip(f"no {choice} product here")
+    torch.manual_seed(timesteps + int(2 * bits))
+    layer = tbnn.TBLinear(200, 12, weight_bits=bits)  # 200 inputs: blocks of 128 and a ragged 72
+    layer.eval()
+    wc = engine.weight_codes(layer)
+    code = tbnn.TemporalBinary(timesteps).encode(torch.randn(37, 200) * 3)
+    engine.set_matmul_dtype(choice)
+    for q in (code.q, code.spikes, code.spikes[1]):  # a code, every step's spikes, one step's
+        n, s = engine.integer_terms(layer, q, code, wc)
+        n_ref, s_ref = _reference(q, code, wc)
+        assert n.dtype == engine.term_dtype(code, wc)
+        assert torch.equal(n.to(torch.float64), n_ref) and torch.equal(s.to(torch.float64), s_ref)
+
+
+def test_the_fastest_exact_type_is_picked_per_product(monkeypatch):
+    """int8 takes products of codes within 127; a T = 8 code (up to 255) falls back, still exact."""
+    if not engine.arithmetic_available("int8"):
+        pytest.skip("no int8 product here")
+    engine.set_matmul_dtype("int8")
+    used = []
+    real = torch._int_mm
+    monkeypatch.setattr(torch, "_int_mm", lambda *a, **k: used.append(1) or real(*a, **k))
+    layer = tbnn.TBLinear(64, 8)
+    layer.eval()
+    wc = engine.weight_codes(layer)
+    x = torch.rand(5, 64)
+    engine.exact(layer, tbnn.TemporalBinary(4).encode(x), wc)
+    assert used  # codes <= 15: int8
+    used.clear()
+    engine.exact(layer, tbnn.TemporalBinary(8).encode(x), wc)
+    assert not used  # codes up to 255: float32
+
+
+def test_the_probe_reports_its_timings_and_order():
+    info = engine.arithmetic("cpu")
+    p = info["probe"]
+    timed = {k: p[f"{k}_ms"] for k in ("float32", "bfloat16", "int8") if f"{k}_ms" in p}
+    assert {"float32", "bfloat16"} <= set(timed) and all(v > 0 for v in timed.values())
+    assert ("int8" in timed) == p["int8_available"] == engine.arithmetic_available("int8")
+    # the order: the types faster than 0.8 x float32, fastest first
+    fast = sorted((k for k in timed if k != "float32" and timed[k] < 0.8 * timed["float32"]), key=timed.get)
+    assert info["order"] == fast
+    assert info["low_precision"] == (fast[0] if fast else "float32")
+    assert all(f"{k} {v:.3f} ms" in info["reason"] for k, v in timed.items())
+
+
+def test_forcing_an_unavailable_type_is_refused(monkeypatch):
+    monkeypatch.setattr(engine, "_int8_works", lambda device: False)
+    engine.set_matmul_dtype("int8")
+    with pytest.raises(ValueError, match="matmul dtype int8 is not available"):
+        engine.arithmetic("cpu")
+    with pytest.raises(ValueError, match="must be one of"):
+        engine.set_matmul_dtype("int4")
