@@ -24,7 +24,7 @@ import time
 import torch
 import torch.nn.functional as F
 
-from tbnn.machine import describe_cpu
+from tbnn.machine import describe_cpu, tune_allocator
 from tbnn.quant import fake_quantize
 
 
@@ -106,6 +106,7 @@ def main(argv=None) -> None:
     args = p.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
+    tuned = tune_allocator()  # as the tbnn command does; for every candidate alike
     if args.quick:
         shapes, bits_list, min_time = [(8, 256)], [1], 0.02
     else:
@@ -113,6 +114,8 @@ def main(argv=None) -> None:
     clock = time.thread_time if args.cpu_time else time.perf_counter
     rows, compile_s = run(shapes, bits_list, args.block, min_time, args.compile, args.device, clock)
     print(describe_cpu())
+    print("allocator: " + ("glibc malloc keeps freed memory (tbnn.machine.tune_allocator)" if tuned
+                           else "malloc at its defaults"))
     print(f"fake_quantize forward+backward, block {args.block}, torch {torch.__version__}, "
           f"device {args.device}, {torch.get_num_threads()} threads; ms of "
           f"{'thread CPU time' if args.cpu_time else 'wall time'}, best of interleaved repeats")

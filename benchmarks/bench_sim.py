@@ -47,6 +47,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from tbnn.machine import tune_allocator
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -176,6 +178,13 @@ def _cpu_model() -> str:
     return f"{model} ({', '.join(have) or 'no avx2'})"
 
 
+def _allocator_line(tuned: bool) -> str:
+    """How malloc was set for every engine of the run."""
+    if tuned:
+        return "glibc malloc keeps freed memory (tbnn.machine.tune_allocator, as the tbnn command), every engine"
+    return "malloc at its defaults"
+
+
 def _run_info() -> dict[str, Any]:
     """Date and git state of the checkout (``simulations/common.run_info``)."""
     sys.path.insert(0, str(ROOT / "simulations"))
@@ -285,7 +294,8 @@ def _memory(cache: Path, args: argparse.Namespace, names: list[str]) -> dict[str
     out = {}
     for name in names:
         cmd = [sys.executable, str(Path(__file__).resolve()), "--_mem", name, "--cache", str(cache),
-               "--batch", str(args.batch), "--threads", str(args.threads), "--lif-t", *map(str, args.lif_t)]
+               "--batch", str(args.batch), "--threads", str(args.threads), "--lif-t", *map(str, args.lif_t),
+               *(["--malloc-defaults"] if args.malloc_defaults else [])]
         r = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
         if r.returncode != 0:
             out[name] = {"error": r.stderr.strip().splitlines()[-1] if r.stderr.strip() else "failed"}
@@ -421,8 +431,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--out", type=str, default=None,
                     help="write bench_sim.json/.md here (default figures/; --quick: nothing unless given)")
     ap.add_argument("--no-memory", action="store_true", help="skip the subprocess memory measurement")
+    ap.add_argument("--malloc-defaults", action="store_true",
+                    help="leave glibc malloc at its defaults (default: tuned as the tbnn command tunes it, "
+                         "tbnn.machine.tune_allocator, for every engine alike)")
     ap.add_argument("--_mem", type=str, default=None, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
+    if not args.malloc_defaults:
+        args.allocator_tuned = tune_allocator()
+    else:
+        args.allocator_tuned = False
     if args._mem:
         _mem_child(args)
         return {}
@@ -456,6 +473,7 @@ def _run(args, cache: Path, out: Path | None, epochs: int, repeats: int) -> dict
     arith = engine.arithmetic("cpu")
     print(f"CPU: {_cpu_model()}; engine's exact products: {', '.join(arith['order']) or 'float32'} "
           f"where exact, else float32 ({arith['reason']})", flush=True)
+    print(f"allocator: {_allocator_line(args.allocator_tuned)}", flush=True)
     runs = _train_runs(cache, args.quick, epochs, lts)
     models, ds, engines = _load(runs, lts)
     engines["tbn_step_f32"] = forced(engines["tbn_step"], "float32")
@@ -595,7 +613,8 @@ def _run(args, cache: Path, out: Path | None, epochs: int, repeats: int) -> dict
                f"faster than step; step with the probe's products ({', '.join(arith['order']) or 'float32'}) vs "
                f"float32 products: {ratios['step_vs_step_float32']:.2f}x.")
     text = "\n\n".join([
-        f"## Throughput on the digits test split ({n} samples, batch {args.batch}, {args.threads} thread(s))", t1,
+        f"## Throughput on the digits test split ({n} samples, batch {args.batch}, {args.threads} thread(s))",
+        f"CPU: {_cpu_model()}; products: {arith['reason']}; allocator: {_allocator_line(args.allocator_tuned)}.", t1,
         summary, "## tbnn.sim.simulate() figures", t_sim, "## Where step-mode time goes", t_prof, t_br,
         "## Peak memory (peak-RSS growth over RSS after set-up while the engine runs the test split; VmHWM reset)",
         t_mem, "## Weight storage", t_st, "## Beyond: binary spikes x binary weight codes, one step", t_pk])
@@ -605,6 +624,7 @@ def _run(args, cache: Path, out: Path | None, epochs: int, repeats: int) -> dict
                    "quick": args.quick, "samples": n, "lif_T": lts, "match_tol": args.match_tol,
                    "torch": torch.__version__, **_run_info()},
         "engine_arithmetic": {k: arith[k] for k in ("low_precision", "order", "reason")},
+        "allocator": _allocator_line(args.allocator_tuned),
         "accuracy": acc, "agreement_with_step": agree, "samples_per_second": sps,
         "samples_per_second_range": spread, "ratios": ratios, "simulate": sim_sps,
         "profile_step": profile, "step_breakdown_ms": breakdown, "memory": memory,

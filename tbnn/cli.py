@@ -20,6 +20,7 @@ from pathlib import Path
 
 from . import __version__
 from .fileio import os_error_sentence, os_errors, output_dir, output_file
+from .machine import tune_allocator
 
 __all__ = ["main", "build_parser"]
 
@@ -299,6 +300,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
 
     dist = None
+    tune_allocator()  # this process is the command's own: keep freed memory for the next batch
     try:
         with warnings.catch_warnings():
             warnings.showwarning = note

@@ -60,6 +60,7 @@ __all__ = [
     "step_current",
     "step_terms",
     "fanout",
+    "spike_sums",
     "conv_fanout",
     "arithmetic",
     "set_matmul_dtype",
@@ -318,18 +319,21 @@ def term_dtype(code: SpikeCode, wc: WeightCodes, code_max: float | None = None) 
 
 
 def _blocked_codes(wc: WeightCodes, code: SpikeCode, dtype: torch.dtype) -> Tensor:
-    """Linear layers: the codes as ``[nb, bs, out]`` blocks along the input (tail zero-padded)."""
+    """Linear layers: the codes as ``[nb, bs, out + 1]`` blocks along the input (tail zero-padded),
+    with a last column of ones, whose product is the row sum ``S_b``."""
     f, bs = code.q.shape[-1], code.block_size()
     key = ("blocked", f, bs, dtype)
     if key not in wc.cache:
         nb = -(-f // bs)
-        qt = F.pad(wc.q.reshape(wc.q.shape[0], -1).t().to(dtype), (0, 0, 0, nb * bs - f))
-        wc.cache[key] = qt.reshape(nb, bs, -1).contiguous()
+        qt = wc.q.reshape(wc.q.shape[0], -1).t()
+        qt = torch.cat([qt, torch.ones_like(qt[:, :1])], 1).to(dtype)
+        wc.cache[key] = F.pad(qt, (0, 0, 0, nb * bs - f)).reshape(nb, bs, -1).contiguous()
     return wc.cache[key]
 
 
 def _block_products(q: Tensor, codes: Tensor, dtype: torch.dtype) -> Tensor:
-    """``[M, nb, bs] x [nb, bs, out] -> [nb, M, out]`` per block, in ``dtype`` (exact integers).
+    """``[M, nb, bs] x [nb, bs, k] -> [nb, M, k]`` per block: exact integers in ``dtype``, or in
+    int32 from int8 operands when ``dtype`` is float32 (every sum then lies below :math:`2^{24}`).
 
     int8 operands go through the int8 product with int32 sums, one per block (it is 2-D);
     the others through one batched product.
@@ -339,21 +343,23 @@ def _block_products(q: Tensor, codes: Tensor, dtype: torch.dtype) -> Tensor:
     n = torch.empty(codes.shape[0], q.shape[0], codes.shape[-1], dtype=torch.int32, device=q.device)
     for b in range(codes.shape[0]):
         _int8_product(q[:, b], codes[b], out=n[b])
-    return n.to(dtype)
+    return n if dtype == torch.float32 else n.to(dtype)
 
 
 def integer_terms(layer: EngineLayer, q: Tensor, code: SpikeCode, wc: WeightCodes) -> tuple[Tensor, Tensor]:
     r"""Per input block ``b``: ``N_b = L_Q(q m_b)`` and ``S_b = L_1(q m_b)``, ``[nb, *out]``.
 
     ``q`` is a code or a spike matrix ``[..., F]`` (flat features; 0/1 floats or bool).
-    Every value is an exact integer in :func:`term_dtype` (returned in it), so per-step
+    Every value is an exact integer, returned in :func:`term_dtype` (or in int32 from the
+    int8 products when that is float32: every sum lies below :math:`2^{24}`), so per-step
     sums of these terms equal the terms of the summed code bit for bit.
 
     Linear layers: one product per block of a ``[M, nb, bs]`` view, in the fastest type of
     :func:`arithmetic` that is exact for it (int8 with int32 sums when every code and input
     is within :math:`\pm 127`; bfloat16 when every partial sum is an integer of magnitude
     ``<= 256``, ``max|Q| * per * max|q| <= 256``, which bfloat16 and its float32
-    accumulator hold exactly), and ``S_b`` a row sum. Convolutions: one op on the masked
+    accumulator hold exactly); ``S_b`` is the product with a column of ones appended to
+    the codes. Convolutions: one op on the masked
     copies stacked in the batch.
     """
     f, bs = q.shape[-1], code.block_size()
@@ -368,7 +374,7 @@ def integer_terms(layer: EngineLayer, q: Tensor, code: SpikeCode, wc: WeightCode
         top = _abs_max(q)
         dtype = term_dtype(code, wc, top if is_code else None)
     if layer.is_linear:
-        mm = _product_type(q.device, wc.qmax, top, min(bs, f)) or dtype
+        mm = _product_type(q.device, max(wc.qmax, 1.0), top, min(bs, f)) or dtype  # (1: the ones column)
         if mm == torch.int8:
             qd = q.view(torch.int8) if q.dtype == torch.uint8 else q.to(torch.int8)
         else:
@@ -376,9 +382,9 @@ def integer_terms(layer: EngineLayer, q: Tensor, code: SpikeCode, wc: WeightCode
         if nb * bs != f:
             qd = F.pad(qd, (0, nb * bs - f))
         qv = qd.reshape(-1, nb, bs)  # [M, nb, bs]
-        n = _block_products(qv, _blocked_codes(wc, code, mm), dtype)  # [nb, M, out]
-        s = qv.sum(-1, keepdim=True, dtype=dtype).transpose(0, 1)  # [nb, M, 1]
-        return n.reshape(nb, *lead, -1), s.reshape(nb, *lead, 1)
+        ns = _block_products(qv, _blocked_codes(wc, code, mm), dtype)  # [nb, M, out + 1]: N_b, then S_b
+        n, s = ns[..., :-1], ns[..., -1:]
+        return n.reshape(nb, *lead, n.shape[-1]), s.reshape(nb, *lead, 1)
     qd = q.to(dtype)
     masks = code.block_masks(dtype).view(nb, *[1] * len(lead), f)
     x = code.unflatten((qd.unsqueeze(0) * masks).reshape(-1, f))  # [nb * M, ...]
@@ -433,7 +439,8 @@ def combine(layer: EngineLayer, n: Tensor, s: Tensor, code: SpikeCode, wc: Weigh
         cur.addcmul_(n[b], a[b])
     cur.mul_(al).addcmul_((a * s).sum(0), ga)
     offsets = torch.addmm(bias, c.t(), const) if bias is not None else c.t() @ const
-    return cur.add_(offsets.view(cur.shape)).to(code.q.dtype)
+    # the last sum in float64, rounded once to the code's type as it is written
+    return torch.add(cur, offsets.view(cur.shape), out=torch.empty_like(cur, dtype=code.q.dtype))
 
 
 def exact(layer: EngineLayer, code: SpikeCode, wc: WeightCodes | None = None) -> Tensor:
@@ -469,7 +476,8 @@ def step_terms(layer: EngineLayer, code: SpikeCode, wc: WeightCodes) -> tuple[Te
     if batched:
         n_t, s_t = integer_terms(layer, spikes, code, wc)  # [nb, T, B, ...]: every step's terms
     n = s = None
-    for t, w in enumerate(code.weights.tolist()):
+    # integer step weights stay integers, so int32 terms are summed in int32 (exact below 2^24)
+    for t, w in enumerate(int(w) if w.is_integer() else w for w in code.weights.tolist()):
         nt, st = (n_t[:, t], s_t[:, t]) if batched else integer_terms(layer, spikes[t], code, wc)
         if n is None:
             n, s = nt * w, st * w
@@ -481,6 +489,24 @@ def step_terms(layer: EngineLayer, code: SpikeCode, wc: WeightCodes) -> tuple[Te
 
 # --------------------------------------------------------------------------------------
 # synapses
+
+
+def spike_sums(spikes: Tensor) -> Tensor:
+    """Spikes of each column of a boolean matrix ``[R, F]`` summed over its rows: ``[F]`` int32.
+
+    The int8 product of a row of ones with the spike bytes where this torch has it on the
+    device (int32 sums, exact below :math:`2^{31}` rows; about twice as fast as the
+    reduction on a CPU), else a uint8 reduction with int32 sums.
+
+    >>> spike_sums(torch.tensor([[True, False], [True, True]])).tolist()
+    [2, 1]
+    """
+    u = spikes.view(torch.uint8)
+    if _int8_works(u.device) and u.shape[0] < 2**31:
+        ones = torch.ones(1, u.shape[0], dtype=torch.int8, device=u.device)
+        return _int8_product(ones, u.view(torch.int8))[0]
+    return u.sum(0, dtype=torch.int32)
+
 
 
 def conv_fanout(op: Callable[[Tensor, Tensor], Tensor], kernel: Tensor, in_shape: tuple[int, ...]) -> Tensor:

@@ -11,12 +11,13 @@ benchmark prints :func:`describe_cpu` next to its tables.
 
 from __future__ import annotations
 
+import ctypes
 import os
 import platform
 import subprocess
 from pathlib import Path
 
-__all__ = ["cpu_info", "describe_cpu"]
+__all__ = ["cpu_info", "describe_cpu", "tune_allocator"]
 
 #: Summary flags and the ``/proc/cpuinfo`` (``lscpu``) flags that imply each.
 FLAG_GROUPS: dict[str, tuple[str, ...]] = {
@@ -75,3 +76,50 @@ def describe_cpu() -> str:
     yn = ", ".join(f"{k} {'yes' if v else 'no'}" for k, v in info["flags"].items())
     raw = f" ({' '.join(info['raw'])})" if info["raw"] else ""
     return f"CPU: {info['model']}, {info['cpus']} logical CPUs; {yn}{raw}"
+
+
+#: glibc ``mallopt`` parameters (``malloc.h``)
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
+_MMAP_MAX = 32 << 20  # glibc's ceiling for the mmap threshold on 64-bit machines
+
+
+def tune_allocator(mmap_threshold: int = 32 << 20, trim_threshold: int = 256 << 20) -> bool:
+    """Let glibc's malloc reuse freed memory instead of handing it back to the system.
+
+    PyTorch's CPU tensors come from ``malloc``. With glibc's defaults a block above the
+    mmap threshold (128 KiB at start, raised as such blocks are freed) is mapped afresh
+    each time and page-faulted as it is first written, and free memory at the top of the
+    heap beyond the trim threshold is returned to the system. The simulator makes
+    megabyte-sized temporaries in every batch, so how often it page-faults depends on what
+    the process did before: on the digits MLP the step engine took 1,000–2,200 minor page
+    faults per pass of the test split (8.5–12.4 ms) and none once tuned (7.2 ms).
+
+    This sets the mmap threshold to ``mmap_threshold`` (at most 32 MiB) and the trim
+    threshold to ``trim_threshold``, **for the whole process**: up to ``trim_threshold``
+    bytes of freed memory stay with the process. The ``tbnn`` command calls it; a Python
+    program calls it when it wants the same. Returns whether it was applied (``False``
+    off glibc, e.g. on macOS or musl, where it does nothing).
+
+    Raises
+    ------
+    ValueError
+        ``mmap_threshold`` is not in ``1 .. 32 MiB``, or ``trim_threshold`` is negative.
+
+    >>> tune_allocator(mmap_threshold=64 << 20)
+    Traceback (most recent call last):
+    ...
+    ValueError: mmap_threshold must be between 1 and 33554432 bytes (glibc's ceiling); got 67108864.
+    """
+    if isinstance(mmap_threshold, bool) or not isinstance(mmap_threshold, int) or not 1 <= mmap_threshold <= _MMAP_MAX:
+        raise ValueError(f"mmap_threshold must be between 1 and {_MMAP_MAX} bytes (glibc's ceiling); "
+                         f"got {mmap_threshold!r}.")
+    if isinstance(trim_threshold, bool) or not isinstance(trim_threshold, int) or trim_threshold < 0:
+        raise ValueError(f"trim_threshold must be a non-negative number of bytes; got {trim_threshold!r}.")
+    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
+        return False
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:
+        return False
+    return bool(libc.mallopt(_M_MMAP_THRESHOLD, mmap_threshold)) and bool(libc.mallopt(_M_TRIM_THRESHOLD,
+                                                                                        trim_threshold))

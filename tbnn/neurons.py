@@ -125,7 +125,7 @@ class TemporalBinary(nn.Module):
         v = grid_values(x.flatten(1), self.block, self.grid, get_code("binary").grid_levels(self.timesteps))
         fired = integrate_and_fire(v, binary_thresholds(self.timesteps))  # [T, B, F]
         # the spikes are the bits of the code: sum_t w_t s_t == q (a bijection on 0 .. 2^T - 1)
-        diff = get_code("binary").value_of(fired).to(code.q.dtype).sub_(code.q.detach())
+        diff = get_code("binary").value_of(fired, code.q.dtype).sub_(code.q.detach())
         lo, hi = torch.aminmax(diff) if diff.numel() else (0, 0)
         if lo != 0 or hi != 0:
             raise RuntimeError("integrate-and-fire spikes differ from the neuron's code; please report this.")

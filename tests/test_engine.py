@@ -44,7 +44,9 @@ def test_integer_terms_equal_a_float64_recount(choice, timesteps, bits):
     for q in (code.q, code.spikes, code.spikes[1]):  # a code, every step's spikes, one step's
         n, s = engine.integer_terms(layer, q, code, wc)
         n_ref, s_ref = _reference(q, code, wc)
-        assert n.dtype == engine.term_dtype(code, wc)
+        # in the term dtype, or int32 from int8 products when that is float32 (sums below 2^24)
+        td = engine.term_dtype(code, wc)
+        assert n.dtype == td or (n.dtype == s.dtype == torch.int32 and td == torch.float32 and choice == "int8")
         assert torch.equal(n.to(torch.float64), n_ref) and torch.equal(s.to(torch.float64), s_ref)
 
 
