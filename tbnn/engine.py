@@ -424,23 +424,32 @@ def combine(layer: EngineLayer, n: Tensor, s: Tensor, code: SpikeCode, wc: Weigh
     In float64 (so every engine's terms give the same rounding): the sums over blocks
     ``sum_b a_b N_b`` and ``sum_b a_b S_b`` come first (the products of a float32 gain and an
     integer below :math:`2^{24}` are exact), then the per-channel ``alpha`` and ``gamma``
-    once, then the offsets' response ``sum_b c_b (alpha r_b + gamma k_b) + bias`` as one
-    small product.
+    once, and the offsets' response ``sum_b c_b (alpha r_b + gamma k_b) + bias``. For a
+    linear layer ``gamma sum_b a_b S_b`` is rank one, so it joins the offsets in one small
+    product, and the result is ``alpha sum_b a_b N_b`` plus that, rounded once to the
+    code's type as it is written.
     """
     f64 = torch.float64
     nb, extra = n.shape[0], [1] * (n.dim() - 3)
     a = code.gain.detach().to(f64).squeeze(-1).transpose(0, 1).reshape(nb, -1, 1, *extra)
     c = code.offset.detach().to(f64).squeeze(-1).transpose(0, 1).reshape(nb, -1)  # [nb, B]
+    if "affine64" not in wc.cache:
+        wc.cache["affine64"] = (wc.alpha.to(f64), wc.gamma.to(f64))
     shape = (-1, *extra)
-    al, ga = wc.alpha.to(f64).view(shape), wc.gamma.to(f64).view(shape)
+    al, ga = (t.view(shape) for t in wc.cache["affine64"])
     const, bias = _offset_terms(layer, code, wc)  # [nb, out...] and [out...] flat
     cur = n[0] * a[0]  # float64
     for b in range(1, nb):
         cur.addcmul_(n[b], a[b])
-    cur.mul_(al).addcmul_((a * s).sum(0), ga)
+    sa = (a * s).sum(0)  # [B, 1, ...]
+    out = torch.empty_like(cur, dtype=code.q.dtype)  # the last float64 sum is rounded as it is written
+    if not extra:  # linear: [c_b..., sa] @ [const_b...; gamma] + bias, then + alpha * cur
+        lhs, rhs = torch.cat([c.t(), sa], 1), torch.cat([const, ga.view(1, -1)], 0)
+        rest = torch.addmm(bias, lhs, rhs) if bias is not None else lhs @ rhs
+        return torch.addcmul(rest, cur, al, out=out)
+    cur.mul_(al).addcmul_(sa, ga)
     offsets = torch.addmm(bias, c.t(), const) if bias is not None else c.t() @ const
-    # the last sum in float64, rounded once to the code's type as it is written
-    return torch.add(cur, offsets.view(cur.shape), out=torch.empty_like(cur, dtype=code.q.dtype))
+    return torch.add(cur, offsets.view(cur.shape), out=out)
 
 
 def exact(layer: EngineLayer, code: SpikeCode, wc: WeightCodes | None = None) -> Tensor:

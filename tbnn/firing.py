@@ -67,12 +67,15 @@ def integrate_and_fire(r0: Tensor, thresholds: Sequence[float], drive: Tensor | 
     r0 : initial membrane (not modified).
     thresholds : :math:`\\theta_1 .. \\theta_T`.
     drive : input added every step (a tensor like ``r0`` or a number).
-    out : optional boolean tensor ``[T, *r0.shape]`` to write the spikes into.
+    out : optional tensor ``[T, *r0.shape]`` to write the spikes into: boolean, or 0/1 in the
+        membrane's floating type (written step by step, with no conversion).
 
     Examples
     --------
     >>> integrate_and_fire(torch.tensor([0.8125]), binary_thresholds(4))[:, 0].int().tolist()
     [1, 1, 0, 1]
+    >>> integrate_and_fire(torch.tensor([0.8125]), binary_thresholds(4), out=torch.empty(4, 1))[:, 0].tolist()
+    [1.0, 1.0, 0.0, 1.0]
     >>> integrate_and_fire(torch.zeros(1), [1.0] * 4, drive=torch.tensor([0.5]))[:, 0].int().tolist()
     [0, 1, 0, 1]
     """
@@ -80,10 +83,13 @@ def integrate_and_fire(r0: Tensor, thresholds: Sequence[float], drive: Tensor | 
     r = r0.clone() if r0.is_floating_point() else r0.to(torch.get_default_dtype())
     if isinstance(drive, Tensor) and drive.dtype != r.dtype:
         r = r.to(torch.result_type(r, drive))
-    steps = torch.empty(T, *r0.shape, dtype=r.dtype, device=r0.device)
+    direct = out is not None and out.dtype == r.dtype
+    steps = out if direct else torch.empty(T, *r0.shape, dtype=r.dtype, device=r0.device)
     for t, theta in enumerate(thresholds):
         if_step(r, float(theta), drive, out=steps[t], inplace=True)
-    return steps.to(torch.bool) if out is None else out.copy_(steps)
+    if out is None:
+        return steps.to(torch.bool)
+    return out if direct else out.copy_(steps)
 
 
 def binary_thresholds(timesteps: int) -> list[float]:

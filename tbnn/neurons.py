@@ -122,14 +122,16 @@ class TemporalBinary(nn.Module):
         code = self.encode(x)
         if self.scheme != "binary":
             return code
-        v = grid_values(x.flatten(1), self.block, self.grid, get_code("binary").grid_levels(self.timesteps))
-        fired = integrate_and_fire(v, binary_thresholds(self.timesteps))  # [T, B, F]
-        # the spikes are the bits of the code: sum_t w_t s_t == q (a bijection on 0 .. 2^T - 1)
-        diff = get_code("binary").value_of(fired, code.q.dtype).sub_(code.q.detach())
+        T = self.timesteps
+        v = grid_values(x.flatten(1), self.block, self.grid, get_code("binary").grid_levels(T))
+        steps = integrate_and_fire(v, binary_thresholds(T), out=torch.empty(T, *v.shape, dtype=v.dtype,
+                                                                             device=v.device))  # 0/1 [T, B, F]
+        # the spikes are the bits of the code: sum_t w_t s_t == q (a bijection on 0 .. 2^T - 1; exact sums)
+        diff = (code.weights.to(v.dtype) @ steps.view(T, -1)).view_as(v).sub_(code.q.detach())
         lo, hi = torch.aminmax(diff) if diff.numel() else (0, 0)
         if lo != 0 or hi != 0:
             raise RuntimeError("integrate-and-fire spikes differ from the neuron's code; please report this.")
-        return replace(code, raw=fired)
+        return replace(code, raw=steps.to(torch.bool))
 
     def extra_repr(self) -> str:
         return (

@@ -828,8 +828,8 @@ def grid_values(x: Tensor, block: int | None, grid: str, levels: int) -> Tensor:
     [[0.25, 1.0, 0.0, 1.0]]
     """
     x = x.detach()
-    if not x.is_floating_point():
-        x = x.to(torch.get_default_dtype())
+    if x.dtype not in (torch.float32, torch.float64):  # integers and half precision: in float32
+        x = x.to(torch.float32)
     lead = x.shape[:-1]
     outs = []
     for p in _split_blocks(x, block):
