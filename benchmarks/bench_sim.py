@@ -19,6 +19,10 @@ benchmarked here, never asserted in tests):
 * 'beyond', for one step's product: the float32, bfloat16 and int8 (``torch._int_mm``)
   matmuls and a bit-packed AND + popcount (:func:`packed_and_popcount`, not adopted).
 
+Allocator: like the ``tbnn`` command, the benchmark first lets glibc's malloc keep freed
+memory (:func:`tbnn.machine.tune_allocator`), for every engine alike; ``--malloc-defaults``
+leaves it alone. The throughput table counts minor page faults per pass of the split.
+
 Timing: ``torch.set_num_threads(--threads)`` (default 1: on a shared 2-core machine OpenMP
 spinning with 2 threads makes sgemm up to 10x slower and noisy), two warm-up passes per
 engine, then ``--repeats`` passes interleaved round-robin over engines (so background load
@@ -503,6 +507,7 @@ def _run(args, cache: Path, out: Path | None, epochs: int, repeats: int) -> dict
     # (a pass runs the split `laps` times, enough for >= 20 ms, so that a fast engine's
     # figure is not one scheduler hiccup; throughput = laps * n / pass time)
     times: dict[str, list[float]] = {k: [] for k in engines}
+    faults: dict[str, int] = {k: 0 for k in engines}  # minor page faults during the timed passes
     laps: dict[str, int] = {}
     with torch.no_grad():
         for k, fn in engines.items():
@@ -513,11 +518,14 @@ def _run(args, cache: Path, out: Path | None, epochs: int, repeats: int) -> dict
             laps[k] = max(1, math.ceil(0.02 / max(time.perf_counter() - t0, 1e-6)))
         for _ in range(repeats):
             for k, fn in engines.items():
+                f0 = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
                 t0 = time.perf_counter()
                 for _ in range(laps[k]):
                     for xb in xs:
                         fn(xb)
                 times[k].append((time.perf_counter() - t0) / laps[k])
+                faults[k] += resource.getrusage(resource.RUSAGE_SELF).ru_minflt - f0
+    faults_per_pass = {k: faults[k] / (repeats * laps[k]) for k in engines}
     sps = {k: n / statistics.median(v) for k, v in times.items()}
     spread = {k: (n / max(v), n / min(v)) for k, v in times.items()}
 
@@ -563,10 +571,11 @@ def _run(args, cache: Path, out: Path | None, epochs: int, repeats: int) -> dict
     for k in engines:
         rows.append([label[k], T_of[k], f"{acc[k]:.4f}", sps[k], f"{spread[k][0]:,.0f}-{spread[k][1]:,.0f}",
                      sps[k] / sps[mk], sps[k] / sps[f"snn_T{lts[-1]}"], sps[k] / sps["snn_T4"],
+                     f"{faults_per_pass[k]:,.0f}",
                      memory[k].get("delta_mib", float("nan")) if k in memory else "-"])
     t1 = _fmt_table(["engine", "T", "accuracy", "samples/s (median)", "min-max",
                      f"x snnTorch T={matched_t} (matched)", f"x snnTorch T={lts[-1]}", "x snnTorch T=4",
-                     "peak RSS delta MiB"], rows)
+                     "page faults per pass", "peak RSS delta MiB"], rows)
     ratios = {
         "matched_T": matched_t,
         "step_vs_snn_matched": sps["tbn_step"] / sps[mk],
@@ -626,7 +635,7 @@ def _run(args, cache: Path, out: Path | None, epochs: int, repeats: int) -> dict
         "engine_arithmetic": {k: arith[k] for k in ("low_precision", "order", "reason")},
         "allocator": _allocator_line(args.allocator_tuned),
         "accuracy": acc, "agreement_with_step": agree, "samples_per_second": sps,
-        "samples_per_second_range": spread, "ratios": ratios, "simulate": sim_sps,
+        "samples_per_second_range": spread, "minor_page_faults_per_pass": faults_per_pass, "ratios": ratios, "simulate": sim_sps,
         "profile_step": profile, "step_breakdown_ms": breakdown, "memory": memory,
         "weight_storage_bits": storage, "synapses": n_syn, "packed_vs_float_ms": packed,
     }

@@ -91,8 +91,9 @@ def tune_allocator(mmap_threshold: int = 32 << 20, trim_threshold: int = 256 << 
     each time and page-faulted as it is first written, and free memory at the top of the
     heap beyond the trim threshold is returned to the system. The simulator makes
     megabyte-sized temporaries in every batch, so how often it page-faults depends on what
-    the process did before: on the digits MLP the step engine took 1,000–2,200 minor page
-    faults per pass of the test split (8.5–12.4 ms) and none once tuned (7.2 ms).
+    the process did before: on the digits MLP, in fresh processes, the step engine took
+    0–994 minor page faults per pass of the test split (6.4–8.7 ms of CPU) and 0–9 once
+    tuned (6.4–6.6 ms) (``benchmarks/bench_malloc.py``).
 
     This sets the mmap threshold to ``mmap_threshold`` (at most 32 MiB) and the trim
     threshold to ``trim_threshold``, **for the whole process**: up to ``trim_threshold``

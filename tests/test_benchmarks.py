@@ -55,3 +55,13 @@ def test_bench_startup_quick(monkeypatch, capsys):
     assert len(sim) == 1 and float(sim[0].split()[2]) > 0
     assert "sklearn" not in sim[0] and "scipy" not in sim[0] and "torch" in sim[0]
     assert "minus import torch" in text and "tbnn --help imports torch" in text
+
+
+def test_bench_malloc_quick(monkeypatch, capsys, tmp_path):
+    text = _run(monkeypatch, capsys, "bench_malloc.py", "--quick", "--cache", str(tmp_path))
+    rows = [line.split("|")[1:-1] for line in text.splitlines() if line.startswith("| tbn_") or line.startswith("| float")]
+    assert [(r[0].strip(), r[1].strip()) for r in rows] == [(e, c) for e in ("tbn_step", "tbn_folded", "float")
+                                                           for c in ("defaults", "tuned")]
+    for r in rows:
+        faults, ms = float(r[2].split()[0].replace(",", "")), float(r[3].split()[0])
+        assert faults >= 0 and ms > 0
