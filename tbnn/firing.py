@@ -55,20 +55,22 @@ def if_step(r: Tensor, theta: float, drive: Tensor | float = 0.0,
 
 
 def integrate_and_fire(r0: Tensor, thresholds: Sequence[float], drive: Tensor | float = 0.0,
-                       out: Tensor | None = None) -> Tensor:
+                       out: Tensor | None = None, overwrite: bool = False) -> Tensor:
     """Run :func:`if_step` for ``len(thresholds)`` steps from ``r0``: boolean spikes ``[T, *r0.shape]``.
 
-    The membrane is a copy of ``r0`` updated in place, and the steps' spikes are written as
+    The membrane is a copy of ``r0`` (or ``r0`` itself) updated in place, and the steps' spikes are written as
     0/1 in the membrane's type, then made boolean once (a comparison writes floats several
     times faster than booleans on CPUs).
 
     Parameters
     ----------
-    r0 : initial membrane (not modified).
+    r0 : initial membrane (not modified unless ``overwrite``).
     thresholds : :math:`\\theta_1 .. \\theta_T`.
     drive : input added every step (a tensor like ``r0`` or a number).
     out : optional tensor ``[T, *r0.shape]`` to write the spikes into: boolean, or 0/1 in the
         membrane's floating type (written step by step, with no conversion).
+    overwrite : use ``r0`` itself as the membrane (a floating tensor the caller owns and
+        no longer needs), sparing a copy.
 
     Examples
     --------
@@ -80,7 +82,10 @@ def integrate_and_fire(r0: Tensor, thresholds: Sequence[float], drive: Tensor | 
     [0, 1, 0, 1]
     """
     T = len(thresholds)
-    r = r0.clone() if r0.is_floating_point() else r0.to(torch.get_default_dtype())
+    if not r0.is_floating_point():
+        r = r0.to(torch.get_default_dtype())
+    else:
+        r = r0 if overwrite else r0.clone()
     if isinstance(drive, Tensor) and drive.dtype != r.dtype:
         r = r.to(torch.result_type(r, drive))
     direct = out is not None and out.dtype == r.dtype

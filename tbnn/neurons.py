@@ -124,10 +124,10 @@ class TemporalBinary(nn.Module):
             return code
         T = self.timesteps
         v = grid_values(x.flatten(1), self.block, self.grid, get_code("binary").grid_levels(T))
-        steps = integrate_and_fire(v, binary_thresholds(T), out=torch.empty(T, *v.shape, dtype=v.dtype,
-                                                                             device=v.device))  # 0/1 [T, B, F]
+        steps = torch.empty(T, *v.shape, dtype=v.dtype, device=v.device)  # 0/1 spikes [T, B, F]
+        integrate_and_fire(v, binary_thresholds(T), out=steps, overwrite=True)  # (v becomes the membrane)
         # the spikes are the bits of the code: sum_t w_t s_t == q (a bijection on 0 .. 2^T - 1; exact sums)
-        diff = (code.weights.to(v.dtype) @ steps.view(T, -1)).view_as(v).sub_(code.q.detach())
+        diff = (code.weights.to(v.dtype) @ steps.view(T, -1)).view(code.q.shape).sub_(code.q.detach())
         lo, hi = torch.aminmax(diff) if diff.numel() else (0, 0)
         if lo != 0 or hi != 0:
             raise RuntimeError("integrate-and-fire spikes differ from the neuron's code; please report this.")

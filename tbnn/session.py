@@ -163,16 +163,18 @@ class SimulationSession:
         in_shape = tuple(code.shape[1:]) if code.shape is not None else (code.q.shape[-1],)
         key = (id(layer), in_shape)
         if key not in self._fanouts:
-            self._fanouts[key] = (engine.fanout(layer, in_shape, wc), engine.fanout(layer, in_shape, wc, dense=True))
-        fo, dense = self._fanouts[key]
+            fo = engine.fanout(layer, in_shape, wc)
+            self._fanouts[key] = (fo, torch.stack([fo, engine.fanout(layer, in_shape, wc, dense=True)], 1))
+        fo, both = self._fanouts[key]  # [F] and [F, 2]: the synapses that exist, and every weight position
         src = code.source or "input"
         counted = self._batch_counts.get(src)
         if counted is not None and counted[0] is code.spikes:  # counted as they were fired
             per_input = counted[1]
         else:
             per_input = spike_counts(code.spikes.reshape(code.timesteps, code.q.shape[0], -1))
-        self.synaptic_ops[src] = self.synaptic_ops.get(src, 0.0) + float((per_input * fo).sum())
-        self.dense_ops[src] = self.dense_ops.get(src, 0.0) + float((per_input * dense).sum())
+        ops, dense_ops = (per_input @ both).tolist()  # exact: sums of integer products in float64
+        self.synaptic_ops[src] = self.synaptic_ops.get(src, 0.0) + ops
+        self.dense_ops[src] = self.dense_ops.get(src, 0.0) + dense_ops
         self.readers.setdefault(src, {})[key] = fo
         return current
 
