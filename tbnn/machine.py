@@ -92,8 +92,8 @@ def tune_allocator(mmap_threshold: int = 32 << 20, trim_threshold: int = 256 << 
     heap beyond the trim threshold is returned to the system. The simulator makes
     megabyte-sized temporaries in every batch, so how often it page-faults depends on what
     the process did before: on the digits MLP, in fresh processes, the step engine took
-    0–994 minor page faults per pass of the test split (6.4–8.7 ms of CPU) and 0–9 once
-    tuned (6.4–6.6 ms) (``benchmarks/bench_malloc.py``).
+    up to 1,010 minor page faults per pass of the test split (6.7–9.0 ms of CPU) and at
+    most 10 once tuned (6.5–7.1 ms) (``benchmarks/bench_malloc.py``).
 
     This sets the mmap threshold to ``mmap_threshold`` (at most 32 MiB) and the trim
     threshold to ``trim_threshold``, **for the whole process**: up to ``trim_threshold``
