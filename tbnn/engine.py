@@ -20,11 +20,13 @@ once from the code (:func:`exact`, the eval forward pass and the time-folded sim
 the integers are the same, so the currents are equal bit for bit.
 
 Arithmetic type: the integer products run in the fastest type that is exact for them on
-this machine. float32 is always exact here (sums below :math:`2^{24}`); bfloat16 is exact
-when every partial sum is an integer of magnitude :math:`\le 256` and is used only where a
-probe, run once per process and device, finds it faster (CPUs without bf16 units run it
-~30x slower). :func:`arithmetic` reports the choice and why; ``TBNN_MATMUL_DTYPE``
-(``auto``, ``float32``, ``bfloat16``) or :func:`set_matmul_dtype` overrides it.
+this machine. float32 is always exact here (sums below :math:`2^{24}`); int8 (``torch._int_mm``,
+int32 sums; CPU) is exact when every code and input lies within :math:`\pm 127`; bfloat16 is
+exact when every partial sum is an integer of magnitude :math:`\le 256`. The low-precision
+types are used only where a probe, run once per process and device, finds them faster
+(CPUs without bf16 units run bfloat16 ~30x slower), fastest first. :func:`arithmetic`
+reports the choice and why; ``TBNN_MATMUL_DTYPE`` (``auto``, ``float32``, ``bfloat16``,
+``int8``) or :func:`set_matmul_dtype` overrides it.
 
 Layers (``tbnn.layers``) call :func:`exact` in eval mode; the simulator calls
 :func:`step_current`; :func:`fanout` counts each input's synapses for the synaptic-operation
