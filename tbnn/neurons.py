@@ -97,6 +97,8 @@ class TemporalBinary(nn.Module):
         """The code of ``x`` ``[B, ...]`` in closed form (training and eval)."""
         if x.dim() < 2:
             raise ValueError(f"x must be [batch, features...] with rank >= 2; got rank {x.dim()}.")
+        if x.dtype in (torch.float16, torch.bfloat16):  # as tbnn.encode: low-precision sums overflow
+            x = x.float()
         code = encode_unchecked(
             x.flatten(1), self.timesteps, self.scheme, self.grid, self.block, self.lam,
             self.target, self.method,

@@ -107,6 +107,20 @@ def test_closed_form_spikes_equal_integrate_and_fire_loop(grid):
         assert (r >= 0).all() and (r <= 2.0**-T).all()
 
 
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float64])
+@pytest.mark.parametrize("grid", ["minmax", "rectify"])
+def test_neurons_fire_on_low_and_double_precision_currents(grid, dtype):
+    """Half-precision currents are encoded and fired in float32 (as tbnn.encode does), so
+    the loop agrees with the code; float64 stays float64."""
+    x = (torch.randn(20, 130, generator=torch.Generator().manual_seed(5)) * 40).to(dtype)
+    neuron = TemporalBinary(4, grid=grid)
+    code = neuron.fire(x)
+    want = torch.float64 if dtype == torch.float64 else torch.float32
+    assert code.q.dtype == want
+    ref = neuron.encode(x.to(want))
+    assert torch.equal(code.q, ref.q) and torch.equal(code.spikes, ref.spikes)
+
+
 def test_if_binary_step_semantics():
     s, r = if_step(torch.tensor([0.75, 0.5, 0.375, 0.0]), 0.5)
     assert s.tolist() == [1.0, 1.0, 0.0, 0.0]
