@@ -104,6 +104,64 @@ class SnnTorchMLP(nn.Module):
         return out / self.num_steps, [torch.stack(r) for r in spk_rec]
 
 
+def spikingjelly_available() -> bool:
+    """Whether SpikingJelly's ``activation_based`` API imports here."""
+    try:
+        import spikingjelly.activation_based  # noqa: F401
+    except Exception:  # noqa: BLE001 - any failure means "not usable here"
+        return False
+    return True
+
+
+class SpikingJellyMLP(nn.Module):
+    """``layer.Linear -> neuron.LIFNode`` per hidden layer in SpikingJelly's multi-step mode
+    (``step_mode="m"``: each layer takes all ``T`` steps at once), a linear read-out averaged
+    over time, the input rate-coded as for snnTorch (Bernoulli spikes of the input min-max
+    scaled per sample); the spikes of every layer are its outputs, so they are recorded.
+
+    ``LIFNode(tau=1/(1-beta), decay_input=False, v_reset=None)`` is the leaky neuron with
+    reset by subtraction: :math:`H_t = \beta V_{t-1} + I_t`, :math:`S_t = [H_t \ge \theta]`,
+    :math:`V_t = H_t - \theta S_t`. It subtracts the threshold in the step it fires, where
+    snnTorch's ``Leaky`` (tbnn's ``lif`` model) subtracts it from the next step's membrane
+    and fires at :math:`U_t > \theta`; so the ``lif`` weights loaded here make a similar,
+    not the same, network, and its accuracy is measured.
+    """
+
+    def __init__(self, sizes: list[int], n_classes: int, num_steps: int, beta: float, threshold: float) -> None:
+        super().__init__()
+        from spikingjelly.activation_based import layer, neuron
+
+        self.num_steps = num_steps
+        tau = math.inf if beta >= 1 else 1.0 / (1.0 - beta)
+        self.fcs = nn.ModuleList(layer.Linear(a, b, step_mode="m") for a, b in zip(sizes[:-1], sizes[1:]))
+        self.lifs = nn.ModuleList(neuron.LIFNode(tau=tau, decay_input=False, v_threshold=threshold, v_reset=None,
+                                                 step_mode="m") for _ in self.fcs)
+        self.readout = nn.Linear(sizes[-1], n_classes)
+
+    @classmethod
+    def from_lif(cls, model: nn.Module) -> "SpikingJellyMLP":
+        cfg = model.cfg
+        sizes = [cfg.in_features] + [cfg.hidden] * cfg.layers
+        net = cls(sizes, cfg.n_classes, cfg.timesteps, cfg.beta, cfg.threshold)
+        for fc, lin in zip(net.fcs, model.layers):
+            fc.load_state_dict(lin.state_dict())
+        net.readout.load_state_dict(model.readout.state_dict())
+        return net.eval()
+
+    def forward(self, x: Tensor) -> tuple[Tensor, list[Tensor]]:
+        from spikingjelly.activation_based import functional
+
+        functional.reset_net(self)
+        lo, hi = x.min(1, keepdim=True).values, x.max(1, keepdim=True).values
+        p = (x - lo) / (hi - lo).clamp_min(1e-12)
+        h = torch.bernoulli(p.expand(self.num_steps, *p.shape))  # [T, B, F]
+        spk_rec = []
+        for fc, lif in zip(self.fcs, self.lifs):
+            h = lif(fc(h))
+            spk_rec.append(h)
+        return self.readout(h).mean(0), spk_rec
+
+
 # --------------------------------------------------------------------------------------
 # candidate step engines ('beyond'); not part of tbnn
 
@@ -248,6 +306,10 @@ def _load(runs: dict[str, Path], lif_ts: list[int]):
     for t in lif_ts:
         net = SnnTorchMLP.from_lif(models[f"lif_T{t}"])
         engines[f"snn_T{t}"] = (lambda n: (lambda x: n(x)[0]))(net)
+    if spikingjelly_available():
+        for t in lif_ts:
+            net = SpikingJellyMLP.from_lif(models[f"lif_T{t}"])
+            engines[f"sj_T{t}"] = (lambda n: (lambda x: n(x)[0]))(net)
     fl = models["float"]
     engines["float"] = lambda x: fl(x)
     return models, ds, engines
@@ -485,12 +547,12 @@ def _run(args, cache: Path, out: Path | None, epochs: int, repeats: int) -> dict
     xs = _batches(x, args.batch)
     n = len(x)
 
-    # accuracy of each engine on the same samples (snnTorch: mean over 3 draws of input spikes)
+    # accuracy of each engine on the same samples (snnTorch, SpikingJelly: mean over 3 draws of input spikes)
     acc, agree = {}, {}
     with torch.no_grad():
         ref = torch.cat([engines["tbn_step"](xb) for xb in xs])
         for k, fn in engines.items():
-            draws = 3 if k.startswith("snn") else 1
+            draws = 3 if k.startswith(("snn", "sj")) else 1
             a = []
             for d in range(draws):
                 torch.manual_seed(d)
@@ -549,7 +611,8 @@ def _run(args, cache: Path, out: Path | None, epochs: int, repeats: int) -> dict
     breakdown = _step_breakdown(models["tbn"], xb0, max(3, repeats // 2))
 
     # memory and storage
-    names = ["tbn_step", "tbn_folded", *[f"snn_T{t}" for t in lts], "float"]
+    names = ["tbn_step", "tbn_folded", *[f"snn_T{t}" for t in lts], *[f"sj_T{t}" for t in lts if f"sj_T{t}" in engines],
+             "float"]
     memory = {} if args.no_memory else _memory(cache, args, names)
     st = weight_storage_bits(models["tbn"])
     storage = {
@@ -563,9 +626,10 @@ def _run(args, cache: Path, out: Path | None, epochs: int, repeats: int) -> dict
     # ------------------------------------------------------------------ report
     label = {"tbn_step": "tbnn step (simulate engine)", "tbn_folded": "tbnn folded",
              "tbn_step_f32": "tbnn step, float32 products (forced)", "float": "float MLP, 1 forward",
-             **{f"snn_T{t}": f"snnTorch Leaky T={t}" for t in lts}}
+             **{f"snn_T{t}": f"snnTorch Leaky T={t}" for t in lts},
+             **{f"sj_T{t}": f"SpikingJelly LIFNode T={t} (multi-step)" for t in lts}}
     T_of = {"tbn_step": 4, "tbn_folded": 4, "tbn_step_f32": 4, "float": 1,
-            **{f"snn_T{t}": t for t in lts}}
+            **{f"snn_T{t}": t for t in lts}, **{f"sj_T{t}": t for t in lts}}
     mk = f"snn_T{matched_t}"
     rows = []
     for k in engines:
@@ -586,6 +650,7 @@ def _run(args, cache: Path, out: Path | None, epochs: int, repeats: int) -> dict
         "float_vs_step": sps["float"] / sps["tbn_step"],
         "float_vs_folded": sps["float"] / sps["tbn_folded"],
         "step_vs_step_float32": sps["tbn_step"] / sps["tbn_step_f32"],
+        **{f"step_vs_sj_T{t}": sps["tbn_step"] / sps[f"sj_T{t}"] for t in lts if f"sj_T{t}" in sps},
     }
     t_sim = _fmt_table(["simulate() run", "accuracy", "agreement", "spikes/sample", "syn. ops/sample",
                         "samples/s (its own timer)"],
@@ -620,7 +685,9 @@ def _run(args, cache: Path, out: Path | None, epochs: int, repeats: int) -> dict
                f"(target >= 1x); step/folded: {ratios['step_vs_folded']:.2f}; the float floor is "
                f"{ratios['float_vs_folded']:.1f}x faster than folded (target <= 5x) and {ratios['float_vs_step']:.1f}x "
                f"faster than step; step with the probe's products ({', '.join(arith['order']) or 'float32'}) vs "
-               f"float32 products: {ratios['step_vs_step_float32']:.2f}x.")
+               f"float32 products: {ratios['step_vs_step_float32']:.2f}x; "
+               + ("step vs SpikingJelly " + ", ".join(f"T={t}: {ratios[f'step_vs_sj_T{t}']:.2f}x" for t in lts)
+                  if f"step_vs_sj_T{lts[0]}" in ratios else "SpikingJelly: not installed") + ".")
     text = "\n\n".join([
         f"## Throughput on the digits test split ({n} samples, batch {args.batch}, {args.threads} thread(s))",
         f"CPU: {_cpu_model()}; products: {arith['reason']}; allocator: {_allocator_line(args.allocator_tuned)}.", t1,

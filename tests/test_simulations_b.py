@@ -92,6 +92,10 @@ def test_bench_sim_quick(tmp_path):
     assert data["agreement_with_step"]["tbn_folded"] == 1.0
     assert data["agreement_with_step"]["tbn_step_f32"] == 1.0
     assert data["engine_arithmetic"]["reason"].startswith("probe: float32")
+    if mod.spikingjelly_available():  # the second anchor, on the same trained lif weights
+        for t in (4, 25):
+            assert sps[f"sj_T{t}"] > 0 and data["ratios"][f"step_vs_sj_T{t}"] > 0
+            assert abs(data["accuracy"][f"sj_T{t}"] - data["accuracy"][f"snn_T{t}"]) < 0.25
     assert data["accuracy"]["tbn_step"] == data["accuracy"]["tbn_folded"]
     assert data["profile_step"] and data["step_breakdown_ms"]["total"] > 0
     assert data["weight_storage_bits"]["tbn"]["total"] < data["weight_storage_bits"]["float"]["total"]
