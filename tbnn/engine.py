@@ -253,12 +253,8 @@ def arithmetic(device: str | torch.device = "cpu") -> dict[str, Any]:
     makes ``order`` that one type.
     """
     device = torch.device(device)
-    choice = _choice()
+    choice, order = _choice(), _order(device)
     if choice != "auto":
-        if choice == "int8" and not _int8_works(device):
-            raise ValueError(f"matmul dtype int8 is not available on {device} with torch {torch.__version__}; "
-                             "use auto, float32 or bfloat16.")
-        order = [] if choice == "float32" else [choice]
         return {"low_precision": choice, "order": order, "reason": f"forced ({choice})", "probe": None}
     p = _probe(device)
     timed = ", ".join(f"{k} {p[f'{k}_ms']:.3f} ms" for k in ("float32", "bfloat16", "int8") if f"{k}_ms" in p)
@@ -272,14 +268,21 @@ def arithmetic(device: str | torch.device = "cpu") -> dict[str, Any]:
             "reason": f"probe: {timed}; none faster than {_FASTER} x float32"}
 
 
+def _order(device: torch.device) -> list[str]:
+    """The low-precision types to try on ``device``, fastest first: the probe's, or the forced one."""
+    choice = _choice()
+    if choice == "auto":
+        return _probe(device)["order"]
+    if choice == "int8" and not _int8_works(device):
+        raise ValueError(f"matmul dtype int8 is not available on {device} with torch {torch.__version__}; "
+                         "use auto, float32 or bfloat16.")
+    return [] if choice == "float32" else [choice]
+
+
 def _product_type(device: torch.device, qmax: float, top: float, per: int) -> torch.dtype | None:
     """The fastest low-precision type exact for products of codes ``|Q| <= qmax`` and inputs
     ``|q| <= top`` over ``per`` terms, or ``None`` (use the term dtype)."""
-    choice = _choice()
-    order = _probe(device)["order"] if choice == "auto" else ([] if choice == "float32" else [choice])
-    if choice == "int8" and not _int8_works(device):
-        arithmetic(device)  # says why
-    for kind in order:
+    for kind in _order(device):
         if kind == "int8" and qmax <= 127 and top <= 127:
             return torch.int8
         if kind == "bfloat16" and qmax * per * top <= 256:
@@ -517,7 +520,6 @@ def spike_sums(spikes: Tensor) -> Tensor:
         ones = torch.ones(1, u.shape[0], dtype=torch.int8, device=u.device)
         return _int8_product(ones, u.view(torch.int8))[0]
     return u.sum(0, dtype=torch.int32)
-
 
 
 def conv_fanout(op: Callable[[Tensor, Tensor], Tensor], kernel: Tensor, in_shape: tuple[int, ...]) -> Tensor:
