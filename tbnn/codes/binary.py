@@ -47,18 +47,3 @@ class Binary(Code):
     def spikes_of(self, code: Tensor, timesteps: int) -> Tensor:
         shifts = torch.arange(timesteps - 1, -1, -1, device=code.device).view(-1, *[1] * code.dim())
         return ((code.unsqueeze(0) >> shifts) & 1).bool()
-
-    def value_of(self, spikes: Tensor, dtype: torch.dtype = torch.int32) -> Tensor:
-        """The code of boolean spikes ``[T, ...]``: ``sum_t 2^(T-t) s_t`` in ``dtype`` (inverse of :meth:`spikes_of`).
-
-        Horner's rule on the bytes (uint8 while ``T <= 8``, the common case, then int32),
-        converted once to ``dtype`` (an integer type, or a float type that holds ``2^T``).
-
-        >>> Binary().value_of(Binary().spikes_of(torch.tensor([13, 2]), 4)).tolist()
-        [13, 2]
-        """
-        u = spikes.view(torch.uint8)
-        k = u[0].clone() if len(u) <= 8 else u[0].to(torch.int32)
-        for t in range(1, len(u)):
-            k.mul_(2).add_(u[t])
-        return k.to(dtype)
