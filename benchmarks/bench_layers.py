@@ -205,11 +205,10 @@ def main(argv=None) -> None:
         sizes, steps_list, batch, min_time, memory = [64], [4], 4, 0.05, not args.no_memory
     else:
         sizes, steps_list, batch, min_time, memory = [1024, 256], [4, 16, 64], 16, 2.0, not args.no_memory
-    from tbnn.machine import describe_cpu, tune_allocator
+    from tbnn.machine import describe_allocator, describe_cpu, tune_allocator
 
     print(describe_cpu())
-    print("allocator: " + ("glibc malloc keeps freed memory (tbnn.machine.tune_allocator, as the tbnn command), "
-                           "every model" if tune_allocator() else "malloc at its defaults"))
+    print(describe_allocator(tune_allocator()) + ", every model alike")
     have_sj = spikingjelly_available()
     names = [n for n in CANDIDATES if n != "spikingjelly" or have_sj]
     print(f"one F->F layer + spiking neuron, forward+backward, batch {batch}, torch {torch.__version__}, "

@@ -49,9 +49,9 @@ def main(argv: list[str] | None = None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--_child", nargs=2, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
-    from tbnn.machine import tune_allocator
+    from tbnn.machine import describe_allocator, tune_allocator
 
-    tune_allocator()  # as the tbnn command does
+    tuned = tune_allocator()  # as the tbnn command does
     if args._child:
         _child(*args._child)
         return {}
@@ -65,8 +65,7 @@ def main(argv: list[str] | None = None) -> dict:
             out = subprocess.run([sys.executable, __file__, "--_child", run, case], capture_output=True, text=True,
                                  check=True, env={"OMP_NUM_THREADS": "1", **__import__("os").environ})
             rows[case] = json.loads(out.stdout.strip().splitlines()[-1])
-    print(f"CPU: {_cpu_model()}; mnist1d CNN, train split, step mode, 1 thread; glibc malloc tuned as the "
-          "tbnn command tunes it (tbnn.machine.tune_allocator)")
+    print(f"CPU: {_cpu_model()}; mnist1d CNN, train split, step mode, 1 thread; {describe_allocator(tuned)}")
     print("| case | samples | recorded | peak RSS growth MiB | spikes/sample | syn. ops/sample |")
     print("|---|---|---|---|---|---|")
     for case, r in rows.items():

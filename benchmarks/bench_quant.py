@@ -24,7 +24,7 @@ import time
 import torch
 import torch.nn.functional as F
 
-from tbnn.machine import describe_cpu, tune_allocator
+from tbnn.machine import describe_allocator, describe_cpu, tune_allocator
 from tbnn.quant import fake_quantize
 
 
@@ -114,8 +114,7 @@ def main(argv=None) -> None:
     clock = time.thread_time if args.cpu_time else time.perf_counter
     rows, compile_s = run(shapes, bits_list, args.block, min_time, args.compile, args.device, clock)
     print(describe_cpu())
-    print("allocator: " + ("glibc malloc keeps freed memory (tbnn.machine.tune_allocator)" if tuned
-                           else "malloc at its defaults"))
+    print(describe_allocator(tuned) + ", every candidate alike")
     print(f"fake_quantize forward+backward, block {args.block}, torch {torch.__version__}, "
           f"device {args.device}, {torch.get_num_threads()} threads; ms of "
           f"{'thread CPU time' if args.cpu_time else 'wall time'}, best of interleaved repeats")

@@ -51,9 +51,12 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from tbnn.machine import tune_allocator
+from tbnn.machine import cpu_info, describe_allocator, tune_allocator
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from bench_layers import spikingjelly_available  # noqa: E402
 
 
 # --------------------------------------------------------------------------------------
@@ -104,17 +107,8 @@ class SnnTorchMLP(nn.Module):
         return out / self.num_steps, [torch.stack(r) for r in spk_rec]
 
 
-def spikingjelly_available() -> bool:
-    """Whether SpikingJelly's ``activation_based`` API imports here."""
-    try:
-        import spikingjelly.activation_based  # noqa: F401
-    except Exception:  # noqa: BLE001 - any failure means "not usable here"
-        return False
-    return True
-
-
 class SpikingJellyMLP(nn.Module):
-    """``layer.Linear -> neuron.LIFNode`` per hidden layer in SpikingJelly's multi-step mode
+    r"""``layer.Linear -> neuron.LIFNode`` per hidden layer in SpikingJelly's multi-step mode
     (``step_mode="m"``: each layer takes all ``T`` steps at once), a linear read-out averaged
     over time, the input rate-coded as for snnTorch (Bernoulli spikes of the input min-max
     scaled per sample); the spikes of every layer are its outputs, so they are recorded.
@@ -229,22 +223,10 @@ def tbnn_engine(model: nn.Module, mode: str = "step") -> Callable[[Tensor], tupl
 
 
 def _cpu_model() -> str:
-    """``lscpu``'s model name and the flags that decide the fast paths (avx2, avx512, bf16, amx)."""
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True, timeout=10).stdout
-    except (OSError, subprocess.SubprocessError):
-        return "unknown CPU"
-    model = next((ln.split(":", 1)[1].strip() for ln in out.splitlines() if ln.startswith("Model name")), "unknown")
-    flags = next((ln.split(":", 1)[1].split() for ln in out.splitlines() if ln.startswith("Flags")), [])
-    have = [f for f in ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_int8") if f in flags]
-    return f"{model} ({', '.join(have) or 'no avx2'})"
-
-
-def _allocator_line(tuned: bool) -> str:
-    """How malloc was set for every engine of the run."""
-    if tuned:
-        return "glibc malloc keeps freed memory (tbnn.machine.tune_allocator, as the tbnn command), every engine"
-    return "malloc at its defaults"
+    """The CPU model and the flags that decide the fast paths (avx2, avx512, bf16, amx), from
+    :func:`tbnn.machine.cpu_info` (``lscpu``)."""
+    info = cpu_info()
+    return f"{info['model']} ({', '.join(info['raw']) or 'no avx2'})"
 
 
 def _run_info() -> dict[str, Any]:
@@ -291,6 +273,11 @@ def _train_runs(cache: Path, quick: bool, epochs: int, lif_ts: list[int]) -> dic
     return runs
 
 
+def _logits(net: nn.Module) -> Callable[[Tensor], Tensor]:
+    """The first output (the logits) of ``net(x)``."""
+    return lambda x: net(x)[0]
+
+
 def _load(runs: dict[str, Path], lif_ts: list[int]):
     from tbnn.data import load_dataset
     from tbnn.sim import load_run
@@ -303,13 +290,10 @@ def _load(runs: dict[str, Path], lif_ts: list[int]):
     step, folded = tbnn_engine(tbn, "step"), tbnn_engine(tbn, "folded")
     engines["tbn_step"] = lambda x: step(x)[0]
     engines["tbn_folded"] = lambda x: folded(x)[0]
-    for t in lif_ts:
-        net = SnnTorchMLP.from_lif(models[f"lif_T{t}"])
-        engines[f"snn_T{t}"] = (lambda n: (lambda x: n(x)[0]))(net)
-    if spikingjelly_available():
+    anchors = {"snn": SnnTorchMLP, **({"sj": SpikingJellyMLP} if spikingjelly_available() else {})}
+    for prefix, cls in anchors.items():
         for t in lif_ts:
-            net = SpikingJellyMLP.from_lif(models[f"lif_T{t}"])
-            engines[f"sj_T{t}"] = (lambda n: (lambda x: n(x)[0]))(net)
+            engines[f"{prefix}_T{t}"] = _logits(cls.from_lif(models[f"lif_T{t}"]))
     fl = models["float"]
     engines["float"] = lambda x: fl(x)
     return models, ds, engines
@@ -539,7 +523,7 @@ def _run(args, cache: Path, out: Path | None, epochs: int, repeats: int) -> dict
     arith = engine.arithmetic("cpu")
     print(f"CPU: {_cpu_model()}; engine's exact products: {', '.join(arith['order']) or 'float32'} "
           f"where exact, else float32 ({arith['reason']})", flush=True)
-    print(f"allocator: {_allocator_line(args.allocator_tuned)}", flush=True)
+    print(describe_allocator(args.allocator_tuned), flush=True)
     runs = _train_runs(cache, args.quick, epochs, lts)
     models, ds, engines = _load(runs, lts)
     engines["tbn_step_f32"] = forced(engines["tbn_step"], "float32")
@@ -690,7 +674,7 @@ def _run(args, cache: Path, out: Path | None, epochs: int, repeats: int) -> dict
                   if f"step_vs_sj_T{lts[0]}" in ratios else "SpikingJelly: not installed") + ".")
     text = "\n\n".join([
         f"## Throughput on the digits test split ({n} samples, batch {args.batch}, {args.threads} thread(s))",
-        f"CPU: {_cpu_model()}; products: {arith['reason']}; allocator: {_allocator_line(args.allocator_tuned)}.", t1,
+        f"CPU: {_cpu_model()}; products: {arith['reason']}; {describe_allocator(args.allocator_tuned)}.", t1,
         summary, "## tbnn.sim.simulate() figures", t_sim, "## Where step-mode time goes", t_prof, t_br,
         "## Peak memory (peak-RSS growth over RSS after set-up while the engine runs the test split; VmHWM reset)",
         t_mem, "## Weight storage", t_st, "## Beyond: binary spikes x binary weight codes, one step", t_pk])
@@ -700,7 +684,7 @@ def _run(args, cache: Path, out: Path | None, epochs: int, repeats: int) -> dict
                    "quick": args.quick, "samples": n, "lif_T": lts, "match_tol": args.match_tol,
                    "torch": torch.__version__, **_run_info()},
         "engine_arithmetic": {k: arith[k] for k in ("low_precision", "order", "reason")},
-        "allocator": _allocator_line(args.allocator_tuned),
+        "allocator": describe_allocator(args.allocator_tuned),
         "accuracy": acc, "agreement_with_step": agree, "samples_per_second": sps,
         "samples_per_second_range": spread, "minor_page_faults_per_pass": faults_per_pass, "ratios": ratios, "simulate": sim_sps,
         "profile_step": profile, "step_breakdown_ms": breakdown, "memory": memory,

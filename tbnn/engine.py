@@ -176,7 +176,7 @@ def _int8_works(device: torch.device) -> bool:
     return _int8_test(str(device))
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _int8_test(where: str) -> bool:
     device = torch.device(where)
     if device.type != "cpu" or not hasattr(torch, "_int_mm"):
@@ -302,7 +302,7 @@ def _abs_max(t: Tensor) -> float:
     return float(torch.maximum(-lo, hi))
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _weight_sum(scheme: str, timesteps: int) -> float:
     """``sum_t |w_t|``: the largest code the spikes of a scheme can make."""
     return float(step_weights(scheme, timesteps, torch.float64).abs().sum())

@@ -17,7 +17,7 @@ import platform
 import subprocess
 from pathlib import Path
 
-__all__ = ["cpu_info", "describe_cpu", "tune_allocator"]
+__all__ = ["cpu_info", "describe_cpu", "tune_allocator", "describe_allocator"]
 
 #: Summary flags and the ``/proc/cpuinfo`` (``lscpu``) flags that imply each.
 FLAG_GROUPS: dict[str, tuple[str, ...]] = {
@@ -124,3 +124,14 @@ def tune_allocator(mmap_threshold: int = 32 << 20, trim_threshold: int = 256 << 
         return False
     return bool(libc.mallopt(_M_MMAP_THRESHOLD, mmap_threshold)) and bool(libc.mallopt(_M_TRIM_THRESHOLD,
                                                                                         trim_threshold))
+
+
+def describe_allocator(tuned: bool) -> str:
+    """One line for a benchmark's header: how ``malloc`` was set (``tuned``: :func:`tune_allocator` applied).
+
+    >>> describe_allocator(False)
+    'allocator: malloc at its defaults'
+    """
+    if tuned:
+        return "allocator: glibc malloc keeps freed memory (tbnn.machine.tune_allocator, as the tbnn command)"
+    return "allocator: malloc at its defaults"

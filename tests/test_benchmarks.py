@@ -59,7 +59,7 @@ def test_bench_startup_quick(monkeypatch, capsys):
 
 def test_bench_malloc_quick(monkeypatch, capsys, tmp_path):
     text = _run(monkeypatch, capsys, "bench_malloc.py", "--quick", "--cache", str(tmp_path))
-    rows = [line.split("|")[1:-1] for line in text.splitlines() if line.startswith("| tbn_") or line.startswith("| float")]
+    rows = [line.split("|")[1:-1] for line in text.splitlines() if line.startswith(("| tbn_", "| float"))]
     assert [(r[0].strip(), r[1].strip()) for r in rows] == [(e, c) for e in ("tbn_step", "tbn_folded", "float")
                                                            for c in ("defaults", "tuned")]
     for r in rows:
