@@ -7,7 +7,7 @@ cotangent to the weights and the input:
 * ``floor``: the time-folded float layer, ``relu(nn.Linear(x))`` on ``[T*B, F]`` (the cost of
   one dense matmul over every step: what any per-step simulator must at least pay);
 * ``tbnn``: ``TBLinear`` (1-bit DAT weights, default ``fused`` mode) + ``TemporalBinary``
-  (DAT read-out) on a :class:`tbnn.coding.SpikeCode` input, read out at the end; the binary
+  (DAT read-out) on a :class:`tbnn.core.coding.SpikeCode` input, read out at the end; the binary
   code up to ``T = 24`` (a ``T``-step binary neuron carries ``2^T`` levels, float32 codes),
   the sigma-delta (rate) code beyond;
 * ``tbnn-folded``: the same in ``folded`` mode (one matmul on ``[T*B, F]``);
@@ -71,9 +71,9 @@ def make_step(name: str, features: int, timesteps: int, batch: int, seed: int = 
     elif name in ("tbnn", "tbnn-folded"):
         from dataclasses import replace
 
-        from tbnn.coding import encode
-        from tbnn.layers import TBLinear
-        from tbnn.neurons import TemporalBinary
+        from tbnn.core.coding import encode
+        from tbnn.nn.layers import TBLinear
+        from tbnn.nn.neurons import TemporalBinary
 
         lin = TBLinear(F, F, mode="folded" if name == "tbnn-folded" else "fused")
         scheme = tbnn_scheme(T)
@@ -176,7 +176,7 @@ def epoch_seconds(dataset: str, arch: str, epochs: int, rounds: int, n_train: in
     Each run trains ``epochs`` epochs from scratch; its first epoch (warm-up) is dropped
     unless it is the only one.
     """
-    from tbnn.train import train
+    from tbnn.train.trainer import train
 
     best = {"tbn": float("inf"), "float": float("inf")}
     for _ in range(rounds):
@@ -205,7 +205,7 @@ def main(argv=None) -> None:
         sizes, steps_list, batch, min_time, memory = [64], [4], 4, 0.05, not args.no_memory
     else:
         sizes, steps_list, batch, min_time, memory = [1024, 256], [4, 16, 64], 16, 2.0, not args.no_memory
-    from tbnn.machine import describe_allocator, describe_cpu, tune_allocator
+    from tbnn.runtime.machine import describe_allocator, describe_cpu, tune_allocator
 
     print(describe_cpu())
     print(describe_allocator(tune_allocator()) + ", every model alike")

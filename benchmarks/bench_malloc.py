@@ -2,7 +2,7 @@
 
 PyTorch's CPU tensors come from ``malloc``; with glibc's defaults a megabyte-sized
 temporary may be mapped afresh, and page-faulted as it is written, every time it is made,
-depending on what the process did before. :func:`tbnn.machine.tune_allocator` (which the
+depending on what the process did before. :func:`tbnn.runtime.machine.tune_allocator` (which the
 ``tbnn`` command applies) keeps freed memory for reuse. Each case runs in its own fresh
 process, like a ``tbnn simulate`` command: the digits TBN of ``bench_sim`` (trained once,
 or taken from ``--cache``), 5 warm-up passes of the test split, then 20 timed passes per
@@ -36,7 +36,7 @@ ENGINES = ("tbn_step", "tbn_folded", "float")
 def _child(cache: str, case: str) -> None:
     import torch
 
-    from tbnn.machine import tune_allocator
+    from tbnn.runtime.machine import tune_allocator
 
     torch.set_num_threads(1)
     if case == "tuned" and not tune_allocator():

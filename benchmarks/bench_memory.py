@@ -31,7 +31,7 @@ CASES = {"record all": {}, "record 100 samples": {"record_samples": 100}, "recor
 def _child(run: str, case: str) -> None:
     import torch
 
-    from tbnn.sim import simulate_run
+    from tbnn.sim.simulator import simulate_run
 
     torch.set_num_threads(1)
     simulate_run(run, None, split="train", limit=8, progress=False)  # imports, lazy init, dataset cache
@@ -49,13 +49,13 @@ def main(argv: list[str] | None = None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--_child", nargs=2, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
-    from tbnn.machine import describe_allocator, tune_allocator
+    from tbnn.runtime.machine import describe_allocator, tune_allocator
 
     tuned = tune_allocator()  # as the tbnn command does
     if args._child:
         _child(*args._child)
         return {}
-    from tbnn.train import train
+    from tbnn.train.trainer import train
 
     with tempfile.TemporaryDirectory() as tmp:
         run = str(Path(tmp) / "cnn")

@@ -3,7 +3,7 @@
 Prints the CPU (model, AVX2 / AVX-512 / BF16 / AMX) and one table: for each shape,
 milliseconds per forward+backward of ``torch.nn.functional.layer_norm`` over the whole
 last axis (``LN``) and over the same 128-element blocks the quantizer uses (``LN128``,
-the anchor of the issue's target), of ``tbnn.quant.fake_quantize`` with the denoising
+the anchor of the issue's target), of ``tbnn.core.quant.fake_quantize`` with the denoising
 affine transform (``dat``, default path) and with the straight-through baseline (``ste``),
 with the ratios; ``--compile`` adds the ``torch.compile`` path (``dat-c``, opt-in,
 ``TBNN_COMPILE=1``) and prints its one-off compilation time. All candidates run
@@ -24,8 +24,8 @@ import time
 import torch
 import torch.nn.functional as F
 
-from tbnn.machine import describe_allocator, describe_cpu, tune_allocator
-from tbnn.quant import fake_quantize
+from tbnn.runtime.machine import describe_allocator, describe_cpu, tune_allocator
+from tbnn.core.quant import fake_quantize
 
 
 def _sync(device: torch.device) -> None:

@@ -20,7 +20,7 @@ benchmarked here, never asserted in tests):
   matmuls and a bit-packed AND + popcount (:func:`packed_and_popcount`, not adopted).
 
 Allocator: like the ``tbnn`` command, the benchmark first lets glibc's malloc keep freed
-memory (:func:`tbnn.machine.tune_allocator`), for every engine alike; ``--malloc-defaults``
+memory (:func:`tbnn.runtime.machine.tune_allocator`), for every engine alike; ``--malloc-defaults``
 leaves it alone. The throughput table counts minor page faults per pass of the split.
 
 Timing: ``torch.set_num_threads(--threads)`` (default 1: on a shared 2-core machine OpenMP
@@ -51,7 +51,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from tbnn.machine import cpu_info, describe_allocator, tune_allocator
+from tbnn.runtime.machine import cpu_info, describe_allocator, tune_allocator
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
@@ -162,7 +162,7 @@ class SpikingJellyMLP(nn.Module):
 
 def forced(fn: Callable[[Tensor], Tensor], choice: str) -> Callable[[Tensor], Tensor]:
     """``fn`` run with the engine's product type forced to ``choice`` (restored to the probe's after)."""
-    from tbnn import engine
+    from tbnn.engine import integer as engine
 
     def run(x: Tensor) -> Tensor:
         engine.set_matmul_dtype(choice)
@@ -207,8 +207,8 @@ def packed_and_popcount(s_packed: Tensor, q_packed: Tensor) -> Tensor:
 def tbnn_engine(model: nn.Module, mode: str = "step") -> Callable[[Tensor], tuple[Tensor, Any]]:
     """tbnn's spiking engine as ``tbnn.simulate(mode=...)`` runs it: the model's forward in a
     simulation session (every spike recorded and counted), weight codes made once."""
-    from tbnn.session import SimulationSession
-    from tbnn.sim import spike_layer_names
+    from tbnn.engine.session import SimulationSession
+    from tbnn.sim.simulator import spike_layer_names
 
     names = spike_layer_names(model)
     ids = {id(mod): names[name] for name, mod in model.named_modules() if name in names}
@@ -224,7 +224,7 @@ def tbnn_engine(model: nn.Module, mode: str = "step") -> Callable[[Tensor], tupl
 
 def _cpu_model() -> str:
     """The CPU model and the flags that decide the fast paths (avx2, avx512, bf16, amx), from
-    :func:`tbnn.machine.cpu_info` (``lscpu``)."""
+    :func:`tbnn.runtime.machine.cpu_info` (``lscpu``)."""
     info = cpu_info()
     return f"{info['model']} ({', '.join(info['raw']) or 'no avx2'})"
 
@@ -250,7 +250,7 @@ def _median_time(fn: Callable[[], Any], repeats: int) -> float:
 
 
 def _train_runs(cache: Path, quick: bool, epochs: int, lif_ts: list[int]) -> dict[str, Path]:
-    from tbnn.train import train
+    from tbnn.train.trainer import train
 
     sub = dict(n_train=300, n_test=120) if quick else {}
     specs = {
@@ -279,8 +279,8 @@ def _logits(net: nn.Module) -> Callable[[Tensor], Tensor]:
 
 
 def _load(runs: dict[str, Path], lif_ts: list[int]):
-    from tbnn.data import load_dataset
-    from tbnn.sim import load_run
+    from tbnn.io.datasets import load_dataset
+    from tbnn.sim.simulator import load_run
 
     models = {k: load_run(v)[0] for k, v in runs.items()}
     tcfg = json.loads((runs["tbn"] / "config.json").read_text())["train"]
@@ -377,7 +377,7 @@ def _step_breakdown(model: nn.Module, x: Tensor, repeats: int) -> dict[str, floa
     (:func:`tbnn.engine.step_current`, split into :func:`~tbnn.engine.step_terms` and combine)."""
     from dataclasses import replace
 
-    from tbnn import engine
+    from tbnn.engine import integer as engine
 
     parts: dict[str, list[float]] = {}
     layers = [*model.layers, model.readout]
@@ -483,7 +483,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--no-memory", action="store_true", help="skip the subprocess memory measurement")
     ap.add_argument("--malloc-defaults", action="store_true",
                     help="leave glibc malloc at its defaults (default: tuned as the tbnn command tunes it, "
-                         "tbnn.machine.tune_allocator, for every engine alike)")
+                         "tbnn.runtime.machine.tune_allocator, for every engine alike)")
     ap.add_argument("--_mem", type=str, default=None, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if not args.malloc_defaults:
@@ -512,13 +512,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
 
 def _run(args, cache: Path, out: Path | None, epochs: int, repeats: int) -> dict[str, Any]:
-    from tbnn.models import weight_storage_bits
-    from tbnn.sim import simulate
+    from tbnn.nn.models import weight_storage_bits
+    from tbnn.sim.simulator import simulate
 
     lts = _lif_ts(args)
     print(f"bench_sim: digits MLP 64-256-256-10, torch {torch.__version__}, {args.threads} thread(s), "
           f"batch {args.batch}, {epochs} epoch(s), {repeats} timed repeats", flush=True)
-    from tbnn import engine
+    from tbnn.engine import integer as engine
 
     arith = engine.arithmetic("cpu")
     print(f"CPU: {_cpu_model()}; engine's exact products: {', '.join(arith['order']) or 'float32'} "

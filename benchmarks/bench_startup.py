@@ -1,7 +1,7 @@
 """Benchmark: how fast the command line starts, against a bare ``import torch``.
 
 Trains a small digits run once (1 epoch, in a temporary folder; the dataset cache of
-:mod:`tbnn.cache` is warmed by it), then times, interleaved and repeated, fresh
+:mod:`tbnn.io.cache` is warmed by it), then times, interleaved and repeated, fresh
 interpreters running
 
 * ``python -c "import torch"`` (the floor every torch program pays),
@@ -28,7 +28,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from tbnn.machine import describe_cpu
+from tbnn.runtime.machine import describe_cpu
 
 ROOT = Path(__file__).resolve().parent.parent
 HEAVY = ("torch", "sklearn", "scipy", "matplotlib", "pandas", "snntorch", "elephant", "mnist1d")

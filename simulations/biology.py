@@ -27,8 +27,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common  # noqa: E402
 
 from tbnn.analysis import analyze_run, raster_run  # noqa: E402
-from tbnn.sim import simulate  # noqa: E402
-from tbnn.train import train  # noqa: E402
+from tbnn.sim.simulator import simulate  # noqa: E402  # noqa: E402
+from tbnn.train.trainer import train  # noqa: E402  # noqa: E402
 
 KEYS = ("rate_per_step", "cv", "fano_stream", "fano_trial", "fraction_active", "noise_correlation")
 
@@ -66,7 +66,7 @@ def _sweep_figure(sweeps: dict, out: Path) -> Path:
     from matplotlib.lines import Line2D
 
     from tbnn.analysis.reference import REFERENCES
-    from tbnn.style import BIO_COLOR, NULL_COLOR, model_color, new_figure
+    from tbnn.viz.style import BIO_COLOR, NULL_COLOR, model_color, new_figure
 
     common.pyplot()
     fig, axes = new_figure(12.0, 5.6, nrows=2, ncols=len(SWEEP), squeeze=False)

@@ -11,7 +11,7 @@ from a test (``main(["--quick", "--out", tmp])``). This module gives them:
 * :func:`seed_everything`: seeds :mod:`random`, NumPy and torch;
 * :func:`write_json` / :func:`write_text` / :func:`save_figure`: atomic writes into the
   output directory (JSON with NaN and infinities written as ``null``; figures in the one
-  style of :mod:`tbnn.style`); :func:`read_result` reads a saved JSON back for ``--replot``;
+  style of :mod:`tbnn.viz.style`); :func:`read_result` reads a saved JSON back for ``--replot``;
 * :func:`mean_std`, :func:`fmt_pm`, :func:`format_table`: summary numbers and a small
   Markdown table formatter (the same text is printed and written to ``.md`` files);
 * :func:`progress`: a tqdm bar (or the plain iterable when progress is off);
@@ -39,7 +39,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 FIGURES = ROOT / "figures"
-DPI = 100  # tbnn.style.DPI: one resolution for every figure
+DPI = 100  # tbnn.viz.style.DPI: one resolution for every figure
 #: Vector formats written next to every PNG (set by ``--format``).
 EXTRA_FORMATS: list[str] = []
 
@@ -123,14 +123,14 @@ def clean(obj: Any) -> Any:
 
 def write_json(out: str | os.PathLike, name: str, obj: Any) -> Path:
     """Write ``obj`` to ``out/name`` as indented JSON, atomically; returns the path."""
-    from tbnn.fileio import write_json as _write
+    from tbnn.io.files import write_json as _write
 
     return _write(Path(out) / name, clean(obj))
 
 
 def write_text(out: str | os.PathLike, name: str, text: str) -> Path:
     """Write ``text`` to ``out/name`` atomically; returns the path."""
-    from tbnn.fileio import atomic_write
+    from tbnn.io.files import atomic_write
 
     data = (text if text.endswith("\n") else text + "\n").encode("utf-8")
     return atomic_write(Path(out) / name, lambda fh: fh.write(data))
@@ -140,7 +140,7 @@ def save_figure(fig, out: str | os.PathLike, name: str, dpi: int = DPI) -> Path:
     """Save a Matplotlib figure as ``out/name`` (PNG at :data:`DPI`) and in the vector formats
     of ``--format``, atomically, and close it."""
     import matplotlib.pyplot as plt
-    from tbnn.style import save_figure as _save
+    from tbnn.viz.style import save_figure as _save
 
     try:
         return _save(fig, Path(out) / name, dpi=dpi, formats=tuple(EXTRA_FORMATS))
@@ -150,7 +150,7 @@ def save_figure(fig, out: str | os.PathLike, name: str, dpi: int = DPI) -> Path:
 
 def read_result(out: str | os.PathLike, name: str) -> dict[str, Any]:
     """The JSON a script saved as ``out/name``, for ``--replot``; one sentence if absent."""
-    from tbnn.fileio import read_json
+    from tbnn.io.files import read_json
 
     path = Path(out) / name
     if not path.is_file():
@@ -161,13 +161,13 @@ def read_result(out: str | os.PathLike, name: str) -> dict[str, Any]:
 
 def pyplot():
     """``matplotlib.pyplot`` on the non-interactive Agg backend, in the style of
-    :mod:`tbnn.style` (fonts, dpi)."""
+    :mod:`tbnn.viz.style` (fonts, dpi)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from tbnn.style import RC
+    from tbnn.viz.style import RC
 
     plt.rcParams.update(RC)
     return plt

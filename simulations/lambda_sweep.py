@@ -69,8 +69,8 @@ def diagnostics(net, x) -> dict[str, Any]:
     """Shrink factors, constant blocks and weight scale of a trained TBN (eval mode, ``x``)."""
     import torch
 
-    from tbnn.layers import TBLayer
-    from tbnn.quant import quantize
+    from tbnn.nn.layers import TBLayer
+    from tbnn.core.quant import quantize
 
     lam = float(net.cfg.lam)
     net.eval()
@@ -96,8 +96,8 @@ def diagnostics(net, x) -> dict[str, Any]:
 
 
 def run_one(lam: float, T: int, seed: int, recipe: dict, n_train, n_test) -> dict:
-    from tbnn.data import load_dataset
-    from tbnn.train import train
+    from tbnn.io.datasets import load_dataset
+    from tbnn.train.trainer import train
 
     common.seed_everything(seed)
     model_kw = dict(results_table.MODEL, lam=lam, timesteps=T)
@@ -142,7 +142,7 @@ def _figure(rows: list[dict], runs: list[dict], out: Path) -> None:
     plt = common.pyplot()
     pos = sorted({r["lam"] for r in rows if r["lam"] > 0})
     left = (pos[0] / 10) if pos else 1e-5  # lam = 0 drawn one decade left of the smallest lam > 0
-    colors = {4: "#0072B2", 1: "#D55E00"}  # tbnn.style's Okabe-Ito palette
+    colors = {4: "#0072B2", 1: "#D55E00"}  # tbnn.viz.style's Okabe-Ito palette
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(9.5, 3.4))
     for T in dict.fromkeys(r["timesteps"] for r in rows):
         rr = [r for r in rows if r["timesteps"] == T]

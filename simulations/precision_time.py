@@ -48,8 +48,8 @@ def effective_ops(run_dir: Path, sim_dir: Path) -> tuple[float, list[float]]:
 
     The nonzero pattern is that of the dequantized weights ``layer.quantized_weight()``.
     """
-    from tbnn.sim import load_run
-    from tbnn.spikefile import load_spikes
+    from tbnn.sim.simulator import load_run
+    from tbnn.io.spikes import load_spikes
 
     model, _ = load_run(run_dir)
     rec = load_spikes(sim_dir / "spikes.npz")
@@ -77,8 +77,8 @@ def pareto(points: list[tuple[float, float]]) -> list[int]:
 
 
 def run_one(cfg: dict[str, Any], seed: int, args, workdir: Path) -> dict[str, Any]:
-    from tbnn.sim import simulate
-    from tbnn.train import train
+    from tbnn.sim.simulator import simulate
+    from tbnn.train.trainer import train
 
     tag = f"T{cfg['T']}_W{cfg['bits']}_{'24' if cfg['sparsity'] else 'dense'}_s{seed}"
     run_dir, sim_dir = workdir / tag, workdir / (tag + "_sim")
@@ -129,7 +129,7 @@ def plot(agg: list[dict[str, Any]], path_out: Path, title: str) -> Path:
     """
     from matplotlib.lines import Line2D
 
-    from tbnn.style import new_figure
+    from tbnn.viz.style import new_figure
 
     common.pyplot()  # the house style for everything drawn below
     fig, axes = new_figure(12.5, 4.3, nrows=1, ncols=3, sharey=True)

@@ -4,8 +4,8 @@ Trains the digits TBN MLP (T = 4, 1-bit weights) and records its first hidden la
 test split; writes a synthetic recording as a NIX file (no real recording ships with tbnn:
 24 units with log-normal rates, half gamma order 2, half Poisson, tuned to 10 stimulus
 conditions, 15 trials of 0.5 s each, from ``elephant.spike_train_generation``), reads it
-back with :func:`tbnn.recording.read_recording`, chooses ``dt_ms`` so that the network's
-mean rate matches the recording's (:func:`tbnn.timebase.dt_from_rates`) and compares the
+back with :func:`tbnn.io.recording.read_recording`, chooses ``dt_ms`` so that the network's
+mean rate matches the recording's (:func:`tbnn.analysis.timebase.dt_from_rates`) and compares the
 two (:func:`tbnn.analysis.recording_measures.compare_with_recording`). Replace the
 synthetic file by your own NWB / NIX / CSV recording with ``--recording FILE``.
 
@@ -81,11 +81,11 @@ def main(argv: list[str] | None = None) -> dict:
     import tbnn
     from tbnn.analysis.rates import rate_per_step
     from tbnn.analysis.recording_measures import compare_with_recording
-    from tbnn.data import load_dataset
-    from tbnn.models import build_model
-    from tbnn.recording import read_recording
-    from tbnn.timebase import dt_from_rates, dt_sensitivity
-    from tbnn.train import evaluate, model_config_for
+    from tbnn.io.datasets import load_dataset
+    from tbnn.nn.models import build_model
+    from tbnn.io.recording import read_recording
+    from tbnn.analysis.timebase import dt_from_rates, dt_sensitivity
+    from tbnn.train.trainer import evaluate, model_config_for
 
     common.seed_everything(0)
     sub = dict(n_train=256, n_test=128) if args.quick else {}

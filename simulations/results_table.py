@@ -59,7 +59,7 @@ QUICK = dict(epochs=2, n_train=256, n_test=128)
 
 def _train(dataset: str, arch: str, model: str, seed: int, recipe: dict, model_kw: dict,
            n_train: int | None = None, n_test: int | None = None, target: str | None = None) -> dict:
-    from tbnn.train import train
+    from tbnn.train.trainer import train
 
     common.seed_everything(seed)
     kw = dict(model_kw, arch=arch, timesteps=model_kw.get("timesteps", TIMESTEPS[model]))
@@ -86,7 +86,7 @@ def patched_builder(target: str | None = None):
     if target is None:
         yield
         return
-    import tbnn.train as tt
+    import tbnn.train.trainer as tt
 
     orig = tt.build_model
 
@@ -203,7 +203,7 @@ def _figure(rows: list[dict], out: Path, name: str = "results_table.png") -> Non
     """Dot plot: every seed's test accuracy (small dots), mean ± std (marker and bar) per
     dataset / architecture / model, and training time per epoch; a model missing from a
     group is marked "not run" with the reason."""
-    from tbnn.style import model_color, new_figure
+    from tbnn.viz.style import model_color, new_figure
 
     common.pyplot()
     groups = []
@@ -253,7 +253,7 @@ def _figure(rows: list[dict], out: Path, name: str = "results_table.png") -> Non
 
 
 def _cpu() -> str:
-    from tbnn.machine import describe_cpu
+    from tbnn.runtime.machine import describe_cpu
 
     return describe_cpu().removeprefix("CPU: ")
 

@@ -2,7 +2,7 @@
 
 Trains the TBN MLP (T = 4, 1-bit weights, block 128, the results-table recipe: 60 epochs,
 lr 3e-3, batch 64) on ``digits`` and ``mnist1d`` with the activity regulariser of
-:mod:`tbnn.regularize` (loss = cross-entropy + W (A - P)^2, A the fraction of hidden
+:mod:`tbnn.nn.regularize` (loss = cross-entropy + W (A - P)^2, A the fraction of hidden
 neurons active per step, P = 0 here) for a sweep of weights ``W`` and three seeds, and
 measures on the test split: accuracy, fraction of hidden neurons active per step (pooled
 over the hidden layers, and per layer), the grid's floor (top neuron of every non-silent
@@ -82,10 +82,10 @@ def _measure(net, x) -> dict[str, Any]:
 def _run(dataset: str, surrogate: str, W: float, seed: int, quick: bool, cache: dict) -> dict:
 
     import tbnn
-    from tbnn.data import load_dataset
-    from tbnn.models import build_model
-    from tbnn.regularize import ActivityRegularizer
-    from tbnn.train import evaluate, model_config_for
+    from tbnn.io.datasets import load_dataset
+    from tbnn.nn.models import build_model
+    from tbnn.nn.regularize import ActivityRegularizer
+    from tbnn.train.trainer import evaluate, model_config_for
 
     sub = QUICK if quick else {}
     key = (dataset, seed)

@@ -11,7 +11,7 @@ Two experiments, the same recipe for both methods:
    attention blocks, every ``Linear`` (q/k/v, attention output, both MLP layers and the
    LM head) with its weights (per output row) and its input activations (blocks of 128
    along the contracted axis) fake-quantized to 1 bit by
-   ``tbnn.quant.fake_quantize(bits=1, method="dat" | "ste", grid="meanstd")``; a float
+   ``tbnn.core.quant.fake_quantize(bits=1, method="dat" | "ste", grid="meanstd")``; a float
    twin for reference. Trained for 300 steps at two learning rates on text that ships with Python
    (docstrings of standard-library modules, gathered offline with :mod:`inspect`), a few
    seeds; next-character loss curves for float, DAT and STE.
@@ -74,9 +74,9 @@ def _initial_loss(dataset: str, model: str, seed: int, n_train, n_test) -> float
     """Training-set loss of the untrained network that ``train(seed=seed)`` starts from."""
     import torch
 
-    from tbnn.data import load_dataset
-    from tbnn.models import build_model
-    from tbnn.train import model_config_for
+    from tbnn.io.datasets import load_dataset
+    from tbnn.nn.models import build_model
+    from tbnn.train.trainer import model_config_for
 
     ds = load_dataset(dataset, seed=seed, n_train=n_train, n_test=n_test)
     torch.manual_seed(seed)  # train() seeds the same way before building
@@ -90,7 +90,7 @@ def _initial_loss(dataset: str, model: str, seed: int, n_train, n_test) -> float
 
 
 def run_mlp(args, recipe: dict, seeds, n_train, n_test) -> list[dict]:
-    from tbnn.train import train
+    from tbnn.train.trainer import train
 
     runs = []
     jobs = [(ds, m, s) for ds in ("digits", "mnist1d") for m in METHODS_MLP for s in seeds]
@@ -192,7 +192,7 @@ def _build_lm(vocab: int, cfg: dict, method: str):
     import torch.nn.functional as F
     from torch import nn
 
-    from tbnn.quant import fake_quantize
+    from tbnn.core.quant import fake_quantize
 
     class QLinear(nn.Linear):
         """Linear with 1-bit weights (per output row) and 1-bit input activations."""
@@ -369,7 +369,7 @@ def _figure(mlp_runs: list[dict], lm: dict, out: Path) -> None:
     """The quantities the verdict rests on: MLP test accuracy per epoch and the
     transformer's validation loss, each as mean ± std over seeds (band), with the final
     value's mean ± std as a bar at the right end."""
-    from tbnn.style import model_color, new_figure
+    from tbnn.viz.style import model_color, new_figure
 
     common.pyplot()
     colors = {"float": model_color("float"), "dat": model_color("dat"), "ste": model_color("ste")}

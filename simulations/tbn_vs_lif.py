@@ -28,8 +28,8 @@ LIF_T = (4, 8, 16, 25)
 
 
 def run_one(spec: dict[str, Any], seed: int, args, workdir: Path) -> dict[str, Any]:
-    from tbnn.sim import simulate
-    from tbnn.train import train
+    from tbnn.sim.simulator import simulate
+    from tbnn.train.trainer import train
 
     tag = f"{spec['name']}_s{seed}"
     run_dir = workdir / tag
@@ -71,8 +71,8 @@ def aggregate(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def plot(agg: list[dict[str, Any]], path: Path, title: str) -> Path:
     """Simulated accuracy (mean ± std over seeds) against synaptic ops and training time;
-    colour = model (tbnn.style), one label per point."""
-    from tbnn.style import model_color
+    colour = model (tbnn.viz.style), one label per point."""
+    from tbnn.viz.style import model_color
 
     plt = common.pyplot()
     c_lif, c_tbn = model_color("lif"), model_color("tbn")

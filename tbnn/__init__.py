@@ -1,11 +1,12 @@
 """tbnn: temporal binary spiking networks trained with the denoising affine transform.
 
 Ye et al., *Robust Training of Neural Networks at Arbitrary Precision and Sparsity*,
-arXiv:2409.09245. Functional core: :mod:`tbnn.quant` (quantize, DAT), :mod:`tbnn.codes`
-(one class per spike code), :mod:`tbnn.coding` (encode, decode), :mod:`tbnn.engine`
-(exact integer-code arithmetic); modules: :mod:`tbnn.neurons`, :mod:`tbnn.layers`,
-:mod:`tbnn.models`; workflows: :mod:`tbnn.train` (``fit``), :mod:`tbnn.sim`
-(``simulate``), :mod:`tbnn.analysis`, :mod:`tbnn.plot`.
+arXiv:2409.09245. Subpackages by layer, each importing only those below it:
+:mod:`tbnn.core` (quantize, DAT, spike codes, encode / decode, firing) and
+:mod:`tbnn.runtime` (machine, device); :mod:`tbnn.engine` (exact integer arithmetic) and
+:mod:`tbnn.io` (files, checkpoints, spike archives, datasets, recordings); :mod:`tbnn.nn`
+(neurons, layers, models), :mod:`tbnn.parallel` and :mod:`tbnn.viz`; :mod:`tbnn.train`
+(``fit``), :mod:`tbnn.sim` (``simulate``) and :mod:`tbnn.analysis`; the command line on top.
 
 The names below are imported on first use (module ``__getattr__``), so ``import tbnn``
 and ``tbnn --help`` do not import torch.
@@ -20,25 +21,29 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
+from tbnn import compat
+
+compat.install()  # old module paths (tbnn.quant, tbnn.engine, ...) keep importing
+
 __version__ = "0.1.0"
 
 #: public name -> the module that defines it
 _EXPORTS: dict[str, str] = {
-    "SpikeCode": "coding",
-    "encode": "coding",
-    "decode": "coding",
-    "fake_quantize": "quant",
-    "quantized_matmul": "quant",
-    "ridge_dequantize": "quant",
-    "TemporalBinary": "neurons",
-    "TBLinear": "layers",
-    "TBConv1d": "layers",
-    "TBConv2d": "layers",
-    "fit": "train",
-    "simulate": "sim",
-    "SimulationResult": "sim",
-    "save_weights": "checkpoint",
-    "load_weights": "checkpoint",
+    "SpikeCode": "core.coding",
+    "encode": "core.coding",
+    "decode": "core.coding",
+    "fake_quantize": "core.quant",
+    "quantized_matmul": "core.quant",
+    "ridge_dequantize": "core.quant",
+    "TemporalBinary": "nn.neurons",
+    "TBLinear": "nn.layers",
+    "TBConv1d": "nn.layers",
+    "TBConv2d": "nn.layers",
+    "fit": "train.trainer",
+    "simulate": "sim.simulator",
+    "SimulationResult": "sim.simulator",
+    "save_weights": "io.checkpoint",
+    "load_weights": "io.checkpoint",
 }
 
 __all__ = ["__version__", *_EXPORTS]

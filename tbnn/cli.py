@@ -18,9 +18,9 @@ import zlib
 from collections.abc import Sequence
 from pathlib import Path
 
-from . import __version__
-from .fileio import os_error_sentence, os_errors, output_dir, output_file
-from .machine import tune_allocator
+from tbnn import __version__
+from tbnn.io.files import os_error_sentence, os_errors, output_dir, output_file
+from tbnn.runtime.machine import tune_allocator
 
 __all__ = ["main", "build_parser"]
 
@@ -176,7 +176,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from .train import train
+    from tbnn.train.trainer import train
 
     T = args.timesteps if args.timesteps is not None else (args.act_bits or (25 if args.model == "lif" else 4))
     m = train(
@@ -201,9 +201,9 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 
 def _cmd_simulate(args: argparse.Namespace) -> int:
-    from .sim import simulate
+    from tbnn.sim.simulator import simulate
 
-    from .device import resolve_device
+    from tbnn.runtime.device import resolve_device
 
     layers = [v.strip() for v in args.record_layers.split(",") if v.strip()] if args.record_layers else None
     device = resolve_device(args.device)
@@ -222,7 +222,7 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
 
 
 def _cmd_analyze(args: argparse.Namespace) -> int:
-    from .analysis import analyze_run
+    from tbnn.analysis import analyze_run
 
     if args.neurons is not None and args.neurons < 1:
         raise ValueError(f"--neurons must be an integer >= 1, got {args.neurons}.")
@@ -236,7 +236,7 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
 
 
 def _cmd_raster(args: argparse.Namespace) -> int:
-    from .analysis import raster_run
+    from tbnn.analysis import raster_run
 
     if args.neurons is not None and args.neurons < 1:
         raise ValueError(f"--neurons must be an integer >= 1, got {args.neurons}.")
@@ -257,7 +257,7 @@ def _cmd_raster(args: argparse.Namespace) -> int:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from .demo import run_demo
+    from tbnn.demo import run_demo
 
     run_demo(args.out, epochs=args.epochs, seed=args.seed, progress=not args.quiet, overwrite=args.overwrite)
     return 0
@@ -305,7 +305,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         with warnings.catch_warnings():
             warnings.showwarning = note
             if launched and args.command in ("train", "simulate"):
-                from . import distributed as dist
+                from tbnn.parallel import distributed as dist
 
                 dist.setup(_job_device(args))
             status = COMMANDS[args.command](args)

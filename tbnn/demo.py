@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from .fileio import output_dir, read_json, write_json
+from tbnn.io.files import output_dir, read_json, write_json
 
 __all__ = ["run_demo"]
 
@@ -21,13 +21,13 @@ def run_demo(out: str | Path = "tbnn-demo", epochs: int = 20, seed: int = 0, pro
 
     ``out`` must be new or empty; an earlier demo there is replaced only with
     ``overwrite=True``. Everything is built in a tbnn-owned temporary folder beside ``out``
-    (:func:`tbnn.fileio.output_dir`) and moved onto ``out`` when complete, so an
+    (:func:`tbnn.io.files.output_dir`) and moved onto ``out`` when complete, so an
     interrupted demo leaves ``out`` as it was (and never touches a user's files, such as a
     folder named ``out.partial``).
     """
-    from .analysis import analyze_run, raster_run
-    from .sim import simulate
-    from .train import train
+    from tbnn.analysis import analyze_run, raster_run
+    from tbnn.sim.simulator import simulate
+    from tbnn.train.trainer import train
 
     out = Path(out)
     t0 = time.perf_counter()

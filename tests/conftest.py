@@ -26,7 +26,7 @@ def _isolated_cache(tmp_path_factory):
 @pytest.fixture(scope="session")
 def tiny_run(tmp_path_factory):
     """A TBN trained for 3 epochs on a digits subset, written to a run directory."""
-    from tbnn.train import train
+    from tbnn.train.trainer import train
 
     out = tmp_path_factory.mktemp("runs") / "tbn"
     metrics = train("digits", "tbn", out, epochs=3, n_train=400, n_test=120, hidden=64, progress=False)
@@ -36,7 +36,7 @@ def tiny_run(tmp_path_factory):
 @pytest.fixture(scope="session")
 def tiny_sim(tiny_run, tmp_path_factory):
     """The tiny run simulated step by step."""
-    from tbnn.sim import simulate
+    from tbnn.sim.simulator import simulate
 
     out = tmp_path_factory.mktemp("sims") / "tbn"
     summary = simulate(tiny_run[0], out, progress=False)

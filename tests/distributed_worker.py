@@ -18,9 +18,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from tbnn import distributed as ddp
-from tbnn.models import ModelConfig, build_model
-from tbnn.userdata import as_training_data
+from tbnn.parallel import distributed as ddp
+from tbnn.nn.models import ModelConfig, build_model
+from tbnn.io.userdata import as_training_data
 
 
 def grad_step(out: str, model: str = "tbn") -> None:
@@ -53,7 +53,7 @@ def grad_step(out: str, model: str = "tbn") -> None:
 
 def train_run(out: str, interrupt: str = "", resume: str = "") -> None:
     """``tbnn.train`` of a small TBN; ``interrupt="E,B"`` stops every rank at epoch E, batch B."""
-    from tbnn.train import train
+    from tbnn.train.trainer import train
 
     cut = tuple(int(v) for v in interrupt.split(",")) if interrupt else None
     try:
@@ -68,7 +68,7 @@ def time_steps(out: str, batch: str) -> None:
     import json
     import time
 
-    from tbnn.data import load_dataset
+    from tbnn.io.datasets import load_dataset
 
     ddp.setup("cpu")
     waits: list[float] = []

@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tbnn import analysis as ta
-from tbnn.spikefile import to_neo
+from tbnn.io.spikes import to_neo
 
 es = pytest.importorskip("elephant.statistics")
 BinnedSpikeTrain = pytest.importorskip("elephant.conversion").BinnedSpikeTrain

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from tbnn.analysis import analyze_run, analyze_spikes, raster_run
-from tbnn.spikefile import save_spikes
+from tbnn.io.spikes import save_spikes
 
 S, T = 24, 6
 

@@ -1,9 +1,26 @@
-"""The package's import graph: no cycle (no upward import) and no private name imported across files."""
+"""The package's architecture: subpackages by layer, each importing only its own package and
+those below it; no cycle; no private name imported across files; the old import paths forward."""
 
 import ast
+import importlib
+import warnings
 from pathlib import Path
 
+import pytest
+
+from tbnn.compat import MOVED
+
 PKG = Path(__file__).resolve().parents[1] / "tbnn"
+
+#: Layer of each top-level part of the package: a module may import its own subpackage and
+#: any part of a lower layer, never a part of its own layer or above.
+LAYERS = {
+    "tbnn.compat": 0, "tbnn.core": 0, "tbnn.runtime": 0,
+    "tbnn.engine": 1, "tbnn.io": 1,
+    "tbnn.nn": 2, "tbnn.parallel": 2, "tbnn.viz": 2,
+    "tbnn.train": 3, "tbnn.sim": 3, "tbnn.analysis": 3,
+    "tbnn.demo": 4, "tbnn.cli": 5, "tbnn.__main__": 6,
+}
 
 
 def _module_name(path: Path) -> str:
@@ -25,42 +42,61 @@ def _imports(path: Path) -> list[tuple[str, list[str]]]:
             else:
                 mod = node.module or ""
             if mod.split(".")[0] == "tbnn":
-                names = [a.name for a in node.names]
-                if node.module is None:  # from . import engine
-                    out.extend((f"{mod}.{n}", []) for n in names)
-                else:
-                    out.append((mod, names))
+                out.append((mod, [a.name for a in node.names]))
         elif isinstance(node, ast.Import):
             out.extend((a.name, []) for a in node.names if a.name.split(".")[0] == "tbnn")
     return out
 
 
-def _graph() -> dict[str, set[str]]:
-    files = {_module_name(p): p for p in PKG.rglob("*.py")}
-    graph: dict[str, set[str]] = {}
-    for mod, path in files.items():
-        deps = set()
-        for target, names in _imports(path):
-            subs = [f"{target}.{n}" for n in names if f"{target}.{n}" in files]
-            deps.update(subs)  # from tbnn.analysis import rates: an arrow to the submodule
-            if subs and len(subs) == len(names):
-                continue
-            while target not in files and "." in target:
-                target = target.rsplit(".", 1)[0]
-            if target in files and target != mod and target != "tbnn":
-                deps.add(target)
-        graph[mod] = deps
-    return graph
+def _part(module: str) -> str:
+    """The top-level part of the package a module belongs to (``tbnn.io.files`` -> ``tbnn.io``)."""
+    parts = module.split(".")
+    return ".".join(parts[:2]) if len(parts) > 1 else module
+
+
+FILES = {_module_name(p): p for p in PKG.rglob("*.py")}
+
+
+def _targets(mod: str, names: list[str]) -> set[str]:
+    """The tbnn modules an import statement reaches (``from tbnn.engine import session``: the submodule)."""
+    subs = {f"{mod}.{n}" for n in names if f"{mod}.{n}" in FILES}
+    rest = [n for n in names if f"{mod}.{n}" not in FILES]
+    return subs | ({mod} if rest or not names else set())
+
+
+def test_every_module_belongs_to_a_layer():
+    missing = sorted({_part(m) for m in FILES if m != "tbnn"} - set(LAYERS))
+    assert not missing, f"parts of tbnn without a layer in LAYERS: {missing}"
+
+
+def test_no_import_of_the_same_layer_or_above():
+    bad = []
+    for me, path in FILES.items():
+        if me == "tbnn":
+            continue
+        mine = _part(me)
+        for mod, names in _imports(path):
+            for target in _targets(mod, names):
+                if target == "tbnn":  # the package root: only __version__ and lazy names
+                    assert set(names) <= {"__version__", "compat"}, (me, names)
+                    continue
+                other = _part(target)
+                assert target in FILES or target in MOVED or other in LAYERS, f"{me} imports unknown {target}"
+                assert target not in MOVED or target in FILES, f"{me} imports the deprecated path {target}"
+                if other != mine and LAYERS[other] >= LAYERS[mine]:
+                    bad.append(f"{me} (layer {LAYERS[mine]}) imports {target} (layer {LAYERS[other]})")
+    assert not bad, "\n".join(bad)
 
 
 def test_no_private_names_imported_across_files():
     bad = [f"{p.relative_to(PKG.parent)}: {mod} {n}" for p in PKG.rglob("*.py") for mod, names in _imports(p)
-           for n in names if n.startswith("_") and n != "__version__"]
+           for n in names if n.startswith("_") and n != "__version__" and n != "__all__"]
     assert not bad, bad
 
 
 def test_import_graph_has_no_cycle():
-    graph = _graph()
+    graph = {m: {t for mod, names in _imports(p) for t in _targets(mod, names) if t in FILES and t != m}
+             for m, p in FILES.items()}
     state: dict[str, int] = {}
     stack: list[str] = []
 
@@ -68,7 +104,7 @@ def test_import_graph_has_no_cycle():
         state[m] = 1
         stack.append(m)
         for d in sorted(graph.get(m, ())):
-            if state.get(d) == 1:
+            if state.get(d) == 1 and not (d == "tbnn" or m == "tbnn"):
                 raise AssertionError("import cycle: " + " -> ".join(stack[stack.index(d):] + [d]))
             if d not in state:
                 visit(d)
@@ -78,10 +114,30 @@ def test_import_graph_has_no_cycle():
     for m in sorted(graph):
         if m not in state:
             visit(m)
-    assert "tbnn.engine" in graph and "tbnn.layers" in graph["tbnn.sim"] | graph["tbnn.models"]
+    assert "tbnn.engine.integer" in graph["tbnn.nn.layers"]
+    assert "tbnn.engine.integer" in graph["tbnn.sim.simulator"]
 
 
-def test_engine_is_below_layers_and_simulator():
-    graph = _graph()
-    assert "tbnn.engine" in graph["tbnn.layers"] and "tbnn.engine" in graph["tbnn.sim"]
-    assert not {"tbnn.layers", "tbnn.sim", "tbnn.neurons", "tbnn.models"} & graph["tbnn.engine"]
+def test_io_layer_never_imports_models():
+    for me, path in FILES.items():
+        if me.startswith("tbnn.io"):
+            for mod, _ in _imports(path):
+                assert not mod.startswith("tbnn.nn"), f"{me} imports {mod}"
+
+
+@pytest.mark.parametrize("old", sorted(MOVED))
+def test_old_paths_forward_with_a_warning(old):
+    new = importlib.import_module(MOVED[old])
+    shim = importlib.import_module(old)
+    public = [n for n in getattr(new, "__all__", dir(new)) if not n.startswith("_")]
+    assert public, f"{MOVED[old]} exports nothing"
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        value = getattr(shim, public[0])
+    assert value is getattr(new, public[0])
+    assert any(issubclass(w.category, DeprecationWarning) and MOVED[old] in str(w.message) for w in caught)
+
+
+def test_no_module_over_600_lines():
+    long = {m: n for m, p in FILES.items() if (n := len(p.read_text().splitlines())) > 600}
+    assert not long, f"modules over 600 lines (one concern per file): {long}"

@@ -13,8 +13,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tbnn import cache, data
-from tbnn.cache import cache_dir, cache_key, cache_path, cached_arrays, read_cached, write_cached
+from tbnn.io import cache
+from tbnn.io.datasets import sources
+from tbnn.io.cache import cache_dir, cache_key, cache_path, cached_arrays, read_cached, write_cached
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -181,10 +182,10 @@ def test_concurrent_writers_leave_one_valid_file(tmp_path):
 # --------------------------------------------------------------------------- datasets
 
 
-@pytest.mark.parametrize("name, make", [("digits", data._make_digits), ("mnist1d", data._make_mnist1d)])
+@pytest.mark.parametrize("name, make", [("digits", sources._make_digits), ("mnist1d", sources._make_mnist1d)])
 def test_dataset_cache_equals_a_fresh_generation(tmp_path, monkeypatch, name, make):
     monkeypatch.setenv("TBNN_CACHE", str(tmp_path))
-    loader = {"digits": data._digits_arrays, "mnist1d": data._mnist1d_arrays}[name]
+    loader = {"digits": sources._digits_arrays, "mnist1d": sources._mnist1d_arrays}[name]
     loader.cache_clear()
     try:
         first = loader()
@@ -203,7 +204,7 @@ def test_dataset_cache_equals_a_fresh_generation(tmp_path, monkeypatch, name, ma
 
 def test_cached_digits_need_no_scikit_learn(tmp_path):
     env = {**os.environ, "TBNN_CACHE": str(tmp_path), "PYTHONPATH": str(ROOT)}
-    code = ("import sys; from tbnn.data import load_dataset; d = load_dataset('digits'); "
+    code = ("import sys; from tbnn.io.datasets import load_dataset; d = load_dataset('digits'); "
             "print(d.n_train, 'sklearn' in sys.modules, 'scipy' in sys.modules)")
     first = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
     second = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)

@@ -15,8 +15,9 @@ import pytest
 import torch
 from torch import nn
 
-import tbnn.fileio as fileio
-from tbnn.checkpoint import (
+import tbnn.io.files as fileio
+import tbnn.io.files.atomic as atomic
+from tbnn.io.checkpoint import (
     CHECKPOINT_NAME,
     RunLock,
     load_checkpoint,
@@ -65,12 +66,12 @@ def _train(run_dir, resume: bool = False):
 
 def _ops_per_save(tmp_path):
     seen = []
-    fileio.FAULT_HOOK = lambda op, path: seen.append(op)
+    atomic.FAULT_HOOK = lambda op, path: seen.append(op)
     try:
         net, opt, sched, gen = _setup()
         save_checkpoint(tmp_path / "count", net, opt, sched, gen, {"epoch": 0, "history": []})
     finally:
-        fileio.FAULT_HOOK = None
+        atomic.FAULT_HOOK = None
     return seen
 
 
@@ -85,7 +86,7 @@ def _fork_kill_at(n: int, work) -> int:
             if count[0] == n:
                 os._exit(137)
 
-        fileio.FAULT_HOOK = hook
+        atomic.FAULT_HOOK = hook
         try:
             work()
         finally:
@@ -182,13 +183,13 @@ def test_full_disk_is_one_sentence_and_keeps_the_old_checkpoint(tmp_path):
         if op == "write":
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
-    fileio.FAULT_HOOK = full
+    atomic.FAULT_HOOK = full
     try:
         net, opt, sched, gen = _setup()
         with pytest.raises(ValueError, match="the disk is full") as err:
             save_checkpoint(tmp_path / "r", net, opt, sched, gen, {"epoch": 9, "history": []})
     finally:
-        fileio.FAULT_HOOK = None
+        atomic.FAULT_HOOK = None
     assert str(tmp_path / "r" / CHECKPOINT_NAME) in str(err.value)
     assert (tmp_path / "r" / CHECKPOINT_NAME).read_bytes() == before
     assert sorted(p.name for p in (tmp_path / "r").iterdir()) == [CHECKPOINT_NAME]  # no temp left
@@ -200,7 +201,7 @@ E2E = dict(epochs=2, hidden=8, n_train=64, n_test=20, progress=False)
 
 
 def _train_kill_at(out: Path, n: int) -> int:
-    from tbnn.train import train
+    from tbnn.train.trainer import train
 
     return _fork_kill_at(n, lambda: train("digits", "tbn", out, **E2E))
 
@@ -209,15 +210,15 @@ def _drive_train(tmp: str) -> None:
     """Kill ``tbnn train`` before each of its file operations; rerun as a user would; compare."""
     from safetensors.torch import load_file
 
-    from tbnn.train import train
+    from tbnn.train.trainer import train
 
     tmp_path = Path(tmp)
     torch.set_num_threads(1)
     train("digits", "tbn", tmp_path / "warm", **E2E)  # first use may write caches (not part of a run)
     seen: list[str] = []
-    fileio.FAULT_HOOK = lambda op, path: seen.append(op)
+    atomic.FAULT_HOOK = lambda op, path: seen.append(op)
     train("digits", "tbn", tmp_path / "ref", **E2E)
-    fileio.FAULT_HOOK = None
+    atomic.FAULT_HOOK = None
     ref = load_file(str(tmp_path / "ref" / "model.safetensors"))
     ref_hist = [h["loss"] for h in json.loads((tmp_path / "ref" / "metrics.json").read_text())["history"]]
     report = []

@@ -1,4 +1,4 @@
-"""Tests for tbnn.coding and tbnn.neurons: spike codes, the binary IF neuron, the read-out.
+"""Tests for tbnn.core.coding and tbnn.nn.neurons: spike codes, the binary IF neuron, the read-out.
 
 The binary code of a T-step neuron is the T-bit code of the DAT (Ye et al.,
 arXiv:2409.09245); the closed form must equal the integrate-and-fire loop; the read-out error
@@ -12,16 +12,16 @@ import math
 import pytest
 import torch
 
-from tbnn.coding import (
+from tbnn.core.coding import (
     SCHEMES,
     SpikeCode,
     decode,
     encode,
     step_weights,
 )
-from tbnn.firing import binary_thresholds, if_step, integrate_and_fire
-from tbnn.neurons import TemporalBinary
-from tbnn.quant import fake_quantize
+from tbnn.core.firing import binary_thresholds, if_step, integrate_and_fire
+from tbnn.nn.neurons import TemporalBinary
+from tbnn.core.quant import fake_quantize
 
 
 def _rms(a, b):

@@ -1,4 +1,4 @@
-"""Tests for tbnn.data: offline datasets, IDX files, normalisation, subsetting."""
+"""Tests for tbnn.io.datasets: offline datasets, IDX files, normalisation, subsetting."""
 
 from __future__ import annotations
 
@@ -12,8 +12,9 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tbnn import data
-from tbnn.data import (
+from tbnn.io import datasets as data
+from tbnn.io.datasets import load, sources
+from tbnn.io.datasets import (
     DATASETS,
     IDX_FILES,
     Dataset,
@@ -156,7 +157,7 @@ def test_mnist1d_shapes_and_determinism():
     assert a.input_shape == (40,) and a.image_shape is None and a.n_classes == 10
     _assert_same(a, load_dataset("mnist1d", seed=3))
     # A fresh generation (bypassing the in-memory cache) gives the same data.
-    data._mnist1d_arrays.cache_clear()
+    sources._mnist1d_arrays.cache_clear()
     _assert_same(a, load_dataset("mnist1d"))
     # Generation leaves global RNG state untouched.
     assert random.getstate() == py_state
@@ -368,7 +369,7 @@ def test_idx_missing_files(tmp_path):
 
 @pytest.mark.parametrize("split,value", [("train", np.nan), ("test", np.inf)])
 def test_non_finite_refused(monkeypatch, split, value):
-    original = data._raw_digits
+    original = load.raw_digits
 
     def poisoned():
         raw = original()
@@ -376,7 +377,7 @@ def test_non_finite_refused(monkeypatch, split, value):
         x[3, 5] = value
         return raw
 
-    monkeypatch.setattr(data, "_raw_digits", poisoned)
+    monkeypatch.setattr(load, "raw_digits", poisoned)
     with pytest.raises(ValueError, match=rf"'digits'.*{split} split.*non-finite"):
         load_dataset("digits")
     monkeypatch.undo()

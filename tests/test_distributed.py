@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import torch
 
-from tbnn import distributed as ddp
+from tbnn.parallel import distributed as ddp
 
 ROOT = Path(__file__).resolve().parents[1]
 WORKER = ROOT / "tests" / "distributed_worker.py"
@@ -193,7 +193,7 @@ def _ranks_of(launcher: subprocess.Popen) -> dict[int, int]:
 
 def _state(run):
     """The meta (epoch, history) of a run's checkpoint, from the safetensors header."""
-    from tbnn.checkpoint import CHECKPOINT_NAME, read_header
+    from tbnn.io.checkpoint import CHECKPOINT_NAME, read_header
 
     return json.loads(read_header(run / CHECKPOINT_NAME)[1]["state"])["meta"]
 
@@ -290,8 +290,8 @@ def test_two_rank_simulation_writes_what_one_process_writes(tmp_path, model):
     90 samples in batches of 32 split 2 + 1 batches over the ranks, and 70 recorded samples
     span both ranks' blocks.
     """
-    from tbnn.sim import simulate
-    from tbnn.train import train
+    from tbnn.sim.simulator import simulate
+    from tbnn.train.trainer import train
 
     run = tmp_path / "run"
     train("digits", model, run, epochs=1, n_train=120, n_test=100, hidden=32, timesteps=4, progress=False)

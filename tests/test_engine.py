@@ -10,7 +10,7 @@ import pytest
 import torch
 
 import tbnn
-from tbnn import engine
+from tbnn.engine import integer as engine
 
 
 def _reference(q, code, wc):

@@ -10,7 +10,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 import tbnn
 from tbnn.cli import main
-from tbnn.data import load_dataset
+from tbnn.io.datasets import load_dataset
 
 
 def _data(n=120, f=16, c=3, seed=0):

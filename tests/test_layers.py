@@ -1,4 +1,4 @@
-"""Tests for tbnn.layers: quantized-weight layers on spike trains, three execution modes.
+"""Tests for tbnn.nn.layers: quantized-weight layers on spike trains, three execution modes.
 
 Because the DAT read-out is affine (Ye et al., arXiv:2409.09245), a layer can run fused,
 time-folded or step by step; all must give the same numbers, forward and backward.
@@ -12,10 +12,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from tbnn.coding import encode
-from tbnn.layers import MODES, FakeQuantize, TBConv1d, TBConv2d, TBLinear
-from tbnn.neurons import TemporalBinary
-from tbnn.quant import fake_quantize
+from tbnn.core.coding import encode
+from tbnn.nn.layers import MODES, FakeQuantize, TBConv1d, TBConv2d, TBLinear
+from tbnn.nn.neurons import TemporalBinary
+from tbnn.core.quant import fake_quantize
 
 WEIGHT_CASES = [(1, None), (1.5, None), (2, None), (4, None), (1, "2:4"), (2, "2:4")]
 
@@ -159,7 +159,7 @@ def test_fake_quantize_module_and_bad_layer_arguments():
 
 
 def test_exact_integer_mode_matches_float_modes_and_is_used_in_eval():
-    from tbnn.neurons import TemporalBinary
+    from tbnn.nn.neurons import TemporalBinary
 
     torch.manual_seed(5)
     for layer, x in ((TBLinear(300, 9, weight_bits=2), torch.randn(6, 300)),

@@ -1,11 +1,11 @@
-"""tbnn.machine: the CPU description and the allocator setting the tbnn command applies."""
+"""tbnn.runtime.machine: the CPU description and the allocator setting the tbnn command applies."""
 
 import platform
 
 import pytest
 
 import tbnn.cli
-from tbnn.machine import describe_cpu, tune_allocator
+from tbnn.runtime.machine import describe_cpu, tune_allocator
 
 
 def test_describe_cpu_names_the_model_and_the_vector_units():

@@ -1,4 +1,4 @@
-"""Tests for tbnn.models: config round trip, the four model kinds, execution modes, recording."""
+"""Tests for tbnn.nn.models: config round trip, the four model kinds, execution modes, recording."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import json
 import pytest
 import torch
 
-from tbnn.coding import SpikeCode
-from tbnn.models import ARCHS, MODEL_KINDS, LIFNet, ModelConfig, TBNet, build_model
+from tbnn.core.coding import SpikeCode
+from tbnn.nn.models import ARCHS, MODEL_KINDS, LIFNet, ModelConfig, TBNet, build_model
 
 SHAPES = [("mlp", None, 64), ("cnn", (8, 8), 64), ("cnn", None, 40)]
 

@@ -8,7 +8,7 @@ from figcheck import check_figure, overlapping_texts
 from matplotlib.figure import Figure
 
 from tbnn import analysis as ta
-from tbnn import plot
+from tbnn.viz import plot
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""Tests for tbnn.quant: the ridge dequantizer (DAT), codes, M:N masks, the matmul shortcut.
+"""Tests for tbnn.core.quant: the ridge dequantizer (DAT), codes, M:N masks, the matmul shortcut.
 
 Reference: Ye et al., arXiv:2409.09245. Every test compares with an
 independent computation (numpy least squares, brute-force loops) or a closed-form fact.
@@ -12,7 +12,7 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tbnn.quant import (
+from tbnn.core.quant import (
     fake_quantize,
     nm_mask,
     parse_sparsity,
@@ -159,7 +159,7 @@ def test_constant_codes_give_the_mean_even_at_lam_zero():
         torch.testing.assert_close(out, const)
     # all codes at the top level (rectifying grid, a constant positive block), many of them:
     # the raw code moments round, the variance must still be exactly zero at lam = 0
-    from tbnn.quant import quantize_reference
+    from tbnn.core.quant import quantize_reference
 
     top = torch.full((2, 3000), 3.3, requires_grad=True)
     top_ref = top.detach().clone().requires_grad_(True)
@@ -420,7 +420,7 @@ def test_empty_axis_is_fine():
 )
 def test_fast_affine_path_equals_reference(grid, target, method, bits, block, lam, detach, seed):
     """The one-node fast path (``affine_fast``) agrees with the masked autograd reference."""
-    from tbnn.quant import quantize_reference
+    from tbnn.core.quant import quantize_reference
 
     g = torch.Generator().manual_seed(seed)
     shape, dim = [(3, 37), (2, 5, 9), (50,)][seed % 3], [-1, 1, 0][seed % 3]
@@ -467,7 +467,7 @@ def test_rectifying_grid_has_zero_gradient_where_the_neuron_is_silent():
         (fake_quantize(x, bits=bits, grid="rectify", target="relu") * r).sum().backward()
         assert torch.all(x.grad[x.detach() < 0] == 0)
         assert torch.count_nonzero(x.grad[x.detach() > 0]) > 0
-    from tbnn.quant import quantize_reference
+    from tbnn.core.quant import quantize_reference
 
     ref = quantize_reference(x, bits=4, grid="rectify", target="relu").dequantize()
     assert torch.allclose(ref, fake_quantize(x, bits=4, grid="rectify", target="relu"), atol=1e-6)
@@ -480,7 +480,7 @@ def test_rectifying_grid_has_zero_gradient_where_the_neuron_is_silent():
 def test_one_bit_codes_at_the_midpoint_and_its_neighbours(dtype):
     """The fast path's 1-bit codes (one comparison) equal the reference's floor-and-clip
     codes for values exactly at, and one float either side of, the block midpoint."""
-    from tbnn.quant import quantize_reference
+    from tbnn.core.quant import quantize_reference
 
     g = torch.Generator().manual_seed(5)
     rows = []
@@ -503,7 +503,7 @@ def test_one_bit_codes_at_the_midpoint_and_its_neighbours(dtype):
 
 
 def test_compile_is_opt_in(monkeypatch):
-    from tbnn.quant import compile_wanted
+    from tbnn.core.quant import compile_wanted
 
     monkeypatch.delenv("TBNN_COMPILE", raising=False)
     assert compile_wanted() is False and compile_wanted(True) is True
@@ -525,7 +525,7 @@ def test_compile_is_opt_in(monkeypatch):
 def test_compiled_path_equals_reference(grid, target, method, bits, block, dtype):
     """``compile=True`` (torch.compile of the fast path) agrees with the reference: same codes,
     values and gradients to float rounding (compilation takes ~15 s per case)."""
-    from tbnn.quant import quantize_reference
+    from tbnn.core.quant import quantize_reference
 
     g = torch.Generator().manual_seed(bits)
     x0 = torch.randn(6, 300, generator=g, dtype=dtype) * 2 + 0.3
@@ -539,7 +539,7 @@ def test_compiled_path_equals_reference(grid, target, method, bits, block, dtype
     (y_c * r).sum().backward()
     (y_r * r).sum().backward()
     torch.testing.assert_close(xs[0].grad, xs[1].grad, rtol=100 * tol, atol=100 * tol)
-    from tbnn.quant import affine_fast
+    from tbnn.core.quant import affine_fast
 
     q_c, *_ = affine_fast(x0, block, grid, 2 ** bits, 0.01, target, method, fused=False, compile=True)
     q_r = quantize_reference(x0, **kw).codes()
@@ -551,7 +551,7 @@ def test_compiled_path_equals_reference(grid, target, method, bits, block, dtype
 def test_large_tensor_sliced_path_equals_reference(bits, lam, grid, target):
     """Above a million elements the CPU fast path works a cache-sized slice of rows at a time;
     it agrees with the reference (codes exactly; values and gradients to rounding)."""
-    from tbnn.quant import quantize_reference
+    from tbnn.core.quant import quantize_reference
 
     g = torch.Generator().manual_seed(bits)
     x0 = torch.randn(1300, 1000, generator=g, dtype=torch.float64)  # 1300 x 7 x 128 > 2^20 elements

@@ -22,7 +22,7 @@ from elephant.spike_train_generation import (  # noqa: E402
 )
 
 from tbnn.analysis.recording_measures import compare_with_recording, recording_measures  # noqa: E402
-from tbnn.recording import read_recording  # noqa: E402
+from tbnn.io.recording import read_recording  # noqa: E402  # noqa: E402
 
 K = 3  # gamma order
 RATE = 20.0  # Hz

@@ -9,8 +9,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from tbnn.models import ModelConfig, build_model
-from tbnn.regularize import ActivityRegularizer, activity_floor
+from tbnn.nn.models import ModelConfig, build_model
+from tbnn.nn.regularize import ActivityRegularizer, activity_floor
 
 T, BLOCK = 3, 4
 
@@ -162,7 +162,7 @@ def test_model_without_hidden_neurons():
 
 def test_train_and_cli_with_rate_target(tmp_path):
     from tbnn.cli import main
-    from tbnn.train import train
+    from tbnn.train.trainer import train
 
     kw = dict(epochs=1, n_train=128, n_test=64, progress=False, hidden=32)
     m = train("digits", "tbn", rate_target=0.05, rate_weight=10.0, **kw)

@@ -15,14 +15,16 @@ import numpy as np
 import pytest
 import torch
 
-import tbnn.fileio as fileio
-from tbnn.checkpoint import load_run_config, read_run
+import tbnn.io.files as fileio
+import tbnn.io.files.atomic as atomic
+from tbnn.io.checkpoint import load_run_config
+from tbnn.nn.runs import read_run
 from tbnn.cli import main
-from tbnn.data import load_dataset, read_idx, write_idx
-from tbnn.device import resolve_device
-from tbnn.fileio import FolderLock, output_dir, output_file
-from tbnn.quant import fake_quantize, quantized_matmul, ridge_dequantize
-from tbnn.train import train
+from tbnn.io.datasets import load_dataset, read_idx, write_idx
+from tbnn.runtime.device import resolve_device
+from tbnn.io.files import FolderLock, output_dir, output_file
+from tbnn.core.quant import fake_quantize, quantized_matmul, ridge_dequantize
+from tbnn.train.trainer import train
 
 TINY = dict(epochs=1, hidden=16, n_train=100, n_test=40, progress=False)
 
@@ -259,7 +261,7 @@ def test_full_disk_while_training_is_one_sentence_and_leaves_nothing(tmp_path, c
         if op == "write" and "checkpoint" in path.name:
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
-    monkeypatch.setattr(fileio, "FAULT_HOOK", full)
+    monkeypatch.setattr(atomic, "FAULT_HOOK", full)
     out = tmp_path / "r"
     rc = main(["train", "--dataset", "digits", "--model", "tbn", "--epochs", "1", "--hidden", "8", "--n-train", "64",
                "--quiet", "--out", str(out)])
@@ -278,11 +280,11 @@ def test_full_disk_keeps_an_earlier_output(tmp_path, monkeypatch):
         if op == "write":
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
-    monkeypatch.setattr(fileio, "FAULT_HOOK", full)
+    monkeypatch.setattr(atomic, "FAULT_HOOK", full)
     with pytest.raises(ValueError, match=r"cannot write .*analysis.json: the disk is full\."):
         with output_dir(target, "analysis", overwrite=True) as tmp:
             fileio.write_json(tmp / "analysis.json", {"v": 2})
-    monkeypatch.setattr(fileio, "FAULT_HOOK", None)
+    monkeypatch.setattr(atomic, "FAULT_HOOK", None)
     assert json.loads((target / "analysis.json").read_text()) == {"v": 1}
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a"]
 
@@ -439,7 +441,7 @@ def test_lif_evaluation_is_deterministic(tmp_path):
 
 
 def test_corrupt_spike_archive_is_one_sentence_and_writes_nothing(run, tmp_path, capsys):
-    from tbnn.sim import simulate
+    from tbnn.sim.simulator import simulate
 
     simulate(run, tmp_path / "sim", limit=20, progress=False)
     p = tmp_path / "sim" / "spikes.npz"

@@ -10,10 +10,10 @@ import pytest
 import torch
 
 from tbnn.cli import main
-from tbnn.engine import step_current
-from tbnn.sim import simulate
-from tbnn.spikefile import load_spikes
-from tbnn.train import train
+from tbnn.engine.integer import step_current
+from tbnn.sim.simulator import simulate
+from tbnn.io.spikes import load_spikes
+from tbnn.train.trainer import train
 
 
 def test_step_mode_agrees_with_trained_model(tiny_run, tiny_sim):
@@ -75,8 +75,8 @@ def test_synaptic_ops_by_hand_on_a_toy_network(tmp_path):
 
 
 def test_step_current_equals_layer_forward():
-    from tbnn.layers import TBConv1d, TBLinear
-    from tbnn.neurons import TemporalBinary
+    from tbnn.nn.layers import TBConv1d, TBLinear
+    from tbnn.nn.neurons import TemporalBinary
 
     torch.manual_seed(0)
     for layer, x in ((TBLinear(40, 7, weight_bits=2), torch.randn(5, 40)),

@@ -13,9 +13,9 @@ import torch
 from torch import nn
 
 import tbnn
-from tbnn import engine
+from tbnn.engine import integer as engine
 from tbnn.cli import main
-from tbnn.coding import SpikeTrainError
+from tbnn.core.coding import SpikeTrainError
 
 
 class SkipNet(nn.Module):

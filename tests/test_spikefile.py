@@ -5,7 +5,7 @@ import os
 import numpy as np
 import pytest
 
-from tbnn.spikefile import SpikeRecord, load_spikes, save_spikes, to_neo
+from tbnn.io.spikes import SpikeRecord, load_spikes, save_spikes, to_neo
 
 
 def _layers(rng, S=6, T=4):
@@ -180,7 +180,7 @@ def test_save_time_first_round_trips(tmp_path):
     rng = np.random.default_rng(0)
     a = rng.random((7, 3, 2, 4)) < 0.3  # [T, B, C, L]
     b = torch.from_numpy((rng.random((7, 3, 5)) < 0.5).astype(np.float32))  # 0/1 floats
-    from tbnn.spikefile import save_time_first
+    from tbnn.io.spikes import save_time_first
 
     p = save_time_first(tmp_path / "r.npz", {"conv": a, "fc": b}, labels=[0, 1, 2], dt_ms=0.5)
     rec = load_spikes(p)
@@ -213,7 +213,7 @@ def test_module_doctests():
     import doctest
     import importlib
 
-    names = ["tbnn.spikefile", "tbnn.plot", "tbnn.style", "tbnn.analysis",
+    names = ["tbnn.io.spikes", "tbnn.viz.plot", "tbnn.viz.style", "tbnn.analysis",
              "tbnn.analysis.catalogue", "tbnn.analysis.energy", "tbnn.analysis.figures",
              "tbnn.analysis.markdown", "tbnn.analysis.raster", "tbnn.analysis.report",
              "tbnn.analysis.runfiles", "tbnn.analysis.rates", "tbnn.analysis.irregularity",

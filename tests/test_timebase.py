@@ -7,7 +7,7 @@ import pytest
 
 from tbnn.analysis.irregularity import lv, lvr
 from tbnn.analysis.rates import rate_hz
-from tbnn.timebase import dt_from_oscillation, dt_from_rates, dt_sensitivity
+from tbnn.analysis.timebase import dt_from_oscillation, dt_from_rates, dt_sensitivity
 
 
 def _spikes(p=0.05, seed=0):

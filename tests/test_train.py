@@ -9,9 +9,9 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from tbnn.checkpoint import checkpoint_epoch
+from tbnn.io.checkpoint import checkpoint_epoch
 from tbnn.cli import main
-from tbnn.train import train
+from tbnn.train.trainer import train
 
 SMALL = dict(n_train=600, n_test=100, lr=3e-3, progress=False)
 
@@ -137,9 +137,9 @@ def test_cli_refuses_bad_input(tmp_path, capsys, args, needle):
 
 
 def test_cli_refuses_nan_in_data(tmp_path, capsys, monkeypatch):
-    import tbnn.data as data
+    import tbnn.io.datasets.load as data
 
-    real = data._raw_digits
+    real = data.raw_digits
 
     def poisoned():
         raw = real()
@@ -147,7 +147,7 @@ def test_cli_refuses_nan_in_data(tmp_path, capsys, monkeypatch):
         x[0, 5] = np.nan
         return raw._replace(x_train=x)
 
-    monkeypatch.setattr(data, "_raw_digits", poisoned)
+    monkeypatch.setattr(data, "raw_digits", poisoned)
     assert main(["train", "--dataset", "digits", "--model", "tbn", "--out", str(tmp_path / "r"), "--quiet"]) == 2
     assert "non-finite" in capsys.readouterr().err
     assert not (tmp_path / "r").exists()

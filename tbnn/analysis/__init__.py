@@ -1,11 +1,11 @@
 """Firing statistics of spiking networks, against a null and biology.
 
 Pure NumPy functions on boolean spike arrays ``[samples, T, neurons]`` (sample-first, the
-convention of :mod:`tbnn.spikefile`) with a declared time step ``dt_ms`` (conventions in
+convention of :mod:`tbnn.io.spikes`) with a declared time step ``dt_ms`` (conventions in
 :mod:`tbnn.analysis.rates`); definitions match Elephant 1.2.
 
-Layering: :mod:`tbnn.spikefile` (archive, checks) < the measure modules < the catalogue <
-the report, which alone imports :mod:`tbnn.plot`.
+Layering: :mod:`tbnn.io.spikes` (archive, checks) < the measure modules < the catalogue <
+the report, which alone imports :mod:`tbnn.viz.plot`.
 
 Modules
 -------
@@ -31,15 +31,7 @@ report         ``analyze_run`` (``tbnn analyze``)
 [0.5, 0.0, 0.0]
 """
 
-from tbnn.analysis import (
-    correlation,
-    irregularity,
-    rates,
-    reference,
-    report,
-    sparseness,
-    variability,
-)
+from tbnn.analysis import correlation, irregularity, rates, reference, report, sparseness, variability
 from tbnn.analysis.correlation import (
     complexity_distribution,
     complexity_histogram,
@@ -88,7 +80,7 @@ from tbnn.analysis.sparseness import (
     vinje_gallant,
 )
 from tbnn.analysis.variability import fano_factor, fano_stream, fano_trial, null_fano
-from tbnn.spikefile import as_stream, to_neo
+from tbnn.io.spikes import as_stream, to_neo
 
 __all__ = [
     "REFERENCES",

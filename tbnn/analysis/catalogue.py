@@ -25,7 +25,7 @@ from tbnn.analysis import rates
 from tbnn.analysis import sparseness as sp
 from tbnn.analysis import variability as var
 from tbnn.analysis.reference import QUALITATIVE, REFERENCES, verdict
-from tbnn.spikefile import check_dt, check_labels, check_positive_int, check_spikes
+from tbnn.io.spikes import check_dt, check_labels, check_positive_int, check_spikes
 
 __all__ = ["DEFINITIONS", "analyze_spikes", "layer_measures", "measure_entry", "summarize",
            "trim_distribution"]

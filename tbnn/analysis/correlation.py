@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 
 from tbnn.analysis.rates import check_probability
-from tbnn.spikefile import as_stream, check_labels, check_positive_int, check_spikes
+from tbnn.io.spikes import as_stream, check_labels, check_positive_int, check_spikes
 
 __all__ = [
     "binned_counts",

@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from tbnn.analysis import sparseness as sp
-from tbnn.fileio import file_sha256, read_sealed_json
-from tbnn.spikefile import SpikeRecord
+from tbnn.io.files import file_sha256, read_sealed_json
+from tbnn.io.spikes import SpikeRecord
 
 __all__ = ["energy_accounting", "read_simulation", "simulation_fanout"]
 
@@ -90,7 +90,7 @@ def energy_accounting(rec: SpikeRecord, sim: dict[str, Any] | None) -> dict[str,
     Examples
     --------
     >>> import numpy as np
-    >>> from tbnn.spikefile import SpikeRecord
+    >>> from tbnn.io.spikes import SpikeRecord
     >>> rec = SpikeRecord({"h": np.ones((2, 3, 4), bool)}, None, None, 3, 1.0)
     >>> e = energy_accounting(rec, {"layers": [{"name": "h", "fanout": 10}]})
     >>> e["spikes_per_sample"], e["synaptic_ops_per_sample"]

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from tbnn import plot
+from tbnn.viz import plot
 from tbnn.analysis import rates
 from tbnn.analysis.reference import REFERENCES
 

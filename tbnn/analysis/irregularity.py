@@ -37,7 +37,7 @@ import numpy as np
 from scipy.special import spence
 
 from tbnn.analysis.rates import check_probability
-from tbnn.spikefile import as_stream, check_dt
+from tbnn.io.spikes import as_stream, check_dt
 
 __all__ = [
     "cv",

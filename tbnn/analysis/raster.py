@@ -9,11 +9,11 @@ from typing import Any
 
 import numpy as np
 
-from tbnn import plot
-from tbnn.fileio import output_file
+from tbnn.viz import plot
+from tbnn.io.files import output_file
 from tbnn.analysis.runfiles import resolve_archive, select_layers
-from tbnn.spikefile import load_spikes
-from tbnn.style import FORMATS
+from tbnn.io.spikes import load_spikes
+from tbnn.viz.style import FORMATS
 
 __all__ = ["default_raster_samples", "parse_sample_range", "raster_run"]
 
@@ -51,7 +51,7 @@ def raster_run(simdir: str | os.PathLike, out_png: str | os.PathLike, layer: str
                sort_by_rate: bool = False, neurons: int | None = None, select: str = "even",
                formats: tuple[str, ...] = (), overwrite: bool = False) -> Path:
     """Draw a raster of a recorded run to ``out_png``: one panel per layer, neurons
-    subsampled by :func:`tbnn.plot.subsample_neurons` and the rule stated in the title.
+    subsampled by :func:`tbnn.viz.plot.subsample_neurons` and the rule stated in the title.
 
     Parameters
     ----------
@@ -70,7 +70,7 @@ def raster_run(simdir: str | os.PathLike, out_png: str | os.PathLike, layer: str
     sort_by_rate : bool
         Order the shown neurons by spike count.
     neurons : int, optional
-        Neurons shown per layer (default :data:`tbnn.plot.RASTER_NEURONS`).
+        Neurons shown per layer (default :data:`tbnn.viz.plot.RASTER_NEURONS`).
     select : {"even", "active"}
         Which neurons: evenly spaced indices or the most active.
     formats : tuple of str

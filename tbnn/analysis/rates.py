@@ -21,8 +21,8 @@ probability :math:`p` (Bernoulli process). Its rate equals the network neuron's 
 construction; :func:`shuffle_bins` draws it non-parametrically by permuting each
 neuron's bins.
 
-The checks on spike arrays (:func:`tbnn.spikefile.check_spikes`, ``check_dt``,
-``as_stream``) live with the archive in :mod:`tbnn.spikefile`.
+The checks on spike arrays (:func:`tbnn.io.spikes.check_spikes`, ``check_dt``,
+``as_stream``) live with the archive in :mod:`tbnn.io.spikes`.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 import scipy.stats
 
-from tbnn.spikefile import as_stream, check_dt, check_positive_int, check_spikes
+from tbnn.io.spikes import as_stream, check_dt, check_positive_int, check_spikes
 
 __all__ = [
     "LogNormalFit",
@@ -92,7 +92,7 @@ def rate_hz(spikes: Any, dt_ms: float) -> np.ndarray:
     r"""Mean firing rate of each neuron in Hz, :math:`r_i = n_i / (L\,\Delta t)`.
 
     Equals ``elephant.statistics.mean_firing_rate`` of the neuron's ``neo.SpikeTrain``
-    with ``t_start = 0`` and ``t_stop = L * dt_ms`` (see :func:`tbnn.spikefile.to_neo`).
+    with ``t_start = 0`` and ``t_stop = L * dt_ms`` (see :func:`tbnn.io.spikes.to_neo`).
 
     Parameters
     ----------

@@ -115,7 +115,7 @@ def plot_recording_comparison(comparison: dict[str, Any], path: str | os.PathLik
     if title:
         fig.suptitle(title, fontsize=9)
     if path is not None:
-        from tbnn.fileio import atomic_write
+        from tbnn.io.files import atomic_write
 
         try:
             atomic_write(path, lambda fh: fig.savefig(fh, dpi=110, format="png"))

@@ -1,6 +1,6 @@
 r"""The network's firing statistics on a recording, with Elephant, and the two side by side.
 
-:func:`recording_measures` computes on a :class:`tbnn.recording.Recording` the measures
+:func:`recording_measures` computes on a :class:`tbnn.io.recording.Recording` the measures
 that :func:`tbnn.analysis.report.analyze_spikes` computes on a network layer, under the
 same keys, in continuous time with Elephant 1.2's definitions
 (``elephant.statistics``, ``elephant.spike_train_correlation``):
@@ -40,7 +40,7 @@ spikes) beside a recording, measure by measure, with both nulls and the literatu
 :mod:`tbnn.analysis.reference`.
 
 >>> import numpy as np
->>> from tbnn.recording import Recording
+>>> from tbnn.io.recording import Recording
 >>> rec = Recording(("a", "b"), [[np.array([.1, .3, .6]), np.array([.2, .5, .9])]],
 ...                 np.array([0.0]), np.array([1.0]))
 >>> m = recording_measures(rec)
@@ -59,8 +59,8 @@ import numpy as np
 from tbnn.analysis.catalogue import analyze_spikes, summarize
 from tbnn.analysis.reference import REFERENCES, verdict
 from tbnn.analysis.sparseness import vinje_gallant
-from tbnn.recording import Recording
-from tbnn.spikefile import check_dt, check_spikes
+from tbnn.io.recording import Recording
+from tbnn.io.spikes import check_dt, check_spikes
 
 __all__ = ["STATISTICS", "compare_with_recording", "recording_measures"]
 
@@ -136,13 +136,13 @@ def recording_measures(rec: Recording, dt_ms: float | None = None, *,
     Examples
     --------
     >>> import numpy as np
-    >>> from tbnn.recording import Recording
+    >>> from tbnn.io.recording import Recording
     >>> rec = Recording(("u",), [[np.array([0.1, 0.2, 0.4, 0.8])]], [0.0], [1.0])
     >>> round(recording_measures(rec)["cv"]["value"], 6)
     0.534522
     """
     if not isinstance(rec, Recording):
-        raise ValueError(f"rec must be a tbnn.recording.Recording, got {type(rec).__name__}.")
+        raise ValueError(f"rec must be a tbnn.io.recording.Recording, got {type(rec).__name__}.")
     es, stc, pq, BinnedSpikeTrain = _elephant()
     dt = None if dt_ms is None else check_dt(dt_ms)
     R = check_dt(R_ms, "R_ms") if R_ms != 0 else 0.0
@@ -296,7 +296,7 @@ def compare_with_recording(network: Any, recording: Recording, dt_ms: float, *,
     recording : Recording
     dt_ms : float
         The network's step in ms (must equal the analysis's ``dt_ms`` when ``network`` is a
-        dict); see :mod:`tbnn.timebase` for ways to choose it.
+        dict); see :mod:`tbnn.analysis.timebase` for ways to choose it.
     labels : int array ``[samples]``, optional
         Sample classes, when ``network`` is spikes.
     window_ms, bin_ms, R_ms
@@ -322,7 +322,7 @@ def compare_with_recording(network: Any, recording: Recording, dt_ms: float, *,
     Examples
     --------
     >>> import numpy as np
-    >>> from tbnn.recording import Recording
+    >>> from tbnn.io.recording import Recording
     >>> rng = np.random.default_rng(0)
     >>> spikes = rng.random((20, 4, 8)) < 0.2
     >>> rec = Recording(("a", "b"), [[np.sort(rng.random(30)), np.sort(rng.random(25))]],

@@ -6,7 +6,7 @@ plain ``.npz`` of boolean ``[samples, T, neurons]`` arrays; ``simulation.json`` 
 when present) and writes ``OUT/analysis.json``, ``OUT/report.md`` and the figures. It
 orchestrates the jobs of the other modules: the measure catalogue
 (:mod:`tbnn.analysis.catalogue`), the energy accounting (:mod:`tbnn.analysis.energy`),
-the figures (:mod:`tbnn.analysis.figures`, drawn by :mod:`tbnn.plot`), the Markdown
+the figures (:mod:`tbnn.analysis.figures`, drawn by :mod:`tbnn.viz.plot`), the Markdown
 (:mod:`tbnn.analysis.markdown`) and the raster (:mod:`tbnn.analysis.raster`).
 
 Layout of ``analysis.json`` (NaN is written as ``null``)::
@@ -53,7 +53,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from tbnn import plot
+from tbnn.viz import plot
 from tbnn.analysis.catalogue import analyze_spikes, layer_measures, summarize
 from tbnn.analysis.energy import energy_accounting, read_simulation
 from tbnn.analysis.figures import comparison_figure, figure_title, stats_figure
@@ -69,9 +69,9 @@ from tbnn.analysis.runfiles import (
     to_json,
     write_bytes,
 )
-from tbnn.fileio import output_dir
-from tbnn.spikefile import check_dt, check_positive_int, load_spikes
-from tbnn.style import FORMATS
+from tbnn.io.files import output_dir
+from tbnn.io.spikes import check_dt, check_positive_int, load_spikes
+from tbnn.viz.style import FORMATS
 
 __all__ = ["ANALYSIS_VERSION", "analyze_run", "analyze_spikes", "raster_run",
            "read_simulation", "summarize"]
@@ -91,7 +91,7 @@ def analyze_run(simdir: str | os.PathLike, out: str | os.PathLike, dt_ms: float 
     simdir : path-like
         Folder written by ``tbnn simulate`` (holding ``spikes.npz`` and, optionally,
         ``simulation.json``), its ``spikes.npz``, or any plain ``.npz`` of boolean
-        ``[samples, T, neurons]`` arrays (see :func:`tbnn.spikefile.load_spikes`).
+        ``[samples, T, neurons]`` arrays (see :func:`tbnn.io.spikes.load_spikes`).
     out : path-like
         Output folder; created only after the input has been validated. Files are written
         atomically, so a failure leaves earlier results intact.
@@ -103,7 +103,7 @@ def analyze_run(simdir: str | os.PathLike, out: str | os.PathLike, dt_ms: float 
     seed, bin_steps, max_pair_neurons
         See :func:`tbnn.analysis.catalogue.analyze_spikes`.
     neurons : int, optional
-        Neurons per layer in the raster (default :data:`tbnn.plot.RASTER_NEURONS`).
+        Neurons per layer in the raster (default :data:`tbnn.viz.plot.RASTER_NEURONS`).
     formats : tuple of str
         Also write every figure in these vector formats (``"svg"``, ``"pdf"``).
     overwrite : bool
@@ -111,7 +111,7 @@ def analyze_run(simdir: str | os.PathLike, out: str | os.PathLike, dt_ms: float 
         no stale figure survives); without it ``out`` must be new or empty.
     recording : path-like, optional
         A recorded spike-train file (NWB, NIX, or a CSV / npz spike-time table; see
-        :func:`tbnn.recording.read_recording`): the same measures are computed on it with
+        :func:`tbnn.io.recording.read_recording`): the same measures are computed on it with
         Elephant's definitions and set beside each layer's in ``analysis.json``
         (``layers[name]["recording"]``), ``report.md`` and ``NAME_recording.png``.
 
@@ -150,7 +150,7 @@ def analyze_run(simdir: str | os.PathLike, out: str | os.PathLike, dt_ms: float 
             raise ValueError(f"formats must be among svg, pdf, got {f!r}.")
     recorded = None
     if recording is not None:  # read (and refuse) the recording before anything is written
-        from tbnn.recording import read_recording
+        from tbnn.io.recording import read_recording
 
         recorded = read_recording(recording)
 

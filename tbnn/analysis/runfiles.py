@@ -4,7 +4,7 @@ file names for figures, the output folder.
 Both ``tbnn analyze`` (:mod:`tbnn.analysis.report`) and ``tbnn raster``
 (:mod:`tbnn.analysis.raster`) resolve their input with :func:`resolve_archive`, so either
 accepts a simulation folder, a ``spikes.npz``, or any plain ``.npz`` of boolean
-``[samples, T, neurons]`` arrays (see :mod:`tbnn.spikefile`).
+``[samples, T, neurons]`` arrays (see :mod:`tbnn.io.spikes`).
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ from typing import Any
 
 import numpy as np
 
-from tbnn.fileio import atomic_write
-from tbnn.spikefile import SpikeRecord
+from tbnn.io.files import atomic_write
+from tbnn.io.spikes import SpikeRecord
 
 __all__ = ["check_out_dir", "file_name_for", "relative_to", "resolve_archive",
            "select_layers", "to_json", "write_bytes"]
@@ -52,7 +52,7 @@ def resolve_archive(source: str | os.PathLike, name: str = "simdir") -> tuple[Pa
 def select_layers(rec: SpikeRecord, layer: str | None) -> list[str]:
     """All layer names of ``rec``, or ``[layer]`` after checking that it exists.
 
-    >>> from tbnn.spikefile import SpikeRecord
+    >>> from tbnn.io.spikes import SpikeRecord
     >>> rec = SpikeRecord({"a": np.zeros((1, 1, 1), bool)}, None, None, 1, 1.0)
     >>> select_layers(rec, None), select_layers(rec, "a")
     (['a'], ['a'])

@@ -36,7 +36,7 @@ from typing import Any
 import numpy as np
 
 from tbnn.analysis.rates import check_probability
-from tbnn.spikefile import check_positive_int, check_spikes
+from tbnn.io.spikes import check_positive_int, check_spikes
 
 __all__ = [
     "energy_proxy",

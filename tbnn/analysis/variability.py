@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from tbnn.analysis.rates import check_probability
-from tbnn.spikefile import as_stream, check_labels, check_positive_int, check_spikes
+from tbnn.io.spikes import as_stream, check_labels, check_positive_int, check_spikes
 
 __all__ = ["fano_factor", "fano_stream", "fano_trial", "null_fano", "window_counts"]
 

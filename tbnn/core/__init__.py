@@ -1,0 +1,7 @@
+"""Layer 0, the functional core: pure functions on tensors.
+
+:mod:`~tbnn.core.quant` (grids, the ridge read-out, sparsity, the DAT), :mod:`~tbnn.core.codes`
+(one file per spike code), :mod:`~tbnn.core.coding` (encode / decode by name),
+:mod:`~tbnn.core.firing` (integrate-and-fire), :mod:`~tbnn.core.validate` (argument checks).
+Imports nothing else of tbnn.
+"""

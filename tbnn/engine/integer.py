@@ -1,0 +1,547 @@
+r"""The exact integer-code engine: how a tbnn layer turns spikes into input current.
+
+A layer's weight is held as integer codes :math:`Q` with a per-output-channel affine
+:math:`\hat W = \alpha Q + \gamma` (the DAT of its training), and its input as a spike code
+read out per block :math:`b` as :math:`\hat x = a_b q + c_b` (Ye et al., arXiv:2409.09245).
+With :math:`m_b` the 0/1 mask of block :math:`b`, :math:`L_Q` the layer's operator (matmul
+or convolution) with the codes and :math:`L_1` with an all-ones kernel, the input current
+is the matmul shortcut of the paper,
+
+.. math::
+
+    I = \sum_b a_b\,(\alpha N_b + \gamma S_b) + c_b\,(\alpha L_Q(m_b) + \gamma L_1(m_b)) + \text{bias},
+    \qquad N_b = L_Q(q\,m_b),\quad S_b = L_1(q\,m_b).
+
+:math:`N_b` and :math:`S_b` are sums of integer products, so they are *exact* in a
+floating type that holds them (float32 below :math:`2^{24}`), and because a spike code is
+linear in its spikes, :math:`q = \sum_t w_t s_t`, they can be accumulated step by step from
+the spikes that occurred (:func:`step_current`, the event-driven simulator) or computed
+once from the code (:func:`exact`, the eval forward pass and the time-folded simulator):
+the integers are the same, so the currents are equal bit for bit.
+
+Arithmetic type: the integer products run in the fastest type that is exact for them on
+this machine. float32 is always exact here (sums below :math:`2^{24}`); int8 (``torch._int_mm``,
+int32 sums; CPU) is exact when every code and input lies within :math:`\pm 127`; bfloat16 is
+exact when every partial sum is an integer of magnitude :math:`\le 256`. The low-precision
+types are used only where a probe, run once per process and device, finds them faster
+(CPUs without bf16 units run bfloat16 ~30x slower), fastest first. :func:`arithmetic`
+reports the choice and why; ``TBNN_MATMUL_DTYPE`` (``auto``, ``float32``, ``bfloat16``,
+``int8``) or :func:`set_matmul_dtype` overrides it.
+
+Layers (``tbnn.nn.layers``) call :func:`exact` in eval mode; the simulator calls
+:func:`step_current`; :func:`fanout` counts each input's synapses for the synaptic-operation
+counts.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from tbnn.core.coding import SpikeCode, step_weights
+from tbnn.core.quant import quantize
+
+__all__ = [
+    "WeightCodes",
+    "EngineLayer",
+    "weight_codes",
+    "per_channel_codes",
+    "term_dtype",
+    "integer_terms",
+    "combine",
+    "exact",
+    "step_current",
+    "step_terms",
+    "fanout",
+    "spike_sums",
+    "conv_fanout",
+    "arithmetic",
+    "set_matmul_dtype",
+    "arithmetic_available",
+    "MATMUL_DTYPES",
+]
+
+#: choices of ``TBNN_MATMUL_DTYPE`` / :func:`set_matmul_dtype`
+MATMUL_DTYPES: tuple[str, ...] = ("auto", "float32", "bfloat16", "int8")
+
+
+class EngineLayer(Protocol):
+    """What the engine needs of a layer (``tbnn.nn.layers.TBLayer`` provides it)."""
+
+    weight: torch.nn.Parameter
+    bias: torch.nn.Parameter | None
+    weight_bits: float | None
+    sparsity: str | float | None
+    is_linear: bool
+
+    def operator(self, x: Tensor, w: Tensor, bias: Tensor | None) -> Tensor: ...
+
+    def quantize_weight_codes(self) -> tuple[Tensor, Tensor, Tensor]: ...
+
+
+@dataclass
+class WeightCodes:
+    """A layer's weight as integer codes with a per-channel affine: ``W^ = alpha * Q + gamma``.
+
+    ``w_hat`` is that weight in floats; ``ones`` an all-ones kernel with one output channel
+    (its response is the same for every output channel: the rank-1 correction); ``exists``
+    the 0/1 synapses that exist (a sparse layer's zero codes are pruned synapses; every
+    weight of an affine grid exists, its code 0 included); ``qmax`` the largest ``|Q|``
+    when the codes are integers (``inf`` for float weights); ``cache`` the block-dependent
+    tensors derived from them (per dtype and input layout), made on first use.
+    """
+
+    q: Tensor
+    alpha: Tensor
+    gamma: Tensor
+    w_hat: Tensor
+    ones: Tensor
+    exists: Tensor
+    qmax: float = math.inf
+    cache: dict = field(default_factory=dict, repr=False, compare=False)
+
+
+def weight_codes(layer: EngineLayer) -> WeightCodes:
+    """The layer's weight as :class:`WeightCodes` (no gradient).
+
+    >>> import tbnn
+    >>> wc = weight_codes(tbnn.TBLinear(6, 2))
+    >>> sorted(set(wc.q.flatten().tolist())), wc.qmax
+    ([0.0, 1.0], 1.0)
+    """
+    q, alpha, gamma = layer.quantize_weight_codes()
+    shape = (-1, *[1] * (q.dim() - 1))
+    w_hat = alpha.view(shape) * q + gamma.view(shape)
+    qmax = float(q.abs().max()) if q.numel() and bool((q == q.round()).all()) else math.inf
+    exists = (q != 0).to(q.dtype) if layer.sparsity is not None else torch.ones_like(q)
+    ones = torch.ones(1, *q.shape[1:], dtype=q.dtype, device=q.device)
+    return WeightCodes(q, alpha, gamma, w_hat, ones, exists, qmax)
+
+
+def per_channel_codes(weight: Tensor, bits: float | None, **quant_kw: Any) -> tuple[Tensor, Tensor, Tensor]:
+    """``(Q, alpha, gamma)`` of a weight quantized per output channel (``bits=None``: float weights)."""
+    w2 = weight.detach().reshape(weight.shape[0], -1)
+    if bits is None:
+        return weight.detach(), torch.ones_like(w2[:, 0]), torch.zeros_like(w2[:, 0])
+    bc = quantize(w2, bits=bits, dim=-1, **quant_kw)
+    if bc.q.shape[-2] != 1:
+        raise ValueError("integer-code evaluation needs weights quantized per output channel (weight_block=None).")
+    return bc.codes().reshape(weight.shape), bc.gain.reshape(-1), bc.offset.reshape(-1)
+
+
+# --------------------------------------------------------------------------------------
+# arithmetic type: probed once per process and device
+
+_OVERRIDE: dict[str, str] = {}
+_PROBES: dict[str, dict[str, Any]] = {}
+_FASTER = 0.8  # a low-precision type is used when its probe product takes < 0.8x float32's
+
+
+def set_matmul_dtype(choice: str) -> None:
+    """Force the engine's low-precision choice: ``auto`` (probe), ``float32``, ``bfloat16`` or ``int8``."""
+    if choice not in MATMUL_DTYPES:
+        raise ValueError(f"matmul dtype must be one of {', '.join(MATMUL_DTYPES)}; got {choice!r}.")
+    _OVERRIDE["choice"] = choice
+
+
+def _choice() -> str:
+    if "choice" in _OVERRIDE:
+        return _OVERRIDE["choice"]
+    env = os.environ.get("TBNN_MATMUL_DTYPE", "auto").strip().lower() or "auto"
+    if env not in MATMUL_DTYPES:
+        raise ValueError(f"TBNN_MATMUL_DTYPE must be one of {', '.join(MATMUL_DTYPES)}; got {env!r}.")
+    return env
+
+
+def _int8_product(a: Tensor, b: Tensor, out: Tensor | None = None) -> Tensor:
+    """``a @ b`` of int8 matrices with int32 sums (exact below :math:`2^{31}`)."""
+    return torch._int_mm(a, b, out=out) if out is not None else torch._int_mm(a, b)
+
+
+def _int8_works(device: torch.device) -> bool:
+    """Whether this torch has the int8 product on ``device`` and it is exact on a test product (cached).
+
+    CPU only: on CUDA the int8 kernel has shape rules (rows > 16, multiples of 8) that
+    have not been checked here.
+    """
+    return _int8_test(str(device))
+
+
+@functools.cache
+def _int8_test(where: str) -> bool:
+    device = torch.device(where)
+    if device.type != "cpu" or not hasattr(torch, "_int_mm"):
+        return False
+    a = torch.randint(-8, 8, (33, 24), dtype=torch.int8, device=device)
+    b = torch.randint(-8, 8, (24, 40), dtype=torch.int8, device=device)
+    try:
+        got = _int8_product(a[:, 3:21], b[3:21])  # strided rows, as the engine's blocks are
+    except (RuntimeError, NotImplementedError):
+        return False
+    return bool(torch.equal(got.to(torch.int64), a[:, 3:21].to(torch.int64) @ b[3:21].to(torch.int64)))
+
+
+def arithmetic_available(kind: str, device: str | torch.device = "cpu") -> bool:
+    """Whether the product type ``kind`` (a :data:`MATMUL_DTYPES` entry) can run on ``device``.
+
+    >>> arithmetic_available("float32")
+    True
+    """
+    if kind not in MATMUL_DTYPES:
+        raise ValueError(f"kind must be one of {', '.join(MATMUL_DTYPES)}; got {kind!r}.")
+    return kind != "int8" or _int8_works(torch.device(device))
+
+
+def _time_product(dtype: torch.dtype, device: torch.device, repeats: int = 5) -> float:
+    """Best time of two ``[256, 128] x [128, 256]`` block products of 0/1 values in ``dtype``."""
+    a = torch.randint(0, 2, (2, 256, 128), device=device).to(dtype)
+    b = torch.randint(0, 2, (2, 128, 256), device=device).to(dtype)
+    if dtype == torch.int8:
+        out = torch.empty(2, 256, 256, dtype=torch.int32, device=device)
+
+        def product():
+            for i in range(2):
+                _int8_product(a[i], b[i], out=out[i])
+    else:
+        def product():
+            torch.bmm(a, b)
+    product()  # warm-up
+    best = math.inf
+    for _ in range(repeats):
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        t0 = time.perf_counter()
+        product()
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        best = min(best, time.perf_counter() - t0)
+    return best
+
+
+def _probe(device: torch.device) -> dict[str, Any]:
+    key = str(device)
+    if key not in _PROBES:
+        times = {"float32": _time_product(torch.float32, device), "bfloat16": _time_product(torch.bfloat16, device)}
+        if _int8_works(device):
+            times["int8"] = _time_product(torch.int8, device)
+        fast = sorted((k for k in times if k != "float32" and times[k] < _FASTER * times["float32"]),
+                      key=times.__getitem__)
+        _PROBES[key] = {**{f"{k}_ms": v * 1e3 for k, v in times.items()}, "int8_available": "int8" in times,
+                        "order": fast}
+    return _PROBES[key]
+
+
+def arithmetic(device: str | torch.device = "cpu") -> dict[str, Any]:
+    r"""The engine's choice of product types on ``device``, and why.
+
+    Returns ``{"low_precision": ..., "order": [...], "reason": ..., "probe": {...}}``:
+    ``order`` lists the low-precision types (``int8``, ``bfloat16``) that the probe found
+    faster than float32, fastest first, and ``low_precision`` is the first of them (or
+    ``float32``). Each product uses the first type of ``order`` that is exact for it
+    (int8: every code and input within :math:`\pm 127`, int32 sums; bfloat16: every
+    partial sum an integer :math:`\le 256`), and float32 (float64 where float32 could
+    round) otherwise. A forced choice (``TBNN_MATMUL_DTYPE`` or :func:`set_matmul_dtype`)
+    makes ``order`` that one type.
+    """
+    device = torch.device(device)
+    choice, order = _choice(), _order(device)
+    if choice != "auto":
+        return {"low_precision": choice, "order": order, "reason": f"forced ({choice})", "probe": None}
+    p = _probe(device)
+    timed = ", ".join(f"{k} {p[f'{k}_ms']:.3f} ms" for k in ("float32", "bfloat16", "int8") if f"{k}_ms" in p)
+    if not p["int8_available"]:
+        timed += ", int8 not available"
+    if p["order"]:
+        return {"low_precision": p["order"][0], "order": list(p["order"]), "probe": p,
+                "reason": f"probe: {timed}; used where faster than {_FASTER} x float32 and exact: "
+                          f"{', '.join(p['order'])}"}
+    return {"low_precision": "float32", "order": [], "probe": p,
+            "reason": f"probe: {timed}; none faster than {_FASTER} x float32"}
+
+
+def _order(device: torch.device) -> list[str]:
+    """The low-precision types to try on ``device``, fastest first: the probe's, or the forced one."""
+    choice = _choice()
+    if choice == "auto":
+        return _probe(device)["order"]
+    if choice == "int8" and not _int8_works(device):
+        raise ValueError(f"matmul dtype int8 is not available on {device} with torch {torch.__version__}; "
+                         "use auto, float32 or bfloat16.")
+    return [] if choice == "float32" else [choice]
+
+
+def _product_type(device: torch.device, qmax: float, top: float, per: int) -> torch.dtype | None:
+    """The fastest low-precision type exact for products of codes ``|Q| <= qmax`` and inputs
+    ``|q| <= top`` over ``per`` terms, or ``None`` (use the term dtype)."""
+    for kind in _order(device):
+        if kind == "int8" and qmax <= 127 and top <= 127:
+            return torch.int8
+        if kind == "bfloat16" and qmax * per * top <= 256:
+            return torch.bfloat16
+    return None
+
+
+# --------------------------------------------------------------------------------------
+# integer terms
+
+
+def _abs_max(t: Tensor) -> float:
+    """``max|t|`` in one pass (0 for an empty tensor)."""
+    if not t.numel():
+        return 0.0
+    lo, hi = torch.aminmax(t.detach())
+    return float(torch.maximum(-lo, hi))
+
+
+@functools.cache
+def _weight_sum(scheme: str, timesteps: int) -> float:
+    """``sum_t |w_t|``: the largest code the spikes of a scheme can make."""
+    return float(step_weights(scheme, timesteps, torch.float64).abs().sum())
+
+
+def term_dtype(code: SpikeCode, wc: WeightCodes, code_max: float | None = None) -> torch.dtype:
+    """The dtype that holds every integer term, and its sums over the ``T`` steps, exactly.
+
+    A term sums at most ``per = min(block, fan-in)`` products ``|Q| |q|`` per output, and
+    the step engine adds the terms of the steps with weights ``w_t``; float32 holds integers
+    exactly below ``2^24``, so it is used when
+    ``max(max|Q|, 1) * per * max(sum|w_t|, max|q|) < 2^24``; else float64. ``code_max``:
+    ``max|q|`` when the caller has it.
+    """
+    per = min(code.block_size(), wc.q[0].numel())
+    code_max = _abs_max(code.q) if code_max is None else code_max
+    qmax = max(_weight_sum(code.scheme, code.timesteps), code_max)
+    return torch.float32 if max(wc.qmax, 1.0) * per * qmax < 2**24 else torch.float64
+
+
+def _blocked_codes(wc: WeightCodes, code: SpikeCode, dtype: torch.dtype) -> Tensor:
+    """Linear layers: the codes as ``[nb, bs, out + 1]`` blocks along the input (tail zero-padded),
+    with a last column of ones, whose product is the row sum ``S_b``."""
+    f, bs = code.q.shape[-1], code.block_size()
+    key = ("blocked", f, bs, dtype)
+    if key not in wc.cache:
+        nb = -(-f // bs)
+        qt = wc.q.reshape(wc.q.shape[0], -1).t()
+        qt = torch.cat([qt, torch.ones_like(qt[:, :1])], 1).to(dtype)
+        wc.cache[key] = F.pad(qt, (0, 0, 0, nb * bs - f)).reshape(nb, bs, -1).contiguous()
+    return wc.cache[key]
+
+
+def _block_products(q: Tensor, codes: Tensor, dtype: torch.dtype) -> Tensor:
+    """``[M, nb, bs] x [nb, bs, k] -> [nb, M, k]`` per block: exact integers in ``dtype``, or in
+    int32 from int8 operands when ``dtype`` is float32 (every sum then lies below :math:`2^{24}`).
+
+    int8 operands go through the int8 product with int32 sums, one per block (it is 2-D);
+    the others through one batched product.
+    """
+    if codes.dtype != torch.int8:
+        return torch.bmm(q.transpose(0, 1), codes).to(dtype)
+    n = torch.empty(codes.shape[0], q.shape[0], codes.shape[-1], dtype=torch.int32, device=q.device)
+    for b in range(codes.shape[0]):
+        _int8_product(q[:, b], codes[b], out=n[b])
+    return n if dtype == torch.float32 else n.to(dtype)
+
+
+def integer_terms(layer: EngineLayer, q: Tensor, code: SpikeCode, wc: WeightCodes) -> tuple[Tensor, Tensor]:
+    r"""Per input block ``b``: ``N_b = L_Q(q m_b)`` and ``S_b = L_1(q m_b)``, ``[nb, *out]``.
+
+    ``q`` is a code or a spike matrix ``[..., F]`` (flat features; 0/1 floats or bool).
+    Every value is an exact integer, returned in :func:`term_dtype` (or in int32 from the
+    int8 products when that is float32: every sum lies below :math:`2^{24}`), so per-step
+    sums of these terms equal the terms of the summed code bit for bit.
+
+    Linear layers: one product per block of a ``[M, nb, bs]`` view, in the fastest type of
+    :func:`arithmetic` that is exact for it (int8 with int32 sums when every code and input
+    is within :math:`\pm 127`; bfloat16 when every partial sum is an integer of magnitude
+    ``<= 256``, ``max|Q| * per * max|q| <= 256``, which bfloat16 and its float32
+    accumulator hold exactly); ``S_b`` is the product with a column of ones appended to
+    the codes. Convolutions: one op on the masked
+    copies stacked in the batch.
+    """
+    f, bs = q.shape[-1], code.block_size()
+    nb = -(-f // bs)
+    lead = q.shape[:-1]
+    is_code = q is code.q
+    q = q.detach()
+    if q.dtype == torch.bool:
+        q, top = q.view(torch.uint8), 1.0  # 0/1 bytes: int8 as they are; floats faster than from bool
+        dtype = term_dtype(code, wc)
+    else:
+        top = _abs_max(q)
+        dtype = term_dtype(code, wc, top if is_code else None)
+    if layer.is_linear:
+        mm = _product_type(q.device, max(wc.qmax, 1.0), top, min(bs, f)) or dtype  # (1: the ones column)
+        if mm == torch.int8:
+            qd = q.view(torch.int8) if q.dtype == torch.uint8 else q.to(torch.int8)
+        else:
+            qd = q.to(mm)
+        if nb * bs != f:
+            qd = F.pad(qd, (0, nb * bs - f))
+        qv = qd.reshape(-1, nb, bs)  # [M, nb, bs]
+        ns = _block_products(qv, _blocked_codes(wc, code, mm), dtype)  # [nb, M, out + 1]: N_b, then S_b
+        n, s = ns[..., :-1], ns[..., -1:]
+        return n.reshape(nb, *lead, n.shape[-1]), s.reshape(nb, *lead, 1)
+    qd = q.to(dtype)
+    masks = code.block_masks(dtype).view(nb, *[1] * len(lead), f)
+    x = code.unflatten((qd.unsqueeze(0) * masks).reshape(-1, f))  # [nb * M, ...]
+    n, s = layer.operator(x, wc.q.to(dtype), None), layer.operator(x, wc.ones.to(dtype), None)
+    return n.reshape(nb, *lead, *n.shape[1:]), s.reshape(nb, *lead, *s.shape[1:])
+
+
+def _mask_terms(layer: EngineLayer, code: SpikeCode, wc: WeightCodes) -> tuple[Tensor, Tensor]:
+    """``r_b = L_Q(m_b)`` and ``k_b = L_1(m_b)`` (float64, ``[nb, 1, *out]``), cached per input layout."""
+    key = ("masks", code.q.shape[-1], code.block_size(), code.shape[1:] if code.shape is not None else None)
+    if key not in wc.cache:
+        x = code.unflatten(code.block_masks(torch.float64))
+        r = layer.operator(x, wc.q.to(torch.float64), None).unsqueeze(1)
+        k = layer.operator(x, wc.ones.to(torch.float64), None).unsqueeze(1)
+        wc.cache[key] = (r, k)
+    return wc.cache[key]
+
+
+def _offset_terms(layer: EngineLayer, code: SpikeCode, wc: WeightCodes) -> tuple[Tensor, Tensor | None]:
+    """``alpha r_b + gamma k_b`` (float64, ``[nb, prod(out)]``) and the bias over the same outputs, cached."""
+    key = ("offsets", code.q.shape[-1], code.block_size(), code.shape[1:] if code.shape is not None else None)
+    if key not in wc.cache:
+        r, k = _mask_terms(layer, code, wc)
+        shape = (-1, *[1] * (r.dim() - 3))
+        f64 = torch.float64
+        const = (wc.alpha.to(f64).view(shape) * r + wc.gamma.to(f64).view(shape) * k).squeeze(1)
+        bias = None
+        if layer.bias is not None:
+            bias = layer.bias.detach().to(f64).view(shape).expand(const.shape[1:]).reshape(-1)
+        wc.cache[key] = (const.reshape(const.shape[0], -1), bias)
+    return wc.cache[key]
+
+
+def combine(layer: EngineLayer, n: Tensor, s: Tensor, code: SpikeCode, wc: WeightCodes) -> Tensor:
+    """The input current from the integer terms (the matmul shortcut of Ye et al.; see the module).
+
+    In float64 (so every engine's terms give the same rounding): the sums over blocks
+    ``sum_b a_b N_b`` and ``sum_b a_b S_b`` come first (the products of a float32 gain and an
+    integer below :math:`2^{24}` are exact), then the per-channel ``alpha`` and ``gamma``
+    once, and the offsets' response ``sum_b c_b (alpha r_b + gamma k_b) + bias``. For a
+    linear layer ``gamma sum_b a_b S_b`` is rank one, so it joins the offsets in one small
+    product, and the result is ``alpha sum_b a_b N_b`` plus that, rounded once to the
+    code's type as it is written.
+    """
+    f64 = torch.float64
+    nb, extra = n.shape[0], [1] * (n.dim() - 3)
+    a = code.gain.detach().to(f64).squeeze(-1).transpose(0, 1).reshape(nb, -1, 1, *extra)
+    c = code.offset.detach().to(f64).squeeze(-1).transpose(0, 1).reshape(nb, -1)  # [nb, B]
+    if "affine64" not in wc.cache:
+        wc.cache["affine64"] = (wc.alpha.to(f64), wc.gamma.to(f64))
+    shape = (-1, *extra)
+    al, ga = (t.view(shape) for t in wc.cache["affine64"])
+    const, bias = _offset_terms(layer, code, wc)  # [nb, out...] and [out...] flat
+    cur = n[0] * a[0]  # float64
+    for b in range(1, nb):
+        cur.addcmul_(n[b], a[b])
+    sa = (a * s).sum(0)  # [B, 1, ...]
+    out = torch.empty_like(cur, dtype=code.q.dtype)  # the last float64 sum is rounded as it is written
+    if not extra:  # linear: [c_b..., sa] @ [const_b...; gamma] + bias, then + alpha * cur
+        lhs, rhs = torch.cat([c.t(), sa], 1), torch.cat([const, ga.view(1, -1)], 0)
+        rest = torch.addmm(bias, lhs, rhs) if bias is not None else lhs @ rhs
+        return torch.addcmul(rest, cur, al, out=out)
+    cur.mul_(al).addcmul_(sa, ga)
+    offsets = torch.addmm(bias, c.t(), const) if bias is not None else c.t() @ const
+    return torch.add(cur, offsets.view(cur.shape), out=out)
+
+
+def exact(layer: EngineLayer, code: SpikeCode, wc: WeightCodes | None = None) -> Tensor:
+    """Integer-code evaluation (no gradient): the current from the code's integer terms at once.
+
+    One product with the integer code ``q`` per block (the time-folded pass: a binary
+    code's steps are linear in the weights, so the ``T`` step products sum to this one).
+    """
+    wc = wc if wc is not None else weight_codes(layer)
+    return combine(layer, *integer_terms(layer, code.q, code, wc), code, wc)
+
+
+def step_current(layer: EngineLayer, code: SpikeCode, wc: WeightCodes | None = None) -> Tensor:
+    """Input current of ``layer`` accumulated from ``code``'s spikes, one time step at a time.
+
+    For every step ``t``: ``N_b += w_t L_Q(s_t m_b)`` (only inputs that spiked at ``t``
+    add their column of weight codes) and ``S_b += w_t L_1(s_t m_b)``, exactly; then
+    :func:`combine`. The products are accumulated in step order (:func:`step_terms`).
+    Equal to :func:`exact` bit for bit.
+    """
+    wc = wc if wc is not None else weight_codes(layer)
+    return combine(layer, *step_terms(layer, code, wc), code, wc)
+
+
+def step_terms(layer: EngineLayer, code: SpikeCode, wc: WeightCodes) -> tuple[Tensor, Tensor]:
+    """``N_b`` and ``S_b`` accumulated over the steps from ``code``'s spikes (:func:`step_current`).
+
+    Linear layers take the ``T`` steps in one batched product (``[T B, F]`` rows: small);
+    convolutions one step at a time (their per-block masked copies would grow ``T``-fold).
+    """
+    spikes = code.spikes
+    batched = layer.is_linear
+    if batched:
+        n_t, s_t = integer_terms(layer, spikes, code, wc)  # [nb, T, B, ...]: every step's terms
+    n = s = None
+    # integer step weights stay integers, so int32 terms are summed in int32 (exact below 2^24)
+    for t, w in enumerate(int(w) if w.is_integer() else w for w in code.weights.tolist()):
+        nt, st = (n_t[:, t], s_t[:, t]) if batched else integer_terms(layer, spikes[t], code, wc)
+        if n is None:
+            n, s = nt * w, st * w
+        else:
+            n.add_(nt, alpha=w)
+            s.add_(st, alpha=w)
+    return n, s
+
+
+# --------------------------------------------------------------------------------------
+# synapses
+
+
+def spike_sums(spikes: Tensor) -> Tensor:
+    """Spikes of each column of a boolean matrix ``[R, F]`` summed over its rows: ``[F]`` int32.
+
+    The int8 product of a row of ones with the spike bytes where this torch has it on the
+    device (int32 sums, exact below :math:`2^{31}` rows; about twice as fast as the
+    reduction on a CPU), else a uint8 reduction with int32 sums.
+
+    >>> spike_sums(torch.tensor([[True, False], [True, True]])).tolist()
+    [2, 1]
+    """
+    u = spikes.view(torch.uint8)
+    if _int8_works(u.device) and u.shape[0] < 2**31:
+        ones = torch.ones(1, u.shape[0], dtype=torch.int8, device=u.device)
+        return _int8_product(ones, u.view(torch.int8))[0]
+    return u.sum(0, dtype=torch.int32)
+
+
+def conv_fanout(op: Callable[[Tensor, Tensor], Tensor], kernel: Tensor, in_shape: tuple[int, ...]) -> Tensor:
+    """Outputs each input element of ``op(x, kernel)`` reaches through nonzero kernel entries.
+
+    The gradient of ``sum(op(x, kernel != 0))`` with respect to ``x`` (``[C, *spatial]``):
+    exact for any stride and padding, borders included.
+    """
+    x = torch.zeros(1, *in_shape, requires_grad=True, dtype=torch.float64, device=kernel.device)
+    with torch.enable_grad():
+        op(x, (kernel != 0).to(torch.float64)).sum().backward()
+    return x.grad[0].detach()
+
+
+def fanout(layer: EngineLayer, in_shape: tuple[int, ...], wc: WeightCodes | None = None,
+           dense: bool = False) -> Tensor:
+    """Synapses of each input element (flat ``[F]``): the outputs it reaches through weights that exist.
+
+    ``dense=True`` counts every weight position (pruned ones included).
+    """
+    wc = wc if wc is not None else weight_codes(layer)
+    kernel = torch.ones_like(wc.exists) if dense else wc.exists
+    if layer.is_linear:
+        return kernel.reshape(kernel.shape[0], -1).sum(0).to(torch.float64)
+    return conv_fanout(lambda x, w: layer.operator(x, w, None), kernel, tuple(in_shape)).flatten()

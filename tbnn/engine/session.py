@@ -1,0 +1,186 @@
+"""A simulation session: what tbnn modules do differently while a network is simulated.
+
+:func:`tbnn.simulate` runs the model's own ``forward`` (any Python control flow, skip
+connections, pooling, BatchNorm on currents) inside a :class:`SimulationSession`. While
+the session is active:
+
+* every :class:`~tbnn.nn.neurons.TemporalBinary` fires by the integrate-and-fire loop
+  (:meth:`~tbnn.nn.neurons.TemporalBinary.fire`); its spikes are counted, recorded
+  (sample-first, ``[N, T, neurons]``) and tagged with the layer's name;
+* every tbnn layer (``TBLinear``, ``TBConv1d``, ``TBConv2d``) takes its input current from
+  the exact integer-code engine (:mod:`tbnn.engine`): step by step from the spikes that
+  occurred (``mode="step"``) or from the code at once (``mode="folded"``), and counts the
+  synaptic operations of its input spikes, each spike times the synapses it reaches in
+  this layer, credited to the layer that emitted it (so a neuron read by two layers
+  counts both).
+
+The session is found through a context variable (:func:`active`), so nested models and
+threads see only their own.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from contextvars import ContextVar
+from dataclasses import replace
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from tbnn.engine import integer as engine
+from tbnn.core.coding import SpikeCode
+
+__all__ = ["SimulationSession", "active", "spike_counts", "SESSION_MODES"]
+
+SESSION_MODES: tuple[str, ...] = ("step", "folded")
+
+_ACTIVE: ContextVar[SimulationSession | None] = ContextVar("tbnn_simulation_session", default=None)
+
+
+def spike_counts(spikes: Tensor) -> Tensor:
+    """Spikes of each neuron summed over time and samples: ``[T, B, F]`` boolean -> ``[F]`` float64.
+
+    >>> spike_counts(torch.tensor([[[True, False]], [[True, True]]])).tolist()
+    [2.0, 1.0]
+    """
+    return engine.spike_sums(spikes.reshape(-1, spikes.shape[-1])).to(torch.float64)
+
+
+def active() -> SimulationSession | None:
+    """The session simulating the current forward pass, or ``None``."""
+    return _ACTIVE.get()
+
+
+class SimulationSession:
+    """State of one simulation: names, weight codes, counts and recorded spikes.
+
+    Parameters
+    ----------
+    names : display name of each neuron module (by ``id``); others get ``neuron<k>``.
+    mode : ``step`` (event-driven) or ``folded`` (one product per block with the code).
+    record_layers : names of the layers whose spikes are kept (``None``: all).
+    record_samples : keep the spikes of the first this many samples (``None``: all);
+        counts always cover every sample.
+    weight_cache : a dict shared between sessions of the same model, for the layers'
+        weight codes and fan-outs (made once; the model must not change in between).
+    """
+
+    def __init__(self, names: dict[int, str], mode: str = "step", record_layers: Iterable[str] | None = None,
+                 record_samples: int | None = None, weight_cache: dict | None = None) -> None:
+        if mode not in SESSION_MODES:
+            raise ValueError(f"mode must be one of {', '.join(SESSION_MODES)}; got {mode!r}.")
+        self.names = dict(names)
+        self.mode = mode
+        self.record_layers = None if record_layers is None else set(record_layers)
+        self.record_samples = record_samples
+        self.order: list[str] = []  # neuron layers in firing order
+        self.neurons: dict[str, int] = {}  # neurons per sample of each layer
+        self.timesteps: dict[str, int] = {}
+        self.spike_counts: dict[str, int] = {}
+        self.neuron_counts: dict[str, Tensor] = {}  # spikes of each neuron over every sample
+        self.synaptic_ops: dict[str, float] = {}
+        self.dense_ops: dict[str, float] = {}
+        self.readers: dict[str, dict[tuple, Tensor]] = {}  # neuron layer -> reading layer -> fan-out
+        self.recorded: dict[str, list[np.ndarray]] = {}
+        self.samples_seen = 0  # samples of finished batches
+        self._batch_counts: dict[str, tuple[Tensor, Tensor]] = {}  # layer -> (its latest spikes, their counts)
+        cache = weight_cache if weight_cache is not None else {}
+        self._codes: dict[int, engine.WeightCodes] = cache.setdefault("codes", {})
+        self._fanouts: dict[tuple, tuple[Tensor, Tensor]] = cache.setdefault("fanouts", {})
+        self._token = None
+
+    # -- context ------------------------------------------------------------------------
+    def __enter__(self) -> SimulationSession:
+        self._token = _ACTIVE.set(self)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        _ACTIVE.reset(self._token)
+        self._token = None
+
+    def end_batch(self, batch: int) -> None:
+        """Mark ``batch`` samples done (recording limits count samples across batches)."""
+        self.samples_seen += batch
+        self._batch_counts.clear()
+
+    # -- neurons --------------------------------------------------------------------------
+    def name_of(self, module: nn.Module) -> str:
+        if id(module) not in self.names:
+            self.names[id(module)] = f"neuron{len(self.names)}"
+        return self.names[id(module)]
+
+    def neuron_output(self, neuron: nn.Module, x: Tensor) -> SpikeCode:
+        """Fire ``neuron`` on ``x`` by integrate-and-fire; count and record its spikes."""
+        code = neuron.fire(x)
+        name = self.name_of(neuron)
+        self.record_spikes(name, code.spikes)
+        return replace(code, source=name)
+
+    def record_spikes(self, name: str, spikes: Tensor) -> None:
+        """Count (every sample) and record (within the limits) a layer's spikes ``[T, B, ...]``."""
+        T, B = spikes.shape[:2]
+        flat = spikes.reshape(T, B, -1)
+        if name not in self.spike_counts:
+            self.order.append(name)
+            self.neurons[name], self.timesteps[name] = int(flat.shape[2]), int(T)
+            self.spike_counts[name] = 0
+            self.neuron_counts[name] = torch.zeros(flat.shape[2], dtype=torch.float64)
+            self.recorded[name] = []
+        elif self.neurons[name] != flat.shape[2] or self.timesteps[name] != T:
+            raise ValueError(f"neuron layer {name!r} fired twice in one pass with different shapes; "
+                             "use a separate TemporalBinary module for each place it is used.")
+        counts = spike_counts(flat)
+        self._batch_counts[name] = (spikes, counts)  # for the layers that read these spikes (same device)
+        per_neuron = counts.cpu()
+        self.neuron_counts[name] += per_neuron
+        self.spike_counts[name] += int(per_neuron.sum())
+        keep = self._keep(name, B)
+        if keep:
+            self.recorded[name].append(flat[:, :keep].transpose(0, 1).cpu().numpy())
+
+    def _keep(self, name: str, batch: int) -> int:
+        if self.record_layers is not None and name not in self.record_layers:
+            return 0
+        if self.record_samples is None:
+            return batch
+        return max(0, min(batch, self.record_samples - self.samples_seen))
+
+    # -- layers ---------------------------------------------------------------------------
+    def weight_codes(self, layer: nn.Module) -> engine.WeightCodes:
+        if id(layer) not in self._codes:
+            self._codes[id(layer)] = engine.weight_codes(layer)
+        return self._codes[id(layer)]
+
+    def layer_current(self, layer: nn.Module, code: SpikeCode) -> Tensor:
+        """The layer's input current from ``code`` by the engine, with its synaptic operations counted."""
+        wc = self.weight_codes(layer)
+        if self.mode == "step":
+            current = engine.step_current(layer, code, wc)
+        else:
+            current = engine.exact(layer, code, wc)
+        in_shape = tuple(code.shape[1:]) if code.shape is not None else (code.q.shape[-1],)
+        key = (id(layer), in_shape)
+        if key not in self._fanouts:
+            fo = engine.fanout(layer, in_shape, wc)
+            self._fanouts[key] = (fo, torch.stack([fo, engine.fanout(layer, in_shape, wc, dense=True)], 1))
+        fo, both = self._fanouts[key]  # [F] and [F, 2]: the synapses that exist, and every weight position
+        src = code.source or "input"
+        counted = self._batch_counts.get(src)
+        if counted is not None and counted[0] is code.spikes:  # counted as they were fired
+            per_input = counted[1]
+        else:
+            per_input = spike_counts(code.spikes.reshape(code.timesteps, code.q.shape[0], -1))
+        ops, dense_ops = (per_input @ both).tolist()  # exact: sums of integer products in float64
+        self.synaptic_ops[src] = self.synaptic_ops.get(src, 0.0) + ops
+        self.dense_ops[src] = self.dense_ops.get(src, 0.0) + dense_ops
+        self.readers.setdefault(src, {})[key] = fo
+        return current
+
+    def fanout(self, name: str) -> Tensor | None:
+        """Synapses of each neuron of layer ``name`` summed over every layer that reads it (``[F]``)."""
+        readers = self.readers.get(name)
+        if not readers:
+            return None
+        return torch.stack(list(readers.values())).sum(0)

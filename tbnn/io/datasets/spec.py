@@ -1,0 +1,162 @@
+"""What a dataset is (:class:`Dataset`), the names a user can give, and their limits."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import numpy as np
+import torch
+
+__all__ = ["DATASETS", "IDX_FILES", "Dataset", "parse_dataset_name"]
+
+
+DATASETS: dict[str, str] = {
+    "digits": (
+        "scikit-learn's bundled 8x8 handwritten digits, 10 classes, fixed stratified split "
+        "1347 train / 450 test (random_state=0 for every seed); input (64,), image (8, 8)"
+    ),
+    "mnist1d": (
+        "MNIST-1D generated locally with mnist1d's default arguments (seed 42), 10 classes, "
+        "4000 train / 1000 test; input (40,), no image shape"
+    ),
+    "synthetic": (
+        "seeded sklearn make_classification problem, 20 features, 4 classes, "
+        "1500 train / 500 test; the problem depends on the seed"
+    ),
+    "idx:PATH": (
+        "MNIST / Fashion-MNIST IDX files in directory PATH (train-images-idx3-ubyte, "
+        "train-labels-idx1-ubyte, t10k-images-idx3-ubyte, t10k-labels-idx1-ubyte, each "
+        "optionally .gz); input (rows*cols,), image (rows, cols)"
+    ),
+}
+
+#: Base names of the four IDX files, by split and content.
+IDX_FILES: dict[str, str] = {
+    "train_images": "train-images-idx3-ubyte",
+    "train_labels": "train-labels-idx1-ubyte",
+    "test_images": "t10k-images-idx3-ubyte",
+    "test_labels": "t10k-labels-idx1-ubyte",
+}
+
+IDX_IMAGES_MAGIC = 2051  # 0x00000803: unsigned bytes, 3 dimensions
+IDX_LABELS_MAGIC = 2049  # 0x00000801: unsigned bytes, 1 dimension
+IDX_UBYTE = 0x08
+#: Largest IDX data section read (bytes); checked against the header before anything is
+#: decompressed, so a small gzip bomb cannot claim gigabytes of memory.
+MAX_IDX_BYTES = 1 << 30
+#: Largest class count a dataset's labels may imply.
+MAX_LABEL_CLASSES = 1000
+
+#: Standard deviations below this are treated as zero; such (constant) training features
+#: are divided by 1 instead, i.e. only centred, as in scikit-learn's StandardScaler.
+STD_FLOOR = 1e-6
+
+SYNTHETIC_TRAIN = 1500
+SYNTHETIC_TEST = 500
+SYNTHETIC_FEATURES = 20
+SYNTHETIC_CLASSES = 4
+
+_UNKNOWN_MESSAGE = "dataset must be one of digits, mnist1d, synthetic, idx:PATH or npz:PATH; got {!r}"
+
+
+@dataclass(frozen=True, eq=False)
+class Dataset:
+    """A train/test classification dataset, ready for training.
+
+    Attributes:
+        name: canonical name, e.g. ``"digits"`` or ``"idx:/data/mnist"``.
+        x_train: float32 tensor ``(n_train, *input_shape)``, standardised.
+        y_train: int64 tensor ``(n_train,)`` of class indices in ``[0, n_classes)``.
+        x_test: float32 tensor ``(n_test, *input_shape)``, standardised with the training
+            statistics.
+        y_test: int64 tensor ``(n_test,)``.
+        n_classes: number of classes.
+        input_shape: shape of one sample as stored, always flattened, e.g. ``(64,)``.
+        image_shape: 2-D shape of one image, e.g. ``(8, 8)`` or ``(28, 28)``; ``None`` for
+            data that are not images (mnist1d, synthetic).
+        channels: number of image channels (1 for every dataset here).
+        feature_mean: float32 tensor ``input_shape``, training mean subtracted from each
+            feature (in the units of the raw data).
+        feature_std: float32 tensor ``input_shape``, the divisor used for each feature
+            (training standard deviation, 1 where that was below :data:`STD_FLOOR`).
+    """
+
+    name: str
+    x_train: torch.Tensor
+    y_train: torch.Tensor
+    x_test: torch.Tensor
+    y_test: torch.Tensor
+    n_classes: int
+    input_shape: tuple[int, ...]
+    image_shape: tuple[int, int] | None
+    channels: int
+    feature_mean: torch.Tensor | None = None
+    feature_std: torch.Tensor | None = None
+
+    @property
+    def n_train(self) -> int:
+        """Number of training samples."""
+        return int(self.x_train.shape[0])
+
+    @property
+    def n_test(self) -> int:
+        """Number of test samples."""
+        return int(self.x_test.shape[0])
+
+    @property
+    def n_features(self) -> int:
+        """Number of input features per sample (product of ``input_shape``)."""
+        return int(np.prod(self.input_shape))
+
+    def as_images(self, x: torch.Tensor) -> torch.Tensor:
+        """Reshape flattened samples ``(batch, n_features)`` to ``(batch, C, H, W)``.
+
+        Raises:
+            ValueError: if the dataset has no image shape.
+        """
+        if self.image_shape is None:
+            raise ValueError(f"dataset {self.name!r} has no image shape")
+        return x.reshape(x.shape[0], self.channels, *self.image_shape)
+
+
+class RawArrays(NamedTuple):
+    """Unnormalised arrays as a loader returns them (x flattened to 2-D)."""
+
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+    image_shape: tuple[int, int] | None
+    channels: int
+
+
+# --------------------------------------------------------------------------- names
+
+
+def parse_dataset_name(name: str) -> tuple[str, str | None]:
+    """Split a dataset name into its kind and, for ``idx:PATH``, the path.
+
+    Kinds are matched case-insensitively and ignoring surrounding whitespace; the path
+    is kept as given.
+
+    Returns:
+        ``(kind, path)`` where kind is one of ``"digits"``, ``"mnist1d"``,
+        ``"synthetic"``, ``"idx"`` and path is ``None`` except for ``"idx"``.
+
+    Raises:
+        ValueError: for any other name, or ``idx:`` with an empty path.
+        TypeError: if ``name`` is not a string.
+    """
+    if not isinstance(name, str):
+        raise TypeError(f"dataset name must be a string, got {type(name).__name__}")
+    stripped = name.strip()
+    kind, sep, rest = stripped.partition(":")
+    kind = kind.strip().lower()
+    if sep:
+        if kind in ("idx", "npz") and rest.strip():
+            return kind, rest.strip()
+        raise ValueError(_UNKNOWN_MESSAGE.format(name))
+    if kind in ("digits", "mnist1d", "synthetic"):
+        return kind, None
+    raise ValueError(_UNKNOWN_MESSAGE.format(name))

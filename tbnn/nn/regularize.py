@@ -1,0 +1,255 @@
+r"""Activity regularisation: train a temporal binary network to fire as sparsely as cortex.
+
+Only a few percent of cortical neurons are active at once (Attwell & Laughlin 2001, J Cereb
+Blood Flow Metab 21:1133, energy budget <= ~15 %; Lennie 2003, Curr Biol 13:493, < 1 %);
+a trained TBN fires about 20 % of its hidden neurons per step. :class:`ActivityRegularizer`
+adds a penalty that pushes the fraction of hidden neurons active per step toward a target
+``P``.
+
+What it acts on
+---------------
+A binary neuron (:class:`tbnn.nn.neurons.TemporalBinary`, ``binary`` scheme) with grid value
+:math:`v = \mathrm{clip}(x / \max_\text{block}(x), 0, 1)` emits the :math:`T` bits of its
+code :math:`c = \min(\lfloor L v \rfloor, L - 1)`, :math:`L = 2^T`; its fraction of active
+steps is :math:`\mathrm{popcount}(c) / T`, piecewise constant in :math:`x`: no gradient.
+The regulariser measures exactly that fraction, layer by layer,
+
+.. math:: A_\ell = \frac{1}{B\,T\,N_\ell} \sum_{b,t,i} s^{(\ell)}_{b,t,i},
+
+and gives it the gradient of a continuous surrogate :math:`S_\ell` by the same
+straight-through construction as the codes (value exact, gradient of the surrogate):
+
+.. math:: \tilde A_\ell = S_\ell + \mathrm{sg}(A_\ell - S_\ell).
+
+Two surrogates (``surrogate=``):
+
+* ``"grid"`` (default): the mean grid value :math:`S = \overline{v}`, with
+  :math:`v = \mathrm{relu}(x) / \max_\text{block} \mathrm{relu}(x)` differentiated
+  through the block maximum as well. Like the spikes, it is blind to a uniform rescaling
+  of :math:`x` (e.g. by the BatchNorm gain before the neuron), so the penalty can only be
+  lowered by making the code sparser, not by shrinking :math:`x`.
+* ``"code"``: the mean normalised code value :math:`S = \overline{q / q_\max}`,
+  :math:`q_\max = \sum_t w_t = L - 1`, where :math:`q` is the quantity of
+  :class:`tbnn.core.coding.SpikeCode` that carries the straight-through gradient of the
+  denoising affine transform (Ye et al., arXiv:2409.09245; ``q = u + sg(c - u)``,
+  ``u = L v - 1/2`` in :func:`tbnn.core.quant.affine_fast`), block maximum detached as in the
+  DAT path: :math:`\partial S / \partial x_i = L / ((L - 1)\,N\,\max_\text{block} x)`
+  for :math:`x_i > 0`. It sees a rescaling of :math:`x` as a change of activity (which it
+  is not), and on digits large weights collapse the network with it
+  (``simulations/sparse_activity.py``).
+
+Either way the gradient then flows upstream through the layers' DAT paths as in training
+without the penalty. Both surrogates are unbiased on average: for :math:`v` uniform in
+:math:`[0, 1]`, :math:`\mathrm{popcount}(c)/T`, :math:`c/(L-1)` and :math:`v` all have mean
+1/2, and all are 0 for a silent neuron and 1 for a saturated one.
+
+The penalty is :math:`\frac{1}{n}\sum_\ell (\tilde A_\ell - P)^2` over the ``n`` hooked
+layers, and the loss :math:`\mathrm{CE}(\text{logits}, y) + W \cdot \text{penalty}`.
+
+The floor of the grid
+---------------------
+With the max-scaled rectifying grid the largest input of every block that is not silent
+sits at :math:`v = 1`, so its code is :math:`L - 1` (all bits): it fires in every step.
+Hence at least (non-silent blocks) / (neurons) of a layer is active per step, ``1/block``
+when every block responds (:func:`activity_floor` measures it); below that only silencing
+whole blocks helps. A larger ``block`` (or ``block=None``: the whole layer one block)
+lowers the floor.
+
+>>> import torch
+>>> from tbnn.nn.models import ModelConfig, build_model
+>>> torch.manual_seed(0)  # doctest: +ELLIPSIS
+<torch._C.Generator object at ...>
+>>> net = build_model(ModelConfig(in_features=8, hidden=16, layers=1, block=8))
+>>> reg = ActivityRegularizer(net, target=0.05, weight=1.0)
+>>> logits = net(torch.randn(32, 8))
+>>> loss = reg(logits, torch.randint(0, 10, (32,)))
+>>> sorted(reg.activity()), 0 < float(reg.activity()["neurons.0"]) < 1
+(['neurons.0'], True)
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from tbnn.core.coding import SpikeCode
+from tbnn.nn.neurons import TemporalBinary
+from tbnn.core.quant import to_blocks
+
+__all__ = ["ActivityRegularizer", "activity_floor", "fraction_active", "step_activity"]
+
+
+def step_activity(code: SpikeCode, x: Tensor | None = None, surrogate: str = "grid") -> Tensor:
+    r"""Fraction of neurons active per step of one layer, with a surrogate gradient.
+
+    Value: the mean of ``code.spikes`` (over steps, samples and neurons). Gradient:
+    ``surrogate="code"``: that of :math:`\overline{q / q_\max}` (the DAT path, block
+    maximum detached; see the module docstring); ``"grid"``: that of the mean grid value
+    :math:`\overline{v}`, :math:`v = \mathrm{relu}(x) / \max_\text{block} \mathrm{relu}(x)`
+    with the block maximum differentiated too (needs the neuron's input ``x``), which is
+    blind to a uniform rescaling of ``x``, as the spikes are. A 0-d tensor.
+    """
+    frac = code.spikes.to(code.q.dtype).mean()
+    if surrogate == "code":
+        sur = (code.q / code.weights.sum()).mean()
+    elif surrogate == "grid":
+        if x is None:
+            raise ValueError("surrogate 'grid' needs the neuron's input x.")
+        xb, valid, _ = to_blocks(torch.relu(x.flatten(1)), -1, code.block)
+        top = xb.amax(-1, keepdim=True).clamp_min(1e-12)
+        sur = (xb / top)[valid.expand_as(xb)].mean()
+    else:
+        raise ValueError(f"surrogate must be 'code' or 'grid', got {surrogate!r}.")
+    return sur + (frac - sur).detach()
+
+
+def activity_floor(code: SpikeCode) -> float:
+    """The grid's floor of :func:`step_activity`: the fraction of a layer's neurons that are
+    the top neuron of a non-silent block, averaged over samples.
+
+    With the max-scaled rectifying grid each such neuron fires in every step.
+    """
+    q = code.q.detach()
+    k = q.shape[-1]
+    bs = k if code.block is None else min(code.block, k)
+    nb = -(-k // bs)
+    pad = nb * bs - k
+    qp = torch.nn.functional.pad(q, (0, pad)) if pad else q
+    active_blocks = (qp.reshape(*q.shape[:-1], nb, bs) > 0).any(-1).sum(-1).to(torch.float64)
+    return float(active_blocks.mean() / k)
+
+
+def _check_fraction(v: Any, name: str) -> float:
+    if isinstance(v, bool):
+        raise ValueError(f"{name} must be a fraction in [0, 1], got {v!r}.")
+    try:
+        f = float(v)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a fraction in [0, 1], got {v!r}.") from None
+    if not math.isfinite(f) or not 0.0 <= f <= 1.0:
+        raise ValueError(f"{name} must be a fraction in [0, 1], got {v!r}.")
+    return f
+
+
+class ActivityRegularizer:
+    r"""Cross-entropy plus a penalty on the fraction of hidden neurons active per step.
+
+    Attaches forward hooks to the model's :class:`~tbnn.nn.neurons.TemporalBinary` modules,
+    except the input encoder (``model.encoder`` for models from :mod:`tbnn.nn.models`) and
+    any module in ``exclude``; every forward records each hooked layer's
+    :func:`step_activity` (the last forward only, so nothing accumulates).
+
+    Parameters
+    ----------
+    model : nn.Module
+    target : float
+        ``P``, the fraction of neurons active per step to reach, in [0, 1].
+    weight : float
+        ``W >= 0``, the weight of the penalty in the loss.
+    exclude : iterable of nn.Module, optional
+        Further TemporalBinary modules not to regularise.
+
+    Use ``loss=reg`` in :func:`tbnn.fit` (or call ``reg(logits, y)`` in any PyTorch loop
+    after ``logits = model(x)``); :meth:`remove` detaches the hooks.
+
+    Raises
+    ------
+    ValueError
+        ``target`` outside [0, 1], ``weight`` negative or not finite, or a model without a
+        hidden TemporalBinary module.
+    """
+
+    def __init__(self, model: nn.Module, target: float, weight: float,
+                 exclude: Iterable[nn.Module] | None = None, surrogate: str = "grid") -> None:
+        if surrogate not in ("code", "grid"):
+            raise ValueError(f"surrogate must be 'code' or 'grid', got {surrogate!r}.")
+        self.surrogate = surrogate
+        if not isinstance(model, nn.Module):
+            raise ValueError(f"model must be a torch.nn.Module, got {type(model).__name__}.")
+        self.target = _check_fraction(target, "target")
+        try:
+            w = float(weight)
+        except (TypeError, ValueError):
+            w = float("nan")
+        if isinstance(weight, bool) or not math.isfinite(w) or w < 0:
+            raise ValueError(f"weight must be a finite number >= 0, got {weight!r}.")
+        self.weight = w
+        skip = {id(m) for m in (exclude or ())}
+        enc = getattr(model, "encoder", None)
+        if isinstance(enc, nn.Module):
+            skip.add(id(enc))
+        self.names: list[str] = []
+        self._handles = []
+        self._act: dict[str, Tensor] = {}
+        self._codes: dict[str, SpikeCode] = {}
+        for name, mod in model.named_modules():
+            if isinstance(mod, TemporalBinary) and id(mod) not in skip:
+                self.names.append(name)
+                self._handles.append(mod.register_forward_hook(self._hook(name)))
+        if not self.names:
+            raise ValueError("model must hold at least one hidden TemporalBinary module (the "
+                             "input encoder is not regularised).")
+
+    def _hook(self, name: str):
+        def hook(module: nn.Module, inputs: Any, output: Any) -> None:
+            if isinstance(output, SpikeCode):
+                self._codes[name] = output
+                self._act[name] = step_activity(output, inputs[0], self.surrogate)
+        return hook
+
+    def activity(self) -> dict[str, Tensor]:
+        """Each hooked layer's fraction active per step in the last forward (0-d tensors
+        carrying the surrogate gradient)."""
+        return dict(self._act)
+
+    def floor(self) -> dict[str, float]:
+        """Each hooked layer's grid floor (:func:`activity_floor`) in the last forward."""
+        return {k: activity_floor(c) for k, c in self._codes.items()}
+
+    def penalty(self) -> Tensor:
+        r""":math:`\frac{1}{n}\sum_\ell (\tilde A_\ell - P)^2` over the layers of the last
+        forward."""
+        if not self._act:
+            raise ValueError("penalty() needs a forward pass of the model first.")
+        acts = [self._act[n] for n in self.names if n in self._act]
+        return torch.stack([(a - self.target) ** 2 for a in acts]).mean()
+
+    def __call__(self, logits: Tensor, y: Tensor) -> Tensor:
+        """``cross_entropy(logits, y) + weight * penalty()``."""
+        loss = F.cross_entropy(logits, y)
+        if self.weight == 0:
+            return loss
+        return loss + self.weight * self.penalty()
+
+    def remove(self) -> None:
+        """Detach the hooks from the model."""
+        for h in self._handles:
+            h.remove()
+        self._handles = []
+        self._act.clear()
+        self._codes.clear()
+
+
+@torch.no_grad()
+def fraction_active(model: nn.Module, reg: ActivityRegularizer, x: Tensor, batch: int = 512
+                    ) -> dict[str, float]:
+    """Each regularised layer's fraction of neurons active per step over the inputs ``x``,
+    in eval mode (the model's mode is restored), from the regulariser's hooks."""
+    was = model.training
+    model.eval()
+    dev = next(model.parameters()).device
+    tot: dict[str, float] = {}
+    try:
+        for i in range(0, len(x), batch):
+            xb = x[i:i + batch].to(dev)
+            model(xb)
+            for k, v in reg.activity().items():
+                tot[k] = tot.get(k, 0.0) + float(v) * len(xb)
+    finally:
+        model.train(was)
+    return {k: v / len(x) for k, v in tot.items()}

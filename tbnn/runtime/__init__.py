@@ -1,0 +1,2 @@
+"""Layer 0, the machine: CPU facts and allocator (:mod:`~tbnn.runtime.machine`), device choice
+(:mod:`~tbnn.runtime.device`). Imports nothing else of tbnn."""

@@ -1,0 +1,389 @@
+"""Spiking inference: run a network as binary events, record every spike, count the work.
+
+``simulate(model, x, labels)`` runs **any** ``nn.Module`` whose spiking parts are tbnn
+modules: the model's own ``forward`` runs (no tracing, so any Python control flow, skip
+connections, pooling, flatten or BatchNorm on currents work) inside a
+:class:`~tbnn.engine.session.SimulationSession`, with the model in eval mode for the call and its
+train/eval state restored afterwards. In the session
+
+* ``step`` mode (event-driven): each tbnn layer accumulates, for every time step ``t``
+  and input block ``b``, the integer sum ``w_t Q (s_t m_b)`` of the spikes that occurred
+  (only presynaptic neurons that spiked add their column of weight codes ``Q``), and
+  applies the block read-out gains and the rank-1 corrections of the matmul shortcut of
+  Ye et al. (arXiv:2409.09245) once (:func:`tbnn.engine.step_current`); every
+  :class:`~tbnn.nn.neurons.TemporalBinary` fires by integrate-and-fire with halving
+  thresholds, one step at a time (:meth:`~tbnn.nn.neurons.TemporalBinary.fire`);
+* ``folded`` mode: the same integer arithmetic with one product per block with the
+  integer code (a binary code's steps are linear in the weights:
+  :func:`tbnn.engine.exact`).
+
+The integer sums are exact, so both modes reproduce the model's eval forward pass (which
+uses the same integer-code evaluation) bit for bit; predictions are compared with it on
+every sample (``forward_agreement``). snnTorch ``lif`` runs of :mod:`tbnn.nn.models` are
+simulated by their own per-step loop with the same random input spikes as the reference
+pass (a generator forked from the global one, left as it was).
+
+``simulate(run_dir, out)`` does the same for a run folder written by ``tbnn train`` and
+returns the ``simulation.json`` summary. Recorded spikes are sample-first,
+``[samples, T, neurons]`` (the archive's layout); spikes in flight
+(:attr:`tbnn.core.coding.SpikeCode.spikes`) are time-first, ``[T, batch, ...]``.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from tbnn.parallel import distributed as ddp
+from tbnn.engine import integer as engine
+from tbnn.io.checkpoint import check_dataset
+from tbnn.nn.runs import read_run
+from tbnn.runtime.device import resolve_device
+from tbnn.io.files import file_sha256, output_dir, write_sealed_json
+from tbnn.nn.models import LIFNet, build_model, weight_storage_bits
+from tbnn.nn.neurons import TemporalBinary
+from tbnn.engine.session import SESSION_MODES, SimulationSession
+from tbnn.io.spikes import save_spikes
+from tbnn.io.userdata import check_inputs
+from tbnn.core.validate import check_int
+
+__all__ = ["SIM_MODES", "FORMAT_VERSION", "SimulationResult", "load_run", "simulate", "simulate_model",
+           "simulate_run", "spike_layer_names"]
+
+SIM_MODES: tuple[str, ...] = SESSION_MODES
+#: Version of ``simulation.json``; files without the field (version 1) are still read.
+FORMAT_VERSION = 2
+
+
+def load_run(run_dir: str | Path, device: str | torch.device = "cpu") -> tuple[nn.Module, dict[str, Any]]:
+    """Rebuild a trained model from its run directory (eval mode) and return it with its config.
+
+    The config, the weights' header (names, shapes, stored hyperparameters) and the
+    checksums are checked before anything large is allocated
+    (:func:`tbnn.io.checkpoint.read_run`).
+    """
+    cfg, mcfg, state = read_run(run_dir)
+    model = build_model(mcfg)
+    model.load_state_dict(state)
+    return model.to(device).eval(), cfg
+
+
+@dataclass
+class SimulationResult:
+    """What :func:`simulate` returns for a model.
+
+    Attributes
+    ----------
+    logits : ``[N, classes]`` from the simulated spikes.
+    spikes : layer name -> bool ``[N_recorded, T, neurons]`` (sample-first; keys
+        ``input``, ``hidden1``, ... for models of :mod:`tbnn.nn.models`, else the
+        ``named_modules()`` name of each :class:`~tbnn.nn.neurons.TemporalBinary`).
+    summary : the ``simulation.json`` fields.
+    labels, predictions : ``[N]`` (labels ``None`` when not given).
+    """
+
+    logits: Tensor
+    spikes: dict[str, np.ndarray]
+    summary: dict[str, Any]
+    predictions: np.ndarray
+    labels: np.ndarray | None = None
+    dt_ms: float = 1.0
+    timesteps: int = 1
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def save(self, out: str | os.PathLike, overwrite: bool = False) -> Path:
+        """Write ``simulation.json`` and ``spikes.npz`` (what ``tbnn analyze`` / ``tbnn raster`` read).
+
+        Written as one set: built beside ``out`` and moved in complete; ``simulation.json``
+        carries its own SHA-256 and the archive's (``spikes_sha256``), checked by the readers.
+        ``out`` must be new or empty, or a simulation output replaced with ``overwrite=True``.
+        """
+        out = Path(out)
+        if not ddp.is_main():  # under torchrun rank 0 writes (every rank holds the merged result)
+            return out
+        with output_dir(out, "simulation", overwrite=overwrite, flag="out") as tmp:
+            summary = dict(self.summary)
+            if self.spikes:
+                n = next(iter(self.spikes.values())).shape[0]
+                labels = self.labels[:n] if self.labels is not None else None
+                save_spikes(tmp / "spikes.npz", self.spikes, labels=labels, predictions=self.predictions[:n],
+                            timesteps=self.timesteps, dt_ms=self.dt_ms)
+                summary["spikes_sha256"] = file_sha256(tmp / "spikes.npz")
+            write_sealed_json(tmp / "simulation.json", summary)
+        return out
+
+
+def spike_layer_names(model: nn.Module) -> dict[str, str]:
+    """Display name of each :class:`TemporalBinary` module of ``model`` (``named_modules`` name -> name).
+
+    Models that define ``spike_layer_names()`` (those of :mod:`tbnn.nn.models`) name their
+    own layers (``input``, ``hidden1``, ...); other models use the module names.
+    """
+    own = getattr(model, "spike_layer_names", None)
+    named = dict(own()) if callable(own) else {}
+    return {name: named.get(name, name or "neuron") for name, mod in model.named_modules()
+            if isinstance(mod, TemporalBinary)}
+
+
+def _check_inputs(x: Any, labels: Any) -> tuple[Tensor, Tensor | None]:
+    xt = check_inputs(x, "x")
+    if labels is None:
+        return xt, None
+    yt = torch.as_tensor(labels).detach()
+    if yt.dim() != 1 or yt.shape[0] != xt.shape[0]:
+        raise ValueError(f"labels must be one class per sample, shape [{xt.shape[0]}]; got {tuple(yt.shape)}.")
+    if yt.is_floating_point() or yt.is_complex() or yt.dtype == torch.bool:
+        raise ValueError(f"labels must be integer classes; got dtype {yt.dtype}.")
+    return xt, yt.long()
+
+
+def _check_optional_int(v: Any, name: str) -> None:
+    if v is not None:
+        check_int(v, name)
+
+
+def simulate_model(
+    model: nn.Module,
+    x: Any,
+    labels: Any = None,
+    *,
+    mode: str = "step",
+    batch: int = 256,
+    dt_ms: float = 1.0,
+    progress: bool = False,
+    seed: int = 0,
+    record_samples: int | None = None,
+    record_layers: list[str] | None = None,
+) -> SimulationResult:
+    """Simulate ``model`` on ``x`` as binary events; see :func:`simulate`."""
+    t_wall = time.perf_counter()
+    if not isinstance(model, nn.Module):
+        raise ValueError(f"model must be a torch.nn.Module or a run folder; got {type(model).__name__}.")
+    if mode not in SIM_MODES:
+        raise ValueError(f"mode must be one of {', '.join(SIM_MODES)}; got {mode!r}.")
+    check_int(batch, "batch")
+    check_int(seed, "seed", 0)
+    _check_optional_int(record_samples, "record_samples")
+    if not (isinstance(dt_ms, (int, float)) and not isinstance(dt_ms, bool) and dt_ms > 0 and math.isfinite(dt_ms)):
+        raise ValueError(f"dt_ms must be a finite number > 0; got {dt_ms!r}.")
+    xt, yt = _check_inputs(x, labels)
+    lif = isinstance(model, LIFNet)
+    names = spike_layer_names(model)
+    if not names and not lif:
+        raise ValueError("model has no TemporalBinary neurons: nothing spikes to simulate.")
+    if record_layers is not None:
+        known = set(model.layer_names) if lif else set(names.values())
+        unknown = sorted(set(record_layers) - known)
+        if unknown:
+            raise ValueError(f"record_layers names unknown layers {unknown}; the model's are {sorted(known)}.")
+    params = list(model.parameters())
+    dev = params[0].device if params else torch.device("cpu")
+    ids = {id(mod): names[name] for name, mod in model.named_modules() if name in names}
+    sess = SimulationSession(ids, mode, record_layers, record_samples)
+    arith = engine.arithmetic(dev)  # the probe runs before the clock starts
+    preds, ref_preds, logits_all = [], [], []
+    max_diff, sim_seconds = 0.0, 0.0
+    ddp.setup(dev)  # under torchrun: each rank simulates a block of whole batches (same seeds as one process)
+    starts = ddp.shard_items(range(0, len(xt), batch))
+    if progress and ddp.is_main():
+        from tqdm.auto import tqdm
+
+        starts = tqdm(starts, desc=f"simulate ({mode})", unit="batch", dynamic_ncols=True)
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad(), torch.random.fork_rng(devices=[dev] if dev.type == "cuda" else []):
+            for i in starts:
+                xb = xt[i:i + batch].to(dev)
+                torch.manual_seed(seed + i)
+                ref = model(xb)
+                torch.manual_seed(seed + i)
+                t0 = time.perf_counter()
+                if lif:  # snnTorch LIF: its own per-step loop
+                    logits, spikes = model(xb, record=True)
+                    for k in model.layer_names:
+                        sess.record_spikes(k, spikes[k])
+                else:
+                    with sess:
+                        logits = model(xb)
+                sim_seconds += time.perf_counter() - t0
+                sess.end_batch(len(xb))
+                max_diff = max(max_diff, float((logits - ref).abs().max()))
+                logits_all.append(logits.cpu())
+                preds.append(logits.argmax(1).cpu())
+                ref_preds.append(ref.argmax(1).cpu())
+    finally:
+        model.train(was_training)
+    if ddp.is_distributed():  # merge the ranks' batches in sample order; counts summed exactly
+        rec = {f"rec/{k}": v for k, v in sess.recorded.items()}
+        arrays, sums, firsts, (max_diff, sim_seconds) = ddp.merge_ranks(
+            {"logits": logits_all, "preds": preds, "ref": ref_preds, **rec},
+            {"spike_counts": sess.spike_counts, "neuron_counts": sess.neuron_counts,
+             "synaptic_ops": sess.synaptic_ops, "dense_ops": sess.dense_ops},
+            {"neurons": sess.neurons, "timesteps": sess.timesteps, "readers": sess.readers}, [max_diff, sim_seconds])
+        logits_all, preds, ref_preds = ([torch.from_numpy(arrays[k])] for k in ("logits", "preds", "ref"))
+        sess.recorded = {k: [arrays[f"rec/{k}"][:record_samples]] if f"rec/{k}" in arrays else [] for k in firsts["neurons"]}
+        sess.order = list(firsts["neurons"])
+        sess.neurons, sess.timesteps, sess.readers = firsts["neurons"], firsts["timesteps"], firsts["readers"]
+        sess.spike_counts, sess.neuron_counts = sums["spike_counts"], sums["neuron_counts"]
+        sess.synaptic_ops, sess.dense_ops = sums["synaptic_ops"], sums["dense_ops"]
+    logits = torch.cat(logits_all)
+    pred, refp = torch.cat(preds), torch.cat(ref_preds)
+    n = len(xt)
+    if lif:
+        fan = {k: _lif_fanout(model, k) for k in sess.order}
+        ops = {k: float((sess.neuron_counts[k] * fan[k]).sum()) for k in sess.order}
+        dense = ops
+    else:
+        fan = {k: sess.fanout(k) for k in sess.order}
+        ops, dense = sess.synaptic_ops, sess.dense_ops
+    spikes = {k: np.concatenate(sess.recorded[k]).astype(bool, copy=False) for k in sess.order if sess.recorded[k]}
+    layer_info, total_spikes, total_ops, total_dense = [], 0, 0.0, 0.0
+    for k in sess.order:
+        c, o, d = sess.spike_counts[k], float(ops.get(k, 0.0)), float(dense.get(k, 0.0))
+        total_spikes, total_ops, total_dense = total_spikes + c, total_ops + o, total_dense + d
+        nk, Tk, fo = sess.neurons[k], sess.timesteps[k], fan.get(k)
+        layer_info.append({"name": k, "neurons": nk, "timesteps": Tk, "spikes": c,
+                           "rate_per_step": c / (n * Tk * nk) if nk else 0.0,
+                           "fanout": float(fo.mean()) if fo is not None else 0.0,
+                           "synaptic_ops": o, "dense_synaptic_ops": d})
+    storage = weight_storage_bits(model)
+    steps = max(sess.timesteps.values()) if sess.timesteps else 0
+    engine_rate = n / sim_seconds if sim_seconds > 0 else float("inf")
+    summary: dict[str, Any] = {
+        "format_version": FORMAT_VERSION,
+        "model": getattr(getattr(model, "cfg", None), "model", type(model).__name__),
+        "mode": mode, "samples": n, "timesteps": steps, "dt_ms": float(dt_ms),
+        "accuracy": float((pred == yt.cpu()).double().mean()) if yt is not None else None,
+        "forward_agreement": float((pred == refp).double().mean()),
+        "max_logit_difference": max_diff,
+        "spikes_per_sample": total_spikes / n, "synaptic_ops_per_sample": total_ops / n,
+        "dense_synaptic_ops_per_sample": total_dense / n,
+        "energy_proxy": {"spikes_per_inference": total_spikes / n, "synaptic_ops_per_inference": total_ops / n},
+        "samples_per_second": engine_rate, "seconds": sim_seconds,
+        "engine_samples_per_second": engine_rate, "engine_seconds": sim_seconds,
+        "wall_seconds": time.perf_counter() - t_wall,
+        "engine": {"low_precision": arith["low_precision"], "order": arith["order"], "reason": arith["reason"]},
+        "recorded": {"samples": int(next(iter(spikes.values())).shape[0]) if spikes else 0, "layers": list(spikes)},
+        "weight_storage_bits": storage["total"], "weight_storage": storage, "layers": layer_info,
+    }
+    return SimulationResult(logits, spikes, summary, pred.numpy(), yt.numpy() if yt is not None else None,
+                            float(dt_ms), steps)
+
+
+def _lif_fanout(model: LIFNet, name: str) -> Tensor:
+    """Synaptic targets of each neuron of the LIF layer ``name`` (flattened per sample)."""
+    i = model.layer_names.index(name)
+    nxt = model.layers[i] if i < len(model.layers) else model.readout
+    shape = model.cfg.input_shape if i == 0 else model.specs[i - 1]["out_shape"]
+    if isinstance(nxt, nn.Conv1d | nn.Conv2d):
+        return engine.conv_fanout(lambda x, w: nxt._conv_forward(x, w, None), nxt.weight, tuple(shape)).flatten()
+    return torch.full((math.prod(shape),), float(nxt.out_features), dtype=torch.float64)
+
+
+def simulate_run(
+    run_dir: str | Path,
+    out: str | Path | None = None,
+    split: str = "test",
+    limit: int | None = None,
+    mode: str = "step",
+    batch: int = 256,
+    dt_ms: float = 1.0,
+    progress: bool = True,
+    seed: int = 0,
+    record_samples: int | None = None,
+    record_layers: list[str] | None = None,
+    device: str | torch.device = "cpu",
+    overwrite: bool = False,
+) -> dict[str, Any]:
+    """Simulate a run folder written by ``tbnn train``; write ``simulation.json`` and ``spikes.npz`` to ``out``.
+
+    Returns the summary dict (as written to ``simulation.json``). Refuses bad input before
+    writing anything: a missing, truncated or foreign checkpoint, a config that disagrees
+    with the tensors, ``limit < 1``, an unknown split or mode.
+    """
+    t_wall = time.perf_counter()
+    if mode not in SIM_MODES:
+        raise ValueError(f"mode must be one of {', '.join(SIM_MODES)}; got {mode!r}.")
+    if split not in ("test", "train"):
+        raise ValueError(f"split must be 'test' or 'train'; got {split!r}.")
+    _check_optional_int(limit, "limit")
+    check_int(batch, "batch")
+    dev = ddp.device_for(resolve_device(device))  # checked; cuda -> cuda:LOCAL_RANK under torchrun
+    model, cfg = load_run(run_dir, dev)
+    tcfg = cfg.get("train", {})
+    if model.cfg.model == "float":
+        raise ValueError("model 'float' has no spikes to simulate; simulate a tbn, ste or lif run.")
+    from tbnn.io.datasets import load_dataset
+
+    ds = load_dataset(tcfg.get("dataset", "digits"), seed=tcfg.get("seed", 0), n_train=tcfg.get("n_train"),
+                      n_test=tcfg.get("n_test"), normalize=tcfg.get("normalize", "auto"))
+    check_dataset(model.cfg, ds, Path(run_dir) / "config.json")
+    x, y = (ds.x_test, ds.y_test) if split == "test" else (ds.x_train, ds.y_train)
+    if limit is not None:
+        x, y = x[:limit], y[:limit]
+    res = simulate_model(model, x, y, mode=mode, batch=batch, dt_ms=dt_ms, progress=progress, seed=seed,
+                         record_samples=record_samples, record_layers=record_layers)
+    res.summary = {"run": str(run_dir), "split": split, **res.summary,
+                   "wall_seconds": time.perf_counter() - t_wall}
+    if out is not None and ddp.is_main():
+        res.save(out, overwrite=overwrite)
+    return res.summary
+
+
+def simulate(model: Any, x: Any = None, labels: Any = None, **kwargs: Any) -> Any:
+    """Run a network as binary spike events, step by step, recording every spike.
+
+    ``simulate(model, x, labels=None, *, mode="step", batch=256, dt_ms=1.0, seed=0,
+    record_samples=None, record_layers=None, progress=False)`` simulates any
+    ``nn.Module`` built from tbnn modules and returns a :class:`SimulationResult`;
+    ``simulate(run_dir, out=None, *, split="test", limit=None, ...)`` simulates a run
+    folder of ``tbnn train`` and returns the ``simulation.json`` summary (dict).
+
+    Parameters
+    ----------
+    model : the network (or a run folder).
+    x : inputs ``[N, ...]`` (tensor or array) as the model's ``forward`` takes them.
+    labels : ``[N]`` integer classes, for ``accuracy`` (optional).
+    mode : ``step`` (event-driven, spike by spike) or ``folded`` (one product per block
+        with the integer code); the same numbers either way.
+    dt_ms : declared duration of one time step (for the analysis of the spikes).
+    record_samples, record_layers : keep the spikes of only the first samples / these
+        layers (bounded memory); counts always cover every sample.
+
+    Returns
+    -------
+    SimulationResult (for a model) or dict (for a run folder).
+
+    Raises
+    ------
+    ValueError
+        Bad arguments or input, a model with no tbnn neuron, a bad run folder.
+    tbnn.core.coding.SpikeTrainError
+        The model applies an operation to a spike train outside a tbnn module.
+
+    Examples
+    --------
+    >>> import torch, tbnn
+    >>> torch.manual_seed(0)  # doctest: +ELLIPSIS
+    <torch._C.Generator object at ...>
+    >>> net = torch.nn.Sequential(tbnn.TemporalBinary(4, grid="minmax"), tbnn.TBLinear(8, 3))
+    >>> res = tbnn.simulate(net, torch.randn(5, 8))
+    >>> res.logits.shape, res.spikes["0"].shape, res.summary["forward_agreement"]
+    (torch.Size([5, 3]), (5, 4, 8), 1.0)
+    """
+    if isinstance(model, (str, os.PathLike)):
+        if labels is not None:
+            raise ValueError("simulate(run_dir, out) takes no labels: they come from the run's dataset.")
+        return simulate_run(model, x if x is not None else kwargs.pop("out", None), **kwargs)
+    if x is None:
+        raise ValueError("simulate(model, x) needs the inputs x.")
+    return simulate_model(model, x, labels, **kwargs)

@@ -1,0 +1,453 @@
+"""Training loop shared by every model kind (``tbn``, ``ste``, ``float``, ``lif``).
+
+``train(...)`` is the Python form of ``tbnn train``: it loads a dataset offline, builds the
+model from its config, trains it with AdamW and a per-epoch cosine schedule, evaluates on
+the test split each epoch, and (with ``out``) writes ``config.json``,
+``model.safetensors`` and ``metrics.json`` plus the resumable state, all atomically.
+Deterministic for a given ``seed``; ``resume=True`` continues an interrupted run and ends
+with the same weights as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+import warnings
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from torch.utils.data import DataLoader
+
+from tbnn import __version__
+from tbnn.parallel import distributed as ddp
+from tbnn.io.checkpoint import FORMAT_VERSION, RUN_KIND, RunWriter, check_run_target, load_run_state
+from tbnn.io.datasets import Dataset, load_dataset
+from tbnn.runtime.device import default_device, resolve_device
+from tbnn.nn.models import ModelConfig, build_model, weight_storage_bits
+from tbnn.nn.regularize import ActivityRegularizer, fraction_active
+from tbnn.io.userdata import as_training_data, check_logits
+
+__all__ = ["FORMAT_VERSION", "TrainConfig", "check_sparsity", "default_device", "evaluate", "fit", "model_config_for", "train"]
+
+@dataclass
+class TrainConfig:
+    """The training recipe (part of ``config.json``)."""
+
+    dataset: str = "digits"
+    epochs: int = 20
+    batch: int = 64
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    seed: int = 0
+    n_train: int | None = None
+    n_test: int | None = None
+    normalize: str = "auto"
+    rate_target: float | None = None
+    rate_weight: float | None = None
+
+    def validate(self) -> None:
+        for name in ("epochs", "batch"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise ValueError(f"{name} must be an integer >= 1; got {v!r}.")
+        for name in ("lr", "weight_decay"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0 or (name == "lr" and v == 0):
+                raise ValueError(f"{name} must be a finite number {'> 0' if name == 'lr' else '>= 0'}; got {v!r}.")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
+            raise ValueError(f"seed must be an integer >= 0; got {self.seed!r}.")
+        if (self.rate_target is None) != (self.rate_weight is None):
+            raise ValueError("rate_target and rate_weight go together: give both (the activity "
+                             "regulariser) or neither.")
+
+
+def model_config_for(ds: Dataset, **model_kwargs: Any) -> ModelConfig:
+    """A :class:`ModelConfig` sized for a dataset (input features, image shape, classes)."""
+    return ModelConfig(in_features=int(ds.input_shape[0]), image_shape=ds.image_shape,
+                       n_classes=int(ds.n_classes), **model_kwargs)
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, data: Any, y: Tensor | None = None, batch: int = 512) -> tuple[float, float]:
+    """Accuracy and mean cross-entropy of ``model`` in eval mode.
+
+    ``data``: ``x`` with labels ``y``, or anything :func:`tbnn.fit` takes as data.
+    """
+    d = as_training_data((data, y) if y is not None else data, "test")
+    was = model.training
+    model.eval()
+    params = list(model.parameters())
+    dev = params[0].device if params else torch.device("cpu")
+    correct, loss, n = 0, 0.0, 0
+    for xb, yb in d.batches(batch):
+        xb, yb = xb.to(dev), yb.to(dev)
+        logits = model(xb)
+        loss += float(F.cross_entropy(logits, yb, reduction="sum"))
+        correct += int((logits.argmax(1) == yb).sum())
+        n += len(yb)
+    model.train(was)
+    return correct / n, loss / n
+
+
+def _run_config(model_cfg: ModelConfig, tcfg: TrainConfig) -> dict[str, Any]:
+    return {"kind": RUN_KIND, "format_version": FORMAT_VERSION, "tbnn_version": __version__,
+            "model": model_cfg.to_dict(), "train": asdict(tcfg)}
+
+
+def fit(
+    model: nn.Module,
+    train: Any,
+    test: Any = None,
+    *,
+    epochs: int = 20,
+    lr: float = 1e-3,
+    batch: int = 64,
+    seed: int = 0,
+    weight_decay: float = 0.0,
+    loss: Callable[[Tensor, Tensor], Tensor] | None = None,
+    out: str | Path | None = None,
+    resume: bool = False,
+    overwrite: bool = False,
+    progress: bool = True,
+    device: str | torch.device | None = None,
+    desc: str | None = None,
+    run_config: dict[str, Any] | None = None,
+    _interrupt_at: tuple[int, int] | None = None,
+    _metrics: Callable[[nn.Module, list[dict[str, Any]], float], dict[str, Any]] | None = None,
+    _names: dict[str, str] | None = None,
+) -> list[dict[str, Any]]:
+    r"""Train any ``nn.Module`` on the user's data with the recipe of ``tbnn train``.
+
+    Minimises ``loss`` (default: cross-entropy on the logits) with AdamW and a per-epoch
+    cosine schedule, :math:`\eta_e = \tfrac{\eta}{2}(1 + \cos(\pi e / E))`, evaluating on
+    ``test`` after every epoch; a progress bar shows epoch, loss and accuracy.
+    Deterministic for a given ``seed`` (it seeds torch's global generator and the shuffling).
+
+    Parameters
+    ----------
+    model : the network; for a temporal binary network, built from tbnn modules
+        (:class:`~tbnn.nn.neurons.TemporalBinary`, :class:`~tbnn.nn.layers.TBLinear`, ...), whose
+        gradients flow through the denoising affine transform (Ye et al., arXiv:2409.09245).
+    train, test : ``(x, y)`` tensors or numpy arrays (``y`` integer class labels), a
+        ``torch.utils.data.Dataset`` of ``(x, y)`` pairs or a ``DataLoader`` (used as is).
+    epochs, lr, batch, seed, weight_decay : the recipe (``batch`` ignored for a DataLoader).
+    loss : ``loss(logits, y) -> scalar``; e.g. cross-entropy plus an activity penalty.
+    out : a run folder to write (``config.json``, ``model.safetensors``, ``metrics.json``;
+        while training, ``checkpoint.safetensors``: the last finished epoch's whole state,
+        written as one atomic file); nothing is written without it. A folder holding
+        anything else is refused; a run there is refused unless ``resume`` or
+        ``overwrite``. One process at a time may write it (a lock).
+    resume : continue the incomplete run in ``out`` (same settings); ends with the same
+        weights, bit for bit, as an uninterrupted run, however the run was stopped.
+    overwrite : replace the run in ``out``: the new run is built beside it and swapped in
+        only when complete (the old one stays whole until then).
+    device : ``cpu``, ``cuda``, ``cuda:N`` or ``mps`` (default: where the model's
+        parameters are); refused in one sentence when this torch build lacks it.
+
+    A last mini-batch of a single sample is skipped (BatchNorm cannot normalise one
+    sample in training mode); a ``batch`` larger than the training set is one batch.
+    A run that diverges or fails (not an interruption) leaves no folder behind, so the
+    same call can be made again; an interrupted one (Ctrl-C, a kill) can be resumed.
+
+    Returns
+    -------
+    The per-epoch history: one dict per epoch with ``epoch``, ``loss``,
+    ``train_accuracy``, ``test_accuracy`` and ``test_loss`` (``None`` without ``test``),
+    and ``seconds``.
+
+    Raises
+    ------
+    ValueError
+        Bad data (shapes, dtypes, NaN / inf, negative or non-integer labels) or a bad
+        recipe value, before anything is written.
+    FloatingPointError
+        The loss became NaN or infinite (training diverged).
+
+    Examples
+    --------
+    >>> import torch, tbnn
+    >>> torch.manual_seed(0)  # doctest: +ELLIPSIS
+    <torch._C.Generator object at ...>
+    >>> net = torch.nn.Sequential(tbnn.TemporalBinary(4, grid="minmax"), tbnn.TBLinear(8, 3))
+    >>> x, y = torch.randn(60, 8), torch.randint(0, 3, (60,))
+    >>> hist = tbnn.fit(net, (x, y), epochs=2, batch=20, progress=False)
+    >>> [h["epoch"] for h in hist]
+    [1, 2]
+    """
+    tcfg = TrainConfig(epochs=epochs, batch=batch, lr=lr, weight_decay=weight_decay, seed=seed)
+    tcfg.validate()
+    if not isinstance(train, DataLoader):  # a DataLoader's own batches are split as they come
+        ddp.check_batch(batch)
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module; got {type(model).__name__}.")
+    if loss is not None and not callable(loss):
+        raise TypeError(f"loss must be a callable loss(logits, y); got {type(loss).__name__}.")
+    train_data = as_training_data(train, "train")
+    test_data = as_training_data(test, "test") if test is not None else None
+    loss_fn = loss if loss is not None else F.cross_entropy
+    if resume and out is None:
+        raise ValueError("resume=True needs out= (the run folder to continue).")
+    if overwrite and resume:
+        raise ValueError("resume and overwrite exclude each other: continue the run, or start it again.")
+    params = list(model.parameters())
+    dev = resolve_device(device) if device is not None else (params[0].device if params else torch.device("cpu"))
+    dev = ddp.device_for(dev)
+    ddp.setup(dev)  # under torchrun: join the job (gloo / nccl)
+    writer, mode = None, None
+    if out is not None:
+        cfg = run_config if run_config is not None else _custom_run_config(model, tcfg)
+        # decided once, by rank 0, before anything is written; only rank 0 writes (and locks)
+        mode = ddp.broadcast_check(check_run_target, Path(out), cfg, resume, overwrite, _names)
+        if ddp.is_main():
+            writer = RunWriter(out, cfg, resume=resume, overwrite=overwrite, names=_names)
+        ddp.broadcast_check(_open_writer, writer)
+    try:
+        history = _fit_loop(model, train_data, test_data, loss_fn, tcfg, dev, writer, mode,
+                            Path(out) if out is not None else None, progress,
+                            desc or f"fit {type(model).__name__}", _interrupt_at, _metrics)
+    except BaseException as err:
+        if writer is not None:
+            writer.__exit__(type(err), err, err.__traceback__)
+        raise
+    if writer is not None:
+        writer.__exit__(None, None, None)
+    return history
+
+
+def _open_writer(writer: RunWriter | None) -> None:
+    if writer is not None:
+        writer.__enter__()
+
+
+def _fit_loop(model, train_data, test_data, loss_fn, tcfg, dev, writer, mode, out_dir, progress, desc,
+              interrupt_at, extra_metrics) -> list[dict[str, Any]]:
+    epochs, batch, seed = tcfg.epochs, tcfg.batch, tcfg.seed
+    model.to(dev)
+    torch.manual_seed(seed)
+    opt = torch.optim.AdamW(model.parameters(), lr=tcfg.lr, weight_decay=tcfg.weight_decay)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs)
+    gen = torch.Generator().manual_seed(seed)
+    history: list[dict[str, Any]] = []
+    start_epoch, train_seconds = 0, 0.0
+    if mode == "resume":  # every rank reads the same state; rank 0 alone writes
+        meta = load_run_state(out_dir, model, opt, sched, gen)
+        if meta is not None:
+            start_epoch, history = int(meta["epoch"]), list(meta["history"])
+            train_seconds = float(meta.get("train_seconds", 0.0))
+    n_train = len(train_data)
+    labels = train_data.tensors[1] if train_data.tensors is not None else None
+    single = ddp.world_size() == 1
+    # under torchrun: synchronised BatchNorm and DDP (both no-ops in one process)
+    synced = ddp.convert_sync_batchnorm(model, dev)
+    net = ddp.wrap(model, dev)
+
+    bar = _progress(range(start_epoch, epochs), progress and ddp.is_main(), desc, epochs, start_epoch)
+    for epoch in bar:
+        ddp.seed_epoch(seed, epoch)
+        t0 = time.perf_counter()
+        model.train()
+        tot_loss, tot_correct, seen = 0.0, 0, 0
+        for b, (xb, yb, weight) in enumerate(ddp.shard_batches(train_data, batch, gen)):
+            if interrupt_at is not None and (epoch, b) == tuple(interrupt_at):
+                raise KeyboardInterrupt(f"simulated interruption at epoch {epoch}, batch {b}")
+            if single and len(yb) == 1 and b > 0:
+                continue  # a last batch of one sample: BatchNorm cannot normalise it
+            xb, yb = xb.to(dev), yb.to(dev)
+            logits = net(xb)
+            if b == 0 and epoch == start_epoch:  # every rank's labels, refused on all
+                ddp.check_all(check_logits, logits, labels if labels is not None and single else yb)
+            value = loss_fn(logits, yb)
+            if not torch.isfinite(value):
+                raise FloatingPointError(f"training diverged: the loss is {value.item()} at epoch {epoch + 1} "
+                                         f"(try a smaller lr).")
+            opt.zero_grad(set_to_none=True)
+            (value * weight if weight != 1.0 else value).backward()
+            opt.step()
+            tot_loss += value.item() * len(yb)
+            tot_correct += int((logits.argmax(1) == yb).sum())
+            seen += len(yb)
+        sched.step()
+        tot_loss, tot_correct, seen = ddp.all_sum(tot_loss, tot_correct, seen)
+        seconds = time.perf_counter() - t0
+        train_seconds += seconds
+        test_acc, test_loss = evaluate(model, test_data) if test_data is not None else (None, None)
+        if not all(bool(torch.isfinite(p).all()) for p in model.parameters()) or (
+                test_loss is not None and not math.isfinite(test_loss)):
+            raise FloatingPointError(f"training diverged: the weights or the test loss are no longer finite after "
+                                     f"epoch {epoch + 1} (try a smaller lr).")
+        rec = {"epoch": epoch + 1, "loss": tot_loss / max(seen, 1), "train_accuracy": tot_correct / max(seen, 1),
+               "test_accuracy": test_acc, "test_loss": test_loss, "seconds": seconds}
+        history.append(rec)
+        if hasattr(bar, "set_postfix"):
+            post = {"loss": f"{rec['loss']:.3f}", "acc": f"{rec['train_accuracy']:.3f}"}
+            if test_acc is not None:
+                post["test"] = f"{test_acc:.3f}"
+            bar.set_postfix(**post)
+        if writer is not None:
+            writer.save(model, opt, sched, gen, {"epoch": epoch + 1, "history": history,
+                                                 "train_seconds": train_seconds, "samples": n_train})
+    ddp.revert_sync_batchnorm(synced)
+    if writer is not None:
+        metrics = _fit_metrics(history, train_seconds, epochs, seed, dev)
+        if extra_metrics is not None:
+            metrics.update(extra_metrics(model, history, train_seconds))
+        writer.finish(model, metrics)
+    return history
+
+
+def check_sparsity(model: nn.Module, sparsity: Any, name: str = "sparsity") -> None:
+    """Refuse an ``M:N`` pattern that prunes nothing (``M >= N``) or groups more weights than a layer has inputs.
+
+    >>> from tbnn.nn.models import ModelConfig, build_model
+    >>> check_sparsity(build_model(ModelConfig(hidden=16, sparsity="2:4")), "2:4")
+    >>> check_sparsity(build_model(ModelConfig(hidden=16, sparsity="2:32")), "2:32")
+    Traceback (most recent call last):
+    ValueError: sparsity 'M:N' groups N=32 weights, more than layer layers.1 has inputs (16); choose N <= 16.
+    """
+    from tbnn.nn.layers import TBLayer
+    from tbnn.core.quant import parse_sparsity
+
+    sp = parse_sparsity(sparsity)
+    if not isinstance(sp, tuple):
+        return
+    keep, group = sp
+    if keep >= group:
+        raise ValueError(f"{name} 'M:N' must keep fewer weights than it groups (M < N; {keep}:{group} prunes "
+                         f"nothing); got {sparsity!r}.")
+    for mod_name, mod in model.named_modules():
+        if isinstance(mod, TBLayer) and getattr(mod, "sparsity", None) is not None:
+            fan_in = mod.weight[0].numel()
+            if group > fan_in:
+                raise ValueError(f"{name} 'M:N' groups N={group} weights, more than layer {mod_name} has inputs "
+                                 f"({fan_in}); choose N <= {fan_in}.")
+
+
+def _fit_metrics(history: list[dict[str, Any]], train_seconds: float, epochs: int, seed: int,
+                 dev: torch.device) -> dict[str, Any]:
+    last = history[-1] if history else {}
+    return {"test_accuracy": last.get("test_accuracy"), "test_loss": last.get("test_loss"),
+            "train_accuracy": last.get("train_accuracy"), "epochs": epochs, "train_seconds": train_seconds,
+            "seconds_per_epoch": train_seconds / max(1, len(history)), "history": history,
+            "device": str(dev), "seed": seed, "processes": ddp.world_size()}
+
+
+def _custom_run_config(model: nn.Module, tcfg: TrainConfig) -> dict[str, Any]:
+    """``config.json`` of a :func:`fit` run on a user's model (rebuilt by the user's own class)."""
+    cls = type(model)
+    train_cfg = {k: v for k, v in asdict(tcfg).items() if k in ("epochs", "batch", "lr", "weight_decay", "seed")}
+    return {"kind": RUN_KIND, "format_version": FORMAT_VERSION, "tbnn_version": __version__,
+            "model": {"class": f"{cls.__module__}.{cls.__qualname__}",
+                      "parameters": sum(p.numel() for p in model.parameters())},
+            "train": train_cfg}
+
+
+def train(
+    dataset: str = "digits",
+    model: str = "tbn",
+    out: str | Path | None = None,
+    *,
+    epochs: int = 20,
+    batch: int = 64,
+    lr: float = 1e-3,
+    weight_decay: float = 0.0,
+    seed: int = 0,
+    n_train: int | None = None,
+    n_test: int | None = None,
+    normalize: str = "auto",
+    resume: bool = False,
+    overwrite: bool = False,
+    progress: bool = True,
+    device: str | torch.device | None = None,
+    rate_target: float | None = None,
+    rate_weight: float | None = None,
+    _interrupt_at: tuple[int, int] | None = None,
+    _names: dict[str, str] | None = None,
+    **model_kwargs: Any,
+) -> dict[str, Any]:
+    """Train a built-in model on a named dataset and return its metrics (``tbnn train``).
+
+    Loads the dataset offline (:func:`tbnn.io.datasets.load_dataset`: ``digits``, ``mnist1d``,
+    ``npz:PATH``, ``idx:PATH``, ``synthetic``), builds the model from its config and runs
+    :func:`fit`. ``model_kwargs`` are :class:`~tbnn.nn.models.ModelConfig` fields (``arch``,
+    ``hidden``, ``layers``, ``timesteps``, ``weight_bits``, ``sparsity``, ``lam``,
+    ``block``, ``encoding``, ``beta``, ``threshold``, ...). With ``out`` the run is written
+    there under the rules of :func:`fit` (``resume``, ``overwrite``, one writer, one atomic
+    checkpoint per epoch). ``device``: ``cpu``, ``cuda``, ``cuda:N`` or ``mps`` (default:
+    CUDA when present). A ``batch`` larger than the training split is one batch (with a
+    warning). Returns the metrics dict, with the trained model under the key ``"net"``
+    (not written to ``metrics.json``).
+
+    ``rate_target`` / ``rate_weight`` (``P``, ``W``): train with the activity regulariser
+    (:class:`tbnn.nn.regularize.ActivityRegularizer`), loss = cross-entropy + ``W`` (A - P)^2
+    with A the fraction of hidden neurons active per step; the metrics then hold
+    ``fraction_active`` per hidden layer on the test split.
+    """
+    tcfg = TrainConfig(dataset, epochs, batch, lr, weight_decay, seed, n_train, n_test, normalize,
+                       rate_target, rate_weight)
+    tcfg.validate()
+    ddp.check_batch(batch)
+    if rate_target is not None and model not in ("tbn", "ste"):
+        raise ValueError(f"rate_target needs a temporal binary model (tbn or ste); got model {model!r}.")
+    dev = ddp.device_for(resolve_device(device))
+    ds = load_dataset(dataset, seed=seed, n_train=n_train, n_test=n_test, normalize=normalize)
+    mcfg = model_config_for(ds, model=model, **model_kwargs)
+    run_cfg = _run_config(mcfg, tcfg)
+    ddp.setup(dev)  # under torchrun: join the job
+    if out is not None:  # refuse before building anything
+        ddp.broadcast_check(check_run_target, Path(out), run_cfg, resume, overwrite, _names)
+    if batch > ds.n_train:
+        warnings.warn(f"batch {batch} is larger than the training split ({ds.n_train} samples): each epoch is one "
+                      f"batch of {ds.n_train}.", stacklevel=2)
+    torch.manual_seed(seed)
+    net = build_model(mcfg)
+    check_sparsity(net, mcfg.sparsity)
+    net = net.to(dev)
+    reg = ActivityRegularizer(net, rate_target, rate_weight) if rate_target is not None else None
+    final: dict[str, Any] = {}
+
+    def summary(net: nn.Module, history: list[dict[str, Any]], train_seconds: float) -> dict[str, Any]:
+        train_acc, _ = evaluate(net, ds.x_train, ds.y_train)
+        test_acc, test_loss = evaluate(net, ds.x_test, ds.y_test)
+        storage = weight_storage_bits(net)
+        final.update({
+            "dataset": ds.name, "model": model, "test_accuracy": test_acc, "test_loss": test_loss,
+            "train_accuracy": train_acc, "epochs": epochs, "train_seconds": train_seconds,
+            "seconds_per_epoch": train_seconds / max(1, len(history)), "history": history,
+            "weight_storage_bits": storage["total"], "weight_storage": storage,
+            "parameters": sum(p.numel() for p in net.parameters()), "device": str(dev), "seed": seed,
+            "processes": ddp.world_size(),
+        })
+        if reg is not None:
+            final["fraction_active"] = fraction_active(net, reg, ds.x_test)
+        return final
+
+    try:
+        history = fit(net, (ds.x_train, ds.y_train), (ds.x_test, ds.y_test), epochs=epochs, lr=lr, batch=batch,
+                      seed=seed, weight_decay=weight_decay, loss=reg, out=out, resume=resume, overwrite=overwrite,
+                      progress=progress, device=dev, desc=f"train {model} on {ds.name}", run_config=run_cfg,
+                      _interrupt_at=_interrupt_at, _metrics=summary, _names=_names)
+        metrics = dict(final) if final else summary(net, history, sum(h["seconds"] for h in history))
+    finally:
+        if reg is not None:
+            reg.remove()
+    metrics["net"] = net
+    return metrics
+
+
+def _progress(it: range, enabled: bool, desc: str, total: int, initial: int):
+    if not enabled:
+        return it
+    from tqdm.auto import tqdm
+
+    return tqdm(it, desc=desc, total=total, initial=initial, unit="epoch", dynamic_ncols=True)
+
+
+def train_fields() -> list[str]:
+    """Names of the :class:`TrainConfig` fields."""
+    return [f.name for f in fields(TrainConfig)]
