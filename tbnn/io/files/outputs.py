@@ -170,6 +170,7 @@ def output_dir(path: str | os.PathLike, kind: str, overwrite: bool = False, flag
     kind's marker file. Operating-system errors become one sentence naming ``path``.
 
     >>> import tempfile, pathlib
+    >>> from tbnn.io.files import write_json
     >>> out = pathlib.Path(tempfile.mkdtemp()) / "sim"
     >>> with output_dir(out, "simulation") as tmp:
     ...     _ = write_json(tmp / "simulation.json", {"accuracy": 1.0})
