@@ -201,7 +201,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 
 def _cmd_simulate(args: argparse.Namespace) -> int:
-    from tbnn.sim.simulator import simulate
+    from tbnn.sim.simulator import simulate_run
 
     from tbnn.runtime.device import resolve_device
 
@@ -210,10 +210,10 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
     kw = dict(split=args.split, limit=args.limit, mode=args.mode, batch=args.batch, dt_ms=args.dt_ms,
               progress=not args.quiet, record_samples=args.record_samples, record_layers=layers, device=device)
     if os.environ.get("RANK", "0") not in ("", "0"):
-        simulate(args.run, args.out, **kw)  # torchrun: rank 0 writes and reports
+        simulate_run(args.run, args.out, **kw)  # torchrun: rank 0 writes and reports
         return 0
     with output_dir(args.out, "simulation", overwrite=args.overwrite) as tmp:
-        s = simulate(args.run, tmp, **kw)
+        s = simulate_run(args.run, tmp, **kw)
     print(f"accuracy {s['accuracy']:.4f}, forward agreement {s['forward_agreement']:.4f} on {s['samples']} samples; "
           f"{s['spikes_per_sample']:.0f} spikes and {s['synaptic_ops_per_sample']:.0f} synaptic ops per sample; "
           f"engine {s['engine_samples_per_second']:.0f} samples/s, wall {s['wall_seconds']:.1f} s; "

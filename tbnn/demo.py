@@ -26,7 +26,7 @@ def run_demo(out: str | Path = "tbnn-demo", epochs: int = 20, seed: int = 0, pro
     folder named ``out.partial``).
     """
     from tbnn.analysis import analyze_run, raster_run
-    from tbnn.sim.simulator import simulate
+    from tbnn.sim.simulator import simulate_run
     from tbnn.train.trainer import train
 
     out = Path(out)
@@ -34,7 +34,7 @@ def run_demo(out: str | Path = "tbnn-demo", epochs: int = 20, seed: int = 0, pro
     with output_dir(out, "demo", overwrite=overwrite) as staging:
         run, sim, ana = staging / "run", staging / "sim", staging / "analysis"
         metrics = train("digits", "tbn", run, epochs=epochs, seed=seed, progress=progress, timesteps=4)
-        summary = simulate(run, sim, mode="step", progress=progress)
+        summary = simulate_run(run, sim, mode="step", progress=progress)
         analyze_run(sim, ana)
         raster_run(sim, staging / "raster.png", samples="0:8")
         write_json(staging / "demo.json", {"kind": "tbnn-demo", "epochs": epochs, "seed": seed})

@@ -441,9 +441,9 @@ def test_lif_evaluation_is_deterministic(tmp_path):
 
 
 def test_corrupt_spike_archive_is_one_sentence_and_writes_nothing(run, tmp_path, capsys):
-    from tbnn.sim.simulator import simulate
+    from tbnn.sim.simulator import simulate, simulate_run
 
-    simulate(run, tmp_path / "sim", limit=20, progress=False)
+    simulate_run(run, tmp_path / "sim", limit=20, progress=False)
     p = tmp_path / "sim" / "spikes.npz"
     data = bytearray(p.read_bytes())
     for i in range(200, 260):  # inside the first member's deflate stream

@@ -18,10 +18,11 @@ import math
 from dataclasses import asdict, dataclass, fields, replace
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from tbnn.core.coding import SCHEMES, SpikeCode, check_timesteps
-from tbnn.nn.layers import MODES, TBConv1d, TBConv2d, TBLayer, TBLinear
+from tbnn.nn.layers import MODES, TBConv1d, TBConv2d, TBLayer, TBLinear, conv_fanout
 from tbnn.nn.neurons import TemporalBinary
 from tbnn.core.quant import GRIDS, WEIGHT_BITS, parse_sparsity
 from tbnn.core.validate import check_block, check_choice, check_int, check_lam
@@ -311,6 +312,24 @@ class LIFNet(nn.Module):
         if not record:
             return logits
         return logits, {k: torch.stack(v).flatten(2).bool() for k, v in rec.items()}
+
+    def record_spikes(self, x: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
+        """``(logits, {layer: bool [T, B, neurons]})`` (:class:`~tbnn.nn.protocol.SelfTimedNetwork`)."""
+        return self.forward(x, record=True)
+
+    def synaptic_targets(self, name: str) -> Tensor:
+        """Synapses each neuron of the layer ``name`` reaches in the next layer (float64, per sample)."""
+        i = self.layer_names.index(name)
+        nxt = self.layers[i] if i < len(self.layers) else self.readout
+        shape = self.cfg.input_shape if i == 0 else self.specs[i - 1]["out_shape"]
+        if isinstance(nxt, nn.Conv1d | nn.Conv2d):
+            conv = F.conv1d if isinstance(nxt, nn.Conv1d) else F.conv2d
+
+            def op(x: Tensor, w: Tensor) -> Tensor:
+                return conv(x, w, None, nxt.stride, nxt.padding, nxt.dilation, nxt.groups)
+
+            return conv_fanout(op, nxt.weight, tuple(shape)).flatten()
+        return torch.full((math.prod(shape),), float(nxt.out_features), dtype=torch.float64)
 
 
 def build_model(cfg: ModelConfig | dict) -> nn.Module:
