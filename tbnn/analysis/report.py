@@ -72,7 +72,7 @@ from tbnn.core.validate import json_ready
 from tbnn.io.files import output_dir
 from tbnn.core.validate import check_int
 from tbnn.io.spikes import check_dt, load_spikes
-from tbnn.viz.style import FORMATS
+from tbnn.viz.formats import check_formats
 
 __all__ = ["ANALYSIS_VERSION", "analyze_run", "analyze_spikes", "raster_run",
            "read_simulation", "summarize"]
@@ -146,9 +146,7 @@ def analyze_run(simdir: str | os.PathLike, out: str | os.PathLike, dt_ms: float 
     mp = check_int(max_pair_neurons, "max_pair_neurons", minimum=2)
     check_int(seed, "seed", minimum=0)
     plot.subsample_neurons([0], neurons)  # validates neurons
-    for f in formats:
-        if f not in FORMATS:
-            raise ValueError(f"formats must be among svg, pdf, got {f!r}.")
+    formats = check_formats(formats)
     recorded = None
     if recording is not None:  # read (and refuse) the recording before anything is written
         from tbnn.io.recording import read_recording
