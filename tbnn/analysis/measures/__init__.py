@@ -23,6 +23,7 @@ from tbnn.analysis.measures.registry import (
     BANDS,
     MEASURES,
     Measure,
+    Reference,
     RegistryView,
     get_measure,
     measure_keys,
@@ -30,5 +31,5 @@ from tbnn.analysis.measures.registry import (
     unregister_measure,
 )
 
-__all__ = ["BANDS", "MEASURES", "LayerContext", "Measure", "RecordingContext", "RegistryView", "get_measure",
+__all__ = ["BANDS", "MEASURES", "LayerContext", "Measure", "RecordingContext", "Reference", "RegistryView", "get_measure",
            "measure_keys", "register_measure", "unregister_measure"]
