@@ -20,6 +20,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from tbnn.core.registry import NamesView, add_entry
+
 __all__ = ["FORMATS", "FigureFormat", "check_formats", "get_format", "register_format",
            "suffix_list", "unregister_format", "vector_formats"]
 
@@ -55,10 +57,7 @@ def register_format(fmt: FigureFormat, *, replace: bool = False) -> FigureFormat
         raise ValueError(f"fmt must be a tbnn.viz.formats.FigureFormat; got {type(fmt).__name__}.")
     if not isinstance(fmt.name, str) or not fmt.name.isalnum() or fmt.name != fmt.name.lower():
         raise ValueError(f"fmt.name must be a lowercase file suffix without the dot; got {fmt.name!r}.")
-    if fmt.name in _REGISTRY and not replace:
-        raise ValueError(f"fmt.name {fmt.name!r} is already registered; pass replace=True to replace it.")
-    _REGISTRY[fmt.name] = fmt
-    return fmt
+    return add_entry(_REGISTRY, fmt.name, fmt, "fmt.name", replace=replace)
 
 
 def unregister_format(name: str) -> FigureFormat:
@@ -111,24 +110,8 @@ def check_formats(formats: Iterable[Any], name: str = "formats") -> tuple[str, .
     return out
 
 
-class _Names(Sequence):
-    """Live read-only tuple of the registered names."""
-
-    def __getitem__(self, i: Any) -> Any:
-        return tuple(_REGISTRY)[i]
-
-    def __len__(self) -> int:
-        return len(_REGISTRY)
-
-    def __contains__(self, name: object) -> bool:
-        return isinstance(name, str) and name in _REGISTRY
-
-    def __repr__(self) -> str:
-        return repr(tuple(_REGISTRY))
-
-
 #: every registered figure format's name, in registration order (a live view)
-FORMATS: Sequence[str] = _Names()
+FORMATS: Sequence[str] = NamesView(_REGISTRY)
 
 register_format(FigureFormat("png", vector=False, description="raster image (always written)"))
 register_format(FigureFormat("svg", vector=True, description="scalable vector graphics"))

@@ -19,9 +19,11 @@ per family) and call :func:`register_measure` there (or from your own code at ru
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
+
+from tbnn.core.registry import MappingView, add_entry
 
 __all__ = ["BANDS", "MEASURES", "Measure", "Reference", "RegistryView", "get_measure", "measure_keys", "register_measure",
            "unregister_measure"]
@@ -108,16 +110,13 @@ def register_measure(measure: Measure, *, replace: bool = False) -> Measure:
         raise ValueError(f"measure must be a tbnn.analysis.measures.Measure; got {type(measure).__name__}.")
     if not isinstance(measure.key, str) or not measure.key.isidentifier():
         raise ValueError(f"measure.key must be an identifier (letters, digits, _); got {measure.key!r}.")
-    if measure.key in _REGISTRY and not replace:
-        raise ValueError(f"measure.key {measure.key!r} is already registered; pass replace=True to replace it.")
     if measure.statistic not in STATISTICS:
         raise ValueError(f"measure.statistic must be one of {', '.join(STATISTICS)}; got {measure.statistic!r}.")
     band = measure.band
     if band is not None and (band.statistic != measure.statistic or band.measure != measure.key):
         raise ValueError(f"measure.band must be the band of {measure.key!r} compared by its {measure.statistic}; "
                          f"got the band of {band.measure!r} by its {band.statistic}.")
-    _REGISTRY[measure.key] = measure
-    return measure
+    return add_entry(_REGISTRY, measure.key, measure, "measure.key", replace=replace)
 
 
 def unregister_measure(key: str) -> Measure:
@@ -140,32 +139,10 @@ def measure_keys(*, panel: bool | None = None) -> tuple[str, ...]:
     return tuple(k for k, m in _REGISTRY.items() if panel is None or m.panel == panel)
 
 
-class RegistryView(Mapping):
-    """A read-only live view of the registry: ``key -> project(record)`` for the records
-    where ``project`` is not None."""
-
-    def __init__(self, project: Callable[[Measure], Any]):
-        self._project = project
-
-    def _items(self) -> dict[str, Any]:
-        out = {}
-        for k, m in _REGISTRY.items():
-            v = self._project(m)
-            if v is not None:
-                out[k] = v
-        return out
-
-    def __getitem__(self, key: str) -> Any:
-        return self._items()[key]
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._items())
-
-    def __len__(self) -> int:
-        return len(self._items())
-
-    def __repr__(self) -> str:
-        return repr(self._items())
+def RegistryView(project: Callable[[Measure], Any]) -> Mapping[str, Any]:
+    """A live read-only view ``key -> project(record)`` of the measures, leaving out the
+    records where ``project`` gives None (e.g. the measures without a band)."""
+    return MappingView(_REGISTRY, project)
 
 
 #: every registered measure by key, in registration order (a live read-only view)

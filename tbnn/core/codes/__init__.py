@@ -17,8 +17,10 @@ code's class is imported on first use.
 from __future__ import annotations
 
 import importlib
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
+
+from tbnn.core.registry import MappingView, NamesView, add_entry
 
 __all__ = ["BUILTIN", "CODES", "SCHEMES", "Code", "get_code", "register_code", "unregister_code"]
 
@@ -69,10 +71,7 @@ def register_code(code: Any, *, replace: bool = False) -> Any:
         raise ValueError(f"code must be an instance of a tbnn.core.codes.Code subclass; got {type(code).__name__}.")
     if not isinstance(code.name, str) or not code.name.isidentifier():
         raise ValueError(f"code.name must be an identifier (letters, digits, _); got {code.name!r}.")
-    if code.name in _REGISTRY and not replace:
-        raise ValueError(f"code.name {code.name!r} is already registered; pass replace=True to replace it.")
-    _REGISTRY[code.name] = code
-    return code
+    return add_entry(_REGISTRY, code.name, code, "code.name", replace=replace)
 
 
 def unregister_code(scheme: str) -> None:
@@ -82,46 +81,16 @@ def unregister_code(scheme: str) -> None:
     del _REGISTRY[scheme]
 
 
-class _Codes(Mapping):
-    """Live read-only view: name -> :class:`Code` (imported on first access)."""
+class _Codes(MappingView):
+    """Live read-only view name -> :class:`Code` (a built-in code is imported on first access)."""
 
     def __getitem__(self, name: str) -> Any:
         if name not in _REGISTRY:
             raise KeyError(name)
         return get_code(name)
 
-    def __iter__(self) -> Iterator[str]:
-        return iter(list(_REGISTRY))
-
-    def __len__(self) -> int:
-        return len(_REGISTRY)
-
-    def __repr__(self) -> str:
-        return f"CODES({', '.join(_REGISTRY)})"
-
-
-class _Schemes(Sequence):
-    """Live read-only tuple of the registered names, in registration order."""
-
-    def __getitem__(self, i: Any) -> Any:
-        return tuple(_REGISTRY)[i]
-
-    def __len__(self) -> int:
-        return len(_REGISTRY)
-
-    def __contains__(self, name: object) -> bool:
-        return isinstance(name, str) and name in _REGISTRY
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, Sequence) and not isinstance(other, str) and tuple(self) == tuple(other)
-
-    __hash__ = None  # a live view is not hashable
-
-    def __repr__(self) -> str:
-        return repr(tuple(_REGISTRY))
-
 
 #: every registered code by name (a live view)
-CODES: Mapping[str, Any] = _Codes()
+CODES: Mapping[str, Any] = _Codes(_REGISTRY)
 #: the scheme names, in registration order (a live view)
-SCHEMES: Sequence[str] = _Schemes()
+SCHEMES: Sequence[str] = NamesView(_REGISTRY)
