@@ -20,7 +20,9 @@ from pathlib import Path
 
 from tbnn import __version__
 from tbnn.io.files import os_error_sentence, os_errors, output_dir, output_file
+from tbnn.core.codes import SCHEMES
 from tbnn.runtime.machine import tune_allocator
+from tbnn.viz.formats import vector_formats
 
 __all__ = ["main", "build_parser"]
 
@@ -102,7 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "to prune by magnitude; none: dense")
     t.add_argument("--lam", type=float, default=0.01, help="ridge penalty of the DAT, a finite number >= 0")
     t.add_argument("--block", type=_block, default=128, help="DAT block size, integer >= 1, or 'none' (whole axis)")
-    t.add_argument("--encoding", default="binary", help="spike code: binary, sigma_delta, rate, thermometer, latency")
+    t.add_argument("--encoding", default="binary", help=f"spike code: {', '.join(SCHEMES)}")
     t.add_argument("--beta", type=float, default=0.9, help="lif only: membrane decay per step, in (0, 1]")
     t.add_argument("--threshold", type=float, default=1.0, help="lif only: firing threshold, a finite number > 0")
     t.add_argument("--epochs", type=int, default=20, help="training epochs, integer >= 1")
@@ -149,7 +151,7 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--layer", default=None, help="analyse one layer only (none: every layer)")
     a.add_argument("--neurons", type=int, default=None, help="neurons per layer in the raster, integer >= 1 "
                    "(none: 128, evenly spaced)")
-    a.add_argument("--format", dest="formats", action="append", choices=["svg", "pdf"], default=[],
+    a.add_argument("--format", dest="formats", action="append", choices=vector_formats(), default=[],
                    help="also write every figure in this vector format (repeatable)")
     a.add_argument("--recording", default=None, help="a recording to set beside the network: NWB, NIX, or a "
                    "CSV / npz spike-time table (unit, time in s, optional trial columns)")
@@ -168,7 +170,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--select", default="even", choices=["even", "active"],
                    help="which neurons when a layer is larger: evenly spaced or most active")
     r.add_argument("--sort-by-rate", action="store_true", help="order shown neurons by spike count")
-    r.add_argument("--format", dest="formats", action="append", choices=["svg", "pdf"], default=[],
+    r.add_argument("--format", dest="formats", action="append", choices=vector_formats(), default=[],
                    help="also write the figure in this vector format (repeatable)")
     r.add_argument("--out", required=True, help="PNG file to write (new, or replaced with --overwrite)")
     _add_overwrite(r, "figure")

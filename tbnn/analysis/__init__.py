@@ -16,8 +16,12 @@ variability    Fano factor (stream and trial views) and its null 1 - p
 correlation    pairwise correlations of binned trains and of counts (noise), complexity,
                synchrony chi^2, and their nulls
 sparseness     Treves–Rolls / Vinje–Gallant lifetime and population sparseness, energy proxy
-reference      biological ranges with citations, ``verdict``
-catalogue      every measure of one layer against null and biology: ``analyze_spikes``
+measures       the registry: one record per measure (label, units, definition, statistic,
+               log axis, biological band, network / null / recording functions), one file
+               per family; the catalogue, figures and recording comparison read it
+reference      biological ranges as data (the records' bands), ``verdict``
+catalogue      every registered measure of one layer against null and biology:
+               ``analyze_spikes``
 energy         spikes and synaptic operations per inference
 figures        the report's figures (statistics, one panel per measure)
 markdown       ``report.md``

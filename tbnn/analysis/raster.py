@@ -13,7 +13,7 @@ from tbnn.viz import plot
 from tbnn.io.files import output_file
 from tbnn.analysis.runfiles import resolve_archive, select_layers
 from tbnn.io.spikes import load_spikes
-from tbnn.viz.style import FORMATS
+from tbnn.viz.formats import check_formats
 
 __all__ = ["default_raster_samples", "parse_sample_range", "raster_run"]
 
@@ -105,9 +105,8 @@ def raster_run(simdir: str | os.PathLike, out_png: str | os.PathLike, layer: str
         raise ValueError(f"out_png must be a file name ending in .png, got {str(out)!r}.")
     if out.exists() and out.is_dir():
         raise ValueError(f"out_png must be a file name ending in .png, {out} is a folder.")
+    formats = check_formats(formats)
     for f in formats:
-        if f not in FORMATS:
-            raise ValueError(f"formats must be among svg, pdf, got {f!r}.")
         if out.with_suffix(f".{f}").exists() and not overwrite:
             raise ValueError(f"out_png: {out.with_suffix(f'.{f}')} already exists; pass overwrite=True to replace it.")
     if sample is not None and samples is not None:

@@ -66,12 +66,13 @@ from tbnn.analysis.runfiles import (
     relative_to,
     resolve_archive,
     select_layers,
-    to_json,
     write_bytes,
 )
+from tbnn.core.validate import json_ready
 from tbnn.io.files import output_dir
-from tbnn.io.spikes import check_dt, check_positive_int, load_spikes
-from tbnn.viz.style import FORMATS
+from tbnn.core.validate import check_int
+from tbnn.io.spikes import check_dt, load_spikes
+from tbnn.viz.formats import check_formats
 
 __all__ = ["ANALYSIS_VERSION", "analyze_run", "analyze_spikes", "raster_run",
            "read_simulation", "summarize"]
@@ -141,13 +142,11 @@ def analyze_run(simdir: str | os.PathLike, out: str | os.PathLike, dt_ms: float 
     names = select_layers(rec, layer)
     sim = read_simulation(sim_path)
     out_dir = check_out_dir(out)
-    b = check_positive_int(bin_steps, "bin_steps")
-    mp = check_positive_int(max_pair_neurons, "max_pair_neurons", minimum=2)
-    check_positive_int(seed, "seed", minimum=0)
+    b = check_int(bin_steps, "bin_steps")
+    mp = check_int(max_pair_neurons, "max_pair_neurons", minimum=2)
+    check_int(seed, "seed", minimum=0)
     plot.subsample_neurons([0], neurons)  # validates neurons
-    for f in formats:
-        if f not in FORMATS:
-            raise ValueError(f"formats must be among svg, pdf, got {f!r}.")
+    formats = check_formats(formats)
     recorded = None
     if recording is not None:  # read (and refuse) the recording before anything is written
         from tbnn.io.recording import read_recording
@@ -215,7 +214,7 @@ def analyze_run(simdir: str | os.PathLike, out: str | os.PathLike, dt_ms: float 
         "figures": fig_index,
         "references": refs,
     }
-    result = to_json(result)
+    result = json_ready(result)
     text = json.dumps(result, indent=2, allow_nan=False, ensure_ascii=False)
     md = render_markdown(result)
 

@@ -9,14 +9,12 @@ accepts a simulation folder, a ``spikes.npz``, or any plain ``.npz`` of boolean
 
 from __future__ import annotations
 
-import math
 import os
 import re
 from pathlib import Path
-from typing import Any
 
-import numpy as np
 
+from tbnn.core.validate import json_ready
 from tbnn.io.files import atomic_write
 from tbnn.io.spikes import SpikeRecord
 
@@ -53,6 +51,7 @@ def select_layers(rec: SpikeRecord, layer: str | None) -> list[str]:
     """All layer names of ``rec``, or ``[layer]`` after checking that it exists.
 
     >>> from tbnn.io.spikes import SpikeRecord
+    >>> import numpy as np
     >>> rec = SpikeRecord({"a": np.zeros((1, 1, 1), bool)}, None, None, 1, 1.0)
     >>> select_layers(rec, None), select_layers(rec, "a")
     (['a'], ['a'])
@@ -107,23 +106,6 @@ def check_out_dir(out: str | os.PathLike) -> Path:
     return out
 
 
-def to_json(obj: Any) -> Any:
-    """A JSON-safe copy: NumPy values to Python, NaN and infinities to None.
-
-    >>> to_json({"a": np.float64("nan"), "b": np.arange(2)})
-    {'a': None, 'b': [0, 1]}
-    """
-    if isinstance(obj, dict):
-        return {str(k): to_json(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [to_json(v) for v in obj]
-    if isinstance(obj, np.ndarray):
-        return [to_json(v) for v in obj.tolist()]
-    if isinstance(obj, (np.bool_, bool)):
-        return bool(obj)
-    if isinstance(obj, (np.integer,)):
-        return int(obj)
-    if isinstance(obj, (float, np.floating)):
-        f = float(obj)
-        return f if math.isfinite(f) else None
-    return obj
+#: A JSON-safe copy: NumPy values to Python, NaN and infinities to None (the one cleaner,
+#: :func:`tbnn.core.validate.json_ready`, under the name this module has always exported).
+to_json = json_ready
