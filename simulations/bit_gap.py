@@ -346,6 +346,12 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--seeds", type=int, default=None, help=f"number of seeds (0, 1, ...); default {len(SEEDS)}")
     p.add_argument("--only", default=None,
                    help="comma-separated setting keys to run (default: all): " + ", ".join(s[0] for s in SETTINGS))
+    p.add_argument("--reverse", action="store_true",
+                   help="run the grid's jobs in reverse order (a second process on another --out meets the first "
+                        "half way; combine them with --merge)")
+    p.add_argument("--merge", type=Path, action="append", default=[], metavar="DIR",
+                   help="fold the finished runs of DIR/bit_gap.json (same settings) into --out and rewrite the "
+                        "table and figure; repeatable; trains nothing")
     p.add_argument("--resume", action="store_true",
                    help="keep the finished runs of --out/bit_gap.json and run the missing ones (of its settings "
                         "and of --only)")
@@ -374,16 +380,42 @@ def main(argv: list[str] | None = None) -> dict:
     settings = {"recipe": recipe, "base": BASE, "seeds": seeds, "n_train": n_train, "n_test": n_test,
                 "sim_samples": sim_samples, "keys": keys, "high_bits": HIGH}
     runs: dict[str, list[dict]] = {}
+
+    def same(old: dict) -> bool:
+        return ({k: v for k, v in old["settings"].items() if k != "keys"}
+                == {k: v for k, v in common.clean(settings).items() if k != "keys"})
+
+    if args.merge:
+        args.resume = (args.out / "bit_gap.json").is_file()
+        for d in args.merge:
+            other = common.read_result(d, "bit_gap.json")
+            if not same(other):
+                p.error(f"--merge: {d}/bit_gap.json has other settings than this call; merge grids of the same "
+                        "settings (and --quick, --seeds).")
+            for k, rr in other["runs"].items():
+                for r in rr:
+                    have = runs.setdefault(k, [])
+                    if r["seed"] in seeds and not any(h["seed"] == r["seed"] for h in have):
+                        have.append(r)
     if args.resume:
         old = common.read_result(args.out, "bit_gap.json")
-        if {k: v for k, v in old["settings"].items() if k != "keys"} != {k: v for k, v in settings.items() if k != "keys"}:
+        if not same(old):
             p.error("--resume: the saved grid in --out has other settings; run without --resume or use another --out.")
+        for k, rr in runs.items():  # merged runs the saved grid lacks
+            old["runs"].setdefault(k, []).extend(r for r in rr if not any(h["seed"] == r["seed"]
+                                                                          for h in old["runs"][k]))
         keys = [k for k in (s[0] for s in SETTINGS) if k in keys or k in old["runs"]]  # continue and extend
         runs = {k: [r for r in old["runs"].get(k, []) if r["seed"] in seeds] for k in keys}
         runs = {k: v for k, v in runs.items() if v}
         settings["keys"] = keys
     # seed-major: a grid stopped early still has every setting paired with the same seeds
     jobs = [(k, s) for s in seeds for k in keys if not any(r["seed"] == s for r in runs.get(k, []))]
+    if args.reverse:
+        jobs.reverse()
+    if args.merge:
+        keys = [k for k in (s[0] for s in SETTINGS) if k in runs]
+        settings["keys"] = keys
+        jobs = []
     total = len(keys) * len(seeds)
     for k, s in common.progress(jobs, args.progress, "bit gap"):
         if not args.progress and not args.quick:

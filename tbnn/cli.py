@@ -30,10 +30,6 @@ def _bits(text: str) -> float:
         v = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"must be a number of bits (1, 1.5, 2, 3, 4, 8); got {text!r}") from None
-    from tbnn.core.quant.spec import WEIGHT_BITS
-
-    if v not in WEIGHT_BITS:
-        raise argparse.ArgumentTypeError(f"must be a number of bits (1, 1.5, 2, 3, 4, 8); got {text!r}")
     return int(v) if v.is_integer() else v
 
 

@@ -88,11 +88,10 @@ def test_cli_first_layer_bits(tmp_path, capsys):
     assert json.loads((out / "config.json").read_text())["model"]["first_layer_bits"] == 4
     capsys.readouterr()
     bad = tmp_path / "bad"
-    with pytest.raises(SystemExit) as exc:  # argparse refuses the value: exit status 2, one line
-        cli_main(["train", "--dataset", "synthetic", "--model", "tbn", "--first-layer-bits", "5", "--out", str(bad)])
-    assert exc.value.code == 2
-    err = capsys.readouterr().err
-    assert "--first-layer-bits" in err and "Traceback" not in err and not bad.exists()
+    assert cli_main(["train", "--dataset", "synthetic", "--model", "tbn", "--first-layer-bits", "5",
+                     "--out", str(bad), "--quiet"]) == 2
+    err = capsys.readouterr().err  # one sentence, as for --weight-bits (it names the config field)
+    assert "first_layer_bits must be one of" in err and err.count("\n") == 1 and not bad.exists()
 
 
 def test_bit_gap_quick_makes_table_and_figure_and_resumes(tmp_path):
@@ -114,6 +113,12 @@ def test_bit_gap_quick_makes_table_and_figure_and_resumes(tmp_path):
     assert [r["key"] for r in res2["rows"]] == ["base", "first8", "readout8", "float"]
     assert res2["runs"]["base"] == saved["runs"]["base"]
     assert res2["rows"][2]["layer_bits"] == [1, 1, 8]
+    # --merge folds a grid run elsewhere (e.g. a second process with --reverse) into --out, training nothing
+    res3 = bit_gap.main(["--quick", "--out", str(tmp_path / "merged"), "--no-progress", "--merge", str(tmp_path)])
+    assert res3["runs"] == res2["runs"] and res3["table_markdown"] == res2["table_markdown"]
+    with pytest.raises(SystemExit) as exc:  # a grid of other settings is refused, nothing written
+        bit_gap.main(["--quick", "--seeds", "2", "--out", str(tmp_path / "m2"), "--merge", str(tmp_path)])
+    assert exc.value.code == 2 and not (tmp_path / "m2" / "bit_gap.json").exists()
 
 
 def test_script_docstring_examples_run():
