@@ -98,6 +98,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="time steps T, integer >= 1 (none: 4, or 25 for lif; the binary code allows T <= 24)")
     t.add_argument("--weight-bits", type=_bits, default=1, help="weight bits: 1, 1.5 (ternary), 2, 3, 4 or 8")
     t.add_argument("--readout-bits", type=_bits, default=None, help="read-out weight bits (none: --weight-bits)")
+    t.add_argument("--first-layer-bits", type=_bits, default=None,
+                   help="weight bits of the first layer, which reads the encoded input (none: --weight-bits)")
     t.add_argument("--act-bits", type=int, default=None, help="activation bits (must equal T for the binary code)")
     t.add_argument("--sparsity", type=_sparsity, default=None,
                    help="M:N with 0 < M < N <= the narrowest layer's inputs (e.g. 2:4), or a fraction in [0, 1) "
@@ -189,6 +191,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         beta=args.beta, threshold=args.threshold, arch=args.arch, hidden=args.hidden, layers=args.layers, channels=args.channels, timesteps=T,
         weight_bits=args.weight_bits,
         readout_bits=args.readout_bits if args.readout_bits is not None else args.weight_bits,
+        first_layer_bits=args.first_layer_bits,
         act_bits=args.act_bits, sparsity=args.sparsity, lam=args.lam, block=args.block, encoding=args.encoding,
         rate_target=args.rate_target, rate_weight=args.rate_weight,
     )

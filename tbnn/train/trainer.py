@@ -375,8 +375,8 @@ def train(
     Loads the dataset offline (:func:`tbnn.io.datasets.load_dataset`: ``digits``, ``mnist1d``,
     ``npz:PATH``, ``idx:PATH``, ``synthetic``), builds the model from its config and runs
     :func:`fit`. ``model_kwargs`` are :class:`~tbnn.nn.models.ModelConfig` fields (``arch``,
-    ``hidden``, ``layers``, ``timesteps``, ``weight_bits``, ``sparsity``, ``lam``,
-    ``block``, ``encoding``, ``beta``, ``threshold``, ...). With ``out`` the run is written
+    ``hidden``, ``layers``, ``timesteps``, ``weight_bits``, ``first_layer_bits``, ``sparsity``,
+    ``lam``, ``block``, ``encoding``, ``beta``, ``threshold``, ...). With ``out`` the run is written
     there under the rules of :func:`fit` (``resume``, ``overwrite``, one writer, one atomic
     checkpoint per epoch). ``device``: ``cpu``, ``cuda``, ``cuda:N`` or ``mps`` (default:
     CUDA when present). A ``batch`` larger than the training split is one batch (with a
