@@ -64,13 +64,13 @@ from tbnn.analysis.runfiles import (
     check_out_dir,
     file_name_for,
     relative_to,
-    resolve_archive,
+    read_archive,
     select_layers,
     to_json,
     write_bytes,
 )
 from tbnn.io.files import output_dir
-from tbnn.io.spikes import check_dt, check_positive_int, load_spikes
+from tbnn.io.spikes import check_dt, check_positive_int
 from tbnn.viz.style import FORMATS
 
 __all__ = ["ANALYSIS_VERSION", "analyze_run", "analyze_spikes", "raster_run",
@@ -135,11 +135,9 @@ def analyze_run(simdir: str | os.PathLike, out: str | os.PathLike, dt_ms: float 
     >>> res["dt_source"], list(res["layers"]), sorted(os.listdir(os.path.join(d, "ana")))[:2]
     ('default', ['h'], ['analysis.json', 'h_stats.png'])
     """
-    spikes_path, sim_path = resolve_archive(simdir)
-    rec = load_spikes(spikes_path)
+    rec, spikes_path, sim_path, sim = read_archive(simdir)  # simulation.json and spikes_sha256 checked first
     dt = rec.dt_ms if dt_ms is None else check_dt(dt_ms)
     names = select_layers(rec, layer)
-    sim = read_simulation(sim_path)
     out_dir = check_out_dir(out)
     b = check_positive_int(bin_steps, "bin_steps")
     mp = check_positive_int(max_pair_neurons, "max_pair_neurons", minimum=2)
