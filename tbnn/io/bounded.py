@@ -12,7 +12,9 @@ before NumPy reads anything:
 2. every member's declared uncompressed size, and their sum, against :func:`max_bytes`;
 3. every member's ``.npy`` header: its shape times its item size must fit the limit and
    equal the member's size less the header (no pickled object arrays);
-4. every member's CRC-32 (:meth:`zipfile.ZipFile.testzip`, streamed in bounded memory).
+4. the members fill the file from its start to the central directory (a damaged directory
+   cannot hide a member, such as an archive's ``labels``);
+5. every member's CRC-32 (:meth:`zipfile.ZipFile.testzip`, streamed in bounded memory).
 
 The limit is ``TBNN_MAX_BYTES`` (bytes) when set, else a quarter of the machine's RAM.
 """
@@ -107,6 +109,27 @@ def _npy_payload(zf: zipfile.ZipFile, info: zipfile.ZipInfo, what: str) -> None:
                          f"({nbytes} bytes) but holds {info.file_size - header}")
 
 
+def _check_layout(path: Path, zf: zipfile.ZipFile, infos: list[zipfile.ZipInfo]) -> None:
+    """Refuse an archive whose members do not fill it from the start to the central directory
+    (a damaged directory that hides members: its entry count, sizes or offsets changed)."""
+    pos = 0
+    with open(path, "rb") as fh:
+        for info in sorted(infos, key=lambda i: i.header_offset):
+            if info.header_offset != pos:
+                raise ValueError(f"member {info.filename} starts at byte {info.header_offset}, expected {pos}")
+            fh.seek(info.header_offset)
+            local = fh.read(30)
+            if len(local) != 30 or local[:4] != b"PK\x03\x04":
+                raise ValueError(f"member {info.filename} has no local header")
+            n, m = int.from_bytes(local[26:28], "little"), int.from_bytes(local[28:30], "little")
+            pos = info.header_offset + 30 + n + m + info.compress_size
+            if info.flag_bits & 0x8:  # a data descriptor follows the data
+                fh.seek(pos)
+                pos += 16 if fh.read(4) == b"PK\x07\x08" else 12
+    if pos != zf.start_dir:
+        raise ValueError(f"its members end at byte {pos} but its directory starts at byte {zf.start_dir}")
+
+
 def open_npz(path: str | os.PathLike, what: str = "npz file") -> np.lib.npyio.NpzFile:
     """Open an ``.npz`` archive after checking sizes, headers and CRCs (see the module docstring).
 
@@ -156,6 +179,7 @@ def open_npz(path: str | os.PathLike, what: str = "npz file") -> np.lib.npyio.Np
                 total += info.file_size
                 check_size(info.file_size, f"{what} {path}: member {info.filename}")
             check_size(total, f"{what} {path} ({len(infos)} members)")
+            _check_layout(path, zf, infos)
             for info in infos:
                 if info.filename.endswith(".npy"):
                     _npy_payload(zf, info, f"{what} {path}")

@@ -87,11 +87,13 @@ def check_modules(model: nn.Module, path: Path, meta: dict[str, str]) -> None:
         a, b = stored.get(name), mine.get(name)
         if a == b:
             continue
+        if not isinstance(a, (dict, type(None))):
+            raise ValueError(f"checkpoint {path}: metadata field modules has a malformed entry {name!r}.")
         if a is None or b is None:
             raise ValueError(f"checkpoint {path} has {'no' if a is None else 'a'} tbnn module {name!r} "
                              f"({(b or a)['class']}) but this model has {'one' if a is None else 'none'}; "
                              f"build the model as it was when saved.")
-        key = next(k for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k))
+        key = next((k for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)), "class")
         raise ValueError(f"checkpoint {path} was saved with module {name!r} ({a.get('class')}) {key}="
                          f"{a.get(key)!r}; this model's has {b.get(key)!r}.")
 
