@@ -16,6 +16,7 @@ import warnings
 import zipfile
 import zlib
 from collections.abc import Sequence
+from typing import NoReturn
 from pathlib import Path
 
 from tbnn import __version__
@@ -73,8 +74,37 @@ def _add_overwrite(p: argparse.ArgumentParser, what: str) -> None:
                         f"when complete (files tbnn did not write are never replaced)")
 
 
+class _Parser(argparse.ArgumentParser):
+    """An argument parser that suggests the closest flag for a mistyped one ("did you mean --epochs")."""
+
+    def error(self, message: str) -> NoReturn:
+        import difflib
+        import re
+
+        m = re.match(r"unrecognized arguments: (.*)", message)
+        if m:
+            flags = [o for a in self._actions for o in a.option_strings if o.startswith("--")]
+            for sub in (a for a in self._actions if isinstance(a, argparse._SubParsersAction)):
+                cmd = next((c for c in sys.argv[1:] + list(self._seen or ()) if c in sub.choices), None)
+                if cmd is not None:
+                    flags = [o for a in sub.choices[cmd]._actions for o in a.option_strings if o.startswith("--")]
+            for word in m.group(1).split():
+                if word.startswith("--"):
+                    close = difflib.get_close_matches(word.split("=")[0], flags, n=1, cutoff=0.6)
+                    if close:
+                        message = f"{message} (did you mean {close[0]}?)"
+                        break
+        super().error(message)
+
+    _seen: Sequence[str] | None = None
+
+    def parse_args(self, args=None, namespace=None):  # type: ignore[override]
+        self._seen = list(args) if args is not None else None
+        return super().parse_args(args, namespace)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="tbnn", description="Temporal binary spiking networks trained with the "
+    p = _Parser(prog="tbnn", description="Temporal binary spiking networks trained with the "
                                 "denoising affine transform (Ye et al., arXiv:2409.09245).")
     p.add_argument("--version", action="version", version=f"tbnn {__version__}")
     sub = p.add_subparsers(dest="command", required=True)
@@ -141,6 +171,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--record-layers", default=None,
                    help="comma-separated layers whose spikes are recorded (none: all)")
     s.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or mps")
+    s.add_argument("--data", default=None, help="the run's npz / idx data at a new path (moved or copied); used "
+                   "only if its SHA-256 is the one the run recorded (none: the path the run recorded)")
     s.add_argument("--out", required=True, help="simulation directory (new or empty; never inside a run directory)")
     _add_overwrite(s, "simulation")
     s.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -213,7 +245,8 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
     layers = [v.strip() for v in args.record_layers.split(",") if v.strip()] if args.record_layers else None
     device = resolve_device(args.device)
     kw = dict(split=args.split, limit=args.limit, mode=args.mode, batch=args.batch, dt_ms=args.dt_ms,
-              progress=not args.quiet, record_samples=args.record_samples, record_layers=layers, device=device)
+              progress=not args.quiet, record_samples=args.record_samples, record_layers=layers, device=device,
+              data=args.data)
     if os.environ.get("RANK", "0") not in ("", "0"):
         simulate_run(args.run, args.out, **kw)  # torchrun: rank 0 writes and reports
         return 0
@@ -246,6 +279,8 @@ def _cmd_raster(args: argparse.Namespace) -> int:
     if args.neurons is not None and args.neurons < 1:
         raise ValueError(f"--neurons must be an integer >= 1, got {args.neurons}.")
     out = Path(args.out)
+    if out.suffix.lower() != ".png":
+        raise ValueError(f"--out must be a file name ending in .png; got {args.out!r}.")
     extra = [out.with_suffix(f".{fmt}") for fmt in args.formats]  # vector copies beside the PNG
     for path in extra:
         if path.exists() and not args.overwrite:

@@ -123,9 +123,10 @@ def test_cli_simulate_and_refusals(tiny_run, tmp_path, capsys):
     cfg["model"]["hidden"] = 32  # config and tensors disagree
     (bad / "config.json").write_text(json.dumps(cfg))
     refused(["simulate", str(bad), "--out", str(tmp_path / "d")], "fails its checksum", tmp_path / "d")
-    cfg.pop("sha256")  # a config without a checksum (format version 1) is still checked against the weights
+    cfg.pop("sha256")  # a current-format config without its checksum is refused
     (bad / "config.json").write_text(json.dumps(cfg))
-    refused(["simulate", str(bad), "--out", str(tmp_path / "d")], "field model.hidden is 32 but", tmp_path / "d")
+    refused(["simulate", str(bad), "--out", str(tmp_path / "d")], "has format_version 2 but no sha256 field",
+            tmp_path / "d")
 
     (bad / "config.json").write_text('{"hello": 1}')  # a foreign config
     refused(["simulate", str(bad), "--out", str(tmp_path / "e")], "not a tbnn run config", tmp_path / "e")

@@ -11,8 +11,7 @@ import numpy as np
 
 from tbnn.viz import plot
 from tbnn.io.files import output_file
-from tbnn.analysis.runfiles import resolve_archive, select_layers
-from tbnn.io.spikes import load_spikes
+from tbnn.analysis.runfiles import read_archive, select_layers
 from tbnn.viz.formats import check_formats
 
 __all__ = ["default_raster_samples", "parse_sample_range", "raster_run"]
@@ -96,8 +95,7 @@ def raster_run(simdir: str | os.PathLike, out_png: str | os.PathLike, layer: str
     >>> raster_run(os.path.join(d, "rec.npz"), os.path.join(d, "r.png"), neurons=10).name
     'r.png'
     """
-    spikes_path, _ = resolve_archive(simdir)
-    rec = load_spikes(spikes_path)
+    rec, spikes_path, _, _ = read_archive(simdir)  # simulation.json and spikes_sha256 checked first, as analyze does
     names = select_layers(rec, layer)
     S = rec.samples
     out = Path(out_png)

@@ -17,7 +17,6 @@ its refractoriness constant R = 5 ms.
 from __future__ import annotations
 
 import math
-from typing import Any
 
 from tbnn.analysis.measures import BANDS
 from tbnn.analysis.measures.registry import Reference

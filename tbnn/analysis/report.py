@@ -64,14 +64,14 @@ from tbnn.analysis.runfiles import (
     check_out_dir,
     file_name_for,
     relative_to,
-    resolve_archive,
+    read_archive,
     select_layers,
     write_bytes,
 )
 from tbnn.core.validate import json_ready
 from tbnn.io.files import output_dir
 from tbnn.core.validate import check_int
-from tbnn.io.spikes import check_dt, load_spikes
+from tbnn.io.spikes import check_dt
 from tbnn.viz.formats import check_formats
 
 __all__ = ["ANALYSIS_VERSION", "analyze_run", "analyze_spikes", "raster_run",
@@ -136,11 +136,9 @@ def analyze_run(simdir: str | os.PathLike, out: str | os.PathLike, dt_ms: float 
     >>> res["dt_source"], list(res["layers"]), sorted(os.listdir(os.path.join(d, "ana")))[:2]
     ('default', ['h'], ['analysis.json', 'h_stats.png'])
     """
-    spikes_path, sim_path = resolve_archive(simdir)
-    rec = load_spikes(spikes_path)
+    rec, spikes_path, sim_path, sim = read_archive(simdir)  # simulation.json and spikes_sha256 checked first
     dt = rec.dt_ms if dt_ms is None else check_dt(dt_ms)
     names = select_layers(rec, layer)
-    sim = read_simulation(sim_path)
     out_dir = check_out_dir(out)
     b = check_int(bin_steps, "bin_steps")
     mp = check_int(max_pair_neurons, "max_pair_neurons", minimum=2)

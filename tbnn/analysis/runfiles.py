@@ -12,14 +12,15 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
+from typing import Any
 
 
 from tbnn.core.validate import json_ready
 from tbnn.io.files import atomic_write
 from tbnn.io.spikes import SpikeRecord
 
-__all__ = ["check_out_dir", "file_name_for", "relative_to", "resolve_archive",
-           "select_layers", "to_json", "write_bytes"]
+__all__ = ["check_out_dir", "file_name_for", "read_archive", "relative_to", "resolve_archive",
+           "select_layers", "write_bytes"]
 
 
 def resolve_archive(source: str | os.PathLike, name: str = "simdir") -> tuple[Path, Path]:
@@ -45,6 +46,31 @@ def resolve_archive(source: str | os.PathLike, name: str = "simdir") -> tuple[Pa
         return p, p.parent / "simulation.json"
     raise ValueError(f"{name} must be a folder written by `tbnn simulate`, a spikes.npz or "
                      f"any .npz of boolean [samples, T, neurons] arrays; {p} does not exist.")
+
+
+def read_archive(source: str | os.PathLike, name: str = "simdir"
+                 ) -> tuple[SpikeRecord, Path, Path, dict[str, Any] | None]:
+    """``(record, archive path, simulation.json path, its content or None)`` of a folder or
+    an ``.npz`` file.
+
+    ``simulation.json`` beside the archive is read first and verified (its checksum, and
+    the archive's SHA-256 against its ``spikes_sha256``), so a replaced or corrupted archive
+    is refused before it is parsed; then the archive is read
+    (:func:`tbnn.io.spikes.load_spikes`: sizes, headers and CRCs checked). ``tbnn analyze``
+    and ``tbnn raster`` both read their input here.
+
+    Raises
+    ------
+    ValueError
+        Naming ``name`` or the file, as :func:`resolve_archive`,
+        :func:`tbnn.analysis.energy.read_simulation` and :func:`tbnn.io.spikes.load_spikes`.
+    """
+    from tbnn.analysis.energy import read_simulation
+    from tbnn.io.spikes import load_spikes
+
+    spikes_path, sim_path = resolve_archive(source, name)
+    sim = read_simulation(sim_path)
+    return load_spikes(spikes_path), spikes_path, sim_path, sim
 
 
 def select_layers(rec: SpikeRecord, layer: str | None) -> list[str]:

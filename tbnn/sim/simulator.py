@@ -221,6 +221,10 @@ def run_batches(model: nn.Module, runner: Any, sess: SimulationSession, xt: Tens
                 logits = runner.run(xb, sess)
                 sim_seconds += time.perf_counter() - t0
                 sess.end_batch(len(xb))
+                if not (bool(torch.isfinite(logits).all()) and bool(torch.isfinite(ref).all())):
+                    raise ValueError(f"x gives non-finite logits (NaN or infinite) on samples {i} to {i + len(xb) - 1} "
+                                     f"(largest |x| {float(xb.abs().max()):.3g}): the network overflows on these "
+                                     f"inputs; rescale x.")
                 max_diff = max(max_diff, float((logits - ref).abs().max()))
                 out["logits"].append(logits.cpu())
                 out["preds"].append(logits.argmax(1).cpu())
@@ -281,12 +285,16 @@ def simulate_run(
     record_layers: list[str] | None = None,
     device: str | torch.device = "cpu",
     overwrite: bool = False,
+    data: str | os.PathLike | None = None,
 ) -> dict[str, Any]:
     """Simulate a run folder written by ``tbnn train``; write ``simulation.json`` and ``spikes.npz`` to ``out``.
 
     Returns the summary dict (as written to ``simulation.json``). Refuses bad input before
     writing anything: a missing, truncated or foreign checkpoint, a config that disagrees
-    with the tensors, ``limit < 1``, an unknown split or mode.
+    with the tensors, ``limit < 1``, an unknown split or mode, and data that are not the
+    ones the run was trained on (their SHA-256 differs from ``config.json``'s
+    ``train.data_sha256``). ``data``: a new path for the run's ``npz:`` / ``idx:`` data
+    (moved or copied), accepted only with the same digest.
     """
     t_wall = time.perf_counter()
     if mode not in SIM_MODES:
@@ -300,10 +308,7 @@ def simulate_run(
     tcfg = cfg.get("train", {})
     if model.cfg.model == "float":
         raise ValueError("model 'float' has no spikes to simulate; simulate a tbn, ste or lif run.")
-    from tbnn.io.datasets import load_dataset
-
-    ds = load_dataset(tcfg.get("dataset", "digits"), seed=tcfg.get("seed", 0), n_train=tcfg.get("n_train"),
-                      n_test=tcfg.get("n_test"), normalize=tcfg.get("normalize", "auto"))
+    ds = _pinned_dataset(Path(run_dir), tcfg, data)
     check_dataset(model.cfg, ds, Path(run_dir) / "config.json")
     x, y = (ds.x_test, ds.y_test) if split == "test" else (ds.x_train, ds.y_train)
     if limit is not None:
@@ -315,6 +320,36 @@ def simulate_run(
     if out is not None and ddp.is_main():
         res.save(out, overwrite=overwrite)
     return res.summary
+
+
+def _pinned_dataset(run_dir: Path, tcfg: dict[str, Any], data: str | os.PathLike | None) -> Any:
+    """The run's dataset, from ``data`` when given, refused unless its SHA-256 is the recorded one."""
+    from tbnn.io.datasets import load_dataset, parse_dataset_name
+
+    name = tcfg.get("dataset", "digits")
+    kind, path = parse_dataset_name(name)
+    if data is not None:
+        if path is None:
+            raise ValueError(f"data re-points a run trained on a file (npz:PATH, idx:PATH); run {run_dir} was "
+                             f"trained on the built-in dataset {name}.")
+        path = str(Path(data).expanduser().resolve())
+        name = f"{kind}:{path}"
+    elif path is not None and not Path(path).exists():
+        raise ValueError(f"the data of run {run_dir}, {path}, no longer exist (moved?); pass data=PATH "
+                         f"(--data PATH) to point the run at a copy with the same content.")
+    ds = load_dataset(name, seed=tcfg.get("seed", 0), n_train=tcfg.get("n_train"),
+                      n_test=tcfg.get("n_test"), normalize=tcfg.get("normalize", "auto"))
+    want = tcfg.get("data_sha256")
+    if want is None:
+        warnings.warn(f"run {run_dir} records no digest of its data (written before data pinning): {name} is "
+                      f"used unchecked.", stacklevel=3)
+    elif ds.sha256 != want:
+        where = path if path is not None else f"the built-in dataset {name}"
+        raise ValueError(f"{where} no longer holds the data run {run_dir} was trained on (their SHA-256 differs "
+                         f"from config.json field train.data_sha256): the file was changed or replaced"
+                         + ("; pass data=PATH (--data PATH) to use an unchanged copy." if path is not None
+                            else " (another scikit-learn or mnist1d version?)."))
+    return ds
 
 
 def simulate(model: Any, x: Any = None, labels: Any = None, **kwargs: Any) -> Any:
@@ -344,7 +379,8 @@ def simulate(model: Any, x: Any = None, labels: Any = None, **kwargs: Any) -> An
     Raises
     ------
     ValueError
-        Bad arguments or input, a model with no tbnn neuron, a bad run folder.
+        Bad arguments or input, a model with no tbnn neuron, a bad run folder, data that
+        changed since training, inputs that give non-finite logits.
     tbnn.core.coding.SpikeTrainError
         The model applies an operation to a spike train outside a tbnn module.
 
