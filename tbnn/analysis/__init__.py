@@ -70,6 +70,7 @@ from tbnn.analysis.rates import (
     spike_counts,
     time_histogram,
 )
+from tbnn.analysis.measures import MEASURES, Measure, register_measure
 from tbnn.analysis.reference import REFERENCES, Reference, verdict
 from tbnn.analysis.catalogue import analyze_spikes, summarize
 from tbnn.analysis.raster import raster_run
@@ -87,6 +88,8 @@ from tbnn.analysis.variability import fano_factor, fano_stream, fano_trial, null
 from tbnn.io.spikes import as_stream, to_neo
 
 __all__ = [
+    "MEASURES",
+    "Measure",
     "REFERENCES",
     "Reference",
     "analyze_run",
@@ -130,6 +133,7 @@ __all__ = [
     "rate_per_step",
     "rates",
     "reference",
+    "register_measure",
     "report",
     "shuffle_bins",
     "sparseness",
