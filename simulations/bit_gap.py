@@ -231,13 +231,20 @@ def verdict(rows: list[dict]) -> list[str]:
             out.append(f"{r['label']} closes {100 * r['share_mean']:.0f} ± {100 * r['share_std']:.0f} % of the gap "
                        + ("(half or more beyond the seed spread)." if sure else "(half or more, within the seed spread)."))
     total = sum(r["share_mean"] for r in single)
-    out.append(f"The single-component shares sum to {100 * total:.0f} % (the components are not additive "
-               "unless this is near the combined settings' shares).")
-    fr = next((r for r in rows if r["key"] == "first_readout8"), None)
+    out.append(f"The {len(single)} single-component shares sum to {100 * total:.0f} %.")
+    by = {r["key"]: r for r in rows}
+    fr = by.get("first_readout8")
     if fr is not None and math.isfinite(fr["share_mean"]):
-        out.append(f"First and read-out layers at 8 bits together close {100 * fr['share_mean']:.0f} ± "
-                   f"{100 * fr['share_std']:.0f} % "
-                   + ("(most of the gap)." if fr["share_mean"] >= 0.5 else "(less than half)."))
+        text = (f"First and read-out layers at 8 bits together close {100 * fr['share_mean']:.0f} ± "
+                f"{100 * fr['share_std']:.0f} % " + ("(most of the gap)" if fr["share_mean"] >= 0.5 else "(less than half)"))
+        parts = [by[k] for k in ("first8", "readout8") if k in by and math.isfinite(by[k]["share_mean"])]
+        if len(parts) == 2:
+            both = sum(r["share_mean"] for r in parts)
+            spread = fr["share_std"] + sum(r["share_std"] for r in parts)
+            how = ("about the sum" if abs(fr["share_mean"] - both) <= spread else
+                   "more than the sum" if fr["share_mean"] > both else "less than the sum")
+            text += f", {how} of their single shares ({100 * both:.0f} %, seed spreads added: ± {100 * spread:.0f})"
+        out.append(text + ".")
     return out
 
 
@@ -295,12 +302,14 @@ def figure(rows: list[dict], out: Path, partial: str = "") -> None:
         a.set_yticks(y, labels if a is a1 else [""] * len(y))
         a.set_ylim(-0.6, len(rows) - 0.4)
         a.grid(axis="x", alpha=0.3, lw=0.5)
-    a1.set_xlabel("test accuracy (%), mean of the last 5 epochs\n(dots: seeds; marker, bar: mean ± std)")
+    a1.set_xlabel("test accuracy (%), mean of the last 5 epochs\n(dots: seeds; marker, bar: mean ± std; "
+                  "dotted: all 1-bit, dashed: float)")
     a1.set_title("mnist1d MLP 40-256-256-10")
     a2.axvline(50, color="0.5", ls=":", lw=0.8)
     a2.axvline(100, color="0.5", ls="--", lw=0.8)
     a2.axvline(0, color="k", lw=0.6)
-    a2.set_xlabel("share of the gap to float closed (%)\n(bar: mean; line: ± std; dots: seeds)")
+    a2.set_xlabel("share of the gap to float closed (%)\n(bar: mean; line: ± std; dots: seeds; "
+                  "dotted: half, dashed: all)")
     a2.set_title("one component at 8 bits (blue), combined (orange)" + partial)
     common.save_figure(fig, out, "bit_gap.png")
 
@@ -329,7 +338,9 @@ def write(args, runs: dict[str, list[dict]], settings: dict, total: int) -> dict
              "weights each operation by the width of its weight (a proxy for the accumulator work).", "",
              f"Machine: {_cpu()}; one thread per process.", "", tab, "", "## Verdict", ""]
     lines += [f"- {s}" for s in verdict(rows)]
-    lines += ["", "Made by `python simulations/bit_gap.py" + (" --quick" if args.quick else "") + "`.", ""]
+    lines += ["", "Made by `python simulations/bit_gap.py" + (" --quick" if args.quick else "") + "` (or in two "
+              "processes, `--out A` and `--reverse --out B`, combined by `--merge A --merge B`); this file by "
+              f"`{common.run_info(args)['command']}`.", ""]
     md = "\n".join(lines)
     result = {"settings": settings, "complete": not partial, "runs_done": done, "runs_total": total,
               "rows": rows, "runs": runs, "verdict": verdict(rows), "table_markdown": tab,
