@@ -323,6 +323,8 @@ def figure(rows: list[dict], out: Path, partial: str = "") -> None:
     a1.set_xlabel("test accuracy (%), mean of the last 5 epochs\n(dots: seeds; marker, bar: mean ± std; "
                   "dotted: all 1-bit, dashed: float)")
     a1.set_title("mnist1d MLP 40-256-256-10")
+    a1.set_ylabel("setting (the rest at 1 bit, T = 4)")
+    a2.set_ylabel("setting (rows as on the left)")
     a2.axvline(50, color="0.5", ls=":", lw=0.8)
     a2.axvline(100, color="0.5", ls="--", lw=0.8)
     a2.axvline(0, color="k", lw=0.6)

@@ -135,3 +135,27 @@ def test_script_docstring_examples_run():
 
     failed, tried = doctest.testmod(bit_gap, optionflags=doctest.ELLIPSIS)
     assert tried >= 3 and failed == 0
+
+
+def test_replot_of_the_committed_grid_is_clean(tmp_path, monkeypatch):
+    """The committed full grid redraws without training; labelled axes, no overlapping text."""
+    import shutil
+
+    from figcheck import check_figure
+    from scriptutil import ROOT
+
+    shutil.copy(ROOT / "figures" / "bit_gap.json", tmp_path / "bit_gap.json")
+    checked = []
+    original = bit_gap.common.save_figure
+
+    def checking_save(fig, out, name, *a, **k):
+        check_figure(fig)
+        checked.append(name)
+        return original(fig, out, name, *a, **k)
+
+    monkeypatch.setattr(bit_gap.common, "save_figure", checking_save)
+    res = bit_gap.main(["--replot", "--out", str(tmp_path)])
+    assert checked == ["bit_gap.png"] and res["complete"] and res["runs_done"] == 24
+    png_ok(tmp_path / "bit_gap.png")
+    shares = {r["key"]: r["share_mean"] for r in res["rows"]}
+    assert shares["float"] == pytest.approx(1.0)
