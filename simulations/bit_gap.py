@@ -28,7 +28,7 @@ input spike times the synapses it reaches), also weighted by the weight width of
 ``bit_gap.md`` and ``bit_gap.png`` into ``--out``; the JSON is rewritten after every run
 (labelled partial until the grid is complete) and ``--resume`` keeps its finished runs.
 
-    python simulations/bit_gap.py             # full grid, 8 settings x 3 seeds (about 25 min on 1 core)
+    python simulations/bit_gap.py             # full grid, 8 settings x 3 seeds (about 12 CPU minutes, one thread)
     python simulations/bit_gap.py --quick     # seconds, for the tests
     python simulations/bit_gap.py --resume    # continue an interrupted grid
 """
