@@ -28,7 +28,7 @@ input spike times the synapses it reaches), also weighted by the weight width of
 ``bit_gap.md`` and ``bit_gap.png`` into ``--out``; the JSON is rewritten after every run
 (labelled partial until the grid is complete) and ``--resume`` keeps its finished runs.
 
-    python simulations/bit_gap.py             # full grid, 8 settings x 3 seeds (about 25 min on 1 core)
+    python simulations/bit_gap.py             # full grid, 8 settings x 3 seeds (about 12 CPU minutes, one thread)
     python simulations/bit_gap.py --quick     # seconds, for the tests
     python simulations/bit_gap.py --resume    # continue an interrupted grid
 """
@@ -88,10 +88,29 @@ def code_bits(bits: float | None) -> float:
 
 
 def layer_storage(net) -> list[int]:
-    """Weight storage bits of each synaptic layer (codes, per-channel scales, bias)."""
+    """Weight storage bits of each synaptic layer (codes, per-channel scales, bias).
+
+    Each layer is counted inside a container: ``weight_storage_bits`` of a bare layer does not
+    recognise its quantized weight (it looks for ``'.weight'``) and counts it at 32 bits.
+    """
+    from torch import nn
+
     from tbnn.nn.models import weight_storage_bits
 
-    return [weight_storage_bits(m)["total"] for m in [*net.layers, net.readout]]
+    return [weight_storage_bits(nn.ModuleDict({"layer": m}))["total"] for m in [*net.layers, net.readout]]
+
+
+def setting_storage(key: str, in_features: int = 40, n_classes: int = 10) -> list[int] | None:
+    """Per-layer storage bits of a setting's network (mnist1d: 40 inputs, 10 classes); None for float.
+
+    Storage depends on the shapes and widths only, so an untrained network gives it.
+    """
+    from tbnn.nn.models import ModelConfig, build_model
+
+    kind, kw = model_kwargs(key)
+    if kind == "float":
+        return None
+    return layer_storage(build_model(ModelConfig(model=kind, in_features=in_features, n_classes=n_classes, **kw)))
 
 
 def first_layer_storage_delta(in_features: int, hidden: int, low: float = 1, high: float = HIGH) -> int:
@@ -145,7 +164,6 @@ def run_one(key: str, seed: int, recipe: dict, n_train: int | None, n_test: int 
            "test_accuracy": m["test_accuracy"], "train_accuracy": m["train_accuracy"],
            "seconds_per_epoch": m["seconds_per_epoch"], "weight_storage_bits": m["weight_storage_bits"],
            "weight_storage": m["weight_storage"], "layer_bits": layer_bits(net) if kind != "float" else None,
-           "layer_storage_bits": layer_storage(net) if kind != "float" else None,
            "history": [{k: h[k] for k in ("epoch", "loss", "train_accuracy", "test_accuracy")} for h in m["history"]]}
     if kind != "float":
         ds = load_dataset(DATASET, seed=seed, n_train=n_train, n_test=n_test)
@@ -201,7 +219,7 @@ def summarise(runs: dict[str, list[dict]]) -> list[dict[str, Any]]:
             "train_accuracy_mean": common.mean_std(r["train_accuracy"] for r in ok)[0],
             "seconds_per_epoch": common.mean_std(r["seconds_per_epoch"] for r in ok)[0],
             "weight_storage_bits": first.get("weight_storage_bits"), "layer_bits": first.get("layer_bits"),
-            "layer_storage_bits": first.get("layer_storage_bits"),
+            "layer_storage_bits": setting_storage(key),
             "synaptic_ops_per_sample": common.mean_std(r.get("synaptic_ops_per_sample") for r in ok)[0],
             "bit_ops_per_sample": common.mean_std(r.get("bit_ops_per_sample") for r in ok)[0],
             "forward_agreement": min((r["forward_agreement"] for r in ok if "forward_agreement" in r), default=None),
@@ -231,13 +249,20 @@ def verdict(rows: list[dict]) -> list[str]:
             out.append(f"{r['label']} closes {100 * r['share_mean']:.0f} ± {100 * r['share_std']:.0f} % of the gap "
                        + ("(half or more beyond the seed spread)." if sure else "(half or more, within the seed spread)."))
     total = sum(r["share_mean"] for r in single)
-    out.append(f"The single-component shares sum to {100 * total:.0f} % (the components are not additive "
-               "unless this is near the combined settings' shares).")
-    fr = next((r for r in rows if r["key"] == "first_readout8"), None)
+    out.append(f"The {len(single)} single-component shares sum to {100 * total:.0f} %.")
+    by = {r["key"]: r for r in rows}
+    fr = by.get("first_readout8")
     if fr is not None and math.isfinite(fr["share_mean"]):
-        out.append(f"First and read-out layers at 8 bits together close {100 * fr['share_mean']:.0f} ± "
-                   f"{100 * fr['share_std']:.0f} % "
-                   + ("(most of the gap)." if fr["share_mean"] >= 0.5 else "(less than half)."))
+        text = (f"First and read-out layers at 8 bits together close {100 * fr['share_mean']:.0f} ± "
+                f"{100 * fr['share_std']:.0f} % " + ("(most of the gap)" if fr["share_mean"] >= 0.5 else "(less than half)"))
+        parts = [by[k] for k in ("first8", "readout8") if k in by and math.isfinite(by[k]["share_mean"])]
+        if len(parts) == 2:
+            both = sum(r["share_mean"] for r in parts)
+            spread = fr["share_std"] + sum(r["share_std"] for r in parts)
+            how = ("about the sum" if abs(fr["share_mean"] - both) <= spread else
+                   "more than the sum" if fr["share_mean"] > both else "less than the sum")
+            text += f", {how} of their single shares ({100 * both:.0f} %, seed spreads added: ± {100 * spread:.0f})"
+        out.append(text + ".")
     return out
 
 
@@ -295,12 +320,16 @@ def figure(rows: list[dict], out: Path, partial: str = "") -> None:
         a.set_yticks(y, labels if a is a1 else [""] * len(y))
         a.set_ylim(-0.6, len(rows) - 0.4)
         a.grid(axis="x", alpha=0.3, lw=0.5)
-    a1.set_xlabel("test accuracy (%), mean of the last 5 epochs\n(dots: seeds; marker, bar: mean ± std)")
+    a1.set_xlabel("test accuracy (%), mean of the last 5 epochs\n(dots: seeds; marker, bar: mean ± std; "
+                  "dotted: all 1-bit, dashed: float)")
     a1.set_title("mnist1d MLP 40-256-256-10")
+    a1.set_ylabel("setting (the rest at 1 bit, T = 4)")
+    a2.set_ylabel("setting (rows as on the left)")
     a2.axvline(50, color="0.5", ls=":", lw=0.8)
     a2.axvline(100, color="0.5", ls="--", lw=0.8)
     a2.axvline(0, color="k", lw=0.6)
-    a2.set_xlabel("share of the gap to float closed (%)\n(bar: mean; line: ± std; dots: seeds)")
+    a2.set_xlabel("share of the gap to float closed (%)\n(bar: mean; line: ± std; dots: seeds; "
+                  "dotted: half, dashed: all)")
     a2.set_title("one component at 8 bits (blue), combined (orange)" + partial)
     common.save_figure(fig, out, "bit_gap.png")
 
@@ -329,7 +358,9 @@ def write(args, runs: dict[str, list[dict]], settings: dict, total: int) -> dict
              "weights each operation by the width of its weight (a proxy for the accumulator work).", "",
              f"Machine: {_cpu()}; one thread per process.", "", tab, "", "## Verdict", ""]
     lines += [f"- {s}" for s in verdict(rows)]
-    lines += ["", "Made by `python simulations/bit_gap.py" + (" --quick" if args.quick else "") + "`.", ""]
+    lines += ["", "Made by `python simulations/bit_gap.py" + (" --quick" if args.quick else "") + "` (or in two "
+              "processes, `--out A` and `--reverse --out B`, combined by `--merge A --merge B`); this file by "
+              f"`{common.run_info(args)['command']}`.", ""]
     md = "\n".join(lines)
     result = {"settings": settings, "complete": not partial, "runs_done": done, "runs_total": total,
               "rows": rows, "runs": runs, "verdict": verdict(rows), "table_markdown": tab,
@@ -394,6 +425,7 @@ def main(argv: list[str] | None = None) -> dict:
                         "settings (and --quick, --seeds).")
             for k, rr in other["runs"].items():
                 for r in rr:
+                    r.pop("layer_storage_bits", None)  # an earlier version's per-layer count (it was wrong)
                     have = runs.setdefault(k, [])
                     if r["seed"] in seeds and not any(h["seed"] == r["seed"] for h in have):
                         have.append(r)

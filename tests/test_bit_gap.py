@@ -37,6 +37,15 @@ def test_first_layer_bits_changes_only_the_first_layers_codes_and_storage():
     delta = weight_storage_bits(wide)["total"] - weight_storage_bits(base)["total"]
     assert delta == 7 * 40 * 256 == bit_gap.first_layer_storage_delta(40, 256)
     assert bit_gap.layer_storage(wide)[1:] == bit_gap.layer_storage(base)[1:]
+    # per layer, against the closed form: codes + gain and offset (2 x 32 bits) per output + 32-bit bias
+    def closed(n_in, n_out, b):
+        return b * n_in * n_out + 2 * 32 * n_out + 32 * n_out
+
+    assert bit_gap.layer_storage(base) == [closed(40, 256, 1), closed(256, 256, 1), closed(256, 10, 1)]
+    assert bit_gap.layer_storage(wide)[0] == closed(40, 256, 8)
+    assert bit_gap.setting_storage("first8") == bit_gap.layer_storage(wide)
+    bn = 2 * 4 * 256 * 32  # two BatchNorms: weight, bias, running mean and variance in float32
+    assert sum(bit_gap.layer_storage(base)) + bn == weight_storage_bits(base)["total"]
     # None keeps the old behaviour (the first layer follows weight_bits)
     assert [m.weight_bits for m in _net(weight_bits=2).layers] == [2, 2]
     assert _net(model="float", first_layer_bits=8).layers[0].weight_bits is None
@@ -126,3 +135,27 @@ def test_script_docstring_examples_run():
 
     failed, tried = doctest.testmod(bit_gap, optionflags=doctest.ELLIPSIS)
     assert tried >= 3 and failed == 0
+
+
+def test_replot_of_the_committed_grid_is_clean(tmp_path, monkeypatch):
+    """The committed full grid redraws without training; labelled axes, no overlapping text."""
+    import shutil
+
+    from figcheck import check_figure
+    from scriptutil import ROOT
+
+    shutil.copy(ROOT / "figures" / "bit_gap.json", tmp_path / "bit_gap.json")
+    checked = []
+    original = bit_gap.common.save_figure
+
+    def checking_save(fig, out, name, *a, **k):
+        check_figure(fig)
+        checked.append(name)
+        return original(fig, out, name, *a, **k)
+
+    monkeypatch.setattr(bit_gap.common, "save_figure", checking_save)
+    res = bit_gap.main(["--replot", "--out", str(tmp_path)])
+    assert checked == ["bit_gap.png"] and res["complete"] and res["runs_done"] == 24
+    png_ok(tmp_path / "bit_gap.png")
+    shares = {r["key"]: r["share_mean"] for r in res["rows"]}
+    assert shares["float"] == pytest.approx(1.0)
