@@ -148,3 +148,13 @@ def test_from_dict_rejects_unknown_fields_and_tbnet_rejects_lif():
     with pytest.raises(ValueError, match="lif"):
         TBNet(ModelConfig(model="lif"))
     assert set(ARCHS) == {"mlp", "cnn"}
+
+
+def test_weight_storage_bits_of_a_bare_layer():
+    """A layer on its own counts its weight as codes (1 bit each) plus two 32-bit scalars per row."""
+    import tbnn
+    from tbnn.nn.models import weight_storage_bits
+
+    bits = weight_storage_bits(tbnn.TBLinear(40, 256))
+    assert bits["quantized"] == 40 * 256 * 1 + 256 * 2 * 32
+    assert bits["float"] == 256 * 32  # the bias

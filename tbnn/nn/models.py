@@ -362,7 +362,7 @@ def weight_storage_bits(model: nn.Module) -> dict[str, int]:
     for modname, mod in model.named_modules():
         if isinstance(mod, TBLayer) and mod.weight_bits is not None:
             w = mod.weight
-            counted.add(f"{modname}.weight")
+            counted.add(f"{modname}.weight" if modname else "weight")  # a bare layer: no prefix
             n, out = w.numel(), w.shape[0]
             bits = math.log2(3) if mod.weight_bits == 1.5 else float(mod.weight_bits)
             sp = parse_sparsity(mod.sparsity)
