@@ -699,7 +699,7 @@ def table(rows: list[dict]) -> str:
          for r in rows], align="llrrrrrrrrrr")
 
 
-def figure(runs: list[dict], lrs, out: Path, name: str, command: str) -> Path | None:
+def figure(runs: list[dict], lrs, out: Path, name: str, command: str, note: str = "") -> Path | None:
     """Validation-loss curves, mean over seeds with a ± std band: one panel per A1W1 lr, then
     the lam ablation and the A4W1 / 2:4 / A8W1.58 settings at their lr."""
     import numpy as np
@@ -761,6 +761,7 @@ def figure(runs: list[dict], lrs, out: Path, name: str, command: str) -> Path | 
             ax.text(0.5, 0.5, "not run yet", ha="center", va="center", transform=ax.transAxes)
     for ax in axes[len(panels):]:
         ax.axis("off")
+    axes[-1].text(0.02, 0.95, note, ha="left", va="top", transform=axes[-1].transAxes, fontsize=8, wrap=True)
     fig.suptitle("Character transformer, every Linear quantized: validation loss, mean ± std over seeds")
     path = Path(out) / name
     meta = {"Description": f"made by: {command}", "Software": "tbnn simulations/lm_quantized.py"}
@@ -783,6 +784,13 @@ def report(runs: list[dict], planned: list, args, lrs, out: Path, command: str, 
         key = f"{r['spec']['setting']} {r['spec']['method']}"
         sps.setdefault(key, []).append(r["seconds_per_step"])
     timing = {k: sum(v) / len(v) for k, v in sps.items()}
+    done_ids = {r["id"] for r in runs}
+    mean_sps = sum(timing.values()) / len(timing) if timing else math.nan
+    wall = [r["seconds"] for r in runs]
+    left = sum(p["count"] * mean_sps if "waits" in p else
+               timing.get(f"{p['setting']} {p['method']}", mean_sps)
+               for p in planned if "waits" in p or run_id(p) not in done_ids)
+    left *= runs[0]["train"]["steps"] if runs else 0  # seconds per step include the evaluations
     md = (f"# Quantized character transformer: {len(runs)} of {n_plan} runs finished\n\n"
           f"Made by `{command}` from the run files in `{args.runs}`.\n\n"
           + (f"Corpus: {corpus['chars']:,} characters ({corpus['train_chars']:,} train, {corpus['val_chars']:,} "
@@ -795,16 +803,22 @@ def report(runs: list[dict], planned: list, args, lrs, out: Path, command: str, 
             "loss over the last 20 % of steps (the float model has flattened when it is below 1 %). "
             "Codes changed: fraction of weight codes that change per 100 steps over the last 20 % "
             "of training.\n\n" + tab + "\n\n"
-          + "Seconds per training step (mean over runs): "
-          + ", ".join(f"{k} {v:.3f}" for k, v in timing.items()) + "\n")
-    result = {"runs_finished": len(runs), "runs_planned": n_plan, "trained_now": trained, "summary": rows, "table_markdown": tab,
+          + "Seconds per training step, evaluations included (mean over runs): "
+          + ", ".join(f"{k} {v:.3f}" for k, v in timing.items())
+          + f"; the {len(runs)} finished runs took {sum(wall) / 3600:.2f} h, the rest of the grid needs about "
+            f"{left / 3600:.1f} h more at these speeds.\n")
+    result = {"runs_finished": len(runs), "runs_planned": n_plan, "trained_now": trained,
+              "hours_finished": sum(wall) / 3600, "hours_left_estimate": left / 3600, "summary": rows, "table_markdown": tab,
               "seconds_per_step": timing, "corpus": corpus, "command": command,
               "pending": [p["waits"] if "waits" in p else run_id(p) for p in planned
                           if "waits" in p or run_id(p) not in {r["id"] for r in runs}],
               "info": common.run_info(args)}
     common.write_json(out, stem + ".json", result)
     common.write_text(out, stem + ".md", md)
-    figure(runs, lrs, out, stem + ".png", command)
+    figure(runs, lrs, out, stem + ".png", command,
+           f"{len(runs)} of {n_plan} runs of the grid finished.\n"
+           "Dotted vertical line: a run that hit NaN.\nBand: ± std over seeds.\n"
+           "Numbers: " + stem + ".md")
     print(md)
     return result
 
