@@ -587,6 +587,8 @@ def load_runs(runs_dir: Path, preset: str) -> list[dict]:
     """The finished runs of ``preset`` in ``runs_dir`` (one JSON file each)."""
     out = []
     for f in sorted(Path(runs_dir).glob("*.json")):
+        if f.name.startswith("."):  # a temporary file being written (tbnn.fileio.atomic_write)
+            continue
         try:
             r = json.loads(f.read_text())
         except (OSError, json.JSONDecodeError):

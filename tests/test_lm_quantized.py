@@ -24,7 +24,7 @@ def test_quick_grid_resumes_run_by_run(mod, tmp_path):
     # priority order: the float lr sweep comes first
     names = sorted(p.name for p in runs.glob("*.json"))
     assert len(names) == 3 and sum(n.startswith("float_") for n in names) == len(mod.QUICK_LRS)
-    assert not [p for p in runs.iterdir() if not p.name.endswith(".json")]  # no half-written file
+    assert not [p for p in runs.iterdir() if p.name.startswith(".")]  # no temporary file left behind
     full = mod.main(base)
     assert full["trained_now"] == full["runs_planned"] - 3 and full["runs_finished"] == full["runs_planned"]
     assert full["pending"] == []
@@ -136,3 +136,23 @@ def test_bad_arguments_name_the_flag(mod, tmp_path, capsys):
     with pytest.raises(SystemExit):
         mod.main(["--quick", "--max-runs", "-1", "--out", str(tmp_path)])
     assert "--max-runs" in capsys.readouterr().err
+
+
+def test_an_interrupted_grid_keeps_its_finished_runs(mod, tmp_path, monkeypatch):
+    runs = tmp_path / "runs"
+    base = ["--quick", "--runs", str(runs), "--out", str(tmp_path), "--no-progress"]
+    real, calls = mod.train_one, []
+
+    def interrupted(*a, **k):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt  # killed in the middle of the second run
+        return real(*a, **k)
+
+    monkeypatch.setattr(mod, "train_one", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        mod.main(base)
+    monkeypatch.setattr(mod, "train_one", real)
+    assert [p.name for p in runs.iterdir()] == [mod.run_id(mod.plan([], mod.QUICK_LRS, mod.QUICK_SEEDS, 0.01)[0]) + ".json"]
+    res = mod.main(base + ["--max-runs", "1"])  # resumes with the second run of the plan
+    assert res["trained_now"] == 1 and res["runs_finished"] == 2
