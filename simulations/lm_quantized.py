@@ -761,6 +761,7 @@ def figure(runs: list[dict], lrs, out: Path, name: str, command: str, note: str 
             ax.set_ylim(lo - 0.1, lo + 2.0)
         else:
             ax.text(0.5, 0.5, "not run yet", ha="center", va="center", transform=ax.transAxes)
+            ax.set_xticks([]), ax.set_yticks([])
     for ax in axes[len(panels):]:
         ax.axis("off")
     axes[-1].text(0.02, 0.95, note, ha="left", va="top", transform=axes[-1].transAxes, fontsize=8, wrap=True)
