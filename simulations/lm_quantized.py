@@ -775,6 +775,14 @@ def figure(runs: list[dict], lrs, out: Path, name: str, command: str, note: str 
     return path
 
 
+def _shown(path: Path) -> str:
+    """``path`` relative to the repository when inside it (what a reader of the .md can follow)."""
+    try:
+        return Path(path).resolve().relative_to(common.ROOT).as_posix()
+    except ValueError:
+        return str(path)
+
+
 def report(runs: list[dict], planned: list, args, lrs, out: Path, command: str, trained: int = 0) -> dict:
     """Write ``lm_quantized.{json,md,png}`` (``--quick``: ``lm_quantized_quick.*``) from the finished runs."""
     stem = NAME + ("_quick" if args.quick else "_gpu" if args.gpu_size else "")
@@ -795,7 +803,7 @@ def report(runs: list[dict], planned: list, args, lrs, out: Path, command: str, 
                for p in planned if "waits" in p or run_id(p) not in done_ids)
     left *= runs[0]["train"]["steps"] if runs else 0  # seconds per step include the evaluations
     md = (f"# Quantized character transformer: {len(runs)} of {n_plan} runs finished\n\n"
-          f"Made by `{command}` from the run files in `{args.runs}`.\n\n"
+          f"Made by `{command}` from the run files in `{_shown(args.runs)}`.\n\n"
           + (f"Corpus: {corpus['chars']:,} characters ({corpus['train_chars']:,} train, {corpus['val_chars']:,} "
              f"validation, vocabulary {corpus['vocab']}), docstrings of "
              + ", ".join(f"{p} {v}" for p, v in corpus["packages"].items())
