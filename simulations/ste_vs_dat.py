@@ -187,7 +187,9 @@ def stdlib_corpus(max_chars: int | None = None) -> str:
     return text[:max_chars] if max_chars else text
 
 
-def _build_lm(vocab: int, cfg: dict, method: str):
+def _build_lm(vocab: int, cfg: dict, method: str, qlinear=None):
+    """The character transformer; ``qlinear(n_in, n_out)`` replaces the 1-bit ``QLinear`` in
+    every Linear when given (``lm_quantized.py`` passes its own quantizers)."""
     import torch
     import torch.nn.functional as F
     from torch import nn
@@ -205,13 +207,14 @@ def _build_lm(vocab: int, cfg: dict, method: str):
             return F.linear(xq, wq, self.bias)
 
     d, h = cfg["d_model"], cfg["heads"]
+    Lin = qlinear or QLinear
 
     class Block(nn.Module):
         def __init__(self):
             super().__init__()
             self.ln1, self.ln2 = nn.LayerNorm(d), nn.LayerNorm(d)
-            self.qkv, self.proj = QLinear(d, 3 * d), QLinear(d, d)
-            self.fc1, self.fc2 = QLinear(d, 4 * d), QLinear(4 * d, d)
+            self.qkv, self.proj = Lin(d, 3 * d), Lin(d, d)
+            self.fc1, self.fc2 = Lin(d, 4 * d), Lin(4 * d, d)
 
         def forward(self, x):
             B, T, _ = x.shape
@@ -228,7 +231,7 @@ def _build_lm(vocab: int, cfg: dict, method: str):
             self.pos = nn.Embedding(cfg["context"], d)
             self.blocks = nn.ModuleList(Block() for _ in range(cfg["blocks"]))
             self.ln = nn.LayerNorm(d)
-            self.head = QLinear(d, vocab)
+            self.head = Lin(d, vocab)
 
         def forward(self, idx):
             x = self.tok(idx) + self.pos(torch.arange(idx.shape[1], device=idx.device))
