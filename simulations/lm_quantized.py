@@ -202,7 +202,7 @@ def dat_ste_linear(x, bits: float, method: str, block: int | None, lam: float, s
     ``<q,x>/(<q,q>+lam) q``) or STE's fixed ``s_f q + b_f``. The 1-bit grid is ``meanstd``
     (threshold at the block mean), the 4- and 8-bit grid ``minmax``.
     """
-    from tbnn.quant import fake_quantize
+    from tbnn.core.quant import fake_quantize
 
     grid = None if (bits == 1.5 or sparsity) else ("meanstd" if bits == 1 else "minmax")
     return fake_quantize(x, bits=bits, method=method, block=block, lam=lam, dim=-1, sparsity=sparsity,
@@ -267,7 +267,7 @@ def weight_codes(w, setting: str, method: str, lam: float):
     """The integer weight codes a quantized layer uses (detached), for the code-change rate."""
     import torch
 
-    from tbnn.quant import quantize
+    from tbnn.core.quant import quantize
 
     s = SETTINGS[setting]
     w = w.detach()
@@ -599,7 +599,7 @@ def load_runs(runs_dir: Path, preset: str) -> list[dict]:
 
 
 def _host() -> dict[str, Any]:
-    from tbnn.machine import cpu_info
+    from tbnn.runtime.machine import cpu_info
 
     try:
         cpu = cpu_info()
@@ -706,8 +706,8 @@ def figure(runs: list[dict], lrs, out: Path, name: str, command: str, note: str 
     the lam ablation and the A4W1 / 2:4 / A8W1.58 settings at their lr."""
     import numpy as np
 
-    from tbnn.fileio import atomic_write
-    from tbnn.style import new_figure
+    from tbnn.io.files import atomic_write
+    from tbnn.viz.style import new_figure
 
     if not runs:
         return None
