@@ -28,6 +28,13 @@ types are used only where a probe, run once per process and device, finds them f
 reports the choice and why; ``TBNN_MATMUL_DTYPE`` (``auto``, ``float32``, ``bfloat16``,
 ``int8``) or :func:`set_matmul_dtype` overrides it.
 
+Packed engine: for linear layers with integer weight codes on a CPU, the same ``N_b`` and
+``S_b`` come from bit planes packed 64 per word by AND + popcount (:mod:`tbnn.kernels`, a
+compiled kernel), as int32; the integers are identical, so the currents are too. It runs
+where the kernel is available (``auto``), else the products above; ``TBNN_ENGINE``
+(``auto``, ``packed``, ``dense``) or :func:`set_engine` forces one (``packed`` without a
+compiled kernel runs its pure-torch reference); :func:`engine_path` says which ran.
+
 Layers (``tbnn.layers``) call :func:`exact` in eval mode; the simulator calls
 :func:`step_current`; :func:`fanout` counts each input's synapses for the synaptic-operation
 counts.
@@ -46,6 +53,8 @@ from typing import Any, Protocol
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+
+from tbnn.kernels import packed as kernels
 
 from .coding import SpikeCode, step_weights
 from .quant import quantize
@@ -68,10 +77,16 @@ __all__ = [
     "set_matmul_dtype",
     "arithmetic_available",
     "MATMUL_DTYPES",
+    "ENGINES",
+    "set_engine",
+    "engine_choice",
+    "engine_path",
 ]
 
 #: choices of ``TBNN_MATMUL_DTYPE`` / :func:`set_matmul_dtype`
 MATMUL_DTYPES: tuple[str, ...] = ("auto", "float32", "bfloat16", "int8")
+#: choices of ``TBNN_ENGINE`` / :func:`set_engine`
+ENGINES: tuple[str, ...] = ("auto", "packed", "dense")
 
 
 class EngineLayer(Protocol):
@@ -153,13 +168,29 @@ def set_matmul_dtype(choice: str) -> None:
     _OVERRIDE["choice"] = choice
 
 
-def _choice() -> str:
-    if "choice" in _OVERRIDE:
-        return _OVERRIDE["choice"]
-    env = os.environ.get("TBNN_MATMUL_DTYPE", "auto").strip().lower() or "auto"
-    if env not in MATMUL_DTYPES:
-        raise ValueError(f"TBNN_MATMUL_DTYPE must be one of {', '.join(MATMUL_DTYPES)}; got {env!r}.")
+def set_engine(choice: str) -> None:
+    """Force the engine for linear layers: ``auto`` (packed where the kernel runs), ``packed`` or ``dense``."""
+    if choice not in ENGINES:
+        raise ValueError(f"engine must be one of {', '.join(ENGINES)}; got {choice!r}.")
+    _OVERRIDE["engine"] = choice
+
+
+def _choice(key: str = "choice", env_name: str = "TBNN_MATMUL_DTYPE", allowed: tuple[str, ...] = MATMUL_DTYPES) -> str:
+    if key in _OVERRIDE:
+        return _OVERRIDE[key]
+    env = os.environ.get(env_name, "auto").strip().lower() or "auto"
+    if env not in allowed:
+        raise ValueError(f"{env_name} must be one of {', '.join(allowed)}; got {env!r}.")
     return env
+
+
+def engine_choice() -> str:
+    """The engine asked for: :func:`set_engine`'s choice, else ``TBNN_ENGINE``, else ``auto``.
+
+    >>> engine_choice() in ENGINES
+    True
+    """
+    return _choice("engine", "TBNN_ENGINE", ENGINES)
 
 
 def _int8_product(a: Tensor, b: Tensor, out: Tensor | None = None) -> Tensor:
@@ -351,6 +382,59 @@ def _block_products(q: Tensor, codes: Tensor, dtype: torch.dtype) -> Tensor:
     return n if dtype == torch.float32 else n.to(dtype)
 
 
+def _packed_weights(layer: EngineLayer, code: SpikeCode, wc: WeightCodes, device: torch.device):
+    """The packed weight planes for the packed engine and the implementation to run, or ``None``
+    (dense products); the decision is kept in ``wc.cache["engine"]`` (:func:`engine_path`)."""
+    choice = engine_choice()
+    if choice == "dense":
+        wc.cache["engine"] = "dense (forced)"
+        return None, None
+    why = ("not a linear layer" if not layer.is_linear else "not on a CPU" if device.type != "cpu"
+           else "float weights" if not math.isfinite(wc.qmax) else None)
+    if why is None and choice == "auto" and kernels.kernel() is None:
+        why = "no compiled kernel"
+    if why is not None:
+        if choice == "packed":
+            raise ValueError(f"TBNN_ENGINE=packed cannot run this layer ({why}); use auto or dense.")
+        wc.cache["engine"] = f"dense ({why})"
+        return None, None
+    key = ("packed", code.q.shape[-1], code.block_size())
+    if key not in wc.cache:
+        wc.cache[key] = kernels.pack_weights(wc.q.reshape(wc.q.shape[0], -1), code.block_size())
+    impl = "c" if kernels.kernel() is not None else "torch"
+    wc.cache["engine"] = f"packed ({kernels.kernel_path()})" if impl == "c" else "packed (torch reference)"
+    return wc.cache[key], impl
+
+
+def engine_path(wc: WeightCodes) -> str:
+    """Which engine the layer of ``wc`` last ran: ``packed (<cpu path>)``, ``packed (torch reference)``
+    or ``dense (<why>)``; ``unused`` before its first current."""
+    return wc.cache.get("engine", "unused")
+
+
+def _packed_terms(layer: EngineLayer, q: Tensor, code: SpikeCode, wc: WeightCodes,
+                  weights: list | None = None) -> tuple[Tensor, Tensor] | None:
+    """``N_b``, ``S_b`` (int32, ``[nb, *lead, out]`` and ``[nb, *lead, 1]``) by the packed engine, or
+    ``None`` where it does not run. ``weights``: ``q`` is spikes ``[T, ..., F]`` with these step weights."""
+    pw, impl = _packed_weights(layer, code, wc, q.device)
+    if pw is None:
+        return None
+    f = q.shape[-1]
+    lead = q.shape[1:-1] if weights is not None else q.shape[:-1]
+    try:
+        if weights is not None:
+            planes = kernels.step_planes(q.reshape(q.shape[0], -1, f), weights)
+        else:
+            planes = kernels.bit_planes(q.detach().reshape(-1, f))
+        n, s = kernels.row_terms(planes, pw, impl)
+    except ValueError:
+        if engine_choice() == "packed":
+            raise
+        wc.cache["engine"] = "dense (input not non-negative integers, or sums beyond int32)"
+        return None
+    return n.reshape(n.shape[0], *lead, n.shape[-1]), s.reshape(s.shape[0], *lead, 1)
+
+
 def integer_terms(layer: EngineLayer, q: Tensor, code: SpikeCode, wc: WeightCodes) -> tuple[Tensor, Tensor]:
     r"""Per input block ``b``: ``N_b = L_Q(q m_b)`` and ``S_b = L_1(q m_b)``, ``[nb, *out]``.
 
@@ -365,8 +449,12 @@ def integer_terms(layer: EngineLayer, q: Tensor, code: SpikeCode, wc: WeightCode
     ``<= 256``, ``max|Q| * per * max|q| <= 256``, which bfloat16 and its float32
     accumulator hold exactly); ``S_b`` is the product with a column of ones appended to
     the codes. Convolutions: one op on the masked
-    copies stacked in the batch.
+    copies stacked in the batch. Where the packed engine runs (see the module), the same
+    integers by AND + popcount of ``q``'s bit planes, as int32.
     """
+    terms = _packed_terms(layer, q, code, wc)
+    if terms is not None:
+        return terms
     f, bs = q.shape[-1], code.block_size()
     nb = -(-f // bs)
     lead = q.shape[:-1]
@@ -486,6 +574,11 @@ def step_terms(layer: EngineLayer, code: SpikeCode, wc: WeightCodes) -> tuple[Te
     convolutions one step at a time (their per-block masked copies would grow ``T``-fold).
     """
     spikes = code.spikes
+    weights = code.weights.tolist()
+    if all(w.is_integer() for w in weights):  # the packed engine: every step in one pass, weighted
+        terms = _packed_terms(layer, spikes, code, wc, [int(w) for w in weights])
+        if terms is not None:
+            return terms
     batched = layer.is_linear
     if batched:
         n_t, s_t = integer_terms(layer, spikes, code, wc)  # [nb, T, B, ...]: every step's terms

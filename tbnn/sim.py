@@ -270,7 +270,9 @@ def simulate_model(
         "samples_per_second": engine_rate, "seconds": sim_seconds,
         "engine_samples_per_second": engine_rate, "engine_seconds": sim_seconds,
         "wall_seconds": time.perf_counter() - t_wall,
-        "engine": {"low_precision": arith["low_precision"], "order": arith["order"], "reason": arith["reason"]},
+        "engine": {"low_precision": arith["low_precision"], "order": arith["order"], "reason": arith["reason"],
+                   "layers": {name or type(mod).__name__: sess.layer_engines[id(mod)]
+                              for name, mod in model.named_modules() if id(mod) in sess.layer_engines}},
         "recorded": {"samples": int(next(iter(spikes.values())).shape[0]) if spikes else 0, "layers": list(spikes)},
         "weight_storage_bits": storage["total"], "weight_storage": storage, "layers": layer_info,
     }

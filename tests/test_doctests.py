@@ -8,7 +8,7 @@ import pytest
 MODULES = ["tbnn", "tbnn.firing", "tbnn.codes", "tbnn.codes.binary", "tbnn.codes.thermometer",
            "tbnn.codes.latency", "tbnn.codes.rate", "tbnn.codes.sigma_delta", "tbnn.coding", "tbnn.engine",
            "tbnn.neurons", "tbnn.layers", "tbnn.sim", "tbnn.train", "tbnn.userdata", "tbnn.checkpoint", "tbnn.cache",
-           "tbnn.machine"]
+           "tbnn.machine", "tbnn.kernels.packed", "tbnn.kernels.build"]
 
 
 @pytest.mark.parametrize("name", MODULES)

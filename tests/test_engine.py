@@ -6,11 +6,14 @@ can pick (float32, bfloat16, int8), for codes inside and outside each type's exa
 spike matrices and codes, ragged blocks and signed weight codes.
 """
 
+import dataclasses
+
 import pytest
 import torch
 
 import tbnn
 from tbnn import engine
+from tbnn.kernels import packed as kernels
 
 
 def _reference(q, code, wc):
@@ -25,8 +28,10 @@ def _reference(q, code, wc):
 
 @pytest.fixture(autouse=True)
 def _auto_after():
+    engine.set_engine("dense")  # these tests hold the dense products; the packed engine's are at the end
     yield
     engine.set_matmul_dtype("auto")
+    engine.set_engine("auto")
 
 
 @pytest.mark.parametrize("choice", ["float32", "bfloat16", "int8"])
@@ -89,3 +94,74 @@ def test_forcing_an_unavailable_type_is_refused(monkeypatch):
         engine.arithmetic("cpu")
     with pytest.raises(ValueError, match="must be one of"):
         engine.set_matmul_dtype("int4")
+
+
+# --------------------------------------------------------------------------------------
+# the packed engine (AND + popcount of bit planes, tbnn.kernels) against the same recount
+
+
+def _packed_impls():
+    """``packed`` always runs (the torch reference without a compiler); ``auto`` picks the compiled kernel."""
+    return ["packed"] + (["auto"] if kernels.kernel() is not None else [])
+
+
+@pytest.mark.parametrize("timesteps", [1, 2, 4, 8])
+@pytest.mark.parametrize("bits", [1, 1.5, 2, 4])
+@pytest.mark.parametrize("block", [128, None])
+def test_packed_integer_terms_equal_a_float64_recount(timesteps, bits, block):
+    torch.manual_seed(timesteps + int(2 * bits))
+    layer = tbnn.TBLinear(200, 12, weight_bits=bits).eval()
+    code = tbnn.TemporalBinary(timesteps, block=block).encode(torch.randn(37, 200) * 3)
+    for choice in _packed_impls():
+        engine.set_engine(choice)
+        wc = engine.weight_codes(layer)
+        for q in (code.q, code.spikes, code.spikes[0]):
+            n, s = engine.integer_terms(layer, q, code, wc)
+            assert engine.engine_path(wc).startswith("packed")
+            n_ref, s_ref = _reference(q, code, wc)
+            assert n.dtype == s.dtype == torch.int32
+            assert torch.equal(n.to(torch.float64), n_ref) and torch.equal(s.to(torch.float64), s_ref)
+
+
+@pytest.mark.parametrize("bits", [1, 1.5, 4])
+def test_packed_and_dense_currents_are_equal_bit_for_bit(bits):
+    """exact and step_current, packed and dense: four ways to one current, equal in every bit."""
+    torch.manual_seed(int(2 * bits))
+    layer = tbnn.TBLinear(300, 20, weight_bits=bits).eval()
+    code = tbnn.TemporalBinary(4).encode(torch.randn(16, 300) * 2)
+    got = {}
+    for choice in ["dense", *_packed_impls()]:
+        engine.set_engine(choice)
+        wc = engine.weight_codes(layer)
+        got[choice] = (engine.exact(layer, code, wc), engine.step_current(layer, code, wc))
+    ref = got["dense"][0]
+    for choice, (ex, st) in got.items():
+        assert torch.equal(ex, ref) and torch.equal(st, ref), choice
+
+
+def test_the_packed_engine_leaves_what_it_does_not_run_to_the_dense_one():
+    engine.set_engine("auto")
+    conv = tbnn.TBConv1d(2, 3, 3).eval()
+    code = tbnn.TemporalBinary(2).encode(torch.randn(4, 2 * 9) * 2)
+    code = dataclasses.replace(code, shape=(4, 2, 9))
+    wc = engine.weight_codes(conv)
+    engine.exact(conv, code, wc)
+    assert engine.engine_path(wc) == "dense (not a linear layer)"
+    floaty = tbnn.TBLinear(8, 3, weight_bits=None).eval()
+    wc = engine.weight_codes(floaty)
+    engine.exact(floaty, tbnn.TemporalBinary(2).encode(torch.randn(4, 8)), wc)
+    assert engine.engine_path(wc) == "dense (float weights)"
+    engine.set_engine("packed")
+    with pytest.raises(ValueError, match="TBNN_ENGINE=packed cannot run this layer \\(float weights\\)"):
+        engine.exact(floaty, tbnn.TemporalBinary(2).encode(torch.randn(4, 8)), engine.weight_codes(floaty))
+    with pytest.raises(ValueError, match="engine must be one of auto, packed, dense"):
+        engine.set_engine("fast")
+
+
+def test_without_a_kernel_auto_runs_dense(monkeypatch):
+    monkeypatch.setattr(kernels, "kernel", lambda: None)
+    engine.set_engine("auto")
+    layer = tbnn.TBLinear(8, 3).eval()
+    wc = engine.weight_codes(layer)
+    engine.exact(layer, tbnn.TemporalBinary(2).encode(torch.randn(4, 8)), wc)
+    assert engine.engine_path(wc) == "dense (no compiled kernel)"

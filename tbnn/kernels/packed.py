@@ -1,0 +1,305 @@
+r"""Packed bit planes and the per-block integer sums of a layer by AND + popcount.
+
+A layer's input current is built from per-block integer sums (the matmul shortcut of Ye
+et al., arXiv:2409.09245): for input rows ``q`` (spikes or integer codes, ``q >= 0``),
+integer weight codes ``Q`` and read-out blocks ``b`` of the input features,
+
+.. math::
+
+    N_b[m, o] = \sum_{i \in b} q_{m i} Q_{o i}, \qquad S_b[m] = \sum_{i \in b} q_{m i}.
+
+Both sides are split into bit planes packed 64 per machine word: ``q = sum_j x_j wx_j``
+(one plane per time step with the step weights ``wx_j = w_t``, or the binary digits of a
+code with ``wx_j = 2^j``) and ``Q = sum_p w_p c_p`` (one plane for 1-bit codes, ``k`` for
+``k``-bit codes, two for ternary or other signed codes: the digits of ``max(Q, 0)`` with
+``c_p = 2^p`` and of ``max(-Q, 0)`` with ``c_p = -2^p``). Then
+
+.. math::
+
+    N_b[m, o] = \sum_j \sum_p wx_j\, c_p\, \mathrm{popcount}(x_j[m, b] \wedge w_p[o, b])
+
+and ``S_b`` is the same sum with an all-ones weight row (an extra output column). Each
+read-out block is padded to whole words (``wpb = ceil(block / 64)``), so a block never
+shares a word with the next; padding bits are 0.
+
+:func:`block_terms` runs the compiled kernel (``popcount.c``, :mod:`tbnn.kernels.build`);
+:func:`block_terms_reference` is the same function in torch (a byte look-up table), used
+when no kernel can be built and by the tests.
+
+>>> import torch
+>>> q = torch.tensor([[1, 0, 1], [1, 1, 1]])          # 2 rows of spikes, K = 3
+>>> Q = torch.tensor([[1, 1, 0], [-1, 0, 1]])          # 2 outputs, ternary codes
+>>> pw = pack_weights(Q, block=None)
+>>> n, s = row_terms(bit_planes(q), pw, impl="torch")
+>>> n[0].tolist(), s[0].flatten().tolist()             # one block: q @ Q.T and row sums
+([[1, 0], [2, 0]], [2, 3])
+"""
+
+from __future__ import annotations
+
+import functools
+import sys
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+__all__ = [
+    "IMPLS",
+    "WORD",
+    "PackedWeights",
+    "Planes",
+    "bit_planes",
+    "block_terms",
+    "block_terms_reference",
+    "kernel",
+    "kernel_path",
+    "pack_bits",
+    "pack_bits_reference",
+    "pack_weights",
+    "row_terms",
+    "step_planes",
+    "words_per_block",
+]
+
+#: Bits per packed word.
+WORD = 64
+#: Implementations of :func:`row_terms`: the compiled kernel or the torch reference.
+IMPLS: tuple[str, ...] = ("c", "torch")
+
+_BIT_ORDER = 2 ** torch.arange(8, dtype=torch.int64)  # feature i of a byte at bit i
+_POPCOUNT8 = torch.tensor([i.bit_count() for i in range(256)], dtype=torch.int64)
+
+
+def words_per_block(block: int | None, k: int) -> tuple[int, int, int]:
+    """``(bs, nb, wpb)``: block length (``None``: all ``k`` features), blocks, and words per block.
+
+    >>> words_per_block(128, 200), words_per_block(None, 200)
+    ((128, 2, 2), (200, 1, 4))
+    """
+    bs = k if block is None or block >= k else int(block)
+    bs = max(bs, 1)
+    return bs, -(-k // bs), -(-bs // WORD)
+
+
+@functools.cache
+def kernel():
+    """The compiled kernel library (``ctypes.CDLL``), or ``None`` with one line on stderr saying why."""
+    from . import build
+
+    try:
+        lib = build.load()
+        why = "no C compiler found (set CC)" if lib is None and build.compiler() is None else "no cache folder"
+    except (RuntimeError, OSError) as err:
+        lib, why = None, str(err)
+    if lib is None:
+        print(f"tbnn: the packed popcount kernel is not available ({why}); using the dense engine.",
+              file=sys.stderr)
+    return lib
+
+
+def kernel_path() -> str | None:
+    """The kernel's dispatch path on this CPU (``avx512_vpopcntdq``, ``avx2``, ``popcnt``, ``portable``), or ``None``."""
+    lib = kernel()
+    return None if lib is None else lib.tb_path_name(lib.tb_best_path()).decode()
+
+
+def _check_bits(bits: Tensor, name: str) -> Tensor:
+    if bits.dim() != 2:
+        raise ValueError(f"{name} must be a 2-D [rows, K] tensor of 0/1 values; got shape {tuple(bits.shape)}.")
+    if bits.dtype != torch.bool:
+        if bits.is_floating_point() or bits.is_complex():
+            raise ValueError(f"{name} must be bool or integer 0/1; got dtype {bits.dtype}.")
+        if bits.numel() and not bool(((bits == 0) | (bits == 1)).all()):
+            raise ValueError(f"{name} must hold only 0 and 1.")
+        bits = bits != 0
+    return bits.contiguous()
+
+
+def pack_bits_reference(bits: Tensor, block: int | None) -> Tensor:
+    """:func:`pack_bits` in torch."""
+    bits = _check_bits(bits, "bits")
+    rows, k = bits.shape
+    bs, nb, wpb = words_per_block(block, k)
+    x = torch.nn.functional.pad(bits.to(torch.int64), (0, nb * bs - k)).reshape(rows, nb, bs)
+    x = torch.nn.functional.pad(x, (0, wpb * WORD - bs)).reshape(rows, nb * wpb * 8, 8)
+    return (x * _BIT_ORDER).sum(-1).to(torch.uint8).view(torch.int64)
+
+
+def pack_bits(bits: Tensor, block: int | None, impl: str = "c") -> Tensor:
+    """Pack 0/1 values ``[rows, K]`` into 64-bit words ``[rows, nb * wpb]``, each block padded to whole words.
+
+    Feature ``i`` of block ``b`` is bit ``i % 64`` of word ``b * wpb + i // 64`` (little
+    endian); padding bits are 0. Words are returned as ``torch.int64`` (the bits are what
+    matter). ``impl="torch"`` (or no kernel) runs :func:`pack_bits_reference`.
+
+    >>> pack_bits(torch.tensor([[1, 0, 1, 1]]), block=2, impl="torch").tolist()
+    [[1, 3]]
+    """
+    if impl not in IMPLS:
+        raise ValueError(f"impl must be one of {', '.join(IMPLS)}; got {impl!r}.")
+    lib = kernel() if impl == "c" else None
+    if lib is None:
+        return pack_bits_reference(bits, block)
+    bits = _check_bits(bits, "bits")
+    rows, k = bits.shape
+    bs, nb, wpb = words_per_block(block, k)
+    out = torch.empty(rows, nb * wpb, dtype=torch.int64)
+    lib.tb_pack(bits.view(torch.uint8).data_ptr(), rows, k, bs, wpb, out.data_ptr())
+    return out
+
+
+@dataclass
+class Planes:
+    """Bit planes of input rows: ``bits`` ``[J, M, K]`` (0/1) with integer weights ``coefs`` (``q = sum_j coefs_j bits_j``)."""
+
+    bits: Tensor
+    coefs: tuple[int, ...]
+
+
+def bit_planes(q: Tensor) -> Planes:
+    """The binary digits of non-negative integer rows ``q`` ``[M, K]`` (bool, integer or integer-valued float).
+
+    >>> p = bit_planes(torch.tensor([[3., 0., 2.]]))
+    >>> p.bits[:, 0].int().tolist(), p.coefs
+    ([[1, 0, 0], [1, 0, 1]], (1, 2))
+    """
+    if q.dim() != 2:
+        raise ValueError(f"q must be a 2-D [rows, K] tensor; got shape {tuple(q.shape)}.")
+    if q.dtype == torch.bool:
+        return Planes(q.unsqueeze(0), (1,))
+    qi = q.to(torch.int64)
+    if q.numel() and (bool((qi != q).any()) or int(qi.min()) < 0):
+        raise ValueError("q must hold non-negative integers for the packed engine.")
+    top = int(qi.max()) if q.numel() else 0
+    j = max(top.bit_length(), 1)
+    shifts = torch.arange(j, dtype=torch.int64).view(j, 1, 1)
+    return Planes(((qi.unsqueeze(0) >> shifts) & 1).bool(), tuple(1 << i for i in range(j)))
+
+
+def step_planes(spikes: Tensor, weights: list[int]) -> Planes:
+    """Spikes ``[T, M, K]`` as planes weighted by the integer step weights ``w_t`` (``q = sum_t w_t s_t``)."""
+    if spikes.dim() != 3 or spikes.shape[0] != len(weights):
+        raise ValueError(f"spikes must be [T, rows, K] with one weight per step; got shape {tuple(spikes.shape)} "
+                         f"and {len(weights)} weights.")
+    return Planes(spikes, tuple(int(w) for w in weights))
+
+
+@dataclass
+class PackedWeights:
+    """Integer weight codes ``Q`` ``[O, K]`` as packed planes, transposed for the kernel.
+
+    ``words``: ``[P, nb * wpb, O_pad]`` int64 (plane ``p`` of output ``o`` at ``[p, :, o]``);
+    ``coefs``: ``[P]`` int64 plane weights; column ``O`` holds all ones when ``ones_column``
+    (its sums are ``S_b``); ``O_pad`` is the next multiple of 8.
+    """
+
+    words: Tensor
+    coefs: Tensor
+    out: int
+    k: int
+    block: int | None
+    ones_column: bool
+    qmax: int
+
+
+def pack_weights(codes: Tensor, block: int | None, ones_column: bool = True) -> PackedWeights:
+    """Pack integer weight codes ``[O, K]`` (any sign) into bit planes; see :class:`PackedWeights`.
+
+    Planes: the binary digits of ``max(Q, 0)`` (weights ``2^p``), then those of
+    ``max(-Q, 0)`` (weights ``-2^p``) when ``Q`` has negative codes: 1 plane for 1-bit
+    codes, ``k`` for ``k``-bit, 2 for ternary.
+
+    >>> pack_weights(torch.tensor([[1, 0, -1]]), block=None).coefs.tolist()
+    [1, -1]
+    """
+    if codes.dim() != 2:
+        raise ValueError(f"codes must be a 2-D [outputs, K] tensor; got shape {tuple(codes.shape)}.")
+    qi = codes.detach().to(torch.int64)
+    if codes.numel() and bool((qi != codes).any()):
+        raise ValueError("codes must hold integers for the packed engine.")
+    o, k = qi.shape
+    pos, neg = qi.clamp(min=0), (-qi).clamp(min=0)
+    planes, coefs = [], []
+    for part, sign in ((pos, 1), (neg, -1)):
+        top = int(part.max()) if part.numel() else 0
+        if sign < 0 and top == 0:
+            continue
+        for i in range(max(top.bit_length(), 1)):
+            planes.append((part >> i) & 1)
+            coefs.append(sign << i)
+    o_pad = (o + int(ones_column) + 7) // 8 * 8
+    full = torch.zeros(len(planes), o_pad, k, dtype=torch.bool)
+    full[:, :o] = torch.stack(planes).bool()
+    if ones_column:
+        full[0, o] = True  # plane 0 has weight +1
+    words = pack_bits(full.reshape(-1, k), block).reshape(len(planes), o_pad, -1).transpose(1, 2).contiguous()
+    return PackedWeights(words, torch.tensor(coefs, dtype=torch.int64), o, k, block, ones_column,
+                         int(qi.abs().max()) if qi.numel() else 0)
+
+
+def _packed_rows(planes: Planes, block: int | None, impl: str) -> Tensor:
+    """``[M, J, nb * wpb]`` words of the planes (row-major, a row's planes side by side)."""
+    j, m, k = planes.bits.shape
+    words = pack_bits(planes.bits.reshape(j * m, k), block, impl)
+    return words.reshape(j, m, -1).transpose(0, 1).contiguous()
+
+
+def block_terms_reference(x: Tensor, x_coefs: Tensor, pw: PackedWeights) -> Tensor:
+    """:func:`block_terms` in torch: the popcount of every AND by a byte look-up table."""
+    m, j, _ = x.shape
+    _, nb, wpb = words_per_block(pw.block, pw.k)
+    p, _, o_pad = pw.words.shape
+    xb = x.reshape(m, j, 1, nb, wpb, 1)
+    wb = pw.words.reshape(1, 1, p, nb, wpb, o_pad)
+    out = torch.zeros(nb, m, o_pad, dtype=torch.int64)
+    for r in range(m):  # one row at a time: [J, P, nb, wpb, O, 8] bytes
+        anded = (xb[r:r + 1] & wb).contiguous().view(torch.uint8).reshape(1, j, p, nb, wpb, o_pad, 8)
+        counts = _POPCOUNT8[anded.to(torch.int64)].sum((-1, -3))[0]  # [J, P, nb, O]
+        f = x_coefs.view(j, 1, 1, 1) * pw.coefs.view(1, p, 1, 1)
+        out[:, r] = (counts * f).sum((0, 1))
+    return out.to(torch.int32)
+
+
+def block_terms(x: Tensor, x_coefs: Tensor, pw: PackedWeights, impl: str = "c", path: int | None = None) -> Tensor:
+    r"""``out[b, m, o] = sum_j sum_p wx_j c_p popcount(x[m, j, b] & w[p, b, o])``: ``[nb, M, O_pad]`` int32.
+
+    ``x``: packed rows ``[M, J, nb * wpb]`` (:func:`pack_bits` of each plane); ``x_coefs``:
+    ``[J]`` int64. ``impl="c"``: the compiled kernel on the CPU's best path (or ``path``:
+    0 portable, 1 POPCNT, 2 AVX2, 3 AVX-512 VPOPCNTDQ); ``"torch"``:
+    :func:`block_terms_reference`. Every sum must lie below :math:`2^{31}`.
+    """
+    if impl not in IMPLS:
+        raise ValueError(f"impl must be one of {', '.join(IMPLS)}; got {impl!r}.")
+    lib = kernel() if impl == "c" else None
+    if lib is None:
+        return block_terms_reference(x, x_coefs, pw)
+    m, j, _ = x.shape
+    _, nb, wpb = words_per_block(pw.block, pw.k)
+    p, _, o_pad = pw.words.shape
+    x, xc = x.contiguous(), x_coefs.to(torch.int64).contiguous()
+    out = torch.empty(nb, m, o_pad, dtype=torch.int32)
+    rc = lib.tb_terms(lib.tb_best_path() if path is None else path, x.data_ptr(), m, j, xc.data_ptr(),
+                      pw.words.data_ptr(), p, pw.coefs.data_ptr(), o_pad, nb, wpb, out.data_ptr())
+    if rc != 0:
+        raise ValueError(f"path {path} cannot run on this CPU (the best here is {lib.tb_best_path()}).")
+    return out
+
+
+def row_terms(planes: Planes, pw: PackedWeights, impl: str = "c") -> tuple[Tensor, Tensor]:
+    r"""``N_b`` ``[nb, M, O]`` and ``S_b`` ``[nb, M, 1]`` (int32) of the rows ``q = sum_j wx_j x_j`` against ``pw``.
+
+    ``S_b`` needs ``pw`` packed with its ones column. Raises ``ValueError`` when a sum
+    could exceed :math:`2^{31} - 1` (``max|Q| * block * sum|wx|``).
+    """
+    bs, _, _ = words_per_block(pw.block, pw.k)
+    if planes.bits.shape[-1] != pw.k:
+        raise ValueError(f"planes have {planes.bits.shape[-1]} features but the weights {pw.k}.")
+    if max(pw.qmax, 1) * bs * sum(abs(c) for c in planes.coefs) >= 2**31:
+        raise ValueError("the packed sums could overflow int32 for these codes; use the dense engine.")
+    x = _packed_rows(planes, pw.block, impl)
+    out = block_terms(x, torch.tensor(planes.coefs, dtype=torch.int64), pw, impl)
+    n = out[..., :pw.out]
+    s = out[..., pw.out:pw.out + 1] if pw.ones_column else None
+    return n, s
+

@@ -1,0 +1,204 @@
+/* Per-block integer sums of a tbnn layer by AND + popcount (tbnn.kernels).
+ *
+ * Inputs are bit planes packed 64 per word, each read-out block padded to `wpb` words:
+ *   X  [M, J, nb * wpb]   uint64, plane j of row m carries weight wx[j]
+ *   Wt [P, nb * wpb, O]   uint64, plane p of the weight codes carries weight wc[p]
+ *                         (transposed: the words of O outputs side by side)
+ * and the result is, for every block b, row m and output o,
+ *   out[b, m, o] = sum_j sum_p wx[j] wc[p] popcount(X[m, j, block b] & Wt[p, block b, o])
+ * which is N_b = sum_{i in b} q[m, i] Q[o, i] when q = sum_j wx[j] x_j and Q = sum_p wc[p] w_p.
+ * O must be a multiple of 8. One build carries every path; tb_terms picks one at run time
+ * from the CPU's features (AVX-512 VPOPCNTDQ, AVX2, POPCNT, portable C); tb_path says which.
+ */
+#include <stdint.h>
+#include <string.h>
+
+#if defined(__x86_64__) || defined(__i386__)
+#define TB_X86 1
+#include <immintrin.h>
+#endif
+
+#define TB_API __attribute__((visibility("default")))
+
+/* ---------------------------------------------------------------------------------------- */
+/* packing: 0/1 bytes [rows, K] -> words [rows, nb * wpb], block b's features from word b*wpb */
+
+TB_API void tb_pack(const uint8_t *src, int64_t rows, int64_t K, int64_t bs, int64_t wpb, uint64_t *dst) {
+    int64_t nb = (K + bs - 1) / bs, nw = nb * wpb;
+    for (int64_t r = 0; r < rows; r++) {
+        const uint8_t *s = src + r * K;
+        uint64_t *d = dst + r * nw;
+        memset(d, 0, (size_t)nw * sizeof(uint64_t));
+        for (int64_t b = 0; b < nb; b++) {
+            int64_t lo = b * bs, n = (K - lo < bs) ? K - lo : bs;
+            uint64_t *db = d + b * wpb;
+            int64_t i = 0;
+            for (; i + 8 <= n; i += 8) { /* 8 bytes of 0/1 -> 8 bits, feature i at bit i % 64 */
+                uint64_t v;
+                memcpy(&v, s + lo + i, 8);
+                v = (v != 0) ? ((v | (v >> 7) | (v >> 14) | (v >> 21) | (v >> 28) | (v >> 35) | (v >> 42) | (v >> 49)) & 0xff) : 0;
+                db[i >> 6] |= v << (i & 63);
+            }
+            for (; i < n; i++)
+                db[i >> 6] |= (uint64_t)(s[lo + i] != 0) << (i & 63);
+        }
+    }
+}
+
+/* ---------------------------------------------------------------------------------------- */
+/* portable path (and, built for POPCNT, the scalar x86 path)                               */
+
+static inline __attribute__((always_inline)) void
+terms_scalar(const uint64_t *X, int64_t M, int64_t J, const int64_t *wx, const uint64_t *Wt, int64_t P,
+             const int64_t *wc, int64_t O, int64_t nb, int64_t wpb, int32_t *out) {
+    int64_t nw = nb * wpb;
+    for (int64_t m = 0; m < M; m++)
+        for (int64_t b = 0; b < nb; b++) {
+            int32_t *o_row = out + (b * M + m) * O;
+            for (int64_t o = 0; o < O; o++) {
+                int64_t tot = 0;
+                for (int64_t j = 0; j < J; j++) {
+                    const uint64_t *x = X + (m * J + j) * nw + b * wpb;
+                    for (int64_t p = 0; p < P; p++) {
+                        const uint64_t *w = Wt + ((p * nw) + b * wpb) * O + o;
+                        int64_t c = 0;
+                        for (int64_t k = 0; k < wpb; k++)
+                            c += __builtin_popcountll(x[k] & w[k * O]);
+                        tot += c * wx[j] * wc[p];
+                    }
+                }
+                o_row[o] = (int32_t)tot;
+            }
+        }
+}
+
+static void terms_portable(const uint64_t *X, int64_t M, int64_t J, const int64_t *wx, const uint64_t *Wt,
+                           int64_t P, const int64_t *wc, int64_t O, int64_t nb, int64_t wpb, int32_t *out) {
+    terms_scalar(X, M, J, wx, Wt, P, wc, O, nb, wpb, out);
+}
+
+#ifdef TB_X86
+__attribute__((target("popcnt")))
+static void terms_popcnt(const uint64_t *X, int64_t M, int64_t J, const int64_t *wx, const uint64_t *Wt,
+                         int64_t P, const int64_t *wc, int64_t O, int64_t nb, int64_t wpb, int32_t *out) {
+    terms_scalar(X, M, J, wx, Wt, P, wc, O, nb, wpb, out);
+}
+
+/* AVX2: 8 outputs (two vectors of 4 words) per pass; byte counts by nibble look-up (pshufb),
+ * summed in bytes over at most 31 words (8 * 31 < 256), then into 64-bit lanes (psadbw). */
+__attribute__((target("avx2,popcnt")))
+static void terms_avx2(const uint64_t *X, int64_t M, int64_t J, const int64_t *wx, const uint64_t *Wt,
+                       int64_t P, const int64_t *wc, int64_t O, int64_t nb, int64_t wpb, int32_t *out) {
+    int64_t nw = nb * wpb;
+    const __m256i lut = _mm256_setr_epi8(0, 1, 1, 2, 1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4,
+                                         0, 1, 1, 2, 1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4);
+    const __m256i low = _mm256_set1_epi8(0x0f), zero = _mm256_setzero_si256();
+    const __m256i pick = _mm256_setr_epi32(0, 2, 4, 6, 0, 2, 4, 6);
+    for (int64_t m = 0; m < M; m++)
+        for (int64_t b = 0; b < nb; b++) {
+            int32_t *o_row = out + (b * M + m) * O;
+            for (int64_t o = 0; o < O; o += 8) {
+                __m256i t0 = zero, t1 = zero;
+                for (int64_t j = 0; j < J; j++) {
+                    const uint64_t *x = X + (m * J + j) * nw + b * wpb;
+                    for (int64_t p = 0; p < P; p++) {
+                        const uint64_t *w = Wt + ((p * nw) + b * wpb) * O + o;
+                        __m256i c0 = zero, c1 = zero;
+                        for (int64_t k0 = 0; k0 < wpb; k0 += 31) {
+                            int64_t k1 = (k0 + 31 < wpb) ? k0 + 31 : wpb;
+                            __m256i a0 = zero, a1 = zero;
+                            for (int64_t k = k0; k < k1; k++) {
+                                __m256i xv = _mm256_set1_epi64x((long long)x[k]);
+                                __m256i v0 = _mm256_and_si256(xv, _mm256_loadu_si256((const __m256i *)(w + k * O)));
+                                __m256i v1 = _mm256_and_si256(xv, _mm256_loadu_si256((const __m256i *)(w + k * O + 4)));
+                                a0 = _mm256_add_epi8(a0, _mm256_add_epi8(
+                                    _mm256_shuffle_epi8(lut, _mm256_and_si256(v0, low)),
+                                    _mm256_shuffle_epi8(lut, _mm256_and_si256(_mm256_srli_epi16(v0, 4), low))));
+                                a1 = _mm256_add_epi8(a1, _mm256_add_epi8(
+                                    _mm256_shuffle_epi8(lut, _mm256_and_si256(v1, low)),
+                                    _mm256_shuffle_epi8(lut, _mm256_and_si256(_mm256_srli_epi16(v1, 4), low))));
+                            }
+                            c0 = _mm256_add_epi64(c0, _mm256_sad_epu8(a0, zero));
+                            c1 = _mm256_add_epi64(c1, _mm256_sad_epu8(a1, zero));
+                        }
+                        int64_t f = wx[j] * wc[p];
+                        if (f == 1) {
+                            t0 = _mm256_add_epi64(t0, c0);
+                            t1 = _mm256_add_epi64(t1, c1);
+                        } else { /* counts and factors fit in 32 bits: signed 32 x 32 -> 64 */
+                            __m256i fv = _mm256_set1_epi64x(f);
+                            t0 = _mm256_add_epi64(t0, _mm256_mul_epi32(c0, fv));
+                            t1 = _mm256_add_epi64(t1, _mm256_mul_epi32(c1, fv));
+                        }
+                    }
+                }
+                __m256i lo = _mm256_permutevar8x32_epi32(t0, pick), hi = _mm256_permutevar8x32_epi32(t1, pick);
+                _mm_storeu_si128((__m128i *)(o_row + o), _mm256_castsi256_si128(lo));
+                _mm_storeu_si128((__m128i *)(o_row + o + 4), _mm256_castsi256_si128(hi));
+            }
+        }
+}
+
+/* AVX-512 VPOPCNTDQ: 8 outputs (one vector of 8 words) per pass, two passes side by side. */
+__attribute__((target("avx512f,avx512vpopcntdq,avx512dq,popcnt")))
+static void terms_avx512(const uint64_t *X, int64_t M, int64_t J, const int64_t *wx, const uint64_t *Wt,
+                         int64_t P, const int64_t *wc, int64_t O, int64_t nb, int64_t wpb, int32_t *out) {
+    int64_t nw = nb * wpb;
+    for (int64_t m = 0; m < M; m++)
+        for (int64_t b = 0; b < nb; b++) {
+            int32_t *o_row = out + (b * M + m) * O;
+            for (int64_t o = 0; o < O; o += 8) {
+                __m512i t = _mm512_setzero_si512();
+                for (int64_t j = 0; j < J; j++) {
+                    const uint64_t *x = X + (m * J + j) * nw + b * wpb;
+                    for (int64_t p = 0; p < P; p++) {
+                        const uint64_t *w = Wt + ((p * nw) + b * wpb) * O + o;
+                        __m512i c = _mm512_setzero_si512();
+                        for (int64_t k = 0; k < wpb; k++)
+                            c = _mm512_add_epi64(c, _mm512_popcnt_epi64(_mm512_and_si512(
+                                _mm512_set1_epi64((long long)x[k]), _mm512_loadu_si512((const void *)(w + k * O)))));
+                        int64_t f = wx[j] * wc[p];
+                        t = (f == 1) ? _mm512_add_epi64(t, c) : _mm512_add_epi64(t, _mm512_mullo_epi64(c, _mm512_set1_epi64(f)));
+                    }
+                }
+                _mm256_storeu_si256((__m256i *)(o_row + o), _mm512_cvtepi64_epi32(t));
+            }
+        }
+}
+#endif
+
+/* ---------------------------------------------------------------------------------------- */
+/* dispatch                                                                                  */
+
+typedef void (*terms_fn)(const uint64_t *, int64_t, int64_t, const int64_t *, const uint64_t *, int64_t,
+                         const int64_t *, int64_t, int64_t, int64_t, int32_t *);
+
+static const char *const PATHS[] = {"portable", "popcnt", "avx2", "avx512_vpopcntdq"};
+
+/* The best path this CPU runs (3, 2, 1, 0 as in PATHS); `limit` caps it (a forced path). */
+TB_API int tb_best_path(void) {
+#ifdef TB_X86
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx512vpopcntdq") && __builtin_cpu_supports("avx512dq")) return 3;
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("popcnt")) return 2;
+    if (__builtin_cpu_supports("popcnt")) return 1;
+#endif
+    return 0;
+}
+
+TB_API const char *tb_path_name(int path) { return (path >= 0 && path < 4) ? PATHS[path] : "none"; }
+
+/* Returns 0, or -1 for a path this CPU (or this build) cannot run, -2 for O not a multiple of 8. */
+TB_API int tb_terms(int path, const uint64_t *X, int64_t M, int64_t J, const int64_t *wx, const uint64_t *Wt,
+                    int64_t P, const int64_t *wc, int64_t O, int64_t nb, int64_t wpb, int32_t *out) {
+    terms_fn fn = terms_portable;
+    if (path < 0 || path > tb_best_path()) return -1;
+    if (O % 8) return -2;
+#ifdef TB_X86
+    if (path == 3) fn = terms_avx512;
+    else if (path == 2) fn = terms_avx2;
+    else if (path == 1) fn = terms_popcnt;
+#endif
+    fn(X, M, J, wx, Wt, P, wc, O, nb, wpb, out);
+    return 0;
+}
