@@ -135,3 +135,20 @@ def test_two_processes_build_once_and_a_stale_lock_does_not_block(tmp_path):
 def test_no_compiler_means_no_kernel(monkeypatch, tmp_path):
     monkeypatch.setattr(build, "compiler", lambda: None)
     assert build.load(tmp_path) is None
+
+
+@pytest.mark.skipif(not HAS_KERNEL, reason="no compiled kernel here")
+def test_a_path_that_fails_its_self_test_is_not_used(monkeypatch, capsys):
+    best = packed.kernel().tb_best_path()
+    if best == 0:
+        pytest.skip("only the portable path here")
+    real = packed.block_terms
+    monkeypatch.setattr(packed, "block_terms", lambda *a, path=None, **k: real(*a, path=path, **k) + (path == best))
+    packed.best_path.cache_clear()
+    try:
+        assert packed.best_path() == best - 1
+        assert "failed its self-test" in capsys.readouterr().err
+    finally:
+        monkeypatch.undo()
+        packed.best_path.cache_clear()
+    assert packed.best_path() == best

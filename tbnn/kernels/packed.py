@@ -98,10 +98,36 @@ def kernel():
     return lib
 
 
-def kernel_path() -> str | None:
-    """The kernel's dispatch path on this CPU (``avx512_vpopcntdq``, ``avx2``, ``popcnt``, ``portable``), or ``None``."""
+@functools.cache
+def best_path() -> int | None:
+    """The fastest dispatch path (0 portable, 1 POPCNT, 2 AVX2, 3 AVX-512 VPOPCNTDQ) that this CPU
+    runs and that passes a self-test, or ``None`` without a kernel.
+
+    Each path the CPU offers is checked once per process against :func:`block_terms_reference`
+    on a small random problem (ragged blocks, several planes, signed codes, a block longer
+    than the AVX2 path's byte counters); a path that disagrees is skipped, with one line on
+    stderr.
+    """
     lib = kernel()
-    return None if lib is None else lib.tb_path_name(lib.tb_best_path()).decode()
+    if lib is None:
+        return None
+    gen = torch.Generator().manual_seed(0)
+    pw = pack_weights(torch.randint(-3, 4, (11, 2600), generator=gen), None)
+    planes = bit_planes(torch.randint(0, 8, (3, 2600), generator=gen))
+    x, coefs = _packed_rows(planes, None, "torch"), torch.tensor(planes.coefs)
+    ref = block_terms_reference(x, coefs, pw)
+    for path in range(lib.tb_best_path(), 0, -1):
+        if torch.equal(block_terms(x, coefs, pw, path=path), ref):
+            return path
+        print(f"tbnn: the kernel's {lib.tb_path_name(path).decode()} path failed its self-test; not used.",
+              file=sys.stderr)
+    return 0
+
+
+def kernel_path() -> str | None:
+    """The kernel's dispatch path in use (``avx512_vpopcntdq``, ``avx2``, ``popcnt``, ``portable``), or ``None``."""
+    path = best_path()
+    return None if path is None else kernel().tb_path_name(path).decode()
 
 
 def _check_bits(bits: Tensor, name: str) -> Tensor:
@@ -265,7 +291,7 @@ def block_terms(x: Tensor, x_coefs: Tensor, pw: PackedWeights, impl: str = "c", 
     r"""``out[b, m, o] = sum_j sum_p wx_j c_p popcount(x[m, j, b] & w[p, b, o])``: ``[nb, M, O_pad]`` int32.
 
     ``x``: packed rows ``[M, J, nb * wpb]`` (:func:`pack_bits` of each plane); ``x_coefs``:
-    ``[J]`` int64. ``impl="c"``: the compiled kernel on the CPU's best path (or ``path``:
+    ``[J]`` int64. ``impl="c"``: the compiled kernel on :func:`best_path` (or ``path``:
     0 portable, 1 POPCNT, 2 AVX2, 3 AVX-512 VPOPCNTDQ); ``"torch"``:
     :func:`block_terms_reference`. Every sum must lie below :math:`2^{31}`.
     """
@@ -279,7 +305,7 @@ def block_terms(x: Tensor, x_coefs: Tensor, pw: PackedWeights, impl: str = "c", 
     p, _, o_pad = pw.words.shape
     x, xc = x.contiguous(), x_coefs.to(torch.int64).contiguous()
     out = torch.empty(nb, m, o_pad, dtype=torch.int32)
-    rc = lib.tb_terms(lib.tb_best_path() if path is None else path, x.data_ptr(), m, j, xc.data_ptr(),
+    rc = lib.tb_terms(best_path() if path is None else path, x.data_ptr(), m, j, xc.data_ptr(),
                       pw.words.data_ptr(), p, pw.coefs.data_ptr(), o_pad, nb, wpb, out.data_ptr())
     if rc != 0:
         raise ValueError(f"path {path} cannot run on this CPU (the best here is {lib.tb_best_path()}).")
