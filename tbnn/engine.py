@@ -19,14 +19,17 @@ the spikes that occurred (:func:`step_current`, the event-driven simulator) or c
 once from the code (:func:`exact`, the eval forward pass and the time-folded simulator):
 the integers are the same, so the currents are equal bit for bit.
 
-Arithmetic type: the integer products run in the fastest type that is exact for them on
-this machine. float32 is always exact here (sums below :math:`2^{24}`); int8 (``torch._int_mm``,
-int32 sums; CPU) is exact when every code and input lies within :math:`\pm 127`; bfloat16 is
-exact when every partial sum is an integer of magnitude :math:`\le 256`. The low-precision
-types are used only where a probe, run once per process and device, finds them faster
-(CPUs without bf16 units run bfloat16 ~30x slower), fastest first. :func:`arithmetic`
-reports the choice and why; ``TBNN_MATMUL_DTYPE`` (``auto``, ``float32``, ``bfloat16``,
-``int8``) or :func:`set_matmul_dtype` overrides it.
+Arithmetic type: the integer products run in a type that is exact for them. float32 is
+always exact here (sums below :math:`2^{24}`); int8 (``torch._int_mm``, int32 sums; CPU) is
+exact when every code and input lies within :math:`\pm 127`; bfloat16 is exact when every
+partial sum is an integer of magnitude :math:`\le 256`. The low-precision types are chosen
+from the CPU's features, the same in every process (int8 where it has int8 dot-product
+units: AVX-512 VNNI, AVX-VNNI or AMX-INT8; bfloat16 where it has bf16 units: AVX-512 BF16
+or AMX-BF16; CPUs without them run these types several times slower than float32), unless
+the user ran :func:`calibrate`, which times the types and stores its order with the CPU's
+name and the versions; that order is then used on the same CPU and versions.
+:func:`arithmetic` reports the choice and why; ``TBNN_MATMUL_DTYPE`` (``auto``,
+``float32``, ``bfloat16``, ``int8``) or :func:`set_matmul_dtype` overrides it.
 
 Packed engine: for linear layers with integer weight codes on a CPU, the same ``N_b`` and
 ``S_b`` come from bit planes packed 64 per word by AND + popcount (:mod:`tbnn.kernels`, a
@@ -43,11 +46,13 @@ counts.
 from __future__ import annotations
 
 import functools
+import json
 import math
 import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Protocol
 
 import torch
@@ -56,7 +61,11 @@ from torch import Tensor
 
 from tbnn.kernels import packed as kernels
 
+from . import __version__
+from .cache import cache_dir
 from .coding import SpikeCode, step_weights
+from .fileio import atomic_write
+from .machine import cpu_info
 from .quant import quantize
 
 __all__ = [
@@ -81,6 +90,9 @@ __all__ = [
     "set_engine",
     "engine_choice",
     "engine_path",
+    "packed_kernel",
+    "calibrate",
+    "calibration_path",
 ]
 
 #: choices of ``TBNN_MATMUL_DTYPE`` / :func:`set_matmul_dtype`
@@ -154,11 +166,11 @@ def per_channel_codes(weight: Tensor, bits: float | None, **quant_kw: Any) -> tu
 
 
 # --------------------------------------------------------------------------------------
-# arithmetic type: probed once per process and device
+# arithmetic type: from the CPU's features, or a stored calibration
 
 _OVERRIDE: dict[str, str] = {}
 _PROBES: dict[str, dict[str, Any]] = {}
-_FASTER = 0.8  # a low-precision type is used when its probe product takes < 0.8x float32's
+_FASTER = 0.8  # calibrate(): a low-precision type is used when its product takes < 0.8x float32's
 
 
 def set_matmul_dtype(choice: str) -> None:
@@ -271,39 +283,111 @@ def _probe(device: torch.device) -> dict[str, Any]:
     return _PROBES[key]
 
 
+def calibration_path(device: str | torch.device = "cpu") -> Path | None:
+    """Where :func:`calibrate` stores its result for ``device``'s type (``None``: the cache is off)."""
+    folder = cache_dir()
+    return None if folder is None else folder / f"arithmetic-{torch.device(device).type}.json"
+
+
+@functools.cache
+def _cpu() -> dict:
+    return cpu_info()
+
+
+def _machine() -> dict[str, str]:
+    """What a stored calibration must match: the CPU's name and the torch and tbnn versions."""
+    return {"cpu": _cpu()["model"], "torch": torch.__version__, "tbnn": __version__}
+
+
+@functools.cache
+def _stored(where: str) -> dict[str, Any] | None:
+    """The stored calibration for ``where`` when it was made on this CPU with these versions."""
+    path = calibration_path(where)
+    try:
+        data = json.loads(path.read_text()) if path is not None and path.is_file() else None
+    except (OSError, ValueError):
+        return None
+    if not isinstance(data, dict) or {k: data.get(k) for k in _machine()} != _machine():
+        return None
+    order = data.get("order")
+    if not isinstance(order, list) or not set(order) <= {"int8", "bfloat16"}:
+        return None
+    return data
+
+
+def calibrate(device: str | torch.device = "cpu") -> dict[str, Any]:
+    """Time the product types on ``device`` and store their order for every later process.
+
+    Times two ``[256, 128] x [128, 256]`` products of 0/1 values in float32, bfloat16 and
+    int8 (best of 5); a type is kept when it takes less than 0.8 x float32's time, fastest
+    first. The result is written (atomically) to :func:`calibration_path` with the CPU's
+    name and the torch and tbnn versions, and :func:`arithmetic` uses it while they match.
+    Run it on a quiet machine: it is the one place where timings choose the arithmetic.
+    Returns what was stored.
+    """
+    device = torch.device(device)
+    _PROBES.pop(str(device), None)
+    p = _probe(device)
+    data = {**_machine(), "device": str(device), "order": list(p["order"]),
+            "timings_ms": {k.removesuffix("_ms"): v for k, v in p.items() if k.endswith("_ms")}}
+    path = calibration_path(device)
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(path, lambda fh: fh.write(json.dumps(data, indent=1).encode()))
+    _stored.cache_clear()
+    return data
+
+
+def _feature_order(device: torch.device) -> tuple[list[str], str]:
+    """The low-precision types ``device`` has fast units for (int8 first), and why."""
+    if device.type == "cuda":
+        bf16 = torch.cuda.is_bf16_supported()
+        return (["bfloat16"] if bf16 else []), f"CUDA {'with' if bf16 else 'without'} bfloat16"
+    if device.type != "cpu":
+        return [], f"{device.type}: float32"
+    flags = _cpu()["flags"]
+    order = (["int8"] if (flags.get("vnni") or flags.get("amx")) and _int8_works(device) else []) + \
+        (["bfloat16"] if flags.get("bf16") else [])
+    seen = ", ".join(k for k in ("avx2", "avx512", "vnni", "bf16", "amx") if flags.get(k)) or "none"
+    return order, f"CPU features ({seen}): {', '.join(order) or 'no'} fast low-precision units"
+
+
 def arithmetic(device: str | torch.device = "cpu") -> dict[str, Any]:
     r"""The engine's choice of product types on ``device``, and why.
 
-    Returns ``{"low_precision": ..., "order": [...], "reason": ..., "probe": {...}}``:
-    ``order`` lists the low-precision types (``int8``, ``bfloat16``) that the probe found
-    faster than float32, fastest first, and ``low_precision`` is the first of them (or
-    ``float32``). Each product uses the first type of ``order`` that is exact for it
-    (int8: every code and input within :math:`\pm 127`, int32 sums; bfloat16: every
-    partial sum an integer :math:`\le 256`), and float32 (float64 where float32 could
-    round) otherwise. A forced choice (``TBNN_MATMUL_DTYPE`` or :func:`set_matmul_dtype`)
-    makes ``order`` that one type.
+    Returns ``{"low_precision": ..., "order": [...], "reason": ..., "calibration": {...} | None}``:
+    ``order`` lists the low-precision types (``int8``, ``bfloat16``) to try, and
+    ``low_precision`` is the first of them (or ``float32``). Each product uses the first
+    type of ``order`` that is exact for it (int8: every code and input within
+    :math:`\pm 127`, int32 sums; bfloat16: every partial sum an integer :math:`\le 256`),
+    and float32 (float64 where float32 could round) otherwise. The order comes from the
+    CPU's features (see the module), or from a stored :func:`calibrate` of this CPU and
+    these versions; a forced choice (``TBNN_MATMUL_DTYPE`` or :func:`set_matmul_dtype`)
+    makes it that one type. No timing runs here.
+
+    >>> arithmetic()["low_precision"] in MATMUL_DTYPES
+    True
     """
     device = torch.device(device)
     choice, order = _choice(), _order(device)
+    low = order[0] if order else "float32"
     if choice != "auto":
-        return {"low_precision": choice, "order": order, "reason": f"forced ({choice})", "probe": None}
-    p = _probe(device)
-    timed = ", ".join(f"{k} {p[f'{k}_ms']:.3f} ms" for k in ("float32", "bfloat16", "int8") if f"{k}_ms" in p)
-    if not p["int8_available"]:
-        timed += ", int8 not available"
-    if p["order"]:
-        return {"low_precision": p["order"][0], "order": list(p["order"]), "probe": p,
-                "reason": f"probe: {timed}; used where faster than {_FASTER} x float32 and exact: "
-                          f"{', '.join(p['order'])}"}
-    return {"low_precision": "float32", "order": [], "probe": p,
-            "reason": f"probe: {timed}; none faster than {_FASTER} x float32"}
+        return {"low_precision": choice, "order": order, "reason": f"forced ({choice})", "calibration": None}
+    stored = _stored(str(device))
+    if stored is not None:
+        timed = ", ".join(f"{k} {v:.3f} ms" for k, v in stored.get("timings_ms", {}).items())
+        return {"low_precision": low, "order": order, "calibration": stored,
+                "reason": f"stored calibration ({timed}) on {stored['cpu']}: {', '.join(order) or 'float32'}"}
+    return {"low_precision": low, "order": order, "calibration": None, "reason": _feature_order(device)[1]}
 
 
 def _order(device: torch.device) -> list[str]:
-    """The low-precision types to try on ``device``, fastest first: the probe's, or the forced one."""
+    """The low-precision types to try on ``device``: stored by :func:`calibrate`, from the CPU's features, or forced."""
     choice = _choice()
     if choice == "auto":
-        return _probe(device)["order"]
+        stored = _stored(str(device))
+        order = stored["order"] if stored is not None else _feature_order(device)[0]
+        return [k for k in order if k != "int8" or _int8_works(device)]
     if choice == "int8" and not _int8_works(device):
         raise ValueError(f"matmul dtype int8 is not available on {device} with torch {torch.__version__}; "
                          "use auto, float32 or bfloat16.")
@@ -404,6 +488,12 @@ def _packed_weights(layer: EngineLayer, code: SpikeCode, wc: WeightCodes, device
     impl = "c" if kernels.kernel() is not None else "torch"
     wc.cache["engine"] = f"packed ({kernels.kernel_path()})" if impl == "c" else "packed (torch reference)"
     return wc.cache[key], impl
+
+
+def packed_kernel() -> str | None:
+    """The packed kernel's dispatch path (built now if needed), or ``None`` when it does not run
+    (no compiler, or the engine forced ``dense``); call it before timing a run."""
+    return None if engine_choice() == "dense" else kernels.kernel_path()
 
 
 def engine_path(wc: WeightCodes) -> str:

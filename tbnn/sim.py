@@ -187,9 +187,10 @@ def simulate_model(
     dev = params[0].device if params else torch.device("cpu")
     ids = {id(mod): names[name] for name, mod in model.named_modules() if name in names}
     sess = SimulationSession(ids, mode, record_layers, record_samples)
-    arith = engine.arithmetic(dev)  # the probe runs before the clock starts
+    arith = engine.arithmetic(dev)
+    packed = engine.packed_kernel() if dev.type == "cpu" else None  # built (once per machine) before the clock
     preds, ref_preds, logits_all = [], [], []
-    max_diff, sim_seconds = 0.0, 0.0
+    max_diff, sim_seconds, cpu_seconds = 0.0, 0.0, 0.0
     ddp.setup(dev)  # under torchrun: each rank simulates a block of whole batches (same seeds as one process)
     starts = ddp.shard_items(range(0, len(xt), batch))
     if progress and ddp.is_main():
@@ -205,7 +206,7 @@ def simulate_model(
                 torch.manual_seed(seed + i)
                 ref = model(xb)
                 torch.manual_seed(seed + i)
-                t0 = time.perf_counter()
+                t0, c0 = time.perf_counter(), time.process_time()
                 if lif:  # snnTorch LIF: its own per-step loop
                     logits, spikes = model(xb, record=True)
                     for k in model.layer_names:
@@ -214,6 +215,7 @@ def simulate_model(
                     with sess:
                         logits = model(xb)
                 sim_seconds += time.perf_counter() - t0
+                cpu_seconds += time.process_time() - c0
                 sess.end_batch(len(xb))
                 max_diff = max(max_diff, float((logits - ref).abs().max()))
                 logits_all.append(logits.cpu())
@@ -270,7 +272,11 @@ def simulate_model(
         "samples_per_second": engine_rate, "seconds": sim_seconds,
         "engine_samples_per_second": engine_rate, "engine_seconds": sim_seconds,
         "wall_seconds": time.perf_counter() - t_wall,
+        "engine_cpu_seconds_per_sample": cpu_seconds / n,
+        "threads": {"intra_op": torch.get_num_threads(), "inter_op": torch.get_num_interop_threads(),
+                    "cpus": os.cpu_count()},
         "engine": {"low_precision": arith["low_precision"], "order": arith["order"], "reason": arith["reason"],
+                   "packed_kernel": packed,
                    "layers": {name or type(mod).__name__: sess.layer_engines[id(mod)]
                               for name, mod in model.named_modules() if id(mod) in sess.layer_engines}},
         "recorded": {"samples": int(next(iter(spikes.values())).shape[0]) if spikes else 0, "layers": list(spikes)},

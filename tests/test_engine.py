@@ -7,6 +7,7 @@ spike matrices and codes, ragged blocks and signed weight codes.
 """
 
 import dataclasses
+import json
 
 import pytest
 import torch
@@ -74,17 +75,37 @@ def test_the_fastest_exact_type_is_picked_per_product(monkeypatch):
     assert not used  # codes up to 255: float32
 
 
-def test_the_probe_reports_its_timings_and_order():
+def test_auto_arithmetic_follows_the_cpu_features_and_times_nothing(monkeypatch, tmp_path):
+    monkeypatch.setenv("TBNN_CACHE", str(tmp_path))  # no stored calibration
+    engine._stored.cache_clear()
+    monkeypatch.setattr(engine, "_time_product", lambda *a, **k: pytest.fail("auto must not time products"))
+    flags = engine._cpu()["flags"]
     info = engine.arithmetic("cpu")
-    p = info["probe"]
-    timed = {k: p[f"{k}_ms"] for k in ("float32", "bfloat16", "int8") if f"{k}_ms" in p}
+    want = (["int8"] if (flags["vnni"] or flags["amx"]) and engine.arithmetic_available("int8") else []) + \
+        (["bfloat16"] if flags["bf16"] else [])
+    assert info["order"] == want and info["calibration"] is None
+    assert info["low_precision"] == (want[0] if want else "float32")
+    assert info["reason"].startswith("CPU features")
+    engine._stored.cache_clear()
+
+
+def test_a_stored_calibration_is_used_only_on_its_cpu_and_versions(monkeypatch, tmp_path):
+    monkeypatch.setenv("TBNN_CACHE", str(tmp_path))
+    engine._stored.cache_clear()
+    data = engine.calibrate("cpu")
+    stored = json.loads(engine.calibration_path("cpu").read_text())
+    assert stored == data and stored["cpu"] == engine._cpu()["model"] and stored["torch"] == torch.__version__
+    timed = stored["timings_ms"]
     assert {"float32", "bfloat16"} <= set(timed) and all(v > 0 for v in timed.values())
-    assert ("int8" in timed) == p["int8_available"] == engine.arithmetic_available("int8")
-    # the order: the types faster than 0.8 x float32, fastest first
     fast = sorted((k for k in timed if k != "float32" and timed[k] < 0.8 * timed["float32"]), key=timed.get)
-    assert info["order"] == fast
-    assert info["low_precision"] == (fast[0] if fast else "float32")
-    assert all(f"{k} {v:.3f} ms" in info["reason"] for k, v in timed.items())
+    assert stored["order"] == fast
+    info = engine.arithmetic("cpu")
+    assert info["order"] == fast and info["reason"].startswith("stored calibration")
+    # another CPU's (or version's) calibration is ignored: back to the CPU features
+    engine.calibration_path("cpu").write_text(json.dumps({**stored, "cpu": "another CPU", "order": ["bfloat16"]}))
+    engine._stored.cache_clear()
+    assert engine.arithmetic("cpu")["reason"].startswith("CPU features")
+    engine._stored.cache_clear()
 
 
 def test_forcing_an_unavailable_type_is_refused(monkeypatch):
