@@ -83,7 +83,6 @@ def test_every_dispatch_path_this_cpu_runs_gives_the_same_integers(path):
         pw = packed.pack_weights(Q, block)
         planes = packed.bit_planes(q)
         x = packed.pack_bits(planes.bits.reshape(-1, kk), block).reshape(len(planes.coefs), m, -1)
-        x = x.transpose(0, 1).contiguous()
         coefs = torch.tensor(planes.coefs)
         got = packed.block_terms(x, coefs, pw, path=path)
         ref = packed.block_terms_reference(x, coefs, pw)

@@ -265,18 +265,17 @@ def pack_weights(codes: Tensor, block: int | None, ones_column: bool = True) -> 
 
 
 def _packed_rows(planes: Planes, block: int | None, impl: str) -> Tensor:
-    """``[M, J, nb * wpb]`` words of the planes (row-major, a row's planes side by side)."""
+    """``[J, M, nb * wpb]`` words of the planes."""
     j, m, k = planes.bits.shape
-    words = pack_bits(planes.bits.reshape(j * m, k), block, impl)
-    return words.reshape(j, m, -1).transpose(0, 1).contiguous()
+    return pack_bits(planes.bits.reshape(j * m, k), block, impl).reshape(j, m, -1)
 
 
 def block_terms_reference(x: Tensor, x_coefs: Tensor, pw: PackedWeights) -> Tensor:
     """:func:`block_terms` in torch: the popcount of every AND by a byte look-up table."""
-    m, j, _ = x.shape
+    j, m, _ = x.shape
     _, nb, wpb = words_per_block(pw.block, pw.k)
     p, _, o_pad = pw.words.shape
-    xb = x.reshape(m, j, 1, nb, wpb, 1)
+    xb = x.transpose(0, 1).reshape(m, j, 1, nb, wpb, 1)
     wb = pw.words.reshape(1, 1, p, nb, wpb, o_pad)
     out = torch.zeros(nb, m, o_pad, dtype=torch.int64)
     for r in range(m):  # one row at a time: [J, P, nb, wpb, O, 8] bytes
@@ -290,7 +289,7 @@ def block_terms_reference(x: Tensor, x_coefs: Tensor, pw: PackedWeights) -> Tens
 def block_terms(x: Tensor, x_coefs: Tensor, pw: PackedWeights, impl: str = "c", path: int | None = None) -> Tensor:
     r"""``out[b, m, o] = sum_j sum_p wx_j c_p popcount(x[m, j, b] & w[p, b, o])``: ``[nb, M, O_pad]`` int32.
 
-    ``x``: packed rows ``[M, J, nb * wpb]`` (:func:`pack_bits` of each plane); ``x_coefs``:
+    ``x``: packed planes ``[J, M, nb * wpb]`` (:func:`pack_bits` of each plane); ``x_coefs``:
     ``[J]`` int64. ``impl="c"``: the compiled kernel on :func:`best_path` (or ``path``:
     0 portable, 1 POPCNT, 2 AVX2, 3 AVX-512 VPOPCNTDQ); ``"torch"``:
     :func:`block_terms_reference`. Every sum must lie below :math:`2^{31}`.
@@ -300,7 +299,7 @@ def block_terms(x: Tensor, x_coefs: Tensor, pw: PackedWeights, impl: str = "c", 
     lib = kernel() if impl == "c" else None
     if lib is None:
         return block_terms_reference(x, x_coefs, pw)
-    m, j, _ = x.shape
+    j, m, _ = x.shape
     _, nb, wpb = words_per_block(pw.block, pw.k)
     p, _, o_pad = pw.words.shape
     x, xc = x.contiguous(), x_coefs.to(torch.int64).contiguous()

@@ -1,11 +1,11 @@
 /* Per-block integer sums of a tbnn layer by AND + popcount (tbnn.kernels).
  *
  * Inputs are bit planes packed 64 per word, each read-out block padded to `wpb` words:
- *   X  [M, J, nb * wpb]   uint64, plane j of row m carries weight wx[j]
+ *   X  [J, M, nb * wpb]   uint64, plane j of row m carries weight wx[j]
  *   Wt [P, nb * wpb, O]   uint64, plane p of the weight codes carries weight wc[p]
  *                         (transposed: the words of O outputs side by side)
  * and the result is, for every block b, row m and output o,
- *   out[b, m, o] = sum_j sum_p wx[j] wc[p] popcount(X[m, j, block b] & Wt[p, block b, o])
+ *   out[b, m, o] = sum_j sum_p wx[j] wc[p] popcount(X[j, m, block b] & Wt[p, block b, o])
  * which is N_b = sum_{i in b} q[m, i] Q[o, i] when q = sum_j wx[j] x_j and Q = sum_p wc[p] w_p.
  * O must be a multiple of 8. One build carries every path; tb_terms picks one at run time
  * from the CPU's features (AVX-512 VPOPCNTDQ, AVX2, POPCNT, portable C); tb_path says which.
@@ -58,7 +58,7 @@ terms_scalar(const uint64_t *X, int64_t M, int64_t J, const int64_t *wx, const u
             for (int64_t o = 0; o < O; o++) {
                 int64_t tot = 0;
                 for (int64_t j = 0; j < J; j++) {
-                    const uint64_t *x = X + (m * J + j) * nw + b * wpb;
+                    const uint64_t *x = X + (j * M + m) * nw + b * wpb;
                     for (int64_t p = 0; p < P; p++) {
                         const uint64_t *w = Wt + ((p * nw) + b * wpb) * O + o;
                         int64_t c = 0;
@@ -100,7 +100,7 @@ static void terms_avx2(const uint64_t *X, int64_t M, int64_t J, const int64_t *w
             for (int64_t o = 0; o < O; o += 8) {
                 __m256i t0 = zero, t1 = zero;
                 for (int64_t j = 0; j < J; j++) {
-                    const uint64_t *x = X + (m * J + j) * nw + b * wpb;
+                    const uint64_t *x = X + (j * M + m) * nw + b * wpb;
                     for (int64_t p = 0; p < P; p++) {
                         const uint64_t *w = Wt + ((p * nw) + b * wpb) * O + o;
                         __m256i c0 = zero, c1 = zero;
@@ -150,7 +150,7 @@ static void terms_avx512(const uint64_t *X, int64_t M, int64_t J, const int64_t 
             for (int64_t o = 0; o < O; o += 8) {
                 __m512i t = _mm512_setzero_si512();
                 for (int64_t j = 0; j < J; j++) {
-                    const uint64_t *x = X + (m * J + j) * nw + b * wpb;
+                    const uint64_t *x = X + (j * M + m) * nw + b * wpb;
                     for (int64_t p = 0; p < P; p++) {
                         const uint64_t *w = Wt + ((p * nw) + b * wpb) * O + o;
                         __m512i c = _mm512_setzero_si512();
