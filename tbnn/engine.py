@@ -503,9 +503,10 @@ def engine_path(wc: WeightCodes) -> str:
 
 
 def _packed_terms(layer: EngineLayer, q: Tensor, code: SpikeCode, wc: WeightCodes,
-                  weights: list | None = None) -> tuple[Tensor, Tensor] | None:
+                  weights: list | None = None, gains: Tensor | None = None) -> tuple[Tensor, Tensor] | None:
     """``N_b``, ``S_b`` (int32, ``[nb, *lead, out]`` and ``[nb, *lead, 1]``) by the packed engine, or
-    ``None`` where it does not run. ``weights``: ``q`` is spikes ``[T, ..., F]`` with these step weights."""
+    ``None`` where it does not run. ``weights``: ``q`` is spikes ``[T, ..., F]`` with these step weights.
+    ``gains`` (``[nb, rows]``): return ``sum_b gains_b N_b`` (float64 ``[*lead, out]``) instead of ``N_b``."""
     pw, impl = _packed_weights(layer, code, wc, q.device)
     if pw is None:
         return None
@@ -516,6 +517,9 @@ def _packed_terms(layer: EngineLayer, q: Tensor, code: SpikeCode, wc: WeightCode
             planes = kernels.step_planes(q.reshape(q.shape[0], -1, f), weights)
         else:
             planes = kernels.bit_planes(q.detach().reshape(-1, f))
+        if gains is not None:
+            cur, s = kernels.row_readout(planes, pw, gains, impl)
+            return cur.reshape(*lead, cur.shape[-1]), s.reshape(s.shape[0], *lead, 1)
         n, s = kernels.row_terms(planes, pw, impl)
     except ValueError:
         if engine_choice() == "packed":
@@ -601,7 +605,8 @@ def _offset_terms(layer: EngineLayer, code: SpikeCode, wc: WeightCodes) -> tuple
     return wc.cache[key]
 
 
-def combine(layer: EngineLayer, n: Tensor, s: Tensor, code: SpikeCode, wc: WeightCodes) -> Tensor:
+def combine(layer: EngineLayer, n: Tensor | None, s: Tensor, code: SpikeCode, wc: WeightCodes,
+            cur: Tensor | None = None) -> Tensor:
     """The input current from the integer terms (the matmul shortcut of Ye et al.; see the module).
 
     In float64 (so every engine's terms give the same rounding): the sums over blocks
@@ -610,20 +615,23 @@ def combine(layer: EngineLayer, n: Tensor, s: Tensor, code: SpikeCode, wc: Weigh
     once, and the offsets' response ``sum_b c_b (alpha r_b + gamma k_b) + bias``. For a
     linear layer ``gamma sum_b a_b S_b`` is rank one, so it joins the offsets in one small
     product, and the result is ``alpha sum_b a_b N_b`` plus that, rounded once to the
-    code's type as it is written.
+    code's type as it is written. ``cur``: ``sum_b a_b N_b`` already summed in that order
+    (the packed engine's fused read-out, :func:`tbnn.kernels.packed.block_readout`); ``n``
+    is not used then.
     """
     f64 = torch.float64
-    nb, extra = n.shape[0], [1] * (n.dim() - 3)
-    a = code.gain.detach().to(f64).squeeze(-1).transpose(0, 1).reshape(nb, -1, 1, *extra)
+    nb, extra = s.shape[0], [1] * (s.dim() - 3)
+    a = _gains(code, nb, extra)
     c = code.offset.detach().to(f64).squeeze(-1).transpose(0, 1).reshape(nb, -1)  # [nb, B]
     if "affine64" not in wc.cache:
         wc.cache["affine64"] = (wc.alpha.to(f64), wc.gamma.to(f64))
     shape = (-1, *extra)
     al, ga = (t.view(shape) for t in wc.cache["affine64"])
     const, bias = _offset_terms(layer, code, wc)  # [nb, out...] and [out...] flat
-    cur = n[0] * a[0]  # float64
-    for b in range(1, nb):
-        cur.addcmul_(n[b], a[b])
+    if cur is None:
+        cur = n[0] * a[0]  # float64
+        for b in range(1, nb):
+            cur.addcmul_(n[b], a[b])
     sa = (a * s).sum(0)  # [B, 1, ...]
     out = torch.empty_like(cur, dtype=code.q.dtype)  # the last float64 sum is rounded as it is written
     if not extra:  # linear: [c_b..., sa] @ [const_b...; gamma] + bias, then + alpha * cur
@@ -635,6 +643,23 @@ def combine(layer: EngineLayer, n: Tensor, s: Tensor, code: SpikeCode, wc: Weigh
     return torch.add(cur, offsets.view(cur.shape), out=out)
 
 
+def _gains(code: SpikeCode, nb: int, extra: list[int]) -> Tensor:
+    """The read-out gains ``a_b`` per block and sample, float64 ``[nb, B, 1, *extra]``."""
+    return code.gain.detach().to(torch.float64).squeeze(-1).transpose(0, 1).reshape(nb, -1, 1, *extra)
+
+
+def _fused(layer: EngineLayer, q: Tensor, code: SpikeCode, wc: WeightCodes, weights: list | None = None) -> Tensor | None:
+    """The current by the packed engine with the read-out ``sum_b a_b N_b`` fused into the kernel, or
+    ``None`` where it does not run (then the caller combines the terms). Only float32 gains: their
+    products with the integer terms are exact, so the sum equals :func:`combine`'s bit for bit."""
+    if code.gain.dtype != torch.float32 or not layer.is_linear:
+        return None
+    nb = -(-q.shape[-1] // code.block_size())
+    a = _gains(code, nb, [])
+    out = _packed_terms(layer, q, code, wc, weights, gains=a.reshape(nb, -1))
+    return None if out is None else combine(layer, None, out[1], code, wc, cur=out[0])
+
+
 def exact(layer: EngineLayer, code: SpikeCode, wc: WeightCodes | None = None) -> Tensor:
     """Integer-code evaluation (no gradient): the current from the code's integer terms at once.
 
@@ -642,7 +667,8 @@ def exact(layer: EngineLayer, code: SpikeCode, wc: WeightCodes | None = None) ->
     code's steps are linear in the weights, so the ``T`` step products sum to this one).
     """
     wc = wc if wc is not None else weight_codes(layer)
-    return combine(layer, *integer_terms(layer, code.q, code, wc), code, wc)
+    fused = _fused(layer, code.q, code, wc)
+    return fused if fused is not None else combine(layer, *integer_terms(layer, code.q, code, wc), code, wc)
 
 
 def step_current(layer: EngineLayer, code: SpikeCode, wc: WeightCodes | None = None) -> Tensor:
@@ -654,6 +680,11 @@ def step_current(layer: EngineLayer, code: SpikeCode, wc: WeightCodes | None = N
     Equal to :func:`exact` bit for bit.
     """
     wc = wc if wc is not None else weight_codes(layer)
+    weights = code.weights.tolist()
+    if all(w.is_integer() for w in weights):
+        fused = _fused(layer, code.spikes, code, wc, [int(w) for w in weights])
+        if fused is not None:
+            return fused
     return combine(layer, *step_terms(layer, code, wc), code, wc)
 
 

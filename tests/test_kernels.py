@@ -151,3 +151,24 @@ def test_a_path_that_fails_its_self_test_is_not_used(monkeypatch, capsys):
         monkeypatch.undo()
         packed.best_path.cache_clear()
     assert packed.best_path() == best
+
+
+@pytest.mark.parametrize("block", [128, None])
+def test_the_fused_read_out_adds_the_blocks_in_order(block):
+    """``sum_b g_b N_b`` from the kernel equals the block-ordered float64 sum of the recounted terms."""
+    gen = torch.Generator().manual_seed(7)
+    k, m = 500, 6
+    Q = _codes(1.5, (21, k), gen)
+    q = torch.randint(0, 16, (m, k), generator=gen)
+    n_ref, s_ref = _recount(q, Q, block)
+    gains = torch.randn(n_ref.shape[0], m, generator=gen).to(torch.float32).to(torch.float64)
+    want = n_ref[0].double() * gains[0].unsqueeze(-1)
+    for b in range(1, n_ref.shape[0]):
+        want = want + n_ref[b].double() * gains[b].unsqueeze(-1)
+    pw = packed.pack_weights(Q, block)
+    for impl in ["torch"] + (["c"] if HAS_KERNEL else []):
+        cur, s = packed.row_readout(packed.bit_planes(q), pw, gains, impl=impl)
+        assert torch.equal(cur, want), impl
+        assert torch.equal(s.to(torch.int64), s_ref), impl
+    with pytest.raises(ValueError, match="gains must be \\[blocks, rows\\]"):
+        packed.row_readout(packed.bit_planes(q), pw, gains[:, :2])

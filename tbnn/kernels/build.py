@@ -48,8 +48,9 @@ SOURCE = "popcount.c"
 #: Longest a build may take before it is abandoned (the kernel is then not used).
 BUILD_SECONDS = 60
 #: Compiler flags: optimised, position independent, no machine-specific code outside the
-#: functions that ask for it by their ``target`` attribute.
-CFLAGS = ("-O3", "-shared", "-fPIC", "-fvisibility=hidden", "-std=gnu11")
+#: functions that ask for it by their ``target`` attribute, and no fused multiply-add
+#: contraction (the fused read-out rounds each product and sum as torch does).
+CFLAGS = ("-O3", "-shared", "-fPIC", "-fvisibility=hidden", "-std=gnu11", "-ffp-contract=off")
 
 
 def compiler() -> str | None:
@@ -149,7 +150,7 @@ def load(folder: Path | None = None) -> ctypes.CDLL | None:
     i64, p = ctypes.c_int64, ctypes.c_void_p
     lib.tb_pack.argtypes = [p, i64, i64, i64, i64, p]
     lib.tb_pack.restype = None
-    lib.tb_terms.argtypes = [ctypes.c_int, p, i64, i64, p, p, i64, p, i64, i64, i64, p]
+    lib.tb_terms.argtypes = [ctypes.c_int, p, i64, i64, p, p, i64, p, i64, i64, i64, p, p, p, p, i64]
     lib.tb_terms.restype = ctypes.c_int
     lib.tb_best_path.argtypes = []
     lib.tb_best_path.restype = ctypes.c_int

@@ -49,7 +49,9 @@ __all__ = [
     "WORD",
     "PackedWeights",
     "Planes",
+    "best_path",
     "bit_planes",
+    "block_readout",
     "block_terms",
     "block_terms_reference",
     "kernel",
@@ -57,6 +59,7 @@ __all__ = [
     "pack_bits",
     "pack_bits_reference",
     "pack_weights",
+    "row_readout",
     "row_terms",
     "step_planes",
     "words_per_block",
@@ -299,16 +302,52 @@ def block_terms(x: Tensor, x_coefs: Tensor, pw: PackedWeights, impl: str = "c", 
     lib = kernel() if impl == "c" else None
     if lib is None:
         return block_terms_reference(x, x_coefs, pw)
+    _, nb, _ = words_per_block(pw.block, pw.k)
+    x, xc = x.contiguous(), x_coefs.to(torch.int64).contiguous()
+    out = torch.empty(nb, x.shape[1], pw.words.shape[-1], dtype=torch.int32)
+    _run(lib, path, x, xc, pw, out, None, None, None)
+    return out
+
+
+def _run(lib, path, x, xc, pw, out, cur, gains, s_out) -> None:
     j, m, _ = x.shape
     _, nb, wpb = words_per_block(pw.block, pw.k)
     p, _, o_pad = pw.words.shape
-    x, xc = x.contiguous(), x_coefs.to(torch.int64).contiguous()
-    out = torch.empty(nb, m, o_pad, dtype=torch.int32)
+    ptr = [t.data_ptr() if t is not None else None for t in (out, cur, gains, s_out)]
     rc = lib.tb_terms(best_path() if path is None else path, x.data_ptr(), m, j, xc.data_ptr(),
-                      pw.words.data_ptr(), p, pw.coefs.data_ptr(), o_pad, nb, wpb, out.data_ptr())
+                      pw.words.data_ptr(), p, pw.coefs.data_ptr(), o_pad, nb, wpb, *ptr, pw.out)
     if rc != 0:
         raise ValueError(f"path {path} cannot run on this CPU (the best here is {lib.tb_best_path()}).")
-    return out
+
+
+def block_readout(x: Tensor, x_coefs: Tensor, pw: PackedWeights, gains: Tensor, impl: str = "c",
+                  path: int | None = None) -> tuple[Tensor, Tensor]:
+    r"""The read-out fused into the kernel: ``cur[m, o] = sum_b g[b, m] N_b[m, o]`` (float64 ``[M, O_pad]``)
+    and ``S_b`` (int32 ``[nb, M]``, the ones column's terms; ``pw`` needs it).
+
+    ``gains``: ``[nb, M]`` float64. The blocks are added in order, each product and sum
+    rounded once: ``cur = g_0 N_0``, then ``cur = cur + g_b N_b``, as
+    ``cur.addcmul_(N_b, g_b)`` does in torch (so the two agree bit for bit; the products
+    are exact when the gains are float32 values and ``|N_b| < 2^24``).
+    """
+    if not pw.ones_column:
+        raise ValueError("pw must be packed with its ones column for the fused read-out.")
+    m = x.shape[1]
+    _, nb, _ = words_per_block(pw.block, pw.k)
+    gains = gains.to(torch.float64).contiguous()
+    if tuple(gains.shape) != (nb, m):
+        raise ValueError(f"gains must be [blocks, rows] = [{nb}, {m}]; got {tuple(gains.shape)}.")
+    lib = kernel() if impl == "c" else None
+    if lib is None:
+        n = block_terms_reference(x, x_coefs, pw)
+        cur = n[0] * gains[0].unsqueeze(-1)
+        for b in range(1, nb):
+            cur.addcmul_(n[b], gains[b].unsqueeze(-1))
+        return cur, n[..., pw.out].contiguous()
+    cur = torch.empty(m, pw.words.shape[-1], dtype=torch.float64)
+    s_out = torch.empty(nb, m, dtype=torch.int32)
+    _run(lib, path, x.contiguous(), x_coefs.to(torch.int64).contiguous(), pw, None, cur, gains, s_out)
+    return cur, s_out
 
 
 def row_terms(planes: Planes, pw: PackedWeights, impl: str = "c") -> tuple[Tensor, Tensor]:
@@ -317,14 +356,27 @@ def row_terms(planes: Planes, pw: PackedWeights, impl: str = "c") -> tuple[Tenso
     ``S_b`` needs ``pw`` packed with its ones column. Raises ``ValueError`` when a sum
     could exceed :math:`2^{31} - 1` (``max|Q| * block * sum|wx|``).
     """
-    bs, _, _ = words_per_block(pw.block, pw.k)
-    if planes.bits.shape[-1] != pw.k:
-        raise ValueError(f"planes have {planes.bits.shape[-1]} features but the weights {pw.k}.")
-    if max(pw.qmax, 1) * bs * sum(abs(c) for c in planes.coefs) >= 2**31:
-        raise ValueError("the packed sums could overflow int32 for these codes; use the dense engine.")
+    _check_sums(planes, pw)
     x = _packed_rows(planes, pw.block, impl)
     out = block_terms(x, torch.tensor(planes.coefs, dtype=torch.int64), pw, impl)
     n = out[..., :pw.out]
     s = out[..., pw.out:pw.out + 1] if pw.ones_column else None
     return n, s
+
+
+def _check_sums(planes: Planes, pw: PackedWeights) -> None:
+    bs, _, _ = words_per_block(pw.block, pw.k)
+    if planes.bits.shape[-1] != pw.k:
+        raise ValueError(f"planes have {planes.bits.shape[-1]} features but the weights {pw.k}.")
+    if max(pw.qmax, 1) * bs * sum(abs(c) for c in planes.coefs) >= 2**31:
+        raise ValueError("the packed sums could overflow int32 for these codes; use the dense engine.")
+
+
+def row_readout(planes: Planes, pw: PackedWeights, gains: Tensor, impl: str = "c") -> tuple[Tensor, Tensor]:
+    """``sum_b g_b N_b`` (float64 ``[M, O]``) and ``S_b`` (int32 ``[nb, M, 1]``) of the rows against ``pw``
+    (:func:`block_readout`); the same checks as :func:`row_terms`."""
+    _check_sums(planes, pw)
+    x = _packed_rows(planes, pw.block, impl)
+    cur, s = block_readout(x, torch.tensor(planes.coefs, dtype=torch.int64), pw, gains, impl)
+    return cur[:, :pw.out], s.unsqueeze(-1)
 

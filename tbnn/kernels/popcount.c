@@ -46,57 +46,85 @@ TB_API void tb_pack(const uint8_t *src, int64_t rows, int64_t K, int64_t bs, int
 }
 
 /* ---------------------------------------------------------------------------------------- */
+/* where the sums go: int32 terms out[b, m, o], and/or the read-out fused in                */
+
+typedef struct {
+    int32_t *out;         /* [nb, M, O] int32 terms, or NULL */
+    double *cur;          /* [M, O]: sum_b gains[b, m] * out[b, m, o] in block order, or NULL */
+    const double *gains;  /* [nb, M] */
+    int32_t *s_out;       /* [nb, M]: the terms of column ones_col, or NULL */
+    int64_t ones_col, M, O;
+} sink;
+
+/* The 8 sums of outputs o..o+7 for block b and row m. The read-out adds the blocks in
+ * order, each product rounded once: cur = g_0 N_0, then cur = cur + g_b N_b (b = 1, 2, ...). */
+static inline __attribute__((always_inline)) void emit(const sink *k, int64_t b, int64_t m, int64_t o,
+                                                       const int64_t *t) {
+    if (k->out) {
+        int32_t *dst = k->out + (b * k->M + m) * k->O + o;
+        for (int i = 0; i < 8; i++) dst[i] = (int32_t)t[i];
+    }
+    if (k->cur) {
+        double g = k->gains[b * k->M + m], *dst = k->cur + m * k->O + o;
+        if (b == 0)
+            for (int i = 0; i < 8; i++) dst[i] = (double)t[i] * g;
+        else
+            for (int i = 0; i < 8; i++) dst[i] = dst[i] + (double)t[i] * g;
+    }
+    if (k->s_out && k->ones_col >= o && k->ones_col < o + 8) k->s_out[b * k->M + m] = (int32_t)t[k->ones_col - o];
+}
+
+/* ---------------------------------------------------------------------------------------- */
 /* portable path (and, built for POPCNT, the scalar x86 path)                               */
 
 static inline __attribute__((always_inline)) void
 terms_scalar(const uint64_t *X, int64_t M, int64_t J, const int64_t *wx, const uint64_t *Wt, int64_t P,
-             const int64_t *wc, int64_t O, int64_t nb, int64_t wpb, int32_t *out) {
+             const int64_t *wc, int64_t O, int64_t nb, int64_t wpb, const sink *snk) {
     int64_t nw = nb * wpb;
     for (int64_t m = 0; m < M; m++)
-        for (int64_t b = 0; b < nb; b++) {
-            int32_t *o_row = out + (b * M + m) * O;
-            for (int64_t o = 0; o < O; o++) {
-                int64_t tot = 0;
-                for (int64_t j = 0; j < J; j++) {
-                    const uint64_t *x = X + (j * M + m) * nw + b * wpb;
-                    for (int64_t p = 0; p < P; p++) {
-                        const uint64_t *w = Wt + ((p * nw) + b * wpb) * O + o;
-                        int64_t c = 0;
-                        for (int64_t k = 0; k < wpb; k++)
-                            c += __builtin_popcountll(x[k] & w[k * O]);
-                        tot += c * wx[j] * wc[p];
+        for (int64_t b = 0; b < nb; b++)
+            for (int64_t o = 0; o < O; o += 8) {
+                int64_t tot[8];
+                for (int i = 0; i < 8; i++) {
+                    tot[i] = 0;
+                    for (int64_t j = 0; j < J; j++) {
+                        const uint64_t *x = X + (j * M + m) * nw + b * wpb;
+                        for (int64_t p = 0; p < P; p++) {
+                            const uint64_t *w = Wt + ((p * nw) + b * wpb) * O + o + i;
+                            int64_t c = 0;
+                            for (int64_t k = 0; k < wpb; k++)
+                                c += __builtin_popcountll(x[k] & w[k * O]);
+                            tot[i] += c * wx[j] * wc[p];
+                        }
                     }
                 }
-                o_row[o] = (int32_t)tot;
+                emit(snk, b, m, o, tot);
             }
-        }
 }
 
 static void terms_portable(const uint64_t *X, int64_t M, int64_t J, const int64_t *wx, const uint64_t *Wt,
-                           int64_t P, const int64_t *wc, int64_t O, int64_t nb, int64_t wpb, int32_t *out) {
-    terms_scalar(X, M, J, wx, Wt, P, wc, O, nb, wpb, out);
+                           int64_t P, const int64_t *wc, int64_t O, int64_t nb, int64_t wpb, const sink *snk) {
+    terms_scalar(X, M, J, wx, Wt, P, wc, O, nb, wpb, snk);
 }
 
 #ifdef TB_X86
 __attribute__((target("popcnt")))
 static void terms_popcnt(const uint64_t *X, int64_t M, int64_t J, const int64_t *wx, const uint64_t *Wt,
-                         int64_t P, const int64_t *wc, int64_t O, int64_t nb, int64_t wpb, int32_t *out) {
-    terms_scalar(X, M, J, wx, Wt, P, wc, O, nb, wpb, out);
+                         int64_t P, const int64_t *wc, int64_t O, int64_t nb, int64_t wpb, const sink *snk) {
+    terms_scalar(X, M, J, wx, Wt, P, wc, O, nb, wpb, snk);
 }
 
 /* AVX2: 8 outputs (two vectors of 4 words) per pass; byte counts by nibble look-up (pshufb),
  * summed in bytes over at most 31 words (8 * 31 < 256), then into 64-bit lanes (psadbw). */
 __attribute__((target("avx2,popcnt")))
 static void terms_avx2(const uint64_t *X, int64_t M, int64_t J, const int64_t *wx, const uint64_t *Wt,
-                       int64_t P, const int64_t *wc, int64_t O, int64_t nb, int64_t wpb, int32_t *out) {
+                       int64_t P, const int64_t *wc, int64_t O, int64_t nb, int64_t wpb, const sink *snk) {
     int64_t nw = nb * wpb;
     const __m256i lut = _mm256_setr_epi8(0, 1, 1, 2, 1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4,
                                          0, 1, 1, 2, 1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4);
     const __m256i low = _mm256_set1_epi8(0x0f), zero = _mm256_setzero_si256();
-    const __m256i pick = _mm256_setr_epi32(0, 2, 4, 6, 0, 2, 4, 6);
     for (int64_t m = 0; m < M; m++)
         for (int64_t b = 0; b < nb; b++) {
-            int32_t *o_row = out + (b * M + m) * O;
             for (int64_t o = 0; o < O; o += 8) {
                 __m256i t0 = zero, t1 = zero;
                 for (int64_t j = 0; j < J; j++) {
@@ -132,9 +160,10 @@ static void terms_avx2(const uint64_t *X, int64_t M, int64_t J, const int64_t *w
                         }
                     }
                 }
-                __m256i lo = _mm256_permutevar8x32_epi32(t0, pick), hi = _mm256_permutevar8x32_epi32(t1, pick);
-                _mm_storeu_si128((__m128i *)(o_row + o), _mm256_castsi256_si128(lo));
-                _mm_storeu_si128((__m128i *)(o_row + o + 4), _mm256_castsi256_si128(hi));
+                int64_t tot[8];
+                _mm256_storeu_si256((__m256i *)tot, t0);
+                _mm256_storeu_si256((__m256i *)(tot + 4), t1);
+                emit(snk, b, m, o, tot);
             }
         }
 }
@@ -142,11 +171,10 @@ static void terms_avx2(const uint64_t *X, int64_t M, int64_t J, const int64_t *w
 /* AVX-512 VPOPCNTDQ: 8 outputs (one vector of 8 words) per pass, two passes side by side. */
 __attribute__((target("avx512f,avx512vpopcntdq,avx512dq,popcnt")))
 static void terms_avx512(const uint64_t *X, int64_t M, int64_t J, const int64_t *wx, const uint64_t *Wt,
-                         int64_t P, const int64_t *wc, int64_t O, int64_t nb, int64_t wpb, int32_t *out) {
+                         int64_t P, const int64_t *wc, int64_t O, int64_t nb, int64_t wpb, const sink *snk) {
     int64_t nw = nb * wpb;
     for (int64_t m = 0; m < M; m++)
         for (int64_t b = 0; b < nb; b++) {
-            int32_t *o_row = out + (b * M + m) * O;
             for (int64_t o = 0; o < O; o += 8) {
                 __m512i t = _mm512_setzero_si512();
                 for (int64_t j = 0; j < J; j++) {
@@ -161,7 +189,9 @@ static void terms_avx512(const uint64_t *X, int64_t M, int64_t J, const int64_t 
                         t = (f == 1) ? _mm512_add_epi64(t, c) : _mm512_add_epi64(t, _mm512_mullo_epi64(c, _mm512_set1_epi64(f)));
                     }
                 }
-                _mm256_storeu_si256((__m256i *)(o_row + o), _mm512_cvtepi64_epi32(t));
+                int64_t tot[8];
+                _mm512_storeu_si512((void *)tot, t);
+                emit(snk, b, m, o, tot);
             }
         }
 }
@@ -171,7 +201,7 @@ static void terms_avx512(const uint64_t *X, int64_t M, int64_t J, const int64_t 
 /* dispatch                                                                                  */
 
 typedef void (*terms_fn)(const uint64_t *, int64_t, int64_t, const int64_t *, const uint64_t *, int64_t,
-                         const int64_t *, int64_t, int64_t, int64_t, int32_t *);
+                         const int64_t *, int64_t, int64_t, int64_t, const sink *);
 
 static const char *const PATHS[] = {"portable", "popcnt", "avx2", "avx512_vpopcntdq"};
 
@@ -188,9 +218,13 @@ TB_API int tb_best_path(void) {
 
 TB_API const char *tb_path_name(int path) { return (path >= 0 && path < 4) ? PATHS[path] : "none"; }
 
-/* Returns 0, or -1 for a path this CPU (or this build) cannot run, -2 for O not a multiple of 8. */
+/* out [nb, M, O] int32 terms (or NULL); cur [M, O] the fused read-out sum_b gains[b, m] out[b, m, o]
+ * (or NULL; gains [nb, M]); s_out [nb, M] the terms of column ones_col (or NULL).
+ * Returns 0, or -1 for a path this CPU (or this build) cannot run, -2 for O not a multiple of 8. */
 TB_API int tb_terms(int path, const uint64_t *X, int64_t M, int64_t J, const int64_t *wx, const uint64_t *Wt,
-                    int64_t P, const int64_t *wc, int64_t O, int64_t nb, int64_t wpb, int32_t *out) {
+                    int64_t P, const int64_t *wc, int64_t O, int64_t nb, int64_t wpb, int32_t *out,
+                    double *cur, const double *gains, int32_t *s_out, int64_t ones_col) {
+    sink snk = {out, cur, gains, s_out, ones_col, M, O};
     terms_fn fn = terms_portable;
     if (path < 0 || path > tb_best_path()) return -1;
     if (O % 8) return -2;
@@ -199,6 +233,6 @@ TB_API int tb_terms(int path, const uint64_t *X, int64_t M, int64_t J, const int
     else if (path == 2) fn = terms_avx2;
     else if (path == 1) fn = terms_popcnt;
 #endif
-    fn(X, M, J, wx, Wt, P, wc, O, nb, wpb, out);
+    fn(X, M, J, wx, Wt, P, wc, O, nb, wpb, &snk);
     return 0;
 }
