@@ -722,15 +722,16 @@ def step_terms(layer: EngineLayer, code: SpikeCode, wc: WeightCodes) -> tuple[Te
 def spike_sums(spikes: Tensor) -> Tensor:
     """Spikes of each column of a boolean matrix ``[R, F]`` summed over its rows: ``[F]`` int32.
 
-    The int8 product of a row of ones with the spike bytes where this torch has it on the
-    device (int32 sums, exact below :math:`2^{31}` rows; about twice as fast as the
-    reduction on a CPU), else a uint8 reduction with int32 sums.
+    The int8 product of a row of ones with the spike bytes where the CPU has int8
+    dot-product units (VNNI, AMX-INT8; int32 sums, exact below :math:`2^{31}` rows; about
+    twice as fast as the reduction there), else a uint8 reduction with int32 sums (on an
+    AVX2-only EPYC, [1024, 1024] spikes: 0.28 ms against 2.0 ms for the int8 product).
 
     >>> spike_sums(torch.tensor([[True, False], [True, True]])).tolist()
     [2, 1]
     """
     u = spikes.view(torch.uint8)
-    if _int8_works(u.device) and u.shape[0] < 2**31:
+    if "int8" in _feature_order(u.device)[0] and u.shape[0] < 2**31:
         ones = torch.ones(1, u.shape[0], dtype=torch.int8, device=u.device)
         return _int8_product(ones, u.view(torch.int8))[0]
     return u.sum(0, dtype=torch.int32)

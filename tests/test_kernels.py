@@ -73,13 +73,14 @@ def test_row_terms_equal_a_recount(bits, timesteps, block):
 
 
 @pytest.mark.skipif(not HAS_KERNEL, reason="no compiled kernel here")
+@pytest.mark.parametrize("active", [1.0, 0.01])  # 1 %: most words silent (skipped), some blocks silent
 @pytest.mark.parametrize("path", PATHS)
-def test_every_dispatch_path_this_cpu_runs_gives_the_same_integers(path):
+def test_every_dispatch_path_this_cpu_runs_gives_the_same_integers(path, active):
     gen = torch.Generator().manual_seed(path)
     k, m = 1100, 5  # block None at K = 2560: 40 words, past the AVX2 path's 31-word byte counters
     for block, kk in ((128, k), (None, k), (None, 64 * 40)):
         Q = _codes(1.5, (16, kk), gen)
-        q = torch.randint(0, 16, (m, kk), generator=gen)
+        q = torch.randint(0, 16, (m, kk), generator=gen) * (torch.rand(m, kk, generator=gen) < active)
         pw = packed.pack_weights(Q, block)
         planes = packed.bit_planes(q)
         x = packed.pack_bits(planes.bits.reshape(-1, kk), block).reshape(len(planes.coefs), m, -1)
@@ -153,13 +154,14 @@ def test_a_path_that_fails_its_self_test_is_not_used(monkeypatch, capsys):
     assert packed.best_path() == best
 
 
+@pytest.mark.parametrize("active", [1.0, 0.02])
 @pytest.mark.parametrize("block", [128, None])
-def test_the_fused_read_out_adds_the_blocks_in_order(block):
+def test_the_fused_read_out_adds_the_blocks_in_order(block, active):
     """``sum_b g_b N_b`` from the kernel equals the block-ordered float64 sum of the recounted terms."""
     gen = torch.Generator().manual_seed(7)
     k, m = 500, 6
     Q = _codes(1.5, (21, k), gen)
-    q = torch.randint(0, 16, (m, k), generator=gen)
+    q = torch.randint(0, 16, (m, k), generator=gen) * (torch.rand(m, k, generator=gen) < active)
     n_ref, s_ref = _recount(q, Q, block)
     gains = torch.randn(n_ref.shape[0], m, generator=gen).to(torch.float32).to(torch.float64)
     want = n_ref[0].double() * gains[0].unsqueeze(-1)

@@ -107,7 +107,7 @@ def best_path() -> int | None:
     runs and that passes a self-test, or ``None`` without a kernel.
 
     Each path the CPU offers is checked once per process against :func:`block_terms_reference`
-    on a small random problem (ragged blocks, several planes, signed codes, a block longer
+    (terms and fused read-out) on a small random problem (ragged blocks, several planes, signed codes, a block longer
     than the AVX2 path's byte counters); a path that disagrees is skipped, with one line on
     stderr.
     """
@@ -116,11 +116,15 @@ def best_path() -> int | None:
         return None
     gen = torch.Generator().manual_seed(0)
     pw = pack_weights(torch.randint(-3, 4, (11, 2600), generator=gen), None)
-    planes = bit_planes(torch.randint(0, 8, (3, 2600), generator=gen))
+    active = torch.tensor([[1.0], [0.02], [0.0]])  # a dense row, a sparse one (silent words), a silent one
+    planes = bit_planes(torch.randint(0, 8, (3, 2600), generator=gen) * (torch.rand(3, 2600, generator=gen) < active))
     x, coefs = _packed_rows(planes, None, "torch"), torch.tensor(planes.coefs)
     ref = block_terms_reference(x, coefs, pw)
+    gains = torch.randn(1, 3, generator=gen).to(torch.float32).to(torch.float64)
+    ref_cur = block_readout(x, coefs, pw, gains, impl="torch")
     for path in range(lib.tb_best_path(), 0, -1):
-        if torch.equal(block_terms(x, coefs, pw, path=path), ref):
+        cur = block_readout(x, coefs, pw, gains, path=path)
+        if torch.equal(block_terms(x, coefs, pw, path=path), ref) and all(map(torch.equal, cur, ref_cur)):
             return path
         print(f"tbnn: the kernel's {lib.tb_path_name(path).decode()} path failed its self-test; not used.",
               file=sys.stderr)
@@ -316,6 +320,8 @@ def _run(lib, path, x, xc, pw, out, cur, gains, s_out) -> None:
     ptr = [t.data_ptr() if t is not None else None for t in (out, cur, gains, s_out)]
     rc = lib.tb_terms(best_path() if path is None else path, x.data_ptr(), m, j, xc.data_ptr(),
                       pw.words.data_ptr(), p, pw.coefs.data_ptr(), o_pad, nb, wpb, *ptr, pw.out)
+    if rc == -3:
+        raise MemoryError("the popcount kernel could not allocate its scratch memory.")
     if rc != 0:
         raise ValueError(f"path {path} cannot run on this CPU (the best here is {lib.tb_best_path()}).")
 
