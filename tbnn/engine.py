@@ -33,7 +33,10 @@ name and the versions; that order is then used on the same CPU and versions.
 
 Packed engine: for linear layers with integer weight codes on a CPU, the same ``N_b`` and
 ``S_b`` come from bit planes packed 64 per word by AND + popcount (:mod:`tbnn.kernels`, a
-compiled kernel), as int32; the integers are identical, so the currents are too. It runs
+compiled kernel), as int32; the integers are identical, so the currents are too (with
+float32 read-out gains the kernel also adds ``sum_b a_b N_b`` in the block order of
+:func:`combine`, each exact product and each sum rounded once, and skips words of 64 inputs
+with no spike). It runs
 where the kernel is available (``auto``), else the products above; ``TBNN_ENGINE``
 (``auto``, ``packed``, ``dense``) or :func:`set_engine` forces one (``packed`` without a
 compiled kernel runs its pure-torch reference); :func:`engine_path` says which ran.
