@@ -646,6 +646,12 @@ def combine(layer: EngineLayer, n: Tensor | None, s: Tensor, code: SpikeCode, wc
     return torch.add(cur, offsets.view(cur.shape), out=out)
 
 
+def _integer_weights(code: SpikeCode) -> list[int] | None:
+    """The code's step weights ``w_t`` as integers, or ``None`` when one is not an integer."""
+    weights = code.weights.tolist()
+    return [int(w) for w in weights] if all(w.is_integer() for w in weights) else None
+
+
 def _gains(code: SpikeCode, nb: int, extra: list[int]) -> Tensor:
     """The read-out gains ``a_b`` per block and sample, float64 ``[nb, B, 1, *extra]``."""
     return code.gain.detach().to(torch.float64).squeeze(-1).transpose(0, 1).reshape(nb, -1, 1, *extra)
@@ -683,12 +689,9 @@ def step_current(layer: EngineLayer, code: SpikeCode, wc: WeightCodes | None = N
     Equal to :func:`exact` bit for bit.
     """
     wc = wc if wc is not None else weight_codes(layer)
-    weights = code.weights.tolist()
-    if all(w.is_integer() for w in weights):
-        fused = _fused(layer, code.spikes, code, wc, [int(w) for w in weights])
-        if fused is not None:
-            return fused
-    return combine(layer, *step_terms(layer, code, wc), code, wc)
+    weights = _integer_weights(code)
+    fused = _fused(layer, code.spikes, code, wc, weights) if weights is not None else None
+    return fused if fused is not None else combine(layer, *step_terms(layer, code, wc), code, wc)
 
 
 def step_terms(layer: EngineLayer, code: SpikeCode, wc: WeightCodes) -> tuple[Tensor, Tensor]:
@@ -698,9 +701,9 @@ def step_terms(layer: EngineLayer, code: SpikeCode, wc: WeightCodes) -> tuple[Te
     convolutions one step at a time (their per-block masked copies would grow ``T``-fold).
     """
     spikes = code.spikes
-    weights = code.weights.tolist()
-    if all(w.is_integer() for w in weights):  # the packed engine: every step in one pass, weighted
-        terms = _packed_terms(layer, spikes, code, wc, [int(w) for w in weights])
+    weights = _integer_weights(code)
+    if weights is not None:  # the packed engine: every step in one pass, weighted
+        terms = _packed_terms(layer, spikes, code, wc, weights)
         if terms is not None:
             return terms
     batched = layer.is_linear

@@ -6,6 +6,8 @@ kernel on every dispatch path this CPU runs and the pure-torch reference path, f
 ``K``, blocks of 128 and ``None``, ``T = 1, 2, 4, 8`` planes, 1-, 2-, 4-bit and ternary codes.
 """
 
+import os
+import shutil
 import subprocess
 import sys
 
@@ -174,3 +176,35 @@ def test_the_fused_read_out_adds_the_blocks_in_order(block, active):
         assert torch.equal(s.to(torch.int64), s_ref), impl
     with pytest.raises(ValueError, match="gains must be \\[blocks, rows\\]"):
         packed.row_readout(packed.bit_planes(q), pw, gains[:, :2])
+
+
+@pytest.mark.skipif(build.compiler() is None, reason="no C compiler here")
+def test_with_the_cache_off_the_kernel_is_built_in_a_temporary_folder(monkeypatch):
+    monkeypatch.setenv("TBNN_CACHE", "off")
+    lib = build.load()
+    assert lib is not None and lib.tb_best_path() in (0, 1, 2, 3)
+
+
+def test_without_a_compiler_the_engine_says_so_once_and_runs_dense(tmp_path):
+    """A fresh process with no compiler on PATH: one line on stderr, and the dense engine."""
+    code = ("import torch, tbnn; torch.manual_seed(0); "
+            "net = torch.nn.Sequential(tbnn.TemporalBinary(4, grid='minmax'), tbnn.TBLinear(8, 3)); "
+            "print(tbnn.simulate(net, torch.randn(5, 8)).summary['engine']['layers']['1'])")
+    env = {**os.environ, "CC": "", "PATH": str(tmp_path), "TBNN_CACHE": str(tmp_path)}
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300,
+                         check=False)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.strip() == "dense (no compiled kernel)"
+    lines = [x for x in run.stderr.splitlines() if "popcount kernel" in x]
+    assert lines == [("tbnn: the packed popcount kernel is not available (no C compiler found (set CC)); "
+                      "using the dense engine.")]
+
+
+def test_a_failed_build_is_one_sentence_and_leaves_no_library(tmp_path):
+    false = shutil.which("false")
+    if false is None:
+        pytest.skip("no `false` command here")
+    target = tmp_path / "popcount-x.so"
+    with pytest.raises(RuntimeError, match="the kernel build with .*false failed"):
+        build.build(target, false)
+    assert not target.exists() and not [p for p in tmp_path.iterdir() if p.name.startswith(".tbnn-build-")]

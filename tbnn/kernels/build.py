@@ -133,7 +133,10 @@ def build(target: Path, cc: str) -> Path:
 
 
 def load(folder: Path | None = None) -> ctypes.CDLL | None:
-    """The kernel library, built first if needed; ``None`` when there is no compiler or cache folder.
+    """The kernel library, built first if needed; ``None`` when there is no compiler.
+
+    With the cache disabled (``TBNN_CACHE=off``) it is built in a private temporary folder,
+    loaded, and the folder removed (every process then builds its own, about a second).
 
     Raises ``RuntimeError`` / ``OSError`` when a build fails (the caller falls back to the
     dense engine and says so).
@@ -143,10 +146,16 @@ def load(folder: Path | None = None) -> ctypes.CDLL | None:
         return None
     target = library_path(cc, folder)
     if target is None:
-        return None
+        with tempfile.TemporaryDirectory(prefix="tbnn-kernel-") as tmp:
+            lib = ctypes.CDLL(str(build(library_path(cc, Path(tmp)), cc)))  # mapped: the file may go
+        return _declare(lib)
     if not _trusted(target):
         build(target, cc)
-    lib = ctypes.CDLL(str(target))
+    return _declare(ctypes.CDLL(str(target)))
+
+
+def _declare(lib: ctypes.CDLL) -> ctypes.CDLL:
+    """The argument and result types of the library's functions."""
     i64, p = ctypes.c_int64, ctypes.c_void_p
     lib.tb_pack.argtypes = [p, i64, i64, i64, i64, p]
     lib.tb_pack.restype = None

@@ -92,7 +92,7 @@ def kernel():
 
     try:
         lib = build.load()
-        why = "no C compiler found (set CC)" if lib is None and build.compiler() is None else "no cache folder"
+        why = "no C compiler found (set CC)"
     except (RuntimeError, OSError) as err:
         lib, why = None, str(err)
     if lib is None:
