@@ -519,7 +519,8 @@ def _packed_terms(layer: EngineLayer, q: Tensor, code: SpikeCode, wc: WeightCode
         if weights is not None:
             planes = kernels.step_planes(q.reshape(q.shape[0], -1, f), weights)
         else:
-            planes = kernels.bit_planes(q.detach().reshape(-1, f))
+            qf = q.detach().reshape(-1, f)
+            planes = kernels.code_planes(qf, pw.block) if impl == "c" else kernels.bit_planes(qf)
         if gains is not None:
             cur, s = kernels.row_readout(planes, pw, gains, impl)
             return cur.reshape(*lead, cur.shape[-1]), s.reshape(s.shape[0], *lead, 1)

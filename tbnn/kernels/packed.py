@@ -54,6 +54,7 @@ __all__ = [
     "block_readout",
     "block_terms",
     "block_terms_reference",
+    "code_planes",
     "kernel",
     "kernel_path",
     "pack_bits",
@@ -184,10 +185,21 @@ def pack_bits(bits: Tensor, block: int | None, impl: str = "c") -> Tensor:
 
 @dataclass
 class Planes:
-    """Bit planes of input rows: ``bits`` ``[J, M, K]`` (0/1) with integer weights ``coefs`` (``q = sum_j coefs_j bits_j``)."""
+    """Bit planes of input rows: ``bits`` ``[J, M, K]`` (0/1) with integer weights ``coefs`` (``q = sum_j coefs_j bits_j``).
 
-    bits: Tensor
+    ``words``: the planes already packed (``[J, M, nb * wpb]`` for read-out blocks ``block``;
+    :func:`code_planes`), ``bits`` then ``None``; ``k``: the features ``K``.
+    """
+
+    bits: Tensor | None
     coefs: tuple[int, ...]
+    words: Tensor | None = None
+    block: int | None = None
+    k: int = 0
+
+    def __post_init__(self) -> None:
+        if self.bits is not None:
+            self.k = int(self.bits.shape[-1])
 
 
 def bit_planes(q: Tensor) -> Planes:
@@ -208,6 +220,22 @@ def bit_planes(q: Tensor) -> Planes:
     j = max(top.bit_length(), 1)
     shifts = torch.arange(j, dtype=torch.int64).view(j, 1, 1)
     return Planes(((qi.unsqueeze(0) >> shifts) & 1).bool(), tuple(1 << i for i in range(j)))
+
+
+def code_planes(q: Tensor, block: int | None) -> Planes:
+    """:func:`bit_planes` of float32 codes ``q`` ``[M, K]``, packed at once by the kernel (one pass,
+    no 0/1 planes in between) for read-out blocks ``block``; :func:`bit_planes` without a kernel."""
+    lib = kernel()
+    if lib is None or q.dtype != torch.float32 or q.dim() != 2 or not q.numel():
+        return bit_planes(q)
+    q = q.detach().contiguous()
+    m, k = q.shape
+    j = max(int(q.max()).bit_length(), 1) if bool(torch.isfinite(q.max())) else 1
+    bs, nb, wpb = words_per_block(block, k)
+    words = torch.empty(j, m, nb * wpb, dtype=torch.int64)
+    if lib.tb_pack_code(q.data_ptr(), m, k, j, bs, wpb, words.data_ptr()):
+        raise ValueError("q must hold non-negative integers for the packed engine.")
+    return Planes(None, tuple(1 << i for i in range(j)), words, block, k)
 
 
 def step_planes(spikes: Tensor, weights: list[int]) -> Planes:
@@ -248,31 +276,37 @@ def pack_weights(codes: Tensor, block: int | None, ones_column: bool = True) -> 
     """
     if codes.dim() != 2:
         raise ValueError(f"codes must be a 2-D [outputs, K] tensor; got shape {tuple(codes.shape)}.")
-    qi = codes.detach().to(torch.int64)
-    if codes.numel() and bool((qi != codes).any()):
+    codes = codes.detach()
+    if codes.is_floating_point() and codes.numel() and not torch.equal(codes, codes.round()):
         raise ValueError("codes must hold integers for the packed engine.")
+    lo, hi = (int(v) for v in torch.aminmax(codes)) if codes.numel() else (0, 0)
+    if max(hi, -lo) >= 2**15:
+        raise ValueError("codes must lie within +-32767 for the packed engine.")
+    qi = codes.to(torch.int16)
     o, k = qi.shape
-    pos, neg = qi.clamp(min=0), (-qi).clamp(min=0)
     planes, coefs = [], []
-    for part, sign in ((pos, 1), (neg, -1)):
-        top = int(part.max()) if part.numel() else 0
+    for part, sign, top in ((qi.clamp(min=0), 1, max(hi, 0)), ((-qi).clamp(min=0), -1, max(-lo, 0))):
         if sign < 0 and top == 0:
             continue
         for i in range(max(top.bit_length(), 1)):
-            planes.append((part >> i) & 1)
+            planes.append(((part >> i) & 1).to(torch.uint8))
             coefs.append(sign << i)
     o_pad = (o + int(ones_column) + 7) // 8 * 8
-    full = torch.zeros(len(planes), o_pad, k, dtype=torch.bool)
-    full[:, :o] = torch.stack(planes).bool()
+    full = torch.zeros(len(planes), o_pad, k, dtype=torch.uint8)
+    full[:, :o] = torch.stack(planes)
     if ones_column:
-        full[0, o] = True  # plane 0 has weight +1
-    words = pack_bits(full.reshape(-1, k), block).reshape(len(planes), o_pad, -1).transpose(1, 2).contiguous()
-    return PackedWeights(words, torch.tensor(coefs, dtype=torch.int64), o, k, block, ones_column,
-                         int(qi.abs().max()) if qi.numel() else 0)
+        full[0, o] = 1  # plane 0 has weight +1
+    words = pack_bits(full.view(torch.bool).reshape(-1, k), block).reshape(len(planes), o_pad, -1)
+    words = words.transpose(1, 2).contiguous()
+    return PackedWeights(words, torch.tensor(coefs, dtype=torch.int64), o, k, block, ones_column, max(hi, -lo))
 
 
 def _packed_rows(planes: Planes, block: int | None, impl: str) -> Tensor:
     """``[J, M, nb * wpb]`` words of the planes."""
+    if planes.words is not None:
+        if planes.block != block:
+            raise ValueError(f"the planes are packed for blocks of {planes.block}, the weights for {block}.")
+        return planes.words
     j, m, k = planes.bits.shape
     return pack_bits(planes.bits.reshape(j * m, k), block, impl).reshape(j, m, -1)
 
@@ -372,8 +406,8 @@ def row_terms(planes: Planes, pw: PackedWeights, impl: str = "c") -> tuple[Tenso
 
 def _check_sums(planes: Planes, pw: PackedWeights) -> None:
     bs, _, _ = words_per_block(pw.block, pw.k)
-    if planes.bits.shape[-1] != pw.k:
-        raise ValueError(f"planes have {planes.bits.shape[-1]} features but the weights {pw.k}.")
+    if planes.k != pw.k:
+        raise ValueError(f"planes have {planes.k} features but the weights {pw.k}.")
     if max(pw.qmax, 1) * bs * sum(abs(c) for c in planes.coefs) >= 2**31:
         raise ValueError("the packed sums could overflow int32 for these codes; use the dense engine.")
 

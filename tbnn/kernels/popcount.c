@@ -46,6 +46,31 @@ TB_API void tb_pack(const uint8_t *src, int64_t rows, int64_t K, int64_t bs, int
     }
 }
 
+/* The J binary digits of non-negative integer codes q (float32 [rows, K]) as J planes of words
+ * [J, rows, nb * wpb], laid out as tb_pack's. Returns how many values were not integers in
+ * [0, 2^J) (then the planes are not to be used). */
+TB_API int64_t tb_pack_code(const float *q, int64_t rows, int64_t K, int64_t J, int64_t bs, int64_t wpb, uint64_t *dst) {
+    int64_t nb = (K + bs - 1) / bs, nw = nb * wpb, bad = 0;
+    float top = (float)((int64_t)1 << J);
+    memset(dst, 0, (size_t)(J * rows * nw) * sizeof(uint64_t));
+    for (int64_t r = 0; r < rows; r++) {
+        const float *s = q + r * K;
+        for (int64_t i = 0; i < K; i++) {
+            float v = s[i];
+            if (!(v >= 0.0f && v < top) || v != (float)(int64_t)v) {
+                bad++;
+                continue;
+            }
+            uint64_t c = (uint64_t)v;
+            if (!c) continue;
+            int64_t b = i / bs, f = i - b * bs, w = r * nw + b * wpb + (f >> 6);
+            for (int64_t j = 0; j < J; j++)
+                dst[j * rows * nw + w] |= ((c >> j) & 1) << (f & 63);
+        }
+    }
+    return bad;
+}
+
 /* ---------------------------------------------------------------------------------------- */
 /* where the sums go: int32 terms out[b, m, o], and/or the read-out fused in                */
 
