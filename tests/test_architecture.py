@@ -16,10 +16,12 @@ PKG = Path(__file__).resolve().parents[1] / "tbnn"
 #: any part of a lower layer, never a part of its own layer or above.
 LAYERS = {
     "tbnn.compat": 0, "tbnn.core": 0, "tbnn.runtime": 0,
-    "tbnn.engine": 1, "tbnn.io": 1,
-    "tbnn.nn": 2, "tbnn.parallel": 2, "tbnn.viz": 2,
-    "tbnn.train": 3, "tbnn.sim": 3, "tbnn.analysis": 3,
-    "tbnn.demo": 4, "tbnn.cli": 5, "tbnn.__main__": 6,
+    "tbnn.io": 1,
+    "tbnn.kernels": 2,
+    "tbnn.engine": 3,
+    "tbnn.nn": 4, "tbnn.parallel": 4, "tbnn.viz": 4,
+    "tbnn.train": 5, "tbnn.sim": 5, "tbnn.analysis": 5,
+    "tbnn.demo": 6, "tbnn.cli": 7, "tbnn.__main__": 8,
 }
 
 

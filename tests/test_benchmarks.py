@@ -65,3 +65,13 @@ def test_bench_malloc_quick(monkeypatch, capsys, tmp_path):
     for r in rows:
         faults, ms = float(r[2].split()[0].replace(",", "")), float(r[3].split()[0])
         assert faults >= 0 and ms > 0
+
+
+def test_bench_packed_tiny(monkeypatch, capsys):
+    text = _run(monkeypatch, capsys, "bench_packed.py", "--widths", "128", "--repeats", "1", "--samples", "256")
+    assert text.count("CPU: ") == 4 and "load average" in text
+    for table in ("## simulate", "## kernel", "## profile", "## activity"):
+        assert table in text
+    rows = [line for line in text.splitlines() if line.startswith("| 128 |")]
+    assert len(rows) == 1 + 2 + 3  # simulate; two hidden layers; three activities
+    assert "| 128 -> 128 |" in text

@@ -6,11 +6,16 @@ can pick (float32, bfloat16, int8), for codes inside and outside each type's exa
 spike matrices and codes, ragged blocks and signed weight codes.
 """
 
+import dataclasses
+import json
+
 import pytest
 import torch
 
 import tbnn
+from tbnn.engine import precision as arith
 from tbnn.engine import integer as engine
+from tbnn.kernels import packed as kernels
 
 
 def _reference(q, code, wc):
@@ -25,8 +30,10 @@ def _reference(q, code, wc):
 
 @pytest.fixture(autouse=True)
 def _auto_after():
+    engine.set_engine("dense")  # these tests hold the dense products; the packed engine's are at the end
     yield
     engine.set_matmul_dtype("auto")
+    engine.set_engine("auto")
 
 
 @pytest.mark.parametrize("choice", ["float32", "bfloat16", "int8"])
@@ -69,23 +76,114 @@ def test_the_fastest_exact_type_is_picked_per_product(monkeypatch):
     assert not used  # codes up to 255: float32
 
 
-def test_the_probe_reports_its_timings_and_order():
+def test_auto_arithmetic_follows_the_cpu_features_and_times_nothing(monkeypatch, tmp_path):
+    monkeypatch.setenv("TBNN_CACHE", str(tmp_path))  # no stored calibration
+    arith._stored.cache_clear()
+    monkeypatch.setattr(arith, "_time_product", lambda *a, **k: pytest.fail("auto must not time products"))
+    flags = arith._cpu()["flags"]
     info = engine.arithmetic("cpu")
-    p = info["probe"]
-    timed = {k: p[f"{k}_ms"] for k in ("float32", "bfloat16", "int8") if f"{k}_ms" in p}
+    want = (["int8"] if (flags["vnni"] or flags["amx"]) and engine.arithmetic_available("int8") else []) + \
+        (["bfloat16"] if flags["bf16"] else [])
+    assert info["order"] == want and info["calibration"] is None
+    assert info["low_precision"] == (want[0] if want else "float32")
+    assert info["reason"].startswith("CPU features")
+    arith._stored.cache_clear()
+
+
+def test_a_stored_calibration_is_used_only_on_its_cpu_and_versions(monkeypatch, tmp_path):
+    monkeypatch.setenv("TBNN_CACHE", str(tmp_path))
+    arith._stored.cache_clear()
+    data = engine.calibrate("cpu")
+    stored = json.loads(engine.calibration_path("cpu").read_text())
+    assert stored == data and stored["cpu"] == arith._cpu()["model"] and stored["torch"] == torch.__version__
+    timed = stored["timings_ms"]
     assert {"float32", "bfloat16"} <= set(timed) and all(v > 0 for v in timed.values())
-    assert ("int8" in timed) == p["int8_available"] == engine.arithmetic_available("int8")
-    # the order: the types faster than 0.8 x float32, fastest first
     fast = sorted((k for k in timed if k != "float32" and timed[k] < 0.8 * timed["float32"]), key=timed.get)
-    assert info["order"] == fast
-    assert info["low_precision"] == (fast[0] if fast else "float32")
-    assert all(f"{k} {v:.3f} ms" in info["reason"] for k, v in timed.items())
+    assert stored["order"] == fast
+    info = engine.arithmetic("cpu")
+    assert info["order"] == fast and info["reason"].startswith("stored calibration")
+    # another CPU's (or version's) calibration is ignored: back to the CPU features
+    engine.calibration_path("cpu").write_text(json.dumps({**stored, "cpu": "another CPU", "order": ["bfloat16"]}))
+    arith._stored.cache_clear()
+    assert engine.arithmetic("cpu")["reason"].startswith("CPU features")
+    arith._stored.cache_clear()
 
 
 def test_forcing_an_unavailable_type_is_refused(monkeypatch):
-    monkeypatch.setattr(engine, "_int8_works", lambda device: False)
+    monkeypatch.setattr(arith, "_int8_works", lambda device: False)
     engine.set_matmul_dtype("int8")
     with pytest.raises(ValueError, match="matmul dtype int8 is not available"):
         engine.arithmetic("cpu")
     with pytest.raises(ValueError, match="must be one of"):
         engine.set_matmul_dtype("int4")
+
+
+# --------------------------------------------------------------------------------------
+# the packed engine (AND + popcount of bit planes, tbnn.kernels) against the same recount
+
+
+def _packed_impls():
+    """``packed`` always runs (the torch reference without a compiler); ``auto`` picks the compiled kernel."""
+    return ["packed"] + (["auto"] if kernels.kernel() is not None else [])
+
+
+@pytest.mark.parametrize("timesteps", [1, 2, 4, 8])
+@pytest.mark.parametrize("bits", [1, 1.5, 2, 4])
+@pytest.mark.parametrize("block", [128, None])
+def test_packed_integer_terms_equal_a_float64_recount(timesteps, bits, block):
+    torch.manual_seed(timesteps + int(2 * bits))
+    layer = tbnn.TBLinear(200, 12, weight_bits=bits).eval()
+    code = tbnn.TemporalBinary(timesteps, block=block).encode(torch.randn(37, 200) * 3)
+    for choice in _packed_impls():
+        engine.set_engine(choice)
+        wc = engine.weight_codes(layer)
+        for q in (code.q, code.spikes, code.spikes[0]):
+            n, s = engine.integer_terms(layer, q, code, wc)
+            assert engine.engine_path(wc).startswith("packed")
+            n_ref, s_ref = _reference(q, code, wc)
+            assert n.dtype == s.dtype == torch.int32
+            assert torch.equal(n.to(torch.float64), n_ref) and torch.equal(s.to(torch.float64), s_ref)
+
+
+@pytest.mark.parametrize("bits", [1, 1.5, 4])
+def test_packed_and_dense_currents_are_equal_bit_for_bit(bits):
+    """exact and step_current, packed and dense: four ways to one current, equal in every bit."""
+    torch.manual_seed(int(2 * bits))
+    layer = tbnn.TBLinear(300, 20, weight_bits=bits).eval()
+    code = tbnn.TemporalBinary(4).encode(torch.randn(16, 300) * 2)
+    got = {}
+    for choice in ["dense", *_packed_impls()]:
+        engine.set_engine(choice)
+        wc = engine.weight_codes(layer)
+        got[choice] = (engine.exact(layer, code, wc), engine.step_current(layer, code, wc))
+    ref = got["dense"][0]
+    for choice, (ex, st) in got.items():
+        assert torch.equal(ex, ref) and torch.equal(st, ref), choice
+
+
+def test_the_packed_engine_leaves_what_it_does_not_run_to_the_dense_one():
+    engine.set_engine("auto")
+    conv = tbnn.TBConv1d(2, 3, 3).eval()
+    code = tbnn.TemporalBinary(2).encode(torch.randn(4, 2 * 9) * 2)
+    code = dataclasses.replace(code, shape=(4, 2, 9))
+    wc = engine.weight_codes(conv)
+    engine.exact(conv, code, wc)
+    assert engine.engine_path(wc) == "dense (not a linear layer)"
+    floaty = tbnn.TBLinear(8, 3, weight_bits=None).eval()
+    wc = engine.weight_codes(floaty)
+    engine.exact(floaty, tbnn.TemporalBinary(2).encode(torch.randn(4, 8)), wc)
+    assert engine.engine_path(wc) == "dense (float weights)"
+    engine.set_engine("packed")
+    with pytest.raises(ValueError, match="TBNN_ENGINE=packed cannot run this layer \\(float weights\\)"):
+        engine.exact(floaty, tbnn.TemporalBinary(2).encode(torch.randn(4, 8)), engine.weight_codes(floaty))
+    with pytest.raises(ValueError, match="engine must be one of auto, packed, dense"):
+        engine.set_engine("fast")
+
+
+def test_without_a_kernel_auto_runs_dense(monkeypatch):
+    monkeypatch.setattr(kernels, "kernel", lambda: None)
+    engine.set_engine("auto")
+    layer = tbnn.TBLinear(8, 3).eval()
+    wc = engine.weight_codes(layer)
+    engine.exact(layer, tbnn.TemporalBinary(2).encode(torch.randn(4, 8)), wc)
+    assert engine.engine_path(wc) == "dense (no compiled kernel)"

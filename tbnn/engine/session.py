@@ -29,8 +29,8 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from tbnn.engine import integer as engine
 from tbnn.core.coding import SpikeCode
+from tbnn.engine import integer as engine
 
 __all__ = ["SimulationSession", "active", "spike_counts", "SESSION_MODES"]
 
@@ -84,6 +84,7 @@ class SimulationSession:
         self.dense_ops: dict[str, float] = {}
         self.readers: dict[str, dict[tuple, Tensor]] = {}  # neuron layer -> reading layer -> fan-out
         self.recorded: dict[str, list[np.ndarray]] = {}
+        self.layer_engines: dict[int, str] = {}  # id of each tbnn layer -> the engine that ran it
         self.samples_seen = 0  # samples of finished batches
         self._batch_counts: dict[str, tuple[Tensor, Tensor]] = {}  # layer -> (its latest spikes, their counts)
         cache = weight_cache if weight_cache is not None else {}
@@ -185,6 +186,7 @@ class SimulationSession:
             current = engine.step_current(layer, code, wc)
         else:
             current = engine.exact(layer, code, wc)
+        self.layer_engines[id(layer)] = engine.engine_path(wc)
         in_shape = tuple(code.shape[1:]) if code.shape is not None else (code.q.shape[-1],)
         key = (id(layer), in_shape)
         if key not in self._fanouts:

@@ -6,7 +6,7 @@ benchmark prints :func:`describe_cpu` next to its tables.
 
 >>> info = cpu_info()
 >>> sorted(info["flags"])
-['amx', 'avx2', 'avx512', 'bf16']
+['amx', 'avx2', 'avx512', 'bf16', 'vnni']
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ FLAG_GROUPS: dict[str, tuple[str, ...]] = {
     "avx512": ("avx512f",),
     "bf16": ("avx512_bf16", "amx_bf16"),
     "amx": ("amx_tile", "amx_bf16", "amx_int8"),
+    "vnni": ("avx512_vnni", "avx_vnni", "amx_int8"),
 }
 
 
@@ -56,7 +57,7 @@ def _proc_cpuinfo() -> dict[str, str]:
 
 
 def cpu_info() -> dict:
-    """``{"model": str, "cpus": int, "flags": {"avx2", "avx512", "bf16", "amx": bool}, "raw": [...]}``.
+    """``{"model": str, "cpus": int, "flags": {"avx2", "avx512", "bf16", "amx", "vnni": bool}, "raw": [...]}``.
 
     Read from ``lscpu`` (else ``/proc/cpuinfo``, else :func:`platform.processor`); flags that
     cannot be read are reported ``False``. ``raw`` lists the matching raw flag names.
@@ -71,7 +72,7 @@ def cpu_info() -> dict:
 
 
 def describe_cpu() -> str:
-    """One line: the CPU model, its logical CPUs and which of AVX2 / AVX-512 / BF16 / AMX it has."""
+    """One line: the CPU model, its logical CPUs and which of AVX2 / AVX-512 / BF16 / AMX / VNNI it has."""
     info = cpu_info()
     yn = ", ".join(f"{k} {'yes' if v else 'no'}" for k, v in info["flags"].items())
     raw = f" ({' '.join(info['raw'])})" if info["raw"] else ""

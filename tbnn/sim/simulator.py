@@ -35,6 +35,7 @@ import math
 import os
 import time
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -178,31 +179,34 @@ def simulate_model(
     sess = SimulationSession(runner.ids, mode, record_layers, record_samples)
     params = list(model.parameters())
     dev = params[0].device if params else torch.device("cpu")
-    arith = engine.arithmetic(dev)  # the probe runs before the clock starts
+    arith = engine.arithmetic(dev)
+    packed = engine.packed_kernel() if dev.type == "cpu" else None  # built (once per machine) before the clock
     ddp.setup(dev)  # under torchrun: each rank simulates a block of whole batches (same seeds as one process)
-    out, (max_diff, sim_seconds) = run_batches(model, runner, sess, xt, batch, seed, dev, progress, mode)
+    out, times = run_batches(model, runner, sess, xt, batch, seed, dev, progress, mode)
     if ddp.is_distributed():  # merge the ranks' batches in sample order; counts summed exactly
-        merged, (max_diff, sim_seconds) = sess.merge_ranks(ddp.merge_ranks, out, [max_diff, sim_seconds])
+        merged, times = sess.merge_ranks(ddp.merge_ranks, out, list(times))  # times: the slowest rank's
         out = {k: [torch.from_numpy(v)] for k, v in merged.items()}
     logits, pred, refp = (torch.cat(out[k]) for k in ("logits", "preds", "ref"))
     spikes = {k: np.concatenate(sess.recorded[k]).astype(bool, copy=False) for k in sess.order if sess.recorded[k]}
-    summary = summarize(model, runner, sess, pred, refp, yt, max_diff, sim_seconds, spikes, arith, mode, dt_ms)
+    summary = summarize(model, runner, sess, pred, refp, yt, times, spikes, arith, packed, mode, dt_ms)
     summary["wall_seconds"] = time.perf_counter() - t_wall
     return SimulationResult(logits, spikes, summary, pred.numpy(), yt.numpy() if yt is not None else None,
                             float(dt_ms), summary["timesteps"])
 
 
 def run_batches(model: nn.Module, runner: Any, sess: SimulationSession, xt: Tensor, batch: int, seed: int,
-                dev: torch.device, progress: bool, mode: str) -> tuple[dict[str, list[Tensor]], tuple[float, float]]:
+                dev: torch.device, progress: bool, mode: str
+                ) -> tuple[dict[str, list[Tensor]], tuple[float, float, float]]:
     """Run this process's batches twice each: the model's eval forward, then simulated in ``sess``.
 
     Returns the per-batch ``logits`` (simulated), ``preds`` and ``ref`` (the eval forward's
-    predictions), the largest logit difference and the seconds spent simulating. Both
+    predictions), and (the largest logit difference, the wall seconds and the CPU seconds
+    spent simulating). Both
     passes of a batch draw from the same seed (``seed`` + first sample index), so rate codes
     see the same random numbers.
     """
     out: dict[str, list[Tensor]] = {"logits": [], "preds": [], "ref": []}
-    max_diff, sim_seconds = 0.0, 0.0
+    max_diff, sim_seconds, cpu_seconds = 0.0, 0.0, 0.0
     starts = ddp.shard_items(range(0, len(xt), batch))
     if progress and ddp.is_main():
         from tqdm.auto import tqdm
@@ -217,9 +221,10 @@ def run_batches(model: nn.Module, runner: Any, sess: SimulationSession, xt: Tens
                 torch.manual_seed(seed + i)
                 ref = model(xb)
                 torch.manual_seed(seed + i)
-                t0 = time.perf_counter()
+                t0, c0 = time.perf_counter(), time.process_time()
                 logits = runner.run(xb, sess)
                 sim_seconds += time.perf_counter() - t0
+                cpu_seconds += time.process_time() - c0
                 sess.end_batch(len(xb))
                 if not (bool(torch.isfinite(logits).all()) and bool(torch.isfinite(ref).all())):
                     raise ValueError(f"x gives non-finite logits (NaN or infinite) on samples {i} to {i + len(xb) - 1} "
@@ -231,14 +236,18 @@ def run_batches(model: nn.Module, runner: Any, sess: SimulationSession, xt: Tens
                 out["ref"].append(ref.argmax(1).cpu())
     finally:
         model.train(was_training)
-    return out, (max_diff, sim_seconds)
+    return out, (max_diff, sim_seconds, cpu_seconds)
 
 
 def summarize(model: nn.Module, runner: Any, sess: SimulationSession, pred: Tensor, refp: Tensor,
-              yt: Tensor | None, max_diff: float, sim_seconds: float, spikes: dict[str, np.ndarray],
-              arith: dict[str, Any], mode: str, dt_ms: float) -> dict[str, Any]:
-    """The ``simulation.json`` fields of a finished (and merged) session."""
+              yt: Tensor | None, times: Sequence[float], spikes: dict[str, np.ndarray],
+              arith: dict[str, Any], packed: Any, mode: str, dt_ms: float) -> dict[str, Any]:
+    """The ``simulation.json`` fields of a finished (and merged) session.
+
+    ``times``: (largest logit difference, wall seconds, CPU seconds) of the simulation.
+    """
     n = len(pred)
+    max_diff, sim_seconds, cpu_seconds = times
     fan = {k: runner.fanout(sess, k) for k in sess.order}
     ops, dense = runner.synaptic_ops(sess)
     layer_info, total_spikes, total_ops, total_dense = [], 0, 0.0, 0.0
@@ -265,7 +274,13 @@ def summarize(model: nn.Module, runner: Any, sess: SimulationSession, pred: Tens
         "energy_proxy": {"spikes_per_inference": total_spikes / n, "synaptic_ops_per_inference": total_ops / n},
         "samples_per_second": engine_rate, "seconds": sim_seconds,
         "engine_samples_per_second": engine_rate, "engine_seconds": sim_seconds,
-        "engine": {"low_precision": arith["low_precision"], "order": arith["order"], "reason": arith["reason"]},
+        "engine_cpu_seconds_per_sample": cpu_seconds / n,
+        "threads": {"intra_op": torch.get_num_threads(), "inter_op": torch.get_num_interop_threads(),
+                    "cpus": os.cpu_count()},
+        "engine": {"low_precision": arith["low_precision"], "order": arith["order"], "reason": arith["reason"],
+                   "packed_kernel": packed,
+                   "layers": {name or type(mod).__name__: sess.layer_engines[id(mod)]
+                              for name, mod in model.named_modules() if id(mod) in sess.layer_engines}},
         "recorded": {"samples": int(next(iter(spikes.values())).shape[0]) if spikes else 0, "layers": list(spikes)},
         "weight_storage_bits": storage["total"], "weight_storage": storage, "layers": layer_info,
     }

@@ -1,0 +1,237 @@
+"""The packed AND + popcount engine against the dense one and the float twin, on issue 22's held-out shape.
+
+Network (public layers only): input 64 -> two hidden layers of width W (TBLinear with 1-bit
+weights, BatchNorm1d on the currents, TemporalBinary with T = 4, read-out blocks of 128)
+-> TBLinear(W, 10); inputs encoded by a TemporalBinary layer. The float twin is the same
+graph with Linear + BatchNorm1d + ReLU, in eval mode under ``torch.inference_mode``.
+Weights are random (untrained); BatchNorm keeps its initial statistics.
+
+Rows (one thread, batch 256, median of ``--repeats`` interleaved passes):
+
+* **simulate**: ``tbnn.simulate(model, x)`` as it runs by default (step mode, every spike
+  recorded and counted, input encoding included), its ``engine_seconds`` (the simulated
+  pass, not the eval-forward reference it also runs), with the engine ``auto`` (packed
+  where the kernel runs) and forced ``dense``; the float twin's forward over the same
+  batches.
+* **kernel**: the popcount kernel alone (``tbnn.kernels.block_terms``) for one W -> W layer,
+  B = 256 samples x T = 4 step planes, in synaptic operations per second (B T K W / time),
+  against a popcount microbenchmark on the same machine (the same kernel on 64 rows x 64
+  outputs x 4096 inputs in one block: weights in cache, no block or plane overhead: its
+  inner loop at its best).
+* **profile**: per hidden layer and batch, the time of packing the spikes, the kernel
+  (the integer terms with the read-out ``sum_b a_b N_b`` fused in), the rest of the layer's
+  current (``tbnn.engine.step_current``: planes, rank-1 corrections, bias), BatchNorm and
+  the neurons' firing.
+* **activity**: the current of one W -> W layer (``tbnn.engine.step_current``, packed and
+  dense) with input spikes drawn at 1 %, 5 % and 20 % of neurons per step (the packed
+  kernel skips words of 64 inputs with no spike).
+
+Figures depend on the machine and its load: the CPU line and the load average are
+printed with every table. No result here is asserted.
+
+    python benchmarks/bench_packed.py [--widths 256 1024] [--repeats 9] [--samples 1024] [--clock wall|cpu]
+
+The simulate table also gives samples per CPU second (``engine_cpu_seconds_per_sample`` of
+the summary against the twin's process time), steadier than wall time on a shared machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import time
+from collections.abc import Callable
+
+import torch
+from torch import nn
+
+import tbnn
+from tbnn.engine import integer as engine
+from tbnn.kernels import packed as kernels
+from tbnn.runtime.machine import describe_cpu
+
+BLOCK, T, BATCH, INPUT, CLASSES = 128, 4, 256, 64, 10
+
+
+def tbn(width: int) -> nn.Sequential:
+    """The held-out network at ``width``."""
+    def hidden(i: int, o: int) -> list[nn.Module]:
+        return [tbnn.TBLinear(i, o, weight_bits=1), nn.BatchNorm1d(o), tbnn.TemporalBinary(T, block=BLOCK)]
+    return nn.Sequential(tbnn.TemporalBinary(T, block=BLOCK, grid="minmax"), *hidden(INPUT, width),
+                         *hidden(width, width), tbnn.TBLinear(width, CLASSES, weight_bits=1)).eval()
+
+
+def float_twin(width: int) -> nn.Sequential:
+    return nn.Sequential(nn.Linear(INPUT, width), nn.BatchNorm1d(width), nn.ReLU(), nn.Linear(width, width),
+                         nn.BatchNorm1d(width), nn.ReLU(), nn.Linear(width, CLASSES)).eval()
+
+
+#: ``time.perf_counter`` (wall) or ``time.thread_time`` (this thread's CPU time: steadier on a loaded machine)
+CLOCK: list[Callable[[], float]] = [time.perf_counter]
+
+
+def median_ms(fn: Callable[..., object], repeats: int, *args: object) -> float:
+    """Median time of ``fn(*args)`` over ``repeats`` calls after one warm-up call, in ms (:data:`CLOCK`)."""
+    fn(*args)
+    ts = []
+    clock = CLOCK[0]
+    for _ in range(repeats):
+        t0 = clock()
+        fn(*args)
+        ts.append(clock() - t0)
+    return statistics.median(ts) * 1e3
+
+
+def repeat(calls: int, fn: Callable[..., object], *args: object) -> None:
+    for _ in range(calls):
+        fn(*args)
+
+
+def header() -> str:
+    load = ", ".join(f"{v:.2f}" for v in os.getloadavg())
+    return (f"{describe_cpu()}; packed kernel path: {kernels.kernel_path()}; torch {torch.__version__}, "
+            f"{torch.get_num_threads()} thread(s); load average {load}")
+
+
+def simulate_rows(widths: list[int], samples: int, repeats: int) -> list[str]:
+    x = torch.randn(samples, INPUT)
+    rows = []
+    for w in widths:
+        torch.manual_seed(w)
+        net, twin = tbn(w), float_twin(w)
+        times: dict[str, list[float]] = {"packed": [], "dense": [], "float": [], "packed_cpu": [], "float_cpu": []}
+        acts = {}
+        for rep in range(repeats + 1):  # interleaved; the first pass warms up (and builds) and is dropped
+            for choice in ("packed", "dense"):
+                engine.set_engine("auto" if choice == "packed" else "dense")
+                s = tbnn.simulate(net, x, batch=BATCH, record_layers=None).summary
+                if rep:
+                    times[choice].append(s["engine_seconds"])
+                    if choice == "packed":
+                        times["packed_cpu"].append(s["engine_cpu_seconds_per_sample"] * samples)
+                acts[choice] = (s["engine"]["layers"], [round(layer["rate_per_step"], 3) for layer in s["layers"]])
+            with torch.inference_mode():
+                t0, c0 = time.perf_counter(), time.process_time()
+                for i in range(0, samples, BATCH):
+                    twin(x[i:i + BATCH])
+                if rep:
+                    times["float"].append(time.perf_counter() - t0)
+                    times["float_cpu"].append(time.process_time() - c0)
+        engine.set_engine("auto")
+        sps = {k: samples / statistics.median(v) for k, v in times.items()}
+        rows.append(f"| {w} | {sps['packed']:,.0f} | {sps['dense']:,.0f} | {sps['float']:,.0f} | "
+                    f"{sps['packed'] / sps['float']:.2f}x | {sps['packed'] / sps['dense']:.2f}x | "
+                    f"{sps['packed_cpu']:,.0f} / {sps['float_cpu']:,.0f} = {sps['packed_cpu'] / sps['float_cpu']:.2f}x | "
+                    f"{acts['packed'][1]} | {', '.join(sorted(set(acts['packed'][0].values())))} |")
+    return [("| W | simulate, packed (samples/s) | simulate, dense | float twin | packed / float | "
+             "packed / dense | by CPU time: packed / float twin (samples per CPU second) | "
+             "spikes per neuron and step (input, h1, h2) | engine per layer |"),
+            "|---|---|---|---|---|---|---|---|---|", *rows]
+
+
+def kernel_rows(widths: list[int], repeats: int) -> list[str]:
+    rows = []
+    for w in widths:
+        gen = torch.Generator().manual_seed(w)
+        pw = kernels.pack_weights(torch.randint(0, 2, (w, w), generator=gen), BLOCK)
+        planes = kernels.step_planes(torch.rand(T, BATCH, w, generator=gen) < 0.2, [8, 4, 2, 1])
+        x = kernels.pack_bits(planes.bits.reshape(-1, w), BLOCK).reshape(T, BATCH, -1)
+        coefs = torch.tensor(planes.coefs)
+        ms = median_ms(kernels.block_terms, repeats, x, coefs, pw)
+        ops = BATCH * T * w * (w + 1)  # the ones column (S_b) included
+        a, b = torch.randn(BATCH, w), torch.randn(w, w)
+        mm = median_ms(torch.matmul, repeats, a, b)
+        # microbenchmark: about as many AND + popcount words, 64 rows x 64 outputs x 64 words (one block,
+        # weights 32 KiB: in cache), so the inner loop runs with no block or plane overhead
+        words = ops // 64
+        mpw = kernels.pack_weights(torch.randint(0, 2, (63, 64 * 64), generator=gen), None)
+        mx = kernels.pack_bits(torch.rand(64, 64 * 64, generator=gen) < 0.5, None).reshape(1, 64, -1)
+        per_call = 64 * 64 * mpw.words.shape[-1]
+        calls = max(1, words // per_call)
+        one = torch.ones(1, dtype=torch.int64)
+        micro = median_ms(repeat, repeats, calls, kernels.block_terms, mx, one, mpw) / (calls * per_call)
+        rows.append(f"| {w} -> {w} | {ms:.3f} | {ops / ms / 1e6:.1f} | {64e-6 / micro:.1f} | "
+                    f"{(ops / ms / 1e6) / (64e-6 / micro):.2f} | {mm:.3f} |")
+    return [("| layer | kernel ms (B=256, T=4 planes) | synaptic ops/s (G) | popcount micro (G bit-ops/s) | "
+             "kernel / micro | float32 matmul [256, K] x [K, W] ms |"), "|---|---|---|---|---|---|", *rows]
+
+
+def profile_rows(widths: list[int], repeats: int) -> list[str]:
+    rows = []
+    for w in widths:
+        torch.manual_seed(w)
+        net = tbn(w)
+        x = torch.randn(BATCH, INPUT)
+        enc, mods = net[0], list(net)[1:]
+        code = enc.fire(x)
+        for i in range(0, 6, 3):  # the two hidden layers: TBLinear, BatchNorm1d, TemporalBinary
+            lin, bn, neuron = mods[i:i + 3]
+            wc = engine.weight_codes(lin)
+            engine.set_engine("auto")
+            spikes = code.spikes
+            pw = kernels.pack_weights(wc.q.reshape(wc.q.shape[0], -1), BLOCK)
+            planes = kernels.step_planes(spikes, [int(v) for v in code.weights.tolist()])
+            t_spikes = median_ms(getattr, repeats, code, "spikes")
+            xw = kernels.pack_bits(planes.bits.reshape(-1, planes.bits.shape[-1]), BLOCK)
+            t_pack = median_ms(kernels.pack_bits, repeats, planes.bits.reshape(-1, planes.bits.shape[-1]), BLOCK)
+            xw = xw.reshape(T, BATCH, -1)
+            coefs = torch.tensor(planes.coefs)
+            gains = code.gain.detach().to(torch.float64).squeeze(-1).transpose(0, 1).reshape(-1, BATCH)
+            t_kernel = median_ms(kernels.block_readout, repeats, xw, coefs, pw, gains)
+            t_current = median_ms(engine.step_current, repeats, lin, code, wc)
+            cur = engine.step_current(lin, code, wc)
+            with torch.no_grad():
+                t_bn = median_ms(bn, repeats, cur)
+                h = bn(cur)
+                t_fire = median_ms(neuron.fire, repeats, h)
+                code = neuron.fire(h)
+            rows.append(f"| {w} | {lin.in_features} -> {lin.out_features} | {t_spikes:.3f} | {t_pack:.3f} | "
+                        f"{t_kernel:.3f} | {t_current - t_kernel:.3f} | {t_current:.3f} | {t_bn:.3f} | "
+                        f"{t_fire:.3f} |")
+    return [("| W | layer | spikes from the code | pack | kernel (terms + fused read-out) | rest of the current | "
+             "layer current (step_current) | BatchNorm | neurons fire |"), "|---|---|---|---|---|---|---|---|---|",
+            *rows]
+
+
+def activity_rows(widths: list[int], repeats: int) -> list[str]:
+    rows = []
+    for w in widths:
+        torch.manual_seed(w)
+        lin = tbnn.TBLinear(w, w, weight_bits=1).eval()
+        for p in (0.01, 0.05, 0.20):
+            code = tbnn.SpikeCode.from_spikes(torch.rand(T, BATCH, w) < p, "binary", block=BLOCK)
+            got = {}
+            for choice in ("auto", "dense"):
+                engine.set_engine(choice)
+                wc = engine.weight_codes(lin)
+                got[choice] = median_ms(engine.step_current, repeats, lin, code, wc)
+            engine.set_engine("auto")
+            rows.append(f"| {w} | {p:.0%} | {got['auto']:.3f} | {got['dense']:.3f} |")
+    return ["| W | active per step | packed current ms | dense current ms |", "|---|---|---|---|", *rows]
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--widths", type=int, nargs="+", default=[256, 1024])
+    ap.add_argument("--repeats", type=int, default=9)
+    ap.add_argument("--samples", type=int, default=1024)
+    ap.add_argument("--clock", choices=["wall", "cpu"], default="wall",
+                    help="kernel, profile and activity rows: wall time or this thread's CPU time")
+    ap.add_argument("--only", nargs="+", default=["simulate", "kernel", "profile", "activity"],
+                    choices=["simulate", "kernel", "profile", "activity"])
+    args = ap.parse_args(argv)
+    torch.set_num_threads(1)
+    CLOCK[0] = time.thread_time if args.clock == "cpu" else time.perf_counter
+    tables = {"simulate": lambda: simulate_rows(args.widths, args.samples, args.repeats),
+              "kernel": lambda: kernel_rows(args.widths, args.repeats),
+              "profile": lambda: profile_rows(args.widths, args.repeats),
+              "activity": lambda: activity_rows(args.widths, args.repeats)}
+    for name in args.only:
+        clock = "" if name == "simulate" else f"; clock: {args.clock}"
+        print(f"\n## {name}\n\n{header()}{clock}\n", flush=True)
+        print("\n".join(tables[name]()), flush=True)
+
+
+if __name__ == "__main__":
+    main()

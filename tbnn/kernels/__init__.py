@@ -1,0 +1,21 @@
+"""Compiled kernels: the packed AND + popcount engine of binary layers (:mod:`tbnn.kernels.packed`).
+
+The C source ships with the package and is built on first use (:mod:`tbnn.kernels.build`);
+with no compiler the engine keeps its dense products (one line on stderr says so).
+"""
+
+from .packed import (
+    PackedWeights,
+    Planes,
+    bit_planes,
+    block_terms,
+    kernel,
+    kernel_path,
+    pack_bits,
+    pack_weights,
+    row_terms,
+    step_planes,
+)
+
+__all__ = ["PackedWeights", "Planes", "bit_planes", "block_terms", "kernel", "kernel_path", "pack_bits",
+           "pack_weights", "row_terms", "step_planes"]

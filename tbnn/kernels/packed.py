@@ -1,0 +1,422 @@
+r"""Packed bit planes and the per-block integer sums of a layer by AND + popcount.
+
+A layer's input current is built from per-block integer sums (the matmul shortcut of Ye
+et al., arXiv:2409.09245): for input rows ``q`` (spikes or integer codes, ``q >= 0``),
+integer weight codes ``Q`` and read-out blocks ``b`` of the input features,
+
+.. math::
+
+    N_b[m, o] = \sum_{i \in b} q_{m i} Q_{o i}, \qquad S_b[m] = \sum_{i \in b} q_{m i}.
+
+Both sides are split into bit planes packed 64 per machine word: ``q = sum_j x_j wx_j``
+(one plane per time step with the step weights ``wx_j = w_t``, or the binary digits of a
+code with ``wx_j = 2^j``) and ``Q = sum_p w_p c_p`` (one plane for 1-bit codes, ``k`` for
+``k``-bit codes, two for ternary or other signed codes: the digits of ``max(Q, 0)`` with
+``c_p = 2^p`` and of ``max(-Q, 0)`` with ``c_p = -2^p``). Then
+
+.. math::
+
+    N_b[m, o] = \sum_j \sum_p wx_j\, c_p\, \mathrm{popcount}(x_j[m, b] \wedge w_p[o, b])
+
+and ``S_b`` is the same sum with an all-ones weight row (an extra output column). Each
+read-out block is padded to whole words (``wpb = ceil(block / 64)``), so a block never
+shares a word with the next; padding bits are 0.
+
+:func:`block_terms` runs the compiled kernel (``popcount.c``, :mod:`tbnn.kernels.build`);
+:func:`block_terms_reference` is the same function in torch (a byte look-up table), used
+when no kernel can be built and by the tests.
+
+>>> import torch
+>>> q = torch.tensor([[1, 0, 1], [1, 1, 1]])          # 2 rows of spikes, K = 3
+>>> Q = torch.tensor([[1, 1, 0], [-1, 0, 1]])          # 2 outputs, ternary codes
+>>> pw = pack_weights(Q, block=None)
+>>> n, s = row_terms(bit_planes(q), pw, impl="torch")
+>>> n[0].tolist(), s[0].flatten().tolist()             # one block: q @ Q.T and row sums
+([[1, 0], [2, 0]], [2, 3])
+"""
+
+from __future__ import annotations
+
+import functools
+import sys
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+__all__ = [
+    "IMPLS",
+    "WORD",
+    "PackedWeights",
+    "Planes",
+    "best_path",
+    "bit_planes",
+    "block_readout",
+    "block_terms",
+    "block_terms_reference",
+    "code_planes",
+    "kernel",
+    "kernel_path",
+    "pack_bits",
+    "pack_bits_reference",
+    "pack_weights",
+    "row_readout",
+    "row_terms",
+    "step_planes",
+    "words_per_block",
+]
+
+#: Bits per packed word.
+WORD = 64
+#: Implementations of :func:`row_terms`: the compiled kernel or the torch reference.
+IMPLS: tuple[str, ...] = ("c", "torch")
+
+_BIT_ORDER = 2 ** torch.arange(8, dtype=torch.int64)  # feature i of a byte at bit i
+_POPCOUNT8 = torch.tensor([i.bit_count() for i in range(256)], dtype=torch.int64)
+
+
+def words_per_block(block: int | None, k: int) -> tuple[int, int, int]:
+    """``(bs, nb, wpb)``: block length (``None``: all ``k`` features), blocks, and words per block.
+
+    >>> words_per_block(128, 200), words_per_block(None, 200)
+    ((128, 2, 2), (200, 1, 4))
+    """
+    bs = k if block is None or block >= k else int(block)
+    bs = max(bs, 1)
+    return bs, -(-k // bs), -(-bs // WORD)
+
+
+@functools.cache
+def kernel():
+    """The compiled kernel library (``ctypes.CDLL``), or ``None`` with one line on stderr saying why."""
+    from . import build
+
+    try:
+        lib = build.load()
+        why = "no C compiler found (set CC)"
+    except (RuntimeError, OSError) as err:
+        lib, why = None, str(err)
+    if lib is None:
+        print(f"tbnn: the packed popcount kernel is not available ({why}); using the dense engine.",
+              file=sys.stderr)
+    return lib
+
+
+@functools.cache
+def best_path() -> int | None:
+    """The fastest dispatch path (0 portable, 1 POPCNT, 2 AVX2, 3 AVX-512 VPOPCNTDQ) that this CPU
+    runs and that passes a self-test, or ``None`` without a kernel.
+
+    Each path the CPU offers is checked once per process against :func:`block_terms_reference`
+    (terms and fused read-out) on a small random problem (ragged blocks, several planes, signed codes, a block longer
+    than the AVX2 path's byte counters); a path that disagrees is skipped, with one line on
+    stderr.
+    """
+    lib = kernel()
+    if lib is None:
+        return None
+    gen = torch.Generator().manual_seed(0)
+    pw = pack_weights(torch.randint(-3, 4, (11, 2600), generator=gen), None)
+    active = torch.tensor([[1.0], [0.02], [0.0]])  # a dense row, a sparse one (silent words), a silent one
+    planes = bit_planes(torch.randint(0, 8, (3, 2600), generator=gen) * (torch.rand(3, 2600, generator=gen) < active))
+    x, coefs = _packed_rows(planes, None, "torch"), torch.tensor(planes.coefs)
+    ref = block_terms_reference(x, coefs, pw)
+    gains = torch.randn(1, 3, generator=gen).to(torch.float32).to(torch.float64)
+    ref_cur = block_readout(x, coefs, pw, gains, impl="torch")
+    for path in range(lib.tb_best_path(), 0, -1):
+        cur = block_readout(x, coefs, pw, gains, path=path)
+        if torch.equal(block_terms(x, coefs, pw, path=path), ref) and all(map(torch.equal, cur, ref_cur)):
+            return path
+        print(f"tbnn: the kernel's {lib.tb_path_name(path).decode()} path failed its self-test; not used.",
+              file=sys.stderr)
+    return 0
+
+
+def kernel_path() -> str | None:
+    """The kernel's dispatch path in use (``avx512_vpopcntdq``, ``avx2``, ``popcnt``, ``portable``), or ``None``."""
+    path = best_path()
+    return None if path is None else kernel().tb_path_name(path).decode()
+
+
+def _check_bits(bits: Tensor, name: str) -> Tensor:
+    if bits.dim() != 2:
+        raise ValueError(f"{name} must be a 2-D [rows, K] tensor of 0/1 values; got shape {tuple(bits.shape)}.")
+    if bits.dtype != torch.bool:
+        if bits.is_floating_point() or bits.is_complex():
+            raise ValueError(f"{name} must be bool or integer 0/1; got dtype {bits.dtype}.")
+        if bits.numel() and not bool(((bits == 0) | (bits == 1)).all()):
+            raise ValueError(f"{name} must hold only 0 and 1.")
+        bits = bits != 0
+    return bits.contiguous()
+
+
+def pack_bits_reference(bits: Tensor, block: int | None) -> Tensor:
+    """:func:`pack_bits` in torch."""
+    bits = _check_bits(bits, "bits")
+    rows, k = bits.shape
+    bs, nb, wpb = words_per_block(block, k)
+    x = torch.nn.functional.pad(bits.to(torch.int64), (0, nb * bs - k)).reshape(rows, nb, bs)
+    x = torch.nn.functional.pad(x, (0, wpb * WORD - bs)).reshape(rows, nb * wpb * 8, 8)
+    return (x * _BIT_ORDER).sum(-1).to(torch.uint8).view(torch.int64)
+
+
+def pack_bits(bits: Tensor, block: int | None, impl: str = "c") -> Tensor:
+    """Pack 0/1 values ``[rows, K]`` into 64-bit words ``[rows, nb * wpb]``, each block padded to whole words.
+
+    Feature ``i`` of block ``b`` is bit ``i % 64`` of word ``b * wpb + i // 64`` (little
+    endian); padding bits are 0. Words are returned as ``torch.int64`` (the bits are what
+    matter). ``impl="torch"`` (or no kernel) runs :func:`pack_bits_reference`.
+
+    >>> pack_bits(torch.tensor([[1, 0, 1, 1]]), block=2, impl="torch").tolist()
+    [[1, 3]]
+    """
+    if impl not in IMPLS:
+        raise ValueError(f"impl must be one of {', '.join(IMPLS)}; got {impl!r}.")
+    lib = kernel() if impl == "c" else None
+    if lib is None:
+        return pack_bits_reference(bits, block)
+    bits = _check_bits(bits, "bits")
+    rows, k = bits.shape
+    bs, nb, wpb = words_per_block(block, k)
+    out = torch.empty(rows, nb * wpb, dtype=torch.int64)
+    lib.tb_pack(bits.view(torch.uint8).data_ptr(), rows, k, bs, wpb, out.data_ptr())
+    return out
+
+
+@dataclass
+class Planes:
+    """Bit planes of input rows: ``bits`` ``[J, M, K]`` (0/1) with integer weights ``coefs`` (``q = sum_j coefs_j bits_j``).
+
+    ``words``: the planes already packed (``[J, M, nb * wpb]`` for read-out blocks ``block``;
+    :func:`code_planes`), ``bits`` then ``None``; ``k``: the features ``K``.
+    """
+
+    bits: Tensor | None
+    coefs: tuple[int, ...]
+    words: Tensor | None = None
+    block: int | None = None
+    k: int = 0
+
+    def __post_init__(self) -> None:
+        if self.bits is not None:
+            self.k = int(self.bits.shape[-1])
+
+
+def bit_planes(q: Tensor) -> Planes:
+    """The binary digits of non-negative integer rows ``q`` ``[M, K]`` (bool, integer or integer-valued float).
+
+    >>> p = bit_planes(torch.tensor([[3., 0., 2.]]))
+    >>> p.bits[:, 0].int().tolist(), p.coefs
+    ([[1, 0, 0], [1, 0, 1]], (1, 2))
+    """
+    if q.dim() != 2:
+        raise ValueError(f"q must be a 2-D [rows, K] tensor; got shape {tuple(q.shape)}.")
+    if q.dtype == torch.bool:
+        return Planes(q.unsqueeze(0), (1,))
+    qi = q.to(torch.int64)
+    if q.numel() and (bool((qi != q).any()) or int(qi.min()) < 0):
+        raise ValueError("q must hold non-negative integers for the packed engine.")
+    top = int(qi.max()) if q.numel() else 0
+    j = max(top.bit_length(), 1)
+    shifts = torch.arange(j, dtype=torch.int64).view(j, 1, 1)
+    return Planes(((qi.unsqueeze(0) >> shifts) & 1).bool(), tuple(1 << i for i in range(j)))
+
+
+def code_planes(q: Tensor, block: int | None) -> Planes:
+    """:func:`bit_planes` of float32 codes ``q`` ``[M, K]``, packed at once by the kernel (one pass,
+    no 0/1 planes in between) for read-out blocks ``block``; :func:`bit_planes` without a kernel."""
+    lib = kernel()
+    if lib is None or q.dtype != torch.float32 or q.dim() != 2 or not q.numel():
+        return bit_planes(q)
+    q = q.detach().contiguous()
+    m, k = q.shape
+    j = max(int(q.max()).bit_length(), 1) if bool(torch.isfinite(q.max())) else 1
+    bs, nb, wpb = words_per_block(block, k)
+    words = torch.empty(j, m, nb * wpb, dtype=torch.int64)
+    if lib.tb_pack_code(q.data_ptr(), m, k, j, bs, wpb, words.data_ptr()):
+        raise ValueError("q must hold non-negative integers for the packed engine.")
+    return Planes(None, tuple(1 << i for i in range(j)), words, block, k)
+
+
+def step_planes(spikes: Tensor, weights: list[int]) -> Planes:
+    """Spikes ``[T, M, K]`` as planes weighted by the integer step weights ``w_t`` (``q = sum_t w_t s_t``)."""
+    if spikes.dim() != 3 or spikes.shape[0] != len(weights):
+        raise ValueError(f"spikes must be [T, rows, K] with one weight per step; got shape {tuple(spikes.shape)} "
+                         f"and {len(weights)} weights.")
+    return Planes(spikes, tuple(int(w) for w in weights))
+
+
+@dataclass
+class PackedWeights:
+    """Integer weight codes ``Q`` ``[O, K]`` as packed planes, transposed for the kernel.
+
+    ``words``: ``[P, nb * wpb, O_pad]`` int64 (plane ``p`` of output ``o`` at ``[p, :, o]``);
+    ``coefs``: ``[P]`` int64 plane weights; column ``O`` holds all ones when ``ones_column``
+    (its sums are ``S_b``); ``O_pad`` is the next multiple of 8.
+    """
+
+    words: Tensor
+    coefs: Tensor
+    out: int
+    k: int
+    block: int | None
+    ones_column: bool
+    qmax: int
+
+
+def pack_weights(codes: Tensor, block: int | None, ones_column: bool = True) -> PackedWeights:
+    """Pack integer weight codes ``[O, K]`` (any sign) into bit planes; see :class:`PackedWeights`.
+
+    Planes: the binary digits of ``max(Q, 0)`` (weights ``2^p``), then those of
+    ``max(-Q, 0)`` (weights ``-2^p``) when ``Q`` has negative codes: 1 plane for 1-bit
+    codes, ``k`` for ``k``-bit, 2 for ternary.
+
+    >>> pack_weights(torch.tensor([[1, 0, -1]]), block=None).coefs.tolist()
+    [1, -1]
+    """
+    if codes.dim() != 2:
+        raise ValueError(f"codes must be a 2-D [outputs, K] tensor; got shape {tuple(codes.shape)}.")
+    codes = codes.detach()
+    if codes.is_floating_point() and codes.numel() and not torch.equal(codes, codes.round()):
+        raise ValueError("codes must hold integers for the packed engine.")
+    lo, hi = (int(v) for v in torch.aminmax(codes)) if codes.numel() else (0, 0)
+    if max(hi, -lo) >= 2**15:
+        raise ValueError("codes must lie within +-32767 for the packed engine.")
+    qi = codes.to(torch.int16)
+    o, k = qi.shape
+    planes, coefs = [], []
+    for part, sign, top in ((qi.clamp(min=0), 1, max(hi, 0)), ((-qi).clamp(min=0), -1, max(-lo, 0))):
+        if sign < 0 and top == 0:
+            continue
+        for i in range(max(top.bit_length(), 1)):
+            planes.append(((part >> i) & 1).to(torch.uint8))
+            coefs.append(sign << i)
+    o_pad = (o + int(ones_column) + 7) // 8 * 8
+    full = torch.zeros(len(planes), o_pad, k, dtype=torch.uint8)
+    full[:, :o] = torch.stack(planes)
+    if ones_column:
+        full[0, o] = 1  # plane 0 has weight +1
+    words = pack_bits(full.view(torch.bool).reshape(-1, k), block).reshape(len(planes), o_pad, -1)
+    words = words.transpose(1, 2).contiguous()
+    return PackedWeights(words, torch.tensor(coefs, dtype=torch.int64), o, k, block, ones_column, max(hi, -lo))
+
+
+def _packed_rows(planes: Planes, block: int | None, impl: str) -> Tensor:
+    """``[J, M, nb * wpb]`` words of the planes."""
+    if planes.words is not None:
+        if planes.block != block:
+            raise ValueError(f"the planes are packed for blocks of {planes.block}, the weights for {block}.")
+        return planes.words
+    j, m, k = planes.bits.shape
+    return pack_bits(planes.bits.reshape(j * m, k), block, impl).reshape(j, m, -1)
+
+
+def block_terms_reference(x: Tensor, x_coefs: Tensor, pw: PackedWeights) -> Tensor:
+    """:func:`block_terms` in torch: the popcount of every AND by a byte look-up table."""
+    j, m, _ = x.shape
+    _, nb, wpb = words_per_block(pw.block, pw.k)
+    p, _, o_pad = pw.words.shape
+    xb = x.transpose(0, 1).reshape(m, j, 1, nb, wpb, 1)
+    wb = pw.words.reshape(1, 1, p, nb, wpb, o_pad)
+    out = torch.zeros(nb, m, o_pad, dtype=torch.int64)
+    for r in range(m):  # one row at a time: [J, P, nb, wpb, O, 8] bytes
+        anded = (xb[r:r + 1] & wb).contiguous().view(torch.uint8).reshape(1, j, p, nb, wpb, o_pad, 8)
+        counts = _POPCOUNT8[anded.to(torch.int64)].sum((-1, -3))[0]  # [J, P, nb, O]
+        f = x_coefs.view(j, 1, 1, 1) * pw.coefs.view(1, p, 1, 1)
+        out[:, r] = (counts * f).sum((0, 1))
+    return out.to(torch.int32)
+
+
+def block_terms(x: Tensor, x_coefs: Tensor, pw: PackedWeights, impl: str = "c", path: int | None = None) -> Tensor:
+    r"""``out[b, m, o] = sum_j sum_p wx_j c_p popcount(x[m, j, b] & w[p, b, o])``: ``[nb, M, O_pad]`` int32.
+
+    ``x``: packed planes ``[J, M, nb * wpb]`` (:func:`pack_bits` of each plane); ``x_coefs``:
+    ``[J]`` int64. ``impl="c"``: the compiled kernel on :func:`best_path` (or ``path``:
+    0 portable, 1 POPCNT, 2 AVX2, 3 AVX-512 VPOPCNTDQ); ``"torch"``:
+    :func:`block_terms_reference`. Every sum must lie below :math:`2^{31}`.
+    """
+    if impl not in IMPLS:
+        raise ValueError(f"impl must be one of {', '.join(IMPLS)}; got {impl!r}.")
+    lib = kernel() if impl == "c" else None
+    if lib is None:
+        return block_terms_reference(x, x_coefs, pw)
+    _, nb, _ = words_per_block(pw.block, pw.k)
+    x, xc = x.contiguous(), x_coefs.to(torch.int64).contiguous()
+    out = torch.empty(nb, x.shape[1], pw.words.shape[-1], dtype=torch.int32)
+    _run(lib, path, x, xc, pw, out, None, None, None)
+    return out
+
+
+def _run(lib, path, x, xc, pw, out, cur, gains, s_out) -> None:
+    j, m, _ = x.shape
+    _, nb, wpb = words_per_block(pw.block, pw.k)
+    p, _, o_pad = pw.words.shape
+    ptr = [t.data_ptr() if t is not None else None for t in (out, cur, gains, s_out)]
+    rc = lib.tb_terms(best_path() if path is None else path, x.data_ptr(), m, j, xc.data_ptr(),
+                      pw.words.data_ptr(), p, pw.coefs.data_ptr(), o_pad, nb, wpb, *ptr, pw.out)
+    if rc == -3:
+        raise MemoryError("the popcount kernel could not allocate its scratch memory.")
+    if rc != 0:
+        raise ValueError(f"path {path} cannot run on this CPU (the best here is {lib.tb_best_path()}).")
+
+
+def block_readout(x: Tensor, x_coefs: Tensor, pw: PackedWeights, gains: Tensor, impl: str = "c",
+                  path: int | None = None) -> tuple[Tensor, Tensor]:
+    r"""The read-out fused into the kernel: ``cur[m, o] = sum_b g[b, m] N_b[m, o]`` (float64 ``[M, O_pad]``)
+    and ``S_b`` (int32 ``[nb, M]``, the ones column's terms; ``pw`` needs it).
+
+    ``gains``: ``[nb, M]`` float64. The blocks are added in order, each product and sum
+    rounded once: ``cur = g_0 N_0``, then ``cur = cur + g_b N_b``, as
+    ``cur.addcmul_(N_b, g_b)`` does in torch (so the two agree bit for bit; the products
+    are exact when the gains are float32 values and ``|N_b| < 2^24``).
+    """
+    if not pw.ones_column:
+        raise ValueError("pw must be packed with its ones column for the fused read-out.")
+    m = x.shape[1]
+    _, nb, _ = words_per_block(pw.block, pw.k)
+    gains = gains.to(torch.float64).contiguous()
+    if tuple(gains.shape) != (nb, m):
+        raise ValueError(f"gains must be [blocks, rows] = [{nb}, {m}]; got {tuple(gains.shape)}.")
+    lib = kernel() if impl == "c" else None
+    if lib is None:
+        n = block_terms_reference(x, x_coefs, pw)
+        cur = n[0] * gains[0].unsqueeze(-1)
+        for b in range(1, nb):
+            cur.addcmul_(n[b], gains[b].unsqueeze(-1))
+        return cur, n[..., pw.out].contiguous()
+    cur = torch.empty(m, pw.words.shape[-1], dtype=torch.float64)
+    s_out = torch.empty(nb, m, dtype=torch.int32)
+    _run(lib, path, x.contiguous(), x_coefs.to(torch.int64).contiguous(), pw, None, cur, gains, s_out)
+    return cur, s_out
+
+
+def row_terms(planes: Planes, pw: PackedWeights, impl: str = "c") -> tuple[Tensor, Tensor]:
+    r"""``N_b`` ``[nb, M, O]`` and ``S_b`` ``[nb, M, 1]`` (int32) of the rows ``q = sum_j wx_j x_j`` against ``pw``.
+
+    ``S_b`` needs ``pw`` packed with its ones column. Raises ``ValueError`` when a sum
+    could exceed :math:`2^{31} - 1` (``max|Q| * block * sum|wx|``).
+    """
+    _check_sums(planes, pw)
+    x = _packed_rows(planes, pw.block, impl)
+    out = block_terms(x, torch.tensor(planes.coefs, dtype=torch.int64), pw, impl)
+    n = out[..., :pw.out]
+    s = out[..., pw.out:pw.out + 1] if pw.ones_column else None
+    return n, s
+
+
+def _check_sums(planes: Planes, pw: PackedWeights) -> None:
+    bs, _, _ = words_per_block(pw.block, pw.k)
+    if planes.k != pw.k:
+        raise ValueError(f"planes have {planes.k} features but the weights {pw.k}.")
+    if max(pw.qmax, 1) * bs * sum(abs(c) for c in planes.coefs) >= 2**31:
+        raise ValueError("the packed sums could overflow int32 for these codes; use the dense engine.")
+
+
+def row_readout(planes: Planes, pw: PackedWeights, gains: Tensor, impl: str = "c") -> tuple[Tensor, Tensor]:
+    """``sum_b g_b N_b`` (float64 ``[M, O]``) and ``S_b`` (int32 ``[nb, M, 1]``) of the rows against ``pw``
+    (:func:`block_readout`); the same checks as :func:`row_terms`."""
+    _check_sums(planes, pw)
+    x = _packed_rows(planes, pw.block, impl)
+    cur, s = block_readout(x, torch.tensor(planes.coefs, dtype=torch.int64), pw, gains, impl)
+    return cur[:, :pw.out], s.unsqueeze(-1)
+

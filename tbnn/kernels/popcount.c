@@ -1,0 +1,347 @@
+/* Per-block integer sums of a tbnn layer by AND + popcount (tbnn.kernels).
+ *
+ * Inputs are bit planes packed 64 per word, each read-out block padded to `wpb` words:
+ *   X  [J, M, nb * wpb]   uint64, plane j of row m carries weight wx[j]
+ *   Wt [P, nb * wpb, O]   uint64, plane p of the weight codes carries weight wc[p]
+ *                         (transposed: the words of O outputs side by side)
+ * and the result is, for every block b, row m and output o,
+ *   out[b, m, o] = sum_j sum_p wx[j] wc[p] popcount(X[j, m, block b] & Wt[p, block b, o])
+ * which is N_b = sum_{i in b} q[m, i] Q[o, i] when q = sum_j wx[j] x_j and Q = sum_p wc[p] w_p.
+ * Words of X that are 0 (no spike) are skipped. O must be a multiple of 8. One build carries every path; tb_terms picks one at run time
+ * from the CPU's features (AVX-512 VPOPCNTDQ, AVX2, POPCNT, portable C); tb_path says which.
+ */
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#if defined(__x86_64__) || defined(__i386__)
+#define TB_X86 1
+#include <immintrin.h>
+#endif
+
+#define TB_API __attribute__((visibility("default")))
+
+/* ---------------------------------------------------------------------------------------- */
+/* packing: 0/1 bytes [rows, K] -> words [rows, nb * wpb], block b's features from word b*wpb */
+
+TB_API void tb_pack(const uint8_t *src, int64_t rows, int64_t K, int64_t bs, int64_t wpb, uint64_t *dst) {
+    int64_t nb = (K + bs - 1) / bs, nw = nb * wpb;
+    for (int64_t r = 0; r < rows; r++) {
+        const uint8_t *s = src + r * K;
+        uint64_t *d = dst + r * nw;
+        memset(d, 0, (size_t)nw * sizeof(uint64_t));
+        for (int64_t b = 0; b < nb; b++) {
+            int64_t lo = b * bs, n = (K - lo < bs) ? K - lo : bs;
+            uint64_t *db = d + b * wpb;
+            int64_t i = 0;
+            for (; i + 8 <= n; i += 8) { /* 8 bytes of 0/1 -> 8 bits, feature i at bit i % 64 */
+                uint64_t v;
+                memcpy(&v, s + lo + i, 8);
+                v = (v != 0) ? ((v | (v >> 7) | (v >> 14) | (v >> 21) | (v >> 28) | (v >> 35) | (v >> 42) | (v >> 49)) & 0xff) : 0;
+                db[i >> 6] |= v << (i & 63);
+            }
+            for (; i < n; i++)
+                db[i >> 6] |= (uint64_t)(s[lo + i] != 0) << (i & 63);
+        }
+    }
+}
+
+/* The J binary digits of non-negative integer codes q (float32 [rows, K]) as J planes of words
+ * [J, rows, nb * wpb], laid out as tb_pack's. Returns how many values were not integers in
+ * [0, 2^J) (then the planes are not to be used). */
+TB_API int64_t tb_pack_code(const float *q, int64_t rows, int64_t K, int64_t J, int64_t bs, int64_t wpb, uint64_t *dst) {
+    int64_t nb = (K + bs - 1) / bs, nw = nb * wpb, bad = 0;
+    float top = (float)((int64_t)1 << J);
+    memset(dst, 0, (size_t)(J * rows * nw) * sizeof(uint64_t));
+    for (int64_t r = 0; r < rows; r++) {
+        const float *s = q + r * K;
+        for (int64_t i = 0; i < K; i++) {
+            float v = s[i];
+            if (!(v >= 0.0f && v < top) || v != (float)(int64_t)v) {
+                bad++;
+                continue;
+            }
+            uint64_t c = (uint64_t)v;
+            if (!c) continue;
+            int64_t b = i / bs, f = i - b * bs, w = r * nw + b * wpb + (f >> 6);
+            for (int64_t j = 0; j < J; j++)
+                dst[j * rows * nw + w] |= ((c >> j) & 1) << (f & 63);
+        }
+    }
+    return bad;
+}
+
+/* ---------------------------------------------------------------------------------------- */
+/* where the sums go: int32 terms out[b, m, o], and/or the read-out fused in                */
+
+typedef struct {
+    int32_t *out;         /* [nb, M, O] int32 terms, or NULL */
+    double *cur;          /* [M, O]: sum_b gains[b, m] * out[b, m, o] in block order, or NULL */
+    const double *gains;  /* [nb, M] */
+    int32_t *s_out;       /* [nb, M]: the terms of column ones_col, or NULL */
+    int64_t ones_col, M, O;
+    int32_t *ks;          /* scratch: offsets of the nonzero words of one row and block, plane by plane */
+    int64_t *start;       /* scratch: where plane j's offsets start in ks (J + 1 entries) */
+} sink;
+
+/* Silent words are skipped: the nonzero words of row m in block b, as offsets k within the
+ * block, plane after plane (plane j's from start[j] to start[j + 1]). */
+static inline __attribute__((always_inline)) void nonzero_words(const uint64_t *X, int64_t M, int64_t J, int64_t nw,
+                                                                int64_t wpb, int64_t m, int64_t b, const sink *k) {
+    int64_t n = 0;
+    for (int64_t j = 0; j < J; j++) {
+        const uint64_t *x = X + (j * M + m) * nw + b * wpb;
+        k->start[j] = n;
+        for (int64_t i = 0; i < wpb; i++)
+            if (x[i]) k->ks[n++] = (int32_t)i;
+    }
+    k->start[J] = n;
+}
+
+/* The 8 sums of outputs o..o+7 for block b and row m. The read-out adds the blocks in
+ * order, each product rounded once: cur = g_0 N_0, then cur = cur + g_b N_b (b = 1, 2, ...). */
+static inline __attribute__((always_inline)) void emit(const sink *k, int64_t b, int64_t m, int64_t o,
+                                                       const int64_t *t) {
+    if (k->out) {
+        int32_t *dst = k->out + (b * k->M + m) * k->O + o;
+        for (int i = 0; i < 8; i++) dst[i] = (int32_t)t[i];
+    }
+    if (k->cur) {
+        double g = k->gains[b * k->M + m], *dst = k->cur + m * k->O + o;
+        if (b == 0)
+            for (int i = 0; i < 8; i++) dst[i] = (double)t[i] * g;
+        else
+            for (int i = 0; i < 8; i++) dst[i] = dst[i] + (double)t[i] * g;
+    }
+    if (k->s_out && k->ones_col >= o && k->ones_col < o + 8) k->s_out[b * k->M + m] = (int32_t)t[k->ones_col - o];
+}
+
+/* ---------------------------------------------------------------------------------------- */
+/* portable path (and, built for POPCNT, the scalar x86 path)                               */
+
+static inline __attribute__((always_inline)) void
+terms_scalar(const uint64_t *X, int64_t M, int64_t J, const int64_t *wx, const uint64_t *Wt, int64_t P,
+             const int64_t *wc, int64_t O, int64_t nb, int64_t wpb, const sink *snk) {
+    int64_t nw = nb * wpb;
+    const int32_t *ks = snk->ks;
+    const int64_t *start = snk->start;
+    for (int64_t m = 0; m < M; m++)
+        for (int64_t b = 0; b < nb; b++) {
+            nonzero_words(X, M, J, nw, wpb, m, b, snk);
+            for (int64_t o = 0; o < O; o += 8) {
+                int64_t tot[8];
+                for (int i = 0; i < 8; i++) {
+                    tot[i] = 0;
+                    for (int64_t j = 0; j < J; j++) {
+                        const uint64_t *x = X + (j * M + m) * nw + b * wpb;
+                        for (int64_t p = 0; p < P; p++) {
+                            const uint64_t *w = Wt + ((p * nw) + b * wpb) * O + o + i;
+                            int64_t c = 0;
+                            for (int64_t n = start[j]; n < start[j + 1]; n++)
+                                c += __builtin_popcountll(x[ks[n]] & w[ks[n] * O]);
+                            tot[i] += c * wx[j] * wc[p];
+                        }
+                    }
+                }
+                emit(snk, b, m, o, tot);
+            }
+        }
+}
+
+static void terms_portable(const uint64_t *X, int64_t M, int64_t J, const int64_t *wx, const uint64_t *Wt,
+                           int64_t P, const int64_t *wc, int64_t O, int64_t nb, int64_t wpb, const sink *snk) {
+    terms_scalar(X, M, J, wx, Wt, P, wc, O, nb, wpb, snk);
+}
+
+#ifdef TB_X86
+__attribute__((target("popcnt")))
+static void terms_popcnt(const uint64_t *X, int64_t M, int64_t J, const int64_t *wx, const uint64_t *Wt,
+                         int64_t P, const int64_t *wc, int64_t O, int64_t nb, int64_t wpb, const sink *snk) {
+    terms_scalar(X, M, J, wx, Wt, P, wc, O, nb, wpb, snk);
+}
+
+/* Byte counts of (x[k] & w[k, 0..7]) over the words k = ks[n0..n1) (or n0..n1 when `dense`), summed
+ * in bytes over at most 31 words (8 * 31 < 256), then into 64-bit lanes c0 (outputs 0-3), c1 (4-7). */
+__attribute__((target("avx2,popcnt"))) static inline __attribute__((always_inline)) void
+count_avx2(const uint64_t *x, const uint64_t *w, int64_t O, const int32_t *ks, int64_t n0, int64_t n1, const int dense,
+           __m256i *c0, __m256i *c1) {
+    const __m256i lut = _mm256_setr_epi8(0, 1, 1, 2, 1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4,
+                                         0, 1, 1, 2, 1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4);
+    const __m256i low = _mm256_set1_epi8(0x0f), zero = _mm256_setzero_si256();
+    __m256i s0 = zero, s1 = zero;
+    for (int64_t i0 = n0; i0 < n1; i0 += 31) {
+        int64_t i1 = (i0 + 31 < n1) ? i0 + 31 : n1;
+        __m256i a0 = zero, a1 = zero;
+        for (int64_t n = i0; n < i1; n++) {
+            int64_t k = dense ? n : ks[n];
+            __m256i xv = _mm256_set1_epi64x((long long)x[k]);
+            __m256i v0 = _mm256_and_si256(xv, _mm256_loadu_si256((const __m256i *)(w + k * O)));
+            __m256i v1 = _mm256_and_si256(xv, _mm256_loadu_si256((const __m256i *)(w + k * O + 4)));
+            a0 = _mm256_add_epi8(a0, _mm256_add_epi8(
+                _mm256_shuffle_epi8(lut, _mm256_and_si256(v0, low)),
+                _mm256_shuffle_epi8(lut, _mm256_and_si256(_mm256_srli_epi16(v0, 4), low))));
+            a1 = _mm256_add_epi8(a1, _mm256_add_epi8(
+                _mm256_shuffle_epi8(lut, _mm256_and_si256(v1, low)),
+                _mm256_shuffle_epi8(lut, _mm256_and_si256(_mm256_srli_epi16(v1, 4), low))));
+        }
+        s0 = _mm256_add_epi64(s0, _mm256_sad_epu8(a0, zero));
+        s1 = _mm256_add_epi64(s1, _mm256_sad_epu8(a1, zero));
+    }
+    *c0 = s0;
+    *c1 = s1;
+}
+
+/* The 8-output passes of row m, block b; `sparse`: only the words listed in snk->ks (some are 0). */
+__attribute__((target("avx2,popcnt"))) static inline __attribute__((always_inline)) void
+row_block_avx2(const uint64_t *X, int64_t M, int64_t J, const int64_t *wx, const uint64_t *Wt, int64_t P,
+               const int64_t *wc, int64_t O, int64_t nb, int64_t wpb, const sink *snk, int64_t m, int64_t b,
+               const int sparse) {
+    int64_t nw = nb * wpb;
+    const __m256i zero = _mm256_setzero_si256();
+    const __m256i pick = _mm256_setr_epi32(0, 2, 4, 6, 0, 2, 4, 6);
+    const int32_t *ks = snk->ks;
+    const int64_t *start = snk->start;
+    for (int64_t o = 0; o < O; o += 8) {
+        __m256i t0 = zero, t1 = zero;
+        for (int64_t j = 0; j < J; j++) {
+            const uint64_t *x = X + (j * M + m) * nw + b * wpb;
+            if (sparse && start[j] == start[j + 1]) continue;
+            for (int64_t p = 0; p < P; p++) {
+                const uint64_t *w = Wt + ((p * nw) + b * wpb) * O + o;
+                __m256i c0, c1;
+                if (sparse)
+                    count_avx2(x, w, O, ks, start[j], start[j + 1], 0, &c0, &c1);
+                else
+                    count_avx2(x, w, O, ks, 0, wpb, 1, &c0, &c1);
+                int64_t f = wx[j] * wc[p];
+                if (f == 1) {
+                    t0 = _mm256_add_epi64(t0, c0);
+                    t1 = _mm256_add_epi64(t1, c1);
+                } else { /* counts and factors fit in 32 bits: signed 32 x 32 -> 64 */
+                    __m256i fv = _mm256_set1_epi64x(f);
+                    t0 = _mm256_add_epi64(t0, _mm256_mul_epi32(c0, fv));
+                    t1 = _mm256_add_epi64(t1, _mm256_mul_epi32(c1, fv));
+                }
+            }
+        }
+        if (snk->cur && !snk->out && !(snk->ones_col >= o && snk->ones_col < o + 8)) {
+            /* the read-out in vectors: sums below 2^31 -> int32 -> double, then as emit() */
+            __m256d g = _mm256_set1_pd(snk->gains[b * M + m]);
+            __m256d d0 = _mm256_mul_pd(_mm256_cvtepi32_pd(_mm256_castsi256_si128(
+                             _mm256_permutevar8x32_epi32(t0, pick))), g);
+            __m256d d1 = _mm256_mul_pd(_mm256_cvtepi32_pd(_mm256_castsi256_si128(
+                             _mm256_permutevar8x32_epi32(t1, pick))), g);
+            double *dst = snk->cur + m * O + o;
+            if (b) {
+                d0 = _mm256_add_pd(_mm256_loadu_pd(dst), d0);
+                d1 = _mm256_add_pd(_mm256_loadu_pd(dst + 4), d1);
+            }
+            _mm256_storeu_pd(dst, d0);
+            _mm256_storeu_pd(dst + 4, d1);
+        } else {
+            int64_t tot[8];
+            _mm256_storeu_si256((__m256i *)tot, t0);
+            _mm256_storeu_si256((__m256i *)(tot + 4), t1);
+            emit(snk, b, m, o, tot);
+        }
+    }
+}
+
+/* AVX2: 8 outputs (two vectors of 4 words) per pass; byte counts by nibble look-up (pshufb),
+ * summed in bytes over at most 31 words (8 * 31 < 256), then into 64-bit lanes (psadbw). */
+__attribute__((target("avx2,popcnt")))
+static void terms_avx2(const uint64_t *X, int64_t M, int64_t J, const int64_t *wx, const uint64_t *Wt,
+                       int64_t P, const int64_t *wc, int64_t O, int64_t nb, int64_t wpb, const sink *snk) {
+    for (int64_t m = 0; m < M; m++)
+        for (int64_t b = 0; b < nb; b++) {
+            nonzero_words(X, M, J, nb * wpb, wpb, m, b, snk);
+            if (snk->start[J] == J * wpb) /* no silent word: the loops without look-ups */
+                row_block_avx2(X, M, J, wx, Wt, P, wc, O, nb, wpb, snk, m, b, 0);
+            else
+                row_block_avx2(X, M, J, wx, Wt, P, wc, O, nb, wpb, snk, m, b, 1);
+        }
+}
+
+/* AVX-512 VPOPCNTDQ: 8 outputs (one vector of 8 words) per pass, two passes side by side. */
+__attribute__((target("avx512f,avx512vpopcntdq,avx512dq,popcnt")))
+static void terms_avx512(const uint64_t *X, int64_t M, int64_t J, const int64_t *wx, const uint64_t *Wt,
+                         int64_t P, const int64_t *wc, int64_t O, int64_t nb, int64_t wpb, const sink *snk) {
+    int64_t nw = nb * wpb;
+    const int32_t *ks = snk->ks;
+    const int64_t *start = snk->start;
+    for (int64_t m = 0; m < M; m++)
+        for (int64_t b = 0; b < nb; b++) {
+            nonzero_words(X, M, J, nw, wpb, m, b, snk);
+            for (int64_t o = 0; o < O; o += 8) {
+                __m512i t = _mm512_setzero_si512();
+                for (int64_t j = 0; j < J; j++) {
+                    const uint64_t *x = X + (j * M + m) * nw + b * wpb;
+                    if (start[j] == start[j + 1]) continue;
+                    for (int64_t p = 0; p < P; p++) {
+                        const uint64_t *w = Wt + ((p * nw) + b * wpb) * O + o;
+                        __m512i c = _mm512_setzero_si512();
+                        for (int64_t n = start[j]; n < start[j + 1]; n++)
+                            c = _mm512_add_epi64(c, _mm512_popcnt_epi64(_mm512_and_si512(
+                                _mm512_set1_epi64((long long)x[ks[n]]),
+                                _mm512_loadu_si512((const void *)(w + ks[n] * O)))));
+                        int64_t f = wx[j] * wc[p];
+                        t = (f == 1) ? _mm512_add_epi64(t, c) : _mm512_add_epi64(t, _mm512_mullo_epi64(c, _mm512_set1_epi64(f)));
+                    }
+                }
+                int64_t tot[8];
+                _mm512_storeu_si512((void *)tot, t);
+                emit(snk, b, m, o, tot);
+            }
+        }
+}
+#endif
+
+/* ---------------------------------------------------------------------------------------- */
+/* dispatch                                                                                  */
+
+typedef void (*terms_fn)(const uint64_t *, int64_t, int64_t, const int64_t *, const uint64_t *, int64_t,
+                         const int64_t *, int64_t, int64_t, int64_t, const sink *);
+
+static const char *const PATHS[] = {"portable", "popcnt", "avx2", "avx512_vpopcntdq"};
+
+/* The best path this CPU runs (3, 2, 1, 0 as in PATHS); `limit` caps it (a forced path). */
+TB_API int tb_best_path(void) {
+#ifdef TB_X86
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx512vpopcntdq") && __builtin_cpu_supports("avx512dq")) return 3;
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("popcnt")) return 2;
+    if (__builtin_cpu_supports("popcnt")) return 1;
+#endif
+    return 0;
+}
+
+TB_API const char *tb_path_name(int path) { return (path >= 0 && path < 4) ? PATHS[path] : "none"; }
+
+/* out [nb, M, O] int32 terms (or NULL); cur [M, O] the fused read-out sum_b gains[b, m] out[b, m, o]
+ * (or NULL; gains [nb, M]); s_out [nb, M] the terms of column ones_col (or NULL).
+ * Returns 0, or -1 for a path this CPU (or this build) cannot run, -2 for O not a multiple of 8,
+ * -3 when scratch memory cannot be had. */
+TB_API int tb_terms(int path, const uint64_t *X, int64_t M, int64_t J, const int64_t *wx, const uint64_t *Wt,
+                    int64_t P, const int64_t *wc, int64_t O, int64_t nb, int64_t wpb, int32_t *out,
+                    double *cur, const double *gains, int32_t *s_out, int64_t ones_col) {
+    sink snk = {out, cur, gains, s_out, ones_col, M, O, NULL, NULL};
+    terms_fn fn = terms_portable;
+    if (path < 0 || path > tb_best_path()) return -1;
+    if (O % 8) return -2;
+#ifdef TB_X86
+    if (path == 3) fn = terms_avx512;
+    else if (path == 2) fn = terms_avx2;
+    else if (path == 1) fn = terms_popcnt;
+#endif
+    snk.ks = (int32_t *)malloc((size_t)(J * wpb + 1) * sizeof(int32_t));
+    snk.start = (int64_t *)malloc((size_t)(J + 1) * sizeof(int64_t));
+    if (!snk.ks || !snk.start) {
+        free(snk.ks);
+        free(snk.start);
+        return -3;
+    }
+    fn(X, M, J, wx, Wt, P, wc, O, nb, wpb, &snk);
+    free(snk.ks);
+    free(snk.start);
+    return 0;
+}

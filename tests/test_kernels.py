@@ -1,0 +1,225 @@
+"""The packed AND + popcount kernel against an independent recount.
+
+``N_b = sum_{i in b} q_i Q_i`` and ``S_b = sum_{i in b} q_i`` are recomputed here by int64
+matrix products of the unpacked integers over each block, and must equal the compiled
+kernel on every dispatch path this CPU runs and the pure-torch reference path, for ragged
+``K``, blocks of 128 and ``None``, ``T = 1, 2, 4, 8`` planes, 1-, 2-, 4-bit and ternary codes.
+"""
+
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from tbnn.kernels import build, packed
+
+HAS_KERNEL = packed.kernel() is not None
+PATHS = list(range(packed.kernel().tb_best_path() + 1)) if HAS_KERNEL else []
+
+
+def _recount(q, Q, block):
+    """Per-block ``q @ Q.T`` and row sums in int64, block by block of the unpacked values."""
+    k = q.shape[-1]
+    bs = k if block is None else block
+    n, s = [], []
+    for lo in range(0, k, bs):
+        qb, Qb = q[:, lo:lo + bs].to(torch.int64), Q[:, lo:lo + bs].to(torch.int64)
+        n.append(qb @ Qb.t())
+        s.append(qb.sum(-1, keepdim=True))
+    return torch.stack(n), torch.stack(s)
+
+
+def _codes(bits, shape, gen):
+    if bits == 1.5:
+        return torch.randint(-1, 2, shape, generator=gen)
+    return torch.randint(0, 2 ** bits, shape, generator=gen)
+
+
+@pytest.mark.parametrize("block", [128, None, 100])
+@pytest.mark.parametrize("k", [64, 200, 1000])
+def test_pack_bits_matches_the_reference_and_round_trips(block, k):
+    gen = torch.Generator().manual_seed(k)
+    bits = torch.rand(7, k, generator=gen) < 0.3
+    ref = packed.pack_bits_reference(bits, block)
+    if HAS_KERNEL:
+        assert torch.equal(packed.pack_bits(bits, block), ref)
+    bs, nb, wpb = packed.words_per_block(block, k)
+    back = ((ref.unsqueeze(-1) >> torch.arange(64)) & 1).reshape(7, nb, wpb * 64)[:, :, :bs].reshape(7, -1)[:, :k]
+    assert torch.equal(back.bool(), bits)
+    assert int(ref.shape[1]) == nb * wpb
+
+
+@pytest.mark.parametrize("bits", [1, 1.5, 2, 4])
+@pytest.mark.parametrize("timesteps", [1, 2, 4, 8])
+@pytest.mark.parametrize("block", [128, None])
+def test_row_terms_equal_a_recount(bits, timesteps, block):
+    gen = torch.Generator().manual_seed(timesteps * 10 + int(2 * bits))
+    k, m, o = 331, 9, 13  # ragged K, outputs not a multiple of 8
+    Q = _codes(bits, (o, k), gen)
+    spikes = torch.rand(timesteps, m, k, generator=gen) < 0.4
+    weights = [2 ** (timesteps - 1 - t) for t in range(timesteps)]
+    q = sum(w * spikes[t].to(torch.int64) for t, w in enumerate(weights))
+    n_ref, s_ref = _recount(q, Q, block)
+    pw = packed.pack_weights(Q, block)
+    assert pw.words.shape[0] == {1: 1, 1.5: 2, 2: 2, 4: 4}[bits]
+    impls = ["torch"] + (["c"] if HAS_KERNEL else [])
+    for impl in impls:
+        for planes in (packed.step_planes(spikes, weights), packed.bit_planes(q)):
+            n, s = packed.row_terms(planes, pw, impl=impl)
+            assert n.dtype == torch.int32
+            assert torch.equal(n.to(torch.int64), n_ref), impl
+            assert torch.equal(s.to(torch.int64), s_ref), impl
+
+
+@pytest.mark.skipif(not HAS_KERNEL, reason="no compiled kernel here")
+@pytest.mark.parametrize("active", [1.0, 0.01])  # 1 %: most words silent (skipped), some blocks silent
+@pytest.mark.parametrize("path", PATHS)
+def test_every_dispatch_path_this_cpu_runs_gives_the_same_integers(path, active):
+    gen = torch.Generator().manual_seed(path)
+    k, m = 1100, 5  # block None at K = 2560: 40 words, past the AVX2 path's 31-word byte counters
+    for block, kk in ((128, k), (None, k), (None, 64 * 40)):
+        Q = _codes(1.5, (16, kk), gen)
+        q = torch.randint(0, 16, (m, kk), generator=gen) * (torch.rand(m, kk, generator=gen) < active)
+        pw = packed.pack_weights(Q, block)
+        planes = packed.bit_planes(q)
+        x = packed.pack_bits(planes.bits.reshape(-1, kk), block).reshape(len(planes.coefs), m, -1)
+        coefs = torch.tensor(planes.coefs)
+        got = packed.block_terms(x, coefs, pw, path=path)
+        ref = packed.block_terms_reference(x, coefs, pw)
+        assert torch.equal(got, ref)
+        n_ref, _ = _recount(q, Q, block)
+        assert torch.equal(got[..., :16].to(torch.int64), n_ref)
+
+
+@pytest.mark.skipif(not HAS_KERNEL, reason="no compiled kernel here")
+def test_a_path_beyond_this_cpu_is_refused():
+    best = packed.kernel().tb_best_path()
+    if best == 3:
+        pytest.skip("this CPU runs every path")
+    pw = packed.pack_weights(torch.ones(8, 64, dtype=torch.int64), None)
+    x = torch.zeros(1, 1, 1, dtype=torch.int64)
+    with pytest.raises(ValueError, match="cannot run on this CPU"):
+        packed.block_terms(x, torch.ones(1, dtype=torch.int64), pw, path=3)
+
+
+def test_bad_input_is_named():
+    with pytest.raises(ValueError, match="bits must hold only 0 and 1"):
+        packed.pack_bits_reference(torch.tensor([[0, 2]]), None)
+    with pytest.raises(ValueError, match="q must hold non-negative integers"):
+        packed.bit_planes(torch.tensor([[-1.0, 2.0]]))
+    with pytest.raises(ValueError, match="codes must hold integers"):
+        packed.pack_weights(torch.tensor([[0.5, 1.0]]), None)
+    with pytest.raises(ValueError, match="impl must be one of"):
+        packed.pack_bits(torch.tensor([[True]]), None, impl="asm")
+
+
+@pytest.mark.skipif(build.compiler() is None, reason="no C compiler here")
+def test_two_processes_build_once_and_a_stale_lock_does_not_block(tmp_path):
+    """Two processes building into an empty cache at once both load one library; a lock file
+    left by a killed build (no process holds it) does not stop the next build."""
+    cc = build.compiler()
+    target = build.library_path(cc, tmp_path)
+    target.with_suffix(".lock").write_text("")  # as a killed build leaves it
+    code = ("import sys; from pathlib import Path; from tbnn.kernels import build; "
+            "lib = build.load(Path(sys.argv[1])); print(lib.tb_best_path())")
+    procs = [subprocess.Popen([sys.executable, "-c", code, str(tmp_path)], stdout=subprocess.PIPE, text=True)
+             for _ in range(2)]
+    outs = [p.communicate(timeout=120)[0].strip() for p in procs]
+    assert all(p.returncode == 0 for p in procs)
+    assert outs[0] == outs[1] and outs[0] in {"0", "1", "2", "3"}
+    assert [p.name for p in tmp_path.iterdir() if p.suffix == ".so"] == [target.name]
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".tbnn-build-")]
+
+
+def test_no_compiler_means_no_kernel(monkeypatch, tmp_path):
+    monkeypatch.setattr(build, "compiler", lambda: None)
+    assert build.load(tmp_path) is None
+
+
+@pytest.mark.skipif(not HAS_KERNEL, reason="no compiled kernel here")
+def test_a_path_that_fails_its_self_test_is_not_used(monkeypatch, capsys):
+    best = packed.kernel().tb_best_path()
+    if best == 0:
+        pytest.skip("only the portable path here")
+    real = packed.block_terms
+    monkeypatch.setattr(packed, "block_terms", lambda *a, path=None, **k: real(*a, path=path, **k) + (path == best))
+    packed.best_path.cache_clear()
+    try:
+        assert packed.best_path() == best - 1
+        assert "failed its self-test" in capsys.readouterr().err
+    finally:
+        monkeypatch.undo()
+        packed.best_path.cache_clear()
+    assert packed.best_path() == best
+
+
+@pytest.mark.parametrize("active", [1.0, 0.02])
+@pytest.mark.parametrize("block", [128, None])
+def test_the_fused_read_out_adds_the_blocks_in_order(block, active):
+    """``sum_b g_b N_b`` from the kernel equals the block-ordered float64 sum of the recounted terms."""
+    gen = torch.Generator().manual_seed(7)
+    k, m = 500, 6
+    Q = _codes(1.5, (21, k), gen)
+    q = torch.randint(0, 16, (m, k), generator=gen) * (torch.rand(m, k, generator=gen) < active)
+    n_ref, s_ref = _recount(q, Q, block)
+    gains = torch.randn(n_ref.shape[0], m, generator=gen).to(torch.float32).to(torch.float64)
+    want = n_ref[0].double() * gains[0].unsqueeze(-1)
+    for b in range(1, n_ref.shape[0]):
+        want = want + n_ref[b].double() * gains[b].unsqueeze(-1)
+    pw = packed.pack_weights(Q, block)
+    for impl in ["torch"] + (["c"] if HAS_KERNEL else []):
+        cur, s = packed.row_readout(packed.bit_planes(q), pw, gains, impl=impl)
+        assert torch.equal(cur, want), impl
+        assert torch.equal(s.to(torch.int64), s_ref), impl
+    with pytest.raises(ValueError, match="gains must be \\[blocks, rows\\]"):
+        packed.row_readout(packed.bit_planes(q), pw, gains[:, :2])
+
+
+@pytest.mark.skipif(build.compiler() is None, reason="no C compiler here")
+def test_with_the_cache_off_the_kernel_is_built_in_a_temporary_folder(monkeypatch):
+    monkeypatch.setenv("TBNN_CACHE", "off")
+    lib = build.load()
+    assert lib is not None and lib.tb_best_path() in (0, 1, 2, 3)
+
+
+def test_without_a_compiler_the_engine_says_so_once_and_runs_dense(tmp_path):
+    """A fresh process with no compiler on PATH: one line on stderr, and the dense engine."""
+    code = ("import torch, tbnn; torch.manual_seed(0); "
+            "net = torch.nn.Sequential(tbnn.TemporalBinary(4, grid='minmax'), tbnn.TBLinear(8, 3)); "
+            "print(tbnn.simulate(net, torch.randn(5, 8)).summary['engine']['layers']['1'])")
+    env = {**os.environ, "CC": "", "PATH": str(tmp_path), "TBNN_CACHE": str(tmp_path)}
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300,
+                         check=False)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.strip() == "dense (no compiled kernel)"
+    lines = [x for x in run.stderr.splitlines() if "popcount kernel" in x]
+    assert lines == [("tbnn: the packed popcount kernel is not available (no C compiler found (set CC)); "
+                      "using the dense engine.")]
+
+
+def test_a_failed_build_is_one_sentence_and_leaves_no_library(tmp_path):
+    false = shutil.which("false")
+    if false is None:
+        pytest.skip("no `false` command here")
+    target = tmp_path / "popcount-x.so"
+    with pytest.raises(RuntimeError, match="the kernel build with .*false failed"):
+        build.build(target, false)
+    assert not target.exists() and not [p for p in tmp_path.iterdir() if p.name.startswith(".tbnn-build-")]
+
+
+@pytest.mark.skipif(not HAS_KERNEL, reason="no compiled kernel here")
+@pytest.mark.parametrize("block", [128, None, 100])
+def test_codes_packed_in_one_pass_equal_their_bit_planes(block):
+    gen = torch.Generator().manual_seed(3)
+    q = (torch.randint(0, 16, (9, 300), generator=gen) * (torch.rand(9, 300, generator=gen) < 0.5)).float()
+    planes = packed.code_planes(q, block)
+    ref = packed.bit_planes(q)
+    assert planes.coefs == ref.coefs and planes.k == 300
+    bits = ref.bits.reshape(-1, 300)
+    assert torch.equal(planes.words, packed.pack_bits_reference(bits, block).reshape(len(ref.coefs), 9, -1))
+    for bad in (-1.0, 0.5, float("nan")):
+        with pytest.raises(ValueError, match="q must hold non-negative integers"):
+            packed.code_planes(torch.tensor([[1.0, bad]]), block)
