@@ -69,7 +69,7 @@ from tbnn.analysis.runfiles import (
     to_json,
     write_bytes,
 )
-from tbnn.io.files import output_dir
+from tbnn.io.files import check_target, stage_dir
 from tbnn.io.spikes import check_dt, check_positive_int, load_spikes
 from tbnn.viz.style import FORMATS
 
@@ -83,7 +83,7 @@ def analyze_run(simdir: str | os.PathLike, out: str | os.PathLike, dt_ms: float 
                 layer: str | None = None, *, seed: int = 0, bin_steps: int = 1,
                 max_pair_neurons: int = 512, neurons: int | None = None,
                 formats: tuple[str, ...] = (), recording: str | os.PathLike | None = None,
-                overwrite: bool = False) -> dict[str, Any]:
+                overwrite: bool = False, _flag: str = "out") -> dict[str, Any]:
     """Analyse a recorded run and write ``out/analysis.json``, ``out/report.md`` and figures.
 
     Parameters
@@ -141,6 +141,7 @@ def analyze_run(simdir: str | os.PathLike, out: str | os.PathLike, dt_ms: float 
     names = select_layers(rec, layer)
     sim = read_simulation(sim_path)
     out_dir = check_out_dir(out)
+    check_target(out_dir, "analysis", overwrite, _flag)  # refused before any measure is computed
     b = check_positive_int(bin_steps, "bin_steps")
     mp = check_positive_int(max_pair_neurons, "max_pair_neurons", minimum=2)
     check_positive_int(seed, "seed", minimum=0)
@@ -219,7 +220,7 @@ def analyze_run(simdir: str | os.PathLike, out: str | os.PathLike, dt_ms: float 
     text = json.dumps(result, indent=2, allow_nan=False, ensure_ascii=False)
     md = render_markdown(result)
 
-    with output_dir(out_dir, "analysis", overwrite=overwrite, flag="out") as tmp:
+    with stage_dir(out_dir, "analysis", overwrite=overwrite, flag=_flag) as tmp:
         for fname, fig in figs:
             plot.save_figure(fig, tmp / fname, formats=tuple(formats))
         write_bytes(tmp / "analysis.json", (text + "\n").encode("utf-8"))
