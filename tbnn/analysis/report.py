@@ -132,8 +132,8 @@ def analyze_run(simdir: str | os.PathLike, out: str | os.PathLike, dt_ms: float 
     >>> d = tempfile.mkdtemp()
     >>> np.savez(os.path.join(d, "rec.npz"), h=np.random.default_rng(0).random((6, 5, 8)) < 0.3)
     >>> res = analyze_run(os.path.join(d, "rec.npz"), os.path.join(d, "ana"))
-    >>> res["dt_source"], list(res["layers"]), sorted(os.listdir(os.path.join(d, "ana")))[:2]
-    ('default', ['h'], ['analysis.json', 'h_stats.png'])
+    >>> res["dt_source"], list(res["layers"]), sorted(os.listdir(os.path.join(d, "ana")))[:3]
+    ('default', ['h'], ['.tbnn-manifest.json', 'analysis.json', 'h_stats.png'])
     """
     spikes_path, sim_path = resolve_archive(simdir)
     rec = load_spikes(spikes_path)

@@ -29,12 +29,13 @@ def launched_as_cli(argv: list[str] | None = None) -> bool:
     >>> launched_as_cli(["python", "-m", "pytest"])
     False
     """
-    argv = list(argv if argv is not None else getattr(sys, "orig_argv", sys.argv))
-    if argv and os.path.basename(argv[0]) == "tbnn":
-        return True
-    if argv is not sys.argv and sys.argv and os.path.basename(sys.argv[0]) == "tbnn":
-        return True
-    return any(a == "-m" and b == "tbnn" for a, b in zip(argv, argv[1:]))
+    lines = [list(argv)] if argv is not None else [list(getattr(sys, "orig_argv", [])), list(sys.argv)]
+    for line in lines:
+        if line and os.path.basename(line[0]) == "tbnn":
+            return True
+        if any(a == "-m" and b == "tbnn" for a, b in zip(line, line[1:])):
+            return True
+    return False
 
 
 def _command() -> str:

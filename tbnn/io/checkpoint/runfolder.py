@@ -261,15 +261,14 @@ class RunWriter:
         if self.started_new:
             metrics = {**metrics, "started": f"new run: {self.names['resume']} found no run in {self.out}"}
         save_weights(model, self.folder / "model.safetensors")
+        self._record()  # metrics.json (sealed) and a checkpoint left by a kill are own by their seals
         write_sealed_json(self.folder / "metrics.json", metrics)
-        self._record()
         for name in (CHECKPOINT_NAME, "state.json", "state.safetensors"):
             p = self.folder / name
             if p.exists():
                 with os_errors(p):
                     file_op("remove", p)
                     p.unlink()
-        self._record()
 
     def _discard(self, keep: bool) -> Path | None:
         """Undo what this writer did, keeping any committed checkpoint; returns where a kept

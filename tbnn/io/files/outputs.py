@@ -278,6 +278,7 @@ def stage_dir(path: str | os.PathLike, kind: str, overwrite: bool = False, flag:
                 created = True
     lock = FolderLock(path, flag=flag).acquire()
     staging: Path | None = None
+    done = False
     try:
         replace = check_target(path, kind, overwrite, flag)  # again, under the lock
         with os_errors(path):
@@ -296,12 +297,12 @@ def stage_dir(path: str | os.PathLike, kind: str, overwrite: bool = False, flag:
         with os_errors(path):
             write_manifest(staging, kind)
             commit_dir(staging, path, kind, replace, flag)
-        staging = None
+        done = True
     finally:
-        if staging is not None:
-            shutil.rmtree(staging, ignore_errors=True)
+        if staging is not None and not done:
+            shutil.rmtree(staging, ignore_errors=True)  # private to this command (or already moved away)
         lock.release()
-        if created and staging is not None:
+        if created and not done:
             _remove_if_empty(path)
 
 
