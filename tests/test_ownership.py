@@ -128,6 +128,21 @@ def test_output_written_before_manifests_is_own_only_when_its_seals_verify(tmp_p
     assert _snapshot(out) == before
 
 
+def test_train_overwrite_refuses_user_files_in_a_run(tmp_path, run, capsys):
+    copy = tmp_path / "run"
+    copy.mkdir()
+    for f in run.iterdir():
+        (copy / f.name).write_bytes(f.read_bytes())
+    assert foreign_entry(copy, "run") is None
+    (copy / MANIFEST_NAME).unlink()  # a run of the version before manifests: own by its seals
+    assert foreign_entry(copy, "run") is None
+    (copy / "notes.txt").write_text("mine")
+    before = _snapshot(copy)
+    assert main([*TRAIN, "--epochs", "1", "--overwrite", "--out", str(copy)]) == 2
+    _refused(capsys, "--out", "notes.txt", "tbnn did not write")
+    assert _snapshot(copy) == before
+
+
 def test_manifest_seal_is_checked(tmp_path):
     d = tmp_path / "o"
     d.mkdir()

@@ -292,9 +292,13 @@ class RunWriter:
             lock.release()
         self._locks.clear()
         if self.mode == "new" and not keep and self._created:
-            try:
-                if not visible_entries(self.out):
-                    shutil.rmtree(self.out)  # only tbnn's lock and temporary names are left
+            try:  # only tbnn's lock and temporary names may be left: removed one by one, then the
+                # folder itself (rmdir, which fails if anything appeared meanwhile)
+                users = set(visible_entries(self.out))
+                for p in self.out.iterdir():
+                    if p not in users:
+                        shutil.rmtree(p) if p.is_dir() and not p.is_symlink() else p.unlink()
+                self.out.rmdir()
             except OSError:
                 pass
         return kept

@@ -240,15 +240,14 @@ def _check_demo(folder: Path, rel: str) -> str | None:
     sub = _sub_kind(folder, head)
     if sub is None or not rest:
         return None
-    sub_check = KINDS.get(sub, (None, lambda f, r: None))[1]
     try:
-        has_manifest = read_manifest(folder / head) is not None
+        man = read_manifest(folder / head)
     except ValueError:
         return None
-    verdict = sub_check(folder / head, rest)
-    if rest == MANIFEST_NAME and has_manifest:
-        return "sealed"
-    return verdict if verdict == "sealed" or not has_manifest else None
+    if man is not None and (rest == MANIFEST_NAME or man["files"].get(rest) == file_sha256(folder / rel)):
+        return "sealed"  # recorded by the part's own sealed manifest
+    verdict = KINDS.get(sub, (None, lambda f, r: None))[1](folder / head, rest)
+    return verdict if verdict == "sealed" or man is None else None
 
 
 register_kind("simulation", "simulation.json", _check_simulation)
