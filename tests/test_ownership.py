@@ -358,3 +358,31 @@ def test_quick_scripts_never_write_into_figures_unless_asked(tmp_path, monkeypat
     common.copy_file(first, tmp_path, "b.png")
     common.copy_file(first, tmp_path, "b.png")
     assert (tmp_path / "b.png").read_bytes() == first.read_bytes()
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="finds the ranks through /proc")
+def test_readme_torchrun_recipe_survives_a_rank_killed_once(tmp_path):
+    """``mkdir -p runs/cnn; torchrun --nproc-per-node 2 --max-restarts 3 -m tbnn train ... --resume``."""
+    from test_distributed import _env, _free_port, _ranks_of
+
+    out = tmp_path / "runs" / "cnn"
+    out.mkdir(parents=True)
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--max-restarts", "3",
+           "--master-addr", "127.0.0.1", "--master-port", str(_free_port()), "-m", "tbnn", "train", "--dataset",
+           "digits", "--model", "tbn", "--n-train", "240", "--n-test", "80", "--hidden", "32", "--batch", "16",
+           "--epochs", "12", "--quiet", "--out", str(out), "--resume"]
+    job = subprocess.Popen(cmd, cwd=tmp_path, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 180
+        while not (out / "checkpoint.safetensors").exists() and time.monotonic() < deadline and job.poll() is None:
+            time.sleep(0.2)
+        assert job.poll() is None, job.communicate()[1][-2000:]
+        os.kill(_ranks_of(job)[1], signal.SIGKILL)  # once; torchrun restarts the job, which resumes
+        _, err = job.communicate(timeout=300)
+    finally:
+        if job.poll() is None:
+            job.kill()
+    assert job.returncode == 0, err[-3000:]
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert [h["epoch"] for h in metrics["history"]] == list(range(1, 13))
