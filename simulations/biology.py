@@ -26,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common  # noqa: E402
 
 from tbnn.analysis import analyze_run, raster_run  # noqa: E402
-from tbnn.sim.simulator import simulate  # noqa: E402  # noqa: E402
+from tbnn.sim.simulator import simulate_run  # noqa: E402
 from tbnn.train.trainer import train  # noqa: E402  # noqa: E402
 
 KEYS = ("rate_per_step", "cv", "fano_stream", "fano_trial", "fraction_active", "noise_correlation")
@@ -46,7 +46,7 @@ def _values(analysis: dict, layer: str) -> dict:
 def _run(tmp: Path, name: str, model: str, epochs: int, quick: bool, progress: bool, **kw) -> tuple[dict, dict, Path]:
     size = dict(n_train=300, n_test=60) if quick else {}
     metrics = train("digits", model, tmp / name, epochs=epochs, progress=progress, **size, **kw)
-    sim = simulate(tmp / name, tmp / f"{name}-sim", progress=False)
+    sim = simulate_run(tmp / name, tmp / f"{name}-sim", progress=False)
     analysis = analyze_run(tmp / f"{name}-sim", tmp / f"{name}-analysis")
     return {"test_accuracy": metrics["test_accuracy"], **{k: sim[k] for k in (
         "accuracy", "forward_agreement", "spikes_per_sample", "synaptic_ops_per_sample")}}, analysis, tmp / name

@@ -77,7 +77,7 @@ def pareto(points: list[tuple[float, float]]) -> list[int]:
 
 
 def run_one(cfg: dict[str, Any], seed: int, args, workdir: Path) -> dict[str, Any]:
-    from tbnn.sim.simulator import simulate
+    from tbnn.sim.simulator import simulate_run
     from tbnn.train.trainer import train
 
     tag = f"T{cfg['T']}_W{cfg['bits']}_{'24' if cfg['sparsity'] else 'dense'}_s{seed}"
@@ -86,7 +86,7 @@ def run_one(cfg: dict[str, Any], seed: int, args, workdir: Path) -> dict[str, An
               n_train=args.n_train, n_test=args.n_test, hidden=args.hidden, layers=2,
               timesteps=cfg["T"], weight_bits=cfg["bits"], readout_bits=cfg["bits"],
               sparsity=cfg["sparsity"])
-    s = simulate(run_dir, sim_dir, mode="step", progress=False)
+    s = simulate_run(run_dir, sim_dir, mode="step", progress=False)
     eff, fan = effective_ops(run_dir, sim_dir)
     st = m["weight_storage"]
     n_w = sum(p.numel() for n_, p in m["net"].named_parameters() if n_.endswith("weight") and p.dim() == 2)

@@ -16,11 +16,14 @@ import warnings
 import zipfile
 import zlib
 from collections.abc import Sequence
+from typing import NoReturn
 from pathlib import Path
 
 from tbnn import __version__
 from tbnn.io.files import os_error_sentence
+from tbnn.core.codes import SCHEMES
 from tbnn.runtime.machine import tune_allocator
+from tbnn.viz.formats import vector_formats
 
 __all__ = ["main", "build_parser"]
 
@@ -71,8 +74,37 @@ def _add_overwrite(p: argparse.ArgumentParser, what: str) -> None:
                         f"when complete (files tbnn did not write are never replaced)")
 
 
+class _Parser(argparse.ArgumentParser):
+    """An argument parser that suggests the closest flag for a mistyped one ("did you mean --epochs")."""
+
+    def error(self, message: str) -> NoReturn:
+        import difflib
+        import re
+
+        m = re.match(r"unrecognized arguments: (.*)", message)
+        if m:
+            flags = [o for a in self._actions for o in a.option_strings if o.startswith("--")]
+            for sub in (a for a in self._actions if isinstance(a, argparse._SubParsersAction)):
+                cmd = next((c for c in sys.argv[1:] + list(self._seen or ()) if c in sub.choices), None)
+                if cmd is not None:
+                    flags = [o for a in sub.choices[cmd]._actions for o in a.option_strings if o.startswith("--")]
+            for word in m.group(1).split():
+                if word.startswith("--"):
+                    close = difflib.get_close_matches(word.split("=")[0], flags, n=1, cutoff=0.6)
+                    if close:
+                        message = f"{message} (did you mean {close[0]}?)"
+                        break
+        super().error(message)
+
+    _seen: Sequence[str] | None = None
+
+    def parse_args(self, args=None, namespace=None):  # type: ignore[override]
+        self._seen = list(args) if args is not None else None
+        return super().parse_args(args, namespace)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="tbnn", description="Temporal binary spiking networks trained with the "
+    p = _Parser(prog="tbnn", description="Temporal binary spiking networks trained with the "
                                 "denoising affine transform (Ye et al., arXiv:2409.09245).")
     p.add_argument("--version", action="version", version=f"tbnn {__version__}")
     sub = p.add_subparsers(dest="command", required=True)
@@ -96,13 +128,15 @@ def build_parser() -> argparse.ArgumentParser:
                    help="time steps T, integer >= 1 (none: 4, or 25 for lif; the binary code allows T <= 24)")
     t.add_argument("--weight-bits", type=_bits, default=1, help="weight bits: 1, 1.5 (ternary), 2, 3, 4 or 8")
     t.add_argument("--readout-bits", type=_bits, default=None, help="read-out weight bits (none: --weight-bits)")
+    t.add_argument("--first-layer-bits", type=_bits, default=None,
+                   help="weight bits of the first layer, which reads the encoded input (none: --weight-bits)")
     t.add_argument("--act-bits", type=int, default=None, help="activation bits (must equal T for the binary code)")
     t.add_argument("--sparsity", type=_sparsity, default=None,
                    help="M:N with 0 < M < N <= the narrowest layer's inputs (e.g. 2:4), or a fraction in [0, 1) "
                         "to prune by magnitude; none: dense")
     t.add_argument("--lam", type=float, default=0.01, help="ridge penalty of the DAT, a finite number >= 0")
     t.add_argument("--block", type=_block, default=128, help="DAT block size, integer >= 1, or 'none' (whole axis)")
-    t.add_argument("--encoding", default="binary", help="spike code: binary, sigma_delta, rate, thermometer, latency")
+    t.add_argument("--encoding", default="binary", help=f"spike code: {', '.join(SCHEMES)}")
     t.add_argument("--beta", type=float, default=0.9, help="lif only: membrane decay per step, in (0, 1]")
     t.add_argument("--threshold", type=float, default=1.0, help="lif only: firing threshold, a finite number > 0")
     t.add_argument("--epochs", type=int, default=20, help="training epochs, integer >= 1")
@@ -137,6 +171,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--record-layers", default=None,
                    help="comma-separated layers whose spikes are recorded (none: all)")
     s.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or mps")
+    s.add_argument("--data", default=None, help="the run's npz / idx data at a new path (moved or copied); used "
+                   "only if its SHA-256 is the one the run recorded (none: the path the run recorded)")
     s.add_argument("--out", required=True, help="simulation directory (new or empty; never inside a run directory)")
     _add_overwrite(s, "simulation")
     s.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -149,7 +185,7 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--layer", default=None, help="analyse one layer only (none: every layer)")
     a.add_argument("--neurons", type=int, default=None, help="neurons per layer in the raster, integer >= 1 "
                    "(none: 128, evenly spaced)")
-    a.add_argument("--format", dest="formats", action="append", choices=["svg", "pdf"], default=[],
+    a.add_argument("--format", dest="formats", action="append", choices=vector_formats(), default=[],
                    help="also write every figure in this vector format (repeatable)")
     a.add_argument("--recording", default=None, help="a recording to set beside the network: NWB, NIX, or a "
                    "CSV / npz spike-time table (unit, time in s, optional trial columns)")
@@ -168,7 +204,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--select", default="even", choices=["even", "active"],
                    help="which neurons when a layer is larger: evenly spaced or most active")
     r.add_argument("--sort-by-rate", action="store_true", help="order shown neurons by spike count")
-    r.add_argument("--format", dest="formats", action="append", choices=["svg", "pdf"], default=[],
+    r.add_argument("--format", dest="formats", action="append", choices=vector_formats(), default=[],
                    help="also write the figure in this vector format (repeatable)")
     r.add_argument("--out", required=True, help="PNG file to write (new, or replaced with --overwrite)")
     _add_overwrite(r, "figure")
@@ -187,6 +223,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         beta=args.beta, threshold=args.threshold, arch=args.arch, hidden=args.hidden, layers=args.layers, channels=args.channels, timesteps=T,
         weight_bits=args.weight_bits,
         readout_bits=args.readout_bits if args.readout_bits is not None else args.weight_bits,
+        first_layer_bits=args.first_layer_bits,
         act_bits=args.act_bits, sparsity=args.sparsity, lam=args.lam, block=args.block, encoding=args.encoding,
         rate_target=args.rate_target, rate_weight=args.rate_weight,
     )
@@ -208,7 +245,8 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
     layers = [v.strip() for v in args.record_layers.split(",") if v.strip()] if args.record_layers else None
     device = resolve_device(args.device)
     kw = dict(split=args.split, limit=args.limit, mode=args.mode, batch=args.batch, dt_ms=args.dt_ms,
-              progress=not args.quiet, record_samples=args.record_samples, record_layers=layers, device=device)
+              progress=not args.quiet, record_samples=args.record_samples, record_layers=layers, device=device,
+              data=args.data)
     s = simulate_run(args.run, args.out, overwrite=args.overwrite, _flag="--out", **kw)  # stages --out once
     if os.environ.get("RANK", "0") not in ("", "0"):
         return 0  # torchrun: rank 0 writes and reports

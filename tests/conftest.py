@@ -36,8 +36,8 @@ def tiny_run(tmp_path_factory):
 @pytest.fixture(scope="session")
 def tiny_sim(tiny_run, tmp_path_factory):
     """The tiny run simulated step by step."""
-    from tbnn.sim.simulator import simulate
+    from tbnn.sim.simulator import simulate_run
 
     out = tmp_path_factory.mktemp("sims") / "tbn"
-    summary = simulate(tiny_run[0], out, progress=False)
+    summary = simulate_run(tiny_run[0], out, progress=False)
     return out, summary

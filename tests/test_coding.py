@@ -347,5 +347,6 @@ def test_encode_bad_tensors_and_decode_steps():
 
 
 def test_schemes_listed():
-    assert set(SCHEMES) == {"binary", "sigma_delta", "rate", "thermometer", "latency"}
+    # the built-in codes are registered; a new code file is picked up by tests/test_registries.py
+    assert {"binary", "sigma_delta", "rate", "thermometer", "latency"} <= set(SCHEMES)
     assert math.isclose(float(step_weights("rate", 5).sum()), 5.0)

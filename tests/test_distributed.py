@@ -290,13 +290,13 @@ def test_two_rank_simulation_writes_what_one_process_writes(tmp_path, model):
     90 samples in batches of 32 split 2 + 1 batches over the ranks, and 70 recorded samples
     span both ranks' blocks.
     """
-    from tbnn.sim.simulator import simulate
+    from tbnn.sim.simulator import simulate, simulate_run
     from tbnn.train.trainer import train
 
     run = tmp_path / "run"
     train("digits", model, run, epochs=1, n_train=120, n_test=100, hidden=32, timesteps=4, progress=False)
     args = dict(batch=32, limit=90, record_samples=70, progress=False)
-    simulate(run, tmp_path / "one", **args)
+    simulate_run(run, tmp_path / "one", **args)
     res = _run([*_torchrun(2, _free_port()), "-m", "tbnn", "simulate", str(run), "--out", str(tmp_path / "two"),
                 "--batch", "32", "--limit", "90", "--record-samples", "70", "--quiet"], tmp_path)
     assert res.returncode == 0, res.stderr[-2000:]

@@ -30,7 +30,7 @@ MODULES = [m for m in _modules() if _has_examples(m)]
 
 
 def test_walk_finds_the_core_modules():
-    assert {"tbnn.core.quant", "tbnn.engine.integer", "tbnn.sim.simulator", "tbnn.io.checkpoint"} <= set(MODULES)
+    assert {"tbnn.core.quant.fast", "tbnn.engine.integer", "tbnn.sim.simulator", "tbnn.io.checkpoint.weights"} <= set(MODULES)
     assert len(MODULES) >= 25
 
 

@@ -89,17 +89,29 @@ def _unsealed(run: Path, dst: Path, **edit) -> Path:
         else:
             cfg[section] = value
     (d / "config.json").write_text(json.dumps(cfg))
+    _version_1_weights(d / "model.safetensors")
     return d
+
+
+def _version_1_weights(path: Path) -> None:
+    """Rewrite a weights file with the metadata of format version 1 (no checksum, no config)."""
+    from safetensors.torch import load_file, save_file
+
+    save_file(load_file(str(path)), str(path), metadata={"format": "pt", "kind": "tbnn-run"})
 
 
 def test_unsealed_config_still_checked_against_the_weights(run, tmp_path):
     ok = _unsealed(run, tmp_path / "ok")
-    read_run(ok)  # a version-1 config (no checksum) is still read
-    with pytest.raises(ValueError, match=r"field model.timesteps is 5 but .* was trained with 4"):
-        read_run(_unsealed(run, tmp_path / "t", model__timesteps=5))
-    with pytest.raises(ValueError, match=r"field model.lam is 10 but"):
-        read_run(_unsealed(run, tmp_path / "l", model__lam=10))
-    with pytest.raises(ValueError, match=r"unknown field 'extra'"):
+    with pytest.warns(UserWarning, match="format version 1, no checksum"):
+        read_run(ok)  # a version-1 folder (no checksums) is still read, with a note
+    # a config stripped of format_version and sha256 beside sealed weights: refused
+    stripped = _unsealed(run, tmp_path / "t")
+    _copy(run, tmp_path / "sealed")
+    (stripped / "model.safetensors").write_bytes((tmp_path / "sealed" / "model.safetensors").read_bytes())
+    with pytest.raises(ValueError, match=r"config.json has no format_version or checksum but .*model.safetensors "
+                                         r"was written by format version 2"):
+        read_run(stripped)
+    with pytest.raises(ValueError, match=r"no format_version, but field 'extra' that format version 1 never had"):
         read_run(_unsealed(run, tmp_path / "u", extra=1))
     with pytest.raises(ValueError, match=r"field train must be an object; got list"):
         read_run(_unsealed(run, tmp_path / "w", train=[1, 2]))
@@ -111,10 +123,12 @@ def test_huge_hidden_refused_before_allocation(run, tmp_path):
     d = _copy(run, tmp_path / "r")
     cfg = json.loads((d / "config.json").read_text())
     cfg.pop("sha256")
+    cfg.pop("format_version")
     cfg["model"]["hidden"] = 200000
     (d / "config.json").write_text(json.dumps(cfg))
+    _version_1_weights(d / "model.safetensors")
     # the model is built on the meta device: a 160 GB network costs nothing to check
-    with pytest.raises(ValueError, match=r"field model.hidden is 200000 but .* was trained with 16"):
+    with pytest.raises(ValueError, match=r"does not match .*config.json: tensor '.*' has shape"):
         read_run(d)
 
 
@@ -453,9 +467,9 @@ def test_lif_evaluation_is_deterministic(tmp_path):
 
 
 def test_corrupt_spike_archive_is_one_sentence_and_writes_nothing(run, tmp_path, capsys):
-    from tbnn.sim.simulator import simulate
+    from tbnn.sim.simulator import simulate, simulate_run
 
-    simulate(run, tmp_path / "sim", limit=20, progress=False)
+    simulate_run(run, tmp_path / "sim", limit=20, progress=False)
     p = tmp_path / "sim" / "spikes.npz"
     data = bytearray(p.read_bytes())
     for i in range(200, 260):  # inside the first member's deflate stream

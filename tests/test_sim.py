@@ -11,7 +11,7 @@ import torch
 
 from tbnn.cli import main
 from tbnn.engine.integer import step_current
-from tbnn.sim.simulator import simulate
+from tbnn.sim.simulator import simulate_run
 from tbnn.io.spikes import load_spikes
 from tbnn.train.trainer import train
 
@@ -30,7 +30,7 @@ def test_step_mode_agrees_with_trained_model(tiny_run, tiny_sim):
 
 def test_folded_mode_agrees_and_matches_step(tiny_run, tiny_sim, tmp_path):
     run, metrics = tiny_run
-    folded = simulate(run, tmp_path / "f", mode="folded", progress=False)
+    folded = simulate_run(run, tmp_path / "f", mode="folded", progress=False)
     assert folded["forward_agreement"] == 1.0 and folded["max_logit_difference"] == 0.0
     assert folded["accuracy"] == pytest.approx(metrics["test_accuracy"])
     a, b = load_spikes(tiny_sim[0] / "spikes.npz"), load_spikes(tmp_path / "f" / "spikes.npz")
@@ -43,7 +43,7 @@ def test_agreement_where_float_rounding_once_flipped_a_prediction(tmp_path):
     # threshold and sample 305 flipped; the integer-code evaluation removes that
     run = tmp_path / "t1"
     m = train("digits", "tbn", run, epochs=15, seed=2, timesteps=1, progress=False)
-    s = simulate(run, None, progress=False)
+    s = simulate_run(run, None, progress=False)
     assert s["forward_agreement"] == 1.0 and s["max_logit_difference"] == 0.0
     assert s["accuracy"] == m["test_accuracy"]
 
@@ -67,7 +67,7 @@ def test_synaptic_ops_by_hand_on_a_toy_network(tmp_path):
     run = tmp_path / "toy"
     train("synthetic", "tbn", run, epochs=1, hidden=3, layers=1, timesteps=2, n_train=64, n_test=16,
           progress=False)
-    s = simulate(run, tmp_path / "sim", progress=False)
+    s = simulate_run(run, tmp_path / "sim", progress=False)
     rec = load_spikes(tmp_path / "sim" / "spikes.npz")
     expected = rec.layers["input"].sum() * 3 + rec.layers["hidden1"].sum() * 4  # spikes x fan-out
     assert s["synaptic_ops_per_sample"] * s["samples"] == pytest.approx(float(expected))
@@ -90,7 +90,7 @@ def test_lif_runs_simulate(tmp_path):
     run = tmp_path / "lif"
     metrics = train("digits", "lif", run, epochs=1, hidden=32, timesteps=5, n_train=200, n_test=50,
                     progress=False)
-    s = simulate(run, tmp_path / "sim", progress=False)
+    s = simulate_run(run, tmp_path / "sim", progress=False)
     assert s["forward_agreement"] == 1.0
     assert s["accuracy"] == pytest.approx(metrics["test_accuracy"])
     rec = load_spikes(tmp_path / "sim" / "spikes.npz")
@@ -123,9 +123,10 @@ def test_cli_simulate_and_refusals(tiny_run, tmp_path, capsys):
     cfg["model"]["hidden"] = 32  # config and tensors disagree
     (bad / "config.json").write_text(json.dumps(cfg))
     refused(["simulate", str(bad), "--out", str(tmp_path / "d")], "fails its checksum", tmp_path / "d")
-    cfg.pop("sha256")  # a config without a checksum (format version 1) is still checked against the weights
+    cfg.pop("sha256")  # a current-format config without its checksum is refused
     (bad / "config.json").write_text(json.dumps(cfg))
-    refused(["simulate", str(bad), "--out", str(tmp_path / "d")], "field model.hidden is 32 but", tmp_path / "d")
+    refused(["simulate", str(bad), "--out", str(tmp_path / "d")], "has format_version 2 but no sha256 field",
+            tmp_path / "d")
 
     (bad / "config.json").write_text('{"hello": 1}')  # a foreign config
     refused(["simulate", str(bad), "--out", str(tmp_path / "e")], "not a tbnn run config", tmp_path / "e")

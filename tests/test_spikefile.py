@@ -110,7 +110,7 @@ def test_load_rejects_missing_and_foreign_files(tmp_path):
         load_spikes(txt)
     npy = tmp_path / "b.npy"
     np.save(npy, np.zeros(3))
-    with pytest.raises(ValueError, match="is not a spikes archive"):
+    with pytest.raises(ValueError, match="is a single .npy array, not an .npz archive"):
         load_spikes(npy)
     other = tmp_path / "c.npz"
     np.savez(other, weights=np.zeros(3))
@@ -119,7 +119,7 @@ def test_load_rejects_missing_and_foreign_files(tmp_path):
     pickled = tmp_path / "d.npz"
     np.savez(pickled, layer_names=np.array(["h"], dtype=object), h=np.zeros((1, 1, 1), bool),
              labels=np.zeros(1, int), predictions=np.zeros(1, int), timesteps=1, dt_ms=1.0)
-    with pytest.raises(ValueError, match="is not a spikes archive"):
+    with pytest.raises(ValueError, match="pickled object array"):
         load_spikes(pickled)
 
 

@@ -31,8 +31,11 @@ def test_each_model_kind_trains(model, kwargs):
 
 
 def test_mnist1d_cnn_trains():
-    m = train("mnist1d", "tbn", epochs=1, arch="cnn", channels=8, n_train=200, n_test=100, progress=False)
-    assert m["history"][0]["loss"] > 0
+    """The CNN learns: held-out accuracy at least twice chance (10 classes) and the loss falls."""
+    m = train("mnist1d", "tbn", epochs=5, arch="cnn", channels=8, n_train=1000, n_test=300, progress=False, seed=0)
+    losses = [h["loss"] for h in m["history"]]
+    assert m["test_accuracy"] >= 0.2, m["test_accuracy"]
+    assert losses[-1] < losses[0]
 
 
 def test_run_directory_files_and_fields(tiny_run):

@@ -16,8 +16,12 @@ variability    Fano factor (stream and trial views) and its null 1 - p
 correlation    pairwise correlations of binned trains and of counts (noise), complexity,
                synchrony chi^2, and their nulls
 sparseness     Treves–Rolls / Vinje–Gallant lifetime and population sparseness, energy proxy
-reference      biological ranges with citations, ``verdict``
-catalogue      every measure of one layer against null and biology: ``analyze_spikes``
+measures       the registry: one record per measure (label, units, definition, statistic,
+               log axis, biological band, network / null / recording functions), one file
+               per family; the catalogue, figures and recording comparison read it
+reference      biological ranges as data (the records' bands), ``verdict``
+catalogue      every registered measure of one layer against null and biology:
+               ``analyze_spikes``
 energy         spikes and synaptic operations per inference
 figures        the report's figures (statistics, one panel per measure)
 markdown       ``report.md``
@@ -66,6 +70,7 @@ from tbnn.analysis.rates import (
     spike_counts,
     time_histogram,
 )
+from tbnn.analysis.measures import MEASURES, Measure, register_measure
 from tbnn.analysis.reference import REFERENCES, Reference, verdict
 from tbnn.analysis.catalogue import analyze_spikes, summarize
 from tbnn.analysis.raster import raster_run
@@ -83,6 +88,8 @@ from tbnn.analysis.variability import fano_factor, fano_stream, fano_trial, null
 from tbnn.io.spikes import as_stream, to_neo
 
 __all__ = [
+    "MEASURES",
+    "Measure",
     "REFERENCES",
     "Reference",
     "analyze_run",
@@ -126,6 +133,7 @@ __all__ = [
     "rate_per_step",
     "rates",
     "reference",
+    "register_measure",
     "report",
     "shuffle_bins",
     "sparseness",

@@ -9,8 +9,8 @@ closed forms and a shuffled draw) and with the biological range of
 :mod:`tbnn.analysis.reference`.
 
 Adding a measure: one function in the measure's module (rates, irregularity, variability,
-correlation, sparseness), one line in :data:`DEFINITIONS` and one ``add(...)`` call in
-:func:`layer_measures`.
+correlation, sparseness) and one record registered in :mod:`tbnn.analysis.measures`;
+:func:`layer_measures` computes every registered measure, in registration order.
 """
 
 from __future__ import annotations
@@ -22,10 +22,11 @@ import numpy as np
 from tbnn.analysis import correlation as corr
 from tbnn.analysis import irregularity as irr
 from tbnn.analysis import rates
-from tbnn.analysis import sparseness as sp
-from tbnn.analysis import variability as var
-from tbnn.analysis.reference import QUALITATIVE, REFERENCES, verdict
-from tbnn.io.spikes import check_dt, check_labels, check_positive_int, check_spikes
+from tbnn.analysis.measures import MEASURES, LayerContext, get_measure
+from tbnn.analysis.measures.registry import RegistryView
+from tbnn.analysis.reference import QUALITATIVE, verdict
+from tbnn.core.validate import check_int, check_labels
+from tbnn.io.spikes import check_dt, check_spikes
 
 __all__ = ["DEFINITIONS", "analyze_spikes", "layer_measures", "measure_entry", "summarize",
            "trim_distribution"]
@@ -53,61 +54,38 @@ def summarize(values: Any) -> dict[str, float | int]:
     return out
 
 
-DEFINITIONS: dict[str, tuple[str, str, str]] = {
-    "rate_hz": ("firing rate", "Hz",
-                "r_i = n_i / (L dt) over the stream train (Elephant mean_firing_rate)"),
-    "rate_per_step": ("spike probability per step", "", "p_i = n_i / L"),
-    "fraction_silent": ("fraction of silent neurons", "", "neurons with no spike in any sample"),
-    "fraction_active": ("fraction of neurons active per step", "",
-                        "mean over steps of the fraction of neurons spiking in that step"),
-    "isi_ms": ("inter-spike interval", "ms", "I_k = t_{k+1} - t_k, pooled over neurons"),
-    "cv": ("CV of ISIs", "", "std(I)/mean(I), ddof 0 (Elephant cv)"),
-    "cv2": ("CV2", "", "mean 2|I_{k+1}-I_k|/(I_{k+1}+I_k) (Holt et al. 1996; Elephant cv2)"),
-    "lv": ("LV", "", "mean 3(I_k-I_{k+1})^2/(I_k+I_{k+1})^2 (Shinomoto et al. 2003; Elephant lv)"),
-    "lvr": ("LvR (R = 5 ms)", "",
-            ("3/(n-1) sum (1-4 I_k I_{k+1}/(I_k+I_{k+1})^2)(1+4R/(I_k+I_{k+1})) "
-             "(Shinomoto et al. 2009; Elephant lvr)")),
-    "fano_stream": ("Fano factor, stream view", "",
-                    ("Var/mean of counts in consecutive windows of T steps of the stream "
-                     "train (Elephant fanofactor)")),
-    "fano_trial": ("Fano factor, trial view", "",
-                   "Var/mean of counts across samples of one class, averaged over classes"),
-    "correlation": ("pairwise correlation of binned trains", "",
-                    "Pearson r of binned stream trains (Elephant correlation_coefficient)"),
-    "noise_correlation": ("spike-count noise correlation", "",
-                          "Pearson r of counts across samples of one class, averaged over classes"),
-    "synchrony_chi2": ("synchrony chi^2", "",
-                       "Var(population mean)/mean single-neuron variance (Golomb 2007)"),
-    "lifetime_sparseness": ("lifetime sparseness (Vinje-Gallant)", "",
-                            "S = (1-a)/(1-1/n) over samples, a = <r>^2/<r^2>"),
-    "population_sparseness": ("population sparseness (Vinje-Gallant)", "",
-                              "S = (1-a)/(1-1/n) over neurons, per sample"),
-    "lifetime_activity_ratio": ("lifetime activity ratio (Treves-Rolls)", "",
-                                "a = <r>^2/<r^2> over samples"),
-    "population_activity_ratio": ("population activity ratio (Treves-Rolls)", "",
-                                  "a = <r>^2/<r^2> over neurons, per sample"),
-}
-"""Every measure of the catalogue: key -> (label, units, definition with its source)."""
+DEFINITIONS = RegistryView(lambda m: (m.label, m.units, m.definition))
+"""Every registered measure: key -> (label, units, definition with its source), a live view of
+:data:`tbnn.analysis.measures.MEASURES`."""
 
 
 def measure_entry(key: str, values: Any, analytic: Any = None, shuffled: Any = None,
-                  statistic: str = "median", note: str = "", mask_analytic: bool = True
-                  ) -> dict[str, Any]:
+                  statistic: str | None = None, note: str | None = None,
+                  mask_analytic: bool | None = None) -> dict[str, Any]:
     """One measure's entry of ``analysis.json``: the network's values summarised, the null
     (analytic closed form and shuffled draw) summarised with the same statistic, the
-    biological range of :data:`tbnn.analysis.reference.REFERENCES` and the verdict.
+    biological band of the measure's record and the verdict.
 
-    The statistic is the reference's (median or mean across neurons, pairs or steps), else
-    ``statistic``. With ``mask_analytic`` the analytic null is summarised over the same
-    neurons where the network's value is defined.
+    ``statistic`` (median or mean across neurons, pairs or steps), ``note`` and
+    ``mask_analytic`` default to the record's (:mod:`tbnn.analysis.measures`). With
+    ``mask_analytic`` the analytic null is summarised over the same neurons where the
+    network's value is defined.
+
+    Raises
+    ------
+    ValueError
+        ``key`` is not a registered measure.
 
     >>> e = measure_entry("cv", [0.5, 0.7, float("nan")], analytic=[0.9, 0.9, 0.9])
     >>> e["value"], e["summary"]["n_nan"], e["null"]["analytic"]["summary"]["n"], e["verdict"]
     (0.6, 1, 2, 'below')
     """
-    label, units, definition = DEFINITIONS[key]
-    ref = REFERENCES.get(key)
-    stat = ref.statistic if ref is not None else statistic
+    m = get_measure(key)
+    ref = m.band
+    stat = m.statistic if statistic is None else statistic
+    note = m.null_note if note is None else note
+    mask_analytic = m.mask_analytic if mask_analytic is None else mask_analytic
+    label, units, definition = m.label, m.units, m.definition
     vals = np.asarray(values, dtype=float).ravel()
     summ = summarize(vals)
     value = summ[stat]
@@ -150,87 +128,34 @@ def layer_measures(arr: np.ndarray, dt: float, labels: np.ndarray | None, seed: 
     ``shuffled`` value arrays, any of them None).
     """
     S, T, N = arr.shape
-    sh = rates.shuffle_bins(arr, seed=seed)
-    p = rates.rate_per_step(arr)
-    p_sh = rates.rate_per_step(sh)
+    ctx = LayerContext(arr, dt, labels, seed=seed, bin_steps=bin_steps,
+                       max_pair_neurons=max_pair_neurons, R_ms=R_ms)
     m: dict[str, Any] = {}
     dists: dict[str, dict[str, Any]] = {}
-
-    def add(key: str, values: Any, analytic: Any = None, shuffled: Any = None, **kw: Any
-            ) -> None:
-        m[key] = measure_entry(key, values, analytic, shuffled, **kw)
+    for key, rec in MEASURES.items():
+        values = rec.network(ctx)
+        if values is None:  # not defined on this layer (one sample, no labels, one neuron)
+            continue
+        analytic = None if rec.null is None else rec.null(ctx, values)
+        shuffled = rec.network(ctx.shuffled)
+        m[key] = measure_entry(key, values, analytic, shuffled)
         dists[key] = {"network": np.asarray(values, dtype=float).ravel(),
                       "analytic": None if analytic is None
                       else np.asarray(analytic, dtype=float).ravel(),
                       "shuffled": None if shuffled is None
                       else np.asarray(shuffled, dtype=float).ravel()}
-
-    same = "equal to the network's by construction (the null fires at each neuron's own p)"
+    p = ctx.p
     r_hz = rates.rate_hz(arr, dt)
-    add("rate_hz", r_hz, r_hz, rates.rate_hz(sh, dt), note=same)
-    add("rate_per_step", p, p, p_sh, statistic="mean", note=same)
-    fs = rates.fraction_silent(arr)
-    add("fraction_silent", [fs], [fs], [rates.fraction_silent(sh)],
-        statistic="mean", note=same)
-    add("fraction_active", rates.fraction_active_per_step(arr),
-        [p.mean()], rates.fraction_active_per_step(sh),
-        mask_analytic=False, note="analytic: mean p over neurons")
-    im = irr.interval_measures(arr, dt, R_ms)
-    im_sh = irr.interval_measures(sh, dt, R_ms)
-    isis, isis_sh, cv = im["isi_ms"], im_sh["isi_ms"], im["cv"]
-    add("isi_ms", isis, None, isis_sh, statistic="median",
-        note="shuffled only; the null's ISIs are geometric with mean dt/p")
-    defined = "analytic: closed form at each neuron's p, over the neurons where the network " \
-              "value is defined"
-    add("cv", cv, irr.null_cv(p), im_sh["cv"], note=defined + "; sqrt(1-p)")
-    add("cv2", im["cv2"], irr.null_cv2(p), im_sh["cv2"], note=defined)
-    add("lv", im["lv"], irr.null_lv(p), im_sh["lv"], note=defined)
-    add("lvr", im["lvr"], irr.null_lvr(p, dt, R_ms), im_sh["lvr"], note=defined)
-    if S >= 2:
-        add("fano_stream", var.fano_stream(arr), var.null_fano(p),
-            var.fano_stream(sh), note=defined + "; 1-p, window = T steps")
-    if labels is not None:
-        add("fano_trial", var.fano_trial(arr, labels), var.null_fano(p),
-            var.fano_trial(sh, labels), note=defined + "; 1-p")
-    # pairs: a seeded subset of neurons if the layer is large
-    if N > max_pair_neurons:
-        idx = np.sort(np.random.default_rng(seed).choice(N, max_pair_neurons, replace=False))
-    else:
-        idx = np.arange(N)
-    pairs_info = {"neurons_used": int(idx.size), "bin_steps": int(bin_steps),
+    pairs_info = {"neurons_used": int(ctx.pair_idx.size), "bin_steps": int(bin_steps),
                   "bin_ms": bin_steps * dt}
-    c_net = c_sh = np.array([])
-    if idx.size >= 2 and S * T // bin_steps >= 2:
-        c_net = corr.pairwise_correlations(arr[:, :, idx], bin_steps)
-        c_sh = corr.pairwise_correlations(sh[:, :, idx], bin_steps)
-        add("correlation", c_net, np.zeros_like(c_net), c_sh,
-            statistic="mean", note="analytic: 0 for independent neurons")
-    nc = nc_sh = None
-    if labels is not None and idx.size >= 2:
-        nc = corr.noise_correlations(arr[:, :, idx], labels)
-        nc_sh = corr.noise_correlations(sh[:, :, idx], labels)
-        add("noise_correlation", nc, np.zeros_like(nc), nc_sh,
-            note="analytic: 0 for independent neurons")
-    add("synchrony_chi2", [corr.synchrony_chi2(arr)],
-        [corr.null_synchrony_chi2(N)], [corr.synchrony_chi2(sh)],
-        statistic="mean", mask_analytic=False,
-        note="analytic: 1/N for independent neurons")
-    if S >= 2:
-        add("lifetime_sparseness", sp.lifetime_sparseness(arr),
-            sp.null_lifetime_sparseness(p, T, S), sp.lifetime_sparseness(sh),
-            note=defined + "; counts Binomial(T, p), ratio of expectations")
-        add("lifetime_activity_ratio", sp.lifetime_sparseness(arr, "treves_rolls"),
-            sp.null_lifetime_sparseness(p, T, S, "treves_rolls"),
-            sp.lifetime_sparseness(sh, "treves_rolls"), note=defined)
-    if N >= 2:
-        add("population_sparseness", sp.population_sparseness(arr),
-            [sp.null_population_sparseness(p, T)], sp.population_sparseness(sh),
-            statistic="mean", mask_analytic=False,
-            note="analytic: counts Binomial(T, p_i), ratio of expectations")
-        add("population_activity_ratio", sp.population_sparseness(arr, "treves_rolls"),
-            [sp.null_population_sparseness(p, T, "treves_rolls")],
-            sp.population_sparseness(sh, "treves_rolls"), statistic="mean",
-            mask_analytic=False, note="analytic: counts Binomial(T, p_i)")
+
+    def net(key: str, side: str = "network", empty: Any = None) -> Any:
+        d = dists.get(key)
+        return empty if d is None else d[side]
+
+    c_net, c_sh = net("correlation", empty=np.array([])), net("correlation", "shuffled", np.array([]))
+    nc, nc_sh = net("noise_correlation"), net("noise_correlation", "shuffled")
+    sh = ctx.shuffled.arr
     fit = rates.lognormal_fit(r_hz)
     stmt, cite = QUALITATIVE["rate_distribution"]
     rate_dist = {
@@ -249,7 +174,8 @@ def layer_measures(arr: np.ndarray, dt: float, labels: np.ndarray | None, seed: 
         "measures": m, "rate_distribution": rate_dist, "complexity": complexity,
         "pairs": pairs_info,
     }
-    figdata = {"p": p, "rate_hz": r_hz, "cv": cv, "isis": isis, "isis_sh": isis_sh,
+    figdata = {"p": p, "rate_hz": r_hz, "cv": ctx.intervals["cv"], "isis": ctx.intervals["isi_ms"],
+               "isis_sh": ctx.shuffled.intervals["isi_ms"],
                "corr": c_net, "corr_sh": c_sh, "noise": nc, "noise_sh": nc_sh,
                "distributions": dists}
     return result, figdata
@@ -299,10 +225,9 @@ def analyze_spikes(spikes: Any, dt_ms: float, labels: Any = None, *, seed: int =
     """
     arr = check_spikes(spikes, ndims=(3,))
     dt = check_dt(dt_ms)
-    lab = None if labels is None else check_labels(labels, arr.shape[0])
-    b = check_positive_int(bin_steps, "bin_steps")
-    mp = check_positive_int(max_pair_neurons, "max_pair_neurons", minimum=2)
-    irr.check_R(R_ms)
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise ValueError(f"seed must be an integer >= 0, got {seed!r}.")
-    return layer_measures(arr, dt, lab, int(seed), b, mp, float(R_ms))[0]
+    lab = None if labels is None else check_labels(labels, arr.shape[0], minimum=None, numpy=True)
+    b = check_int(bin_steps, "bin_steps")
+    mp = check_int(max_pair_neurons, "max_pair_neurons", minimum=2)
+    R = irr.check_R(R_ms)
+    seed = check_int(seed, "seed", minimum=0)
+    return layer_measures(arr, dt, lab, seed, b, mp, R)[0]

@@ -31,7 +31,8 @@ from typing import Any
 import numpy as np
 
 from tbnn.analysis.rates import check_probability
-from tbnn.io.spikes import as_stream, check_labels, check_positive_int, check_spikes
+from tbnn.core.validate import check_int, check_labels
+from tbnn.io.spikes import as_stream, check_spikes
 
 __all__ = [
     "binned_counts",
@@ -57,7 +58,7 @@ def binned_counts(spikes: Any, bin_steps: int = 1) -> np.ndarray:
     [[2, 2], [2, 2]]
     """
     stream = as_stream(spikes)
-    b = check_positive_int(bin_steps, "bin_steps")
+    b = check_int(bin_steps, "bin_steps")
     n_bins = stream.shape[0] // b
     if n_bins < 2:
         raise ValueError(f"bin_steps must leave at least two bins in the {stream.shape[0]}-step "
@@ -130,8 +131,8 @@ def count_correlation_matrix(spikes: Any, labels: Any, min_samples: int = 3) -> 
     [[1.0, 1.0], [1.0, 1.0]]
     """
     arr = check_spikes(spikes, ndims=(3,))
-    lab = check_labels(labels, arr.shape[0])
-    m = check_positive_int(min_samples, "min_samples", minimum=2)
+    lab = check_labels(labels, arr.shape[0], minimum=None, numpy=True)
+    m = check_int(min_samples, "min_samples", minimum=2)
     counts = arr.sum(axis=1, dtype=np.int64)
     n = arr.shape[2]
     total = np.zeros((n, n))
@@ -237,4 +238,4 @@ def null_synchrony_chi2(n_neurons: int) -> float:
     >>> null_synchrony_chi2(4)
     0.25
     """
-    return 1.0 / check_positive_int(n_neurons, "n_neurons")
+    return 1.0 / check_int(n_neurons, "n_neurons")

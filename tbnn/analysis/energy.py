@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from tbnn.analysis import sparseness as sp
-from tbnn.io.files import file_sha256, read_sealed_json
+from tbnn.io.files import file_sha256
+from tbnn.io.versioned import SIMULATION_V1_FIELDS, SIMULATION_VERSION, read_versioned_json
 from tbnn.io.spikes import SpikeRecord
 
 __all__ = ["energy_accounting", "read_simulation", "simulation_fanout"]
@@ -22,10 +23,16 @@ __all__ = ["energy_accounting", "read_simulation", "simulation_fanout"]
 def read_simulation(path: str | os.PathLike) -> dict[str, Any] | None:
     """Read ``simulation.json`` (or the one in a folder); None if absent.
 
+    The file must carry its checksum (``sha256``) and, when a ``spikes.npz`` lies beside
+    it, the archive's (``spikes_sha256``), which is checked here, before the archive is
+    parsed; a ``format_version`` newer than this tbnn's is refused; a file without one is
+    read (with a note) only when its fields are version 1's (:mod:`tbnn.io.versioned`).
+
     Raises
     ------
     ValueError
-        If it exists but is not a JSON object.
+        If it exists but is not a JSON object, fails or lacks its checksum, or its archive
+        does not match ``spikes_sha256``.
 
     >>> read_simulation("/nonexistent-folder") is None
     True
@@ -35,10 +42,15 @@ def read_simulation(path: str | os.PathLike) -> dict[str, Any] | None:
         path = path / "simulation.json"
     if not path.is_file():
         return None
-    data = read_sealed_json(path, "simulation")
+    data, version = read_versioned_json(path, "simulation", SIMULATION_VERSION, SIMULATION_V1_FIELDS)
     spikes = path.parent / "spikes.npz"
     want = data.get("spikes_sha256")
-    if want is not None and spikes.is_file() and file_sha256(spikes) != want:
+    if want is None and version >= 2 and spikes.exists():
+        raise ValueError(f"{spikes} lies beside {path}, which records no spikes_sha256: the archive was added, or "
+                         "the field removed, after tbnn wrote the pair.")
+    if want is not None and not spikes.is_file():
+        raise ValueError(f"{path} records spikes_sha256 but {spikes} is missing.")
+    if want is not None and file_sha256(spikes) != want:
         raise ValueError(f"{spikes} does not match {path} (field spikes_sha256): the archive was changed or "
                          "replaced after tbnn wrote the pair.")
     for key in ("samples", "timesteps"):

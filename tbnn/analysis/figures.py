@@ -18,19 +18,18 @@ import numpy as np
 
 from tbnn.viz import plot
 from tbnn.analysis import rates
-from tbnn.analysis.reference import REFERENCES
+from tbnn.analysis.measures import MEASURES, RegistryView, measure_keys
 
 __all__ = ["FIT_ALPHA", "LOG_MEASURES", "PANEL_MEASURES", "comparison_figure",
            "figure_title", "fit_caption", "stats_figure"]
 
 #: Significance level of the goodness-of-fit test that decides whether a fit is drawn.
 FIT_ALPHA = 0.05
-#: Measures drawn on a logarithmic axis (they span decades across neurons).
-LOG_MEASURES = ("rate_hz", "fano_stream", "fano_trial")
-#: Measures of the comparison figure, in order.
-PANEL_MEASURES = ("rate_hz", "cv", "cv2", "lv", "lvr", "fano_stream", "fano_trial",
-                  "correlation", "noise_correlation", "fraction_active",
-                  "lifetime_sparseness", "population_sparseness")
+#: Measures drawn on a logarithmic axis (they span decades across neurons): a live view of
+#: the records' ``log_axis``.
+LOG_MEASURES = RegistryView(lambda m: True if m.log_axis else None)
+#: Measures of the comparison figures, in order: a live view of the records' ``panel``.
+PANEL_MEASURES = RegistryView(lambda m: True if m.panel else None)
 
 
 def figure_title(layer: str, model: str | None = None, run: str | None = None) -> str:
@@ -122,19 +121,19 @@ def comparison_figure(res: Mapping[str, Any], fd: Mapping[str, Any], title: str,
     """
     panels = []
     dists = fd["distributions"]
-    for key in PANEL_MEASURES:
+    for key in measure_keys(panel=True):
         e = res["measures"].get(key)
         if e is None:
             continue
         d = dists[key]
         null = d["shuffled"] if d["shuffled"] is not None else d["analytic"]
-        ref = REFERENCES.get(key)
+        ref = MEASURES[key].band
         panels.append({
             "label": e["label"], "units": e["units"], "statistic": e["statistic"],
             "network": d["network"], "null": null, "null_label": "null",
             "recording": None if recording is None else recording.get(key),
             "low": ref.low if ref else None, "high": ref.high if ref else None,
             "citation": ref.citation.split(",")[0] if ref else None,
-            "log": True if key in LOG_MEASURES else None,
+            "log": True if MEASURES[key].log_axis else None,
         })
     return plot.measure_panels(panels, title=f"{title}: network, null and biology")

@@ -37,6 +37,7 @@ import numpy as np
 from scipy.special import spence
 
 from tbnn.analysis.rates import check_probability
+from tbnn.core.validate import check_number
 from tbnn.io.spikes import as_stream, check_dt
 
 __all__ = [
@@ -246,18 +247,18 @@ def interval_measures(spikes: Any, dt_ms: float, R_ms: float = 5.0) -> dict[str,
 
 
 def check_R(R_ms: Any) -> float:
-    try:
-        R = float(R_ms)
-    except (TypeError, ValueError):
-        raise ValueError(f"R_ms must be a finite refractoriness constant >= 0 ms, "
-                         f"got {R_ms!r}.") from None
-    if not np.isfinite(R) or R < 0:
-        raise ValueError(f"R_ms must be a finite refractoriness constant >= 0 ms, got {R_ms!r}.")
-    return R
+    """The LvR refractoriness constant: a finite number of ms ``>= 0``.
+
+    >>> check_R(5)
+    5.0
+    """
+    return check_number(R_ms, "R_ms", inclusive=True, what="a finite refractoriness constant", units="ms")
 
 
 # ----------------------------------------------------------------------------------------
 # the same measures on one vector of intervals (Elephant's call signature)
+
+
 def _check_intervals(intervals: Any) -> np.ndarray:
     arr = np.asarray(intervals, dtype=float)
     if arr.ndim != 1 or not np.all(np.isfinite(arr)) or np.any(arr <= 0):

@@ -11,9 +11,8 @@ import numpy as np
 
 from tbnn.viz import plot
 from tbnn.io.files import stage_file
-from tbnn.analysis.runfiles import resolve_archive, select_layers
-from tbnn.io.spikes import load_spikes
-from tbnn.viz.style import FORMATS
+from tbnn.analysis.runfiles import read_archive, select_layers
+from tbnn.viz.formats import check_formats
 
 __all__ = ["default_raster_samples", "parse_sample_range", "raster_run"]
 
@@ -96,8 +95,7 @@ def raster_run(simdir: str | os.PathLike, out_png: str | os.PathLike, layer: str
     >>> raster_run(os.path.join(d, "rec.npz"), os.path.join(d, "r.png"), neurons=10).name
     'r.png'
     """
-    spikes_path, _ = resolve_archive(simdir)
-    rec = load_spikes(spikes_path)
+    rec, spikes_path, _, _ = read_archive(simdir)  # simulation.json and spikes_sha256 checked first, as analyze does
     names = select_layers(rec, layer)
     S = rec.samples
     out = Path(out_png)
@@ -105,9 +103,7 @@ def raster_run(simdir: str | os.PathLike, out_png: str | os.PathLike, layer: str
         raise ValueError(f"{_flag} must be a file name ending in .png, got {str(out)!r}.")
     if out.exists() and out.is_dir():
         raise ValueError(f"{_flag} must be a file name ending in .png, {out} is a folder.")
-    for f in formats:
-        if f not in FORMATS:
-            raise ValueError(f"formats must be among svg, pdf, got {f!r}.")
+    formats = check_formats(formats)
     if sample is not None and samples is not None:
         raise ValueError("give either sample or samples, not both.")
     if sample is not None:

@@ -34,7 +34,8 @@ from typing import Any
 import numpy as np
 import scipy.stats
 
-from tbnn.io.spikes import as_stream, check_dt, check_positive_int, check_spikes
+from tbnn.core.validate import check_int
+from tbnn.io.spikes import as_stream, check_dt, check_spikes
 
 __all__ = [
     "LogNormalFit",
@@ -156,7 +157,7 @@ def time_histogram(spikes: Any, dt_ms: float, bin_steps: int = 1, output: str = 
     """
     dt = check_dt(dt_ms)
     stream = as_stream(spikes)
-    b = check_positive_int(bin_steps, "bin_steps")
+    b = check_int(bin_steps, "bin_steps")
     n_bins = stream.shape[0] // b
     if n_bins < 1:
         raise ValueError(f"bin_steps must be at most the train length ({stream.shape[0]} "
@@ -277,7 +278,7 @@ def rate_distribution(rates: Any, bins: int = 20) -> RateDistribution:
     ([1, 1, 1], 1)
     """
     fit = lognormal_fit(rates)
-    b = check_positive_int(bins, "bins")
+    b = check_int(bins, "bins")
     r = np.asarray(rates, dtype=float).ravel()
     pos = r[r > 0]
     if pos.size == 0:

@@ -14,13 +14,13 @@ import math
 import os
 from typing import Any
 
+from tbnn.analysis.measures import MEASURES, RegistryView, measure_keys
+
 __all__ = ["PANEL_ORDER", "plot_recording_comparison"]
 
-PANEL_ORDER = ("rate_hz", "fraction_active", "cv", "cv2", "lv", "lvr", "fano_stream", "fano_trial",
-               "correlation", "noise_correlation", "lifetime_sparseness", "population_sparseness")
-"""Measures drawn, in this order (those present in the comparison)."""
-
-_LOG = {"rate_hz", "fraction_active"}
+PANEL_ORDER = RegistryView(lambda m: True if m.panel else None)
+"""Measures drawn, in registration order (those present in the comparison): a live view of
+the records' ``panel`` in :mod:`tbnn.analysis.measures`."""
 
 
 def _num(v: Any) -> float:
@@ -56,7 +56,7 @@ def plot_recording_comparison(comparison: dict[str, Any], path: str | os.PathLik
     import matplotlib.pyplot as plt
 
     ms = comparison.get("measures") if isinstance(comparison, dict) else None
-    keys = [k for k in PANEL_ORDER if ms and k in ms]
+    keys = [k for k in measure_keys(panel=True) if ms and k in ms]
     if not keys:
         raise ValueError("comparison must be the dict compare_with_recording returns, with measures.")
     nrows = math.ceil(len(keys) / ncols)
@@ -65,6 +65,7 @@ def plot_recording_comparison(comparison: dict[str, Any], path: str | os.PathLik
     colors = {"network": "C0", "recording": "C1"}
     for ax, key in zip(axes.flat, keys):
         e = ms[key]
+        log = MEASURES[key].log_axis
         band = e.get("band")
         if band is not None:
             ax.axvspan(band["low"], band["high"], color="tab:green", alpha=0.18, lw=0)
@@ -78,7 +79,7 @@ def plot_recording_comparison(comparison: dict[str, Any], path: str | os.PathLik
             c = colors[side]
             if math.isfinite(v):
                 lo = v - sd if math.isfinite(sd) else v
-                if key in _LOG:
+                if log:
                     lo = max(lo, v / 10)
                 ax.errorbar([v], [y], xerr=[[v - lo], [sd if math.isfinite(sd) else 0]], fmt="o", color=c,
                             ms=6, capsize=3)
@@ -88,8 +89,8 @@ def plot_recording_comparison(comparison: dict[str, Any], path: str | os.PathLik
                 xs.append(null)
         if band is not None:
             xs += [band["low"], band["high"]]
-        xs = [x for x in xs if math.isfinite(x) and (x > 0 or key not in _LOG)]
-        if key in _LOG and xs:
+        xs = [x for x in xs if math.isfinite(x) and (x > 0 or not log)]
+        if log and xs:
             ax.set_xscale("log")
             ax.set_xlim(min(xs) / 2, max(xs) * 2)
         elif xs:

@@ -51,53 +51,30 @@ spikes) beside a recording, measure by measure, with both nulls and the literatu
 from __future__ import annotations
 
 import math
-import warnings
 from typing import Any
 
 import numpy as np
 
 from tbnn.analysis.catalogue import analyze_spikes, summarize
-from tbnn.analysis.reference import REFERENCES, verdict
-from tbnn.analysis.sparseness import vinje_gallant
+from tbnn.analysis.measures import MEASURES, RecordingContext, RegistryView
+from tbnn.analysis.reference import verdict
+from tbnn.core.validate import json_ready
 from tbnn.io.recording import Recording
 from tbnn.io.spikes import check_dt, check_spikes
 
 __all__ = ["STATISTICS", "compare_with_recording", "recording_measures"]
 
-STATISTICS: dict[str, str] = {
-    "rate_hz": "median", "isi_ms": "median", "cv": "median", "cv2": "median", "lv": "median",
-    "lvr": "median", "fano_stream": "mean", "fano_trial": "mean", "correlation": "mean",
-    "noise_correlation": "mean", "lifetime_sparseness": "median",
-    "population_sparseness": "mean", "fraction_active": "mean",
-}
-"""Measure key -> the summary compared (the network analysis's choice: the reference's
-``statistic`` where there is a reference)."""
-
-_NULL_NOTE = "Poisson process at each unit's own rate"
+STATISTICS = RegistryView(lambda m: m.statistic if m.recording is not None else None)
+"""Measure key -> the summary compared, for the measures with a recording counterpart (a
+live view of the records of :mod:`tbnn.analysis.measures`)."""
 
 
-def _entry(key: str, values: Any, null_value: float, note: str = _NULL_NOTE) -> dict[str, Any]:
+def _entry(key: str, values: Any, null_value: float, note: str) -> dict[str, Any]:
     vals = np.asarray(values, dtype=float).ravel()
     s = summarize(vals)
-    stat = STATISTICS[key]
+    stat = MEASURES[key].statistic
     return {"values": vals, "statistic": stat, "value": s[stat], "summary": s,
             "null": {"value": float(null_value), "note": note}}
-
-
-def _elephant():
-    try:
-        import elephant.spike_train_correlation as stc
-        import elephant.statistics as es
-        import quantities as pq
-        from elephant.conversion import BinnedSpikeTrain
-    except ImportError as exc:  # pragma: no cover - depends on the environment
-        raise ImportError("recording measures need elephant, neo and quantities: "
-                          "pip install tbnn[bio]") from exc
-    return es, stc, pq, BinnedSpikeTrain
-
-
-def _offdiag(m: np.ndarray) -> np.ndarray:
-    return np.asarray(m, dtype=float)[np.triu_indices(m.shape[0], k=1)]
 
 
 def recording_measures(rec: Recording, dt_ms: float | None = None, *,
@@ -143,10 +120,8 @@ def recording_measures(rec: Recording, dt_ms: float | None = None, *,
     """
     if not isinstance(rec, Recording):
         raise ValueError(f"rec must be a tbnn.io.recording.Recording, got {type(rec).__name__}.")
-    es, stc, pq, BinnedSpikeTrain = _elephant()
     dt = None if dt_ms is None else check_dt(dt_ms)
     R = check_dt(R_ms, "R_ms") if R_ms != 0 else 0.0
-    stream = rec.stream()
     total_ms = float(rec.durations.sum()) * 1000.0
     if window_ms is None:
         window_ms = (float(rec.durations.min()) * 1000.0 if rec.n_trials >= 2
@@ -157,130 +132,16 @@ def recording_measures(rec: Recording, dt_ms: float | None = None, *,
         if 2 * v > total_ms * (1 + 1e-12):
             raise ValueError(f"{name} must leave at least two windows in the {total_ms:g} ms "
                              f"recording, got {v:g}.")
+    ctx = RecordingContext(rec, dt, win, b_ms, R)
     m: dict[str, dict[str, Any]] = {}
-    rates = np.array([float(es.mean_firing_rate(st).rescale("Hz").magnitude) for st in stream])
-    m["rate_hz"] = _entry("rate_hz", rates, float(np.median(rates)),
-                          note=_NULL_NOTE + ": equal to the recording's by construction")
-    isis = [es.isi(st).rescale("ms").magnitude for st in stream]
-    m["isi_ms"] = _entry("isi_ms", np.concatenate(isis) if isis else [],
-                         float(np.median(1000.0 * math.log(2) / rates)),
-                         note=_NULL_NOTE + ": exponential ISIs, median ln 2 / rate")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        cv = np.array([float(es.cv(v)) if v.size >= 1 else np.nan for v in isis])
-        cv2 = np.array([float(es.cv2(v, with_nan=True)) for v in isis])
-        lv = np.array([float(es.lv(v, with_nan=True)) for v in isis])
-        lvr = np.array([float(es.lvr(v * pq.ms, R=R * pq.ms, with_nan=True)) for v in isis])
-    m["cv"] = _entry("cv", cv, 1.0)
-    m["cv2"] = _entry("cv2", cv2, 1.0)
-    m["lv"] = _entry("lv", lv, 1.0)
-    lvr_null = 1.0 + 4.0 * R * rates / 1000.0
-    m["lvr"] = _entry("lvr", lvr, float(np.median(lvr_null[~np.isnan(lvr)]))
-                      if np.any(~np.isnan(lvr)) else float("nan"),
-                      note=_NULL_NOTE + ": 1 + 4 R rate")
-    # Fano factor, stream view: counts in consecutive windows of the stream
-    n_win = math.floor(total_ms / win + 1e-9)
-    edges = np.arange(n_win + 1) * win / 1000.0
-    times = rec.stream_times()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        fs = []
-        for t in times:
-            idx = np.searchsorted(t, edges, side="left")
-            windows = [t[idx[j]:idx[j + 1]] for j in range(n_win)]
-            fs.append(float(es.fanofactor(windows)))
-    m["fano_stream"] = _entry("fano_stream", fs, 1.0)
-    # trial view: trials of one condition
-    conds = np.unique(rec.conditions)
-    by_cond = [np.flatnonzero(rec.conditions == c) for c in conds]
-    if any(ix.size >= 2 for ix in by_cond):
-        ft = np.full((len(by_cond), rec.n_units), np.nan)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            for j, ix in enumerate(by_cond):
-                if ix.size < 2:
-                    continue
-                for i in range(rec.n_units):
-                    ft[j, i] = float(es.fanofactor([rec.trials[k][i] for k in ix]))
-        n_def = np.sum(~np.isnan(ft), axis=0)
-        vals = np.where(n_def > 0, np.nansum(ft, axis=0) / np.maximum(n_def, 1), np.nan)
-        m["fano_trial"] = _entry("fano_trial", vals, 1.0)
-    # pairwise correlations of binned stream trains
-    if rec.n_units >= 2:
-        n_bins = math.floor(total_ms / b_ms + 1e-9)
-        bst = BinnedSpikeTrain([st.rescale("ms") for st in stream], bin_size=b_ms * pq.ms,
-                               t_start=0 * pq.ms, t_stop=n_bins * b_ms * pq.ms)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            c = stc.correlation_coefficient(bst)
-        m["correlation"] = _entry("correlation", _offdiag(c), 0.0)
-        # noise correlations: each trial of a condition is one bin of a count train
-        counts = rec.counts()
-        per = []
-        for ix in by_cond:
-            if ix.size < 3:
-                continue
-            trains = [np.repeat(np.arange(ix.size) + 0.5, counts[ix, i]) * pq.s
-                      for i in range(rec.n_units)]
-            import neo
-
-            sts = [neo.SpikeTrain(t, t_start=0 * pq.s, t_stop=ix.size * pq.s) for t in trains]
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                per.append(_offdiag(stc.correlation_coefficient(
-                    BinnedSpikeTrain(sts, bin_size=1 * pq.s))))
-        if per:
-            st_ = np.stack(per)
-            n_def = np.sum(~np.isnan(st_), axis=0)
-            vals = np.where(n_def > 0, np.nansum(st_, axis=0) / np.maximum(n_def, 1), np.nan)
-            m["noise_correlation"] = _entry("noise_correlation", vals, 0.0)
-    # sparseness of the rates per trial
-    resp = rec.counts() / rec.durations[:, None]  # [trials, units], Hz
-    lam = resp.sum(0) / rec.n_trials  # not the rate: the mean of per-trial rates
-    inv_d = float(np.mean(1.0 / rec.durations))
-    if rec.n_trials >= 2:
-        with np.errstate(invalid="ignore", divide="ignore"):
-            a_null = lam**2 / (lam**2 + lam * inv_d)
-        s_null = (1 - a_null) / (1 - 1 / rec.n_trials)
-        m["lifetime_sparseness"] = _entry("lifetime_sparseness", vinje_gallant(resp, axis=0),
-                                          float(np.nanmedian(s_null)),
-                                          note=_NULL_NOTE + ": Poisson counts, ratio of "
-                                                            "expectations")
-    if rec.n_units >= 2:
-        a_pop = float(np.mean(lam) ** 2 / np.mean(lam**2 + lam * inv_d))
-        m["population_sparseness"] = _entry(
-            "population_sparseness", vinje_gallant(resp, axis=1),
-            (1 - a_pop) / (1 - 1 / rec.n_units),
-            note=_NULL_NOTE + ": Poisson counts, ratio of expectations")
-    if dt is not None:
-        n_bins = math.floor(total_ms / dt + 1e-9)
-        if n_bins < 1:
-            raise ValueError(f"dt_ms must be at most the recording's length ({total_ms:g} ms), "
-                             f"got {dt:g}.")
-        bst = BinnedSpikeTrain([st.rescale("ms") for st in stream], bin_size=dt * pq.ms,
-                               t_start=0 * pq.ms, t_stop=n_bins * dt * pq.ms)
-        active = bst.to_bool_array().mean(axis=0)
-        m["fraction_active"] = _entry("fraction_active", active,
-                                      float(np.mean(1.0 - np.exp(-rates * dt / 1000.0))),
-                                      note=_NULL_NOTE + ": mean of 1 - exp(-rate dt)")
+    for key, record in MEASURES.items():
+        out = None if record.recording is None else record.recording(ctx)
+        if out is not None:  # None: the recording cannot define it (one unit, one trial, no dt_ms)
+            m[key] = _entry(key, *out)
     return m
 
 
 # ----------------------------------------------------------------------------------------
-def _clean(obj: Any) -> Any:
-    if isinstance(obj, dict):
-        return {str(k): _clean(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_clean(v) for v in obj]
-    if isinstance(obj, np.ndarray):
-        return _clean(obj.tolist())
-    if isinstance(obj, np.generic):
-        obj = obj.item()
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    return obj
-
-
 def compare_with_recording(network: Any, recording: Recording, dt_ms: float, *,
                            labels: Any = None, window_ms: float | None = None,
                            bin_ms: float | None = None, R_ms: float = 5.0
@@ -355,10 +216,10 @@ def compare_with_recording(network: Any, recording: Recording, dt_ms: float, *,
         n = net["measures"].get(key)
         if n is None:
             continue
-        stat = STATISTICS[key]
+        stat = MEASURES[key].statistic
         nval = n["summary"][stat] if n.get("summary") else n.get("value")
         nnull = (n.get("null") or {}).get("analytic")
-        ref = REFERENCES.get(key)
+        ref = MEASURES[key].band
         out[key] = {
             "label": n.get("label", key), "units": n.get("units", ""), "statistic": stat,
             "network": {"value": nval, "summary": n.get("summary")},
@@ -372,7 +233,7 @@ def compare_with_recording(network: Any, recording: Recording, dt_ms: float, *,
                         else None,
                         "recording": verdict(r["value"], ref) if ref is not None else None},
         }
-    return _clean({
+    return json_ready({
         "dt_ms": dt,
         "window_ms": float(window_ms), "bin_ms": float(bin_ms), "R_ms": float(R_ms),
         "recording": {"source": recording.source, "units": recording.n_units,

@@ -1,6 +1,8 @@
 """Biological reference ranges for firing statistics, as data.
 
-Each :class:`Reference` holds the measure it applies to, a range ``[low, high]`` in
+The bands are part of the measures' records (:mod:`tbnn.analysis.measures`);
+:data:`REFERENCES` is their live view by key. Each :class:`Reference` holds the measure it
+applies to, a range ``[low, high]`` in
 ``units``, the summary statistic of the network's values that is compared with it
 (``statistic``: "median" or "mean" across neurons, pairs or steps), the citation
 (journal, volume and first page) and a note saying how the range was read from the
@@ -15,97 +17,15 @@ its refractoriness constant R = 5 ms.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
-from typing import Any
 
-__all__ = ["QUALITATIVE", "REFERENCES", "Reference", "reference_for", "verdict"]
+from tbnn.analysis.measures import BANDS
+from tbnn.analysis.measures.registry import Reference
 
-
-@dataclass(frozen=True)
-class Reference:
-    """A biological range for one measure.
-
-    ``measure`` is the key used in ``analysis.json``; ``low``/``high`` bound the range
-    (inclusive) in ``units``; ``statistic`` is the summary of the network's values that is
-    compared; ``citation`` gives authors, year, journal, volume:page.
-    """
-
-    measure: str
-    low: float
-    high: float
-    units: str
-    statistic: str
-    citation: str
-    note: str
-
-    def as_dict(self) -> dict[str, Any]:
-        """Plain-dict form for JSON."""
-        return asdict(self)
+__all__ = ["QUALITATIVE", "REFERENCES", "Reference", "verdict"]
 
 
-_REFS = [
-    Reference(
-        "rate_hz", 0.1, 5.0, "Hz", "median",
-        "Buzsáki & Mizuseki 2014, Nat Rev Neurosci 15:264; Hromádka et al. 2008, PLoS Biol 6:e16",
-        "Rates across cortical neurons are heavy-tailed, roughly log-normal; most neurons "
-        "fire below a few Hz and a small minority fire fast, so the median rate is compared "
-        "with a band of 0.1-5 Hz.",
-    ),
-    Reference(
-        "cv", 0.7, 1.3, "", "median",
-        "Softky & Koch 1993, J Neurosci 13:334",
-        "ISIs of cortical neurons are highly irregular, CV near 1 (Poisson-like).",
-    ),
-    Reference(
-        "cv2", 0.7, 1.3, "", "median",
-        "Softky & Koch 1993, J Neurosci 13:334; Holt et al. 1996, J Neurophysiol 75:1806",
-        "Local irregularity of cortical ISIs is near the Poisson value 1.",
-    ),
-    Reference(
-        "lv", 0.3, 1.5, "", "median",
-        "Shinomoto et al. 2009, PLoS Comput Biol 5:e1000433",
-        "LV/LvR classify firing as regular (motor areas, below ~0.5), random (visual, ~1) or "
-        "bursty (prefrontal, above 1); the band spans the areas.",
-    ),
-    Reference(
-        "lvr", 0.3, 1.5, "", "median",
-        "Shinomoto et al. 2009, PLoS Comput Biol 5:e1000433",
-        "LvR (R = 5 ms) classifies firing as regular (motor), random (visual) or bursty "
-        "(prefrontal); the band spans the areas.",
-    ),
-    Reference(
-        "fano_trial", 1.0, 1.5, "", "mean",
-        "Churchland et al. 2010, Nat Neurosci 13:369",
-        "Trial-to-trial Fano factor of spike counts is ~1-1.5 in vivo and falls at stimulus "
-        "onset.",
-    ),
-    Reference(
-        "fano_stream", 1.0, 1.5, "", "mean",
-        "Churchland et al. 2010, Nat Neurosci 13:369",
-        "The in-vivo range ~1-1.5 (measured across trials) shown for the stream view too.",
-    ),
-    Reference(
-        "noise_correlation", 0.0, 0.3, "", "mean",
-        "Cohen & Kohn 2011, Nat Neurosci 14:811; Ecker et al. 2010, Science 327:584",
-        "Mean spike-count noise correlations are ~0.01-0.3 across studies, near zero in "
-        "awake V1.",
-    ),
-    Reference(
-        "fraction_active", 0.005, 0.05, "", "mean",
-        "Attwell & Laughlin 2001, J Cereb Blood Flow Metab 21:1133; Lennie 2003, Curr Biol "
-        "13:493",
-        "The energy budget allows only a few percent of cortical neurons to be active at once.",
-    ),
-    Reference(
-        "lifetime_sparseness", 0.4, 0.7, "", "median",
-        "Vinje & Gallant 2000, Science 287:1273",
-        "Vinje-Gallant lifetime sparseness of V1 neurons under natural stimulation is about "
-        "0.4-0.7 (higher with the non-classical receptive field stimulated).",
-    ),
-]
-
-REFERENCES: dict[str, Reference] = {r.measure: r for r in _REFS}
-"""Numeric ranges by measure key."""
+#: Numeric ranges by measure key: the bands of the registered measures (a live view).
+REFERENCES = BANDS
 
 QUALITATIVE: dict[str, tuple[str, str]] = {
     "rate_distribution": (
@@ -118,15 +38,6 @@ QUALITATIVE: dict[str, tuple[str, str]] = {
     ),
 }
 """Statements without a numeric range: measure -> (statement, citation)."""
-
-
-def reference_for(measure: str) -> Reference | None:
-    """The numeric reference for ``measure``, or None if there is none.
-
-    >>> reference_for('cv').low, reference_for('cv').high
-    (0.7, 1.3)
-    """
-    return REFERENCES.get(measure)
 
 
 def verdict(value: float, ref: Reference | str) -> str:

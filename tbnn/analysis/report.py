@@ -64,14 +64,15 @@ from tbnn.analysis.runfiles import (
     check_out_dir,
     file_name_for,
     relative_to,
-    resolve_archive,
+    read_archive,
     select_layers,
-    to_json,
     write_bytes,
 )
+from tbnn.core.validate import json_ready
 from tbnn.io.files import check_target, stage_dir
-from tbnn.io.spikes import check_dt, check_positive_int, load_spikes
-from tbnn.viz.style import FORMATS
+from tbnn.core.validate import check_int
+from tbnn.io.spikes import check_dt
+from tbnn.viz.formats import check_formats
 
 __all__ = ["ANALYSIS_VERSION", "analyze_run", "analyze_spikes", "raster_run",
            "read_simulation", "summarize"]
@@ -135,20 +136,16 @@ def analyze_run(simdir: str | os.PathLike, out: str | os.PathLike, dt_ms: float 
     >>> res["dt_source"], list(res["layers"]), sorted(os.listdir(os.path.join(d, "ana")))[:3]
     ('default', ['h'], ['.tbnn-manifest.json', 'analysis.json', 'h_stats.png'])
     """
-    spikes_path, sim_path = resolve_archive(simdir)
-    rec = load_spikes(spikes_path)
+    rec, spikes_path, sim_path, sim = read_archive(simdir)  # simulation.json and spikes_sha256 checked first
     dt = rec.dt_ms if dt_ms is None else check_dt(dt_ms)
     names = select_layers(rec, layer)
-    sim = read_simulation(sim_path)
     out_dir = check_out_dir(out)
     check_target(out_dir, "analysis", overwrite, _flag)  # refused before any measure is computed
-    b = check_positive_int(bin_steps, "bin_steps")
-    mp = check_positive_int(max_pair_neurons, "max_pair_neurons", minimum=2)
-    check_positive_int(seed, "seed", minimum=0)
+    b = check_int(bin_steps, "bin_steps")
+    mp = check_int(max_pair_neurons, "max_pair_neurons", minimum=2)
+    check_int(seed, "seed", minimum=0)
     plot.subsample_neurons([0], neurons)  # validates neurons
-    for f in formats:
-        if f not in FORMATS:
-            raise ValueError(f"formats must be among svg, pdf, got {f!r}.")
+    formats = check_formats(formats)
     recorded = None
     if recording is not None:  # read (and refuse) the recording before anything is written
         from tbnn.io.recording import read_recording
@@ -216,7 +213,7 @@ def analyze_run(simdir: str | os.PathLike, out: str | os.PathLike, dt_ms: float 
         "figures": fig_index,
         "references": refs,
     }
-    result = to_json(result)
+    result = json_ready(result)
     text = json.dumps(result, indent=2, allow_nan=False, ensure_ascii=False)
     md = render_markdown(result)
 

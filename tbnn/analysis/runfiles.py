@@ -9,19 +9,18 @@ accepts a simulation folder, a ``spikes.npz``, or any plain ``.npz`` of boolean
 
 from __future__ import annotations
 
-import math
 import os
 import re
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 
+from tbnn.core.validate import json_ready
 from tbnn.io.files import atomic_write
 from tbnn.io.spikes import SpikeRecord
 
-__all__ = ["check_out_dir", "file_name_for", "relative_to", "resolve_archive",
-           "select_layers", "to_json", "write_bytes"]
+__all__ = ["check_out_dir", "file_name_for", "read_archive", "relative_to", "resolve_archive",
+           "select_layers", "write_bytes"]
 
 
 def resolve_archive(source: str | os.PathLike, name: str = "simdir") -> tuple[Path, Path]:
@@ -49,10 +48,36 @@ def resolve_archive(source: str | os.PathLike, name: str = "simdir") -> tuple[Pa
                      f"any .npz of boolean [samples, T, neurons] arrays; {p} does not exist.")
 
 
+def read_archive(source: str | os.PathLike, name: str = "simdir"
+                 ) -> tuple[SpikeRecord, Path, Path, dict[str, Any] | None]:
+    """``(record, archive path, simulation.json path, its content or None)`` of a folder or
+    an ``.npz`` file.
+
+    ``simulation.json`` beside the archive is read first and verified (its checksum, and
+    the archive's SHA-256 against its ``spikes_sha256``), so a replaced or corrupted archive
+    is refused before it is parsed; then the archive is read
+    (:func:`tbnn.io.spikes.load_spikes`: sizes, headers and CRCs checked). ``tbnn analyze``
+    and ``tbnn raster`` both read their input here.
+
+    Raises
+    ------
+    ValueError
+        Naming ``name`` or the file, as :func:`resolve_archive`,
+        :func:`tbnn.analysis.energy.read_simulation` and :func:`tbnn.io.spikes.load_spikes`.
+    """
+    from tbnn.analysis.energy import read_simulation
+    from tbnn.io.spikes import load_spikes
+
+    spikes_path, sim_path = resolve_archive(source, name)
+    sim = read_simulation(sim_path)
+    return load_spikes(spikes_path), spikes_path, sim_path, sim
+
+
 def select_layers(rec: SpikeRecord, layer: str | None) -> list[str]:
     """All layer names of ``rec``, or ``[layer]`` after checking that it exists.
 
     >>> from tbnn.io.spikes import SpikeRecord
+    >>> import numpy as np
     >>> rec = SpikeRecord({"a": np.zeros((1, 1, 1), bool)}, None, None, 1, 1.0)
     >>> select_layers(rec, None), select_layers(rec, "a")
     (['a'], ['a'])
@@ -107,23 +132,6 @@ def check_out_dir(out: str | os.PathLike) -> Path:
     return out
 
 
-def to_json(obj: Any) -> Any:
-    """A JSON-safe copy: NumPy values to Python, NaN and infinities to None.
-
-    >>> to_json({"a": np.float64("nan"), "b": np.arange(2)})
-    {'a': None, 'b': [0, 1]}
-    """
-    if isinstance(obj, dict):
-        return {str(k): to_json(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [to_json(v) for v in obj]
-    if isinstance(obj, np.ndarray):
-        return [to_json(v) for v in obj.tolist()]
-    if isinstance(obj, (np.bool_, bool)):
-        return bool(obj)
-    if isinstance(obj, (np.integer,)):
-        return int(obj)
-    if isinstance(obj, (float, np.floating)):
-        f = float(obj)
-        return f if math.isfinite(f) else None
-    return obj
+#: A JSON-safe copy: NumPy values to Python, NaN and infinities to None (the one cleaner,
+#: :func:`tbnn.core.validate.json_ready`, under the name this module has always exported).
+to_json = json_ready

@@ -36,7 +36,8 @@ from typing import Any
 import numpy as np
 
 from tbnn.analysis.rates import check_probability
-from tbnn.io.spikes import check_positive_int, check_spikes
+from tbnn.core.validate import check_int
+from tbnn.io.spikes import check_spikes
 
 __all__ = [
     "energy_proxy",
@@ -146,8 +147,8 @@ def null_lifetime_sparseness(p: Any, timesteps: int, samples: int,
     """
     _measure(measure)
     p_arr = check_probability(p)
-    T = check_positive_int(timesteps, "timesteps")
-    n = check_positive_int(samples, "samples", minimum=2)
+    T = check_int(timesteps, "timesteps")
+    n = check_int(samples, "samples", minimum=2)
     m1, m2 = _binomial_moments(p_arr, T)
     with np.errstate(invalid="ignore", divide="ignore"):
         a = np.where(p_arr > 0, m1**2 / np.where(m2 > 0, m2, 1.0), np.nan)
@@ -168,7 +169,7 @@ def null_population_sparseness(p: Any, timesteps: int, measure: str = "vinje_gal
     p_arr = check_probability(p).ravel()
     if p_arr.size < 2:
         raise ValueError("p must hold at least two neurons for population sparseness.")
-    T = check_positive_int(timesteps, "timesteps")
+    T = check_int(timesteps, "timesteps")
     m1, m2 = _binomial_moments(p_arr, T)
     if m2.mean() <= 0:
         return float("nan")

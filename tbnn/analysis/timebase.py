@@ -31,27 +31,15 @@ counts or of intervals); LvR moves through :math:`4R/(I_k + I_{k+1})`, i.e. towa
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import numpy as np
 
 from tbnn.analysis.irregularity import interval_measures
 from tbnn.analysis.rates import check_dt, rate_hz
+from tbnn.core.validate import check_number
 
 __all__ = ["dt_from_oscillation", "dt_from_rates", "dt_sensitivity"]
-
-
-def _positive(value: Any, name: str) -> float:
-    if isinstance(value, bool):
-        raise ValueError(f"{name} must be a finite number > 0, got {value!r}.")
-    try:
-        v = float(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name} must be a finite number > 0, got {value!r}.") from None
-    if not math.isfinite(v) or v <= 0:
-        raise ValueError(f"{name} must be a finite number > 0, got {value!r}.")
-    return v
 
 
 def dt_from_rates(network_rate_per_step: Any, recording_rate_hz: Any) -> float:
@@ -79,10 +67,10 @@ def dt_from_rates(network_rate_per_step: Any, recording_rate_hz: Any) -> float:
     """
     p = np.asarray(network_rate_per_step, dtype=float)
     r = np.asarray(recording_rate_hz, dtype=float)
-    pm = _positive(p.mean() if p.size else float("nan"), "network_rate_per_step")
+    pm = check_number(p.mean() if p.size else float("nan"), "network_rate_per_step")
     if np.any(p < 0) or np.any(p > 1):
         raise ValueError("network_rate_per_step must hold spike probabilities per step in [0, 1].")
-    rm = _positive(r.mean() if r.size else float("nan"), "recording_rate_hz")
+    rm = check_number(r.mean() if r.size else float("nan"), "recording_rate_hz")
     return 1000.0 * pm / rm
 
 
@@ -98,7 +86,7 @@ def dt_from_oscillation(T: Any, freq_hz: Any) -> float:
     """
     if isinstance(T, bool) or not isinstance(T, (int, np.integer)) or T < 1:
         raise ValueError(f"T must be an integer >= 1 (steps per sample), got {T!r}.")
-    return 1000.0 / (_positive(freq_hz, "freq_hz") * int(T))
+    return 1000.0 / (check_number(freq_hz, "freq_hz") * int(T))
 
 
 def dt_sensitivity(spikes: Any, dt_values: Any, R_ms: float = 5.0) -> list[dict[str, float]]:

@@ -26,7 +26,8 @@ from typing import Any
 import numpy as np
 
 from tbnn.analysis.rates import check_probability
-from tbnn.io.spikes import as_stream, check_labels, check_positive_int, check_spikes
+from tbnn.core.validate import check_int, check_labels
+from tbnn.io.spikes import as_stream, check_spikes
 
 __all__ = ["fano_factor", "fano_stream", "fano_trial", "null_fano", "window_counts"]
 
@@ -63,7 +64,7 @@ def window_counts(spikes: Any, window_steps: int) -> np.ndarray:
     [[3, 3], [3, 3]]
     """
     stream = as_stream(spikes)
-    w = check_positive_int(window_steps, "window_steps")
+    w = check_int(window_steps, "window_steps")
     n_win = stream.shape[0] // w
     if n_win < 1:
         raise ValueError(f"window_steps must be at most the train length ({stream.shape[0]} "
@@ -128,8 +129,8 @@ def fano_trial(spikes: Any, labels: Any, min_samples: int = 2) -> np.ndarray:
     [1.0]
     """
     arr = check_spikes(spikes, ndims=(3,))
-    lab = check_labels(labels, arr.shape[0])
-    m = check_positive_int(min_samples, "min_samples", minimum=2)
+    lab = check_labels(labels, arr.shape[0], minimum=None, numpy=True)
+    m = check_int(min_samples, "min_samples", minimum=2)
     counts = arr.sum(axis=1, dtype=np.int64)  # [samples, neurons]
     per_class = []
     for c in np.unique(lab):

@@ -12,22 +12,14 @@ block, ``x^ = gain * q + offset``:
 
 with population statistics over the block (Ye et al., eq. of the ridge dequantizer).
 
-Each scheme is one class of :mod:`tbnn.core.codes` (a new code is one file there plus one
-registration); in brief:
+Each scheme is one class of :mod:`tbnn.core.codes`, whose file states its firing rule and
+weights ``w_t`` (a new code is one file there plus one registration; :data:`SCHEMES` lists
+the registered names). ``binary`` is the reference: an integrate-and-fire neuron with a
+halving threshold whose spikes are the bits of the ``T``-bit code, so at ``T = k`` it is
+exactly the k-bit DAT.
 
-* ``binary`` (the reference): an integrate-and-fire neuron with reset by subtraction and a
-  halving threshold ``theta_t = 2^-t``, started at the grid value ``r_0 = v`` in ``[0, 1]``::
-
-      s_t = 1[r_{t-1} >= 2^-t],   r_t = r_{t-1} - 2^-t s_t
-
-  so ``s_1 .. s_T`` are the bits, most significant first, of the ``T``-bit code
-  ``min(floor(2^T v), 2^T - 1)``; ``w_t = 2^(T-t)``. At ``T = k`` it is exactly the k-bit DAT.
-* ``sigma_delta``: integrate-and-fire with constant input ``v`` per step and threshold 1
-  (reset by subtraction; a first-order sigma-delta modulator), ``w_t = 1``.
-* ``rate``: Bernoulli spikes with probability ``v`` per step (seeded), ``w_t = 1``.
-* ``thermometer``: the first ``c`` steps spike, ``c = min(floor((T+1) v), T)``, ``w_t = 1``.
-* ``latency``: one spike at step ``T + 1 - c`` (none when ``c = 0``), ``w_t = T + 1 - t``
-  (earlier means larger: time-to-first-spike).
+>>> list(SCHEMES)
+['binary', 'sigma_delta', 'rate', 'thermometer', 'latency']
 
 The read-out after ``steps < T`` refits the DAT on the partial code (the anytime read-out);
 it improves with every step. Codes from other libraries (``snntorch.spikegen``) are read

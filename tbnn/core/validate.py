@@ -1,7 +1,8 @@
 """Argument checks shared by every public function: one sentence naming the argument.
 
 Each check raises ``ValueError("<name> must be <what is allowed>; got <value>.")`` and
-returns the value it accepted.
+returns the value it accepted. Each accepts torch tensors and NumPy arrays alike where an
+array is expected. :func:`json_ready` is the one JSON cleaner of the package.
 """
 
 from __future__ import annotations
@@ -11,7 +12,8 @@ import numbers
 from collections.abc import Sequence
 from typing import Any
 
-__all__ = ["LOW_PRECISION", "check_block", "check_choice", "check_int", "check_lam", "check_tensor", "compute_in_float32"]
+__all__ = ["check_block", "check_choice", "check_int", "check_labels", "check_lam", "check_number", "check_tensor",
+           "compute_in_float32", "json_ready"]
 
 
 def check_choice(value: Any, allowed: Sequence[Any], name: str) -> Any:
@@ -22,7 +24,19 @@ def check_choice(value: Any, allowed: Sequence[Any], name: str) -> Any:
 
 
 def check_int(value: Any, name: str, minimum: int = 1, maximum: int | None = None, why: str = "") -> int:
-    """``value`` must be an integer in ``[minimum, maximum]``."""
+    """``value`` must be an integer (Python or NumPy, not bool) in ``[minimum, maximum]``.
+
+    Raises
+    ------
+    ValueError
+        Naming ``name``: not an integer, below ``minimum`` or above ``maximum``.
+
+    >>> check_int(3, "bins"), check_int(0, "seed", minimum=0)
+    (3, 0)
+    >>> check_int(True, "bins")
+    Traceback (most recent call last):
+    ValueError: bins must be an integer >= 1; got True.
+    """
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
         raise ValueError(f"{name} must be an integer >= {minimum}; got {value!r}.")
     if maximum is not None and value > maximum:
@@ -30,11 +44,107 @@ def check_int(value: Any, name: str, minimum: int = 1, maximum: int | None = Non
     return int(value)
 
 
+def check_number(value: Any, name: str, *, minimum: float = 0.0, inclusive: bool = False,
+                 what: str = "a finite number", units: str = "") -> float:
+    """``value`` must be a finite real number ``> minimum`` (``>=`` with ``inclusive``).
+
+    A Python or NumPy number, or a one-element tensor or array; a bool or a string is
+    refused (``"2"`` is not a number of milliseconds). Returns it as a float.
+
+    Raises
+    ------
+    ValueError
+        ``"<name> must be <what> > <minimum> <units>; got <value>."``
+
+    >>> check_number(2, "dt_ms", what="a finite number of milliseconds")
+    2.0
+    >>> check_number(0, "dt_ms", what="a finite number of milliseconds")
+    Traceback (most recent call last):
+    ValueError: dt_ms must be a finite number of milliseconds > 0; got 0.
+    >>> check_number(0.0, "R_ms", inclusive=True, units="ms")
+    0.0
+    """
+    bound = f"{'>=' if inclusive else '>'} {minimum:g}{' ' + units if units else ''}"
+    msg = f"{name} must be {what} {bound}; got {value!r}."
+    if isinstance(value, (bool, str, bytes)) or getattr(value, "dtype", None) is not None and (
+            str(value.dtype) == "bool" or str(value.dtype) == "torch.bool"):
+        raise ValueError(msg)
+    try:
+        v = float(value)
+    except (TypeError, ValueError, RuntimeError):
+        raise ValueError(msg) from None
+    if not math.isfinite(v) or v < minimum or (v == minimum and not inclusive):
+        raise ValueError(msg)
+    return v
+
+
 def check_lam(lam: Any, name: str = "lam") -> float:
-    """The ridge penalty must be a finite number ``>= 0``."""
-    if isinstance(lam, bool) or not isinstance(lam, (int, float)) or not math.isfinite(lam) or lam < 0:
-        raise ValueError(f"{name} must be a finite number >= 0; got {lam!r}.")
-    return float(lam)
+    """The ridge penalty must be a finite number ``>= 0``.
+
+    >>> check_lam(0.01)
+    0.01
+    """
+    return check_number(lam, name, inclusive=True)
+
+
+def check_labels(labels: Any, n_samples: int | None = None, name: str = "labels", *,
+                 minimum: int | None = 0, numpy: bool = False) -> Any:
+    """Class labels: a 1-D integer array or tensor with one entry per sample, each ``>= minimum``.
+
+    Returns an int64 tensor for a tensor (unless ``numpy``), else an int64 NumPy array.
+    Bool labels are refused (a class index is not a truth value); ``minimum=None`` accepts
+    negative labels.
+
+    Raises
+    ------
+    ValueError
+        Naming ``name``: not 1-D integer, not one per sample, or a label below ``minimum``.
+
+    >>> check_labels([0, 2], 2).dtype
+    dtype('int64')
+    >>> check_labels([0, -1], 2)
+    Traceback (most recent call last):
+    ValueError: labels must be class indices >= 0; got -1.
+    """
+    import numpy as np
+
+    is_tensor = type(labels).__module__.startswith("torch")
+    arr = labels.detach().cpu().numpy() if is_tensor else np.asarray(labels)
+    if arr.ndim != 1 or not np.issubdtype(arr.dtype, np.integer):
+        raise ValueError(f"{name} must be a 1-D integer array with one class per sample"
+                         f"{'' if n_samples is None else f' ({n_samples})'}, got dtype {arr.dtype} and shape {arr.shape}.")
+    if n_samples is not None and arr.shape[0] != n_samples:
+        raise ValueError(f"{name} must be a 1-D integer array with one class per sample ({n_samples}), "
+                         f"got dtype {arr.dtype} and shape {arr.shape}.")
+    if minimum is not None and arr.size and int(arr.min()) < minimum:
+        raise ValueError(f"{name} must be class indices >= {minimum}; got {int(arr.min())}.")
+    return labels.long() if is_tensor and not numpy else arr.astype(np.int64)
+
+
+def json_ready(obj: Any) -> Any:
+    """A JSON-safe copy of ``obj``: the package's one JSON cleaner.
+
+    Mapping keys become strings; tuples, lists, NumPy arrays and tensors become lists; NumPy
+    and one-element torch scalars become Python numbers; paths become strings; NaN and
+    infinities become ``None`` (JSON has no NaN; ``null`` reads back as "undefined").
+
+    >>> import numpy as np
+    >>> json_ready({"a": np.float64("nan"), "b": np.arange(2), 3: (np.bool_(True), float("inf"))})
+    {'a': None, 'b': [0, 1], '3': [True, None]}
+    """
+    import os
+
+    if isinstance(obj, dict):
+        return {str(k): json_ready(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [json_ready(v) for v in obj]
+    if isinstance(obj, os.PathLike):
+        return os.fspath(obj)
+    if hasattr(obj, "tolist") and (hasattr(obj, "dtype") or hasattr(obj, "numel")):
+        return json_ready(obj.tolist())  # NumPy arrays and scalars, torch tensors
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    return obj
 
 
 def check_block(block: Any, name: str = "block") -> int | None:
@@ -42,10 +152,6 @@ def check_block(block: Any, name: str = "block") -> int | None:
     if block is not None and (isinstance(block, bool) or not isinstance(block, int) or block < 1):
         raise ValueError(f"{name} must be a positive integer or None (whole axis); got {block!r}.")
     return block
-
-
-#: Floating dtypes too narrow to compute in: their inputs are computed in float32.
-LOW_PRECISION = ("float16", "bfloat16")
 
 
 def check_tensor(x: Any, name: str = "x", allow_empty_axis: int | None = None) -> Any:

@@ -20,7 +20,7 @@ threads see only their own.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from contextvars import ContextVar
 from dataclasses import replace
 from typing import Any
@@ -104,6 +104,31 @@ class SimulationSession:
         """Mark ``batch`` samples done (recording limits count samples across batches)."""
         self.samples_seen += batch
         self._batch_counts.clear()
+
+    def merge_ranks(self, merge: Callable[..., Any], arrays: dict[str, list[Any]],
+                    scalars: list[float]) -> tuple[dict[str, np.ndarray], list[float]]:
+        """Merge the sessions of every rank of a ``torchrun`` job into this one, in sample order.
+
+        ``merge`` is :func:`tbnn.parallel.distributed.merge_ranks` (passed in: the engine
+        layer does not import the process group). ``arrays`` (per-batch results of the
+        caller, e.g. logits) are gathered in sample order with the recorded spikes; spike
+        and synaptic-operation counts are summed exactly; the layer layout comes from the
+        first rank; ``scalars`` are reduced by maximum. Returns the merged ``arrays`` and
+        ``scalars``; the session then holds the whole job's spikes and counts.
+        """
+        rec = {f"rec/{k}": v for k, v in self.recorded.items()}
+        merged, sums, firsts, scalars = merge(
+            {**arrays, **rec},
+            {"spike_counts": self.spike_counts, "neuron_counts": self.neuron_counts,
+             "synaptic_ops": self.synaptic_ops, "dense_ops": self.dense_ops},
+            {"neurons": self.neurons, "timesteps": self.timesteps, "readers": self.readers}, scalars)
+        self.recorded = {k: [merged[f"rec/{k}"][:self.record_samples]] if f"rec/{k}" in merged else []
+                         for k in firsts["neurons"]}
+        self.order = list(firsts["neurons"])
+        self.neurons, self.timesteps, self.readers = firsts["neurons"], firsts["timesteps"], firsts["readers"]
+        self.spike_counts, self.neuron_counts = sums["spike_counts"], sums["neuron_counts"]
+        self.synaptic_ops, self.dense_ops = sums["synaptic_ops"], sums["dense_ops"]
+        return {k: merged[k] for k in arrays if k in merged}, list(scalars)
 
     # -- neurons --------------------------------------------------------------------------
     def name_of(self, module: nn.Module) -> str:

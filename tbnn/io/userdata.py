@@ -24,6 +24,8 @@ from torch import Tensor
 from torch.utils.data import DataLoader
 from torch.utils.data import Dataset as TorchDataset
 
+from tbnn.io.bounded import open_npz
+
 __all__ = ["TrainingData", "as_training_data", "check_arrays", "check_inputs", "check_logits", "read_npz_arrays"]
 
 #: Largest class count accepted from labels (a guard against a stray label such as 255).
@@ -48,6 +50,9 @@ def check_arrays(x: Any, y: Any, name: str = "train") -> tuple[Tensor, Tensor]:
     (torch.float32, torch.int64)
     """
     xt = check_inputs(x, f"{name} x").float()
+    if isinstance(y, np.ndarray) and y.dtype.kind == "u" and y.size and int(y.max()) >= MAX_CLASSES:
+        raise ValueError(f"{name} y must hold class labels in [0, {MAX_CLASSES}); got values up to "
+                         f"{int(y.max())} (dtype {y.dtype}).")  # before a cast to int64 wraps them
     yt = _as_tensor(y, f"{name} y")
     if yt.dim() != 1 or yt.shape[0] != xt.shape[0]:
         raise ValueError(f"{name} y must be one label per sample, shape [{xt.shape[0]}]; got shape {tuple(yt.shape)}.")
@@ -183,10 +188,8 @@ def read_npz_arrays(path: str | Path) -> dict[str, np.ndarray]:
         the sentence names the file and the array.
     """
     path = Path(path)
-    if not path.is_file():
-        raise ValueError(f"npz dataset {path} does not exist.")
     try:
-        with np.load(path, allow_pickle=False) as z:
+        with open_npz(path, "npz dataset") as z:  # sizes, headers and CRCs checked first
             keys = list(z.files)
             allowed = {"x", "y", "x_test", "y_test"}
             unknown = sorted(set(keys) - allowed)

@@ -37,7 +37,7 @@ from torch import Tensor, nn
 from tbnn.engine import integer as engine, session
 from tbnn.core.coding import SpikeCode
 from tbnn.engine.integer import WeightCodes
-from tbnn.core.quant import GRIDS, METHODS, fake_quantize, parse_sparsity, validate_bits
+from tbnn.core.quant import GRIDS, METHODS, QuantSpec, fake_quantize, parse_sparsity, validate_bits
 from tbnn.core.validate import check_block, check_choice, check_lam
 
 __all__ = ["MODES", "TBLayer", "TBConv", "FakeQuantize", "TBLinear", "TBConv1d", "TBConv2d", "conv_fanout"]
@@ -52,16 +52,15 @@ class FakeQuantize(nn.Module):
                  lam: float = 0.01, dim: int = -1, sparsity: str | float | None = None,
                  grid: str | None = None, target: str = "x") -> None:
         super().__init__()
-        validate_bits(bits)
-        parse_sparsity(sparsity)
-        self.kw = dict(bits=bits, method=method, block=block, lam=lam, dim=dim,
-                       sparsity=sparsity, grid=grid, target=target)
+        self.spec = QuantSpec(bits=bits, method=method, block=block, lam=lam, sparsity=sparsity, grid=grid,
+                              target=target)
+        self.dim = dim
 
     def forward(self, x: Tensor) -> Tensor:
-        return fake_quantize(x, **self.kw)
+        return fake_quantize(x, dim=self.dim, spec=self.spec)
 
     def extra_repr(self) -> str:
-        return ", ".join(f"{k}={v}" for k, v in self.kw.items())
+        return ", ".join(f"{k}={v}" for k, v in {**self.spec.kwargs(), "dim": self.dim}.items())
 
 
 def conv_fanout(op: Callable[[Tensor, Tensor], Tensor], weight_shape: torch.Size,
@@ -94,14 +93,16 @@ class TBLayer(nn.Module):
         self.sparsity = sparsity
         self.weight_grid = weight_grid
         self.mode = mode
+        #: the weight's quantizer as one validated record (``None``: float weights)
+        self.weight_spec = None if weight_bits is None else QuantSpec(
+            bits=weight_bits, method=method, block=weight_block, lam=lam, sparsity=sparsity, grid=weight_grid)
 
     def quantized_weight(self) -> Tensor:
         """The weight as the layer uses it: fake-quantized per output channel (or float)."""
         if self.weight_bits is None:
             return self.weight
         w2 = self.weight.reshape(self.weight.shape[0], -1)
-        wq = fake_quantize(w2, bits=self.weight_bits, method=self.method, block=self.weight_block,
-                           lam=self.lam, dim=-1, sparsity=self.sparsity, grid=self.weight_grid)
+        wq = fake_quantize(w2, dim=-1, spec=self.weight_spec)
         return wq.reshape(self.weight.shape)
 
     def _op(self, x: Tensor, w: Tensor, bias: Tensor | None) -> Tensor:

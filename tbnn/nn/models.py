@@ -18,10 +18,11 @@ import math
 from dataclasses import asdict, dataclass, fields, replace
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from tbnn.core.coding import SCHEMES, SpikeCode, check_timesteps
-from tbnn.nn.layers import MODES, TBConv1d, TBConv2d, TBLayer, TBLinear
+from tbnn.nn.layers import MODES, TBConv1d, TBConv2d, TBLayer, TBLinear, conv_fanout
 from tbnn.nn.neurons import TemporalBinary
 from tbnn.core.quant import GRIDS, WEIGHT_BITS, parse_sparsity
 from tbnn.core.validate import check_block, check_choice, check_int, check_lam
@@ -38,7 +39,9 @@ class ModelConfig:
 
     ``layers`` counts hidden layers (MLP) or convolution layers (CNN, widths ``channels``,
     then ``2*channels``; stride 2 after the first). ``act_bits`` is the activation code
-    width; for the ``binary`` code it equals ``timesteps``.
+    width; for the ``binary`` code it equals ``timesteps``. ``first_layer_bits`` is the
+    weight width of the first layer (the one reading the encoded input; ``None``: the
+    same as ``weight_bits``), as ``readout_bits`` is the read-out's (``None``: float).
     """
 
     model: str = "tbn"
@@ -52,6 +55,7 @@ class ModelConfig:
     timesteps: int = 4
     weight_bits: float = 1
     readout_bits: float | None = 1
+    first_layer_bits: float | None = None
     act_bits: int | None = None
     sparsity: str | None = None
     lam: float = 0.01
@@ -76,6 +80,8 @@ class ModelConfig:
         check_choice(self.weight_bits, WEIGHT_BITS, "weight_bits")
         if self.readout_bits is not None:
             check_choice(self.readout_bits, WEIGHT_BITS, "readout_bits")
+        if self.first_layer_bits is not None:
+            check_choice(self.first_layer_bits, WEIGHT_BITS, "first_layer_bits")
         check_choice(self.encoding, SCHEMES, "encoding")
         if self.model != "lif":
             check_timesteps(self.timesteps, self.encoding)
@@ -173,14 +179,16 @@ class TBNet(nn.Module):
         self.layers = nn.ModuleList()
         self.norms = nn.ModuleList()
         self.neurons = nn.ModuleList()
-        for sp in self.specs:
+        first_bits = cfg.first_layer_bits if spiking and cfg.first_layer_bits is not None else wbits
+        for i, sp in enumerate(self.specs):
+            bits = first_bits if i == 0 else wbits
             if sp["kind"] == "linear":
-                layer = TBLinear(sp["in_"], sp["out"], weight_bits=wbits, **wkw)
+                layer = TBLinear(sp["in_"], sp["out"], weight_bits=bits, **wkw)
                 norm = nn.BatchNorm1d(sp["out"])
             else:
                 conv = TBConv1d if sp["kind"] == "conv1d" else TBConv2d
                 layer = conv(sp["in_"], sp["out"], sp["k"], stride=sp["stride"], padding=sp["pad"],
-                             weight_bits=wbits, **wkw)
+                             weight_bits=bits, **wkw)
                 norm = (nn.BatchNorm1d if sp["kind"] == "conv1d" else nn.BatchNorm2d)(sp["out"])
             self.layers.append(layer)
             self.norms.append(norm)
@@ -311,6 +319,24 @@ class LIFNet(nn.Module):
         if not record:
             return logits
         return logits, {k: torch.stack(v).flatten(2).bool() for k, v in rec.items()}
+
+    def record_spikes(self, x: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
+        """``(logits, {layer: bool [T, B, neurons]})`` (:class:`~tbnn.nn.protocol.SelfTimedNetwork`)."""
+        return self.forward(x, record=True)
+
+    def synaptic_targets(self, name: str) -> Tensor:
+        """Synapses each neuron of the layer ``name`` reaches in the next layer (float64, per sample)."""
+        i = self.layer_names.index(name)
+        nxt = self.layers[i] if i < len(self.layers) else self.readout
+        shape = self.cfg.input_shape if i == 0 else self.specs[i - 1]["out_shape"]
+        if isinstance(nxt, nn.Conv1d | nn.Conv2d):
+            conv = F.conv1d if isinstance(nxt, nn.Conv1d) else F.conv2d
+
+            def op(x: Tensor, w: Tensor) -> Tensor:
+                return conv(x, w, None, nxt.stride, nxt.padding, nxt.dilation, nxt.groups)
+
+            return conv_fanout(op, nxt.weight, tuple(shape)).flatten()
+        return torch.full((math.prod(shape),), float(nxt.out_features), dtype=torch.float64)
 
 
 def build_model(cfg: ModelConfig | dict) -> nn.Module:

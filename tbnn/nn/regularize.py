@@ -78,7 +78,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from tbnn.core.coding import SpikeCode
-from tbnn.nn.neurons import TemporalBinary
+from tbnn.nn.protocol import spiking_modules
 from tbnn.core.quant import to_blocks
 
 __all__ = ["ActivityRegularizer", "activity_floor", "fraction_active", "step_activity"]
@@ -187,8 +187,8 @@ class ActivityRegularizer:
         self._handles = []
         self._act: dict[str, Tensor] = {}
         self._codes: dict[str, SpikeCode] = {}
-        for name, mod in model.named_modules():
-            if isinstance(mod, TemporalBinary) and id(mod) not in skip:
+        for name, mod in spiking_modules(model).items():  # by protocol: a user's neuron too
+            if id(mod) not in skip:
                 self.names.append(name)
                 self._handles.append(mod.register_forward_hook(self._hook(name)))
         if not self.names:

@@ -14,6 +14,7 @@ import torch
 
 from tbnn.io.checkpoint import (
     check_weights_header,
+    digest_config,
     has_checkpoint,
     load_run_config,
     load_tensors,
@@ -37,7 +38,8 @@ def read_run(run_dir: str | Path) -> tuple[dict[str, Any], Any, dict[str, torch.
 
     Order of checks: ``config.json`` (schema, types, checksum); its model config; the
     weights' header against that config (names, shapes, stored hyperparameters) before
-    anything large is allocated; then the tensors and their checksum. The model is then
+    anything large is allocated; both files of one format version (a config without its
+    checksum beside sealed weights is refused); then the tensors and their checksum. The model is then
     built with ``build_model(mcfg).load_state_dict(state)``.
     """
     run_dir = Path(run_dir)
@@ -55,6 +57,11 @@ def read_run(run_dir: str | Path) -> tuple[dict[str, Any], Any, dict[str, torch.
         raise ValueError(f"run {run_dir} is incomplete (no model.safetensors yet); finish it with "
                          f"tbnn train ... --resume.")
     meta = check_weights_header(weights, mcfg.to_dict(), expected_shapes(mcfg), "checkpoint", str(path))
+    sealed_config, sealed_weights = "format_version" in cfg, "format_version" in meta
+    if sealed_config != sealed_weights:  # one folder, one format: a checksum removed from one file
+        raise ValueError(f"{path if sealed_weights else weights} has no format_version or checksum but "
+                         f"{weights if sealed_weights else path} was written by format version 2: its checksum "
+                         f"was removed or damaged, so the run cannot be trusted.")
     tensors = load_tensors(weights, "checkpoint")
-    verify_digest(weights, "checkpoint", tensors, meta, stored_config(weights, meta, "checkpoint"))
+    verify_digest(weights, "checkpoint", tensors, meta, digest_config(stored_config(weights, meta, "checkpoint"), meta))
     return cfg, mcfg, tensors

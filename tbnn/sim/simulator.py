@@ -35,6 +35,7 @@ import contextlib
 import math
 import os
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -49,9 +50,9 @@ from tbnn.io.checkpoint import check_dataset
 from tbnn.nn.runs import read_run
 from tbnn.runtime.device import resolve_device
 from tbnn.io.files import check_target, file_sha256, stage_dir, write_sealed_json
-from tbnn.nn.models import LIFNet, build_model, weight_storage_bits
-from tbnn.nn.neurons import TemporalBinary
+from tbnn.nn.models import build_model, weight_storage_bits
 from tbnn.engine.session import SESSION_MODES, SimulationSession
+from tbnn.sim.runners import runner_for, spike_layer_names
 from tbnn.io.spikes import save_spikes
 from tbnn.io.userdata import check_inputs
 from tbnn.core.validate import check_int
@@ -128,18 +129,6 @@ class SimulationResult:
         write_sealed_json(folder / "simulation.json", summary)
 
 
-def spike_layer_names(model: nn.Module) -> dict[str, str]:
-    """Display name of each :class:`TemporalBinary` module of ``model`` (``named_modules`` name -> name).
-
-    Models that define ``spike_layer_names()`` (those of :mod:`tbnn.nn.models`) name their
-    own layers (``input``, ``hidden1``, ...); other models use the module names.
-    """
-    own = getattr(model, "spike_layer_names", None)
-    named = dict(own()) if callable(own) else {}
-    return {name: named.get(name, name or "neuron") for name, mod in model.named_modules()
-            if isinstance(mod, TemporalBinary)}
-
-
 def _check_inputs(x: Any, labels: Any) -> tuple[Tensor, Tensor | None]:
     xt = check_inputs(x, "x")
     if labels is None:
@@ -170,7 +159,12 @@ def simulate_model(
     record_samples: int | None = None,
     record_layers: list[str] | None = None,
 ) -> SimulationResult:
-    """Simulate ``model`` on ``x`` as binary events; see :func:`simulate`."""
+    """Simulate ``model`` on ``x`` as binary events; see :func:`simulate`.
+
+    Three steps, each a function: :func:`run_batches` (the loop, on this process's share of
+    the batches), :meth:`SimulationSession.merge_ranks` (under ``torchrun``: every rank's
+    spikes and counts merged in sample order), :func:`summarize` (``simulation.json``).
+    """
     t_wall = time.perf_counter()
     if not isinstance(model, nn.Module):
         raise ValueError(f"model must be a torch.nn.Module or a run folder; got {type(model).__name__}.")
@@ -182,23 +176,40 @@ def simulate_model(
     if not (isinstance(dt_ms, (int, float)) and not isinstance(dt_ms, bool) and dt_ms > 0 and math.isfinite(dt_ms)):
         raise ValueError(f"dt_ms must be a finite number > 0; got {dt_ms!r}.")
     xt, yt = _check_inputs(x, labels)
-    lif = isinstance(model, LIFNet)
-    names = spike_layer_names(model)
-    if not names and not lif:
-        raise ValueError("model has no TemporalBinary neurons: nothing spikes to simulate.")
+    runner = runner_for(model)
     if record_layers is not None:
-        known = set(model.layer_names) if lif else set(names.values())
-        unknown = sorted(set(record_layers) - known)
+        unknown = sorted(set(record_layers) - set(runner.layer_names))
         if unknown:
-            raise ValueError(f"record_layers names unknown layers {unknown}; the model's are {sorted(known)}.")
+            raise ValueError(f"record_layers names unknown layers {unknown}; the model's are "
+                             f"{sorted(runner.layer_names)}.")
+    sess = SimulationSession(runner.ids, mode, record_layers, record_samples)
     params = list(model.parameters())
     dev = params[0].device if params else torch.device("cpu")
-    ids = {id(mod): names[name] for name, mod in model.named_modules() if name in names}
-    sess = SimulationSession(ids, mode, record_layers, record_samples)
     arith = engine.arithmetic(dev)  # the probe runs before the clock starts
-    preds, ref_preds, logits_all = [], [], []
-    max_diff, sim_seconds = 0.0, 0.0
     ddp.setup(dev)  # under torchrun: each rank simulates a block of whole batches (same seeds as one process)
+    out, (max_diff, sim_seconds) = run_batches(model, runner, sess, xt, batch, seed, dev, progress, mode)
+    if ddp.is_distributed():  # merge the ranks' batches in sample order; counts summed exactly
+        merged, (max_diff, sim_seconds) = sess.merge_ranks(ddp.merge_ranks, out, [max_diff, sim_seconds])
+        out = {k: [torch.from_numpy(v)] for k, v in merged.items()}
+    logits, pred, refp = (torch.cat(out[k]) for k in ("logits", "preds", "ref"))
+    spikes = {k: np.concatenate(sess.recorded[k]).astype(bool, copy=False) for k in sess.order if sess.recorded[k]}
+    summary = summarize(model, runner, sess, pred, refp, yt, max_diff, sim_seconds, spikes, arith, mode, dt_ms)
+    summary["wall_seconds"] = time.perf_counter() - t_wall
+    return SimulationResult(logits, spikes, summary, pred.numpy(), yt.numpy() if yt is not None else None,
+                            float(dt_ms), summary["timesteps"])
+
+
+def run_batches(model: nn.Module, runner: Any, sess: SimulationSession, xt: Tensor, batch: int, seed: int,
+                dev: torch.device, progress: bool, mode: str) -> tuple[dict[str, list[Tensor]], tuple[float, float]]:
+    """Run this process's batches twice each: the model's eval forward, then simulated in ``sess``.
+
+    Returns the per-batch ``logits`` (simulated), ``preds`` and ``ref`` (the eval forward's
+    predictions), the largest logit difference and the seconds spent simulating. Both
+    passes of a batch draw from the same seed (``seed`` + first sample index), so rate codes
+    see the same random numbers.
+    """
+    out: dict[str, list[Tensor]] = {"logits": [], "preds": [], "ref": []}
+    max_diff, sim_seconds = 0.0, 0.0
     starts = ddp.shard_items(range(0, len(xt), batch))
     if progress and ddp.is_main():
         from tqdm.auto import tqdm
@@ -214,45 +225,29 @@ def simulate_model(
                 ref = model(xb)
                 torch.manual_seed(seed + i)
                 t0 = time.perf_counter()
-                if lif:  # snnTorch LIF: its own per-step loop
-                    logits, spikes = model(xb, record=True)
-                    for k in model.layer_names:
-                        sess.record_spikes(k, spikes[k])
-                else:
-                    with sess:
-                        logits = model(xb)
+                logits = runner.run(xb, sess)
                 sim_seconds += time.perf_counter() - t0
                 sess.end_batch(len(xb))
+                if not (bool(torch.isfinite(logits).all()) and bool(torch.isfinite(ref).all())):
+                    raise ValueError(f"x gives non-finite logits (NaN or infinite) on samples {i} to {i + len(xb) - 1} "
+                                     f"(largest |x| {float(xb.abs().max()):.3g}): the network overflows on these "
+                                     f"inputs; rescale x.")
                 max_diff = max(max_diff, float((logits - ref).abs().max()))
-                logits_all.append(logits.cpu())
-                preds.append(logits.argmax(1).cpu())
-                ref_preds.append(ref.argmax(1).cpu())
+                out["logits"].append(logits.cpu())
+                out["preds"].append(logits.argmax(1).cpu())
+                out["ref"].append(ref.argmax(1).cpu())
     finally:
         model.train(was_training)
-    if ddp.is_distributed():  # merge the ranks' batches in sample order; counts summed exactly
-        rec = {f"rec/{k}": v for k, v in sess.recorded.items()}
-        arrays, sums, firsts, (max_diff, sim_seconds) = ddp.merge_ranks(
-            {"logits": logits_all, "preds": preds, "ref": ref_preds, **rec},
-            {"spike_counts": sess.spike_counts, "neuron_counts": sess.neuron_counts,
-             "synaptic_ops": sess.synaptic_ops, "dense_ops": sess.dense_ops},
-            {"neurons": sess.neurons, "timesteps": sess.timesteps, "readers": sess.readers}, [max_diff, sim_seconds])
-        logits_all, preds, ref_preds = ([torch.from_numpy(arrays[k])] for k in ("logits", "preds", "ref"))
-        sess.recorded = {k: [arrays[f"rec/{k}"][:record_samples]] if f"rec/{k}" in arrays else [] for k in firsts["neurons"]}
-        sess.order = list(firsts["neurons"])
-        sess.neurons, sess.timesteps, sess.readers = firsts["neurons"], firsts["timesteps"], firsts["readers"]
-        sess.spike_counts, sess.neuron_counts = sums["spike_counts"], sums["neuron_counts"]
-        sess.synaptic_ops, sess.dense_ops = sums["synaptic_ops"], sums["dense_ops"]
-    logits = torch.cat(logits_all)
-    pred, refp = torch.cat(preds), torch.cat(ref_preds)
-    n = len(xt)
-    if lif:
-        fan = {k: _lif_fanout(model, k) for k in sess.order}
-        ops = {k: float((sess.neuron_counts[k] * fan[k]).sum()) for k in sess.order}
-        dense = ops
-    else:
-        fan = {k: sess.fanout(k) for k in sess.order}
-        ops, dense = sess.synaptic_ops, sess.dense_ops
-    spikes = {k: np.concatenate(sess.recorded[k]).astype(bool, copy=False) for k in sess.order if sess.recorded[k]}
+    return out, (max_diff, sim_seconds)
+
+
+def summarize(model: nn.Module, runner: Any, sess: SimulationSession, pred: Tensor, refp: Tensor,
+              yt: Tensor | None, max_diff: float, sim_seconds: float, spikes: dict[str, np.ndarray],
+              arith: dict[str, Any], mode: str, dt_ms: float) -> dict[str, Any]:
+    """The ``simulation.json`` fields of a finished (and merged) session."""
+    n = len(pred)
+    fan = {k: runner.fanout(sess, k) for k in sess.order}
+    ops, dense = runner.synaptic_ops(sess)
     layer_info, total_spikes, total_ops, total_dense = [], 0, 0.0, 0.0
     for k in sess.order:
         c, o, d = sess.spike_counts[k], float(ops.get(k, 0.0)), float(dense.get(k, 0.0))
@@ -265,7 +260,7 @@ def simulate_model(
     storage = weight_storage_bits(model)
     steps = max(sess.timesteps.values()) if sess.timesteps else 0
     engine_rate = n / sim_seconds if sim_seconds > 0 else float("inf")
-    summary: dict[str, Any] = {
+    return {
         "format_version": FORMAT_VERSION,
         "model": getattr(getattr(model, "cfg", None), "model", type(model).__name__),
         "mode": mode, "samples": n, "timesteps": steps, "dt_ms": float(dt_ms),
@@ -277,23 +272,10 @@ def simulate_model(
         "energy_proxy": {"spikes_per_inference": total_spikes / n, "synaptic_ops_per_inference": total_ops / n},
         "samples_per_second": engine_rate, "seconds": sim_seconds,
         "engine_samples_per_second": engine_rate, "engine_seconds": sim_seconds,
-        "wall_seconds": time.perf_counter() - t_wall,
         "engine": {"low_precision": arith["low_precision"], "order": arith["order"], "reason": arith["reason"]},
         "recorded": {"samples": int(next(iter(spikes.values())).shape[0]) if spikes else 0, "layers": list(spikes)},
         "weight_storage_bits": storage["total"], "weight_storage": storage, "layers": layer_info,
     }
-    return SimulationResult(logits, spikes, summary, pred.numpy(), yt.numpy() if yt is not None else None,
-                            float(dt_ms), steps)
-
-
-def _lif_fanout(model: LIFNet, name: str) -> Tensor:
-    """Synaptic targets of each neuron of the LIF layer ``name`` (flattened per sample)."""
-    i = model.layer_names.index(name)
-    nxt = model.layers[i] if i < len(model.layers) else model.readout
-    shape = model.cfg.input_shape if i == 0 else model.specs[i - 1]["out_shape"]
-    if isinstance(nxt, nn.Conv1d | nn.Conv2d):
-        return engine.conv_fanout(lambda x, w: nxt._conv_forward(x, w, None), nxt.weight, tuple(shape)).flatten()
-    return torch.full((math.prod(shape),), float(nxt.out_features), dtype=torch.float64)
 
 
 def simulate_run(
@@ -311,14 +293,18 @@ def simulate_run(
     device: str | torch.device = "cpu",
     overwrite: bool = False,
     _flag: str = "out",
+    data: str | os.PathLike | None = None,
 ) -> dict[str, Any]:
     """Simulate a run folder written by ``tbnn train``; write ``simulation.json`` and ``spikes.npz`` to ``out``.
 
     Returns the summary dict (as written to ``simulation.json``). Refuses bad input before
     writing anything: a missing, truncated or foreign checkpoint, a config that disagrees
-    with the tensors, ``limit < 1``, an unknown split or mode, an ``out`` the output policy
-    forbids (:func:`tbnn.io.files.check_target`). ``out`` is locked for the whole call (a
-    second writer of it is refused) and written once, complete, by
+    with the tensors, ``limit < 1``, an unknown split or mode, and data that are not the
+    ones the run was trained on (their SHA-256 differs from ``config.json``'s
+    ``train.data_sha256``). ``data``: a new path for the run's ``npz:`` / ``idx:`` data
+    (moved or copied), accepted only with the same digest.
+    ``out`` must be one the output policy allows (:func:`tbnn.io.files.check_target`); it is
+    locked for the whole call (a second writer is refused) and written once, complete, by
     :func:`tbnn.io.files.stage_dir`.
     """
     t_wall = time.perf_counter()
@@ -334,7 +320,7 @@ def simulate_run(
     with (stage_dir(out, "simulation", overwrite=overwrite, flag=_flag) if out is not None and ddp.is_main()
           else contextlib.nullcontext(None)) as staging:
         res = _simulate_run(run_dir, split, limit, mode, batch, dt_ms, progress, seed, record_samples,
-                            record_layers, dev)
+                            record_layers, dev, data)
         res.summary = {**res.summary, "wall_seconds": time.perf_counter() - t_wall}
         if staging is not None:
             res._write_files(staging)
@@ -342,15 +328,12 @@ def simulate_run(
 
 
 def _simulate_run(run_dir, split, limit, mode, batch, dt_ms, progress, seed, record_samples, record_layers,
-                  dev) -> SimulationResult:
+                  dev, data) -> SimulationResult:
     model, cfg = load_run(run_dir, dev)
     tcfg = cfg.get("train", {})
     if model.cfg.model == "float":
         raise ValueError("model 'float' has no spikes to simulate; simulate a tbn, ste or lif run.")
-    from tbnn.io.datasets import load_dataset
-
-    ds = load_dataset(tcfg.get("dataset", "digits"), seed=tcfg.get("seed", 0), n_train=tcfg.get("n_train"),
-                      n_test=tcfg.get("n_test"), normalize=tcfg.get("normalize", "auto"))
+    ds = _pinned_dataset(Path(run_dir), tcfg, data)
     check_dataset(model.cfg, ds, Path(run_dir) / "config.json")
     x, y = (ds.x_test, ds.y_test) if split == "test" else (ds.x_train, ds.y_train)
     if limit is not None:
@@ -359,6 +342,36 @@ def _simulate_run(run_dir, split, limit, mode, batch, dt_ms, progress, seed, rec
                          record_samples=record_samples, record_layers=record_layers)
     res.summary = {"run": str(run_dir), "split": split, **res.summary}
     return res
+
+
+def _pinned_dataset(run_dir: Path, tcfg: dict[str, Any], data: str | os.PathLike | None) -> Any:
+    """The run's dataset, from ``data`` when given, refused unless its SHA-256 is the recorded one."""
+    from tbnn.io.datasets import load_dataset, parse_dataset_name
+
+    name = tcfg.get("dataset", "digits")
+    kind, path = parse_dataset_name(name)
+    if data is not None:
+        if path is None:
+            raise ValueError(f"data re-points a run trained on a file (npz:PATH, idx:PATH); run {run_dir} was "
+                             f"trained on the built-in dataset {name}.")
+        path = str(Path(data).expanduser().resolve())
+        name = f"{kind}:{path}"
+    elif path is not None and not Path(path).exists():
+        raise ValueError(f"the data of run {run_dir}, {path}, no longer exist (moved?); pass data=PATH "
+                         f"(--data PATH) to point the run at a copy with the same content.")
+    ds = load_dataset(name, seed=tcfg.get("seed", 0), n_train=tcfg.get("n_train"),
+                      n_test=tcfg.get("n_test"), normalize=tcfg.get("normalize", "auto"))
+    want = tcfg.get("data_sha256")
+    if want is None:
+        warnings.warn(f"run {run_dir} records no digest of its data (written before data pinning): {name} is "
+                      f"used unchecked.", stacklevel=3)
+    elif ds.sha256 != want:
+        where = path if path is not None else f"the built-in dataset {name}"
+        raise ValueError(f"{where} no longer holds the data run {run_dir} was trained on (their SHA-256 differs "
+                         f"from config.json field train.data_sha256): the file was changed or replaced"
+                         + ("; pass data=PATH (--data PATH) to use an unchanged copy." if path is not None
+                            else " (another scikit-learn or mnist1d version?)."))
+    return ds
 
 
 def simulate(model: Any, x: Any = None, labels: Any = None, **kwargs: Any) -> Any:
@@ -388,7 +401,8 @@ def simulate(model: Any, x: Any = None, labels: Any = None, **kwargs: Any) -> An
     Raises
     ------
     ValueError
-        Bad arguments or input, a model with no tbnn neuron, a bad run folder.
+        Bad arguments or input, a model with no tbnn neuron, a bad run folder, data that
+        changed since training, inputs that give non-finite logits.
     tbnn.core.coding.SpikeTrainError
         The model applies an operation to a spike train outside a tbnn module.
 
@@ -405,6 +419,10 @@ def simulate(model: Any, x: Any = None, labels: Any = None, **kwargs: Any) -> An
     if isinstance(model, (str, os.PathLike)):
         if labels is not None:
             raise ValueError("simulate(run_dir, out) takes no labels: they come from the run's dataset.")
+        if x is not None:
+            warnings.warn("simulate(run_dir, out) passes the output folder where the inputs x go; this "
+                          "spelling is deprecated: call tbnn.sim.simulate_run(run_dir, out) instead.",
+                          DeprecationWarning, stacklevel=2)
         return simulate_run(model, x if x is not None else kwargs.pop("out", None), **kwargs)
     if x is None:
         raise ValueError("simulate(model, x) needs the inputs x.")

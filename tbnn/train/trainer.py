@@ -30,6 +30,7 @@ from tbnn.io.checkpoint import FORMAT_VERSION, RUN_KIND, RunWriter, check_run_ta
 from tbnn.io.datasets import Dataset, load_dataset
 from tbnn.runtime.device import default_device, resolve_device
 from tbnn.nn.models import ModelConfig, build_model, weight_storage_bits
+from tbnn.nn.neurons import TemporalBinary
 from tbnn.nn.regularize import ActivityRegularizer, fraction_active
 from tbnn.io.userdata import as_training_data, check_logits
 
@@ -50,6 +51,7 @@ class TrainConfig:
     normalize: str = "auto"
     rate_target: float | None = None
     rate_weight: float | None = None
+    data_sha256: str | None = None  # the data's identity by content (Dataset.sha256), checked by simulate
 
     def validate(self) -> None:
         for name in ("epochs", "batch"):
@@ -190,6 +192,9 @@ def fit(
         raise TypeError(f"loss must be a callable loss(logits, y); got {type(loss).__name__}.")
     train_data = as_training_data(train, "train")
     test_data = as_training_data(test, "test") if test is not None else None
+    for what, d in (("train", train_data), ("test", test_data)):
+        if d is not None and _is_empty(d):
+            raise ValueError(f"{what} holds no samples (an empty DataLoader or Dataset); fit needs at least one.")
     loss_fn = loss if loss is not None else F.cross_entropy
     if resume and out is None:
         raise ValueError("resume=True needs out= (the run folder to continue).")
@@ -220,6 +225,35 @@ def fit(
     return history
 
 
+def _is_empty(data: Any) -> bool:
+    try:
+        return len(data) == 0
+    except TypeError:  # an iterable dataset without a length: found out in the first epoch
+        return False
+
+
+def _watch_rectify(model: nn.Module) -> Any:
+    """A hook that says, once, when the first :class:`TemporalBinary` of ``model`` (the one fed by
+    the data) uses the ``rectify`` grid and silences more than 10 % of its inputs (the negative ones)."""
+    first = next(((n, m) for n, m in model.named_modules() if isinstance(m, TemporalBinary)), None)
+    if first is None or first[1].grid != "rectify":
+        return None
+    name, mod = first
+
+    def hook(_mod: nn.Module, args: tuple[Any, ...]) -> None:
+        handle.remove()
+        x = args[0] if args else None
+        if isinstance(x, Tensor) and x.is_floating_point() and x.numel():
+            frac = float((x.detach() < 0).float().mean())
+            if frac > 0.1:
+                warnings.warn(f"the first TemporalBinary ({name or 'the model'}) uses grid='rectify', which silences "
+                              f"every negative input: {frac:.0%} of its inputs in the first batch are negative; "
+                              f"for standardised data use grid='minmax'.", stacklevel=2)
+
+    handle = mod.register_forward_pre_hook(hook)
+    return handle
+
+
 def _open_writer(writer: RunWriter | None) -> None:
     if writer is not None:
         writer.__enter__()
@@ -248,6 +282,7 @@ def _fit_loop(model, train_data, test_data, loss_fn, tcfg, dev, writer, mode, ou
     net = ddp.wrap(model, dev)
 
     bar = _progress(range(start_epoch, epochs), progress and ddp.is_main(), desc, epochs, start_epoch)
+    watch = _watch_rectify(model) if ddp.is_main() else None
     for epoch in bar:
         ddp.seed_epoch(seed, epoch)
         t0 = time.perf_counter()
@@ -273,7 +308,13 @@ def _fit_loop(model, train_data, test_data, loss_fn, tcfg, dev, writer, mode, ou
             tot_correct += int((logits.argmax(1) == yb).sum())
             seen += len(yb)
         sched.step()
+        if watch is not None:
+            watch.remove()
+            watch = None
         tot_loss, tot_correct, seen = ddp.all_sum(tot_loss, tot_correct, seen)
+        if seen == 0:
+            raise ValueError("train yielded no batch in an epoch (an empty DataLoader or Dataset); fit needs "
+                             "at least one sample.")
         seconds = time.perf_counter() - t0
         train_seconds += seconds
         test_acc, test_loss = evaluate(model, test_data) if test_data is not None else (None, None)
@@ -375,8 +416,8 @@ def train(
     Loads the dataset offline (:func:`tbnn.io.datasets.load_dataset`: ``digits``, ``mnist1d``,
     ``npz:PATH``, ``idx:PATH``, ``synthetic``), builds the model from its config and runs
     :func:`fit`. ``model_kwargs`` are :class:`~tbnn.nn.models.ModelConfig` fields (``arch``,
-    ``hidden``, ``layers``, ``timesteps``, ``weight_bits``, ``sparsity``, ``lam``,
-    ``block``, ``encoding``, ``beta``, ``threshold``, ...). With ``out`` the run is written
+    ``hidden``, ``layers``, ``timesteps``, ``weight_bits``, ``first_layer_bits``, ``sparsity``,
+    ``lam``, ``block``, ``encoding``, ``beta``, ``threshold``, ...). With ``out`` the run is written
     there under the rules of :func:`fit` (``resume``, ``overwrite``, one writer, one atomic
     checkpoint per epoch). ``device``: ``cpu``, ``cuda``, ``cuda:N`` or ``mps`` (default:
     CUDA when present). A ``batch`` larger than the training split is one batch (with a
@@ -396,6 +437,7 @@ def train(
         raise ValueError(f"rate_target needs a temporal binary model (tbn or ste); got model {model!r}.")
     dev = ddp.device_for(resolve_device(device))
     ds = load_dataset(dataset, seed=seed, n_train=n_train, n_test=n_test, normalize=normalize)
+    tcfg.data_sha256 = ds.sha256
     mcfg = model_config_for(ds, model=model, **model_kwargs)
     run_cfg = _run_config(mcfg, tcfg)
     ddp.setup(dev)  # under torchrun: join the job

@@ -17,6 +17,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from tbnn.viz import formats as formats_registry
+
 __all__ = [
     "BIO_COLOR",
     "DPI",
@@ -43,8 +45,9 @@ NULL_COLOR = "#7f7f7f"
 BIO_COLOR = "#b8dcb8"
 RECORDING_COLOR = "#CC79A7"
 DPI = 100
-#: Output formats: PNG always, a vector format on request.
-FORMATS = ("png", "svg", "pdf")
+#: Output formats: PNG always, a vector format on request (the live names of the
+#: registry :mod:`tbnn.viz.formats`).
+FORMATS = formats_registry.FORMATS
 
 RC: dict[str, Any] = {
     "font.size": 8,
@@ -132,10 +135,10 @@ def save_figure(fig: Any, path: str | os.PathLike, dpi: int = DPI,
     path = Path(path)
     fmt = path.suffix.lstrip(".").lower()
     if fmt not in FORMATS:
-        raise ValueError(f"path must end in .png, .pdf or .svg, got {path.name!r}.")
+        raise ValueError(f"path must end in {formats_registry.suffix_list()}; got {path.name!r}.")
     for f in formats:
         if f not in FORMATS:
-            raise ValueError(f"formats must be among {', '.join(FORMATS)}, got {f!r}.")
+            raise ValueError(f"formats must be among {', '.join(FORMATS)}; got {f!r}.")
     if not path.parent.is_dir():
         raise ValueError(f"path must be inside an existing folder, {path.parent} does not exist.")
     with context():

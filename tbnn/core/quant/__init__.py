@@ -42,10 +42,12 @@ from tbnn.core.quant.sparsity import magnitude_mask, nm_mask
 from tbnn.core.quant.spec import (
     GRIDS,
     METHODS,
+    TARGETS,
     WEIGHT_BITS,
+    QuantSpec,
     check_finite,
     parse_sparsity,
     validate_bits,
 )
 
-__all__ = ["WEIGHT_BITS", "METHODS", "GRIDS", "BlockCodes", "ridge_dequantize", "ridge_fit", "fake_quantize", "quantize", "grid_values", "dequantize", "quantized_matmul", "nm_mask", "magnitude_mask", "parse_sparsity", "validate_bits", "check_finite", "to_blocks", "from_blocks", "grid_range", "quantize_reference", "compile_wanted", "affine_fast", "affine_codes"]
+__all__ = ["QuantSpec", "TARGETS", "WEIGHT_BITS", "METHODS", "GRIDS", "BlockCodes", "ridge_dequantize", "ridge_fit", "fake_quantize", "quantize", "grid_values", "dequantize", "quantized_matmul", "nm_mask", "magnitude_mask", "parse_sparsity", "validate_bits", "check_finite", "to_blocks", "from_blocks", "grid_range", "quantize_reference", "compile_wanted", "affine_fast", "affine_codes"]

@@ -13,6 +13,7 @@ from tbnn.core.quant.ridge import check_dim, ridge_fit
 from tbnn.core.quant.sparsity import magnitude_mask, nm_mask
 from tbnn.core.quant.spec import (
     TINY,
+    QuantSpec,
     check_common,
     check_finite,
     parse_sparsity,
@@ -171,6 +172,7 @@ def fake_quantize(
     target: str = "x",
     detach_stats: bool = False,
     compile: bool | None = None,
+    spec: QuantSpec | None = None,
 ) -> Tensor:
     """Quantize ``x`` and map it back to real values, differentiably (quantization-aware training).
 
@@ -194,8 +196,19 @@ def fake_quantize(
         first call pays the compilation, so only long runs gain); default: the
         ``TBNN_COMPILE`` environment variable (``1`` turns it on), see :func:`compile_wanted`.
 
+    spec : a :class:`QuantSpec` (already validated) whose fields replace ``bits``,
+        ``method``, ``block``, ``lam``, ``sparsity``, ``grid`` and ``target``.
+
     The 1-bit DAT output takes at most 2 values per block, k-bit at most ``2^k``.
+
+    >>> import torch
+    >>> y = fake_quantize(torch.tensor([[0.1, 0.2, 0.9, 1.0]]), bits=1, block=None, lam=0.0)
+    >>> [round(v, 4) for v in y[0].tolist()]  # lam -> 0: the two conditional means
+    [0.15, 0.15, 0.95, 0.95]
     """
+    if spec is not None:
+        bits, method, block, lam = spec.bits, spec.method, spec.block, spec.lam
+        sparsity, grid, target = spec.sparsity, spec.grid, spec.target
     affine = bits != 1.5 and sparsity is None
     # the fast path's minmax/meanstd grid statistics catch a NaN or an inf (one pass fewer)
     own_check = affine and grid != "rectify"

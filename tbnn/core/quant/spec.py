@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import re
+from dataclasses import asdict, dataclass
+from typing import Any
 
 import torch
 from torch import Tensor
 
 from tbnn.core.validate import check_block, check_choice, check_lam, check_tensor
 
-__all__ = ["WEIGHT_BITS", "METHODS", "GRIDS", "check_finite", "validate_bits", "parse_sparsity"]
+__all__ = ["WEIGHT_BITS", "METHODS", "GRIDS", "TARGETS", "QuantSpec", "check_finite", "validate_bits", "parse_sparsity"]
 
 
 #: Bit widths a weight or activation tensor can be quantized to (1.5 = ternary).
@@ -22,6 +24,8 @@ METHODS: tuple[str, ...] = ("dat", "ste", "ste_clip")
 #: mean), ``rectify`` (``lo = 0``, ``hi`` = block maximum: a neuron that cannot fire negative
 #: spikes, the network's nonlinearity).
 GRIDS: tuple[str, ...] = ("minmax", "meanstd", "rectify")
+#: What the read-out regresses onto: ``x`` itself, or ``relu(x)`` (for rectifying neurons).
+TARGETS: tuple[str, ...] = ("x", "relu")
 
 TINY = 1e-12
 
@@ -79,3 +83,56 @@ def parse_sparsity(sparsity: str | float | None) -> tuple[int, int] | float | No
             raise ValueError(f"sparsity as a fraction must lie in [0, 1); got {sparsity!r}.")
         return float(sparsity)
     raise ValueError(f"sparsity must be 'M:N', a fraction in [0, 1) or None; got {sparsity!r}.")
+
+
+@dataclass(frozen=True)
+class QuantSpec:
+    """How a tensor is quantized, validated once: the arguments of :func:`fake_quantize` as one record.
+
+    A layer keeps one spec per quantized tensor and passes it along whole, instead of the
+    same eight arguments through every call. Fields as in :func:`fake_quantize`: ``bits``
+    (:data:`WEIGHT_BITS`), ``method`` (:data:`METHODS`), ``block``, ``lam``, ``sparsity``
+    (``"M:N"`` or a fraction), ``grid`` (:data:`GRIDS`, ``None`` for the default) and
+    ``target`` (:data:`TARGETS`).
+
+    Raises
+    ------
+    ValueError
+        Any field outside what it allows (one sentence naming the field).
+
+    >>> spec = QuantSpec(bits=2, block=64)
+    >>> spec.levels, spec.affine, spec.kwargs()["block"]
+    (4, True, 64)
+    >>> QuantSpec(bits=5)
+    Traceback (most recent call last):
+    ...
+    ValueError: bits must be one of 1, 1.5, 2, 3, 4, 8 (1.5 = ternary); got 5.
+    """
+
+    bits: float = 1
+    method: str = "dat"
+    block: int | None = 128
+    lam: float = 0.01
+    sparsity: str | float | None = None
+    grid: str | None = None
+    target: str = "x"
+
+    def __post_init__(self) -> None:
+        validate_bits(self.bits)
+        check_common(self.lam, self.block, self.method, self.grid)
+        parse_sparsity(self.sparsity)
+        check_choice(self.target, TARGETS, "target")
+
+    @property
+    def affine(self) -> bool:
+        """Affine codes (1, 2, 3, 4, 8 bits, dense); ternary and sparse codes are linear."""
+        return self.bits != 1.5 and self.sparsity is None
+
+    @property
+    def levels(self) -> int:
+        """Grid levels of the affine codes (``2^bits``; 3 for ternary)."""
+        return 3 if self.bits == 1.5 else 2 ** int(self.bits)
+
+    def kwargs(self) -> dict[str, Any]:
+        """The fields as keyword arguments of :func:`fake_quantize`."""
+        return asdict(self)

@@ -20,8 +20,10 @@ own canonical JSON (the field ``sha256``); the safetensors files in their metada
 their tensors (names, dtypes, shapes, bytes) *and* the model config that fixes their
 meaning (``T``, ``lam``, bits, block, grid, widths). Readers check the header (names,
 shapes, sizes) against the config before anything large is allocated, then the checksum;
-any mismatch is one ``ValueError`` naming the file and the field. Folders written before
-``format_version`` existed (version 1: no checksums, separate state files) are still read.
+any mismatch is one ``ValueError`` naming the file and the field. A checksum is required in
+every file of a versioned format: folders written before ``format_version`` existed (version
+1: no checksums, separate state files) are still read, with a note, only when every file's
+fields are version 1's (:mod:`tbnn.io.versioned`); a newer ``format_version`` is refused.
 
 **One writer.** :class:`RunLock` (``fcntl.flock``) refuses a second process writing the
 same run directory.
@@ -59,13 +61,15 @@ from tbnn.io.checkpoint.tensors import (
     read_header,
     save_tensors,
     tensor_digest,
+    tensor_version,
     verify_digest,
 )
 from tbnn.io.checkpoint.weights import (
     check_weights_header,
+    digest_config,
     load_weights,
     save_weights,
     stored_config,
 )
 
-__all__ = ["RUN_KIND", "FORMAT_VERSION", "CHECKPOINT_NAME", "RunLock", "tensor_digest", "save_tensors", "load_tensors", "read_header", "save_weights", "load_weights", "check_weights_header", "save_checkpoint", "load_checkpoint", "has_checkpoint", "save_state", "load_state", "load_run_config", "write_run_config", "stored_config", "verify_digest", "check_dataset", "clean_run_temps", "checkpoint_epoch", "check_run_target", "RunWriter", "load_run_state", "PY_NAMES", "CLI_NAMES"]
+__all__ = ["RUN_KIND", "FORMAT_VERSION", "CHECKPOINT_NAME", "RunLock", "tensor_digest", "save_tensors", "load_tensors", "read_header", "save_weights", "load_weights", "check_weights_header", "save_checkpoint", "load_checkpoint", "has_checkpoint", "save_state", "load_state", "load_run_config", "write_run_config", "stored_config", "verify_digest", "tensor_version", "digest_config", "check_dataset", "clean_run_temps", "checkpoint_epoch", "check_run_target", "RunWriter", "load_run_state", "PY_NAMES", "CLI_NAMES"]

@@ -11,9 +11,10 @@ from tbnn.io.files import (
     FolderLock,
     clean_stale_temps,
     os_errors,
-    read_sealed_json,
+    read_json,
     write_sealed_json,
 )
+from tbnn.io.versioned import check_sealed
 
 __all__ = ["RunLock", "write_run_config", "load_run_config", "check_dataset", "clean_run_temps"]
 
@@ -26,12 +27,14 @@ RUN_FIELDS: dict[str, tuple[type, ...]] = {
     "kind": (str,), "format_version": (int,), "tbnn_version": (str,), "model": (dict,),
     "train": (dict,), "sha256": (str,),
 }
+#: Top-level fields of a version-1 ``config.json`` (written before checksums).
+V1_FIELDS = ("kind", "tbnn_version", "model", "train")
 #: Fields of the ``train`` section and their types (``None`` allowed where listed).
 TRAIN_FIELDS: dict[str, tuple[type, ...]] = {
     "dataset": (str,), "epochs": (int,), "batch": (int,), "lr": (int, float),
     "weight_decay": (int, float), "seed": (int,), "n_train": (int, type(None)),
     "n_test": (int, type(None)), "normalize": (str,), "rate_target": (int, float, type(None)),
-    "rate_weight": (int, float, type(None)),
+    "rate_weight": (int, float, type(None)), "data_sha256": (str, type(None)),
 }
 
 
@@ -54,16 +57,22 @@ def load_run_config(run_dir: str | Path) -> dict[str, Any]:
     """Read and check ``config.json`` of a run directory (schema, types, checksum).
 
     Refused in one sentence naming the file and the field: not a tbnn run, an unknown
-    field, a field of the wrong type, a ``format_version`` newer than this tbnn, a checksum
-    mismatch. A config without ``format_version`` is version 1 (no checksum).
+    field, a field of the wrong type, a ``format_version`` newer than this tbnn, a missing
+    or mismatched checksum. A config without ``format_version`` is read as version 1 (no
+    checksum, with a note) only when its fields are version 1's
+    (:func:`tbnn.io.versioned.check_sealed`).
     """
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise ValueError(f"run directory {run_dir} does not exist.")
     path = run_dir / "config.json"
-    cfg = read_sealed_json(path, "run config")
-    if cfg.get("kind") != RUN_KIND or "model" not in cfg:
+    if not path.exists() and (run_dir / "simulation.json").is_file():
+        raise ValueError(f"{run_dir} is a simulation folder (it holds simulation.json); simulate takes the run "
+                         f"folder it came from (the one with config.json and model.safetensors).")
+    cfg = read_json(path, "run config")
+    if not isinstance(cfg, dict) or cfg.get("kind") != RUN_KIND or "model" not in cfg:
         raise ValueError(f"{path} is not a tbnn run config (field kind must be {RUN_KIND!r}, field model present).")
+    check_sealed(cfg, path, "run config", FORMAT_VERSION, V1_FIELDS)
     unknown = sorted(set(cfg) - set(RUN_FIELDS))
     if unknown:
         raise ValueError(f"{path} has unknown field {unknown[0]!r}; allowed: {', '.join(RUN_FIELDS)}.")

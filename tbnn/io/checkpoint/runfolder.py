@@ -15,8 +15,8 @@ from torch import nn
 
 from tbnn.io.checkpoint.runconfig import RunLock, clean_run_temps, load_run_config, write_run_config
 from tbnn.io.checkpoint.state import has_checkpoint, load_checkpoint, load_state, save_checkpoint
-from tbnn.io.checkpoint.tensors import CHECKPOINT_NAME, load_tensors, read_header, tensor_digest
-from tbnn.io.checkpoint.weights import load_weights, save_weights
+from tbnn.io.checkpoint.tensors import CHECKPOINT_NAME, load_tensors, read_header, verify_digest
+from tbnn.io.checkpoint.weights import digest_config, load_weights, save_weights, stored_config
 from tbnn.io.files import (
     MANIFEST_NAME,
     foreign_entry,
@@ -47,8 +47,11 @@ def _check_run_file(folder: Path, rel: str) -> str | None:
         if "sha256" not in meta:
             return "named"
         tensors = load_tensors(path, "run file")
-        configs = [meta.get("state")] + ([json.loads(meta["config"])] if "config" in meta else [])
-        return "sealed" if any(tensor_digest(tensors, c) == meta["sha256"] for c in configs) else None
+        if "state" in meta:  # a checkpoint: its digest covers the training state's JSON
+            verify_digest(path, "training state", tensors, meta, meta["state"])
+        else:  # weights: the model config and the modules' hyperparameters
+            verify_digest(path, "weights", tensors, meta, digest_config(stored_config(path, meta, "weights"), meta))
+        return "sealed"
     return None
 
 

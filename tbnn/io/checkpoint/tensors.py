@@ -12,8 +12,9 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save
 
 from tbnn.io.files import atomic_write, canonical_json
+from tbnn.io.versioned import check_version, note_unchecked
 
-__all__ = ["RUN_KIND", "FORMAT_VERSION", "CHECKPOINT_NAME", "tensor_digest", "save_tensors", "read_header", "load_tensors", "verify_digest"]
+__all__ = ["RUN_KIND", "FORMAT_VERSION", "CHECKPOINT_NAME", "tensor_digest", "save_tensors", "read_header", "load_tensors", "tensor_version", "verify_digest"]
 
 
 RUN_KIND = "tbnn-run"
@@ -85,12 +86,46 @@ def load_tensors(path: str | Path, what: str = "checkpoint") -> dict[str, torch.
         raise ValueError(f"{what} {path} is truncated or not a safetensors file ({err}).") from None
 
 
+#: Metadata keys of a version-1 weights file (``save_weights`` before checksums), exactly.
+V1_WEIGHTS_KEYS = frozenset({"format", "kind"})
+
+
+def tensor_version(path: Path, what: str, meta: dict[str, str]) -> int:
+    """Format version of a safetensors file from its metadata; refuses what cannot be trusted.
+
+    A ``format_version`` newer than this tbnn's is refused ("written by a newer tbnn"); one
+    without a ``sha256`` key is refused (the checksum was removed or damaged); no
+    ``format_version`` is version 1 only when the metadata keys are exactly version 1's
+    (``format``, ``kind``), with a note that the file is unchecked.
+
+    >>> tensor_version(Path("w.safetensors"), "checkpoint", {"format": "pt", "kind": "tbnn-run",
+    ...                "format_version": "2", "sha256": "0" * 64})
+    2
+    >>> tensor_version(Path("w.safetensors"), "checkpoint", {"format": "pt", "kind": "tbnn-run",
+    ...                "format_version": "2", "sha257": "0" * 64})
+    Traceback (most recent call last):
+    ...
+    ValueError: checkpoint w.safetensors has format_version 2 but no sha256 metadata key: its checksum was removed or damaged, so its tensors cannot be trusted.
+    """
+    if "format_version" in meta:
+        version = check_version(meta["format_version"], FORMAT_VERSION, path)
+        if not isinstance(meta.get("sha256"), str):
+            raise ValueError(f"{what} {path} has format_version {version} but no sha256 metadata key: its "
+                             f"checksum was removed or damaged, so its tensors cannot be trusted.")
+        return version
+    if set(meta) != V1_WEIGHTS_KEYS or meta.get("kind") != RUN_KIND:
+        raise ValueError(f"{what} {path} has no format_version in its metadata (keys: {', '.join(sorted(meta))}); "
+                         f"it is not a file tbnn wrote, or its metadata was damaged.")
+    note_unchecked(path, what)
+    return 1
+
+
 def verify_digest(path: Path, what: str, tensors: dict[str, torch.Tensor], meta: dict[str, str],
                   config: Any) -> None:
     """Refuse tensors (and their stored config) whose SHA-256 differs from the metadata's ``sha256``."""
-    want = meta.get("sha256")
-    if want is None:
-        return  # format version 1: no checksum
+    if tensor_version(path, what, meta) == 1:
+        return  # format version 1: written before checksums (tensor_version said so)
+    want = meta["sha256"]
     if tensor_digest(tensors, config) != want:
         raise ValueError(f"{what} {path} fails its checksum (metadata field sha256): its tensors or the "
                          f"configuration stored with them were changed or corrupted after tbnn wrote it.")

@@ -34,6 +34,6 @@ from __future__ import annotations
 
 from tbnn.io.datasets.idx import read_idx, write_idx
 from tbnn.io.datasets.load import load_dataset
-from tbnn.io.datasets.spec import DATASETS, IDX_FILES, Dataset, parse_dataset_name
+from tbnn.io.datasets.spec import DATASETS, IDX_FILES, Dataset, data_digest, parse_dataset_name
 
-__all__ = ["DATASETS", "IDX_FILES", "Dataset", "load_dataset", "parse_dataset_name", "read_idx", "write_idx"]
+__all__ = ["DATASETS", "IDX_FILES", "Dataset", "data_digest", "load_dataset", "parse_dataset_name", "read_idx", "write_idx"]

@@ -15,6 +15,7 @@ from tbnn.io.datasets.spec import (
     STD_FLOOR,
     Dataset,
     RawArrays,
+    data_digest,
     parse_dataset_name,
 )
 
@@ -26,12 +27,19 @@ __all__ = ["load_dataset"]
 
 def _check_finite(name: str, raw: RawArrays) -> None:
     """Raise ValueError naming the dataset and split if any input is NaN or inf."""
+    big = float(np.finfo(np.float32).max)
     for split, x in (("train", raw.x_train), ("test", raw.x_test)):
         bad = int(np.size(x) - np.count_nonzero(np.isfinite(x)))
         if bad:
             raise ValueError(
                 f"dataset {name!r}: {split} split contains {bad} non-finite value(s) "
                 "(NaN or inf) in its inputs"
+            )
+        huge = int(np.count_nonzero(np.abs(x) > big)) if np.size(x) else 0
+        if huge:
+            raise ValueError(
+                f"dataset {name!r}: {split} split holds {huge} value(s) beyond float32's range "
+                f"(|x| > {big:.3g}), which training would overflow; rescale the data"
             )
 
 
@@ -175,12 +183,19 @@ def load_dataset(
         np.asarray(x_train, np.float64), np.asarray(x_test, np.float64)
     )
     input_shape = (int(x_train.shape[1]),)
+    tensors = (torch.tensor(x_train_n, dtype=torch.float32), torch.tensor(y_train, dtype=torch.int64),
+               torch.tensor(x_test_n, dtype=torch.float32), torch.tensor(y_test, dtype=torch.int64))
+    for split, t in (("train", tensors[0]), ("test", tensors[2])):
+        if not bool(torch.isfinite(t).all()):
+            raise ValueError(f"dataset {canonical!r}: the {split} inputs overflow float32 once normalised "
+                             f"({normalize}); rescale the data (values near 1e308 cannot be normalised).")
     return Dataset(
         name=canonical,
-        x_train=torch.tensor(x_train_n, dtype=torch.float32),
-        y_train=torch.tensor(y_train, dtype=torch.int64),
-        x_test=torch.tensor(x_test_n, dtype=torch.float32),
-        y_test=torch.tensor(y_test, dtype=torch.int64),
+        x_train=tensors[0],
+        y_train=tensors[1],
+        x_test=tensors[2],
+        y_test=tensors[3],
+        sha256=data_digest(*tensors),
         n_classes=n_classes,
         input_shape=input_shape,
         image_shape=raw.image_shape,

@@ -8,7 +8,7 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
-__all__ = ["DATASETS", "IDX_FILES", "Dataset", "parse_dataset_name"]
+__all__ = ["DATASETS", "IDX_FILES", "Dataset", "data_digest", "parse_dataset_name"]
 
 
 DATASETS: dict[str, str] = {
@@ -80,6 +80,9 @@ class Dataset:
             feature (in the units of the raw data).
         feature_std: float32 tensor ``input_shape``, the divisor used for each feature
             (training standard deviation, 1 where that was below :data:`STD_FLOOR`).
+        sha256: SHA-256 (hex) of the arrays actually used (:func:`data_digest` of
+            ``x_train, y_train, x_test, y_test``), recorded in a run's ``config.json`` so
+            that ``simulate`` refuses data that changed.
     """
 
     name: str
@@ -93,6 +96,7 @@ class Dataset:
     channels: int
     feature_mean: torch.Tensor | None = None
     feature_std: torch.Tensor | None = None
+    sha256: str | None = None
 
     @property
     def n_train(self) -> int:
@@ -118,6 +122,27 @@ class Dataset:
         if self.image_shape is None:
             raise ValueError(f"dataset {self.name!r} has no image shape")
         return x.reshape(x.shape[0], self.channels, *self.image_shape)
+
+
+def data_digest(*arrays: torch.Tensor | np.ndarray) -> str:
+    """SHA-256 (hex) over arrays: each one's dtype, shape and bytes, in order.
+
+    The identity of a dataset by content: the same values give the same digest wherever
+    the file lies; one changed value, label or order changes it.
+
+    >>> a = np.arange(4.0)
+    >>> data_digest(a) == data_digest(a.copy()), data_digest(a) == data_digest(a[::-1].copy())
+    (True, False)
+    """
+    import hashlib
+
+    h = hashlib.sha256()
+    for a in arrays:
+        arr = a.detach().cpu().numpy() if isinstance(a, torch.Tensor) else np.asarray(a)
+        arr = np.ascontiguousarray(arr)
+        h.update(f"{arr.dtype.str}{list(arr.shape)}".encode())
+        h.update(arr.reshape(-1).view(np.uint8).tobytes() if arr.size else b"")
+    return h.hexdigest()
 
 
 class RawArrays(NamedTuple):

@@ -255,6 +255,7 @@ def stage_dir(path: str | os.PathLike, kind: str, overwrite: bool = False, flag:
     write that kind's marker file. Operating-system errors become one sentence naming ``path``.
 
     >>> import tempfile, pathlib
+    >>> from tbnn.io.files import write_json
     >>> out = pathlib.Path(tempfile.mkdtemp()) / "sim"
     >>> with stage_dir(out, "simulation") as tmp:
     ...     _ = write_sealed_json(tmp / "simulation.json", {"accuracy": 1.0})

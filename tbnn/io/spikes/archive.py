@@ -4,6 +4,7 @@ load, with every array and key checked."""
 from __future__ import annotations
 
 import os
+import warnings
 import zipfile
 import zlib
 from collections.abc import Mapping
@@ -12,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from tbnn.io.bounded import open_npz
 from tbnn.io.files import atomic_write
 from tbnn.io.spikes.checks import check_int_vector, to_numpy
 from tbnn.io.spikes.record import DEFAULT_DT_MS, FORMAT_VERSION, RESERVED, SpikeRecord
@@ -232,7 +234,7 @@ def _optional_vector(npz: Any, key: str, path: Path) -> np.ndarray | None:
     return arr.astype(np.int64)
 
 
-def load_spikes(path: str | os.PathLike) -> SpikeRecord:
+def load_spikes(path: str | os.PathLike, time_first: bool | None = None) -> SpikeRecord:
     """Read and validate a spikes archive: one written by :func:`save_spikes` or a plain
     ``.npz`` of boolean ``[samples, T, neurons]`` arrays.
 
@@ -245,6 +247,12 @@ def load_spikes(path: str | os.PathLike) -> SpikeRecord:
     ----------
     path : path-like
         The ``.npz`` file, or a folder that contains ``spikes.npz``.
+    time_first : bool, optional
+        Declares a plain archive's layout: ``True`` reads its 3-D arrays as time-first
+        ``[T, samples, neurons]`` (snnTorch's layout) and moves them to sample-first;
+        ``False`` as sample-first, silently. ``None`` (default): sample-first, with one note
+        stating the layout read when the archive has no ``timesteps`` key (and a warning
+        naming the time-first mix-up when axis 1 exceeds axis 0).
 
     Returns
     -------
@@ -253,8 +261,10 @@ def load_spikes(path: str | os.PathLike) -> SpikeRecord:
     Raises
     ------
     ValueError
-        If the file does not exist, is not an archive, holds no boolean 3-D array, or its
-        shapes disagree with ``labels`` and ``timesteps``.
+        If the file does not exist, is not an archive, is corrupt (a member's CRC-32),
+        exceeds the size limit (:func:`tbnn.io.bounded.max_bytes`), was written by a newer
+        tbnn (``tbnn_spikes_version``), holds no boolean 3-D array, or its shapes disagree
+        with ``labels`` and ``timesteps``.
 
     Examples
     --------
@@ -266,28 +276,27 @@ def load_spikes(path: str | os.PathLike) -> SpikeRecord:
     (['a', 'b'], 0.5, True)
     """
     path = Path(path)
-    if path.is_dir():
+    if path.is_dir() and (path / "spikes.npz").exists():
         path = path / "spikes.npz"
-    if not path.is_file():
+    elif path.is_dir():
+        raise ValueError(f"spikes archive {path} is a folder without spikes.npz; pass the spikes.npz "
+                         "written by `tbnn simulate` (or any .npz of boolean [samples, T, neurons] "
+                         "arrays) or its folder.")
+    if not path.exists() and not path.is_symlink():
         raise ValueError(f"spikes archive {path} does not exist; pass the spikes.npz written "
                          "by `tbnn simulate` (or any .npz of boolean [samples, T, neurons] "
                          "arrays) or its folder.")
     try:
-        return _read_archive(path)
-    except (zlib.error, zipfile.BadZipFile, EOFError) as exc:
+        return _read_archive(path, time_first)
+    except (zlib.error, zipfile.BadZipFile, EOFError, NotImplementedError, RuntimeError) as exc:
         raise ValueError(f"spikes archive {path} is corrupt ({exc}).") from None
     except OSError as exc:
         raise ValueError(f"spikes archive {path} cannot be read ({exc}).") from None
 
 
-def _read_archive(path: Path) -> SpikeRecord:
-    """:func:`load_spikes` once the path is known to be a file."""
-    try:
-        npz = np.load(path, allow_pickle=False)
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
-        raise _not_archive(path, f"cannot be read as .npz: {exc}") from None
-    if not isinstance(npz, np.lib.npyio.NpzFile):
-        raise _not_archive(path, "it is a single .npy array, not an .npz archive")
+def _read_archive(path: Path, time_first: bool | None = None) -> SpikeRecord:
+    """:func:`load_spikes` once the path is known to exist."""
+    npz = open_npz(path, "spikes archive")  # sizes, headers and CRCs checked first
     with npz:
         try:
             keys = list(npz.files)
@@ -315,7 +324,25 @@ def _read_archive(path: Path) -> SpikeRecord:
                                              "array; keys: " + ", ".join(keys) + "; store 0/1 "
                                              "spikes as bool, and time-first recordings with "
                                              "tbnn.io.spikes.save_time_first")
+            if "tbnn_spikes_version" in keys:
+                v_arr = _scalar(npz, "tbnn_spikes_version", path)
+                if not np.issubdtype(v_arr.dtype, np.integer) or int(v_arr) < 1:
+                    raise _not_archive(path, "'tbnn_spikes_version' must be an integer >= 1")
+                if int(v_arr) > FORMAT_VERSION:
+                    raise ValueError(f"spikes archive {path} has tbnn_spikes_version {int(v_arr)}: it was "
+                                     f"written by a newer tbnn (this one reads up to {FORMAT_VERSION}).")
+            if time_first:
+                raw = {k: (np.ascontiguousarray(a.swapaxes(0, 1)) if a.ndim == 3 else a) for k, a in raw.items()}
             first = next(iter(raw.values()))
+            if "timesteps" not in keys and "layer_names" not in keys and first.ndim == 3 and time_first is None:
+                shape = list(first.shape)
+                hint = ""
+                if shape[1] > shape[0]:
+                    hint = (f"; axis 1 ({shape[1]}) exceeds axis 0 ({shape[0]}): if it is time-first [T, samples, "
+                            f"neurons] (snnTorch's layout) write it with tbnn.io.spikes.save_time_first, or load "
+                            f"it with load_spikes(path, time_first=True)")
+                warnings.warn(f"{path} declares no timesteps: read as [samples, T, neurons] = {shape}{hint}; "
+                              f"a timesteps key declares the layout.", stacklevel=3)
             labels = _optional_vector(npz, "labels", path)
             preds = _optional_vector(npz, "predictions", path)
             if labels is not None:

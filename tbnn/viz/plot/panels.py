@@ -138,7 +138,7 @@ def measure_panels(panels: Sequence[Mapping[str, Any]], title: str | None = None
         if log:
             log_axis(ax.xaxis)
         units = panel.get("units") or ""
-        xl = (units or "dimensionless") + (f" (log axis; {n_le0} values ≤ 0 at left edge)" if n_le0
+        xl = (units or "dimensionless") + (f" (log axis;\n{n_le0} values ≤ 0 at left edge)" if n_le0
                                    else " (log axis)" if log else "")
         ax.set_xlabel(xl)
         head = str(panel["label"]) + (f" ({panel['statistic']})" if panel.get("statistic")

@@ -14,6 +14,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 from matplotlib.transforms import blended_transform_factory
 
+from tbnn.core.validate import check_int
 from tbnn.io.spikes import as_stream, check_dt, check_spikes
 from tbnn.viz.plot.axes import RASTER_NEURONS, get_ax, styled
 from tbnn.viz.style import layer_color, new_figure
@@ -47,9 +48,7 @@ def subsample_neurons(counts: Any, n: int | None = None, by: str = "even") -> np
     """
     c = np.asarray(counts).ravel()
     N = c.size
-    k = RASTER_NEURONS if n is None else n
-    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
-        raise ValueError(f"neurons must be an integer >= 1, got {n!r}.")
+    k = RASTER_NEURONS if n is None else check_int(n, "neurons")
     if by not in ("even", "active"):
         raise ValueError(f"by must be 'even' or 'active', got {by!r}.")
     if k >= N:
