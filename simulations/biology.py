@@ -17,7 +17,6 @@ Writes ``biology.json``, ``biology.md``, ``demo_raster.png``, ``biology_tbn.png`
 
 from __future__ import annotations
 
-import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -128,9 +127,10 @@ def main(argv: list[str] | None = None) -> dict:
         results["lif"], a_lif, _ = _run(tmp, "lif", "lif", epochs, args.quick, args.progress,
                                         timesteps=3 if args.quick else 25)
         results["lif"]["stats"] = {layer: _values(a_lif, layer) for layer in a_lif["layers"]}
-        raster_run(tmp / "tbn-sim", args.out / "demo_raster.png", samples="0:8")
+        raster_run(tmp / "tbn-sim", tmp / "demo_raster.png", samples="0:8")  # then copied: replaces an earlier one
+        common.copy_file(tmp / "demo_raster.png", args.out, "demo_raster.png")
         for name in ("tbn", "lif"):
-            shutil.copy(tmp / f"{name}-analysis" / "hidden1_summary.png", args.out / f"biology_{name}.png")
+            common.copy_file(tmp / f"{name}-analysis" / "hidden1_summary.png", args.out, f"biology_{name}.png")
         sweeps: dict[str, list] = {"timesteps": [], "lam": []}
         for T in common.progress(Ts, args.progress, "T sweep"):
             r, a, _ = _run(tmp, f"T{T}", "tbn", epochs, args.quick, False, timesteps=T)

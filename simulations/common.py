@@ -4,14 +4,17 @@ Every script is runnable alone (``python simulations/NAME.py [--quick] [--out DI
 from a test (``main(["--quick", "--out", tmp])``). This module gives them:
 
 * :func:`make_parser` / :func:`parse_args`: the common options ``--quick`` (a tiny run,
-  seconds, for the tests), ``--out DIR`` (default: the repository's ``figures/``),
+  seconds, for the tests), ``--out DIR`` (default: the repository's ``figures/`` for a full
+  run; ``runs/quick/SCRIPT/`` for ``--quick``, which writes into ``figures/`` only when asked),
   ``--threads N`` (torch intra-op threads; default 1, the machine is shared),
   ``--no-progress``, ``--replot`` (redraw the figures from the JSON the script saved in
   ``--out``, without training) and ``--format svg|pdf`` (also write vector figures);
 * :func:`seed_everything`: seeds :mod:`random`, NumPy and torch;
-* :func:`write_json` / :func:`write_text` / :func:`save_figure`: atomic writes into the
-  output directory (JSON with NaN and infinities written as ``null``; figures in the one
-  style of :mod:`tbnn.viz.style`); :func:`read_result` reads a saved JSON back for ``--replot``;
+* :func:`write_json` / :func:`write_text` / :func:`save_figure` / :func:`copy_file`: atomic
+  writes into the output directory (JSON with NaN and infinities written as ``null``;
+  figures in the one style of :mod:`tbnn.viz.style`, each PNG sealed by tbnn with the
+  command that made it, :func:`tbnn.io.files.seal_png`); :func:`read_result` reads a saved
+  JSON back for ``--replot``;
 * :func:`mean_std`, :func:`fmt_pm`, :func:`format_table`: summary numbers and a small
   Markdown table formatter (the same text is printed and written to ``.md`` files);
 * :func:`progress`: a tqdm bar (or the plain iterable when progress is off);
@@ -25,6 +28,7 @@ test loads them by path.
 from __future__ import annotations
 
 import argparse
+import inspect
 import math
 import os
 import platform
@@ -46,8 +50,11 @@ EXTRA_FORMATS: list[str] = []
 __all__ = [
     "ROOT", "FIGURES", "DPI", "make_parser", "parse_args", "seed_everything", "write_json",
     "write_text", "save_figure", "mean_std", "fmt_pm", "format_table", "progress", "run_info",
-    "Timer", "clean", "log_ticks", "read_result", "errorbar_points", "EXTRA_FORMATS",
+    "Timer", "clean", "log_ticks", "read_result", "errorbar_points", "EXTRA_FORMATS", "copy_file",
+    "QUICK_RUNS",
 ]
+#: Where ``--quick`` writes by default: ``QUICK_RUNS/SCRIPT`` (``/runs/`` is ignored by git).
+QUICK_RUNS = ROOT / "runs" / "quick"
 
 
 # --------------------------------------------------------------------------------------
@@ -58,10 +65,12 @@ def make_parser(description: str) -> argparse.ArgumentParser:
     """An ``ArgumentParser`` with the options every simulation script shares."""
     p = argparse.ArgumentParser(description=description,
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.set_defaults(script=Path(inspect.stack()[1].filename).stem)
     p.add_argument("--quick", action="store_true",
                    help="tiny run (a few seconds) that exercises every code path; used by the tests")
-    p.add_argument("--out", type=Path, default=FIGURES,
-                   help="directory for the JSON, Markdown and PNG outputs")
+    p.add_argument("--out", type=Path, default=None,
+                   help="directory for the JSON, Markdown and PNG outputs (none: figures/ for a full run, "
+                        "runs/quick/SCRIPT/ for --quick)")
     p.add_argument("--threads", type=int, default=1,
                    help="torch intra-op threads (the machine is shared: keep it small)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -77,6 +86,10 @@ def parse_args(parser: argparse.ArgumentParser, argv: Sequence[str] | None = Non
     args = parser.parse_args(None if argv is None else list(argv))
     if args.threads < 1:
         parser.error(f"--threads must be an integer >= 1; got {args.threads}.")
+    if args.out is None:  # --quick never writes into figures/ unless asked
+        args.out = QUICK_RUNS / args.script if args.quick else FIGURES
+        if args.quick and not args.replot:
+            print(f"quick run: writing to {args.out} (pass --out to choose; figures/ only when asked)")
     args.out = Path(args.out)
     args.out.mkdir(parents=True, exist_ok=True)
     EXTRA_FORMATS[:] = list(dict.fromkeys(getattr(args, "formats", []) or []))
@@ -143,9 +156,35 @@ def save_figure(fig, out: str | os.PathLike, name: str, dpi: int = DPI) -> Path:
     from tbnn.viz.style import save_figure as _save
 
     try:
-        return _save(fig, Path(out) / name, dpi=dpi, formats=tuple(EXTRA_FORMATS))
+        path = _save(fig, Path(out) / name, dpi=dpi, formats=tuple(EXTRA_FORMATS))
     finally:
         plt.close(fig)
+    _seal(Path(out) / name)
+    return path
+
+
+def _seal(path: Path) -> None:
+    """Record in a PNG, sealed by tbnn, the command that made it (the tbnn record, ``tEXt`` ``tbnn``)."""
+    from tbnn.io.files import atomic_write, seal_png
+
+    if path.suffix.lower() != ".png" or not path.is_file():
+        return
+    tmp = path.with_name(f".seal.{path.name}")
+    try:
+        tmp.write_bytes(path.read_bytes())
+        seal_png(tmp, command=" ".join(["python", *sys.argv]), script=str(Path(sys.argv[0]).name))
+        data = tmp.read_bytes()
+    finally:
+        tmp.unlink(missing_ok=True)
+    atomic_write(path, lambda fh: fh.write(data))
+
+
+def copy_file(src: str | os.PathLike, out: str | os.PathLike, name: str) -> Path:
+    """Copy ``src`` to ``out/name`` atomically (an earlier copy is replaced whole); returns the path."""
+    from tbnn.io.files import atomic_write
+
+    data = Path(src).read_bytes()
+    return atomic_write(Path(out) / name, lambda fh: fh.write(data))
 
 
 def read_result(out: str | os.PathLike, name: str) -> dict[str, Any]:

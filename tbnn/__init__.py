@@ -18,10 +18,15 @@ and ``tbnn --help`` do not import torch.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from tbnn.runtime import interrupt
 
-from tbnn import compat
+if interrupt.launched_as_cli():  # the tbnn command: Ctrl-C from here on is one line and exit 130
+    interrupt.exit_on_interrupt()
+
+import importlib  # noqa: E402
+from typing import Any  # noqa: E402
+
+from tbnn import compat  # noqa: E402
 
 compat.install()  # old module paths (tbnn.quant, tbnn.engine, ...) keep importing
 

@@ -20,7 +20,7 @@ from typing import NoReturn
 from pathlib import Path
 
 from tbnn import __version__
-from tbnn.io.files import os_error_sentence, os_errors, output_dir, output_file
+from tbnn.io.files import os_error_sentence
 from tbnn.core.codes import SCHEMES
 from tbnn.runtime.machine import tune_allocator
 from tbnn.viz.formats import vector_formats
@@ -247,11 +247,9 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
     kw = dict(split=args.split, limit=args.limit, mode=args.mode, batch=args.batch, dt_ms=args.dt_ms,
               progress=not args.quiet, record_samples=args.record_samples, record_layers=layers, device=device,
               data=args.data)
+    s = simulate_run(args.run, args.out, overwrite=args.overwrite, _flag="--out", **kw)  # stages --out once
     if os.environ.get("RANK", "0") not in ("", "0"):
-        simulate_run(args.run, args.out, **kw)  # torchrun: rank 0 writes and reports
-        return 0
-    with output_dir(args.out, "simulation", overwrite=args.overwrite) as tmp:
-        s = simulate_run(args.run, tmp, **kw)
+        return 0  # torchrun: rank 0 writes and reports
     print(f"accuracy {s['accuracy']:.4f}, forward agreement {s['forward_agreement']:.4f} on {s['samples']} samples; "
           f"{s['spikes_per_sample']:.0f} spikes and {s['synaptic_ops_per_sample']:.0f} synaptic ops per sample; "
           f"engine {s['engine_samples_per_second']:.0f} samples/s, wall {s['wall_seconds']:.1f} s; "
@@ -264,9 +262,8 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
 
     if args.neurons is not None and args.neurons < 1:
         raise ValueError(f"--neurons must be an integer >= 1, got {args.neurons}.")
-    with output_dir(args.out, "analysis", overwrite=args.overwrite) as tmp:
-        res = analyze_run(args.sim, tmp, dt_ms=args.dt_ms, layer=args.layer, neurons=args.neurons,
-                          recording=args.recording, formats=tuple(args.formats))
+    res = analyze_run(args.sim, args.out, dt_ms=args.dt_ms, layer=args.layer, neurons=args.neurons,
+                      recording=args.recording, formats=tuple(args.formats), overwrite=args.overwrite, _flag="--out")
     if res["dt_source"] == "default":
         print("note: the archive declares no dt_ms; 1 ms per step assumed (set --dt-ms)")
     print(f"wrote {args.out}/analysis.json and {args.out}/report.md")
@@ -278,20 +275,9 @@ def _cmd_raster(args: argparse.Namespace) -> int:
 
     if args.neurons is not None and args.neurons < 1:
         raise ValueError(f"--neurons must be an integer >= 1, got {args.neurons}.")
-    out = Path(args.out)
-    if out.suffix.lower() != ".png":
-        raise ValueError(f"--out must be a file name ending in .png; got {args.out!r}.")
-    extra = [out.with_suffix(f".{fmt}") for fmt in args.formats]  # vector copies beside the PNG
-    for path in extra:
-        if path.exists() and not args.overwrite:
-            raise ValueError(f"--out: {path} already exists; choose another --out, or pass --overwrite to replace it.")
-    with output_file(out, overwrite=args.overwrite) as tmp:
-        raster_run(args.sim, tmp, layer=args.layer, sample=args.sample, samples=args.samples,
-                   neurons=args.neurons, select=args.select, sort_by_rate=args.sort_by_rate,
-                   formats=tuple(args.formats))
-        for path in extra:  # written beside the temporary PNG under its name: moved with it
-            with os_errors(path):
-                os.replace(tmp.with_suffix(path.suffix), path)
+    raster_run(args.sim, args.out, layer=args.layer, sample=args.sample, samples=args.samples,
+               neurons=args.neurons, select=args.select, sort_by_rate=args.sort_by_rate,
+               formats=tuple(args.formats), overwrite=args.overwrite, _flag="--out")
     print(f"wrote {args.out}")
     return 0
 
@@ -299,7 +285,8 @@ def _cmd_raster(args: argparse.Namespace) -> int:
 def _cmd_demo(args: argparse.Namespace) -> int:
     from tbnn.demo import run_demo
 
-    run_demo(args.out, epochs=args.epochs, seed=args.seed, progress=not args.quiet, overwrite=args.overwrite)
+    run_demo(args.out, epochs=args.epochs, seed=args.seed, progress=not args.quiet, overwrite=args.overwrite,
+             _flag="--out")
     return 0
 
 
@@ -314,6 +301,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     they agree on bad input and leave together), rank 0 alone prints results and errors.
     Bad input, a bad file or folder, a full disk: one sentence, exit 2, nothing written.
     """
+    from tbnn.runtime.interrupt import exit_on_interrupt, restore_interrupt
+
+    exit_on_interrupt()  # Ctrl-C at any moment: one line, exit 130 (also when main is called in-process)
+    try:
+        return _main(argv)
+    finally:
+        restore_interrupt()
+
+
+def _main(argv: Sequence[str] | None) -> int:
     parser = build_parser()
     main_rank = os.environ.get("RANK", "0") in ("", "0")
     launched = os.environ.get("WORLD_SIZE", "1") not in ("", "1")

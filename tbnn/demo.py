@@ -10,20 +10,21 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from tbnn.io.files import output_dir, read_json, write_json
+from tbnn.io.files import read_json, stage_dir, write_sealed_json
 
 __all__ = ["run_demo"]
 
 
 def run_demo(out: str | Path = "tbnn-demo", epochs: int = 20, seed: int = 0, progress: bool = True,
-             overwrite: bool = False) -> dict:
+             overwrite: bool = False, _flag: str = "out") -> dict:
     """Run train -> simulate -> analyze -> raster into ``out``; returns the simulation summary.
 
     ``out`` must be new or empty; an earlier demo there is replaced only with
-    ``overwrite=True``. Everything is built in a tbnn-owned temporary folder beside ``out``
-    (:func:`tbnn.io.files.output_dir`) and moved onto ``out`` when complete, so an
-    interrupted demo leaves ``out`` as it was (and never touches a user's files, such as a
-    folder named ``out.partial``).
+    ``overwrite=True`` and only when everything in it is tbnn's own, unchanged. Everything is
+    built in a tbnn-owned temporary folder beside ``out`` by the single owner of outputs
+    (:func:`tbnn.io.files.stage_dir`, once for the whole demo: the run, simulation, analysis
+    and raster inside are parts of it) and moved onto ``out`` when complete, so an
+    interrupted demo leaves ``out`` as it was (and never touches a user's files).
     """
     from tbnn.analysis import analyze_run, raster_run
     from tbnn.sim.simulator import simulate_run
@@ -31,13 +32,13 @@ def run_demo(out: str | Path = "tbnn-demo", epochs: int = 20, seed: int = 0, pro
 
     out = Path(out)
     t0 = time.perf_counter()
-    with output_dir(out, "demo", overwrite=overwrite) as staging:
+    with stage_dir(out, "demo", overwrite=overwrite, flag=_flag) as staging:
         run, sim, ana = staging / "run", staging / "sim", staging / "analysis"
         metrics = train("digits", "tbn", run, epochs=epochs, seed=seed, progress=progress, timesteps=4)
         summary = simulate_run(run, sim, mode="step", progress=progress)
         analyze_run(sim, ana)
         raster_run(sim, staging / "raster.png", samples="0:8")
-        write_json(staging / "demo.json", {"kind": "tbnn-demo", "epochs": epochs, "seed": seed})
+        write_sealed_json(staging / "demo.json", {"kind": "tbnn-demo", "epochs": epochs, "seed": seed})
     run, sim, ana = out / "run", out / "sim", out / "analysis"
     analysis = read_json(ana / "analysis.json", "analysis")
     seconds = time.perf_counter() - t0

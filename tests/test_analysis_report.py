@@ -43,7 +43,7 @@ def test_analyze_run_writes_report_json_and_figures(tmp_path):
     out = tmp_path / "ana"
     res = analyze_run(d, out)
     files = sorted(os.listdir(out))
-    assert files == sorted(["analysis.json", "report.md", "raster.png", "hidden_1_stats.png",
+    assert files == sorted([".tbnn-manifest.json", "analysis.json", "report.md", "raster.png", "hidden_1_stats.png",
                             "hidden_1_summary.png", "out_stats.png", "out_summary.png"])
     for f in files:
         if f.endswith(".png"):
@@ -97,7 +97,7 @@ def test_analyze_run_without_simulation_json_and_with_options(tmp_path):
     assert res["simulation"] is None and res["source"]["simulation"] is None
     assert res["energy"]["synaptic_ops_per_sample"] is None
     assert "no simulation.json fanout" in res["energy"]["source"]
-    assert sorted(os.listdir(tmp_path / "a")) == ["analysis.json", "out_stats.png",
+    assert sorted(os.listdir(tmp_path / "a")) == [".tbnn-manifest.json", "analysis.json", "out_stats.png",
                                                   "out_summary.png", "raster.png", "report.md"]
     r1 = res["layers"]["out"]["measures"]["rate_hz"]["summary"]["mean"]
     r2 = analyze_run(d, tmp_path / "b", layer="out")["layers"]["out"]["measures"]["rate_hz"]

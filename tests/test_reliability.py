@@ -52,7 +52,7 @@ def _one_sentence(err: str) -> None:
 
 def test_run_folder_layout_and_checksums(run):
     names = sorted(p.name for p in run.iterdir())
-    assert names == ["config.json", "metrics.json", "model.safetensors"]  # no lock, temp or state left
+    assert names == [".tbnn-manifest.json", "config.json", "metrics.json", "model.safetensors"]  # no lock, temp, state
     cfg = load_run_config(run)
     assert cfg["format_version"] == 2 and len(cfg["sha256"]) == 64
     _, mcfg, tensors = read_run(run)
@@ -209,7 +209,8 @@ def test_stray_temp_files_are_ignored_and_cleaned(tmp_path):
     stray.write_text("{")
     (out / ".tbnn.lock").write_text("")
     train("digits", "tbn", out, **TINY)
-    assert sorted(p.name for p in out.iterdir()) == ["config.json", "metrics.json", "model.safetensors"]
+    assert sorted(p.name for p in out.iterdir()) == [".tbnn-manifest.json", "config.json", "metrics.json",
+                                                     "model.safetensors"]
 
 
 def test_output_dir_policy(tmp_path, run):
@@ -223,23 +224,23 @@ def test_output_dir_policy(tmp_path, run):
             pass
     with output_dir(target, "simulation", overwrite=True) as tmp:
         fileio.write_json(tmp / "simulation.json", {"v": 2})
-    assert sorted(p.name for p in target.iterdir()) == ["simulation.json"]  # no stale file of the old output
+    assert sorted(p.name for p in target.iterdir()) == [".tbnn-manifest.json", "simulation.json"]  # nothing stale
     with pytest.raises(RuntimeError):  # a failed writer leaves the old output whole
         with output_dir(target, "simulation", overwrite=True) as tmp:
             fileio.write_json(tmp / "simulation.json", {"v": 3})
             raise RuntimeError("boom")
     assert json.loads((target / "simulation.json").read_text()) == {"v": 2}
-    with pytest.raises(ValueError, match="inside the run directory"):
+    with pytest.raises(ValueError, match="holds a tbnn run output, not a simulation"):
         with output_dir(run, "simulation"):
             pass
-    with pytest.raises(ValueError, match="inside the run directory"):
+    with pytest.raises(ValueError, match="inside the tbnn run output"):
         with output_dir(run / "sim", "simulation"):
             pass
     with pytest.raises(ValueError, match="holds a tbnn simulation output, not a analysis"):
         with output_dir(target, "analysis", overwrite=True):
             pass
     (tmp_path / "dangling").symlink_to(tmp_path / "nowhere")
-    with pytest.raises(ValueError, match="dangling symbolic link"):
+    with pytest.raises(ValueError, match="is a symbolic link; tbnn never replaces or moves a link"):
         with output_dir(tmp_path / "dangling", "simulation"):
             pass
     assert sorted(p.name for p in tmp_path.iterdir()) == ["dangling", "sim"]
@@ -254,17 +255,28 @@ def test_users_partial_folder_is_never_touched(tmp_path):
     assert (keep / "thesis.tex").read_text() == "precious"
 
 
+def _png(value: int) -> bytes:
+    """A 1x1 grey PNG (written by hand: signature, IHDR, IDAT, IEND)."""
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 1, 1, 8, 0, 0, 0, 0))
+            + chunk(b"IDAT", zlib.compress(bytes([0, value]))) + chunk(b"IEND", b""))
+
+
 def test_output_file_policy(tmp_path):
     png = tmp_path / "raster.png"
     with output_file(png) as tmp:
         assert tmp.suffix == ".png"
-        tmp.write_bytes(b"one")
+        tmp.write_bytes(_png(1))
     with pytest.raises(ValueError, match="already exists; choose another --out, or pass --overwrite"):
         with output_file(png):
             pass
     with output_file(png, overwrite=True) as tmp:
-        tmp.write_bytes(b"two")
-    assert png.read_bytes() == b"two" and sorted(p.name for p in tmp_path.iterdir()) == ["raster.png"]
+        tmp.write_bytes(_png(2))
+    assert png.read_bytes().startswith(_png(2)[:-12]) and sorted(p.name for p in tmp_path.iterdir()) == ["raster.png"]
 
 
 # ----------------------------------------------------------------- full disk, OS errors

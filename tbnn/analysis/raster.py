@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from tbnn.viz import plot
-from tbnn.io.files import output_file
+from tbnn.io.files import stage_file
 from tbnn.analysis.runfiles import read_archive, select_layers
 from tbnn.viz.formats import check_formats
 
@@ -48,7 +48,7 @@ def parse_sample_range(samples: Any, S: int) -> tuple[int, int]:
 def raster_run(simdir: str | os.PathLike, out_png: str | os.PathLike, layer: str | None = None,
                sample: int | None = None, samples: str | None = None, *,
                sort_by_rate: bool = False, neurons: int | None = None, select: str = "even",
-               formats: tuple[str, ...] = (), overwrite: bool = False) -> Path:
+               formats: tuple[str, ...] = (), overwrite: bool = False, _flag: str = "out_png") -> Path:
     """Draw a raster of a recorded run to ``out_png``: one panel per layer, neurons
     subsampled by :func:`tbnn.viz.plot.subsample_neurons` and the rule stated in the title.
 
@@ -100,13 +100,10 @@ def raster_run(simdir: str | os.PathLike, out_png: str | os.PathLike, layer: str
     S = rec.samples
     out = Path(out_png)
     if out.suffix.lower() != ".png":
-        raise ValueError(f"out_png must be a file name ending in .png, got {str(out)!r}.")
+        raise ValueError(f"{_flag} must be a file name ending in .png, got {str(out)!r}.")
     if out.exists() and out.is_dir():
-        raise ValueError(f"out_png must be a file name ending in .png, {out} is a folder.")
+        raise ValueError(f"{_flag} must be a file name ending in .png, {out} is a folder.")
     formats = check_formats(formats)
-    for f in formats:
-        if out.with_suffix(f".{f}").exists() and not overwrite:
-            raise ValueError(f"out_png: {out.with_suffix(f'.{f}')} already exists; pass overwrite=True to replace it.")
     if sample is not None and samples is not None:
         raise ValueError("give either sample or samples, not both.")
     if sample is not None:
@@ -130,8 +127,8 @@ def raster_run(simdir: str | os.PathLike, out_png: str | os.PathLike, layer: str
     fig = plot.raster(data, dt_ms=rec.dt_ms if rec.dt_declared else None,
                       sort_by_rate=sort_by_rate, title=prefix,
                       sample_offset=a, neurons=neurons, select=select)
-    with output_file(out, overwrite=overwrite, flag="out_png") as tmp:
-        plot.save_figure(fig, tmp, formats=tuple(formats))
-        for f in formats:  # vector copies are written beside the temporary PNG, under its name
-            os.replace(tmp.with_suffix(f".{f}"), out.with_suffix(f".{f}"))
+    # the single owner of the file: refused targets are refused before anything is written, the
+    # PNG carries its own digest and its copies' (so --overwrite replaces only tbnn's own figure)
+    with stage_file(out, overwrite=overwrite, flag=_flag, formats=tuple(formats), source=str(simdir)) as tmp:
+        plot.save_figure(fig, tmp, formats=tuple(formats))  # copies beside the temporary PNG, under its name
     return out

@@ -69,7 +69,7 @@ from tbnn.analysis.runfiles import (
     write_bytes,
 )
 from tbnn.core.validate import json_ready
-from tbnn.io.files import output_dir
+from tbnn.io.files import check_target, stage_dir
 from tbnn.core.validate import check_int
 from tbnn.io.spikes import check_dt
 from tbnn.viz.formats import check_formats
@@ -84,7 +84,7 @@ def analyze_run(simdir: str | os.PathLike, out: str | os.PathLike, dt_ms: float 
                 layer: str | None = None, *, seed: int = 0, bin_steps: int = 1,
                 max_pair_neurons: int = 512, neurons: int | None = None,
                 formats: tuple[str, ...] = (), recording: str | os.PathLike | None = None,
-                overwrite: bool = False) -> dict[str, Any]:
+                overwrite: bool = False, _flag: str = "out") -> dict[str, Any]:
     """Analyse a recorded run and write ``out/analysis.json``, ``out/report.md`` and figures.
 
     Parameters
@@ -133,13 +133,14 @@ def analyze_run(simdir: str | os.PathLike, out: str | os.PathLike, dt_ms: float 
     >>> d = tempfile.mkdtemp()
     >>> np.savez(os.path.join(d, "rec.npz"), h=np.random.default_rng(0).random((6, 5, 8)) < 0.3)
     >>> res = analyze_run(os.path.join(d, "rec.npz"), os.path.join(d, "ana"))
-    >>> res["dt_source"], list(res["layers"]), sorted(os.listdir(os.path.join(d, "ana")))[:2]
-    ('default', ['h'], ['analysis.json', 'h_stats.png'])
+    >>> res["dt_source"], list(res["layers"]), sorted(os.listdir(os.path.join(d, "ana")))[:3]
+    ('default', ['h'], ['.tbnn-manifest.json', 'analysis.json', 'h_stats.png'])
     """
     rec, spikes_path, sim_path, sim = read_archive(simdir)  # simulation.json and spikes_sha256 checked first
     dt = rec.dt_ms if dt_ms is None else check_dt(dt_ms)
     names = select_layers(rec, layer)
     out_dir = check_out_dir(out)
+    check_target(out_dir, "analysis", overwrite, _flag)  # refused before any measure is computed
     b = check_int(bin_steps, "bin_steps")
     mp = check_int(max_pair_neurons, "max_pair_neurons", minimum=2)
     check_int(seed, "seed", minimum=0)
@@ -216,7 +217,7 @@ def analyze_run(simdir: str | os.PathLike, out: str | os.PathLike, dt_ms: float 
     text = json.dumps(result, indent=2, allow_nan=False, ensure_ascii=False)
     md = render_markdown(result)
 
-    with output_dir(out_dir, "analysis", overwrite=overwrite, flag="out") as tmp:
+    with stage_dir(out_dir, "analysis", overwrite=overwrite, flag=_flag) as tmp:
         for fname, fig in figs:
             plot.save_figure(fig, tmp / fname, formats=tuple(formats))
         write_bytes(tmp / "analysis.json", (text + "\n").encode("utf-8"))

@@ -31,6 +31,7 @@ returns the ``simulation.json`` summary. Recorded spikes are sample-first,
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import time
@@ -49,7 +50,7 @@ from tbnn.engine import integer as engine
 from tbnn.io.checkpoint import check_dataset
 from tbnn.nn.runs import read_run
 from tbnn.runtime.device import resolve_device
-from tbnn.io.files import file_sha256, output_dir, write_sealed_json
+from tbnn.io.files import check_target, file_sha256, stage_dir, write_sealed_json
 from tbnn.nn.models import build_model, weight_storage_bits
 from tbnn.engine.session import SESSION_MODES, SimulationSession
 from tbnn.sim.runners import runner_for, spike_layer_names
@@ -101,26 +102,32 @@ class SimulationResult:
     timesteps: int = 1
     extra: dict[str, Any] = field(default_factory=dict)
 
-    def save(self, out: str | os.PathLike, overwrite: bool = False) -> Path:
+    def save(self, out: str | os.PathLike, overwrite: bool = False, _flag: str = "out") -> Path:
         """Write ``simulation.json`` and ``spikes.npz`` (what ``tbnn analyze`` / ``tbnn raster`` read).
 
-        Written as one set: built beside ``out`` and moved in complete; ``simulation.json``
-        carries its own SHA-256 and the archive's (``spikes_sha256``), checked by the readers.
-        ``out`` must be new or empty, or a simulation output replaced with ``overwrite=True``.
+        Written as one set through the single owner of outputs
+        (:func:`tbnn.io.files.stage_dir`): built beside ``out``, sealed in a manifest and moved
+        in complete; ``simulation.json`` carries its own SHA-256 and the archive's
+        (``spikes_sha256``), checked by the readers. ``out`` must be new or empty, or a
+        simulation output that is all tbnn's own, replaced with ``overwrite=True``.
         """
         out = Path(out)
         if not ddp.is_main():  # under torchrun rank 0 writes (every rank holds the merged result)
             return out
-        with output_dir(out, "simulation", overwrite=overwrite, flag="out") as tmp:
-            summary = dict(self.summary)
-            if self.spikes:
-                n = next(iter(self.spikes.values())).shape[0]
-                labels = self.labels[:n] if self.labels is not None else None
-                save_spikes(tmp / "spikes.npz", self.spikes, labels=labels, predictions=self.predictions[:n],
-                            timesteps=self.timesteps, dt_ms=self.dt_ms)
-                summary["spikes_sha256"] = file_sha256(tmp / "spikes.npz")
-            write_sealed_json(tmp / "simulation.json", summary)
+        with stage_dir(out, "simulation", overwrite=overwrite, flag=_flag) as tmp:
+            self._write_files(tmp)
         return out
+
+    def _write_files(self, folder: Path) -> None:
+        """The files of a simulation output, into ``folder`` (a staging folder)."""
+        summary = dict(self.summary)
+        if self.spikes:
+            n = next(iter(self.spikes.values())).shape[0]
+            labels = self.labels[:n] if self.labels is not None else None
+            save_spikes(folder / "spikes.npz", self.spikes, labels=labels, predictions=self.predictions[:n],
+                        timesteps=self.timesteps, dt_ms=self.dt_ms)
+            summary["spikes_sha256"] = file_sha256(folder / "spikes.npz")
+        write_sealed_json(folder / "simulation.json", summary)
 
 
 def _check_inputs(x: Any, labels: Any) -> tuple[Tensor, Tensor | None]:
@@ -300,6 +307,7 @@ def simulate_run(
     record_layers: list[str] | None = None,
     device: str | torch.device = "cpu",
     overwrite: bool = False,
+    _flag: str = "out",
     data: str | os.PathLike | None = None,
 ) -> dict[str, Any]:
     """Simulate a run folder written by ``tbnn train``; write ``simulation.json`` and ``spikes.npz`` to ``out``.
@@ -310,6 +318,9 @@ def simulate_run(
     ones the run was trained on (their SHA-256 differs from ``config.json``'s
     ``train.data_sha256``). ``data``: a new path for the run's ``npz:`` / ``idx:`` data
     (moved or copied), accepted only with the same digest.
+    ``out`` must be one the output policy allows (:func:`tbnn.io.files.check_target`); it is
+    locked for the whole call (a second writer is refused) and written once, complete, by
+    :func:`tbnn.io.files.stage_dir`.
     """
     t_wall = time.perf_counter()
     if mode not in SIM_MODES:
@@ -319,6 +330,20 @@ def simulate_run(
     _check_optional_int(limit, "limit")
     check_int(batch, "batch")
     dev = ddp.device_for(resolve_device(device))  # checked; cuda -> cuda:LOCAL_RANK under torchrun
+    if out is not None:  # decided once, by rank 0, before the simulation
+        ddp.broadcast_check(check_target, Path(out), "simulation", overwrite, _flag)
+    with (stage_dir(out, "simulation", overwrite=overwrite, flag=_flag) if out is not None and ddp.is_main()
+          else contextlib.nullcontext(None)) as staging:
+        res = _simulate_run(run_dir, split, limit, mode, batch, dt_ms, progress, seed, record_samples,
+                            record_layers, dev, data)
+        res.summary = {**res.summary, "wall_seconds": time.perf_counter() - t_wall}
+        if staging is not None:
+            res._write_files(staging)
+    return res.summary
+
+
+def _simulate_run(run_dir, split, limit, mode, batch, dt_ms, progress, seed, record_samples, record_layers,
+                  dev, data) -> SimulationResult:
     model, cfg = load_run(run_dir, dev)
     tcfg = cfg.get("train", {})
     if model.cfg.model == "float":
@@ -330,11 +355,8 @@ def simulate_run(
         x, y = x[:limit], y[:limit]
     res = simulate_model(model, x, y, mode=mode, batch=batch, dt_ms=dt_ms, progress=progress, seed=seed,
                          record_samples=record_samples, record_layers=record_layers)
-    res.summary = {"run": str(run_dir), "split": split, **res.summary,
-                   "wall_seconds": time.perf_counter() - t_wall}
-    if out is not None and ddp.is_main():
-        res.save(out, overwrite=overwrite)
-    return res.summary
+    res.summary = {"run": str(run_dir), "split": split, **res.summary}
+    return res
 
 
 def _pinned_dataset(run_dir: Path, tcfg: dict[str, Any], data: str | os.PathLike | None) -> Any:

@@ -6,11 +6,12 @@
   one, never a mixture.
 * :class:`FolderLock` (``fcntl.flock`` on a lock file) lets one process write a folder; a
   second writer is refused in one sentence.
-* :func:`output_dir` is the output policy of every command that writes a folder: a
-  non-empty folder that is not this command's own output is refused; ``overwrite=True``
-  builds the new output in a tbnn-owned folder beside the old one and swaps it in only when
-  it is complete (the old output stays whole until then); a run directory is never written
-  into. :func:`output_file` is the same for a single file.
+* :func:`stage_dir` is the single owner of every output folder (train's replacement,
+  simulate, analyze, demo, ``SimulationResult.save``, the simulations' scripts): it checks
+  the target, locks it, stages the output privately, records what it wrote in a sealed
+  manifest (:mod:`tbnn.io.files.manifest`) and moves it in; ``overwrite=True`` replaces only
+  an output that is all tbnn's own and unchanged, and nothing tbnn did not write is ever
+  deleted. :func:`stage_file` is the same for a figure (its record sealed inside the PNG).
 * Every operating-system error (full disk, read-only mount, dangling link, name too long)
   becomes one ``ValueError`` sentence naming the path (:func:`os_errors`).
 
@@ -45,14 +46,32 @@ from tbnn.io.files.jsonfile import (
     write_sealed_json,
 )
 from tbnn.io.files.lock import FolderLock
+from tbnn.io.files.manifest import (
+    KINDS,
+    MANIFEST_NAME,
+    foreign_entry,
+    output_owner,
+    png_record,
+    read_manifest,
+    register_kind,
+    seal_png,
+    write_manifest,
+)
 from tbnn.io.files.outputs import (
+    check_target,
+    commit_dir,
+    enclosing_output,
     enclosing_run,
     output_dir,
     output_file,
     output_kind,
     prepare_parent,
+    stage_dir,
+    stage_file,
     swap_in,
     visible_entries,
 )
 
-__all__ = ["FAULT_HOOK", "prepare_parent", "canonical_json", "json_digest", "seal_json", "read_sealed_json", "write_sealed_json", "MAX_JSON_BYTES", "OUTPUT_MARKERS", "FolderLock", "atomic_write", "write_json", "json_safe", "read_json", "fsync_dir", "file_op", "os_errors", "os_error_sentence", "swap_in", "temp_name", "visible_entries", "is_temp_name", "clean_stale_temps", "output_kind", "enclosing_run", "file_sha256", "output_dir", "output_file"]
+__all__ = ["FAULT_HOOK", "prepare_parent", "canonical_json", "json_digest", "seal_json", "read_sealed_json", "write_sealed_json", "MAX_JSON_BYTES", "OUTPUT_MARKERS", "FolderLock", "atomic_write", "write_json", "json_safe", "read_json", "fsync_dir", "file_op", "os_errors", "os_error_sentence", "swap_in", "temp_name", "visible_entries", "is_temp_name", "clean_stale_temps", "output_kind", "enclosing_run", "file_sha256", "output_dir", "output_file",
+           "KINDS", "MANIFEST_NAME", "foreign_entry", "output_owner", "png_record", "read_manifest", "register_kind",
+           "seal_png", "write_manifest", "check_target", "commit_dir", "enclosing_output", "stage_dir", "stage_file"]

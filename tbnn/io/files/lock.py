@@ -21,7 +21,8 @@ class FolderLock:
 
     The lock is held by an open file descriptor, so it disappears with the process however
     it ends (a ``kill -9`` included); a second writer gets one ``ValueError`` sentence.
-    Used as a context manager; ``flag`` names the option in the message (``--out``).
+    Used as a context manager; ``flag`` names the option in the message (``--out``); ``name``
+    is the lock file's name (a figure is locked by ``.tbnn.lock.NAME`` in its folder).
 
     >>> import tempfile
     >>> d = tempfile.mkdtemp()
@@ -31,13 +32,14 @@ class FolderLock:
     ValueError: --out ... is being written by another tbnn process; wait for it to finish or choose another --out.
     """
 
-    def __init__(self, folder: str | os.PathLike, flag: str = "--out") -> None:
+    def __init__(self, folder: str | os.PathLike, flag: str = "--out", name: str = LOCK_NAME) -> None:
         self.folder = Path(folder)
         self.flag = flag
+        self.name = name
         self._fd: int | None = None
 
     def acquire(self) -> FolderLock:
-        path = self.folder / LOCK_NAME
+        path = self.folder / self.name
         while True:
             with os_errors(path):
                 fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
@@ -60,10 +62,12 @@ class FolderLock:
         return self
 
     def release(self) -> None:
-        """Release the lock and remove the lock file (a later writer makes a new one)."""
+        """Release the lock and remove the lock file (a later writer makes a new one); a lock file
+        that is no longer the one this lock holds (moved away with an old output) is left alone."""
         if self._fd is not None:
             with contextlib.suppress(OSError):
-                os.unlink(self.folder / LOCK_NAME)
+                if os.stat(self.folder / self.name).st_ino == os.fstat(self._fd).st_ino:
+                    os.unlink(self.folder / self.name)
             fcntl.flock(self._fd, fcntl.LOCK_UN)
             os.close(self._fd)
             self._fd = None
