@@ -227,7 +227,7 @@ def simulate_model(
         arrays, sums, firsts, (max_diff, sim_seconds) = ddp.merge_ranks(
             {"logits": logits_all, "preds": preds, "ref": ref_preds, **rec},
             {"spike_counts": sess.spike_counts, "neuron_counts": sess.neuron_counts,
-             "synaptic_ops": sess.synaptic_ops, "dense_ops": sess.dense_ops},
+             "synaptic_ops": sess.synaptic_ops, "dense_ops": sess.dense_ops, "analog_values": sess.analog_values},
             {"neurons": sess.neurons, "timesteps": sess.timesteps, "readers": sess.readers}, [max_diff, sim_seconds])
         logits_all, preds, ref_preds = ([torch.from_numpy(arrays[k])] for k in ("logits", "preds", "ref"))
         sess.recorded = {k: [arrays[f"rec/{k}"][:record_samples]] if f"rec/{k}" in arrays else [] for k in firsts["neurons"]}
@@ -235,6 +235,7 @@ def simulate_model(
         sess.neurons, sess.timesteps, sess.readers = firsts["neurons"], firsts["timesteps"], firsts["readers"]
         sess.spike_counts, sess.neuron_counts = sums["spike_counts"], sums["neuron_counts"]
         sess.synaptic_ops, sess.dense_ops = sums["synaptic_ops"], sums["dense_ops"]
+        sess.analog_values = sums["analog_values"]
     logits = torch.cat(logits_all)
     pred, refp = torch.cat(preds), torch.cat(ref_preds)
     n = len(xt)
@@ -254,7 +255,8 @@ def simulate_model(
         layer_info.append({"name": k, "neurons": nk, "timesteps": Tk, "spikes": c,
                            "rate_per_step": c / (n * Tk * nk) if nk else 0.0,
                            "fanout": float(fo.mean()) if fo is not None else 0.0,
-                           "synaptic_ops": o, "dense_synaptic_ops": d})
+                           "synaptic_ops": o, "dense_synaptic_ops": d,
+                           "analog_values_per_sample": sess.analog_values.get(k, 0.0) / n})
     storage = weight_storage_bits(model)
     steps = max(sess.timesteps.values()) if sess.timesteps else 0
     engine_rate = n / sim_seconds if sim_seconds > 0 else float("inf")
@@ -267,7 +269,9 @@ def simulate_model(
         "max_logit_difference": max_diff,
         "spikes_per_sample": total_spikes / n, "synaptic_ops_per_sample": total_ops / n,
         "dense_synaptic_ops_per_sample": total_dense / n,
-        "energy_proxy": {"spikes_per_inference": total_spikes / n, "synaptic_ops_per_inference": total_ops / n},
+        "energy_proxy": {"spikes_per_inference": total_spikes / n, "synaptic_ops_per_inference": total_ops / n,
+                         "analog_values_per_inference": sum(sess.analog_values.values()) / n},
+        "analog_values_per_sample": sum(sess.analog_values.values()) / n,
         "samples_per_second": engine_rate, "seconds": sim_seconds,
         "engine_samples_per_second": engine_rate, "engine_seconds": sim_seconds,
         "wall_seconds": time.perf_counter() - t_wall,
