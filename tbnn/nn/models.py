@@ -22,7 +22,7 @@ from torch import Tensor, nn
 
 from tbnn.core.coding import SCHEMES, SpikeCode, check_timesteps
 from tbnn.nn.layers import MODES, TBConv1d, TBConv2d, TBLayer, TBLinear
-from tbnn.nn.neurons import READOUTS, TemporalBinary
+from tbnn.nn.neurons import READOUTS, THRESHOLDS, TemporalBinary
 from tbnn.core.quant import GRIDS, WEIGHT_BITS, parse_sparsity
 from tbnn.core.validate import check_block, check_choice, check_int, check_lam
 
@@ -46,8 +46,9 @@ class ModelConfig:
     (``rectify``: scaled by each block's maximum per sample; ``running``: by a running scale,
     so a whole block can be silent); ``readout`` is every neuron layer's read-out (``sample``:
     a gain and an offset per block and sample; ``running``: per block only, from running
-    statistics: spikes alone cross between layers); ``adaptive_threshold`` gives every hidden
-    layer the threshold the homeostatic rate controller moves; ``input_encoding`` is the
+    statistics: spikes alone cross between layers); ``adaptive_threshold`` (``None``, ``layer``
+    or ``neuron``) gives every hidden layer the thresholds the homeostatic rate controller
+    moves (:mod:`tbnn.nn.homeostasis`); ``input_encoding`` is the
     encoder's spike code (default: ``encoding``).
     """
 
@@ -73,7 +74,7 @@ class ModelConfig:
     input_seed: int = 0
     hidden_grid: str = "rectify"
     readout: str = "sample"
-    adaptive_threshold: bool = False
+    adaptive_threshold: str | None = None
     input_encoding: str | None = None
 
     def __post_init__(self) -> None:
@@ -116,8 +117,8 @@ class ModelConfig:
         check_int(self.input_seed, "input_seed", minimum=0)
         check_choice(self.hidden_grid, HIDDEN_GRIDS, "hidden_grid")
         check_choice(self.readout, READOUTS, "readout")
-        if not isinstance(self.adaptive_threshold, bool):
-            raise ValueError(f"adaptive_threshold must be true or false; got {self.adaptive_threshold!r}.")
+        if self.adaptive_threshold is not None:
+            check_choice(self.adaptive_threshold, THRESHOLDS, "adaptive_threshold")
         if self.input_encoding is not None:
             check_choice(self.input_encoding, SCHEMES, "input_encoding")
             if self.model != "lif":

@@ -28,9 +28,10 @@ Options for sparse firing and a spikes-only channel (all off by default):
   :math:`\hat s \leftarrow (1 - m)\hat s + m s` (momentum ``m``, as BatchNorm's running
   statistics; Ioffe & Szegedy 2015). Every neuron of a block can then be silent, which the
   max-scaled ``rectify`` grid forbids (its block maximum always fires every step).
-* ``adaptive_threshold=True``: a threshold :math:`\theta` (one per layer, a buffer) is
-  subtracted from the input, :math:`x \to x - \theta`; it is moved by the homeostatic rate
-  controller of :class:`tbnn.nn.regularize.ActivityRegularizer`.
+* ``adaptive_threshold="layer"`` (or ``True``) / ``"neuron"``: a threshold :math:`\theta`
+  (one per layer, or one per neuron; a buffer) is subtracted from the input,
+  :math:`x \to x - \theta`; it is moved by the homeostatic rate controller of
+  :mod:`tbnn.nn.homeostasis`.
 * ``readout="running"``: the read-out gain and offset of each block are fitted on the codes of
   every sample of the batch at once (:func:`tbnn.core.quant.pooled_fit`) in training and kept
   as running averages for eval, so that no per-sample analog value crosses to the next layer
@@ -59,7 +60,7 @@ from tbnn.core.firing import binary_thresholds, integrate_and_fire
 from tbnn.core.quant import GRIDS, METHODS, block_scale, grid_values, pooled_fit
 from tbnn.core.validate import check_block, check_choice, check_int, check_lam
 
-__all__ = ["TemporalBinary", "NEURON_GRIDS", "READOUTS"]
+__all__ = ["TemporalBinary", "NEURON_GRIDS", "READOUTS", "THRESHOLDS"]
 
 #: Grids of a neuron: those of :data:`tbnn.core.quant.GRIDS` and ``running`` (rectifying on a
 #: running scale that does not depend on the sample).
@@ -67,6 +68,8 @@ NEURON_GRIDS: tuple[str, ...] = tuple(g for g in GRIDS if g != "unit") + ("runni
 #: Read-outs: ``sample`` (a ridge fit per block and sample, the paper's) and ``running`` (one
 #: gain and offset per block, from running statistics: spikes alone carry the sample).
 READOUTS: tuple[str, ...] = ("sample", "running")
+#: Adaptive thresholds: one per ``layer`` or one per ``neuron``.
+THRESHOLDS: tuple[str, ...] = ("layer", "neuron")
 
 
 class TemporalBinary(nn.Module):
@@ -82,7 +85,9 @@ class TemporalBinary(nn.Module):
         ``running`` for hidden neurons that may all be silent (see the module docstring).
     target : the read-out regresses onto ``relu`` (default for ``rectify`` and ``running``) or ``x``.
     method : ``dat`` or the STE baselines ``ste`` / ``ste_clip``.
-    adaptive_threshold : keep a threshold :math:`\theta` (buffer ``threshold``) subtracted from the input.
+    adaptive_threshold : ``None``/``False`` (default), ``"layer"`` (or ``True``) or ``"neuron"``: keep
+        a threshold :math:`\theta` (buffer ``threshold``, one per layer or per neuron; ``"neuron"``
+        needs ``features``) subtracted from the input.
     readout : ``sample`` (default) or ``running`` (spikes-only read-out; needs ``features``).
     features : neurons per sample (the flattened feature count), for the ``running`` read-out.
     momentum : of the running statistics (as BatchNorm's).
@@ -100,7 +105,7 @@ class TemporalBinary(nn.Module):
         grid: str = "rectify",
         target: str | None = None,
         method: str = "dat",
-        adaptive_threshold: bool = False,
+        adaptive_threshold: bool | str | None = False,
         readout: str = "sample",
         features: int | None = None,
         momentum: float = 0.1,
@@ -110,7 +115,13 @@ class TemporalBinary(nn.Module):
         check_timesteps(timesteps, scheme)
         check_choice(grid, NEURON_GRIDS, "grid")
         check_choice(readout, READOUTS, "readout")
-        if readout == "running":
+        if adaptive_threshold is True:
+            adaptive_threshold = "layer"
+        if adaptive_threshold is False:
+            adaptive_threshold = None
+        if adaptive_threshold is not None:
+            check_choice(adaptive_threshold, THRESHOLDS, "adaptive_threshold")
+        if readout == "running" or adaptive_threshold == "neuron":
             check_int(features, "features")
         if isinstance(momentum, bool) or not isinstance(momentum, (int, float)) or not 0 < momentum <= 1:
             raise ValueError(f"momentum must lie in (0, 1]; got {momentum!r}.")
@@ -128,14 +139,14 @@ class TemporalBinary(nn.Module):
         self.method = method
         self.readout = readout
         self.momentum = float(momentum)
-        self.adaptive_threshold = bool(adaptive_threshold)
+        self.adaptive_threshold: str | None = adaptive_threshold
         #: ``(gain, offset)`` per block that replace the read-out while set (see
         #: :func:`tbnn.nn.readout.spikes_only`); not saved.
         self.fixed_readout: tuple[Tensor, Tensor] | None = None
         if grid == "running":
             self.register_buffer("running_scale", torch.ones(()))
         if self.adaptive_threshold:
-            self.register_buffer("threshold", torch.zeros(()))
+            self.register_buffer("threshold", torch.zeros(() if adaptive_threshold == "layer" else int(features)))
         if readout == "running":
             nb = 1 if block is None else -(-int(features) // block)
             self.register_buffer("running_gain", torch.zeros(nb))
@@ -234,5 +245,5 @@ class TemporalBinary(nn.Module):
             f"T={self.timesteps}, scheme={self.scheme}, lam={self.lam}, block={self.block}, "
             f"grid={self.grid}, target={self.target}, method={self.method}"
             + (f", readout={self.readout}" if self.readout != "sample" else "")
-            + (", adaptive_threshold=True" if self.adaptive_threshold else "")
+            + (f", adaptive_threshold={self.adaptive_threshold}" if self.adaptive_threshold else "")
         )

@@ -49,7 +49,7 @@ layers, and the loss :math:`\mathrm{CE}(\text{logits}, y) + W \cdot \text{penalt
 The target alone: homeostatic control
 -------------------------------------
 Given ``P`` without a weight, the regulariser is a rate controller: every hooked layer must
-have an adaptive threshold (``ModelConfig(adaptive_threshold=True)``), the loss is the
+have an adaptive threshold (``ModelConfig(adaptive_threshold="neuron")`` or ``"layer"``), the loss is the
 cross-entropy alone, and each call in training moves each layer's threshold by the
 integral controller of :mod:`tbnn.nn.homeostasis` toward activity ``P``. The weight ``W`` is
 an expert override (the penalty above, with or without thresholds).
@@ -211,7 +211,7 @@ class ActivityRegularizer:
         self._handles = []
         self._act: dict[str, Tensor] = {}
         self._codes: dict[str, SpikeCode] = {}
-        self._sigma: dict[str, float] = {}
+        self._sigma: dict[str, tuple[Tensor, Tensor]] = {}  # layer -> (measured rate, current spread)
         self.neurons: dict[str, TemporalBinary] = {}
         for name, mod in model.named_modules():
             if isinstance(mod, TemporalBinary) and id(mod) not in skip:
@@ -223,7 +223,7 @@ class ActivityRegularizer:
         fixed = [n for n, m in self.neurons.items() if not m.adaptive_threshold]
         if weight is None and fixed:
             raise ValueError(f"target without weight rate-controls adaptive thresholds, but layer {fixed[0]} has "
-                             "none: build the model with adaptive_threshold=True (or give weight).")
+                             "none: build the model with adaptive_threshold 'neuron' or 'layer' (or give weight).")
         #: whether the thresholds are rate-controlled (every hooked layer has one)
         self.controls = not fixed
         for name, mod in self.neurons.items():
@@ -238,7 +238,15 @@ class ActivityRegularizer:
                 self._codes[name] = output
                 self._act[name] = step_activity(output, x, self.surrogate)
                 if self.controls and module.training:
-                    self._sigma[name] = float(inputs[0].detach().float().std()) if inputs[0].numel() > 1 else 1.0
+                    xd = inputs[0].detach().float().flatten(1)
+                    if module.adaptive_threshold == "neuron":  # each neuron's rate and current spread
+                        sp = output.spikes.detach()
+                        rate = sp.reshape(sp.shape[0], sp.shape[1], -1).float().mean((0, 1))
+                        sigma = xd.std(0) if len(xd) > 1 else torch.ones_like(rate)
+                    else:
+                        rate = self._act[name].detach().float()
+                        sigma = xd.std() if xd.numel() > 1 else torch.ones(())
+                    self._sigma[name] = (rate, sigma)
         return hook
 
     def activity(self) -> dict[str, Tensor]:
@@ -264,15 +272,15 @@ class ActivityRegularizer:
 
     def update(self) -> dict[str, float]:
         """One controller step on each layer from the activity of the last training forward
-        (:func:`tbnn.nn.homeostasis.step_threshold`); returns the steps taken. Nothing happens
+        (:func:`tbnn.nn.homeostasis.step_threshold`); returns each layer's mean absolute step. Nothing happens
         without a training forward since the last update, or when not controlling."""
         steps: dict[str, float] = {}
         if not self.controls:
             return steps
         for name in self.names:
-            if name in self._sigma and name in self._act:
-                steps[name] = step_threshold(self.neurons[name], float(self._act[name].detach()), self.target,
-                                             self._sigma[name], self.step)
+            if name in self._sigma:
+                rate, sigma = self._sigma[name]
+                steps[name] = float(step_threshold(self.neurons[name], rate, self.target, sigma, self.step).abs().mean())
         self._sigma.clear()
         return steps
 

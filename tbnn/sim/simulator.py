@@ -307,8 +307,13 @@ def simulate_run(
     record_layers: list[str] | None = None,
     device: str | torch.device = "cpu",
     overwrite: bool = False,
+    spikes_only: bool = False,
 ) -> dict[str, Any]:
     """Simulate a run folder written by ``tbnn train``; write ``simulation.json`` and ``spikes.npz`` to ``out``.
+
+    ``spikes_only``: every neuron layer reads out with constant gains and offsets fitted on the
+    training split (:func:`tbnn.nn.readout.spikes_only`), so no per-sample analog value crosses
+    a layer: the run's spikes-only accuracy.
 
     Returns the summary dict (as written to ``simulation.json``). Refuses bad input before
     writing anything: a missing, truncated or foreign checkpoint, a config that disagrees
@@ -334,9 +339,16 @@ def simulate_run(
     x, y = (ds.x_test, ds.y_test) if split == "test" else (ds.x_train, ds.y_train)
     if limit is not None:
         x, y = x[:limit], y[:limit]
-    res = simulate_model(model, x, y, mode=mode, batch=batch, dt_ms=dt_ms, progress=progress, seed=seed,
-                         record_samples=record_samples, record_layers=record_layers)
-    res.summary = {"run": str(run_dir), "split": split, **res.summary,
+    sim_kw = dict(mode=mode, batch=batch, dt_ms=dt_ms, progress=progress, seed=seed,
+                  record_samples=record_samples, record_layers=record_layers)
+    if spikes_only:
+        from tbnn.nn.readout import spikes_only as fixed_readout
+
+        with fixed_readout(model, ds.x_train):
+            res = simulate_model(model, x, y, **sim_kw)
+    else:
+        res = simulate_model(model, x, y, **sim_kw)
+    res.summary = {"run": str(run_dir), "split": split, "spikes_only": bool(spikes_only), **res.summary,
                    "wall_seconds": time.perf_counter() - t_wall}
     if out is not None and ddp.is_main():
         res.save(out, overwrite=overwrite)

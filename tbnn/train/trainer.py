@@ -30,7 +30,6 @@ from tbnn.io.checkpoint import FORMAT_VERSION, RUN_KIND, RunWriter, check_run_ta
 from tbnn.io.datasets import Dataset, load_dataset
 from tbnn.runtime.device import default_device, resolve_device
 from tbnn.nn.models import ModelConfig, build_model, weight_storage_bits
-from tbnn.nn.homeostasis import STEP
 from tbnn.nn.regularize import ActivityRegularizer, fraction_active
 from tbnn.io.userdata import as_training_data, check_logits
 
@@ -96,11 +95,8 @@ def evaluate(model: nn.Module, data: Any, y: Tensor | None = None, batch: int = 
 
 
 def _run_config(model_cfg: ModelConfig, tcfg: TrainConfig) -> dict[str, Any]:
-    train_cfg = asdict(tcfg)
-    if tcfg.rate_target is not None and tcfg.rate_weight is None:  # the homeostatic controller's step
-        train_cfg["rate_control_step"] = STEP
     return {"kind": RUN_KIND, "format_version": FORMAT_VERSION, "tbnn_version": __version__,
-            "model": model_cfg.to_dict(), "train": train_cfg}
+            "model": model_cfg.to_dict(), "train": asdict(tcfg)}
 
 
 def fit(
@@ -155,7 +151,7 @@ def fit(
         parameters are); refused in one sentence when this torch build lacks it.
     rate_target : ``P``: rate-control every hidden layer's adaptive threshold toward ``P``
         active per step (:class:`tbnn.nn.regularize.ActivityRegularizer` around ``loss``; the
-        model's hidden neurons need ``adaptive_threshold=True``; the thresholds are model
+        model's hidden neurons need adaptive thresholds, ``adaptive_threshold`` ``"layer"`` or ``"neuron"``; the thresholds are model
         buffers, saved with the weights and the checkpoints).
 
     A last mini-batch of a single sample is skipped (BatchNorm cannot normalise one
@@ -360,7 +356,7 @@ def _custom_run_config(model: nn.Module, tcfg: TrainConfig) -> dict[str, Any]:
     cls = type(model)
     train_cfg = {k: v for k, v in asdict(tcfg).items() if k in ("epochs", "batch", "lr", "weight_decay", "seed")}
     if tcfg.rate_target is not None:
-        train_cfg.update(rate_target=tcfg.rate_target, rate_control_step=STEP)
+        train_cfg["rate_target"] = tcfg.rate_target
     return {"kind": RUN_KIND, "format_version": FORMAT_VERSION, "tbnn_version": __version__,
             "model": {"class": f"{cls.__module__}.{cls.__qualname__}",
                       "parameters": sum(p.numel() for p in model.parameters())},
@@ -415,7 +411,7 @@ def train(
     if rate_target is not None and model not in ("tbn", "ste"):
         raise ValueError(f"rate_target needs a temporal binary model (tbn or ste); got model {model!r}.")
     if rate_target is not None and rate_weight is None:  # the target alone: homeostatic thresholds
-        model_kwargs.setdefault("adaptive_threshold", True)
+        model_kwargs.setdefault("adaptive_threshold", "neuron")
     dev = ddp.device_for(resolve_device(device))
     ds = load_dataset(dataset, seed=seed, n_train=n_train, n_test=n_test, normalize=normalize)
     mcfg = model_config_for(ds, model=model, **model_kwargs)
