@@ -89,23 +89,28 @@ def _measure(net, x) -> dict[str, Any]:
     }
 
 
+def _dataset(dataset: str, seed: int, quick: bool, cache: dict):
+    """The dataset of a seed (loaded once per sweep; the quick subset with ``quick``)."""
+    from tbnn.io.datasets import load_dataset
+
+    sub = QUICK if quick else {}
+    if (dataset, seed) not in cache:
+        cache[dataset, seed] = load_dataset(dataset, seed=seed, n_train=sub.get("n_train"), n_test=sub.get("n_test"))
+    return cache[dataset, seed]
+
+
 def _run(dataset: str, surrogate: str, W: float, seed: int, quick: bool, cache: dict) -> dict:
 
     import tbnn
-    from tbnn.io.datasets import load_dataset
     from tbnn.nn.models import build_model
     from tbnn.nn.regularize import ActivityRegularizer
     from tbnn.train.trainer import evaluate, model_config_for
 
-    sub = QUICK if quick else {}
-    key = (dataset, seed)
-    if key not in cache:
-        cache[key] = load_dataset(dataset, seed=seed, n_train=sub.get("n_train"), n_test=sub.get("n_test"))
-    ds = cache[key]
+    ds = _dataset(dataset, seed, quick, cache)
     common.seed_everything(seed)
     net = build_model(model_config_for(ds, **MODEL))
     reg = ActivityRegularizer(net, target=0.0, weight=W, surrogate=surrogate)
-    epochs = sub.get("epochs", RECIPE["epochs"])
+    epochs = QUICK["epochs"] if quick else RECIPE["epochs"]
     with common.Timer() as t:
         tbnn.fit(net, (ds.x_train, ds.y_train), epochs=epochs, lr=RECIPE["lr"], batch=RECIPE["batch"],
                  seed=seed, loss=reg, progress=False)
@@ -270,16 +275,11 @@ QUICK_CONTROL = {"digits": (None, 0.05)}
 def _run_control(dataset: str, grid: str, P: float | None, seed: int, epochs: int, quick: bool,
                  cache: dict) -> dict:
     import tbnn
-    from tbnn.io.datasets import load_dataset
     from tbnn.nn.models import build_model
     from tbnn.nn.readout import spikes_only
     from tbnn.train.trainer import evaluate, model_config_for
 
-    sub = QUICK if quick else {}
-    key = (dataset, seed)
-    if key not in cache:
-        cache[key] = load_dataset(dataset, seed=seed, n_train=sub.get("n_train"), n_test=sub.get("n_test"))
-    ds = cache[key]
+    ds = _dataset(dataset, seed, quick, cache)
     common.seed_everything(seed)
     net = build_model(model_config_for(ds, **MODEL, hidden_grid=grid,
                                        adaptive_threshold="neuron" if P is not None else None))
