@@ -21,6 +21,16 @@ maximum, the default; ``code``: the DAT code value); mnist1d uses ``grid``.
     python simulations/sparse_activity.py --replot   # redraw the figure from the JSON
 
 Writes ``sparse_activity.json``, ``sparse_activity.md`` and ``sparse_activity.png`` into ``--out``.
+
+``--control`` sweeps the homeostatic rate controller instead (:mod:`tbnn.nn.homeostasis`:
+``rate_target=P`` alone, per-neuron adaptive thresholds, one set of defaults) for each target
+``P`` and hidden grid (``rectify``, ``running``), paired over seeds with the unregularised
+network of the same seed, and adds per point the analog values sent per inference (gains
+and offsets per block and sample) and the spikes-only accuracy (read-out constants fitted on
+the training split, :func:`tbnn.nn.readout.spikes_only`); it writes ``sparse_control.json``,
+``.md`` and ``.png``. ``--epochs`` and ``--seeds`` shorten it to what the machine allows:
+
+    python simulations/sparse_activity.py --control --datasets digits --epochs 20 --seeds 0 --targets 0.05 0.01
 """
 
 from __future__ import annotations
@@ -79,23 +89,28 @@ def _measure(net, x) -> dict[str, Any]:
     }
 
 
+def _dataset(dataset: str, seed: int, quick: bool, cache: dict):
+    """The dataset of a seed (loaded once per sweep; the quick subset with ``quick``)."""
+    from tbnn.io.datasets import load_dataset
+
+    sub = QUICK if quick else {}
+    if (dataset, seed) not in cache:
+        cache[dataset, seed] = load_dataset(dataset, seed=seed, n_train=sub.get("n_train"), n_test=sub.get("n_test"))
+    return cache[dataset, seed]
+
+
 def _run(dataset: str, surrogate: str, W: float, seed: int, quick: bool, cache: dict) -> dict:
 
     import tbnn
-    from tbnn.io.datasets import load_dataset
     from tbnn.nn.models import build_model
     from tbnn.nn.regularize import ActivityRegularizer
     from tbnn.train.trainer import evaluate, model_config_for
 
-    sub = QUICK if quick else {}
-    key = (dataset, seed)
-    if key not in cache:
-        cache[key] = load_dataset(dataset, seed=seed, n_train=sub.get("n_train"), n_test=sub.get("n_test"))
-    ds = cache[key]
+    ds = _dataset(dataset, seed, quick, cache)
     common.seed_everything(seed)
     net = build_model(model_config_for(ds, **MODEL))
     reg = ActivityRegularizer(net, target=0.0, weight=W, surrogate=surrogate)
-    epochs = sub.get("epochs", RECIPE["epochs"])
+    epochs = QUICK["epochs"] if quick else RECIPE["epochs"]
     with common.Timer() as t:
         tbnn.fit(net, (ds.x_train, ds.y_train), epochs=epochs, lr=RECIPE["lr"], batch=RECIPE["batch"],
                  seed=seed, loss=reg, progress=False)
@@ -251,11 +266,174 @@ def _figure(res: dict, out: Path) -> None:
     common.save_figure(fig, out, "sparse_activity.png")
 
 
+#: rate-controller sweep: dataset -> targets P (and None: the unregularised network of each seed)
+CONTROL: dict[str, tuple[float | None, ...]] = {"digits": (None, 0.05, 0.02, 0.01), "mnist1d": (None, 0.05, 0.02, 0.01)}
+CONTROL_GRIDS = ("rectify", "running")
+QUICK_CONTROL = {"digits": (None, 0.05)}
+
+
+def _run_control(dataset: str, grid: str, P: float | None, seed: int, epochs: int, quick: bool,
+                 cache: dict) -> dict:
+    import tbnn
+    from tbnn.nn.models import build_model
+    from tbnn.nn.readout import spikes_only
+    from tbnn.train.trainer import evaluate, model_config_for
+
+    ds = _dataset(dataset, seed, quick, cache)
+    common.seed_everything(seed)
+    net = build_model(model_config_for(ds, **MODEL, hidden_grid=grid,
+                                       adaptive_threshold="neuron" if P is not None else None))
+    with common.Timer() as t:
+        tbnn.fit(net, (ds.x_train, ds.y_train), epochs=epochs, lr=RECIPE["lr"], batch=RECIPE["batch"],
+                 seed=seed, progress=False, rate_target=P)
+    acc, _ = evaluate(net, ds.x_test, ds.y_test)
+    with spikes_only(net, ds.x_train):
+        acc_so, _ = evaluate(net, ds.x_test, ds.y_test)
+    m = _measure(net, ds.x_test)
+    sim = tbnn.simulate(net, ds.x_test, mode="folded").summary
+    return {"dataset": dataset, "grid": grid, "P": P, "seed": seed, "test_accuracy": acc,
+            "spikes_only_accuracy": acc_so, "seconds": t.seconds, **m,
+            "analog_values_per_inference": sim["analog_values_per_sample"],
+            "synaptic_ops_layers": {d["name"]: d["synaptic_ops"] / sim["samples"] for d in sim["layers"]},
+            "analog_values_layers": {d["name"]: d["analog_values_per_sample"] for d in sim["layers"]},
+            "engine_seconds": sim["engine_seconds"], "max_logit_difference": sim["max_logit_difference"]}
+
+
+def _control_points(runs: list[dict]) -> list[dict]:
+    """Mean ± std over seeds per (dataset, grid, P), with accuracy differences paired by seed
+    against the unregularised network (P = None) of the same dataset and grid."""
+    base = {(r["dataset"], r["grid"], r["seed"]): r for r in runs if r["P"] is None}
+    groups: dict[tuple, list[dict]] = {}
+    for r in runs:
+        groups.setdefault((r["dataset"], r["grid"], r["P"]), []).append(r)
+    out = []
+    for (ds, grid, P), rs in groups.items():
+        p: dict[str, Any] = {"dataset": ds, "grid": grid, "P": P, "seeds": sorted(r["seed"] for r in rs)}
+        for k in ("test_accuracy", "spikes_only_accuracy", "fraction_active", "synaptic_ops_per_inference",
+                  "analog_values_per_inference", "engine_seconds"):
+            p[k], p[k + "_std"] = common.mean_std(r[k] for r in rs)
+        p["fraction_active_layers"] = {k: common.mean_std(r["fraction_active_layers"][k] for r in rs)[0]
+                                       for k in rs[0]["fraction_active_layers"]}
+        p["synaptic_ops_layers"] = {k: common.mean_std(r["synaptic_ops_layers"][k] for r in rs)[0]
+                                    for k in rs[0]["synaptic_ops_layers"]}
+        pairs = [(r, base[(ds, grid, r["seed"])]) for r in rs if (ds, grid, r["seed"]) in base]
+        p["paired_seeds"] = len(pairs)
+        p["accuracy_difference"], p["accuracy_difference_std"] = common.mean_std(
+            r["test_accuracy"] - b["test_accuracy"] for r, b in pairs) if pairs else (None, None)
+        p["synaptic_ops_ratio"] = (common.mean_std(b["synaptic_ops_per_inference"] / r["synaptic_ops_per_inference"]
+                                                   for r, b in pairs)[0] if pairs else None)
+        if P:  # the achieved hidden fraction against the target: each layer within +-20 %?
+            p["within_20pct"] = all(abs(v / P - 1) <= 0.2 for v in p["fraction_active_layers"].values())
+        out.append(p)
+    return sorted(out, key=lambda p: (p["dataset"], p["grid"], -(p["P"] if p["P"] is not None else 1)))
+
+
+def _control_markdown(res: dict) -> str:
+    def pct(v, d=1):
+        return "n/a" if v is None else f"{100 * v:.{d}f}"
+
+    rows = []
+    for p in res["points"]:
+        rows.append([p["dataset"], p["grid"], "none" if p["P"] is None else f"{100 * p['P']:g} %",
+                     f"{pct(p['test_accuracy'])} ± {pct(p['test_accuracy_std'])}",
+                     "–" if p["P"] is None else f"{pct(p['accuracy_difference'])} ± {pct(p['accuracy_difference_std'])}",
+                     pct(p["spikes_only_accuracy"]),
+                     " / ".join(pct(v, 2) for v in p["fraction_active_layers"].values()),
+                     "–" if p.get("within_20pct") is None else ("yes" if p["within_20pct"] else "no"),
+                     f"{p['synaptic_ops_per_inference']:.3g}",
+                     " / ".join(f"{v:.2g}" for v in p["synaptic_ops_layers"].values()),
+                     "–" if p["synaptic_ops_ratio"] is None or p["P"] is None else f"{p['synaptic_ops_ratio']:.2f}x",
+                     f"{p['analog_values_per_inference']:.0f}"])
+    table = common.format_table(
+        ["dataset", "hidden grid", "target P", "test acc. %", "paired diff. (points)", "spikes-only acc. %",
+         "active/step % (hidden1 / hidden2)", "within ±20 %", "syn. ops/inf.", "syn. ops by layer (in / h1 / h2)",
+         "ops below baseline", "analog values/inf."], rows)
+    s = res["settings"]
+    return "\n".join([
+        "# Sparse activity by homeostatic rate control", "",
+        f"TBN MLP {MODEL['hidden']}x{MODEL['layers']}, T = {MODEL['timesteps']}, 1-bit weights, block "
+        f"{MODEL['block']}; {s['epochs']} epochs, lr {RECIPE['lr']}, batch {RECIPE['batch']}, seeds {s['seeds']}; "
+        "rate_target=P alone (per-neuron adaptive thresholds, tbnn.nn.homeostasis defaults). Mean ± std over "
+        "seeds (test split); paired differences against the unregularised network of the same seed and grid. "
+        "Spikes-only: read-out constants fitted on the training split. Analog values: gains and offsets per "
+        "block and sample sent beside the spikes (per-sample read-out).", "", table, ""])
+
+
+def _control_figure(res: dict, out: Path) -> None:
+    plt = common.pyplot()
+    datasets = sorted({p["dataset"] for p in res["points"]})
+    fig, axes = plt.subplots(1, len(datasets), figsize=(5.5 * len(datasets), 4), squeeze=False,
+                             constrained_layout=True)
+    for ax, ds in zip(axes[0], datasets):
+        ax.axvspan(1e-4, LENNIE, color="tab:green", alpha=0.25, lw=0, label="cortex: < 1 % (Lennie 2003)")
+        for grid, c in zip(CONTROL_GRIDS, ("C0", "C1")):
+            pts = sorted([p for p in res["points"] if p["dataset"] == ds and p["grid"] == grid],
+                         key=lambda p: p["fraction_active"])
+            if not pts:
+                continue
+            ax.errorbar([p["fraction_active"] for p in pts], [100 * p["test_accuracy"] for p in pts],
+                        yerr=[100 * p["test_accuracy_std"] for p in pts], fmt="o-", color=c, ms=4, capsize=2,
+                        label=f"{grid} grid, per-sample read-out")
+            ax.plot([p["fraction_active"] for p in pts], [100 * p["spikes_only_accuracy"] for p in pts], "s--",
+                    color=c, ms=4, alpha=0.7, label=f"{grid} grid, spikes-only read-out")
+            for p in pts:
+                ax.annotate("base" if p["P"] is None else f"P={100 * p['P']:g}%", (p["fraction_active"],
+                            100 * p["test_accuracy"]), fontsize=6, xytext=(3, 3), textcoords="offset points")
+        ax.set_xscale("log")
+        ax.xaxis.set_major_formatter(plt.FuncFormatter(lambda v, _: f"{100 * v:g} %"))
+        ax.set_xlabel("hidden neurons active per step (test)")
+        ax.set_ylabel(f"{ds} test accuracy (%)")
+        ax.grid(alpha=0.3, which="both", lw=0.4)
+        ax.legend(fontsize=6)
+    fig.suptitle(f"Homeostatic rate control: accuracy against activity ({res['settings']['epochs']} epochs, "
+                 f"seeds {res['settings']['seeds']})", fontsize=10)
+    common.save_figure(fig, out, "sparse_control.png")
+
+
+def _main_control(args) -> dict:
+    if args.replot:
+        res = common.read_result(args.out, "sparse_control.json")
+        common.write_text(args.out, "sparse_control.md", _control_markdown(res))
+        _control_figure(res, args.out)
+        return res
+    targets = (None, *args.targets) if args.targets else None
+    sweep = QUICK_CONTROL if args.quick else {d: targets or CONTROL[d] for d in args.datasets}
+    epochs = QUICK["epochs"] if args.quick else (args.epochs or RECIPE["epochs"])
+    seeds = (0,) if args.quick else tuple(args.seeds)
+    grids = ("running",) if args.quick else tuple(args.grids)
+    jobs = [(ds, g, P, s) for ds, Ps in sweep.items() for g in grids for P in Ps for s in seeds]
+    settings = {"model": MODEL, "recipe": RECIPE, "epochs": epochs, "seeds": list(seeds), "quick": bool(args.quick)}
+    runs: list[dict] = []
+    cache: dict = {}
+    res: dict = {}
+    for job in common.progress(jobs, args.progress, "rate control"):
+        runs.append(_run_control(*job[:3], job[3], epochs, args.quick, cache))
+        res = {"settings": settings, "run_info": common.run_info(args), "runs": runs,
+               "points": _control_points(runs), "complete": len(runs) == len(jobs)}
+        common.write_json(args.out, "sparse_control.json", res)
+        common.write_text(args.out, "sparse_control.md", _control_markdown(res))
+    print(_control_markdown(res))
+    _control_figure(res, args.out)
+    return res
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = common.make_parser(__doc__.splitlines()[0])
     parser.add_argument("--resume", action="store_true",
                         help="keep the runs of an interrupted sweep found in sparse_activity.json")
+    parser.add_argument("--control", action="store_true",
+                        help="sweep the homeostatic rate controller (rate_target=P alone) instead of W")
+    parser.add_argument("--datasets", nargs="+", default=list(CONTROL), choices=list(CONTROL),
+                        help="--control: datasets to sweep")
+    parser.add_argument("--epochs", type=int, default=None, help="--control: epochs (default: the recipe's 60)")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4], help="--control: seeds")
+    parser.add_argument("--grids", nargs="+", default=list(CONTROL_GRIDS), choices=list(CONTROL_GRIDS),
+                        help="--control: hidden grids")
+    parser.add_argument("--targets", type=float, nargs="+", default=None,
+                        help="--control: targets P (default 0.05 0.02 0.01; the unregularised run is always added)")
     args = common.parse_args(parser, argv)
+    if args.control:
+        return _main_control(args)
     if args.replot:
         res = common.read_result(args.out, "sparse_activity.json")
         res["verdicts"] = _verdicts(res["points"])

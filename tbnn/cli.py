@@ -17,7 +17,6 @@ import zipfile
 import zlib
 from collections.abc import Sequence
 from typing import NoReturn
-from pathlib import Path
 
 from tbnn import __version__
 from tbnn.io.files import os_error_sentence
@@ -155,7 +154,20 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--quiet", action="store_true", help="no progress bar")
     t.add_argument("--rate-target", type=float, default=None,
                    help="activity regulariser: fraction P of hidden neurons active per step to aim at")
-    t.add_argument("--rate-weight", type=float, default=None, help="activity regulariser: weight W of its penalty")
+    t.add_argument("--rate-weight", type=float, default=None,
+                   help="expert override: weight W of a rate penalty (without it, --rate-target alone "
+                        "rate-controls adaptive thresholds)")
+    t.add_argument("--adaptive-threshold", default=None, choices=["layer", "neuron"],
+                   help="homeostatic thresholds per layer or per neuron (none: per neuron with --rate-target "
+                        "alone, else off)")
+    t.add_argument("--hidden-grid", default="rectify", choices=["rectify", "running"],
+                   help="hidden neurons' grid: rectify (scaled by each block's maximum per sample) or running "
+                        "(a running scale: a whole block can be silent)")
+    t.add_argument("--readout", default="sample", choices=["sample", "running"],
+                   help="read-out of every neuron layer: sample (a gain and offset per block and sample) or "
+                        "running (per block, from running statistics: spikes alone cross between layers)")
+    t.add_argument("--input-encoding", default=None,
+                   choices=["binary", "sigma_delta", "rate", "thermometer", "latency"], help="spike code of the input encoder only (none: --encoding), e.g. latency")
 
     s = sub.add_parser("simulate", help="run a trained network as binary events; write simulation.json, spikes.npz",
                        **fmt)
@@ -176,6 +188,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", required=True, help="simulation directory (new or empty; never inside a run directory)")
     _add_overwrite(s, "simulation")
     s.add_argument("--quiet", action="store_true", help="no progress bar")
+    s.add_argument("--spikes-only", action="store_true",
+                   help="read out every layer with constant gains and offsets fitted on the training split "
+                        "(no per-sample analog value crosses a layer)")
 
     a = sub.add_parser("analyze", help="firing statistics against biology: analysis.json and report.md", **fmt)
     a.add_argument("sim", help="simulation folder written by tbnn simulate, its spikes.npz, or any .npz "
@@ -225,7 +240,9 @@ def _cmd_train(args: argparse.Namespace) -> int:
         readout_bits=args.readout_bits if args.readout_bits is not None else args.weight_bits,
         first_layer_bits=args.first_layer_bits,
         act_bits=args.act_bits, sparsity=args.sparsity, lam=args.lam, block=args.block, encoding=args.encoding,
-        rate_target=args.rate_target, rate_weight=args.rate_weight,
+        rate_target=args.rate_target, rate_weight=args.rate_weight, hidden_grid=args.hidden_grid,
+        readout=args.readout, input_encoding=args.input_encoding,
+        **({"adaptive_threshold": args.adaptive_threshold} if args.adaptive_threshold else {}),
     )
     if os.environ.get("RANK", "0") not in ("", "0"):
         return 0  # torchrun: rank 0 reports
@@ -246,12 +263,13 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
     device = resolve_device(args.device)
     kw = dict(split=args.split, limit=args.limit, mode=args.mode, batch=args.batch, dt_ms=args.dt_ms,
               progress=not args.quiet, record_samples=args.record_samples, record_layers=layers, device=device,
-              data=args.data)
+              data=args.data, spikes_only=args.spikes_only)
     s = simulate_run(args.run, args.out, overwrite=args.overwrite, _flag="--out", **kw)  # stages --out once
     if os.environ.get("RANK", "0") not in ("", "0"):
         return 0  # torchrun: rank 0 writes and reports
     print(f"accuracy {s['accuracy']:.4f}, forward agreement {s['forward_agreement']:.4f} on {s['samples']} samples; "
-          f"{s['spikes_per_sample']:.0f} spikes and {s['synaptic_ops_per_sample']:.0f} synaptic ops per sample; "
+          f"{s['spikes_per_sample']:.0f} spikes, {s['synaptic_ops_per_sample']:.0f} synaptic ops and "
+          f"{s['analog_values_per_sample']:.0f} analog values per sample; "
           f"engine {s['engine_samples_per_second']:.0f} samples/s, wall {s['wall_seconds']:.1f} s; "
           f"wrote {args.out}/simulation.json, spikes.npz")
     return 0

@@ -6,6 +6,7 @@ import json
 import shutil
 from pathlib import Path
 
+import pytest
 from scriptutil import load_script, png_ok
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -38,3 +39,22 @@ def test_sparse_activity_replot_keeps_the_verdicts(tmp_path):
     res = load_script("simulations/sparse_activity.py").main(["--replot", "--out", str(tmp_path)])
     assert res["verdicts"]["digits"]["at_most_5pct_within_1pt"]
     assert (tmp_path / "sparse_activity.md").read_text().startswith("# Sparse activity")
+
+
+def test_sparse_control_quick_and_replot(tmp_path):
+    mod = load_script("simulations/sparse_activity.py")
+    res = mod.main(["--control", "--quick", "--out", str(tmp_path), "--no-progress"])
+    for name in ("sparse_control.json", "sparse_control.md", "sparse_control.png"):
+        assert (tmp_path / name).is_file()
+    png_ok(tmp_path / "sparse_control.png")
+    ps = {p["P"]: p for p in res["points"]}
+    assert set(ps) == {None, 0.05}
+    assert ps[0.05]["paired_seeds"] == 1 and ps[0.05]["accuracy_difference"] is not None
+    for r in res["runs"]:
+        assert r["max_logit_difference"] == 0.0  # the exact simulation holds for the running grid
+        # analog values: a gain and an offset per block of 128 and sample, input and hidden layers
+        assert r["analog_values_per_inference"] == 2 * sum(-(-n // 128) for n in (64, 256, 256))
+        assert sum(r["synaptic_ops_layers"].values()) == pytest.approx(r["synaptic_ops_per_inference"])
+    (tmp_path / "sparse_control.png").unlink()
+    mod.main(["--control", "--replot", "--out", str(tmp_path)])
+    png_ok(tmp_path / "sparse_control.png")

@@ -12,7 +12,11 @@ the session is active:
   occurred (``mode="step"``) or from the code at once (``mode="folded"``), and counts the
   synaptic operations of its input spikes, each spike times the synapses it reaches in
   this layer, credited to the layer that emitted it (so a neuron read by two layers
-  counts both).
+  counts both);
+* the analog values each neuron layer sends beside its spikes are counted: a read-out that
+  needs a per-sample gain and offset per block (the DAT's ridge fit, Ye et al.,
+  arXiv:2409.09245) sends two numbers per block and sample; a read-out fixed at inference
+  (``readout="running"`` or :func:`tbnn.nn.readout.spikes_only`) sends none.
 
 The session is found through a context variable (:func:`active`), so nested models and
 threads see only their own.
@@ -82,6 +86,7 @@ class SimulationSession:
         self.neuron_counts: dict[str, Tensor] = {}  # spikes of each neuron over every sample
         self.synaptic_ops: dict[str, float] = {}
         self.dense_ops: dict[str, float] = {}
+        self.analog_values: dict[str, float] = {}  # per-sample gains and offsets sent, over every sample
         self.readers: dict[str, dict[tuple, Tensor]] = {}  # neuron layer -> reading layer -> fan-out
         self.recorded: dict[str, list[np.ndarray]] = {}
         self.layer_engines: dict[int, str] = {}  # id of each tbnn layer -> the engine that ran it
@@ -121,7 +126,7 @@ class SimulationSession:
         merged, sums, firsts, scalars = merge(
             {**arrays, **rec},
             {"spike_counts": self.spike_counts, "neuron_counts": self.neuron_counts,
-             "synaptic_ops": self.synaptic_ops, "dense_ops": self.dense_ops},
+             "synaptic_ops": self.synaptic_ops, "dense_ops": self.dense_ops, "analog_values": self.analog_values},
             {"neurons": self.neurons, "timesteps": self.timesteps, "readers": self.readers}, scalars)
         self.recorded = {k: [merged[f"rec/{k}"][:self.record_samples]] if f"rec/{k}" in merged else []
                          for k in firsts["neurons"]}
@@ -129,6 +134,7 @@ class SimulationSession:
         self.neurons, self.timesteps, self.readers = firsts["neurons"], firsts["timesteps"], firsts["readers"]
         self.spike_counts, self.neuron_counts = sums["spike_counts"], sums["neuron_counts"]
         self.synaptic_ops, self.dense_ops = sums["synaptic_ops"], sums["dense_ops"]
+        self.analog_values = sums["analog_values"]
         return {k: merged[k] for k in arrays if k in merged}, list(scalars)
 
     # -- neurons --------------------------------------------------------------------------
@@ -142,6 +148,9 @@ class SimulationSession:
         code = neuron.fire(x)
         name = self.name_of(neuron)
         self.record_spikes(name, code.spikes)
+        sends = getattr(neuron, "sends_analog", None)
+        analog = 2.0 * code.gain.numel() if sends is None or sends() else 0.0  # a gain and an offset per block
+        self.analog_values[name] = self.analog_values.get(name, 0.0) + analog
         return replace(code, source=name)
 
     def record_spikes(self, name: str, spikes: Tensor) -> None:

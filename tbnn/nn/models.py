@@ -23,14 +23,16 @@ from torch import Tensor, nn
 
 from tbnn.core.coding import SCHEMES, SpikeCode, check_timesteps
 from tbnn.nn.layers import MODES, TBConv1d, TBConv2d, TBLayer, TBLinear, conv_fanout
-from tbnn.nn.neurons import TemporalBinary
+from tbnn.nn.neurons import READOUTS, THRESHOLDS, TemporalBinary
 from tbnn.core.quant import GRIDS, WEIGHT_BITS, parse_sparsity
 from tbnn.core.validate import check_block, check_choice, check_int, check_lam
 
-__all__ = ["MODEL_KINDS", "ARCHS", "ModelConfig", "TBNet", "LIFNet", "build_model", "weight_storage_bits"]
+__all__ = ["MODEL_KINDS", "ARCHS", "HIDDEN_GRIDS", "ModelConfig", "TBNet", "LIFNet", "build_model", "weight_storage_bits"]
 
 MODEL_KINDS: tuple[str, ...] = ("tbn", "ste", "float", "lif")
 ARCHS: tuple[str, ...] = ("mlp", "cnn")
+#: Grids of the hidden neurons (:mod:`tbnn.nn.neurons`).
+HIDDEN_GRIDS: tuple[str, ...] = ("rectify", "running")
 
 
 @dataclass
@@ -42,6 +44,15 @@ class ModelConfig:
     width; for the ``binary`` code it equals ``timesteps``. ``first_layer_bits`` is the
     weight width of the first layer (the one reading the encoded input; ``None``: the
     same as ``weight_bits``), as ``readout_bits`` is the read-out's (``None``: float).
+
+    Sparse firing (:mod:`tbnn.nn.neurons`): ``hidden_grid`` is the hidden neurons' grid
+    (``rectify``: scaled by each block's maximum per sample; ``running``: by a running scale,
+    so a whole block can be silent); ``readout`` is every neuron layer's read-out (``sample``:
+    a gain and an offset per block and sample; ``running``: per block only, from running
+    statistics: spikes alone cross between layers); ``adaptive_threshold`` (``None``, ``layer``
+    or ``neuron``) gives every hidden layer the thresholds the homeostatic rate controller
+    moves (:mod:`tbnn.nn.homeostasis`); ``input_encoding`` is the
+    encoder's spike code (default: ``encoding``).
     """
 
     model: str = "tbn"
@@ -65,6 +76,10 @@ class ModelConfig:
     beta: float = 0.9
     threshold: float = 1.0
     input_seed: int = 0
+    hidden_grid: str = "rectify"
+    readout: str = "sample"
+    adaptive_threshold: str | None = None
+    input_encoding: str | None = None
 
     def __post_init__(self) -> None:
         if self.image_shape is not None:
@@ -106,6 +121,14 @@ class ModelConfig:
                 or not math.isfinite(self.threshold) or self.threshold <= 0):
             raise ValueError(f"threshold must be a finite number > 0; got {self.threshold!r}.")
         check_int(self.input_seed, "input_seed", minimum=0)
+        check_choice(self.hidden_grid, HIDDEN_GRIDS, "hidden_grid")
+        check_choice(self.readout, READOUTS, "readout")
+        if self.adaptive_threshold is not None:
+            check_choice(self.adaptive_threshold, THRESHOLDS, "adaptive_threshold")
+        if self.input_encoding is not None:
+            check_choice(self.input_encoding, SCHEMES, "input_encoding")
+            if self.model != "lif":
+                check_timesteps(self.timesteps, self.input_encoding)
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -175,7 +198,10 @@ class TBNet(nn.Module):
                    weight_grid=cfg.weight_grid)
         nkw = dict(scheme=cfg.encoding, lam=cfg.lam, block=cfg.block, method=method)
         self.specs = _layer_specs(cfg)
-        self.encoder = TemporalBinary(cfg.timesteps, grid="minmax", **nkw) if spiking else None
+        rkw = dict(readout=cfg.readout)
+        enc_kw = dict(nkw, scheme=cfg.input_encoding or cfg.encoding)
+        self.encoder = (TemporalBinary(cfg.timesteps, grid="minmax", features=cfg.in_features, **enc_kw, **rkw)
+                        if spiking else None)
         self.layers = nn.ModuleList()
         self.norms = nn.ModuleList()
         self.neurons = nn.ModuleList()
@@ -192,7 +218,9 @@ class TBNet(nn.Module):
                 norm = (nn.BatchNorm1d if sp["kind"] == "conv1d" else nn.BatchNorm2d)(sp["out"])
             self.layers.append(layer)
             self.norms.append(norm)
-            self.neurons.append(TemporalBinary(cfg.timesteps, grid="rectify", **nkw) if spiking else nn.ReLU())
+            self.neurons.append(TemporalBinary(cfg.timesteps, grid=cfg.hidden_grid, features=math.prod(sp["out_shape"]),
+                                               adaptive_threshold=cfg.adaptive_threshold, **nkw, **rkw)
+                                if spiking else nn.ReLU())
         feat = math.prod(self.specs[-1]["out_shape"])
         rbits = cfg.readout_bits if spiking else None
         self.readout = TBLinear(feat, cfg.n_classes, weight_bits=rbits, **wkw)

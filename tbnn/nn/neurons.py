@@ -20,6 +20,26 @@ In training and eval the neuron computes its code in closed form (the bits of
 :math:`\min(\lfloor 2^T v \rfloor, 2^T - 1)`); while simulated it fires by the loop
 (:meth:`TemporalBinary.fire`), and the two are checked to agree.
 
+Options for sparse firing and a spikes-only channel (all off by default):
+
+* ``grid="running"``: :math:`v = \mathrm{clip}(x / s, 0, 1)` with a scale :math:`s` that does
+  not depend on the sample: in training the batch mean of the block maxima of
+  :math:`\mathrm{relu}(x)` (:func:`tbnn.core.quant.block_scale`), in eval its running average
+  :math:`\hat s \leftarrow (1 - m)\hat s + m s` (momentum ``m``, as BatchNorm's running
+  statistics; Ioffe & Szegedy 2015). Every neuron of a block can then be silent, which the
+  max-scaled ``rectify`` grid forbids (its block maximum always fires every step).
+* ``adaptive_threshold="layer"`` (or ``True``) / ``"neuron"``: a threshold :math:`\theta`
+  (one per layer, or one per neuron; a buffer) is subtracted from the input,
+  :math:`x \to x - \theta`; it is moved by the homeostatic rate controller of
+  :mod:`tbnn.nn.homeostasis`.
+* ``readout="running"``: the read-out gain and offset of each block are fitted on the codes of
+  every sample of the batch at once (:func:`tbnn.core.quant.pooled_fit`) in training and kept
+  as running averages for eval, so that no per-sample analog value crosses to the next layer
+  (``features`` must be given: the buffers hold one value per block).
+
+Each of these keeps the simulation exact: :meth:`fire` starts its integrate-and-fire from the
+same grid values as the closed form, and the read-out gains are the code's.
+
 >>> import torch
 >>> code = TemporalBinary(4)(torch.tensor([[0.8125, 0.0, 1.0]]))
 >>> code.spikes[:, 0].int().T.tolist()
@@ -37,10 +57,19 @@ from tbnn.engine import session
 from tbnn.core.codes import get_code
 from tbnn.core.coding import SCHEMES, SpikeCode, check_timesteps, encode_unchecked
 from tbnn.core.firing import binary_thresholds, integrate_and_fire
-from tbnn.core.quant import GRIDS, METHODS, grid_values
-from tbnn.core.validate import check_block, check_choice, check_lam
+from tbnn.core.quant import GRIDS, METHODS, block_scale, grid_values, pooled_fit
+from tbnn.core.validate import check_block, check_choice, check_int, check_lam
 
-__all__ = ["TemporalBinary"]
+__all__ = ["TemporalBinary", "NEURON_GRIDS", "READOUTS", "THRESHOLDS"]
+
+#: Grids of a neuron: those of :data:`tbnn.core.quant.GRIDS` and ``running`` (rectifying on a
+#: running scale that does not depend on the sample).
+NEURON_GRIDS: tuple[str, ...] = tuple(g for g in GRIDS if g != "unit") + ("running",)
+#: Read-outs: ``sample`` (a ridge fit per block and sample, the paper's) and ``running`` (one
+#: gain and offset per block, from running statistics: spikes alone carry the sample).
+READOUTS: tuple[str, ...] = ("sample", "running")
+#: Adaptive thresholds: one per ``layer`` or one per ``neuron``.
+THRESHOLDS: tuple[str, ...] = ("layer", "neuron")
 
 
 class TemporalBinary(nn.Module):
@@ -52,9 +81,16 @@ class TemporalBinary(nn.Module):
     scheme : spike code (:data:`tbnn.core.coding.SCHEMES`); ``binary`` is the reference.
     lam : ridge penalty of the read-out (paper: 0.01).
     block : neurons per read-out block (``None``: the whole layer of one sample).
-    grid : ``rectify`` for hidden neurons; ``minmax`` for an input encoder of signed data.
-    target : the read-out regresses onto ``relu`` (default for ``rectify``) or ``x``.
+    grid : ``rectify`` for hidden neurons; ``minmax`` for an input encoder of signed data;
+        ``running`` for hidden neurons that may all be silent (see the module docstring).
+    target : the read-out regresses onto ``relu`` (default for ``rectify`` and ``running``) or ``x``.
     method : ``dat`` or the STE baselines ``ste`` / ``ste_clip``.
+    adaptive_threshold : ``None``/``False`` (default), ``"layer"`` (or ``True``) or ``"neuron"``: keep
+        a threshold :math:`\theta` (buffer ``threshold``, one per layer or per neuron; ``"neuron"``
+        needs ``features``) subtracted from the input.
+    readout : ``sample`` (default) or ``running`` (spikes-only read-out; needs ``features``).
+    features : neurons per sample (the flattened feature count), for the ``running`` read-out.
+    momentum : of the running statistics (as BatchNorm's).
 
     ``forward(x)`` takes ``[B, ...]`` (features flattened per sample) and returns a
     :class:`~tbnn.core.coding.SpikeCode`; its ``spikes`` are ``[T, B, ...]``.
@@ -69,11 +105,26 @@ class TemporalBinary(nn.Module):
         grid: str = "rectify",
         target: str | None = None,
         method: str = "dat",
+        adaptive_threshold: bool | str | None = False,
+        readout: str = "sample",
+        features: int | None = None,
+        momentum: float = 0.1,
     ) -> None:
         super().__init__()
         check_choice(scheme, SCHEMES, "scheme")
         check_timesteps(timesteps, scheme)
-        check_choice(grid, GRIDS, "grid")
+        check_choice(grid, NEURON_GRIDS, "grid")
+        check_choice(readout, READOUTS, "readout")
+        if adaptive_threshold is True:
+            adaptive_threshold = "layer"
+        if adaptive_threshold is False:
+            adaptive_threshold = None
+        if adaptive_threshold is not None:
+            check_choice(adaptive_threshold, THRESHOLDS, "adaptive_threshold")
+        if readout == "running" or adaptive_threshold == "neuron":
+            check_int(features, "features")
+        if isinstance(momentum, bool) or not isinstance(momentum, (int, float)) or not 0 < momentum <= 1:
+            raise ValueError(f"momentum must lie in (0, 1]; got {momentum!r}.")
         check_choice(method, METHODS, "method")
         check_lam(lam)
         check_block(block)
@@ -84,8 +135,44 @@ class TemporalBinary(nn.Module):
         self.lam = float(lam)
         self.block = block
         self.grid = grid
-        self.target = target or ("relu" if grid == "rectify" else "x")
+        self.target = target or ("relu" if grid in ("rectify", "running") else "x")
         self.method = method
+        self.readout = readout
+        self.momentum = float(momentum)
+        self.adaptive_threshold: str | None = adaptive_threshold
+        #: ``(gain, offset)`` per block that replace the read-out while set (see
+        #: :func:`tbnn.nn.readout.spikes_only`); not saved.
+        self.fixed_readout: tuple[Tensor, Tensor] | None = None
+        if grid == "running":
+            self.register_buffer("running_scale", torch.ones(()))
+        if self.adaptive_threshold:
+            self.register_buffer("threshold", torch.zeros(() if adaptive_threshold == "layer" else int(features)))
+        if readout == "running":
+            nb = 1 if block is None else -(-int(features) // block)
+            self.register_buffer("running_gain", torch.zeros(nb))
+            self.register_buffer("running_offset", torch.zeros(nb))
+
+    def sends_analog(self) -> bool:
+        """Whether the read-out needs a per-sample analog value (a gain and an offset per block)."""
+        return self.fixed_readout is None and (self.readout == "sample" or self.training)
+
+    def grid_input(self, x: Tensor) -> tuple[Tensor, str, Tensor | None]:
+        """``(x', grid, s)``: the input the code is computed from (features flattened, threshold
+        subtracted, divided by the running scale ``s`` for the ``running`` grid, else ``s`` is
+        ``None``) and the :mod:`tbnn.core.quant` grid it goes on. Updates the running scale in
+        training."""
+        xf = x.flatten(1)
+        if self.adaptive_threshold:
+            xf = xf - self.threshold
+        if self.grid != "running":
+            return xf, self.grid, None
+        if self.training:
+            s = block_scale(xf, self.block)
+            with torch.no_grad():
+                self.running_scale.lerp_(s.to(self.running_scale.dtype), self.momentum)
+        else:
+            s = self.running_scale.to(xf.dtype)
+        return xf / s, "unit", s
 
     def forward(self, x: Tensor) -> SpikeCode:
         sess = session.active()
@@ -99,10 +186,27 @@ class TemporalBinary(nn.Module):
             raise ValueError(f"x must be [batch, features...] with rank >= 2; got rank {x.dim()}.")
         if x.dtype in (torch.float16, torch.bfloat16):  # as tbnn.encode: low-precision sums overflow
             x = x.float()
-        code = encode_unchecked(
-            x.flatten(1), self.timesteps, self.scheme, self.grid, self.block, self.lam,
-            self.target, self.method,
-        )
+        xs, grid, s = self.grid_input(x)
+        code = encode_unchecked(xs, self.timesteps, self.scheme, grid, self.block, self.lam,
+                                self.target, self.method)
+        if s is not None:  # the read-out back in the units of x (the ridge fit is homogeneous)
+            code = replace(code, gain=code.gain * s, offset=code.offset * s,
+                           target=None if code.target is None else code.target * s)
+        fixed = self.fixed_readout
+        if fixed is None and self.readout == "running":
+            if self.training:
+                t = code.target if code.target is not None else xs
+                g, c = pooled_fit(t, code.q, self.block, self.lam)
+                with torch.no_grad():
+                    self.running_gain.lerp_(g.detach().to(self.running_gain.dtype), self.momentum)
+                    self.running_offset.lerp_(c.detach().to(self.running_offset.dtype), self.momentum)
+                fixed = (g, c)
+            else:
+                fixed = (self.running_gain, self.running_offset)
+        if fixed is not None:
+            B, nb = code.gain.shape[0], code.gain.shape[-2]
+            g, c = (v.to(code.gain.dtype).reshape(1, nb, 1).expand(B, nb, 1) for v in fixed)
+            code = replace(code, gain=g, offset=c)
         code.shape = tuple(x.shape)
         return code
 
@@ -125,7 +229,8 @@ class TemporalBinary(nn.Module):
         if self.scheme != "binary":
             return code
         T = self.timesteps
-        v = grid_values(x.flatten(1), self.block, self.grid, get_code("binary").grid_levels(T))
+        xs, grid, _ = self.grid_input(x)
+        v = grid_values(xs, self.block, grid, get_code("binary").grid_levels(T))
         steps = torch.empty(T, *v.shape, dtype=v.dtype, device=v.device)  # 0/1 spikes [T, B, F]
         integrate_and_fire(v, binary_thresholds(T), out=steps, overwrite=True)  # (v becomes the membrane)
         # the spikes are the bits of the code: sum_t w_t s_t == q (a bijection on 0 .. 2^T - 1; exact sums)
@@ -139,4 +244,6 @@ class TemporalBinary(nn.Module):
         return (
             f"T={self.timesteps}, scheme={self.scheme}, lam={self.lam}, block={self.block}, "
             f"grid={self.grid}, target={self.target}, method={self.method}"
+            + (f", readout={self.readout}" if self.readout != "sample" else "")
+            + (f", adaptive_threshold={self.adaptive_threshold}" if self.adaptive_threshold else "")
         )

@@ -46,6 +46,14 @@ without the penalty. Both surrogates are unbiased on average: for :math:`v` unif
 The penalty is :math:`\frac{1}{n}\sum_\ell (\tilde A_\ell - P)^2` over the ``n`` hooked
 layers, and the loss :math:`\mathrm{CE}(\text{logits}, y) + W \cdot \text{penalty}`.
 
+The target alone: homeostatic control
+-------------------------------------
+Given ``P`` without a weight, the regulariser is a rate controller: every hooked layer must
+have an adaptive threshold (``ModelConfig(adaptive_threshold="neuron")`` or ``"layer"``), the loss is the
+cross-entropy alone, and each call in training moves each layer's threshold by the
+integral controller of :mod:`tbnn.nn.homeostasis` toward activity ``P``. The weight ``W`` is
+an expert override (the penalty above, with or without thresholds).
+
 The floor of the grid
 ---------------------
 With the max-scaled rectifying grid the largest input of every block that is not silent
@@ -78,6 +86,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from tbnn.core.coding import SpikeCode
+from tbnn.nn.homeostasis import STEP, controller_state, step_threshold
 from tbnn.nn.protocol import spiking_modules
 from tbnn.core.quant import to_blocks
 
@@ -149,10 +158,16 @@ class ActivityRegularizer:
     model : nn.Module
     target : float
         ``P``, the fraction of neurons active per step to reach, in [0, 1].
-    weight : float
-        ``W >= 0``, the weight of the penalty in the loss.
+    weight : float, optional
+        ``W >= 0``, the weight of the penalty in the loss. ``None`` (default): no penalty;
+        the layers' adaptive thresholds are rate-controlled (:mod:`tbnn.nn.homeostasis`).
     exclude : iterable of nn.Module, optional
         Further TemporalBinary modules not to regularise.
+    base : callable, optional
+        The loss ``base(logits, y)`` to add the penalty to (default: cross-entropy).
+    step : float
+        The controller's step :math:`\eta` (default :data:`tbnn.nn.homeostasis.STEP`; the
+        same for every target and data set).
 
     Use ``loss=reg`` in :func:`tbnn.fit` (or call ``reg(logits, y)`` in any PyTorch loop
     after ``logits = model(x)``); :meth:`remove` detaches the hooks.
@@ -160,12 +175,14 @@ class ActivityRegularizer:
     Raises
     ------
     ValueError
-        ``target`` outside [0, 1], ``weight`` negative or not finite, or a model without a
-        hidden TemporalBinary module.
+        ``target`` outside [0, 1], ``weight`` negative or not finite, a model without a
+        hidden TemporalBinary module, or (without ``weight``) a hidden layer without an
+        adaptive threshold.
     """
 
-    def __init__(self, model: nn.Module, target: float, weight: float,
-                 exclude: Iterable[nn.Module] | None = None, surrogate: str = "grid") -> None:
+    def __init__(self, model: nn.Module, target: float, weight: float | None = None,
+                 exclude: Iterable[nn.Module] | None = None, surrogate: str = "grid",
+                 base: Any = None, step: float = STEP) -> None:
         if surrogate not in ("code", "grid"):
             raise ValueError(f"surrogate must be 'code' or 'grid', got {surrogate!r}.")
         self.surrogate = surrogate
@@ -173,12 +190,19 @@ class ActivityRegularizer:
             raise ValueError(f"model must be a torch.nn.Module, got {type(model).__name__}.")
         self.target = _check_fraction(target, "target")
         try:
-            w = float(weight)
+            w = 0.0 if weight is None else float(weight)
         except (TypeError, ValueError):
             w = float("nan")
         if isinstance(weight, bool) or not math.isfinite(w) or w < 0:
             raise ValueError(f"weight must be a finite number >= 0, got {weight!r}.")
         self.weight = w
+        if isinstance(step, bool) or not isinstance(step, (int, float)) or not math.isfinite(step) or step <= 0:
+            raise ValueError(f"step must be a finite number > 0, got {step!r}.")
+        self.step = float(step)
+        if base is not None and not callable(base):
+            raise ValueError(f"base must be a callable loss(logits, y), got {type(base).__name__}.")
+        self.base = base if base is not None else F.cross_entropy
+        self.model = model
         skip = {id(m) for m in (exclude or ())}
         enc = getattr(model, "encoder", None)
         if isinstance(enc, nn.Module):
@@ -187,19 +211,42 @@ class ActivityRegularizer:
         self._handles = []
         self._act: dict[str, Tensor] = {}
         self._codes: dict[str, SpikeCode] = {}
+        self._sigma: dict[str, tuple[Tensor, Tensor]] = {}  # layer -> (measured rate, current spread)
+        self.neurons: dict[str, nn.Module] = {}
         for name, mod in spiking_modules(model).items():  # by protocol: a user's neuron too
             if id(mod) not in skip:
                 self.names.append(name)
-                self._handles.append(mod.register_forward_hook(self._hook(name)))
+                self.neurons[name] = mod
         if not self.names:
             raise ValueError("model must hold at least one hidden TemporalBinary module (the "
                              "input encoder is not regularised).")
+        fixed = [n for n, m in self.neurons.items() if not getattr(m, "adaptive_threshold", None)]
+        if weight is None and fixed:
+            raise ValueError(f"target without weight rate-controls adaptive thresholds, but layer {fixed[0]} has "
+                             "none: build the model with adaptive_threshold 'neuron' or 'layer' (or give weight).")
+        #: whether the thresholds are rate-controlled (every hooked layer has one)
+        self.controls = not fixed
+        for name, mod in self.neurons.items():
+            self._handles.append(mod.register_forward_hook(self._hook(name)))
 
     def _hook(self, name: str):
         def hook(module: nn.Module, inputs: Any, output: Any) -> None:
             if isinstance(output, SpikeCode):
+                x = inputs[0]
+                if getattr(module, "adaptive_threshold", False):
+                    x = x.flatten(1) - module.threshold
                 self._codes[name] = output
-                self._act[name] = step_activity(output, inputs[0], self.surrogate)
+                self._act[name] = step_activity(output, x, self.surrogate)
+                if self.controls and module.training:
+                    xd = inputs[0].detach().float().flatten(1)
+                    if module.adaptive_threshold == "neuron":  # each neuron's rate and current spread
+                        sp = output.spikes.detach()
+                        rate = sp.reshape(sp.shape[0], sp.shape[1], -1).float().mean((0, 1))
+                        sigma = xd.std(0) if len(xd) > 1 else torch.ones_like(rate)
+                    else:
+                        rate = self._act[name].detach().float()
+                        sigma = xd.std() if xd.numel() > 1 else torch.ones(())
+                    self._sigma[name] = (rate, sigma)
         return hook
 
     def activity(self) -> dict[str, Tensor]:
@@ -219,12 +266,32 @@ class ActivityRegularizer:
         acts = [self._act[n] for n in self.names if n in self._act]
         return torch.stack([(a - self.target) ** 2 for a in acts]).mean()
 
+    def thresholds(self) -> dict[str, float]:
+        """Each controlled layer's threshold (empty when the thresholds are not controlled)."""
+        return controller_state(self.neurons) if self.controls else {}
+
+    def update(self) -> dict[str, float]:
+        """One controller step on each layer from the activity of the last training forward
+        (:func:`tbnn.nn.homeostasis.step_threshold`); returns each layer's mean absolute step. Nothing happens
+        without a training forward since the last update, or when not controlling."""
+        steps: dict[str, float] = {}
+        if not self.controls:
+            return steps
+        for name in self.names:
+            if name in self._sigma:
+                rate, sigma = self._sigma[name]
+                steps[name] = float(step_threshold(self.neurons[name], rate, self.target, sigma, self.step).abs().mean())
+        self._sigma.clear()
+        return steps
+
     def __call__(self, logits: Tensor, y: Tensor) -> Tensor:
-        """``cross_entropy(logits, y) + weight * penalty()``."""
-        loss = F.cross_entropy(logits, y)
-        if self.weight == 0:
-            return loss
-        return loss + self.weight * self.penalty()
+        """``base(logits, y) + weight * penalty()`` (``base``: cross-entropy by default); in
+        training, with controlled thresholds, also takes one controller step (:meth:`update`)."""
+        loss = self.base(logits, y)
+        if self.weight != 0:
+            loss = loss + self.weight * self.penalty()
+        self.update()
+        return loss
 
     def remove(self) -> None:
         """Detach the hooks from the model."""
@@ -233,6 +300,7 @@ class ActivityRegularizer:
         self._handles = []
         self._act.clear()
         self._codes.clear()
+        self._sigma.clear()
 
 
 @torch.no_grad()

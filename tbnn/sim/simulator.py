@@ -265,7 +265,8 @@ def summarize(model: nn.Module, runner: Any, sess: SimulationSession, pred: Tens
         layer_info.append({"name": k, "neurons": nk, "timesteps": Tk, "spikes": c,
                            "rate_per_step": c / (n * Tk * nk) if nk else 0.0,
                            "fanout": float(fo.mean()) if fo is not None else 0.0,
-                           "synaptic_ops": o, "dense_synaptic_ops": d})
+                           "synaptic_ops": o, "dense_synaptic_ops": d,
+                           "analog_values_per_sample": sess.analog_values.get(k, 0.0) / n})
     storage = weight_storage_bits(model)
     steps = max(sess.timesteps.values()) if sess.timesteps else 0
     engine_rate = n / sim_seconds if sim_seconds > 0 else float("inf")
@@ -278,7 +279,9 @@ def summarize(model: nn.Module, runner: Any, sess: SimulationSession, pred: Tens
         "max_logit_difference": max_diff,
         "spikes_per_sample": total_spikes / n, "synaptic_ops_per_sample": total_ops / n,
         "dense_synaptic_ops_per_sample": total_dense / n,
-        "energy_proxy": {"spikes_per_inference": total_spikes / n, "synaptic_ops_per_inference": total_ops / n},
+        "energy_proxy": {"spikes_per_inference": total_spikes / n, "synaptic_ops_per_inference": total_ops / n,
+                         "analog_values_per_inference": sum(sess.analog_values.values()) / n},
+        "analog_values_per_sample": sum(sess.analog_values.values()) / n,
         "samples_per_second": engine_rate, "seconds": sim_seconds,
         "engine_samples_per_second": engine_rate, "engine_seconds": sim_seconds,
         "engine_cpu_seconds_per_sample": cpu_seconds / n,
@@ -309,8 +312,13 @@ def simulate_run(
     overwrite: bool = False,
     _flag: str = "out",
     data: str | os.PathLike | None = None,
+    spikes_only: bool = False,
 ) -> dict[str, Any]:
     """Simulate a run folder written by ``tbnn train``; write ``simulation.json`` and ``spikes.npz`` to ``out``.
+
+    ``spikes_only``: every neuron layer reads out with constant gains and offsets fitted on the
+    training split (:func:`tbnn.nn.readout.spikes_only`), so no per-sample analog value crosses
+    a layer: the run's spikes-only accuracy.
 
     Returns the summary dict (as written to ``simulation.json``). Refuses bad input before
     writing anything: a missing, truncated or foreign checkpoint, a config that disagrees
@@ -335,7 +343,7 @@ def simulate_run(
     with (stage_dir(out, "simulation", overwrite=overwrite, flag=_flag) if out is not None and ddp.is_main()
           else contextlib.nullcontext(None)) as staging:
         res = _simulate_run(run_dir, split, limit, mode, batch, dt_ms, progress, seed, record_samples,
-                            record_layers, dev, data)
+                            record_layers, dev, data, spikes_only)
         res.summary = {**res.summary, "wall_seconds": time.perf_counter() - t_wall}
         if staging is not None:
             res._write_files(staging)
@@ -343,7 +351,7 @@ def simulate_run(
 
 
 def _simulate_run(run_dir, split, limit, mode, batch, dt_ms, progress, seed, record_samples, record_layers,
-                  dev, data) -> SimulationResult:
+                  dev, data, spikes_only=False) -> SimulationResult:
     model, cfg = load_run(run_dir, dev)
     tcfg = cfg.get("train", {})
     if model.cfg.model == "float":
@@ -353,40 +361,18 @@ def _simulate_run(run_dir, split, limit, mode, batch, dt_ms, progress, seed, rec
     x, y = (ds.x_test, ds.y_test) if split == "test" else (ds.x_train, ds.y_train)
     if limit is not None:
         x, y = x[:limit], y[:limit]
-    res = simulate_model(model, x, y, mode=mode, batch=batch, dt_ms=dt_ms, progress=progress, seed=seed,
-                         record_samples=record_samples, record_layers=record_layers)
-    res.summary = {"run": str(run_dir), "split": split, **res.summary}
+    sim_kw = dict(mode=mode, batch=batch, dt_ms=dt_ms, progress=progress, seed=seed,
+                  record_samples=record_samples, record_layers=record_layers)
+    if spikes_only:
+        from tbnn.nn.readout import spikes_only as fixed_readout
+
+        with fixed_readout(model, ds.x_train):
+            res = simulate_model(model, x, y, **sim_kw)
+    else:
+        res = simulate_model(model, x, y, **sim_kw)
+    res.summary = {"run": str(run_dir), "split": split, "spikes_only": bool(spikes_only), **res.summary}
     return res
 
-
-def _pinned_dataset(run_dir: Path, tcfg: dict[str, Any], data: str | os.PathLike | None) -> Any:
-    """The run's dataset, from ``data`` when given, refused unless its SHA-256 is the recorded one."""
-    from tbnn.io.datasets import load_dataset, parse_dataset_name
-
-    name = tcfg.get("dataset", "digits")
-    kind, path = parse_dataset_name(name)
-    if data is not None:
-        if path is None:
-            raise ValueError(f"data re-points a run trained on a file (npz:PATH, idx:PATH); run {run_dir} was "
-                             f"trained on the built-in dataset {name}.")
-        path = str(Path(data).expanduser().resolve())
-        name = f"{kind}:{path}"
-    elif path is not None and not Path(path).exists():
-        raise ValueError(f"the data of run {run_dir}, {path}, no longer exist (moved?); pass data=PATH "
-                         f"(--data PATH) to point the run at a copy with the same content.")
-    ds = load_dataset(name, seed=tcfg.get("seed", 0), n_train=tcfg.get("n_train"),
-                      n_test=tcfg.get("n_test"), normalize=tcfg.get("normalize", "auto"))
-    want = tcfg.get("data_sha256")
-    if want is None:
-        warnings.warn(f"run {run_dir} records no digest of its data (written before data pinning): {name} is "
-                      f"used unchecked.", stacklevel=3)
-    elif ds.sha256 != want:
-        where = path if path is not None else f"the built-in dataset {name}"
-        raise ValueError(f"{where} no longer holds the data run {run_dir} was trained on (their SHA-256 differs "
-                         f"from config.json field train.data_sha256): the file was changed or replaced"
-                         + ("; pass data=PATH (--data PATH) to use an unchanged copy." if path is not None
-                            else " (another scikit-learn or mnist1d version?)."))
-    return ds
 
 
 def simulate(model: Any, x: Any = None, labels: Any = None, **kwargs: Any) -> Any:

@@ -64,9 +64,8 @@ class TrainConfig:
                 raise ValueError(f"{name} must be a finite number {'> 0' if name == 'lr' else '>= 0'}; got {v!r}.")
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
             raise ValueError(f"seed must be an integer >= 0; got {self.seed!r}.")
-        if (self.rate_target is None) != (self.rate_weight is None):
-            raise ValueError("rate_target and rate_weight go together: give both (the activity "
-                             "regulariser) or neither.")
+        if self.rate_weight is not None and self.rate_target is None:
+            raise ValueError("rate_weight needs rate_target (the activity the penalty pushes toward).")
 
 
 def model_config_for(ds: Dataset, **model_kwargs: Any) -> ModelConfig:
@@ -120,6 +119,7 @@ def fit(
     device: str | torch.device | None = None,
     desc: str | None = None,
     run_config: dict[str, Any] | None = None,
+    rate_target: float | None = None,
     _interrupt_at: tuple[int, int] | None = None,
     _metrics: Callable[[nn.Module, list[dict[str, Any]], float], dict[str, Any]] | None = None,
     _names: dict[str, str] | None = None,
@@ -151,6 +151,10 @@ def fit(
         only when complete (the old one stays whole until then).
     device : ``cpu``, ``cuda``, ``cuda:N`` or ``mps`` (default: where the model's
         parameters are); refused in one sentence when this torch build lacks it.
+    rate_target : ``P``: rate-control every hidden layer's adaptive threshold toward ``P``
+        active per step (:class:`tbnn.nn.regularize.ActivityRegularizer` around ``loss``; the
+        model's hidden neurons need adaptive thresholds, ``adaptive_threshold`` ``"layer"`` or ``"neuron"``; the thresholds are model
+        buffers, saved with the weights and the checkpoints).
 
     A last mini-batch of a single sample is skipped (BatchNorm cannot normalise one
     sample in training mode); a ``batch`` larger than the training set is one batch.
@@ -182,7 +186,8 @@ def fit(
     >>> [h["epoch"] for h in hist]
     [1, 2]
     """
-    tcfg = TrainConfig(epochs=epochs, batch=batch, lr=lr, weight_decay=weight_decay, seed=seed)
+    tcfg = TrainConfig(epochs=epochs, batch=batch, lr=lr, weight_decay=weight_decay, seed=seed,
+                       rate_target=rate_target)
     tcfg.validate()
     if not isinstance(train, DataLoader):  # a DataLoader's own batches are split as they come
         ddp.check_batch(batch)
@@ -196,6 +201,12 @@ def fit(
         if d is not None and _is_empty(d):
             raise ValueError(f"{what} holds no samples (an empty DataLoader or Dataset); fit needs at least one.")
     loss_fn = loss if loss is not None else F.cross_entropy
+    controller = None
+    if rate_target is not None:
+        if isinstance(loss, ActivityRegularizer):
+            raise ValueError("give rate_target or an ActivityRegularizer as loss, not both.")
+        controller = ActivityRegularizer(model, rate_target, base=loss_fn)
+        loss_fn = controller
     if resume and out is None:
         raise ValueError("resume=True needs out= (the run folder to continue).")
     if overwrite and resume:
@@ -220,6 +231,9 @@ def fit(
         if writer is not None:
             writer.__exit__(type(err), err, err.__traceback__)
         raise
+    finally:
+        if controller is not None:
+            controller.remove()
     if writer is not None:
         writer.__exit__(None, None, None)
     return history
@@ -382,6 +396,8 @@ def _custom_run_config(model: nn.Module, tcfg: TrainConfig) -> dict[str, Any]:
     """``config.json`` of a :func:`fit` run on a user's model (rebuilt by the user's own class)."""
     cls = type(model)
     train_cfg = {k: v for k, v in asdict(tcfg).items() if k in ("epochs", "batch", "lr", "weight_decay", "seed")}
+    if tcfg.rate_target is not None:
+        train_cfg["rate_target"] = tcfg.rate_target
     return {"kind": RUN_KIND, "format_version": FORMAT_VERSION, "tbnn_version": __version__,
             "model": {"class": f"{cls.__module__}.{cls.__qualname__}",
                       "parameters": sum(p.numel() for p in model.parameters())},
@@ -435,6 +451,8 @@ def train(
     ddp.check_batch(batch)
     if rate_target is not None and model not in ("tbn", "ste"):
         raise ValueError(f"rate_target needs a temporal binary model (tbn or ste); got model {model!r}.")
+    if rate_target is not None and rate_weight is None:  # the target alone: homeostatic thresholds
+        model_kwargs.setdefault("adaptive_threshold", "neuron")
     dev = ddp.device_for(resolve_device(device))
     ds = load_dataset(dataset, seed=seed, n_train=n_train, n_test=n_test, normalize=normalize)
     tcfg.data_sha256 = ds.sha256
@@ -467,6 +485,8 @@ def train(
         })
         if reg is not None:
             final["fraction_active"] = fraction_active(net, reg, ds.x_test)
+            if reg.controls:
+                final["rate_control"] = {"target": rate_target, "step": reg.step, "thresholds": reg.thresholds()}
         return final
 
     try:

@@ -23,7 +23,8 @@ The STE baseline replaces ``g`` by the fixed inverse grid map ``x^ = s_f q + b_f
 
 One file per job: :mod:`.spec` (what is accepted), :mod:`.blocks`, :mod:`.ridge` (the
 read-out), :mod:`.sparsity`, :mod:`.grid` (codes, :class:`BlockCodes`), :mod:`.fast` (the fused
-autograd path), :mod:`.dat` (``quantize``, ``fake_quantize``), :mod:`.matmul`.
+autograd path), :mod:`.dat` (``quantize``, ``fake_quantize``), :mod:`.matmul`, :mod:`.running` (statistics
+pooled over samples, for grids and read-outs that do not depend on the sample).
 
 Every dequantized block is affine in its integer codes, ``x^ = gain * q + offset``; the
 :class:`BlockCodes` record holds exactly that, which gives the integer matmul shortcut
@@ -37,6 +38,7 @@ from tbnn.core.quant.dat import fake_quantize, quantize, quantize_reference
 from tbnn.core.quant.fast import affine_fast, compile_wanted, grid_values
 from tbnn.core.quant.grid import BlockCodes, affine_codes, dequantize, grid_range
 from tbnn.core.quant.matmul import quantized_matmul
+from tbnn.core.quant.running import block_scale, pooled_fit
 from tbnn.core.quant.ridge import ridge_dequantize, ridge_fit
 from tbnn.core.quant.sparsity import magnitude_mask, nm_mask
 from tbnn.core.quant.spec import (
@@ -50,4 +52,4 @@ from tbnn.core.quant.spec import (
     validate_bits,
 )
 
-__all__ = ["QuantSpec", "TARGETS", "WEIGHT_BITS", "METHODS", "GRIDS", "BlockCodes", "ridge_dequantize", "ridge_fit", "fake_quantize", "quantize", "grid_values", "dequantize", "quantized_matmul", "nm_mask", "magnitude_mask", "parse_sparsity", "validate_bits", "check_finite", "to_blocks", "from_blocks", "grid_range", "quantize_reference", "compile_wanted", "affine_fast", "affine_codes"]
+__all__ = ["QuantSpec", "TARGETS", "WEIGHT_BITS", "METHODS", "GRIDS", "BlockCodes", "ridge_dequantize", "ridge_fit", "fake_quantize", "quantize", "grid_values", "dequantize", "quantized_matmul", "nm_mask", "magnitude_mask", "parse_sparsity", "validate_bits", "check_finite", "to_blocks", "from_blocks", "grid_range", "quantize_reference", "compile_wanted", "affine_fast", "affine_codes", "block_scale", "pooled_fit"]

@@ -211,7 +211,7 @@ def fake_quantize(
         sparsity, grid, target = spec.sparsity, spec.grid, spec.target
     affine = bits != 1.5 and sparsity is None
     # the fast path's minmax/meanstd grid statistics catch a NaN or an inf (one pass fewer)
-    own_check = affine and grid != "rectify"
+    own_check = affine and grid not in ("rectify", "unit")
     dim = _validate_quantize(x, bits, method, block, lam, dim, sparsity, grid, target, None,
                              finite=not own_check)
     if affine and x.shape[dim] > 0:  # affine grid: the fast path

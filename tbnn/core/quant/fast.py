@@ -60,6 +60,9 @@ def _grid_stats(xp: Tensor, grid: str, levels: int, plain: bool = False
     scratch buffer (for ``torch.compile``).
     """
     total = None
+    if grid == "unit":  # a fixed grid: lo = 0, hi = 1 (the scale was applied before)
+        hi = torch.ones_like(xp[..., :1])
+        return torch.zeros_like(hi), hi, hi, total
     if grid == "minmax":
         lo, hi = xp.amin(-1, keepdim=True), xp.amax(-1, keepdim=True)
     elif grid == "meanstd":
@@ -427,7 +430,7 @@ def rectified_input(x: Tensor, grid: str | None, target: str) -> Tensor:
     ``relu(x)`` only, so the clipped region gets zero gradient, as the derivative of the
     grid map ``f`` says. Other grids and targets pass ``x`` unchanged.
     """
-    return torch.relu(x) if grid == "rectify" and target == "relu" else x
+    return torch.relu(x) if grid in ("rectify", "unit") and target == "relu" else x
 
 
 def affine_fast(
@@ -463,7 +466,7 @@ def affine_fast(
     x = rectified_input(x, grid, target)
     parts = _split_blocks(x, block)
     # relu(x) of a rectified x is x itself (and its gradient mask is relu's, outside the node)
-    relu = target == "relu" and grid != "rectify"
+    relu = target == "relu" and grid not in ("rectify", "unit")
     gl = levels if grid_levels is None else grid_levels
     outs = []
     for p in parts:

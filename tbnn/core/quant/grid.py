@@ -48,9 +48,12 @@ def grid_range(xb: Tensor, valid: Tensor, n: Tensor, grid: str, levels: int) -> 
 
     ``minmax``: block min and max; ``meanstd``: mean ± c·std with ``c = 1`` for 1 bit and 2
     otherwise (the 1-bit threshold is then the block mean); ``rectify``: ``0`` and the block
-    maximum (clipped at a tiny positive value).
+    maximum (clipped at a tiny positive value); ``unit``: ``0`` and ``1``.
     """
     xb = xb.detach()
+    if grid == "unit":
+        hi = torch.ones_like(xb[..., :1])
+        return torch.zeros_like(hi), hi
     if grid == "minmax":
         lo = torch.where(valid, xb, torch.full_like(xb, float("inf"))).amin(-1, keepdim=True)
         hi = torch.where(valid, xb, torch.full_like(xb, float("-inf"))).amax(-1, keepdim=True)

@@ -22,8 +22,10 @@ METHODS: tuple[str, ...] = ("dat", "ste", "ste_clip")
 #: How ``lo`` and ``hi`` of the affine grid come from a block: ``minmax`` (two-sided, 1-bit
 #: threshold at the midpoint), ``meanstd`` (mean ± c·std, 1-bit threshold at the block
 #: mean), ``rectify`` (``lo = 0``, ``hi`` = block maximum: a neuron that cannot fire negative
-#: spikes, the network's nonlinearity).
-GRIDS: tuple[str, ...] = ("minmax", "meanstd", "rectify")
+#: spikes, the network's nonlinearity), ``unit`` (``lo = 0``, ``hi = 1``: rectifying on an input
+#: already divided by a scale that does not depend on the sample, e.g. a running statistic,
+#: so that every element of a block can be silent).
+GRIDS: tuple[str, ...] = ("minmax", "meanstd", "rectify", "unit")
 #: What the read-out regresses onto: ``x`` itself, or ``relu(x)`` (for rectifying neurons).
 TARGETS: tuple[str, ...] = ("x", "relu")
 

@@ -1,0 +1,217 @@
+"""Homeostatic rate control, the running grid, the spikes-only read-out and the analog count."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+import tbnn
+from tbnn.core.quant import block_scale, pooled_fit
+from tbnn.nn.homeostasis import EPS, STEP, step_threshold
+from tbnn.nn.models import ModelConfig, build_model
+from tbnn.nn.neurons import TemporalBinary
+from tbnn.nn.readout import calibrate_readout, spikes_only
+from tbnn.nn.regularize import ActivityRegularizer
+
+SMALL = dict(n_train=300, n_test=100, lr=3e-3, progress=False, hidden=32)
+
+
+def test_step_is_the_clipped_relative_error_times_the_spread():
+    n = TemporalBinary(4, adaptive_threshold="neuron", features=3)
+    a = torch.tensor([0.0, 0.012, 0.5])
+    s = torch.tensor([1.0, 2.0, 3.0])
+    d = step_threshold(n, a, 0.01, s)
+    want = [STEP * 1.0 * -0.01 / (0.01 + EPS), STEP * 2.0 * 0.002 / (0.01 + EPS), STEP * 3.0 * 1.0]
+    assert d.tolist() == pytest.approx(want, rel=1e-6)
+    assert n.threshold.tolist() == pytest.approx(want, rel=1e-6)
+    with pytest.raises(ValueError, match="adaptive_threshold"):
+        step_threshold(TemporalBinary(4), 0.1, 0.01, 1.0)
+    with pytest.raises(ValueError, match="adaptive_threshold must be one of"):
+        TemporalBinary(4, adaptive_threshold="cell")
+    with pytest.raises(ValueError, match="features"):
+        TemporalBinary(4, adaptive_threshold="neuron")
+
+
+@pytest.mark.parametrize("kind,target", [("layer", 0.05), ("neuron", 0.01)])
+def test_controller_reaches_the_target_on_a_fixed_input(kind, target):
+    # no learning: the controller alone must bring the recounted spikes to P
+    torch.manual_seed(0)
+    F = 32
+    neuron = TemporalBinary(4, grid="running", block=16, adaptive_threshold=kind, features=F)
+    model = torch.nn.Sequential(torch.nn.Identity(), neuron)
+    reg = ActivityRegularizer(model, target)
+    scale = torch.linspace(0.5, 2.0, F)  # neurons of different spread: one step size for all
+    for _ in range(250):
+        model.train()
+        model(torch.randn(128, F) * scale + 0.3)
+        reg.update()
+    model.eval()
+    with torch.no_grad():
+        code = model(torch.randn(4096, F) * scale + 0.3)
+    rate = float(code.spikes.double().mean())
+    assert rate == pytest.approx(target, rel=0.15)  # the issue asks for ±20 %
+    if kind == "neuron":  # every neuron near P: none silent, none saturated
+        per = code.spikes.double().mean((0, 1))
+        assert float(per.min()) > target / 3 and float(per.max()) < 3 * target
+    reg.remove()
+
+
+def test_running_grid_lets_a_whole_block_be_silent():
+    x = torch.tensor([[0.1, 0.2, 0.05, 0.24, 5.0, 1.0, 2.0, 4.0]])  # 0.24 / 4 < 1 / 16
+    rect = TemporalBinary(4, block=4)(x)
+    assert int(rect.spikes[:, 0, :4].sum(0).max()) == 4  # the block maximum fires every step
+    run = TemporalBinary(4, grid="running", block=4).eval()
+    run.running_scale.fill_(4.0)
+    code = run(x)
+    assert int(code.spikes[:, 0, :4].sum()) == 0  # nothing in the first block fires
+    # codes are min(floor(16 * clip(x / 4, 0, 1)), 15) for the second block: a direct recount
+    want = [min(int(np.floor(16 * min(v / 4.0, 1.0))), 15) for v in (5.0, 1.0, 2.0, 4.0)]
+    assert code.q[0, 4:].tolist() == want
+    # the read-out is in the units of x: the ridge fit of relu(x) on q, then scaled back
+    xs = torch.tensor([5.0, 1.0, 2.0, 4.0]) / 4.0
+    q = torch.tensor(want, dtype=torch.float32)
+    a = ((q - q.mean()) * (xs - xs.mean())).mean() / (q.var(unbiased=False) + 0.01)
+    assert float(code.gain[0, 1, 0]) == pytest.approx(4.0 * float(a), rel=1e-5)
+
+
+def test_running_scale_is_an_average_of_block_maxima():
+    x = torch.tensor([[1.0, 3.0, -1.0, 0.0], [2.0, 0.0, 5.0, 1.0]])
+    assert float(block_scale(x, 2)) == pytest.approx((3 + 0 + 2 + 5) / 4)
+    n = TemporalBinary(4, grid="running", block=2, momentum=0.5).train()
+    n(x)
+    assert float(n.running_scale) == pytest.approx(0.5 * 1.0 + 0.5 * 2.5)
+
+
+def test_pooled_fit_is_least_squares_over_samples_and_block():
+    torch.manual_seed(1)
+    q = torch.randint(0, 16, (20, 10)).float()
+    t = 0.3 * q + 0.1 * torch.randn(20, 10) + 2.0
+    g, c = pooled_fit(t, q, 4, 0.0)
+    for b, sl in enumerate([slice(0, 4), slice(4, 8), slice(8, 10)]):
+        slope, icpt = np.polyfit(q[:, sl].numpy().ravel(), t[:, sl].numpy().ravel(), 1)
+        assert float(g[b]) == pytest.approx(slope, rel=1e-4) and float(c[b]) == pytest.approx(icpt, rel=1e-4)
+
+
+CONFIGS = [
+    dict(hidden_grid="running"),
+    dict(hidden_grid="running", readout="running", adaptive_threshold="neuron"),
+    dict(readout="running", adaptive_threshold="layer"),
+    dict(arch="cnn", image_shape=(8, 8), hidden_grid="running", readout="running", adaptive_threshold="neuron"),
+    dict(input_encoding="latency", hidden_grid="running"),
+]
+
+
+@pytest.mark.parametrize("kw", CONFIGS)
+def test_simulation_is_exact_and_counts_the_analog_values(kw):
+    torch.manual_seed(0)
+    net = build_model(ModelConfig(hidden=48, block=16, channels=4, **kw))
+    x = torch.randn(40, 64)
+    opt = torch.optim.Adam(net.parameters(), 1e-2)
+    for _ in range(3):  # running statistics and thresholds away from their initial values
+        net.train()
+        loss = torch.nn.functional.cross_entropy(net(x), torch.randint(0, 10, (40,)))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    for n in net.neurons:
+        if n.adaptive_threshold:
+            n.threshold.copy_(0.5 * torch.rand_like(n.threshold))
+    net.eval()
+    with torch.no_grad():
+        ref = net(x)
+    for mode in ("step", "folded"):
+        s = tbnn.simulate(net, x, mode=mode)
+        assert torch.equal(s.logits, ref), mode
+        assert s.summary["max_logit_difference"] == 0.0 and s.summary["forward_agreement"] == 1.0
+        # analog values: a gain and an offset per block and sample, unless the read-out is fixed
+        blocks = [-(-lay["neurons"] // 16) for lay in s.summary["layers"]]
+        want = 0 if kw.get("readout") == "running" else 2 * sum(blocks)
+        assert s.summary["analog_values_per_sample"] == want
+        assert s.summary["energy_proxy"]["analog_values_per_inference"] == want
+        assert sum(lay["analog_values_per_sample"] for lay in s.summary["layers"]) == want
+
+
+def test_spikes_only_fits_constants_and_counts_no_analog_value():
+    torch.manual_seed(0)
+    net = build_model(ModelConfig(hidden=32, layers=1, block=16)).eval()
+    x = torch.randn(200, 64)
+    fits = calibrate_readout(net, x, batch=64)
+    # the encoder (first layer) fitted on all of x at once, by least squares per block: a recount
+    code = net.encoder(x)
+    g, c = pooled_fit(code.target.double(), code.q.double(), 16, net.encoder.lam)
+    assert torch.allclose(fits[id(net.encoder)][0].double(), g, rtol=1e-5)
+    assert torch.allclose(fits[id(net.encoder)][1].double(), c, rtol=1e-5, atol=1e-6)
+    with spikes_only(net, x, batch=64):
+        s = tbnn.simulate(net, x)
+        assert s.summary["analog_values_per_sample"] == 0 and s.summary["max_logit_difference"] == 0.0
+        with torch.no_grad():
+            fixed = net(x)
+    assert all(n.fixed_readout is None for n in (net.encoder, *net.neurons))
+    with torch.no_grad():
+        assert not torch.equal(fixed, net(x))
+    assert tbnn.simulate(net, x).summary["analog_values_per_sample"] == 2 * (4 + 2)
+    with pytest.raises(ValueError, match="at least one sample"):
+        calibrate_readout(net, x[:0])
+
+
+def test_rate_target_alone_trains_resumes_bit_identically_and_records_the_controller(tmp_path):
+    from tbnn.train.trainer import train
+
+    kw = dict(epochs=2, seed=1, rate_target=0.05, **SMALL)
+    ref = train("digits", "tbn", tmp_path / "ref", **kw)
+    assert set(ref["fraction_active"]) == {"neurons.0", "neurons.1"}
+    assert ref["rate_control"]["target"] == 0.05 and ref["rate_control"]["step"] == STEP
+    assert all(v > 0 for v in ref["rate_control"]["thresholds"].values())  # started at 20 %: raised
+    cfg = json.loads((tmp_path / "ref" / "config.json").read_text())
+    assert cfg["model"]["adaptive_threshold"] == "neuron"
+    assert cfg["train"]["rate_target"] == 0.05 and cfg["train"]["rate_weight"] is None
+    w = load_file(str(tmp_path / "ref" / "model.safetensors"))
+    assert w["neurons.0.threshold"].shape == (32,) and float(w["neurons.0.threshold"].abs().sum()) > 0
+    with pytest.raises(KeyboardInterrupt):
+        train("digits", "tbn", tmp_path / "cut", _interrupt_at=(1, 2), **kw)
+    train("digits", "tbn", tmp_path / "cut", resume=True, **kw)
+    wc = load_file(str(tmp_path / "cut" / "model.safetensors"))
+    assert all(torch.equal(w[k], wc[k]) for k in w)
+
+
+def test_fit_rate_target_and_refusals():
+    from tbnn.train.trainer import fit
+
+    torch.manual_seed(0)
+    x, y = torch.randn(128, 16), torch.randint(0, 3, (128,))
+    net = build_model(ModelConfig(in_features=16, n_classes=3, hidden=32, adaptive_threshold="layer"))
+    fit(net, (x, y), epochs=2, batch=32, progress=False, rate_target=0.05)
+    assert float(net.neurons[0].threshold) > 0
+    assert not net.neurons[0]._forward_hooks  # the controller's hooks are gone
+    plain = build_model(ModelConfig(in_features=16, n_classes=3, hidden=32))
+    with pytest.raises(ValueError, match="adaptive_threshold"):
+        fit(plain, (x, y), epochs=1, progress=False, rate_target=0.05)
+    with pytest.raises(ValueError, match="target must be a fraction"):
+        fit(net, (x, y), epochs=1, progress=False, rate_target=1.5)
+    with pytest.raises(ValueError, match="hidden_grid must be one of"):
+        ModelConfig(hidden_grid="max")
+    old = ModelConfig().to_dict()
+    for k in ("hidden_grid", "readout", "adaptive_threshold", "input_encoding"):
+        old.pop(k)
+    assert ModelConfig.from_dict(old) == ModelConfig()  # configs written before these fields load
+
+
+def test_cli_flags(tmp_path, capsys):
+    from tbnn.cli import main
+
+    out = tmp_path / "run"
+    assert main(["train", "--dataset", "digits", "--model", "tbn", "--epochs", "1", "--n-train", "128", "--n-test", "64",
+                 "--hidden", "32", "--rate-target", "0.05", "--hidden-grid", "running", "--readout", "running",
+                 "--input-encoding", "latency", "--out", str(out), "--quiet"]) == 0
+    cfg = json.loads((out / "config.json").read_text())["model"]
+    assert (cfg["hidden_grid"], cfg["readout"], cfg["input_encoding"], cfg["adaptive_threshold"]) == (
+        "running", "running", "latency", "neuron")
+    assert main(["simulate", str(out), "--out", str(tmp_path / "sim"), "--quiet", "--limit", "20"]) == 0
+    sim = json.loads((tmp_path / "sim" / "simulation.json").read_text())
+    assert sim["analog_values_per_sample"] == 0 and sim["max_logit_difference"] == 0.0
+    with pytest.raises(SystemExit):
+        main(["train", "--dataset", "digits", "--model", "tbn", "--hidden-grid", "max", "--out", str(tmp_path / "bad")])
+    assert "--hidden-grid" in capsys.readouterr().err
+    assert not (tmp_path / "bad").exists()
