@@ -84,7 +84,8 @@ class _Parser(argparse.ArgumentParser):
         if m:
             flags = [o for a in self._actions for o in a.option_strings if o.startswith("--")]
             for sub in (a for a in self._actions if isinstance(a, argparse._SubParsersAction)):
-                cmd = next((c for c in sys.argv[1:] + list(self._seen or ()) if c in sub.choices), None)
+                given = self._seen if self._seen is not None else sys.argv[1:]
+                cmd = next((c for c in given if c in sub.choices), None)
                 if cmd is not None:
                     flags = [o for a in sub.choices[cmd]._actions for o in a.option_strings if o.startswith("--")]
             for word in m.group(1).split():

@@ -113,7 +113,7 @@ def test_npz_dataset_trains_from_cli(tmp_path, capsys):
     (dict(x=np.zeros((10, 4)), y=np.arange(10) % 2, z=np.zeros(3)), "unknown arrays"),
     (dict(x=np.full((10, 4), np.inf), y=np.arange(10) % 2), "NaN or infinite"),
     (dict(x=np.zeros((10, 4)), y=np.arange(10) % 2, x_test=np.zeros((3, 5)), y_test=np.zeros(3)), "x_test samples"),
-    (dict(x=np.array([object()] * 10), y=np.arange(10) % 2), "cannot be read without pickle"),
+    (dict(x=np.array([object()] * 10), y=np.arange(10) % 2), "is a pickled object array"),
 ])
 def test_npz_dataset_refusals_write_nothing(tmp_path, capsys, arrays, msg):
     p = tmp_path / "bad.npz"

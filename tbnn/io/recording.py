@@ -46,7 +46,14 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["FORMATS", "Recording", "from_table", "read_recording"]
+from tbnn.io.bounded import check_size, open_npz
+
+__all__ = ["FORMATS", "MAX_SECONDS", "MAX_CONDITION", "Recording", "from_table", "read_recording"]
+
+#: Largest spike or trial time (s) a recording may hold: about 11.6 days.
+MAX_SECONDS = 1e6
+#: Conditions are integers of magnitude below this.
+MAX_CONDITION = 2**31
 
 FORMATS: dict[str, str] = {".nwb": "nwb", ".nix": "nix", ".csv": "table", ".npz": "table"}
 """File suffix -> reader."""
@@ -232,6 +239,10 @@ def _read_neo(p: Path, kind: str) -> Recording:
                     close()
     except Exception as exc:  # noqa: BLE001 - any reader failure means "not that format"
         msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        if kind == "nwb" and "obs_intervals" in msg:
+            raise ValueError(f"recording {p}: its NWB units table has no obs_intervals column, which neo's NWB "
+                             f"reader needs; add obs_intervals (when each unit was observed), or export the spike "
+                             f"times as a CSV table (unit, time).") from None
         raise ValueError(f"recording {p} is not a readable {name} file ({msg}).") from None
     segments = [seg for blk in blocks for seg in blk.segments if seg.spiketrains]
     if not segments:
@@ -248,14 +259,20 @@ def _read_neo(p: Path, kind: str) -> Recording:
         by_name = dict(zip(names, seg.spiketrains))
         trains = [by_name[u] for u in names0]
         trials.append([st.rescale("s").magnitude.astype(float) for st in trains])
+        for column, values in (("spike time", trials[-1]), ("t_start", [st.t_start.rescale("s").magnitude for st in
+                                                                        trains])):
+            for v in values:
+                _check_times(np.atleast_1d(np.asarray(v, float)), column, str(p))
         t0.append(min(float(st.t_start.rescale("s").magnitude) for st in trains))
         t1.append(max(float(st.t_stop.rescale("s").magnitude) for st in trains))
         c = seg.annotations.get("condition", 0)
         try:
             cond.append(int(c))
-        except (TypeError, ValueError):
-            raise ValueError(f"recording {p}: trial {k} has a non-integer condition "
-                             f"annotation {c!r}.") from None
+            if abs(cond[-1]) >= MAX_CONDITION:
+                raise ValueError
+        except (TypeError, ValueError, OverflowError):
+            raise ValueError(f"recording {p}: trial {k} has condition annotation {c!r}; conditions must be "
+                             f"integers of magnitude below {MAX_CONDITION}.") from None
     return Recording(tuple(names0), trials, np.array(t0), np.array(t1), np.array(cond),
                      source=str(p))
 
@@ -273,14 +290,19 @@ _TABLE_COLUMNS = ("unit", "time", "trial", "trial_start", "trial_stop", "conditi
 def _read_table(p: Path) -> Recording:
     if p.suffix.lower() == ".npz":
         try:
-            with np.load(p, allow_pickle=False) as z:
+            with open_npz(p, "recording") as z:  # sizes, headers and CRCs checked first
                 cols = {k: np.asarray(z[k]) for k in z.files}
+        except ValueError as exc:
+            if f"{p} is not a recording (" in str(exc):  # not a zip archive at all
+                raise ValueError(f"recording {p} is not a readable .npz spike-time table (not a zip "
+                                 f"archive).") from None
+            raise
         except Exception as exc:  # noqa: BLE001
             raise ValueError(f"recording {p} is not a readable .npz spike-time table "
                              f"({type(exc).__name__}).") from None
     else:
         try:
-            with open(p, newline="", encoding="utf-8") as fh:
+            with open(p, newline="", encoding="utf-8-sig") as fh:  # a UTF-8 BOM (Excel) is not a column name
                 rows = list(csv.reader(fh))
         except (OSError, UnicodeDecodeError, csv.Error) as exc:
             raise ValueError(f"recording {p} is not a readable CSV spike-time table "
@@ -336,39 +358,66 @@ def from_table(columns: dict[str, Any], source: str = "<table>") -> Recording:
     if np.any(np.char.strip(units_col) == ""):
         raise ValueError(f"recording {src}: a row has an empty unit name.")
     time = num("time")
+    _check_times(time, "time", src)
     trial = np.asarray(columns["trial"]).astype(str) if "trial" in columns else np.zeros(n, str)
-    units = _ordered_unique(units_col)
-    trial_ids = _ordered_unique(trial)
+    units, ucode = _codes(units_col)
+    trial_ids, tcode = _codes(trial)
+    # one array per unit and trial: bounded before any is made
+    check_size(float(len(units)) * len(trial_ids) * 112, f"recording {src} ({len(trial_ids)} trials x "
+               f"{len(units)} units)")
     has_bounds = "trial_start" in columns or "trial_stop" in columns
     if has_bounds and not ("trial_start" in columns and "trial_stop" in columns):
         raise ValueError(f"recording {src} needs both 'trial_start' and 'trial_stop' columns, "
                          f"or neither.")
     lo = num("trial_start") if has_bounds else None
     hi = num("trial_stop") if has_bounds else None
+    if has_bounds:
+        _check_times(lo, "trial_start", src)
+        _check_times(hi, "trial_stop", src)
     cond = num("condition") if "condition" in columns else np.zeros(n)
+    big = np.abs(cond) >= MAX_CONDITION
+    if np.any(big):
+        raise ValueError(f"recording {src}: column 'condition' holds {cond[big][0]:g}; conditions must be "
+                         f"integers of magnitude below {MAX_CONDITION}.")
     trials, t0, t1, conds = [], [], [], []
-    for tid in trial_ids:
-        sel = trial == tid
-        tt = time[sel]
+    # rows sorted by (trial, unit) once: every trial and unit is a slice (linear in the rows)
+    order = np.lexsort((ucode, tcode))
+    tsorted, usorted = tcode[order], ucode[order]
+    tcuts = np.searchsorted(tsorted, np.arange(len(trial_ids) + 1))
+    for k, tid in enumerate(trial_ids):
+        rows = order[tcuts[k]:tcuts[k + 1]]
+        tt = time[rows]
         if has_bounds:
-            a, b = np.unique(lo[sel]), np.unique(hi[sel])
+            a, b = np.unique(lo[rows]), np.unique(hi[rows])
             if a.size != 1 or b.size != 1:
                 raise ValueError(f"recording {src}: trial {tid!r} has more than one "
                                  f"trial_start or trial_stop.")
             start, stop = float(a[0]), float(b[0])
         else:
             start, stop = min(0.0, float(tt.min())), float(tt.max())
-        c = np.unique(cond[sel])
+        c = np.unique(cond[rows])
         if c.size != 1 or c[0] != round(c[0]):
             raise ValueError(f"recording {src}: trial {tid!r} must have one integer condition.")
-        uu = units_col[sel]
-        trials.append([tt[uu == u] for u in units])
+        ucuts = np.searchsorted(usorted[tcuts[k]:tcuts[k + 1]], np.arange(1, len(units)))
+        trials.append(np.split(tt, ucuts))
         t0.append(start)
         t1.append(stop)
         conds.append(int(c[0]))
     return Recording(units, trials, np.array(t0), np.array(t1), np.array(conds), source=src)
 
 
-def _ordered_unique(a: np.ndarray) -> tuple[str, ...]:
-    _, idx = np.unique(a, return_index=True)
-    return tuple(str(a[i]) for i in sorted(idx))
+def _check_times(a: np.ndarray, column: str, src: str) -> None:
+    """Refuse times beyond :data:`MAX_SECONDS` (what would make any binning unbounded)."""
+    bad = np.abs(a) > MAX_SECONDS
+    if np.any(bad):
+        raise ValueError(f"recording {src}: column {column!r} holds {a[bad][0]:g} s; times must lie within "
+                         f"+-{MAX_SECONDS:g} s (about {MAX_SECONDS / 86400:.0f} days).")
+
+
+def _codes(a: np.ndarray) -> tuple[tuple[str, ...], np.ndarray]:
+    """Names in order of first appearance and each entry's index among them."""
+    uniq, first, inv = np.unique(a, return_index=True, return_inverse=True)
+    order = np.argsort(first, kind="stable")
+    rank = np.empty(len(order), dtype=np.int64)
+    rank[order] = np.arange(len(order))
+    return tuple(str(uniq[i]) for i in order), rank[inv.reshape(-1)]

@@ -75,10 +75,15 @@ def model_config_for(ds: Dataset, **model_kwargs: Any) -> ModelConfig:
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, data: Any, y: Tensor | None = None, batch: int = 512) -> tuple[float, float]:
+def evaluate(model: nn.Module, data: Any, y: Tensor | None = None, batch: int = 256,
+             seed: int = 0) -> tuple[float, float]:
     """Accuracy and mean cross-entropy of ``model`` in eval mode.
 
-    ``data``: ``x`` with labels ``y``, or anything :func:`tbnn.fit` takes as data.
+    ``data``: ``x`` with labels ``y``, or anything :func:`tbnn.fit` takes as data. Random
+    spike codes (``rate``) draw as :func:`tbnn.simulate` does with the same ``batch`` and
+    ``seed`` (torch seeded with ``seed + i`` before the batch that starts at sample ``i``;
+    the global random state is restored afterwards), so ``tbnn train`` and ``tbnn simulate``
+    report the same accuracy.
     """
     d = as_training_data((data, y) if y is not None else data, "test")
     was = model.training
@@ -86,12 +91,14 @@ def evaluate(model: nn.Module, data: Any, y: Tensor | None = None, batch: int = 
     params = list(model.parameters())
     dev = params[0].device if params else torch.device("cpu")
     correct, loss, n = 0, 0.0, 0
-    for xb, yb in d.batches(batch):
-        xb, yb = xb.to(dev), yb.to(dev)
-        logits = model(xb)
-        loss += float(F.cross_entropy(logits, yb, reduction="sum"))
-        correct += int((logits.argmax(1) == yb).sum())
-        n += len(yb)
+    with torch.random.fork_rng(devices=[dev] if dev.type == "cuda" else []):
+        for xb, yb in d.batches(batch):
+            torch.manual_seed(seed + n)
+            xb, yb = xb.to(dev), yb.to(dev)
+            logits = model(xb)
+            loss += float(F.cross_entropy(logits, yb, reduction="sum"))
+            correct += int((logits.argmax(1) == yb).sum())
+            n += len(yb)
     model.train(was)
     return correct / n, loss / n
 

@@ -116,9 +116,9 @@ def load_checkpoint(run_dir: str | Path, model: nn.Module, optimizer: torch.opti
     if not path.exists():
         return None
     shapes, meta = read_header(path, "training state")
-    tensor_version(path, "training state", meta)
     if meta.get("kind") != RUN_KIND or "state" not in meta or "sha256" not in meta:
         raise ValueError(f"training state {path} is not a tbnn checkpoint (metadata fields kind, state, sha256).")
+    tensor_version(path, "training state", meta)
     expected = {f"model.{k}": tuple(v.shape) for k, v in model.state_dict().items()}
     for k, shape in expected.items():
         if shapes.get(k) != shape:
