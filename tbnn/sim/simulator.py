@@ -375,6 +375,36 @@ def _simulate_run(run_dir, split, limit, mode, batch, dt_ms, progress, seed, rec
 
 
 
+def _pinned_dataset(run_dir: Path, tcfg: dict[str, Any], data: str | os.PathLike | None) -> Any:
+    """The run's dataset, from ``data`` when given, refused unless its SHA-256 is the recorded one."""
+    from tbnn.io.datasets import load_dataset, parse_dataset_name
+
+    name = tcfg.get("dataset", "digits")
+    kind, path = parse_dataset_name(name)
+    if data is not None:
+        if path is None:
+            raise ValueError(f"data re-points a run trained on a file (npz:PATH, idx:PATH); run {run_dir} was "
+                             f"trained on the built-in dataset {name}.")
+        path = str(Path(data).expanduser().resolve())
+        name = f"{kind}:{path}"
+    elif path is not None and not Path(path).exists():
+        raise ValueError(f"the data of run {run_dir}, {path}, no longer exist (moved?); pass data=PATH "
+                         f"(--data PATH) to point the run at a copy with the same content.")
+    ds = load_dataset(name, seed=tcfg.get("seed", 0), n_train=tcfg.get("n_train"),
+                      n_test=tcfg.get("n_test"), normalize=tcfg.get("normalize", "auto"))
+    want = tcfg.get("data_sha256")
+    if want is None:
+        warnings.warn(f"run {run_dir} records no digest of its data (written before data pinning): {name} is "
+                      f"used unchecked.", stacklevel=3)
+    elif ds.sha256 != want:
+        where = path if path is not None else f"the built-in dataset {name}"
+        raise ValueError(f"{where} no longer holds the data run {run_dir} was trained on (their SHA-256 differs "
+                         f"from config.json field train.data_sha256): the file was changed or replaced"
+                         + ("; pass data=PATH (--data PATH) to use an unchanged copy." if path is not None
+                            else " (another scikit-learn or mnist1d version?)."))
+    return ds
+
+
 def simulate(model: Any, x: Any = None, labels: Any = None, **kwargs: Any) -> Any:
     """Run a network as binary spike events, step by step, recording every spike.
 

@@ -25,7 +25,7 @@ from tbnn.io.files.atomic import (
     os_errors,
     temp_name,
 )
-from tbnn.io.files.jsonfile import file_sha256, read_json, write_sealed_json
+from tbnn.io.files.jsonfile import file_sha256, read_json
 from tbnn.io.files.lock import FolderLock
 from tbnn.io.files.manifest import KINDS, foreign_entry, is_bookkeeping, output_owner, png_record, seal_png, write_manifest
 
