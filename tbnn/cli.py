@@ -168,7 +168,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="read-out of every neuron layer: sample (a gain and offset per block and sample) or "
                         "running (per block, from running statistics: spikes alone cross between layers)")
     t.add_argument("--input-encoding", default=None,
-                   choices=["binary", "sigma_delta", "rate", "thermometer", "latency"], help="spike code of the input encoder only (none: --encoding), e.g. latency")
+                   help=f"spike code of the input encoder only (none: --encoding): {', '.join(SCHEMES)}")
 
     s = sub.add_parser("simulate", help="run a trained network as binary events; write simulation.json, spikes.npz",
                        **fmt)
