@@ -309,6 +309,6 @@ def test_two_rank_simulation_writes_what_one_process_writes(tmp_path, model):
     one = json.loads((tmp_path / "one" / "simulation.json").read_text())
     two = json.loads((tmp_path / "two" / "simulation.json").read_text())
     timing = {"samples_per_second", "seconds", "engine_samples_per_second", "engine_seconds", "wall_seconds",
-              "engine", "sha256"}  # the seal covers the timings too; spikes_sha256 must agree
+              "engine_cpu_seconds_per_sample", "threads", "engine", "sha256"}  # the seal covers the timings too; spikes_sha256 must agree
     assert {k: v for k, v in one.items() if k not in timing} == {k: v for k, v in two.items() if k not in timing}
     assert one["samples"] == 90 and one["layers"][0]["spikes"] > 0

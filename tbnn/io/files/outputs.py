@@ -257,6 +257,7 @@ def stage_dir(path: str | os.PathLike, kind: str, overwrite: bool = False, flag:
     >>> import tempfile, pathlib
     >>> from tbnn.io.files import write_json
     >>> out = pathlib.Path(tempfile.mkdtemp()) / "sim"
+    >>> from tbnn.io.files import write_sealed_json
     >>> with stage_dir(out, "simulation") as tmp:
     ...     _ = write_sealed_json(tmp / "simulation.json", {"accuracy": 1.0})
     >>> sorted(p.name for p in out.iterdir())
