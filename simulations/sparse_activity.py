@@ -362,11 +362,11 @@ def _control_markdown(res: dict) -> str:
 def _control_figure(res: dict, out: Path) -> None:
     plt = common.pyplot()
     datasets = sorted({p["dataset"] for p in res["points"]})
-    fig, axes = plt.subplots(1, len(datasets), figsize=(5.5 * len(datasets), 4), squeeze=False,
+    fig, axes = plt.subplots(1, len(datasets), figsize=(6.5 * len(datasets), 4.3), squeeze=False,
                              constrained_layout=True)
     for ax, ds in zip(axes[0], datasets):
         ax.axvspan(1e-4, LENNIE, color="tab:green", alpha=0.25, lw=0, label="cortex: < 1 % (Lennie 2003)")
-        for grid, c in zip(CONTROL_GRIDS, ("C0", "C1")):
+        for gi, (grid, c) in enumerate(zip(CONTROL_GRIDS, ("C0", "C1"))):
             pts = sorted([p for p in res["points"] if p["dataset"] == ds and p["grid"] == grid],
                          key=lambda p: p["fraction_active"])
             if not pts:
@@ -378,15 +378,16 @@ def _control_figure(res: dict, out: Path) -> None:
                     color=c, ms=4, alpha=0.7, label=f"{grid} grid, spikes-only read-out")
             for p in pts:
                 ax.annotate("base" if p["P"] is None else f"P={100 * p['P']:g}%", (p["fraction_active"],
-                            100 * p["test_accuracy"]), fontsize=6, xytext=(3, 3), textcoords="offset points")
+                            100 * p["test_accuracy"]), fontsize=6, color=c, textcoords="offset points",
+                            xytext=(4, 4) if gi == 0 else (4, -10))  # one grid's labels above, the other's below
         ax.set_xscale("log")
         ax.xaxis.set_major_formatter(plt.FuncFormatter(lambda v, _: f"{100 * v:g} %"))
         ax.set_xlabel("hidden neurons active per step (test)")
         ax.set_ylabel(f"{ds} test accuracy (%)")
         ax.grid(alpha=0.3, which="both", lw=0.4)
         ax.legend(fontsize=6)
-    fig.suptitle(f"Homeostatic rate control: accuracy against activity ({res['settings']['epochs']} epochs, "
-                 f"seeds {res['settings']['seeds']})", fontsize=10)
+    fig.suptitle(f"Homeostatic rate control: accuracy against activity\n({res['settings']['epochs']} epochs, "
+                 f"seeds {', '.join(map(str, res['settings']['seeds']))})", fontsize=10)
     common.save_figure(fig, out, "sparse_control.png")
 
 
