@@ -75,3 +75,22 @@ def test_bench_packed_tiny(monkeypatch, capsys):
     rows = [line for line in text.splitlines() if line.startswith("| 128 |")]
     assert len(rows) == 1 + 2 + 3  # simulate; two hidden layers; three activities
     assert "| 128 -> 128 |" in text
+
+
+def test_bench_checkouts_quick_runs_both_trees_interleaved(monkeypatch, capsys):
+    text = _run(monkeypatch, capsys, "bench_checkouts.py", "--quick", "--old", "HEAD", "--workloads", "import", "quantize")
+    assert "old HEAD" in text and "new/old" in text
+    rows = [line.split() for line in text.splitlines() if line.split()[:1] in (["import"], ["quantize"])]
+    assert [r[0] for r in rows] == ["import", "quantize"]
+    for r in rows:  # CPU seconds of each tree and their ratio
+        old, new, ratio = map(float, r[1:4])
+        assert old > 0 and new > 0 and abs(ratio - new / old) < 2e-3
+
+
+def test_bench_checkouts_names_the_flag_on_a_bad_revision(monkeypatch, capsys):
+    import pytest
+
+    with pytest.raises(SystemExit) as e:
+        _run(monkeypatch, capsys, "bench_checkouts.py", "--quick", "--old", "no-such-revision", "--workloads", "import")
+    assert e.value.code == 2
+    assert "--old 'no-such-revision'" in capsys.readouterr().err
