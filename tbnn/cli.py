@@ -21,6 +21,7 @@ from typing import NoReturn
 from tbnn import __version__
 from tbnn.io.files import os_error_sentence
 from tbnn.core.codes import SCHEMES
+from tbnn.io.datasets.registry import dataset_list
 from tbnn.runtime.machine import tune_allocator
 from tbnn.viz.formats import vector_formats
 
@@ -118,7 +119,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_overwrite(d, "demo")
 
     t = sub.add_parser("train", help="train a model and write config.json, model.safetensors, metrics.json", **fmt)
-    t.add_argument("--dataset", required=True, help="digits, mnist1d, synthetic, npz:PATH or idx:PATH")
+    t.add_argument("--dataset", required=True, help=dataset_list())
     t.add_argument("--model", required=True, choices=["tbn", "ste", "float", "lif"], help="model kind")
     t.add_argument("--arch", default="mlp", choices=["mlp", "cnn"], help="architecture")
     t.add_argument("--hidden", type=int, default=256, help="hidden width of an MLP, integer >= 1")

@@ -9,11 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from datafiles import write_mnist_like
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tbnn.io import datasets as data
-from tbnn.io.datasets import load, sources
 from tbnn.io.datasets import (
     DATASETS,
     IDX_FILES,
@@ -21,6 +20,7 @@ from tbnn.io.datasets import (
     load_dataset,
     parse_dataset_name,
     read_idx,
+    sources,
     write_idx,
 )
 
@@ -43,28 +43,6 @@ def _assert_same(a: Dataset, b: Dataset) -> None:
         assert torch.equal(getattr(a, field), getattr(b, field)), field
 
 
-def _write_mnist_like(
-    directory: Path,
-    n_train: int = 30,
-    n_test: int = 12,
-    rows: int = 5,
-    cols: int = 4,
-    gz: bool = False,
-    seed: int = 0,
-) -> dict[str, np.ndarray]:
-    rng = np.random.default_rng(seed)
-    arrays = {
-        "train_images": rng.integers(0, 256, size=(n_train, rows, cols), dtype=np.uint8),
-        "train_labels": (np.arange(n_train) % 10).astype(np.uint8),
-        "test_images": rng.integers(0, 256, size=(n_test, rows, cols), dtype=np.uint8),
-        "test_labels": (np.arange(n_test) % 10).astype(np.uint8),
-    }
-    directory.mkdir(parents=True, exist_ok=True)
-    for key, arr in arrays.items():
-        write_idx(directory / (IDX_FILES[key] + (".gz" if gz else "")), arr)
-    return arrays
-
-
 # --------------------------------------------------------------------------- names
 
 
@@ -73,7 +51,8 @@ def test_parse_dataset_name():
     assert parse_dataset_name(" MNIST1D ") == ("mnist1d", None)
     assert parse_dataset_name("synthetic") == ("synthetic", None)
     assert parse_dataset_name("idx:/data/mnist") == ("idx", "/data/mnist")
-    assert set(DATASETS) == {"digits", "mnist1d", "synthetic", "idx:PATH"}
+    assert parse_dataset_name(" NPZ: a b.npz ") == ("npz", "a b.npz")
+    assert list(DATASETS) == ["digits", "mnist1d", "synthetic", "idx:PATH", "npz:PATH"]
 
 
 @pytest.mark.parametrize("bad", ["xxx", "", "mnist", "idx:", "idx", "digits:foo", "cifar10"])
@@ -214,7 +193,7 @@ def test_non_string_name_refused():
 
 @pytest.mark.parametrize("gz", [False, True])
 def test_idx_round_trip(tmp_path, gz):
-    arrays = _write_mnist_like(tmp_path, gz=gz)
+    arrays = write_mnist_like(tmp_path, gz=gz)
     for key, arr in arrays.items():
         path = tmp_path / (IDX_FILES[key] + (".gz" if gz else ""))
         np.testing.assert_array_equal(read_idx(path), arr)
@@ -238,7 +217,7 @@ def test_idx_round_trip(tmp_path, gz):
 
 
 def test_idx_mixed_plain_and_gz(tmp_path):
-    arrays = _write_mnist_like(tmp_path, gz=True)
+    arrays = write_mnist_like(tmp_path, gz=True)
     (tmp_path / (IDX_FILES["test_labels"] + ".gz")).unlink()
     write_idx(tmp_path / IDX_FILES["test_labels"], arrays["test_labels"])
     assert load_dataset(f"idx:{tmp_path}").n_test == 12
@@ -272,7 +251,7 @@ def _rewrite(path: Path, fn) -> None:
 
 @pytest.mark.parametrize("gz", [False, True])
 def test_idx_bad_magic_refused(tmp_path, gz):
-    _write_mnist_like(tmp_path, gz=False)
+    write_mnist_like(tmp_path, gz=False)
     target = tmp_path / IDX_FILES["train_images"]
     _rewrite(target, lambda b: (2049).to_bytes(4, "big") + b[4:])
     if gz:
@@ -291,7 +270,7 @@ def _error(directory: Path) -> str:
 
 
 def test_idx_labels_bad_magic_refused(tmp_path):
-    _write_mnist_like(tmp_path)
+    write_mnist_like(tmp_path)
     target = tmp_path / IDX_FILES["test_labels"]
     _rewrite(target, lambda b: (0x0D01).to_bytes(4, "big") + b[4:])  # float32 labels
     msg = _error(tmp_path)
@@ -300,7 +279,7 @@ def test_idx_labels_bad_magic_refused(tmp_path):
 
 @pytest.mark.parametrize("gz", [False, True])
 def test_idx_truncated_refused(tmp_path, gz):
-    _write_mnist_like(tmp_path, gz=gz)
+    write_mnist_like(tmp_path, gz=gz)
     name = IDX_FILES["test_images"] + (".gz" if gz else "")
     target = tmp_path / name
     if gz:
@@ -313,12 +292,12 @@ def test_idx_truncated_refused(tmp_path, gz):
 
 
 def test_idx_truncated_header_and_gzip_stream_refused(tmp_path):
-    _write_mnist_like(tmp_path, gz=True)
+    write_mnist_like(tmp_path, gz=True)
     target = tmp_path / (IDX_FILES["train_labels"] + ".gz")
     _rewrite(target, lambda b: b[: len(b) // 2])  # cut gzip stream
     assert "train-labels-idx1-ubyte.gz" in _error(tmp_path)
 
-    _write_mnist_like(tmp_path / "h")
+    write_mnist_like(tmp_path / "h")
     target = tmp_path / "h" / IDX_FILES["train_images"]
     _rewrite(target, lambda b: b[:10])  # header cut inside the dimensions
     msg = _error(tmp_path / "h")
@@ -329,27 +308,27 @@ def test_idx_truncated_header_and_gzip_stream_refused(tmp_path):
 
 
 def test_idx_trailing_data_refused(tmp_path):
-    _write_mnist_like(tmp_path)
+    write_mnist_like(tmp_path)
     _rewrite(tmp_path / IDX_FILES["train_labels"], lambda b: b + b"\x00")
     msg = _error(tmp_path)
     assert "train-labels-idx1-ubyte" in msg and "trailing" in msg
 
 
 def test_idx_count_mismatch_refused(tmp_path):
-    arrays = _write_mnist_like(tmp_path)
+    arrays = write_mnist_like(tmp_path)
     write_idx(tmp_path / IDX_FILES["train_labels"], arrays["train_labels"][:-1])
     msg = _error(tmp_path)
     assert "train-labels-idx1-ubyte" in msg and "29 labels" in msg and "30 images" in msg
 
 
 def test_idx_image_shape_mismatch_refused(tmp_path):
-    _write_mnist_like(tmp_path)
+    write_mnist_like(tmp_path)
     write_idx(tmp_path / IDX_FILES["test_images"], np.zeros((12, 4, 4), np.uint8))
     assert "4x4" in _error(tmp_path)
 
 
 def test_idx_zero_dimension_refused(tmp_path):
-    _write_mnist_like(tmp_path)
+    write_mnist_like(tmp_path)
     write_idx(tmp_path / IDX_FILES["test_images"], np.zeros((0, 5, 4), np.uint8))
     msg = _error(tmp_path)
     assert "t10k-images-idx3-ubyte" in msg and "zero" in msg
@@ -358,7 +337,7 @@ def test_idx_zero_dimension_refused(tmp_path):
 def test_idx_missing_files(tmp_path):
     with pytest.raises(FileNotFoundError, match="does not exist"):
         load_dataset(f"idx:{tmp_path / 'nope'}")
-    _write_mnist_like(tmp_path)
+    write_mnist_like(tmp_path)
     (tmp_path / IDX_FILES["test_labels"]).unlink()
     with pytest.raises(FileNotFoundError, match="t10k-labels-idx1-ubyte"):
         load_dataset(f"idx:{tmp_path}")
@@ -369,7 +348,7 @@ def test_idx_missing_files(tmp_path):
 
 @pytest.mark.parametrize("split,value", [("train", np.nan), ("test", np.inf)])
 def test_non_finite_refused(monkeypatch, split, value):
-    original = load.raw_digits
+    original = sources.raw_digits  # the registry's loader is looked up at each load
 
     def poisoned():
         raw = original()
@@ -377,7 +356,7 @@ def test_non_finite_refused(monkeypatch, split, value):
         x[3, 5] = value
         return raw
 
-    monkeypatch.setattr(load, "raw_digits", poisoned)
+    monkeypatch.setattr(sources, "raw_digits", poisoned)
     with pytest.raises(ValueError, match=rf"'digits'.*{split} split.*non-finite"):
         load_dataset("digits")
     monkeypatch.undo()

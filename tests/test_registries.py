@@ -2,8 +2,9 @@
 appears in every place that lists entries (CLI choices, ``--help``, catalogue, figures).
 
 Registries: spike codes (:mod:`tbnn.core.codes`), firing measures
-(:mod:`tbnn.analysis.measures`), figure formats (:mod:`tbnn.viz.formats`). The tests read
-the registries, so a new entry is picked up without editing this file. Also here: the one
+(:mod:`tbnn.analysis.measures`), figure formats (:mod:`tbnn.viz.formats`); the dataset
+registry's tests are in ``test_dataset_registry.py``. The tests read the registries, so a new
+entry is picked up without editing this file. Also here: the one
 validation module (:mod:`tbnn.core.validate`), each former twin as one function.
 """
 

@@ -47,6 +47,19 @@ def test_help_imports_no_heavy_package():
     assert loaded == set()
 
 
+def test_train_help_lists_the_datasets_without_torch():
+    """``tbnn train --help`` lists the registered datasets from :mod:`tbnn.io.datasets.registry`,
+    which (with ``tbnn.io.datasets`` itself) imports nothing heavy."""
+    code = ("from tbnn.cli import main\nimport tbnn.io.datasets as d\nd.parse_dataset_name('idx:/x')\n"
+            "print('LIST', d.dataset_list())\ntry:\n    main(['train', '--help'])\nexcept SystemExit as e:\n"
+            "    assert e.code == 0")
+    loaded, out = _loaded_after(code)
+    listed = next(x for x in out.splitlines() if x.startswith("LIST")).split(" ", 1)[1]
+    help_text = " ".join(x for x in out.splitlines() if not x.startswith(("LIST", "LOADED")))
+    assert listed.endswith("or npz:PATH") and listed in " ".join(help_text.split())
+    assert loaded == set()
+
+
 def test_simulate_imports_only_what_it_needs(tiny_run, tmp_path):
     run, _ = tiny_run  # trained on digits: the dataset cache is warm
     code = (f"from tbnn.cli import main\n"

@@ -140,7 +140,7 @@ def test_cli_refuses_bad_input(tmp_path, capsys, args, needle):
 
 
 def test_cli_refuses_nan_in_data(tmp_path, capsys, monkeypatch):
-    import tbnn.io.datasets.load as data
+    import tbnn.io.datasets.sources as data  # the registry's digits loader, looked up at each load
 
     real = data.raw_digits
 

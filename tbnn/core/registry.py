@@ -2,9 +2,9 @@
 
 A registry is a ``dict`` from name to entry, filled by ``register_*`` functions (spike codes
 in :mod:`tbnn.core.codes`, firing measures in :mod:`tbnn.analysis.measures`, figure formats
-in :mod:`tbnn.viz.formats`). The views below follow the dict as entries are added or
-removed at run time, so every place that lists entries lists the new one. Imports nothing
-heavy.
+in :mod:`tbnn.viz.formats`, datasets in :mod:`tbnn.io.datasets.registry`). The views below
+follow the dict as entries are added or removed at run time, so every place that lists
+entries lists the new one. Imports nothing heavy.
 
 >>> reg = {"a": 1}
 >>> names, doubled = NamesView(reg), MappingView(reg, lambda v: 2 * v)
@@ -12,6 +12,8 @@ heavy.
 2
 >>> list(names), dict(doubled), "b" in names
 (['a', 'b'], {'a': 2, 'b': 4}, True)
+>>> dict(MappingView(reg, key=lambda v: f"n{v}"))
+{'n1': 1, 'n2': 2}
 >>> add_entry(reg, "b", 3, "code.name")
 Traceback (most recent call last):
 ValueError: code.name 'b' is already registered; pass replace=True to replace it.
@@ -60,17 +62,19 @@ class NamesView(Sequence):
 
 class MappingView(Mapping):
     """A live read-only view ``key -> project(entry)`` of ``registry``, leaving out the entries
-    where ``project`` gives None."""
+    where ``project`` gives None; ``key(entry)``, when given, names each entry in the view
+    instead of its registry key (e.g. ``"idx:PATH"`` for the dataset registered as ``"idx"``)."""
 
-    def __init__(self, registry: dict[str, Any], project: Callable[[Any], Any] = lambda v: v):
-        self._registry, self._project = registry, project
+    def __init__(self, registry: dict[str, Any], project: Callable[[Any], Any] = lambda v: v,
+                 key: Callable[[Any], str] | None = None):
+        self._registry, self._project, self._key = registry, project, key
 
     def _items(self) -> dict[str, Any]:
         out = {}
         for k, entry in list(self._registry.items()):
             v = self._project(entry)
             if v is not None:
-                out[k] = v
+                out[k if self._key is None else self._key(entry)] = v
         return out
 
     def __getitem__(self, key: str) -> Any:

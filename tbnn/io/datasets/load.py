@@ -2,22 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from tbnn.io.datasets.idx import raw_idx
-from tbnn.io.datasets.sources import raw_digits, raw_mnist1d, raw_npz, raw_synthetic
-from tbnn.io.datasets.spec import (
-    MAX_LABEL_CLASSES,
-    STD_FLOOR,
-    Dataset,
-    RawArrays,
-    data_digest,
-    parse_dataset_name,
-)
+from tbnn.core.validate import check_labels
+from tbnn.io.datasets.registry import get_dataset, parse_dataset_name
+from tbnn.io.datasets.spec import MAX_LABEL_CLASSES, STD_FLOOR, Dataset, RawArrays, data_digest
 
 __all__ = ["load_dataset"]
 
@@ -44,17 +36,17 @@ def _check_finite(name: str, raw: RawArrays) -> None:
 
 
 def _check_labels(name: str, raw: RawArrays) -> int:
-    """Validate labels (integral, non-negative, matching counts); return n_classes."""
+    """Validate labels (:func:`~tbnn.core.validate.check_labels`: 1-D integer class indices
+    ``>= 0``, one per sample) and what a dataset adds (2-D inputs, no empty split, as many
+    features in both splits, every class ``0..classes-1`` in the training split); return
+    n_classes."""
     for split, x, y in (("train", raw.x_train, raw.y_train), ("test", raw.x_test, raw.y_test)):
-        if y.ndim != 1 or x.ndim != 2 or y.shape[0] != x.shape[0]:
-            raise ValueError(
-                f"dataset {name!r}: {split} split has inputs of shape {x.shape} and labels "
-                f"of shape {y.shape}"
-            )
-        if y.shape[0] == 0:
+        if np.ndim(x) != 2:
+            raise ValueError(f"dataset {name!r}: {split} split has inputs of shape {np.shape(x)}; "
+                             f"a loader returns them flattened, [samples, features]")
+        check_labels(y, x.shape[0], f"dataset {name!r}: {split} labels")
+        if x.shape[0] == 0:
             raise ValueError(f"dataset {name!r}: {split} split is empty")
-        if y.min() < 0:
-            raise ValueError(f"dataset {name!r}: {split} split has negative labels")
     if raw.x_train.shape[1] != raw.x_test.shape[1]:
         raise ValueError(
             f"dataset {name!r}: train has {raw.x_train.shape[1]} features, "
@@ -123,10 +115,10 @@ def load_dataset(
     """Load a dataset by name, standardised, as torch tensors; never downloads.
 
     Args:
-        name: ``"digits"``, ``"mnist1d"``, ``"synthetic"`` or ``"idx:PATH"`` (see
-            :data:`DATASETS`).
-        seed: seeds the ``synthetic`` problem and the choice of subsets; the digits split
-            and the MNIST-1D data themselves do not depend on it.
+        name: a registered dataset (:data:`~tbnn.io.datasets.registry.DATASETS`):
+            ``"digits"``, ``"mnist1d"``, ``"synthetic"``, ``"idx:PATH"``, ``"npz:PATH"``, ...
+        seed: seeds a seeded source (the ``synthetic`` problem) and the choice of subsets;
+            the digits split and the MNIST-1D data themselves do not depend on it.
         n_train: if given, use a random subset of this many training samples
             (deterministic for a given seed). Normalisation statistics come from the
             subset actually returned.
@@ -144,22 +136,19 @@ def load_dataset(
 
     Raises:
         ValueError: unknown name, invalid subset size, non-finite values in the data,
-            or invalid IDX files.
-        TypeError: a name that is not a string, or a subset size that is not an integer.
-        FileNotFoundError: ``idx:PATH`` whose directory or files are missing.
+            invalid labels, or invalid IDX / npz files.
+        TypeError: a name that is not a string, a subset size that is not an integer, or a
+            loader that does not return ``RawArrays``.
+        FileNotFoundError: ``idx:PATH`` / ``npz:PATH`` whose directory or files are missing.
     """
     kind, path = parse_dataset_name(name)
     if path is not None:
         path = str(Path(path).expanduser().resolve())  # stored absolute: the run is read from anywhere
     canonical = f"{kind}:{path}" if path is not None else kind
-    loaders: dict[str, Callable[[], RawArrays]] = {
-        "digits": lambda: raw_digits(),
-        "mnist1d": lambda: raw_mnist1d(),
-        "synthetic": lambda: raw_synthetic(seed),
-        "idx": lambda: raw_idx(path),  # type: ignore[arg-type]
-        "npz": lambda: raw_npz(path),  # type: ignore[arg-type]
-    }
-    raw = loaders[kind]()
+    raw = get_dataset(kind).load_raw(path, seed)
+    if not isinstance(raw, RawArrays):
+        raise TypeError(f"dataset {canonical!r}: its loader must return tbnn.io.datasets.RawArrays; "
+                        f"got {type(raw).__name__}")
     _check_finite(canonical, raw)
     n_classes = _check_labels(canonical, raw)
 

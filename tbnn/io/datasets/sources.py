@@ -1,5 +1,9 @@
 """The raw arrays of each source: scikit-learn's digits, the generated mnist1d, synthetic
-clusters and a user's npz file, each read offline."""
+clusters and a user's npz file, each read offline.
+
+Each function here is a loader of :mod:`tbnn.io.datasets.registry`, registered there by a
+``"tbnn.io.datasets.sources:function"`` reference and looked up at each load.
+"""
 
 from __future__ import annotations
 

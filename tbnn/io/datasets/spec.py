@@ -1,4 +1,9 @@
-"""What a dataset is (:class:`Dataset`), the names a user can give, and their limits."""
+"""What a dataset is (:class:`Dataset`), what a loader returns (:class:`RawArrays`), and the limits.
+
+The names a user can give (:data:`DATASETS`, :func:`parse_dataset_name`) are the registry's,
+:mod:`tbnn.io.datasets.registry`; they are re-exported here for the code that imported them
+from this module.
+"""
 
 from __future__ import annotations
 
@@ -8,28 +13,10 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
-__all__ = ["DATASETS", "IDX_FILES", "Dataset", "data_digest", "parse_dataset_name"]
+from tbnn.io.datasets.registry import DATASETS, parse_dataset_name
 
+__all__ = ["DATASETS", "IDX_FILES", "Dataset", "RawArrays", "data_digest", "parse_dataset_name"]
 
-DATASETS: dict[str, str] = {
-    "digits": (
-        "scikit-learn's bundled 8x8 handwritten digits, 10 classes, fixed stratified split "
-        "1347 train / 450 test (random_state=0 for every seed); input (64,), image (8, 8)"
-    ),
-    "mnist1d": (
-        "MNIST-1D generated locally with mnist1d's default arguments (seed 42), 10 classes, "
-        "4000 train / 1000 test; input (40,), no image shape"
-    ),
-    "synthetic": (
-        "seeded sklearn make_classification problem, 20 features, 4 classes, "
-        "1500 train / 500 test; the problem depends on the seed"
-    ),
-    "idx:PATH": (
-        "MNIST / Fashion-MNIST IDX files in directory PATH (train-images-idx3-ubyte, "
-        "train-labels-idx1-ubyte, t10k-images-idx3-ubyte, t10k-labels-idx1-ubyte, each "
-        "optionally .gz); input (rows*cols,), image (rows, cols)"
-    ),
-}
 
 #: Base names of the four IDX files, by split and content.
 IDX_FILES: dict[str, str] = {
@@ -56,8 +43,6 @@ SYNTHETIC_TRAIN = 1500
 SYNTHETIC_TEST = 500
 SYNTHETIC_FEATURES = 20
 SYNTHETIC_CLASSES = 4
-
-_UNKNOWN_MESSAGE = "dataset must be one of digits, mnist1d, synthetic, idx:PATH or npz:PATH; got {!r}"
 
 
 @dataclass(frozen=True, eq=False)
@@ -146,7 +131,8 @@ def data_digest(*arrays: torch.Tensor | np.ndarray) -> str:
 
 
 class RawArrays(NamedTuple):
-    """Unnormalised arrays as a loader returns them (x flattened to 2-D)."""
+    """Unnormalised arrays as a loader returns them (x flattened to 2-D ``[samples, features]``,
+    y 1-D integer class indices ``0..classes-1``; every class present in the training split)."""
 
     x_train: np.ndarray
     y_train: np.ndarray
@@ -154,34 +140,3 @@ class RawArrays(NamedTuple):
     y_test: np.ndarray
     image_shape: tuple[int, int] | None
     channels: int
-
-
-# --------------------------------------------------------------------------- names
-
-
-def parse_dataset_name(name: str) -> tuple[str, str | None]:
-    """Split a dataset name into its kind and, for ``idx:PATH``, the path.
-
-    Kinds are matched case-insensitively and ignoring surrounding whitespace; the path
-    is kept as given.
-
-    Returns:
-        ``(kind, path)`` where kind is one of ``"digits"``, ``"mnist1d"``,
-        ``"synthetic"``, ``"idx"`` and path is ``None`` except for ``"idx"``.
-
-    Raises:
-        ValueError: for any other name, or ``idx:`` with an empty path.
-        TypeError: if ``name`` is not a string.
-    """
-    if not isinstance(name, str):
-        raise TypeError(f"dataset name must be a string, got {type(name).__name__}")
-    stripped = name.strip()
-    kind, sep, rest = stripped.partition(":")
-    kind = kind.strip().lower()
-    if sep:
-        if kind in ("idx", "npz") and rest.strip():
-            return kind, rest.strip()
-        raise ValueError(_UNKNOWN_MESSAGE.format(name))
-    if kind in ("digits", "mnist1d", "synthetic"):
-        return kind, None
-    raise ValueError(_UNKNOWN_MESSAGE.format(name))
