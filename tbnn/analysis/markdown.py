@@ -63,112 +63,158 @@ def render_markdown(res: dict[str, Any]) -> str:
     >>> render_markdown(res).splitlines()[0]
     '# Firing statistics: `spikes.npz`'
     """
+    L = _header(res) + _how_to_read(res["figures"]) + _energy_table(res["energy"])
+    for name, lay in res["layers"].items():
+        L += _layer_section(name, lay, res["figures"]["layers"].get(name, {}))
+    L += _definition_notes() + _references(res["references"])
+    return "\n".join(L)
+
+
+def _header(res: dict[str, Any]) -> list[str]:
+    """Title, input size and time step, the simulation's summary and the shuffle seed."""
     g = format_number
-    L: list[str] = []
-    src = res["source"]
-    L.append(f"# Firing statistics: `{src['spikes']}`\n")
-    L.append(f"- {res['samples']} samples × {res['timesteps']} time steps, "
-             f"dt = {g(res['dt_ms'])} ms "
-             f"({DT_SOURCES.get(res['dt_source'], res['dt_source'])}).")
+    L = [f"# Firing statistics: `{res['source']['spikes']}`\n",
+         f"- {res['samples']} samples × {res['timesteps']} time steps, "
+         f"dt = {g(res['dt_ms'])} ms "
+         f"({DT_SOURCES.get(res['dt_source'], res['dt_source'])})."]
     if res["simulation"]:
-        s = res["simulation"]
-        extras = ", ".join(f"{k} = {g(v)}" for k, v in s.items())
+        extras = ", ".join(f"{k} = {g(v)}" for k, v in res["simulation"].items())
         L.append(f"- simulation.json: {extras}.")
     else:
         L.append("- simulation.json: absent (synaptic operations unknown).")
     L.append(f"- Shuffle null seed: {res['seed']}.\n")
-    L.append("## How to read this report\n")
-    L.append(
-        "Each neuron's spikes over all samples, presented one after another, form one spike "
-        "train with time step dt (the *stream view*, as in a recording). **Network** is the "
-        "statistic named in the table (median across neurons, or mean) of the measured "
-        "values. **Null** is the discrete-time null model: every neuron firing independently "
-        "in each step with its own probability p. *Analytic* gives its exact value "
-        "(CV = √(1−p), Fano = 1−p, LV = q−p+2p²(−ln p−q)/q², correlations 0, …); *shuffled* "
-        "measures the same statistic after permuting each neuron's time bins (seeded). The "
-        "right comparison for a binary network is the null at the same p, not the Poisson "
-        "value 1. **Biology** is the range reported for cortex in vivo (sources below); the "
-        "verdict places the network value against it. Rates in Hz, and so their verdict, "
-        "depend on the declared dt. *n* counts defined values; undefined ones (e.g. CV2 of "
-        "neurons with fewer than three spikes) are counted in parentheses, never dropped.\n")
-    if res["figures"].get("raster"):
-        L.append(f"![raster]({res['figures']['raster']})\n")
+    return L
 
-    en = res["energy"]
-    L.append("## Energy proxy (per inference)\n")
-    L.append(f"Source: {en['source']}.\n")
-    L.append("| layer | neurons | spikes / sample | spikes / neuron / sample | fanout | "
-             "synaptic ops / sample |")
-    L.append("|---|---:|---:|---:|---:|---:|")
+
+def _how_to_read(figures: dict[str, Any]) -> list[str]:
+    """What network, null and biology mean in the tables, and the raster."""
+    L = ["## How to read this report\n",
+         "Each neuron's spikes over all samples, presented one after another, form one spike "
+         "train with time step dt (the *stream view*, as in a recording). **Network** is the "
+         "statistic named in the table (median across neurons, or mean) of the measured "
+         "values. **Null** is the discrete-time null model: every neuron firing independently "
+         "in each step with its own probability p. *Analytic* gives its exact value "
+         "(CV = √(1−p), Fano = 1−p, LV = q−p+2p²(−ln p−q)/q², correlations 0, …); *shuffled* "
+         "measures the same statistic after permuting each neuron's time bins (seeded). The "
+         "right comparison for a binary network is the null at the same p, not the Poisson "
+         "value 1. **Biology** is the range reported for cortex in vivo (sources below); the "
+         "verdict places the network value against it. Rates in Hz, and so their verdict, "
+         "depend on the declared dt. *n* counts defined values; undefined ones (e.g. CV2 of "
+         "neurons with fewer than three spikes) are counted in parentheses, never dropped.\n"]
+    if figures.get("raster"):
+        L.append(f"![raster]({figures['raster']})\n")
+    return L
+
+
+def _energy_table(en: dict[str, Any]) -> list[str]:
+    """Spikes and synaptic operations per inference, layer by layer and in total."""
+    g = format_number
+    L = ["## Energy proxy (per inference)\n",
+         f"Source: {en['source']}.\n",
+         "| layer | neurons | spikes / sample | spikes / neuron / sample | fanout | "
+         "synaptic ops / sample |",
+         "|---|---:|---:|---:|---:|---:|"]
     for name, e in en["layers"].items():
         L.append(f"| {name} | {e['neurons']} | {g(e['spikes_per_sample'])} | "
                  f"{g(e['spikes_per_neuron_per_sample'])} | {g(e['fanout'])} | "
                  f"{g(e['synaptic_ops_per_sample'])} |")
     L.append(f"| **total** | | {g(en['spikes_per_sample'])} | | | "
              f"{g(en['synaptic_ops_per_sample'])} |\n")
+    return L
 
-    for name, lay in res["layers"].items():
-        L.append(f"## Layer `{name}`: {lay['neurons']} neurons\n")
-        L.append("| measure | statistic | network | null (analytic) | null (shuffled) | "
-                 "biology | verdict | n (undefined) |")
-        L.append("|---|---|---:|---:|---:|---|---|---:|")
-        for e in lay["measures"].values():
-            na = e["null"]["analytic"]
-            ns = e["null"]["shuffled"]
-            bio = e["biology"]
-            units = f" {e['units']}" if e["units"] else ""
-            brange = (f"{g(bio['low'])}–{g(bio['high'])}{units}" if bio else "—")
-            L.append(
-                f"| {e['label']}{(' (' + e['units'] + ')') if e['units'] else ''} | "
-                f"{e['statistic']} | {g(e['value'])} | {g(na['value']) if na else '—'} | "
-                f"{g(ns['value']) if ns else '—'} | {brange} | {e['verdict'] or '—'} | "
-                f"{e['summary']['n']} ({e['summary']['n_nan']}) |")
-        rd = lay["rate_distribution"]
-        L.append("")
-        L.append(f"Rate distribution: log-normal fit over {rd['n_fit']} active neurons "
-                 f"({rd['n_silent']} silent): median {g(rd['median_hz'])} Hz, σ(ln rate) = "
-                 f"{g(rd['lognormal_sigma'])}, KS p = {g(rd['ks_pvalue'])}. Biology: "
-                 f"{rd['biology']['statement']} ({rd['biology']['citation']}).")
-        pr = lay["pairs"]
-        L.append(f"Pair measures use {pr['neurons_used']} neurons; binned-train correlations "
-                 f"use bins of {pr['bin_steps']} step(s) = {g(pr['bin_ms'])} ms.\n")
-        figs = res["figures"]["layers"].get(name, {})
-        if figs:
-            L.append(f"![statistics of {name}]({figs['stats']})\n")
-            if figs.get("caption"):
-                L.append(f"*Rate histogram:* {figs['caption']} (the fitted curve is drawn only "
-                         "when the Kolmogorov–Smirnov test accepts it).\n")
-            L.append(f"![network, null and biology, measure by measure, of {name}]"
-                     f"({figs['summary']})\n")
-        if lay.get("recording"):
-            L.extend(_recording_table(name, lay["recording"], figs.get("recording")))
-        L.append("Biological ranges used for this layer:\n")
-        for e in lay["measures"].values():
-            if e["biology"]:
-                L.append(f"- *{e['label']}*: {e['biology']['note']} "
-                         f"({e['biology']['citation']})")
-        for key, (stmt, cite) in QUALITATIVE.items():
-            L.append(f"- *{key.replace('_', ' ')}* (no numeric range): {stmt} ({cite})")
-        L.append("")
 
-    L.append("## Notes on definitions\n")
-    L.append("- Definitions follow Elephant 1.2 (`elephant.statistics`, "
-             "`elephant.spike_train_correlation`): CV uses ddof 0; a neuron with exactly two "
-             "spikes has CV 0 (one interval), as in Elephant; CV2, LV and LvR need three "
-             "spikes and are undefined (NaN) otherwise.")
-    L.append("- ISIs are taken on the stream train and may span sample boundaries.")
-    L.append("- Fano factor, stream view: counts in consecutive windows of T steps (one "
-             "sample); trial view: counts across the samples of one class, averaged over "
-             "classes. Null: 1 − p in both.")
-    L.append("- Noise correlations: Pearson correlation of per-sample counts across the "
-             "samples of one class (classes with ≥ 3 samples), averaged over classes.")
-    L.append("- Sparseness: Treves–Rolls a = ⟨r⟩²/⟨r²⟩ and Vinje–Gallant S = (1 − a)/(1 − 1/n) "
-             "of per-sample counts (Treves & Rolls 1991, Network 2:371; Vinje & Gallant 2000, "
-             "Science 287:1273).")
-    L.append("- Synchrony: complexity distribution (number of neurons spiking per step) and "
-             "Golomb's χ² (Golomb 2007, Scholarpedia 2:1347), 1/N under the null.\n")
-    L.append("## References\n")
-    for r in res["references"]:
-        L.append(f"- {r}")
+def _layer_section(name: str, lay: dict[str, Any], figs: dict[str, Any]) -> list[str]:
+    """One layer: its measure table, rate distribution and pairs, figures, the recording
+    beside it and the biological ranges used."""
+    L = [f"## Layer `{name}`: {lay['neurons']} neurons\n"]
+    L += _measure_table(lay["measures"])
+    L += _distribution_notes(lay)
+    if figs:
+        L += _layer_figures(name, figs)
+    if lay.get("recording"):
+        L.extend(_recording_table(name, lay["recording"], figs.get("recording")))
+    L += _biology_sources(lay["measures"])
+    return L
+
+
+def _measure_table(measures: dict[str, Any]) -> list[str]:
+    """Measure by measure: network, analytic and shuffled null, biology and verdict."""
+    g = format_number
+    L = ["| measure | statistic | network | null (analytic) | null (shuffled) | "
+         "biology | verdict | n (undefined) |",
+         "|---|---|---:|---:|---:|---|---|---:|"]
+    for e in measures.values():
+        na = e["null"]["analytic"]
+        ns = e["null"]["shuffled"]
+        bio = e["biology"]
+        units = f" {e['units']}" if e["units"] else ""
+        brange = (f"{g(bio['low'])}–{g(bio['high'])}{units}" if bio else "—")
+        L.append(
+            f"| {e['label']}{(' (' + e['units'] + ')') if e['units'] else ''} | "
+            f"{e['statistic']} | {g(e['value'])} | {g(na['value']) if na else '—'} | "
+            f"{g(ns['value']) if ns else '—'} | {brange} | {e['verdict'] or '—'} | "
+            f"{e['summary']['n']} ({e['summary']['n_nan']}) |")
+    return L
+
+
+def _distribution_notes(lay: dict[str, Any]) -> list[str]:
+    """The log-normal fit of the rates and the neurons and bins of the pair measures."""
+    g = format_number
+    rd = lay["rate_distribution"]
+    pr = lay["pairs"]
+    return ["",
+            f"Rate distribution: log-normal fit over {rd['n_fit']} active neurons "
+            f"({rd['n_silent']} silent): median {g(rd['median_hz'])} Hz, σ(ln rate) = "
+            f"{g(rd['lognormal_sigma'])}, KS p = {g(rd['ks_pvalue'])}. Biology: "
+            f"{rd['biology']['statement']} ({rd['biology']['citation']}).",
+            f"Pair measures use {pr['neurons_used']} neurons; binned-train correlations "
+            f"use bins of {pr['bin_steps']} step(s) = {g(pr['bin_ms'])} ms.\n"]
+
+
+def _layer_figures(name: str, figs: dict[str, Any]) -> list[str]:
+    """The statistics figure with its caption, and the measure-by-measure summary."""
+    L = [f"![statistics of {name}]({figs['stats']})\n"]
+    if figs.get("caption"):
+        L.append(f"*Rate histogram:* {figs['caption']} (the fitted curve is drawn only "
+                 "when the Kolmogorov–Smirnov test accepts it).\n")
+    L.append(f"![network, null and biology, measure by measure, of {name}]"
+             f"({figs['summary']})\n")
+    return L
+
+
+def _biology_sources(measures: dict[str, Any]) -> list[str]:
+    """The biological ranges of a layer's measures and the qualitative statements, cited."""
+    L = ["Biological ranges used for this layer:\n"]
+    for e in measures.values():
+        if e["biology"]:
+            L.append(f"- *{e['label']}*: {e['biology']['note']} "
+                     f"({e['biology']['citation']})")
+    for key, (stmt, cite) in QUALITATIVE.items():
+        L.append(f"- *{key.replace('_', ' ')}* (no numeric range): {stmt} ({cite})")
     L.append("")
-    return "\n".join(L)
+    return L
+
+
+def _definition_notes() -> list[str]:
+    """How the measures are defined where definitions differ between sources."""
+    return ["## Notes on definitions\n",
+            "- Definitions follow Elephant 1.2 (`elephant.statistics`, "
+            "`elephant.spike_train_correlation`): CV uses ddof 0; a neuron with exactly two "
+            "spikes has CV 0 (one interval), as in Elephant; CV2, LV and LvR need three "
+            "spikes and are undefined (NaN) otherwise.",
+            "- ISIs are taken on the stream train and may span sample boundaries.",
+            "- Fano factor, stream view: counts in consecutive windows of T steps (one "
+            "sample); trial view: counts across the samples of one class, averaged over "
+            "classes. Null: 1 − p in both.",
+            "- Noise correlations: Pearson correlation of per-sample counts across the "
+            "samples of one class (classes with ≥ 3 samples), averaged over classes.",
+            "- Sparseness: Treves–Rolls a = ⟨r⟩²/⟨r²⟩ and Vinje–Gallant S = (1 − a)/(1 − 1/n) "
+            "of per-sample counts (Treves & Rolls 1991, Network 2:371; Vinje & Gallant 2000, "
+            "Science 287:1273).",
+            "- Synchrony: complexity distribution (number of neurons spiking per step) and "
+            "Golomb's χ² (Golomb 2007, Scholarpedia 2:1347), 1/N under the null.\n"]
+
+
+def _references(references: list[str]) -> list[str]:
+    """The reference list, one line each, and the final newline."""
+    return ["## References\n", *(f"- {r}" for r in references), ""]
