@@ -153,73 +153,114 @@ def analyze_run(simdir: str | os.PathLike, out: str | os.PathLike, dt_ms: float 
         recorded = read_recording(recording)
 
     energy = energy_accounting(rec, sim)
-    sim_keys = ("accuracy", "forward_agreement", "samples", "timesteps", "spikes_per_sample",
-                "synaptic_ops_per_sample", "samples_per_second")
-    sim_summary = {k: sim[k] for k in sim_keys if k in sim} if sim is not None else None
+    model, run = _run_identity(sim, spikes_path)
+    figs = [("raster.png", _overview_raster(rec, names, dt, model, run, neurons))]
+    fig_index: dict[str, Any] = {"raster": "raster.png", "layers": {}}
+    used: set[str] = {"raster"}
+    layers_out: dict[str, Any] = {}
+    for name in names:
+        safe, title = file_name_for(name, used), figure_title(name, model, run)
+        res, layer_figs, index = _analyze_layer(rec, name, dt, (int(seed), b, mp),
+                                                energy["layers"][name], safe, title)
+        if recorded is not None:
+            layer_figs.append(_beside_recording(res, recorded, rec.labels, dt, safe, title, recording))
+            index["recording"] = f"{safe}_recording.png"
+        layers_out[name] = res
+        figs += layer_figs
+        fig_index["layers"][name] = index
+
+    result = json_ready({
+        "tbnn_analysis_version": ANALYSIS_VERSION,
+        "source": {"spikes": relative_to(spikes_path, out_dir),
+                   "simulation": relative_to(sim_path, out_dir) if sim is not None else None},
+        "dt_ms": dt,
+        "dt_source": ("argument" if dt_ms is not None else
+                      "archive" if rec.dt_declared else "default"),
+        "samples": rec.samples,
+        "timesteps": rec.timesteps,
+        "seed": int(seed),
+        "simulation": _simulation_summary(sim),
+        "energy": energy,
+        "layers": layers_out,
+        "figures": fig_index,
+        "references": _references(layers_out),
+    })
+    _write_analysis(out_dir, result, figs, formats, overwrite, _flag)
+    return result
+
+
+def _run_identity(sim: dict[str, Any] | None, spikes_path: Path) -> tuple[Any, str]:
+    """The model kind (from ``simulation.json``, or None) and the run's name: its folder
+    named in ``simulation.json``, else the simulation folder or the archive's file name."""
     model = sim.get("model") if sim else None
     run = (Path(str(sim["run"])).name if sim and sim.get("run") else None) or (
         spikes_path.parent.name if spikes_path.name == "spikes.npz" else spikes_path.name)
-    dt_source = ("argument" if dt_ms is not None else
-                 "archive" if rec.dt_declared else "default")
+    return model, run
 
-    layers_out: dict[str, Any] = {}
-    figs: list[tuple[str, Any]] = []
-    fig_index: dict[str, Any] = {"raster": "raster.png", "layers": {}}
-    used: set[str] = {"raster"}
 
+def _simulation_summary(sim: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The keys of ``simulation.json`` that the analysis repeats (None without one)."""
+    sim_keys = ("accuracy", "forward_agreement", "samples", "timesteps", "spikes_per_sample",
+                "synaptic_ops_per_sample", "samples_per_second")
+    return {k: sim[k] for k in sim_keys if k in sim} if sim is not None else None
+
+
+def _overview_raster(rec: Any, names: list[str], dt: float, model: Any, run: str,
+                     neurons: int | None) -> Any:
+    """``raster.png``: the first samples of every analysed layer (one panel each)."""
     n_r = default_raster_samples(rec.samples, rec.timesteps)
     rdata = ({n: rec.layers[n][:n_r] for n in names} if len(names) > 1
              else rec.layers[names[0]][:n_r])
     prefix = f"model {model or 'unknown'} · run {run}" + (
         f" · layer {names[0]}" if len(names) == 1 else "")
-    figs.append(("raster.png", plot.raster(rdata, dt_ms=dt, title=prefix, neurons=neurons)))
-    for name in names:
-        arr = rec.layers[name]
-        res, fd = layer_measures(arr, dt, rec.labels, int(seed), b, mp, 5.0)
-        res["energy"] = energy["layers"][name]
-        layers_out[name] = res
-        safe = file_name_for(name, used)
-        title = figure_title(name, model, run)
-        f1, caption = stats_figure(res, fd, arr, dt, title)
-        f2 = comparison_figure(res, fd, title)
-        figs += [(f"{safe}_stats.png", f1), (f"{safe}_summary.png", f2)]
-        fig_index["layers"][name] = {"stats": f"{safe}_stats.png",
-                                     "summary": f"{safe}_summary.png", "caption": caption}
-        if recorded is not None:
-            from tbnn.analysis.recording_figure import plot_recording_comparison
-            from tbnn.analysis.recording_measures import compare_with_recording
+    return plot.raster(rdata, dt_ms=dt, title=prefix, neurons=neurons)
 
-            res["recording"] = compare_with_recording(res, recorded, dt, labels=rec.labels)
-            figs.append((f"{safe}_recording.png", plot_recording_comparison(
-                res["recording"], title=f"{title} beside recording {Path(str(recording)).name}")))
-            fig_index["layers"][name]["recording"] = f"{safe}_recording.png"
 
+def _analyze_layer(rec: Any, name: str, dt: float, options: tuple[int, int, int],
+                   energy: dict[str, Any], safe: str,
+                   title: str) -> tuple[dict[str, Any], list[tuple[str, Any]], dict[str, Any]]:
+    """One layer's measures (``options``: seed, bin steps, neurons for pair measures) and
+    energy, with its statistics and summary figures (files named from ``safe``):
+    ``(result, [(file name, figure)], figure index entry)``."""
+    seed, bin_steps, max_pairs = options
+    arr = rec.layers[name]
+    res, fd = layer_measures(arr, dt, rec.labels, seed, bin_steps, max_pairs, 5.0)
+    res["energy"] = energy
+    f1, caption = stats_figure(res, fd, arr, dt, title)
+    f2 = comparison_figure(res, fd, title)
+    figs = [(f"{safe}_stats.png", f1), (f"{safe}_summary.png", f2)]
+    index = {"stats": f"{safe}_stats.png", "summary": f"{safe}_summary.png", "caption": caption}
+    return res, figs, index
+
+
+def _beside_recording(res: dict[str, Any], recorded: Any, labels: Any, dt: float, safe: str,
+                      title: str, recording: str | os.PathLike) -> tuple[str, Any]:
+    """Set a layer beside the recording (``res["recording"]``) and draw it:
+    ``(file name, figure)``."""
+    from tbnn.analysis.recording_figure import plot_recording_comparison
+    from tbnn.analysis.recording_measures import compare_with_recording
+
+    res["recording"] = compare_with_recording(res, recorded, dt, labels=labels)
+    return f"{safe}_recording.png", plot_recording_comparison(
+        res["recording"], title=f"{title} beside recording {Path(str(recording)).name}")
+
+
+def _references(layers_out: dict[str, Any]) -> list[str]:
+    """Every source cited by a biological range or a qualitative statement, sorted, once each."""
     cites = [e["biology"]["citation"] for L in layers_out.values()
              for e in L["measures"].values() if e["biology"]]
     cites += [c for _, c in QUALITATIVE.values()]
-    refs = sorted({part.strip() for c in cites for part in c.split(";")})
-    result = {
-        "tbnn_analysis_version": ANALYSIS_VERSION,
-        "source": {"spikes": relative_to(spikes_path, out_dir),
-                   "simulation": relative_to(sim_path, out_dir) if sim is not None else None},
-        "dt_ms": dt,
-        "dt_source": dt_source,
-        "samples": rec.samples,
-        "timesteps": rec.timesteps,
-        "seed": int(seed),
-        "simulation": sim_summary,
-        "energy": energy,
-        "layers": layers_out,
-        "figures": fig_index,
-        "references": refs,
-    }
-    result = json_ready(result)
+    return sorted({part.strip() for c in cites for part in c.split(";")})
+
+
+def _write_analysis(out_dir: Path, result: dict[str, Any], figs: list[tuple[str, Any]],
+                    formats: tuple[str, ...], overwrite: bool, flag: str) -> None:
+    """Write the figures, ``analysis.json`` and ``report.md`` into ``out_dir`` through one
+    staging folder (swapped in complete)."""
     text = json.dumps(result, indent=2, allow_nan=False, ensure_ascii=False)
     md = render_markdown(result)
-
-    with stage_dir(out_dir, "analysis", overwrite=overwrite, flag=_flag) as tmp:
+    with stage_dir(out_dir, "analysis", overwrite=overwrite, flag=flag) as tmp:
         for fname, fig in figs:
             plot.save_figure(fig, tmp / fname, formats=tuple(formats))
         write_bytes(tmp / "analysis.json", (text + "\n").encode("utf-8"))
         write_bytes(tmp / "report.md", md.encode("utf-8"))
-    return result
