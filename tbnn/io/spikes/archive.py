@@ -72,6 +72,34 @@ def save_spikes(
     path = Path(path)
     if not isinstance(layers, Mapping) or len(layers) == 0:
         raise ValueError("layers must be a non-empty mapping from layer name to spike array.")
+    dt = _check_timing(timesteps, dt_ms)
+    labels_a, preds_a = _sample_vectors(labels, predictions)
+    n_samples = None if labels_a is None else labels_a.shape[0]
+    arrays, n_samples, timesteps = _layer_arrays(layers, n_samples, timesteps)
+    if preds_a is not None and preds_a.shape[0] != n_samples:
+        raise ValueError(f"predictions must have one entry per sample ({n_samples}), "
+                         f"got {preds_a.shape[0]}.")
+    names = list(arrays)
+    _add_extra(arrays, extra)
+    arrays["layer_names"] = np.array(names, dtype=np.str_)
+    if labels_a is not None:
+        arrays["labels"] = labels_a
+    if preds_a is not None:
+        arrays["predictions"] = preds_a
+    arrays["timesteps"] = np.array(int(timesteps), dtype=np.int64)
+    arrays["dt_ms"] = np.array(dt, dtype=np.float64)
+    arrays["tbnn_spikes_version"] = np.array(FORMAT_VERSION, dtype=np.int64)
+
+    parent = path.parent if str(path.parent) else Path(".")
+    if not parent.is_dir():
+        raise ValueError(f"path must be inside an existing folder, {parent} does not exist.")
+    atomic_write(path, lambda fh: np.savez_compressed(fh, **arrays))
+    return path
+
+
+def _check_timing(timesteps: Any, dt_ms: Any) -> float:
+    """Refuse a ``timesteps`` that is not an integer >= 1 (None: from the layers) and a
+    ``dt_ms`` that is not a finite number > 0; returns ``dt_ms`` as a float."""
     if timesteps is not None and (isinstance(timesteps, bool)
                                   or not isinstance(timesteps, (int, np.integer))
                                   or timesteps < 1):
@@ -82,6 +110,11 @@ def save_spikes(
         raise ValueError(f"dt_ms must be a finite number > 0, got {dt_ms!r}.") from None
     if not np.isfinite(dt) or dt <= 0:
         raise ValueError(f"dt_ms must be a finite number > 0, got {dt_ms!r}.")
+    return dt
+
+
+def _sample_vectors(labels: Any, predictions: Any) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """``labels`` and ``predictions`` as checked integer vectors (None when absent) of one length."""
     labels_a = None if labels is None else check_int_vector(labels, "labels")
     preds_a = None if predictions is None else check_int_vector(predictions, "predictions")
     if labels_a is not None and preds_a is not None and preds_a.shape != labels_a.shape:
@@ -89,10 +122,14 @@ def save_spikes(
             f"predictions must have one entry per sample like labels ({labels_a.shape[0]}), "
             f"got {preds_a.shape[0]}."
         )
+    return labels_a, preds_a
 
+
+def _layer_arrays(layers: Mapping[str, Any], n_samples: int | None,
+                  timesteps: int | None) -> tuple[dict[str, np.ndarray], int | None, int | None]:
+    """Each layer as a contiguous boolean ``[samples, timesteps, neurons]`` array, in order,
+    with the sample and step counts they share (taken from the first layer when not given)."""
     arrays: dict[str, np.ndarray] = {}
-    names: list[str] = []
-    n_samples = None if labels_a is None else labels_a.shape[0]
     for name, spikes in layers.items():
         if not isinstance(name, str) or not name or name in RESERVED:
             raise ValueError(
@@ -114,12 +151,13 @@ def save_spikes(
                 f"layer {name!r} has shape {arr.shape}; spikes must have shape "
                 f"[samples={n_samples}, timesteps={timesteps}, neurons]."
             )
-        names.append(name)
         arrays[name] = np.ascontiguousarray(arr)
-    if preds_a is not None and preds_a.shape[0] != n_samples:
-        raise ValueError(f"predictions must have one entry per sample ({n_samples}), "
-                         f"got {preds_a.shape[0]}.")
+    return arrays, n_samples, timesteps
 
+
+def _add_extra(arrays: dict[str, np.ndarray], extra: Mapping[str, Any] | None) -> None:
+    """Add the ``extra`` arrays to ``arrays`` (the layers), refusing a name that clashes and
+    object arrays (which only pickle could store)."""
     for key, value in (extra or {}).items():
         if not isinstance(key, str) or not key or key in RESERVED or key in arrays:
             raise ValueError(
@@ -131,21 +169,6 @@ def save_spikes(
             raise ValueError(f"extra array {key!r} has dtype object; only plain numeric, "
                              "boolean or string arrays can be stored without pickle.")
         arrays[key] = arr
-
-    arrays["layer_names"] = np.array(names, dtype=np.str_)
-    if labels_a is not None:
-        arrays["labels"] = labels_a
-    if preds_a is not None:
-        arrays["predictions"] = preds_a
-    arrays["timesteps"] = np.array(int(timesteps), dtype=np.int64)
-    arrays["dt_ms"] = np.array(dt, dtype=np.float64)
-    arrays["tbnn_spikes_version"] = np.array(FORMAT_VERSION, dtype=np.int64)
-
-    parent = path.parent if str(path.parent) else Path(".")
-    if not parent.is_dir():
-        raise ValueError(f"path must be inside an existing folder, {parent} does not exist.")
-    atomic_write(path, lambda fh: np.savez_compressed(fh, **arrays))
-    return path
 
 
 def save_time_first(
@@ -300,49 +323,14 @@ def _read_archive(path: Path, time_first: bool | None = None) -> SpikeRecord:
     with npz:
         try:
             keys = list(npz.files)
-            if "layer_names" in keys:
-                names_arr = npz["layer_names"]
-                if names_arr.dtype.kind != "U" or names_arr.ndim != 1 or names_arr.size == 0:
-                    raise _not_archive(path, "'layer_names' must be a non-empty 1-D unicode "
-                                             "array")
-                names = [str(n) for n in names_arr]
-                absent = [n for n in names if n not in keys]
-                if absent:
-                    raise _not_archive(path, f"layers listed but not stored: "
-                                             f"{', '.join(absent)}")
-                raw = {n: npz[n] for n in names}
-            else:  # plain archive: every 3-D boolean array is a layer, in file order
-                raw = {}
-                for k in keys:
-                    if k in RESERVED:
-                        continue
-                    a = npz[k]
-                    if a.dtype == np.bool_ and a.ndim == 3:
-                        raw[k] = a
-                if not raw:
-                    raise _not_archive(path, "it holds no boolean [samples, T, neurons] "
-                                             "array; keys: " + ", ".join(keys) + "; store 0/1 "
-                                             "spikes as bool, and time-first recordings with "
-                                             "tbnn.io.spikes.save_time_first")
+            raw = _named_layers(npz, keys, path) if "layer_names" in keys else _plain_layers(npz, keys, path)
             if "tbnn_spikes_version" in keys:
-                v_arr = _scalar(npz, "tbnn_spikes_version", path)
-                if not np.issubdtype(v_arr.dtype, np.integer) or int(v_arr) < 1:
-                    raise _not_archive(path, "'tbnn_spikes_version' must be an integer >= 1")
-                if int(v_arr) > FORMAT_VERSION:
-                    raise ValueError(f"spikes archive {path} has tbnn_spikes_version {int(v_arr)}: it was "
-                                     f"written by a newer tbnn (this one reads up to {FORMAT_VERSION}).")
+                _check_version(npz, path)
             if time_first:
                 raw = {k: (np.ascontiguousarray(a.swapaxes(0, 1)) if a.ndim == 3 else a) for k, a in raw.items()}
             first = next(iter(raw.values()))
             if "timesteps" not in keys and "layer_names" not in keys and first.ndim == 3 and time_first is None:
-                shape = list(first.shape)
-                hint = ""
-                if shape[1] > shape[0]:
-                    hint = (f"; axis 1 ({shape[1]}) exceeds axis 0 ({shape[0]}): if it is time-first [T, samples, "
-                            f"neurons] (snnTorch's layout) write it with tbnn.io.spikes.save_time_first, or load "
-                            f"it with load_spikes(path, time_first=True)")
-                warnings.warn(f"{path} declares no timesteps: read as [samples, T, neurons] = {shape}{hint}; "
-                              f"a timesteps key declares the layout.", stacklevel=3)
+                _warn_layout(path, list(first.shape))
             labels = _optional_vector(npz, "labels", path)
             preds = _optional_vector(npz, "predictions", path)
             if labels is not None:
@@ -353,33 +341,12 @@ def _read_archive(path: Path, time_first: bool | None = None) -> SpikeRecord:
                 raise ValueError(f"{path}: predictions ({preds.shape[0]}) and labels "
                                  f"({labels.shape[0]}) must have one entry per sample.")
             if "timesteps" in keys:
-                t_arr = _scalar(npz, "timesteps", path)
-                if not np.issubdtype(t_arr.dtype, np.integer) or int(t_arr) < 1:
-                    raise _not_archive(path, "'timesteps' must be an integer >= 1")
-                timesteps = int(t_arr)
+                timesteps = _declared_timesteps(npz, path)
             else:
                 timesteps = first.shape[1] if first.ndim == 3 else -1
             declared = "dt_ms" in keys
-            if declared:
-                dt_arr = _scalar(npz, "dt_ms", path)
-                if dt_arr.dtype.kind not in "fiu" or not np.isfinite(dt_arr) \
-                        or float(dt_arr) <= 0:
-                    raise _not_archive(path, "'dt_ms' must be a finite number > 0")
-                dt = float(dt_arr)
-            else:
-                dt = DEFAULT_DT_MS
-            layers: dict[str, np.ndarray] = {}
-            for name, arr in raw.items():
-                if arr.dtype != np.bool_:
-                    raise ValueError(
-                        f"layer {name!r} in {path} has dtype {arr.dtype}; spikes must be boolean."
-                    )
-                if arr.ndim != 3 or arr.shape[0] != n_samples or arr.shape[1] != timesteps:
-                    raise ValueError(
-                        f"layer {name!r} in {path} has shape {arr.shape}; expected "
-                        f"[samples={n_samples}, timesteps={timesteps}, neurons]."
-                    )
-                layers[name] = arr
+            dt = _declared_dt(npz, path) if declared else DEFAULT_DT_MS
+            layers = _checked_layers(raw, n_samples, timesteps, path)
             if preds is not None and preds.shape[0] != n_samples:
                 raise ValueError(f"{path}: predictions has {preds.shape[0]} entries, the "
                                  f"layers hold {n_samples} samples; it must have one entry "
@@ -401,3 +368,91 @@ def _read_archive(path: Path, time_first: bool | None = None) -> SpikeRecord:
         path=path,
         dt_declared=declared,
     )
+
+
+def _named_layers(npz: Any, keys: list[str], path: Path) -> dict[str, np.ndarray]:
+    """The layers an archive of :func:`save_spikes` lists in ``layer_names``, in that order."""
+    names_arr = npz["layer_names"]
+    if names_arr.dtype.kind != "U" or names_arr.ndim != 1 or names_arr.size == 0:
+        raise _not_archive(path, "'layer_names' must be a non-empty 1-D unicode "
+                                 "array")
+    names = [str(n) for n in names_arr]
+    absent = [n for n in names if n not in keys]
+    if absent:
+        raise _not_archive(path, f"layers listed but not stored: "
+                                 f"{', '.join(absent)}")
+    return {n: npz[n] for n in names}
+
+
+def _plain_layers(npz: Any, keys: list[str], path: Path) -> dict[str, np.ndarray]:
+    """The layers of a plain archive: every 3-D boolean array, in file order."""
+    raw = {}
+    for k in keys:
+        if k in RESERVED:
+            continue
+        a = npz[k]
+        if a.dtype == np.bool_ and a.ndim == 3:
+            raw[k] = a
+    if not raw:
+        raise _not_archive(path, "it holds no boolean [samples, T, neurons] "
+                                 "array; keys: " + ", ".join(keys) + "; store 0/1 "
+                                 "spikes as bool, and time-first recordings with "
+                                 "tbnn.io.spikes.save_time_first")
+    return raw
+
+
+def _check_version(npz: Any, path: Path) -> None:
+    """Refuse a ``tbnn_spikes_version`` that is not an integer >= 1 or is newer than this tbnn reads."""
+    v_arr = _scalar(npz, "tbnn_spikes_version", path)
+    if not np.issubdtype(v_arr.dtype, np.integer) or int(v_arr) < 1:
+        raise _not_archive(path, "'tbnn_spikes_version' must be an integer >= 1")
+    if int(v_arr) > FORMAT_VERSION:
+        raise ValueError(f"spikes archive {path} has tbnn_spikes_version {int(v_arr)}: it was "
+                         f"written by a newer tbnn (this one reads up to {FORMAT_VERSION}).")
+
+
+def _warn_layout(path: Path, shape: list[int]) -> None:
+    """Say, at the caller of :func:`load_spikes`, which layout a plain archive without
+    ``timesteps`` was read as, naming the time-first mix-up when axis 1 exceeds axis 0."""
+    hint = ""
+    if shape[1] > shape[0]:
+        hint = (f"; axis 1 ({shape[1]}) exceeds axis 0 ({shape[0]}): if it is time-first [T, samples, "
+                f"neurons] (snnTorch's layout) write it with tbnn.io.spikes.save_time_first, or load "
+                f"it with load_spikes(path, time_first=True)")
+    warnings.warn(f"{path} declares no timesteps: read as [samples, T, neurons] = {shape}{hint}; "
+                  f"a timesteps key declares the layout.", stacklevel=4)
+
+
+def _declared_timesteps(npz: Any, path: Path) -> int:
+    """The archive's ``timesteps``, an integer >= 1."""
+    t_arr = _scalar(npz, "timesteps", path)
+    if not np.issubdtype(t_arr.dtype, np.integer) or int(t_arr) < 1:
+        raise _not_archive(path, "'timesteps' must be an integer >= 1")
+    return int(t_arr)
+
+
+def _declared_dt(npz: Any, path: Path) -> float:
+    """The archive's ``dt_ms``, a finite number > 0."""
+    dt_arr = _scalar(npz, "dt_ms", path)
+    if dt_arr.dtype.kind not in "fiu" or not np.isfinite(dt_arr) \
+            or float(dt_arr) <= 0:
+        raise _not_archive(path, "'dt_ms' must be a finite number > 0")
+    return float(dt_arr)
+
+
+def _checked_layers(raw: dict[str, np.ndarray], n_samples: int, timesteps: int,
+                    path: Path) -> dict[str, np.ndarray]:
+    """The layers, each refused unless boolean ``[n_samples, timesteps, neurons]``."""
+    layers: dict[str, np.ndarray] = {}
+    for name, arr in raw.items():
+        if arr.dtype != np.bool_:
+            raise ValueError(
+                f"layer {name!r} in {path} has dtype {arr.dtype}; spikes must be boolean."
+            )
+        if arr.ndim != 3 or arr.shape[0] != n_samples or arr.shape[1] != timesteps:
+            raise ValueError(
+                f"layer {name!r} in {path} has shape {arr.shape}; expected "
+                f"[samples={n_samples}, timesteps={timesteps}, neurons]."
+            )
+        layers[name] = arr
+    return layers
