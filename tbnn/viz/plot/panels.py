@@ -89,68 +89,94 @@ def measure_panels(panels: Sequence[Mapping[str, Any]], title: str | None = None
     rng = np.random.default_rng(0)
     has_rec = False
     for k, panel in enumerate(panels):
-        ax = axes[k // ncols, k % ncols]
-        if not isinstance(panel, Mapping) or "label" not in panel or "network" not in panel:
-            raise ValueError("panels must be mappings with at least 'label' and 'network'.")
-        rows = [("network", finite_array(panel["network"], "network"), COLORS[0])]
-        if panel.get("null") is not None:
-            rows.append((panel.get("null_label", "null"), finite_array(panel["null"], "null"),
-                         NULL_COLOR))
-        if panel.get("recording") is not None:
-            has_rec = True
-            rows.append((panel.get("recording_label", "recording"),
-                         finite_array(panel["recording"], "recording"), RECORDING_COLOR))
-        lo, hi = panel.get("low"), panel.get("high")
-        allv = np.concatenate([r[1][~np.isnan(r[1])] for r in rows])
-        band = [float(b) for b in (lo, hi) if b is not None]
-        pos = np.concatenate([allv[allv > 0], [b for b in band if b > 0]])
-        log = panel.get("log")
-        if log is None:
-            log = bool(pos.size >= 2 and pos.min() > 0 and pos.max() / pos.min() > 10**1.5
-                       and (allv >= 0).all())
-        if log and pos.size == 0:
-            log = False
-        if log:
-            left = float(pos.min()) / 2.0
-            right = float(pos.max()) * 2.0
-        else:
-            both = np.concatenate([allv, band]) if allv.size or band else np.array([0.0, 1.0])
-            a, b = float(both.min()), float(both.max())
-            pad = 0.08 * (b - a) if b > a else max(abs(a) * 0.1, 0.05)
-            left, right = a - pad, b + pad
-        if lo is not None and hi is not None:
-            ax.axvspan(float(lo), float(hi), color=BIO_COLOR, linewidth=0, zorder=0)
-        labels = []
-        n_le0 = 0
-        for j, (name, v, color) in enumerate(rows):
-            y = len(rows) - 1 - j
-            nan = int(np.isnan(v).sum())
-            d = v[~np.isnan(v)]
-            _spread(ax, y, d, color, log, left, rng)
-            if log:
-                n_le0 += int((d <= 0).sum())
-            labels.append(f"{name}\n(n={d.size}" + (f", {nan} NaN)" if nan else ")"))
-        ax.set_yticks(range(len(rows) - 1, -1, -1), labels)
-        ax.set_ylim(-0.6, len(rows) - 0.4)
-        if log:
-            ax.set_xscale("log")
-        ax.set_xlim(left, right)
-        if log:
-            log_axis(ax.xaxis)
-        units = panel.get("units") or ""
-        xl = (units or "dimensionless") + (f" (log axis;\n{n_le0} values ≤ 0 at left edge)" if n_le0
-                                   else " (log axis)" if log else "")
-        ax.set_xlabel(xl)
-        head = str(panel["label"]) + (f" ({panel['statistic']})" if panel.get("statistic")
-                                      else "")
-        bio = ""
-        if lo is not None and hi is not None:
-            bio = f"cortex {float(lo):.3g}–{float(hi):.3g}" + (
-                f" ({panel['citation']})" if panel.get("citation") else "")
-        ttl = "\n".join(textwrap.wrap(head, 36) + (textwrap.wrap(bio, 38) if bio else []))
-        ax.set_title(ttl, fontsize=7.5, loc="left")
+        has_rec |= _draw_panel(axes[k // ncols, k % ncols], panel, rng)
     for k in range(len(panels), nrows * ncols):
         axes[k // ncols, k % ncols].set_visible(False)
+    _legend(fig, has_rec, ncols)
+    if title:
+        fig.suptitle(title)
+    return fig
+
+
+def _draw_panel(ax: Axes, panel: Mapping[str, Any], rng: np.random.Generator) -> bool:
+    """One measure's panel: its rows, band, axis and title; True when it holds a recording."""
+    if not isinstance(panel, Mapping) or "label" not in panel or "network" not in panel:
+        raise ValueError("panels must be mappings with at least 'label' and 'network'.")
+    rows = _panel_rows(panel)
+    lo, hi = panel.get("low"), panel.get("high")
+    log, left, right = _axis_range(rows, lo, hi, panel.get("log"))
+    if lo is not None and hi is not None:
+        ax.axvspan(float(lo), float(hi), color=BIO_COLOR, linewidth=0, zorder=0)
+    labels = []
+    n_le0 = 0
+    for j, (name, v, color) in enumerate(rows):
+        y = len(rows) - 1 - j
+        nan = int(np.isnan(v).sum())
+        d = v[~np.isnan(v)]
+        _spread(ax, y, d, color, log, left, rng)
+        if log:
+            n_le0 += int((d <= 0).sum())
+        labels.append(f"{name}\n(n={d.size}" + (f", {nan} NaN)" if nan else ")"))
+    ax.set_yticks(range(len(rows) - 1, -1, -1), labels)
+    ax.set_ylim(-0.6, len(rows) - 0.4)
+    if log:
+        ax.set_xscale("log")
+    ax.set_xlim(left, right)
+    if log:
+        log_axis(ax.xaxis)
+    units = panel.get("units") or ""
+    xl = (units or "dimensionless") + (f" (log axis;\n{n_le0} values ≤ 0 at left edge)" if n_le0
+                               else " (log axis)" if log else "")
+    ax.set_xlabel(xl)
+    ax.set_title(_panel_title(panel, lo, hi), fontsize=7.5, loc="left")
+    return panel.get("recording") is not None
+
+
+def _panel_rows(panel: Mapping[str, Any]) -> list[tuple[str, np.ndarray, str]]:
+    """``(row label, values, colour)`` of the network, then the null and the recording if given."""
+    rows = [("network", finite_array(panel["network"], "network"), COLORS[0])]
+    if panel.get("null") is not None:
+        rows.append((panel.get("null_label", "null"), finite_array(panel["null"], "null"),
+                     NULL_COLOR))
+    if panel.get("recording") is not None:
+        rows.append((panel.get("recording_label", "recording"),
+                     finite_array(panel["recording"], "recording"), RECORDING_COLOR))
+    return rows
+
+
+def _axis_range(rows: list[tuple[str, np.ndarray, str]], lo: Any, hi: Any,
+                log: bool | None) -> tuple[bool, float, float]:
+    """Whether the axis is logarithmic (``log`` None: when the positive values and band span
+    more than 1.5 decades and none is negative) and its limits, padded around the values."""
+    allv = np.concatenate([r[1][~np.isnan(r[1])] for r in rows])
+    band = [float(b) for b in (lo, hi) if b is not None]
+    pos = np.concatenate([allv[allv > 0], [b for b in band if b > 0]])
+    if log is None:
+        log = bool(pos.size >= 2 and pos.min() > 0 and pos.max() / pos.min() > 10**1.5
+                   and (allv >= 0).all())
+    if log and pos.size == 0:
+        log = False
+    if log:
+        return log, float(pos.min()) / 2.0, float(pos.max()) * 2.0
+    both = np.concatenate([allv, band]) if allv.size or band else np.array([0.0, 1.0])
+    a, b = float(both.min()), float(both.max())
+    pad = 0.08 * (b - a) if b > a else max(abs(a) * 0.1, 0.05)
+    return log, a - pad, b + pad
+
+
+def _panel_title(panel: Mapping[str, Any], lo: Any, hi: Any) -> str:
+    """The measure (with its statistic) and the biological range with its source, wrapped."""
+    head = str(panel["label"]) + (f" ({panel['statistic']})" if panel.get("statistic")
+                                  else "")
+    bio = ""
+    if lo is not None and hi is not None:
+        bio = f"cortex {float(lo):.3g}–{float(hi):.3g}" + (
+            f" ({panel['citation']})" if panel.get("citation") else "")
+    return "\n".join(textwrap.wrap(head, 36) + (textwrap.wrap(bio, 38) if bio else []))
+
+
+def _legend(fig: Figure, has_rec: bool, ncols: int) -> None:
+    """The figure's legend: network, null, the recording if any panel holds one, biology."""
     handles = [matplotlib.patches.Patch(facecolor=_lighter(COLORS[0], 0.45),
                                         edgecolor=COLORS[0], label="network"),
                matplotlib.patches.Patch(facecolor=_lighter(NULL_COLOR, 0.45),
@@ -162,6 +188,3 @@ def measure_panels(panels: Sequence[Mapping[str, Any]], title: str | None = None
                                                    label="recording"))
     fig.legend(handles=handles, loc="outside lower center",
                ncol=len(handles) if ncols > 1 else 2)
-    if title:
-        fig.suptitle(title)
-    return fig
