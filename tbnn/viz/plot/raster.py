@@ -139,6 +139,41 @@ def raster(
         raise ValueError("ax can hold one layer; pass several layers without ax to get one "
                          "panel per layer.")
     dt = check_dt(dt_ms) if dt_ms is not None else None
+    streams, T_sample, length, shown = _shown_streams(layers, neurons, select, sort_by_rate)
+    n_samples = length // T_sample if T_sample else 1
+    if ax is None:
+        rows = [max(0.9, min(2.6, 0.016 * s.shape[1] + 0.5)) for _, s, _ in streams]
+        fig, axes = new_figure(6.4, sum(rows) + 0.9, nrows=len(streams), ncols=1,
+                               squeeze=False, sharex=True, gridspec_kw={"height_ratios": rows})
+        axes = list(axes[:, 0])
+    else:
+        fig, ax = get_ax(ax, 6.4, 3.0)
+        axes = [ax]
+    scale = dt if dt is not None else 1.0
+    for i, (ax_i, (name, s, idx)) in enumerate(zip(axes, streams)):
+        _draw_stream(ax_i, name, s, idx, layer_color(i) if len(streams) > 1 else None, scale,
+                     T_sample, n_samples)
+    top = axes[0]
+    if T_sample is not None and 1 < n_samples <= 20:
+        trans = blended_transform_factory(top.transData, top.transAxes)
+        for k in range(n_samples):
+            top.text((k + 0.5) * T_sample * scale, 1.01, str(sample_offset + k),
+                     transform=trans, ha="center", va="bottom", fontsize=6, color="0.35")
+    axes[-1].set_xlabel("time (ms)" if dt is not None else "time step")
+    axes[-1].xaxis.set_major_locator(MaxNLocator(nbins=8))
+    t = "\n".join(textwrap.wrap(raster_title(sample_offset, n_samples, shown, select, title),
+                                 88 if len(axes) > 1 else 80))
+    if len(axes) > 1:
+        fig.suptitle(t)
+    else:
+        top.set_title(t, pad=12 if (T_sample and 1 < n_samples <= 20) else 4)
+    return fig
+
+
+def _shown_streams(layers: dict[str, Any], neurons: int | None, select: str, sort_by_rate: bool):
+    """Each layer as a stream ``[time, neurons]`` of its shown neurons: ``(streams, steps per
+    sample or None, stream length, shown)`` with ``streams`` a list of ``(name, stream, neuron
+    indices)`` and ``shown`` the ``(shown, in layer)`` counts that :func:`raster_title` states."""
     streams, T_sample, length = [], None, None
     shown: dict[str, tuple[int, int]] = {}
     for name, arr in layers.items():
@@ -155,49 +190,30 @@ def raster(
             idx = idx[np.argsort(-counts[idx], kind="stable")]
         shown[name or "layer"] = (idx.size, s.shape[1])
         streams.append((name, s[:, idx], idx))
-    n_samples = length // T_sample if T_sample else 1
-    if ax is None:
-        rows = [max(0.9, min(2.6, 0.016 * s.shape[1] + 0.5)) for _, s, _ in streams]
-        fig, axes = new_figure(6.4, sum(rows) + 0.9, nrows=len(streams), ncols=1,
-                               squeeze=False, sharex=True, gridspec_kw={"height_ratios": rows})
-        axes = list(axes[:, 0])
-    else:
-        fig, ax = get_ax(ax, 6.4, 3.0)
-        axes = [ax]
-    scale = dt if dt is not None else 1.0
-    for i, (ax_i, (name, s, idx)) in enumerate(zip(axes, streams)):
-        color = layer_color(i) if len(streams) > 1 else "#000000"
-        cmap = ListedColormap(["white", color])
-        n = s.shape[1]
-        ax_i.imshow(s.T, aspect="auto", interpolation="nearest", cmap=cmap, vmin=0, vmax=1,
-                    extent=(0, length * scale, n - 0.5, -0.5))
-        if n <= 60 and length <= 200:  # thin cell borders so adjacent spikes stay distinct
-            ax_i.hlines(np.arange(n - 1) + 0.5, 0, length * scale, colors="white",
-                        linewidth=0.3)
-            ax_i.vlines(np.arange(1, length) * scale, -0.5, n - 0.5, colors="white",
-                        linewidth=0.3)
-        if T_sample is not None and n_samples > 1:
-            ax_i.vlines(np.arange(1, n_samples) * T_sample * scale, -0.5, n - 0.5,
-                        colors="0.45", linewidth=0.7)
-        # neuron axis: the shown neurons' own indices
-        ticks = np.unique(np.linspace(0, n - 1, min(n, 4)).round().astype(int))
-        ax_i.set_yticks(ticks, [str(int(idx[t])) for t in ticks])
-        ax_i.set_ylim(n - 0.5, -0.5)
-        label = "neuron" if not name else f"{name}\nneuron"
-        ax_i.set_ylabel(label, color=color if len(streams) > 1 else "black")
-        ax_i.set_xlim(0, length * scale)
-    top = axes[0]
-    if T_sample is not None and 1 < n_samples <= 20:
-        trans = blended_transform_factory(top.transData, top.transAxes)
-        for k in range(n_samples):
-            top.text((k + 0.5) * T_sample * scale, 1.01, str(sample_offset + k),
-                     transform=trans, ha="center", va="bottom", fontsize=6, color="0.35")
-    axes[-1].set_xlabel("time (ms)" if dt is not None else "time step")
-    axes[-1].xaxis.set_major_locator(MaxNLocator(nbins=8))
-    t = "\n".join(textwrap.wrap(raster_title(sample_offset, n_samples, shown, select, title),
-                                 88 if len(axes) > 1 else 80))
-    if len(axes) > 1:
-        fig.suptitle(t)
-    else:
-        top.set_title(t, pad=12 if (T_sample and 1 < n_samples <= 20) else 4)
-    return fig
+    return streams, T_sample, length, shown
+
+
+def _draw_stream(ax: Axes, name: str, s: np.ndarray, idx: np.ndarray, color: str | None,
+                 scale: float, T_sample: int | None, n_samples: int) -> None:
+    """One layer's panel (``color``: the layer's, None for black of a single layer): a cell
+    per step and neuron, cell borders when few, sample boundaries, and the neuron axis
+    labelled with the shown neurons' own indices."""
+    length, n = s.shape
+    cmap = ListedColormap(["white", color or "#000000"])
+    ax.imshow(s.T, aspect="auto", interpolation="nearest", cmap=cmap, vmin=0, vmax=1,
+              extent=(0, length * scale, n - 0.5, -0.5))
+    if n <= 60 and length <= 200:  # thin cell borders so adjacent spikes stay distinct
+        ax.hlines(np.arange(n - 1) + 0.5, 0, length * scale, colors="white",
+                  linewidth=0.3)
+        ax.vlines(np.arange(1, length) * scale, -0.5, n - 0.5, colors="white",
+                  linewidth=0.3)
+    if T_sample is not None and n_samples > 1:
+        ax.vlines(np.arange(1, n_samples) * T_sample * scale, -0.5, n - 0.5,
+                  colors="0.45", linewidth=0.7)
+    # neuron axis: the shown neurons' own indices
+    ticks = np.unique(np.linspace(0, n - 1, min(n, 4)).round().astype(int))
+    ax.set_yticks(ticks, [str(int(idx[t])) for t in ticks])
+    ax.set_ylim(n - 0.5, -0.5)
+    label = "neuron" if not name else f"{name}\nneuron"
+    ax.set_ylabel(label, color=color or "black")
+    ax.set_xlim(0, length * scale)
