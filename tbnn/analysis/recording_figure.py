@@ -23,6 +23,10 @@ PANEL_ORDER = RegistryView(lambda m: True if m.panel else None)
 the records' ``panel`` in :mod:`tbnn.analysis.measures`."""
 
 
+#: Colour of each side of the comparison.
+_COLORS = {"network": "C0", "recording": "C1"}
+
+
 def _num(v: Any) -> float:
     return float("nan") if v is None else float(v)
 
@@ -62,57 +66,11 @@ def plot_recording_comparison(comparison: dict[str, Any], path: str | os.PathLik
     nrows = math.ceil(len(keys) / ncols)
     fig, axes = plt.subplots(nrows, ncols, figsize=(3.0 * ncols, 1.55 * nrows + 0.6), squeeze=False,
                              constrained_layout=True)
-    colors = {"network": "C0", "recording": "C1"}
     for ax, key in zip(axes.flat, keys):
-        e = ms[key]
-        log = MEASURES[key].log_axis
-        band = e.get("band")
-        if band is not None:
-            ax.axvspan(band["low"], band["high"], color="tab:green", alpha=0.18, lw=0)
-        xs = []
-        for row, side in enumerate(("network", "recording")):
-            y = 1 - row
-            v = _num(e[side]["value"])
-            s = e[side].get("summary") or {}
-            sd = _num(s.get("std"))
-            null = _num(e["null"][side])
-            c = colors[side]
-            if math.isfinite(v):
-                lo = v - sd if math.isfinite(sd) else v
-                if log:
-                    lo = max(lo, v / 10)
-                ax.errorbar([v], [y], xerr=[[v - lo], [sd if math.isfinite(sd) else 0]], fmt="o", color=c,
-                            ms=6, capsize=3)
-                xs += [lo, v + (sd if math.isfinite(sd) else 0)]
-            if math.isfinite(null):
-                ax.plot([null], [y], marker="D", mfc="none", mec=c, ms=6, ls="none")
-                xs.append(null)
-        if band is not None:
-            xs += [band["low"], band["high"]]
-        xs = [x for x in xs if math.isfinite(x) and (x > 0 or not log)]
-        if log and xs:
-            ax.set_xscale("log")
-            ax.set_xlim(min(xs) / 2, max(xs) * 2)
-        elif xs:
-            span = (max(xs) - min(xs)) or 1.0
-            ax.set_xlim(min(xs) - 0.12 * span, max(xs) + 0.12 * span)
-        ax.set_ylim(-0.7, 1.7)
-        ax.set_yticks([1, 0], ["network", "recording"], fontsize=8)
-        units = f" ({e['units']})" if e.get("units") else ""
-        ax.set_title(f"{e.get('label', key)}{units}, {e['statistic']}", fontsize=8)
-        ax.tick_params(axis="x", labelsize=7)
-        ax.grid(axis="x", alpha=0.3, lw=0.4)
+        _draw_measure(ax, key, ms[key])
     for ax in list(axes.flat)[len(keys):]:
         ax.set_visible(False)
-    from matplotlib.lines import Line2D
-    from matplotlib.patches import Patch
-
-    handles = [Line2D([], [], marker="o", color="C0", ls="none", label="network (± 1 sd)"),
-               Line2D([], [], marker="o", color="C1", ls="none", label="recording (± 1 sd)"),
-               Line2D([], [], marker="D", mfc="none", mec="0.3", ls="none",
-                      label="null: Bernoulli (network) / Poisson (recording) at the same rates"),
-               Patch(color="tab:green", alpha=0.3, label="literature band (cortex in vivo)")]
-    fig.legend(handles=handles, loc="outside lower center", ncol=4, fontsize=7)
+    _legend(fig)
     if title:
         fig.suptitle(title, fontsize=9)
     if path is not None:
@@ -123,3 +81,65 @@ def plot_recording_comparison(comparison: dict[str, Any], path: str | os.PathLik
         finally:
             plt.close(fig)
     return fig
+
+
+def _draw_measure(ax: Any, key: str, e: dict[str, Any]) -> None:
+    """One measure's panel: the band, network and recording rows, limits around them, title."""
+    log = MEASURES[key].log_axis
+    band = e.get("band")
+    if band is not None:
+        ax.axvspan(band["low"], band["high"], color="tab:green", alpha=0.18, lw=0)
+    xs = []
+    for row, side in enumerate(("network", "recording")):
+        xs += _draw_side(ax, 1 - row, e, side, log)
+    if band is not None:
+        xs += [band["low"], band["high"]]
+    xs = [x for x in xs if math.isfinite(x) and (x > 0 or not log)]
+    if log and xs:
+        ax.set_xscale("log")
+        ax.set_xlim(min(xs) / 2, max(xs) * 2)
+    elif xs:
+        span = (max(xs) - min(xs)) or 1.0
+        ax.set_xlim(min(xs) - 0.12 * span, max(xs) + 0.12 * span)
+    ax.set_ylim(-0.7, 1.7)
+    ax.set_yticks([1, 0], ["network", "recording"], fontsize=8)
+    units = f" ({e['units']})" if e.get("units") else ""
+    ax.set_title(f"{e.get('label', key)}{units}, {e['statistic']}", fontsize=8)
+    ax.tick_params(axis="x", labelsize=7)
+    ax.grid(axis="x", alpha=0.3, lw=0.4)
+
+
+def _draw_side(ax: Any, y: float, e: dict[str, Any], side: str, log: bool) -> list[float]:
+    """One side's row (``side``: "network" or "recording") at height ``y``: its value with
+    ± one standard deviation (clipped at a tenth of the value on a log axis) and its null;
+    returns the x positions drawn."""
+    c = _COLORS[side]
+    v = _num(e[side]["value"])
+    s = e[side].get("summary") or {}
+    sd = _num(s.get("std"))
+    null = _num(e["null"][side])
+    xs = []
+    if math.isfinite(v):
+        lo = v - sd if math.isfinite(sd) else v
+        if log:
+            lo = max(lo, v / 10)
+        ax.errorbar([v], [y], xerr=[[v - lo], [sd if math.isfinite(sd) else 0]], fmt="o", color=c,
+                    ms=6, capsize=3)
+        xs += [lo, v + (sd if math.isfinite(sd) else 0)]
+    if math.isfinite(null):
+        ax.plot([null], [y], marker="D", mfc="none", mec=c, ms=6, ls="none")
+        xs.append(null)
+    return xs
+
+
+def _legend(fig: Any) -> None:
+    """Markers of both sides and their nulls, and the literature band."""
+    from matplotlib.lines import Line2D
+    from matplotlib.patches import Patch
+
+    handles = [Line2D([], [], marker="o", color="C0", ls="none", label="network (± 1 sd)"),
+               Line2D([], [], marker="o", color="C1", ls="none", label="recording (± 1 sd)"),
+               Line2D([], [], marker="D", mfc="none", mec="0.3", ls="none",
+                      label="null: Bernoulli (network) / Poisson (recording) at the same rates"),
+               Patch(color="tab:green", alpha=0.3, label="literature band (cortex in vivo)")]
+    fig.legend(handles=handles, loc="outside lower center", ncol=4, fontsize=7)
