@@ -333,31 +333,11 @@ def from_table(columns: dict[str, Any], source: str = "<table>") -> Recording:
         bounds or conditions.
     """
     src = source
-    for need in ("unit", "time"):
-        if need not in columns:
-            raise ValueError(f"recording {src} has no {need!r} column (a spike-time table "
-                             f"needs 'unit' and 'time').")
-    n = len(columns["unit"])
-    if n == 0:
-        raise ValueError(f"recording {src} holds no spike trains (no rows).")
-    for c in _TABLE_COLUMNS:
-        if c in columns and len(columns[c]) != n:
-            raise ValueError(f"recording {src}: column {c!r} has {len(columns[c])} entries, "
-                             f"'unit' has {n}.")
-
-    def num(c: str) -> np.ndarray:
-        try:
-            a = np.asarray(columns[c]).astype(float)
-        except (TypeError, ValueError):
-            raise ValueError(f"recording {src}: column {c!r} must hold numbers.") from None
-        if not np.all(np.isfinite(a)):
-            raise ValueError(f"recording {src}: column {c!r} must hold finite numbers.")
-        return a
-
+    n = _check_columns(columns, src)
     units_col = np.asarray(columns["unit"]).astype(str)
     if np.any(np.char.strip(units_col) == ""):
         raise ValueError(f"recording {src}: a row has an empty unit name.")
-    time = num("time")
+    time = _numbers(columns, "time", src)
     _check_times(time, "time", src)
     trial = np.asarray(columns["trial"]).astype(str) if "trial" in columns else np.zeros(n, str)
     units, ucode = _codes(units_col)
@@ -365,16 +345,8 @@ def from_table(columns: dict[str, Any], source: str = "<table>") -> Recording:
     # one array per unit and trial: bounded before any is made
     check_size(float(len(units)) * len(trial_ids) * 112, f"recording {src} ({len(trial_ids)} trials x "
                f"{len(units)} units)")
-    has_bounds = "trial_start" in columns or "trial_stop" in columns
-    if has_bounds and not ("trial_start" in columns and "trial_stop" in columns):
-        raise ValueError(f"recording {src} needs both 'trial_start' and 'trial_stop' columns, "
-                         f"or neither.")
-    lo = num("trial_start") if has_bounds else None
-    hi = num("trial_stop") if has_bounds else None
-    if has_bounds:
-        _check_times(lo, "trial_start", src)
-        _check_times(hi, "trial_stop", src)
-    cond = num("condition") if "condition" in columns else np.zeros(n)
+    bounds = _trial_bounds(columns, src)
+    cond = _numbers(columns, "condition", src) if "condition" in columns else np.zeros(n)
     big = np.abs(cond) >= MAX_CONDITION
     if np.any(big):
         raise ValueError(f"recording {src}: column 'condition' holds {cond[big][0]:g}; conditions must be "
@@ -387,14 +359,7 @@ def from_table(columns: dict[str, Any], source: str = "<table>") -> Recording:
     for k, tid in enumerate(trial_ids):
         rows = order[tcuts[k]:tcuts[k + 1]]
         tt = time[rows]
-        if has_bounds:
-            a, b = np.unique(lo[rows]), np.unique(hi[rows])
-            if a.size != 1 or b.size != 1:
-                raise ValueError(f"recording {src}: trial {tid!r} has more than one "
-                                 f"trial_start or trial_stop.")
-            start, stop = float(a[0]), float(b[0])
-        else:
-            start, stop = min(0.0, float(tt.min())), float(tt.max())
+        start, stop = _trial_span(bounds, rows, tt, tid, src)
         c = np.unique(cond[rows])
         if c.size != 1 or c[0] != round(c[0]):
             raise ValueError(f"recording {src}: trial {tid!r} must have one integer condition.")
@@ -404,6 +369,62 @@ def from_table(columns: dict[str, Any], source: str = "<table>") -> Recording:
         t1.append(stop)
         conds.append(int(c[0]))
     return Recording(units, trials, np.array(t0), np.array(t1), np.array(conds), source=src)
+
+
+def _check_columns(columns: dict[str, Any], src: str) -> int:
+    """Refuse a table without ``unit`` or ``time``, without rows, or with columns of unequal
+    length; returns the number of rows."""
+    for need in ("unit", "time"):
+        if need not in columns:
+            raise ValueError(f"recording {src} has no {need!r} column (a spike-time table "
+                             f"needs 'unit' and 'time').")
+    n = len(columns["unit"])
+    if n == 0:
+        raise ValueError(f"recording {src} holds no spike trains (no rows).")
+    for c in _TABLE_COLUMNS:
+        if c in columns and len(columns[c]) != n:
+            raise ValueError(f"recording {src}: column {c!r} has {len(columns[c])} entries, "
+                             f"'unit' has {n}.")
+    return n
+
+
+def _numbers(columns: dict[str, Any], c: str, src: str) -> np.ndarray:
+    """Column ``c`` as finite floats."""
+    try:
+        a = np.asarray(columns[c]).astype(float)
+    except (TypeError, ValueError):
+        raise ValueError(f"recording {src}: column {c!r} must hold numbers.") from None
+    if not np.all(np.isfinite(a)):
+        raise ValueError(f"recording {src}: column {c!r} must hold finite numbers.")
+    return a
+
+
+def _trial_bounds(columns: dict[str, Any], src: str) -> tuple[np.ndarray, np.ndarray] | None:
+    """The ``trial_start`` and ``trial_stop`` columns (both or neither; None when neither)."""
+    has_bounds = "trial_start" in columns or "trial_stop" in columns
+    if has_bounds and not ("trial_start" in columns and "trial_stop" in columns):
+        raise ValueError(f"recording {src} needs both 'trial_start' and 'trial_stop' columns, "
+                         f"or neither.")
+    if not has_bounds:
+        return None
+    lo = _numbers(columns, "trial_start", src)
+    hi = _numbers(columns, "trial_stop", src)
+    _check_times(lo, "trial_start", src)
+    _check_times(hi, "trial_stop", src)
+    return lo, hi
+
+
+def _trial_span(bounds: tuple[np.ndarray, np.ndarray] | None, rows: np.ndarray, tt: np.ndarray,
+                tid: str, src: str) -> tuple[float, float]:
+    """A trial's ``(start, stop)``: its one ``trial_start`` and ``trial_stop``, or without
+    bounds from 0 s (or its first spike, if earlier) to its last spike."""
+    if bounds is None:
+        return min(0.0, float(tt.min())), float(tt.max())
+    a, b = np.unique(bounds[0][rows]), np.unique(bounds[1][rows])
+    if a.size != 1 or b.size != 1:
+        raise ValueError(f"recording {src}: trial {tid!r} has more than one "
+                         f"trial_start or trial_stop.")
+    return float(a[0]), float(b[0])
 
 
 def _check_times(a: np.ndarray, column: str, src: str) -> None:
