@@ -284,17 +284,7 @@ def _fit_loop(model, train_data, test_data, loss_fn, tcfg, dev, writer, mode, ou
               interrupt_at, extra_metrics) -> list[dict[str, Any]]:
     epochs, batch, seed = tcfg.epochs, tcfg.batch, tcfg.seed
     model.to(dev)
-    torch.manual_seed(seed)
-    opt = torch.optim.AdamW(model.parameters(), lr=tcfg.lr, weight_decay=tcfg.weight_decay)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs)
-    gen = torch.Generator().manual_seed(seed)
-    history: list[dict[str, Any]] = []
-    start_epoch, train_seconds = 0, 0.0
-    if mode == "resume":  # every rank reads the same state; rank 0 alone writes
-        meta = load_run_state(out_dir, model, opt, sched, gen)
-        if meta is not None:
-            start_epoch, history = int(meta["epoch"]), list(meta["history"])
-            train_seconds = float(meta.get("train_seconds", 0.0))
+    opt, sched, gen, start_epoch, history, train_seconds = _optimizer_state(model, tcfg, mode, out_dir)
     n_train = len(train_data)
     labels = train_data.tensors[1] if train_data.tensors is not None else None
     single = ddp.world_size() == 1
@@ -308,49 +298,22 @@ def _fit_loop(model, train_data, test_data, loss_fn, tcfg, dev, writer, mode, ou
         ddp.seed_epoch(seed, epoch)
         t0 = time.perf_counter()
         model.train()
-        tot_loss, tot_correct, seen = 0.0, 0, 0
-        for b, (xb, yb, weight) in enumerate(ddp.shard_batches(train_data, batch, gen)):
-            if interrupt_at is not None and (epoch, b) == tuple(interrupt_at):
-                raise KeyboardInterrupt(f"simulated interruption at epoch {epoch}, batch {b}")
-            if single and len(yb) == 1 and b > 0:
-                continue  # a last batch of one sample: BatchNorm cannot normalise it
-            xb, yb = xb.to(dev), yb.to(dev)
-            logits = net(xb)
-            if b == 0 and epoch == start_epoch:  # every rank's labels, refused on all
-                ddp.check_all(check_logits, logits, labels if labels is not None and single else yb)
-            value = loss_fn(logits, yb)
-            if not torch.isfinite(value):
-                raise FloatingPointError(f"training diverged: the loss is {value.item()} at epoch {epoch + 1} "
-                                         f"(try a smaller lr).")
-            opt.zero_grad(set_to_none=True)
-            (value * weight if weight != 1.0 else value).backward()
-            opt.step()
-            tot_loss += value.item() * len(yb)
-            tot_correct += int((logits.argmax(1) == yb).sum())
-            seen += len(yb)
+        totals = _train_epoch(net, train_data, loss_fn, opt, gen, dev, batch=batch, epoch=epoch,
+                              check_labels=epoch == start_epoch, labels=labels if single else None,
+                              single=single, interrupt_at=interrupt_at)
         sched.step()
         if watch is not None:
             watch.remove()
             watch = None
-        tot_loss, tot_correct, seen = ddp.all_sum(tot_loss, tot_correct, seen)
+        tot_loss, tot_correct, seen = ddp.all_sum(*totals)
         if seen == 0:
             raise ValueError("train yielded no batch in an epoch (an empty DataLoader or Dataset); fit needs "
                              "at least one sample.")
         seconds = time.perf_counter() - t0
         train_seconds += seconds
-        test_acc, test_loss = evaluate(model, test_data) if test_data is not None else (None, None)
-        if not all(bool(torch.isfinite(p).all()) for p in model.parameters()) or (
-                test_loss is not None and not math.isfinite(test_loss)):
-            raise FloatingPointError(f"training diverged: the weights or the test loss are no longer finite after "
-                                     f"epoch {epoch + 1} (try a smaller lr).")
-        rec = {"epoch": epoch + 1, "loss": tot_loss / max(seen, 1), "train_accuracy": tot_correct / max(seen, 1),
-               "test_accuracy": test_acc, "test_loss": test_loss, "seconds": seconds}
+        rec = _epoch_record(model, test_data, epoch, tot_loss, tot_correct, seen, seconds)
         history.append(rec)
-        if hasattr(bar, "set_postfix"):
-            post = {"loss": f"{rec['loss']:.3f}", "acc": f"{rec['train_accuracy']:.3f}"}
-            if test_acc is not None:
-                post["test"] = f"{test_acc:.3f}"
-            bar.set_postfix(**post)
+        _show_epoch(bar, rec)
         if writer is not None:
             writer.save(model, opt, sched, gen, {"epoch": epoch + 1, "history": history,
                                                  "train_seconds": train_seconds, "samples": n_train})
@@ -361,6 +324,76 @@ def _fit_loop(model, train_data, test_data, loss_fn, tcfg, dev, writer, mode, ou
             metrics.update(extra_metrics(model, history, train_seconds))
         writer.finish(model, metrics)
     return history
+
+
+def _optimizer_state(model: nn.Module, tcfg: TrainConfig, mode: str | None, out_dir: Path | None):
+    """AdamW, its per-epoch cosine schedule and the shuffling generator, seeded; with
+    ``mode="resume"`` restored from the run's checkpoint. Returns ``(optimizer, scheduler,
+    generator, first epoch, history so far, training seconds so far)``."""
+    torch.manual_seed(tcfg.seed)
+    opt = torch.optim.AdamW(model.parameters(), lr=tcfg.lr, weight_decay=tcfg.weight_decay)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=tcfg.epochs)
+    gen = torch.Generator().manual_seed(tcfg.seed)
+    history: list[dict[str, Any]] = []
+    start_epoch, train_seconds = 0, 0.0
+    if mode == "resume":  # every rank reads the same state; rank 0 alone writes
+        meta = load_run_state(out_dir, model, opt, sched, gen)
+        if meta is not None:
+            start_epoch, history = int(meta["epoch"]), list(meta["history"])
+            train_seconds = float(meta.get("train_seconds", 0.0))
+    return opt, sched, gen, start_epoch, history, train_seconds
+
+
+def _train_epoch(net, train_data, loss_fn, opt, gen, dev, *, batch: int, epoch: int, check_labels: bool,
+                 labels: Tensor | None, single: bool,
+                 interrupt_at: tuple[int, int] | None) -> tuple[float, int, int]:
+    """One pass over this rank's shard of the training data: ``(summed loss, correct, seen)``.
+
+    ``check_labels``: refuse bad labels on the first batch (``labels``: all of them, known in
+    one process; else each rank's batch)."""
+    tot_loss, tot_correct, seen = 0.0, 0, 0
+    for b, (xb, yb, weight) in enumerate(ddp.shard_batches(train_data, batch, gen)):
+        if interrupt_at is not None and (epoch, b) == tuple(interrupt_at):
+            raise KeyboardInterrupt(f"simulated interruption at epoch {epoch}, batch {b}")
+        if single and len(yb) == 1 and b > 0:
+            continue  # a last batch of one sample: BatchNorm cannot normalise it
+        xb, yb = xb.to(dev), yb.to(dev)
+        logits = net(xb)
+        if b == 0 and check_labels:  # every rank's labels, refused on all
+            ddp.check_all(check_logits, logits, labels if labels is not None else yb)
+        value = loss_fn(logits, yb)
+        if not torch.isfinite(value):
+            raise FloatingPointError(f"training diverged: the loss is {value.item()} at epoch {epoch + 1} "
+                                     f"(try a smaller lr).")
+        opt.zero_grad(set_to_none=True)
+        (value * weight if weight != 1.0 else value).backward()
+        opt.step()
+        tot_loss += value.item() * len(yb)
+        tot_correct += int((logits.argmax(1) == yb).sum())
+        seen += len(yb)
+    return tot_loss, tot_correct, seen
+
+
+def _epoch_record(model: nn.Module, test_data: Any, epoch: int, tot_loss: float, tot_correct: int,
+                  seen: int, seconds: float) -> dict[str, Any]:
+    """The history entry of an epoch, evaluated on ``test_data`` (if any); refuses weights or a
+    test loss that are no longer finite."""
+    test_acc, test_loss = evaluate(model, test_data) if test_data is not None else (None, None)
+    if not all(bool(torch.isfinite(p).all()) for p in model.parameters()) or (
+            test_loss is not None and not math.isfinite(test_loss)):
+        raise FloatingPointError(f"training diverged: the weights or the test loss are no longer finite after "
+                                 f"epoch {epoch + 1} (try a smaller lr).")
+    return {"epoch": epoch + 1, "loss": tot_loss / max(seen, 1), "train_accuracy": tot_correct / max(seen, 1),
+            "test_accuracy": test_acc, "test_loss": test_loss, "seconds": seconds}
+
+
+def _show_epoch(bar: Any, rec: dict[str, Any]) -> None:
+    """Loss and accuracies of the epoch just finished on the progress bar (if shown)."""
+    if hasattr(bar, "set_postfix"):
+        post = {"loss": f"{rec['loss']:.3f}", "acc": f"{rec['train_accuracy']:.3f}"}
+        if rec["test_accuracy"] is not None:
+            post["test"] = f"{rec['test_accuracy']:.3f}"
+        bar.set_postfix(**post)
 
 
 def check_sparsity(model: nn.Module, sparsity: Any, name: str = "sparsity") -> None:
