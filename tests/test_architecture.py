@@ -3,6 +3,8 @@ those below it; no cycle; no private name imported across files; the old import 
 
 import ast
 import importlib
+import io
+import tokenize
 import warnings
 from pathlib import Path
 
@@ -143,3 +145,73 @@ def test_old_paths_forward_with_a_warning(old):
 def test_no_module_over_600_lines():
     long = {m: n for m, p in FILES.items() if (n := len(p.read_text().splitlines())) > 600}
     assert not long, f"modules over 600 lines (one concern per file): {long}"
+
+
+#: Longest function body allowed, in lines of code (its docstring, comments and blank lines
+#: not counted): a function longer than this holds several jobs and is split into helpers.
+MAX_FUNCTION_LINES = 60
+
+#: The functions allowed a longer body, each with its reason (``path::qualified name``).
+LONG_FUNCTION_EXEMPTIONS = {
+    "tbnn/cli.py::build_parser": "the declarative table of every subcommand and flag, one "
+                                 "add_argument each; cli.py is reworked on its own branch",
+}
+
+
+def _code_lines(source: str) -> set[int]:
+    """Numbers of the lines that hold code: not blank, not only a comment, not a docstring."""
+    lines: set[int] = set()
+    for tok in tokenize.generate_tokens(io.StringIO(source).readline):
+        if tok.type not in (tokenize.COMMENT, tokenize.NL, tokenize.NEWLINE, tokenize.INDENT,
+                            tokenize.DEDENT, tokenize.ENDMARKER):
+            lines.update(range(tok.start[0], tok.end[0] + 1))
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
+            first = node.body[0] if node.body else None
+            if (isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant)
+                    and isinstance(first.value.value, str)):
+                lines -= set(range(first.lineno, first.end_lineno + 1))
+    return lines
+
+
+def _function_lengths(source: str) -> dict[str, int]:
+    """Lines of code in the body of every function (methods and nested functions included,
+    named by their qualified name; a nested function counts in its parent's body too)."""
+    code = _code_lines(source)
+    out: dict[str, int] = {}
+
+    def visit(node: ast.AST, prefix: str) -> None:
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                name = prefix + child.name
+                body = range(child.body[0].lineno, child.end_lineno + 1)
+                out[name] = sum(1 for line in body if line in code)
+                visit(child, name + ".")
+            elif isinstance(child, ast.ClassDef):
+                visit(child, prefix + child.name + ".")
+            else:
+                visit(child, prefix)
+
+    visit(ast.parse(source), "")
+    return out
+
+
+def _all_function_lengths() -> dict[str, int]:
+    return {f"{p.relative_to(PKG.parent).as_posix()}::{name}": n
+            for p in sorted(PKG.rglob("*.py")) for name, n in _function_lengths(p.read_text()).items()}
+
+
+def test_function_length_counts_code_only():
+    body = "\n".join(f"    x{i} = {i}  # note" for i in range(61))
+    source = (f'def f():\n    """Doc.\n\n    Long.\n    """\n    # a comment\n\n{body}\n\n'
+              f'class C:\n    def g(self):\n        """Doc."""\n        return (1,\n                2)\n')
+    assert _function_lengths(source) == {"f": 61, "C.g": 2}
+
+
+def test_no_function_over_60_lines():
+    lengths = _all_function_lengths()
+    long = {f: n for f, n in lengths.items() if n > MAX_FUNCTION_LINES and f not in LONG_FUNCTION_EXEMPTIONS}
+    assert not long, (f"function bodies over {MAX_FUNCTION_LINES} lines of code (split them into "
+                      f"helpers with one job each): {long}")
+    stale = {f: lengths.get(f) for f in LONG_FUNCTION_EXEMPTIONS if lengths.get(f, 0) <= MAX_FUNCTION_LINES}
+    assert not stale, f"exemptions no longer needed (remove them from LONG_FUNCTION_EXEMPTIONS): {stale}"
