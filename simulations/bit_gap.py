@@ -45,6 +45,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common  # noqa: E402
 import results_table  # noqa: E402  (the recipe and model settings of the results table)
 
+from tbnn.core.validate import json_ready  # noqa: E402
+
 DATASET = "mnist1d"
 RECIPE: dict[str, Any] = dict(results_table.RECIPE)
 #: The all-1-bit network of the results table, block 128 (``first_layer_bits`` None = ``weight_bits``).
@@ -414,7 +416,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     def same(old: dict) -> bool:
         return ({k: v for k, v in old["settings"].items() if k != "keys"}
-                == {k: v for k, v in common.clean(settings).items() if k != "keys"})
+                == {k: v for k, v in json_ready(settings).items() if k != "keys"})
 
     if args.merge:
         args.resume = (args.out / "bit_gap.json").is_file()

@@ -44,6 +44,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import common  # noqa: E402
 
+from tbnn.core.validate import json_ready  # noqa: E402
+
 RECIPE: dict[str, Any] = dict(epochs=60, batch=64, lr=3e-3)
 MODEL: dict[str, Any] = dict(model="tbn", hidden=256, layers=2, timesteps=4, weight_bits=1,
                              readout_bits=1, lam=0.01, block=128, encoding="binary")
@@ -452,7 +454,7 @@ def main(argv: list[str] | None = None) -> dict:
     path = args.out / "sparse_activity.json"
     if args.resume and path.is_file():
         old = json.loads(path.read_text())
-        if old.get("settings") == json.loads(json.dumps(common.clean(settings))):
+        if old.get("settings") == json.loads(json.dumps(json_ready(settings))):
             runs = [r for r in old.get("runs", []) if (r["dataset"], r["surrogate"], r["W"], r["seed"]) in set(jobs)]
     done = {(r["dataset"], r["surrogate"], r["W"], r["seed"]) for r in runs}
     cache: dict = {}

@@ -222,7 +222,9 @@ def test_operations_on_spike_trains_outside_tbnn_modules_are_refused():
     ({"mode": "fast"}, "mode must be one of step, folded"),
     ({"batch": 0}, "batch must be an integer >= 1"),
     ({"dt_ms": -1.0}, "dt_ms must be a finite number > 0"),
-    ({"labels": [0, 1]}, "labels must be one class per sample"),
+    ({"labels": [0, 1]}, "labels must be .*one class per sample \\(4\\)"),
+    ({"labels": [0, 1, -1, 0]}, "labels must be class indices >= 0"),
+    ({"labels": torch.zeros(4)}, "labels must be .*integer.*torch.float32"),
 ])
 def test_simulate_refusals(kwargs, msg):
     net = nn.Sequential(tbnn.TemporalBinary(4, grid="minmax"), tbnn.TBLinear(8, 3))

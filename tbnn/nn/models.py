@@ -25,7 +25,7 @@ from tbnn.core.coding import SCHEMES, SpikeCode, check_timesteps
 from tbnn.nn.layers import MODES, TBConv1d, TBConv2d, TBLayer, TBLinear, conv_fanout
 from tbnn.nn.neurons import READOUTS, THRESHOLDS, TemporalBinary
 from tbnn.core.quant import GRIDS, WEIGHT_BITS, parse_sparsity
-from tbnn.core.validate import check_block, check_choice, check_int, check_lam
+from tbnn.core.validate import check_block, check_choice, check_int, check_lam, check_number
 
 __all__ = ["MODEL_KINDS", "ARCHS", "HIDDEN_GRIDS", "ModelConfig", "TBNet", "LIFNet", "build_model", "weight_storage_bits"]
 
@@ -117,9 +117,7 @@ class ModelConfig:
             raise ValueError("arch 'cnn' needs image_shape or a 1-D input of at least 4 features.")
         if isinstance(self.beta, bool) or not isinstance(self.beta, (int, float)) or not 0 < self.beta <= 1:
             raise ValueError(f"beta must lie in (0, 1]; got {self.beta!r}.")
-        if (isinstance(self.threshold, bool) or not isinstance(self.threshold, (int, float))
-                or not math.isfinite(self.threshold) or self.threshold <= 0):
-            raise ValueError(f"threshold must be a finite number > 0; got {self.threshold!r}.")
+        check_number(self.threshold, "threshold")
         check_int(self.input_seed, "input_seed", minimum=0)
         check_choice(self.hidden_grid, HIDDEN_GRIDS, "hidden_grid")
         check_choice(self.readout, READOUTS, "readout")

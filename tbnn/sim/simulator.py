@@ -32,7 +32,6 @@ returns the ``simulation.json`` summary. Recorded spikes are sample-first,
 from __future__ import annotations
 
 import contextlib
-import math
 import os
 import time
 import warnings
@@ -56,7 +55,7 @@ from tbnn.engine.session import SESSION_MODES, SimulationSession
 from tbnn.sim.runners import runner_for, spike_layer_names
 from tbnn.io.spikes import save_spikes
 from tbnn.io.userdata import check_inputs
-from tbnn.core.validate import check_int
+from tbnn.core.validate import check_int, check_labels, check_number
 
 __all__ = ["SIM_MODES", "FORMAT_VERSION", "SimulationResult", "load_run", "simulate", "simulate_model",
            "simulate_run", "spike_layer_names"]
@@ -130,18 +129,6 @@ class SimulationResult:
         write_sealed_json(folder / "simulation.json", summary)
 
 
-def _check_inputs(x: Any, labels: Any) -> tuple[Tensor, Tensor | None]:
-    xt = check_inputs(x, "x")
-    if labels is None:
-        return xt, None
-    yt = torch.as_tensor(labels).detach()
-    if yt.dim() != 1 or yt.shape[0] != xt.shape[0]:
-        raise ValueError(f"labels must be one class per sample, shape [{xt.shape[0]}]; got {tuple(yt.shape)}.")
-    if yt.is_floating_point() or yt.is_complex() or yt.dtype == torch.bool:
-        raise ValueError(f"labels must be integer classes; got dtype {yt.dtype}.")
-    return xt, yt.long()
-
-
 def _check_optional_int(v: Any, name: str) -> None:
     if v is not None:
         check_int(v, name)
@@ -174,9 +161,9 @@ def simulate_model(
     check_int(batch, "batch")
     check_int(seed, "seed", 0)
     _check_optional_int(record_samples, "record_samples")
-    if not (isinstance(dt_ms, (int, float)) and not isinstance(dt_ms, bool) and dt_ms > 0 and math.isfinite(dt_ms)):
-        raise ValueError(f"dt_ms must be a finite number > 0; got {dt_ms!r}.")
-    xt, yt = _check_inputs(x, labels)
+    dt_ms = check_number(dt_ms, "dt_ms")
+    xt = check_inputs(x, "x")
+    yt = None if labels is None else torch.as_tensor(check_labels(labels, xt.shape[0], numpy=True))
     runner = runner_for(model)
     if record_layers is not None:
         unknown = sorted(set(record_layers) - set(runner.layer_names))

@@ -33,6 +33,7 @@ from tbnn.nn.models import ModelConfig, build_model, weight_storage_bits
 from tbnn.nn.neurons import TemporalBinary
 from tbnn.nn.regularize import ActivityRegularizer, fraction_active
 from tbnn.io.userdata import as_training_data, check_logits
+from tbnn.core.validate import check_int, check_number
 
 __all__ = ["FORMAT_VERSION", "TrainConfig", "check_sparsity", "default_device", "evaluate", "fit", "model_config_for", "train"]
 
@@ -54,16 +55,11 @@ class TrainConfig:
     data_sha256: str | None = None  # the data's identity by content (Dataset.sha256), checked by simulate
 
     def validate(self) -> None:
-        for name in ("epochs", "batch"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise ValueError(f"{name} must be an integer >= 1; got {v!r}.")
-        for name in ("lr", "weight_decay"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0 or (name == "lr" and v == 0):
-                raise ValueError(f"{name} must be a finite number {'> 0' if name == 'lr' else '>= 0'}; got {v!r}.")
-        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
-            raise ValueError(f"seed must be an integer >= 0; got {self.seed!r}.")
+        check_int(self.epochs, "epochs")
+        check_int(self.batch, "batch")
+        check_number(self.lr, "lr")
+        check_number(self.weight_decay, "weight_decay", inclusive=True)
+        check_int(self.seed, "seed", minimum=0)
         if self.rate_weight is not None and self.rate_target is None:
             raise ValueError("rate_weight needs rate_target (the activity the penalty pushes toward).")
 

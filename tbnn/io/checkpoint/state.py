@@ -10,6 +10,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from tbnn.core.validate import json_ready
 from tbnn.io.checkpoint.tensors import (
     CHECKPOINT_NAME,
     FORMAT_VERSION,
@@ -22,7 +23,7 @@ from tbnn.io.checkpoint.tensors import (
     verify_digest,
 )
 from tbnn.io.checkpoint.weights import model_config_dict
-from tbnn.io.files import json_safe, read_json, write_json
+from tbnn.io.files import read_json, write_json
 
 __all__ = ["has_checkpoint", "save_checkpoint", "load_checkpoint", "save_state", "load_state"]
 
@@ -97,7 +98,7 @@ def save_checkpoint(run_dir: str | Path, model: nn.Module, optimizer: torch.opti
             tensors[f"rng.cuda.{i}"] = st
     body = {"meta": meta, "optimizer": opt_meta, "scheduler": scheduler.state_dict() if scheduler is not None else None,
             "model_config": model_config_dict(model)}
-    body_json = json.dumps(json_safe(body), sort_keys=True, allow_nan=False)
+    body_json = json.dumps(json_ready(body), sort_keys=True, allow_nan=False)
     metadata = {"kind": RUN_KIND, "format_version": str(FORMAT_VERSION), "state": body_json,
                 "sha256": tensor_digest(tensors, body_json)}
     return save_tensors(run_dir / CHECKPOINT_NAME, tensors, metadata=metadata)

@@ -13,9 +13,10 @@ from typing import Any
 
 import numpy as np
 
+from tbnn.core.validate import check_dt, check_int, check_labels
 from tbnn.io.bounded import open_npz
 from tbnn.io.files import atomic_write
-from tbnn.io.spikes.checks import check_int_vector, to_numpy
+from tbnn.io.spikes.checks import to_numpy
 from tbnn.io.spikes.record import DEFAULT_DT_MS, FORMAT_VERSION, RESERVED, SpikeRecord
 
 __all__ = ["save_spikes", "save_time_first", "load_spikes"]
@@ -72,18 +73,11 @@ def save_spikes(
     path = Path(path)
     if not isinstance(layers, Mapping) or len(layers) == 0:
         raise ValueError("layers must be a non-empty mapping from layer name to spike array.")
-    if timesteps is not None and (isinstance(timesteps, bool)
-                                  or not isinstance(timesteps, (int, np.integer))
-                                  or timesteps < 1):
-        raise ValueError(f"timesteps must be an integer >= 1, got {timesteps!r}.")
-    try:
-        dt = float(dt_ms)
-    except (TypeError, ValueError):
-        raise ValueError(f"dt_ms must be a finite number > 0, got {dt_ms!r}.") from None
-    if not np.isfinite(dt) or dt <= 0:
-        raise ValueError(f"dt_ms must be a finite number > 0, got {dt_ms!r}.")
-    labels_a = None if labels is None else check_int_vector(labels, "labels")
-    preds_a = None if predictions is None else check_int_vector(predictions, "predictions")
+    if timesteps is not None:
+        check_int(timesteps, "timesteps")
+    dt = check_dt(dt_ms)
+    labels_a = None if labels is None else check_labels(labels, None, "labels", minimum=None, numpy=True)
+    preds_a = None if predictions is None else check_labels(predictions, None, "predictions", minimum=None, numpy=True)
     if labels_a is not None and preds_a is not None and preds_a.shape != labels_a.shape:
         raise ValueError(
             f"predictions must have one entry per sample like labels ({labels_a.shape[0]}), "
