@@ -228,6 +228,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
+    from tbnn.io.checkpoint import CLI_NAMES
     from tbnn.train.trainer import train
 
     T = args.timesteps if args.timesteps is not None else (args.act_bits or (25 if args.model == "lif" else 4))
@@ -235,7 +236,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         args.dataset, args.model, args.out, epochs=args.epochs, batch=args.batch, lr=args.lr,
         weight_decay=args.weight_decay, seed=args.seed, n_train=args.n_train, n_test=args.n_test,
         resume=args.resume, overwrite=args.overwrite, progress=not args.quiet, device=args.device,
-        _names={"out": "--out", "resume": "--resume", "overwrite": "--overwrite"},
+        _names=CLI_NAMES,
         beta=args.beta, threshold=args.threshold, arch=args.arch, hidden=args.hidden, layers=args.layers, channels=args.channels, timesteps=T,
         weight_bits=args.weight_bits,
         readout_bits=args.readout_bits if args.readout_bits is not None else args.weight_bits,

@@ -33,6 +33,7 @@ from tbnn.nn.models import ModelConfig, build_model, weight_storage_bits
 from tbnn.nn.neurons import TemporalBinary
 from tbnn.nn.regularize import ActivityRegularizer, fraction_active
 from tbnn.io.userdata import as_training_data, check_logits
+from tbnn.core.deprecation import deprecated
 from tbnn.core.validate import check_int, check_number
 
 __all__ = ["FORMAT_VERSION", "TrainConfig", "check_sparsity", "default_device", "evaluate", "fit", "model_config_for", "train"]
@@ -513,6 +514,7 @@ def _progress(it: range, enabled: bool, desc: str, total: int, initial: int):
     return tqdm(it, desc=desc, total=total, initial=initial, unit="epoch", dynamic_ncols=True)
 
 
+@deprecated("tbnn.train.trainer.train_fields", "[f.name for f in dataclasses.fields(TrainConfig)]")
 def train_fields() -> list[str]:
-    """Names of the :class:`TrainConfig` fields."""
+    """Names of the :class:`TrainConfig` fields (unused in tbnn)."""
     return [f.name for f in fields(TrainConfig)]

@@ -10,6 +10,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from tbnn.core.deprecation import deprecated
 from tbnn.core.validate import json_ready
 from tbnn.io.checkpoint.tensors import (
     CHECKPOINT_NAME,
@@ -147,11 +148,13 @@ def load_checkpoint(run_dir: str | Path, model: nn.Module, optimizer: torch.opti
 # ------------------------------------------------------------- version 1 state files
 
 
+@deprecated("tbnn.io.checkpoint.save_state", "tbnn.io.checkpoint.save_checkpoint (one atomic file)")
 def save_state(run_dir: Path, epoch: int, optimizer: torch.optim.Optimizer, scheduler: Any,
                generator: torch.Generator, history: list[dict], train_seconds: float) -> None:
     """Write the version-1 resumable state (``state.safetensors`` + ``state.json``).
 
-    Kept for compatibility; new runs use :func:`save_checkpoint` (one atomic file).
+    Unused since runs write :func:`save_checkpoint` (one atomic file); version-1 folders are
+    still read by :func:`load_state`.
     """
     tensors, opt_meta = flatten_optimizer(optimizer)
     tensors["rng.torch"] = torch.get_rng_state()
