@@ -77,7 +77,7 @@ def make_step(name: str, features: int, timesteps: int, batch: int, seed: int = 
         from tbnn.nn.layers import TBLinear
         from tbnn.nn.neurons import TemporalBinary
 
-        lin = TBLinear(F, F, mode="folded" if name == "tbnn-folded" else "fused")
+        lin = TBLinear(F, F, evaluation="folded" if name == "tbnn-folded" else "fused")
         scheme = tbnn_scheme(T)
         neuron = TemporalBinary(T, scheme=scheme)
         with torch.no_grad():

@@ -205,8 +205,8 @@ def packed_and_popcount(s_packed: Tensor, q_packed: Tensor) -> Tensor:
 # helpers
 
 
-def tbnn_engine(model: nn.Module, mode: str = "step") -> Callable[[Tensor], tuple[Tensor, Any]]:
-    """tbnn's spiking engine as ``tbnn.simulate(mode=...)`` runs it: the model's forward in a
+def tbnn_engine(model: nn.Module, schedule: str = "step") -> Callable[[Tensor], tuple[Tensor, Any]]:
+    """tbnn's spiking engine as ``tbnn.simulate(schedule=...)`` runs it: the model's forward in a
     simulation session (every spike recorded and counted), weight codes made once."""
     from tbnn.engine.session import SimulationSession
     from tbnn.sim.simulator import spike_layer_names
@@ -216,7 +216,7 @@ def tbnn_engine(model: nn.Module, mode: str = "step") -> Callable[[Tensor], tupl
     cache: dict = {}
 
     def run(x: Tensor) -> tuple[Tensor, Any]:
-        with SimulationSession(ids, mode, weight_cache=cache) as sess:
+        with SimulationSession(ids, schedule, weight_cache=cache) as sess:
             logits = model(x)
         return logits, sess
 
@@ -582,7 +582,7 @@ def _run(args, cache: Path, out: Path | None, epochs: int, repeats: int) -> dict
     for key, run, mode in sim_jobs:
         vals, last = [], None
         for _ in range(max(2, repeats // 3)):
-            last = simulate(runs[run], mode=mode, batch=args.batch, progress=False)
+            last = simulate(runs[run], schedule=mode, batch=args.batch, progress=False)
             vals.append(last["samples_per_second"])
         sim_sps[key] = {"samples_per_second": statistics.median(vals), "accuracy": last["accuracy"],
                         "forward_agreement": last["forward_agreement"],

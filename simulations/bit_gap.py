@@ -171,7 +171,7 @@ def run_one(key: str, seed: int, recipe: dict, n_train: int | None, n_test: int 
         ds = load_dataset(DATASET, seed=seed, n_train=n_train, n_test=n_test)
         x, y = ds.x_test[:sim_samples], ds.y_test[:sim_samples]
         with torch.no_grad():
-            res = simulate(net, x, y, mode="folded", record_samples=1)
+            res = simulate(net, x, y, schedule="folded", record_samples=1)
         out.update(op_costs(res.summary, layer_bits(net)))
         out["forward_agreement"] = res.summary["forward_agreement"]
         out["simulated_samples"] = res.summary["samples"]

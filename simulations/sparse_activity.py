@@ -69,7 +69,7 @@ def _measure(net, x) -> dict[str, Any]:
 
     import tbnn
 
-    res = tbnn.simulate(net, x, mode="folded")
+    res = tbnn.simulate(net, x, schedule="folded")
     hidden = [k for k in res.spikes if k != "input"]
     S, T = res.spikes[hidden[0]].shape[:2]
     n_hidden = sum(res.spikes[k].shape[2] for k in hidden)
@@ -292,7 +292,7 @@ def _run_control(dataset: str, grid: str, P: float | None, seed: int, epochs: in
     with spikes_only(net, ds.x_train):
         acc_so, _ = evaluate(net, ds.x_test, ds.y_test)
     m = _measure(net, ds.x_test)
-    sim = tbnn.simulate(net, ds.x_test, mode="folded").summary
+    sim = tbnn.simulate(net, ds.x_test, schedule="folded").summary
     return {"dataset": dataset, "grid": grid, "P": P, "seed": seed, "test_accuracy": acc,
             "spikes_only_accuracy": acc_so, "seconds": t.seconds, **m,
             "analog_values_per_inference": sim["analog_values_per_sample"],

@@ -263,7 +263,7 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
 
     layers = [v.strip() for v in args.record_layers.split(",") if v.strip()] if args.record_layers else None
     device = resolve_device(args.device)
-    kw = dict(split=args.split, limit=args.limit, mode=args.mode, batch=args.batch, dt_ms=args.dt_ms,
+    kw = dict(split=args.split, limit=args.limit, schedule=args.mode, batch=args.batch, dt_ms=args.dt_ms,
               progress=not args.quiet, record_samples=args.record_samples, record_layers=layers, device=device,
               data=args.data, spikes_only=args.spikes_only)
     s = simulate_run(args.run, args.out, overwrite=args.overwrite, _flag="--out", **kw)  # stages --out once

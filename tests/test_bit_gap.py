@@ -65,7 +65,7 @@ def test_first_layer_bits_is_validated_and_round_trips():
 def test_wider_first_layer_simulates_exactly_and_ops_recount():
     net = _net(first_layer_bits=8).eval()
     x = torch.randn(12, 40)
-    res = simulate(net, x, mode="folded")
+    res = simulate(net, x, schedule="folded")
     assert res.summary["forward_agreement"] == 1.0
     assert res.summary["max_logit_difference"] < 1e-4
     # independent recount: every input spike reaches the 256 synapses of the first layer

@@ -139,8 +139,14 @@ def test_deprecation_helpers():
         getattr_("OTHER")
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        assert renamed_keyword({}, "mode", "arithmetic", "x", "step", "f") == "x"
-    with pytest.warns(DeprecationWarning, match=r"f\(mode=...\) is deprecated; use f\(arithmetic=...\)"):
-        assert renamed_keyword({"mode": "folded"}, "mode", "arithmetic", "step", "step", "f") == "folded"
-    with pytest.raises(TypeError, match="both arithmetic= and its deprecated spelling mode="):
-        renamed_keyword({"mode": "folded"}, "mode", "arithmetic", "step", None, "f")
+        assert renamed_keyword("f", "mode", "schedule", None, "folded", "step") == "folded"
+    with pytest.warns(DeprecationWarning, match=r"f\(mode=...\) is deprecated; use f\(schedule=...\)"):
+        assert renamed_keyword("f", "mode", "schedule", "folded", "step", "step") == "folded"
+    with pytest.warns(DeprecationWarning):
+        assert renamed_keyword("f", "mode", "schedule", "folded", "folded", "step") == "folded"
+    with pytest.raises(TypeError, match="both schedule= and its deprecated spelling mode="):
+        renamed_keyword("f", "mode", "schedule", "folded", "step", "exact")
+    with pytest.raises(ValueError, match="schedule must be one of step, folded; got 'x'"):
+        renamed_keyword("f", "mode", "schedule", None, "x", "step", ("step", "folded"))
+    with pytest.warns(DeprecationWarning), pytest.raises(ValueError, match="mode must be one of step, folded"):
+        renamed_keyword("f", "mode", "schedule", "x", "step", "step", ("step", "folded"))

@@ -19,8 +19,10 @@ from __future__ import annotations
 
 import functools
 import warnings
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
+
+from tbnn.core.validate import check_choice
 
 __all__ = ["deprecated", "deprecated_attributes", "renamed_keyword", "warn_deprecated"]
 
@@ -67,27 +69,36 @@ def deprecated_attributes(module: str, names: Mapping[str, tuple[str, Callable[[
     return __getattr__
 
 
-def renamed_keyword(kwargs: dict[str, Any], old: str, new: str, value: Any, default: Any, where: str) -> Any:
-    """The value of the keyword ``new``, taking a deprecated ``old`` spelling out of ``kwargs``.
+def renamed_keyword(where: str, old: str, new: str, old_value: Any, value: Any, default: Any,
+                    choices: Sequence[Any] | None = None, stacklevel: int = 4) -> Any:
+    """The value of the keyword ``new`` of ``where()``, given its deprecated spelling ``old``.
 
-    ``value`` is what the caller passed as ``new`` (``default`` when not passed); passing both
-    spellings with different values is an error naming both.
+    ``old_value`` is what the caller passed as ``old`` (``None``: not passed) and ``value``
+    what it passed as ``new`` (``default`` when not passed). The old spelling warns; passing
+    both with different values is an error naming both. With ``choices``, the value must be
+    one of them; the error names the spelling the caller used. ``stacklevel`` points the
+    warning at the caller of ``where`` (4: ``where`` calls this function itself).
 
     Raises
     ------
     TypeError
-        ``old`` and ``new`` both given.
+        ``old`` and ``new`` both given, with different values.
+    ValueError
+        The value is not one of ``choices``.
 
     >>> import warnings
     >>> with warnings.catch_warnings():
     ...     warnings.simplefilter("ignore")
-    ...     renamed_keyword({"mode": "folded"}, "mode", "arithmetic", "step", "step", "f")
+    ...     renamed_keyword("simulate", "mode", "schedule", "folded", "step", "step")
     'folded'
     """
-    if old not in kwargs:
+    if old_value is None:
+        if choices is not None:
+            check_choice(value, choices, new)
         return value
-    old_value = kwargs.pop(old)
-    if value is not default and value != old_value:
+    if value != default and value != old_value:
         raise TypeError(f"{where}() got both {new}= and its deprecated spelling {old}=; pass {new}= only.")
-    warn_deprecated(f"{where}({old}=...)", f"{where}({new}=...)", stacklevel=4)
+    warn_deprecated(f"{where}({old}=...)", f"{where}({new}=...)", stacklevel=stacklevel)
+    if choices is not None:
+        check_choice(old_value, choices, old)
     return old_value

@@ -26,17 +26,21 @@ from torch.utils.data import DataLoader
 
 from tbnn import __version__
 from tbnn.parallel import distributed as ddp
-from tbnn.io.checkpoint import FORMAT_VERSION, RUN_KIND, RunWriter, check_run_target, load_run_state
+from tbnn.io.checkpoint import RUN_FORMAT_VERSION, RUN_KIND, RunWriter, check_run_target, load_run_state
 from tbnn.io.datasets import Dataset, load_dataset
 from tbnn.runtime.device import default_device, resolve_device
 from tbnn.nn.models import ModelConfig, build_model, weight_storage_bits
 from tbnn.nn.neurons import TemporalBinary
 from tbnn.nn.regularize import ActivityRegularizer, fraction_active
 from tbnn.io.userdata import as_training_data, check_logits
-from tbnn.core.deprecation import deprecated
+from tbnn.core.deprecation import deprecated, deprecated_attributes
 from tbnn.core.validate import check_int, check_number
 
-__all__ = ["FORMAT_VERSION", "TrainConfig", "check_sparsity", "default_device", "evaluate", "fit", "model_config_for", "train"]
+__all__ = ["TrainConfig", "check_sparsity", "default_device", "evaluate", "fit", "model_config_for", "train"]
+#: ``FORMAT_VERSION`` (the run folder's), once re-exported here: deprecated.
+__getattr__ = deprecated_attributes(__name__, {"FORMAT_VERSION": ("tbnn.io.checkpoint.RUN_FORMAT_VERSION",
+                                                                  lambda: RUN_FORMAT_VERSION)})
+
 
 @dataclass
 class TrainConfig:
@@ -101,7 +105,7 @@ def evaluate(model: nn.Module, data: Any, y: Tensor | None = None, batch: int = 
 
 
 def _run_config(model_cfg: ModelConfig, tcfg: TrainConfig) -> dict[str, Any]:
-    return {"kind": RUN_KIND, "format_version": FORMAT_VERSION, "tbnn_version": __version__,
+    return {"kind": RUN_KIND, "format_version": RUN_FORMAT_VERSION, "tbnn_version": __version__,
             "model": model_cfg.to_dict(), "train": asdict(tcfg)}
 
 
@@ -402,7 +406,7 @@ def _custom_run_config(model: nn.Module, tcfg: TrainConfig) -> dict[str, Any]:
     train_cfg = {k: v for k, v in asdict(tcfg).items() if k in ("epochs", "batch", "lr", "weight_decay", "seed")}
     if tcfg.rate_target is not None:
         train_cfg["rate_target"] = tcfg.rate_target
-    return {"kind": RUN_KIND, "format_version": FORMAT_VERSION, "tbnn_version": __version__,
+    return {"kind": RUN_KIND, "format_version": RUN_FORMAT_VERSION, "tbnn_version": __version__,
             "model": {"class": f"{cls.__module__}.{cls.__qualname__}",
                       "parameters": sum(p.numel() for p in model.parameters())},
             "train": train_cfg}

@@ -14,7 +14,7 @@ from tbnn.core.deprecation import deprecated
 from tbnn.core.validate import json_ready
 from tbnn.io.checkpoint.tensors import (
     CHECKPOINT_NAME,
-    FORMAT_VERSION,
+    RUN_FORMAT_VERSION,
     RUN_KIND,
     load_tensors,
     read_header,
@@ -100,7 +100,7 @@ def save_checkpoint(run_dir: str | Path, model: nn.Module, optimizer: torch.opti
     body = {"meta": meta, "optimizer": opt_meta, "scheduler": scheduler.state_dict() if scheduler is not None else None,
             "model_config": model_config_dict(model)}
     body_json = json.dumps(json_ready(body), sort_keys=True, allow_nan=False)
-    metadata = {"kind": RUN_KIND, "format_version": str(FORMAT_VERSION), "state": body_json,
+    metadata = {"kind": RUN_KIND, "format_version": str(RUN_FORMAT_VERSION), "state": body_json,
                 "sha256": tensor_digest(tensors, body_json)}
     return save_tensors(run_dir / CHECKPOINT_NAME, tensors, metadata=metadata)
 

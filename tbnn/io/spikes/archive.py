@@ -17,7 +17,7 @@ from tbnn.core.validate import check_dt, check_int, check_labels
 from tbnn.io.bounded import open_npz
 from tbnn.io.files import atomic_write
 from tbnn.io.spikes.checks import to_numpy
-from tbnn.io.spikes.record import DEFAULT_DT_MS, FORMAT_VERSION, RESERVED, SpikeRecord
+from tbnn.io.spikes.record import DEFAULT_DT_MS, RESERVED, SPIKES_FORMAT_VERSION, SpikeRecord
 
 __all__ = ["save_spikes", "save_time_first", "load_spikes"]
 
@@ -133,7 +133,7 @@ def save_spikes(
         arrays["predictions"] = preds_a
     arrays["timesteps"] = np.array(int(timesteps), dtype=np.int64)
     arrays["dt_ms"] = np.array(dt, dtype=np.float64)
-    arrays["tbnn_spikes_version"] = np.array(FORMAT_VERSION, dtype=np.int64)
+    arrays["tbnn_spikes_version"] = np.array(SPIKES_FORMAT_VERSION, dtype=np.int64)
 
     parent = path.parent if str(path.parent) else Path(".")
     if not parent.is_dir():
@@ -322,9 +322,9 @@ def _read_archive(path: Path, time_first: bool | None = None) -> SpikeRecord:
                 v_arr = _scalar(npz, "tbnn_spikes_version", path)
                 if not np.issubdtype(v_arr.dtype, np.integer) or int(v_arr) < 1:
                     raise _not_archive(path, "'tbnn_spikes_version' must be an integer >= 1")
-                if int(v_arr) > FORMAT_VERSION:
+                if int(v_arr) > SPIKES_FORMAT_VERSION:
                     raise ValueError(f"spikes archive {path} has tbnn_spikes_version {int(v_arr)}: it was "
-                                     f"written by a newer tbnn (this one reads up to {FORMAT_VERSION}).")
+                                     f"written by a newer tbnn (this one reads up to {SPIKES_FORMAT_VERSION}).")
             if time_first:
                 raw = {k: (np.ascontiguousarray(a.swapaxes(0, 1)) if a.ndim == 3 else a) for k, a in raw.items()}
             first = next(iter(raw.values()))
