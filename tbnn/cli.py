@@ -98,6 +98,25 @@ class _Parser(argparse.ArgumentParser):
 
     _seen: Sequence[str] | None = None
 
+    def flag_names(self, text: str, command: str) -> str:
+        """``text`` (an error of the Python API) with the parameters of ``command``'s flags named as
+        the flags: its first word (``input_encoding must be ...`` -> ``--input-encoding must be ...``)
+        and any other word with an underscore (``rate_weight needs rate_target``)."""
+        import re
+
+        flags: dict[str, str] = {}
+        for sub in (a for a in self._actions if isinstance(a, argparse._SubParsersAction)):
+            for action in sub.choices[command]._actions if command in sub.choices else ():
+                longs = [o for o in action.option_strings if o.startswith("--")]
+                if longs:
+                    flags[action.dest] = longs[0]
+
+        def flag(m: re.Match) -> str:
+            word = m.group(0)
+            return flags[word] if word in flags and (m.start() == 0 or "_" in word) else word
+
+        return re.sub(r"(?<![\w/.'\"-])[a-z][a-z0-9_]*(?![\w/'\"-])(?!\.\w)", flag, text)
+
     def parse_args(self, args=None, namespace=None):  # type: ignore[override]
         self._seen = list(args) if args is not None else None
         return super().parse_args(args, namespace)
@@ -372,7 +391,7 @@ def _main(argv: Sequence[str] | None) -> int:
     except (zlib.error, zipfile.BadZipFile, EOFError) as err:  # a corrupt archive no reader turned into a sentence
         return refuse(f"a compressed input file is corrupt ({err}).")
     except (ValueError, TypeError, FileNotFoundError, FloatingPointError) as err:
-        return refuse(str(err))
+        return refuse(parser.flag_names(str(err), args.command))  # the Python parameter named as its flag
     except OSError as err:  # a file error no reader or writer turned into a sentence
         return refuse(os_error_sentence(err, err.filename or "a file", "use"))
     except KeyboardInterrupt:
