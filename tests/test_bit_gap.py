@@ -100,7 +100,7 @@ def test_cli_first_layer_bits(tmp_path, capsys):
     assert cli_main(["train", "--dataset", "synthetic", "--model", "tbn", "--first-layer-bits", "5",
                      "--out", str(bad), "--quiet"]) == 2
     err = capsys.readouterr().err  # one sentence, as for --weight-bits (it names the config field)
-    assert "first_layer_bits must be one of" in err and err.count("\n") == 1 and not bad.exists()
+    assert "--first-layer-bits must be one of" in err and err.count("\n") == 1 and not bad.exists()
 
 
 def test_bit_gap_quick_makes_table_and_figure_and_resumes(tmp_path):
