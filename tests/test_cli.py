@@ -24,7 +24,7 @@ def test_cli_analyze_refusals(tiny_sim, tmp_path, capsys):
     bad.mkdir()
     (bad / "spikes.npz").write_bytes(b"not an archive")
     cases = [
-        (["analyze", str(sim), "--dt-ms", "0", "--out", str(tmp_path / "x1")], "dt_ms", tmp_path / "x1"),
+        (["analyze", str(sim), "--dt-ms", "0", "--out", str(tmp_path / "x1")], "error: --dt-ms must be", tmp_path / "x1"),
         (["analyze", str(sim), "--layer", "nope", "--out", str(tmp_path / "x2")], "nope", tmp_path / "x2"),
         (["analyze", str(bad), "--out", str(tmp_path / "x3")], "not a spikes archive", tmp_path / "x3"),
         (["raster", str(sim), "--layer", "nope", "--out", str(tmp_path / "x4.png")], "nope", tmp_path / "x4.png"),
