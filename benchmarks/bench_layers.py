@@ -40,6 +40,8 @@ import time
 import torch
 from torch import nn
 
+from tbnn.runtime.threads import add_threads_option, set_threads
+
 CANDIDATES = ("floor", "tbnn", "tbnn-folded", "snntorch", "spikingjelly")
 
 
@@ -75,7 +77,7 @@ def make_step(name: str, features: int, timesteps: int, batch: int, seed: int = 
         from tbnn.nn.layers import TBLinear
         from tbnn.nn.neurons import TemporalBinary
 
-        lin = TBLinear(F, F, mode="folded" if name == "tbnn-folded" else "fused")
+        lin = TBLinear(F, F, evaluation="folded" if name == "tbnn-folded" else "fused")
         scheme = tbnn_scheme(T)
         neuron = TemporalBinary(T, scheme=scheme)
         with torch.no_grad():
@@ -195,12 +197,9 @@ def main(argv=None) -> None:
     p.add_argument("--no-epochs", action="store_true", help="skip the training-epoch table")
     p.add_argument("--epochs", type=int, default=3, help="epochs per training run (default 3)")
     p.add_argument("--rounds", type=int, default=2, help="interleaved training runs per model (default 2)")
-    p.add_argument("--threads", type=int, default=1,
-                   help="torch threads (default 1: on a small shared machine a second OpenMP thread "
-                        "that gets descheduled stalls every op; 0 = torch's default)")
+    add_threads_option(p)
     args = p.parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    set_threads(p, args.threads)
     if args.quick:
         sizes, steps_list, batch, min_time, memory = [64], [4], 4, 0.05, not args.no_memory
     else:

@@ -25,6 +25,7 @@ import torch
 import torch.nn.functional as F
 
 from tbnn.runtime.machine import describe_allocator, describe_cpu, tune_allocator
+from tbnn.runtime.threads import add_threads_option, set_threads
 from tbnn.core.quant import fake_quantize
 
 
@@ -100,12 +101,9 @@ def main(argv=None) -> None:
     p.add_argument("--cpu-time", action="store_true",
                    help="time with the thread's CPU time instead of the wall clock (on a shared, loaded "
                         "machine a descheduled run inflates the wall time only; CPU device, 1 thread)")
-    p.add_argument("--threads", type=int, default=1,
-                   help="torch threads (default 1: on a small shared machine a second OpenMP thread "
-                        "that gets descheduled stalls every op; 0 = torch's default)")
+    add_threads_option(p)
     args = p.parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    set_threads(p, args.threads)
     tuned = tune_allocator()  # as the tbnn command does; for every candidate alike
     if args.quick:
         shapes, bits_list, min_time = [(8, 256)], [1], 0.02

@@ -52,6 +52,7 @@ import torch
 from torch import Tensor, nn
 
 from tbnn.runtime.machine import cpu_info, describe_allocator, tune_allocator
+from tbnn.runtime.threads import add_threads_option, set_threads
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
@@ -204,8 +205,8 @@ def packed_and_popcount(s_packed: Tensor, q_packed: Tensor) -> Tensor:
 # helpers
 
 
-def tbnn_engine(model: nn.Module, mode: str = "step") -> Callable[[Tensor], tuple[Tensor, Any]]:
-    """tbnn's spiking engine as ``tbnn.simulate(mode=...)`` runs it: the model's forward in a
+def tbnn_engine(model: nn.Module, schedule: str = "step") -> Callable[[Tensor], tuple[Tensor, Any]]:
+    """tbnn's spiking engine as ``tbnn.simulate(schedule=...)`` runs it: the model's forward in a
     simulation session (every spike recorded and counted), weight codes made once."""
     from tbnn.engine.session import SimulationSession
     from tbnn.sim.simulator import spike_layer_names
@@ -215,7 +216,7 @@ def tbnn_engine(model: nn.Module, mode: str = "step") -> Callable[[Tensor], tupl
     cache: dict = {}
 
     def run(x: Tensor) -> tuple[Tensor, Any]:
-        with SimulationSession(ids, mode, weight_cache=cache) as sess:
+        with SimulationSession(ids, schedule, weight_cache=cache) as sess:
             logits = model(x)
         return logits, sess
 
@@ -308,8 +309,7 @@ def _batches(x: Tensor, batch: int) -> list[Tensor]:
 
 
 def _mem_child(args: argparse.Namespace) -> None:
-    """Subprocess: peak RSS growth while one engine runs the test split."""
-    torch.set_num_threads(args.threads)
+    """Subprocess: peak RSS growth while one engine runs the test split (threads set by main)."""
     runs = {p.name: p for p in Path(args.cache).iterdir() if (p / "metrics.json").exists()}
     _, ds, engines = _load(runs, _lif_ts(args))
     fn = engines[args._mem]
@@ -472,7 +472,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--epochs", type=int, default=None, help="training epochs (default 15; quick 1)")
     ap.add_argument("--batch", type=int, default=256, help="simulation batch (simulate()'s default)")
     ap.add_argument("--repeats", type=int, default=None, help="timed passes per engine (default 9; quick 2)")
-    ap.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
+    add_threads_option(ap)
     ap.add_argument("--lif-t", type=int, nargs="+", default=[8, 25],
                     help="snnTorch T values besides 4 (candidates for matched accuracy; default 8 25)")
     ap.add_argument("--match-tol", type=float, default=0.005,
@@ -490,13 +490,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         args.allocator_tuned = tune_allocator()
     else:
         args.allocator_tuned = False
+    set_threads(ap, args.threads)
     if args._mem:
         _mem_child(args)
         return {}
     epochs = args.epochs or (1 if args.quick else 15)
     repeats = args.repeats or (2 if args.quick else 9)
     out = Path(args.out) if args.out else (None if args.quick else ROOT / "figures")
-    torch.set_num_threads(args.threads)
     tmp = None
     if args.cache:
         cache = Path(args.cache)
@@ -582,7 +582,7 @@ def _run(args, cache: Path, out: Path | None, epochs: int, repeats: int) -> dict
     for key, run, mode in sim_jobs:
         vals, last = [], None
         for _ in range(max(2, repeats // 3)):
-            last = simulate(runs[run], mode=mode, batch=args.batch, progress=False)
+            last = simulate(runs[run], schedule=mode, batch=args.batch, progress=False)
             vals.append(last["samples_per_second"])
         sim_sps[key] = {"samples_per_second": statistics.median(vals), "accuracy": last["accuracy"],
                         "forward_agreement": last["forward_agreement"],

@@ -45,6 +45,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common  # noqa: E402
 import results_table  # noqa: E402  (the recipe and model settings of the results table)
 
+from tbnn.core.validate import json_ready  # noqa: E402
+
 DATASET = "mnist1d"
 RECIPE: dict[str, Any] = dict(results_table.RECIPE)
 #: The all-1-bit network of the results table, block 128 (``first_layer_bits`` None = ``weight_bits``).
@@ -169,7 +171,7 @@ def run_one(key: str, seed: int, recipe: dict, n_train: int | None, n_test: int 
         ds = load_dataset(DATASET, seed=seed, n_train=n_train, n_test=n_test)
         x, y = ds.x_test[:sim_samples], ds.y_test[:sim_samples]
         with torch.no_grad():
-            res = simulate(net, x, y, mode="folded", record_samples=1)
+            res = simulate(net, x, y, schedule="folded", record_samples=1)
         out.update(op_costs(res.summary, layer_bits(net)))
         out["forward_agreement"] = res.summary["forward_agreement"]
         out["simulated_samples"] = res.summary["samples"]
@@ -414,7 +416,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     def same(old: dict) -> bool:
         return ({k: v for k, v in old["settings"].items() if k != "keys"}
-                == {k: v for k, v in common.clean(settings).items() if k != "keys"})
+                == {k: v for k, v in json_ready(settings).items() if k != "keys"})
 
     if args.merge:
         args.resume = (args.out / "bit_gap.json").is_file()

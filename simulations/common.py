@@ -41,6 +41,9 @@ from typing import Any
 
 import numpy as np
 
+from tbnn.core.validate import json_ready
+from tbnn.runtime.threads import add_threads_option, set_threads
+
 ROOT = Path(__file__).resolve().parent.parent
 FIGURES = ROOT / "figures"
 DPI = 100  # tbnn.viz.style.DPI: one resolution for every figure
@@ -71,8 +74,7 @@ def make_parser(description: str) -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, default=None,
                    help="directory for the JSON, Markdown and PNG outputs (none: figures/ for a full run, "
                         "runs/quick/SCRIPT/ for --quick)")
-    p.add_argument("--threads", type=int, default=1,
-                   help="torch intra-op threads (the machine is shared: keep it small)")
+    add_threads_option(p)
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.add_argument("--replot", action="store_true",
                    help="redraw the figures from the JSON saved in --out, without training")
@@ -84,8 +86,7 @@ def make_parser(description: str) -> argparse.ArgumentParser:
 def parse_args(parser: argparse.ArgumentParser, argv: Sequence[str] | None = None) -> argparse.Namespace:
     """Parse ``argv`` (``None``: ``sys.argv[1:]``), create ``--out`` and set torch's threads."""
     args = parser.parse_args(None if argv is None else list(argv))
-    if args.threads < 1:
-        parser.error(f"--threads must be an integer >= 1; got {args.threads}.")
+    set_threads(parser, args.threads)
     if args.out is None:  # --quick never writes into figures/ unless asked
         args.out = QUICK_RUNS / args.script if args.quick else FIGURES
         if args.quick and not args.replot:
@@ -93,9 +94,6 @@ def parse_args(parser: argparse.ArgumentParser, argv: Sequence[str] | None = Non
     args.out = Path(args.out)
     args.out.mkdir(parents=True, exist_ok=True)
     EXTRA_FORMATS[:] = list(dict.fromkeys(getattr(args, "formats", []) or []))
-    import torch
-
-    torch.set_num_threads(args.threads)
     args.progress = not args.no_progress
     args.git = _git_state()  # the code a run starts with (it may change while a long run goes on)
     args.started = time.strftime("%Y-%m-%d %H:%M:%S")
@@ -115,30 +113,16 @@ def seed_everything(seed: int) -> None:
 # writing
 
 
-def clean(obj: Any) -> Any:
-    """A JSON-safe copy: NumPy/torch scalars to Python, NaN and infinities to ``None``."""
-    if isinstance(obj, dict):
-        return {str(k): clean(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [clean(v) for v in obj]
-    if isinstance(obj, Path):
-        return str(obj)
-    if isinstance(obj, np.ndarray):
-        return clean(obj.tolist())
-    if isinstance(obj, np.generic):
-        obj = obj.item()
-    if hasattr(obj, "item") and hasattr(obj, "numel") and obj.numel() == 1:  # torch scalar
-        obj = obj.item()
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    return obj
+#: A JSON-safe copy (NumPy / torch scalars and arrays to Python, NaN and infinities to ``None``):
+#: the package's one JSON cleaner, :func:`tbnn.core.validate.json_ready`, under this module's old name.
+clean = json_ready
 
 
 def write_json(out: str | os.PathLike, name: str, obj: Any) -> Path:
     """Write ``obj`` to ``out/name`` as indented JSON, atomically; returns the path."""
     from tbnn.io.files import write_json as _write
 
-    return _write(Path(out) / name, clean(obj))
+    return _write(Path(out) / name, json_ready(obj))
 
 
 def write_text(out: str | os.PathLike, name: str, text: str) -> Path:

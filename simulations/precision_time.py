@@ -86,7 +86,7 @@ def run_one(cfg: dict[str, Any], seed: int, args, workdir: Path) -> dict[str, An
               n_train=args.n_train, n_test=args.n_test, hidden=args.hidden, layers=2,
               timesteps=cfg["T"], weight_bits=cfg["bits"], readout_bits=cfg["bits"],
               sparsity=cfg["sparsity"])
-    s = simulate_run(run_dir, sim_dir, mode="step", progress=False)
+    s = simulate_run(run_dir, sim_dir, schedule="step", progress=False)
     eff, fan = effective_ops(run_dir, sim_dir)
     st = m["weight_storage"]
     n_w = sum(p.numel() for n_, p in m["net"].named_parameters() if n_.endswith("weight") and p.dim() == 2)

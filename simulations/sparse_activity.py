@@ -44,6 +44,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import common  # noqa: E402
 
+from tbnn.core.validate import json_ready  # noqa: E402
+
 RECIPE: dict[str, Any] = dict(epochs=60, batch=64, lr=3e-3)
 MODEL: dict[str, Any] = dict(model="tbn", hidden=256, layers=2, timesteps=4, weight_bits=1,
                              readout_bits=1, lam=0.01, block=128, encoding="binary")
@@ -67,7 +69,7 @@ def _measure(net, x) -> dict[str, Any]:
 
     import tbnn
 
-    res = tbnn.simulate(net, x, mode="folded")
+    res = tbnn.simulate(net, x, schedule="folded")
     hidden = [k for k in res.spikes if k != "input"]
     S, T = res.spikes[hidden[0]].shape[:2]
     n_hidden = sum(res.spikes[k].shape[2] for k in hidden)
@@ -290,7 +292,7 @@ def _run_control(dataset: str, grid: str, P: float | None, seed: int, epochs: in
     with spikes_only(net, ds.x_train):
         acc_so, _ = evaluate(net, ds.x_test, ds.y_test)
     m = _measure(net, ds.x_test)
-    sim = tbnn.simulate(net, ds.x_test, mode="folded").summary
+    sim = tbnn.simulate(net, ds.x_test, schedule="folded").summary
     return {"dataset": dataset, "grid": grid, "P": P, "seed": seed, "test_accuracy": acc,
             "spikes_only_accuracy": acc_so, "seconds": t.seconds, **m,
             "analog_values_per_inference": sim["analog_values_per_sample"],
@@ -452,7 +454,7 @@ def main(argv: list[str] | None = None) -> dict:
     path = args.out / "sparse_activity.json"
     if args.resume and path.is_file():
         old = json.loads(path.read_text())
-        if old.get("settings") == json.loads(json.dumps(common.clean(settings))):
+        if old.get("settings") == json.loads(json.dumps(json_ready(settings))):
             runs = [r for r in old.get("runs", []) if (r["dataset"], r["surrogate"], r["W"], r["seed"]) in set(jobs)]
     done = {(r["dataset"], r["surrogate"], r["W"], r["seed"]) for r in runs}
     cache: dict = {}

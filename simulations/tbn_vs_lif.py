@@ -40,7 +40,7 @@ def run_one(spec: dict[str, Any], seed: int, args, workdir: Path) -> dict[str, A
               n_train=args.n_train, n_test=args.n_test, hidden=args.hidden, layers=2, **kw)
     sims = {}
     for mode in spec["modes"]:
-        sims[mode] = simulate(run_dir, mode=mode, progress=False, seed=seed)
+        sims[mode] = simulate(run_dir, schedule=mode, progress=False, seed=seed)
     s = sims[spec["modes"][0]]
     return {
         "name": spec["name"], "model": spec["model"], "T": spec["T"], "seed": seed,

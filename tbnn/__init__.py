@@ -35,6 +35,7 @@ __version__ = "0.1.0"
 #: public name -> the module that defines it
 _EXPORTS: dict[str, str] = {
     "SpikeCode": "core.coding",
+    "CodeSpec": "core.codespec",
     "encode": "core.coding",
     "decode": "core.coding",
     "fake_quantize": "core.quant",

@@ -99,6 +99,25 @@ class _Parser(argparse.ArgumentParser):
 
     _seen: Sequence[str] | None = None
 
+    def flag_names(self, text: str, command: str) -> str:
+        """``text`` (an error of the Python API) with the parameters of ``command``'s flags named as
+        the flags: its first word (``input_encoding must be ...`` -> ``--input-encoding must be ...``)
+        and any other word with an underscore (``rate_weight needs rate_target``)."""
+        import re
+
+        flags: dict[str, str] = {}
+        for sub in (a for a in self._actions if isinstance(a, argparse._SubParsersAction)):
+            for action in sub.choices[command]._actions if command in sub.choices else ():
+                longs = [o for o in action.option_strings if o.startswith("--")]
+                if longs:
+                    flags[action.dest] = longs[0]
+
+        def flag(m: re.Match) -> str:
+            word = m.group(0)
+            return flags[word] if word in flags and (m.start() == 0 or "_" in word) else word
+
+        return re.sub(r"(?<![\w/.'\"-])[a-z][a-z0-9_]*(?![\w/'\"-])(?!\.\w)", flag, text)
+
     def parse_args(self, args=None, namespace=None):  # type: ignore[override]
         self._seen = list(args) if args is not None else None
         return super().parse_args(args, namespace)
@@ -229,6 +248,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
+    from tbnn.io.checkpoint import CLI_NAMES
     from tbnn.train.trainer import train
 
     T = args.timesteps if args.timesteps is not None else (args.act_bits or (25 if args.model == "lif" else 4))
@@ -236,7 +256,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         args.dataset, args.model, args.out, epochs=args.epochs, batch=args.batch, lr=args.lr,
         weight_decay=args.weight_decay, seed=args.seed, n_train=args.n_train, n_test=args.n_test,
         resume=args.resume, overwrite=args.overwrite, progress=not args.quiet, device=args.device,
-        _names={"out": "--out", "resume": "--resume", "overwrite": "--overwrite"},
+        _names=CLI_NAMES,
         beta=args.beta, threshold=args.threshold, arch=args.arch, hidden=args.hidden, layers=args.layers, channels=args.channels, timesteps=T,
         weight_bits=args.weight_bits,
         readout_bits=args.readout_bits if args.readout_bits is not None else args.weight_bits,
@@ -263,7 +283,7 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
 
     layers = [v.strip() for v in args.record_layers.split(",") if v.strip()] if args.record_layers else None
     device = resolve_device(args.device)
-    kw = dict(split=args.split, limit=args.limit, mode=args.mode, batch=args.batch, dt_ms=args.dt_ms,
+    kw = dict(split=args.split, limit=args.limit, schedule=args.mode, batch=args.batch, dt_ms=args.dt_ms,
               progress=not args.quiet, record_samples=args.record_samples, record_layers=layers, device=device,
               data=args.data, spikes_only=args.spikes_only)
     s = simulate_run(args.run, args.out, overwrite=args.overwrite, _flag="--out", **kw)  # stages --out once
@@ -372,7 +392,7 @@ def _main(argv: Sequence[str] | None) -> int:
     except (zlib.error, zipfile.BadZipFile, EOFError) as err:  # a corrupt archive no reader turned into a sentence
         return refuse(f"a compressed input file is corrupt ({err}).")
     except (ValueError, TypeError, FileNotFoundError, FloatingPointError) as err:
-        return refuse(str(err))
+        return refuse(parser.flag_names(str(err), args.command))  # the Python parameter named as its flag
     except OSError as err:  # a file error no reader or writer turned into a sentence
         return refuse(os_error_sentence(err, err.filename or "a file", "use"))
     except KeyboardInterrupt:

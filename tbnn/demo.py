@@ -35,7 +35,7 @@ def run_demo(out: str | Path = "tbnn-demo", epochs: int = 20, seed: int = 0, pro
     with stage_dir(out, "demo", overwrite=overwrite, flag=_flag) as staging:
         run, sim, ana = staging / "run", staging / "sim", staging / "analysis"
         metrics = train("digits", "tbn", run, epochs=epochs, seed=seed, progress=progress, timesteps=4)
-        summary = simulate_run(run, sim, mode="step", progress=progress)
+        summary = simulate_run(run, sim, schedule="step", progress=progress)
         analyze_run(sim, ana)
         raster_run(sim, staging / "raster.png", samples="0:8")
         write_sealed_json(staging / "demo.json", {"kind": "tbnn-demo", "epochs": epochs, "seed": seed})

@@ -65,7 +65,7 @@ def test_first_layer_bits_is_validated_and_round_trips():
 def test_wider_first_layer_simulates_exactly_and_ops_recount():
     net = _net(first_layer_bits=8).eval()
     x = torch.randn(12, 40)
-    res = simulate(net, x, mode="folded")
+    res = simulate(net, x, schedule="folded")
     assert res.summary["forward_agreement"] == 1.0
     assert res.summary["max_logit_difference"] < 1e-4
     # independent recount: every input spike reaches the 256 synapses of the first layer
@@ -100,7 +100,7 @@ def test_cli_first_layer_bits(tmp_path, capsys):
     assert cli_main(["train", "--dataset", "synthetic", "--model", "tbn", "--first-layer-bits", "5",
                      "--out", str(bad), "--quiet"]) == 2
     err = capsys.readouterr().err  # one sentence, as for --weight-bits (it names the config field)
-    assert "first_layer_bits must be one of" in err and err.count("\n") == 1 and not bad.exists()
+    assert "--first-layer-bits must be one of" in err and err.count("\n") == 1 and not bad.exists()
 
 
 def test_bit_gap_quick_makes_table_and_figure_and_resumes(tmp_path):

@@ -24,7 +24,7 @@ def test_cli_analyze_refusals(tiny_sim, tmp_path, capsys):
     bad.mkdir()
     (bad / "spikes.npz").write_bytes(b"not an archive")
     cases = [
-        (["analyze", str(sim), "--dt-ms", "0", "--out", str(tmp_path / "x1")], "dt_ms", tmp_path / "x1"),
+        (["analyze", str(sim), "--dt-ms", "0", "--out", str(tmp_path / "x1")], "error: --dt-ms must be", tmp_path / "x1"),
         (["analyze", str(sim), "--layer", "nope", "--out", str(tmp_path / "x2")], "nope", tmp_path / "x2"),
         (["analyze", str(bad), "--out", str(tmp_path / "x3")], "not a spikes archive", tmp_path / "x3"),
         (["raster", str(sim), "--layer", "nope", "--out", str(tmp_path / "x4.png")], "nope", tmp_path / "x4.png"),
@@ -35,3 +35,23 @@ def test_cli_analyze_refusals(tiny_sim, tmp_path, capsys):
         err = capsys.readouterr().err
         assert needle in err and err.startswith("tbnn "), err
         assert not target.exists()
+
+
+def test_errors_name_the_flag_not_the_parameter():
+    """A Python error that reaches the command line names the flag: its first word and any
+    word with an underscore that is one of the command's parameters; nothing else changes."""
+    from tbnn.cli import build_parser
+
+    p = build_parser()
+    assert (p.flag_names("first_layer_bits must be one of 1, 2; got 5.", "train")
+            == "--first-layer-bits must be one of 1, 2; got 5.")
+    assert p.flag_names("rate_weight needs rate_target.", "train") == "--rate-weight needs --rate-target."
+    assert p.flag_names("input_encoding must be one of binary, rate; got 'x'.", "train").startswith(
+        "--input-encoding must be")
+    assert p.flag_names("record_layers names unknown layers ['x'].", "simulate").startswith("--record-layers names")
+    assert p.flag_names("formats must be among svg, pdf; got 'eps'.", "analyze").startswith("--format must be")
+    same = ["run /tmp/my_runs/n_train.json holds 'input_encoding' per block; see lam_x or x.n_train.",
+            "hidden_size must be >= 1.", "the block must hold lam values."]
+    for text in same:  # paths, quoted values, unknown names and plain words inside a sentence stay
+        assert p.flag_names(text, "train") == text
+    assert p.flag_names("lam must be >= 0.", "no-such-command") == "lam must be >= 0."

@@ -122,7 +122,7 @@ def test_simulation_is_exact_and_counts_the_analog_values(kw):
     with torch.no_grad():
         ref = net(x)
     for mode in ("step", "folded"):
-        s = tbnn.simulate(net, x, mode=mode)
+        s = tbnn.simulate(net, x, schedule=mode)
         assert torch.equal(s.logits, ref), mode
         assert s.summary["max_logit_difference"] == 0.0 and s.summary["forward_agreement"] == 1.0
         # analog values: a gain and an offset per block and sample, unless the read-out is fixed

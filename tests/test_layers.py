@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from tbnn.core.coding import encode
-from tbnn.nn.layers import MODES, FakeQuantize, TBConv1d, TBConv2d, TBLinear
+from tbnn.nn.layers import EVALUATIONS, FakeQuantize, TBConv1d, TBConv2d, TBLinear
 from tbnn.nn.neurons import TemporalBinary
 from tbnn.core.quant import fake_quantize
 
@@ -38,7 +38,7 @@ def _run(layer, x, mode, r, scheme="binary", T=4, neuron_grid="rectify"):
     layer.zero_grad()
     xx = x.clone().requires_grad_(True)
     code = TemporalBinary(T, scheme=scheme, grid=neuron_grid, block=32)(xx)
-    y = layer(code, mode=mode)
+    y = layer(code, evaluation=mode)
     (y * r).sum().backward()
     grads = {"x": xx.grad.clone(), "weight": layer.weight.grad.clone()}
     if layer.bias is not None:
@@ -127,11 +127,11 @@ def test_conv_fanout_equals_brute_force(kernel, stride, padding):
     for length in (7, 8, 11):
         if length + 2 * padding < kernel:
             continue
-        got = conv1.fanout((2, length))
+        got = conv1.weight_positions((2, length))
         assert torch.equal(got.round().long(), _brute_fanout((2, length), 5, kernel, stride, padding))
     conv2 = TBConv2d(3, 4, kernel, stride=stride, padding=padding)
     for hw in ((7, 9), (8, 8)):
-        got = conv2.fanout((3, *hw))
+        got = conv2.weight_positions((3, *hw))
         assert got.shape == (3, *hw)
         assert torch.equal(got.round().long(), _brute_fanout((3, *hw), 4, kernel, stride, padding))
 
@@ -146,16 +146,16 @@ def test_fake_quantize_module_and_bad_layer_arguments():
     with pytest.raises(ValueError, match="sparsity"):
         FakeQuantize(sparsity="5:4")
     for kwargs, name in ((dict(weight_bits=7), "weight_bits"), (dict(method="x"), "method"),
-                         (dict(weight_grid="x"), "weight_grid"), (dict(mode="x"), "mode"),
+                         (dict(weight_grid="x"), "weight_grid"), (dict(evaluation="x"), "evaluation must be one of"),
                          (dict(lam=-1), "lam"), (dict(sparsity="1:0"), "sparsity")):
         with pytest.raises(ValueError, match=name):
             TBLinear(8, 4, **kwargs)
         with pytest.raises(ValueError, match=name):
             TBConv2d(1, 2, 3, **kwargs)
     layer = TBLinear(8, 4)
-    with pytest.raises(ValueError, match="mode"):
-        layer(encode(torch.randn(2, 8), 2), mode="sideways")
-    assert set(MODES) == {"fused", "folded", "step", "exact"}
+    with pytest.raises(ValueError, match="evaluation must be one of"):
+        layer(encode(torch.randn(2, 8), 2), evaluation="sideways")
+    assert set(EVALUATIONS) == {"fused", "folded", "step", "exact"}
 
 
 def test_exact_integer_mode_matches_float_modes_and_is_used_in_eval():
@@ -167,8 +167,8 @@ def test_exact_integer_mode_matches_float_modes_and_is_used_in_eval():
                       torch.randn(4, 3, 9, 9))):
         code = TemporalBinary(4, block=64)(x)
         with torch.no_grad():
-            fused = layer(code, mode="fused")
-            exact = layer(code, mode="exact")
+            fused = layer(code, evaluation="fused")
+            exact = layer(code, evaluation="exact")
             assert torch.allclose(exact, fused, rtol=1e-4, atol=1e-4)
             layer.eval()
             assert torch.equal(layer(code), exact)  # eval mode uses the integer-code path

@@ -70,12 +70,12 @@ def test_modes_agree_on_logits_in_eval(model, arch, image_shape, nf):
         net(x + 0.1 * torch.randn_like(x))
     net.eval()
     with torch.no_grad():
-        ref = net(x, mode="fused")
-        for mode in ("folded", "step", "exact"):
-            torch.testing.assert_close(net(x, mode=mode), ref, rtol=1e-4, atol=1e-4 * ref.abs().max())
-        assert torch.equal(net(x), net(x, mode="exact"))  # eval mode defaults to integer codes
-    with pytest.raises(ValueError, match="mode"):
-        net(x, mode="sideways")
+        ref = net(x, evaluation="fused")
+        for how in ("folded", "step", "exact"):
+            torch.testing.assert_close(net(x, evaluation=how), ref, rtol=1e-4, atol=1e-4 * ref.abs().max())
+        assert torch.equal(net(x), net(x, evaluation="exact"))  # eval mode defaults to integer codes
+    with pytest.raises(ValueError, match="evaluation must be one of"):
+        net(x, evaluation="sideways")
 
 
 @pytest.mark.parametrize("arch,image_shape,nf", SHAPES)

@@ -49,7 +49,7 @@ def test_packed_and_dense_give_the_same_predictions_and_logits(trained, mode):
         engine.set_engine(choice)
         with torch.no_grad():
             forward = model(x)
-        res = simulate(model, x, y, mode=mode)
+        res = simulate(model, x, y, schedule=mode)
         runs[choice] = (forward, res)
         layers = res.summary["engine"]["layers"]
         assert layers and all(v.startswith(choice) for v in layers.values()), layers

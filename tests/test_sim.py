@@ -30,7 +30,7 @@ def test_step_mode_agrees_with_trained_model(tiny_run, tiny_sim):
 
 def test_folded_mode_agrees_and_matches_step(tiny_run, tiny_sim, tmp_path):
     run, metrics = tiny_run
-    folded = simulate_run(run, tmp_path / "f", mode="folded", progress=False)
+    folded = simulate_run(run, tmp_path / "f", schedule="folded", progress=False)
     assert folded["forward_agreement"] == 1.0 and folded["max_logit_difference"] == 0.0
     assert folded["accuracy"] == pytest.approx(metrics["test_accuracy"])
     a, b = load_spikes(tiny_sim[0] / "spikes.npz"), load_spikes(tmp_path / "f" / "spikes.npz")

@@ -83,7 +83,7 @@ def convnet():
 def test_simulation_equals_eval_forward(which, mode, request):
     net, x, y = request.getfixturevalue(which)
     net.train()
-    res = tbnn.simulate(net, x, labels=y, mode=mode, batch=40)
+    res = tbnn.simulate(net, x, labels=y, schedule=mode, batch=40)
     assert net.training  # the train/eval state is restored
     net.eval()
     with torch.no_grad():
@@ -107,14 +107,14 @@ def test_every_arithmetic_type_gives_the_same_spikes(skipnet, choice, mode):
         pytest.skip(f"this torch has no {choice} product on the CPU")
     engine.set_matmul_dtype("float32")
     try:
-        base = tbnn.simulate(net, x, mode=mode)
+        base = tbnn.simulate(net, x, schedule=mode)
         was = net.training
         net.eval()
         with torch.no_grad():
             assert torch.equal(net(x), base.logits)
         net.train(was)
         engine.set_matmul_dtype(choice)
-        res = tbnn.simulate(net, x, mode=mode)
+        res = tbnn.simulate(net, x, schedule=mode)
         assert engine.arithmetic()["low_precision"] == choice
         assert res.summary["engine"]["reason"] == f"forced ({choice})"
     finally:
@@ -160,7 +160,7 @@ def test_independent_recount_skip_connection(skipnet):
 
 def test_independent_recount_conv(convnet):
     net, x, y = convnet
-    res = tbnn.simulate(net, x, mode="folded")
+    res = tbnn.simulate(net, x, schedule="folded")
     fan = {"enc": _conv_fanout_bruteforce(net.conv1, (1, 8, 8)),
            "n1": _conv_fanout_bruteforce(net.conv2, (4, 8, 8)), "n2": _linear_fanout(net.out)}
     ops = sum(float((res.spikes[k].sum((0, 1)) * fan[k]).sum()) for k in fan)
@@ -219,10 +219,13 @@ def test_operations_on_spike_trains_outside_tbnn_modules_are_refused():
 
 
 @pytest.mark.parametrize("kwargs,msg", [
-    ({"mode": "fast"}, "mode must be one of step, folded"),
+    ({"mode": "fast"}, "mode must be one of step, folded"),  # the deprecated spelling, named as given
+    ({"schedule": "fast"}, "schedule must be one of step, folded"),
     ({"batch": 0}, "batch must be an integer >= 1"),
     ({"dt_ms": -1.0}, "dt_ms must be a finite number > 0"),
-    ({"labels": [0, 1]}, "labels must be one class per sample"),
+    ({"labels": [0, 1]}, "labels must be .*one class per sample \\(4\\)"),
+    ({"labels": [0, 1, -1, 0]}, "labels must be class indices >= 0"),
+    ({"labels": torch.zeros(4)}, "labels must be .*integer.*torch.float32"),
 ])
 def test_simulate_refusals(kwargs, msg):
     net = nn.Sequential(tbnn.TemporalBinary(4, grid="minmax"), tbnn.TBLinear(8, 3))

@@ -25,8 +25,8 @@ from tbnn.analysis import rates
 from tbnn.analysis.measures import MEASURES, LayerContext, get_measure
 from tbnn.analysis.measures.registry import RegistryView
 from tbnn.analysis.reference import QUALITATIVE, verdict
-from tbnn.core.validate import check_int, check_labels
-from tbnn.io.spikes import check_dt, check_spikes
+from tbnn.core.validate import check_dt, check_int, check_labels
+from tbnn.io.spikes import check_spikes
 
 __all__ = ["DEFINITIONS", "analyze_spikes", "layer_measures", "measure_entry", "summarize",
            "trim_distribution"]

@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from tbnn.analysis.rates import check_probability
+from tbnn.analysis.rates import binned_counts, check_probability
 from tbnn.core.validate import check_int, check_labels
 from tbnn.io.spikes import as_stream, check_spikes
 
@@ -47,23 +47,6 @@ __all__ = [
     "pairwise_correlations",
     "synchrony_chi2",
 ]
-
-
-def binned_counts(spikes: Any, bin_steps: int = 1) -> np.ndarray:
-    """Spike counts of each neuron in bins of ``bin_steps`` steps of its stream train,
-    int64 ``[bins, neurons]`` (trailing partial bin dropped).
-
-    >>> s = np.ones((5, 2), bool)
-    >>> binned_counts(s, bin_steps=2).tolist()
-    [[2, 2], [2, 2]]
-    """
-    stream = as_stream(spikes)
-    b = check_int(bin_steps, "bin_steps")
-    n_bins = stream.shape[0] // b
-    if n_bins < 2:
-        raise ValueError(f"bin_steps must leave at least two bins in the {stream.shape[0]}-step "
-                         f"train, got {b}.")
-    return stream[: n_bins * b].reshape(n_bins, b, -1).sum(axis=1, dtype=np.int64)
 
 
 def _pearson_columns(x: np.ndarray) -> np.ndarray:
@@ -93,7 +76,7 @@ def correlation_matrix(spikes: Any, bin_steps: int = 1) -> np.ndarray:
     >>> correlation_matrix(s).round(3).tolist()
     [[1.0, 1.0, -1.0], [1.0, 1.0, -1.0], [-1.0, -1.0, 1.0]]
     """
-    return _pearson_columns(binned_counts(spikes, bin_steps))
+    return _pearson_columns(binned_counts(spikes, bin_steps, min_bins=2))
 
 
 def off_diagonal(matrix: Any) -> np.ndarray:

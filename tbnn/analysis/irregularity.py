@@ -37,8 +37,8 @@ import numpy as np
 from scipy.special import spence
 
 from tbnn.analysis.rates import check_probability
-from tbnn.core.validate import check_number
-from tbnn.io.spikes import as_stream, check_dt
+from tbnn.core.validate import check_dt, check_number
+from tbnn.io.spikes import as_stream
 
 __all__ = [
     "cv",

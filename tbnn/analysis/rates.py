@@ -21,8 +21,9 @@ probability :math:`p` (Bernoulli process). Its rate equals the network neuron's 
 construction; :func:`shuffle_bins` draws it non-parametrically by permuting each
 neuron's bins.
 
-The checks on spike arrays (:func:`tbnn.io.spikes.check_spikes`, ``check_dt``,
-``as_stream``) live with the archive in :mod:`tbnn.io.spikes`.
+The checks on spike arrays (:func:`tbnn.io.spikes.check_spikes`, ``as_stream``) live with
+the archive in :mod:`tbnn.io.spikes`; those on their companions (``check_dt``, ``check_int``,
+``check_labels``) in :mod:`tbnn.core.validate`.
 """
 
 from __future__ import annotations
@@ -34,12 +35,13 @@ from typing import Any
 import numpy as np
 import scipy.stats
 
-from tbnn.core.validate import check_int
-from tbnn.io.spikes import as_stream, check_dt, check_spikes
+from tbnn.core.validate import check_dt, check_int
+from tbnn.io.spikes import as_stream, check_spikes
 
 __all__ = [
     "LogNormalFit",
     "RateDistribution",
+    "binned_counts",
     "fraction_active_per_step",
     "fraction_silent",
     "lognormal_fit",
@@ -73,6 +75,37 @@ def spike_counts(spikes: Any) -> np.ndarray:
     [3, 0]
     """
     return as_stream(spikes).sum(axis=0, dtype=np.int64)
+
+
+def binned_counts(spikes: Any, bin_steps: int = 1, *, min_bins: int = 1, name: str = "bin_steps") -> np.ndarray:
+    r"""Spike counts of each neuron in consecutive bins of its stream train, int64 ``[bins, neurons]``.
+
+    .. math:: c_{j,i} = \sum_{t = j b}^{(j+1) b - 1} s_{i,t}
+
+    Bins of :math:`b` = ``bin_steps`` steps start at step 0; a trailing partial bin is
+    dropped (as Elephant's ``BinnedSpikeTrain`` does). The package's one counts-per-bin
+    function: correlations bin with it, the Fano factor counts its windows with it
+    (:func:`tbnn.analysis.variability.window_counts`), the time histogram sums it.
+
+    Raises
+    ------
+    ValueError
+        Naming ``name``: not an integer >= 1, or leaving fewer than ``min_bins`` whole bins.
+
+    >>> s = np.ones((5, 2), bool)
+    >>> binned_counts(s, bin_steps=2).tolist()
+    [[2, 2], [2, 2]]
+    >>> binned_counts(s, bin_steps=3, min_bins=2)
+    Traceback (most recent call last):
+    ValueError: bin_steps must leave at least 2 whole bins in the 5-step train; got 3.
+    """
+    stream = as_stream(spikes)
+    b = check_int(bin_steps, name)
+    n_bins = stream.shape[0] // b
+    if n_bins < min_bins:
+        raise ValueError(f"{name} must leave at least {min_bins} whole bin{'s' if min_bins > 1 else ''} "
+                         f"in the {stream.shape[0]}-step train; got {b}.")
+    return stream[: n_bins * b].reshape(n_bins, b, -1).sum(axis=1, dtype=np.int64)
 
 
 def rate_per_step(spikes: Any) -> np.ndarray:
@@ -156,19 +189,15 @@ def time_histogram(spikes: Any, dt_ms: float, bin_steps: int = 1, output: str = 
     [2, 1]
     """
     dt = check_dt(dt_ms)
-    stream = as_stream(spikes)
-    b = check_int(bin_steps, "bin_steps")
-    n_bins = stream.shape[0] // b
-    if n_bins < 1:
-        raise ValueError(f"bin_steps must be at most the train length ({stream.shape[0]} "
-                         f"steps), got {b}.")
-    counts = stream[: n_bins * b].reshape(n_bins, b, -1).sum(axis=(1, 2), dtype=np.int64)
+    per_neuron = binned_counts(spikes, bin_steps)
+    counts = per_neuron.sum(axis=1)
+    n = per_neuron.shape[1]
     if output == "counts":
         return counts
     if output == "mean":
-        return counts / stream.shape[1]
+        return counts / n
     if output == "rate":
-        return counts / (stream.shape[1] * b * dt / 1000.0)
+        return counts / (n * int(bin_steps) * dt / 1000.0)
     raise ValueError(f"output must be 'counts', 'mean' or 'rate', got {output!r}.")
 
 

@@ -58,9 +58,9 @@ import numpy as np
 from tbnn.analysis.catalogue import analyze_spikes, summarize
 from tbnn.analysis.measures import MEASURES, RecordingContext, RegistryView
 from tbnn.analysis.reference import verdict
-from tbnn.core.validate import json_ready
+from tbnn.core.validate import check_dt, json_ready
 from tbnn.io.recording import Recording
-from tbnn.io.spikes import check_dt, check_spikes
+from tbnn.io.spikes import check_spikes
 
 __all__ = ["STATISTICS", "compare_with_recording", "recording_measures"]
 

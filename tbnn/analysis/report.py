@@ -68,10 +68,8 @@ from tbnn.analysis.runfiles import (
     select_layers,
     write_bytes,
 )
-from tbnn.core.validate import json_ready
+from tbnn.core.validate import check_dt, check_int, json_ready
 from tbnn.io.files import check_target, stage_dir
-from tbnn.core.validate import check_int
-from tbnn.io.spikes import check_dt
 from tbnn.viz.formats import check_formats
 
 __all__ = ["ANALYSIS_VERSION", "analyze_run", "analyze_spikes", "raster_run",

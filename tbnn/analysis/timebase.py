@@ -36,8 +36,8 @@ from typing import Any
 import numpy as np
 
 from tbnn.analysis.irregularity import interval_measures
-from tbnn.analysis.rates import check_dt, rate_hz
-from tbnn.core.validate import check_number
+from tbnn.analysis.rates import rate_hz
+from tbnn.core.validate import check_dt, check_int, check_number
 
 __all__ = ["dt_from_oscillation", "dt_from_rates", "dt_sensitivity"]
 
@@ -84,9 +84,7 @@ def dt_from_oscillation(T: Any, freq_hz: Any) -> float:
     >>> round(dt_from_oscillation(8, 8.0), 3)  # 8 steps per theta cycle (8 Hz)
     15.625
     """
-    if isinstance(T, bool) or not isinstance(T, (int, np.integer)) or T < 1:
-        raise ValueError(f"T must be an integer >= 1 (steps per sample), got {T!r}.")
-    return 1000.0 / (check_number(freq_hz, "freq_hz") * int(T))
+    return 1000.0 / (check_number(freq_hz, "freq_hz") * check_int(T, "T"))
 
 
 def dt_sensitivity(spikes: Any, dt_values: Any, R_ms: float = 5.0) -> list[dict[str, float]]:

@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from tbnn.analysis.rates import check_probability
+from tbnn.analysis.rates import binned_counts, check_probability
 from tbnn.core.validate import check_int, check_labels
 from tbnn.io.spikes import as_stream, check_spikes
 
@@ -51,25 +51,15 @@ def fano_factor(counts: Any, axis: int = 0) -> np.ndarray:
 
 
 def window_counts(spikes: Any, window_steps: int) -> np.ndarray:
-    """Spike counts of each neuron in consecutive windows of the stream train.
-
-    Windows of ``window_steps`` steps start at step 0; a trailing partial window is dropped.
-
-    Returns
-    -------
-    np.ndarray int64 ``[windows, neurons]``
+    """Spike counts of each neuron in consecutive windows of ``window_steps`` steps of its
+    stream train, int64 ``[windows, neurons]``: :func:`tbnn.analysis.rates.binned_counts`
+    under the name of the Fano factor's windows (errors name ``window_steps``).
 
     >>> s = np.ones((6, 2), bool)
     >>> window_counts(s, 3).tolist()
     [[3, 3], [3, 3]]
     """
-    stream = as_stream(spikes)
-    w = check_int(window_steps, "window_steps")
-    n_win = stream.shape[0] // w
-    if n_win < 1:
-        raise ValueError(f"window_steps must be at most the train length ({stream.shape[0]} "
-                         f"steps), got {w}.")
-    return stream[: n_win * w].reshape(n_win, w, -1).sum(axis=1, dtype=np.int64)
+    return binned_counts(spikes, window_steps, name="window_steps")
 
 
 def fano_stream(spikes: Any, window_steps: int | None = None) -> np.ndarray:

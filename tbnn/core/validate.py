@@ -12,8 +12,8 @@ import numbers
 from collections.abc import Sequence
 from typing import Any
 
-__all__ = ["check_block", "check_choice", "check_int", "check_labels", "check_lam", "check_number", "check_tensor",
-           "compute_in_float32", "json_ready"]
+__all__ = ["check_block", "check_choice", "check_dt", "check_int", "check_labels", "check_lam", "check_number",
+           "check_tensor", "compute_in_float32", "json_ready"]
 
 
 def check_choice(value: Any, allowed: Sequence[Any], name: str) -> Any:
@@ -69,13 +69,33 @@ def check_number(value: Any, name: str, *, minimum: float = 0.0, inclusive: bool
     if isinstance(value, (bool, str, bytes)) or getattr(value, "dtype", None) is not None and (
             str(value.dtype) == "bool" or str(value.dtype) == "torch.bool"):
         raise ValueError(msg)
-    try:
-        v = float(value)
-    except (TypeError, ValueError, RuntimeError):
+    try:  # a NumPy or torch scalar, or a one-element array or tensor, through .item()
+        v = float(value.item() if getattr(value, "dtype", None) is not None else value)
+    except (TypeError, ValueError, RuntimeError, AttributeError):
         raise ValueError(msg) from None
     if not math.isfinite(v) or v < minimum or (v == minimum and not inclusive):
         raise ValueError(msg)
     return v
+
+
+def check_dt(dt_ms: Any, name: str = "dt_ms") -> float:
+    """A time step (or any duration) in milliseconds: a finite number ``> 0``, as a float.
+
+    :func:`check_number` with the unit in its message; a one-element tensor or array is
+    accepted, a bool or a string is not.
+
+    Raises
+    ------
+    ValueError
+        ``"<name> must be a finite number of milliseconds > 0; got <value>."``
+
+    >>> check_dt(2)
+    2.0
+    >>> check_dt(float("nan"), "bin_ms")
+    Traceback (most recent call last):
+    ValueError: bin_ms must be a finite number of milliseconds > 0; got nan.
+    """
+    return check_number(dt_ms, name, what="a finite number of milliseconds")
 
 
 def check_lam(lam: Any, name: str = "lam") -> float:
@@ -109,13 +129,16 @@ def check_labels(labels: Any, n_samples: int | None = None, name: str = "labels"
     import numpy as np
 
     is_tensor = type(labels).__module__.startswith("torch")
-    arr = labels.detach().cpu().numpy() if is_tensor else np.asarray(labels)
-    if arr.ndim != 1 or not np.issubdtype(arr.dtype, np.integer):
+    if is_tensor:  # a float, complex or bool tensor is refused before any conversion
+        dtype, shape = labels.dtype, tuple(labels.shape)
+        integer = not (labels.is_floating_point() or labels.is_complex() or str(dtype) == "torch.bool")
+        arr = labels.detach().cpu().numpy() if integer else None
+    else:
+        arr = np.asarray(labels)
+        dtype, shape, integer = arr.dtype, arr.shape, np.issubdtype(arr.dtype, np.integer)
+    if len(shape) != 1 or not integer or (n_samples is not None and shape[0] != n_samples):
         raise ValueError(f"{name} must be a 1-D integer array with one class per sample"
-                         f"{'' if n_samples is None else f' ({n_samples})'}, got dtype {arr.dtype} and shape {arr.shape}.")
-    if n_samples is not None and arr.shape[0] != n_samples:
-        raise ValueError(f"{name} must be a 1-D integer array with one class per sample ({n_samples}), "
-                         f"got dtype {arr.dtype} and shape {arr.shape}.")
+                         f"{'' if n_samples is None else f' ({n_samples})'}, got dtype {dtype} and shape {shape}.")
     if minimum is not None and arr.size and int(arr.min()) < minimum:
         raise ValueError(f"{name} must be class indices >= {minimum}; got {int(arr.min())}.")
     return labels.long() if is_tensor and not numpy else arr.astype(np.int64)

@@ -9,7 +9,7 @@ the session is active:
   (sample-first, ``[N, T, neurons]``) and tagged with the layer's name;
 * every tbnn layer (``TBLinear``, ``TBConv1d``, ``TBConv2d``) takes its input current from
   the exact integer-code engine (:mod:`tbnn.engine`): step by step from the spikes that
-  occurred (``mode="step"``) or from the code at once (``mode="folded"``), and counts the
+  occurred (``schedule="step"``) or from the code at once (``schedule="folded"``), and counts the
   synaptic operations of its input spikes, each spike times the synapses it reaches in
   this layer, credited to the layer that emitted it (so a neuron read by two layers
   counts both);
@@ -34,11 +34,17 @@ import torch
 from torch import Tensor, nn
 
 from tbnn.core.coding import SpikeCode
+from tbnn.core.deprecation import deprecated_attributes, renamed_keyword, warn_deprecated
 from tbnn.engine import integer as engine
 
-__all__ = ["SimulationSession", "active", "spike_counts", "SESSION_MODES"]
+__all__ = ["SimulationSession", "active", "spike_counts", "SCHEDULES"]
 
-SESSION_MODES: tuple[str, ...] = ("step", "folded")
+#: How the simulator schedules its integer arithmetic over the time steps: ``step``
+#: (event-driven, spike by spike) or ``folded`` (one product per block with the integer code).
+#: The same numbers either way. Called ``mode`` before, a word the layers use for their
+#: float evaluation (:data:`tbnn.nn.layers.EVALUATIONS`); ``SESSION_MODES`` is deprecated.
+SCHEDULES: tuple[str, ...] = ("step", "folded")
+__getattr__ = deprecated_attributes(__name__, {"SESSION_MODES": ("tbnn.engine.session.SCHEDULES", lambda: SCHEDULES)})
 
 _ACTIVE: ContextVar[SimulationSession | None] = ContextVar("tbnn_simulation_session", default=None)
 
@@ -63,7 +69,8 @@ class SimulationSession:
     Parameters
     ----------
     names : display name of each neuron module (by ``id``); others get ``neuron<k>``.
-    mode : ``step`` (event-driven) or ``folded`` (one product per block with the code).
+    schedule : ``step`` (event-driven) or ``folded`` (one product per block with the code),
+        :data:`SCHEDULES`; ``mode=`` is its deprecated spelling.
     record_layers : names of the layers whose spikes are kept (``None``: all).
     record_samples : keep the spikes of the first this many samples (``None``: all);
         counts always cover every sample.
@@ -71,12 +78,12 @@ class SimulationSession:
         weight codes and fan-outs (made once; the model must not change in between).
     """
 
-    def __init__(self, names: dict[int, str], mode: str = "step", record_layers: Iterable[str] | None = None,
-                 record_samples: int | None = None, weight_cache: dict | None = None) -> None:
-        if mode not in SESSION_MODES:
-            raise ValueError(f"mode must be one of {', '.join(SESSION_MODES)}; got {mode!r}.")
+    def __init__(self, names: dict[int, str], schedule: str = "step", record_layers: Iterable[str] | None = None,
+                 record_samples: int | None = None, weight_cache: dict | None = None, *,
+                 mode: str | None = None) -> None:
+        schedule = renamed_keyword("SimulationSession", "mode", "schedule", mode, schedule, "step", SCHEDULES)
         self.names = dict(names)
-        self.mode = mode
+        self.schedule = schedule
         self.record_layers = None if record_layers is None else set(record_layers)
         self.record_samples = record_samples
         self.order: list[str] = []  # neuron layers in firing order
@@ -96,6 +103,12 @@ class SimulationSession:
         self._codes: dict[int, engine.WeightCodes] = cache.setdefault("codes", {})
         self._fanouts: dict[tuple, tuple[Tensor, Tensor]] = cache.setdefault("fanouts", {})
         self._token = None
+
+    @property
+    def mode(self) -> str:
+        """Deprecated spelling of :attr:`schedule`."""
+        warn_deprecated("SimulationSession.mode", "SimulationSession.schedule")
+        return self.schedule
 
     # -- context ------------------------------------------------------------------------
     def __enter__(self) -> SimulationSession:
@@ -191,7 +204,7 @@ class SimulationSession:
     def layer_current(self, layer: nn.Module, code: SpikeCode) -> Tensor:
         """The layer's input current from ``code`` by the engine, with its synaptic operations counted."""
         wc = self.weight_codes(layer)
-        if self.mode == "step":
+        if self.schedule == "step":
             current = engine.step_current(layer, code, wc)
         else:
             current = engine.exact(layer, code, wc)
@@ -214,9 +227,19 @@ class SimulationSession:
         self.readers.setdefault(src, {})[key] = fo
         return current
 
-    def fanout(self, name: str) -> Tensor | None:
-        """Synapses of each neuron of layer ``name`` summed over every layer that reads it (``[F]``)."""
+    def synapse_counts(self, name: str) -> Tensor | None:
+        """Synapses that exist (nonzero weight codes) from each neuron of layer ``name``, summed
+        over every layer that reads it (``[F]``); ``None`` if no layer read it.
+
+        Pruned weights are not synapses; :meth:`tbnn.nn.layers.TBConv.weight_positions` counts
+        every weight position. ``simulation.json`` stores the mean as the layer's ``fanout``.
+        """
         readers = self.readers.get(name)
         if not readers:
             return None
         return torch.stack(list(readers.values())).sum(0)
+
+    def fanout(self, name: str) -> Tensor | None:
+        """Deprecated: :meth:`synapse_counts`."""
+        warn_deprecated("SimulationSession.fanout", "SimulationSession.synapse_counts")
+        return self.synapse_counts(name)

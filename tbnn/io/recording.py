@@ -46,17 +46,21 @@ from typing import Any
 
 import numpy as np
 
+from tbnn.core.deprecation import deprecated_attributes
 from tbnn.io.bounded import check_size, open_npz
 
-__all__ = ["FORMATS", "MAX_SECONDS", "MAX_CONDITION", "Recording", "from_table", "read_recording"]
+__all__ = ["RECORDING_FORMATS", "MAX_SECONDS", "MAX_CONDITION", "Recording", "from_table", "read_recording"]
 
 #: Largest spike or trial time (s) a recording may hold: about 11.6 days.
 MAX_SECONDS = 1e6
 #: Conditions are integers of magnitude below this.
 MAX_CONDITION = 2**31
 
-FORMATS: dict[str, str] = {".nwb": "nwb", ".nix": "nix", ".csv": "table", ".npz": "table"}
-"""File suffix -> reader."""
+RECORDING_FORMATS: dict[str, str] = {".nwb": "nwb", ".nix": "nix", ".csv": "table", ".npz": "table"}
+"""File suffix -> the recording format that reads it (``FORMATS`` before; that name is kept,
+deprecated: :data:`tbnn.viz.formats.FORMATS` are figure formats)."""
+__getattr__ = deprecated_attributes(__name__, {"FORMATS": ("tbnn.io.recording.RECORDING_FORMATS",
+                                                           lambda: RECORDING_FORMATS)})
 
 
 @dataclass
@@ -206,12 +210,12 @@ def read_recording(path: str | os.PathLike, format: str | None = None) -> Record
     p = Path(path)
     if not p.is_file():
         raise ValueError(f"recording {p} does not exist or is not a file.")
-    kind = format if format is not None else FORMATS.get(p.suffix.lower())
+    kind = format if format is not None else RECORDING_FORMATS.get(p.suffix.lower())
     if kind not in ("nwb", "nix", "table"):
         if format is not None:
             raise ValueError(f"format must be 'nwb', 'nix' or 'table', got {format!r}.")
         raise ValueError(f"recording {p} has suffix {p.suffix!r}; expected one of "
-                         f"{', '.join(FORMATS)}.")
+                         f"{', '.join(RECORDING_FORMATS)}.")
     if kind == "table":
         return _read_table(p)
     return _read_neo(p, kind)

@@ -8,9 +8,12 @@ affine per block, ``x^ = a (sum_t w_t s_t) + c``, the input current of a linear 
 
     L(x^) = sum_t w_t L(a * s_t) + L(c)
 
-so a layer can run **fused** (sum the spikes first, one op: the default), **folded** (``T``
-folded into the batch, one op on ``[T*B, ...]``) or **step** by step (one op per step,
-only the steps' spikes contribute). All three give the same numbers, forward and backward.
+so a layer's float ``evaluation`` (:data:`EVALUATIONS`) is **fused** (sum the spikes first,
+one op: the default), **folded** (``T`` folded into the batch, one op on ``[T*B, ...]``) or
+**step** by step (one op per step, only the steps' spikes contribute). All three give the
+same numbers, forward and backward. (``evaluation`` was called ``mode``, still accepted with a
+DeprecationWarning; the simulator's integer ``schedule``, ``step`` or ``folded``, is another
+thing: :data:`tbnn.engine.session.SCHEDULES`.)
 
 In eval mode a layer uses ``exact``: integer-code evaluation by :mod:`tbnn.engine` (the
 matmul shortcut of Ye et al. 2024, integer terms in a type that holds them exactly), the
@@ -38,11 +41,15 @@ from tbnn.engine import integer as engine, session
 from tbnn.core.coding import SpikeCode
 from tbnn.engine.integer import WeightCodes
 from tbnn.core.quant import GRIDS, METHODS, QuantSpec, fake_quantize, parse_sparsity, validate_bits
+from tbnn.core.deprecation import deprecated_attributes, renamed_keyword, warn_deprecated
 from tbnn.core.validate import check_block, check_choice, check_lam
 
-__all__ = ["MODES", "TBLayer", "TBConv", "FakeQuantize", "TBLinear", "TBConv1d", "TBConv2d", "conv_fanout"]
+__all__ = ["EVALUATIONS", "TBLayer", "TBConv", "FakeQuantize", "TBLinear", "TBConv1d", "TBConv2d", "conv_fanout"]
 
-MODES: tuple[str, ...] = ("fused", "folded", "step", "exact")
+#: How a layer evaluates its input current from a spike code: three float paths (``fused``,
+#: ``folded``, ``step``; training) and ``exact``, the integer-code engine (eval mode).
+EVALUATIONS: tuple[str, ...] = ("fused", "folded", "step", "exact")
+__getattr__ = deprecated_attributes(__name__, {"MODES": ("tbnn.nn.layers.EVALUATIONS", lambda: EVALUATIONS)})
 
 
 class FakeQuantize(nn.Module):
@@ -70,19 +77,20 @@ def conv_fanout(op: Callable[[Tensor, Tensor], Tensor], weight_shape: torch.Size
 
 
 class TBLayer(nn.Module):
-    """Shared machinery: weight quantization and the execution modes."""
+    """Shared machinery: weight quantization and the evaluation paths (:data:`EVALUATIONS`)."""
 
     is_linear = False
     weight: nn.Parameter
     bias: nn.Parameter | None
 
     def _setup(self, weight_bits: float | None, method: str, lam: float, weight_block: int | None,
-               sparsity: str | float | None, weight_grid: str, mode: str) -> None:
+               sparsity: str | float | None, weight_grid: str, evaluation: str, mode: str | None) -> None:
         if weight_bits is not None:
             validate_bits(weight_bits, "weight_bits")
         check_choice(method, METHODS, "method")
         check_choice(weight_grid, GRIDS, "weight_grid")
-        check_choice(mode, MODES, "mode")
+        evaluation = renamed_keyword(type(self).__name__, "mode", "evaluation", mode, evaluation, "fused",
+                                     EVALUATIONS, stacklevel=5)  # warns at the caller of __init__
         check_lam(lam)
         check_block(weight_block, "weight_block")
         parse_sparsity(sparsity)
@@ -92,7 +100,7 @@ class TBLayer(nn.Module):
         self.weight_block = weight_block
         self.sparsity = sparsity
         self.weight_grid = weight_grid
-        self.mode = mode
+        self.evaluation = evaluation
         #: the weight's quantizer as one validated record (``None``: float weights)
         self.weight_spec = None if weight_bits is None else QuantSpec(
             bits=weight_bits, method=method, block=weight_block, lam=lam, sparsity=sparsity, grid=weight_grid)
@@ -125,12 +133,28 @@ class TBLayer(nn.Module):
         """Integer-code evaluation (no gradient): :func:`tbnn.engine.exact`."""
         return engine.exact(self, code, wc)
 
-    def forward(self, inp: Tensor | SpikeCode, mode: str | None = None) -> Tensor:
+    @property
+    def mode(self) -> str:
+        """Deprecated spelling of :attr:`evaluation`."""
+        warn_deprecated(f"{type(self).__name__}.mode", f"{type(self).__name__}.evaluation")
+        return self.evaluation
+
+    @mode.setter
+    def mode(self, value: str) -> None:
+        warn_deprecated(f"{type(self).__name__}.mode", f"{type(self).__name__}.evaluation")
+        self.evaluation = check_choice(value, EVALUATIONS, "mode")
+
+    def forward(self, inp: Tensor | SpikeCode, evaluation: str | None = None, *, mode: str | None = None) -> Tensor:
         """Input current of the layer (``[B, out, ...]``) from an analog tensor or a spike code.
 
         A linear layer reads a spike code's features flat (a convolution's ``[B, C, ...]``
         spikes included), as a spike train cannot be flattened outside a tbnn module.
+        ``evaluation`` overrides the layer's (:data:`EVALUATIONS`); ``mode`` is its deprecated
+        spelling.
         """
+        if mode is not None:
+            evaluation = renamed_keyword(f"{type(self).__name__}.forward", "mode", "evaluation", mode, evaluation,
+                                         None, stacklevel=6)  # warns at the caller of module.__call__
         if isinstance(inp, SpikeCode) and self.is_linear and inp.shape is not None and len(inp.shape) != 2:
             inp = replace(inp, shape=None)
         if isinstance(inp, SpikeCode) and session.active() is not None:
@@ -138,16 +162,16 @@ class TBLayer(nn.Module):
         w = self.quantized_weight()
         if not isinstance(inp, SpikeCode):
             return self._op(inp, w, self.bias)
-        mode = mode or (self.mode if self.training else "exact")
-        check_choice(mode, MODES, "mode")
-        if mode == "exact":
+        how = evaluation or (self.evaluation if self.training else "exact")
+        check_choice(how, EVALUATIONS, "evaluation")
+        if how == "exact":
             return self.exact(inp)
-        if mode == "fused":
+        if how == "fused":
             return self._op(inp.unflatten(inp.read()), w, self.bias)
         g, o = inp.feature_gain()
         s = inp.step_values() * g  # [T, B, F]: spikes scaled by their block's gain
         wt = inp.weights
-        if mode == "folded":
+        if how == "folded":
             # the offsets ride along as step T + 1 with weight 1: one op on [(T+1)*B, ...]
             T, B = s.shape[:2]
             su = inp.unflatten(torch.cat([s, o.unsqueeze(0)], 0))
@@ -168,19 +192,19 @@ class TBLinear(TBLayer):
     ``weight_bits``: 1, 1.5 (ternary), 2, 3, 4, 8 or ``None`` (float); DAT per output
     channel (``weight_block=None``) unless a block is given; ``sparsity``: ``"M:N"`` or a
     fraction; ``weight_grid``: ``meanstd`` (1-bit threshold at the channel mean: sign-like)
-    or ``minmax``. ``mode`` (training): ``fused`` / ``folded`` / ``step``; eval mode uses
-    ``exact`` (see module docstring).
+    or ``minmax``. ``evaluation`` (training): ``fused`` / ``folded`` / ``step``; eval mode uses
+    ``exact`` (see module docstring); ``mode`` is its deprecated spelling.
     """
 
     def __init__(self, in_features: int, out_features: int, bias: bool = True,
                  weight_bits: float | None = 1, method: str = "dat", lam: float = 0.01,
                  weight_block: int | None = None, sparsity: str | float | None = None,
-                 weight_grid: str = "meanstd", mode: str = "fused") -> None:
+                 weight_grid: str = "meanstd", evaluation: str = "fused", *, mode: str | None = None) -> None:
         super().__init__()
         lin = nn.Linear(in_features, out_features, bias=bias)
         self.weight, self.bias = lin.weight, lin.bias
         self.in_features, self.out_features = in_features, out_features
-        self._setup(weight_bits, method, lam, weight_block, sparsity, weight_grid, mode)
+        self._setup(weight_bits, method, lam, weight_block, sparsity, weight_grid, evaluation, mode)
 
     is_linear = True
 
@@ -189,7 +213,7 @@ class TBLinear(TBLayer):
 
     def extra_repr(self) -> str:
         return (f"{self.in_features}, {self.out_features}, weight_bits={self.weight_bits}, "
-                f"method={self.method}, sparsity={self.sparsity}, mode={self.mode}")
+                f"method={self.method}, sparsity={self.sparsity}, evaluation={self.evaluation}")
 
 
 class TBConv(TBLayer):
@@ -199,7 +223,7 @@ class TBConv(TBLayer):
                  padding: int = 0, bias: bool = True, weight_bits: float | None = 1,
                  method: str = "dat", lam: float = 0.01, weight_block: int | None = None,
                  sparsity: str | float | None = None, weight_grid: str = "meanstd",
-                 mode: str = "fused") -> None:
+                 evaluation: str = "fused", *, mode: str | None = None) -> None:
         super().__init__()
         conv = (nn.Conv1d if self._nd == 1 else nn.Conv2d)(
             in_channels, out_channels, kernel_size, stride=stride, padding=padding, bias=bias)
@@ -207,20 +231,30 @@ class TBConv(TBLayer):
         self.stride, self.padding = conv.stride, conv.padding
         self.in_channels, self.out_channels = in_channels, out_channels
         self.kernel_size = conv.kernel_size
-        self._setup(weight_bits, method, lam, weight_block, sparsity, weight_grid, mode)
+        self._setup(weight_bits, method, lam, weight_block, sparsity, weight_grid, evaluation, mode)
 
     def _op(self, x: Tensor, w: Tensor, bias: Tensor | None) -> Tensor:
         fn = F.conv1d if self._nd == 1 else F.conv2d
         return fn(x, w, bias, stride=self.stride, padding=self.padding)
 
-    def fanout(self, in_shape: tuple[int, ...]) -> Tensor:
-        """Synaptic targets of each input element ``[C, *spatial]`` (exact at the borders)."""
+    def weight_positions(self, in_shape: tuple[int, ...]) -> Tensor:
+        """Outputs each input element ``[C, *spatial]`` reaches through every weight position of
+        the kernel, pruned (zero) weights included (exact at the borders, any stride).
+
+        The synapses that exist (nonzero weight codes) are what a simulation counts
+        (:meth:`tbnn.engine.session.SimulationSession.synapse_counts`).
+        """
         return engine.fanout(self, in_shape, dense=True).reshape(in_shape)
+
+    def fanout(self, in_shape: tuple[int, ...]) -> Tensor:
+        """Deprecated: :meth:`weight_positions` (every weight position, not only the synapses that exist)."""
+        warn_deprecated(f"{type(self).__name__}.fanout", f"{type(self).__name__}.weight_positions")
+        return self.weight_positions(in_shape)
 
     def extra_repr(self) -> str:
         return (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
                 f"stride={self.stride}, padding={self.padding}, weight_bits={self.weight_bits}, "
-                f"method={self.method}, sparsity={self.sparsity}, mode={self.mode}")
+                f"method={self.method}, sparsity={self.sparsity}, evaluation={self.evaluation}")
 
 
 class TBConv1d(TBConv):

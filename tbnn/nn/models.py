@@ -22,10 +22,11 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from tbnn.core.coding import SCHEMES, SpikeCode, check_timesteps
-from tbnn.nn.layers import MODES, TBConv1d, TBConv2d, TBLayer, TBLinear, conv_fanout
+from tbnn.nn.layers import EVALUATIONS, TBConv1d, TBConv2d, TBLayer, TBLinear, conv_fanout
 from tbnn.nn.neurons import READOUTS, THRESHOLDS, TemporalBinary
 from tbnn.core.quant import GRIDS, WEIGHT_BITS, parse_sparsity
-from tbnn.core.validate import check_block, check_choice, check_int, check_lam
+from tbnn.core.deprecation import renamed_keyword
+from tbnn.core.validate import check_block, check_choice, check_int, check_lam, check_number
 
 __all__ = ["MODEL_KINDS", "ARCHS", "HIDDEN_GRIDS", "ModelConfig", "TBNet", "LIFNet", "build_model", "weight_storage_bits"]
 
@@ -117,9 +118,7 @@ class ModelConfig:
             raise ValueError("arch 'cnn' needs image_shape or a 1-D input of at least 4 features.")
         if isinstance(self.beta, bool) or not isinstance(self.beta, (int, float)) or not 0 < self.beta <= 1:
             raise ValueError(f"beta must lie in (0, 1]; got {self.beta!r}.")
-        if (isinstance(self.threshold, bool) or not isinstance(self.threshold, (int, float))
-                or not math.isfinite(self.threshold) or self.threshold <= 0):
-            raise ValueError(f"threshold must be a finite number > 0; got {self.threshold!r}.")
+        check_number(self.threshold, "threshold")
         check_int(self.input_seed, "input_seed", minimum=0)
         check_choice(self.hidden_grid, HIDDEN_GRIDS, "hidden_grid")
         check_choice(self.readout, READOUTS, "readout")
@@ -180,10 +179,11 @@ def _layer_specs(cfg: ModelConfig) -> list[dict]:
 class TBNet(nn.Module):
     """Temporal binary network (``tbn``), its STE twin (``ste``) and its float twin (``float``).
 
-    ``forward(x, mode=None, record=False)`` returns logits ``[B, classes]``; with
+    ``forward(x, evaluation=None, record=False)`` returns logits ``[B, classes]``; with
     ``record=True`` it returns ``(logits, codes)`` where ``codes`` maps each spiking layer
-    (``input``, ``hidden1``, ...) to its :class:`~tbnn.core.coding.SpikeCode`. ``mode`` overrides
-    every layer's execution mode (``fused`` / ``folded`` / ``step``).
+    (``input``, ``hidden1``, ...) to its :class:`~tbnn.core.coding.SpikeCode`. ``evaluation``
+    overrides every layer's (``fused`` / ``folded`` / ``step`` / ``exact``:
+    :data:`tbnn.nn.layers.EVALUATIONS`); ``mode`` is its deprecated spelling.
     """
 
     def __init__(self, cfg: ModelConfig) -> None:
@@ -236,23 +236,24 @@ class TBNet(nn.Module):
             return {}
         return {"encoder": "input", **{f"neurons.{i}": f"hidden{i + 1}" for i in range(len(self.neurons))}}
 
-    def forward(self, x: Tensor, mode: str | None = None, record: bool = False):
-        if mode is not None and mode not in MODES:
-            raise ValueError(f"mode must be one of {', '.join(MODES)}; got {mode!r}.")
+    def forward(self, x: Tensor, evaluation: str | None = None, record: bool = False, *, mode: str | None = None):
+        evaluation = renamed_keyword("TBNet.forward", "mode", "evaluation", mode, evaluation, None, stacklevel=6)
+        if evaluation is not None:
+            check_choice(evaluation, EVALUATIONS, "mode" if mode is not None else "evaluation")
         x = x.reshape(x.shape[0], *self.cfg.input_shape)
         codes: dict[str, SpikeCode] = {}
         h = self.encoder(x) if self.encoder is not None else x
         if isinstance(h, SpikeCode):
             codes["input"] = h
         for i, (layer, norm, neuron) in enumerate(zip(self.layers, self.norms, self.neurons)):
-            h = neuron(norm(layer(h, mode)))
+            h = neuron(norm(layer(h, evaluation)))
             if isinstance(h, SpikeCode):
                 codes[f"hidden{i + 1}"] = h
         if isinstance(h, SpikeCode):
             h = replace(h, shape=None)  # the read-out takes the features flat
         else:
             h = h.flatten(1)
-        logits = self.readout(h, mode)
+        logits = self.readout(h, evaluation)
         return (logits, codes) if record else logits
 
 
@@ -330,7 +331,10 @@ class LIFNet(nn.Module):
             u = self._eval_uniform(x)
         return (u < v).to(x.dtype)
 
-    def forward(self, x: Tensor, mode: str | None = None, record: bool = False):
+    def forward(self, x: Tensor, evaluation: str | None = None, record: bool = False, *, mode: str | None = None):
+        """Logits ``[B, classes]`` (with ``record``: and the spikes); ``evaluation`` is
+        :class:`TBNet`'s argument, without effect here (``mode``: its deprecated spelling)."""
+        renamed_keyword("LIFNet.forward", "mode", "evaluation", mode, evaluation, None, stacklevel=6)
         x = x.reshape(x.shape[0], *self.cfg.input_shape)
         spikes_in = self.encode(x)
         mems = [lif.init_leaky() for lif in self.lifs]

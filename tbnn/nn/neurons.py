@@ -55,16 +55,14 @@ from torch import Tensor, nn
 
 from tbnn.engine import session
 from tbnn.core.codes import get_code
-from tbnn.core.coding import SCHEMES, SpikeCode, check_timesteps, encode_unchecked
+from tbnn.core.codespec import NEURON_GRIDS, CodeSpec
+from tbnn.core.coding import SpikeCode, encode_unchecked
 from tbnn.core.firing import binary_thresholds, integrate_and_fire
-from tbnn.core.quant import GRIDS, METHODS, block_scale, grid_values, pooled_fit
-from tbnn.core.validate import check_block, check_choice, check_int, check_lam
+from tbnn.core.quant import block_scale, grid_values, pooled_fit
+from tbnn.core.validate import check_choice, check_int
 
 __all__ = ["TemporalBinary", "NEURON_GRIDS", "READOUTS", "THRESHOLDS"]
 
-#: Grids of a neuron: those of :data:`tbnn.core.quant.GRIDS` and ``running`` (rectifying on a
-#: running scale that does not depend on the sample).
-NEURON_GRIDS: tuple[str, ...] = tuple(g for g in GRIDS if g != "unit") + ("running",)
 #: Read-outs: ``sample`` (a ridge fit per block and sample, the paper's) and ``running`` (one
 #: gain and offset per block, from running statistics: spikes alone carry the sample).
 READOUTS: tuple[str, ...] = ("sample", "running")
@@ -72,11 +70,31 @@ READOUTS: tuple[str, ...] = ("sample", "running")
 THRESHOLDS: tuple[str, ...] = ("layer", "neuron")
 
 
+def _code_spec(code: CodeSpec | None, timesteps: int | None, scheme: str, lam: float, block: int | None,
+               grid: str, target: str | None, method: str) -> CodeSpec:
+    """The neuron's :class:`CodeSpec`: ``code`` itself, or one made of the arguments given one by one."""
+    given = dict(scheme=scheme, lam=lam, block=block, grid=grid, target=target, method=method)
+    if code is None:
+        if timesteps is None:
+            raise ValueError("timesteps must be given (or the whole code as code=CodeSpec(...)).")
+        return CodeSpec(timesteps, **given)
+    if not isinstance(code, CodeSpec):
+        raise ValueError(f"code must be a tbnn.core.codespec.CodeSpec; got {type(code).__name__}.")
+    defaults = dict(scheme="binary", lam=0.01, block=128, grid="rectify", target=None, method="dat")
+    extra = (["timesteps"] if timesteps is not None else []) + [k for k, v in given.items() if v != defaults[k]]
+    if extra:
+        raise ValueError(f"code already holds {', '.join(extra)}; pass the code either as code=CodeSpec(...) "
+                         f"or argument by argument, not both.")
+    return code
+
+
 class TemporalBinary(nn.Module):
     """Time-unrolled binary neuron layer with the per-step DAT read-out.
 
     Parameters
     ----------
+    code : the spike code as one record, :class:`tbnn.core.codespec.CodeSpec` (its fields are
+        the seven arguments below, from ``timesteps`` to ``method``); or give them one by one.
     timesteps : number of time steps ``T`` (a binary neuron carries a ``T``-bit code).
     scheme : spike code (:data:`tbnn.core.coding.SCHEMES`); ``binary`` is the reference.
     lam : ridge penalty of the read-out (paper: 0.01).
@@ -94,11 +112,21 @@ class TemporalBinary(nn.Module):
 
     ``forward(x)`` takes ``[B, ...]`` (features flattened per sample) and returns a
     :class:`~tbnn.core.coding.SpikeCode`; its ``spikes`` are ``[T, B, ...]``.
+
+    Raises
+    ------
+    ValueError
+        An argument outside what it allows (naming it), or ``code`` given together with
+        code arguments of its own.
+
+    >>> from tbnn.core.codespec import CodeSpec
+    >>> TemporalBinary(code=CodeSpec(4, grid="minmax")).code == TemporalBinary(4, grid="minmax").code
+    True
     """
 
     def __init__(
         self,
-        timesteps: int,
+        timesteps: int | None = None,
         scheme: str = "binary",
         lam: float = 0.01,
         block: int | None = 128,
@@ -109,11 +137,11 @@ class TemporalBinary(nn.Module):
         readout: str = "sample",
         features: int | None = None,
         momentum: float = 0.1,
+        *,
+        code: CodeSpec | None = None,
     ) -> None:
         super().__init__()
-        check_choice(scheme, SCHEMES, "scheme")
-        check_timesteps(timesteps, scheme)
-        check_choice(grid, NEURON_GRIDS, "grid")
+        spec = _code_spec(code, timesteps, scheme, lam, block, grid, target, method)
         check_choice(readout, READOUTS, "readout")
         if adaptive_threshold is True:
             adaptive_threshold = "layer"
@@ -125,18 +153,15 @@ class TemporalBinary(nn.Module):
             check_int(features, "features")
         if isinstance(momentum, bool) or not isinstance(momentum, (int, float)) or not 0 < momentum <= 1:
             raise ValueError(f"momentum must lie in (0, 1]; got {momentum!r}.")
-        check_choice(method, METHODS, "method")
-        check_lam(lam)
-        check_block(block)
-        if target is not None:
-            check_choice(target, ("x", "relu"), "target")
-        self.timesteps = timesteps
-        self.scheme = scheme
-        self.lam = float(lam)
-        self.block = block
-        self.grid = grid
-        self.target = target or ("relu" if grid in ("rectify", "running") else "x")
-        self.method = method
+        #: the spike code, validated once (its fields are also attributes of the neuron)
+        self.code = spec
+        self.timesteps = spec.timesteps
+        self.scheme = spec.scheme
+        self.lam = spec.lam
+        self.block = block = spec.block
+        self.grid = grid = spec.grid
+        self.target = spec.target
+        self.method = spec.method
         self.readout = readout
         self.momentum = float(momentum)
         self.adaptive_threshold: str | None = adaptive_threshold

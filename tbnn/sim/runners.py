@@ -55,8 +55,9 @@ class EventRunner:
         with sess:
             return self.model(x)
 
-    def fanout(self, sess: SimulationSession, name: str) -> Tensor | None:
-        return sess.fanout(name)
+    def synapse_counts(self, sess: SimulationSession, name: str) -> Tensor | None:
+        """Synapses that exist from each neuron of layer ``name`` (the session's count)."""
+        return sess.synapse_counts(name)
 
     def synaptic_ops(self, sess: SimulationSession) -> tuple[dict[str, Any], dict[str, Any]]:
         """(operations by existing synapses, operations by every weight position), per layer."""
@@ -77,11 +78,12 @@ class SelfTimedRunner:
             sess.record_spikes(name, spikes[name])
         return logits
 
-    def fanout(self, sess: SimulationSession, name: str) -> Tensor:
+    def synapse_counts(self, sess: SimulationSession, name: str) -> Tensor:
+        """Synapses from each neuron of layer ``name``, as the network reports them."""
         return self.model.synaptic_targets(name)
 
     def synaptic_ops(self, sess: SimulationSession) -> tuple[dict[str, Any], dict[str, Any]]:
-        ops = {k: float((sess.neuron_counts[k] * self.fanout(sess, k)).sum()) for k in sess.order}
+        ops = {k: float((sess.neuron_counts[k] * self.synapse_counts(sess, k)).sum()) for k in sess.order}
         return ops, ops
 
 

@@ -6,22 +6,28 @@ connections, pooling, flatten or BatchNorm on currents work) inside a
 :class:`~tbnn.engine.session.SimulationSession`, with the model in eval mode for the call and its
 train/eval state restored afterwards. In the session
 
-* ``step`` mode (event-driven): each tbnn layer accumulates, for every time step ``t``
+* ``schedule="step"`` (event-driven): each tbnn layer accumulates, for every time step ``t``
   and input block ``b``, the integer sum ``w_t Q (s_t m_b)`` of the spikes that occurred
   (only presynaptic neurons that spiked add their column of weight codes ``Q``), and
   applies the block read-out gains and the rank-1 corrections of the matmul shortcut of
   Ye et al. (arXiv:2409.09245) once (:func:`tbnn.engine.step_current`); every
   :class:`~tbnn.nn.neurons.TemporalBinary` fires by integrate-and-fire with halving
   thresholds, one step at a time (:meth:`~tbnn.nn.neurons.TemporalBinary.fire`);
-* ``folded`` mode: the same integer arithmetic with one product per block with the
+* ``schedule="folded"``: the same integer arithmetic with one product per block with the
   integer code (a binary code's steps are linear in the weights:
   :func:`tbnn.engine.exact`).
 
-The integer sums are exact, so both modes reproduce the model's eval forward pass (which
+The integer sums are exact, so both schedules reproduce the model's eval forward pass (which
 uses the same integer-code evaluation) bit for bit; predictions are compared with it on
 every sample (``forward_agreement``). snnTorch ``lif`` runs of :mod:`tbnn.nn.models` are
 simulated by their own per-step loop with the same random input spikes as the reference
 pass (a generator forked from the global one, left as it was).
+
+``schedule`` was called ``mode`` (still accepted, with a DeprecationWarning): the layers use
+``evaluation`` for their float paths (:data:`tbnn.nn.layers.EVALUATIONS`), while the
+simulator always computes in integers and only schedules the work over the time steps.
+``simulation.json`` keeps the field name ``"mode"`` for the schedule (the file format is
+unchanged).
 
 ``simulate(run_dir, out)`` does the same for a run folder written by ``tbnn train`` and
 returns the ``simulation.json`` summary. Recorded spikes are sample-first,
@@ -32,7 +38,6 @@ returns the ``simulation.json`` summary. Recorded spikes are sample-first,
 from __future__ import annotations
 
 import contextlib
-import math
 import os
 import time
 import warnings
@@ -52,18 +57,24 @@ from tbnn.nn.runs import read_run
 from tbnn.runtime.device import resolve_device
 from tbnn.io.files import check_target, file_sha256, stage_dir, write_sealed_json
 from tbnn.nn.models import build_model, weight_storage_bits
-from tbnn.engine.session import SESSION_MODES, SimulationSession
+from tbnn.engine.session import SCHEDULES, SimulationSession
 from tbnn.sim.runners import runner_for, spike_layer_names
 from tbnn.io.spikes import save_spikes
 from tbnn.io.userdata import check_inputs
-from tbnn.core.validate import check_int
+from tbnn.core.deprecation import deprecated_attributes, renamed_keyword
+from tbnn.core.validate import check_int, check_labels, check_number
 
-__all__ = ["SIM_MODES", "FORMAT_VERSION", "SimulationResult", "load_run", "simulate", "simulate_model",
+__all__ = ["SIM_SCHEDULES", "SIMULATION_FORMAT_VERSION", "SimulationResult", "load_run", "simulate", "simulate_model",
            "simulate_run", "spike_layer_names"]
 
-SIM_MODES: tuple[str, ...] = SESSION_MODES
+#: ``step`` (event-driven) or ``folded`` (one product per block with the integer code).
+SIM_SCHEDULES: tuple[str, ...] = SCHEDULES
 #: Version of ``simulation.json``; files without the field (version 1) are still read.
-FORMAT_VERSION = 2
+#: (``FORMAT_VERSION`` before: kept, deprecated, as the run folder has a version of its own.)
+SIMULATION_FORMAT_VERSION = 2
+__getattr__ = deprecated_attributes(__name__, {
+    "FORMAT_VERSION": ("tbnn.sim.simulator.SIMULATION_FORMAT_VERSION", lambda: SIMULATION_FORMAT_VERSION),
+    "SIM_MODES": ("tbnn.sim.simulator.SIM_SCHEDULES", lambda: SIM_SCHEDULES)})
 
 
 def load_run(run_dir: str | Path, device: str | torch.device = "cpu") -> tuple[nn.Module, dict[str, Any]]:
@@ -130,18 +141,6 @@ class SimulationResult:
         write_sealed_json(folder / "simulation.json", summary)
 
 
-def _check_inputs(x: Any, labels: Any) -> tuple[Tensor, Tensor | None]:
-    xt = check_inputs(x, "x")
-    if labels is None:
-        return xt, None
-    yt = torch.as_tensor(labels).detach()
-    if yt.dim() != 1 or yt.shape[0] != xt.shape[0]:
-        raise ValueError(f"labels must be one class per sample, shape [{xt.shape[0]}]; got {tuple(yt.shape)}.")
-    if yt.is_floating_point() or yt.is_complex() or yt.dtype == torch.bool:
-        raise ValueError(f"labels must be integer classes; got dtype {yt.dtype}.")
-    return xt, yt.long()
-
-
 def _check_optional_int(v: Any, name: str) -> None:
     if v is not None:
         check_int(v, name)
@@ -152,57 +151,58 @@ def simulate_model(
     x: Any,
     labels: Any = None,
     *,
-    mode: str = "step",
+    schedule: str = "step",
     batch: int = 256,
     dt_ms: float = 1.0,
     progress: bool = False,
     seed: int = 0,
     record_samples: int | None = None,
     record_layers: list[str] | None = None,
+    mode: str | None = None,
 ) -> SimulationResult:
     """Simulate ``model`` on ``x`` as binary events; see :func:`simulate`.
 
     Three steps, each a function: :func:`run_batches` (the loop, on this process's share of
     the batches), :meth:`SimulationSession.merge_ranks` (under ``torchrun``: every rank's
     spikes and counts merged in sample order), :func:`summarize` (``simulation.json``).
+    ``mode=`` is the deprecated spelling of ``schedule=``.
     """
     t_wall = time.perf_counter()
     if not isinstance(model, nn.Module):
         raise ValueError(f"model must be a torch.nn.Module or a run folder; got {type(model).__name__}.")
-    if mode not in SIM_MODES:
-        raise ValueError(f"mode must be one of {', '.join(SIM_MODES)}; got {mode!r}.")
+    schedule = renamed_keyword("simulate", "mode", "schedule", mode, schedule, "step", SIM_SCHEDULES)
     check_int(batch, "batch")
     check_int(seed, "seed", 0)
     _check_optional_int(record_samples, "record_samples")
-    if not (isinstance(dt_ms, (int, float)) and not isinstance(dt_ms, bool) and dt_ms > 0 and math.isfinite(dt_ms)):
-        raise ValueError(f"dt_ms must be a finite number > 0; got {dt_ms!r}.")
-    xt, yt = _check_inputs(x, labels)
+    dt_ms = check_number(dt_ms, "dt_ms")
+    xt = check_inputs(x, "x")
+    yt = None if labels is None else torch.as_tensor(check_labels(labels, xt.shape[0], numpy=True))
     runner = runner_for(model)
     if record_layers is not None:
         unknown = sorted(set(record_layers) - set(runner.layer_names))
         if unknown:
             raise ValueError(f"record_layers names unknown layers {unknown}; the model's are "
                              f"{sorted(runner.layer_names)}.")
-    sess = SimulationSession(runner.ids, mode, record_layers, record_samples)
+    sess = SimulationSession(runner.ids, schedule, record_layers, record_samples)
     params = list(model.parameters())
     dev = params[0].device if params else torch.device("cpu")
     arith = engine.arithmetic(dev)
     packed = engine.packed_kernel() if dev.type == "cpu" else None  # built (once per machine) before the clock
     ddp.setup(dev)  # under torchrun: each rank simulates a block of whole batches (same seeds as one process)
-    out, times = run_batches(model, runner, sess, xt, batch, seed, dev, progress, mode)
+    out, times = run_batches(model, runner, sess, xt, batch, seed, dev, progress, schedule)
     if ddp.is_distributed():  # merge the ranks' batches in sample order; counts summed exactly
         merged, times = sess.merge_ranks(ddp.merge_ranks, out, list(times))  # times: the slowest rank's
         out = {k: [torch.from_numpy(v)] for k, v in merged.items()}
     logits, pred, refp = (torch.cat(out[k]) for k in ("logits", "preds", "ref"))
     spikes = {k: np.concatenate(sess.recorded[k]).astype(bool, copy=False) for k in sess.order if sess.recorded[k]}
-    summary = summarize(model, runner, sess, pred, refp, yt, times, spikes, arith, packed, mode, dt_ms)
+    summary = summarize(model, runner, sess, pred, refp, yt, times, spikes, arith, packed, schedule, dt_ms)
     summary["wall_seconds"] = time.perf_counter() - t_wall
     return SimulationResult(logits, spikes, summary, pred.numpy(), yt.numpy() if yt is not None else None,
                             float(dt_ms), summary["timesteps"])
 
 
 def run_batches(model: nn.Module, runner: Any, sess: SimulationSession, xt: Tensor, batch: int, seed: int,
-                dev: torch.device, progress: bool, mode: str
+                dev: torch.device, progress: bool, schedule: str
                 ) -> tuple[dict[str, list[Tensor]], tuple[float, float, float]]:
     """Run this process's batches twice each: the model's eval forward, then simulated in ``sess``.
 
@@ -218,7 +218,7 @@ def run_batches(model: nn.Module, runner: Any, sess: SimulationSession, xt: Tens
     if progress and ddp.is_main():
         from tqdm.auto import tqdm
 
-        starts = tqdm(starts, desc=f"simulate ({mode})", unit="batch", dynamic_ncols=True)
+        starts = tqdm(starts, desc=f"simulate ({schedule})", unit="batch", dynamic_ncols=True)
     was_training = model.training
     model.eval()
     try:
@@ -248,14 +248,14 @@ def run_batches(model: nn.Module, runner: Any, sess: SimulationSession, xt: Tens
 
 def summarize(model: nn.Module, runner: Any, sess: SimulationSession, pred: Tensor, refp: Tensor,
               yt: Tensor | None, times: Sequence[float], spikes: dict[str, np.ndarray],
-              arith: dict[str, Any], packed: Any, mode: str, dt_ms: float) -> dict[str, Any]:
+              arith: dict[str, Any], packed: Any, schedule: str, dt_ms: float) -> dict[str, Any]:
     """The ``simulation.json`` fields of a finished (and merged) session.
 
     ``times``: (largest logit difference, wall seconds, CPU seconds) of the simulation.
     """
     n = len(pred)
     max_diff, sim_seconds, cpu_seconds = times
-    fan = {k: runner.fanout(sess, k) for k in sess.order}
+    fan = {k: runner.synapse_counts(sess, k) for k in sess.order}  # stored as each layer's "fanout"
     ops, dense = runner.synaptic_ops(sess)
     layer_info, total_spikes, total_ops, total_dense = [], 0, 0.0, 0.0
     for k in sess.order:
@@ -271,9 +271,9 @@ def summarize(model: nn.Module, runner: Any, sess: SimulationSession, pred: Tens
     steps = max(sess.timesteps.values()) if sess.timesteps else 0
     engine_rate = n / sim_seconds if sim_seconds > 0 else float("inf")
     return {
-        "format_version": FORMAT_VERSION,
+        "format_version": SIMULATION_FORMAT_VERSION,
         "model": getattr(getattr(model, "cfg", None), "model", type(model).__name__),
-        "mode": mode, "samples": n, "timesteps": steps, "dt_ms": float(dt_ms),
+        "mode": schedule, "samples": n, "timesteps": steps, "dt_ms": float(dt_ms),
         "accuracy": float((pred == yt.cpu()).double().mean()) if yt is not None else None,
         "forward_agreement": float((pred == refp).double().mean()),
         "max_logit_difference": max_diff,
@@ -301,7 +301,7 @@ def simulate_run(
     out: str | Path | None = None,
     split: str = "test",
     limit: int | None = None,
-    mode: str = "step",
+    schedule: str = "step",
     batch: int = 256,
     dt_ms: float = 1.0,
     progress: bool = True,
@@ -313,6 +313,7 @@ def simulate_run(
     _flag: str = "out",
     data: str | os.PathLike | None = None,
     spikes_only: bool = False,
+    mode: str | None = None,
 ) -> dict[str, Any]:
     """Simulate a run folder written by ``tbnn train``; write ``simulation.json`` and ``spikes.npz`` to ``out``.
 
@@ -322,17 +323,16 @@ def simulate_run(
 
     Returns the summary dict (as written to ``simulation.json``). Refuses bad input before
     writing anything: a missing, truncated or foreign checkpoint, a config that disagrees
-    with the tensors, ``limit < 1``, an unknown split or mode, and data that are not the
+    with the tensors, ``limit < 1``, an unknown split or schedule, and data that are not the
     ones the run was trained on (their SHA-256 differs from ``config.json``'s
     ``train.data_sha256``). ``data``: a new path for the run's ``npz:`` / ``idx:`` data
     (moved or copied), accepted only with the same digest.
     ``out`` must be one the output policy allows (:func:`tbnn.io.files.check_target`); it is
     locked for the whole call (a second writer is refused) and written once, complete, by
-    :func:`tbnn.io.files.stage_dir`.
+    :func:`tbnn.io.files.stage_dir`. ``mode=`` is the deprecated spelling of ``schedule=``.
     """
     t_wall = time.perf_counter()
-    if mode not in SIM_MODES:
-        raise ValueError(f"mode must be one of {', '.join(SIM_MODES)}; got {mode!r}.")
+    schedule = renamed_keyword("simulate_run", "mode", "schedule", mode, schedule, "step", SIM_SCHEDULES)
     if split not in ("test", "train"):
         raise ValueError(f"split must be 'test' or 'train'; got {split!r}.")
     _check_optional_int(limit, "limit")
@@ -342,7 +342,7 @@ def simulate_run(
         ddp.broadcast_check(check_target, Path(out), "simulation", overwrite, _flag)
     with (stage_dir(out, "simulation", overwrite=overwrite, flag=_flag) if out is not None and ddp.is_main()
           else contextlib.nullcontext(None)) as staging:
-        res = _simulate_run(run_dir, split, limit, mode, batch, dt_ms, progress, seed, record_samples,
+        res = _simulate_run(run_dir, split, limit, schedule, batch, dt_ms, progress, seed, record_samples,
                             record_layers, dev, data, spikes_only)
         res.summary = {**res.summary, "wall_seconds": time.perf_counter() - t_wall}
         if staging is not None:
@@ -350,7 +350,7 @@ def simulate_run(
     return res.summary
 
 
-def _simulate_run(run_dir, split, limit, mode, batch, dt_ms, progress, seed, record_samples, record_layers,
+def _simulate_run(run_dir, split, limit, schedule, batch, dt_ms, progress, seed, record_samples, record_layers,
                   dev, data, spikes_only=False) -> SimulationResult:
     model, cfg = load_run(run_dir, dev)
     tcfg = cfg.get("train", {})
@@ -361,7 +361,7 @@ def _simulate_run(run_dir, split, limit, mode, batch, dt_ms, progress, seed, rec
     x, y = (ds.x_test, ds.y_test) if split == "test" else (ds.x_train, ds.y_train)
     if limit is not None:
         x, y = x[:limit], y[:limit]
-    sim_kw = dict(mode=mode, batch=batch, dt_ms=dt_ms, progress=progress, seed=seed,
+    sim_kw = dict(schedule=schedule, batch=batch, dt_ms=dt_ms, progress=progress, seed=seed,
                   record_samples=record_samples, record_layers=record_layers)
     if spikes_only:
         from tbnn.nn.readout import spikes_only as fixed_readout
@@ -408,7 +408,7 @@ def _pinned_dataset(run_dir: Path, tcfg: dict[str, Any], data: str | os.PathLike
 def simulate(model: Any, x: Any = None, labels: Any = None, **kwargs: Any) -> Any:
     """Run a network as binary spike events, step by step, recording every spike.
 
-    ``simulate(model, x, labels=None, *, mode="step", batch=256, dt_ms=1.0, seed=0,
+    ``simulate(model, x, labels=None, *, schedule="step", batch=256, dt_ms=1.0, seed=0,
     record_samples=None, record_layers=None, progress=False)`` simulates any
     ``nn.Module`` built from tbnn modules and returns a :class:`SimulationResult`;
     ``simulate(run_dir, out=None, *, split="test", limit=None, ...)`` simulates a run
@@ -419,8 +419,9 @@ def simulate(model: Any, x: Any = None, labels: Any = None, **kwargs: Any) -> An
     model : the network (or a run folder).
     x : inputs ``[N, ...]`` (tensor or array) as the model's ``forward`` takes them.
     labels : ``[N]`` integer classes, for ``accuracy`` (optional).
-    mode : ``step`` (event-driven, spike by spike) or ``folded`` (one product per block
-        with the integer code); the same numbers either way.
+    schedule : ``step`` (event-driven, spike by spike) or ``folded`` (one product per block
+        with the integer code); the same numbers either way. ``mode`` is its deprecated
+        spelling.
     dt_ms : declared duration of one time step (for the analysis of the spikes).
     record_samples, record_layers : keep the spikes of only the first samples / these
         layers (bounded memory); counts always cover every sample.
@@ -447,6 +448,9 @@ def simulate(model: Any, x: Any = None, labels: Any = None, **kwargs: Any) -> An
     >>> res.logits.shape, res.spikes["0"].shape, res.summary["forward_agreement"]
     (torch.Size([5, 3]), (5, 4, 8), 1.0)
     """
+    if "mode" in kwargs:  # the deprecated spelling, warned about at the caller's line
+        kwargs["schedule"] = renamed_keyword("simulate", "mode", "schedule", kwargs.pop("mode"),
+                                             kwargs.get("schedule", "step"), "step", SIM_SCHEDULES)
     if isinstance(model, (str, os.PathLike)):
         if labels is not None:
             raise ValueError("simulate(run_dir, out) takes no labels: they come from the run's dataset.")

@@ -26,15 +26,21 @@ from torch.utils.data import DataLoader
 
 from tbnn import __version__
 from tbnn.parallel import distributed as ddp
-from tbnn.io.checkpoint import FORMAT_VERSION, RUN_KIND, RunWriter, check_run_target, load_run_state
+from tbnn.io.checkpoint import RUN_FORMAT_VERSION, RUN_KIND, RunWriter, check_run_target, load_run_state
 from tbnn.io.datasets import Dataset, load_dataset
 from tbnn.runtime.device import default_device, resolve_device
 from tbnn.nn.models import ModelConfig, build_model, weight_storage_bits
 from tbnn.nn.neurons import TemporalBinary
 from tbnn.nn.regularize import ActivityRegularizer, fraction_active
 from tbnn.io.userdata import as_training_data, check_logits
+from tbnn.core.deprecation import deprecated, deprecated_attributes
+from tbnn.core.validate import check_int, check_number
 
-__all__ = ["FORMAT_VERSION", "TrainConfig", "check_sparsity", "default_device", "evaluate", "fit", "model_config_for", "train"]
+__all__ = ["TrainConfig", "check_sparsity", "default_device", "evaluate", "fit", "model_config_for", "train"]
+#: ``FORMAT_VERSION`` (the run folder's), once re-exported here: deprecated.
+__getattr__ = deprecated_attributes(__name__, {"FORMAT_VERSION": ("tbnn.io.checkpoint.RUN_FORMAT_VERSION",
+                                                                  lambda: RUN_FORMAT_VERSION)})
+
 
 @dataclass
 class TrainConfig:
@@ -54,16 +60,11 @@ class TrainConfig:
     data_sha256: str | None = None  # the data's identity by content (Dataset.sha256), checked by simulate
 
     def validate(self) -> None:
-        for name in ("epochs", "batch"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise ValueError(f"{name} must be an integer >= 1; got {v!r}.")
-        for name in ("lr", "weight_decay"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0 or (name == "lr" and v == 0):
-                raise ValueError(f"{name} must be a finite number {'> 0' if name == 'lr' else '>= 0'}; got {v!r}.")
-        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
-            raise ValueError(f"seed must be an integer >= 0; got {self.seed!r}.")
+        check_int(self.epochs, "epochs")
+        check_int(self.batch, "batch")
+        check_number(self.lr, "lr")
+        check_number(self.weight_decay, "weight_decay", inclusive=True)
+        check_int(self.seed, "seed", minimum=0)
         if self.rate_weight is not None and self.rate_target is None:
             raise ValueError("rate_weight needs rate_target (the activity the penalty pushes toward).")
 
@@ -104,7 +105,7 @@ def evaluate(model: nn.Module, data: Any, y: Tensor | None = None, batch: int = 
 
 
 def _run_config(model_cfg: ModelConfig, tcfg: TrainConfig) -> dict[str, Any]:
-    return {"kind": RUN_KIND, "format_version": FORMAT_VERSION, "tbnn_version": __version__,
+    return {"kind": RUN_KIND, "format_version": RUN_FORMAT_VERSION, "tbnn_version": __version__,
             "model": model_cfg.to_dict(), "train": asdict(tcfg)}
 
 
@@ -438,7 +439,7 @@ def _custom_run_config(model: nn.Module, tcfg: TrainConfig) -> dict[str, Any]:
     train_cfg = {k: v for k, v in asdict(tcfg).items() if k in ("epochs", "batch", "lr", "weight_decay", "seed")}
     if tcfg.rate_target is not None:
         train_cfg["rate_target"] = tcfg.rate_target
-    return {"kind": RUN_KIND, "format_version": FORMAT_VERSION, "tbnn_version": __version__,
+    return {"kind": RUN_KIND, "format_version": RUN_FORMAT_VERSION, "tbnn_version": __version__,
             "model": {"class": f"{cls.__module__}.{cls.__qualname__}",
                       "parameters": sum(p.numel() for p in model.parameters())},
             "train": train_cfg}
@@ -550,6 +551,7 @@ def _progress(it: range, enabled: bool, desc: str, total: int, initial: int):
     return tqdm(it, desc=desc, total=total, initial=initial, unit="epoch", dynamic_ncols=True)
 
 
+@deprecated("tbnn.train.trainer.train_fields", "[f.name for f in dataclasses.fields(TrainConfig)]")
 def train_fields() -> list[str]:
-    """Names of the :class:`TrainConfig` fields."""
+    """Names of the :class:`TrainConfig` fields (unused in tbnn)."""
     return [f.name for f in fields(TrainConfig)]

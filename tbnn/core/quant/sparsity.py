@@ -6,6 +6,7 @@ import torch
 from torch import Tensor
 
 from tbnn.core.quant.blocks import from_blocks, to_blocks
+from tbnn.core.validate import check_int
 
 __all__ = ["nm_mask", "magnitude_mask"]
 
@@ -20,9 +21,7 @@ def nm_mask(x: Tensor, keep: int, group: int, dim: int = -1) -> Tensor:
     Groups run along ``dim``; a ragged last group keeps ``min(keep, its length)``.
     (Structured M:N sparsity, e.g. NVIDIA 2:4; Mishra et al. 2021, arXiv:2104.08378.)
     """
-    for name, v in (("group", group), ("keep", keep)):
-        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-            raise ValueError(f"{name} must be an integer >= 1; got {v!r}.")
+    group, keep = check_int(group, "group"), check_int(keep, "keep")
     if keep > group:
         raise ValueError(f"keep must not exceed group ({group}); got {keep}.")
     xb, valid, _ = to_blocks(x.detach().abs(), dim, group)

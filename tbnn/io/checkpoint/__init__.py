@@ -31,6 +31,7 @@ same run directory.
 
 from __future__ import annotations
 
+from tbnn.core.deprecation import deprecated_attributes
 from tbnn.io.checkpoint.runconfig import (
     RunLock,
     check_dataset,
@@ -55,7 +56,7 @@ from tbnn.io.checkpoint.state import (
 )
 from tbnn.io.checkpoint.tensors import (
     CHECKPOINT_NAME,
-    FORMAT_VERSION,
+    RUN_FORMAT_VERSION,
     RUN_KIND,
     load_tensors,
     read_header,
@@ -72,4 +73,8 @@ from tbnn.io.checkpoint.weights import (
     stored_config,
 )
 
-__all__ = ["RUN_KIND", "FORMAT_VERSION", "CHECKPOINT_NAME", "RunLock", "tensor_digest", "save_tensors", "load_tensors", "read_header", "save_weights", "load_weights", "check_weights_header", "save_checkpoint", "load_checkpoint", "has_checkpoint", "save_state", "load_state", "load_run_config", "write_run_config", "stored_config", "verify_digest", "tensor_version", "digest_config", "check_dataset", "clean_run_temps", "checkpoint_epoch", "check_run_target", "RunWriter", "load_run_state", "PY_NAMES", "CLI_NAMES"]
+__all__ = ["RUN_KIND", "RUN_FORMAT_VERSION", "CHECKPOINT_NAME", "RunLock", "tensor_digest", "save_tensors", "load_tensors", "read_header", "save_weights", "load_weights", "check_weights_header", "save_checkpoint", "load_checkpoint", "has_checkpoint", "save_state", "load_state", "load_run_config", "write_run_config", "stored_config", "verify_digest", "tensor_version", "digest_config", "check_dataset", "clean_run_temps", "checkpoint_epoch", "check_run_target", "RunWriter", "load_run_state", "PY_NAMES", "CLI_NAMES"]
+
+#: Deprecated names, served with a DeprecationWarning naming the new one.
+__getattr__ = deprecated_attributes(__name__, {"FORMAT_VERSION": ("tbnn.io.checkpoint.RUN_FORMAT_VERSION",
+                                                                  lambda: RUN_FORMAT_VERSION)})

@@ -6,7 +6,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from tbnn.io.checkpoint.tensors import FORMAT_VERSION, RUN_KIND
+from tbnn.io.checkpoint.tensors import RUN_FORMAT_VERSION, RUN_KIND
 from tbnn.io.files import (
     FolderLock,
     clean_stale_temps,
@@ -44,7 +44,7 @@ class RunLock(FolderLock):
 
 def write_run_config(run_dir: str | Path, cfg: dict[str, Any]) -> Path:
     """Write ``config.json`` with ``format_version`` and its ``sha256``."""
-    cfg = {**cfg, "kind": RUN_KIND, "format_version": FORMAT_VERSION}
+    cfg = {**cfg, "kind": RUN_KIND, "format_version": RUN_FORMAT_VERSION}
     return write_sealed_json(Path(run_dir) / "config.json", cfg)
 
 
@@ -72,7 +72,7 @@ def load_run_config(run_dir: str | Path) -> dict[str, Any]:
     cfg = read_json(path, "run config")
     if not isinstance(cfg, dict) or cfg.get("kind") != RUN_KIND or "model" not in cfg:
         raise ValueError(f"{path} is not a tbnn run config (field kind must be {RUN_KIND!r}, field model present).")
-    check_sealed(cfg, path, "run config", FORMAT_VERSION, V1_FIELDS)
+    check_sealed(cfg, path, "run config", RUN_FORMAT_VERSION, V1_FIELDS)
     unknown = sorted(set(cfg) - set(RUN_FIELDS))
     if unknown:
         raise ValueError(f"{path} has unknown field {unknown[0]!r}; allowed: {', '.join(RUN_FIELDS)}.")
@@ -80,9 +80,9 @@ def load_run_config(run_dir: str | Path) -> dict[str, Any]:
         if key in cfg and (isinstance(cfg[key], bool) or not isinstance(cfg[key], types)):
             raise ValueError(f"{path} field {key} must be {type_names(types)}; got {type(cfg[key]).__name__}.")
     version = cfg.get("format_version", 1)
-    if not 1 <= version <= FORMAT_VERSION:
+    if not 1 <= version <= RUN_FORMAT_VERSION:
         raise ValueError(f"{path} field format_version is {version}; this tbnn reads versions 1 to "
-                         f"{FORMAT_VERSION} (a newer tbnn wrote it?).")
+                         f"{RUN_FORMAT_VERSION} (a newer tbnn wrote it?).")
     train = cfg.get("train", {})
     unknown = sorted(set(train) - set(TRAIN_FIELDS))
     if unknown:

@@ -10,9 +10,11 @@ from typing import Any
 import torch
 from torch import nn
 
+from tbnn.core.deprecation import deprecated
+from tbnn.core.validate import json_ready
 from tbnn.io.checkpoint.tensors import (
     CHECKPOINT_NAME,
-    FORMAT_VERSION,
+    RUN_FORMAT_VERSION,
     RUN_KIND,
     load_tensors,
     read_header,
@@ -22,7 +24,7 @@ from tbnn.io.checkpoint.tensors import (
     verify_digest,
 )
 from tbnn.io.checkpoint.weights import model_config_dict
-from tbnn.io.files import json_safe, read_json, write_json
+from tbnn.io.files import read_json, write_json
 
 __all__ = ["has_checkpoint", "save_checkpoint", "load_checkpoint", "save_state", "load_state"]
 
@@ -97,8 +99,8 @@ def save_checkpoint(run_dir: str | Path, model: nn.Module, optimizer: torch.opti
             tensors[f"rng.cuda.{i}"] = st
     body = {"meta": meta, "optimizer": opt_meta, "scheduler": scheduler.state_dict() if scheduler is not None else None,
             "model_config": model_config_dict(model)}
-    body_json = json.dumps(json_safe(body), sort_keys=True, allow_nan=False)
-    metadata = {"kind": RUN_KIND, "format_version": str(FORMAT_VERSION), "state": body_json,
+    body_json = json.dumps(json_ready(body), sort_keys=True, allow_nan=False)
+    metadata = {"kind": RUN_KIND, "format_version": str(RUN_FORMAT_VERSION), "state": body_json,
                 "sha256": tensor_digest(tensors, body_json)}
     return save_tensors(run_dir / CHECKPOINT_NAME, tensors, metadata=metadata)
 
@@ -146,11 +148,13 @@ def load_checkpoint(run_dir: str | Path, model: nn.Module, optimizer: torch.opti
 # ------------------------------------------------------------- version 1 state files
 
 
+@deprecated("tbnn.io.checkpoint.save_state", "tbnn.io.checkpoint.save_checkpoint (one atomic file)")
 def save_state(run_dir: Path, epoch: int, optimizer: torch.optim.Optimizer, scheduler: Any,
                generator: torch.Generator, history: list[dict], train_seconds: float) -> None:
     """Write the version-1 resumable state (``state.safetensors`` + ``state.json``).
 
-    Kept for compatibility; new runs use :func:`save_checkpoint` (one atomic file).
+    Unused since runs write :func:`save_checkpoint` (one atomic file); version-1 folders are
+    still read by :func:`load_state`.
     """
     tensors, opt_meta = flatten_optimizer(optimizer)
     tensors["rng.torch"] = torch.get_rng_state()

@@ -11,17 +11,21 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save
 
+from tbnn.core.deprecation import deprecated_attributes
 from tbnn.io.files import atomic_write, canonical_json
 from tbnn.io.versioned import check_version, note_unchecked
 
-__all__ = ["RUN_KIND", "FORMAT_VERSION", "CHECKPOINT_NAME", "tensor_digest", "save_tensors", "read_header", "load_tensors", "tensor_version", "verify_digest"]
+__all__ = ["RUN_KIND", "RUN_FORMAT_VERSION", "CHECKPOINT_NAME", "tensor_digest", "save_tensors", "read_header", "load_tensors", "tensor_version", "verify_digest"]
 
 
 RUN_KIND = "tbnn-run"
 #: Layout of a run directory: 1 = separate state files, no checksums; 2 = one checkpoint
-#: file, checksums, ``format_version`` in ``config.json``.
-FORMAT_VERSION = 2
+#: file, checksums, ``format_version`` in ``config.json``. (``FORMAT_VERSION`` before: kept,
+#: deprecated, since the spike archive and ``simulation.json`` have format versions of their own.)
+RUN_FORMAT_VERSION = 2
 CHECKPOINT_NAME = "checkpoint.safetensors"
+__getattr__ = deprecated_attributes(__name__, {"FORMAT_VERSION": ("tbnn.io.checkpoint.RUN_FORMAT_VERSION",
+                                                                  lambda: RUN_FORMAT_VERSION)})
 
 # ----------------------------------------------------------------------------- digests
 
@@ -108,7 +112,7 @@ def tensor_version(path: Path, what: str, meta: dict[str, str]) -> int:
     ValueError: checkpoint w.safetensors has format_version 2 but no sha256 metadata key: its checksum was removed or damaged, so its tensors cannot be trusted.
     """
     if "format_version" in meta:
-        version = check_version(meta["format_version"], FORMAT_VERSION, path)
+        version = check_version(meta["format_version"], RUN_FORMAT_VERSION, path)
         if not isinstance(meta.get("sha256"), str):
             raise ValueError(f"{what} {path} has format_version {version} but no sha256 metadata key: its "
                              f"checksum was removed or damaged, so its tensors cannot be trusted.")

@@ -10,7 +10,7 @@ from typing import Any
 from torch import nn
 
 from tbnn.io.checkpoint.tensors import (
-    FORMAT_VERSION,
+    RUN_FORMAT_VERSION,
     RUN_KIND,
     load_tensors,
     read_header,
@@ -120,7 +120,7 @@ def save_weights(model: nn.Module, path: str | Path) -> Path:
     """
     tensors = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
     config = model_config_dict(model)
-    meta = {"format": "pt", "kind": RUN_KIND, "format_version": str(FORMAT_VERSION),
+    meta = {"format": "pt", "kind": RUN_KIND, "format_version": str(RUN_FORMAT_VERSION),
             "config": json.dumps(config, sort_keys=True),
             "modules": json.dumps(module_hyperparameters(model), sort_keys=True)}
     meta["sha256"] = tensor_digest(tensors, digest_config(config, meta))

@@ -5,30 +5,24 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import os
 from pathlib import Path
 from typing import Any
 
+from tbnn.core.validate import json_ready
 from tbnn.io.files.atomic import MAX_JSON_BYTES, atomic_write, os_errors
 
 __all__ = ["json_safe", "write_json", "read_json", "file_sha256", "canonical_json", "json_digest", "seal_json", "write_sealed_json", "read_sealed_json"]
 
 
-def json_safe(o: Any) -> Any:
-    """``o`` with NaN and infinite floats as ``None`` and keys as strings (what :func:`write_json` stores)."""
-    if isinstance(o, float) and not math.isfinite(o):
-        return None
-    if isinstance(o, dict):
-        return {str(k): json_safe(v) for k, v in o.items()}
-    if isinstance(o, (list, tuple)):
-        return [json_safe(v) for v in o]
-    return o
+#: The package's one JSON cleaner (:func:`tbnn.core.validate.json_ready`), under the name this
+#: module has always exported: NaN and infinities become ``None``, keys strings.
+json_safe = json_ready
 
 
 def write_json(path: str | os.PathLike, obj: Any) -> Path:
     """Write ``obj`` as indented JSON, atomically (NaN and infinities are written as ``null``)."""
-    text = json.dumps(json_safe(obj), indent=2, allow_nan=False)
+    text = json.dumps(json_ready(obj), indent=2, allow_nan=False)
     return atomic_write(path, lambda fh: fh.write((text + "\n").encode("utf-8")))
 
 
@@ -90,7 +84,7 @@ def json_digest(obj: Any) -> str:
 
 def seal_json(obj: dict[str, Any]) -> dict[str, Any]:
     """``obj`` with a ``sha256`` field over the rest of it (NaN stored as ``null``)."""
-    body = json_safe({k: v for k, v in obj.items() if k != "sha256"})
+    body = json_ready({k: v for k, v in obj.items() if k != "sha256"})
     return {**body, "sha256": json_digest(body)}
 
 

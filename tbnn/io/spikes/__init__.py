@@ -49,6 +49,7 @@ objects for use with Elephant (needs the ``bio`` extra).
 
 from __future__ import annotations
 
+from tbnn.core.deprecation import deprecated_attributes
 from tbnn.io.spikes.archive import load_spikes, save_spikes, save_time_first
 from tbnn.io.spikes.checks import (
     as_stream,
@@ -59,6 +60,9 @@ from tbnn.io.spikes.checks import (
     to_numpy,
 )
 from tbnn.io.spikes.neo import to_neo
-from tbnn.io.spikes.record import DEFAULT_DT_MS, FORMAT_VERSION, SpikeRecord
+from tbnn.io.spikes.record import DEFAULT_DT_MS, SPIKES_FORMAT_VERSION, SpikeRecord
 
-__all__ = ["DEFAULT_DT_MS", "FORMAT_VERSION", "SpikeRecord", "as_stream", "check_dt", "check_labels", "check_positive_int", "check_spikes", "load_spikes", "save_spikes", "save_time_first", "to_neo", "to_numpy"]
+__all__ = ["DEFAULT_DT_MS", "SPIKES_FORMAT_VERSION", "SpikeRecord", "as_stream", "check_dt", "check_labels", "check_positive_int", "check_spikes", "load_spikes", "save_spikes", "save_time_first", "to_neo", "to_numpy"]
+
+#: Deprecated names, served with a DeprecationWarning naming the new one.
+__getattr__ = deprecated_attributes(__name__, {"FORMAT_VERSION": ("tbnn.io.spikes.SPIKES_FORMAT_VERSION", lambda: SPIKES_FORMAT_VERSION)})

@@ -13,10 +13,11 @@ from typing import Any
 
 import numpy as np
 
+from tbnn.core.validate import check_dt, check_int, check_labels
 from tbnn.io.bounded import open_npz
 from tbnn.io.files import atomic_write
-from tbnn.io.spikes.checks import check_int_vector, to_numpy
-from tbnn.io.spikes.record import DEFAULT_DT_MS, FORMAT_VERSION, RESERVED, SpikeRecord
+from tbnn.io.spikes.checks import to_numpy
+from tbnn.io.spikes.record import DEFAULT_DT_MS, RESERVED, SPIKES_FORMAT_VERSION, SpikeRecord
 
 __all__ = ["save_spikes", "save_time_first", "load_spikes"]
 
@@ -88,7 +89,7 @@ def save_spikes(
         arrays["predictions"] = preds_a
     arrays["timesteps"] = np.array(int(timesteps), dtype=np.int64)
     arrays["dt_ms"] = np.array(dt, dtype=np.float64)
-    arrays["tbnn_spikes_version"] = np.array(FORMAT_VERSION, dtype=np.int64)
+    arrays["tbnn_spikes_version"] = np.array(SPIKES_FORMAT_VERSION, dtype=np.int64)
 
     parent = path.parent if str(path.parent) else Path(".")
     if not parent.is_dir():
@@ -100,23 +101,15 @@ def save_spikes(
 def _check_timing(timesteps: Any, dt_ms: Any) -> float:
     """Refuse a ``timesteps`` that is not an integer >= 1 (None: from the layers) and a
     ``dt_ms`` that is not a finite number > 0; returns ``dt_ms`` as a float."""
-    if timesteps is not None and (isinstance(timesteps, bool)
-                                  or not isinstance(timesteps, (int, np.integer))
-                                  or timesteps < 1):
-        raise ValueError(f"timesteps must be an integer >= 1, got {timesteps!r}.")
-    try:
-        dt = float(dt_ms)
-    except (TypeError, ValueError):
-        raise ValueError(f"dt_ms must be a finite number > 0, got {dt_ms!r}.") from None
-    if not np.isfinite(dt) or dt <= 0:
-        raise ValueError(f"dt_ms must be a finite number > 0, got {dt_ms!r}.")
-    return dt
+    if timesteps is not None:
+        check_int(timesteps, "timesteps")
+    return check_dt(dt_ms)
 
 
 def _sample_vectors(labels: Any, predictions: Any) -> tuple[np.ndarray | None, np.ndarray | None]:
     """``labels`` and ``predictions`` as checked integer vectors (None when absent) of one length."""
-    labels_a = None if labels is None else check_int_vector(labels, "labels")
-    preds_a = None if predictions is None else check_int_vector(predictions, "predictions")
+    labels_a = None if labels is None else check_labels(labels, None, "labels", minimum=None, numpy=True)
+    preds_a = None if predictions is None else check_labels(predictions, None, "predictions", minimum=None, numpy=True)
     if labels_a is not None and preds_a is not None and preds_a.shape != labels_a.shape:
         raise ValueError(
             f"predictions must have one entry per sample like labels ({labels_a.shape[0]}), "
@@ -406,9 +399,9 @@ def _check_version(npz: Any, path: Path) -> None:
     v_arr = _scalar(npz, "tbnn_spikes_version", path)
     if not np.issubdtype(v_arr.dtype, np.integer) or int(v_arr) < 1:
         raise _not_archive(path, "'tbnn_spikes_version' must be an integer >= 1")
-    if int(v_arr) > FORMAT_VERSION:
+    if int(v_arr) > SPIKES_FORMAT_VERSION:
         raise ValueError(f"spikes archive {path} has tbnn_spikes_version {int(v_arr)}: it was "
-                         f"written by a newer tbnn (this one reads up to {FORMAT_VERSION}).")
+                         f"written by a newer tbnn (this one reads up to {SPIKES_FORMAT_VERSION}).")
 
 
 def _warn_layout(path: Path, shape: list[int]) -> None:

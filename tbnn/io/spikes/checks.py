@@ -1,12 +1,19 @@
-"""Checks on spike arrays and their companions (time step, counts, labels), numpy and torch alike."""
+"""Checks on spike arrays, numpy and torch alike.
+
+The checks on their companions (the time step, counts, labels) are the package's one set in
+:mod:`tbnn.core.validate`; ``check_dt`` is re-exported from there, and the old twins
+``check_positive_int``, ``check_labels`` and ``check_int_vector`` warn and forward to it.
+"""
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import numpy as np
 
+from tbnn.core.deprecation import deprecated
+from tbnn.core.validate import check_dt, check_int
+from tbnn.core.validate import check_labels as core_check_labels
 from tbnn.io.spikes.record import SHAPES
 
 __all__ = ["to_numpy", "check_spikes", "check_dt", "check_positive_int", "check_labels", "as_stream"]
@@ -55,46 +62,16 @@ def check_spikes(spikes: Any, name: str = "spikes", ndims: tuple[int, ...] = (1,
     return arr
 
 
-def check_dt(dt_ms: Any, name: str = "dt_ms") -> float:
-    """Return ``dt_ms`` as a float, or raise ValueError unless it is finite and > 0.
-
-    >>> check_dt(2)
-    2.0
-    """
-    if isinstance(dt_ms, bool):
-        raise ValueError(f"{name} must be a finite number of milliseconds > 0, got {dt_ms!r}.")
-    try:
-        dt = float(dt_ms)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name} must be a finite number of milliseconds > 0, "
-                         f"got {dt_ms!r}.") from None
-    if not math.isfinite(dt) or dt <= 0:
-        raise ValueError(f"{name} must be a finite number of milliseconds > 0, got {dt_ms!r}.")
-    return dt
-
-
+@deprecated("tbnn.io.spikes.check_positive_int", "tbnn.core.validate.check_int")
 def check_positive_int(value: Any, name: str, minimum: int = 1) -> int:
-    """Return ``value`` as an int, or raise ValueError unless it is an integer >= minimum.
-
-    >>> check_positive_int(3, "bins")
-    3
-    """
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}.")
-    return int(value)
+    """``value`` as an int, or ValueError unless it is an integer >= ``minimum``."""
+    return check_int(value, name, minimum)
 
 
+@deprecated("tbnn.io.spikes.check_labels", "tbnn.core.validate.check_labels(..., minimum=None, numpy=True)")
 def check_labels(labels: Any, n_samples: int, name: str = "labels") -> np.ndarray:
-    """Return ``labels`` as int64 ``[samples]``, or raise ValueError.
-
-    >>> check_labels([0, 2], 2).dtype
-    dtype('int64')
-    """
-    arr = to_numpy(labels)
-    if arr.ndim != 1 or not np.issubdtype(arr.dtype, np.integer) or arr.shape[0] != n_samples:
-        raise ValueError(f"{name} must be a 1-D integer array with one class per sample "
-                         f"({n_samples}), got dtype {arr.dtype} and shape {arr.shape}.")
-    return arr.astype(np.int64)
+    """``labels`` as int64 ``[samples]`` (any integers), or ValueError."""
+    return core_check_labels(labels, n_samples, name, minimum=None, numpy=True)
 
 
 def as_stream(spikes: Any) -> np.ndarray:
@@ -112,11 +89,7 @@ def as_stream(spikes: Any) -> np.ndarray:
     return arr
 
 
+@deprecated("tbnn.io.spikes.checks.check_int_vector", "tbnn.core.validate.check_labels(..., minimum=None, numpy=True)")
 def check_int_vector(x: Any, name: str) -> np.ndarray:
-    arr = to_numpy(x)
-    if arr.ndim != 1 or not (np.issubdtype(arr.dtype, np.integer) or arr.dtype == np.bool_):
-        raise ValueError(
-            f"{name} must be a 1-D integer array with one entry per sample, "
-            f"got dtype {arr.dtype} and shape {arr.shape}."
-        )
-    return arr.astype(np.int64)
+    """``x`` as a 1-D int64 array (any integers), or ValueError."""
+    return core_check_labels(x, None, name, minimum=None, numpy=True)

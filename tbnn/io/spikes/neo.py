@@ -6,7 +6,8 @@ from typing import Any
 
 import numpy as np
 
-from tbnn.io.spikes.checks import as_stream, check_dt
+from tbnn.core.validate import check_dt
+from tbnn.io.spikes.checks import as_stream
 
 __all__ = ["to_neo"]
 

@@ -7,10 +7,15 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["FORMAT_VERSION", "DEFAULT_DT_MS", "SpikeRecord"]
+from tbnn.core.deprecation import deprecated_attributes
+
+__all__ = ["SPIKES_FORMAT_VERSION", "DEFAULT_DT_MS", "SpikeRecord"]
 
 
-FORMAT_VERSION = 1
+#: Version of the spike archive (``tbnn_spikes_version``); ``FORMAT_VERSION`` before (kept, deprecated).
+SPIKES_FORMAT_VERSION = 1
+__getattr__ = deprecated_attributes(__name__, {"FORMAT_VERSION": ("tbnn.io.spikes.SPIKES_FORMAT_VERSION",
+                                                                  lambda: SPIKES_FORMAT_VERSION)})
 #: Step duration assumed when an archive declares none.
 DEFAULT_DT_MS = 1.0
 RESERVED = ("layer_names", "labels", "predictions", "timesteps", "dt_ms", "tbnn_spikes_version")

@@ -13,6 +13,7 @@ import torch.distributed as dist
 from torch import Tensor
 from torch.utils.data import DataLoader, Subset
 
+from tbnn.core.deprecation import deprecated
 from tbnn.io.userdata import TrainingData
 
 __all__ = ["DEFAULT_TIMEOUT_S", "DistributedFailure", "launched", "is_distributed", "world_size", "rank", "local_rank", "is_main", "timeout_seconds", "device_for", "barrier", "broadcast_check", "check_all", "check_batch", "seed_epoch", "shard_range", "shard_batches", "shard_data", "all_sum", "all_max", "shard_items", "gather_arrays", "merge_ranks"]
@@ -221,12 +222,14 @@ def shard_batches(data: TrainingData, batch: int,
         yield xb[lo:hi], yb[lo:hi], n_ranks * (hi - lo) / len(yb)
 
 
+@deprecated("tbnn.parallel.distributed.shard_data", "tbnn.parallel.distributed.shard_range (or shard_batches)")
 def shard_data(data: TrainingData) -> tuple[TrainingData, bool]:
     """This rank's contiguous part of evaluation data, and whether it was split.
 
     Array data and a ``Dataset`` are split with :func:`shard_range` (sum the per-rank
     results with :func:`all_sum`); a ``DataLoader`` is kept whole on every rank (its own
-    sampler decides). In one process: ``(data, False)``.
+    sampler decides). In one process: ``(data, False)``. Unused in tbnn: evaluation runs whole
+    on every rank.
     """
     if not is_distributed() or isinstance(data.source, DataLoader):
         return data, False

@@ -11,7 +11,7 @@ import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-from tbnn.io.spikes import check_dt
+from tbnn.core.validate import check_dt
 from tbnn.viz.plot.axes import COLORS, empty_note, finite_array, get_ax, log_axis, styled
 from tbnn.viz.style import BIO_COLOR, NULL_COLOR, layer_color
 

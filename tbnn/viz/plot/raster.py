@@ -14,8 +14,8 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 from matplotlib.transforms import blended_transform_factory
 
-from tbnn.core.validate import check_int
-from tbnn.io.spikes import as_stream, check_dt, check_spikes
+from tbnn.core.validate import check_dt, check_int
+from tbnn.io.spikes import as_stream, check_spikes
 from tbnn.viz.plot.axes import RASTER_NEURONS, get_ax, styled
 from tbnn.viz.style import layer_color, new_figure
 
