@@ -377,13 +377,14 @@ def _simulate_run(run_dir, split, limit, schedule, batch, dt_ms, progress, seed,
 
 def _pinned_dataset(run_dir: Path, tcfg: dict[str, Any], data: str | os.PathLike | None) -> Any:
     """The run's dataset, from ``data`` when given, refused unless its SHA-256 is the recorded one."""
-    from tbnn.io.datasets import load_dataset, parse_dataset_name
+    from tbnn.io.datasets import DATASET_SPECS, load_dataset, parse_dataset_name
 
     name = tcfg.get("dataset", "digits")
     kind, path = parse_dataset_name(name)
     if data is not None:
         if path is None:
-            raise ValueError(f"data re-points a run trained on a file (npz:PATH, idx:PATH); run {run_dir} was "
+            files = ", ".join(spec.name for spec in DATASET_SPECS.values() if spec.takes_path)
+            raise ValueError(f"data re-points a run trained on a file ({files}); run {run_dir} was "
                              f"trained on the built-in dataset {name}.")
         path = str(Path(data).expanduser().resolve())
         name = f"{kind}:{path}"

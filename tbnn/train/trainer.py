@@ -470,8 +470,8 @@ def train(
 ) -> dict[str, Any]:
     """Train a built-in model on a named dataset and return its metrics (``tbnn train``).
 
-    Loads the dataset offline (:func:`tbnn.io.datasets.load_dataset`: ``digits``, ``mnist1d``,
-    ``npz:PATH``, ``idx:PATH``, ``synthetic``), builds the model from its config and runs
+    Loads the dataset offline (:func:`tbnn.io.datasets.load_dataset`; the names are those of
+    the dataset registry, :data:`tbnn.io.datasets.DATASETS`), builds the model from its config and runs
     :func:`fit`. ``model_kwargs`` are :class:`~tbnn.nn.models.ModelConfig` fields (``arch``,
     ``hidden``, ``layers``, ``timesteps``, ``weight_bits``, ``first_layer_bits``, ``sparsity``,
     ``lam``, ``block``, ``encoding``, ``beta``, ``threshold``, ...). With ``out`` the run is written
