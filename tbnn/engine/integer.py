@@ -68,6 +68,7 @@ from tbnn.engine.precision import (
     calibrate,
     calibration_path,
     engine_choice,
+    stored_calibration,
     feature_order,
     int8_product,
     product_type,
@@ -101,6 +102,7 @@ __all__ = [
     "packed_kernel",
     "calibrate",
     "calibration_path",
+    "stored_calibration",
 ]
 
 
