@@ -223,3 +223,72 @@ def test_codes_packed_in_one_pass_equal_their_bit_planes(block):
     for bad in (-1.0, 0.5, float("nan")):
         with pytest.raises(ValueError, match="q must hold non-negative integers"):
             packed.code_planes(torch.tensor([[1.0, bad]]), block)
+
+
+@pytest.mark.skipif(not HAS_KERNEL, reason="no compiled kernel here")
+@pytest.mark.parametrize("path", PATHS)
+def test_every_path_packs_and_reads_out_as_the_reference(path):
+    """Packing (64 bytes a step on AVX2 / AVX-512, ragged tails) and the fused read-out on each path."""
+    gen = torch.Generator().manual_seed(11 + path)
+    for k, block in ((64, None), (130, 128), (1000, 100), (2600, None)):
+        bits = torch.rand(5, k, generator=gen) < 0.3
+        assert torch.equal(packed.pack_bits(bits, block, path=path), packed.pack_bits_reference(bits, block))
+    k, m = 700, 7
+    for bits, active in ((1, 1.0), (1.5, 0.3), (4, 0.02)):  # 1 plane, ternary (negative factors), 4 planes
+        Q = _codes(bits, (19, k), gen)
+        q = torch.randint(0, 16, (m, k), generator=gen) * (torch.rand(m, k, generator=gen) < active)
+        q[-1] = 0  # a silent row
+        for block in (128, None):
+            pw = packed.pack_weights(Q, block)
+            for planes in (packed.bit_planes(q), packed.step_planes(torch.rand(3, m, k, generator=gen) < active,
+                                                                    [5, 3, 1])):  # factors not powers of two
+                x = packed.pack_bits(planes.bits.reshape(-1, k), block).reshape(len(planes.coefs), m, -1)
+                coefs = torch.tensor(planes.coefs)
+                gains = torch.randn(x.shape[-1] // packed.words_per_block(block, k)[2], m,
+                                    generator=gen).to(torch.float32).to(torch.float64)
+                cur, s = packed.block_readout(x, coefs, pw, gains, path=path)
+                ref_cur, ref_s = packed.block_readout(x, coefs, pw, gains, impl="torch")
+                assert torch.equal(cur, ref_cur) and torch.equal(s, ref_s)
+                assert torch.equal(packed.block_terms(x, coefs, pw, path=path), packed.block_terms_reference(x, coefs, pw))
+
+
+@pytest.mark.skipif(not HAS_KERNEL, reason="no compiled kernel here")
+@pytest.mark.parametrize("path", PATHS)
+@pytest.mark.parametrize("timesteps", [1, 4, 8, 24])
+def test_the_compiled_firing_equals_the_torch_loop(path, timesteps):
+    from tbnn.core.firing import binary_thresholds, integrate_and_fire
+    from tbnn.kernels.fire import fire_checked
+
+    gen = torch.Generator().manual_seed(timesteps)
+    levels = torch.arange(2 ** min(timesteps, 10) + 1, dtype=torch.float32) / 2 ** min(timesteps, 10)
+    below = torch.nextafter(levels, torch.full_like(levels, -1.0))  # one ulp under each threshold sum
+    v = torch.cat([levels, below, torch.rand(3000, generator=gen)]).reshape(2, -1)
+    th = binary_thresholds(timesteps)
+    membrane = v.clone()
+    want = integrate_and_fire(membrane, th, overwrite=True)  # membrane: where the loop leaves it
+    w = 2.0 ** torch.arange(timesteps - 1, -1, -1, dtype=torch.float32)
+    q = torch.tensordot(w, want.float(), dims=1)
+    r = v.clone()
+    spikes, differ = fire_checked(r, th, w, q, path=path)
+    assert spikes.dtype == torch.bool and torch.equal(spikes, want) and differ == 0
+    assert torch.equal(r, membrane)
+    q[0, 0] += 1.0  # a code the spikes do not make is caught
+    q[-1, -1] = float("nan")
+    assert fire_checked(v.clone(), th, w, q, path=path)[1] == 2
+    assert fire_checked(v.double(), th, w, q) is None  # not float32: the caller fires in torch
+
+
+@pytest.mark.skipif(not HAS_KERNEL, reason="no compiled kernel here")
+def test_a_neuron_fires_the_same_spikes_with_and_without_the_kernel(monkeypatch):
+    import tbnn
+    from tbnn.nn import neurons
+
+    torch.manual_seed(0)
+    x = torch.randn(33, 300)
+    for neuron in (tbnn.TemporalBinary(4), tbnn.TemporalBinary(6, grid="minmax", block=None)):
+        fast = neuron.fire(x)
+        monkeypatch.setattr(neurons, "fire_checked", lambda *a, **k: None)
+        slow = neuron.fire(x)
+        monkeypatch.undo()
+        assert fast.raw.dtype == slow.raw.dtype == torch.bool and torch.equal(fast.raw, slow.raw)
+        assert torch.equal(fast.raw, neuron.encode(x).spikes)

@@ -116,20 +116,41 @@ def best_path() -> int | None:
     if lib is None:
         return None
     gen = torch.Generator().manual_seed(0)
-    pw = pack_weights(torch.randint(-3, 4, (11, 2600), generator=gen), None)
+    codes = torch.randint(-3, 4, (11, 2600), generator=gen)
+    pw = _pack_weights_with(codes, None, True, pack_bits_reference)
     active = torch.tensor([[1.0], [0.02], [0.0]])  # a dense row, a sparse one (silent words), a silent one
     planes = bit_planes(torch.randint(0, 8, (3, 2600), generator=gen) * (torch.rand(3, 2600, generator=gen) < active))
     x, coefs = _packed_rows(planes, None, "torch"), torch.tensor(planes.coefs)
     ref = block_terms_reference(x, coefs, pw)
     gains = torch.randn(1, 3, generator=gen).to(torch.float32).to(torch.float64)
     ref_cur = block_readout(x, coefs, pw, gains, impl="torch")
+    bits = planes.bits.reshape(-1, 2600)
+    ref_words = [pack_bits_reference(bits, block) for block in (None, 100)]
     for path in range(lib.tb_best_path(), 0, -1):
         cur = block_readout(x, coefs, pw, gains, path=path)
-        if torch.equal(block_terms(x, coefs, pw, path=path), ref) and all(map(torch.equal, cur, ref_cur)):
+        words = [pack_bits(bits, block, path=path) for block in (None, 100)]
+        if (torch.equal(block_terms(x, coefs, pw, path=path), ref) and all(map(torch.equal, cur, ref_cur))
+                and all(map(torch.equal, words, ref_words)) and _fire_self_test(lib, path)):
             return path
         print(f"tbnn: the kernel's {lib.tb_path_name(path).decode()} path failed its self-test; not used.",
               file=sys.stderr)
     return 0
+
+
+def _fire_self_test(lib, path: int) -> bool:
+    """The compiled integrate-and-fire (:mod:`tbnn.kernels.fire`) on ``path`` against the firing loop in torch."""
+    from tbnn.core.firing import binary_thresholds, integrate_and_fire
+
+    levels = torch.arange(0, 33, dtype=torch.float32) / 32  # every grid level of T = 5, 1 included
+    below, above = (torch.nextafter(levels, torch.full_like(levels, e)) for e in (-1.0, 2.0))  # one ulp off
+    v = torch.cat([levels, below, above, torch.rand(200, generator=torch.Generator().manual_seed(1))])
+    want = integrate_and_fire(v, binary_thresholds(5))
+    r, spikes = v.clone(), torch.empty(5, v.numel(), dtype=torch.uint8)
+    th = torch.tensor(binary_thresholds(5), dtype=torch.float32)
+    w = 2.0 ** torch.arange(4, -1, -1, dtype=torch.float32)
+    q = (w.view(-1, 1) * want).sum(0)
+    bad = lib.tb_fire(path, r.data_ptr(), q.data_ptr(), v.numel(), 5, th.data_ptr(), w.data_ptr(), spikes.data_ptr())
+    return bad == 0 and torch.equal(spikes.view(torch.bool), want)
 
 
 def kernel_path() -> str | None:
@@ -160,12 +181,14 @@ def pack_bits_reference(bits: Tensor, block: int | None) -> Tensor:
     return (x * _BIT_ORDER).sum(-1).to(torch.uint8).view(torch.int64)
 
 
-def pack_bits(bits: Tensor, block: int | None, impl: str = "c") -> Tensor:
+def pack_bits(bits: Tensor, block: int | None, impl: str = "c", path: int | None = None) -> Tensor:
     """Pack 0/1 values ``[rows, K]`` into 64-bit words ``[rows, nb * wpb]``, each block padded to whole words.
 
     Feature ``i`` of block ``b`` is bit ``i % 64`` of word ``b * wpb + i // 64`` (little
     endian); padding bits are 0. Words are returned as ``torch.int64`` (the bits are what
-    matter). ``impl="torch"`` (or no kernel) runs :func:`pack_bits_reference`.
+    matter). ``impl="torch"`` (or no kernel) runs :func:`pack_bits_reference`. The kernel
+    packs 64 bytes per step on the AVX-512 (byte test masks) and AVX2 (byte move masks)
+    paths (``path``: as :func:`block_terms`; default :func:`best_path`).
 
     >>> pack_bits(torch.tensor([[1, 0, 1, 1]]), block=2, impl="torch").tolist()
     [[1, 3]]
@@ -179,7 +202,8 @@ def pack_bits(bits: Tensor, block: int | None, impl: str = "c") -> Tensor:
     rows, k = bits.shape
     bs, nb, wpb = words_per_block(block, k)
     out = torch.empty(rows, nb * wpb, dtype=torch.int64)
-    lib.tb_pack(bits.view(torch.uint8).data_ptr(), rows, k, bs, wpb, out.data_ptr())
+    lib.tb_pack(best_path() if path is None else path, bits.view(torch.uint8).data_ptr(), rows, k, bs, wpb,
+                out.data_ptr())
     return out
 
 
@@ -274,6 +298,11 @@ def pack_weights(codes: Tensor, block: int | None, ones_column: bool = True) -> 
     >>> pack_weights(torch.tensor([[1, 0, -1]]), block=None).coefs.tolist()
     [1, -1]
     """
+    return _pack_weights_with(codes, block, ones_column, pack_bits)
+
+
+def _pack_weights_with(codes: Tensor, block: int | None, ones_column: bool, pack) -> PackedWeights:
+    """:func:`pack_weights` with the bits packed by ``pack`` (:func:`pack_bits` or its reference)."""
     if codes.dim() != 2:
         raise ValueError(f"codes must be a 2-D [outputs, K] tensor; got shape {tuple(codes.shape)}.")
     codes = codes.detach()
@@ -296,7 +325,7 @@ def pack_weights(codes: Tensor, block: int | None, ones_column: bool = True) -> 
     full[:, :o] = torch.stack(planes)
     if ones_column:
         full[0, o] = 1  # plane 0 has weight +1
-    words = pack_bits(full.view(torch.bool).reshape(-1, k), block).reshape(len(planes), o_pad, -1)
+    words = pack(full.view(torch.bool).reshape(-1, k), block).reshape(len(planes), o_pad, -1)
     words = words.transpose(1, 2).contiguous()
     return PackedWeights(words, torch.tensor(coefs, dtype=torch.int64), o, k, block, ones_column, max(hi, -lo))
 
