@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import statistics
 import time
 from collections.abc import Callable
@@ -194,6 +195,120 @@ def profile_rows(widths: list[int], repeats: int) -> list[str]:
             *rows]
 
 
+class _Parts:
+    """Exclusive CPU time (this thread) of the functions a simulated batch calls, by part.
+
+    Each wrapped function's time, less that of the wrapped functions it calls, goes to the
+    part its label names; the rest of a batch (Python between the calls, the model's own
+    forward, the session's bookkeeping) is the whole batch less the parts.
+    """
+
+    def __init__(self) -> None:
+        self.ms: dict[str, float] = {}
+        self.stack: list[list] = []
+        self.undo: list[tuple[object, str, object]] = []
+
+    def wrap(self, owner: object, name: str, label: Callable[[tuple], str]) -> None:
+        fn = getattr(owner, name)
+        parts = self
+
+        def timed(*args, **kwargs):
+            parts.stack.append([label(args), time.thread_time(), 0.0])
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                part, t0, inner = parts.stack.pop()
+                dt = time.thread_time() - t0
+                parts.ms[part] = parts.ms.get(part, 0.0) + (dt - inner) * 1e3
+                if parts.stack:
+                    parts.stack[-1][2] += dt
+
+        self.undo.append((owner, name, fn))
+        setattr(owner, name, timed)
+
+    def restore(self) -> None:
+        for owner, name, fn in reversed(self.undo):
+            setattr(owner, name, fn)
+
+
+#: the parts of a batch, in the order of the table
+PARTS = ("input encoding (encoder: code, fit, firing)", "hidden neurons: closed-form code and read-out fit",
+         "hidden neurons: grid values", "hidden neurons: integrate-and-fire, check", "spikes recorded and counted",
+         "pack spikes", "kernel, hidden layers", "kernel, read-out layer", "rest of the current, hidden layers",
+         "rest of the current, read-out layer", "engine glue (planes, gains, checks)", "synaptic operations counted",
+         "BatchNorm")
+
+
+def account_rows(widths: list[int], repeats: int) -> list[str]:
+    """Every part of a simulated batch (step mode, every spike recorded and counted) at each width."""
+    from tbnn.engine.session import SimulationSession
+    from tbnn.nn import neurons
+    from tbnn.sim.runners import runner_for
+
+    cols = {}
+    for w in widths:
+        torch.manual_seed(w)
+        net = tbn(w)
+        encoder, readout = net[0], net[-1]
+        role = {"layer": "hidden"}
+        parts = _Parts()
+
+        def layer_role(args):
+            role["layer"] = "read-out" if args[1] is readout else "hidden"
+            role["neuron"] = None
+            return "synaptic operations counted"
+
+        def neuron_role(args):
+            role["neuron"] = "input" if args[1] is encoder else "hidden"
+            return "input encoding (encoder: code, fit, firing)" if args[1] is encoder else "neuron glue"
+
+        def neuron_part(text):
+            return lambda args: ("input encoding (encoder: code, fit, firing)" if role.get("neuron") == "input"
+                                 else text)
+
+        parts.wrap(SimulationSession, "layer_current", layer_role)
+        parts.wrap(SimulationSession, "neuron_output", neuron_role)
+        parts.wrap(SimulationSession, "record_spikes", lambda a: "spikes recorded and counted")
+        parts.wrap(neurons.TemporalBinary, "encode", neuron_part("hidden neurons: closed-form code and read-out fit"))
+        parts.wrap(neurons.TemporalBinary, "fire", neuron_part("hidden neurons: integrate-and-fire, check"))
+        parts.wrap(neurons, "grid_values", neuron_part("hidden neurons: grid values"))
+        parts.wrap(engine, "step_current", lambda a: "engine glue (planes, gains, checks)")
+        parts.wrap(engine, "combine", lambda a: "rest of the current, read-out layer" if role["layer"] == "read-out"
+                   else "rest of the current, hidden layers")
+        parts.wrap(kernels, "pack_bits", lambda a: "pack spikes")
+        parts.wrap(kernels, "block_readout", lambda a: "kernel, read-out layer" if role["layer"] == "read-out"
+                   else "kernel, hidden layers")
+        parts.wrap(nn.BatchNorm1d, "forward", lambda a: "BatchNorm")
+        x = torch.randn(BATCH, INPUT)
+        runner = runner_for(net)
+        sess = SimulationSession(runner.ids, "step")
+        whole = []
+        faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+        try:
+            with torch.no_grad():
+                for rep in range(repeats + 1):  # the first batch warms up and is dropped
+                    if rep == 1:
+                        parts.ms.clear()
+                        faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+                    t0 = time.thread_time()
+                    runner.run(x, sess)
+                    sess.end_batch(BATCH)
+                    if rep:
+                        whole.append((time.thread_time() - t0) * 1e3)
+        finally:
+            parts.restore()
+        faults = (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults) / repeats
+        ms = {k: v / repeats for k, v in parts.ms.items()}
+        total = sum(whole) / repeats
+        col = [ms.get(k, 0.0) for k in PARTS]  # "neuron glue" (the session's own part of a neuron) is in the rest
+        cols[w] = [*col, total - sum(col), total, faults]
+    names = [*PARTS, "Python and the rest (whole less the parts)", "**whole batch**", "page faults per batch"]
+    rows = [f"| {name} | " + " | ".join(f"{cols[w][i]:.0f}" if i == len(names) - 1 else f"{cols[w][i]:.3f}"
+                                       for w in widths) + " |" for i, name in enumerate(names)]
+    return [f"| part of a batch (ms of CPU, mean of {repeats} batches) | " + " | ".join(f"W {w}" for w in widths)
+            + " |", "|---|" + "---|" * len(widths), *rows]
+
+
 def activity_rows(widths: list[int], repeats: int) -> list[str]:
     rows = []
     for w in widths:
@@ -218,17 +333,18 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--samples", type=int, default=1024)
     ap.add_argument("--clock", choices=["wall", "cpu"], default="wall",
                     help="kernel, profile and activity rows: wall time or this thread's CPU time")
-    ap.add_argument("--only", nargs="+", default=["simulate", "kernel", "profile", "activity"],
-                    choices=["simulate", "kernel", "profile", "activity"])
+    ap.add_argument("--only", nargs="+", default=["simulate", "kernel", "profile", "account", "activity"],
+                    choices=["simulate", "kernel", "profile", "account", "activity"])
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
     CLOCK[0] = time.thread_time if args.clock == "cpu" else time.perf_counter
     tables = {"simulate": lambda: simulate_rows(args.widths, args.samples, args.repeats),
               "kernel": lambda: kernel_rows(args.widths, args.repeats),
               "profile": lambda: profile_rows(args.widths, args.repeats),
+              "account": lambda: account_rows(args.widths, max(args.repeats, 5)),
               "activity": lambda: activity_rows(args.widths, args.repeats)}
     for name in args.only:
-        clock = "" if name == "simulate" else f"; clock: {args.clock}"
+        clock = "" if name == "simulate" else "; clock: cpu" if name == "account" else f"; clock: {args.clock}"
         print(f"\n## {name}\n\n{header()}{clock}\n", flush=True)
         print("\n".join(tables[name]()), flush=True)
 

@@ -153,9 +153,11 @@ def weight_codes(layer: EngineLayer) -> WeightCodes:
     """
     q, alpha, gamma = layer.quantize_weight_codes()
     shape = (-1, *[1] * (q.dim() - 1))
-    w_hat = alpha.view(shape) * q + gamma.view(shape)
-    qmax = float(q.abs().max()) if q.numel() and bool((q == q.round()).all()) else math.inf
-    exists = (q != 0).to(q.dtype) if layer.sparsity is not None else torch.ones_like(q)
+    w_hat = (alpha.view(shape) * q).add_(gamma.view(shape))  # alpha Q + gamma, one buffer
+    qmax = _abs_max(q) if q.numel() and torch.equal(q, torch.round(q)) else math.inf
+    # every weight of a dense layer exists: ones as a view (fanout sums it), no weight-sized buffer
+    exists = (q != 0).to(q.dtype) if layer.sparsity is not None else torch.ones((), dtype=q.dtype,
+                                                                                   device=q.device).expand_as(q)
     ones = torch.ones(1, *q.shape[1:], dtype=q.dtype, device=q.device)
     return WeightCodes(q, alpha, gamma, w_hat, ones, exists, qmax)
 
@@ -350,9 +352,16 @@ def _mask_terms(layer: EngineLayer, code: SpikeCode, wc: WeightCodes) -> tuple[T
     """``r_b = L_Q(m_b)`` and ``k_b = L_1(m_b)`` (float64, ``[nb, 1, *out]``), cached per input layout."""
     key = ("masks", code.q.shape[-1], code.block_size(), code.shape[1:] if code.shape is not None else None)
     if key not in wc.cache:
-        x = code.unflatten(code.block_masks(torch.float64))
-        r = layer.operator(x, wc.q.to(torch.float64), None).unsqueeze(1)
-        k = layer.operator(x, wc.ones.to(torch.float64), None).unsqueeze(1)
+        if layer.is_linear and math.isfinite(wc.qmax):  # a block's mask sums its integer codes: exact
+            f, bs = code.q.shape[-1], code.block_size()
+            nb = -(-f // bs)
+            q = F.pad(wc.q.reshape(wc.q.shape[0], -1), (0, nb * bs - f)).reshape(-1, nb, bs)
+            r = q.sum(-1, dtype=torch.float64).t().unsqueeze(1)  # [nb, 1, out]
+            k = code.block_masks(torch.float64).sum(-1).view(nb, 1, 1)
+        else:
+            x = code.unflatten(code.block_masks(torch.float64))
+            r = layer.operator(x, wc.q.to(torch.float64), None).unsqueeze(1)
+            k = layer.operator(x, wc.ones.to(torch.float64), None).unsqueeze(1)
         wc.cache[key] = (r, k)
     return wc.cache[key]
 

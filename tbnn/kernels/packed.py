@@ -313,19 +313,19 @@ def _pack_weights_with(codes: Tensor, block: int | None, ones_column: bool, pack
         raise ValueError("codes must lie within +-32767 for the packed engine.")
     qi = codes.to(torch.int16)
     o, k = qi.shape
-    planes, coefs = [], []
-    for part, sign, top in ((qi.clamp(min=0), 1, max(hi, 0)), ((-qi).clamp(min=0), -1, max(-lo, 0))):
-        if sign < 0 and top == 0:
-            continue
-        for i in range(max(top.bit_length(), 1)):
-            planes.append(((part >> i) & 1).to(torch.uint8))
-            coefs.append(sign << i)
+    signs = [(1, max(hi, 0))] + ([(-1, -lo)] if lo < 0 else [])  # the digits of max(Q, 0), then of max(-Q, 0)
+    coefs = [sign << i for sign, top in signs for i in range(max(top.bit_length(), 1))]
     o_pad = (o + int(ones_column) + 7) // 8 * 8
-    full = torch.zeros(len(planes), o_pad, k, dtype=torch.uint8)
-    full[:, :o] = torch.stack(planes)
+    full = torch.zeros(len(coefs), o_pad, k, dtype=torch.uint8)  # each plane written in place
+    p = 0
+    for sign, top in signs:
+        part = qi if sign > 0 and lo >= 0 else (qi if sign > 0 else -qi).clamp(min=0)
+        for i in range(max(top.bit_length(), 1)):
+            full[p, :o] = part if top == 1 else (part >> i) & 1  # 0/1 codes are their one digit
+            p += 1
     if ones_column:
         full[0, o] = 1  # plane 0 has weight +1
-    words = pack(full.view(torch.bool).reshape(-1, k), block).reshape(len(planes), o_pad, -1)
+    words = pack(full.view(torch.bool).reshape(-1, k), block).reshape(len(coefs), o_pad, -1)
     words = words.transpose(1, 2).contiguous()
     return PackedWeights(words, torch.tensor(coefs, dtype=torch.int64), o, k, block, ones_column, max(hi, -lo))
 
