@@ -355,7 +355,8 @@ def _mask_terms(layer: EngineLayer, code: SpikeCode, wc: WeightCodes) -> tuple[T
         if layer.is_linear and math.isfinite(wc.qmax):  # a block's mask sums its integer codes: exact
             f, bs = code.q.shape[-1], code.block_size()
             nb = -(-f // bs)
-            q = F.pad(wc.q.reshape(wc.q.shape[0], -1), (0, nb * bs - f)).reshape(-1, nb, bs)
+            q = wc.q.reshape(wc.q.shape[0], -1)
+            q = (F.pad(q, (0, nb * bs - f)) if nb * bs != f else q).reshape(-1, nb, bs)
             r = q.sum(-1, dtype=torch.float64).t().unsqueeze(1)  # [nb, 1, out]
             k = code.block_masks(torch.float64).sum(-1).view(nb, 1, 1)
         else:
@@ -395,9 +396,15 @@ def combine(layer: EngineLayer, n: Tensor | None, s: Tensor, code: SpikeCode, wc
     (the packed engine's fused read-out, :func:`tbnn.kernels.packed.block_readout`); ``n``
     is not used then.
     """
+    return _combine(layer, n, s, code, wc, cur, None)
+
+
+def _combine(layer: EngineLayer, n: Tensor | None, s: Tensor, code: SpikeCode, wc: WeightCodes,
+             cur: Tensor | None, a: Tensor | None) -> Tensor:
+    """:func:`combine`; ``a``: the gains (:func:`_gains`) when the caller has them."""
     f64 = torch.float64
     nb, extra = s.shape[0], [1] * (s.dim() - 3)
-    a = _gains(code, nb, extra)
+    a = _gains(code, nb, extra) if a is None else a
     c = code.offset.detach().to(f64).squeeze(-1).transpose(0, 1).reshape(nb, -1)  # [nb, B]
     if "affine64" not in wc.cache:
         wc.cache["affine64"] = (wc.alpha.to(f64), wc.gamma.to(f64))
@@ -411,7 +418,10 @@ def combine(layer: EngineLayer, n: Tensor | None, s: Tensor, code: SpikeCode, wc
     sa = (a * s).sum(0)  # [B, 1, ...]
     out = torch.empty_like(cur, dtype=code.q.dtype)  # the last float64 sum is rounded as it is written
     if not extra:  # linear: [c_b..., sa] @ [const_b...; gamma] + bias, then + alpha * cur
-        lhs, rhs = torch.cat([c.t(), sa], 1), torch.cat([const, ga.view(1, -1)], 0)
+        key = ("offsets and gamma", code.q.shape[-1], code.block_size())  # linear: no input layout
+        if key not in wc.cache:
+            wc.cache[key] = torch.cat([const, ga.view(1, -1)], 0)
+        lhs, rhs = torch.cat([c.t(), sa], 1), wc.cache[key]
         rest = torch.addmm(bias, lhs, rhs) if bias is not None else lhs @ rhs
         return torch.addcmul(rest, cur, al, out=out)
     cur.mul_(al).addcmul_(sa, ga)
@@ -421,7 +431,13 @@ def combine(layer: EngineLayer, n: Tensor | None, s: Tensor, code: SpikeCode, wc
 
 def _integer_weights(code: SpikeCode) -> list[int] | None:
     """The code's step weights ``w_t`` as integers, or ``None`` when one is not an integer."""
-    weights = code.weights.tolist()
+    return _scheme_integer_weights(code.scheme, code.timesteps)
+
+
+@functools.cache
+def _scheme_integer_weights(scheme: str, timesteps: int) -> list[int] | None:
+    """:func:`_integer_weights` of every code of ``scheme`` over ``timesteps`` steps (one tensor made per pair)."""
+    weights = step_weights(scheme, timesteps, torch.float64).tolist()
     return [int(w) for w in weights] if all(w.is_integer() for w in weights) else None
 
 
@@ -439,7 +455,7 @@ def _fused(layer: EngineLayer, q: Tensor, code: SpikeCode, wc: WeightCodes, weig
     nb = -(-q.shape[-1] // code.block_size())
     a = _gains(code, nb, [])
     out = _packed_terms(layer, q, code, wc, weights, gains=a.reshape(nb, -1))
-    return None if out is None else combine(layer, None, out[1], code, wc, cur=out[0])
+    return None if out is None else _combine(layer, None, out[1], code, wc, out[0], a)
 
 
 def exact(layer: EngineLayer, code: SpikeCode, wc: WeightCodes | None = None) -> Tensor:
