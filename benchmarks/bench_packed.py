@@ -26,6 +26,16 @@ Rows (one thread, batch 256, median of ``--repeats`` interleaved passes):
   dense) with input spikes drawn at 1 %, 5 % and 20 % of neurons per step (the packed
   kernel skips words of 64 inputs with no spike).
 
+Allocator: like the ``tbnn`` command and ``bench_sim``, the benchmark first lets glibc's malloc
+keep freed memory (:func:`tbnn.runtime.machine.tune_allocator`), for every engine alike;
+``--malloc-defaults`` leaves it alone.
+
+* **account**: every part of one simulated batch (step mode, every spike recorded and counted,
+  as ``tbnn.simulate`` runs it) in CPU time, the rest (Python between the calls, the session's
+  bookkeeping) as the whole batch less the parts, and the minor page faults per batch; and the
+  set-up of a ``simulate`` call (weight codes, packed weights, offsets, fan-outs: the first
+  batch of a call less a later one), which the simulate rows share over their 4 batches.
+
 Figures depend on the machine and its load: the CPU line and the load average are
 printed with every table. No result here is asserted.
 
@@ -50,7 +60,7 @@ from torch import nn
 import tbnn
 from tbnn.engine import integer as engine
 from tbnn.kernels import packed as kernels
-from tbnn.runtime.machine import describe_cpu
+from tbnn.runtime.machine import describe_cpu, tune_allocator
 
 BLOCK, T, BATCH, INPUT, CLASSES = 128, 4, 256, 64, 10
 
@@ -266,6 +276,18 @@ def account_rows(widths: list[int], repeats: int) -> list[str]:
             return lambda args: ("input encoding (encoder: code, fit, firing)" if role.get("neuron") == "input"
                                  else text)
 
+        x = torch.randn(BATCH, INPUT)
+        runner = runner_for(net)
+        setups = []
+        with torch.no_grad():
+            for rep in range(4):  # a fresh session per call, as simulate makes; the first call warms up
+                fresh = SimulationSession(runner.ids, "step")
+                t0 = time.thread_time()
+                runner.run(x, fresh)
+                t1 = time.thread_time()
+                runner.run(x, fresh)
+                if rep:
+                    setups.append((2 * t1 - t0 - time.thread_time()) * 1e3)
         parts.wrap(SimulationSession, "layer_current", layer_role)
         parts.wrap(SimulationSession, "neuron_output", neuron_role)
         parts.wrap(SimulationSession, "record_spikes", lambda a: "spikes recorded and counted")
@@ -273,14 +295,12 @@ def account_rows(widths: list[int], repeats: int) -> list[str]:
         parts.wrap(neurons.TemporalBinary, "fire", neuron_part("hidden neurons: integrate-and-fire, check"))
         parts.wrap(neurons, "grid_values", neuron_part("hidden neurons: grid values"))
         parts.wrap(engine, "step_current", lambda a: "engine glue (planes, gains, checks)")
-        parts.wrap(engine, "combine", lambda a: "rest of the current, read-out layer" if role["layer"] == "read-out"
+        parts.wrap(engine, "_combine", lambda a: "rest of the current, read-out layer" if role["layer"] == "read-out"
                    else "rest of the current, hidden layers")
         parts.wrap(kernels, "pack_bits", lambda a: "pack spikes")
         parts.wrap(kernels, "block_readout", lambda a: "kernel, read-out layer" if role["layer"] == "read-out"
                    else "kernel, hidden layers")
         parts.wrap(nn.BatchNorm1d, "forward", lambda a: "BatchNorm")
-        x = torch.randn(BATCH, INPUT)
-        runner = runner_for(net)
         sess = SimulationSession(runner.ids, "step")
         whole = []
         faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
@@ -301,8 +321,9 @@ def account_rows(widths: list[int], repeats: int) -> list[str]:
         ms = {k: v / repeats for k, v in parts.ms.items()}
         total = sum(whole) / repeats
         col = [ms.get(k, 0.0) for k in PARTS]  # "neuron glue" (the session's own part of a neuron) is in the rest
-        cols[w] = [*col, total - sum(col), total, faults]
-    names = [*PARTS, "Python and the rest (whole less the parts)", "**whole batch**", "page faults per batch"]
+        cols[w] = [*col, total - sum(col), total, statistics.median(setups), faults]
+    names = [*PARTS, "Python and the rest (whole less the parts)", "**whole batch**",
+             "set-up of a simulate call (its first batch less its second)", "page faults per batch"]
     rows = [f"| {name} | " + " | ".join(f"{cols[w][i]:.0f}" if i == len(names) - 1 else f"{cols[w][i]:.3f}"
                                        for w in widths) + " |" for i, name in enumerate(names)]
     return [f"| part of a batch (ms of CPU, mean of {repeats} batches) | " + " | ".join(f"W {w}" for w in widths)
@@ -335,7 +356,10 @@ def main(argv: list[str] | None = None) -> None:
                     help="kernel, profile and activity rows: wall time or this thread's CPU time")
     ap.add_argument("--only", nargs="+", default=["simulate", "kernel", "profile", "account", "activity"],
                     choices=["simulate", "kernel", "profile", "account", "activity"])
+    ap.add_argument("--malloc-defaults", action="store_true",
+                    help="leave glibc malloc at its defaults (default: tuned as the tbnn command tunes it)")
     args = ap.parse_args(argv)
+    tuned = False if args.malloc_defaults else tune_allocator()
     torch.set_num_threads(1)
     CLOCK[0] = time.thread_time if args.clock == "cpu" else time.perf_counter
     tables = {"simulate": lambda: simulate_rows(args.widths, args.samples, args.repeats),
@@ -345,7 +369,7 @@ def main(argv: list[str] | None = None) -> None:
               "activity": lambda: activity_rows(args.widths, args.repeats)}
     for name in args.only:
         clock = "" if name == "simulate" else "; clock: cpu" if name == "account" else f"; clock: {args.clock}"
-        print(f"\n## {name}\n\n{header()}{clock}\n", flush=True)
+        print(f"\n## {name}\n\n{header()}{clock}; malloc {'tuned' if tuned else 'defaults'}\n", flush=True)
         print("\n".join(tables[name]()), flush=True)
 
 
