@@ -15,9 +15,9 @@ Rows (one thread, batch 256, median of ``--repeats`` interleaved passes):
   batches.
 * **kernel**: the popcount kernel alone (``tbnn.kernels.block_terms``) for one W -> W layer,
   B = 256 samples x T = 4 step planes, in synaptic operations per second (B T K W / time),
-  against a popcount microbenchmark on the same machine (the same kernel on 64 rows x 64
-  outputs x 4096 inputs in one block: weights in cache, no block or plane overhead: its
-  inner loop at its best).
+  against a popcount microbenchmark on the same machine (``tbnn.kernels.packed.and_popcount``:
+  AND + popcount of words in the first-level cache with nothing else in the loop, on the
+  kernel's dispatch path: the most this CPU's AND + popcount can do).
 * **profile**: per hidden layer and batch, the time of packing the spikes, the kernel
   (the integer terms with the read-out ``sum_b a_b N_b`` fused in), the rest of the layer's
   current (``tbnn.engine.step_current``: planes, rank-1 corrections, bias), BatchNorm and
@@ -94,11 +94,6 @@ def median_ms(fn: Callable[..., object], repeats: int, *args: object) -> float:
     return statistics.median(ts) * 1e3
 
 
-def repeat(calls: int, fn: Callable[..., object], *args: object) -> None:
-    for _ in range(calls):
-        fn(*args)
-
-
 def header() -> str:
     load = ", ".join(f"{v:.2f}" for v in os.getloadavg())
     return (f"{describe_cpu()}; packed kernel path: {kernels.kernel_path()}; torch {torch.__version__}, "
@@ -153,15 +148,11 @@ def kernel_rows(widths: list[int], repeats: int) -> list[str]:
         ops = BATCH * T * w * (w + 1)  # the ones column (S_b) included
         a, b = torch.randn(BATCH, w), torch.randn(w, w)
         mm = median_ms(torch.matmul, repeats, a, b)
-        # microbenchmark: about as many AND + popcount words, 64 rows x 64 outputs x 64 words (one block,
-        # weights 32 KiB: in cache), so the inner loop runs with no block or plane overhead
-        words = ops // 64
-        mpw = kernels.pack_weights(torch.randint(0, 2, (63, 64 * 64), generator=gen), None)
-        mx = kernels.pack_bits(torch.rand(64, 64 * 64, generator=gen) < 0.5, None).reshape(1, 64, -1)
-        per_call = 64 * 64 * mpw.words.shape[-1]
-        calls = max(1, words // per_call)
-        one = torch.ones(1, dtype=torch.int64)
-        micro = median_ms(repeat, repeats, calls, kernels.block_terms, mx, one, mpw) / (calls * per_call)
+        # microbenchmark: AND + popcount of 1,024 words with 1,024 others (16 KiB: in the first-level cache),
+        # the kernel's tightest loop with nothing else in it, repeated for about as many words as the layer
+        mx, mw = (torch.randint(-2**62, 2**62, (1024,), generator=gen) for _ in range(2))
+        reps = max(1, ops // 64 // 1024)
+        micro = median_ms(kernels.and_popcount, repeats, mx, mw, reps) / (reps * 1024)  # ms per word
         rows.append(f"| {w} -> {w} | {ms:.3f} | {ops / ms / 1e6:.1f} | {64e-6 / micro:.1f} | "
                     f"{(ops / ms / 1e6) / (64e-6 / micro):.2f} | {mm:.3f} |")
     return [("| layer | kernel ms (B=256, T=4 planes) | synaptic ops/s (G) | popcount micro (G bit-ops/s) | "

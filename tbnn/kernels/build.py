@@ -165,6 +165,8 @@ def _declare(lib: ctypes.CDLL) -> ctypes.CDLL:
     lib.tb_terms.restype = ctypes.c_int
     lib.tb_fire.argtypes = [ctypes.c_int, p, p, i64, i64, p, p, p]
     lib.tb_fire.restype = i64
+    lib.tb_and_popcount.argtypes = [ctypes.c_int, p, p, i64, i64]
+    lib.tb_and_popcount.restype = i64
     lib.tb_best_path.argtypes = []
     lib.tb_best_path.restype = ctypes.c_int
     lib.tb_path_name.argtypes = [ctypes.c_int]

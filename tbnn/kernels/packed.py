@@ -48,6 +48,7 @@ __all__ = [
     "IMPLS",
     "WORD",
     "PackedWeights",
+    "and_popcount",
     "Planes",
     "best_path",
     "bit_planes",
@@ -417,6 +418,27 @@ def block_readout(x: Tensor, x_coefs: Tensor, pw: PackedWeights, gains: Tensor, 
     s_out = torch.empty(nb, m, dtype=torch.int32)
     _run(lib, path, x.contiguous(), x_coefs.to(torch.int64).contiguous(), pw, None, cur, gains, s_out)
     return cur, s_out
+
+
+def and_popcount(x: Tensor, w: Tensor, repeats: int = 1, path: int | None = None) -> int | None:
+    """``repeats`` times ``sum_i popcount(x[i] & w[i])`` over int64 words (a multiple of 32 of them),
+    by the kernel's tightest loop (the microbenchmark of ``benchmarks/bench_packed.py``: the AND +
+    popcount throughput of this CPU with nothing else in the loop); ``path`` as :func:`block_terms`;
+    ``None`` without a compiled kernel.
+
+    >>> import torch
+    >>> x = torch.full((32,), 0b1011, dtype=torch.int64)
+    >>> and_popcount(x, torch.full((32,), 0b0110, dtype=torch.int64), repeats=2) in (2 * 32 * 1, None)
+    True
+    """
+    x, w = x.reshape(-1).contiguous(), w.reshape(-1).contiguous()
+    if x.dtype != torch.int64 or w.dtype != torch.int64 or x.numel() != w.numel() or x.numel() % 32:
+        raise ValueError("x and w must be int64 words of the same count, a multiple of 32.")
+    lib = kernel()
+    if lib is None:
+        return None
+    return int(lib.tb_and_popcount(best_path() if path is None else path, x.data_ptr(), w.data_ptr(), x.numel(),
+                                   int(repeats)))
 
 
 def row_terms(planes: Planes, pw: PackedWeights, impl: str = "c") -> tuple[Tensor, Tensor]:

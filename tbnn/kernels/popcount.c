@@ -460,6 +460,79 @@ static void terms_avx512(const uint64_t *X, int64_t M, int64_t J, const int64_t 
 #endif
 
 /* ---------------------------------------------------------------------------------------- */
+/* the microbenchmark: AND + popcount at its best                                            */
+
+/* sum_i popcount(x[i] & w[i]) over n words, `reps` times over the same words (in cache): the
+ * loop with nothing else in it, four independent accumulators. n must be a multiple of 32. */
+static int64_t and_popcount_scalar(const uint64_t *x, const uint64_t *w, int64_t n, int64_t reps) {
+    int64_t a0 = 0, a1 = 0, a2 = 0, a3 = 0;
+    for (int64_t r = 0; r < reps; r++)
+        for (int64_t i = 0; i < n; i += 4) {
+            a0 += __builtin_popcountll(x[i] & w[i]);
+            a1 += __builtin_popcountll(x[i + 1] & w[i + 1]);
+            a2 += __builtin_popcountll(x[i + 2] & w[i + 2]);
+            a3 += __builtin_popcountll(x[i + 3] & w[i + 3]);
+        }
+    return a0 + a1 + a2 + a3;
+}
+
+#ifdef TB_X86
+__attribute__((target("popcnt"))) static int64_t and_popcount_popcnt(const uint64_t *x, const uint64_t *w, int64_t n,
+                                                                     int64_t reps) {
+    return and_popcount_scalar(x, w, n, reps);
+}
+
+__attribute__((target("avx2"))) static int64_t and_popcount_avx2(const uint64_t *x, const uint64_t *w, int64_t n,
+                                                                 int64_t reps) {
+    const __m256i lut = _mm256_setr_epi8(0, 1, 1, 2, 1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4,
+                                         0, 1, 1, 2, 1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4);
+    const __m256i low = _mm256_set1_epi8(0x0f), zero = _mm256_setzero_si256();
+    __m256i tot = zero;
+    for (int64_t r = 0; r < reps; r++)
+        for (int64_t i0 = 0; i0 < n; i0 += 32) { /* byte counts of 8 vectors (<= 64 per byte), then psadbw */
+            __m256i a = zero;
+            for (int64_t i = i0; i < i0 + 32; i += 4) {
+                __m256i v = _mm256_and_si256(_mm256_loadu_si256((const __m256i *)(x + i)),
+                                             _mm256_loadu_si256((const __m256i *)(w + i)));
+                a = _mm256_add_epi8(a, _mm256_add_epi8(_mm256_shuffle_epi8(lut, _mm256_and_si256(v, low)),
+                    _mm256_shuffle_epi8(lut, _mm256_and_si256(_mm256_srli_epi16(v, 4), low))));
+            }
+            tot = _mm256_add_epi64(tot, _mm256_sad_epu8(a, zero));
+        }
+    int64_t out[4];
+    _mm256_storeu_si256((__m256i *)out, tot);
+    return out[0] + out[1] + out[2] + out[3];
+}
+
+__attribute__((target("avx512f,avx512vpopcntdq"))) static int64_t
+and_popcount_avx512(const uint64_t *x, const uint64_t *w, int64_t n, int64_t reps) {
+    __m512i a0 = _mm512_setzero_si512(), a1 = a0, a2 = a0, a3 = a0;
+    for (int64_t r = 0; r < reps; r++)
+        for (int64_t i = 0; i < n; i += 32) {
+            a0 = _mm512_add_epi64(a0, _mm512_popcnt_epi64(_mm512_and_si512(_mm512_loadu_si512((const void *)(x + i)),
+                                                                            _mm512_loadu_si512((const void *)(w + i)))));
+            a1 = _mm512_add_epi64(a1, _mm512_popcnt_epi64(_mm512_and_si512(
+                _mm512_loadu_si512((const void *)(x + i + 8)), _mm512_loadu_si512((const void *)(w + i + 8)))));
+            a2 = _mm512_add_epi64(a2, _mm512_popcnt_epi64(_mm512_and_si512(
+                _mm512_loadu_si512((const void *)(x + i + 16)), _mm512_loadu_si512((const void *)(w + i + 16)))));
+            a3 = _mm512_add_epi64(a3, _mm512_popcnt_epi64(_mm512_and_si512(
+                _mm512_loadu_si512((const void *)(x + i + 24)), _mm512_loadu_si512((const void *)(w + i + 24)))));
+        }
+    return _mm512_reduce_add_epi64(_mm512_add_epi64(_mm512_add_epi64(a0, a1), _mm512_add_epi64(a2, a3)));
+}
+#endif
+
+TB_API int64_t tb_and_popcount(int path, const uint64_t *x, const uint64_t *w, int64_t n, int64_t reps) {
+#ifdef TB_X86
+    if (path == 3) return and_popcount_avx512(x, w, n, reps);
+    if (path == 2) return and_popcount_avx2(x, w, n, reps);
+    if (path == 1) return and_popcount_popcnt(x, w, n, reps);
+#endif
+    (void)path;
+    return and_popcount_scalar(x, w, n, reps);
+}
+
+/* ---------------------------------------------------------------------------------------- */
 /* dispatch                                                                                  */
 
 typedef void (*terms_fn)(const uint64_t *, int64_t, int64_t, const int64_t *, const uint64_t *, int64_t,
