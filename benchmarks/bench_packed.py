@@ -286,11 +286,15 @@ def account_rows(widths: list[int], repeats: int) -> list[str]:
         parts.wrap(neurons.TemporalBinary, "fire", neuron_part("hidden neurons: integrate-and-fire, check"))
         parts.wrap(neurons, "grid_values", neuron_part("hidden neurons: grid values"))
         parts.wrap(engine, "step_current", lambda a: "engine glue (planes, gains, checks)")
-        parts.wrap(engine, "_combine", lambda a: "rest of the current, read-out layer" if role["layer"] == "read-out"
-                   else "rest of the current, hidden layers")
+        def by_layer(what):
+            return lambda a: f"{what}, read-out layer" if role["layer"] == "read-out" else f"{what}, hidden layers"
+
+        for fn in ("_combine", "_linear_rest"):  # the offsets, the rank-1 term, the bias (and alpha unless fused)
+            parts.wrap(engine, fn, by_layer("rest of the current"))
+        parts.wrap(kernels, "block_sums", by_layer("rest of the current"))  # S_b for the rank-1 term
         parts.wrap(kernels, "pack_bits", lambda a: "pack spikes")
-        parts.wrap(kernels, "block_readout", lambda a: "kernel, read-out layer" if role["layer"] == "read-out"
-                   else "kernel, hidden layers")
+        for fn in ("block_readout", "block_current"):  # the kernel, with the read-out (and alpha) fused in
+            parts.wrap(kernels, fn, by_layer("kernel"))
         parts.wrap(nn.BatchNorm1d, "forward", lambda a: "BatchNorm")
         sess = SimulationSession(runner.ids, "step")
         whole = []

@@ -304,3 +304,27 @@ def test_the_popcount_microbenchmark_counts_the_anded_bits(path):
     assert packed.and_popcount(x, w, repeats=3, path=path) == 3 * want
     with pytest.raises(ValueError, match="multiple of 32"):
         packed.and_popcount(x[:40], w[:40])
+
+
+@pytest.mark.skipif(not HAS_KERNEL, reason="no compiled kernel here")
+@pytest.mark.parametrize("path", PATHS)
+def test_every_path_fuses_the_current_as_torch_rounds_it(path):
+    """``block_current`` = ``float32(rest + alpha * sum_b g_b N_b)`` as ``torch.addcmul`` rounds it; ``block_sums`` = ``S_b``."""
+    gen = torch.Generator().manual_seed(5 + path)
+    for k, o, block in ((300, 21, 128), (700, 8, None), (64, 3, 128)):
+        m = 29
+        Q = _codes(1.5, (o, k), gen)
+        pw = packed.pack_weights(Q, block)
+        planes = packed.step_planes(torch.rand(4, m, k, generator=gen) < 0.3, [8, 4, 2, 1])
+        x = packed.pack_bits(planes.bits.reshape(-1, k), block).reshape(4, m, -1)
+        coefs = torch.tensor(planes.coefs)
+        nb = packed.words_per_block(block, k)[1]
+        gains = torch.randn(nb, m, generator=gen).to(torch.float32).to(torch.float64)
+        rest = torch.randn(m, o, generator=gen, dtype=torch.float64) * 100
+        alpha = torch.rand(o, generator=gen, dtype=torch.float64)
+        cur, s = packed.block_readout(x, coefs, pw, gains, impl="torch")
+        want = torch.addcmul(rest, cur[:, :o], alpha, out=torch.empty(m, o))
+        assert torch.equal(packed.block_current(x, coefs, pw, gains, rest, alpha, path=path), want)
+        assert torch.equal(packed.block_sums(x, coefs, pw, path=path), s)
+    with pytest.raises(ValueError, match="gains, rest and alpha must be"):
+        packed.block_current(x, coefs, pw, gains, rest[:, :1], alpha)

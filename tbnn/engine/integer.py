@@ -270,32 +270,70 @@ def engine_path(wc: WeightCodes) -> str:
     return wc.cache.get("engine", "unused")
 
 
-def _packed_terms(layer: EngineLayer, q: Tensor, code: SpikeCode, wc: WeightCodes,
-                  weights: list | None = None, gains: Tensor | None = None) -> tuple[Tensor, Tensor] | None:
-    """``N_b``, ``S_b`` (int32, ``[nb, *lead, out]`` and ``[nb, *lead, 1]``) by the packed engine, or
-    ``None`` where it does not run. ``weights``: ``q`` is spikes ``[T, ..., F]`` with these step weights.
-    ``gains`` (``[nb, rows]``): return ``sum_b gains_b N_b`` (float64 ``[*lead, out]``) instead of ``N_b``."""
+def _packed_planes(layer: EngineLayer, q: Tensor, code: SpikeCode, wc: WeightCodes, weights: list | None):
+    """``(pw, impl, planes, lead)`` of the packed engine for input ``q``, or ``None`` where it does not
+    run. ``weights``: ``q`` is spikes ``[T, ..., F]`` with these step weights. Raises ``ValueError``
+    for an input it cannot pack (not non-negative integers)."""
     pw, impl = _packed_weights(layer, code, wc, q.device)
     if pw is None:
         return None
     f = q.shape[-1]
     lead = q.shape[1:-1] if weights is not None else q.shape[:-1]
+    if weights is not None:
+        planes = kernels.step_planes(q.reshape(q.shape[0], -1, f), weights)
+    else:
+        qf = q.detach().reshape(-1, f)
+        planes = kernels.code_planes(qf, pw.block) if impl == "c" else kernels.bit_planes(qf)
+    return pw, impl, planes, lead
+
+
+def _packed_failed(wc: WeightCodes, err: ValueError) -> None:
+    """An input the packed engine cannot take: refused when it was forced, else the dense engine runs."""
+    if engine_choice() == "packed":
+        raise err
+    wc.cache["engine"] = "dense (input not non-negative integers, or sums beyond int32)"
+
+
+def _packed_terms(layer: EngineLayer, q: Tensor, code: SpikeCode, wc: WeightCodes,
+                  weights: list | None = None, gains: Tensor | None = None) -> tuple[Tensor, Tensor] | None:
+    """``N_b``, ``S_b`` (int32, ``[nb, *lead, out]`` and ``[nb, *lead, 1]``) by the packed engine, or
+    ``None`` where it does not run. ``weights``: ``q`` is spikes ``[T, ..., F]`` with these step weights.
+    ``gains`` (``[nb, rows]``): return ``sum_b gains_b N_b`` (float64 ``[*lead, out]``) instead of ``N_b``."""
     try:
-        if weights is not None:
-            planes = kernels.step_planes(q.reshape(q.shape[0], -1, f), weights)
-        else:
-            qf = q.detach().reshape(-1, f)
-            planes = kernels.code_planes(qf, pw.block) if impl == "c" else kernels.bit_planes(qf)
+        found = _packed_planes(layer, q, code, wc, weights)
+        if found is None:
+            return None
+        pw, impl, planes, lead = found
         if gains is not None:
             cur, s = kernels.row_readout(planes, pw, gains, impl)
             return cur.reshape(*lead, cur.shape[-1]), s.reshape(s.shape[0], *lead, 1)
         n, s = kernels.row_terms(planes, pw, impl)
-    except ValueError:
-        if engine_choice() == "packed":
-            raise
-        wc.cache["engine"] = "dense (input not non-negative integers, or sums beyond int32)"
+    except ValueError as err:
+        _packed_failed(wc, err)
         return None
     return n.reshape(n.shape[0], *lead, n.shape[-1]), s.reshape(s.shape[0], *lead, 1)
+
+
+def _packed_current(layer: EngineLayer, q: Tensor, code: SpikeCode, wc: WeightCodes, weights: list | None,
+                    a: Tensor) -> Tensor | None:
+    """A linear layer's current by the compiled kernel with the last step of :func:`combine` fused in
+    (:func:`tbnn.kernels.packed.block_current`; ``S_b`` first, then the rest of the current, then the
+    kernel), or ``None`` where that does not run. The same numbers as :func:`combine` (checked once
+    per process, :func:`_current_fusion_ok`)."""
+    try:
+        found = _packed_planes(layer, q, code, wc, weights)
+        if found is None or found[1] != "c":
+            return None
+        pw, _, planes, lead = found
+        x = kernels.packed_rows(planes, pw)
+        coefs = torch.tensor(planes.coefs, dtype=torch.int64)
+        s = kernels.block_sums(x, coefs, pw)  # [nb, M]
+        rest = _linear_rest(layer, s.unsqueeze(-1), code, wc, a)
+        cur = kernels.block_current(x, coefs, pw, a.reshape(a.shape[0], -1), rest, _affine64(wc)[0])
+    except ValueError as err:
+        _packed_failed(wc, err)
+        return None
+    return None if cur is None else cur.reshape(*lead, cur.shape[-1])
 
 
 def integer_terms(layer: EngineLayer, q: Tensor, code: SpikeCode, wc: WeightCodes) -> tuple[Tensor, Tensor]:
@@ -405,28 +443,65 @@ def _combine(layer: EngineLayer, n: Tensor | None, s: Tensor, code: SpikeCode, w
     f64 = torch.float64
     nb, extra = s.shape[0], [1] * (s.dim() - 3)
     a = _gains(code, nb, extra) if a is None else a
-    c = code.offset.detach().to(f64).squeeze(-1).transpose(0, 1).reshape(nb, -1)  # [nb, B]
-    if "affine64" not in wc.cache:
-        wc.cache["affine64"] = (wc.alpha.to(f64), wc.gamma.to(f64))
-    shape = (-1, *extra)
-    al, ga = (t.view(shape) for t in wc.cache["affine64"])
-    const, bias = _offset_terms(layer, code, wc)  # [nb, out...] and [out...] flat
+    al, ga = (t.view(-1, *extra) for t in _affine64(wc))
     if cur is None:
         cur = n[0] * a[0]  # float64
         for b in range(1, nb):
             cur.addcmul_(n[b], a[b])
-    sa = (a * s).sum(0)  # [B, 1, ...]
-    out = torch.empty_like(cur, dtype=code.q.dtype)  # the last float64 sum is rounded as it is written
     if not extra:  # linear: [c_b..., sa] @ [const_b...; gamma] + bias, then + alpha * cur
-        key = ("offsets and gamma", code.q.shape[-1], code.block_size())  # linear: no input layout
-        if key not in wc.cache:
-            wc.cache[key] = torch.cat([const, ga.view(1, -1)], 0)
-        lhs, rhs = torch.cat([c.t(), sa], 1), wc.cache[key]
-        rest = torch.addmm(bias, lhs, rhs) if bias is not None else lhs @ rhs
+        rest = _linear_rest(layer, s, code, wc, a)
+        out = torch.empty_like(cur, dtype=code.q.dtype)  # the last float64 sum is rounded as it is written
         return torch.addcmul(rest, cur, al, out=out)
+    c = code.offset.detach().to(f64).squeeze(-1).transpose(0, 1).reshape(nb, -1)  # [nb, B]
+    const, bias = _offset_terms(layer, code, wc)  # [nb, out...] and [out...] flat
+    sa = (a * s).sum(0)  # [B, 1, ...]
+    out = torch.empty_like(cur, dtype=code.q.dtype)
     cur.mul_(al).addcmul_(sa, ga)
     offsets = torch.addmm(bias, c.t(), const) if bias is not None else c.t() @ const
     return torch.add(cur, offsets.view(cur.shape), out=out)
+
+
+def _affine64(wc: WeightCodes) -> tuple[Tensor, Tensor]:
+    """The per-channel ``alpha`` and ``gamma`` in float64 (cached)."""
+    if "affine64" not in wc.cache:
+        wc.cache["affine64"] = (wc.alpha.to(torch.float64), wc.gamma.to(torch.float64))
+    return wc.cache["affine64"]
+
+
+def _linear_rest(layer: EngineLayer, s: Tensor, code: SpikeCode, wc: WeightCodes, a: Tensor) -> Tensor:
+    """A linear layer's current less ``alpha sum_b a_b N_b``: ``bias + sum_b c_b (alpha r_b + gamma k_b)
+    + gamma sum_b a_b S_b`` (float64 ``[B, out]``), as one product ``[c_b..., sa] @ [const_b...; gamma]``
+    with the bias added (``s``: ``S_b`` ``[nb, B, 1]``; ``a``: :func:`_gains`)."""
+    nb = s.shape[0]
+    c = code.offset.detach().to(torch.float64).squeeze(-1).transpose(0, 1).reshape(nb, -1)  # [nb, B]
+    const, bias = _offset_terms(layer, code, wc)  # [nb, out] and [out]
+    sa = (a * s).sum(0)  # [B, 1]
+    key = ("offsets and gamma", code.q.shape[-1], code.block_size())  # linear: no input layout
+    if key not in wc.cache:
+        wc.cache[key] = torch.cat([const, _affine64(wc)[1].view(1, -1)], 0)
+    lhs, rhs = torch.cat([c.t(), sa], 1), wc.cache[key]
+    return torch.addmm(bias, lhs, rhs) if bias is not None else lhs @ rhs
+
+
+@functools.cache
+def _current_fusion_ok() -> bool:
+    """Whether the kernel's fused current (:func:`tbnn.kernels.packed.block_current`) rounds as the
+    last step of :func:`combine`, ``torch.addcmul(rest, cur, alpha, out=float32)``, on a strided and a
+    contiguous ``cur`` (checked once per process on a small random layer; else it is not used)."""
+    if kernels.kernel() is None:
+        return False
+    gen = torch.Generator().manual_seed(22)
+    m, k, o = 37, 300, 21  # ragged blocks, outputs not a multiple of 8
+    pw = kernels.pack_weights(torch.randint(-1, 2, (o, k), generator=gen), 128)
+    planes = kernels.step_planes(torch.rand(4, m, k, generator=gen) < 0.3, [8, 4, 2, 1])
+    x = kernels.pack_bits(planes.bits.reshape(-1, k), 128).reshape(4, m, -1)
+    coefs = torch.tensor(planes.coefs)
+    gains = torch.randn(3, m, generator=gen).to(torch.float32).to(torch.float64)
+    rest = torch.randn(m, o, generator=gen, dtype=torch.float64) * 100
+    alpha = torch.rand(o, generator=gen, dtype=torch.float64)
+    cur = kernels.block_readout(x, coefs, pw, gains)[0][:, :o]
+    got = kernels.block_current(x, coefs, pw, gains, rest, alpha)
+    return all(torch.equal(got, torch.addcmul(rest, c, alpha, out=torch.empty(m, o))) for c in (cur, cur.contiguous()))
 
 
 def _integer_weights(code: SpikeCode) -> list[int] | None:
@@ -454,6 +529,10 @@ def _fused(layer: EngineLayer, q: Tensor, code: SpikeCode, wc: WeightCodes, weig
         return None
     nb = -(-q.shape[-1] // code.block_size())
     a = _gains(code, nb, [])
+    if code.q.dtype == torch.float32 and _current_fusion_ok():
+        cur = _packed_current(layer, q, code, wc, weights, a)
+        if cur is not None:
+            return cur
     out = _packed_terms(layer, q, code, wc, weights, gains=a.reshape(nb, -1))
     return None if out is None else _combine(layer, None, out[1], code, wc, out[0], a)
 

@@ -52,7 +52,9 @@ __all__ = [
     "Planes",
     "best_path",
     "bit_planes",
+    "block_current",
     "block_readout",
+    "block_sums",
     "block_terms",
     "block_terms_reference",
     "code_planes",
@@ -61,6 +63,7 @@ __all__ = [
     "pack_bits",
     "pack_bits_reference",
     "pack_weights",
+    "packed_rows",
     "row_readout",
     "row_terms",
     "step_planes",
@@ -377,15 +380,18 @@ def block_terms(x: Tensor, x_coefs: Tensor, pw: PackedWeights, impl: str = "c", 
     return out
 
 
-def _run(lib, path, x, xc, pw, out, cur, gains, s_out) -> None:
+def _run(lib, path, x, xc, pw, out, cur, gains, s_out, fin=None, rest=None, al=None) -> None:
     j, m, _ = x.shape
     _, nb, wpb = words_per_block(pw.block, pw.k)
     p, _, o_pad = pw.words.shape
     ptr = [t.data_ptr() if t is not None else None for t in (out, cur, gains, s_out)]
+    fins = [t.data_ptr() if t is not None else None for t in (fin, rest, al)]
     rc = lib.tb_terms(best_path() if path is None else path, x.data_ptr(), m, j, xc.data_ptr(),
-                      pw.words.data_ptr(), p, pw.coefs.data_ptr(), o_pad, nb, wpb, *ptr, pw.out)
+                      pw.words.data_ptr(), p, pw.coefs.data_ptr(), o_pad, nb, wpb, *ptr, pw.out, *fins, pw.out)
     if rc == -3:
         raise MemoryError("the popcount kernel could not allocate its scratch memory.")
+    if rc == -4:
+        raise ValueError("the kernel's fused current needs gains, rest, alpha and (off AVX-512) scratch.")
     if rc != 0:
         raise ValueError(f"path {path} cannot run on this CPU (the best here is {lib.tb_best_path()}).")
 
@@ -441,14 +447,65 @@ def and_popcount(x: Tensor, w: Tensor, repeats: int = 1, path: int | None = None
                                    int(repeats)))
 
 
+def block_sums(x: Tensor, x_coefs: Tensor, pw: PackedWeights, path: int | None = None) -> Tensor:
+    """``S_b`` (int32 ``[nb, M]``) of packed planes ``x`` ``[J, M, nb * wpb]`` alone: the terms of
+    the weights' ones column, ``sum_j wx_j`` times the spikes of each row in each block (compiled
+    kernel; the torch reference without one).
+    """
+    _, nb, wpb = words_per_block(pw.block, pw.k)
+    lib = kernel()
+    x, xc = x.contiguous(), x_coefs.to(torch.int64).contiguous()
+    if lib is None:  # popcounts by a byte look-up table
+        counts = _POPCOUNT8[x.view(torch.uint8).to(torch.int64)].reshape(x.shape[0], x.shape[1], nb, -1).sum(-1)
+        return (counts * xc.view(-1, 1, 1)).sum(0).t().to(torch.int32).contiguous()
+    out = torch.empty(nb, x.shape[1], dtype=torch.int32)
+    lib.tb_block_sums(best_path() if path is None else path, x.data_ptr(), x.shape[1], x.shape[0], xc.data_ptr(),
+                      nb, wpb, out.data_ptr())
+    return out
+
+
+def block_current(x: Tensor, x_coefs: Tensor, pw: PackedWeights, gains: Tensor, rest: Tensor, alpha: Tensor,
+                  path: int | None = None) -> Tensor | None:
+    r"""The layer's current by the kernel, its read-out and last step fused: float32 ``[M, O]``,
+
+    .. math:: I = \mathrm{float32}(\text{rest} + \alpha \textstyle\sum_b g_b N_b),
+
+    ``sum_b g_b N_b`` as :func:`block_readout` adds it (kept in registers on the AVX-512 path),
+    then one product and one sum in float64, rounded once each, and the float32 rounding, as
+    ``torch.addcmul(rest, cur, alpha, out=float32)`` makes them (``rest``: float64 ``[M, O]``,
+    ``alpha``: float64 ``[O]``). ``None`` without a compiled kernel.
+    """
+    lib = kernel()
+    if lib is None:
+        return None
+    m = x.shape[1]
+    _, nb, _ = words_per_block(pw.block, pw.k)
+    gains, rest, alpha = (t.to(torch.float64).contiguous() for t in (gains, rest, alpha))
+    if tuple(gains.shape) != (nb, m) or tuple(rest.shape) != (m, pw.out) or tuple(alpha.shape) != (pw.out,):
+        raise ValueError(f"gains, rest and alpha must be [{nb}, {m}], [{m}, {pw.out}] and [{pw.out}]; got "
+                         f"{tuple(gains.shape)}, {tuple(rest.shape)} and {tuple(alpha.shape)}.")
+    path = best_path() if path is None else path
+    fin = torch.empty(m, pw.out, dtype=torch.float32)
+    cur = None if path == 3 else torch.empty(m, pw.words.shape[-1], dtype=torch.float64)  # scratch
+    _run(lib, path, x.contiguous(), x_coefs.to(torch.int64).contiguous(), pw, None, cur, gains, None, fin, rest,
+         alpha)
+    return fin
+
+
+def packed_rows(planes: Planes, pw: PackedWeights, impl: str = "c") -> Tensor:
+    """The planes' words ``[J, M, nb * wpb]`` for the blocks of ``pw`` (packed now unless they are),
+    after the checks of :func:`row_terms`."""
+    _check_sums(planes, pw)
+    return _packed_rows(planes, pw.block, impl)
+
+
 def row_terms(planes: Planes, pw: PackedWeights, impl: str = "c") -> tuple[Tensor, Tensor]:
     r"""``N_b`` ``[nb, M, O]`` and ``S_b`` ``[nb, M, 1]`` (int32) of the rows ``q = sum_j wx_j x_j`` against ``pw``.
 
     ``S_b`` needs ``pw`` packed with its ones column. Raises ``ValueError`` when a sum
     could exceed :math:`2^{31} - 1` (``max|Q| * block * sum|wx|``).
     """
-    _check_sums(planes, pw)
-    x = _packed_rows(planes, pw.block, impl)
+    x = packed_rows(planes, pw, impl)
     out = block_terms(x, torch.tensor(planes.coefs, dtype=torch.int64), pw, impl)
     n = out[..., :pw.out]
     s = out[..., pw.out:pw.out + 1] if pw.ones_column else None
@@ -466,8 +523,7 @@ def _check_sums(planes: Planes, pw: PackedWeights) -> None:
 def row_readout(planes: Planes, pw: PackedWeights, gains: Tensor, impl: str = "c") -> tuple[Tensor, Tensor]:
     """``sum_b g_b N_b`` (float64 ``[M, O]``) and ``S_b`` (int32 ``[nb, M, 1]``) of the rows against ``pw``
     (:func:`block_readout`); the same checks as :func:`row_terms`."""
-    _check_sums(planes, pw)
-    x = _packed_rows(planes, pw.block, impl)
+    x = packed_rows(planes, pw, impl)
     cur, s = block_readout(x, torch.tensor(planes.coefs, dtype=torch.int64), pw, gains, impl)
     return cur[:, :pw.out], s.unsqueeze(-1)
 

@@ -187,7 +187,21 @@ typedef struct {
     int32_t *ks;          /* scratch: offsets of the nonzero words of one row and block, plane by plane */
     int64_t *start;       /* scratch: where plane j's offsets start in ks (J + 1 entries) */
     void *vec;            /* scratch of the AVX-512 path: 2 J nb wpb vectors of 64 bytes (64-byte aligned) */
+    float *fin;           /* [M, o_out]: the layer's current (float)(rest + cur * al), or NULL */
+    const double *rest;   /* [M, o_out]: the rest of the current (offsets, rank-1 term, bias) */
+    const double *al;     /* [o_out]: the per-channel gains alpha */
+    int64_t o_out, nb;
 } sink;
+
+/* The current of outputs o..o+7 (those below o_out) of row m from its read-out sum cur[m, o..]:
+ * (float)(rest + cur * alpha), each operation rounded once as torch.addcmul(rest, cur, alpha,
+ * out=float32) rounds it (checked when the engine first uses it). */
+static inline __attribute__((always_inline)) void finish(const sink *k, int64_t m, int64_t o) {
+    for (int64_t i = 0; i < 8 && o + i < k->o_out; i++) {
+        const double r = k->rest[m * k->o_out + o + i], c = k->cur[m * k->O + o + i] * k->al[o + i];
+        k->fin[m * k->o_out + o + i] = (float)(r + c);
+    }
+}
 
 /* Silent words are skipped: the nonzero words of row m in block b, as offsets k within the
  * block, plane after plane (plane j's from start[j] to start[j + 1]). */
@@ -219,6 +233,7 @@ static inline __attribute__((always_inline)) void emit(const sink *k, int64_t b,
             for (int i = 0; i < 8; i++) dst[i] = dst[i] + (double)t[i] * g;
     }
     if (k->s_out && k->ones_col >= o && k->ones_col < o + 8) k->s_out[b * k->M + m] = (int32_t)t[k->ones_col - o];
+    if (k->fin && b == k->nb - 1) finish(k, m, o);
 }
 
 /* ---------------------------------------------------------------------------------------- */
@@ -343,6 +358,7 @@ row_block_avx2(const uint64_t *X, int64_t M, int64_t J, const int64_t *wx, const
             }
             _mm256_storeu_pd(dst, d0);
             _mm256_storeu_pd(dst + 4, d1);
+            if (snk->fin && b == nb - 1) finish(snk, m, o);
         } else {
             int64_t tot[8];
             _mm256_storeu_si256((__m256i *)tot, t0);
@@ -381,7 +397,7 @@ typedef struct {
     int32_t *gb;      /* [nb + 1]: where each block's groups start in gk */
 } row_words;
 
-__attribute__((target("avx512f,avx512vpopcntdq,avx512dq,popcnt"))) static inline __attribute__((always_inline)) void
+__attribute__((target("avx512f,avx512vpopcntdq,avx512dq,avx512vl,popcnt"))) static inline __attribute__((always_inline)) void
 rows_avx512(const uint64_t *X, int64_t M, int64_t J, const int64_t *wx, const uint64_t *Wt, int64_t P,
             const int64_t *wc, int64_t O, int64_t nb, int64_t wpb, const sink *snk, const row_words *rw,
             const int shift) {
@@ -435,17 +451,27 @@ rows_avx512(const uint64_t *X, int64_t M, int64_t J, const int64_t *wx, const ui
                     _mm512_storeu_si512((void *)tot, t);
                     snk->s_out[b * M + m] = (int32_t)tot[snk->ones_col - o];
                 }
-                if (snk->cur) { /* as emit(): each product and sum rounded once, blocks in order */
+                if (snk->gains) { /* as emit(): each product and sum rounded once, blocks in order */
                     __m512d d = _mm512_mul_pd(_mm512_cvtepi64_pd(t), _mm512_set1_pd(snk->gains[b * M + m]));
                     acc = b ? _mm512_add_pd(acc, d) : d;
                 }
             }
-            if (snk->cur) _mm512_storeu_pd(snk->cur + m * O + o, acc);
+            if (snk->fin) { /* as finish(), from the register: cur is never written */
+                if (o < snk->o_out) {
+                    const int64_t nv = (snk->o_out - o < 8) ? snk->o_out - o : 8;
+                    const __mmask8 lanes = (__mmask8)((1u << nv) - 1u);
+                    __m512d r = _mm512_maskz_loadu_pd(lanes, snk->rest + m * snk->o_out + o);
+                    __m512d c = _mm512_mul_pd(acc, _mm512_maskz_loadu_pd(lanes, snk->al + o));
+                    _mm256_mask_storeu_ps(snk->fin + m * snk->o_out + o, lanes, _mm512_cvtpd_ps(_mm512_add_pd(r, c)));
+                }
+            } else if (snk->cur) {
+                _mm512_storeu_pd(snk->cur + m * O + o, acc);
+            }
         }
     }
 }
 
-__attribute__((target("avx512f,avx512vpopcntdq,avx512dq,popcnt")))
+__attribute__((target("avx512f,avx512vpopcntdq,avx512dq,avx512vl,popcnt")))
 static void terms_avx512(const uint64_t *X, int64_t M, int64_t J, const int64_t *wx, const uint64_t *Wt,
                          int64_t P, const int64_t *wc, int64_t O, int64_t nb, int64_t wpb, const sink *snk) {
     int64_t nw = nb * wpb, shift = 1;
@@ -458,6 +484,48 @@ static void terms_avx512(const uint64_t *X, int64_t M, int64_t J, const int64_t 
         rows_avx512(X, M, J, wx, Wt, P, wc, O, nb, wpb, snk, &rw, 0);
 }
 #endif
+
+/* ---------------------------------------------------------------------------------------- */
+/* the row sums S_b of the planes alone                                                      */
+
+/* s_out[b, m] = sum_j wx[j] popcount of row m's words in block b (X as tb_terms's): S_b, the
+ * terms of the weights' ones column, without the weights. */
+static inline __attribute__((always_inline)) void block_sums(const uint64_t *X, int64_t M, int64_t J,
+                                                             const int64_t *wx, int64_t nb, int64_t wpb,
+                                                             int32_t *s_out) {
+    int64_t nw = nb * wpb;
+    for (int64_t m = 0; m < M; m++)
+        for (int64_t b = 0; b < nb; b++) {
+            int64_t tot = 0;
+            for (int64_t j = 0; j < J; j++) {
+                const uint64_t *x = X + (j * M + m) * nw + b * wpb;
+                int64_t c = 0;
+                for (int64_t k = 0; k < wpb; k++) c += __builtin_popcountll(x[k]);
+                tot += c * wx[j];
+            }
+            s_out[b * M + m] = (int32_t)tot;
+        }
+}
+
+#ifdef TB_X86
+__attribute__((target("popcnt"))) static void block_sums_popcnt(const uint64_t *X, int64_t M, int64_t J,
+                                                                const int64_t *wx, int64_t nb, int64_t wpb,
+                                                                int32_t *s_out) {
+    block_sums(X, M, J, wx, nb, wpb, s_out);
+}
+#endif
+
+TB_API void tb_block_sums(int path, const uint64_t *X, int64_t M, int64_t J, const int64_t *wx, int64_t nb,
+                          int64_t wpb, int32_t *s_out) {
+#ifdef TB_X86
+    if (path >= 1) {
+        block_sums_popcnt(X, M, J, wx, nb, wpb, s_out);
+        return;
+    }
+#endif
+    (void)path;
+    block_sums(X, M, J, wx, nb, wpb, s_out);
+}
 
 /* ---------------------------------------------------------------------------------------- */
 /* the microbenchmark: AND + popcount at its best                                            */
@@ -555,13 +623,17 @@ TB_API int tb_best_path(void) {
 TB_API const char *tb_path_name(int path) { return (path >= 0 && path < 4) ? PATHS[path] : "none"; }
 
 /* out [nb, M, O] int32 terms (or NULL); cur [M, O] the fused read-out sum_b gains[b, m] out[b, m, o]
- * (or NULL; gains [nb, M]); s_out [nb, M] the terms of column ones_col (or NULL).
+ * (or NULL; gains [nb, M]); s_out [nb, M] the terms of column ones_col (or NULL); fin [M, o_out]
+ * the layer's current (float)(rest + cur * al) (or NULL; cur is then scratch, NULL allowed on
+ * the AVX-512 path, which keeps it in registers; -4 when a needed buffer is missing).
  * Returns 0, or -1 for a path this CPU (or this build) cannot run, -2 for O not a multiple of 8,
  * -3 when scratch memory cannot be had. */
 TB_API int tb_terms(int path, const uint64_t *X, int64_t M, int64_t J, const int64_t *wx, const uint64_t *Wt,
                     int64_t P, const int64_t *wc, int64_t O, int64_t nb, int64_t wpb, int32_t *out,
-                    double *cur, const double *gains, int32_t *s_out, int64_t ones_col) {
-    sink snk = {out, cur, gains, s_out, ones_col, M, O, NULL, NULL, NULL};
+                    double *cur, const double *gains, int32_t *s_out, int64_t ones_col, float *fin,
+                    const double *rest, const double *al, int64_t o_out) {
+    sink snk = {out, cur, gains, s_out, ones_col, M, O, NULL, NULL, NULL, fin, rest, al, o_out, nb};
+    if (fin && (!gains || !rest || !al || (path < 3 && !cur) || o_out > O)) return -4;
     terms_fn fn = terms_portable;
     if (path < 0 || path > tb_best_path()) return -1;
     if (O % 8) return -2;
