@@ -242,87 +242,89 @@ PARTS = ("input encoding (encoder: code, fit, firing)", "hidden neurons: closed-
 
 def account_rows(widths: list[int], repeats: int) -> list[str]:
     """Every part of a simulated batch (step mode, every spike recorded and counted) at each width."""
-    from tbnn.engine.session import SimulationSession
-    from tbnn.nn import neurons
-    from tbnn.sim.runners import runner_for
-
-    cols = {}
-    for w in widths:
-        torch.manual_seed(w)
-        net = tbn(w)
-        encoder, readout = net[0], net[-1]
-        role = {"layer": "hidden"}
-        parts = _Parts()
-
-        def layer_role(args):
-            role["layer"] = "read-out" if args[1] is readout else "hidden"
-            role["neuron"] = None
-            return "synaptic operations counted"
-
-        def neuron_role(args):
-            role["neuron"] = "input" if args[1] is encoder else "hidden"
-            return "input encoding (encoder: code, fit, firing)" if args[1] is encoder else "neuron glue"
-
-        def neuron_part(text):
-            return lambda args: ("input encoding (encoder: code, fit, firing)" if role.get("neuron") == "input"
-                                 else text)
-
-        x = torch.randn(BATCH, INPUT)
-        runner = runner_for(net)
-        setups = []
-        with torch.no_grad():
-            for rep in range(4):  # a fresh session per call, as simulate makes; the first call warms up
-                fresh = SimulationSession(runner.ids, "step")
-                t0 = time.thread_time()
-                runner.run(x, fresh)
-                t1 = time.thread_time()
-                runner.run(x, fresh)
-                if rep:
-                    setups.append((2 * t1 - t0 - time.thread_time()) * 1e3)
-        parts.wrap(SimulationSession, "layer_current", layer_role)
-        parts.wrap(SimulationSession, "neuron_output", neuron_role)
-        parts.wrap(SimulationSession, "record_spikes", lambda a: "spikes recorded and counted")
-        parts.wrap(neurons.TemporalBinary, "encode", neuron_part("hidden neurons: closed-form code and read-out fit"))
-        parts.wrap(neurons.TemporalBinary, "fire", neuron_part("hidden neurons: integrate-and-fire, check"))
-        parts.wrap(neurons, "grid_values", neuron_part("hidden neurons: grid values"))
-        parts.wrap(engine, "step_current", lambda a: "engine glue (planes, gains, checks)")
-        def by_layer(what):
-            return lambda a: f"{what}, read-out layer" if role["layer"] == "read-out" else f"{what}, hidden layers"
-
-        for fn in ("_combine", "_linear_rest"):  # the offsets, the rank-1 term, the bias (and alpha unless fused)
-            parts.wrap(engine, fn, by_layer("rest of the current"))
-        parts.wrap(kernels, "block_sums", by_layer("rest of the current"))  # S_b for the rank-1 term
-        parts.wrap(kernels, "pack_bits", lambda a: "pack spikes")
-        for fn in ("block_readout", "block_current"):  # the kernel, with the read-out (and alpha) fused in
-            parts.wrap(kernels, fn, by_layer("kernel"))
-        parts.wrap(nn.BatchNorm1d, "forward", lambda a: "BatchNorm")
-        sess = SimulationSession(runner.ids, "step")
-        whole = []
-        faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-        try:
-            with torch.no_grad():
-                for rep in range(repeats + 1):  # the first batch warms up and is dropped
-                    if rep == 1:
-                        parts.ms.clear()
-                        faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-                    t0 = time.thread_time()
-                    runner.run(x, sess)
-                    sess.end_batch(BATCH)
-                    if rep:
-                        whole.append((time.thread_time() - t0) * 1e3)
-        finally:
-            parts.restore()
-        faults = (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults) / repeats
-        ms = {k: v / repeats for k, v in parts.ms.items()}
-        total = sum(whole) / repeats
-        col = [ms.get(k, 0.0) for k in PARTS]  # "neuron glue" (the session's own part of a neuron) is in the rest
-        cols[w] = [*col, total - sum(col), total, statistics.median(setups), faults]
+    cols = {w: account_width(w, repeats) for w in widths}
     names = [*PARTS, "Python and the rest (whole less the parts)", "**whole batch**",
              "set-up of a simulate call (its first batch less its second)", "page faults per batch"]
     rows = [f"| {name} | " + " | ".join(f"{cols[w][i]:.0f}" if i == len(names) - 1 else f"{cols[w][i]:.3f}"
                                        for w in widths) + " |" for i, name in enumerate(names)]
     return [f"| part of a batch (ms of CPU, mean of {repeats} batches) | " + " | ".join(f"W {w}" for w in widths)
             + " |", "|---|" + "---|" * len(widths), *rows]
+
+
+def account_width(w: int, repeats: int) -> list[float]:
+    """:func:`account_rows`' column at width ``w``: the parts, the rest, the whole, the set-up, the faults."""
+    from tbnn.engine.session import SimulationSession
+    from tbnn.nn import neurons
+    from tbnn.sim.runners import runner_for
+
+    torch.manual_seed(w)
+    net = tbn(w)
+    encoder, readout = net[0], net[-1]
+    role = {"layer": "hidden"}
+    parts = _Parts()
+
+    def layer_role(args):
+        role["layer"] = "read-out" if args[1] is readout else "hidden"
+        role["neuron"] = None
+        return "synaptic operations counted"
+
+    def neuron_role(args):
+        role["neuron"] = "input" if args[1] is encoder else "hidden"
+        return "input encoding (encoder: code, fit, firing)" if args[1] is encoder else "neuron glue"
+
+    def neuron_part(text):
+        return lambda args: "input encoding (encoder: code, fit, firing)" if role.get("neuron") == "input" else text
+
+    def by_layer(what):
+        return lambda args: f"{what}, read-out layer" if role["layer"] == "read-out" else f"{what}, hidden layers"
+
+    x = torch.randn(BATCH, INPUT)
+    runner = runner_for(net)
+    setups = []
+    with torch.no_grad():
+        for rep in range(4):  # a fresh session per call, as simulate makes; the first call warms up
+            fresh = SimulationSession(runner.ids, "step")
+            t0 = time.thread_time()
+            runner.run(x, fresh)
+            t1 = time.thread_time()
+            runner.run(x, fresh)
+            if rep:
+                setups.append((2 * t1 - t0 - time.thread_time()) * 1e3)
+    parts.wrap(SimulationSession, "layer_current", layer_role)
+    parts.wrap(SimulationSession, "neuron_output", neuron_role)
+    parts.wrap(SimulationSession, "record_spikes", lambda a: "spikes recorded and counted")
+    parts.wrap(neurons.TemporalBinary, "encode", neuron_part("hidden neurons: closed-form code and read-out fit"))
+    parts.wrap(neurons.TemporalBinary, "fire", neuron_part("hidden neurons: integrate-and-fire, check"))
+    parts.wrap(neurons, "grid_values", neuron_part("hidden neurons: grid values"))
+    parts.wrap(engine, "step_current", lambda a: "engine glue (planes, gains, checks)")
+    for fn in ("_combine", "_linear_rest"):  # the offsets, the rank-1 term, the bias (and alpha unless fused)
+        parts.wrap(engine, fn, by_layer("rest of the current"))
+    parts.wrap(kernels, "block_sums", by_layer("rest of the current"))  # S_b for the rank-1 term
+    parts.wrap(kernels, "pack_bits", lambda a: "pack spikes")
+    for fn in ("block_readout", "block_current"):  # the kernel, with the read-out (and alpha) fused in
+        parts.wrap(kernels, fn, by_layer("kernel"))
+    parts.wrap(nn.BatchNorm1d, "forward", lambda a: "BatchNorm")
+    sess = SimulationSession(runner.ids, "step")
+    whole = []
+    faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    try:
+        with torch.no_grad():
+            for rep in range(repeats + 1):  # the first batch warms up and is dropped
+                if rep == 1:
+                    parts.ms.clear()
+                    faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+                t0 = time.thread_time()
+                runner.run(x, sess)
+                sess.end_batch(BATCH)
+                if rep:
+                    whole.append((time.thread_time() - t0) * 1e3)
+    finally:
+        parts.restore()
+    faults = (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults) / repeats
+    ms = {k: v / repeats for k, v in parts.ms.items()}
+    total = sum(whole) / repeats
+    col = [ms.get(k, 0.0) for k in PARTS]  # "neuron glue" (the session's own part of a neuron) is in the rest
+    return [*col, total - sum(col), total, statistics.median(setups), faults]
 
 
 def activity_rows(widths: list[int], repeats: int) -> list[str]:

@@ -51,15 +51,12 @@ from __future__ import annotations
 import functools
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Any, Protocol
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
 from tbnn.core.coding import SpikeCode, step_weights
-from tbnn.core.quant import quantize
 from tbnn.engine.precision import (
     ENGINES,
     MATMUL_DTYPES,
@@ -75,6 +72,7 @@ from tbnn.engine.precision import (
     set_engine,
     set_matmul_dtype,
 )
+from tbnn.engine.weights import EngineLayer, WeightCodes, abs_max, per_channel_codes, weight_codes
 from tbnn.kernels import packed as kernels
 
 __all__ = [
@@ -107,82 +105,8 @@ __all__ = [
 
 
 
-class EngineLayer(Protocol):
-    """What the engine needs of a layer (``tbnn.nn.layers.TBLayer`` provides it)."""
-
-    weight: torch.nn.Parameter
-    bias: torch.nn.Parameter | None
-    weight_bits: float | None
-    sparsity: str | float | None
-    is_linear: bool
-
-    def operator(self, x: Tensor, w: Tensor, bias: Tensor | None) -> Tensor: ...
-
-    def quantize_weight_codes(self) -> tuple[Tensor, Tensor, Tensor]: ...
-
-
-@dataclass
-class WeightCodes:
-    """A layer's weight as integer codes with a per-channel affine: ``W^ = alpha * Q + gamma``.
-
-    ``w_hat`` is that weight in floats; ``ones`` an all-ones kernel with one output channel
-    (its response is the same for every output channel: the rank-1 correction); ``exists``
-    the 0/1 synapses that exist (a sparse layer's zero codes are pruned synapses; every
-    weight of an affine grid exists, its code 0 included); ``qmax`` the largest ``|Q|``
-    when the codes are integers (``inf`` for float weights); ``cache`` the block-dependent
-    tensors derived from them (per dtype and input layout), made on first use.
-    """
-
-    q: Tensor
-    alpha: Tensor
-    gamma: Tensor
-    w_hat: Tensor
-    ones: Tensor
-    exists: Tensor
-    qmax: float = math.inf
-    cache: dict = field(default_factory=dict, repr=False, compare=False)
-
-
-def weight_codes(layer: EngineLayer) -> WeightCodes:
-    """The layer's weight as :class:`WeightCodes` (no gradient).
-
-    >>> import tbnn
-    >>> wc = weight_codes(tbnn.TBLinear(6, 2))
-    >>> sorted(set(wc.q.flatten().tolist())), wc.qmax
-    ([0.0, 1.0], 1.0)
-    """
-    q, alpha, gamma = layer.quantize_weight_codes()
-    shape = (-1, *[1] * (q.dim() - 1))
-    w_hat = (alpha.view(shape) * q).add_(gamma.view(shape))  # alpha Q + gamma, one buffer
-    qmax = _abs_max(q) if q.numel() and torch.equal(q, torch.round(q)) else math.inf
-    # every weight of a dense layer exists: ones as a view (fanout sums it), no weight-sized buffer
-    exists = (q != 0).to(q.dtype) if layer.sparsity is not None else torch.ones((), dtype=q.dtype,
-                                                                                   device=q.device).expand_as(q)
-    ones = torch.ones(1, *q.shape[1:], dtype=q.dtype, device=q.device)
-    return WeightCodes(q, alpha, gamma, w_hat, ones, exists, qmax)
-
-
-def per_channel_codes(weight: Tensor, bits: float | None, **quant_kw: Any) -> tuple[Tensor, Tensor, Tensor]:
-    """``(Q, alpha, gamma)`` of a weight quantized per output channel (``bits=None``: float weights)."""
-    w2 = weight.detach().reshape(weight.shape[0], -1)
-    if bits is None:
-        return weight.detach(), torch.ones_like(w2[:, 0]), torch.zeros_like(w2[:, 0])
-    bc = quantize(w2, bits=bits, dim=-1, **quant_kw)
-    if bc.q.shape[-2] != 1:
-        raise ValueError("integer-code evaluation needs weights quantized per output channel (weight_block=None).")
-    return bc.codes().reshape(weight.shape), bc.gain.reshape(-1), bc.offset.reshape(-1)
-
-
 # --------------------------------------------------------------------------------------
 # integer terms
-
-
-def _abs_max(t: Tensor) -> float:
-    """``max|t|`` in one pass (0 for an empty tensor)."""
-    if not t.numel():
-        return 0.0
-    lo, hi = torch.aminmax(t.detach())
-    return float(torch.maximum(-lo, hi))
 
 
 @functools.cache
@@ -201,7 +125,7 @@ def term_dtype(code: SpikeCode, wc: WeightCodes, code_max: float | None = None) 
     ``max|q|`` when the caller has it.
     """
     per = min(code.block_size(), wc.q[0].numel())
-    code_max = _abs_max(code.q) if code_max is None else code_max
+    code_max = abs_max(code.q) if code_max is None else code_max
     qmax = max(_weight_sum(code.scheme, code.timesteps), code_max)
     return torch.float32 if max(wc.qmax, 1.0) * per * qmax < 2**24 else torch.float64
 
@@ -365,7 +289,7 @@ def integer_terms(layer: EngineLayer, q: Tensor, code: SpikeCode, wc: WeightCode
         q, top = q.view(torch.uint8), 1.0  # 0/1 bytes: int8 as they are; floats faster than from bool
         dtype = term_dtype(code, wc)
     else:
-        top = _abs_max(q)
+        top = abs_max(q)
         dtype = term_dtype(code, wc, top if is_code else None)
     if layer.is_linear:
         mm = product_type(q.device, max(wc.qmax, 1.0), top, min(bs, f)) or dtype  # (1: the ones column)
