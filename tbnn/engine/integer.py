@@ -36,7 +36,9 @@ Packed engine: for linear layers with integer weight codes on a CPU, the same ``
 compiled kernel), as int32; the integers are identical, so the currents are too (with
 float32 read-out gains the kernel also adds ``sum_b a_b N_b`` in the block order of
 :func:`combine`, each exact product and each sum rounded once, and skips words of 64 inputs
-with no spike). It runs
+with no spike; for linear layers with float32 codes it then writes the layer's current,
+``float32(rest + alpha sum_b a_b N_b)`` with the rest of :func:`combine` made first, rounded
+as :func:`combine`'s ``torch.addcmul`` rounds it, which is checked once per process). It runs
 where the kernel is available (``auto``), else the products above; ``TBNN_ENGINE``
 (``auto``, ``packed``, ``dense``) or :func:`set_engine` forces one (``packed`` without a
 compiled kernel runs its pure-torch reference); :func:`engine_path` says which ran.
