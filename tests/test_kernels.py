@@ -300,7 +300,7 @@ def test_the_popcount_microbenchmark_counts_the_anded_bits(path):
     gen = torch.Generator().manual_seed(path)
     x, w = (torch.randint(-2**62, 2**62, (96,), generator=gen) for _ in range(2))
     x[0], w[0] = -1, -1  # all 64 bits, the sign bit included
-    want = sum(bin((a & b) % 2**64).count("1") for a, b in zip(x.tolist(), w.tolist()))
+    want = sum(((a & b) % 2**64).bit_count() for a, b in zip(x.tolist(), w.tolist()))
     assert packed.and_popcount(x, w, repeats=3, path=path) == 3 * want
     with pytest.raises(ValueError, match="multiple of 32"):
         packed.and_popcount(x[:40], w[:40])

@@ -67,12 +67,12 @@ from tbnn.engine.precision import (
     calibrate,
     calibration_path,
     engine_choice,
-    stored_calibration,
     feature_order,
     int8_product,
     product_type,
     set_engine,
     set_matmul_dtype,
+    stored_calibration,
 )
 from tbnn.engine.weights import EngineLayer, WeightCodes, abs_max, per_channel_codes, weight_codes
 from tbnn.kernels import packed as kernels
@@ -455,7 +455,7 @@ def _fused(layer: EngineLayer, q: Tensor, code: SpikeCode, wc: WeightCodes, weig
         return None
     nb = -(-q.shape[-1] // code.block_size())
     a = _gains(code, nb, [])
-    if code.q.dtype == torch.float32 and _current_fusion_ok():
+    if code.q.dtype == torch.float32 and engine_choice() != "dense" and _current_fusion_ok():  # dense: no kernel
         cur = _packed_current(layer, q, code, wc, weights, a)
         if cur is not None:
             return cur
