@@ -15,9 +15,9 @@ Rows (one thread, batch 256, median of ``--repeats`` interleaved passes):
   batches.
 * **kernel**: the popcount kernel alone (``tbnn.kernels.block_terms``) for one W -> W layer,
   B = 256 samples x T = 4 step planes, in synaptic operations per second (B T K W / time),
-  against a popcount microbenchmark on the same machine (the same kernel on 64 rows x 64
-  outputs x 4096 inputs in one block: weights in cache, no block or plane overhead: its
-  inner loop at its best).
+  against a popcount microbenchmark on the same machine (``tbnn.kernels.packed.and_popcount``:
+  AND + popcount of words in the first-level cache with nothing else in the loop, on the
+  kernel's dispatch path: the most this CPU's AND + popcount can do).
 * **profile**: per hidden layer and batch, the time of packing the spikes, the kernel
   (the integer terms with the read-out ``sum_b a_b N_b`` fused in), the rest of the layer's
   current (``tbnn.engine.step_current``: planes, rank-1 corrections, bias), BatchNorm and
@@ -25,6 +25,16 @@ Rows (one thread, batch 256, median of ``--repeats`` interleaved passes):
 * **activity**: the current of one W -> W layer (``tbnn.engine.step_current``, packed and
   dense) with input spikes drawn at 1 %, 5 % and 20 % of neurons per step (the packed
   kernel skips words of 64 inputs with no spike).
+
+Allocator: like the ``tbnn`` command and ``bench_sim``, the benchmark first lets glibc's malloc
+keep freed memory (:func:`tbnn.runtime.machine.tune_allocator`), for every engine alike;
+``--malloc-defaults`` leaves it alone.
+
+* **account**: every part of one simulated batch (step mode, every spike recorded and counted,
+  as ``tbnn.simulate`` runs it) in CPU time, the rest (Python between the calls, the session's
+  bookkeeping) as the whole batch less the parts, and the minor page faults per batch; and the
+  set-up of a ``simulate`` call (weight codes, packed weights, offsets, fan-outs: the first
+  batch of a call less a later one), which the simulate rows share over their 4 batches.
 
 Figures depend on the machine and its load: the CPU line and the load average are
 printed with every table. No result here is asserted.
@@ -39,6 +49,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import statistics
 import time
 from collections.abc import Callable
@@ -49,7 +60,7 @@ from torch import nn
 import tbnn
 from tbnn.engine import integer as engine
 from tbnn.kernels import packed as kernels
-from tbnn.runtime.machine import describe_cpu
+from tbnn.runtime.machine import describe_cpu, tune_allocator
 
 BLOCK, T, BATCH, INPUT, CLASSES = 128, 4, 256, 64, 10
 
@@ -81,11 +92,6 @@ def median_ms(fn: Callable[..., object], repeats: int, *args: object) -> float:
         fn(*args)
         ts.append(clock() - t0)
     return statistics.median(ts) * 1e3
-
-
-def repeat(calls: int, fn: Callable[..., object], *args: object) -> None:
-    for _ in range(calls):
-        fn(*args)
 
 
 def header() -> str:
@@ -142,15 +148,11 @@ def kernel_rows(widths: list[int], repeats: int) -> list[str]:
         ops = BATCH * T * w * (w + 1)  # the ones column (S_b) included
         a, b = torch.randn(BATCH, w), torch.randn(w, w)
         mm = median_ms(torch.matmul, repeats, a, b)
-        # microbenchmark: about as many AND + popcount words, 64 rows x 64 outputs x 64 words (one block,
-        # weights 32 KiB: in cache), so the inner loop runs with no block or plane overhead
-        words = ops // 64
-        mpw = kernels.pack_weights(torch.randint(0, 2, (63, 64 * 64), generator=gen), None)
-        mx = kernels.pack_bits(torch.rand(64, 64 * 64, generator=gen) < 0.5, None).reshape(1, 64, -1)
-        per_call = 64 * 64 * mpw.words.shape[-1]
-        calls = max(1, words // per_call)
-        one = torch.ones(1, dtype=torch.int64)
-        micro = median_ms(repeat, repeats, calls, kernels.block_terms, mx, one, mpw) / (calls * per_call)
+        # microbenchmark: AND + popcount of 1,024 words with 1,024 others (16 KiB: in the first-level cache),
+        # the kernel's tightest loop with nothing else in it, repeated for about as many words as the layer
+        mx, mw = (torch.randint(-2**62, 2**62, (1024,), generator=gen) for _ in range(2))
+        reps = max(1, ops // 64 // 1024)
+        micro = median_ms(kernels.and_popcount, repeats, mx, mw, reps) / (reps * 1024)  # ms per word
         rows.append(f"| {w} -> {w} | {ms:.3f} | {ops / ms / 1e6:.1f} | {64e-6 / micro:.1f} | "
                     f"{(ops / ms / 1e6) / (64e-6 / micro):.2f} | {mm:.3f} |")
     return [("| layer | kernel ms (B=256, T=4 planes) | synaptic ops/s (G) | popcount micro (G bit-ops/s) | "
@@ -194,6 +196,137 @@ def profile_rows(widths: list[int], repeats: int) -> list[str]:
             *rows]
 
 
+class _Parts:
+    """Exclusive CPU time (this thread) of the functions a simulated batch calls, by part.
+
+    Each wrapped function's time, less that of the wrapped functions it calls, goes to the
+    part its label names; the rest of a batch (Python between the calls, the model's own
+    forward, the session's bookkeeping) is the whole batch less the parts.
+    """
+
+    def __init__(self) -> None:
+        self.ms: dict[str, float] = {}
+        self.stack: list[list] = []
+        self.undo: list[tuple[object, str, object]] = []
+
+    def wrap(self, owner: object, name: str, label: Callable[[tuple], str]) -> None:
+        fn = getattr(owner, name)
+        parts = self
+
+        def timed(*args, **kwargs):
+            parts.stack.append([label(args), time.thread_time(), 0.0])
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                part, t0, inner = parts.stack.pop()
+                dt = time.thread_time() - t0
+                parts.ms[part] = parts.ms.get(part, 0.0) + (dt - inner) * 1e3
+                if parts.stack:
+                    parts.stack[-1][2] += dt
+
+        self.undo.append((owner, name, fn))
+        setattr(owner, name, timed)
+
+    def restore(self) -> None:
+        for owner, name, fn in reversed(self.undo):
+            setattr(owner, name, fn)
+
+
+#: the parts of a batch, in the order of the table
+PARTS = ("input encoding (encoder: code, fit, firing)", "hidden neurons: closed-form code and read-out fit",
+         "hidden neurons: grid values", "hidden neurons: integrate-and-fire, check", "spikes recorded and counted",
+         "pack spikes", "kernel, hidden layers", "kernel, read-out layer", "rest of the current, hidden layers",
+         "rest of the current, read-out layer", "engine glue (planes, gains, checks)", "synaptic operations counted",
+         "BatchNorm")
+
+
+def account_rows(widths: list[int], repeats: int) -> list[str]:
+    """Every part of a simulated batch (step mode, every spike recorded and counted) at each width."""
+    cols = {w: account_width(w, repeats) for w in widths}
+    names = [*PARTS, "Python and the rest (whole less the parts)", "**whole batch**",
+             "set-up of a simulate call (its first batch less its second)", "page faults per batch"]
+    rows = [f"| {name} | " + " | ".join(f"{cols[w][i]:.0f}" if i == len(names) - 1 else f"{cols[w][i]:.3f}"
+                                       for w in widths) + " |" for i, name in enumerate(names)]
+    return [f"| part of a batch (ms of CPU, mean of {repeats} batches) | " + " | ".join(f"W {w}" for w in widths)
+            + " |", "|---|" + "---|" * len(widths), *rows]
+
+
+def account_width(w: int, repeats: int) -> list[float]:
+    """:func:`account_rows`' column at width ``w``: the parts, the rest, the whole, the set-up, the faults."""
+    from tbnn.engine.session import SimulationSession
+    from tbnn.nn import neurons
+    from tbnn.sim.runners import runner_for
+
+    torch.manual_seed(w)
+    net = tbn(w)
+    encoder, readout = net[0], net[-1]
+    role = {"layer": "hidden"}
+    parts = _Parts()
+
+    def layer_role(args):
+        role["layer"] = "read-out" if args[1] is readout else "hidden"
+        role["neuron"] = None
+        return "synaptic operations counted"
+
+    def neuron_role(args):
+        role["neuron"] = "input" if args[1] is encoder else "hidden"
+        return "input encoding (encoder: code, fit, firing)" if args[1] is encoder else "neuron glue"
+
+    def neuron_part(text):
+        return lambda args: "input encoding (encoder: code, fit, firing)" if role.get("neuron") == "input" else text
+
+    def by_layer(what):
+        return lambda args: f"{what}, read-out layer" if role["layer"] == "read-out" else f"{what}, hidden layers"
+
+    x = torch.randn(BATCH, INPUT)
+    runner = runner_for(net)
+    setups = []
+    with torch.no_grad():
+        for rep in range(4):  # a fresh session per call, as simulate makes; the first call warms up
+            fresh = SimulationSession(runner.ids, "step")
+            t0 = time.thread_time()
+            runner.run(x, fresh)
+            t1 = time.thread_time()
+            runner.run(x, fresh)
+            if rep:
+                setups.append((2 * t1 - t0 - time.thread_time()) * 1e3)
+    parts.wrap(SimulationSession, "layer_current", layer_role)
+    parts.wrap(SimulationSession, "neuron_output", neuron_role)
+    parts.wrap(SimulationSession, "record_spikes", lambda a: "spikes recorded and counted")
+    parts.wrap(neurons.TemporalBinary, "encode", neuron_part("hidden neurons: closed-form code and read-out fit"))
+    parts.wrap(neurons.TemporalBinary, "fire", neuron_part("hidden neurons: integrate-and-fire, check"))
+    parts.wrap(neurons, "grid_values", neuron_part("hidden neurons: grid values"))
+    parts.wrap(engine, "step_current", lambda a: "engine glue (planes, gains, checks)")
+    for fn in ("_combine", "_linear_rest"):  # the offsets, the rank-1 term, the bias (and alpha unless fused)
+        parts.wrap(engine, fn, by_layer("rest of the current"))
+    parts.wrap(kernels, "block_sums", by_layer("rest of the current"))  # S_b for the rank-1 term
+    parts.wrap(kernels, "pack_bits", lambda a: "pack spikes")
+    for fn in ("block_readout", "block_current"):  # the kernel, with the read-out (and alpha) fused in
+        parts.wrap(kernels, fn, by_layer("kernel"))
+    parts.wrap(nn.BatchNorm1d, "forward", lambda a: "BatchNorm")
+    sess = SimulationSession(runner.ids, "step")
+    whole = []
+    faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    try:
+        with torch.no_grad():
+            for rep in range(repeats + 1):  # the first batch warms up and is dropped
+                if rep == 1:
+                    parts.ms.clear()
+                    faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+                t0 = time.thread_time()
+                runner.run(x, sess)
+                sess.end_batch(BATCH)
+                if rep:
+                    whole.append((time.thread_time() - t0) * 1e3)
+    finally:
+        parts.restore()
+    faults = (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults) / repeats
+    ms = {k: v / repeats for k, v in parts.ms.items()}
+    total = sum(whole) / repeats
+    col = [ms.get(k, 0.0) for k in PARTS]  # "neuron glue" (the session's own part of a neuron) is in the rest
+    return [*col, total - sum(col), total, statistics.median(setups), faults]
+
+
 def activity_rows(widths: list[int], repeats: int) -> list[str]:
     rows = []
     for w in widths:
@@ -218,18 +351,22 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--samples", type=int, default=1024)
     ap.add_argument("--clock", choices=["wall", "cpu"], default="wall",
                     help="kernel, profile and activity rows: wall time or this thread's CPU time")
-    ap.add_argument("--only", nargs="+", default=["simulate", "kernel", "profile", "activity"],
-                    choices=["simulate", "kernel", "profile", "activity"])
+    ap.add_argument("--only", nargs="+", default=["simulate", "kernel", "profile", "account", "activity"],
+                    choices=["simulate", "kernel", "profile", "account", "activity"])
+    ap.add_argument("--malloc-defaults", action="store_true",
+                    help="leave glibc malloc at its defaults (default: tuned as the tbnn command tunes it)")
     args = ap.parse_args(argv)
+    tuned = False if args.malloc_defaults else tune_allocator()
     torch.set_num_threads(1)
     CLOCK[0] = time.thread_time if args.clock == "cpu" else time.perf_counter
     tables = {"simulate": lambda: simulate_rows(args.widths, args.samples, args.repeats),
               "kernel": lambda: kernel_rows(args.widths, args.repeats),
               "profile": lambda: profile_rows(args.widths, args.repeats),
+              "account": lambda: account_rows(args.widths, max(args.repeats, 5)),
               "activity": lambda: activity_rows(args.widths, args.repeats)}
     for name in args.only:
-        clock = "" if name == "simulate" else f"; clock: {args.clock}"
-        print(f"\n## {name}\n\n{header()}{clock}\n", flush=True)
+        clock = "" if name == "simulate" else "; clock: cpu" if name == "account" else f"; clock: {args.clock}"
+        print(f"\n## {name}\n\n{header()}{clock}; malloc {'tuned' if tuned else 'defaults'}\n", flush=True)
         print("\n".join(tables[name]()), flush=True)
 
 

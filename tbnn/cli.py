@@ -1,4 +1,4 @@
-"""The ``tbnn`` command line: ``demo``, ``train``, ``simulate``, ``analyze``, ``raster``.
+"""The ``tbnn`` command line: ``demo``, ``train``, ``simulate``, ``analyze``, ``raster``, ``calibrate``.
 
 Every command rejects bad input with one sentence naming the argument and what is
 allowed, exits with status 2, and writes nothing (earlier results stay intact).
@@ -244,6 +244,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also write the figure in this vector format (repeatable)")
     r.add_argument("--out", required=True, help="PNG file to write (new, or replaced with --overwrite)")
     _add_overwrite(r, "figure")
+
+    c = sub.add_parser("calibrate", help="time the engine's product types once and store their order for this CPU "
+                       "and these versions", **fmt)
+    c.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N: whose product types are timed")
+    c.add_argument("--show", action="store_true",
+                   help="print the stored calibration and where it is, without timing anything")
     return p
 
 
@@ -330,8 +336,52 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_calibrate(args: argparse.Namespace) -> int:
+    import json
+
+    from tbnn.engine.precision import calibrate, calibration_path, stored_calibration
+    from tbnn.runtime.device import resolve_device
+
+    device = resolve_device(args.device, name="--device")
+    path = calibration_path(device)
+    if path is None:
+        raise ValueError("the cache is off (TBNN_CACHE=off), so a calibration cannot be stored or read; "
+                         "set TBNN_CACHE to a folder.")
+    if args.show:
+        data = stored_calibration(device)
+        if data is not None:
+            print(f"stored calibration for {device.type} at {path}:")
+            print(json.dumps(data, indent=1))
+        elif path.is_file():
+            print(f"the calibration at {path} was made on another CPU or with other torch / tbnn versions and is "
+                  f"not used; run tbnn calibrate to replace it")
+        else:
+            print(f"no calibration is stored for {device.type} (looked at {path}); the engine follows the CPU's "
+                  f"features")
+        return 0
+    load, cores = _load()
+    data = calibrate(device)
+    timed = ", ".join(f"{k} {v:.3f} ms" for k, v in data["timings_ms"].items())
+    print(f"timed on {data['cpu']} (torch {data['torch']}, tbnn {data['tbnn']}): {timed}")
+    order = ", ".join(data["order"]) or "none (no low-precision type beat float32; float32 only)"
+    print(f"stored the low-precision order {order} in {path}")
+    if load is not None and load >= cores:
+        print(f"note: the machine was busy (load average {load:.1f} on {cores} CPUs); the timings may not hold on "
+              f"a quiet machine: run tbnn calibrate again when it is quiet", file=sys.stderr)
+    return 0
+
+
+def _load() -> tuple[float | None, int]:
+    """The 1-minute load average (``None`` where the system has none) and the number of CPUs."""
+    try:
+        return os.getloadavg()[0], os.cpu_count() or 1
+    except (OSError, AttributeError):
+        return None, os.cpu_count() or 1
+
+
 COMMANDS = {"train": _cmd_train, "simulate": _cmd_simulate, "analyze": _cmd_analyze,
-            "raster": _cmd_raster, "demo": _cmd_demo}
+            "raster": _cmd_raster, "demo": _cmd_demo,
+            "calibrate": _cmd_calibrate}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -69,12 +69,20 @@ def test_bench_malloc_quick(monkeypatch, capsys, tmp_path):
 
 def test_bench_packed_tiny(monkeypatch, capsys):
     text = _run(monkeypatch, capsys, "bench_packed.py", "--widths", "128", "--repeats", "1", "--samples", "256")
-    assert text.count("CPU: ") == 4 and "load average" in text
-    for table in ("## simulate", "## kernel", "## profile", "## activity"):
+    assert text.count("CPU: ") == 5 and "load average" in text
+    for table in ("## simulate", "## kernel", "## profile", "## account", "## activity"):
         assert table in text
     rows = [line for line in text.splitlines() if line.startswith("| 128 |")]
     assert len(rows) == 1 + 2 + 3  # simulate; two hidden layers; three activities
     assert "| 128 -> 128 |" in text
+    # account: the parts and the rest add up to the whole batch
+    account = text.split("## account")[1].split("##")[0]
+    ms = {r.split("|")[1].strip(): float(r.split("|")[2]) for r in account.splitlines() if r.startswith("| ")
+          and not r.startswith(("| part", "|---"))}
+    parts = [v for k, v in ms.items() if k not in ("**whole batch**", "page faults per batch")
+             and not k.startswith("set-up")]
+    assert ms["**whole batch**"] > 0 and ms["kernel, hidden layers"] > 0
+    assert abs(sum(parts) - ms["**whole batch**"]) < 0.01
 
 
 def test_bench_checkouts_quick_runs_both_trees_interleaved(monkeypatch, capsys):

@@ -1,10 +1,17 @@
-"""The analyze and raster commands, as a user runs them, and their refusals."""
+"""The analyze, raster and calibrate commands, as a user runs them, and their refusals."""
 
 from __future__ import annotations
 
 import json
+import os
 
+import pytest
+import torch
+
+import tbnn
 from tbnn.cli import main
+from tbnn.engine import integer as engine
+from tbnn.engine import precision as arith
 
 
 def test_cli_analyze_and_raster(tiny_sim, tmp_path, capsys):
@@ -55,3 +62,62 @@ def test_errors_name_the_flag_not_the_parameter():
     for text in same:  # paths, quoted values, unknown names and plain words inside a sentence stay
         assert p.flag_names(text, "train") == text
     assert p.flag_names("lam must be >= 0.", "no-such-command") == "lam must be >= 0."
+
+
+@pytest.fixture
+def calibration_folder(monkeypatch, tmp_path):
+    """A tmp calibration location (never the user's cache); the stored calibration is forgotten after."""
+    monkeypatch.setenv("TBNN_CACHE", str(tmp_path / "cache"))
+    arith._stored.cache_clear()
+    yield tmp_path / "cache"
+    arith._stored.cache_clear()
+
+
+def test_cli_calibrate_stores_the_order_and_show_reads_it(calibration_folder, monkeypatch, capsys):
+    # bfloat16 0.5x float32 is kept, int8 0.9x is not (kept below 0.8x): the order is ["bfloat16"]
+    fake = {torch.float32: 1.0, torch.bfloat16: 0.5, torch.int8: 0.9}
+    monkeypatch.setattr(arith, "_time_product", lambda dtype, device, repeats=5: fake[dtype])
+    monkeypatch.setattr(os, "getloadavg", lambda: (0.1, 0.1, 0.1))
+    path = calibration_folder / "arithmetic-cpu.json"
+
+    assert main(["calibrate", "--show"]) == 0
+    out = capsys.readouterr().out
+    assert "no calibration is stored" in out and str(path) in out and not path.exists()
+
+    assert main(["calibrate"]) == 0
+    out, err = capsys.readouterr()
+    stored = json.loads(path.read_text())
+    assert stored["order"] == ["bfloat16"] and stored["cpu"] == arith._cpu()["model"]
+    assert stored["torch"] == torch.__version__ and stored["tbnn"] == tbnn.__version__
+    assert str(path) in out and stored["cpu"] in out and "bfloat16" in out and "1000.000 ms" in out
+    assert "busy" not in err
+    assert engine.arithmetic("cpu")["order"] == ["bfloat16"]  # later processes use it
+
+    monkeypatch.setattr(arith, "_time_product", lambda *a, **k: pytest.fail("--show must time nothing"))
+    assert main(["calibrate", "--show"]) == 0
+    out = capsys.readouterr().out
+    assert str(path) in out and json.loads(out.split(":\n", 1)[1]) == stored
+
+    path.write_text(json.dumps({**stored, "cpu": "another CPU"}))
+    assert main(["calibrate", "--show"]) == 0
+    assert "another CPU or with other" in capsys.readouterr().out
+
+
+def test_cli_calibrate_under_load_says_so(calibration_folder, monkeypatch, capsys):
+    monkeypatch.setattr(arith, "_time_product", lambda dtype, device, repeats=5: 1.0)
+    monkeypatch.setattr(os, "getloadavg", lambda: (64.0, 64.0, 64.0))
+    assert main(["calibrate"]) == 0
+    out, err = capsys.readouterr()
+    assert "float32 only" in out and "busy (load average 64.0" in err
+
+
+def test_cli_calibrate_refusals(calibration_folder, monkeypatch, capsys):
+    monkeypatch.setattr(arith, "_time_product", lambda *a, **k: pytest.fail("a refusal must time nothing"))
+    assert main(["calibrate", "--device", "gpu"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("tbnn calibrate: error: --device") and "Traceback" not in err
+    monkeypatch.setenv("TBNN_CACHE", "off")
+    assert main(["calibrate"]) == 2
+    err = capsys.readouterr().err
+    assert "TBNN_CACHE" in err and err.count("\n") == 1
+    assert not calibration_folder.exists()

@@ -187,3 +187,17 @@ def test_without_a_kernel_auto_runs_dense(monkeypatch):
     wc = engine.weight_codes(layer)
     engine.exact(layer, tbnn.TemporalBinary(2).encode(torch.randn(4, 8)), wc)
     assert engine.engine_path(wc) == "dense (no compiled kernel)"
+
+
+def test_the_dense_engine_runs_no_compiled_code(monkeypatch):
+    """``TBNN_ENGINE=dense``: neither the kernel's current, nor its firing, nor its self-checks run."""
+    from tbnn.nn import neurons
+
+    monkeypatch.setattr(neurons, "fire_checked", lambda *a, **k: pytest.fail("the compiled firing ran"))
+    monkeypatch.setattr(engine, "_current_fusion_ok", lambda: pytest.fail("the fused current was considered"))
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(tbnn.TemporalBinary(4, grid="minmax"), tbnn.TBLinear(16, 8), tbnn.TemporalBinary(4),
+                              tbnn.TBLinear(8, 3)).eval()
+    res = tbnn.simulate(net, torch.randn(9, 16))
+    assert res.summary["forward_agreement"] == 1.0 and res.summary["engine"]["packed_kernel"] is None
+    assert set(res.summary["engine"]["layers"].values()) == {"dense (forced)"}

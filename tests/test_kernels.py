@@ -223,3 +223,108 @@ def test_codes_packed_in_one_pass_equal_their_bit_planes(block):
     for bad in (-1.0, 0.5, float("nan")):
         with pytest.raises(ValueError, match="q must hold non-negative integers"):
             packed.code_planes(torch.tensor([[1.0, bad]]), block)
+
+
+@pytest.mark.skipif(not HAS_KERNEL, reason="no compiled kernel here")
+@pytest.mark.parametrize("path", PATHS)
+def test_every_path_packs_and_reads_out_as_the_reference(path):
+    """Packing (64 bytes a step on AVX2 / AVX-512, ragged tails) and the fused read-out on each path."""
+    gen = torch.Generator().manual_seed(11 + path)
+    for k, block in ((64, None), (130, 128), (1000, 100), (2600, None)):
+        bits = torch.rand(5, k, generator=gen) < 0.3
+        assert torch.equal(packed.pack_bits(bits, block, path=path), packed.pack_bits_reference(bits, block))
+    k, m = 700, 7
+    for bits, active in ((1, 1.0), (1.5, 0.3), (4, 0.02)):  # 1 plane, ternary (negative factors), 4 planes
+        Q = _codes(bits, (19, k), gen)
+        q = torch.randint(0, 16, (m, k), generator=gen) * (torch.rand(m, k, generator=gen) < active)
+        q[-1] = 0  # a silent row
+        for block in (128, None):
+            pw = packed.pack_weights(Q, block)
+            for planes in (packed.bit_planes(q), packed.step_planes(torch.rand(3, m, k, generator=gen) < active,
+                                                                    [5, 3, 1])):  # factors not powers of two
+                x = packed.pack_bits(planes.bits.reshape(-1, k), block).reshape(len(planes.coefs), m, -1)
+                coefs = torch.tensor(planes.coefs)
+                gains = torch.randn(x.shape[-1] // packed.words_per_block(block, k)[2], m,
+                                    generator=gen).to(torch.float32).to(torch.float64)
+                cur, s = packed.block_readout(x, coefs, pw, gains, path=path)
+                ref_cur, ref_s = packed.block_readout(x, coefs, pw, gains, impl="torch")
+                assert torch.equal(cur, ref_cur) and torch.equal(s, ref_s)
+                assert torch.equal(packed.block_terms(x, coefs, pw, path=path), packed.block_terms_reference(x, coefs, pw))
+
+
+@pytest.mark.skipif(not HAS_KERNEL, reason="no compiled kernel here")
+@pytest.mark.parametrize("path", PATHS)
+@pytest.mark.parametrize("timesteps", [1, 4, 8, 24])
+def test_the_compiled_firing_equals_the_torch_loop(path, timesteps):
+    from tbnn.core.firing import binary_thresholds, integrate_and_fire
+    from tbnn.kernels.fire import fire_checked
+
+    gen = torch.Generator().manual_seed(timesteps)
+    levels = torch.arange(2 ** min(timesteps, 10) + 1, dtype=torch.float32) / 2 ** min(timesteps, 10)
+    below = torch.nextafter(levels, torch.full_like(levels, -1.0))  # one ulp under each threshold sum
+    v = torch.cat([levels, below, torch.rand(3000, generator=gen)]).reshape(2, -1)
+    th = binary_thresholds(timesteps)
+    membrane = v.clone()
+    want = integrate_and_fire(membrane, th, overwrite=True)  # membrane: where the loop leaves it
+    w = 2.0 ** torch.arange(timesteps - 1, -1, -1, dtype=torch.float32)
+    q = torch.tensordot(w, want.float(), dims=1)
+    r = v.clone()
+    spikes, differ = fire_checked(r, th, w, q, path=path)
+    assert spikes.dtype == torch.bool and torch.equal(spikes, want) and differ == 0
+    assert torch.equal(r, membrane)
+    q[0, 0] += 1.0  # a code the spikes do not make is caught
+    q[-1, -1] = float("nan")
+    assert fire_checked(v.clone(), th, w, q, path=path)[1] == 2
+    assert fire_checked(v.double(), th, w, q) is None  # not float32: the caller fires in torch
+
+
+@pytest.mark.skipif(not HAS_KERNEL, reason="no compiled kernel here")
+def test_a_neuron_fires_the_same_spikes_with_and_without_the_kernel(monkeypatch):
+    import tbnn
+    from tbnn.nn import neurons
+
+    torch.manual_seed(0)
+    x = torch.randn(33, 300)
+    for neuron in (tbnn.TemporalBinary(4), tbnn.TemporalBinary(6, grid="minmax", block=None)):
+        fast = neuron.fire(x)
+        monkeypatch.setattr(neurons, "fire_checked", lambda *a, **k: None)
+        slow = neuron.fire(x)
+        monkeypatch.undo()
+        assert fast.raw.dtype == slow.raw.dtype == torch.bool and torch.equal(fast.raw, slow.raw)
+        assert torch.equal(fast.raw, neuron.encode(x).spikes)
+
+
+@pytest.mark.skipif(not HAS_KERNEL, reason="no compiled kernel here")
+@pytest.mark.parametrize("path", PATHS)
+def test_the_popcount_microbenchmark_counts_the_anded_bits(path):
+    gen = torch.Generator().manual_seed(path)
+    x, w = (torch.randint(-2**62, 2**62, (96,), generator=gen) for _ in range(2))
+    x[0], w[0] = -1, -1  # all 64 bits, the sign bit included
+    want = sum(((a & b) % 2**64).bit_count() for a, b in zip(x.tolist(), w.tolist()))
+    assert packed.and_popcount(x, w, repeats=3, path=path) == 3 * want
+    with pytest.raises(ValueError, match="multiple of 32"):
+        packed.and_popcount(x[:40], w[:40])
+
+
+@pytest.mark.skipif(not HAS_KERNEL, reason="no compiled kernel here")
+@pytest.mark.parametrize("path", PATHS)
+def test_every_path_fuses_the_current_as_torch_rounds_it(path):
+    """``block_current`` = ``float32(rest + alpha * sum_b g_b N_b)`` as ``torch.addcmul`` rounds it; ``block_sums`` = ``S_b``."""
+    gen = torch.Generator().manual_seed(5 + path)
+    for k, o, block in ((300, 21, 128), (700, 8, None), (64, 3, 128)):
+        m = 29
+        Q = _codes(1.5, (o, k), gen)
+        pw = packed.pack_weights(Q, block)
+        planes = packed.step_planes(torch.rand(4, m, k, generator=gen) < 0.3, [8, 4, 2, 1])
+        x = packed.pack_bits(planes.bits.reshape(-1, k), block).reshape(4, m, -1)
+        coefs = torch.tensor(planes.coefs)
+        nb = packed.words_per_block(block, k)[1]
+        gains = torch.randn(nb, m, generator=gen).to(torch.float32).to(torch.float64)
+        rest = torch.randn(m, o, generator=gen, dtype=torch.float64) * 100
+        alpha = torch.rand(o, generator=gen, dtype=torch.float64)
+        cur, s = packed.block_readout(x, coefs, pw, gains, impl="torch")
+        want = torch.addcmul(rest, cur[:, :o], alpha, out=torch.empty(m, o))
+        assert torch.equal(packed.block_current(x, coefs, pw, gains, rest, alpha, path=path), want)
+        assert torch.equal(packed.block_sums(x, coefs, pw, path=path), s)
+    with pytest.raises(ValueError, match="gains, rest and alpha must be"):
+        packed.block_current(x, coefs, pw, gains, rest[:, :1], alpha)

@@ -36,7 +36,9 @@ Packed engine: for linear layers with integer weight codes on a CPU, the same ``
 compiled kernel), as int32; the integers are identical, so the currents are too (with
 float32 read-out gains the kernel also adds ``sum_b a_b N_b`` in the block order of
 :func:`combine`, each exact product and each sum rounded once, and skips words of 64 inputs
-with no spike). It runs
+with no spike; for linear layers with float32 codes it then writes the layer's current,
+``float32(rest + alpha sum_b a_b N_b)`` with the rest of :func:`combine` made first, rounded
+as :func:`combine`'s ``torch.addcmul`` rounds it, which is checked once per process). It runs
 where the kernel is available (``auto``), else the products above; ``TBNN_ENGINE``
 (``auto``, ``packed``, ``dense``) or :func:`set_engine` forces one (``packed`` without a
 compiled kernel runs its pure-torch reference); :func:`engine_path` says which ran.
@@ -51,15 +53,12 @@ from __future__ import annotations
 import functools
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Any, Protocol
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
 from tbnn.core.coding import SpikeCode, step_weights
-from tbnn.core.quant import quantize
 from tbnn.engine.precision import (
     ENGINES,
     MATMUL_DTYPES,
@@ -73,7 +72,9 @@ from tbnn.engine.precision import (
     product_type,
     set_engine,
     set_matmul_dtype,
+    stored_calibration,
 )
+from tbnn.engine.weights import EngineLayer, WeightCodes, abs_max, per_channel_codes, weight_codes
 from tbnn.kernels import packed as kernels
 
 __all__ = [
@@ -101,84 +102,13 @@ __all__ = [
     "packed_kernel",
     "calibrate",
     "calibration_path",
+    "stored_calibration",
 ]
 
 
 
-class EngineLayer(Protocol):
-    """What the engine needs of a layer (``tbnn.nn.layers.TBLayer`` provides it)."""
-
-    weight: torch.nn.Parameter
-    bias: torch.nn.Parameter | None
-    weight_bits: float | None
-    sparsity: str | float | None
-    is_linear: bool
-
-    def operator(self, x: Tensor, w: Tensor, bias: Tensor | None) -> Tensor: ...
-
-    def quantize_weight_codes(self) -> tuple[Tensor, Tensor, Tensor]: ...
-
-
-@dataclass
-class WeightCodes:
-    """A layer's weight as integer codes with a per-channel affine: ``W^ = alpha * Q + gamma``.
-
-    ``w_hat`` is that weight in floats; ``ones`` an all-ones kernel with one output channel
-    (its response is the same for every output channel: the rank-1 correction); ``exists``
-    the 0/1 synapses that exist (a sparse layer's zero codes are pruned synapses; every
-    weight of an affine grid exists, its code 0 included); ``qmax`` the largest ``|Q|``
-    when the codes are integers (``inf`` for float weights); ``cache`` the block-dependent
-    tensors derived from them (per dtype and input layout), made on first use.
-    """
-
-    q: Tensor
-    alpha: Tensor
-    gamma: Tensor
-    w_hat: Tensor
-    ones: Tensor
-    exists: Tensor
-    qmax: float = math.inf
-    cache: dict = field(default_factory=dict, repr=False, compare=False)
-
-
-def weight_codes(layer: EngineLayer) -> WeightCodes:
-    """The layer's weight as :class:`WeightCodes` (no gradient).
-
-    >>> import tbnn
-    >>> wc = weight_codes(tbnn.TBLinear(6, 2))
-    >>> sorted(set(wc.q.flatten().tolist())), wc.qmax
-    ([0.0, 1.0], 1.0)
-    """
-    q, alpha, gamma = layer.quantize_weight_codes()
-    shape = (-1, *[1] * (q.dim() - 1))
-    w_hat = alpha.view(shape) * q + gamma.view(shape)
-    qmax = float(q.abs().max()) if q.numel() and bool((q == q.round()).all()) else math.inf
-    exists = (q != 0).to(q.dtype) if layer.sparsity is not None else torch.ones_like(q)
-    ones = torch.ones(1, *q.shape[1:], dtype=q.dtype, device=q.device)
-    return WeightCodes(q, alpha, gamma, w_hat, ones, exists, qmax)
-
-
-def per_channel_codes(weight: Tensor, bits: float | None, **quant_kw: Any) -> tuple[Tensor, Tensor, Tensor]:
-    """``(Q, alpha, gamma)`` of a weight quantized per output channel (``bits=None``: float weights)."""
-    w2 = weight.detach().reshape(weight.shape[0], -1)
-    if bits is None:
-        return weight.detach(), torch.ones_like(w2[:, 0]), torch.zeros_like(w2[:, 0])
-    bc = quantize(w2, bits=bits, dim=-1, **quant_kw)
-    if bc.q.shape[-2] != 1:
-        raise ValueError("integer-code evaluation needs weights quantized per output channel (weight_block=None).")
-    return bc.codes().reshape(weight.shape), bc.gain.reshape(-1), bc.offset.reshape(-1)
-
-
 # --------------------------------------------------------------------------------------
 # integer terms
-
-
-def _abs_max(t: Tensor) -> float:
-    """``max|t|`` in one pass (0 for an empty tensor)."""
-    if not t.numel():
-        return 0.0
-    lo, hi = torch.aminmax(t.detach())
-    return float(torch.maximum(-lo, hi))
 
 
 @functools.cache
@@ -197,7 +127,7 @@ def term_dtype(code: SpikeCode, wc: WeightCodes, code_max: float | None = None) 
     ``max|q|`` when the caller has it.
     """
     per = min(code.block_size(), wc.q[0].numel())
-    code_max = _abs_max(code.q) if code_max is None else code_max
+    code_max = abs_max(code.q) if code_max is None else code_max
     qmax = max(_weight_sum(code.scheme, code.timesteps), code_max)
     return torch.float32 if max(wc.qmax, 1.0) * per * qmax < 2**24 else torch.float64
 
@@ -266,32 +196,70 @@ def engine_path(wc: WeightCodes) -> str:
     return wc.cache.get("engine", "unused")
 
 
-def _packed_terms(layer: EngineLayer, q: Tensor, code: SpikeCode, wc: WeightCodes,
-                  weights: list | None = None, gains: Tensor | None = None) -> tuple[Tensor, Tensor] | None:
-    """``N_b``, ``S_b`` (int32, ``[nb, *lead, out]`` and ``[nb, *lead, 1]``) by the packed engine, or
-    ``None`` where it does not run. ``weights``: ``q`` is spikes ``[T, ..., F]`` with these step weights.
-    ``gains`` (``[nb, rows]``): return ``sum_b gains_b N_b`` (float64 ``[*lead, out]``) instead of ``N_b``."""
+def _packed_planes(layer: EngineLayer, q: Tensor, code: SpikeCode, wc: WeightCodes, weights: list | None):
+    """``(pw, impl, planes, lead)`` of the packed engine for input ``q``, or ``None`` where it does not
+    run. ``weights``: ``q`` is spikes ``[T, ..., F]`` with these step weights. Raises ``ValueError``
+    for an input it cannot pack (not non-negative integers)."""
     pw, impl = _packed_weights(layer, code, wc, q.device)
     if pw is None:
         return None
     f = q.shape[-1]
     lead = q.shape[1:-1] if weights is not None else q.shape[:-1]
+    if weights is not None:
+        planes = kernels.step_planes(q.reshape(q.shape[0], -1, f), weights)
+    else:
+        qf = q.detach().reshape(-1, f)
+        planes = kernels.code_planes(qf, pw.block) if impl == "c" else kernels.bit_planes(qf)
+    return pw, impl, planes, lead
+
+
+def _packed_failed(wc: WeightCodes, err: ValueError) -> None:
+    """An input the packed engine cannot take: refused when it was forced, else the dense engine runs."""
+    if engine_choice() == "packed":
+        raise err
+    wc.cache["engine"] = "dense (input not non-negative integers, or sums beyond int32)"
+
+
+def _packed_terms(layer: EngineLayer, q: Tensor, code: SpikeCode, wc: WeightCodes,
+                  weights: list | None = None, gains: Tensor | None = None) -> tuple[Tensor, Tensor] | None:
+    """``N_b``, ``S_b`` (int32, ``[nb, *lead, out]`` and ``[nb, *lead, 1]``) by the packed engine, or
+    ``None`` where it does not run. ``weights``: ``q`` is spikes ``[T, ..., F]`` with these step weights.
+    ``gains`` (``[nb, rows]``): return ``sum_b gains_b N_b`` (float64 ``[*lead, out]``) instead of ``N_b``."""
     try:
-        if weights is not None:
-            planes = kernels.step_planes(q.reshape(q.shape[0], -1, f), weights)
-        else:
-            qf = q.detach().reshape(-1, f)
-            planes = kernels.code_planes(qf, pw.block) if impl == "c" else kernels.bit_planes(qf)
+        found = _packed_planes(layer, q, code, wc, weights)
+        if found is None:
+            return None
+        pw, impl, planes, lead = found
         if gains is not None:
             cur, s = kernels.row_readout(planes, pw, gains, impl)
             return cur.reshape(*lead, cur.shape[-1]), s.reshape(s.shape[0], *lead, 1)
         n, s = kernels.row_terms(planes, pw, impl)
-    except ValueError:
-        if engine_choice() == "packed":
-            raise
-        wc.cache["engine"] = "dense (input not non-negative integers, or sums beyond int32)"
+    except ValueError as err:
+        _packed_failed(wc, err)
         return None
     return n.reshape(n.shape[0], *lead, n.shape[-1]), s.reshape(s.shape[0], *lead, 1)
+
+
+def _packed_current(layer: EngineLayer, q: Tensor, code: SpikeCode, wc: WeightCodes, weights: list | None,
+                    a: Tensor) -> Tensor | None:
+    """A linear layer's current by the compiled kernel with the last step of :func:`combine` fused in
+    (:func:`tbnn.kernels.packed.block_current`; ``S_b`` first, then the rest of the current, then the
+    kernel), or ``None`` where that does not run. The same numbers as :func:`combine` (checked once
+    per process, :func:`_current_fusion_ok`)."""
+    try:
+        found = _packed_planes(layer, q, code, wc, weights)
+        if found is None or found[1] != "c":
+            return None
+        pw, _, planes, lead = found
+        x = kernels.packed_rows(planes, pw)
+        coefs = torch.tensor(planes.coefs, dtype=torch.int64)
+        s = kernels.block_sums(x, coefs, pw)  # [nb, M]
+        rest = _linear_rest(layer, s.unsqueeze(-1), code, wc, a)
+        cur = kernels.block_current(x, coefs, pw, a.reshape(a.shape[0], -1), rest, _affine64(wc)[0])
+    except ValueError as err:
+        _packed_failed(wc, err)
+        return None
+    return None if cur is None else cur.reshape(*lead, cur.shape[-1])
 
 
 def integer_terms(layer: EngineLayer, q: Tensor, code: SpikeCode, wc: WeightCodes) -> tuple[Tensor, Tensor]:
@@ -323,7 +291,7 @@ def integer_terms(layer: EngineLayer, q: Tensor, code: SpikeCode, wc: WeightCode
         q, top = q.view(torch.uint8), 1.0  # 0/1 bytes: int8 as they are; floats faster than from bool
         dtype = term_dtype(code, wc)
     else:
-        top = _abs_max(q)
+        top = abs_max(q)
         dtype = term_dtype(code, wc, top if is_code else None)
     if layer.is_linear:
         mm = product_type(q.device, max(wc.qmax, 1.0), top, min(bs, f)) or dtype  # (1: the ones column)
@@ -348,9 +316,17 @@ def _mask_terms(layer: EngineLayer, code: SpikeCode, wc: WeightCodes) -> tuple[T
     """``r_b = L_Q(m_b)`` and ``k_b = L_1(m_b)`` (float64, ``[nb, 1, *out]``), cached per input layout."""
     key = ("masks", code.q.shape[-1], code.block_size(), code.shape[1:] if code.shape is not None else None)
     if key not in wc.cache:
-        x = code.unflatten(code.block_masks(torch.float64))
-        r = layer.operator(x, wc.q.to(torch.float64), None).unsqueeze(1)
-        k = layer.operator(x, wc.ones.to(torch.float64), None).unsqueeze(1)
+        if layer.is_linear and math.isfinite(wc.qmax):  # a block's mask sums its integer codes: exact
+            f, bs = code.q.shape[-1], code.block_size()
+            nb = -(-f // bs)
+            q = wc.q.reshape(wc.q.shape[0], -1)
+            q = (F.pad(q, (0, nb * bs - f)) if nb * bs != f else q).reshape(-1, nb, bs)
+            r = q.sum(-1, dtype=torch.float64).t().unsqueeze(1)  # [nb, 1, out]
+            k = code.block_masks(torch.float64).sum(-1).view(nb, 1, 1)
+        else:
+            x = code.unflatten(code.block_masks(torch.float64))
+            r = layer.operator(x, wc.q.to(torch.float64), None).unsqueeze(1)
+            k = layer.operator(x, wc.ones.to(torch.float64), None).unsqueeze(1)
         wc.cache[key] = (r, k)
     return wc.cache[key]
 
@@ -384,33 +360,85 @@ def combine(layer: EngineLayer, n: Tensor | None, s: Tensor, code: SpikeCode, wc
     (the packed engine's fused read-out, :func:`tbnn.kernels.packed.block_readout`); ``n``
     is not used then.
     """
+    return _combine(layer, n, s, code, wc, cur, None)
+
+
+def _combine(layer: EngineLayer, n: Tensor | None, s: Tensor, code: SpikeCode, wc: WeightCodes,
+             cur: Tensor | None, a: Tensor | None) -> Tensor:
+    """:func:`combine`; ``a``: the gains (:func:`_gains`) when the caller has them."""
     f64 = torch.float64
     nb, extra = s.shape[0], [1] * (s.dim() - 3)
-    a = _gains(code, nb, extra)
-    c = code.offset.detach().to(f64).squeeze(-1).transpose(0, 1).reshape(nb, -1)  # [nb, B]
-    if "affine64" not in wc.cache:
-        wc.cache["affine64"] = (wc.alpha.to(f64), wc.gamma.to(f64))
-    shape = (-1, *extra)
-    al, ga = (t.view(shape) for t in wc.cache["affine64"])
-    const, bias = _offset_terms(layer, code, wc)  # [nb, out...] and [out...] flat
+    a = _gains(code, nb, extra) if a is None else a
+    al, ga = (t.view(-1, *extra) for t in _affine64(wc))
     if cur is None:
         cur = n[0] * a[0]  # float64
         for b in range(1, nb):
             cur.addcmul_(n[b], a[b])
-    sa = (a * s).sum(0)  # [B, 1, ...]
-    out = torch.empty_like(cur, dtype=code.q.dtype)  # the last float64 sum is rounded as it is written
     if not extra:  # linear: [c_b..., sa] @ [const_b...; gamma] + bias, then + alpha * cur
-        lhs, rhs = torch.cat([c.t(), sa], 1), torch.cat([const, ga.view(1, -1)], 0)
-        rest = torch.addmm(bias, lhs, rhs) if bias is not None else lhs @ rhs
+        rest = _linear_rest(layer, s, code, wc, a)
+        out = torch.empty_like(cur, dtype=code.q.dtype)  # the last float64 sum is rounded as it is written
         return torch.addcmul(rest, cur, al, out=out)
+    c = code.offset.detach().to(f64).squeeze(-1).transpose(0, 1).reshape(nb, -1)  # [nb, B]
+    const, bias = _offset_terms(layer, code, wc)  # [nb, out...] and [out...] flat
+    sa = (a * s).sum(0)  # [B, 1, ...]
+    out = torch.empty_like(cur, dtype=code.q.dtype)
     cur.mul_(al).addcmul_(sa, ga)
     offsets = torch.addmm(bias, c.t(), const) if bias is not None else c.t() @ const
     return torch.add(cur, offsets.view(cur.shape), out=out)
 
 
+def _affine64(wc: WeightCodes) -> tuple[Tensor, Tensor]:
+    """The per-channel ``alpha`` and ``gamma`` in float64 (cached)."""
+    if "affine64" not in wc.cache:
+        wc.cache["affine64"] = (wc.alpha.to(torch.float64), wc.gamma.to(torch.float64))
+    return wc.cache["affine64"]
+
+
+def _linear_rest(layer: EngineLayer, s: Tensor, code: SpikeCode, wc: WeightCodes, a: Tensor) -> Tensor:
+    """A linear layer's current less ``alpha sum_b a_b N_b``: ``bias + sum_b c_b (alpha r_b + gamma k_b)
+    + gamma sum_b a_b S_b`` (float64 ``[B, out]``), as one product ``[c_b..., sa] @ [const_b...; gamma]``
+    with the bias added (``s``: ``S_b`` ``[nb, B, 1]``; ``a``: :func:`_gains`)."""
+    nb = s.shape[0]
+    c = code.offset.detach().to(torch.float64).squeeze(-1).transpose(0, 1).reshape(nb, -1)  # [nb, B]
+    const, bias = _offset_terms(layer, code, wc)  # [nb, out] and [out]
+    sa = (a * s).sum(0)  # [B, 1]
+    key = ("offsets and gamma", code.q.shape[-1], code.block_size())  # linear: no input layout
+    if key not in wc.cache:
+        wc.cache[key] = torch.cat([const, _affine64(wc)[1].view(1, -1)], 0)
+    lhs, rhs = torch.cat([c.t(), sa], 1), wc.cache[key]
+    return torch.addmm(bias, lhs, rhs) if bias is not None else lhs @ rhs
+
+
+@functools.cache
+def _current_fusion_ok() -> bool:
+    """Whether the kernel's fused current (:func:`tbnn.kernels.packed.block_current`) rounds as the
+    last step of :func:`combine`, ``torch.addcmul(rest, cur, alpha, out=float32)``, on a strided and a
+    contiguous ``cur`` (checked once per process on a small random layer; else it is not used)."""
+    if kernels.kernel() is None:
+        return False
+    gen = torch.Generator().manual_seed(22)
+    m, k, o = 37, 300, 21  # ragged blocks, outputs not a multiple of 8
+    pw = kernels.pack_weights(torch.randint(-1, 2, (o, k), generator=gen), 128)
+    planes = kernels.step_planes(torch.rand(4, m, k, generator=gen) < 0.3, [8, 4, 2, 1])
+    x = kernels.pack_bits(planes.bits.reshape(-1, k), 128).reshape(4, m, -1)
+    coefs = torch.tensor(planes.coefs)
+    gains = torch.randn(3, m, generator=gen).to(torch.float32).to(torch.float64)
+    rest = torch.randn(m, o, generator=gen, dtype=torch.float64) * 100
+    alpha = torch.rand(o, generator=gen, dtype=torch.float64)
+    cur = kernels.block_readout(x, coefs, pw, gains)[0][:, :o]
+    got = kernels.block_current(x, coefs, pw, gains, rest, alpha)
+    return all(torch.equal(got, torch.addcmul(rest, c, alpha, out=torch.empty(m, o))) for c in (cur, cur.contiguous()))
+
+
 def _integer_weights(code: SpikeCode) -> list[int] | None:
     """The code's step weights ``w_t`` as integers, or ``None`` when one is not an integer."""
-    weights = code.weights.tolist()
+    return _scheme_integer_weights(code.scheme, code.timesteps)
+
+
+@functools.cache
+def _scheme_integer_weights(scheme: str, timesteps: int) -> list[int] | None:
+    """:func:`_integer_weights` of every code of ``scheme`` over ``timesteps`` steps (one tensor made per pair)."""
+    weights = step_weights(scheme, timesteps, torch.float64).tolist()
     return [int(w) for w in weights] if all(w.is_integer() for w in weights) else None
 
 
@@ -427,8 +455,12 @@ def _fused(layer: EngineLayer, q: Tensor, code: SpikeCode, wc: WeightCodes, weig
         return None
     nb = -(-q.shape[-1] // code.block_size())
     a = _gains(code, nb, [])
+    if code.q.dtype == torch.float32 and engine_choice() != "dense" and _current_fusion_ok():  # dense: no kernel
+        cur = _packed_current(layer, q, code, wc, weights, a)
+        if cur is not None:
+            return cur
     out = _packed_terms(layer, q, code, wc, weights, gains=a.reshape(nb, -1))
-    return None if out is None else combine(layer, None, out[1], code, wc, cur=out[0])
+    return None if out is None else _combine(layer, None, out[1], code, wc, out[0], a)
 
 
 def exact(layer: EngineLayer, code: SpikeCode, wc: WeightCodes | None = None) -> Tensor:

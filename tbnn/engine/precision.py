@@ -28,7 +28,7 @@ from tbnn.io.cache import cache_dir
 from tbnn.io.files import atomic_write
 from tbnn.runtime.machine import cpu_info
 
-__all__ = ["MATMUL_DTYPES", "ENGINES", "arithmetic", "arithmetic_available", "calibrate", "calibration_path", "engine_choice", "set_engine", "set_matmul_dtype", "feature_order", "int8_product", "product_type"]
+__all__ = ["MATMUL_DTYPES", "ENGINES", "arithmetic", "arithmetic_available", "calibrate", "calibration_path", "stored_calibration", "engine_choice", "set_engine", "set_matmul_dtype", "feature_order", "int8_product", "product_type"]
 
 #: choices of ``TBNN_MATMUL_DTYPE`` / :func:`set_matmul_dtype`
 MATMUL_DTYPES: tuple[str, ...] = ("auto", "float32", "bfloat16", "int8")
@@ -184,6 +184,20 @@ def _stored(where: str) -> dict[str, Any] | None:
     if not isinstance(order, list) or not set(order) <= {"int8", "bfloat16"}:
         return None
     return data
+
+
+def stored_calibration(device: str | torch.device = "cpu") -> dict[str, Any] | None:
+    """The calibration stored for ``device``'s type on this CPU with these versions, or ``None``.
+
+    ``None`` also when the file at :func:`calibration_path` was made on another CPU or with
+    other torch / tbnn versions (it is then not used). Reads the file; times nothing.
+
+    >>> found = stored_calibration("cpu")
+    >>> found is None or set(found["order"]) <= {"int8", "bfloat16"}
+    True
+    """
+    _stored.cache_clear()  # the file may have changed since the last look
+    return _stored(str(torch.device(device)))
 
 
 def calibrate(device: str | torch.device = "cpu") -> dict[str, Any]:

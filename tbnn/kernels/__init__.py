@@ -1,4 +1,6 @@
-"""Compiled kernels: the packed AND + popcount engine of binary layers (:mod:`tbnn.kernels.packed`).
+"""Compiled kernels: the packed AND + popcount engine of binary layers (:mod:`tbnn.kernels.packed`)
+and the binary neuron's integrate-and-fire, checked against its code in the same pass
+(:mod:`tbnn.kernels.fire`).
 
 The C source ships with the package and is built on first use (:mod:`tbnn.kernels.build`);
 with no compiler the engine keeps its dense products (one line on stderr says so).

@@ -157,12 +157,18 @@ def load(folder: Path | None = None) -> ctypes.CDLL | None:
 def _declare(lib: ctypes.CDLL) -> ctypes.CDLL:
     """The argument and result types of the library's functions."""
     i64, p = ctypes.c_int64, ctypes.c_void_p
-    lib.tb_pack.argtypes = [p, i64, i64, i64, i64, p]
+    lib.tb_pack.argtypes = [ctypes.c_int, p, i64, i64, i64, i64, p]
     lib.tb_pack.restype = None
     lib.tb_pack_code.argtypes = [p, i64, i64, i64, i64, i64, p]
     lib.tb_pack_code.restype = i64
-    lib.tb_terms.argtypes = [ctypes.c_int, p, i64, i64, p, p, i64, p, i64, i64, i64, p, p, p, p, i64]
+    lib.tb_terms.argtypes = [ctypes.c_int, p, i64, i64, p, p, i64, p, i64, i64, i64, p, p, p, p, i64, p, p, p, i64]
+    lib.tb_block_sums.argtypes = [ctypes.c_int, p, i64, i64, p, i64, i64, p]
+    lib.tb_block_sums.restype = None
     lib.tb_terms.restype = ctypes.c_int
+    lib.tb_fire.argtypes = [ctypes.c_int, p, p, i64, i64, p, p, p]
+    lib.tb_fire.restype = i64
+    lib.tb_and_popcount.argtypes = [ctypes.c_int, p, p, i64, i64]
+    lib.tb_and_popcount.restype = i64
     lib.tb_best_path.argtypes = []
     lib.tb_best_path.restype = ctypes.c_int
     lib.tb_path_name.argtypes = [ctypes.c_int]

@@ -49,9 +49,12 @@ __all__ = [
     "WORD",
     "PackedWeights",
     "Planes",
+    "and_popcount",
     "best_path",
     "bit_planes",
+    "block_current",
     "block_readout",
+    "block_sums",
     "block_terms",
     "block_terms_reference",
     "code_planes",
@@ -60,6 +63,7 @@ __all__ = [
     "pack_bits",
     "pack_bits_reference",
     "pack_weights",
+    "packed_rows",
     "row_readout",
     "row_terms",
     "step_planes",
@@ -116,20 +120,41 @@ def best_path() -> int | None:
     if lib is None:
         return None
     gen = torch.Generator().manual_seed(0)
-    pw = pack_weights(torch.randint(-3, 4, (11, 2600), generator=gen), None)
+    codes = torch.randint(-3, 4, (11, 2600), generator=gen)
+    pw = _pack_weights_with(codes, None, True, pack_bits_reference)
     active = torch.tensor([[1.0], [0.02], [0.0]])  # a dense row, a sparse one (silent words), a silent one
     planes = bit_planes(torch.randint(0, 8, (3, 2600), generator=gen) * (torch.rand(3, 2600, generator=gen) < active))
     x, coefs = _packed_rows(planes, None, "torch"), torch.tensor(planes.coefs)
     ref = block_terms_reference(x, coefs, pw)
     gains = torch.randn(1, 3, generator=gen).to(torch.float32).to(torch.float64)
     ref_cur = block_readout(x, coefs, pw, gains, impl="torch")
+    bits = planes.bits.reshape(-1, 2600)
+    ref_words = [pack_bits_reference(bits, block) for block in (None, 100)]
     for path in range(lib.tb_best_path(), 0, -1):
         cur = block_readout(x, coefs, pw, gains, path=path)
-        if torch.equal(block_terms(x, coefs, pw, path=path), ref) and all(map(torch.equal, cur, ref_cur)):
+        words = [pack_bits(bits, block, path=path) for block in (None, 100)]
+        if (torch.equal(block_terms(x, coefs, pw, path=path), ref) and all(map(torch.equal, cur, ref_cur))
+                and all(map(torch.equal, words, ref_words)) and _fire_self_test(lib, path)):
             return path
         print(f"tbnn: the kernel's {lib.tb_path_name(path).decode()} path failed its self-test; not used.",
               file=sys.stderr)
     return 0
+
+
+def _fire_self_test(lib, path: int) -> bool:
+    """The compiled integrate-and-fire (:mod:`tbnn.kernels.fire`) on ``path`` against the firing loop in torch."""
+    from tbnn.core.firing import binary_thresholds, integrate_and_fire
+
+    levels = torch.arange(0, 33, dtype=torch.float32) / 32  # every grid level of T = 5, 1 included
+    below, above = (torch.nextafter(levels, torch.full_like(levels, e)) for e in (-1.0, 2.0))  # one ulp off
+    v = torch.cat([levels, below, above, torch.rand(200, generator=torch.Generator().manual_seed(1))])
+    want = integrate_and_fire(v, binary_thresholds(5))
+    r, spikes = v.clone(), torch.empty(5, v.numel(), dtype=torch.uint8)
+    th = torch.tensor(binary_thresholds(5), dtype=torch.float32)
+    w = 2.0 ** torch.arange(4, -1, -1, dtype=torch.float32)
+    q = (w.view(-1, 1) * want).sum(0)
+    bad = lib.tb_fire(path, r.data_ptr(), q.data_ptr(), v.numel(), 5, th.data_ptr(), w.data_ptr(), spikes.data_ptr())
+    return bad == 0 and torch.equal(spikes.view(torch.bool), want)
 
 
 def kernel_path() -> str | None:
@@ -160,12 +185,14 @@ def pack_bits_reference(bits: Tensor, block: int | None) -> Tensor:
     return (x * _BIT_ORDER).sum(-1).to(torch.uint8).view(torch.int64)
 
 
-def pack_bits(bits: Tensor, block: int | None, impl: str = "c") -> Tensor:
+def pack_bits(bits: Tensor, block: int | None, impl: str = "c", path: int | None = None) -> Tensor:
     """Pack 0/1 values ``[rows, K]`` into 64-bit words ``[rows, nb * wpb]``, each block padded to whole words.
 
     Feature ``i`` of block ``b`` is bit ``i % 64`` of word ``b * wpb + i // 64`` (little
     endian); padding bits are 0. Words are returned as ``torch.int64`` (the bits are what
-    matter). ``impl="torch"`` (or no kernel) runs :func:`pack_bits_reference`.
+    matter). ``impl="torch"`` (or no kernel) runs :func:`pack_bits_reference`. The kernel
+    packs 64 bytes per step on the AVX-512 (byte test masks) and AVX2 (byte move masks)
+    paths (``path``: as :func:`block_terms`; default :func:`best_path`).
 
     >>> pack_bits(torch.tensor([[1, 0, 1, 1]]), block=2, impl="torch").tolist()
     [[1, 3]]
@@ -179,7 +206,8 @@ def pack_bits(bits: Tensor, block: int | None, impl: str = "c") -> Tensor:
     rows, k = bits.shape
     bs, nb, wpb = words_per_block(block, k)
     out = torch.empty(rows, nb * wpb, dtype=torch.int64)
-    lib.tb_pack(bits.view(torch.uint8).data_ptr(), rows, k, bs, wpb, out.data_ptr())
+    lib.tb_pack(best_path() if path is None else path, bits.view(torch.uint8).data_ptr(), rows, k, bs, wpb,
+                out.data_ptr())
     return out
 
 
@@ -274,6 +302,11 @@ def pack_weights(codes: Tensor, block: int | None, ones_column: bool = True) -> 
     >>> pack_weights(torch.tensor([[1, 0, -1]]), block=None).coefs.tolist()
     [1, -1]
     """
+    return _pack_weights_with(codes, block, ones_column, pack_bits)
+
+
+def _pack_weights_with(codes: Tensor, block: int | None, ones_column: bool, pack) -> PackedWeights:
+    """:func:`pack_weights` with the bits packed by ``pack`` (:func:`pack_bits` or its reference)."""
     if codes.dim() != 2:
         raise ValueError(f"codes must be a 2-D [outputs, K] tensor; got shape {tuple(codes.shape)}.")
     codes = codes.detach()
@@ -284,19 +317,19 @@ def pack_weights(codes: Tensor, block: int | None, ones_column: bool = True) -> 
         raise ValueError("codes must lie within +-32767 for the packed engine.")
     qi = codes.to(torch.int16)
     o, k = qi.shape
-    planes, coefs = [], []
-    for part, sign, top in ((qi.clamp(min=0), 1, max(hi, 0)), ((-qi).clamp(min=0), -1, max(-lo, 0))):
-        if sign < 0 and top == 0:
-            continue
-        for i in range(max(top.bit_length(), 1)):
-            planes.append(((part >> i) & 1).to(torch.uint8))
-            coefs.append(sign << i)
+    signs = [(1, max(hi, 0))] + ([(-1, -lo)] if lo < 0 else [])  # the digits of max(Q, 0), then of max(-Q, 0)
+    coefs = [sign << i for sign, top in signs for i in range(max(top.bit_length(), 1))]
     o_pad = (o + int(ones_column) + 7) // 8 * 8
-    full = torch.zeros(len(planes), o_pad, k, dtype=torch.uint8)
-    full[:, :o] = torch.stack(planes)
+    full = torch.zeros(len(coefs), o_pad, k, dtype=torch.uint8)  # each plane written in place
+    p = 0
+    for sign, top in signs:
+        part = qi if sign > 0 and lo >= 0 else (qi if sign > 0 else -qi).clamp(min=0)
+        for i in range(max(top.bit_length(), 1)):
+            full[p, :o] = part if top == 1 else (part >> i) & 1  # 0/1 codes are their one digit
+            p += 1
     if ones_column:
         full[0, o] = 1  # plane 0 has weight +1
-    words = pack_bits(full.view(torch.bool).reshape(-1, k), block).reshape(len(planes), o_pad, -1)
+    words = pack(full.view(torch.bool).reshape(-1, k), block).reshape(len(coefs), o_pad, -1)
     words = words.transpose(1, 2).contiguous()
     return PackedWeights(words, torch.tensor(coefs, dtype=torch.int64), o, k, block, ones_column, max(hi, -lo))
 
@@ -347,15 +380,18 @@ def block_terms(x: Tensor, x_coefs: Tensor, pw: PackedWeights, impl: str = "c", 
     return out
 
 
-def _run(lib, path, x, xc, pw, out, cur, gains, s_out) -> None:
+def _run(lib, path, x, xc, pw, out, cur, gains, s_out, fin=None, rest=None, al=None) -> None:
     j, m, _ = x.shape
     _, nb, wpb = words_per_block(pw.block, pw.k)
     p, _, o_pad = pw.words.shape
     ptr = [t.data_ptr() if t is not None else None for t in (out, cur, gains, s_out)]
+    fins = [t.data_ptr() if t is not None else None for t in (fin, rest, al)]
     rc = lib.tb_terms(best_path() if path is None else path, x.data_ptr(), m, j, xc.data_ptr(),
-                      pw.words.data_ptr(), p, pw.coefs.data_ptr(), o_pad, nb, wpb, *ptr, pw.out)
+                      pw.words.data_ptr(), p, pw.coefs.data_ptr(), o_pad, nb, wpb, *ptr, pw.out, *fins, pw.out)
     if rc == -3:
         raise MemoryError("the popcount kernel could not allocate its scratch memory.")
+    if rc == -4:
+        raise ValueError("the kernel's fused current needs gains, rest, alpha and (off AVX-512) scratch.")
     if rc != 0:
         raise ValueError(f"path {path} cannot run on this CPU (the best here is {lib.tb_best_path()}).")
 
@@ -390,14 +426,86 @@ def block_readout(x: Tensor, x_coefs: Tensor, pw: PackedWeights, gains: Tensor, 
     return cur, s_out
 
 
+def and_popcount(x: Tensor, w: Tensor, repeats: int = 1, path: int | None = None) -> int | None:
+    """``repeats`` times ``sum_i popcount(x[i] & w[i])`` over int64 words (a multiple of 32 of them),
+    by the kernel's tightest loop (the microbenchmark of ``benchmarks/bench_packed.py``: the AND +
+    popcount throughput of this CPU with nothing else in the loop); ``path`` as :func:`block_terms`;
+    ``None`` without a compiled kernel.
+
+    >>> import torch
+    >>> x = torch.full((32,), 0b1011, dtype=torch.int64)
+    >>> and_popcount(x, torch.full((32,), 0b0110, dtype=torch.int64), repeats=2) in (2 * 32 * 1, None)
+    True
+    """
+    x, w = x.reshape(-1).contiguous(), w.reshape(-1).contiguous()
+    if x.dtype != torch.int64 or w.dtype != torch.int64 or x.numel() != w.numel() or x.numel() % 32:
+        raise ValueError("x and w must be int64 words of the same count, a multiple of 32.")
+    lib = kernel()
+    if lib is None:
+        return None
+    return int(lib.tb_and_popcount(best_path() if path is None else path, x.data_ptr(), w.data_ptr(), x.numel(),
+                                   int(repeats)))
+
+
+def block_sums(x: Tensor, x_coefs: Tensor, pw: PackedWeights, path: int | None = None) -> Tensor:
+    """``S_b`` (int32 ``[nb, M]``) of packed planes ``x`` ``[J, M, nb * wpb]`` alone: the terms of
+    the weights' ones column, ``sum_j wx_j`` times the spikes of each row in each block (compiled
+    kernel; the torch reference without one).
+    """
+    _, nb, wpb = words_per_block(pw.block, pw.k)
+    lib = kernel()
+    x, xc = x.contiguous(), x_coefs.to(torch.int64).contiguous()
+    if lib is None:  # popcounts by a byte look-up table
+        counts = _POPCOUNT8[x.view(torch.uint8).to(torch.int64)].reshape(x.shape[0], x.shape[1], nb, -1).sum(-1)
+        return (counts * xc.view(-1, 1, 1)).sum(0).t().to(torch.int32).contiguous()
+    out = torch.empty(nb, x.shape[1], dtype=torch.int32)
+    lib.tb_block_sums(best_path() if path is None else path, x.data_ptr(), x.shape[1], x.shape[0], xc.data_ptr(),
+                      nb, wpb, out.data_ptr())
+    return out
+
+
+def block_current(x: Tensor, x_coefs: Tensor, pw: PackedWeights, gains: Tensor, rest: Tensor, alpha: Tensor,
+                  path: int | None = None) -> Tensor | None:
+    r"""The layer's current by the kernel, its read-out and last step fused: float32 ``[M, O]``,
+
+    .. math:: I = \mathrm{float32}(\text{rest} + \alpha \textstyle\sum_b g_b N_b),
+
+    ``sum_b g_b N_b`` as :func:`block_readout` adds it (kept in registers on the AVX-512 path),
+    then one product and one sum in float64, rounded once each, and the float32 rounding, as
+    ``torch.addcmul(rest, cur, alpha, out=float32)`` makes them (``rest``: float64 ``[M, O]``,
+    ``alpha``: float64 ``[O]``). ``None`` without a compiled kernel.
+    """
+    lib = kernel()
+    if lib is None:
+        return None
+    m = x.shape[1]
+    _, nb, _ = words_per_block(pw.block, pw.k)
+    gains, rest, alpha = (t.to(torch.float64).contiguous() for t in (gains, rest, alpha))
+    if tuple(gains.shape) != (nb, m) or tuple(rest.shape) != (m, pw.out) or tuple(alpha.shape) != (pw.out,):
+        raise ValueError(f"gains, rest and alpha must be [{nb}, {m}], [{m}, {pw.out}] and [{pw.out}]; got "
+                         f"{tuple(gains.shape)}, {tuple(rest.shape)} and {tuple(alpha.shape)}.")
+    path = best_path() if path is None else path
+    fin = torch.empty(m, pw.out, dtype=torch.float32)
+    cur = None if path == 3 else torch.empty(m, pw.words.shape[-1], dtype=torch.float64)  # scratch
+    _run(lib, path, x.contiguous(), x_coefs.to(torch.int64).contiguous(), pw, None, cur, gains, None, fin, rest,
+         alpha)
+    return fin
+
+
+def packed_rows(planes: Planes, pw: PackedWeights, impl: str = "c") -> Tensor:
+    """The planes' words ``[J, M, nb * wpb]`` for the blocks of ``pw`` (packed now unless they are),
+    after the checks of :func:`row_terms`."""
+    _check_sums(planes, pw)
+    return _packed_rows(planes, pw.block, impl)
+
+
 def row_terms(planes: Planes, pw: PackedWeights, impl: str = "c") -> tuple[Tensor, Tensor]:
     r"""``N_b`` ``[nb, M, O]`` and ``S_b`` ``[nb, M, 1]`` (int32) of the rows ``q = sum_j wx_j x_j`` against ``pw``.
 
     ``S_b`` needs ``pw`` packed with its ones column. Raises ``ValueError`` when a sum
     could exceed :math:`2^{31} - 1` (``max|Q| * block * sum|wx|``).
     """
-    _check_sums(planes, pw)
-    x = _packed_rows(planes, pw.block, impl)
+    x = packed_rows(planes, pw, impl)
     out = block_terms(x, torch.tensor(planes.coefs, dtype=torch.int64), pw, impl)
     n = out[..., :pw.out]
     s = out[..., pw.out:pw.out + 1] if pw.ones_column else None
@@ -415,8 +523,7 @@ def _check_sums(planes: Planes, pw: PackedWeights) -> None:
 def row_readout(planes: Planes, pw: PackedWeights, gains: Tensor, impl: str = "c") -> tuple[Tensor, Tensor]:
     """``sum_b g_b N_b`` (float64 ``[M, O]``) and ``S_b`` (int32 ``[nb, M, 1]``) of the rows against ``pw``
     (:func:`block_readout`); the same checks as :func:`row_terms`."""
-    _check_sums(planes, pw)
-    x = _packed_rows(planes, pw.block, impl)
+    x = packed_rows(planes, pw, impl)
     cur, s = block_readout(x, torch.tensor(planes.coefs, dtype=torch.int64), pw, gains, impl)
     return cur[:, :pw.out], s.unsqueeze(-1)
 

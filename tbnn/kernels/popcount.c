@@ -9,6 +9,8 @@
  * which is N_b = sum_{i in b} q[m, i] Q[o, i] when q = sum_j wx[j] x_j and Q = sum_p wc[p] w_p.
  * Words of X that are 0 (no spike) are skipped. O must be a multiple of 8. One build carries every path; tb_terms picks one at run time
  * from the CPU's features (AVX-512 VPOPCNTDQ, AVX2, POPCNT, portable C); tb_path says which.
+ * Also here: packing 0/1 bytes into such words (tb_pack) and the binary neuron's
+ * integrate-and-fire, checked against its code (tb_fire), on the same paths.
  */
 #include <stdint.h>
 #include <stdlib.h>
@@ -24,26 +26,128 @@
 /* ---------------------------------------------------------------------------------------- */
 /* packing: 0/1 bytes [rows, K] -> words [rows, nb * wpb], block b's features from word b*wpb */
 
-TB_API void tb_pack(const uint8_t *src, int64_t rows, int64_t K, int64_t bs, int64_t wpb, uint64_t *dst) {
+/* One row's block of n <= bs bytes from s into words db (zeroed): 64 bytes -> one word per
+ * step on the AVX-512 (byte test masks) and AVX2 (byte movemasks) paths, 8 at a time here. */
+static inline __attribute__((always_inline)) void pack_block_scalar(const uint8_t *s, int64_t n, uint64_t *db,
+                                                                    int64_t i) {
+    for (; i + 8 <= n; i += 8) { /* 8 bytes of 0/1 -> 8 bits, feature i at bit i % 64 */
+        uint64_t v;
+        memcpy(&v, s + i, 8);
+        v = (v != 0) ? ((v | (v >> 7) | (v >> 14) | (v >> 21) | (v >> 28) | (v >> 35) | (v >> 42) | (v >> 49)) & 0xff) : 0;
+        db[i >> 6] |= v << (i & 63);
+    }
+    for (; i < n; i++)
+        db[i >> 6] |= (uint64_t)(s[i] != 0) << (i & 63);
+}
+
+#ifdef TB_X86
+__attribute__((target("avx2"))) static void pack_block_avx2(const uint8_t *s, int64_t n, uint64_t *db) {
+    const __m256i zero = _mm256_setzero_si256();
+    int64_t i = 0;
+    for (; i + 64 <= n; i += 64) {
+        uint32_t lo = ~(uint32_t)_mm256_movemask_epi8(_mm256_cmpeq_epi8(_mm256_loadu_si256((const __m256i *)(s + i)), zero));
+        uint32_t hi = ~(uint32_t)_mm256_movemask_epi8(_mm256_cmpeq_epi8(_mm256_loadu_si256((const __m256i *)(s + i + 32)), zero));
+        db[i >> 6] = (uint64_t)lo | ((uint64_t)hi << 32);
+    }
+    pack_block_scalar(s, n, db, i);
+}
+
+__attribute__((target("avx512f,avx512bw"))) static void pack_block_avx512(const uint8_t *s, int64_t n, uint64_t *db) {
+    int64_t i = 0;
+    for (; i + 64 <= n; i += 64) {
+        __m512i v = _mm512_loadu_si512((const void *)(s + i));
+        db[i >> 6] = (uint64_t)_mm512_test_epi8_mask(v, v);
+    }
+    if (i < n) { /* the tail, by a masked load (bytes past n read as 0) */
+        __m512i v = _mm512_maskz_loadu_epi8((__mmask64)((~0ULL) >> (64 - (n - i))), (const void *)(s + i));
+        db[i >> 6] = (uint64_t)_mm512_test_epi8_mask(v, v);
+    }
+}
+#endif
+
+/* packing: 0/1 bytes [rows, K] -> words [rows, nb * wpb], block b's features from word b*wpb;
+ * `path` as tb_terms's (3: AVX-512 BW, 2: AVX2, else portable). */
+TB_API void tb_pack(int path, const uint8_t *src, int64_t rows, int64_t K, int64_t bs, int64_t wpb, uint64_t *dst) {
     int64_t nb = (K + bs - 1) / bs, nw = nb * wpb;
+    memset(dst, 0, (size_t)(rows * nw) * sizeof(uint64_t));
     for (int64_t r = 0; r < rows; r++) {
         const uint8_t *s = src + r * K;
         uint64_t *d = dst + r * nw;
-        memset(d, 0, (size_t)nw * sizeof(uint64_t));
         for (int64_t b = 0; b < nb; b++) {
             int64_t lo = b * bs, n = (K - lo < bs) ? K - lo : bs;
-            uint64_t *db = d + b * wpb;
-            int64_t i = 0;
-            for (; i + 8 <= n; i += 8) { /* 8 bytes of 0/1 -> 8 bits, feature i at bit i % 64 */
-                uint64_t v;
-                memcpy(&v, s + lo + i, 8);
-                v = (v != 0) ? ((v | (v >> 7) | (v >> 14) | (v >> 21) | (v >> 28) | (v >> 35) | (v >> 42) | (v >> 49)) & 0xff) : 0;
-                db[i >> 6] |= v << (i & 63);
+#ifdef TB_X86
+            if (path == 3) {
+                pack_block_avx512(s + lo, n, d + b * wpb);
+                continue;
             }
-            for (; i < n; i++)
-                db[i >> 6] |= (uint64_t)(s[lo + i] != 0) << (i & 63);
+            if (path == 2) {
+                pack_block_avx2(s + lo, n, d + b * wpb);
+                continue;
+            }
+#endif
+            (void)path;
+            pack_block_scalar(s + lo, n, d + b * wpb, 0);
         }
     }
+}
+
+/* ---------------------------------------------------------------------------------------- */
+/* the binary neuron's integrate-and-fire (tbnn.core.firing), checked against its code      */
+
+/* Membranes r (float32 [n], updated in place) run T steps: s_t = (r >= th[t]), r = r - th[t]
+ * where it fired (each a float32 operation, as torch's ge and sub); spikes go to spk [T, n]
+ * as 0/1 bytes. The weighted sum sum_t w[t] s_t (exact: integers below 2^24) is compared with
+ * the code q [n]; returns how many differ. In chunks of 512 membranes, so that the T passes
+ * over a chunk stay in the first-level cache. */
+static inline __attribute__((always_inline)) int64_t fire_chunks(float *r, const float *q, int64_t n, int64_t T,
+                                                                 const float *th, const float *w, uint8_t *spk) {
+    int64_t bad = 0;
+    float code[512];
+    for (int64_t i0 = 0; i0 < n; i0 += 512) {
+        int64_t m = (n - i0 < 512) ? n - i0 : 512;
+        float *restrict rr = r + i0;
+        for (int64_t i = 0; i < m; i++) code[i] = 0.0f;
+        for (int64_t t = 0; t < T; t++) {
+            const float h = th[t], wt = w[t];
+            uint8_t *restrict s = spk + t * n + i0;
+            for (int64_t i = 0; i < m; i++) {
+                const float v = rr[i];
+                const int f = v >= h;
+                s[i] = (uint8_t)f;
+                rr[i] = f ? v - h : v;
+                code[i] += f ? wt : 0.0f;
+            }
+        }
+        for (int64_t i = 0; i < m; i++) bad += code[i] != q[i0 + i];
+    }
+    return bad;
+}
+
+static int64_t fire_portable(float *r, const float *q, int64_t n, int64_t T, const float *th, const float *w,
+                             uint8_t *spk) {
+    return fire_chunks(r, q, n, T, th, w, spk);
+}
+
+#ifdef TB_X86
+__attribute__((target("avx2"))) static int64_t fire_avx2(float *r, const float *q, int64_t n, int64_t T,
+                                                         const float *th, const float *w, uint8_t *spk) {
+    return fire_chunks(r, q, n, T, th, w, spk);
+}
+
+__attribute__((target("avx512f,avx512bw,avx512dq,avx512vl"))) static int64_t
+fire_avx512(float *r, const float *q, int64_t n, int64_t T, const float *th, const float *w, uint8_t *spk) {
+    return fire_chunks(r, q, n, T, th, w, spk);
+}
+#endif
+
+TB_API int64_t tb_fire(int path, float *r, const float *q, int64_t n, int64_t T, const float *th, const float *w,
+                       uint8_t *spk) {
+#ifdef TB_X86
+    if (path == 3) return fire_avx512(r, q, n, T, th, w, spk);
+    if (path == 2) return fire_avx2(r, q, n, T, th, w, spk);
+#endif
+    (void)path;
+    return fire_portable(r, q, n, T, th, w, spk);
 }
 
 /* The J binary digits of non-negative integer codes q (float32 [rows, K]) as J planes of words
@@ -82,7 +186,22 @@ typedef struct {
     int64_t ones_col, M, O;
     int32_t *ks;          /* scratch: offsets of the nonzero words of one row and block, plane by plane */
     int64_t *start;       /* scratch: where plane j's offsets start in ks (J + 1 entries) */
+    void *vec;            /* scratch of the AVX-512 path: 2 J nb wpb vectors of 64 bytes (64-byte aligned) */
+    float *fin;           /* [M, o_out]: the layer's current (float)(rest + cur * al), or NULL */
+    const double *rest;   /* [M, o_out]: the rest of the current (offsets, rank-1 term, bias) */
+    const double *al;     /* [o_out]: the per-channel gains alpha */
+    int64_t o_out, nb;
 } sink;
+
+/* The current of outputs o..o+7 (those below o_out) of row m from its read-out sum cur[m, o..]:
+ * (float)(rest + cur * alpha), each operation rounded once as torch.addcmul(rest, cur, alpha,
+ * out=float32) rounds it (checked when the engine first uses it). */
+static inline __attribute__((always_inline)) void finish(const sink *k, int64_t m, int64_t o) {
+    for (int64_t i = 0; i < 8 && o + i < k->o_out; i++) {
+        const double r = k->rest[m * k->o_out + o + i], c = k->cur[m * k->O + o + i] * k->al[o + i];
+        k->fin[m * k->o_out + o + i] = (float)(r + c);
+    }
+}
 
 /* Silent words are skipped: the nonzero words of row m in block b, as offsets k within the
  * block, plane after plane (plane j's from start[j] to start[j + 1]). */
@@ -114,6 +233,7 @@ static inline __attribute__((always_inline)) void emit(const sink *k, int64_t b,
             for (int i = 0; i < 8; i++) dst[i] = dst[i] + (double)t[i] * g;
     }
     if (k->s_out && k->ones_col >= o && k->ones_col < o + 8) k->s_out[b * k->M + m] = (int32_t)t[k->ones_col - o];
+    if (k->fin && b == k->nb - 1) finish(k, m, o);
 }
 
 /* ---------------------------------------------------------------------------------------- */
@@ -238,6 +358,7 @@ row_block_avx2(const uint64_t *X, int64_t M, int64_t J, const int64_t *wx, const
             }
             _mm256_storeu_pd(dst, d0);
             _mm256_storeu_pd(dst + 4, d1);
+            if (snk->fin && b == nb - 1) finish(snk, m, o);
         } else {
             int64_t tot[8];
             _mm256_storeu_si256((__m256i *)tot, t0);
@@ -262,39 +383,222 @@ static void terms_avx2(const uint64_t *X, int64_t M, int64_t J, const int64_t *w
         }
 }
 
-/* AVX-512 VPOPCNTDQ: 8 outputs (one vector of 8 words) per pass, two passes side by side. */
-__attribute__((target("avx512f,avx512vpopcntdq,avx512dq,popcnt")))
-static void terms_avx512(const uint64_t *X, int64_t M, int64_t J, const int64_t *wx, const uint64_t *Wt,
-                         int64_t P, const int64_t *wc, int64_t O, int64_t nb, int64_t wpb, const sink *snk) {
+/* AVX-512 VPOPCNTDQ. Per row, the nonzero words of every block are broadcast once into vectors
+ * (scratch xv, with each plane's factor wx[j] beside them in xf), grouped by their word in the
+ * block (one weight load per word serves every plane); then for each 8 outputs the blocks are
+ * walked in order, each block's sum t = sum_p wc[p] sum_j wx[j] popcount(x_j & w_p) made in a
+ * register, and the fused read-out cur = g_0 t_0, cur = cur + g_b t_b (b = 1, 2, ...) kept in a
+ * register and stored once. `shift`: every wx[j] is a power of two and xf holds its exponent
+ * (a variable shift instead of a 64-bit multiply). */
+typedef struct {
+    __m512i *xv, *xf; /* [J * nw]: the broadcast nonzero words of a row and their plane factors */
+    int32_t *gk;      /* [nw]: word offset (within its block) of each group */
+    int32_t *ge;      /* [nw + 1]: where each group's entries start in xv / xf */
+    int32_t *gb;      /* [nb + 1]: where each block's groups start in gk */
+} row_words;
+
+__attribute__((target("avx512f,avx512vpopcntdq,avx512dq,avx512vl,popcnt"))) static inline __attribute__((always_inline)) void
+rows_avx512(const uint64_t *X, int64_t M, int64_t J, const int64_t *wx, const uint64_t *Wt, int64_t P,
+            const int64_t *wc, int64_t O, int64_t nb, int64_t wpb, const sink *snk, const row_words *rw,
+            const int shift) {
     int64_t nw = nb * wpb;
-    const int32_t *ks = snk->ks;
-    const int64_t *start = snk->start;
-    for (int64_t m = 0; m < M; m++)
+    for (int64_t m = 0; m < M; m++) {
+        int64_t e = 0, g = 0;
         for (int64_t b = 0; b < nb; b++) {
-            nonzero_words(X, M, J, nw, wpb, m, b, snk);
-            for (int64_t o = 0; o < O; o += 8) {
-                __m512i t = _mm512_setzero_si512();
+            rw->gb[b] = (int32_t)g;
+            for (int64_t k = 0; k < wpb; k++) {
+                int64_t e0 = e;
                 for (int64_t j = 0; j < J; j++) {
-                    const uint64_t *x = X + (j * M + m) * nw + b * wpb;
-                    if (start[j] == start[j + 1]) continue;
-                    for (int64_t p = 0; p < P; p++) {
-                        const uint64_t *w = Wt + ((p * nw) + b * wpb) * O + o;
-                        __m512i c = _mm512_setzero_si512();
-                        for (int64_t n = start[j]; n < start[j + 1]; n++)
-                            c = _mm512_add_epi64(c, _mm512_popcnt_epi64(_mm512_and_si512(
-                                _mm512_set1_epi64((long long)x[ks[n]]),
-                                _mm512_loadu_si512((const void *)(w + ks[n] * O)))));
-                        int64_t f = wx[j] * wc[p];
-                        t = (f == 1) ? _mm512_add_epi64(t, c) : _mm512_add_epi64(t, _mm512_mullo_epi64(c, _mm512_set1_epi64(f)));
-                    }
+                    uint64_t v = X[(j * M + m) * nw + b * wpb + k];
+                    if (!v) continue;
+                    rw->xv[e] = _mm512_set1_epi64((long long)v);
+                    rw->xf[e] = _mm512_set1_epi64(shift ? __builtin_ctzll((unsigned long long)wx[j]) : wx[j]);
+                    e++;
                 }
-                int64_t tot[8];
-                _mm512_storeu_si512((void *)tot, t);
-                emit(snk, b, m, o, tot);
+                if (e > e0) {
+                    rw->gk[g] = (int32_t)k;
+                    rw->ge[g] = (int32_t)e0;
+                    g++;
+                }
             }
         }
+        rw->gb[nb] = (int32_t)g;
+        rw->ge[g] = (int32_t)e;
+        const __m512i *xv = rw->xv, *xf = rw->xf;
+        const int32_t *gk = rw->gk, *ge = rw->ge, *gb = rw->gb;
+        for (int64_t o = 0; o < O; o += 8) {
+            __m512d acc = _mm512_setzero_pd();
+            const int ones_here = snk->s_out && snk->ones_col >= o && snk->ones_col < o + 8;
+            for (int64_t b = 0; b < nb; b++) {
+                __m512i t = _mm512_setzero_si512();
+                for (int64_t p = 0; p < P; p++) {
+                    const uint64_t *w = Wt + (p * nw + b * wpb) * O + o;
+                    __m512i tp = _mm512_setzero_si512();
+                    for (int32_t q = gb[b]; q < gb[b + 1]; q++) {
+                        __m512i wv = _mm512_loadu_si512((const void *)(w + (int64_t)gk[q] * O));
+                        for (int32_t n = ge[q]; n < ge[q + 1]; n++) {
+                            __m512i c = _mm512_popcnt_epi64(_mm512_and_si512(xv[n], wv));
+                            tp = _mm512_add_epi64(tp, shift ? _mm512_sllv_epi64(c, xf[n]) : _mm512_mullo_epi64(c, xf[n]));
+                        }
+                    }
+                    t = (wc[p] == 1) ? _mm512_add_epi64(t, tp)
+                                     : _mm512_add_epi64(t, _mm512_mullo_epi64(tp, _mm512_set1_epi64(wc[p])));
+                }
+                if (snk->out) /* sums below 2^31: the low 32 bits of each lane */
+                    _mm256_storeu_si256((__m256i *)(snk->out + (b * M + m) * O + o), _mm512_cvtepi64_epi32(t));
+                if (ones_here) {
+                    int64_t tot[8];
+                    _mm512_storeu_si512((void *)tot, t);
+                    snk->s_out[b * M + m] = (int32_t)tot[snk->ones_col - o];
+                }
+                if (snk->gains) { /* as emit(): each product and sum rounded once, blocks in order */
+                    __m512d d = _mm512_mul_pd(_mm512_cvtepi64_pd(t), _mm512_set1_pd(snk->gains[b * M + m]));
+                    acc = b ? _mm512_add_pd(acc, d) : d;
+                }
+            }
+            if (snk->fin) { /* as finish(), from the register: cur is never written */
+                if (o < snk->o_out) {
+                    const int64_t nv = (snk->o_out - o < 8) ? snk->o_out - o : 8;
+                    const __mmask8 lanes = (__mmask8)((1u << nv) - 1u);
+                    __m512d r = _mm512_maskz_loadu_pd(lanes, snk->rest + m * snk->o_out + o);
+                    __m512d c = _mm512_mul_pd(acc, _mm512_maskz_loadu_pd(lanes, snk->al + o));
+                    _mm256_mask_storeu_ps(snk->fin + m * snk->o_out + o, lanes, _mm512_cvtpd_ps(_mm512_add_pd(r, c)));
+                }
+            } else if (snk->cur) {
+                _mm512_storeu_pd(snk->cur + m * O + o, acc);
+            }
+        }
+    }
+}
+
+__attribute__((target("avx512f,avx512vpopcntdq,avx512dq,avx512vl,popcnt")))
+static void terms_avx512(const uint64_t *X, int64_t M, int64_t J, const int64_t *wx, const uint64_t *Wt,
+                         int64_t P, const int64_t *wc, int64_t O, int64_t nb, int64_t wpb, const sink *snk) {
+    int64_t nw = nb * wpb, shift = 1;
+    for (int64_t j = 0; j < J; j++)
+        if (wx[j] <= 0 || (wx[j] & (wx[j] - 1))) shift = 0;
+    row_words rw = {(__m512i *)snk->vec, (__m512i *)snk->vec + J * nw, snk->ks, snk->ks + nw, snk->ks + 2 * nw + 1};
+    if (shift)
+        rows_avx512(X, M, J, wx, Wt, P, wc, O, nb, wpb, snk, &rw, 1);
+    else
+        rows_avx512(X, M, J, wx, Wt, P, wc, O, nb, wpb, snk, &rw, 0);
 }
 #endif
+
+/* ---------------------------------------------------------------------------------------- */
+/* the row sums S_b of the planes alone                                                      */
+
+/* s_out[b, m] = sum_j wx[j] popcount of row m's words in block b (X as tb_terms's): S_b, the
+ * terms of the weights' ones column, without the weights. */
+static inline __attribute__((always_inline)) void block_sums(const uint64_t *X, int64_t M, int64_t J,
+                                                             const int64_t *wx, int64_t nb, int64_t wpb,
+                                                             int32_t *s_out) {
+    int64_t nw = nb * wpb;
+    for (int64_t m = 0; m < M; m++)
+        for (int64_t b = 0; b < nb; b++) {
+            int64_t tot = 0;
+            for (int64_t j = 0; j < J; j++) {
+                const uint64_t *x = X + (j * M + m) * nw + b * wpb;
+                int64_t c = 0;
+                for (int64_t k = 0; k < wpb; k++) c += __builtin_popcountll(x[k]);
+                tot += c * wx[j];
+            }
+            s_out[b * M + m] = (int32_t)tot;
+        }
+}
+
+#ifdef TB_X86
+__attribute__((target("popcnt"))) static void block_sums_popcnt(const uint64_t *X, int64_t M, int64_t J,
+                                                                const int64_t *wx, int64_t nb, int64_t wpb,
+                                                                int32_t *s_out) {
+    block_sums(X, M, J, wx, nb, wpb, s_out);
+}
+#endif
+
+TB_API void tb_block_sums(int path, const uint64_t *X, int64_t M, int64_t J, const int64_t *wx, int64_t nb,
+                          int64_t wpb, int32_t *s_out) {
+#ifdef TB_X86
+    if (path >= 1) {
+        block_sums_popcnt(X, M, J, wx, nb, wpb, s_out);
+        return;
+    }
+#endif
+    (void)path;
+    block_sums(X, M, J, wx, nb, wpb, s_out);
+}
+
+/* ---------------------------------------------------------------------------------------- */
+/* the microbenchmark: AND + popcount at its best                                            */
+
+/* sum_i popcount(x[i] & w[i]) over n words, `reps` times over the same words (in cache): the
+ * loop with nothing else in it, four independent accumulators. n must be a multiple of 32. */
+static int64_t and_popcount_scalar(const uint64_t *x, const uint64_t *w, int64_t n, int64_t reps) {
+    int64_t a0 = 0, a1 = 0, a2 = 0, a3 = 0;
+    for (int64_t r = 0; r < reps; r++)
+        for (int64_t i = 0; i < n; i += 4) {
+            a0 += __builtin_popcountll(x[i] & w[i]);
+            a1 += __builtin_popcountll(x[i + 1] & w[i + 1]);
+            a2 += __builtin_popcountll(x[i + 2] & w[i + 2]);
+            a3 += __builtin_popcountll(x[i + 3] & w[i + 3]);
+        }
+    return a0 + a1 + a2 + a3;
+}
+
+#ifdef TB_X86
+__attribute__((target("popcnt"))) static int64_t and_popcount_popcnt(const uint64_t *x, const uint64_t *w, int64_t n,
+                                                                     int64_t reps) {
+    return and_popcount_scalar(x, w, n, reps);
+}
+
+__attribute__((target("avx2"))) static int64_t and_popcount_avx2(const uint64_t *x, const uint64_t *w, int64_t n,
+                                                                 int64_t reps) {
+    const __m256i lut = _mm256_setr_epi8(0, 1, 1, 2, 1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4,
+                                         0, 1, 1, 2, 1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4);
+    const __m256i low = _mm256_set1_epi8(0x0f), zero = _mm256_setzero_si256();
+    __m256i tot = zero;
+    for (int64_t r = 0; r < reps; r++)
+        for (int64_t i0 = 0; i0 < n; i0 += 32) { /* byte counts of 8 vectors (<= 64 per byte), then psadbw */
+            __m256i a = zero;
+            for (int64_t i = i0; i < i0 + 32; i += 4) {
+                __m256i v = _mm256_and_si256(_mm256_loadu_si256((const __m256i *)(x + i)),
+                                             _mm256_loadu_si256((const __m256i *)(w + i)));
+                a = _mm256_add_epi8(a, _mm256_add_epi8(_mm256_shuffle_epi8(lut, _mm256_and_si256(v, low)),
+                    _mm256_shuffle_epi8(lut, _mm256_and_si256(_mm256_srli_epi16(v, 4), low))));
+            }
+            tot = _mm256_add_epi64(tot, _mm256_sad_epu8(a, zero));
+        }
+    int64_t out[4];
+    _mm256_storeu_si256((__m256i *)out, tot);
+    return out[0] + out[1] + out[2] + out[3];
+}
+
+__attribute__((target("avx512f,avx512vpopcntdq"))) static int64_t
+and_popcount_avx512(const uint64_t *x, const uint64_t *w, int64_t n, int64_t reps) {
+    __m512i a0 = _mm512_setzero_si512(), a1 = a0, a2 = a0, a3 = a0;
+    for (int64_t r = 0; r < reps; r++)
+        for (int64_t i = 0; i < n; i += 32) {
+            a0 = _mm512_add_epi64(a0, _mm512_popcnt_epi64(_mm512_and_si512(_mm512_loadu_si512((const void *)(x + i)),
+                                                                            _mm512_loadu_si512((const void *)(w + i)))));
+            a1 = _mm512_add_epi64(a1, _mm512_popcnt_epi64(_mm512_and_si512(
+                _mm512_loadu_si512((const void *)(x + i + 8)), _mm512_loadu_si512((const void *)(w + i + 8)))));
+            a2 = _mm512_add_epi64(a2, _mm512_popcnt_epi64(_mm512_and_si512(
+                _mm512_loadu_si512((const void *)(x + i + 16)), _mm512_loadu_si512((const void *)(w + i + 16)))));
+            a3 = _mm512_add_epi64(a3, _mm512_popcnt_epi64(_mm512_and_si512(
+                _mm512_loadu_si512((const void *)(x + i + 24)), _mm512_loadu_si512((const void *)(w + i + 24)))));
+        }
+    return _mm512_reduce_add_epi64(_mm512_add_epi64(_mm512_add_epi64(a0, a1), _mm512_add_epi64(a2, a3)));
+}
+#endif
+
+TB_API int64_t tb_and_popcount(int path, const uint64_t *x, const uint64_t *w, int64_t n, int64_t reps) {
+#ifdef TB_X86
+    if (path == 3) return and_popcount_avx512(x, w, n, reps);
+    if (path == 2) return and_popcount_avx2(x, w, n, reps);
+    if (path == 1) return and_popcount_popcnt(x, w, n, reps);
+#endif
+    (void)path;
+    return and_popcount_scalar(x, w, n, reps);
+}
 
 /* ---------------------------------------------------------------------------------------- */
 /* dispatch                                                                                  */
@@ -308,7 +612,8 @@ static const char *const PATHS[] = {"portable", "popcnt", "avx2", "avx512_vpopcn
 TB_API int tb_best_path(void) {
 #ifdef TB_X86
     __builtin_cpu_init();
-    if (__builtin_cpu_supports("avx512vpopcntdq") && __builtin_cpu_supports("avx512dq")) return 3;
+    if (__builtin_cpu_supports("avx512vpopcntdq") && __builtin_cpu_supports("avx512dq") &&
+        __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl")) return 3;
     if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("popcnt")) return 2;
     if (__builtin_cpu_supports("popcnt")) return 1;
 #endif
@@ -318,13 +623,17 @@ TB_API int tb_best_path(void) {
 TB_API const char *tb_path_name(int path) { return (path >= 0 && path < 4) ? PATHS[path] : "none"; }
 
 /* out [nb, M, O] int32 terms (or NULL); cur [M, O] the fused read-out sum_b gains[b, m] out[b, m, o]
- * (or NULL; gains [nb, M]); s_out [nb, M] the terms of column ones_col (or NULL).
+ * (or NULL; gains [nb, M]); s_out [nb, M] the terms of column ones_col (or NULL); fin [M, o_out]
+ * the layer's current (float)(rest + cur * al) (or NULL; cur is then scratch, NULL allowed on
+ * the AVX-512 path, which keeps it in registers; -4 when a needed buffer is missing).
  * Returns 0, or -1 for a path this CPU (or this build) cannot run, -2 for O not a multiple of 8,
  * -3 when scratch memory cannot be had. */
 TB_API int tb_terms(int path, const uint64_t *X, int64_t M, int64_t J, const int64_t *wx, const uint64_t *Wt,
                     int64_t P, const int64_t *wc, int64_t O, int64_t nb, int64_t wpb, int32_t *out,
-                    double *cur, const double *gains, int32_t *s_out, int64_t ones_col) {
-    sink snk = {out, cur, gains, s_out, ones_col, M, O, NULL, NULL};
+                    double *cur, const double *gains, int32_t *s_out, int64_t ones_col, float *fin,
+                    const double *rest, const double *al, int64_t o_out) {
+    sink snk = {out, cur, gains, s_out, ones_col, M, O, NULL, NULL, NULL, fin, rest, al, o_out, nb};
+    if (fin && (!gains || !rest || !al || (path < 3 && !cur) || o_out > O)) return -4;
     terms_fn fn = terms_portable;
     if (path < 0 || path > tb_best_path()) return -1;
     if (O % 8) return -2;
@@ -333,15 +642,21 @@ TB_API int tb_terms(int path, const uint64_t *X, int64_t M, int64_t J, const int
     else if (path == 2) fn = terms_avx2;
     else if (path == 1) fn = terms_popcnt;
 #endif
-    snk.ks = (int32_t *)malloc((size_t)(J * wpb + 1) * sizeof(int32_t));
+    /* ks: J wpb + 1 offsets (scalar and AVX2 paths), or the AVX-512 path's groups (3 nb wpb + nb + 2) */
+    size_t nks = (size_t)(J * wpb + 1) > (size_t)(3 * nb * wpb + nb + 2) ? (size_t)(J * wpb + 1)
+                                                                          : (size_t)(3 * nb * wpb + nb + 2);
+    snk.ks = (int32_t *)malloc(nks * sizeof(int32_t));
     snk.start = (int64_t *)malloc((size_t)(J + 1) * sizeof(int64_t));
-    if (!snk.ks || !snk.start) {
+    if (path == 3) snk.vec = aligned_alloc(64, (size_t)(2 * J * nb * wpb + 1) * 64);
+    if (!snk.ks || !snk.start || (path == 3 && !snk.vec)) {
         free(snk.ks);
         free(snk.start);
+        free(snk.vec);
         return -3;
     }
     fn(X, M, J, wx, Wt, P, wc, O, nb, wpb, &snk);
     free(snk.ks);
     free(snk.start);
+    free(snk.vec);
     return 0;
 }

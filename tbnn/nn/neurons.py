@@ -54,12 +54,14 @@ import torch
 from torch import Tensor, nn
 
 from tbnn.engine import session
+from tbnn.engine.precision import engine_choice
 from tbnn.core.codes import get_code
 from tbnn.core.codespec import NEURON_GRIDS, CodeSpec
 from tbnn.core.coding import SpikeCode, encode_unchecked
 from tbnn.core.firing import binary_thresholds, integrate_and_fire
 from tbnn.core.quant import block_scale, grid_values, pooled_fit
 from tbnn.core.validate import check_choice, check_int
+from tbnn.kernels.fire import fire_checked
 
 __all__ = ["TemporalBinary", "NEURON_GRIDS", "READOUTS", "THRESHOLDS"]
 
@@ -242,8 +244,10 @@ class TemporalBinary(nn.Module):
         Binary scheme: every membrane starts at its grid value ``r_0 = v`` and runs ``T``
         steps with halving thresholds; the emitted spikes are kept in the code (``raw``) and
         checked against the closed form (their weighted sum :math:`\sum_t w_t s_t` must be
-        the integer code :math:`q`), whose read-out gains are used. Other schemes emit the
-        spikes of their code (sigma-delta's are integrate-and-fire too).
+        the integer code :math:`q`), whose read-out gains are used. On a CPU with the compiled
+        kernel (unless ``TBNN_ENGINE=dense``), float32 membranes fire, are written and are checked
+        in one pass (:func:`tbnn.kernels.fire.fire_checked`, the same spikes bit for bit). Other schemes
+        emit the spikes of their code (sigma-delta's are integrate-and-fire too).
 
         Raises
         ------
@@ -256,14 +260,19 @@ class TemporalBinary(nn.Module):
         T = self.timesteps
         xs, grid, _ = self.grid_input(x)
         v = grid_values(xs, self.block, grid, get_code("binary").grid_levels(T))
-        steps = torch.empty(T, *v.shape, dtype=v.dtype, device=v.device)  # 0/1 spikes [T, B, F]
-        integrate_and_fire(v, binary_thresholds(T), out=steps, overwrite=True)  # (v becomes the membrane)
         # the spikes are the bits of the code: sum_t w_t s_t == q (a bijection on 0 .. 2^T - 1; exact sums)
-        diff = (code.weights.to(v.dtype) @ steps.view(T, -1)).view(code.q.shape).sub_(code.q.detach())
-        lo, hi = torch.aminmax(diff) if diff.numel() else (0, 0)
-        if lo != 0 or hi != 0:
+        fired = None
+        if engine_choice() != "dense":  # the compiled kernel: one pass (TBNN_ENGINE=dense: none of it)
+            fired = fire_checked(v, binary_thresholds(T), code.weights, code.q.detach())
+        if fired is None:
+            steps = torch.empty(T, *v.shape, dtype=v.dtype, device=v.device)  # 0/1 spikes [T, B, F]
+            integrate_and_fire(v, binary_thresholds(T), out=steps, overwrite=True)  # (v becomes the membrane)
+            diff = (code.weights.to(v.dtype) @ steps.view(T, -1)).view(code.q.shape).sub_(code.q.detach())
+            lo, hi = torch.aminmax(diff) if diff.numel() else (0, 0)
+            fired = steps.to(torch.bool), int(lo != 0 or hi != 0)
+        if fired[1]:
             raise RuntimeError("integrate-and-fire spikes differ from the neuron's code; please report this.")
-        return replace(code, raw=steps.to(torch.bool))
+        return replace(code, raw=fired[0])
 
     def extra_repr(self) -> str:
         return (
