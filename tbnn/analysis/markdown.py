@@ -127,7 +127,9 @@ def render_markdown(res: dict[str, Any]) -> str:
         L.append("")
         L.append(f"Rate distribution: log-normal fit over {rd['n_fit']} active neurons "
                  f"({rd['n_silent']} silent): median {g(rd['median_hz'])} Hz, σ(ln rate) = "
-                 f"{g(rd['lognormal_sigma'])}, KS p = {g(rd['ks_pvalue'])}. Biology: "
+                 f"{g(rd['lognormal_sigma'])}, KS p = {g(rd['ks_pvalue'])} (Kolmogorov, optimistic)"
+                 + (f", Lilliefors p = {g(rd['lilliefors_pvalue'])} ({rd['n_boot']} bootstrap samples): "
+                    f"log-normal {rd['verdict']}" if rd.get("n_boot") else "") + ". Biology: "
                  f"{rd['biology']['statement']} ({rd['biology']['citation']}).")
         pr = lay["pairs"]
         L.append(f"Pair measures use {pr['neurons_used']} neurons; binned-train correlations "
@@ -137,7 +139,7 @@ def render_markdown(res: dict[str, Any]) -> str:
             L.append(f"![statistics of {name}]({figs['stats']})\n")
             if figs.get("caption"):
                 L.append(f"*Rate histogram:* {figs['caption']} (the fitted curve is drawn only "
-                         "when the Kolmogorov–Smirnov test accepts it).\n")
+                         "when the Kolmogorov–Smirnov test does not reject it).\n")
             L.append(f"![network, null and biology, measure by measure, of {name}]"
                      f"({figs['summary']})\n")
         if lay.get("recording"):
