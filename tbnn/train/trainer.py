@@ -158,10 +158,12 @@ def fit(
         only when complete (the old one stays whole until then).
     device : ``cpu``, ``cuda``, ``cuda:N`` or ``mps`` (default: where the model's
         parameters are); refused in one sentence when this torch build lacks it.
-    rate_target : ``P``: rate-control every hidden layer's adaptive threshold toward ``P``
-        active per step (:class:`tbnn.nn.regularize.ActivityRegularizer` around ``loss``; the
-        model's hidden neurons need adaptive thresholds, ``adaptive_threshold`` ``"layer"`` or ``"neuron"``; the thresholds are model
-        buffers, saved with the weights and the checkpoints).
+    rate_target : ``P``: rate-control every hidden layer toward ``P`` active per step
+        (:class:`tbnn.nn.regularize.ActivityRegularizer` around ``loss``): homeostatic thresholds
+        and a Lagrange multiplier per layer. The model's hidden neurons need adaptive thresholds
+        (``adaptive_threshold`` ``"layer"``, recommended, or ``"neuron"``); the thresholds are model
+        buffers, saved with the weights and the checkpoints, and the multipliers are saved in the
+        checkpoints (so is the state of an ``ActivityRegularizer`` given as ``loss``).
 
     A last mini-batch of a single sample is skipped (BatchNorm cannot normalise one
     sample in training mode); a ``batch`` larger than the training set is one batch.
@@ -295,6 +297,8 @@ def _fit_loop(model, train_data, test_data, loss_fn, tcfg, dev, writer, mode, ou
         if meta is not None:
             start_epoch, history = int(meta["epoch"]), list(meta["history"])
             train_seconds = float(meta.get("train_seconds", 0.0))
+            if isinstance(loss_fn, ActivityRegularizer) and "rate_control" in meta:
+                loss_fn.load_state_dict(meta["rate_control"])  # the multipliers (the thresholds are buffers)
     n_train = len(train_data)
     labels = train_data.tensors[1] if train_data.tensors is not None else None
     single = ddp.world_size() == 1
@@ -352,8 +356,10 @@ def _fit_loop(model, train_data, test_data, loss_fn, tcfg, dev, writer, mode, ou
                 post["test"] = f"{test_acc:.3f}"
             bar.set_postfix(**post)
         if writer is not None:
-            writer.save(model, opt, sched, gen, {"epoch": epoch + 1, "history": history,
-                                                 "train_seconds": train_seconds, "samples": n_train})
+            state = {"epoch": epoch + 1, "history": history, "train_seconds": train_seconds, "samples": n_train}
+            if isinstance(loss_fn, ActivityRegularizer):
+                state["rate_control"] = loss_fn.state_dict()
+            writer.save(model, opt, sched, gen, state)
     ddp.revert_sync_batchnorm(synced)
     if writer is not None:
         metrics = _fit_metrics(history, train_seconds, epochs, seed, dev)
@@ -449,8 +455,10 @@ def train(
 
     ``rate_target`` / ``rate_weight`` (``P``, ``W``): train with the activity regulariser
     (:class:`tbnn.nn.regularize.ActivityRegularizer`), loss = cross-entropy + ``W`` (A - P)^2
-    with A the fraction of hidden neurons active per step; the metrics then hold
-    ``fraction_active`` per hidden layer on the test split.
+    with A the fraction of hidden neurons active per step; ``rate_target`` alone: homeostatic
+    thresholds (one per layer unless ``adaptive_threshold`` says otherwise) and a Lagrange
+    multiplier per layer, no weight to tune. The metrics then hold ``fraction_active`` per hidden
+    layer on the test split (and ``rate_control``: the thresholds and multipliers).
     """
     tcfg = TrainConfig(dataset, epochs, batch, lr, weight_decay, seed, n_train, n_test, normalize,
                        rate_target, rate_weight)
@@ -458,8 +466,8 @@ def train(
     ddp.check_batch(batch)
     if rate_target is not None and model not in ("tbn", "ste"):
         raise ValueError(f"rate_target needs a temporal binary model (tbn or ste); got model {model!r}.")
-    if rate_target is not None and rate_weight is None:  # the target alone: homeostatic thresholds
-        model_kwargs.setdefault("adaptive_threshold", "neuron")
+    if rate_target is not None and rate_weight is None:  # the target alone: thresholds and multipliers
+        model_kwargs.setdefault("adaptive_threshold", "layer")
     dev = ddp.device_for(resolve_device(device))
     ds = load_dataset(dataset, seed=seed, n_train=n_train, n_test=n_test, normalize=normalize)
     tcfg.data_sha256 = ds.sha256
@@ -493,7 +501,8 @@ def train(
         if reg is not None:
             final["fraction_active"] = fraction_active(net, reg, ds.x_test)
             if reg.controls:
-                final["rate_control"] = {"target": rate_target, "step": reg.step, "thresholds": reg.thresholds()}
+                final["rate_control"] = {"target": rate_target, "step": reg.step, "thresholds": reg.thresholds(),
+                                         "multiplier_step": reg.multiplier_step, "multipliers": dict(reg.multipliers)}
         return final
 
     try:
