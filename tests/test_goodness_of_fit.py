@@ -64,3 +64,19 @@ def test_refusals():
     with pytest.raises(ValueError, match="n_boot must be an integer >= 0"):
         ta.lognormal_fit([1.0, 2.0], n_boot=-1)
     assert np.isnan(lilliefors_test([1.0, 1.0, 1.0]).pvalue)
+
+
+def test_counted_rates_need_their_ties_broken():
+    # log-normal rates counted over 1800 steps (a layer's test split): ties among equal counts
+    # make the continuous test reject; spreading each rate over its quantum restores the level
+    rng = np.random.default_rng(0)
+    L, raw, spread = 1800, [], []
+    for i in range(40):
+        k = rng.binomial(L, np.minimum(1.0, rng.lognormal(np.log(0.005), 1.0, 256)))
+        raw.append(ta.lognormal_fit(k / L, n_boot=99, seed=i).lilliefors_pvalue < 0.05)
+        fit = ta.lognormal_fit(k / L, n_boot=99, seed=i, quantum=1 / L)
+        spread.append(fit.lilliefors_pvalue < 0.05)
+        assert fit.n_excluded == int((k == 0).sum())  # silent neurons stay excluded and counted
+    assert np.mean(raw) > 0.25 and np.mean(spread) <= 0.12
+    with pytest.raises(ValueError, match="quantum must be a finite number >= 0"):
+        ta.lognormal_fit([1.0, 2.0], quantum=-1.0)

@@ -156,7 +156,7 @@ def layer_measures(arr: np.ndarray, dt: float, labels: np.ndarray | None, seed: 
     c_net, c_sh = net("correlation", empty=np.array([])), net("correlation", "shuffled", np.array([]))
     nc, nc_sh = net("noise_correlation"), net("noise_correlation", "shuffled")
     sh = ctx.shuffled.arr
-    fit = rates.lognormal_fit(r_hz, seed=seed)
+    fit = rates.lognormal_fit(r_hz, seed=seed, quantum=1000.0 / (S * T * dt))  # counted rates: ties broken
     stmt, cite = QUALITATIVE["rate_distribution"]
     rate_dist = {
         "lognormal_mu": fit.mu, "lognormal_sigma": fit.sigma, "median_hz": fit.median_hz,

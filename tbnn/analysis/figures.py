@@ -82,7 +82,7 @@ def stats_figure(res: Mapping[str, Any], fd: Mapping[str, Any], arr: np.ndarray,
     >>> res, fd = layer_measures(s, 1.0, None, 0, 1, 64, 5.0)
     >>> fig, caption = stats_figure(res, fd, s, 1.0, figure_title("h"))
     >>> len(fig.axes), caption.split(":")[0]
-    (6, 'log-normal rejected')
+    (6, 'log-normal not rejected')
     """
     fig, axes = plot.new_figure(10.5, 6.0, nrows=2, ncols=3)
     plot.psth(rates.psth(arr, dt), dt, ax=axes[0, 0])

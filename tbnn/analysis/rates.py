@@ -35,7 +35,7 @@ import numpy as np
 import scipy.stats
 
 from tbnn.analysis.goodness_of_fit import LillieforsResult, lilliefors_test
-from tbnn.core.validate import check_int
+from tbnn.core.validate import check_int, check_number
 from tbnn.io.spikes import as_stream, check_dt, check_spikes
 
 __all__ = [
@@ -240,7 +240,7 @@ class LogNormalFit:
         return scipy.stats.lognorm.pdf(rate, s=self.sigma, loc=0.0, scale=math.exp(self.mu))
 
 
-def lognormal_fit(rates: Any, n_boot: int = 999, seed: int = 0) -> LogNormalFit:
+def lognormal_fit(rates: Any, n_boot: int = 999, seed: int = 0, quantum: float = 0.0) -> LogNormalFit:
     r"""Fit a log-normal to the positive entries of ``rates`` (``scipy.stats.lognorm.fit``) and test it.
 
     .. math:: f(r) = \frac{1}{r \sigma \sqrt{2\pi}} \exp\left(-\frac{(\ln r - \mu)^2}
@@ -251,10 +251,15 @@ def lognormal_fit(rates: Any, n_boot: int = 999, seed: int = 0) -> LogNormalFit:
     tested by the Kolmogorov–Smirnov statistic of the log-rates against the fitted normal, with
     the p-value by parametric bootstrap that accounts for the two fitted parameters
     (:func:`tbnn.analysis.goodness_of_fit.lilliefors_test`, ``n_boot`` samples drawn from
-    ``seed``; ``n_boot=0`` skips it). Rates counted over a finite train are discrete (ties
-    among neurons with the same few spikes), which the continuous null does not model: few
-    spikes per neuron make the test reject more often. With fewer than two positive rates, or
-    all equal, the fit is undefined and its fields are NaN.
+    ``seed``; ``n_boot=0`` skips it). Rates counted over a finite train are discrete: neurons
+    with the same spike count tie, and the ties alone make the test reject a log-normal
+    population (256 neurons with log-normal rates counted over 1800 steps: rejected in about
+    half of the draws at 5 %). ``quantum`` > 0 declares the rates to be counts times
+    ``quantum`` (``1000 / (L dt)`` Hz for a train of ``L`` steps) and spreads each positive rate
+    uniformly over its quantum, :math:`r + u\,q` with :math:`u \sim U(0, 1)` drawn from
+    ``seed``, before the fit and the tests (a continuity correction: the same draws reject
+    about 2 % of the time). Zero rates stay zero. With fewer than two positive rates, or all
+    equal, the fit is undefined and its fields are NaN.
 
     >>> r = np.exp(np.random.default_rng(0).normal(1.0, 0.5, 500))
     >>> f = lognormal_fit(r, n_boot=199)
@@ -265,7 +270,10 @@ def lognormal_fit(rates: Any, n_boot: int = 999, seed: int = 0) -> LogNormalFit:
     if r.size == 0 or not np.all(np.isfinite(r)) or np.any(r < 0):
         raise ValueError("rates must be a non-empty array of finite rates >= 0.")
     B = check_int(n_boot, "n_boot", minimum=0)
+    q = check_number(quantum, "quantum", minimum=0.0, inclusive=True)
     pos = r[r > 0]
+    if q > 0:  # counted rates: spread over their quantum (ties broken; seeded apart from the bootstrap)
+        pos = pos + np.random.default_rng([check_int(seed, "seed", minimum=0), 1]).random(pos.size) * q
     n_ex = int(r.size - pos.size)
     if pos.size < 2 or np.all(pos == pos[0]):
         nan = float("nan")
