@@ -287,12 +287,14 @@ BIO_MEASURES = ("cv", "fano_trial", "correlation", "noise_correlation")
 
 
 def _biology(spikes: dict, labels) -> dict[str, dict[str, Any]]:
-    """Per hidden layer: the spike count of each neuron, the silent ones, the log-normal test of
+    """Per hidden layer: how many neurons fired each spike count, the silent ones, the log-normal test of
     the active neurons' rates (Lilliefors, parametric bootstrap, counted rates spread over their
     quantum) and CV, Fano factor and correlations against their Bernoulli null and biological
     band: :func:`tbnn.analysis.analyze_spikes` at a nominal 1 ms per step (the statistics used
     here do not depend on it)."""
     import math
+
+    import numpy as np
 
     from tbnn.analysis import analyze_spikes, spike_counts
 
@@ -300,8 +302,10 @@ def _biology(spikes: dict, labels) -> dict[str, dict[str, Any]]:
     for k, a in spikes.items():
         r = analyze_spikes(a, dt_ms=1.0, labels=labels, seed=0, max_pair_neurons=a.shape[2])
         rd, m = r["rate_distribution"], r["measures"]
+        counts, neurons = np.unique(spike_counts(a), return_counts=True)
         entry: dict[str, Any] = {
-            "neurons": r["neurons"], "steps": r["samples"] * r["timesteps"], "counts": spike_counts(a).tolist(),
+            "neurons": r["neurons"], "steps": r["samples"] * r["timesteps"],
+            "count_histogram": {str(c): int(n) for c, n in zip(counts, neurons)},  # spikes -> neurons
             "n_silent": rd["n_silent"], "lognormal_mu": rd["lognormal_mu"] - math.log(1000.0),  # ln(spikes/step)
             "lognormal_sigma": rd["lognormal_sigma"], "lilliefors_pvalue": rd["lilliefors_pvalue"],
             "n_boot": rd["n_boot"], "lognormal_verdict": rd["verdict"]}
@@ -480,28 +484,33 @@ def _control_markdown(res: dict) -> str:
 
 
 def _bio_panel(ax, run: dict, base: dict | None, layer: str, title: str) -> None:
-    """Histogram of log10(rate per step) of the active neurons, the fitted normal, the
-    unregularised network's histogram as an outline."""
+    """Histogram of log10(rate per step) of the active neurons with the fitted normal; the
+    unregularised network's rates as a band (5th to 95th percentile of its neurons) and its median."""
     import math
 
     import numpy as np
 
+    def log_rates(bio: dict):
+        h = {int(c): n for c, n in bio["count_histogram"].items() if int(c) > 0}
+        return np.log10(np.repeat(np.array(list(h), dtype=float), list(h.values())) / bio["steps"])
+
     b = run["biology"][layer]
-    k = np.asarray(b["counts"])
-    lr = np.log10(k[k > 0] / b["steps"])
-    allv = [lr] + ([np.log10(np.asarray(base["biology"][layer]["counts"])[np.asarray(base["biology"][layer]["counts"]) > 0]
-                             / base["biology"][layer]["steps"])] if base else [])
-    lo, hi = min(v.min() for v in allv) - 0.1, max(v.max() for v in allv) + 0.1
-    bins = np.linspace(lo, hi, 26)
-    ax.hist(lr, bins=bins, density=True, color="C0", alpha=0.6,
-            label=f"P = {100 * run['P']:g} % ({len(lr)} active, {b['n_silent']} silent)")
+    lr = log_rates(b)
+    lo, hi = lr.min() - 0.15, lr.max() + 0.15
     if base:
-        ax.hist(allv[1], bins=bins, density=True, histtype="step", color="0.4", lw=1.2,
-                label=f"unregularised ({len(allv[1])} active)")
-    xs = np.linspace(lo, hi, 200)
+        lb = log_rates(base["biology"][layer])
+        q5, q50, q95 = np.percentile(lb, [5, 50, 95])
+        ax.axvspan(q5, q95, color="0.85", lw=0, label=f"unregularised: 5–95 % of its {len(lb)} active neurons")
+        ax.axvline(q50, color="0.4", ls="--", lw=1, label="unregularised: median")
+        lo, hi = min(lo, q5 - 0.1), max(hi, q95 + 0.1)
+    ax.hist(lr, bins=np.linspace(lr.min() - 0.15, lr.max() + 0.15, 26), density=True, color="C0", alpha=0.7,
+            label=f"P = {100 * run['P']:g} %: {len(lr)} active, {b['n_silent']} silent")
+    xs = np.linspace(lo, hi, 300)
     mu, sd = b["lognormal_mu"] / math.log(10), b["lognormal_sigma"] / math.log(10)
     ax.plot(xs, np.exp(-0.5 * ((xs - mu) / sd) ** 2) / (sd * math.sqrt(2 * math.pi)), color="C3", lw=1.5,
             label=f"fitted log-normal: {b['lognormal_verdict']}\n(Lilliefors p = {b['lilliefors_pvalue']:.2g})")
+    ax.set_xlim(lo, hi)
+    ax.set_ylim(0, ax.get_ylim()[1] * 1.45)  # room for the legend above the bars
     ax.set_xlabel("log10 spikes per step (test split)")
     ax.set_ylabel("density of neurons")
     cv, fano, corr = (b[key]["value"] for key in ("cv", "fano_trial", "correlation"))
