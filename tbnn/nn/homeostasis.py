@@ -30,7 +30,7 @@ defaults serves every ``P``, data set and epoch budget; no weight is tuned.
 
 The step is slow on purpose. Thresholds alone (the first version, per neuron, :math:`\eta =
 0.05`) meet the target, but a network they hold below about 3 % active stops learning: on
-digits, 2 % active gave 47–58 % accuracy and 1 % gave 28–31 %, against 98 % unregularised.
+digits, 2 % active gave 48–56 % accuracy and 1 % gave 29–32 %, against 98 % unregularised.
 Beside them, the Lagrange multiplier of :mod:`tbnn.nn.multiplier` teaches the network a sparse
 code through the gradient, but only while the rate is above :math:`P`: the slower the
 thresholds, the longer the multiplier acts. :math:`\eta =` 0.01 reaches the target within
