@@ -22,13 +22,20 @@ maximum, the default; ``code``: the DAT code value); mnist1d uses ``grid``.
 
 Writes ``sparse_activity.json``, ``sparse_activity.md`` and ``sparse_activity.png`` into ``--out``.
 
-``--control`` sweeps the homeostatic rate controller instead (:mod:`tbnn.nn.homeostasis`:
-``rate_target=P`` alone, per-neuron adaptive thresholds, one set of defaults) for each target
-``P`` and hidden grid (``rectify``, ``running``), paired over seeds with the unregularised
-network of the same seed, and adds per point the analog values sent per inference (gains
-and offsets per block and sample) and the spikes-only accuracy (read-out constants fitted on
-the training split, :func:`tbnn.nn.readout.spikes_only`); it writes ``sparse_control.json``,
-``.md`` and ``.png``. ``--epochs`` and ``--seeds`` shorten it to what the machine allows:
+``--control`` sweeps the rate controllers instead (``rate_target=P`` alone, one set of
+defaults, no weight): ``lagrangian``, the default (homeostatic thresholds per layer,
+:mod:`tbnn.nn.homeostasis`, and a Lagrange multiplier per layer by dual ascent,
+:mod:`tbnn.nn.multiplier`) and ``thresholds``, the first version (per-neuron thresholds alone,
+step 0.05), for each target ``P`` and hidden grid (``rectify``, ``running``), paired over seeds
+with the unregularised network of the same seed, and adds per point the analog values sent
+per inference (gains and offsets per block and sample) and the spikes-only accuracy (read-out
+constants fitted on the training split, :func:`tbnn.nn.readout.spikes_only`). At the sparsest
+target met (every hidden layer within ±20 %) it adds the biology panel: per hidden layer the
+rate distribution of the active neurons against a fitted log-normal (Kolmogorov–Smirnov with a
+bootstrap p-value that accounts for the fit, "not rejected" or "rejected"), silent neurons
+counted, CV, Fano factor and correlations (:func:`tbnn.analysis.analyze_spikes`). It writes
+``sparse_control.json``, ``.md`` and ``.png``. ``--epochs`` and ``--seeds`` shorten it to what
+the machine allows:
 
     python simulations/sparse_activity.py --control --datasets digits --epochs 20 --seeds 0 --targets 0.05 0.01
 """
@@ -62,14 +69,14 @@ QUICK = dict(epochs=2, n_train=256, n_test=128)
 LENNIE, ATTWELL = 0.01, 0.15
 
 
-def _measure(net, x) -> dict[str, Any]:
+def _measure(net, x, res=None) -> dict[str, Any]:
     """Activity, grid floor, spikes and synaptic operations on inputs x, from the event
-    simulation of the network (:func:`tbnn.simulate`, exact engine)."""
+    simulation of the network (:func:`tbnn.simulate`, exact engine; ``res``: one already run)."""
     import numpy as np
 
     import tbnn
 
-    res = tbnn.simulate(net, x, schedule="folded")
+    res = tbnn.simulate(net, x, schedule="folded") if res is None else res
     hidden = [k for k in res.spikes if k != "input"]
     S, T = res.spikes[hidden[0]].shape[:2]
     n_hidden = sum(res.spikes[k].shape[2] for k in hidden)
@@ -271,46 +278,95 @@ def _figure(res: dict, out: Path) -> None:
 #: rate-controller sweep: dataset -> targets P (and None: the unregularised network of each seed)
 CONTROL: dict[str, tuple[float | None, ...]] = {"digits": (None, 0.05, 0.02, 0.01), "mnist1d": (None, 0.05, 0.02, 0.01)}
 CONTROL_GRIDS = ("rectify", "running")
+#: rate controllers: name -> (adaptive thresholds, ActivityRegularizer keywords, label)
+CONTROLLERS: dict[str, tuple[str, dict[str, float], str]] = {
+    "lagrangian": ("layer", {}, "thresholds per layer + Lagrange multiplier (default)"),
+    "thresholds": ("neuron", {"step": 0.05, "multiplier_step": 0.0}, "thresholds alone (per neuron, η = 0.05)"),
+}
 QUICK_CONTROL = {"digits": (None, 0.05)}
+#: the registered firing measures of the biology panel (tbnn.analysis.measures)
+BIO_MEASURES = ("cv", "fano_trial", "correlation", "noise_correlation")
 
 
-def _run_control(dataset: str, grid: str, P: float | None, seed: int, epochs: int, quick: bool,
-                 cache: dict) -> dict:
+def _biology(spikes: dict, labels) -> dict[str, dict[str, Any]]:
+    """Per hidden layer: how many neurons fired each spike count, the silent ones, the log-normal test of
+    the active neurons' rates (Lilliefors, parametric bootstrap, counted rates spread over their
+    quantum) and CV, Fano factor and correlations against their Bernoulli null and biological
+    band: :func:`tbnn.analysis.analyze_spikes` at a nominal 1 ms per step (the statistics used
+    here do not depend on it)."""
+    import math
+
+    import numpy as np
+
+    from tbnn.analysis import analyze_spikes, spike_counts
+
+    out = {}
+    for k, a in spikes.items():
+        r = analyze_spikes(a, dt_ms=1.0, labels=labels, seed=0, max_pair_neurons=a.shape[2])
+        rd, m = r["rate_distribution"], r["measures"]
+        counts, neurons = np.unique(spike_counts(a), return_counts=True)
+        entry: dict[str, Any] = {
+            "neurons": r["neurons"], "steps": r["samples"] * r["timesteps"],
+            "count_histogram": {str(c): int(n) for c, n in zip(counts, neurons)},  # spikes -> neurons
+            "n_silent": rd["n_silent"], "lognormal_mu": rd["lognormal_mu"] - math.log(1000.0),  # ln(spikes/step)
+            "lognormal_sigma": rd["lognormal_sigma"], "lilliefors_pvalue": rd["lilliefors_pvalue"],
+            "n_boot": rd["n_boot"], "lognormal_verdict": rd["verdict"]}
+        for key in BIO_MEASURES:
+            e = m[key]
+            entry[key] = {"value": e["value"], "statistic": e["statistic"], "verdict": e["verdict"],
+                          "null": e["null"]["analytic"]["value"] if e["null"]["analytic"] else None,
+                          "band": [e["biology"]["low"], e["biology"]["high"], e["biology"]["citation"]]
+                          if e["biology"] else None, "n": e["summary"]["n"]}
+        out[k] = entry
+    return out
+
+
+def _run_control(dataset: str, grid: str, controller: str | None, P: float | None, seed: int, epochs: int,
+                 quick: bool, cache: dict) -> dict:
     import tbnn
     from tbnn.nn.models import build_model
     from tbnn.nn.readout import spikes_only
+    from tbnn.nn.regularize import ActivityRegularizer
     from tbnn.train.trainer import evaluate, model_config_for
 
     ds = _dataset(dataset, seed, quick, cache)
     common.seed_everything(seed)
-    net = build_model(model_config_for(ds, **MODEL, hidden_grid=grid,
-                                       adaptive_threshold="neuron" if P is not None else None))
+    kind, kw, _ = CONTROLLERS[controller] if controller else (None, {}, "")
+    net = build_model(model_config_for(ds, **MODEL, hidden_grid=grid, adaptive_threshold=kind))
+    reg = ActivityRegularizer(net, P, **kw) if P is not None else None
     with common.Timer() as t:
         tbnn.fit(net, (ds.x_train, ds.y_train), epochs=epochs, lr=RECIPE["lr"], batch=RECIPE["batch"],
-                 seed=seed, progress=False, rate_target=P)
+                 seed=seed, progress=False, loss=reg)
+    state = {"multipliers": dict(reg.multipliers), "thresholds": reg.thresholds()} if reg is not None else {}
+    if reg is not None:
+        reg.remove()
     acc, _ = evaluate(net, ds.x_test, ds.y_test)
     with spikes_only(net, ds.x_train):
         acc_so, _ = evaluate(net, ds.x_test, ds.y_test)
-    m = _measure(net, ds.x_test)
-    sim = tbnn.simulate(net, ds.x_test, schedule="folded").summary
-    return {"dataset": dataset, "grid": grid, "P": P, "seed": seed, "test_accuracy": acc,
-            "spikes_only_accuracy": acc_so, "seconds": t.seconds, **m,
+    res = tbnn.simulate(net, ds.x_test, schedule="folded")
+    sim = res.summary
+    m = _measure(net, ds.x_test, res)
+    hidden = {k: v for k, v in res.spikes.items() if k != "input"}
+    return {"dataset": dataset, "grid": grid, "controller": controller, "P": P, "seed": seed, "test_accuracy": acc,
+            "spikes_only_accuracy": acc_so, "seconds": t.seconds, **m, "rate_control": state,
             "analog_values_per_inference": sim["analog_values_per_sample"],
             "synaptic_ops_layers": {d["name"]: d["synaptic_ops"] / sim["samples"] for d in sim["layers"]},
             "analog_values_layers": {d["name"]: d["analog_values_per_sample"] for d in sim["layers"]},
-            "engine_seconds": sim["engine_seconds"], "max_logit_difference": sim["max_logit_difference"]}
+            "engine_seconds": sim["engine_seconds"], "max_logit_difference": sim["max_logit_difference"],
+            "biology": _biology(hidden, ds.y_test.numpy())}
 
 
 def _control_points(runs: list[dict]) -> list[dict]:
-    """Mean ± std over seeds per (dataset, grid, P), with accuracy differences paired by seed
-    against the unregularised network (P = None) of the same dataset and grid."""
+    """Mean ± std over seeds per (dataset, grid, controller, P), with accuracy differences paired by
+    seed against the unregularised network (P = None) of the same dataset and grid."""
     base = {(r["dataset"], r["grid"], r["seed"]): r for r in runs if r["P"] is None}
     groups: dict[tuple, list[dict]] = {}
     for r in runs:
-        groups.setdefault((r["dataset"], r["grid"], r["P"]), []).append(r)
+        groups.setdefault((r["dataset"], r["grid"], r.get("controller"), r["P"]), []).append(r)
     out = []
-    for (ds, grid, P), rs in groups.items():
-        p: dict[str, Any] = {"dataset": ds, "grid": grid, "P": P, "seeds": sorted(r["seed"] for r in rs)}
+    for (ds, grid, ctrl, P), rs in groups.items():
+        p: dict[str, Any] = {"dataset": ds, "grid": grid, "controller": ctrl, "P": P,
+                             "seeds": sorted(r["seed"] for r in rs)}
         for k in ("test_accuracy", "spikes_only_accuracy", "fraction_active", "synaptic_ops_per_inference",
                   "analog_values_per_inference", "engine_seconds"):
             p[k], p[k + "_std"] = common.mean_std(r[k] for r in rs)
@@ -322,12 +378,77 @@ def _control_points(runs: list[dict]) -> list[dict]:
         p["paired_seeds"] = len(pairs)
         p["accuracy_difference"], p["accuracy_difference_std"] = common.mean_std(
             r["test_accuracy"] - b["test_accuracy"] for r, b in pairs) if pairs else (None, None)
+        p["spikes_only_difference"] = common.mean_std(
+            r["spikes_only_accuracy"] - b["spikes_only_accuracy"] for r, b in pairs)[0] if pairs else None
         p["synaptic_ops_ratio"] = (common.mean_std(b["synaptic_ops_per_inference"] / r["synaptic_ops_per_inference"]
                                                    for r, b in pairs)[0] if pairs else None)
         if P:  # the achieved hidden fraction against the target: each layer within +-20 %?
             p["within_20pct"] = all(abs(v / P - 1) <= 0.2 for v in p["fraction_active_layers"].values())
         out.append(p)
-    return sorted(out, key=lambda p: (p["dataset"], p["grid"], -(p["P"] if p["P"] is not None else 1)))
+    order = {c: i for i, c in enumerate(CONTROLLERS)}
+    return sorted(out, key=lambda p: (p["dataset"], p["grid"], -(p["P"] if p["P"] is not None else 1),
+                                      order.get(p["controller"], -1)))
+
+
+def _sparsest(res: dict) -> dict[str, dict]:
+    """Per dataset, the point of the biology panel: the smallest target met (every layer within
+    ±20 %), the most accurate there; with its runs, and the unregularised runs of its grid."""
+    out = {}
+    for ds in sorted({p["dataset"] for p in res["points"]}):
+        met = [p for p in res["points"] if p["dataset"] == ds and p.get("within_20pct")]
+        if not met:
+            continue
+        pt = min(met, key=lambda p: (p["P"], -p["test_accuracy"]))
+        pick = [r for r in res["runs"] if (r["dataset"], r["grid"], r.get("controller"), r["P"]) ==
+                (ds, pt["grid"], pt["controller"], pt["P"]) and "biology" in r]
+        base = [r for r in res["runs"] if (r["dataset"], r["grid"], r["P"]) == (ds, pt["grid"], None)
+                and "biology" in r]
+        if pick:
+            out[ds] = {"point": pt, "runs": pick, "baseline": base}
+    return out
+
+
+def _bio_rows(runs: list[dict], what: str) -> list[list[str]]:
+    """One row per hidden layer: silent neurons, log-normal test per seed, the measures (mean over seeds)."""
+    rows = []
+    for layer in runs[0]["biology"]:
+        bs = [r["biology"][layer] for r in runs]
+        ok = sum(b["lognormal_verdict"].startswith("not rejected") for b in bs)
+        cells = [what, layer, " / ".join(str(b["n_silent"]) for b in bs) + f" of {bs[0]['neurons']}",
+                 f"{common.mean_std(b['lognormal_sigma'] for b in bs)[0]:.2f}",
+                 " / ".join(f"{b['lilliefors_pvalue']:.3g}" for b in bs),
+                 f"not rejected in {ok}, rejected in {len(bs) - ok} of {len(bs)} seeds"]
+        for key in BIO_MEASURES:
+            e0 = bs[0][key]
+            v = common.mean_std(b[key]["value"] for b in bs)[0]
+            null = common.mean_std(b[key]["null"] for b in bs)[0]
+            band = e0["band"]
+            cells.append(f"{v:.3g} (null {null:.3g}" + (f"; cortex {band[0]:g}–{band[1]:g}" if band else "") + ")")
+        rows.append(cells)
+    return rows
+
+
+def _bio_markdown(res: dict) -> list[str]:
+    lines = []
+    for ds, sel in _sparsest(res).items():
+        pt = sel["point"]
+        lines += [f"## Biology at the sparsest point that meets its target: {ds}", "",
+                  f"{CONTROLLERS[pt['controller']][2]}, {pt['grid']} grid, P = {100 * pt['P']:g} % "
+                  f"({pt['test_accuracy'] * 100:.1f} % accuracy), seeds {pt['seeds']}; beside it the "
+                  "unregularised network of the same grid. Test split, every hidden neuron; rates per step "
+                  "over the test split. Log-normal: Kolmogorov–Smirnov statistic of the log-rates of the "
+                  "active neurons against the normal fitted to them, p-value by parametric bootstrap "
+                  "(Lilliefors 1967; counted rates spread over their quantum); silent neurons excluded and "
+                  "counted. CV of ISIs (median over neurons), Fano factor (trial view: counts over the T "
+                  "steps of each sample across samples of one class; mean), pairwise correlation of "
+                  "binned trains and spike-count noise correlation (mean over pairs); null: independent "
+                  "Bernoulli neurons of the same rates (tbnn.analysis; bands and citations there).", ""]
+        rows = _bio_rows(sel["runs"], f"P = {100 * pt['P']:g} %") + (
+            _bio_rows(sel["baseline"], "unregularised") if sel["baseline"] else [])
+        lines += [common.format_table(["network", "layer", "silent neurons (per seed)", "σ(ln rate)",
+                                       "Lilliefors p (per seed)", "log-normal at 5 %", "CV", "Fano (trial)",
+                                       "correlation", "noise correlation"], rows), ""]
+    return lines
 
 
 def _control_markdown(res: dict) -> str:
@@ -336,7 +457,8 @@ def _control_markdown(res: dict) -> str:
 
     rows = []
     for p in res["points"]:
-        rows.append([p["dataset"], p["grid"], "none" if p["P"] is None else f"{100 * p['P']:g} %",
+        rows.append([p["dataset"], p["grid"], p.get("controller") or "–",
+                     "none" if p["P"] is None else f"{100 * p['P']:g} %",
                      f"{pct(p['test_accuracy'])} ± {pct(p['test_accuracy_std'])}",
                      "–" if p["P"] is None else f"{pct(p['accuracy_difference'])} ± {pct(p['accuracy_difference_std'])}",
                      pct(p["spikes_only_accuracy"]),
@@ -347,49 +469,105 @@ def _control_markdown(res: dict) -> str:
                      "–" if p["synaptic_ops_ratio"] is None or p["P"] is None else f"{p['synaptic_ops_ratio']:.2f}x",
                      f"{p['analog_values_per_inference']:.0f}"])
     table = common.format_table(
-        ["dataset", "hidden grid", "target P", "test acc. %", "paired diff. (points)", "spikes-only acc. %",
-         "active/step % (hidden1 / hidden2)", "within ±20 %", "syn. ops/inf.", "syn. ops by layer (in / h1 / h2)",
-         "ops below baseline", "analog values/inf."], rows)
+        ["dataset", "hidden grid", "controller", "target P", "test acc. %", "paired diff. (points)",
+         "spikes-only acc. %", "active/step % (hidden1 / hidden2)", "within ±20 %", "syn. ops/inf.",
+         "syn. ops by layer (in / h1 / h2)", "ops below baseline", "analog values/inf."], rows)
     s = res["settings"]
+    ctrl = "; ".join(f"{k}: {CONTROLLERS[k][2]}" for k in s.get("controllers", CONTROLLERS))
     return "\n".join([
-        "# Sparse activity by homeostatic rate control", "",
+        "# Sparse activity by rate control", "",
         f"TBN MLP {MODEL['hidden']}x{MODEL['layers']}, T = {MODEL['timesteps']}, 1-bit weights, block "
         f"{MODEL['block']}; {s['epochs']} epochs, lr {RECIPE['lr']}, batch {RECIPE['batch']}, seeds {s['seeds']}; "
-        "rate_target=P alone (per-neuron adaptive thresholds, tbnn.nn.homeostasis defaults). Mean ± std over "
-        "seeds (test split); paired differences against the unregularised network of the same seed and grid. "
-        "Spikes-only: read-out constants fitted on the training split. Analog values: gains and offsets per "
-        "block and sample sent beside the spikes (per-sample read-out).", "", table, ""])
+        f"rate_target=P, no weight to tune. Controllers: {ctrl} (tbnn.nn.homeostasis, tbnn.nn.multiplier). "
+        "Mean ± std over seeds (test split); paired differences against the unregularised network of the "
+        "same seed and grid. Spikes-only: read-out constants fitted on the training split. Analog values: "
+        "gains and offsets per block and sample sent beside the spikes (per-sample read-out).", "", table, "",
+        *_bio_markdown(res)])
+
+
+def _bio_panel(ax, run: dict, base: dict | None, layer: str, title: str) -> None:
+    """Histogram of log10(rate per step) of the active neurons with the fitted normal; the
+    unregularised network's rates as a band (5th to 95th percentile of its neurons) and its median."""
+    import math
+
+    import numpy as np
+
+    def log_rates(bio: dict):
+        h = {int(c): n for c, n in bio["count_histogram"].items() if int(c) > 0}
+        return np.log10(np.repeat(np.array(list(h), dtype=float), list(h.values())) / bio["steps"])
+
+    b = run["biology"][layer]
+    lr = log_rates(b)
+    lo, hi = lr.min() - 0.15, lr.max() + 0.15
+    if base:
+        lb = log_rates(base["biology"][layer])
+        q5, q50, q95 = np.percentile(lb, [5, 50, 95])
+        ax.axvspan(q5, q95, color="0.85", lw=0, label=f"unregularised: 5–95 % of its {len(lb)} active neurons")
+        ax.axvline(q50, color="0.4", ls="--", lw=1, label="unregularised: median")
+        lo, hi = min(lo, q5 - 0.1), max(hi, q95 + 0.1)
+    ax.hist(lr, bins=np.linspace(lr.min() - 0.15, lr.max() + 0.15, 26), density=True, color="C0", alpha=0.7,
+            label=f"P = {100 * run['P']:g} %: {len(lr)} active, {b['n_silent']} silent")
+    xs = np.linspace(lo, hi, 300)
+    mu, sd = b["lognormal_mu"] / math.log(10), b["lognormal_sigma"] / math.log(10)
+    ax.plot(xs, np.exp(-0.5 * ((xs - mu) / sd) ** 2) / (sd * math.sqrt(2 * math.pi)), color="C3", lw=1.5,
+            label=f"fitted log-normal: {b['lognormal_verdict']}\n(Lilliefors p = {b['lilliefors_pvalue']:.2g})")
+    ax.set_xlim(lo, hi)
+    ax.set_ylim(0, ax.get_ylim()[1] * 1.45)  # room for the legend above the bars
+    ax.set_xlabel("log10 spikes per step (test split)")
+    ax.set_ylabel("density of neurons")
+    cv, fano, corr = (b[key]["value"] for key in ("cv", "fano_trial", "correlation"))
+    ax.set_title(f"{title}\nCV {cv:.2f}, Fano {fano:.2f}, corr. {corr:.3f}", fontsize=8)
+    ax.legend(fontsize=6, loc="upper left")
 
 
 def _control_figure(res: dict, out: Path) -> None:
     plt = common.pyplot()
     datasets = sorted({p["dataset"] for p in res["points"]})
-    fig, axes = plt.subplots(1, len(datasets), figsize=(6.5 * len(datasets), 4.3), squeeze=False,
-                             constrained_layout=True)
-    for ax, ds in zip(axes[0], datasets):
+    sel = _sparsest(res)
+    nbio = sum(len(v["runs"][0]["biology"]) for v in sel.values())
+    ncols = max(2 * len(datasets), nbio, 1)
+    fig = plt.figure(figsize=(4.2 * ncols, 4.6 * (2 if nbio else 1)), constrained_layout=True)
+    gs = fig.add_gridspec(2 if nbio else 1, ncols)
+    width = ncols // len(datasets)
+    marks = {"lagrangian": ("o", "-"), "thresholds": ("^", ":"), None: ("o", "-")}
+    for di, ds in enumerate(datasets):
+        ax = fig.add_subplot(gs[0, di * width:(di + 1) * width])
         ax.axvspan(1e-4, LENNIE, color="tab:green", alpha=0.25, lw=0, label="cortex: < 1 % (Lennie 2003)")
         for gi, (grid, c) in enumerate(zip(CONTROL_GRIDS, ("C0", "C1"))):
-            pts = sorted([p for p in res["points"] if p["dataset"] == ds and p["grid"] == grid],
-                         key=lambda p: p["fraction_active"])
-            if not pts:
-                continue
-            ax.errorbar([p["fraction_active"] for p in pts], [100 * p["test_accuracy"] for p in pts],
-                        yerr=[100 * p["test_accuracy_std"] for p in pts], fmt="o-", color=c, ms=4, capsize=2,
-                        label=f"{grid} grid, per-sample read-out")
-            ax.plot([p["fraction_active"] for p in pts], [100 * p["spikes_only_accuracy"] for p in pts], "s--",
-                    color=c, ms=4, alpha=0.7, label=f"{grid} grid, spikes-only read-out")
-            for p in pts:
-                ax.annotate("base" if p["P"] is None else f"P={100 * p['P']:g}%", (p["fraction_active"],
-                            100 * p["test_accuracy"]), fontsize=6, color=c, textcoords="offset points",
-                            xytext=(4, 4) if gi == 0 else (4, -10))  # one grid's labels above, the other's below
+            for ctrl in CONTROLLERS:
+                pts = sorted([p for p in res["points"] if p["dataset"] == ds and p["grid"] == grid
+                              and p.get("controller", "thresholds") in (ctrl, None)], key=lambda p: p["fraction_active"])
+                if not [p for p in pts if p["P"] is not None]:
+                    continue
+                mk, ls = marks[ctrl]
+                ax.errorbar([p["fraction_active"] for p in pts], [100 * p["test_accuracy"] for p in pts],
+                            yerr=[100 * p["test_accuracy_std"] for p in pts], fmt=mk + ls, color=c, ms=4, capsize=2,
+                            label=f"{grid} grid, {ctrl}")
+                ax.plot([p["fraction_active"] for p in pts], [100 * p["spikes_only_accuracy"] for p in pts], mk,
+                        color=c, ms=4, mfc="none", alpha=0.8)
+                if ctrl == "lagrangian":
+                    for p in pts:
+                        if p["P"] is not None:
+                            ax.annotate(f"P={100 * p['P']:g}%", (p["fraction_active"], 100 * p["test_accuracy"]),
+                                        fontsize=6, color=c, textcoords="offset points",
+                                        xytext=(4, 4) if gi == 0 else (4, -10))
+        ax.plot([], [], "o", color="0.3", mfc="none", label="hollow: spikes-only read-out")
         ax.set_xscale("log")
         ax.xaxis.set_major_formatter(plt.FuncFormatter(lambda v, _: f"{100 * v:g} %"))
         ax.set_xlabel("hidden neurons active per step (test)")
         ax.set_ylabel(f"{ds} test accuracy (%)")
         ax.grid(alpha=0.3, which="both", lw=0.4)
-        ax.legend(fontsize=6)
-    fig.suptitle(f"Homeostatic rate control: accuracy against activity\n({res['settings']['epochs']} epochs, "
-                 f"seeds {', '.join(map(str, res['settings']['seeds']))})", fontsize=10)
+        ax.legend(fontsize=6, loc="lower right")
+    col = 0
+    for ds, v in sel.items():
+        run, base = v["runs"][0], (v["baseline"][0] if v["baseline"] else None)
+        for layer in run["biology"]:
+            _bio_panel(fig.add_subplot(gs[1, col]), run, base, layer,
+                       f"{ds}, {layer}: {run['controller']}, {run['grid']} grid, seed {run['seed']}")
+            col += 1
+    fig.suptitle(f"Rate control: accuracy against activity ({res['settings']['epochs']} epochs, seeds "
+                 f"{', '.join(map(str, res['settings']['seeds']))})"
+                 + ("; rate distributions at the sparsest target met" if nbio else ""), fontsize=10)
     common.save_figure(fig, out, "sparse_control.png")
 
 
@@ -404,13 +582,16 @@ def _main_control(args) -> dict:
     epochs = QUICK["epochs"] if args.quick else (args.epochs or RECIPE["epochs"])
     seeds = (0,) if args.quick else tuple(args.seeds)
     grids = ("running",) if args.quick else tuple(args.grids)
-    jobs = [(ds, g, P, s) for ds, Ps in sweep.items() for g in grids for P in Ps for s in seeds]
-    settings = {"model": MODEL, "recipe": RECIPE, "epochs": epochs, "seeds": list(seeds), "quick": bool(args.quick)}
+    ctrls = tuple(args.controllers)
+    jobs = [(ds, g, None if P is None else c, P, s) for ds, Ps in sweep.items() for g in grids for P in Ps
+            for c in (ctrls if P is not None else ctrls[:1]) for s in seeds]
+    settings = {"model": MODEL, "recipe": RECIPE, "epochs": epochs, "seeds": list(seeds), "quick": bool(args.quick),
+                "controllers": list(ctrls)}
     runs: list[dict] = []
     cache: dict = {}
     res: dict = {}
     for job in common.progress(jobs, args.progress, "rate control"):
-        runs.append(_run_control(*job[:3], job[3], epochs, args.quick, cache))
+        runs.append(_run_control(*job, epochs, args.quick, cache))
         res = {"settings": settings, "run_info": common.run_info(args), "runs": runs,
                "points": _control_points(runs), "complete": len(runs) == len(jobs)}
         common.write_json(args.out, "sparse_control.json", res)
@@ -432,6 +613,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4], help="--control: seeds")
     parser.add_argument("--grids", nargs="+", default=list(CONTROL_GRIDS), choices=list(CONTROL_GRIDS),
                         help="--control: hidden grids")
+    parser.add_argument("--controllers", nargs="+", default=list(CONTROLLERS), choices=list(CONTROLLERS),
+                        help="--control: rate controllers (the unregularised run is shared)")
     parser.add_argument("--targets", type=float, nargs="+", default=None,
                         help="--control: targets P (default 0.05 0.02 0.01; the unregularised run is always added)")
     args = common.parse_args(parser, argv)

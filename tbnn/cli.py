@@ -177,9 +177,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="activity regulariser: fraction P of hidden neurons active per step to aim at")
     t.add_argument("--rate-weight", type=float, default=None,
                    help="expert override: weight W of a rate penalty (without it, --rate-target alone "
-                        "rate-controls adaptive thresholds)")
+                        "rate-controls adaptive thresholds and a Lagrange multiplier per layer)")
     t.add_argument("--adaptive-threshold", default=None, choices=["layer", "neuron"],
-                   help="homeostatic thresholds per layer or per neuron (none: per neuron with --rate-target "
+                   help="homeostatic thresholds per layer or per neuron (none: per layer with --rate-target "
                         "alone, else off)")
     t.add_argument("--hidden-grid", default="rectify", choices=["rectify", "running"],
                    help="hidden neurons' grid: rectify (scaled by each block's maximum per sample) or running "

@@ -298,7 +298,10 @@ def test_rejected_fit_is_not_drawn():
     assert not ok and "rejected" in cap and "0.0013" in cap
     ok, cap = fit_caption({"ks_pvalue": 0.4, "n_fit": 40, "median_hz": 3.0,
                            "lognormal_sigma": 1.0})
-    assert ok and "accepted" in cap
+    assert ok and "not rejected" in cap and "accepted" not in cap
+    # the p-value that accounts for the fitted parameters decides where there is one
+    ok, cap = fit_caption({"ks_pvalue": 0.4, "lilliefors_pvalue": 0.01, "n_fit": 40})
+    assert not ok and "Lilliefors p = 0.01" in cap
 
 
 def test_raster_options_refused_with_their_names(tmp_path):

@@ -10,6 +10,7 @@ from safetensors.torch import load_file
 import tbnn
 from tbnn.core.quant import block_scale, pooled_fit
 from tbnn.nn.homeostasis import EPS, STEP, step_threshold
+from tbnn.nn.multiplier import MULTIPLIER_STEP, step_multiplier
 from tbnn.nn.models import ModelConfig, build_model
 from tbnn.nn.neurons import TemporalBinary
 from tbnn.nn.readout import calibrate_readout, spikes_only
@@ -34,6 +35,50 @@ def test_step_is_the_clipped_relative_error_times_the_spread():
         TemporalBinary(4, adaptive_threshold="neuron")
 
 
+def test_multiplier_is_projected_dual_ascent_on_the_clipped_relative_error():
+    P = 0.02
+    for lam, a in [(0.0, 0.5), (0.3, 0.025), (0.3, 0.01), (0.003, 0.0)]:
+        err = min(1.0, max(-1.0, (a - P) / (P + EPS)))
+        assert step_multiplier(lam, a, P) == pytest.approx(max(0.0, lam + MULTIPLIER_STEP * err), abs=1e-15)
+    assert step_multiplier(0.003, 0.0, P) == 0.0  # projected: never negative
+    with pytest.raises(ValueError, match="lam must be a finite number >= 0"):
+        step_multiplier(-1.0, 0.1, P)
+
+
+def test_lagrangian_term_is_added_to_the_loss_and_carries_the_surrogate_gradient():
+    torch.manual_seed(0)
+    net = build_model(ModelConfig(in_features=16, n_classes=3, hidden=32, block=16, adaptive_threshold="layer"))
+    reg = ActivityRegularizer(net, 0.05)
+    x, y = torch.randn(64, 16), torch.randint(0, 3, (64,))
+    net.train()
+    reg(net(x), y)  # first step: the multipliers start at 0 and rise (about 20 % active > 5 %)
+    assert all(v == MULTIPLIER_STEP for v in reg.multipliers.values())
+    logits = net(x)
+    acts = {k: float(v.detach()) for k, v in reg.activity().items()}
+    loss = reg(logits, y)
+    want = sum(MULTIPLIER_STEP * (a - 0.05) / (0.05 + EPS) for a in acts.values())
+    assert float((loss - torch.nn.functional.cross_entropy(logits, y)).detach()) == pytest.approx(want, rel=1e-5)
+    # the term's gradient reaches the weights feeding the hidden neurons (the surrogate of step_activity)
+    net.zero_grad()
+    reg.lagrangian().backward()
+    assert float(net.layers[0].weight.grad.abs().sum()) > 0
+    # state round trip, and refusals naming the argument
+    state = reg.state_dict()
+    other = ActivityRegularizer(net, 0.05)
+    other.load_state_dict(state)
+    assert other.multipliers == reg.multipliers
+    with pytest.raises(ValueError, match="multipliers of layers"):
+        other.load_state_dict({"multipliers": {"x": 1.0}})
+    with pytest.raises(ValueError, match="must be a finite number >= 0"):
+        other.load_state_dict({"multipliers": {k: -1.0 for k in state["multipliers"]}})
+    with pytest.raises(ValueError, match="multiplier_step must be a finite number >= 0"):
+        ActivityRegularizer(net, 0.05, multiplier_step=-0.1)
+    alone = ActivityRegularizer(net, 0.05, multiplier_step=0)  # thresholds alone
+    assert alone.multipliers == {} and alone.state_dict() == {"multipliers": {}}
+    for r in (reg, other, alone):
+        r.remove()
+
+
 @pytest.mark.parametrize("kind,target", [("layer", 0.05), ("neuron", 0.01)])
 def test_controller_reaches_the_target_on_a_fixed_input(kind, target):
     # no learning: the controller alone must bring the recounted spikes to P
@@ -41,7 +86,7 @@ def test_controller_reaches_the_target_on_a_fixed_input(kind, target):
     F = 32
     neuron = TemporalBinary(4, grid="running", block=16, adaptive_threshold=kind, features=F)
     model = torch.nn.Sequential(torch.nn.Identity(), neuron)
-    reg = ActivityRegularizer(model, target)
+    reg = ActivityRegularizer(model, target, step=0.05)  # 5 x the default: the same fixed point, sooner
     scale = torch.linspace(0.5, 2.0, F)  # neurons of different spread: one step size for all
     for _ in range(250):
         model.train()
@@ -162,18 +207,26 @@ def test_rate_target_alone_trains_resumes_bit_identically_and_records_the_contro
     kw = dict(epochs=2, seed=1, rate_target=0.05, **SMALL)
     ref = train("digits", "tbn", tmp_path / "ref", **kw)
     assert set(ref["fraction_active"]) == {"neurons.0", "neurons.1"}
-    assert ref["rate_control"]["target"] == 0.05 and ref["rate_control"]["step"] == STEP
-    assert all(v > 0 for v in ref["rate_control"]["thresholds"].values())  # started at 20 %: raised
+    rc = ref["rate_control"]
+    assert rc["target"] == 0.05 and rc["step"] == STEP and rc["multiplier_step"] == MULTIPLIER_STEP
+    assert all(v > 0 for v in rc["thresholds"].values())  # started at 20 %: raised
+    assert all(v > 0 for v in rc["multipliers"].values())  # above the target: the multipliers rose
     cfg = json.loads((tmp_path / "ref" / "config.json").read_text())
-    assert cfg["model"]["adaptive_threshold"] == "neuron"
+    assert cfg["model"]["adaptive_threshold"] == "layer"
     assert cfg["train"]["rate_target"] == 0.05 and cfg["train"]["rate_weight"] is None
     w = load_file(str(tmp_path / "ref" / "model.safetensors"))
-    assert w["neurons.0.threshold"].shape == (32,) and float(w["neurons.0.threshold"].abs().sum()) > 0
+    assert w["neurons.0.threshold"].shape == () and float(w["neurons.0.threshold"]) > 0
+    # interrupted after epoch 1: the checkpoint holds the thresholds (buffers) and the multipliers
     with pytest.raises(KeyboardInterrupt):
         train("digits", "tbn", tmp_path / "cut", _interrupt_at=(1, 2), **kw)
-    train("digits", "tbn", tmp_path / "cut", resume=True, **kw)
+    from tbnn.io.checkpoint.tensors import read_header
+    saved = json.loads(read_header(tmp_path / "cut" / "checkpoint.safetensors", "t")[1]["state"])["meta"]
+    assert set(saved["rate_control"]["multipliers"]) == {"neurons.0", "neurons.1"}
+    assert all(v > 0 for v in saved["rate_control"]["multipliers"].values())
+    cut = train("digits", "tbn", tmp_path / "cut", resume=True, **kw)
     wc = load_file(str(tmp_path / "cut" / "model.safetensors"))
     assert all(torch.equal(w[k], wc[k]) for k in w)
+    assert cut["rate_control"]["multipliers"] == rc["multipliers"]  # bit for bit (exact floats)
 
 
 def test_fit_rate_target_and_refusals():
@@ -207,7 +260,7 @@ def test_cli_flags(tmp_path, capsys):
                  "--input-encoding", "latency", "--out", str(out), "--quiet"]) == 0
     cfg = json.loads((out / "config.json").read_text())["model"]
     assert (cfg["hidden_grid"], cfg["readout"], cfg["input_encoding"], cfg["adaptive_threshold"]) == (
-        "running", "running", "latency", "neuron")
+        "running", "running", "latency", "layer")
     assert main(["simulate", str(out), "--out", str(tmp_path / "sim"), "--quiet", "--limit", "20"]) == 0
     sim = json.loads((tmp_path / "sim" / "simulation.json").read_text())
     assert sim["analog_values_per_sample"] == 0 and sim["max_logit_difference"] == 0.0

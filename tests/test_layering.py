@@ -15,7 +15,7 @@ FILES = [*sorted((ROOT / "tbnn" / "io" / "spikes").glob("*.py")), *sorted((ROOT 
 LEVEL = {"tbnn.io.files": 0, "tbnn.io.bounded": 0.05, "tbnn.io.spikes.record": 0.1, "tbnn.io.spikes.checks": 0.2,
          "tbnn.io.spikes.archive": 0.5, "tbnn.io.spikes.neo": 0.5, "tbnn.io.spikes": 1, "tbnn.viz.style": 1, "tbnn.viz.plot.axes": 2, "tbnn.viz.plot.raster": 3,
          "tbnn.viz.plot.histograms": 3, "tbnn.viz.plot.panels": 3, "tbnn.viz.plot": 4,
-         "tbnn.analysis.rates": 2, "tbnn.analysis.reference": 3.95, "tbnn.analysis.irregularity": 3,
+         "tbnn.analysis.goodness_of_fit": 1.9, "tbnn.analysis.rates": 2, "tbnn.analysis.reference": 3.95, "tbnn.analysis.irregularity": 3,
          "tbnn.analysis.variability": 3, "tbnn.analysis.correlation": 3,
          "tbnn.analysis.sparseness": 3, "tbnn.analysis.catalogue": 4, "tbnn.analysis.energy": 4,
          "tbnn.analysis.runfiles": 4.5, "tbnn.analysis.markdown": 4, "tbnn.analysis.figures": 5,

@@ -47,14 +47,52 @@ def test_sparse_control_quick_and_replot(tmp_path):
     for name in ("sparse_control.json", "sparse_control.md", "sparse_control.png"):
         assert (tmp_path / name).is_file()
     png_ok(tmp_path / "sparse_control.png")
-    ps = {p["P"]: p for p in res["points"]}
-    assert set(ps) == {None, 0.05}
-    assert ps[0.05]["paired_seeds"] == 1 and ps[0.05]["accuracy_difference"] is not None
+    ps = {(p["controller"], p["P"]): p for p in res["points"]}
+    assert set(ps) == {(None, None), ("lagrangian", 0.05), ("thresholds", 0.05)}  # one shared baseline
+    for c in ("lagrangian", "thresholds"):
+        assert ps[c, 0.05]["paired_seeds"] == 1 and ps[c, 0.05]["accuracy_difference"] is not None
+    lag = next(r for r in res["runs"] if r["controller"] == "lagrangian")
+    assert all(v > 0 for v in lag["rate_control"]["multipliers"].values())
+    thr = next(r for r in res["runs"] if r["controller"] == "thresholds")
+    assert thr["rate_control"]["multipliers"] == {}  # thresholds alone
     for r in res["runs"]:
         assert r["max_logit_difference"] == 0.0  # the exact simulation holds for the running grid
         # analog values: a gain and an offset per block of 128 and sample, input and hidden layers
         assert r["analog_values_per_inference"] == 2 * sum(-(-n // 128) for n in (64, 256, 256))
         assert sum(r["synaptic_ops_layers"].values()) == pytest.approx(r["synaptic_ops_per_inference"])
+        for layer, b in r["biology"].items():  # the counts behind the panel: a recount of the activity
+            h = {int(c): n for c, n in b["count_histogram"].items()}
+            assert sum(h.values()) == b["neurons"] and b["n_silent"] == h.get(0, 0)
+            spikes = sum(c * n for c, n in h.items())
+            assert spikes / (b["steps"] * b["neurons"]) == pytest.approx(r["fraction_active_layers"][layer])
     (tmp_path / "sparse_control.png").unlink()
     mod.main(["--control", "--replot", "--out", str(tmp_path)])
     png_ok(tmp_path / "sparse_control.png")
+    # the biology panel: the sparsest target met (two epochs meet none, so one is marked met here)
+    assert mod._sparsest(res) == {} or all(v["point"]["within_20pct"] for v in mod._sparsest(res).values())
+    ps["lagrangian", 0.05]["within_20pct"] = True
+    sel = mod._sparsest(res)["digits"]
+    assert sel["point"]["controller"] == "lagrangian" and len(sel["runs"]) == 1 and len(sel["baseline"]) == 1
+    md = mod._control_markdown(res)
+    assert "## Biology at the sparsest point that meets its target: digits" in md and "accepted" not in md
+    assert "of 1 seeds" in md  # the log-normal verdict per layer, counted over seeds
+    mod._control_figure(res, tmp_path)
+    png_ok(tmp_path / "sparse_control.png")
+
+
+def test_sparse_control_replot_draws_the_committed_results(tmp_path, monkeypatch):
+    """The committed sweep redraws (biology panel included) with labelled axes and no overlapping text."""
+    from figcheck import check_figure
+
+    shutil.copy(ROOT / "figures" / "sparse_control.json", tmp_path / "sparse_control.json")
+    mod = load_script("simulations/sparse_activity.py")
+    original = mod.common.save_figure
+
+    def checking_save(fig, out, fname, *a, **k):
+        check_figure(fig)
+        return original(fig, out, fname, *a, **k)
+
+    monkeypatch.setattr(mod.common, "save_figure", checking_save)
+    res = mod.main(["--control", "--replot", "--out", str(tmp_path)])
+    assert mod._sparsest(res), "the committed sweep meets at least one target"
+    assert (tmp_path / "sparse_control.md").read_text() == (ROOT / "figures" / "sparse_control.md").read_text()

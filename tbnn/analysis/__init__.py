@@ -11,6 +11,8 @@ Modules
 -------
 rates          mean rate (per step, Hz), fraction silent, fraction active per step, time
                histogram / PSTH, log-normal fit of the rate distribution, shuffle null
+goodness_of_fit  Kolmogorov–Smirnov test of a normal with fitted parameters (Lilliefors,
+               p-value by parametric bootstrap): the log-normal test of the rates
 irregularity   ISI, CV, CV2, LV, LvR and their Bernoulli nulls
 variability    Fano factor (stream and trial views) and its null 1 - p
 correlation    pairwise correlations of binned trains and of counts (noise), complexity,
@@ -36,6 +38,7 @@ report         ``analyze_run`` (``tbnn analyze``)
 """
 
 from tbnn.analysis import correlation, irregularity, rates, reference, report, sparseness, variability
+from tbnn.analysis.goodness_of_fit import LillieforsResult, ks_normal_statistic, lilliefors_test
 from tbnn.analysis.correlation import (
     complexity_distribution,
     complexity_histogram,
@@ -88,6 +91,7 @@ from tbnn.analysis.variability import fano_factor, fano_stream, fano_trial, null
 from tbnn.io.spikes import as_stream, to_neo
 
 __all__ = [
+    "LillieforsResult",
     "MEASURES",
     "Measure",
     "REFERENCES",
@@ -109,7 +113,9 @@ __all__ = [
     "fraction_silent",
     "irregularity",
     "isi",
+    "ks_normal_statistic",
     "lifetime_sparseness",
+    "lilliefors_test",
     "lognormal_fit",
     "lv",
     "lvr",

@@ -156,12 +156,13 @@ def layer_measures(arr: np.ndarray, dt: float, labels: np.ndarray | None, seed: 
     c_net, c_sh = net("correlation", empty=np.array([])), net("correlation", "shuffled", np.array([]))
     nc, nc_sh = net("noise_correlation"), net("noise_correlation", "shuffled")
     sh = ctx.shuffled.arr
-    fit = rates.lognormal_fit(r_hz)
+    fit = rates.lognormal_fit(r_hz, seed=seed, quantum=1000.0 / (S * T * dt))  # counted rates: ties broken
     stmt, cite = QUALITATIVE["rate_distribution"]
     rate_dist = {
         "lognormal_mu": fit.mu, "lognormal_sigma": fit.sigma, "median_hz": fit.median_hz,
         "n_fit": fit.n_fit, "n_silent": fit.n_excluded, "ks_statistic": fit.ks_statistic,
-        "ks_pvalue": fit.ks_pvalue,
+        "ks_pvalue": fit.ks_pvalue, "lilliefors_pvalue": fit.lilliefors_pvalue, "n_boot": fit.n_boot,
+        "verdict": fit.verdict(),
         "biology": {"statement": stmt, "citation": cite},
     }
     complexity = {

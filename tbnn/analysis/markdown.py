@@ -165,7 +165,9 @@ def _distribution_notes(lay: dict[str, Any]) -> list[str]:
     return ["",
             f"Rate distribution: log-normal fit over {rd['n_fit']} active neurons "
             f"({rd['n_silent']} silent): median {g(rd['median_hz'])} Hz, σ(ln rate) = "
-            f"{g(rd['lognormal_sigma'])}, KS p = {g(rd['ks_pvalue'])}. Biology: "
+            f"{g(rd['lognormal_sigma'])}, KS p = {g(rd['ks_pvalue'])} (Kolmogorov, optimistic)"
+            + (f", Lilliefors p = {g(rd['lilliefors_pvalue'])} ({rd['n_boot']} bootstrap samples): "
+               f"log-normal {rd['verdict']}" if rd.get("n_boot") else "") + ". Biology: "
             f"{rd['biology']['statement']} ({rd['biology']['citation']}).",
             f"Pair measures use {pr['neurons_used']} neurons; binned-train correlations "
             f"use bins of {pr['bin_steps']} step(s) = {g(pr['bin_ms'])} ms.\n"]
@@ -176,7 +178,7 @@ def _layer_figures(name: str, figs: dict[str, Any]) -> list[str]:
     L = [f"![statistics of {name}]({figs['stats']})\n"]
     if figs.get("caption"):
         L.append(f"*Rate histogram:* {figs['caption']} (the fitted curve is drawn only "
-                 "when the Kolmogorov–Smirnov test accepts it).\n")
+                 "when the Kolmogorov–Smirnov test does not reject it).\n")
     L.append(f"![network, null and biology, measure by measure, of {name}]"
              f"({figs['summary']})\n")
     return L

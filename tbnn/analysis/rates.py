@@ -35,7 +35,8 @@ from typing import Any
 import numpy as np
 import scipy.stats
 
-from tbnn.core.validate import check_dt, check_int
+from tbnn.analysis.goodness_of_fit import LillieforsResult, lilliefors_test
+from tbnn.core.validate import check_dt, check_int, check_number
 from tbnn.io.spikes import as_stream, check_spikes
 
 __all__ = [
@@ -239,8 +240,12 @@ class LogNormalFit:
     ``mu`` and ``sigma`` are the mean and standard deviation of ``ln(rate / Hz)``
     (``scipy.stats.lognorm`` with ``s = sigma``, ``loc = 0``, ``scale = exp(mu)``);
     ``median_hz = exp(mu)``. ``ks_statistic`` / ``ks_pvalue`` are the Kolmogorov–Smirnov
-    test against the fitted distribution (optimistic, since the parameters were fitted).
-    ``n_fit`` rates were positive and used; ``n_excluded`` were zero (silent neurons).
+    test against the fitted distribution with the Kolmogorov p-value (optimistic, since the
+    parameters were fitted); ``lilliefors_pvalue`` is the p-value of the same statistic that
+    accounts for the fit (parametric bootstrap of ``n_boot`` samples,
+    :func:`tbnn.analysis.goodness_of_fit.lilliefors_test`; NaN with ``n_boot=0``), the one to
+    report (:meth:`verdict`). ``n_fit`` rates were positive and used; ``n_excluded`` were zero
+    (silent neurons).
     """
 
     mu: float
@@ -250,39 +255,64 @@ class LogNormalFit:
     n_excluded: int
     ks_statistic: float
     ks_pvalue: float
+    lilliefors_pvalue: float = float("nan")
+    n_boot: int = 0
+
+    def verdict(self, alpha: float = 0.05) -> str:
+        """The log-normal model against the rates: ``"not rejected at 5 %"``, ``"rejected at 5 %"``
+        (for ``alpha`` 0.05, by ``lilliefors_pvalue``) or ``"not tested"``; never "accepted"."""
+        return LillieforsResult(self.ks_statistic, self.lilliefors_pvalue, self.n_fit, self.n_boot,
+                                self.mu, self.sigma).verdict(alpha)
 
     def pdf(self, rate: np.ndarray) -> np.ndarray:
         """Fitted density at ``rate`` (Hz)."""
         return scipy.stats.lognorm.pdf(rate, s=self.sigma, loc=0.0, scale=math.exp(self.mu))
 
 
-def lognormal_fit(rates: Any) -> LogNormalFit:
-    r"""Fit a log-normal to the positive entries of ``rates`` (``scipy.stats.lognorm.fit``).
+def lognormal_fit(rates: Any, n_boot: int = 999, seed: int = 0, quantum: float = 0.0) -> LogNormalFit:
+    r"""Fit a log-normal to the positive entries of ``rates`` (``scipy.stats.lognorm.fit``) and test it.
 
     .. math:: f(r) = \frac{1}{r \sigma \sqrt{2\pi}} \exp\left(-\frac{(\ln r - \mu)^2}
               {2\sigma^2}\right)
 
     Cortical rate distributions are heavy-tailed and roughly log-normal (Buzsáki &
-    Mizuseki 2014, Nat Rev Neurosci 15:264). Zero rates are excluded and counted. With
-    fewer than two positive rates, or all equal, the fit is undefined and its fields are NaN.
+    Mizuseki 2014, Nat Rev Neurosci 15:264). Zero rates are excluded and counted. The fit is
+    tested by the Kolmogorov–Smirnov statistic of the log-rates against the fitted normal, with
+    the p-value by parametric bootstrap that accounts for the two fitted parameters
+    (:func:`tbnn.analysis.goodness_of_fit.lilliefors_test`, ``n_boot`` samples drawn from
+    ``seed``; ``n_boot=0`` skips it). Rates counted over a finite train are discrete: neurons
+    with the same spike count tie, and the ties alone make the test reject a log-normal
+    population (256 neurons with log-normal rates counted over 1800 steps: rejected in about
+    half of the draws at 5 %). ``quantum`` > 0 declares the rates to be counts times
+    ``quantum`` (``1000 / (L dt)`` Hz for a train of ``L`` steps) and spreads each positive rate
+    uniformly over its quantum, :math:`r + u\,q` with :math:`u \sim U(0, 1)` drawn from
+    ``seed``, before the fit and the tests (a continuity correction: the same draws reject
+    about 2 % of the time). Zero rates stay zero. With fewer than two positive rates, or all
+    equal, the fit is undefined and its fields are NaN.
 
     >>> r = np.exp(np.random.default_rng(0).normal(1.0, 0.5, 500))
-    >>> f = lognormal_fit(r)
-    >>> round(f.mu, 1), round(f.sigma, 1), f.n_fit
-    (1.0, 0.5, 500)
+    >>> f = lognormal_fit(r, n_boot=199)
+    >>> round(f.mu, 1), round(f.sigma, 1), f.n_fit, f.verdict()
+    (1.0, 0.5, 500, 'not rejected at 5 %')
     """
     r = np.asarray(rates, dtype=float).ravel()
     if r.size == 0 or not np.all(np.isfinite(r)) or np.any(r < 0):
         raise ValueError("rates must be a non-empty array of finite rates >= 0.")
+    B = check_int(n_boot, "n_boot", minimum=0)
+    q = check_number(quantum, "quantum", minimum=0.0, inclusive=True)
     pos = r[r > 0]
+    if q > 0:  # counted rates: spread over their quantum (ties broken; seeded apart from the bootstrap)
+        pos = pos + np.random.default_rng([check_int(seed, "seed", minimum=0), 1]).random(pos.size) * q
     n_ex = int(r.size - pos.size)
     if pos.size < 2 or np.all(pos == pos[0]):
         nan = float("nan")
         return LogNormalFit(nan, nan, nan, int(pos.size), n_ex, nan, nan)
     s, _, scale = scipy.stats.lognorm.fit(pos, floc=0.0)
     ks = scipy.stats.kstest(pos, "lognorm", args=(s, 0.0, scale))
+    lf = lilliefors_test(np.log(pos), n_boot=B, seed=seed) if B else None
     return LogNormalFit(float(math.log(scale)), float(s), float(scale), int(pos.size), n_ex,
-                        float(ks.statistic), float(ks.pvalue))
+                        float(ks.statistic), float(ks.pvalue),
+                        lf.pvalue if lf is not None else float("nan"), lf.n_boot if lf is not None else 0)
 
 
 @dataclass

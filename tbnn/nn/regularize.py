@@ -49,10 +49,13 @@ layers, and the loss :math:`\mathrm{CE}(\text{logits}, y) + W \cdot \text{penalt
 The target alone: homeostatic control
 -------------------------------------
 Given ``P`` without a weight, the regulariser is a rate controller: every hooked layer must
-have an adaptive threshold (``ModelConfig(adaptive_threshold="neuron")`` or ``"layer"``), the loss is the
-cross-entropy alone, and each call in training moves each layer's threshold by the
-integral controller of :mod:`tbnn.nn.homeostasis` toward activity ``P``. The weight ``W`` is
-an expert override (the penalty above, with or without thresholds).
+have an adaptive threshold (``ModelConfig(adaptive_threshold="layer")``, the default of
+``tbnn.train(rate_target=P)``, or ``"neuron"``), and each call in training (i) moves each
+layer's threshold by the integral controller of :mod:`tbnn.nn.homeostasis` toward activity
+``P`` and (ii) adds to the loss the Lagrange-multiplier term of :mod:`tbnn.nn.multiplier`,
+:math:`\sum_\ell \lambda_\ell (\tilde A_\ell - P)/(P + \epsilon)`, whose multipliers rise
+by dual ascent while a layer fires above ``P`` (``multiplier_step=0``: thresholds alone). The
+weight ``W`` is an expert override (the penalty above, with or without thresholds).
 
 The floor of the grid
 ---------------------
@@ -87,6 +90,7 @@ from torch import Tensor, nn
 
 from tbnn.core.coding import SpikeCode
 from tbnn.nn.homeostasis import STEP, controller_state, step_threshold
+from tbnn.nn.multiplier import MULTIPLIER_STEP, lagrangian_term, step_multiplier
 from tbnn.nn.protocol import spiking_modules
 from tbnn.core.quant import to_blocks
 
@@ -166,23 +170,30 @@ class ActivityRegularizer:
     base : callable, optional
         The loss ``base(logits, y)`` to add the penalty to (default: cross-entropy).
     step : float
-        The controller's step :math:`\eta` (default :data:`tbnn.nn.homeostasis.STEP`; the
+        The thresholds' step :math:`\eta` (default :data:`tbnn.nn.homeostasis.STEP`; the
         same for every target and data set).
+    multiplier_step : float
+        The Lagrange multipliers' step :math:`\eta_\lambda` (default
+        :data:`tbnn.nn.multiplier.MULTIPLIER_STEP`); ``0``: thresholds alone. Used without
+        ``weight`` only.
 
     Use ``loss=reg`` in :func:`tbnn.fit` (or call ``reg(logits, y)`` in any PyTorch loop
-    after ``logits = model(x)``); :meth:`remove` detaches the hooks.
+    after ``logits = model(x)``); :meth:`remove` detaches the hooks. The multipliers are the
+    regulariser's state (:meth:`state_dict` / :meth:`load_state_dict`; :func:`tbnn.fit`
+    keeps them in its checkpoints).
 
     Raises
     ------
     ValueError
-        ``target`` outside [0, 1], ``weight`` negative or not finite, a model without a
+        ``target`` outside [0, 1], ``weight``, ``step`` or ``multiplier_step`` negative or not
+        finite (``step`` 0), a model without a
         hidden TemporalBinary module, or (without ``weight``) a hidden layer without an
         adaptive threshold.
     """
 
     def __init__(self, model: nn.Module, target: float, weight: float | None = None,
                  exclude: Iterable[nn.Module] | None = None, surrogate: str = "grid",
-                 base: Any = None, step: float = STEP) -> None:
+                 base: Any = None, step: float = STEP, multiplier_step: float = MULTIPLIER_STEP) -> None:
         if surrogate not in ("code", "grid"):
             raise ValueError(f"surrogate must be 'code' or 'grid', got {surrogate!r}.")
         self.surrogate = surrogate
@@ -199,6 +210,9 @@ class ActivityRegularizer:
         if isinstance(step, bool) or not isinstance(step, (int, float)) or not math.isfinite(step) or step <= 0:
             raise ValueError(f"step must be a finite number > 0, got {step!r}.")
         self.step = float(step)
+        if (isinstance(multiplier_step, bool) or not isinstance(multiplier_step, (int, float))
+                or not math.isfinite(multiplier_step) or multiplier_step < 0):
+            raise ValueError(f"multiplier_step must be a finite number >= 0, got {multiplier_step!r}.")
         if base is not None and not callable(base):
             raise ValueError(f"base must be a callable loss(logits, y), got {type(base).__name__}.")
         self.base = base if base is not None else F.cross_entropy
@@ -212,6 +226,7 @@ class ActivityRegularizer:
         self._act: dict[str, Tensor] = {}
         self._codes: dict[str, SpikeCode] = {}
         self._sigma: dict[str, tuple[Tensor, Tensor]] = {}  # layer -> (measured rate, current spread)
+        self._rate: dict[str, float] = {}  # layer -> its fraction active in the last training forward
         self.neurons: dict[str, nn.Module] = {}
         for name, mod in spiking_modules(model).items():  # by protocol: a user's neuron too
             if id(mod) not in skip:
@@ -226,6 +241,10 @@ class ActivityRegularizer:
                              "none: build the model with adaptive_threshold 'neuron' or 'layer' (or give weight).")
         #: whether the thresholds are rate-controlled (every hooked layer has one)
         self.controls = not fixed
+        #: the multipliers' step (0 when not controlling, or thresholds alone)
+        self.multiplier_step = float(multiplier_step) if self.controls else 0.0
+        #: each layer's Lagrange multiplier (:mod:`tbnn.nn.multiplier`); empty without them
+        self.multipliers: dict[str, float] = {n: 0.0 for n in self.names} if self.multiplier_step else {}
         for name, mod in self.neurons.items():
             self._handles.append(mod.register_forward_hook(self._hook(name)))
 
@@ -247,6 +266,7 @@ class ActivityRegularizer:
                         rate = self._act[name].detach().float()
                         sigma = xd.std() if xd.numel() > 1 else torch.ones(())
                     self._sigma[name] = (rate, sigma)
+                    self._rate[name] = float(self._act[name].detach())
         return hook
 
     def activity(self) -> dict[str, Tensor]:
@@ -266,14 +286,46 @@ class ActivityRegularizer:
         acts = [self._act[n] for n in self.names if n in self._act]
         return torch.stack([(a - self.target) ** 2 for a in acts]).mean()
 
+    def lagrangian(self) -> Tensor:
+        r""":math:`\sum_\ell \lambda_\ell (\tilde A_\ell - P)/(P + \epsilon)` over the layers of the
+        last forward (:func:`tbnn.nn.multiplier.lagrangian_term`; 0 without multipliers)."""
+        terms = [lagrangian_term(self.multipliers[n], self._act[n], self.target)
+                 for n in self.names if n in self._act and n in self.multipliers]
+        return torch.stack(terms).sum() if terms else torch.zeros(())
+
+    def state_dict(self) -> dict[str, Any]:
+        """The controller's state that is not in the model: ``{"multipliers": {layer: float}}``
+        (the thresholds are model buffers)."""
+        return {"multipliers": dict(self.multipliers)}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore what :meth:`state_dict` returned.
+
+        Raises
+        ------
+        ValueError
+            ``state`` does not name this regulariser's layers, or a multiplier is not a finite
+            number >= 0.
+        """
+        lam = state.get("multipliers") if isinstance(state, dict) else None
+        if not isinstance(lam, dict) or set(lam) != set(self.multipliers):
+            raise ValueError(f"state must hold the multipliers of layers {sorted(self.multipliers)}; got "
+                             f"{sorted(lam) if isinstance(lam, dict) else state!r}.")
+        for k, v in lam.items():
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
+                raise ValueError(f"state's multiplier of layer {k} must be a finite number >= 0; got {v!r}.")
+        self.multipliers = {k: float(lam[k]) for k in self.multipliers}
+
     def thresholds(self) -> dict[str, float]:
         """Each controlled layer's threshold (empty when the thresholds are not controlled)."""
         return controller_state(self.neurons) if self.controls else {}
 
     def update(self) -> dict[str, float]:
-        """One controller step on each layer from the activity of the last training forward
-        (:func:`tbnn.nn.homeostasis.step_threshold`); returns each layer's mean absolute step. Nothing happens
-        without a training forward since the last update, or when not controlling."""
+        """One controller step on each layer from the activity of the last training forward: its
+        threshold (:func:`tbnn.nn.homeostasis.step_threshold`) and its multiplier
+        (:func:`tbnn.nn.multiplier.step_multiplier`); returns each layer's mean absolute threshold
+        step. Nothing happens without a training forward since the last update, or when not
+        controlling."""
         steps: dict[str, float] = {}
         if not self.controls:
             return steps
@@ -281,15 +333,22 @@ class ActivityRegularizer:
             if name in self._sigma:
                 rate, sigma = self._sigma[name]
                 steps[name] = float(step_threshold(self.neurons[name], rate, self.target, sigma, self.step).abs().mean())
+            if name in self._rate and name in self.multipliers:
+                self.multipliers[name] = step_multiplier(self.multipliers[name], self._rate[name], self.target,
+                                                         self.multiplier_step)
         self._sigma.clear()
+        self._rate.clear()
         return steps
 
     def __call__(self, logits: Tensor, y: Tensor) -> Tensor:
-        """``base(logits, y) + weight * penalty()`` (``base``: cross-entropy by default); in
-        training, with controlled thresholds, also takes one controller step (:meth:`update`)."""
+        """``base(logits, y) + weight * penalty()`` (``base``: cross-entropy by default), plus
+        :meth:`lagrangian` with multipliers; in training, with controlled thresholds, also takes
+        one controller step (:meth:`update`)."""
         loss = self.base(logits, y)
         if self.weight != 0:
             loss = loss + self.weight * self.penalty()
+        if self.multipliers and self._act:
+            loss = loss + self.lagrangian().to(loss.dtype)
         self.update()
         return loss
 
@@ -301,6 +360,7 @@ class ActivityRegularizer:
         self._act.clear()
         self._codes.clear()
         self._sigma.clear()
+        self._rate.clear()
 
 
 @torch.no_grad()

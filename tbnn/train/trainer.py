@@ -159,10 +159,12 @@ def fit(
         only when complete (the old one stays whole until then).
     device : ``cpu``, ``cuda``, ``cuda:N`` or ``mps`` (default: where the model's
         parameters are); refused in one sentence when this torch build lacks it.
-    rate_target : ``P``: rate-control every hidden layer's adaptive threshold toward ``P``
-        active per step (:class:`tbnn.nn.regularize.ActivityRegularizer` around ``loss``; the
-        model's hidden neurons need adaptive thresholds, ``adaptive_threshold`` ``"layer"`` or ``"neuron"``; the thresholds are model
-        buffers, saved with the weights and the checkpoints).
+    rate_target : ``P``: rate-control every hidden layer toward ``P`` active per step
+        (:class:`tbnn.nn.regularize.ActivityRegularizer` around ``loss``): homeostatic thresholds
+        and a Lagrange multiplier per layer. The model's hidden neurons need adaptive thresholds
+        (``adaptive_threshold`` ``"layer"``, recommended, or ``"neuron"``); the thresholds are model
+        buffers, saved with the weights and the checkpoints, and the multipliers are saved in the
+        checkpoints (so is the state of an ``ActivityRegularizer`` given as ``loss``).
 
     A last mini-batch of a single sample is skipped (BatchNorm cannot normalise one
     sample in training mode); a ``batch`` larger than the training set is one batch.
@@ -285,7 +287,7 @@ def _fit_loop(model, train_data, test_data, loss_fn, tcfg, dev, writer, mode, ou
               interrupt_at, extra_metrics) -> list[dict[str, Any]]:
     epochs, batch, seed = tcfg.epochs, tcfg.batch, tcfg.seed
     model.to(dev)
-    opt, sched, gen, start_epoch, history, train_seconds = _optimizer_state(model, tcfg, mode, out_dir)
+    opt, sched, gen, start_epoch, history, train_seconds = _optimizer_state(model, tcfg, mode, out_dir, loss_fn)
     n_train = len(train_data)
     labels = train_data.tensors[1] if train_data.tensors is not None else None
     single = ddp.world_size() == 1
@@ -316,8 +318,10 @@ def _fit_loop(model, train_data, test_data, loss_fn, tcfg, dev, writer, mode, ou
         history.append(rec)
         _show_epoch(bar, rec)
         if writer is not None:
-            writer.save(model, opt, sched, gen, {"epoch": epoch + 1, "history": history,
-                                                 "train_seconds": train_seconds, "samples": n_train})
+            state = {"epoch": epoch + 1, "history": history, "train_seconds": train_seconds, "samples": n_train}
+            if isinstance(loss_fn, ActivityRegularizer):
+                state["rate_control"] = loss_fn.state_dict()
+            writer.save(model, opt, sched, gen, state)
     ddp.revert_sync_batchnorm(synced)
     if writer is not None:
         metrics = _fit_metrics(history, train_seconds, epochs, seed, dev)
@@ -327,9 +331,10 @@ def _fit_loop(model, train_data, test_data, loss_fn, tcfg, dev, writer, mode, ou
     return history
 
 
-def _optimizer_state(model: nn.Module, tcfg: TrainConfig, mode: str | None, out_dir: Path | None):
+def _optimizer_state(model: nn.Module, tcfg: TrainConfig, mode: str | None, out_dir: Path | None, loss_fn: Any):
     """AdamW, its per-epoch cosine schedule and the shuffling generator, seeded; with
-    ``mode="resume"`` restored from the run's checkpoint. Returns ``(optimizer, scheduler,
+    ``mode="resume"`` restored from the run's checkpoint, and with them the rate
+    controller's multipliers when ``loss_fn`` is an :class:`ActivityRegularizer`. Returns ``(optimizer, scheduler,
     generator, first epoch, history so far, training seconds so far)``."""
     torch.manual_seed(tcfg.seed)
     opt = torch.optim.AdamW(model.parameters(), lr=tcfg.lr, weight_decay=tcfg.weight_decay)
@@ -342,6 +347,8 @@ def _optimizer_state(model: nn.Module, tcfg: TrainConfig, mode: str | None, out_
         if meta is not None:
             start_epoch, history = int(meta["epoch"]), list(meta["history"])
             train_seconds = float(meta.get("train_seconds", 0.0))
+            if isinstance(loss_fn, ActivityRegularizer) and "rate_control" in meta:
+                loss_fn.load_state_dict(meta["rate_control"])  # the multipliers (the thresholds are buffers)
     return opt, sched, gen, start_epoch, history, train_seconds
 
 
@@ -483,8 +490,10 @@ def train(
 
     ``rate_target`` / ``rate_weight`` (``P``, ``W``): train with the activity regulariser
     (:class:`tbnn.nn.regularize.ActivityRegularizer`), loss = cross-entropy + ``W`` (A - P)^2
-    with A the fraction of hidden neurons active per step; the metrics then hold
-    ``fraction_active`` per hidden layer on the test split.
+    with A the fraction of hidden neurons active per step; ``rate_target`` alone: homeostatic
+    thresholds (one per layer unless ``adaptive_threshold`` says otherwise) and a Lagrange
+    multiplier per layer, no weight to tune. The metrics then hold ``fraction_active`` per hidden
+    layer on the test split (and ``rate_control``: the thresholds and multipliers).
     """
     tcfg = TrainConfig(dataset, epochs, batch, lr, weight_decay, seed, n_train, n_test, normalize,
                        rate_target, rate_weight)
@@ -492,8 +501,8 @@ def train(
     ddp.check_batch(batch)
     if rate_target is not None and model not in ("tbn", "ste"):
         raise ValueError(f"rate_target needs a temporal binary model (tbn or ste); got model {model!r}.")
-    if rate_target is not None and rate_weight is None:  # the target alone: homeostatic thresholds
-        model_kwargs.setdefault("adaptive_threshold", "neuron")
+    if rate_target is not None and rate_weight is None:  # the target alone: thresholds and multipliers
+        model_kwargs.setdefault("adaptive_threshold", "layer")
     dev = ddp.device_for(resolve_device(device))
     ds = load_dataset(dataset, seed=seed, n_train=n_train, n_test=n_test, normalize=normalize)
     tcfg.data_sha256 = ds.sha256
@@ -527,7 +536,8 @@ def train(
         if reg is not None:
             final["fraction_active"] = fraction_active(net, reg, ds.x_test)
             if reg.controls:
-                final["rate_control"] = {"target": rate_target, "step": reg.step, "thresholds": reg.thresholds()}
+                final["rate_control"] = {"target": rate_target, "step": reg.step, "thresholds": reg.thresholds(),
+                                         "multiplier_step": reg.multiplier_step, "multipliers": dict(reg.multipliers)}
         return final
 
     try:

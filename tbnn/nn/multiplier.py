@@ -1,0 +1,89 @@
+r"""Rate constraint by a Lagrange multiplier: dual ascent teaches a sparse code through the gradient.
+
+The homeostatic thresholds of :mod:`tbnn.nn.homeostasis` bring a layer's activity to the
+target, but a threshold only cuts: the network's weights never learn a code that is sparse
+by itself, and below a few percent active it stops learning. Beside the thresholds, each
+controlled layer :math:`\ell` carries the constraint "fraction active per step at most
+:math:`P`", written relative to :math:`P`,
+
+.. math:: g_\ell = \frac{\tilde A_\ell - P}{P + \epsilon} \le 0,
+
+with :math:`\tilde A_\ell` the layer's activity carrying the surrogate gradient of
+:func:`tbnn.nn.regularize.step_activity` (value: the exact fraction of spikes). Training
+minimises the Lagrangian and raises each multiplier :math:`\lambda_\ell \ge 0` by projected
+gradient ascent while the constraint is violated (the basic differential multiplier method,
+Platt & Barr 1988, "Constrained differential optimization", Neural Information Processing
+Systems, AIP, pp. 612–621; Bertsekas 1999,
+*Nonlinear Programming*, ch. 3 and 6):
+
+.. math::
+
+    L = \mathrm{CE} + \sum_\ell \lambda_\ell\, g_\ell, \qquad
+    \lambda_\ell \leftarrow \max\Big(0,\; \lambda_\ell + \eta_\lambda\,
+        \mathrm{clip}(g_\ell, -1, 1)\Big)
+
+after every training step, :math:`g_\ell` measured on the batch (:math:`\eta_\lambda =`
+:data:`MULTIPLIER_STEP`, :math:`\epsilon` = :data:`tbnn.nn.homeostasis.EPS`). The multiplier
+is a weight that finds itself: it grows while the layer fires more than :math:`P` and stops
+when it does not. Writing the constraint relative to :math:`P` makes one step size serve every
+:math:`P` (the multiplier's units are those of the cross-entropy, whatever :math:`P`), and the
+clip bounds its growth while the activity is far above (at most :math:`\eta_\lambda` a step).
+
+With the thresholds beside it, both integrate the same relative error: the thresholds make
+the target exact; the multiplier, while the (slow) thresholds have not yet reached it, pushes
+the weights toward a code that needs less cutting. Alone (no thresholds) the gradient does not
+reach low targets: on digits it stalls near 4 % (first hidden layer) and 2 % (second) however
+large the multiplier grows, and accuracy then falls (``docs/sparsity.md``).
+
+The multipliers are the regulariser's state (:meth:`tbnn.nn.regularize.ActivityRegularizer.state_dict`);
+:func:`tbnn.fit` saves them in every checkpoint, so a resumed run is bit-identical.
+
+>>> lam = step_multiplier(0.0, active=0.04, target=0.01)  # far above: one full step up
+>>> lam
+0.01
+>>> round(step_multiplier(lam, active=0.0, target=0.01), 6)  # silent: about one step down
+9.9e-05
+>>> step_multiplier(0.005, active=0.0, target=0.01)  # never below 0
+0.0
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor
+
+from tbnn.nn.homeostasis import CLIP, relative_error
+
+__all__ = ["MULTIPLIER_STEP", "lagrangian_term", "step_multiplier"]
+
+#: :math:`\eta_\lambda`, the multiplier's step per training step (per unit of clipped relative error).
+MULTIPLIER_STEP = 0.01
+
+
+def step_multiplier(lam: float, active: float, target: float, step: float = MULTIPLIER_STEP) -> float:
+    r"""One projected dual-ascent step: :math:`\max(0, \lambda + \eta_\lambda\,\mathrm{clip}(g, -1, 1))`
+    with :math:`g = (A - P)/(P + \epsilon)` measured (``active`` :math:`A`, ``target`` :math:`P`).
+
+    Computed in double precision on Python floats (the state saved in checkpoints is exact).
+
+    Raises
+    ------
+    ValueError
+        ``lam`` is negative or not finite.
+    """
+    if not math.isfinite(lam) or lam < 0:
+        raise ValueError(f"lam must be a finite number >= 0, got {lam!r}.")
+    err = float(relative_error(torch.tensor(float(active), dtype=torch.float64), target))
+    return max(0.0, lam + step * min(CLIP, max(-CLIP, err)))
+
+
+def lagrangian_term(lam: float, active: Tensor, target: float) -> Tensor:
+    r"""The layer's term :math:`\lambda\, g` of the Lagrangian, :math:`g = (\tilde A - P)/(P + \epsilon)`,
+    with the gradient of ``active`` (:math:`\tilde A`, a 0-d tensor).
+
+    >>> round(float(lagrangian_term(2.0, torch.tensor(0.03), 0.02)), 3)
+    0.995
+    """
+    return lam * relative_error(active, target)
