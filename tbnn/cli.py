@@ -449,6 +449,8 @@ def _main(argv: Sequence[str] | None) -> int:
         print(f"tbnn {args.command}: interrupted", file=sys.stderr)
         return 130
     except Exception as err:
+        if dist is not None:
+            dist.ignore_sigterm()  # torchrun's SIGTERM to the survivors must not interrupt this report
         message = dist.failure_message(err) if dist is not None else None
         if message is None:
             raise

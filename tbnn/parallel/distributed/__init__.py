@@ -65,7 +65,7 @@ from tbnn.parallel.distributed.group import (
     timeout_seconds,
     world_size,
 )
-from tbnn.parallel.distributed.launch import failure_message, setup, shutdown
+from tbnn.parallel.distributed.launch import failure_message, ignore_sigterm, setup, shutdown
 from tbnn.parallel.distributed.sync import (
     SUM_METHODS,
     SUM_PROBE,
@@ -78,4 +78,4 @@ from tbnn.parallel.distributed.sync import (
     wrap,
 )
 
-__all__ = ["DEFAULT_TIMEOUT_S", "DistributedFailure", "SUM_METHODS", "SUM_PROBE", "SyncBatchNorm", "all_max", "all_sum", "barrier", "broadcast_check", "check_all", "check_batch", "convert_sync_batchnorm", "device_for", "failure_message", "gather_arrays", "is_distributed", "is_main", "launched", "local_rank", "merge_ranks", "rank", "revert_sync_batchnorm", "seed_epoch", "setup", "shard_batches", "shard_data", "shard_items", "shard_range", "requested_sum_method", "shutdown", "sum_method", "sum_over_ranks", "timeout_seconds", "world_size", "wrap"]
+__all__ = ["DEFAULT_TIMEOUT_S", "DistributedFailure", "SUM_METHODS", "SUM_PROBE", "SyncBatchNorm", "all_max", "all_sum", "barrier", "broadcast_check", "check_all", "check_batch", "convert_sync_batchnorm", "device_for", "failure_message", "gather_arrays", "ignore_sigterm", "is_distributed", "is_main", "launched", "local_rank", "merge_ranks", "rank", "revert_sync_batchnorm", "seed_epoch", "setup", "shard_batches", "shard_data", "shard_items", "shard_range", "requested_sum_method", "shutdown", "sum_method", "sum_over_ranks", "timeout_seconds", "world_size", "wrap"]

@@ -21,7 +21,7 @@ from tbnn.parallel.distributed.group import (
 )
 from tbnn.parallel.distributed.sync import requested_sum_method, sum_method
 
-__all__ = ["failure_message", "setup", "shutdown"]
+__all__ = ["failure_message", "ignore_sigterm", "setup", "shutdown"]
 
 
 _PREVIOUS_SIGTERM: list[Any] = []
@@ -99,6 +99,18 @@ def setup(device: str | torch.device = "cpu", timeout: float | None = None) -> b
     return is_distributed()
 
 
+def ignore_sigterm() -> None:
+    """From now on this process ignores torchrun's SIGTERM (idempotent).
+
+    Called as soon as a process knows it is ending (a failure it reports, or leaving the
+    group), so that the signal torchrun sends the survivors of a failed rank cannot raise
+    again while the first failure is being reported.
+    """
+    if _PREVIOUS_SIGTERM:
+        _PREVIOUS_SIGTERM[:] = [signal.SIG_IGN]
+    _restore_sigterm()
+
+
 def shutdown(wait: bool = False) -> None:
     """Leave the process group (idempotent); ``wait``: first meet the other ranks at a barrier.
 
@@ -106,9 +118,7 @@ def shutdown(wait: bool = False) -> None:
     leaves while a peer is still talking to it); after a failure, leave at once. A process
     that has left ignores torchrun's SIGTERM, so that it ends with its own exit status.
     """
-    if _PREVIOUS_SIGTERM:
-        _PREVIOUS_SIGTERM[:] = [signal.SIG_IGN]
-    _restore_sigterm()
+    ignore_sigterm()
     if dist.is_available() and dist.is_initialized():
         try:
             if wait and not _FAILED:
