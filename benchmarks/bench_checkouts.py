@@ -36,6 +36,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from tbnn.runtime.machine import describe_cpu
+
 ROOT = Path(__file__).resolve().parent.parent
 #: The last commit before the architecture issue's file moves (29 flat modules).
 BEFORE_MOVES = "f1f56ef"
@@ -118,17 +120,6 @@ def workloads(quick: bool) -> dict[str, callable]:
             "analyze": w_analyze}
 
 
-def describe_cpu() -> str:
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown CPU"
-    fields = dict(line.split(":", 1) for line in out.splitlines() if ":" in line)
-    flags = fields.get("Flags", "").split()
-    feats = [f for f in ("avx2", "avx512f", "avx512_vpopcntdq", "avx512_bf16", "amx_tile") if f in flags]
-    return f"{fields.get('Model name', '?').strip()}, {os.cpu_count()} CPUs, {' '.join(feats) or 'no AVX2'}"
-
-
 def main(argv: list[str] | None = None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--old", default=BEFORE_MOVES, help=f"git revision of the old checkout (default {BEFORE_MOVES})")
@@ -174,7 +165,7 @@ def main(argv: list[str] | None = None) -> dict:
     result = dict(cpu=describe_cpu(), old=args.old, new=args.new or "working tree", rounds=rounds,
                   load_average_start=load0, load_average_end=os.getloadavg()[0], rows=rows,
                   command=" ".join(["python benchmarks/bench_checkouts.py", *(sys.argv[1:] if argv is None else argv)]))
-    print(f"CPU: {result['cpu']}; load average {load0:.1f} -> {result['load_average_end']:.1f}; "
+    print(f"{result['cpu']}; load average {load0:.1f} -> {result['load_average_end']:.1f}; "
           f"{rounds} interleaved rounds; CPU seconds per workload (median), one torch thread")
     print(f"{'workload':<10} {'old ' + args.old:>16} {'new':>10} {'new/old':>8}  within 10 %")
     for row in rows:
