@@ -24,7 +24,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
-__all__ = ["MappingView", "NamesView", "add_entry"]
+__all__ = ["MappingView", "NamesView", "add_entry", "find_entry"]
 
 
 def add_entry(registry: dict[str, Any], key: str, entry: Any, name: str, *, replace: bool = False) -> Any:
@@ -34,6 +34,15 @@ def add_entry(registry: dict[str, Any], key: str, entry: Any, name: str, *, repl
         raise ValueError(f"{name} {key!r} is already registered; pass replace=True to replace it.")
     registry[key] = entry
     return entry
+
+
+def find_entry(registry: dict[str, Any], key: Any, unknown: Callable[[], str]) -> Any:
+    """The entry under ``key``; ``ValueError(unknown())`` when there is none (or ``key`` is
+    unhashable), so each registry words its own refusal."""
+    try:
+        return registry[key]
+    except (KeyError, TypeError):
+        raise ValueError(unknown()) from None
 
 
 class NamesView(Sequence):

@@ -20,7 +20,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from tbnn.core.registry import NamesView, add_entry
+from tbnn.core.registry import NamesView, add_entry, find_entry
 
 __all__ = ["FORMATS", "FigureFormat", "check_formats", "get_format", "register_format",
            "suffix_list", "unregister_format", "vector_formats"]
@@ -67,10 +67,7 @@ def unregister_format(name: str) -> FigureFormat:
 
 def get_format(name: str) -> FigureFormat:
     """The record of ``name``; ``ValueError`` naming the registered formats otherwise."""
-    try:
-        return _REGISTRY[name]
-    except (KeyError, TypeError):
-        raise ValueError(f"format must be one of {', '.join(_REGISTRY)}; got {name!r}.") from None
+    return find_entry(_REGISTRY, name, lambda: f"format must be one of {', '.join(_REGISTRY)}; got {name!r}.")
 
 
 def vector_formats() -> tuple[str, ...]:

@@ -23,7 +23,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from tbnn.core.registry import MappingView, add_entry
+from tbnn.core.registry import MappingView, add_entry, find_entry
 
 __all__ = ["BANDS", "MEASURES", "Measure", "Reference", "RegistryView", "get_measure", "measure_keys", "register_measure",
            "unregister_measure"]
@@ -128,10 +128,8 @@ def unregister_measure(key: str) -> Measure:
 
 def get_measure(key: str) -> Measure:
     """The record of ``key``; ``ValueError`` naming the registered measures otherwise."""
-    try:
-        return _REGISTRY[key]
-    except (KeyError, TypeError):
-        raise ValueError(f"key must be a registered measure ({', '.join(_REGISTRY)}); got {key!r}.") from None
+    return find_entry(_REGISTRY, key,
+                      lambda: f"key must be a registered measure ({', '.join(_REGISTRY)}); got {key!r}.")
 
 
 def measure_keys(*, panel: bool | None = None) -> tuple[str, ...]:

@@ -20,7 +20,7 @@ import importlib
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from tbnn.core.registry import MappingView, NamesView, add_entry
+from tbnn.core.registry import MappingView, NamesView, add_entry, find_entry
 
 __all__ = ["BUILTIN", "CODES", "SCHEMES", "Code", "get_code", "register_code", "unregister_code"]
 
@@ -46,10 +46,7 @@ def __getattr__(name: str) -> Any:
 
 def get_code(scheme: str) -> Any:
     """The :class:`Code` registered as ``scheme``; ``ValueError`` naming the choices otherwise."""
-    try:
-        code = _REGISTRY[scheme]
-    except (KeyError, TypeError):
-        raise ValueError(f"scheme must be one of {', '.join(_REGISTRY)}; got {scheme!r}.") from None
+    code = find_entry(_REGISTRY, scheme, lambda: f"scheme must be one of {', '.join(_REGISTRY)}; got {scheme!r}.")
     if isinstance(code, str):
         module, cls = code.split(":")
         code = _REGISTRY[scheme] = getattr(importlib.import_module(f"{__name__}.{module}"), cls)()

@@ -30,7 +30,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from tbnn.core.registry import MappingView, add_entry
+from tbnn.core.registry import MappingView, add_entry, find_entry
 
 __all__ = ["DATASETS", "DATASET_SPECS", "DatasetSpec", "dataset_list", "get_dataset", "parse_dataset_name",
            "register_dataset", "unregister_dataset"]
@@ -122,10 +122,7 @@ def unregister_dataset(kind: str) -> DatasetSpec:
 
 def get_dataset(kind: str) -> DatasetSpec:
     """The spec registered as ``kind``; ``ValueError`` naming the datasets otherwise."""
-    try:
-        return _REGISTRY[kind]
-    except (KeyError, TypeError):
-        raise ValueError(_unknown(kind)) from None
+    return find_entry(_REGISTRY, kind, lambda: _unknown(kind))
 
 
 def dataset_list() -> str:
