@@ -74,13 +74,16 @@ from tbnn.engine.precision import (
     set_matmul_dtype,
     stored_calibration,
 )
-from tbnn.engine.weights import EngineLayer, WeightCodes, abs_max, per_channel_codes, weight_codes
+from tbnn.engine.weights import (EngineLayer, WeightCodes, abs_max, cached_weight_codes, clear_weight_codes,
+                                 per_channel_codes, weight_codes)
 from tbnn.kernels import packed as kernels
 
 __all__ = [
     "WeightCodes",
     "EngineLayer",
     "weight_codes",
+    "cached_weight_codes",
+    "clear_weight_codes",
     "per_channel_codes",
     "term_dtype",
     "integer_terms",
@@ -469,7 +472,7 @@ def exact(layer: EngineLayer, code: SpikeCode, wc: WeightCodes | None = None) ->
     One product with the integer code ``q`` per block (the time-folded pass: a binary
     code's steps are linear in the weights, so the ``T`` step products sum to this one).
     """
-    wc = wc if wc is not None else weight_codes(layer)
+    wc = wc if wc is not None else cached_weight_codes(layer)
     fused = _fused(layer, code.q, code, wc)
     return fused if fused is not None else combine(layer, *integer_terms(layer, code.q, code, wc), code, wc)
 
@@ -482,7 +485,7 @@ def step_current(layer: EngineLayer, code: SpikeCode, wc: WeightCodes | None = N
     :func:`combine`. The products are accumulated in step order (:func:`step_terms`).
     Equal to :func:`exact` bit for bit.
     """
-    wc = wc if wc is not None else weight_codes(layer)
+    wc = wc if wc is not None else cached_weight_codes(layer)
     weights = _integer_weights(code)
     fused = _fused(layer, code.spikes, code, wc, weights) if weights is not None else None
     return fused if fused is not None else combine(layer, *step_terms(layer, code, wc), code, wc)
@@ -555,7 +558,7 @@ def fanout(layer: EngineLayer, in_shape: tuple[int, ...], wc: WeightCodes | None
 
     ``dense=True`` counts every weight position (pruned ones included).
     """
-    wc = wc if wc is not None else weight_codes(layer)
+    wc = wc if wc is not None else cached_weight_codes(layer)
     kernel = torch.ones_like(wc.exists) if dense else wc.exists
     if layer.is_linear:
         return kernel.reshape(kernel.shape[0], -1).sum(0).to(torch.float64)

@@ -198,7 +198,7 @@ class SimulationSession:
     # -- layers ---------------------------------------------------------------------------
     def weight_codes(self, layer: nn.Module) -> engine.WeightCodes:
         if id(layer) not in self._codes:
-            self._codes[id(layer)] = engine.weight_codes(layer)
+            self._codes[id(layer)] = engine.cached_weight_codes(layer)
         return self._codes[id(layer)]
 
     def layer_current(self, layer: nn.Module, code: SpikeCode) -> Tensor:

@@ -10,6 +10,13 @@ Ye et al., arXiv:2409.09245) to integer codes :math:`Q` with a gain and an offse
 and :class:`WeightCodes` holds them with what the engine derives from them once per layer
 (:mod:`tbnn.engine.integer` reads them; a simulation keeps one per layer).
 
+Quantizing a weight to codes (the DAT's per-row fit) and packing them is most of a
+``simulate`` call's set-up. :func:`cached_weight_codes` keeps a layer's codes between calls
+and reuses them only while the layer's weight is the same **bit for bit** (compared by
+content, never by a version counter or a name) and its quantizer settings
+(``weight_codes_key``) are the same; anything else quantizes afresh. The cost of a hit is one
+comparison of the weight and bias with kept copies (one weight's worth of memory per layer).
+
 >>> import tbnn
 >>> wc = weight_codes(tbnn.TBLinear(6, 2))
 >>> tuple(wc.q.shape), wc.qmax
@@ -19,6 +26,7 @@ and :class:`WeightCodes` holds them with what the engine derives from them once 
 from __future__ import annotations
 
 import math
+import weakref
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -27,7 +35,8 @@ from torch import Tensor
 
 from tbnn.core.quant import quantize
 
-__all__ = ["EngineLayer", "WeightCodes", "abs_max", "per_channel_codes", "weight_codes"]
+__all__ = ["EngineLayer", "WeightCodes", "abs_max", "cached_weight_codes", "clear_weight_codes", "per_channel_codes",
+           "weight_codes"]
 
 
 def abs_max(t: Tensor) -> float:
@@ -54,6 +63,10 @@ class EngineLayer(Protocol):
     def operator(self, x: Tensor, w: Tensor, bias: Tensor | None) -> Tensor: ...
 
     def quantize_weight_codes(self) -> tuple[Tensor, Tensor, Tensor]: ...
+
+    # optional: ``weight_codes_key()``, a hashable of every setting besides the weight and bias
+    # that ``quantize_weight_codes`` and ``operator`` read; a layer without it is quantized afresh
+    # on every call.
 
 
 @dataclass
@@ -95,6 +108,54 @@ def weight_codes(layer: EngineLayer) -> WeightCodes:
                                                                                    device=q.device).expand_as(q)
     ones = torch.ones(1, *q.shape[1:], dtype=q.dtype, device=q.device)
     return WeightCodes(q, alpha, gamma, w_hat, ones, exists, qmax)
+
+
+#: layer -> (settings key, a bit-exact copy of its weight, its codes); entries go with their layer
+_KEPT: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _bits(t: Tensor) -> Tensor:
+    """``t``'s bytes (NaN, -0.0 and +0.0 told apart, as the quantizer may tell them)."""
+    return t.detach().contiguous().reshape(-1).view(torch.uint8)
+
+
+def cached_weight_codes(layer: EngineLayer) -> WeightCodes:
+    """:func:`weight_codes`, kept with the layer while its weight is bit-for-bit unchanged.
+
+    The same :class:`WeightCodes` object comes back (with what the engine derived from it, such
+    as the packed weight planes and the offsets' response, which holds the bias) only when the
+    layer's ``weight_codes_key()`` is equal and its weight and bias have the same dtype, device,
+    shape and bytes as when the codes were made; an in-place edit, a new ``load_state_dict``,
+    an optimizer step or a changed ``lam`` quantizes afresh.
+    A layer without ``weight_codes_key`` is never kept.
+
+    >>> import tbnn
+    >>> layer = tbnn.TBLinear(6, 2)
+    >>> cached_weight_codes(layer) is cached_weight_codes(layer)
+    True
+    >>> with torch.no_grad():
+    ...     _ = layer.weight.mul_(-1)
+    >>> wc = cached_weight_codes(layer)
+    >>> wc is cached_weight_codes(layer), torch.equal(wc.q, weight_codes(layer).q)
+    (True, True)
+    """
+    settings = getattr(layer, "weight_codes_key", None)
+    if settings is None:
+        return weight_codes(layer)
+    # the engine also keeps terms made with the bias (the offsets' response): it is compared too
+    held = [t.detach() for t in (layer.weight, layer.bias) if t is not None]
+    key = (settings(), layer.bias is None, *((t.dtype, t.device, tuple(t.shape)) for t in held))
+    kept = _KEPT.get(layer)
+    if kept is not None and kept[0] == key and all(torch.equal(k, _bits(t)) for k, t in zip(kept[1], held)):
+        return kept[2]
+    wc = weight_codes(layer)
+    _KEPT[layer] = (key, [_bits(t).clone() for t in held], wc)
+    return wc
+
+
+def clear_weight_codes() -> None:
+    """Forget every kept :func:`cached_weight_codes` entry (their memory is freed with them)."""
+    _KEPT.clear()
 
 
 def per_channel_codes(weight: Tensor, bits: float | None, **quant_kw: Any) -> tuple[Tensor, Tensor, Tensor]:

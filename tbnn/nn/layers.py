@@ -125,9 +125,20 @@ class TBLayer(nn.Module):
         return engine.per_channel_codes(self.weight, self.weight_bits, method=self.method, block=self.weight_block,
                                         lam=self.lam, sparsity=self.sparsity, grid=self.weight_grid)
 
+    def weight_codes_key(self) -> tuple:
+        """Every setting :meth:`quantize_weight_codes` and :meth:`operator` read besides the weight
+        and bias: the key under which :func:`tbnn.engine.cached_weight_codes` keeps this layer's
+        codes between calls."""
+        return (type(self).quantize_weight_codes, type(self)._op, self.weight_bits, self.method, self.weight_block,
+                self.lam, self.sparsity, self.weight_grid, *self._operator_settings())
+
+    def _operator_settings(self) -> tuple:
+        return ()
+
     def weight_codes(self) -> WeightCodes:
-        """The weight as integer codes ``Q`` and per-channel ``alpha``, ``gamma`` (:mod:`tbnn.engine`)."""
-        return engine.weight_codes(self)
+        """The weight as integer codes ``Q`` and per-channel ``alpha``, ``gamma`` (:mod:`tbnn.engine`),
+        kept while the weight is unchanged (:func:`tbnn.engine.cached_weight_codes`)."""
+        return engine.cached_weight_codes(self)
 
     def exact(self, code: SpikeCode, wc: WeightCodes | None = None) -> Tensor:
         """Integer-code evaluation (no gradient): :func:`tbnn.engine.exact`."""
@@ -159,13 +170,13 @@ class TBLayer(nn.Module):
             inp = replace(inp, shape=None)
         if isinstance(inp, SpikeCode) and session.active() is not None:
             return session.active().layer_current(self, inp)
-        w = self.quantized_weight()
         if not isinstance(inp, SpikeCode):
-            return self._op(inp, w, self.bias)
+            return self._op(inp, self.quantized_weight(), self.bias)
         how = evaluation or (self.evaluation if self.training else "exact")
         check_choice(how, EVALUATIONS, "evaluation")
-        if how == "exact":
+        if how == "exact":  # integer codes: the float weight is not fake-quantized
             return self.exact(inp)
+        w = self.quantized_weight()
         if how == "fused":
             return self._op(inp.unflatten(inp.read()), w, self.bias)
         g, o = inp.feature_gain()
@@ -236,6 +247,9 @@ class TBConv(TBLayer):
     def _op(self, x: Tensor, w: Tensor, bias: Tensor | None) -> Tensor:
         fn = F.conv1d if self._nd == 1 else F.conv2d
         return fn(x, w, bias, stride=self.stride, padding=self.padding)
+
+    def _operator_settings(self) -> tuple:
+        return (self._nd, tuple(self.stride), self.padding if isinstance(self.padding, str) else tuple(self.padding))
 
     def weight_positions(self, in_shape: tuple[int, ...]) -> Tensor:
         """Outputs each input element ``[C, *spatial]`` reaches through every weight position of
