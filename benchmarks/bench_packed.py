@@ -34,7 +34,10 @@ keep freed memory (:func:`tbnn.runtime.machine.tune_allocator`), for every engin
   as ``tbnn.simulate`` runs it) in CPU time, the rest (Python between the calls, the session's
   bookkeeping) as the whole batch less the parts, and the minor page faults per batch; and the
   set-up of a ``simulate`` call (weight codes, packed weights, offsets, fan-outs: the first
-  batch of a call less a later one), which the simulate rows share over their 4 batches.
+  batch of a call less a later one), from scratch (a model's first call, or after its weights
+  changed) and with the weight codes kept from an earlier call on the same unchanged model
+  (:func:`tbnn.engine.cached_weight_codes`), which the simulate rows, after their warm-up
+  pass, pay over their 4 batches.
 
 Figures depend on the machine and its load: the CPU line and the load average are
 printed with every table. No result here is asserted.
@@ -106,12 +109,18 @@ def simulate_rows(widths: list[int], samples: int, repeats: int) -> list[str]:
     for w in widths:
         torch.manual_seed(w)
         net, twin = tbn(w), float_twin(w)
-        times: dict[str, list[float]] = {"packed": [], "dense": [], "float": [], "packed_cpu": [], "float_cpu": []}
+        times: dict[str, list[float]] = {"packed": [], "dense": [], "float": [], "packed_cpu": [], "float_cpu": [],
+                                         "scratch": []}
         acts = {}
         for rep in range(repeats + 1):  # interleaved; the first pass warms up (and builds) and is dropped
-            for choice in ("packed", "dense"):
-                engine.set_engine("auto" if choice == "packed" else "dense")
+            for choice in ("scratch", "packed", "dense"):  # scratch: packed, the weight codes made afresh
+                engine.set_engine("dense" if choice == "dense" else "auto")
+                if choice == "scratch":  # packed and dense then reuse the codes this call made
+                    engine.clear_weight_codes()
                 s = tbnn.simulate(net, x, batch=BATCH, record_layers=None).summary
+                if choice == "scratch":
+                    times["scratch"].append(s["engine_seconds"]) if rep else None
+                    continue
                 if rep:
                     times[choice].append(s["engine_seconds"])
                     if choice == "packed":
@@ -126,14 +135,16 @@ def simulate_rows(widths: list[int], samples: int, repeats: int) -> list[str]:
                     times["float_cpu"].append(time.process_time() - c0)
         engine.set_engine("auto")
         sps = {k: samples / statistics.median(v) for k, v in times.items()}
-        rows.append(f"| {w} | {sps['packed']:,.0f} | {sps['dense']:,.0f} | {sps['float']:,.0f} | "
-                    f"{sps['packed'] / sps['float']:.2f}x | {sps['packed'] / sps['dense']:.2f}x | "
+        rows.append(f"| {w} | {sps['packed']:,.0f} | {sps['scratch']:,.0f} | {sps['dense']:,.0f} | "
+                    f"{sps['float']:,.0f} | {sps['packed'] / sps['float']:.2f}x | "
+                    f"{sps['scratch'] / sps['float']:.2f}x | {sps['packed'] / sps['dense']:.2f}x | "
                     f"{sps['packed_cpu']:,.0f} / {sps['float_cpu']:,.0f} = {sps['packed_cpu'] / sps['float_cpu']:.2f}x | "
                     f"{acts['packed'][1]} | {', '.join(sorted(set(acts['packed'][0].values())))} |")
-    return [("| W | simulate, packed (samples/s) | simulate, dense | float twin | packed / float | "
-             "packed / dense | by CPU time: packed / float twin (samples per CPU second) | "
+    return [("| W | simulate, packed (samples/s; weight codes kept from the call before) | "
+             "simulate, packed, codes from scratch | simulate, dense (codes kept) | float twin | packed / float | "
+             "from scratch / float | packed / dense | by CPU time: packed / float twin (samples per CPU second) | "
              "spikes per neuron and step (input, h1, h2) | engine per layer |"),
-            "|---|---|---|---|---|---|---|---|---|", *rows]
+            "|---|---|---|---|---|---|---|---|---|---|---|", *rows]
 
 
 def kernel_rows(widths: list[int], repeats: int) -> list[str]:
@@ -244,7 +255,8 @@ def account_rows(widths: list[int], repeats: int) -> list[str]:
     """Every part of a simulated batch (step mode, every spike recorded and counted) at each width."""
     cols = {w: account_width(w, repeats) for w in widths}
     names = [*PARTS, "Python and the rest (whole less the parts)", "**whole batch**",
-             "set-up of a simulate call (its first batch less its second)", "page faults per batch"]
+             "set-up of a simulate call from scratch (its first batch less its second)",
+             "set-up of a later call, weight codes kept (unchanged weights)", "page faults per batch"]
     rows = [f"| {name} | " + " | ".join(f"{cols[w][i]:.0f}" if i == len(names) - 1 else f"{cols[w][i]:.3f}"
                                        for w in widths) + " |" for i, name in enumerate(names)]
     return [f"| part of a batch (ms of CPU, mean of {repeats} batches) | " + " | ".join(f"W {w}" for w in widths)
@@ -280,16 +292,19 @@ def account_width(w: int, repeats: int) -> list[float]:
 
     x = torch.randn(BATCH, INPUT)
     runner = runner_for(net)
-    setups = []
+    setups: dict[bool, list[float]] = {True: [], False: []}
     with torch.no_grad():
-        for rep in range(4):  # a fresh session per call, as simulate makes; the first call warms up
+        for rep in range(7):  # a fresh session per call, as simulate makes; the first call warms up
+            kept = bool(rep % 2)  # alternately with the weight codes kept from the call before, and from scratch
+            if not kept:
+                engine.clear_weight_codes()
             fresh = SimulationSession(runner.ids, "step")
             t0 = time.thread_time()
             runner.run(x, fresh)
             t1 = time.thread_time()
             runner.run(x, fresh)
             if rep:
-                setups.append((2 * t1 - t0 - time.thread_time()) * 1e3)
+                setups[kept].append((2 * t1 - t0 - time.thread_time()) * 1e3)
     parts.wrap(SimulationSession, "layer_current", layer_role)
     parts.wrap(SimulationSession, "neuron_output", neuron_role)
     parts.wrap(SimulationSession, "record_spikes", lambda a: "spikes recorded and counted")
@@ -324,7 +339,7 @@ def account_width(w: int, repeats: int) -> list[float]:
     ms = {k: v / repeats for k, v in parts.ms.items()}
     total = sum(whole) / repeats
     col = [ms.get(k, 0.0) for k in PARTS]  # "neuron glue" (the session's own part of a neuron) is in the rest
-    return [*col, total - sum(col), total, statistics.median(setups), faults]
+    return [*col, total - sum(col), total, statistics.median(setups[False]), statistics.median(setups[True]), faults]
 
 
 def activity_rows(widths: list[int], repeats: int) -> list[str]:
