@@ -23,9 +23,26 @@ from tbnn.io.files import os_error_sentence
 from tbnn.core.codes import SCHEMES
 from tbnn.io.datasets.registry import dataset_list
 from tbnn.runtime.machine import tune_allocator
+from tbnn.runtime.threads import apply_thread_policy
 from tbnn.viz.formats import vector_formats
 
 __all__ = ["main", "build_parser"]
+
+
+def _threads(text: str) -> int:
+    """``--threads``: an integer >= 1 (argparse names the flag in its error)."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 1; got {text!r}")
+    return value
+
+
+def _add_threads(parser: argparse.ArgumentParser, default: str) -> None:
+    parser.add_argument("--threads", type=_threads, default=None,
+                        help=f"torch intra-op threads, integer >= 1 (none: OMP_NUM_THREADS if set, else {default})")
 
 
 def _bits(text: str) -> float:
@@ -135,6 +152,7 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--epochs", type=int, default=20, help="training epochs, integer >= 1")
     d.add_argument("--seed", type=int, default=0, help="random seed, integer >= 0")
     d.add_argument("--quiet", action="store_true", help="no progress bars")
+    _add_threads(d, "torch's default")
     _add_overwrite(d, "demo")
 
     t = sub.add_parser("train", help="train a model and write config.json, model.safetensors, metrics.json", **fmt)
@@ -173,6 +191,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--resume", action="store_true", help="continue the interrupted run in --out (same settings)")
     _add_overwrite(t, "run")
     t.add_argument("--quiet", action="store_true", help="no progress bar")
+    _add_threads(t, "torch's default")
     t.add_argument("--rate-target", type=float, default=None,
                    help="activity regulariser: fraction P of hidden neurons active per step to aim at")
     t.add_argument("--rate-weight", type=float, default=None,
@@ -209,6 +228,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", required=True, help="simulation directory (new or empty; never inside a run directory)")
     _add_overwrite(s, "simulation")
     s.add_argument("--quiet", action="store_true", help="no progress bar")
+    _add_threads(s, "1: the engine's kernel runs on one thread")
     s.add_argument("--spikes-only", action="store_true",
                    help="read out every layer with constant gains and offsets fitted on the training split "
                         "(no per-sample analog value crosses a layer)")
@@ -384,6 +404,11 @@ COMMANDS = {"train": _cmd_train, "simulate": _cmd_simulate, "analyze": _cmd_anal
             "calibrate": _cmd_calibrate}
 
 
+#: the commands' torch intra-op threads when neither ``--threads`` nor ``OMP_NUM_THREADS`` says
+#: (absent: torch's default, one per CPU); see :mod:`tbnn.runtime.threads`
+THREAD_DEFAULTS = {"simulate": 1}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``tbnn`` console script; returns the exit status.
 
@@ -393,6 +418,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     """
     from tbnn.runtime.interrupt import exit_on_interrupt, restore_interrupt
 
+    # idle OpenMP threads sleep instead of spinning (read when torch starts its thread pool): a
+    # spinning thread on a busy core slowed a 2-core machine's training 8-16x (tbnn.runtime.threads)
+    if "torch" not in sys.modules:  # after torch started, it would change only this process's children
+        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     exit_on_interrupt()  # Ctrl-C at any moment: one line, exit 130 (also when main is called in-process)
     try:
         return _main(argv)
@@ -428,6 +457,8 @@ def _main(argv: Sequence[str] | None) -> int:
 
     dist = None
     tune_allocator()  # this process is the command's own: keep freed memory for the next batch
+    if hasattr(args, "threads"):
+        apply_thread_policy(args.threads, THREAD_DEFAULTS.get(args.command))
     try:
         with warnings.catch_warnings():
             warnings.showwarning = note

@@ -1,9 +1,20 @@
-"""The ``--threads`` option of the benchmark and simulation scripts: one definition, one check.
+"""The ``--threads`` option of the ``tbnn`` command and of the scripts: one definition, one check, one policy.
 
 On a small shared machine a second OpenMP thread that gets descheduled stalls every op, so
 the scripts default to one torch intra-op thread. :func:`add_threads_option` adds the option
 to a parser, :func:`set_threads` checks the value (an integer >= 1) and applies it; a bad
 value is a one-sentence parser error naming ``--threads`` (exit 2).
+
+The ``tbnn`` command's policy (:func:`apply_thread_policy`): ``--threads N`` if given, else
+``OMP_NUM_THREADS`` if the user set it, else the command's default — **one** intra-op
+thread for ``tbnn simulate`` (the packed kernel runs on one thread, and the engine's small
+per-batch operations lose more to a second thread's synchronisation than they gain, many
+times over when another process competes for the cores: ``benchmarks/bench_repeat.py``)
+and torch's own default for the others. :func:`thread_policy` says which applied, for
+``simulation.json``; a Python program keeps whatever threads it set itself. The command
+also sets ``OMP_WAIT_POLICY=PASSIVE`` unless the user set it: OpenMP threads that wait
+sleep rather than spin, which on a 2-core machine shared with other work turned a 12-24 s
+training of 3 epochs into 1.5 s (mnist1d MLP, two threads, load average 5).
 
 >>> import argparse
 >>> p = argparse.ArgumentParser()
@@ -16,7 +27,7 @@ from __future__ import annotations
 
 import argparse
 
-__all__ = ["THREADS_HELP", "add_threads_option", "set_threads"]
+__all__ = ["THREADS_HELP", "add_threads_option", "apply_thread_policy", "set_threads", "thread_policy"]
 
 THREADS_HELP = ("torch intra-op threads (default 1: on a small shared machine a second OpenMP thread "
                 "that gets descheduled stalls every op)")
@@ -43,3 +54,45 @@ def set_threads(parser: argparse.ArgumentParser, threads: int) -> int:
 
     torch.set_num_threads(threads)
     return threads
+
+
+_POLICY: dict[str, str] = {}
+
+
+def apply_thread_policy(threads: int | None, default: int | None) -> str:
+    """Set torch's intra-op threads by the ``tbnn`` command's policy; returns where the count came from.
+
+    ``threads``: the ``--threads`` value (``None``: not given; else an integer >= 1, checked
+    by the parser); ``default``: the command's default (``None``: torch's own). An
+    ``OMP_NUM_THREADS`` that is not an integer >= 1 is ignored, as torch ignores it.
+
+    >>> apply_thread_policy(None, None) in ("torch default", "OMP_NUM_THREADS")
+    True
+    """
+    import os
+
+    import torch
+
+    env = os.environ.get("OMP_NUM_THREADS", "").strip()
+    if threads is not None:
+        source = "--threads"
+    elif env.isdigit() and int(env) >= 1:
+        threads, source = int(env), "OMP_NUM_THREADS"
+    elif default is not None:
+        threads, source = default, f"the command's default ({default})"
+    else:
+        source = "torch default"
+    if threads is not None:
+        torch.set_num_threads(threads)
+    _POLICY["source"] = source
+    return source
+
+
+def thread_policy() -> str:
+    """Where this process's torch thread count came from: what :func:`apply_thread_policy` chose,
+    or ``"the caller's (Python API)"`` when the ``tbnn`` command did not set it.
+
+    >>> isinstance(thread_policy(), str)
+    True
+    """
+    return _POLICY.get("source", "the caller's (Python API)")

@@ -55,6 +55,7 @@ from tbnn.engine import integer as engine
 from tbnn.io.checkpoint import check_dataset
 from tbnn.nn.runs import read_run
 from tbnn.runtime.device import resolve_device
+from tbnn.runtime.threads import thread_policy
 from tbnn.io.files import check_target, file_sha256, stage_dir, write_sealed_json
 from tbnn.nn.models import build_model, weight_storage_bits
 from tbnn.engine.session import SCHEDULES, SimulationSession
@@ -286,7 +287,8 @@ def summarize(model: nn.Module, runner: Any, sess: SimulationSession, pred: Tens
         "engine_samples_per_second": engine_rate, "engine_seconds": sim_seconds,
         "engine_cpu_seconds_per_sample": cpu_seconds / n,
         "threads": {"intra_op": torch.get_num_threads(), "inter_op": torch.get_num_interop_threads(),
-                    "cpus": os.cpu_count()},
+                    "cpus": os.cpu_count(), "policy": thread_policy(),
+                    "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY")},
         "engine": {"low_precision": arith["low_precision"], "order": arith["order"], "reason": arith["reason"],
                    "packed_kernel": packed,
                    "layers": {name or type(mod).__name__: sess.layer_engines[id(mod)]

@@ -1,0 +1,134 @@
+"""Is the engine's speed repeatable? ``tbnn simulate`` in fresh processes, quiet and beside busy ones.
+
+Trains one mnist1d TBN MLP run (``tbnn train --dataset mnist1d --model tbn``; or takes it
+from ``--run``), then runs ``tbnn simulate RUN --split train`` (4,000 samples) in
+``--processes`` fresh processes one after another, as a user would, and reads each
+``simulation.json``: the engine's throughput (``engine_samples_per_second``), its CPU time per
+sample, the arithmetic the engine chose (``engine.low_precision``), the engine each layer ran
+and the thread counts. Then the same with ``--busy`` processes running ``while 1: pass``
+beside it. Each phase runs with torch's default threads (what ``tbnn`` does) and, if
+``--threads`` names more, with ``OMP_NUM_THREADS`` set to each.
+
+Prints, per phase and thread setting: the throughput's minimum, median and maximum, the
+spread (maximum / minimum), the set of arithmetic choices and engines, and the busy phase's
+median as a fraction of the quiet one. The CPU line and the load average come first. No
+result is asserted.
+
+    python benchmarks/bench_repeat.py [--processes 7] [--busy 2] [--threads 1] [--out DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from tbnn.runtime.machine import describe_cpu
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _env(threads: int | None) -> dict:
+    env = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "MKL_NUM_THREADS")}
+    path = env.get("PYTHONPATH", "")
+    env["PYTHONPATH"] = f"{ROOT}{os.pathsep}{path}" if path else str(ROOT)
+    if threads is not None:
+        env["OMP_NUM_THREADS"] = str(threads)
+    return env
+
+
+def _tbnn(args: list[str], threads: int | None = None) -> None:
+    subprocess.run([sys.executable, "-m", "tbnn", *args], env=_env(threads), check=True,
+                   stdout=subprocess.DEVNULL)
+
+
+def _one(run: Path, out: Path, threads: int | None) -> dict:
+    _tbnn(["simulate", str(run), "--split", "train", "--out", str(out), "--quiet"], threads)
+    s = json.loads((out / "simulation.json").read_text())
+    return {"samples_per_second": s["engine_samples_per_second"], "cpu_seconds_per_sample": s["engine_cpu_seconds_per_sample"],
+            "arithmetic": s["engine"]["low_precision"], "engines": sorted(set(s["engine"]["layers"].values())),
+            "threads": s["threads"]["intra_op"], "samples": s["samples"]}
+
+
+def _phase(run: Path, tmp: Path, n: int, busy: int, threads: int | None, tag: str) -> list[dict]:
+    hogs = [subprocess.Popen([sys.executable, "-c", "while 1: pass"]) for _ in range(busy)]
+    try:
+        time.sleep(1.0 if busy else 0.0)
+        out = []
+        for i in range(n):
+            out.append(_one(run, tmp / f"{tag}-{i}", threads))
+            print(f"  {tag} {i + 1}/{n}: {out[-1]['samples_per_second']:,.0f} samples/s", flush=True)
+        return out
+    finally:
+        for h in hogs:
+            h.kill()
+            h.wait()
+
+
+def _summary(runs: list[dict]) -> dict:
+    sps = [r["samples_per_second"] for r in runs]
+    return {"min": min(sps), "median": statistics.median(sps), "max": max(sps), "spread": max(sps) / min(sps),
+            "arithmetic": sorted({r["arithmetic"] for r in runs}),
+            "engines": sorted({e for r in runs for e in r["engines"]}), "threads": sorted({r["threads"] for r in runs}),
+            "cpu_ms_per_sample_median": 1e3 * statistics.median(r["cpu_seconds_per_sample"] for r in runs),
+            "runs": runs}
+
+
+def main(argv: list[str] | None = None) -> dict:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--processes", type=int, default=7, help="fresh simulate processes per phase (default 7)")
+    p.add_argument("--busy", type=int, default=2, help="busy processes beside the busy phase (default 2)")
+    p.add_argument("--threads", type=int, nargs="*", default=[1],
+                   help="OMP_NUM_THREADS settings to run besides torch's default (default: 1)")
+    p.add_argument("--epochs", type=int, default=20, help="training epochs of the run (default 20)")
+    p.add_argument("--run", type=Path, default=None, help="a trained mnist1d run folder (default: train one)")
+    p.add_argument("--out", type=Path, default=None, help="folder for bench_repeat.json and .md (default: print only)")
+    args = p.parse_args(argv)
+    for flag, v in (("--processes", args.processes), ("--epochs", args.epochs)):
+        if v < 1:
+            p.error(f"{flag} must be >= 1; got {v}.")
+    if args.busy < 0 or any(t < 1 for t in args.threads):
+        p.error("--busy must be >= 0 and every --threads value >= 1.")
+    head = f"{describe_cpu()}; load average {', '.join(f'{v:.2f}' for v in os.getloadavg())}"
+    print(head, flush=True)
+    result: dict = {"cpu": head, "processes": args.processes, "busy": args.busy, "phases": {}}
+    with tempfile.TemporaryDirectory() as d:
+        tmp = Path(d)
+        run = args.run
+        if run is None:
+            run = tmp / "run"
+            _tbnn(["train", "--dataset", "mnist1d", "--model", "tbn", "--epochs", str(args.epochs),
+                   "--out", str(run), "--quiet"])
+        for threads in [None, *args.threads]:
+            for busy in (0, args.busy):
+                tag = f"{'default' if threads is None else threads} threads, {busy} busy"
+                print(tag, flush=True)
+                result["phases"][tag] = _summary(_phase(run, tmp, args.processes, busy, threads, tag.replace(" ", "_")))
+    lines = ["| threads | busy processes | samples/s min / median / max | spread (max / min) | "
+             "busy median / quiet median | arithmetic | engines | CPU ms per sample (median) |",
+             "|---|---|---|---|---|---|---|---|"]
+    for tag, s in result["phases"].items():
+        threads, busy = tag.split(" threads, ")
+        quiet = result["phases"][f"{threads} threads, 0 busy"]["median"]
+        lines.append(f"| {threads} (intra-op {', '.join(map(str, s['threads']))}) | {busy.split()[0]} | "
+                     f"{s['min']:,.0f} / {s['median']:,.0f} / {s['max']:,.0f} | {s['spread']:.2f}x | "
+                     f"{s['median'] / quiet:.2f} | {', '.join(s['arithmetic'])} | {'; '.join(s['engines'])} | "
+                     f"{s['cpu_ms_per_sample_median']:.3f} |")
+    text = "\n".join([f"# bench_repeat: {args.processes} fresh `tbnn simulate --split train` per row", "", head, "",
+                      *lines])
+    print(text)
+    if args.out is not None:
+        args.out.mkdir(parents=True, exist_ok=True)
+        (args.out / "bench_repeat.json").write_text(json.dumps(result, indent=1))
+        (args.out / "bench_repeat.md").write_text(text + "\n")
+    return result
+
+
+if __name__ == "__main__":
+    main()
