@@ -207,16 +207,16 @@ def packed_and_popcount(s_packed: Tensor, q_packed: Tensor) -> Tensor:
 
 def tbnn_engine(model: nn.Module, schedule: str = "step") -> Callable[[Tensor], tuple[Tensor, Any]]:
     """tbnn's spiking engine as ``tbnn.simulate(schedule=...)`` runs it: the model's forward in a
-    simulation session (every spike recorded and counted), weight codes made once."""
+    simulation session (every spike recorded and counted), the weight codes kept between
+    calls as ``simulate`` keeps them (checked against the weights on every call)."""
     from tbnn.engine.session import SimulationSession
     from tbnn.sim.simulator import spike_layer_names
 
     names = spike_layer_names(model)
     ids = {id(mod): names[name] for name, mod in model.named_modules() if name in names}
-    cache: dict = {}
 
     def run(x: Tensor) -> tuple[Tensor, Any]:
-        with SimulationSession(ids, schedule, weight_cache=cache) as sess:
+        with SimulationSession(ids, schedule) as sess:
             logits = model(x)
         return logits, sess
 

@@ -175,3 +175,10 @@ def test_fanout_names_say_what_they_count():
     assert float(existing.sum()) < float(dense.sum())  # 2:4 sparsity prunes half the weights
     with pytest.warns(DeprecationWarning, match="SimulationSession.fanout is deprecated; use SimulationSession.synapse_counts"):
         assert torch.equal(sess.fanout("in"), existing)
+
+
+def test_session_weight_cache_is_deprecated():
+    from tbnn.engine.session import SimulationSession
+
+    with pytest.warns(DeprecationWarning, match=r"SimulationSession\(weight_cache=...\) is deprecated"):
+        SimulationSession({}, weight_cache={})

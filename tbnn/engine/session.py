@@ -74,8 +74,10 @@ class SimulationSession:
     record_layers : names of the layers whose spikes are kept (``None``: all).
     record_samples : keep the spikes of the first this many samples (``None``: all);
         counts always cover every sample.
-    weight_cache : a dict shared between sessions of the same model, for the layers'
-        weight codes and fan-outs (made once; the model must not change in between).
+    weight_cache : deprecated: a dict shared between sessions of the same model, for the
+        layers' weight codes and fan-outs, trusted without a check. Every session now reuses
+        a layer's codes and fan-outs while its weight is bit-for-bit unchanged
+        (:func:`tbnn.engine.cached_weight_codes`).
     """
 
     def __init__(self, names: dict[int, str], schedule: str = "step", record_layers: Iterable[str] | None = None,
@@ -99,9 +101,11 @@ class SimulationSession:
         self.layer_engines: dict[int, str] = {}  # id of each tbnn layer -> the engine that ran it
         self.samples_seen = 0  # samples of finished batches
         self._batch_counts: dict[str, tuple[Tensor, Tensor]] = {}  # layer -> (its latest spikes, their counts)
+        if weight_cache is not None:
+            warn_deprecated("SimulationSession(weight_cache=...)", "SimulationSession without it (weight codes are "
+                            "now kept by content: tbnn.engine.cached_weight_codes)")
         cache = weight_cache if weight_cache is not None else {}
         self._codes: dict[int, engine.WeightCodes] = cache.setdefault("codes", {})
-        self._fanouts: dict[tuple, tuple[Tensor, Tensor]] = cache.setdefault("fanouts", {})
         self._token = None
 
     @property
@@ -210,11 +214,11 @@ class SimulationSession:
             current = engine.exact(layer, code, wc)
         self.layer_engines[id(layer)] = engine.engine_path(wc)
         in_shape = tuple(code.shape[1:]) if code.shape is not None else (code.q.shape[-1],)
-        key = (id(layer), in_shape)
-        if key not in self._fanouts:
+        key = ("fanouts", in_shape)  # kept with the codes: made from them and the layer's operator
+        if key not in wc.cache:
             fo = engine.fanout(layer, in_shape, wc)
-            self._fanouts[key] = (fo, torch.stack([fo, engine.fanout(layer, in_shape, wc, dense=True)], 1))
-        fo, both = self._fanouts[key]  # [F] and [F, 2]: the synapses that exist, and every weight position
+            wc.cache[key] = (fo, torch.stack([fo, engine.fanout(layer, in_shape, wc, dense=True)], 1))
+        fo, both = wc.cache[key]  # [F] and [F, 2]: the synapses that exist, and every weight position
         src = code.source or "input"
         counted = self._batch_counts.get(src)
         if counted is not None and counted[0] is code.spikes:  # counted as they were fired
@@ -224,7 +228,7 @@ class SimulationSession:
         ops, dense_ops = (per_input @ both).tolist()  # exact: sums of integer products in float64
         self.synaptic_ops[src] = self.synaptic_ops.get(src, 0.0) + ops
         self.dense_ops[src] = self.dense_ops.get(src, 0.0) + dense_ops
-        self.readers.setdefault(src, {})[key] = fo
+        self.readers.setdefault(src, {})[(id(layer), in_shape)] = fo
         return current
 
     def synapse_counts(self, name: str) -> Tensor | None:
