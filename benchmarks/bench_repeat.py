@@ -6,15 +6,19 @@ from ``--run``), then runs ``tbnn simulate RUN --split train`` (4,000 samples) i
 ``simulation.json``: the engine's throughput (``engine_samples_per_second``), its CPU time per
 sample, the arithmetic the engine chose (``engine.low_precision``), the engine each layer ran
 and the thread counts. Then the same with ``--busy`` processes running ``while 1: pass``
-beside it. Each phase runs with torch's default threads (what ``tbnn`` does) and, if
-``--threads`` names more, with ``OMP_NUM_THREADS`` set to each.
+beside it.
 
-Prints, per phase and thread setting: the throughput's minimum, median and maximum, the
-spread (maximum / minimum), the set of arithmetic choices and engines, and the busy phase's
-median as a fraction of the quiet one. The CPU line and the load average come first. No
-result is asserted.
+Each phase runs under every ``--settings`` entry: ``default`` (the command as a user runs it:
+one thread, passive OpenMP waiting), ``threads=N`` (``OMP_NUM_THREADS=N``) and
+``threads=N,spin`` (also ``OMP_WAIT_POLICY`` set empty, so that OpenMP spins as it did
+before the ``tbnn`` command chose passive waiting).
 
-    python benchmarks/bench_repeat.py [--processes 7] [--busy 2] [--threads 1] [--out DIR]
+Prints, per setting and phase: the throughput's minimum, median and maximum, the spread
+(maximum / minimum), the set of arithmetic choices and engines, and the busy phase's median
+as a fraction of the quiet one. The CPU line and the load average come first. No result is
+asserted.
+
+    python benchmarks/bench_repeat.py [--processes 7] [--busy 2] [--settings default threads=2 threads=2,spin] [--out DIR]
 """
 
 from __future__ import annotations
@@ -34,35 +38,49 @@ from tbnn.runtime.machine import describe_cpu
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def _env(threads: int | None) -> dict:
-    env = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "MKL_NUM_THREADS")}
+def _env(setting: str = "default") -> dict:
+    """The environment of a ``tbnn`` process under ``setting`` (see the module)."""
+    env = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OMP_WAIT_POLICY")}
     path = env.get("PYTHONPATH", "")
     env["PYTHONPATH"] = f"{ROOT}{os.pathsep}{path}" if path else str(ROOT)
-    if threads is not None:
-        env["OMP_NUM_THREADS"] = str(threads)
+    for part in setting.split(","):
+        if part.startswith("threads="):
+            env["OMP_NUM_THREADS"] = part.split("=", 1)[1]
+        elif part == "spin":
+            env["OMP_WAIT_POLICY"] = ""  # set, so the command leaves it; empty, so OpenMP keeps its default
     return env
 
 
-def _tbnn(args: list[str], threads: int | None = None) -> None:
-    subprocess.run([sys.executable, "-m", "tbnn", *args], env=_env(threads), check=True,
+def _setting(text: str) -> str:
+    """``--settings`` entry: ``default``, ``threads=N`` or ``threads=N,spin``."""
+    parts = text.split(",")
+    ok = text == "default" or (parts[0].startswith("threads=") and parts[0][8:].isdigit() and int(parts[0][8:]) >= 1
+                               and parts[1:] in ([], ["spin"]))
+    if not ok:
+        raise argparse.ArgumentTypeError(f"must be default, threads=N or threads=N,spin; got {text!r}")
+    return text
+
+
+def _tbnn(args: list[str], setting: str = "default") -> None:
+    subprocess.run([sys.executable, "-m", "tbnn", *args], env=_env(setting), check=True,
                    stdout=subprocess.DEVNULL)
 
 
-def _one(run: Path, out: Path, threads: int | None) -> dict:
-    _tbnn(["simulate", str(run), "--split", "train", "--out", str(out), "--quiet"], threads)
+def _one(run: Path, out: Path, setting: str) -> dict:
+    _tbnn(["simulate", str(run), "--split", "train", "--out", str(out), "--quiet"], setting)
     s = json.loads((out / "simulation.json").read_text())
     return {"samples_per_second": s["engine_samples_per_second"], "cpu_seconds_per_sample": s["engine_cpu_seconds_per_sample"],
             "arithmetic": s["engine"]["low_precision"], "engines": sorted(set(s["engine"]["layers"].values())),
             "threads": s["threads"]["intra_op"], "samples": s["samples"]}
 
 
-def _phase(run: Path, tmp: Path, n: int, busy: int, threads: int | None, tag: str) -> list[dict]:
+def _phase(run: Path, tmp: Path, n: int, busy: int, setting: str, tag: str) -> list[dict]:
     hogs = [subprocess.Popen([sys.executable, "-c", "while 1: pass"]) for _ in range(busy)]
     try:
         time.sleep(1.0 if busy else 0.0)
         out = []
         for i in range(n):
-            out.append(_one(run, tmp / f"{tag}-{i}", threads))
+            out.append(_one(run, tmp / f"{tag}-{i}", setting))
             print(f"  {tag} {i + 1}/{n}: {out[-1]['samples_per_second']:,.0f} samples/s", flush=True)
         return out
     finally:
@@ -84,8 +102,8 @@ def main(argv: list[str] | None = None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--processes", type=int, default=7, help="fresh simulate processes per phase (default 7)")
     p.add_argument("--busy", type=int, default=2, help="busy processes beside the busy phase (default 2)")
-    p.add_argument("--threads", type=int, nargs="*", default=[1],
-                   help="OMP_NUM_THREADS settings to run besides torch's default (default: 1)")
+    p.add_argument("--settings", type=_setting, nargs="+", default=["default", "threads=2", "threads=2,spin"],
+                   help="environments to run: default, threads=N, threads=N,spin (default: all three with N = 2)")
     p.add_argument("--epochs", type=int, default=20, help="training epochs of the run (default 20)")
     p.add_argument("--run", type=Path, default=None, help="a trained mnist1d run folder (default: train one)")
     p.add_argument("--out", type=Path, default=None, help="folder for bench_repeat.json and .md (default: print only)")
@@ -93,8 +111,8 @@ def main(argv: list[str] | None = None) -> dict:
     for flag, v in (("--processes", args.processes), ("--epochs", args.epochs)):
         if v < 1:
             p.error(f"{flag} must be >= 1; got {v}.")
-    if args.busy < 0 or any(t < 1 for t in args.threads):
-        p.error("--busy must be >= 0 and every --threads value >= 1.")
+    if args.busy < 0:
+        p.error(f"--busy must be >= 0; got {args.busy}.")
     head = f"{describe_cpu()}; load average {', '.join(f'{v:.2f}' for v in os.getloadavg())}"
     print(head, flush=True)
     result: dict = {"cpu": head, "processes": args.processes, "busy": args.busy, "phases": {}}
@@ -105,18 +123,19 @@ def main(argv: list[str] | None = None) -> dict:
             run = tmp / "run"
             _tbnn(["train", "--dataset", "mnist1d", "--model", "tbn", "--epochs", str(args.epochs),
                    "--out", str(run), "--quiet"])
-        for threads in [None, *args.threads]:
-            for busy in (0, args.busy):
-                tag = f"{'default' if threads is None else threads} threads, {busy} busy"
+        for setting in args.settings:
+            for busy in sorted({0, args.busy}):
+                tag = f"{setting} | {busy}"
                 print(tag, flush=True)
-                result["phases"][tag] = _summary(_phase(run, tmp, args.processes, busy, threads, tag.replace(" ", "_")))
-    lines = ["| threads | busy processes | samples/s min / median / max | spread (max / min) | "
+                result["phases"][tag] = _summary(_phase(run, tmp, args.processes, busy, setting,
+                                                        f"{setting.replace(',', '-').replace('=', '')}-{busy}"))
+    lines = ["| setting | busy processes | samples/s min / median / max | spread (max / min) | "
              "busy median / quiet median | arithmetic | engines | CPU ms per sample (median) |",
              "|---|---|---|---|---|---|---|---|"]
     for tag, s in result["phases"].items():
-        threads, busy = tag.split(" threads, ")
-        quiet = result["phases"][f"{threads} threads, 0 busy"]["median"]
-        lines.append(f"| {threads} (intra-op {', '.join(map(str, s['threads']))}) | {busy.split()[0]} | "
+        setting, busy = tag.split(" | ")
+        quiet = result["phases"][f"{setting} | 0"]["median"]
+        lines.append(f"| {setting} (intra-op {', '.join(map(str, s['threads']))}) | {busy} | "
                      f"{s['min']:,.0f} / {s['median']:,.0f} / {s['max']:,.0f} | {s['spread']:.2f}x | "
                      f"{s['median'] / quiet:.2f} | {', '.join(s['arithmetic'])} | {'; '.join(s['engines'])} | "
                      f"{s['cpu_ms_per_sample_median']:.3f} |")

@@ -102,3 +102,11 @@ def test_bench_checkouts_names_the_flag_on_a_bad_revision(monkeypatch, capsys):
         _run(monkeypatch, capsys, "bench_checkouts.py", "--quick", "--old", "no-such-revision", "--workloads", "import")
     assert e.value.code == 2
     assert "--old 'no-such-revision'" in capsys.readouterr().err
+
+
+def test_bench_repeat_tiny(monkeypatch, capsys):
+    text = _run(monkeypatch, capsys, "bench_repeat.py", "--processes", "1", "--busy", "0", "--epochs", "1",
+                "--settings", "default")
+    assert text.startswith("CPU: ")
+    row = [line for line in text.splitlines() if line.startswith("| default (intra-op 1) | 0 |")]
+    assert len(row) == 1 and "1.00x" in row[0] and ("packed" in row[0] or "dense" in row[0])
