@@ -15,7 +15,9 @@ Quantizing a weight to codes (the DAT's per-row fit) and packing them is most of
 and reuses them only while the layer's weight is the same **bit for bit** (compared by
 content, never by a version counter or a name) and its quantizer settings
 (``weight_codes_key``) are the same; anything else quantizes afresh. The cost of a hit is one
-comparison of the weight and bias with kept copies (one weight's worth of memory per layer).
+comparison of the weight and bias with kept copies. The memory: per layer, a copy of its
+weight and bias beside its codes (themselves about two weights' worth), held until the layer
+is freed or :func:`clear_weight_codes` is called.
 
 >>> import tbnn
 >>> wc = weight_codes(tbnn.TBLinear(6, 2))
