@@ -351,7 +351,7 @@ def _figure(rows: list[dict], out: Path, name: str = "results_table.png") -> Non
             lows.append(min(accs))
             a1.scatter([x] * len(accs), accs, s=8, color=c, alpha=0.45, linewidths=0, zorder=2)
             lab = (m if m == "float" else f"{m} (T = {r['timesteps']})"
-                   + (f", {readout_label(m, ro)}" if m in ("tbn", "ste") else "")) if first else None
+                   + (f", {readout_label(m, ro)}" if m in ("tbn", "ste") else ", spikes only")) if first else None
             common.errorbar_points(a1, [x], [100 * r.get("tail_accuracy_mean", r["test_accuracy_mean"])],
                                    [100 * r.get("tail_accuracy_std", r["test_accuracy_std"])], c,
                                    filled=ro != "running", zorder=3, label=lab)
