@@ -122,9 +122,10 @@ def plot(agg: list[dict[str, Any]], path: Path, title: str) -> Path:
         ax.set_xlabel(xl)
         ax.grid(alpha=0.3, which="major", lw=0.5)
     axes[0].set_ylabel("test accuracy (%), simulated\nmean ± std over seeds")
-    axes[0].legend(loc="lower right")
+    h, lab = axes[0].get_legend_handles_labels()
+    fig.legend(h, lab, loc="lower center", ncol=3, fontsize=7.5, frameon=False)  # below: no point hidden
     fig.suptitle(title)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.07, 1, 1))
     return common.save_figure(fig, path.parent, path.name)
 
 
