@@ -8,6 +8,12 @@ loop and recipe. Every trained run is simulated as spikes with :func:`tbnn.sim.s
 accuracy of the spiking inference, spikes and synaptic operations per inference and the
 throughput (samples/s, the simulator's own timer).
 
+The TBN is run twice: with the default per-sample read-out (``readout="sample"``: a gain and
+an offset per block of 128 neurons and per sample, computed from the analog current, cross
+each layer beside the spikes) and trained spikes-only (``readout="running"``: gains and
+offsets fixed at inference, so that, as in the LIF networks, nothing but spikes crosses a
+layer); the table counts the analog values each sends per inference.
+
 Outputs in ``--out`` (default ``figures/``): ``tbn_vs_lif.json``, ``tbn_vs_lif.md`` and
 ``tbn_vs_lif.png`` (accuracy vs synaptic ops per inference and vs training seconds per epoch).
 
@@ -35,7 +41,7 @@ def run_one(spec: dict[str, Any], seed: int, args, workdir: Path) -> dict[str, A
     run_dir = workdir / tag
     kw = dict(timesteps=spec["T"])
     if spec["model"] == "tbn":
-        kw.update(weight_bits=1)
+        kw.update(weight_bits=1, readout=spec["readout"])
     m = train("digits", spec["model"], run_dir, epochs=args.epochs, seed=seed, progress=False,
               n_train=args.n_train, n_test=args.n_test, hidden=args.hidden, layers=2, **kw)
     sims = {}
@@ -43,11 +49,11 @@ def run_one(spec: dict[str, Any], seed: int, args, workdir: Path) -> dict[str, A
         sims[mode] = simulate(run_dir, schedule=mode, progress=False, seed=seed)
     s = sims[spec["modes"][0]]
     return {
-        "name": spec["name"], "model": spec["model"], "T": spec["T"], "seed": seed,
+        "name": spec["name"], "model": spec["model"], "readout": spec.get("readout"), "T": spec["T"], "seed": seed,
         "test_accuracy": m["test_accuracy"], "sim_accuracy": s["accuracy"],
         "forward_agreement": s["forward_agreement"], "seconds_per_epoch": m["seconds_per_epoch"],
         "train_seconds": m["train_seconds"], "spikes": s["spikes_per_sample"],
-        "synaptic_ops": s["synaptic_ops_per_sample"],
+        "synaptic_ops": s["synaptic_ops_per_sample"], "analog_values": s["analog_values_per_sample"],
         "samples_per_second": {k: v["samples_per_second"] for k, v in sims.items()},
         "weight_storage_bits": m["weight_storage_bits"],
         "layer_rates": {L["name"]: L["rate_per_step"] for L in s["layers"]},
@@ -58,15 +64,30 @@ def aggregate(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     out = []
     for name in dict.fromkeys(r["name"] for r in rows):
         rs = [r for r in rows if r["name"] == name]
-        agg: dict[str, Any] = {"name": name, "model": rs[0]["model"], "T": rs[0]["T"], "seeds": len(rs)}
+        agg: dict[str, Any] = {"name": name, "model": rs[0]["model"], "readout": rs[0].get("readout"),
+                               "T": rs[0]["T"], "seeds": len(rs)}
         for k in ("test_accuracy", "sim_accuracy", "forward_agreement", "seconds_per_epoch", "spikes",
-                  "synaptic_ops", "weight_storage_bits"):
+                  "synaptic_ops", "analog_values", "weight_storage_bits"):
+            if any(k not in r for r in rs):  # saved before the column existed
+                continue
             agg[k], agg[k + "_std"] = common.mean_std(r[k] for r in rs)
         agg["samples_per_second"] = {m: common.mean_std(r["samples_per_second"][m] for r in rs)[0]
                                      for m in rs[0]["samples_per_second"]}
         agg["layer_rates"] = {L: common.mean_std(r["layer_rates"][L] for r in rs)[0] for L in rs[0]["layer_rates"]}
         out.append(agg)
     return out
+
+
+#: How the table and the figure name each network's read-out.
+READOUT_LABELS = {"sample": "per-sample", "running": "spikes-only (trained)", None: "spikes only (LIF)"}
+
+
+def _label(r: dict[str, Any]) -> str:
+    """``TBN T=4``, ``TBN T=4 spikes-only`` or ``LIF T=8`` (results saved before the read-out
+    column: the TBN's is per-sample)."""
+    if r["model"] != "tbn":
+        return f"LIF T={r['T']}"
+    return f"TBN T={r['T']}" + (" spikes-only" if r.get("readout") == "running" else "")
 
 
 def plot(agg: list[dict[str, Any]], path: Path, title: str) -> Path:
@@ -87,19 +108,24 @@ def plot(agg: list[dict[str, Any]], path: Path, title: str) -> Path:
             ax.errorbar(r[key], 100 * r["sim_accuracy"], yerr=100 * r["sim_accuracy_std"], color=c_lif,
                         capsize=2, lw=0.8)
         for r in tbn:
+            spk = r.get("readout") == "running"
             ax.errorbar(r[key], 100 * r["sim_accuracy"], yerr=100 * r["sim_accuracy_std"], fmt="s",
-                        color=c_tbn, ms=7, capsize=2, label="TBN (binary code, 1-bit weights)")
+                        color=c_tbn, mfc="white" if spk else c_tbn, ms=7, capsize=2,
+                        label="TBN (binary code, 1-bit weights), "
+                        + ("trained spikes-only read-out" if spk else "per-sample read-out"))
         for r in agg:
-            ax.annotate(f"{'TBN' if r['model'] == 'tbn' else 'LIF'} T={r['T']}", (r[key], 100 * r["sim_accuracy"]),
-                        fontsize=7, xytext=(4, -9), textcoords="offset points", color="0.25")
+            ax.annotate(_label(r), (r[key], 100 * r["sim_accuracy"]),
+                        fontsize=7, xytext=(4, -9 if r.get("readout") != "running" else 4),
+                        textcoords="offset points", color="0.25")
         ax.set_xscale("log")
         common.log_ticks(ax)
         ax.set_xlabel(xl)
         ax.grid(alpha=0.3, which="major", lw=0.5)
     axes[0].set_ylabel("test accuracy (%), simulated\nmean ± std over seeds")
-    axes[0].legend(loc="lower right")
+    h, lab = axes[0].get_legend_handles_labels()
+    fig.legend(h, lab, loc="lower center", ncol=3, fontsize=7.5, frameon=False)  # below: no point hidden
     fig.suptitle(title)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.07, 1, 1))
     return common.save_figure(fig, path.parent, path.name)
 
 
@@ -122,7 +148,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         args.epochs = args.epochs or 15
         args.n_train = args.n_test = None
     seeds = args.seeds or [0]
-    specs = [dict(name="tbn_T4", model="tbn", T=4, modes=("step", "folded"))]
+    specs = [dict(name="tbn_T4", model="tbn", readout="sample", T=4, modes=("step", "folded")),
+             dict(name="tbn_T4_spikes_only", model="tbn", readout="running", T=4, modes=("step", "folded"))]
     specs += [dict(name=f"lif_T{t}", model="lif", T=t, modes=("step",)) for t in args.lif_t]
     tmp = None
     if args.workdir is None:
@@ -136,7 +163,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         for spec, seed in common.progress([(s, e) for e in seeds for s in specs], args.progress, "tbn vs lif"):
             r = run_one(spec, seed, args, workdir)
             rows.append(r)
-            print(f"{r['name']:8s} seed {seed}: acc {r['sim_accuracy']:.4f} (train-time {r['test_accuracy']:.4f}) "
+            print(f"{r['name']:18s} seed {seed}: acc {r['sim_accuracy']:.4f} (train-time {r['test_accuracy']:.4f}) "
                   f"{r['seconds_per_epoch']:.2f} s/epoch, spikes {r['spikes']:.0f}, synops {r['synaptic_ops']:.4g}, "
                   f"{r['samples_per_second']}", flush=True)
     finally:
@@ -144,20 +171,22 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             tmp.cleanup()
     agg = aggregate(rows)
     tbn = next(r for r in agg if r["model"] == "tbn")
-    headers = ["model", "T", "accuracy % (simulated)", "agree", "s/epoch", "spikes/inf.", "syn. ops/inf.",
-               "syn. ops vs TBN", "samples/s (sim)", "weight bits"]
+    headers = ["model", "read-out", "T", "accuracy % (simulated)", "agree", "s/epoch", "spikes/inf.",
+               "analog values/inf.", "syn. ops/inf.", "syn. ops vs TBN", "samples/s (sim)", "weight bits"]
     table_rows = []
     for r in agg:
         accs = [x["sim_accuracy"] for x in rows if x["name"] == r["name"]]
         sps = " / ".join(f"{v:,.0f} {m}" for m, v in r["samples_per_second"].items())
-        table_rows.append([r["model"].upper(), r["T"], common.fmt_pm(accs, digits=2), f"{r['forward_agreement']:.3f}",
-                           f"{r['seconds_per_epoch']:.2f}", f"{r['spikes']:.0f}", f"{r['synaptic_ops']:.4g}",
+        table_rows.append([r["model"].upper(), READOUT_LABELS[r["readout"]], r["T"], common.fmt_pm(accs, digits=2),
+                           f"{r['forward_agreement']:.3f}", f"{r['seconds_per_epoch']:.2f}", f"{r['spikes']:.0f}",
+                           f"{r['analog_values']:.0f}", f"{r['synaptic_ops']:.4g}",
                            f"{r['synaptic_ops'] / tbn['synaptic_ops']:.2f}x", sps, f"{r['weight_storage_bits']:.0f}"])
-    table = common.format_table(headers, table_rows)
+    table = common.format_table(headers, table_rows, align="llrrrrrrrrrr")
     lif = [r for r in agg if r["model"] == "lif"]
     within = [r for r in lif if r["sim_accuracy"] >= tbn["sim_accuracy"] - 0.005]
     m = within[0] if within else None
-    match = (f"Smallest LIF T whose mean accuracy is within 0.5 points of the TBN's ({100 * tbn['sim_accuracy']:.2f} %): "
+    match = (f"Smallest LIF T whose mean accuracy is within 0.5 points of the per-sample TBN's "
+             f"({100 * tbn['sim_accuracy']:.2f} %): "
              + (f"T={m['T']} ({100 * m['sim_accuracy']:.2f} %), at {m['synaptic_ops'] / tbn['synaptic_ops']:.1f}x the "
                 f"TBN's synaptic ops, {m['spikes'] / tbn['spikes']:.1f}x its spikes and "
                 f"{m['seconds_per_epoch'] / tbn['seconds_per_epoch']:.1f}x its training time per epoch."
@@ -174,7 +203,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                f"# TBN vs snnTorch LIF on digits\n\n{desc}. Accuracy is the spiking simulation's "
                "(tbnn.sim.simulate; mean ± std over seeds); spikes and synaptic operations (spike x fan-out) "
                "per inference include the input layer; samples/s is the simulator's own timer "
-               "(TBN: step / folded engines; LIF: snnTorch per-step loop).\n\n"
+               "(TBN: step / folded engines; LIF: snnTorch per-step loop). Read-out: the TBN per-sample "
+               "read-out sends a gain and an offset per block of neurons and per sample beside the spikes "
+               "(analog values/inf.); the trained spikes-only TBN (`tbnn train --readout running`) and the "
+               "LIF networks send nothing but spikes.\n\n"
                f"{table}\n\n{match}\n\n![TBN vs LIF](tbn_vs_lif.png)\n")
     plot(agg, args.out / "tbn_vs_lif.png", _title(result, args.quick))
     return result

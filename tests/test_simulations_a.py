@@ -94,8 +94,22 @@ def test_results_table_quick(tmp_path):
     assert bits[("digits", "mlp", "tbn")] < bits[("digits", "mlp", "float")] / 8  # 1-bit weights
     assert {t["target"] for t in data["targets"]} >= {"digits TBN MLP >= 98.0 %", "mnist1d TBN CNN >= 90 %"}
     assert all(isinstance(t["met"], bool) for t in data["targets"])
+    # every TBN row names its read-out; each dataset / arch has a trained spikes-only TBN row
+    ro = {(r["dataset"], r["arch"], r["model"], r["readout"]): r for r in data["rows"]}
+    for ds, arch in (("digits", "mlp"), ("mnist1d", "mlp"), ("mnist1d", "cnn")):
+        per, spk = ro[(ds, arch, "tbn", "sample")], ro[(ds, arch, "tbn", "running")]
+        assert (per["readout_label"], spk["readout_label"]) == ("per-sample", "spikes-only (trained)")
+        assert len(per["spikes_only_posthoc"]) == 1 and "spikes_only_posthoc" not in spk
+        _acc_ok(per["spikes_only_posthoc"][0])
+    pairs = {(p["dataset"], p["arch"]): p for p in data["paired_readout"]}
+    p = pairs[("digits", "mlp")]
+    spk_run, per_run = ro[("digits", "mlp", "tbn", "running")]["runs"][0], ro[("digits", "mlp", "tbn", "sample")]["runs"][0]
+    assert p["seeds"] == [0] and abs(p["diff_final"][0] - (spk_run["test_accuracy"] - per_run["test_accuracy"])) < 1e-12
+    names = {t["target"] for t in data["targets"]}
+    assert {"digits TBN MLP trained spikes-only within 1 point of per-sample",
+            "mnist1d TBN CNN trained spikes-only within 5 points of per-sample"} <= names
     md = (tmp_path / "results_table.md").read_text()
-    assert "| dataset" in md and "## Targets" in md
+    assert "| dataset" in md and "## Targets" in md and "spikes-only (trained)" in md and "--readout running" in md
     _png_ok(tmp_path / "results_table.png")
     assert len(res["rows"]) == len(data["rows"])
 

@@ -61,7 +61,7 @@ def test_tbn_vs_lif_quick(tmp_path):
     mod.main(["--quick", "--out", str(tmp_path), "--no-progress", "--lif-t", "4", "8"])
     data = json.loads((tmp_path / "tbn_vs_lif.json").read_text())
     names = [r["name"] for r in data["results"]]
-    assert names == ["tbn_T4", "lif_T4", "lif_T8"]
+    assert names == ["tbn_T4", "tbn_T4_spikes_only", "lif_T4", "lif_T8"]
     for r in data["results"]:
         for key in ("model", "T", "sim_accuracy", "test_accuracy", "seconds_per_epoch", "spikes", "synaptic_ops",
                     "samples_per_second", "forward_agreement", "weight_storage_bits"):
@@ -69,8 +69,12 @@ def test_tbn_vs_lif_quick(tmp_path):
         assert r["forward_agreement"] == 1.0
         assert r["seconds_per_epoch"] > 0 and r["synaptic_ops"] > 0
         assert all(v > 0 for v in r["samples_per_second"].values())
-    tbn = data["results"][0]
+    tbn, spk = data["results"][0], data["results"][1]
     assert set(tbn["samples_per_second"]) == {"step", "folded"}
+    # the per-sample read-out sends analog values beside the spikes; trained spikes-only and LIF none
+    assert (tbn["readout"], spk["readout"]) == ("sample", "running")
+    assert tbn["analog_values"] > 0 and spk["analog_values"] == 0
+    assert all(r["analog_values"] == 0 for r in data["results"] if r["model"] == "lif")
     assert "matched_summary" in data and "git" in data["info"]  # the checkout's commit (+dirty)
     lif = {r["T"]: r for r in data["results"] if r["model"] == "lif"}
     assert lif[8]["spikes"] > lif[4]["spikes"]  # the rate code spends spikes with T
