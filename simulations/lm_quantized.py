@@ -838,6 +838,22 @@ def report(runs: list[dict], planned: list, args, lrs, out: Path, command: str, 
 # main
 
 
+def length_check(args, model: dict, train: dict, lr: float = 3e-3) -> dict:
+    """The issue's length criterion on its own: the float model (the grid's recipe, ``lr``, seed 0)
+    trained ``train["steps"]`` steps; written to ``RUNS/length/float_<steps>.json``."""
+    corpus = build_corpus(PACKAGES[:1] if args.quick else PACKAGES, QUICK_FILES if args.quick else None)
+    spec = {"setting": "float", "method": "float", "lr": lr, "seed": 0, "lam": None}
+    r = train_one(corpus, spec, model, train, args.device, None)
+    r.update(preset="length", model=model, train=train, corpus=corpus["info"], host=_host(),
+             info=common.run_info(args), finished=time.strftime("%Y-%m-%d %H:%M:%S"))
+    common.write_json(Path(args.runs) / "length", f"float_{train['steps']}.json", r)
+    flat = r["rel_improvement_last_20pct"]
+    print(f"float, lr {lr}, {train['steps']} steps: final val loss {r['final_val_loss']:.4f}, "
+          f"{100 * flat:.2f} % better over the last 20 % of steps: "
+          f"{'flattened' if flat < 0.01 else 'not flattened'} (criterion < 1 %)", flush=True)
+    return r
+
+
 def main(argv: list[str] | None = None) -> dict:
     p = common.make_parser(__doc__.split("\n")[0])
     p.add_argument("--runs", type=Path, default=common.ROOT / "docs" / NAME / "runs",
@@ -847,11 +863,16 @@ def main(argv: list[str] | None = None) -> dict:
                    help="the paper's nanoGPT size (6 blocks, d 384, context 256): A1W1 DAT, STE, BitNet, float")
     p.add_argument("--steps", type=int, default=None, help="training steps per run (default: the preset's)")
     p.add_argument("--device", default=None, help="torch device (default: cuda when available, else cpu)")
+    p.add_argument("--length-check", type=int, default=None, metavar="STEPS",
+                   help="instead of the grid: train the float model (lr 3e-3, seed 0) for STEPS steps into "
+                        "RUNS/length/ and print whether it flattened (< 1 %% better over its last 20 %% of steps)")
     args = common.parse_args(p, argv)
     if args.max_runs is not None and args.max_runs < 0:
         p.error(f"--max-runs must be >= 0; got {args.max_runs}.")
     if args.steps is not None and args.steps < 1:
         p.error(f"--steps must be >= 1; got {args.steps}.")
+    if args.length_check is not None and args.length_check < 1:
+        p.error(f"--length-check must be >= 1; got {args.length_check}.")
     import torch
 
     args.device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
@@ -871,6 +892,8 @@ def main(argv: list[str] | None = None) -> dict:
         train["steps"] = args.steps
     preset = ("quick-" if args.quick else "") + ("gpu" if args.gpu_size else "cpu")
 
+    if args.length_check is not None:
+        return length_check(args, model, dict(train, steps=args.length_check))
     trained = 0
     if args.gpu_size:
         planned = gpu_plan(GPU_LR)

@@ -132,6 +132,17 @@ def test_gpu_size_preset_runs_on_cpu(mod, tmp_path):
     assert {r["spec"]["method"] for r in runs} == {"dat", "ste", "bitnet", "float"}
 
 
+def test_length_check_trains_float_alone_and_says_whether_it_flattened(mod, tmp_path, capsys):
+    r = mod.main(["--quick", "--length-check", "10", "--runs", str(tmp_path / "r"), "--out", str(tmp_path),
+                  "--no-progress"])
+    saved = json.loads((tmp_path / "r" / "length" / "float_10.json").read_text())
+    assert saved["spec"]["method"] == "float" and saved["steps_done"] == 10 == saved["train"]["steps"]
+    assert saved["rel_improvement_last_20pct"] == r["rel_improvement_last_20pct"]
+    assert mod.load_runs(tmp_path / "r", "quick-cpu") == []  # not a grid run
+    out = capsys.readouterr().out
+    assert "10 steps: final val loss" in out and ("not flattened" in out) == (r["rel_improvement_last_20pct"] >= 0.01)
+
+
 def test_bad_arguments_name_the_flag(mod, tmp_path, capsys):
     with pytest.raises(SystemExit):
         mod.main(["--quick", "--max-runs", "-1", "--out", str(tmp_path)])
