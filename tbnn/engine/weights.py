@@ -116,9 +116,15 @@ def weight_codes(layer: EngineLayer) -> WeightCodes:
 _KEPT: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
+#: the integer type of each element size: a tensor's bits compared as integers of its own width
+#: (torch.equal on int32 is about 3x faster than on the same bytes as uint8)
+_SAME_WIDTH = {1: torch.uint8, 2: torch.int16, 4: torch.int32, 8: torch.int64}
+
+
 def _bits(t: Tensor) -> Tensor:
-    """``t``'s bytes (NaN, -0.0 and +0.0 told apart, as the quantizer may tell them)."""
-    return t.detach().contiguous().reshape(-1).view(torch.uint8)
+    """``t``'s bits as integers (NaN, -0.0 and +0.0 told apart, as the quantizer may tell them)."""
+    flat = t.detach().contiguous().reshape(-1)
+    return flat.view(_SAME_WIDTH.get(flat.element_size(), torch.uint8))
 
 
 def cached_weight_codes(layer: EngineLayer) -> WeightCodes:
