@@ -10,8 +10,9 @@ beside it.
 
 Each phase runs under every ``--settings`` entry: ``default`` (the command as a user runs it:
 one thread, passive OpenMP waiting), ``threads=N`` (``OMP_NUM_THREADS=N``) and
-``threads=N,spin`` (also ``OMP_WAIT_POLICY`` set empty, so that OpenMP spins as it did
-before the ``tbnn`` command chose passive waiting).
+``threads=N,spin`` (also ``OMP_WAIT_POLICY`` set empty, so that the command leaves it and
+libgomp, warning once of the empty value, keeps its default: threads spin a while before they
+sleep, as before the ``tbnn`` command chose passive waiting).
 
 Prints, per setting and phase: the throughput's minimum, median and maximum, the spread
 (maximum / minimum), the set of arithmetic choices and engines, and the busy phase's median
@@ -62,8 +63,12 @@ def _setting(text: str) -> str:
 
 
 def _tbnn(args: list[str], setting: str = "default") -> None:
-    subprocess.run([sys.executable, "-m", "tbnn", *args], env=_env(setting), check=True,
-                   stdout=subprocess.DEVNULL)
+    """Run ``tbnn args``; its stderr (libgomp warns once of the empty ``OMP_WAIT_POLICY``) is shown
+    only if it fails."""
+    res = subprocess.run([sys.executable, "-m", "tbnn", *args], env=_env(setting), stdout=subprocess.DEVNULL,
+                         stderr=subprocess.PIPE, text=True)
+    if res.returncode:
+        raise RuntimeError(f"tbnn {' '.join(args)} failed (exit {res.returncode}):\n{res.stderr}")
 
 
 def _one(run: Path, out: Path, setting: str) -> dict:
