@@ -152,6 +152,14 @@ def _check_fraction(v: Any, name: str) -> float:
     return f
 
 
+def _check_share(v: Any, name: str, upper: bool) -> float:
+    """``v`` as a float in [0, 1] (``upper``) or [0, 1); ``ValueError`` naming ``name`` otherwise."""
+    ok = not isinstance(v, bool) and isinstance(v, (int, float)) and math.isfinite(v) and 0 <= v
+    if not ok or v > 1 or (v == 1 and not upper):
+        raise ValueError(f"{name} must be a share in [0, 1{']' if upper else ')'}, got {v!r}.")
+    return float(v)
+
+
 class ActivityRegularizer:
     r"""Cross-entropy plus a penalty on the fraction of hidden neurons active per step.
 
@@ -230,16 +238,9 @@ class ActivityRegularizer:
         if (isinstance(multiplier_step, bool) or not isinstance(multiplier_step, (int, float))
                 or not math.isfinite(multiplier_step) or multiplier_step < 0):
             raise ValueError(f"multiplier_step must be a finite number >= 0, got {multiplier_step!r}.")
-        if (isinstance(multiplier_leak, bool) or not isinstance(multiplier_leak, (int, float))
-                or not math.isfinite(multiplier_leak) or not 0 <= multiplier_leak < 1):
-            raise ValueError(f"multiplier_leak must be a share in [0, 1), got {multiplier_leak!r}.")
-        #: the multipliers' leak per step
-        self.multiplier_leak = float(multiplier_leak)
-        if (isinstance(anneal, bool) or not isinstance(anneal, (int, float)) or not math.isfinite(anneal)
-                or not 0 <= anneal <= 1):
-            raise ValueError(f"anneal must be a share in [0, 1], got {anneal!r}.")
-        #: the annealing's share of the training steps
-        self.anneal = float(anneal)
+        #: the multipliers' leak per step, and the annealing's share of the training steps
+        self.multiplier_leak = _check_share(multiplier_leak, "multiplier_leak", upper=False)
+        self.anneal = _check_share(anneal, "anneal", upper=True)
         self.total_steps: int | None = None
         if total_steps is not None:
             self.set_total_steps(total_steps)
