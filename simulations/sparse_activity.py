@@ -24,18 +24,21 @@ Writes ``sparse_activity.json``, ``sparse_activity.md`` and ``sparse_activity.pn
 
 ``--control`` sweeps the rate controllers instead (``rate_target=P`` alone, one set of
 defaults, no weight): ``lagrangian``, the default (homeostatic thresholds per layer,
-:mod:`tbnn.nn.homeostasis`, and a Lagrange multiplier per layer by dual ascent,
-:mod:`tbnn.nn.multiplier`) and ``thresholds``, the first version (per-neuron thresholds alone,
-step 0.05), for each target ``P`` and hidden grid (``rectify``, ``running``), paired over seeds
-with the unregularised network of the same seed, and adds per point the analog values sent
+:mod:`tbnn.nn.homeostasis`, and a leaky Lagrange multiplier per layer by dual ascent,
+:mod:`tbnn.nn.multiplier`, both chasing a target annealed from the first step's activity to
+``P`` over the first half of training) and ``thresholds``, the first version (per-neuron
+thresholds alone, step 0.05, ``P`` from the start), for each target ``P``, hidden grid
+(``rectify``, ``running``) and input code (``--input-encodings``: ``binary``, the model's, and
+e.g. ``latency``, at most one spike per input neuron), paired over seeds with the unregularised
+network of the same seed, grid and input code, and adds per point the analog values sent
 per inference (gains and offsets per block and sample) and the spikes-only accuracy (read-out
 constants fitted on the training split, :func:`tbnn.nn.readout.spikes_only`). At the sparsest
 target met (every hidden layer within ±20 %) it adds the biology panel: per hidden layer the
 rate distribution of the active neurons against a fitted log-normal (Kolmogorov–Smirnov with a
 bootstrap p-value that accounts for the fit, "not rejected" or "rejected"), silent neurons
 counted, CV, Fano factor and correlations (:func:`tbnn.analysis.analyze_spikes`). It writes
-``sparse_control.json``, ``.md`` and ``.png``. ``--epochs`` and ``--seeds`` shorten it to what
-the machine allows:
+``sparse_control.json``, ``.md`` and ``.png``; ``--resume`` keeps the runs of an interrupted
+sweep of the same settings. ``--epochs`` and ``--seeds`` shorten it to what the machine allows:
 
     python simulations/sparse_activity.py --control --datasets digits --epochs 20 --seeds 0 --targets 0.05 0.01
 """
@@ -280,7 +283,8 @@ CONTROL: dict[str, tuple[float | None, ...]] = {"digits": (None, 0.05, 0.02, 0.0
 CONTROL_GRIDS = ("rectify", "running")
 #: rate controllers: name -> (adaptive thresholds, ActivityRegularizer keywords, label)
 CONTROLLERS: dict[str, tuple[str, dict[str, float], str]] = {
-    "lagrangian": ("layer", {}, "thresholds per layer + Lagrange multiplier (default)"),
+    "lagrangian": ("layer", {}, "thresholds per layer + leaky Lagrange multiplier, target annealed over "
+                                "the first half of training (the default)"),
     "thresholds": ("neuron", {"step": 0.05, "multiplier_step": 0.0, "anneal": 0.0},
                    "thresholds alone (per neuron, η = 0.05, target P from the start)"),
 }
@@ -444,7 +448,7 @@ def _bio_markdown(res: dict) -> list[str]:
                   f"{CONTROLLERS[pt['controller']][2]}, {pt['grid']} grid, {_enc(pt)} input code, "
                   f"P = {100 * pt['P']:g} % "
                   f"({pt['test_accuracy'] * 100:.1f} % accuracy), seeds {pt['seeds']}; beside it the "
-                  "unregularised network of the same grid. Test split, every hidden neuron; rates per step "
+                  "unregularised network of the same grid and input code. Test split, every hidden neuron; rates per step "
                   "over the test split. Log-normal: Kolmogorov–Smirnov statistic of the log-rates of the "
                   "active neurons against the normal fitted to them, p-value by parametric bootstrap "
                   "(Lilliefors 1967; counted rates spread over their quantum); silent neurons excluded and "
@@ -489,7 +493,7 @@ def _control_markdown(res: dict) -> str:
         f"{MODEL['block']}; {s['epochs']} epochs, lr {RECIPE['lr']}, batch {RECIPE['batch']}, seeds {s['seeds']}; "
         f"rate_target=P, no weight to tune. Controllers: {ctrl} (tbnn.nn.homeostasis, tbnn.nn.multiplier). "
         "Mean ± std over seeds (test split); paired differences against the unregularised network of the "
-        "same seed and grid. Spikes-only: read-out constants fitted on the training split. Analog values: "
+        "same seed, grid and input code. Spikes-only: read-out constants fitted on the training split. Analog values: "
         "gains and offsets per block and sample sent beside the spikes (per-sample read-out).", "", table, "",
         *_bio_markdown(res)])
 
