@@ -39,7 +39,9 @@ def test_multiplier_is_projected_dual_ascent_on_the_clipped_relative_error():
     P = 0.02
     for lam, a in [(0.0, 0.5), (0.3, 0.025), (0.3, 0.01), (0.003, 0.0)]:
         err = min(1.0, max(-1.0, (a - P) / (P + EPS)))
-        assert step_multiplier(lam, a, P) == pytest.approx(max(0.0, lam + MULTIPLIER_STEP * err), abs=1e-15)
+        want = max(0.0, (1 - MULTIPLIER_LEAK) * lam + MULTIPLIER_STEP * err)
+        assert step_multiplier(lam, a, P) == pytest.approx(want, abs=1e-15)
+        assert step_multiplier(lam, a, P, leak=0.0) == pytest.approx(max(0.0, lam + MULTIPLIER_STEP * err), abs=1e-15)
     assert step_multiplier(0.003, 0.0, P) == 0.0  # projected: never negative
     with pytest.raises(ValueError, match="lam must be a finite number >= 0"):
         step_multiplier(-1.0, 0.1, P)
