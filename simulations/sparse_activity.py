@@ -545,7 +545,8 @@ def _control_figure(res: dict, out: Path) -> None:
     marks = {"lagrangian": ("o", "-"), "thresholds": ("^", ":"), None: ("o", "-")}
     for di, ds in enumerate(datasets):
         ax = fig.add_subplot(gs[0, di * width:(di + 1) * width])
-        ax.axvspan(1e-4, LENNIE, color="tab:green", alpha=0.25, lw=0, label="cortex: < 1 % (Lennie 2003)")
+        lo = min([p["fraction_active"] for p in res["points"] if p["dataset"] == ds] + [LENNIE]) / 1.6
+        ax.axvspan(lo, LENNIE, color="tab:green", alpha=0.25, lw=0, label="cortex: < 1 % (Lennie 2003)")
         combos = sorted({(p["grid"], _enc(p)) for p in res["points"] if p["dataset"] == ds},
                         key=lambda g: (g[1] != MODEL["encoding"], CONTROL_GRIDS.index(g[0])))
         for gi, ((grid, enc), c) in enumerate(zip(combos, ("C0", "C1", "C2", "C3", "C4", "C5"))):
@@ -560,12 +561,12 @@ def _control_figure(res: dict, out: Path) -> None:
                             label=f"{grid} grid, {enc} input, {ctrl}")
                 ax.plot([p["fraction_active"] for p in pts], [100 * p["spikes_only_accuracy"] for p in pts], mk,
                         color=c, ms=4, mfc="none", alpha=0.8)
-                if ctrl == "lagrangian":
+                if ctrl == "lagrangian" and gi == 0:  # one label per target: the curves share its rate
                     for p in pts:
                         if p["P"] is not None:
                             ax.annotate(f"P={100 * p['P']:g}%", (p["fraction_active"], 100 * p["test_accuracy"]),
                                         fontsize=6, color=c, textcoords="offset points",
-                                        xytext=(4, 4) if gi % 2 == 0 else (4, -10))
+                                        xytext=(4, 4))
         ax.plot([], [], "o", color="0.3", mfc="none", label="hollow: spikes-only read-out")
         ax.set_xscale("log")
         ax.xaxis.set_major_formatter(plt.FuncFormatter(lambda v, _: f"{100 * v:g} %"))

@@ -92,7 +92,7 @@ def test_sparse_control_sweeps_input_codes_and_resumes(tmp_path, monkeypatch):
     for P in (None, 0.05):  # latency: one spike at most per input neuron, 256 targets each
         assert runs["latency", P]["synaptic_ops_layers"]["input"] <= 64 * 256
         assert runs["latency", P]["synaptic_ops_layers"]["input"] < runs["binary", P]["synaptic_ops_layers"]["input"]
-    assert "| latency" in (tmp_path / "sparse_control.md").read_text()
+    assert " latency |" in (tmp_path / "sparse_control.md").read_text()
     # --resume: nothing is trained again, the same runs come back
     monkeypatch.setattr(mod, "_run_control", lambda *a, **k: pytest.fail("a finished run was trained again"))
     again = mod.main(args + ["--resume"])
