@@ -208,10 +208,9 @@ class ActivityRegularizer:
     ValueError
         ``target`` outside [0, 1], ``weight``, ``step``, ``multiplier_step``, ``multiplier_leak``
         or ``anneal`` negative or not finite (``step`` 0, ``anneal`` above 1, ``multiplier_leak`` 1
-        or above), ``total_steps`` not a positive integer, a
-        model without a
-        hidden TemporalBinary module, or (without ``weight``) a hidden layer without an
-        adaptive threshold.
+        or above), ``total_steps`` not a positive integer, a model without a hidden
+        TemporalBinary module, or (without ``weight``) a hidden layer without an adaptive
+        threshold.
     """
 
     def __init__(self, model: nn.Module, target: float, weight: float | None = None,
