@@ -24,18 +24,21 @@ Writes ``sparse_activity.json``, ``sparse_activity.md`` and ``sparse_activity.pn
 
 ``--control`` sweeps the rate controllers instead (``rate_target=P`` alone, one set of
 defaults, no weight): ``lagrangian``, the default (homeostatic thresholds per layer,
-:mod:`tbnn.nn.homeostasis`, and a Lagrange multiplier per layer by dual ascent,
-:mod:`tbnn.nn.multiplier`) and ``thresholds``, the first version (per-neuron thresholds alone,
-step 0.05), for each target ``P`` and hidden grid (``rectify``, ``running``), paired over seeds
-with the unregularised network of the same seed, and adds per point the analog values sent
+:mod:`tbnn.nn.homeostasis`, and a leaky Lagrange multiplier per layer by dual ascent,
+:mod:`tbnn.nn.multiplier`, both chasing a target annealed from the first step's activity to
+``P`` over the first half of training) and ``thresholds``, the first version (per-neuron
+thresholds alone, step 0.05, ``P`` from the start), for each target ``P``, hidden grid
+(``rectify``, ``running``) and input code (``--input-encodings``: ``binary``, the model's, and
+e.g. ``latency``, at most one spike per input neuron), paired over seeds with the unregularised
+network of the same seed, grid and input code, and adds per point the analog values sent
 per inference (gains and offsets per block and sample) and the spikes-only accuracy (read-out
 constants fitted on the training split, :func:`tbnn.nn.readout.spikes_only`). At the sparsest
 target met (every hidden layer within ±20 %) it adds the biology panel: per hidden layer the
 rate distribution of the active neurons against a fitted log-normal (Kolmogorov–Smirnov with a
 bootstrap p-value that accounts for the fit, "not rejected" or "rejected"), silent neurons
 counted, CV, Fano factor and correlations (:func:`tbnn.analysis.analyze_spikes`). It writes
-``sparse_control.json``, ``.md`` and ``.png``. ``--epochs`` and ``--seeds`` shorten it to what
-the machine allows:
+``sparse_control.json``, ``.md`` and ``.png``; ``--resume`` keeps the runs of an interrupted
+sweep of the same settings. ``--epochs`` and ``--seeds`` shorten it to what the machine allows:
 
     python simulations/sparse_activity.py --control --datasets digits --epochs 20 --seeds 0 --targets 0.05 0.01
 """
@@ -280,8 +283,10 @@ CONTROL: dict[str, tuple[float | None, ...]] = {"digits": (None, 0.05, 0.02, 0.0
 CONTROL_GRIDS = ("rectify", "running")
 #: rate controllers: name -> (adaptive thresholds, ActivityRegularizer keywords, label)
 CONTROLLERS: dict[str, tuple[str, dict[str, float], str]] = {
-    "lagrangian": ("layer", {}, "thresholds per layer + Lagrange multiplier (default)"),
-    "thresholds": ("neuron", {"step": 0.05, "multiplier_step": 0.0}, "thresholds alone (per neuron, η = 0.05)"),
+    "lagrangian": ("layer", {}, "thresholds per layer + leaky Lagrange multiplier, target annealed over "
+                                "the first half of training (the default)"),
+    "thresholds": ("neuron", {"step": 0.05, "multiplier_step": 0.0, "anneal": 0.0},
+                   "thresholds alone (per neuron, η = 0.05, target P from the start)"),
 }
 QUICK_CONTROL = {"digits": (None, 0.05)}
 #: the registered firing measures of the biology panel (tbnn.analysis.measures)
@@ -321,8 +326,8 @@ def _biology(spikes: dict, labels) -> dict[str, dict[str, Any]]:
     return out
 
 
-def _run_control(dataset: str, grid: str, controller: str | None, P: float | None, seed: int, epochs: int,
-                 quick: bool, cache: dict) -> dict:
+def _run_control(dataset: str, grid: str, controller: str | None, P: float | None, seed: int, enc: str,
+                 epochs: int, quick: bool, cache: dict) -> dict:
     import tbnn
     from tbnn.nn.models import build_model
     from tbnn.nn.readout import spikes_only
@@ -332,7 +337,8 @@ def _run_control(dataset: str, grid: str, controller: str | None, P: float | Non
     ds = _dataset(dataset, seed, quick, cache)
     common.seed_everything(seed)
     kind, kw, _ = CONTROLLERS[controller] if controller else (None, {}, "")
-    net = build_model(model_config_for(ds, **MODEL, hidden_grid=grid, adaptive_threshold=kind))
+    net = build_model(model_config_for(ds, **MODEL, hidden_grid=grid, adaptive_threshold=kind,
+                                       input_encoding=None if enc == MODEL["encoding"] else enc))
     reg = ActivityRegularizer(net, P, **kw) if P is not None else None
     with common.Timer() as t:
         tbnn.fit(net, (ds.x_train, ds.y_train), epochs=epochs, lr=RECIPE["lr"], batch=RECIPE["batch"],
@@ -347,7 +353,8 @@ def _run_control(dataset: str, grid: str, controller: str | None, P: float | Non
     sim = res.summary
     m = _measure(net, ds.x_test, res)
     hidden = {k: v for k, v in res.spikes.items() if k != "input"}
-    return {"dataset": dataset, "grid": grid, "controller": controller, "P": P, "seed": seed, "test_accuracy": acc,
+    return {"dataset": dataset, "grid": grid, "controller": controller, "P": P, "seed": seed, "input_encoding": enc,
+            "test_accuracy": acc,
             "spikes_only_accuracy": acc_so, "seconds": t.seconds, **m, "rate_control": state,
             "analog_values_per_inference": sim["analog_values_per_sample"],
             "synaptic_ops_layers": {d["name"]: d["synaptic_ops"] / sim["samples"] for d in sim["layers"]},
@@ -359,13 +366,13 @@ def _run_control(dataset: str, grid: str, controller: str | None, P: float | Non
 def _control_points(runs: list[dict]) -> list[dict]:
     """Mean ± std over seeds per (dataset, grid, controller, P), with accuracy differences paired by
     seed against the unregularised network (P = None) of the same dataset and grid."""
-    base = {(r["dataset"], r["grid"], r["seed"]): r for r in runs if r["P"] is None}
+    base = {(r["dataset"], r["grid"], _enc(r), r["seed"]): r for r in runs if r["P"] is None}
     groups: dict[tuple, list[dict]] = {}
     for r in runs:
-        groups.setdefault((r["dataset"], r["grid"], r.get("controller"), r["P"]), []).append(r)
+        groups.setdefault((r["dataset"], r["grid"], _enc(r), r.get("controller"), r["P"]), []).append(r)
     out = []
-    for (ds, grid, ctrl, P), rs in groups.items():
-        p: dict[str, Any] = {"dataset": ds, "grid": grid, "controller": ctrl, "P": P,
+    for (ds, grid, enc, ctrl, P), rs in groups.items():
+        p: dict[str, Any] = {"dataset": ds, "grid": grid, "input_encoding": enc, "controller": ctrl, "P": P,
                              "seeds": sorted(r["seed"] for r in rs)}
         for k in ("test_accuracy", "spikes_only_accuracy", "fraction_active", "synaptic_ops_per_inference",
                   "analog_values_per_inference", "engine_seconds"):
@@ -374,7 +381,7 @@ def _control_points(runs: list[dict]) -> list[dict]:
                                        for k in rs[0]["fraction_active_layers"]}
         p["synaptic_ops_layers"] = {k: common.mean_std(r["synaptic_ops_layers"][k] for r in rs)[0]
                                     for k in rs[0]["synaptic_ops_layers"]}
-        pairs = [(r, base[(ds, grid, r["seed"])]) for r in rs if (ds, grid, r["seed"]) in base]
+        pairs = [(r, base[(ds, grid, enc, r["seed"])]) for r in rs if (ds, grid, enc, r["seed"]) in base]
         p["paired_seeds"] = len(pairs)
         p["accuracy_difference"], p["accuracy_difference_std"] = common.mean_std(
             r["test_accuracy"] - b["test_accuracy"] for r, b in pairs) if pairs else (None, None)
@@ -386,8 +393,13 @@ def _control_points(runs: list[dict]) -> list[dict]:
             p["within_20pct"] = all(abs(v / P - 1) <= 0.2 for v in p["fraction_active_layers"].values())
         out.append(p)
     order = {c: i for i, c in enumerate(CONTROLLERS)}
-    return sorted(out, key=lambda p: (p["dataset"], p["grid"], -(p["P"] if p["P"] is not None else 1),
-                                      order.get(p["controller"], -1)))
+    return sorted(out, key=lambda p: (p["dataset"], p["input_encoding"], p["grid"],
+                                      -(p["P"] if p["P"] is not None else 1), order.get(p["controller"], -1)))
+
+
+def _enc(r: dict) -> str:
+    """A run's or point's input code (runs written before the option: the model's code)."""
+    return r.get("input_encoding") or MODEL["encoding"]
 
 
 def _sparsest(res: dict) -> dict[str, dict]:
@@ -399,10 +411,10 @@ def _sparsest(res: dict) -> dict[str, dict]:
         if not met:
             continue
         pt = min(met, key=lambda p: (p["P"], -p["test_accuracy"]))
-        pick = [r for r in res["runs"] if (r["dataset"], r["grid"], r.get("controller"), r["P"]) ==
-                (ds, pt["grid"], pt["controller"], pt["P"]) and "biology" in r]
-        base = [r for r in res["runs"] if (r["dataset"], r["grid"], r["P"]) == (ds, pt["grid"], None)
-                and "biology" in r]
+        pick = [r for r in res["runs"] if (r["dataset"], r["grid"], _enc(r), r.get("controller"), r["P"]) ==
+                (ds, pt["grid"], _enc(pt), pt["controller"], pt["P"]) and "biology" in r]
+        base = [r for r in res["runs"] if (r["dataset"], r["grid"], _enc(r), r["P"]) ==
+                (ds, pt["grid"], _enc(pt), None) and "biology" in r]
         if pick:
             out[ds] = {"point": pt, "runs": pick, "baseline": base}
     return out
@@ -433,9 +445,10 @@ def _bio_markdown(res: dict) -> list[str]:
     for ds, sel in _sparsest(res).items():
         pt = sel["point"]
         lines += [f"## Biology at the sparsest point that meets its target: {ds}", "",
-                  f"{CONTROLLERS[pt['controller']][2]}, {pt['grid']} grid, P = {100 * pt['P']:g} % "
+                  f"{CONTROLLERS[pt['controller']][2]}, {pt['grid']} grid, {_enc(pt)} input code, "
+                  f"P = {100 * pt['P']:g} % "
                   f"({pt['test_accuracy'] * 100:.1f} % accuracy), seeds {pt['seeds']}; beside it the "
-                  "unregularised network of the same grid. Test split, every hidden neuron; rates per step "
+                  "unregularised network of the same grid and input code. Test split, every hidden neuron; rates per step "
                   "over the test split. Log-normal: Kolmogorov–Smirnov statistic of the log-rates of the "
                   "active neurons against the normal fitted to them, p-value by parametric bootstrap "
                   "(Lilliefors 1967; counted rates spread over their quantum); silent neurons excluded and "
@@ -457,7 +470,7 @@ def _control_markdown(res: dict) -> str:
 
     rows = []
     for p in res["points"]:
-        rows.append([p["dataset"], p["grid"], p.get("controller") or "–",
+        rows.append([p["dataset"], _enc(p), p["grid"], p.get("controller") or "–",
                      "none" if p["P"] is None else f"{100 * p['P']:g} %",
                      f"{pct(p['test_accuracy'])} ± {pct(p['test_accuracy_std'])}",
                      "–" if p["P"] is None else f"{pct(p['accuracy_difference'])} ± {pct(p['accuracy_difference_std'])}",
@@ -469,7 +482,7 @@ def _control_markdown(res: dict) -> str:
                      "–" if p["synaptic_ops_ratio"] is None or p["P"] is None else f"{p['synaptic_ops_ratio']:.2f}x",
                      f"{p['analog_values_per_inference']:.0f}"])
     table = common.format_table(
-        ["dataset", "hidden grid", "controller", "target P", "test acc. %", "paired diff. (points)",
+        ["dataset", "input code", "hidden grid", "controller", "target P", "test acc. %", "paired diff. (points)",
          "spikes-only acc. %", "active/step % (hidden1 / hidden2)", "within ±20 %", "syn. ops/inf.",
          "syn. ops by layer (in / h1 / h2)", "ops below baseline", "analog values/inf."], rows)
     s = res["settings"]
@@ -480,7 +493,7 @@ def _control_markdown(res: dict) -> str:
         f"{MODEL['block']}; {s['epochs']} epochs, lr {RECIPE['lr']}, batch {RECIPE['batch']}, seeds {s['seeds']}; "
         f"rate_target=P, no weight to tune. Controllers: {ctrl} (tbnn.nn.homeostasis, tbnn.nn.multiplier). "
         "Mean ± std over seeds (test split); paired differences against the unregularised network of the "
-        "same seed and grid. Spikes-only: read-out constants fitted on the training split. Analog values: "
+        "same seed, grid and input code. Spikes-only: read-out constants fitted on the training split. Analog values: "
         "gains and offsets per block and sample sent beside the spikes (per-sample read-out).", "", table, "",
         *_bio_markdown(res)])
 
@@ -532,25 +545,28 @@ def _control_figure(res: dict, out: Path) -> None:
     marks = {"lagrangian": ("o", "-"), "thresholds": ("^", ":"), None: ("o", "-")}
     for di, ds in enumerate(datasets):
         ax = fig.add_subplot(gs[0, di * width:(di + 1) * width])
-        ax.axvspan(1e-4, LENNIE, color="tab:green", alpha=0.25, lw=0, label="cortex: < 1 % (Lennie 2003)")
-        for gi, (grid, c) in enumerate(zip(CONTROL_GRIDS, ("C0", "C1"))):
+        lo = min([p["fraction_active"] for p in res["points"] if p["dataset"] == ds] + [LENNIE]) / 1.6
+        ax.axvspan(lo, LENNIE, color="tab:green", alpha=0.25, lw=0, label="cortex: < 1 % (Lennie 2003)")
+        combos = sorted({(p["grid"], _enc(p)) for p in res["points"] if p["dataset"] == ds},
+                        key=lambda g: (g[1] != MODEL["encoding"], CONTROL_GRIDS.index(g[0])))
+        for gi, ((grid, enc), c) in enumerate(zip(combos, ("C0", "C1", "C2", "C3", "C4", "C5"))):
             for ctrl in CONTROLLERS:
-                pts = sorted([p for p in res["points"] if p["dataset"] == ds and p["grid"] == grid
+                pts = sorted([p for p in res["points"] if p["dataset"] == ds and p["grid"] == grid and _enc(p) == enc
                               and p.get("controller", "thresholds") in (ctrl, None)], key=lambda p: p["fraction_active"])
                 if not [p for p in pts if p["P"] is not None]:
                     continue
                 mk, ls = marks[ctrl]
                 ax.errorbar([p["fraction_active"] for p in pts], [100 * p["test_accuracy"] for p in pts],
                             yerr=[100 * p["test_accuracy_std"] for p in pts], fmt=mk + ls, color=c, ms=4, capsize=2,
-                            label=f"{grid} grid, {ctrl}")
+                            label=f"{grid} grid, {enc} input, {ctrl}")
                 ax.plot([p["fraction_active"] for p in pts], [100 * p["spikes_only_accuracy"] for p in pts], mk,
                         color=c, ms=4, mfc="none", alpha=0.8)
-                if ctrl == "lagrangian":
+                if ctrl == "lagrangian" and gi == 0:  # one label per target: the curves share its rate
                     for p in pts:
                         if p["P"] is not None:
                             ax.annotate(f"P={100 * p['P']:g}%", (p["fraction_active"], 100 * p["test_accuracy"]),
                                         fontsize=6, color=c, textcoords="offset points",
-                                        xytext=(4, 4) if gi == 0 else (4, -10))
+                                        xytext=(4, 4))
         ax.plot([], [], "o", color="0.3", mfc="none", label="hollow: spikes-only read-out")
         ax.set_xscale("log")
         ax.xaxis.set_major_formatter(plt.FuncFormatter(lambda v, _: f"{100 * v:g} %"))
@@ -563,12 +579,18 @@ def _control_figure(res: dict, out: Path) -> None:
         run, base = v["runs"][0], (v["baseline"][0] if v["baseline"] else None)
         for layer in run["biology"]:
             _bio_panel(fig.add_subplot(gs[1, col]), run, base, layer,
-                       f"{ds}, {layer}: {run['controller']}, {run['grid']} grid, seed {run['seed']}")
+                       f"{ds}, {layer}: {run['controller']}, {run['grid']} grid, {_enc(run)} input, "
+                       f"seed {run['seed']}")
             col += 1
     fig.suptitle(f"Rate control: accuracy against activity ({res['settings']['epochs']} epochs, seeds "
                  f"{', '.join(map(str, res['settings']['seeds']))})"
                  + ("; rate distributions at the sparsest target met" if nbio else ""), fontsize=10)
     common.save_figure(fig, out, "sparse_control.png")
+
+
+def _control_key(r: dict) -> tuple:
+    """A run's job: (dataset, grid, controller, P, seed, input code)."""
+    return r["dataset"], r["grid"], r.get("controller"), r["P"], r["seed"], _enc(r)
 
 
 def _main_control(args) -> dict:
@@ -583,17 +605,32 @@ def _main_control(args) -> dict:
     seeds = (0,) if args.quick else tuple(args.seeds)
     grids = ("running",) if args.quick else tuple(args.grids)
     ctrls = tuple(args.controllers)
-    jobs = [(ds, g, None if P is None else c, P, s) for ds, Ps in sweep.items() for g in grids for P in Ps
-            for c in (ctrls if P is not None else ctrls[:1]) for s in seeds]
+    encs = tuple(args.input_encodings)
+    jobs = [(ds, g, None if P is None else c, P, s, e) for ds, Ps in sweep.items() for e in encs for g in grids
+            for P in Ps for c in (ctrls if P is not None else ctrls[:1]) for s in seeds]
     settings = {"model": MODEL, "recipe": RECIPE, "epochs": epochs, "seeds": list(seeds), "quick": bool(args.quick),
-                "controllers": list(ctrls)}
+                "controllers": list(ctrls), "input_encodings": list(encs)}
+    # --resume: the runs of an interrupted sweep of the same settings are kept
     runs: list[dict] = []
+    path = args.out / "sparse_control.json"
+    if args.resume and path.is_file():
+        old = json.loads(path.read_text())
+        if old.get("settings") == json.loads(json.dumps(json_ready(settings))):
+            runs = [r for r in old.get("runs", []) if _control_key(r) in set(jobs)]
+    done = {_control_key(r) for r in runs}
     cache: dict = {}
     res: dict = {}
     for job in common.progress(jobs, args.progress, "rate control"):
+        if job in done:
+            continue
         runs.append(_run_control(*job, epochs, args.quick, cache))
         res = {"settings": settings, "run_info": common.run_info(args), "runs": runs,
                "points": _control_points(runs), "complete": len(runs) == len(jobs)}
+        common.write_json(args.out, "sparse_control.json", res)
+        common.write_text(args.out, "sparse_control.md", _control_markdown(res))
+    if not res:  # everything was resumed
+        res = {"settings": settings, "run_info": common.run_info(args), "runs": runs,
+               "points": _control_points(runs), "complete": True}
         common.write_json(args.out, "sparse_control.json", res)
         common.write_text(args.out, "sparse_control.md", _control_markdown(res))
     print(_control_markdown(res))
@@ -602,9 +639,11 @@ def _main_control(args) -> dict:
 
 
 def main(argv: list[str] | None = None) -> dict:
+    from tbnn.core.codes import SCHEMES
     parser = common.make_parser(__doc__.splitlines()[0])
     parser.add_argument("--resume", action="store_true",
-                        help="keep the runs of an interrupted sweep found in sparse_activity.json")
+                        help="keep the runs of an interrupted sweep found in sparse_activity.json "
+                             "(sparse_control.json with --control)")
     parser.add_argument("--control", action="store_true",
                         help="sweep the homeostatic rate controller (rate_target=P alone) instead of W")
     parser.add_argument("--datasets", nargs="+", default=list(CONTROL), choices=list(CONTROL),
@@ -615,6 +654,10 @@ def main(argv: list[str] | None = None) -> dict:
                         help="--control: hidden grids")
     parser.add_argument("--controllers", nargs="+", default=list(CONTROLLERS), choices=list(CONTROLLERS),
                         help="--control: rate controllers (the unregularised run is shared)")
+    parser.add_argument("--input-encodings", nargs="+", default=[MODEL["encoding"]],
+                        choices=list(SCHEMES),
+                        help="--control: the input encoder's spike codes swept (default: binary, the model's; "
+                             "latency: at most one spike per input neuron)")
     parser.add_argument("--targets", type=float, nargs="+", default=None,
                         help="--control: targets P (default 0.05 0.02 0.01; the unregularised run is always added)")
     args = common.parse_args(parser, argv)

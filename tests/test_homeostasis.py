@@ -9,8 +9,8 @@ from safetensors.torch import load_file
 
 import tbnn
 from tbnn.core.quant import block_scale, pooled_fit
-from tbnn.nn.homeostasis import EPS, STEP, step_threshold
-from tbnn.nn.multiplier import MULTIPLIER_STEP, step_multiplier
+from tbnn.nn.homeostasis import ANNEAL, EPS, STEP, annealed_target, step_threshold
+from tbnn.nn.multiplier import MULTIPLIER_LEAK, MULTIPLIER_STEP, step_multiplier
 from tbnn.nn.models import ModelConfig, build_model
 from tbnn.nn.neurons import TemporalBinary
 from tbnn.nn.readout import calibrate_readout, spikes_only
@@ -39,7 +39,9 @@ def test_multiplier_is_projected_dual_ascent_on_the_clipped_relative_error():
     P = 0.02
     for lam, a in [(0.0, 0.5), (0.3, 0.025), (0.3, 0.01), (0.003, 0.0)]:
         err = min(1.0, max(-1.0, (a - P) / (P + EPS)))
-        assert step_multiplier(lam, a, P) == pytest.approx(max(0.0, lam + MULTIPLIER_STEP * err), abs=1e-15)
+        want = max(0.0, (1 - MULTIPLIER_LEAK) * lam + MULTIPLIER_STEP * err)
+        assert step_multiplier(lam, a, P) == pytest.approx(want, abs=1e-15)
+        assert step_multiplier(lam, a, P, leak=0.0) == pytest.approx(max(0.0, lam + MULTIPLIER_STEP * err), abs=1e-15)
     assert step_multiplier(0.003, 0.0, P) == 0.0  # projected: never negative
     with pytest.raises(ValueError, match="lam must be a finite number >= 0"):
         step_multiplier(-1.0, 0.1, P)
@@ -74,8 +76,62 @@ def test_lagrangian_term_is_added_to_the_loss_and_carries_the_surrogate_gradient
     with pytest.raises(ValueError, match="multiplier_step must be a finite number >= 0"):
         ActivityRegularizer(net, 0.05, multiplier_step=-0.1)
     alone = ActivityRegularizer(net, 0.05, multiplier_step=0)  # thresholds alone
-    assert alone.multipliers == {} and alone.state_dict() == {"multipliers": {}}
+    assert alone.multipliers == {} and alone.state_dict()["multipliers"] == {}
     for r in (reg, other, alone):
+        r.remove()
+
+
+def test_multiplier_leaks_a_share_per_step():
+    P = 0.02
+    assert step_multiplier(1.0, P, P, leak=0.1) == pytest.approx(0.9, abs=1e-15)  # on target: only the leak
+    err = (0.5 - P) / (P + EPS)
+    assert step_multiplier(1.0, 0.5, P, leak=0.1) == pytest.approx(0.9 + MULTIPLIER_STEP * min(1.0, err), abs=1e-15)
+    # bounded: a violation held forever brings lambda to eta / rho, not beyond
+    lam = 0.0
+    for _ in range(3000):
+        lam = step_multiplier(lam, 0.5, P, leak=0.01)
+    assert lam == pytest.approx(MULTIPLIER_STEP / 0.01, rel=1e-6)
+
+
+def test_target_is_annealed_from_the_first_activity_and_resumes():
+    torch.manual_seed(0)
+    net = build_model(ModelConfig(in_features=16, n_classes=3, hidden=32, block=16, adaptive_threshold="layer"))
+    x, y = torch.randn(64, 16), torch.randint(0, 3, (64,))
+    reg = ActivityRegularizer(net, 0.01, total_steps=20)
+    assert reg.anneal == ANNEAL and reg.current_target() == 0.01  # before the first step: P
+    net.train()
+    goals = []
+    for t in range(14):
+        logits = net(x)
+        first = sum(float(a.detach()) for a in reg.activity().values()) / 2
+        reg(logits, y)
+        if t == 0:
+            assert reg.start_rate == pytest.approx(first)  # the activity of the first step
+        goals.append(reg.current_target())
+    tau = ANNEAL * 20
+    assert goals == [annealed_target(0.01, reg.start_rate, t + 1, tau) for t in range(14)]
+    assert goals[0] > 0.1 and goals[-1] == 0.01 and goals == sorted(goals, reverse=True)
+    # the state carries the schedule: a resumed regulariser chases the same target
+    other = ActivityRegularizer(net, 0.01, total_steps=20)
+    state = reg.state_dict()
+    state["steps"] = 3
+    other.load_state_dict(state)
+    assert other.current_target() == annealed_target(0.01, reg.start_rate, 3, tau) > 0.01
+    other.load_state_dict({"multipliers": state["multipliers"]})  # saved before the annealing: P
+    assert other.current_target() == 0.01
+    with pytest.raises(ValueError, match="steps must be an integer"):
+        other.load_state_dict(dict(state, steps=-1))
+    with pytest.raises(ValueError, match="anneal must be a share"):
+        ActivityRegularizer(net, 0.01, anneal=1.5)
+    with pytest.raises(ValueError, match="total_steps must be a positive integer"):
+        ActivityRegularizer(net, 0.01, total_steps=0)
+    with pytest.raises(ValueError, match="multiplier_leak must be a share"):
+        ActivityRegularizer(net, 0.01, multiplier_leak=1.0)
+    fixed = ActivityRegularizer(net, 0.01, anneal=0, total_steps=20)  # anneal=0: P from the start
+    net(x)
+    fixed(net(x), y)
+    assert fixed.current_target() == 0.01
+    for r in (reg, other, fixed):
         r.remove()
 
 
@@ -209,6 +265,7 @@ def test_rate_target_alone_trains_resumes_bit_identically_and_records_the_contro
     assert set(ref["fraction_active"]) == {"neurons.0", "neurons.1"}
     rc = ref["rate_control"]
     assert rc["target"] == 0.05 and rc["step"] == STEP and rc["multiplier_step"] == MULTIPLIER_STEP
+    assert rc["anneal"] == ANNEAL and rc["total_steps"] == 2 * 5 and rc["multiplier_leak"] == MULTIPLIER_LEAK
     assert all(v > 0 for v in rc["thresholds"].values())  # started at 20 %: raised
     assert all(v > 0 for v in rc["multipliers"].values())  # above the target: the multipliers rose
     cfg = json.loads((tmp_path / "ref" / "config.json").read_text())

@@ -80,6 +80,26 @@ def test_sparse_control_quick_and_replot(tmp_path):
     png_ok(tmp_path / "sparse_control.png")
 
 
+def test_sparse_control_sweeps_input_codes_and_resumes(tmp_path, monkeypatch):
+    mod = load_script("simulations/sparse_activity.py")
+    args = ["--control", "--quick", "--controllers", "lagrangian", "--input-encodings", "binary", "latency",
+            "--out", str(tmp_path), "--no-progress"]
+    res = mod.main(args)
+    ps = {(p["input_encoding"], p["P"]): p for p in res["points"]}
+    assert set(ps) == {("binary", None), ("binary", 0.05), ("latency", None), ("latency", 0.05)}
+    assert ps["latency", 0.05]["paired_seeds"] == 1  # paired with the baseline of its own input code
+    runs = {(r["input_encoding"], r["P"]): r for r in res["runs"]}
+    for P in (None, 0.05):  # latency: one spike at most per input neuron, 256 targets each
+        assert runs["latency", P]["synaptic_ops_layers"]["input"] <= 64 * 256
+        assert runs["latency", P]["synaptic_ops_layers"]["input"] < runs["binary", P]["synaptic_ops_layers"]["input"]
+    assert " latency |" in (tmp_path / "sparse_control.md").read_text()
+    # --resume: nothing is trained again, the same runs come back
+    monkeypatch.setattr(mod, "_run_control", lambda *a, **k: pytest.fail("a finished run was trained again"))
+    again = mod.main(args + ["--resume"])
+    assert [mod._control_key(r) for r in again["runs"]] == [mod._control_key(r) for r in res["runs"]]
+    assert again["points"] == json.loads(json.dumps(res["points"]))
+
+
 def test_sparse_control_replot_draws_the_committed_results(tmp_path, monkeypatch):
     """The committed sweep redraws (biology panel included) with labelled axes and no overlapping text."""
     from figcheck import check_figure

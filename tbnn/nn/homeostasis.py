@@ -42,6 +42,28 @@ cortex); per-neuron thresholds equalise them and keep every neuron in use, which
 accuracy below a few percent (digits, 2 %, rectify grid, with the multiplier, default steps: 62 %
 per neuron against 96 % per layer, seed 0).
 
+The target is annealed, not imposed from the first step. Over the first fraction :math:`f`
+(:data:`ANNEAL`) of the :math:`n` training steps the controllers chase a target that falls
+geometrically from the activity :math:`A_0` measured at the first step (about 20 % for an
+unregularised TBN) to :math:`P`, and :math:`P` itself after that
+(:func:`annealed_target`):
+
+.. math::
+
+    P_t = \max\Big(P,\; A_0 \Big(\frac{P}{A_0}\Big)^{t / (f n)}\Big),
+
+a continuation method in the spirit of curriculum learning (Bengio et al. 2009, "Curriculum
+learning", ICML, pp. 41–48) and of the gradual pruning schedules of Zhu & Gupta 2018
+("To prune, or not to prune", ICLR workshop, arXiv:1710.01878; there the sparsity rises from
+0 to its final value over a fixed share of training). Because :math:`f` is a share of the training steps, one
+value serves every epoch budget and data set. On digits at :math:`P` = 1 % (TBN MLP 256×2,
+T = 4, running grid, both controllers, prototypes) it lifted accuracy at 20 epochs from 77.1 /
+77.6 % to 85.6 / 85.1 % (seeds 0 / 1), and at 60 epochs reached 94.0–94.9 % (seeds 0–4, 3.2
+points below the unregularised network, paired; with the multiplier's leak of
+:mod:`tbnn.nn.multiplier`, 0.8). Annealing over a fixed number of steps instead fits one budget
+only: over 300 or 400 of the 450 steps of 20 epochs the rate ended 7–46 % above :math:`P`;
+over 600 or 900 of 1350 steps at 60 epochs accuracy was 96.0 and 95.1 % (seed 0).
+
 The thresholds are buffers of the model: they are saved with its weights and in every
 checkpoint, so a resumed run is bit-identical.
 
@@ -63,7 +85,8 @@ from torch import Tensor
 
 from tbnn.nn.neurons import TemporalBinary
 
-__all__ = ["STEP", "EPS", "CLIP", "relative_error", "step_threshold", "controller_state"]
+__all__ = ["STEP", "EPS", "CLIP", "ANNEAL", "relative_error", "annealed_target", "step_threshold",
+           "controller_state"]
 
 #: :math:`\eta`, the threshold step in units of the input current's standard deviation.
 STEP = 0.01
@@ -71,6 +94,24 @@ STEP = 0.01
 EPS = 1e-4
 #: the bound of the relative error (one full step while the activity is off by more than ``P``).
 CLIP = 1.0
+#: :math:`f`, the share of the training steps over which the target falls from :math:`A_0` to :math:`P`.
+ANNEAL = 0.5
+
+
+def annealed_target(target: float, start: float, step: int, steps: float) -> float:
+    r"""The target of training step ``step`` (counted from 0): :math:`P_t = \max(P, A_0 (P/A_0)^{t/\tau})`,
+    :math:`\tau` = ``steps`` (the annealing's length in training steps), :math:`A_0` = ``start`` (the
+    activity at the first step); :math:`P` from step :math:`\tau` on, and always when :math:`\tau \le 0`
+    or :math:`A_0 \le P`.
+
+    >>> annealed_target(0.01, 0.2, 0, 100), round(annealed_target(0.01, 0.2, 50, 100), 4)
+    (0.2, 0.0447)
+    >>> annealed_target(0.01, 0.2, 100, 100), annealed_target(0.01, 0.2, 5, 0)
+    (0.01, 0.01)
+    """
+    if steps <= 0 or start <= target or step >= steps:
+        return float(target)
+    return max(float(target), start * (target / start) ** (step / steps))
 
 
 def relative_error(active: Tensor, target: float) -> Tensor:

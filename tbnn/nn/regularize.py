@@ -54,7 +54,10 @@ have an adaptive threshold (``ModelConfig(adaptive_threshold="layer")``, the def
 layer's threshold by the integral controller of :mod:`tbnn.nn.homeostasis` toward activity
 ``P`` and (ii) adds to the loss the Lagrange-multiplier term of :mod:`tbnn.nn.multiplier`,
 :math:`\sum_\ell \lambda_\ell (\tilde A_\ell - P)/(P + \epsilon)`, whose multipliers rise
-by dual ascent while a layer fires above ``P`` (``multiplier_step=0``: thresholds alone). The
+by dual ascent while a layer fires above ``P`` (``multiplier_step=0``: thresholds alone). Both
+chase a target annealed from the first step's activity down to ``P`` over the first share
+``anneal`` of the ``total_steps`` training steps (:func:`tbnn.nn.homeostasis.annealed_target`;
+:func:`tbnn.fit` gives ``total_steps``; unknown or ``anneal=0``: ``P`` from the start). The
 weight ``W`` is an expert override (the penalty above, with or without thresholds).
 
 The floor of the grid
@@ -89,8 +92,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from tbnn.core.coding import SpikeCode
-from tbnn.nn.homeostasis import STEP, controller_state, step_threshold
-from tbnn.nn.multiplier import MULTIPLIER_STEP, lagrangian_term, step_multiplier
+from tbnn.nn.homeostasis import ANNEAL, STEP, annealed_target, controller_state, step_threshold
+from tbnn.nn.multiplier import MULTIPLIER_LEAK, MULTIPLIER_STEP, lagrangian_term, step_multiplier
 from tbnn.nn.protocol import spiking_modules
 from tbnn.core.quant import to_blocks
 
@@ -149,6 +152,14 @@ def _check_fraction(v: Any, name: str) -> float:
     return f
 
 
+def _check_share(v: Any, name: str, upper: bool) -> float:
+    """``v`` as a float in [0, 1] (``upper``) or [0, 1); ``ValueError`` naming ``name`` otherwise."""
+    ok = not isinstance(v, bool) and isinstance(v, (int, float)) and math.isfinite(v) and 0 <= v
+    if not ok or v > 1 or (v == 1 and not upper):
+        raise ValueError(f"{name} must be a share in [0, 1{']' if upper else ')'}, got {v!r}.")
+    return float(v)
+
+
 class ActivityRegularizer:
     r"""Cross-entropy plus a penalty on the fraction of hidden neurons active per step.
 
@@ -176,6 +187,16 @@ class ActivityRegularizer:
         The Lagrange multipliers' step :math:`\eta_\lambda` (default
         :data:`tbnn.nn.multiplier.MULTIPLIER_STEP`); ``0``: thresholds alone. Used without
         ``weight`` only.
+    multiplier_leak : float
+        The share :math:`\rho` of each multiplier that leaks away per step (default
+        :data:`tbnn.nn.multiplier.MULTIPLIER_LEAK`), in [0, 1).
+    anneal : float
+        The share :math:`f` of the training steps over which the controllers' target falls from
+        the first step's activity to ``P`` (default :data:`tbnn.nn.homeostasis.ANNEAL`; ``0``:
+        ``P`` from the start). Used without ``weight`` only.
+    total_steps : int, optional
+        The number of training steps :math:`n` (:func:`tbnn.fit` sets it from the epochs and
+        the batches when not given); ``None``: no annealing.
 
     Use ``loss=reg`` in :func:`tbnn.fit` (or call ``reg(logits, y)`` in any PyTorch loop
     after ``logits = model(x)``); :meth:`remove` detaches the hooks. The multipliers are the
@@ -185,15 +206,18 @@ class ActivityRegularizer:
     Raises
     ------
     ValueError
-        ``target`` outside [0, 1], ``weight``, ``step`` or ``multiplier_step`` negative or not
-        finite (``step`` 0), a model without a
-        hidden TemporalBinary module, or (without ``weight``) a hidden layer without an
-        adaptive threshold.
+        ``target`` outside [0, 1], ``weight``, ``step``, ``multiplier_step``, ``multiplier_leak``
+        or ``anneal`` negative or not finite (``step`` 0, ``anneal`` above 1, ``multiplier_leak`` 1
+        or above), ``total_steps`` not a positive integer, a model without a hidden
+        TemporalBinary module, or (without ``weight``) a hidden layer without an adaptive
+        threshold.
     """
 
     def __init__(self, model: nn.Module, target: float, weight: float | None = None,
                  exclude: Iterable[nn.Module] | None = None, surrogate: str = "grid",
-                 base: Any = None, step: float = STEP, multiplier_step: float = MULTIPLIER_STEP) -> None:
+                 base: Any = None, step: float = STEP, multiplier_step: float = MULTIPLIER_STEP,
+                 anneal: float = ANNEAL, total_steps: int | None = None,
+                 multiplier_leak: float = MULTIPLIER_LEAK) -> None:
         if surrogate not in ("code", "grid"):
             raise ValueError(f"surrogate must be 'code' or 'grid', got {surrogate!r}.")
         self.surrogate = surrogate
@@ -213,6 +237,15 @@ class ActivityRegularizer:
         if (isinstance(multiplier_step, bool) or not isinstance(multiplier_step, (int, float))
                 or not math.isfinite(multiplier_step) or multiplier_step < 0):
             raise ValueError(f"multiplier_step must be a finite number >= 0, got {multiplier_step!r}.")
+        #: the multipliers' leak per step, and the annealing's share of the training steps
+        self.multiplier_leak = _check_share(multiplier_leak, "multiplier_leak", upper=False)
+        self.anneal = _check_share(anneal, "anneal", upper=True)
+        self.total_steps: int | None = None
+        if total_steps is not None:
+            self.set_total_steps(total_steps)
+        #: training steps taken, and the activity of the first (the annealing's start; None before it)
+        self.steps = 0
+        self.start_rate: float | None = None
         if base is not None and not callable(base):
             raise ValueError(f"base must be a callable loss(logits, y), got {type(base).__name__}.")
         self.base = base if base is not None else F.cross_entropy
@@ -289,14 +322,34 @@ class ActivityRegularizer:
     def lagrangian(self) -> Tensor:
         r""":math:`\sum_\ell \lambda_\ell (\tilde A_\ell - P)/(P + \epsilon)` over the layers of the
         last forward (:func:`tbnn.nn.multiplier.lagrangian_term`; 0 without multipliers)."""
-        terms = [lagrangian_term(self.multipliers[n], self._act[n], self.target)
+        goal = self.current_target()
+        terms = [lagrangian_term(self.multipliers[n], self._act[n], goal)
                  for n in self.names if n in self._act and n in self.multipliers]
         return torch.stack(terms).sum() if terms else torch.zeros(())
 
+    def set_total_steps(self, total_steps: int) -> None:
+        """Set :attr:`total_steps`, the training steps the annealing is a share of.
+
+        Raises
+        ------
+        ValueError
+            ``total_steps`` is not a positive integer.
+        """
+        if isinstance(total_steps, bool) or not isinstance(total_steps, int) or total_steps < 1:
+            raise ValueError(f"total_steps must be a positive integer, got {total_steps!r}.")
+        self.total_steps = total_steps
+
+    def current_target(self) -> float:
+        """The controllers' target now (:func:`tbnn.nn.homeostasis.annealed_target`): ``P`` when not
+        annealing, before the first training step, and after the annealing."""
+        if not self.controls or self.start_rate is None or not self.total_steps:
+            return self.target
+        return annealed_target(self.target, self.start_rate, self.steps, self.anneal * self.total_steps)
+
     def state_dict(self) -> dict[str, Any]:
-        """The controller's state that is not in the model: ``{"multipliers": {layer: float}}``
-        (the thresholds are model buffers)."""
-        return {"multipliers": dict(self.multipliers)}
+        """The controller's state that is not in the model: ``{"multipliers": {layer: float},
+        "steps": int, "start_rate": float or None}`` (the thresholds are model buffers)."""
+        return {"multipliers": dict(self.multipliers), "steps": self.steps, "start_rate": self.start_rate}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore what :meth:`state_dict` returned.
@@ -304,8 +357,9 @@ class ActivityRegularizer:
         Raises
         ------
         ValueError
-            ``state`` does not name this regulariser's layers, or a multiplier is not a finite
-            number >= 0.
+            ``state`` does not name this regulariser's layers, a multiplier is not a finite
+            number >= 0, or ``steps`` / ``start_rate`` are malformed. A state without ``steps``
+            (saved before the annealing existed) resumes with the target ``P``.
         """
         lam = state.get("multipliers") if isinstance(state, dict) else None
         if not isinstance(lam, dict) or set(lam) != set(self.multipliers):
@@ -314,7 +368,15 @@ class ActivityRegularizer:
         for k, v in lam.items():
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
                 raise ValueError(f"state's multiplier of layer {k} must be a finite number >= 0; got {v!r}.")
+        steps, start = state.get("steps"), state.get("start_rate")
+        if "steps" in state and (isinstance(steps, bool) or not isinstance(steps, int) or steps < 0):
+            raise ValueError(f"state's steps must be an integer >= 0; got {steps!r}.")
+        if start is not None and (isinstance(start, bool) or not isinstance(start, (int, float))
+                                  or not math.isfinite(start) or start < 0):
+            raise ValueError(f"state's start_rate must be a finite number >= 0 or None; got {start!r}.")
         self.multipliers = {k: float(lam[k]) for k in self.multipliers}
+        # no steps saved: trained before the annealing, so it resumes at P (start = P anneals nothing)
+        self.steps, self.start_rate = (steps, start) if "steps" in state else (0, self.target)
 
     def thresholds(self) -> dict[str, float]:
         """Each controlled layer's threshold (empty when the thresholds are not controlled)."""
@@ -329,13 +391,16 @@ class ActivityRegularizer:
         steps: dict[str, float] = {}
         if not self.controls:
             return steps
+        goal = self.current_target()
         for name in self.names:
             if name in self._sigma:
                 rate, sigma = self._sigma[name]
-                steps[name] = float(step_threshold(self.neurons[name], rate, self.target, sigma, self.step).abs().mean())
+                steps[name] = float(step_threshold(self.neurons[name], rate, goal, sigma, self.step).abs().mean())
             if name in self._rate and name in self.multipliers:
-                self.multipliers[name] = step_multiplier(self.multipliers[name], self._rate[name], self.target,
-                                                         self.multiplier_step)
+                self.multipliers[name] = step_multiplier(self.multipliers[name], self._rate[name], goal,
+                                                         self.multiplier_step, self.multiplier_leak)
+        if self._rate:
+            self.steps += 1
         self._sigma.clear()
         self._rate.clear()
         return steps
@@ -343,7 +408,9 @@ class ActivityRegularizer:
     def __call__(self, logits: Tensor, y: Tensor) -> Tensor:
         """``base(logits, y) + weight * penalty()`` (``base``: cross-entropy by default), plus
         :meth:`lagrangian` with multipliers; in training, with controlled thresholds, also takes
-        one controller step (:meth:`update`)."""
+        one controller step (:meth:`update`) toward :meth:`current_target`."""
+        if self.controls and self.start_rate is None and self._rate:  # the annealing starts here
+            self.start_rate = max(self.target, sum(self._rate.values()) / len(self._rate))
         loss = self.base(logits, y)
         if self.weight != 0:
             loss = loss + self.weight * self.penalty()

@@ -289,6 +289,8 @@ def _fit_loop(model, train_data, test_data, loss_fn, tcfg, dev, writer, mode, ou
     model.to(dev)
     opt, sched, gen, start_epoch, history, train_seconds = _optimizer_state(model, tcfg, mode, out_dir, loss_fn)
     n_train = len(train_data)
+    if isinstance(loss_fn, ActivityRegularizer) and loss_fn.total_steps is None and n_train:
+        loss_fn.set_total_steps(epochs * -(-n_train // batch))  # the share the target is annealed over
     labels = train_data.tensors[1] if train_data.tensors is not None else None
     single = ddp.world_size() == 1
     # under torchrun: synchronised BatchNorm and DDP (both no-ops in one process)
@@ -537,6 +539,8 @@ def train(
             final["fraction_active"] = fraction_active(net, reg, ds.x_test)
             if reg.controls:
                 final["rate_control"] = {"target": rate_target, "step": reg.step, "thresholds": reg.thresholds(),
+                                         "anneal": reg.anneal, "total_steps": reg.total_steps,
+                                         "multiplier_leak": reg.multiplier_leak,
                                          "multiplier_step": reg.multiplier_step, "multipliers": dict(reg.multipliers)}
         return final
 
