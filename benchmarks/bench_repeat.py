@@ -9,17 +9,16 @@ and the thread counts. Then the same with ``--busy`` processes running ``while 1
 beside it.
 
 Each phase runs under every ``--settings`` entry: ``default`` (the command as a user runs it:
-one thread, passive OpenMP waiting), ``threads=N`` (``OMP_NUM_THREADS=N``) and
-``threads=N,spin`` (also ``OMP_WAIT_POLICY`` set empty, so that the command leaves it and
-libgomp, warning once of the empty value, keeps its default: threads spin a while before they
-sleep, as before the ``tbnn`` command chose passive waiting).
+one thread), ``threads=N`` (``OMP_NUM_THREADS=N``: OpenMP threads spin a while before they
+sleep, libgomp's default) and ``threads=N,passive`` (also ``OMP_WAIT_POLICY=PASSIVE``: they
+sleep at once).
 
 Prints, per setting and phase: the throughput's minimum, median and maximum, the spread
 (maximum / minimum), the set of arithmetic choices and engines, and the busy phase's median
 as a fraction of the quiet one. The CPU line and the load average come first. No result is
 asserted.
 
-    python benchmarks/bench_repeat.py [--processes 7] [--busy 2] [--settings default threads=2 threads=2,spin] [--out DIR]
+    python benchmarks/bench_repeat.py [--processes 7] [--busy 2] [--settings default threads=2 threads=2,passive] [--out DIR]
 """
 
 from __future__ import annotations
@@ -47,24 +46,23 @@ def _env(setting: str = "default") -> dict:
     for part in setting.split(","):
         if part.startswith("threads="):
             env["OMP_NUM_THREADS"] = part.split("=", 1)[1]
-        elif part == "spin":
-            env["OMP_WAIT_POLICY"] = ""  # set, so the command leaves it; empty, so OpenMP keeps its default
+        elif part == "passive":
+            env["OMP_WAIT_POLICY"] = "PASSIVE"
     return env
 
 
 def _setting(text: str) -> str:
-    """``--settings`` entry: ``default``, ``threads=N`` or ``threads=N,spin``."""
+    """``--settings`` entry: ``default``, ``threads=N`` or ``threads=N,passive``."""
     parts = text.split(",")
     ok = text == "default" or (parts[0].startswith("threads=") and parts[0][8:].isdigit() and int(parts[0][8:]) >= 1
-                               and parts[1:] in ([], ["spin"]))
+                               and parts[1:] in ([], ["passive"]))
     if not ok:
-        raise argparse.ArgumentTypeError(f"must be default, threads=N or threads=N,spin; got {text!r}")
+        raise argparse.ArgumentTypeError(f"must be default, threads=N or threads=N,passive; got {text!r}")
     return text
 
 
 def _tbnn(args: list[str], setting: str = "default") -> None:
-    """Run ``tbnn args``; its stderr (libgomp warns once of the empty ``OMP_WAIT_POLICY``) is shown
-    only if it fails."""
+    """Run ``tbnn args``; its stderr is shown only if it fails."""
     res = subprocess.run([sys.executable, "-m", "tbnn", *args], env=_env(setting), stdout=subprocess.DEVNULL,
                          stderr=subprocess.PIPE, text=True)
     if res.returncode:
@@ -107,8 +105,8 @@ def main(argv: list[str] | None = None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--processes", type=int, default=7, help="fresh simulate processes per phase (default 7)")
     p.add_argument("--busy", type=int, default=2, help="busy processes beside the busy phase (default 2)")
-    p.add_argument("--settings", type=_setting, nargs="+", default=["default", "threads=2", "threads=2,spin"],
-                   help="environments to run: default, threads=N, threads=N,spin (default: all three with N = 2)")
+    p.add_argument("--settings", type=_setting, nargs="+", default=["default", "threads=2", "threads=2,passive"],
+                   help="environments to run: default, threads=N, threads=N,passive (default: all three with N = 2)")
     p.add_argument("--epochs", type=int, default=20, help="training epochs of the run (default 20)")
     p.add_argument("--run", type=Path, default=None, help="a trained mnist1d run folder (default: train one)")
     p.add_argument("--out", type=Path, default=None, help="folder for bench_repeat.json and .md (default: print only)")

@@ -152,7 +152,7 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--epochs", type=int, default=20, help="training epochs, integer >= 1")
     d.add_argument("--seed", type=int, default=0, help="random seed, integer >= 0")
     d.add_argument("--quiet", action="store_true", help="no progress bars")
-    _add_threads(d, "torch's default")
+    _add_threads(d, "1")
     _add_overwrite(d, "demo")
 
     t = sub.add_parser("train", help="train a model and write config.json, model.safetensors, metrics.json", **fmt)
@@ -191,7 +191,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--resume", action="store_true", help="continue the interrupted run in --out (same settings)")
     _add_overwrite(t, "run")
     t.add_argument("--quiet", action="store_true", help="no progress bar")
-    _add_threads(t, "torch's default")
+    _add_threads(t, "1")
     t.add_argument("--rate-target", type=float, default=None,
                    help="activity regulariser: fraction P of hidden neurons active per step to aim at")
     t.add_argument("--rate-weight", type=float, default=None,
@@ -228,7 +228,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", required=True, help="simulation directory (new or empty; never inside a run directory)")
     _add_overwrite(s, "simulation")
     s.add_argument("--quiet", action="store_true", help="no progress bar")
-    _add_threads(s, "1: the engine's kernel runs on one thread")
+    _add_threads(s, "1")
     s.add_argument("--spikes-only", action="store_true",
                    help="read out every layer with constant gains and offsets fitted on the training split "
                         "(no per-sample analog value crosses a layer)")
@@ -404,9 +404,9 @@ COMMANDS = {"train": _cmd_train, "simulate": _cmd_simulate, "analyze": _cmd_anal
             "calibrate": _cmd_calibrate}
 
 
-#: the commands' torch intra-op threads when neither ``--threads`` nor ``OMP_NUM_THREADS`` says
-#: (absent: torch's default, one per CPU); see :mod:`tbnn.runtime.threads`
-THREAD_DEFAULTS = {"simulate": 1}
+#: the commands' torch intra-op threads when neither ``--threads`` nor ``OMP_NUM_THREADS`` says;
+#: see :mod:`tbnn.runtime.threads` for why one
+DEFAULT_THREADS = 1
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -418,10 +418,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     """
     from tbnn.runtime.interrupt import exit_on_interrupt, restore_interrupt
 
-    # idle OpenMP threads sleep instead of spinning (read when torch starts its thread pool): a
-    # spinning thread on a busy core slowed a 2-core machine's training 8-16x (tbnn.runtime.threads)
-    if "torch" not in sys.modules:  # after torch started, it would change only this process's children
-        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     exit_on_interrupt()  # Ctrl-C at any moment: one line, exit 130 (also when main is called in-process)
     try:
         return _main(argv)
@@ -458,7 +454,7 @@ def _main(argv: Sequence[str] | None) -> int:
     dist = None
     tune_allocator()  # this process is the command's own: keep freed memory for the next batch
     if hasattr(args, "threads"):
-        apply_thread_policy(args.threads, THREAD_DEFAULTS.get(args.command))
+        apply_thread_policy(args.threads, DEFAULT_THREADS)
     try:
         with warnings.catch_warnings():
             warnings.showwarning = note

@@ -1,26 +1,19 @@
-"""The ``tbnn`` command's thread policy: ``--threads``, then ``OMP_NUM_THREADS``, then the command's default.
+"""The ``tbnn`` command's thread policy: ``--threads``, then ``OMP_NUM_THREADS``, then one thread.
 
-``tbnn simulate`` runs torch on one intra-op thread unless told otherwise, and says in
-``simulation.json`` how many threads ran and where the count came from; a bad ``--threads``
-is refused naming the flag. A fresh ``tbnn`` process starts OpenMP with passive waiting
-unless the user chose a wait policy.
+``tbnn train`` and ``tbnn simulate`` run torch on one intra-op thread unless told otherwise;
+``simulation.json`` says how many threads ran and where the count came from; a bad
+``--threads`` is refused naming the flag.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 import torch
 
 from tbnn.cli import main
 from tbnn.runtime import threads
-
-ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(autouse=True)
@@ -68,13 +61,9 @@ def test_python_api_keeps_the_callers_threads():
     assert threads.thread_policy() == "the caller's (Python API)"
 
 
-def test_a_fresh_command_waits_passively_unless_told(tmp_path):
-    code = ("import os, sys; from tbnn.cli import main; main(['calibrate', '--show']); "
-            "print('POLICY', os.environ.get('OMP_WAIT_POLICY'))")
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "TBNN_CACHE": str(tmp_path)}
-    env.pop("OMP_WAIT_POLICY", None)
-    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout
-    assert "POLICY PASSIVE" in out
-    env["OMP_WAIT_POLICY"] = "ACTIVE"
-    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout
-    assert "POLICY ACTIVE" in out
+def test_train_defaults_to_one_thread_too(tmp_path, capsys):
+    torch.set_num_threads(2)
+    assert main(["train", "--dataset", "digits", "--model", "tbn", "--epochs", "1", "--n-train", "100",
+                 "--n-test", "50", "--hidden", "16", "--out", str(tmp_path / "r"), "--quiet"]) == 0
+    assert torch.get_num_threads() == 1 and threads.thread_policy() == "the command's default (1)"
+    capsys.readouterr()

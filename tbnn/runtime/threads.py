@@ -6,15 +6,19 @@ to a parser, :func:`set_threads` checks the value (an integer >= 1) and applies 
 value is a one-sentence parser error naming ``--threads`` (exit 2).
 
 The ``tbnn`` command's policy (:func:`apply_thread_policy`): ``--threads N`` if given, else
-``OMP_NUM_THREADS`` if the user set it, else the command's default — **one** intra-op
-thread for ``tbnn simulate`` (the packed kernel runs on one thread, and the engine's small
-per-batch operations lose more to a second thread's synchronisation than they gain, many
-times over when another process competes for the cores: ``benchmarks/bench_repeat.py``)
-and torch's own default for the others. :func:`thread_policy` says which applied, for
-``simulation.json``; a Python program keeps whatever threads it set itself. The command
-also sets ``OMP_WAIT_POLICY=PASSIVE`` unless the user set it: OpenMP threads that wait
-sleep rather than spin, which on a 2-core machine shared with other work turned a 12-24 s
-training of 3 epochs into 1.5 s (mnist1d MLP, two threads, load average 5).
+``OMP_NUM_THREADS`` if the user set it, else **one** intra-op thread, for every command that
+runs torch (``train``, ``simulate``, ``demo``). :func:`thread_policy` says which applied, for
+``simulation.json``; a Python program keeps whatever threads it set itself.
+
+Why one (AMD EPYC, 2 cores; ``python benchmarks/bench_repeat.py``, two runs, and ``tbnn
+train`` timed by hand, 2026-12-02): tbnn's models are small and its batches short, so a
+second thread gains little on a quiet machine (mnist1d MLP, 10 epochs: 2.5 s against 2.7 s
+with one; the CNN, 3 epochs: 1.2-1.4 s against 1.5 s; ``tbnn simulate`` of the 4,000 training samples: 66,203 and 91,859 samples/s
+against 106,343 and 97,397 with one, medians of 7 processes), and when two other processes
+compete for the cores, OpenMP threads that spin while they wait stall every operation
+(simulate: 712-51,241 samples/s with two threads, 33,306-103,714 with one). Passive waiting
+(``OMP_WAIT_POLICY=PASSIVE``) tames the busy case but makes two threads 3x slower on a quiet
+machine (35,423 samples/s). ``--threads N`` is for larger models on machines with free cores.
 
 >>> import argparse
 >>> p = argparse.ArgumentParser()
