@@ -60,7 +60,8 @@ value serves every epoch budget and data set. On digits at :math:`P` = 1 % (TBN 
 T = 4, running grid, both controllers, prototypes) it lifted accuracy at 20 epochs from 77.1 /
 77.6 % to 85.6 / 85.1 % (seeds 0 / 1), and at 60 epochs reached 94.0–94.9 % (seeds 0–4, 3.2
 points below the unregularised network, paired; with the multiplier's leak of
-:mod:`tbnn.nn.multiplier`, 0.8). Annealing over a fixed number of steps instead fits one budget
+:mod:`tbnn.nn.multiplier`, 0.8 in a prototype and 2.0 ± 0.7 in the committed controller's
+sweep, ``docs/sparsity.md`` §5). Annealing over a fixed number of steps instead fits one budget
 only: over 300 or 400 of the 450 steps of 20 epochs the rate ended 7–46 % above :math:`P`;
 over 600 or 900 of 1350 steps at 60 epochs accuracy was 96.0 and 95.1 % (seed 0).
 
