@@ -608,6 +608,15 @@ def _host() -> dict[str, Any]:
     return {"cpu": cpu, "node": platform.node()}
 
 
+def save_run(r: dict, folder: Path, name: str, preset: str, model: dict, train: dict, corpus: dict, args,
+             **extra: Any) -> Path:
+    """Stamp run ``r`` with what made it (preset, model, recipe, corpus, host, command, time) and
+    write it to ``folder/name`` atomically."""
+    r.update(preset=preset, model=model, train=train, corpus=corpus["info"], host=_host(),
+             info=common.run_info(args), **extra, finished=time.strftime("%Y-%m-%d %H:%M:%S"))
+    return common.write_json(folder, name, r)
+
+
 def run_grid(args, preset: str, corpus: dict, model: dict, train: dict, lrs, seeds) -> int:
     """Train the unfinished runs of the grid in priority order; returns how many it trained."""
     runs_dir = Path(args.runs)
@@ -624,9 +633,7 @@ def run_grid(args, preset: str, corpus: dict, model: dict, train: dict, lrs, see
         print(f"[{t}] {preset}: run {len(done) + 1} {run_id(spec)} ...", flush=True)
         r = train_one(corpus, spec, model, train, args.device,
                       GPU_TIME_LIMIT if preset == "gpu" and not args.quick else None)
-        r.update(preset=preset, model=model, train=train, corpus=corpus["info"], host=_host(),
-                 info=common.run_info(args), finished=time.strftime("%Y-%m-%d %H:%M:%S"))
-        common.write_json(runs_dir, run_id(spec) + ".json", r)
+        save_run(r, runs_dir, run_id(spec) + ".json", preset, model, train, corpus, args)
         trained += 1
         fl = r["final_val_loss"]
         print(f"[{time.strftime('%H:%M:%S')}]   final val loss {fl if fl is None else round(fl, 4)}, "
@@ -844,9 +851,7 @@ def length_check(args, model: dict, train: dict, lr: float = 3e-3) -> dict:
     corpus = build_corpus(PACKAGES[:1] if args.quick else PACKAGES, QUICK_FILES if args.quick else None)
     spec = {"setting": "float", "method": "float", "lr": lr, "seed": 0, "lam": None}
     r = train_one(corpus, spec, model, train, args.device, None)
-    r.update(preset="length", model=model, train=train, corpus=corpus["info"], host=_host(),
-             info=common.run_info(args), finished=time.strftime("%Y-%m-%d %H:%M:%S"))
-    common.write_json(Path(args.runs) / "length", f"float_{train['steps']}.json", r)
+    save_run(r, Path(args.runs) / "length", f"float_{train['steps']}.json", "length", model, train, corpus, args)
     flat = r["rel_improvement_last_20pct"]
     print(f"float, lr {lr}, {train['steps']} steps: final val loss {r['final_val_loss']:.4f}, "
           f"{100 * flat:.2f} % better over the last 20 % of steps: "
@@ -907,9 +912,7 @@ def main(argv: list[str] | None = None) -> dict:
                 if run_id(spec) in done:
                     continue
                 r = train_one(corpus, spec, model, train, args.device, None if args.quick else GPU_TIME_LIMIT)
-                r.update(preset=preset, model=model, train=train, corpus=corpus["info"], host=_host(),
-                         info=common.run_info(args), unconverged=True, finished=time.strftime("%Y-%m-%d %H:%M:%S"))
-                common.write_json(rd, run_id(spec) + ".json", r)
+                save_run(r, rd, run_id(spec) + ".json", preset, model, train, corpus, args, unconverged=True)
                 trained += 1
                 print(f"{run_id(spec)}: {r['steps_done']} steps, final val loss {r['final_val_loss']}", flush=True)
         else:
