@@ -112,6 +112,24 @@ def test_results_table_quick(tmp_path):
     assert "| dataset" in md and "## Targets" in md and "spikes-only (trained)" in md and "--readout running" in md
     _png_ok(tmp_path / "results_table.png")
     assert len(res["rows"]) == len(data["rows"])
+    assert ro[("mnist1d", "cnn", "tbn", "running")]["model_settings"] == {"readout": "running", "hidden_grid": "running"}
+    assert "--hidden-grid running" in md
+
+    # --resume trains only the rows whose settings changed: here one seed of the CNN spikes-only row
+    stale = next(r for r in data["rows"] if (r["dataset"], r["arch"], r["readout"]) == ("mnist1d", "cnn", "running"))
+    stale["model_settings"] = {"readout": "running"}  # as the rows were before the running grid
+    (tmp_path / "results_table.json").write_text(json.dumps(data))
+    trained = []
+    real = mod._train
+    mod._train = lambda ds, arch, model, seed, *a, **k: trained.append((ds, arch, model, k.get("readout"))) or real(
+        ds, arch, model, seed, *a, **k)
+    try:
+        again = mod.main(["--quick", "--out", str(tmp_path), "--no-progress", "--resume"])
+    finally:
+        mod._train = real
+    assert trained == [("mnist1d", "cnn", "tbn", "running")]
+    kept = {(r["dataset"], r["arch"], r["model"], r["readout"]): r["runs"] for r in again["rows"]}
+    assert kept[("digits", "mlp", "tbn", "sample")] == ro[("digits", "mlp", "tbn", "sample")]["runs"]
 
 
 def test_results_table_tune_quick(tmp_path):
