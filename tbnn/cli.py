@@ -205,7 +205,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "(a running scale: a whole block can be silent)")
     t.add_argument("--readout", default="sample", choices=["sample", "running"],
                    help="read-out of every neuron layer: sample (a gain and offset per block and sample) or "
-                        "running (per block, from running statistics: spikes alone cross between layers)")
+                        "running (per block, from running statistics: spikes alone cross between layers; best with "
+                        "--hidden-grid running, docs/sparsity.md)")
     t.add_argument("--input-encoding", default=None,
                    help=f"spike code of the input encoder only (none: --encoding): {', '.join(SCHEMES)}")
 
