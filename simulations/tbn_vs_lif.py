@@ -11,8 +11,8 @@ throughput (samples/s, the simulator's own timer).
 The TBN is run twice: with the default per-sample read-out (``readout="sample"``: a gain and
 an offset per block of 128 neurons and per sample, computed from the analog current, cross
 each layer beside the spikes) and trained spikes-only (``readout="running"``: gains and
-offsets fixed at inference, so that, as in the LIF networks, nothing but spikes crosses a
-layer); the table counts the analog values each sends per inference.
+offsets fixed at inference, with the running hidden grid, so that, as in the LIF networks,
+nothing but spikes crosses a layer); the table counts the analog values each sends per inference.
 
 Outputs in ``--out`` (default ``figures/``): ``tbn_vs_lif.json``, ``tbn_vs_lif.md`` and
 ``tbn_vs_lif.png`` (accuracy vs synaptic ops per inference and vs training seconds per epoch).
@@ -41,7 +41,7 @@ def run_one(spec: dict[str, Any], seed: int, args, workdir: Path) -> dict[str, A
     run_dir = workdir / tag
     kw = dict(timesteps=spec["T"])
     if spec["model"] == "tbn":
-        kw.update(weight_bits=1, readout=spec["readout"])
+        kw.update(weight_bits=1, readout=spec["readout"], hidden_grid=spec.get("hidden_grid", "rectify"))
     m = train("digits", spec["model"], run_dir, epochs=args.epochs, seed=seed, progress=False,
               n_train=args.n_train, n_test=args.n_test, hidden=args.hidden, layers=2, **kw)
     sims = {}
@@ -149,7 +149,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         args.n_train = args.n_test = None
     seeds = args.seeds or [0]
     specs = [dict(name="tbn_T4", model="tbn", readout="sample", T=4, modes=("step", "folded")),
-             dict(name="tbn_T4_spikes_only", model="tbn", readout="running", T=4, modes=("step", "folded"))]
+             dict(name="tbn_T4_spikes_only", model="tbn", readout="running", hidden_grid="running", T=4,
+                  modes=("step", "folded"))]
     specs += [dict(name=f"lif_T{t}", model="lif", T=t, modes=("step",)) for t in args.lif_t]
     tmp = None
     if args.workdir is None:
@@ -205,7 +206,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                "per inference include the input layer; samples/s is the simulator's own timer "
                "(TBN: step / folded engines; LIF: snnTorch per-step loop). Read-out: the TBN per-sample "
                "read-out sends a gain and an offset per block of neurons and per sample beside the spikes "
-               "(analog values/inf.); the trained spikes-only TBN (`tbnn train --readout running`) and the "
+               "(analog values/inf.); the trained spikes-only TBN (`tbnn train --readout running --hidden-grid running`) and the "
                "LIF networks send nothing but spikes.\n\n"
                f"{table}\n\n{match}\n\n![TBN vs LIF](tbn_vs_lif.png)\n")
     plot(agg, args.out / "tbn_vs_lif.png", _title(result, args.quick))

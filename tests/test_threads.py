@@ -22,7 +22,7 @@ def _keep_threads(monkeypatch):
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     yield
     torch.set_num_threads(n)
-    threads._POLICY.clear()
+    threads.reset_thread_policy()
 
 
 def _simulate(run, out, *flags) -> dict:

@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import argparse
 
-__all__ = ["THREADS_HELP", "add_threads_option", "apply_thread_policy", "set_threads", "thread_policy"]
+__all__ = ["THREADS_HELP", "add_threads_option", "apply_thread_policy", "set_threads", "thread_policy", "reset_thread_policy"]
 
 THREADS_HELP = ("torch intra-op threads (default 1: on a small shared machine a second OpenMP thread "
                 "that gets descheduled stalls every op)")
@@ -100,3 +100,14 @@ def thread_policy() -> str:
     True
     """
     return _POLICY.get("source", "the caller's (Python API)")
+
+
+def reset_thread_policy() -> None:
+    """Forget the choice of :func:`apply_thread_policy`: :func:`thread_policy` then says the
+    caller's again (for a program or a test that runs the ``tbnn`` command in-process and then
+    sets torch's threads itself).
+
+    >>> reset_thread_policy(); thread_policy()
+    "the caller's (Python API)"
+    """
+    _POLICY.clear()
