@@ -12,6 +12,7 @@
  * Also here: packing 0/1 bytes into such words (tb_pack) and the binary neuron's
  * integrate-and-fire, checked against its code (tb_fire), on the same paths.
  */
+#include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -148,6 +149,242 @@ TB_API int64_t tb_fire(int path, float *r, const float *q, int64_t n, int64_t T,
 #endif
     (void)path;
     return fire_portable(r, q, n, T, th, w, spk);
+}
+
+/* The binary neuron's codes and spikes in one pass over its input (tbnn.kernels.neuron).
+ * x: float32 [rows, K], the grid's input; read-out blocks of bs features along K (the last one
+ * shorter when bs does not divide K). Per block, as tbnn.core.quant.fast does it in torch:
+ *   grid 0 (rectify): lo = 0, hi = max(tiny, max x);  grid 1 (unit): lo = 0, hi = 1;
+ *   grid 2 (minmax):  lo = min x, hi = max x, then hi = hi + 1 where hi == lo.
+ * Codes (into q): q = min(max(floor((u - lo) / (span / L)), 0), L - 1), L = 2^T, span = hi - lo,
+ * u = max(x, 0) when relu (the rectified input of the rectify and unit grids) else x; each
+ * operation one float32 operation, as torch's sub, div, floor and clamp.
+ * Spikes (into spk [T, rows, K], 0/1 bytes): integrate-and-fire from v = min(max((x - lo) / span,
+ * 0), 1) with the thresholds th (as tb_fire), checked against q with the step weights w.
+ * Returns how many membranes' weighted spikes differ from their code, or -1 when a block holds
+ * a value that is not finite (nothing is then to be used: the caller takes the torch path). */
+static inline __attribute__((always_inline)) int64_t neuron_rows(const float *x, int64_t rows, int64_t K, int64_t bs,
+                                                                 int grid, int relu, float tiny, int64_t T,
+                                                                 const float *th, const float *w, float *q,
+                                                                 uint8_t *spk) {
+    int64_t bad = 0;
+    const float L = (float)((int64_t)1 << T), top = L - 1.0f;
+    for (int64_t r = 0; r < rows; r++) {
+        for (int64_t b0 = 0; b0 < K; b0 += bs) {
+            const int64_t n = (K - b0 < bs) ? K - b0 : bs;
+            const float *restrict xb = x + r * K + b0;
+            float lo = 0.0f, hi = 1.0f;
+            float mn = xb[0], mx = xb[0];
+            int finite = 1;
+            for (int64_t i = 0; i < n; i++) {
+                const float v = xb[i];
+                finite &= isfinite(v);
+                mn = v < mn ? v : mn;
+                mx = v > mx ? v : mx;
+            }
+            if (!finite) return -1;
+            if (grid == 0) {
+                lo = 0.0f;
+                hi = mx > tiny ? mx : tiny;
+            } else if (grid == 2) {
+                lo = mn;
+                hi = mx;
+                if (hi == lo) hi = hi + 1.0f;
+            }
+            const float span = hi - lo, step = span / L;
+            float *restrict qb = q + r * K + b0;
+            for (int64_t i0 = 0; i0 < n; i0 += 256) {
+                const int64_t m = (n - i0 < 256) ? n - i0 : 256;
+                float mem[256], code[256];
+                for (int64_t i = 0; i < m; i++) {
+                    const float xv = xb[i0 + i];
+                    const float u = (relu && !(xv > 0.0f)) ? 0.0f : xv;
+                    float c = floorf((u - lo) / step);
+                    c = c < 0.0f ? 0.0f : c;
+                    c = c > top ? top : c;
+                    qb[i0 + i] = c + 0.0f; /* +0.0: never a negative zero */
+                    float v = (xv - lo) / span;
+                    v = v < 0.0f ? 0.0f : v;
+                    mem[i] = v > 1.0f ? 1.0f : v;
+                    code[i] = 0.0f;
+                }
+                for (int64_t t = 0; t < T; t++) {
+                    const float h = th[t], wt = w[t];
+                    uint8_t *restrict s = spk + (t * rows + r) * K + b0 + i0;
+                    for (int64_t i = 0; i < m; i++) {
+                        const float v = mem[i];
+                        const int f = v >= h;
+                        s[i] = (uint8_t)f;
+                        mem[i] = f ? v - h : v;
+                        code[i] += f ? wt : 0.0f;
+                    }
+                }
+                for (int64_t i = 0; i < m; i++) bad += code[i] != qb[i0 + i];
+            }
+        }
+    }
+    return bad;
+}
+
+static int64_t neuron_portable(const float *x, int64_t rows, int64_t K, int64_t bs, int grid, int relu, float tiny,
+                               int64_t T, const float *th, const float *w, float *q, uint8_t *spk) {
+    return neuron_rows(x, rows, K, bs, grid, relu, tiny, T, th, w, q, spk);
+}
+
+#ifdef TB_X86
+/* The AVX2 and AVX-512 paths: the same float32 operations as neuron_rows, 8 or 16 lanes at a time
+ * (the block range by min / max, the floor by round-toward-minus-infinity, the spikes as masks). */
+__attribute__((target("avx2,fma"))) static int64_t neuron_avx2(const float *x, int64_t rows, int64_t K, int64_t bs,
+                                                               int grid, int relu, float tiny, int64_t T,
+                                                               const float *th, const float *w, float *q,
+                                                               uint8_t *spk) {
+    int64_t bad = 0;
+    const float L = (float)((int64_t)1 << T);
+    const __m256 zero = _mm256_setzero_ps(), one = _mm256_set1_ps(1.0f), top = _mm256_set1_ps(L - 1.0f);
+    for (int64_t r = 0; r < rows; r++) {
+        for (int64_t b0 = 0; b0 < K; b0 += bs) {
+            const int64_t n = (K - b0 < bs) ? K - b0 : bs;
+            const float *xb = x + r * K + b0;
+            float mn = xb[0], mx = xb[0];
+            int64_t i = 0;
+            __m256 vmn = _mm256_set1_ps(xb[0]), vmx = vmn, probe = zero;
+            for (; i + 8 <= n; i += 8) {
+                const __m256 v = _mm256_loadu_ps(xb + i);
+                vmn = _mm256_min_ps(vmn, v);
+                vmx = _mm256_max_ps(vmx, v);
+                probe = _mm256_add_ps(probe, _mm256_mul_ps(v, zero)); /* NaN once a value is not finite */
+            }
+            float lane[8], pl[8];
+            _mm256_storeu_ps(lane, vmn);
+            for (int j = 0; j < 8; j++) mn = lane[j] < mn ? lane[j] : mn;
+            _mm256_storeu_ps(lane, vmx);
+            for (int j = 0; j < 8; j++) mx = lane[j] > mx ? lane[j] : mx;
+            _mm256_storeu_ps(pl, probe);
+            int finite = 1;
+            for (int j = 0; j < 8; j++) finite &= pl[j] == 0.0f;
+            for (; i < n; i++) {
+                finite &= isfinite(xb[i]);
+                mn = xb[i] < mn ? xb[i] : mn;
+                mx = xb[i] > mx ? xb[i] : mx;
+            }
+            if (!finite) return -1;
+            float lo = 0.0f, hi = 1.0f;
+            if (grid == 0) hi = mx > tiny ? mx : tiny;
+            else if (grid == 2) {
+                lo = mn;
+                hi = (mx == mn) ? mx + 1.0f : mx;
+            }
+            const float span = hi - lo, step = span / L;
+            const __m256 vlo = _mm256_set1_ps(lo), vspan = _mm256_set1_ps(span), vstep = _mm256_set1_ps(step);
+            float *qb = q + r * K + b0;
+            for (i = 0; i + 8 <= n; i += 8) {
+                const __m256 xv = _mm256_loadu_ps(xb + i);
+                const __m256 u = relu ? _mm256_max_ps(xv, zero) : xv;
+                __m256 c = _mm256_floor_ps(_mm256_div_ps(_mm256_sub_ps(u, vlo), vstep));
+                c = _mm256_add_ps(_mm256_min_ps(_mm256_max_ps(c, zero), top), zero);
+                _mm256_storeu_ps(qb + i, c);
+                __m256 v = _mm256_div_ps(_mm256_sub_ps(xv, vlo), vspan);
+                v = _mm256_min_ps(_mm256_max_ps(v, zero), one);
+                __m256 code = zero;
+                for (int64_t t = 0; t < T; t++) {
+                    const __m256 h = _mm256_set1_ps(th[t]);
+                    const __m256 f = _mm256_cmp_ps(v, h, _CMP_GE_OQ);
+                    v = _mm256_blendv_ps(v, _mm256_sub_ps(v, h), f);
+                    code = _mm256_add_ps(code, _mm256_and_ps(f, _mm256_set1_ps(w[t])));
+                    const int bits = _mm256_movemask_ps(f);
+                    uint8_t *s = spk + (t * rows + r) * K + b0 + i;
+                    for (int j = 0; j < 8; j++) s[j] = (uint8_t)((bits >> j) & 1);
+                }
+                bad += __builtin_popcount((unsigned)_mm256_movemask_ps(_mm256_cmp_ps(code, c, _CMP_NEQ_UQ)));
+            }
+            for (; i < n; i++) { /* the tail of the block, element by element, with the block's range */
+                const float xv = xb[i], u = (relu && !(xv > 0.0f)) ? 0.0f : xv;
+                float c = floorf((u - lo) / step);
+                c = c < 0.0f ? 0.0f : c;
+                c = c > L - 1.0f ? L - 1.0f : c;
+                qb[i] = c + 0.0f;
+                float v = (xv - lo) / span, code = 0.0f;
+                v = v < 0.0f ? 0.0f : v;
+                v = v > 1.0f ? 1.0f : v;
+                for (int64_t t = 0; t < T; t++) {
+                    const int f = v >= th[t];
+                    spk[(t * rows + r) * K + b0 + i] = (uint8_t)f;
+                    v = f ? v - th[t] : v;
+                    code += f ? w[t] : 0.0f;
+                }
+                bad += code != qb[i];
+            }
+        }
+    }
+    return bad;
+}
+
+__attribute__((target("avx512f,avx512bw,avx512dq,avx512vl"))) static int64_t
+neuron_avx512(const float *x, int64_t rows, int64_t K, int64_t bs, int grid, int relu, float tiny, int64_t T,
+              const float *th, const float *w, float *q, uint8_t *spk) {
+    int64_t bad = 0;
+    const float L = (float)((int64_t)1 << T);
+    const __m512 zero = _mm512_setzero_ps(), one = _mm512_set1_ps(1.0f), top = _mm512_set1_ps(L - 1.0f);
+    const __m128i ones8 = _mm_set1_epi8(1);
+    for (int64_t r = 0; r < rows; r++) {
+        for (int64_t b0 = 0; b0 < K; b0 += bs) {
+            const int64_t n = (K - b0 < bs) ? K - b0 : bs;
+            const float *xb = x + r * K + b0;
+            const __m512 first = _mm512_set1_ps(xb[0]);
+            __m512 vmn = first, vmx = first, probe = zero;
+            for (int64_t i = 0; i < n; i += 16) {
+                const __mmask16 k = (n - i >= 16) ? (__mmask16)0xFFFF : (__mmask16)((1u << (n - i)) - 1u);
+                const __m512 v = _mm512_mask_loadu_ps(first, k, xb + i); /* lanes past the block: its first value */
+                vmn = _mm512_min_ps(vmn, v);
+                vmx = _mm512_max_ps(vmx, v);
+                probe = _mm512_add_ps(probe, _mm512_mul_ps(v, zero)); /* NaN once a value is not finite */
+            }
+            if (_mm512_cmp_ps_mask(probe, zero, _CMP_NEQ_UQ)) return -1;
+            const float mn = _mm512_reduce_min_ps(vmn), mx = _mm512_reduce_max_ps(vmx);
+            float lo = 0.0f, hi = 1.0f;
+            if (grid == 0) hi = mx > tiny ? mx : tiny;
+            else if (grid == 2) {
+                lo = mn;
+                hi = (mx == mn) ? mx + 1.0f : mx;
+            }
+            const float span = hi - lo, step = span / L;
+            const __m512 vlo = _mm512_set1_ps(lo), vspan = _mm512_set1_ps(span), vstep = _mm512_set1_ps(step);
+            float *qb = q + r * K + b0;
+            for (int64_t i = 0; i < n; i += 16) {
+                const __mmask16 k = (n - i >= 16) ? (__mmask16)0xFFFF : (__mmask16)((1u << (n - i)) - 1u);
+                const __m512 xv = _mm512_maskz_loadu_ps(k, xb + i);
+                const __m512 u = relu ? _mm512_max_ps(xv, zero) : xv;
+                __m512 c = _mm512_roundscale_ps(_mm512_div_ps(_mm512_sub_ps(u, vlo), vstep),
+                                                _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC);
+                c = _mm512_add_ps(_mm512_min_ps(_mm512_max_ps(c, zero), top), zero);
+                _mm512_mask_storeu_ps(qb + i, k, c);
+                __m512 v = _mm512_div_ps(_mm512_sub_ps(xv, vlo), vspan);
+                v = _mm512_min_ps(_mm512_max_ps(v, zero), one);
+                __m512 code = zero;
+                for (int64_t t = 0; t < T; t++) {
+                    const __m512 h = _mm512_set1_ps(th[t]);
+                    const __mmask16 f = _mm512_cmp_ps_mask(v, h, _CMP_GE_OQ);
+                    v = _mm512_mask_sub_ps(v, f, v, h);
+                    code = _mm512_mask_add_ps(code, f, code, _mm512_set1_ps(w[t]));
+                    _mm_mask_storeu_epi8(spk + (t * rows + r) * K + b0 + i, k, _mm_maskz_mov_epi8(f, ones8));
+                }
+                bad += __builtin_popcount((unsigned)(_mm512_cmp_ps_mask(code, c, _CMP_NEQ_UQ) & k));
+            }
+        }
+    }
+    return bad;
+}
+#endif
+
+TB_API int64_t tb_neuron(int path, const float *x, int64_t rows, int64_t K, int64_t bs, int grid, int relu,
+                         float tiny, int64_t T, const float *th, const float *w, float *q, uint8_t *spk) {
+    if (bs < 1 || T < 1 || T > 24 || grid < 0 || grid > 2) return -2;
+#ifdef TB_X86
+    if (path == 3) return neuron_avx512(x, rows, K, bs, grid, relu, tiny, T, th, w, q, spk);
+    if (path == 2) return neuron_avx2(x, rows, K, bs, grid, relu, tiny, T, th, w, q, spk);
+#endif
+    (void)path;
+    return neuron_portable(x, rows, K, bs, grid, relu, tiny, T, th, w, q, spk);
 }
 
 /* The J binary digits of non-negative integer codes q (float32 [rows, K]) as J planes of words

@@ -60,8 +60,10 @@ from tbnn.core.codespec import NEURON_GRIDS, CodeSpec
 from tbnn.core.coding import SpikeCode, encode_unchecked
 from tbnn.core.firing import binary_thresholds, integrate_and_fire
 from tbnn.core.quant import block_scale, grid_values, pooled_fit
+from tbnn.core.quant.fast import dat_readout, rectifies
 from tbnn.core.validate import check_choice, check_int
 from tbnn.kernels.fire import fire_checked
+from tbnn.kernels.neuron import fire_codes
 
 __all__ = ["TemporalBinary", "NEURON_GRIDS", "READOUTS", "THRESHOLDS"]
 
@@ -216,6 +218,11 @@ class TemporalBinary(nn.Module):
         xs, grid, s = self.grid_input(x)
         code = encode_unchecked(xs, self.timesteps, self.scheme, grid, self.block, self.lam,
                                 self.target, self.method)
+        return self._read_out(code, x, xs, s)
+
+    def _read_out(self, code: SpikeCode, x: Tensor, xs: Tensor, s: Tensor | None) -> SpikeCode:
+        """The code's read-out as this neuron sends it: back in the units of ``x`` for the
+        ``running`` grid (scale ``s``), fixed per block for the ``running`` read-out; shaped as ``x``."""
         if s is not None:  # the read-out back in the units of x (the ridge fit is homogeneous)
             code = replace(code, gain=code.gain * s, offset=code.offset * s,
                            target=None if code.target is None else code.target * s)
@@ -254,6 +261,10 @@ class TemporalBinary(nn.Module):
         RuntimeError
             The loop's spikes differ from the closed form (a bug: please report it).
         """
+        if self.scheme == "binary" and self.method == "dat" and engine_choice() != "dense":
+            fused = self._fire_compiled(x)  # codes, spikes and their check in one compiled pass
+            if fused is not None:
+                return fused
         code = self.encode(x)
         if self.scheme != "binary":
             return code
@@ -273,6 +284,28 @@ class TemporalBinary(nn.Module):
         if fired[1]:
             raise RuntimeError("integrate-and-fire spikes differ from the neuron's code; please report this.")
         return replace(code, raw=fired[0])
+
+    def _fire_compiled(self, x: Tensor) -> SpikeCode | None:
+        """:meth:`fire` by the compiled neuron (:func:`tbnn.kernels.neuron.fire_codes`): the same
+        codes, spikes, gains and offsets as :meth:`encode` and the firing loop, bit for bit; the
+        read-out's block sums in torch (:func:`tbnn.core.quant.fast.dat_readout`). ``None``
+        where the kernel does not run: then :meth:`fire` takes the torch path."""
+        if x.dim() < 2 or x.dtype != torch.float32:
+            return None
+        xs, grid, s = self.grid_input(x)
+        rectify = rectifies(grid, self.target)
+        fired = fire_codes(xs, self.block, grid, self.timesteps, rectify)
+        if fired is None:
+            return None
+        q, spikes, differ = fired
+        if differ:
+            raise RuntimeError("integrate-and-fire spikes differ from the neuron's code; please report this.")
+        tgt = torch.relu(xs) if self.target == "relu" else xs
+        levels = get_code("binary").levels(self.timesteps)
+        relu = self.target == "relu" and not rectify  # as affine_fast: a rectified input is its own relu
+        gain, offset = dat_readout(tgt if rectify else xs, q, self.block, levels, self.lam, relu)
+        code = SpikeCode(q, gain, offset, "binary", self.timesteps, self.block, tgt, spikes, self.lam)
+        return self._read_out(code, x, xs, s)
 
     def extra_repr(self) -> str:
         return (

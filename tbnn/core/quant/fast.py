@@ -13,7 +13,7 @@ from torch.autograd.function import once_differentiable
 
 from tbnn.core.quant.spec import TINY, check_finite
 
-__all__ = ["affine_fast", "compile_wanted", "grid_values"]
+__all__ = ["affine_fast", "compile_wanted", "dat_readout", "grid_values", "rectified_input", "rectifies"]
 
 
 # --------------------------------------------------------------------------------------
@@ -241,23 +241,9 @@ def _affine_forward_sliced(x, lo, span, levels, lam, relu, xsum, fused, keep):
     """
     k = x.shape[-1]
     x2 = x.reshape(-1, k)
-    rows = x2.shape[0]
-    lo2, sp2 = lo.reshape(-1, 1), span.reshape(-1, 1)
-    t2 = torch.relu(x2) if relu else x2
     code2 = torch.empty_like(x2)
-    sums = torch.empty(4, rows, 1, dtype=x.dtype, device=x.device)
-    sq, st, sqt, sqq = sums
     need_st = xsum is None or relu
-    slices = _row_slices(rows, k)
-    buf = _scratch((slices[0][1] - slices[0][0]) * k, x.dtype, x.device).view(-1, k)
-    for s, e in slices:
-        c = _codes_into(x2[s:e], lo2[s:e], sp2[s:e], levels, out=code2[s:e])
-        torch.sum(c, -1, keepdim=True, out=sq[s:e])
-        if need_st:
-            torch.sum(t2[s:e], -1, keepdim=True, out=st[s:e])
-        torch.sum(torch.mul(c, t2[s:e], out=buf[: e - s]), -1, keepdim=True, out=sqt[s:e])
-        if levels != 2:
-            torch.sum(torch.mul(c, c, out=buf[: e - s]), -1, keepdim=True, out=sqq[s:e])
+    slices, sq, st, sqt, sqq = _sliced_sums(x2, code2, levels, relu, need_st, lo.reshape(-1, 1), span.reshape(-1, 1))
     shape = (*x.shape[:-1], 1)
     sq, st, sqt, sqq = (v.reshape(shape) for v in (sq, st, sqt, sqq))
     code = code2.reshape(x.shape)
@@ -270,6 +256,52 @@ def _affine_forward_sliced(x, lo, span, levels, lam, relu, xsum, fused, keep):
     for s, e in slices:  # mul then add, as the whole-tensor path
         torch.mul(code2[s:e], g2[s:e], out=y2[s:e]).add_(o2[s:e])
     return y2.reshape(x.shape), code if keep else None, span, gain, offset, qbar, tbar, inv
+
+
+def _sliced_sums(x2, code2, levels, relu, need_st, lo2=None, sp2=None):
+    """``(slices, sq, st, sqt, sqq)``: the block sums ``[rows, 1]`` of the 2-D rows ``x2`` and
+    their codes ``code2``, a cache-sized slice of rows at a time; with ``lo2`` and ``sp2`` the
+    codes are first made into ``code2`` (:func:`_codes_into`), slice by slice."""
+    rows, k = x2.shape
+    t2 = torch.relu(x2) if relu else x2
+    sq, st, sqt, sqq = torch.empty(4, rows, 1, dtype=x2.dtype, device=x2.device)
+    slices = _row_slices(rows, k)
+    buf = _scratch((slices[0][1] - slices[0][0]) * k, x2.dtype, x2.device).view(-1, k)
+    for s, e in slices:
+        c = code2[s:e] if lo2 is None else _codes_into(x2[s:e], lo2[s:e], sp2[s:e], levels, out=code2[s:e])
+        torch.sum(c, -1, keepdim=True, out=sq[s:e])
+        if need_st:
+            torch.sum(t2[s:e], -1, keepdim=True, out=st[s:e])
+        torch.sum(torch.mul(c, t2[s:e], out=buf[: e - s]), -1, keepdim=True, out=sqt[s:e])
+        if levels != 2:
+            torch.sum(torch.mul(c, c, out=buf[: e - s]), -1, keepdim=True, out=sqq[s:e])
+    return slices, sq, st, sqt, sqq
+
+
+def dat_readout(x: Tensor, code: Tensor, block: int | None, levels: int, lam: float, relu: bool
+                ) -> tuple[Tensor, Tensor]:
+    """``(gain, offset)`` ``[..., nb, 1]`` of the DAT read-out of codes made elsewhere (no gradient).
+
+    ``x`` is the input the codes were made from (after :func:`rectified_input`), ``relu``
+    as :func:`affine_fast` sets it. The same reductions, on the same blocks and in the same
+    order, as :func:`affine_fast`'s forward, so the same bits when ``code`` holds its codes
+    (:mod:`tbnn.kernels.neuron` makes them in one compiled pass).
+    """
+    gains, offsets = [], []
+    for p, c in zip(_split_blocks(x.detach(), block), _split_blocks(code, block)):
+        if p.device.type == "cpu" and p.numel() > _SMALL:  # as _affine_forward_sliced
+            k = p.shape[-1]
+            _, sq, st, sqt, sqq = _sliced_sums(p.reshape(-1, k), c.reshape(-1, k), levels, relu, True)
+            shape = (*p.shape[:-1], 1)
+            sq, st, sqt, sqq = (v.reshape(shape) for v in (sq, st, sqt, sqq))
+            gain, offset = _fit_sums(c, k, sq, st, sqt, sq if levels == 2 else sqq, levels, lam)[:2]
+        else:
+            gain, offset = _affine_stats(p, c, None, None, levels, lam, relu, "dat")[:2]
+        gains.append(gain)
+        offsets.append(offset)
+    if len(gains) == 1:
+        return gains[0], offsets[0]
+    return torch.cat(gains, -2), torch.cat(offsets, -2)
 
 
 def _gx_sliced(code, c_q, c_1, x, sk, G, g_coef):
@@ -430,7 +462,13 @@ def rectified_input(x: Tensor, grid: str | None, target: str) -> Tensor:
     ``relu(x)`` only, so the clipped region gets zero gradient, as the derivative of the
     grid map ``f`` says. Other grids and targets pass ``x`` unchanged.
     """
-    return torch.relu(x) if grid in ("rectify", "unit") and target == "relu" else x
+    return torch.relu(x) if rectifies(grid, target) else x
+
+
+def rectifies(grid: str | None, target: str) -> bool:
+    """Whether :func:`rectified_input` rectifies: the ``rectify`` and ``unit`` grids with the
+    ``relu`` target."""
+    return grid in ("rectify", "unit") and target == "relu"
 
 
 def affine_fast(

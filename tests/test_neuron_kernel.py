@@ -1,0 +1,130 @@
+"""The compiled binary neuron (tbnn.kernels.neuron) against torch's passes.
+
+Codes, spikes, gains and offsets must be the same bits as the torch path (the closed-form
+codes of ``tbnn.core.quant.affine_fast``, the grid values of ``grid_values`` fired by
+``integrate_and_fire``), on every dispatch path this CPU runs, for every grid it supports,
+ragged blocks and edge values; where it cannot run (not finite, not float32) the torch path
+runs instead.
+"""
+
+import pytest
+import torch
+
+import tbnn
+from tbnn.core.firing import binary_thresholds, integrate_and_fire
+from tbnn.core.quant.fast import affine_fast, grid_values, rectifies
+from tbnn.engine.precision import set_engine
+from tbnn.kernels import neuron as kneuron
+from tbnn.kernels import packed
+from tbnn.nn import neurons
+
+HAS_KERNEL = packed.kernel() is not None
+PATHS = list(range(packed.kernel().tb_best_path() + 1)) if HAS_KERNEL else []
+pytestmark = pytest.mark.skipif(not HAS_KERNEL, reason="no compiled kernel here")
+
+
+def _edgy(rows, k, seed):
+    """Random values with the cases that break a careless kernel: grid levels and one ulp below
+    them, zeros and negative zeros, constant and all-negative rows, a subnormal."""
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.randn(rows, k, generator=gen) * 3
+    n = min(k, 33)
+    lv = torch.arange(n, dtype=torch.float32) / 32
+    x[0, :n], x[1, :n] = lv, torch.nextafter(lv, torch.zeros(n))
+    x[2], x[3], x[4, : k // 2] = 0.0, -1.0, 2.5
+    x[5, : min(k, 9)] = -0.0
+    x[6, 0] = torch.finfo(torch.float32).tiny / 4
+    return x
+
+
+@pytest.mark.parametrize("path", PATHS)
+@pytest.mark.parametrize("grid,target", [("rectify", "relu"), ("rectify", "x"), ("unit", "relu"), ("minmax", "x"),
+                                         ("minmax", "relu")])
+@pytest.mark.parametrize("timesteps", [1, 4, 7])
+@pytest.mark.parametrize("block,k", [(32, 100), (128, 256), (None, 37), (16, 16)])
+def test_the_compiled_neuron_makes_torchs_codes_and_spikes(path, grid, target, timesteps, block, k):
+    x = _edgy(9, k, timesteps + k)
+    q, spikes, differ = kneuron.fire_codes(x, block, grid, timesteps, rectifies(grid, target), path=path)
+    want_q = affine_fast(x, block, grid, 2**timesteps, 0.01, target, fused=False)[0]
+    want_spikes = integrate_and_fire(grid_values(x, block, grid, 2**timesteps), binary_thresholds(timesteps))
+    assert differ == 0 and torch.equal(q, want_q) and torch.equal(spikes, want_spikes)
+    assert q.dtype == torch.float32 and spikes.dtype == torch.bool
+
+
+@pytest.mark.parametrize("path", PATHS)
+def test_what_the_kernel_cannot_take_goes_to_torch(path):
+    x = _edgy(8, 64, 0)
+    for bad in (float("nan"), float("inf"), -float("inf")):
+        y = x.clone()
+        y[2, 7] = bad
+        assert kneuron.fire_codes(y, 32, "rectify", 4, True, path=path) is None
+    assert kneuron.fire_codes(x.double(), 32, "rectify", 4, True, path=path) is None
+    assert kneuron.fire_codes(x, 32, "meanstd", 4, True, path=path) is None  # a grid of its own
+    assert kneuron.fire_codes(x.reshape(8, 8, 8), 32, "rectify", 4, True, path=path) is None
+
+
+_CONFIGS = [
+    dict(timesteps=4),
+    dict(timesteps=4, grid="minmax", target="x"),
+    dict(timesteps=3, block=100),
+    dict(timesteps=4, grid="running", features=256),
+    dict(timesteps=4, grid="running", readout="running", features=256),
+    dict(timesteps=4, adaptive_threshold="layer", features=256),
+    dict(timesteps=5, block=None, target="x"),
+]
+
+
+@pytest.mark.parametrize("cfg", _CONFIGS, ids=lambda c: ",".join(f"{k}={v}" for k, v in c.items()))
+def test_a_neuron_fires_the_same_code_through_the_kernel_and_in_torch(cfg, monkeypatch):
+    torch.manual_seed(1)
+    n = tbnn.TemporalBinary(**cfg).eval()
+    if cfg.get("readout") == "running":
+        n.running_gain.uniform_(0.5, 1.5)
+        n.running_offset.uniform_(-0.1, 0.1)
+    if cfg.get("adaptive_threshold"):
+        n.threshold.fill_(0.3)
+    x = _edgy(33, 256, 3).reshape(33, 4, 64)  # a conv layer's [B, C, L] flattens to 256 features
+    with torch.no_grad():
+        assert n._fire_compiled(x) is not None  # the kernel runs this neuron
+        fast = n.fire(x)
+        monkeypatch.setattr(neurons.TemporalBinary, "_fire_compiled", lambda self, x: None)
+        torch_loop = n.fire(x)
+        set_engine("dense")
+        try:
+            dense = n.fire(x)
+        finally:
+            set_engine("auto")
+    for other in (torch_loop, dense):
+        for field in ("q", "gain", "offset", "raw", "target"):
+            assert torch.equal(getattr(fast, field), getattr(other, field)), field
+        assert fast.shape == other.shape == (33, 4, 64)
+
+
+def test_a_path_that_fails_the_neuron_self_test_is_not_used(monkeypatch, capsys):
+    real = kneuron.fire_codes
+
+    def corrupt(*a, **k):
+        q, spikes, differ = real(*a, **k)
+        q = q.clone()
+        q[1, 5] += 1
+        return q, spikes, differ
+
+    monkeypatch.setattr(kneuron, "fire_codes", corrupt)
+    assert kneuron.path_agrees.__wrapped__(PATHS[-1]) is False
+    assert "failed its self-test" in capsys.readouterr().err
+    monkeypatch.undo()
+    assert kneuron.path_agrees.__wrapped__(PATHS[-1]) is True
+
+
+def test_simulate_runs_the_compiled_neuron_and_agrees_exactly(monkeypatch):
+    from tbnn.nn.models import ModelConfig, build_model
+
+    torch.manual_seed(0)
+    net = build_model(ModelConfig(in_features=20, hidden=64, layers=2, block=32)).eval()
+    x = torch.randn(50, 20)
+    ran = []
+    real = neurons.TemporalBinary._fire_compiled
+    monkeypatch.setattr(neurons.TemporalBinary, "_fire_compiled", lambda self, x: ran.append(real(self, x)) or ran[-1])
+    s = tbnn.simulate(net, x).summary
+    assert ran and all(r is not None for r in ran)
+    assert s["forward_agreement"] == 1.0 and s["max_logit_difference"] == 0.0
