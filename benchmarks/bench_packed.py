@@ -239,8 +239,11 @@ class _Parts:
 
 
 #: the parts of a batch, in the order of the table
-PARTS = ("input encoding (encoder: code, fit, firing)", "hidden neurons: closed-form code and read-out fit",
-         "hidden neurons: grid values", "hidden neurons: integrate-and-fire, check", "spikes recorded and counted",
+PARTS = ("input encoding (encoder: code, fit, firing)",
+         "hidden neurons: codes, spikes and check, compiled (tbnn.kernels.neuron)",
+         "hidden neurons: read-out fit (block sums in torch)",
+         "hidden neurons: torch path (closed-form code, grid values), where the compiled neuron does not run",
+         "hidden neurons: the rest of firing (grid input, target, code object)", "spikes recorded and counted",
          "pack spikes", "kernel, hidden layers", "kernel, read-out layer", "rest of the current, hidden layers",
          "rest of the current, read-out layer", "engine glue (planes, gains, checks)", "synaptic operations counted",
          "BatchNorm")
@@ -303,9 +306,14 @@ def account_width(w: int, repeats: int) -> list[float]:
     parts.wrap(SimulationSession, "layer_current", layer_role)
     parts.wrap(SimulationSession, "neuron_output", neuron_role)
     parts.wrap(SimulationSession, "record_spikes", lambda a: "spikes recorded and counted")
-    parts.wrap(neurons.TemporalBinary, "encode", neuron_part("hidden neurons: closed-form code and read-out fit"))
-    parts.wrap(neurons.TemporalBinary, "fire", neuron_part("hidden neurons: integrate-and-fire, check"))
-    parts.wrap(neurons, "grid_values", neuron_part("hidden neurons: grid values"))
+    torch_path = "hidden neurons: torch path (closed-form code, grid values), where the compiled neuron does not run"
+    parts.wrap(neurons.TemporalBinary, "encode", neuron_part(torch_path))
+    parts.wrap(neurons, "grid_values", neuron_part(torch_path))
+    parts.wrap(neurons.TemporalBinary, "fire", neuron_part("hidden neurons: the rest of firing (grid input, target, "
+                                                           "code object)"))
+    parts.wrap(neurons, "fire_codes", neuron_part("hidden neurons: codes, spikes and check, compiled "
+                                                  "(tbnn.kernels.neuron)"))
+    parts.wrap(neurons, "dat_readout", neuron_part("hidden neurons: read-out fit (block sums in torch)"))
     parts.wrap(engine, "step_current", lambda a: "engine glue (planes, gains, checks)")
     for fn in ("_combine", "_linear_rest"):  # the offsets, the rank-1 term, the bias (and alpha unless fused)
         parts.wrap(engine, fn, by_layer("rest of the current"))

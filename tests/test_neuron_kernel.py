@@ -40,20 +40,29 @@ def _edgy(rows, k, seed):
 @pytest.mark.parametrize("path", PATHS)
 @pytest.mark.parametrize("grid,target", [("rectify", "relu"), ("rectify", "x"), ("unit", "relu"), ("minmax", "x"),
                                          ("minmax", "relu")])
-@pytest.mark.parametrize("timesteps", [1, 4, 7])
+@pytest.mark.parametrize("timesteps", [1, 4, 7, 9])
 @pytest.mark.parametrize("block,k", [(32, 100), (128, 256), (None, 37), (16, 16)])
 def test_the_compiled_neuron_makes_torchs_codes_and_spikes(path, grid, target, timesteps, block, k):
     x = _edgy(9, k, timesteps + k)
-    q, spikes, differ = kneuron.fire_codes(x, block, grid, timesteps, rectifies(grid, target), path=path)
+    q, spikes, differ, sums = kneuron.fire_codes(x, block, grid, timesteps, rectifies(grid, target), path=path)
     want_q = affine_fast(x, block, grid, 2**timesteps, 0.01, target, fused=False)[0]
     want_spikes = integrate_and_fire(grid_values(x, block, grid, 2**timesteps), binary_thresholds(timesteps))
     assert differ == 0 and torch.equal(q, want_q) and torch.equal(spikes, want_spikes)
     assert q.dtype == torch.float32 and spikes.dtype == torch.bool
+    bs = k if block is None else block
+    if (2**timesteps - 1) ** 2 * bs < 2**24:  # exact in float32: the block sums of q and q^2, recounted in int64
+        qi = want_q.to(torch.int64)
+        blocks = range(0, k, bs)
+        assert torch.equal(sums[0], torch.stack([qi[:, b:b + bs].sum(-1) for b in blocks], -1).float())
+        assert torch.equal(sums[1], torch.stack([(qi[:, b:b + bs] ** 2).sum(-1) for b in blocks], -1).float())
+    else:
+        assert sums is None
 
 
 @pytest.mark.parametrize("path", PATHS)
 def test_what_the_kernel_cannot_take_goes_to_torch(path):
     x = _edgy(8, 64, 0)
+    assert kneuron.fire_codes(x, None, "rectify", 24, True, path=path).code_sums is None  # beyond float32's integers
     for bad in (float("nan"), float("inf"), -float("inf")):
         y = x.clone()
         y[2, 7] = bad
@@ -104,10 +113,10 @@ def test_a_path_that_fails_the_neuron_self_test_is_not_used(monkeypatch, capsys)
     real = kneuron.fire_codes
 
     def corrupt(*a, **k):
-        q, spikes, differ = real(*a, **k)
-        q = q.clone()
+        fired = real(*a, **k)
+        q = fired.q.clone()
         q[1, 5] += 1
-        return q, spikes, differ
+        return fired._replace(q=q)
 
     monkeypatch.setattr(kneuron, "fire_codes", corrupt)
     assert kneuron.path_agrees.__wrapped__(PATHS[-1]) is False

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import functools
 import sys
+from typing import NamedTuple
 
 import torch
 from torch import Tensor
@@ -40,7 +41,7 @@ from tbnn.core.quant.spec import TINY
 
 from .packed import best_path, kernel
 
-__all__ = ["GRIDS", "MIN_PATH", "fire_codes", "path_agrees"]
+__all__ = ["GRIDS", "MIN_PATH", "Fired", "fire_codes", "path_agrees"]
 
 #: The grids the compiled neuron runs (others keep the torch path).
 GRIDS: dict[str, int] = {"rectify": 0, "unit": 1, "minmax": 2}
@@ -48,6 +49,13 @@ GRIDS: dict[str, int] = {"rectify": 0, "unit": 1, "minmax": 2}
 #: vectorised passes (measured: 1.39 ms against 0.37 ms for 256 x 256, AMD EPYC), so there the
 #: neuron stays in torch; a test may still force them.
 MIN_PATH = 2
+
+
+@functools.cache
+def _steps(timesteps: int) -> tuple[Tensor, Tensor]:
+    """The thresholds and step weights of ``T`` steps, float32 (kept: never written)."""
+    th = torch.tensor(binary_thresholds(timesteps), dtype=torch.float32)
+    return th, 2.0 ** torch.arange(timesteps - 1, -1, -1, dtype=torch.float32)
 
 
 @functools.cache
@@ -71,20 +79,37 @@ def path_agrees(path: int) -> bool:
             got = fire_codes(x, 32, grid, T, rectifies(grid, target), path=path)
             q = affine_fast(x, 32, grid, 2**T, 0.01, target, fused=False)[0]
             spikes = integrate_and_fire(grid_values(x, 32, grid, 2**T), binary_thresholds(T))
-            if got is None or got[2] or not torch.equal(got[0], q) or not torch.equal(got[1], spikes):
+            if (got is None or got.differ or not torch.equal(got.q, q) or not torch.equal(got.spikes, spikes)
+                    or not torch.equal(got.code_sums, torch.stack(_block_sums(q, 32)))):
                 print(f"tbnn: the compiled neuron's {kernel().tb_path_name(path).decode()} path failed its "
                       "self-test; the neuron stays in torch.", file=sys.stderr)
                 return False
     return True
 
 
+class Fired(NamedTuple):
+    """What :func:`fire_codes` makes."""
+
+    q: Tensor  #: float32 codes ``[B, K]``
+    spikes: Tensor  #: boolean spikes ``[T, B, K]``
+    differ: int  #: membranes whose weighted spikes differ from their codes (0 unless there is a bug)
+    code_sums: Tensor | None  #: ``[2, B, nb]`` block sums of ``q`` and ``q^2``; ``None`` where float32 is not exact
+
+
+def _block_sums(q: Tensor, block: int) -> tuple[Tensor, Tensor]:
+    """The block sums of ``q`` and ``q^2`` ``[B, nb]``, in float64 then float32 (exact integers)."""
+    parts = q.double().split(block, -1)
+    return (torch.stack([p.sum(-1) for p in parts], -1).float(),
+            torch.stack([(p * p).sum(-1) for p in parts], -1).float())
+
+
 def fire_codes(x: Tensor, block: int | None, grid: str, timesteps: int, relu: bool,
-               path: int | None = None) -> tuple[Tensor, Tensor, int] | None:
+               path: int | None = None) -> Fired | None:
     """Codes, spikes and their check of a binary neuron layer's input ``x`` ``[B, K]``.
 
-    Returns ``(q, spikes, differ)``: float32 codes ``[B, K]``, boolean spikes ``[T, B, K]``
-    and how many membranes' weighted spikes differ from their codes (0 unless there is a
-    bug); or ``None`` where the kernel does not run (no compiled kernel, ``x`` not a float32
+    Returns a :class:`Fired`: the codes, the spikes, how many membranes' weighted spikes
+    differ from their codes, and the codes' block sums of ``q`` and ``q^2`` (integers, given
+    where they stay below :math:`2^{24}`, so exact in float32 whatever the order); or ``None`` where the kernel does not run (no compiled kernel, ``x`` not a float32
     CPU matrix, a grid of its own, ``T`` over 24, a CPU without AVX2 unless ``path`` is
     given) or ``x`` holds a value that is not finite: then the caller takes the torch path. ``relu``: the codes are those of ``max(x, 0)`` (the
     rectified input of the ``rectify`` and ``unit`` grids with the ``relu`` target). ``path``:
@@ -103,13 +128,14 @@ def fire_codes(x: Tensor, block: int | None, grid: str, timesteps: int, relu: bo
     xc = x.detach().contiguous()
     rows, k = xc.shape
     bs = k if block is None else max(1, min(int(block), k))
-    th = torch.tensor(binary_thresholds(timesteps), dtype=torch.float32)
-    w = 2.0 ** torch.arange(timesteps - 1, -1, -1, dtype=torch.float32)
+    th, w = _steps(timesteps)
     q = torch.empty(rows, k, dtype=torch.float32)
     spikes = torch.empty(timesteps, rows, k, dtype=torch.bool)
+    exact = (2**timesteps - 1) ** 2 * bs < 2**24
+    sums = torch.empty(2, rows, -(-k // bs), dtype=torch.float32) if exact else None
     differ = lib.tb_neuron(path, xc.data_ptr(), rows, k, bs, GRIDS[grid],
                            int(bool(relu)), TINY, timesteps, th.data_ptr(), w.data_ptr(), q.data_ptr(),
-                           spikes.data_ptr())
+                           spikes.data_ptr(), None if sums is None else sums.data_ptr())
     if differ < 0:
         return None
-    return q, spikes, int(differ)
+    return Fired(q, spikes, int(differ), sums)

@@ -151,6 +151,14 @@ TB_API int64_t tb_fire(int path, float *r, const float *q, int64_t n, int64_t T,
     return fire_portable(r, q, n, T, th, w, spk);
 }
 
+/* sums [2, rows, nb]: the sums of the codes and of their squares, per row and block. */
+static inline __attribute__((always_inline)) void block_code_sums(float *sums, int64_t rows, int64_t K, int64_t bs,
+                                                                  int64_t r, int64_t b0, float s1, float s2) {
+    const int64_t nb = (K + bs - 1) / bs, b = b0 / bs;
+    sums[r * nb + b] = s1;
+    sums[(rows + r) * nb + b] = s2;
+}
+
 /* The binary neuron's codes and spikes in one pass over its input (tbnn.kernels.neuron).
  * x: float32 [rows, K], the grid's input; read-out blocks of bs features along K (the last one
  * shorter when bs does not divide K). Per block, as tbnn.core.quant.fast does it in torch:
@@ -161,12 +169,14 @@ TB_API int64_t tb_fire(int path, float *r, const float *q, int64_t n, int64_t T,
  * operation one float32 operation, as torch's sub, div, floor and clamp.
  * Spikes (into spk [T, rows, K], 0/1 bytes): integrate-and-fire from v = min(max((x - lo) / span,
  * 0), 1) with the thresholds th (as tb_fire), checked against q with the step weights w.
+ * Sums (into sums [2, rows, nb] unless NULL): each row's and block's sums of q and of q^2,
+ * integers exact in float32 (below 2^24) whatever the order.
  * Returns how many membranes' weighted spikes differ from their code, or -1 when a block holds
  * a value that is not finite (nothing is then to be used: the caller takes the torch path). */
 static inline __attribute__((always_inline)) int64_t neuron_rows(const float *x, int64_t rows, int64_t K, int64_t bs,
                                                                  int grid, int relu, float tiny, int64_t T,
                                                                  const float *th, const float *w, float *q,
-                                                                 uint8_t *spk) {
+                                                                 uint8_t *spk, float *sums) {
     int64_t bad = 0;
     const float L = (float)((int64_t)1 << T), top = L - 1.0f;
     for (int64_t r = 0; r < rows; r++) {
@@ -193,6 +203,7 @@ static inline __attribute__((always_inline)) int64_t neuron_rows(const float *x,
             }
             const float span = hi - lo, step = span / L;
             float *restrict qb = q + r * K + b0;
+            float s1 = 0.0f, s2 = 0.0f; /* the block's sums of q and q^2: integers, exact in any order */
             for (int64_t i0 = 0; i0 < n; i0 += 256) {
                 const int64_t m = (n - i0 < 256) ? n - i0 : 256;
                 float mem[256], code[256];
@@ -203,6 +214,8 @@ static inline __attribute__((always_inline)) int64_t neuron_rows(const float *x,
                     c = c < 0.0f ? 0.0f : c;
                     c = c > top ? top : c;
                     qb[i0 + i] = c + 0.0f; /* +0.0: never a negative zero */
+                    s1 += c;
+                    s2 += c * c;
                     float v = (xv - lo) / span;
                     v = v < 0.0f ? 0.0f : v;
                     mem[i] = v > 1.0f ? 1.0f : v;
@@ -221,14 +234,15 @@ static inline __attribute__((always_inline)) int64_t neuron_rows(const float *x,
                 }
                 for (int64_t i = 0; i < m; i++) bad += code[i] != qb[i0 + i];
             }
+            if (sums) block_code_sums(sums, rows, K, bs, r, b0, s1, s2);
         }
     }
     return bad;
 }
 
 static int64_t neuron_portable(const float *x, int64_t rows, int64_t K, int64_t bs, int grid, int relu, float tiny,
-                               int64_t T, const float *th, const float *w, float *q, uint8_t *spk) {
-    return neuron_rows(x, rows, K, bs, grid, relu, tiny, T, th, w, q, spk);
+                               int64_t T, const float *th, const float *w, float *q, uint8_t *spk, float *sums) {
+    return neuron_rows(x, rows, K, bs, grid, relu, tiny, T, th, w, q, spk, sums);
 }
 
 #ifdef TB_X86
@@ -237,7 +251,7 @@ static int64_t neuron_portable(const float *x, int64_t rows, int64_t K, int64_t 
 __attribute__((target("avx2,fma"))) static int64_t neuron_avx2(const float *x, int64_t rows, int64_t K, int64_t bs,
                                                                int grid, int relu, float tiny, int64_t T,
                                                                const float *th, const float *w, float *q,
-                                                               uint8_t *spk) {
+                                                               uint8_t *spk, float *sums) {
     int64_t bad = 0;
     const float L = (float)((int64_t)1 << T);
     const __m256 zero = _mm256_setzero_ps(), one = _mm256_set1_ps(1.0f), top = _mm256_set1_ps(L - 1.0f);
@@ -277,12 +291,15 @@ __attribute__((target("avx2,fma"))) static int64_t neuron_avx2(const float *x, i
             const float span = hi - lo, step = span / L;
             const __m256 vlo = _mm256_set1_ps(lo), vspan = _mm256_set1_ps(span), vstep = _mm256_set1_ps(step);
             float *qb = q + r * K + b0;
+            __m256 vs1 = zero, vs2 = zero;
             for (i = 0; i + 8 <= n; i += 8) {
                 const __m256 xv = _mm256_loadu_ps(xb + i);
                 const __m256 u = relu ? _mm256_max_ps(xv, zero) : xv;
                 __m256 c = _mm256_floor_ps(_mm256_div_ps(_mm256_sub_ps(u, vlo), vstep));
                 c = _mm256_add_ps(_mm256_min_ps(_mm256_max_ps(c, zero), top), zero);
                 _mm256_storeu_ps(qb + i, c);
+                vs1 = _mm256_add_ps(vs1, c);
+                vs2 = _mm256_add_ps(vs2, _mm256_mul_ps(c, c));
                 __m256 v = _mm256_div_ps(_mm256_sub_ps(xv, vlo), vspan);
                 v = _mm256_min_ps(_mm256_max_ps(v, zero), one);
                 __m256 code = zero;
@@ -297,12 +314,21 @@ __attribute__((target("avx2,fma"))) static int64_t neuron_avx2(const float *x, i
                 }
                 bad += __builtin_popcount((unsigned)_mm256_movemask_ps(_mm256_cmp_ps(code, c, _CMP_NEQ_UQ)));
             }
+            float s1 = 0.0f, s2 = 0.0f;
+            _mm256_storeu_ps(lane, vs1);
+            _mm256_storeu_ps(pl, vs2);
+            for (int j = 0; j < 8; j++) {
+                s1 += lane[j];
+                s2 += pl[j];
+            }
             for (; i < n; i++) { /* the tail of the block, element by element, with the block's range */
                 const float xv = xb[i], u = (relu && !(xv > 0.0f)) ? 0.0f : xv;
                 float c = floorf((u - lo) / step);
                 c = c < 0.0f ? 0.0f : c;
                 c = c > L - 1.0f ? L - 1.0f : c;
                 qb[i] = c + 0.0f;
+                s1 += c;
+                s2 += c * c;
                 float v = (xv - lo) / span, code = 0.0f;
                 v = v < 0.0f ? 0.0f : v;
                 v = v > 1.0f ? 1.0f : v;
@@ -314,6 +340,7 @@ __attribute__((target("avx2,fma"))) static int64_t neuron_avx2(const float *x, i
                 }
                 bad += code != qb[i];
             }
+            if (sums) block_code_sums(sums, rows, K, bs, r, b0, s1, s2);
         }
     }
     return bad;
@@ -321,7 +348,7 @@ __attribute__((target("avx2,fma"))) static int64_t neuron_avx2(const float *x, i
 
 __attribute__((target("avx512f,avx512bw,avx512dq,avx512vl"))) static int64_t
 neuron_avx512(const float *x, int64_t rows, int64_t K, int64_t bs, int grid, int relu, float tiny, int64_t T,
-              const float *th, const float *w, float *q, uint8_t *spk) {
+              const float *th, const float *w, float *q, uint8_t *spk, float *sums) {
     int64_t bad = 0;
     const float L = (float)((int64_t)1 << T);
     const __m512 zero = _mm512_setzero_ps(), one = _mm512_set1_ps(1.0f), top = _mm512_set1_ps(L - 1.0f);
@@ -350,6 +377,7 @@ neuron_avx512(const float *x, int64_t rows, int64_t K, int64_t bs, int grid, int
             const float span = hi - lo, step = span / L;
             const __m512 vlo = _mm512_set1_ps(lo), vspan = _mm512_set1_ps(span), vstep = _mm512_set1_ps(step);
             float *qb = q + r * K + b0;
+            __m512 vs1 = zero, vs2 = zero;
             for (int64_t i = 0; i < n; i += 16) {
                 const __mmask16 k = (n - i >= 16) ? (__mmask16)0xFFFF : (__mmask16)((1u << (n - i)) - 1u);
                 const __m512 xv = _mm512_maskz_loadu_ps(k, xb + i);
@@ -358,6 +386,8 @@ neuron_avx512(const float *x, int64_t rows, int64_t K, int64_t bs, int grid, int
                                                 _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC);
                 c = _mm512_add_ps(_mm512_min_ps(_mm512_max_ps(c, zero), top), zero);
                 _mm512_mask_storeu_ps(qb + i, k, c);
+                vs1 = _mm512_mask_add_ps(vs1, k, vs1, c);
+                vs2 = _mm512_mask_add_ps(vs2, k, vs2, _mm512_mul_ps(c, c));
                 __m512 v = _mm512_div_ps(_mm512_sub_ps(xv, vlo), vspan);
                 v = _mm512_min_ps(_mm512_max_ps(v, zero), one);
                 __m512 code = zero;
@@ -370,6 +400,7 @@ neuron_avx512(const float *x, int64_t rows, int64_t K, int64_t bs, int grid, int
                 }
                 bad += __builtin_popcount((unsigned)(_mm512_cmp_ps_mask(code, c, _CMP_NEQ_UQ) & k));
             }
+            if (sums) block_code_sums(sums, rows, K, bs, r, b0, _mm512_reduce_add_ps(vs1), _mm512_reduce_add_ps(vs2));
         }
     }
     return bad;
@@ -377,14 +408,14 @@ neuron_avx512(const float *x, int64_t rows, int64_t K, int64_t bs, int grid, int
 #endif
 
 TB_API int64_t tb_neuron(int path, const float *x, int64_t rows, int64_t K, int64_t bs, int grid, int relu,
-                         float tiny, int64_t T, const float *th, const float *w, float *q, uint8_t *spk) {
+                         float tiny, int64_t T, const float *th, const float *w, float *q, uint8_t *spk, float *sums) {
     if (bs < 1 || T < 1 || T > 24 || grid < 0 || grid > 2) return -2;
 #ifdef TB_X86
-    if (path == 3) return neuron_avx512(x, rows, K, bs, grid, relu, tiny, T, th, w, q, spk);
-    if (path == 2) return neuron_avx2(x, rows, K, bs, grid, relu, tiny, T, th, w, q, spk);
+    if (path == 3) return neuron_avx512(x, rows, K, bs, grid, relu, tiny, T, th, w, q, spk, sums);
+    if (path == 2) return neuron_avx2(x, rows, K, bs, grid, relu, tiny, T, th, w, q, spk, sums);
 #endif
     (void)path;
-    return neuron_portable(x, rows, K, bs, grid, relu, tiny, T, th, w, q, spk);
+    return neuron_portable(x, rows, K, bs, grid, relu, tiny, T, th, w, q, spk, sums);
 }
 
 /* The J binary digits of non-negative integer codes q (float32 [rows, K]) as J planes of words

@@ -297,14 +297,14 @@ class TemporalBinary(nn.Module):
         fired = fire_codes(xs, self.block, grid, self.timesteps, rectify)
         if fired is None:
             return None
-        q, spikes, differ = fired
-        if differ:
+        if fired.differ:
             raise RuntimeError("integrate-and-fire spikes differ from the neuron's code; please report this.")
         tgt = torch.relu(xs) if self.target == "relu" else xs
         levels = get_code("binary").levels(self.timesteps)
         relu = self.target == "relu" and not rectify  # as affine_fast: a rectified input is its own relu
-        gain, offset = dat_readout(tgt if rectify else xs, q, self.block, levels, self.lam, relu)
-        code = SpikeCode(q, gain, offset, "binary", self.timesteps, self.block, tgt, spikes, self.lam)
+        gain, offset = dat_readout(tgt if rectify else xs, fired.q, self.block, levels, self.lam, relu,
+                                   fired.code_sums)
+        code = SpikeCode(fired.q, gain, offset, "binary", self.timesteps, self.block, tgt, fired.spikes, self.lam)
         return self._read_out(code, x, xs, s)
 
     def extra_repr(self) -> str:

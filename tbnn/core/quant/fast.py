@@ -171,20 +171,24 @@ def _rowdot(a: Tensor, b: Tensor, shift: Tensor | None = None, plain: bool = Fal
     return out.reshape(*a.shape[:-1], 1)
 
 
-def _affine_stats(x, code, lo, span, levels, lam, relu, method, xsum=None, plain=False):
+def _affine_stats(x, code, lo, span, levels, lam, relu, method, xsum=None, plain=False, qsums=None):
     """Per-block ``(gain, offset, qbar, tbar, inv)`` of the codes (the last three ``None`` for the STE).
 
-    ``xsum``: the block sums of ``x`` if already known (spares a pass).
+    ``xsum``: the block sums of ``x`` if already known (spares a pass); ``qsums``: the block
+    sums of the codes and of their squares, if already known (exact integers: the same numbers).
     """
     n = x.shape[-1]
     if method != "dat":  # STE: the fixed inverse grid map, the centre of each bin
         gain = span / levels
         return gain, lo + 0.5 * gain, None, None, None
     t = torch.relu(x) if relu else x
-    sq = code.sum(-1, keepdim=True)
+    sq = code.sum(-1, keepdim=True) if qsums is None else qsums[0]
     st = xsum if xsum is not None and not relu else t.sum(-1, keepdim=True)
     sqt = _rowdot(code, t, plain=plain)
-    sqq = sq if levels == 2 else _rowdot(code, code, plain=plain)  # 0/1 codes: q^2 = q
+    if levels == 2:  # 0/1 codes: q^2 = q
+        sqq = sq
+    else:
+        sqq = _rowdot(code, code, plain=plain) if qsums is None else qsums[1]
     return _fit_sums(code, n, sq, st, sqt, sqq, levels, lam)
 
 
@@ -278,17 +282,20 @@ def _sliced_sums(x2, code2, levels, relu, need_st, lo2=None, sp2=None):
     return slices, sq, st, sqt, sqq
 
 
-def dat_readout(x: Tensor, code: Tensor, block: int | None, levels: int, lam: float, relu: bool
-                ) -> tuple[Tensor, Tensor]:
+def dat_readout(x: Tensor, code: Tensor, block: int | None, levels: int, lam: float, relu: bool,
+                qsums: Tensor | None = None) -> tuple[Tensor, Tensor]:
     """``(gain, offset)`` ``[..., nb, 1]`` of the DAT read-out of codes made elsewhere (no gradient).
 
     ``x`` is the input the codes were made from (after :func:`rectified_input`), ``relu``
     as :func:`affine_fast` sets it. The same reductions, on the same blocks and in the same
     order, as :func:`affine_fast`'s forward, so the same bits when ``code`` holds its codes
-    (:mod:`tbnn.kernels.neuron` makes them in one compiled pass).
+    (:mod:`tbnn.kernels.neuron` makes them in one compiled pass). ``qsums`` ``[2, B, nb]``:
+    the codes' block sums and sums of squares when they are already known and exact.
     """
     gains, offsets = [], []
-    for p, c in zip(_split_blocks(x.detach(), block), _split_blocks(code, block)):
+    nfull = x.shape[-1] // (x.shape[-1] if block is None else min(block, x.shape[-1]))
+    for i, (p, c) in enumerate(zip(_split_blocks(x.detach(), block), _split_blocks(code, block))):
+        qs = None if qsums is None else (qsums[:, :, :nfull] if i == 0 and nfull else qsums[:, :, nfull:]).unsqueeze(-1)
         if p.device.type == "cpu" and p.numel() > _SMALL:  # as _affine_forward_sliced
             k = p.shape[-1]
             _, sq, st, sqt, sqq = _sliced_sums(p.reshape(-1, k), c.reshape(-1, k), levels, relu, True)
@@ -296,7 +303,7 @@ def dat_readout(x: Tensor, code: Tensor, block: int | None, levels: int, lam: fl
             sq, st, sqt, sqq = (v.reshape(shape) for v in (sq, st, sqt, sqq))
             gain, offset = _fit_sums(c, k, sq, st, sqt, sq if levels == 2 else sqq, levels, lam)[:2]
         else:
-            gain, offset = _affine_stats(p, c, None, None, levels, lam, relu, "dat")[:2]
+            gain, offset = _affine_stats(p, c, None, None, levels, lam, relu, "dat", qsums=qs)[:2]
         gains.append(gain)
         offsets.append(offset)
     if len(gains) == 1:
