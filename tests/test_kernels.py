@@ -329,3 +329,23 @@ def test_every_path_fuses_the_current_as_torch_rounds_it(path):
         assert torch.equal(packed.block_sums(x, coefs, pw, path=path), s)
     with pytest.raises(ValueError, match="gains, rest and alpha must be"):
         packed.block_current(x, coefs, pw, gains, rest[:, :1], alpha)
+
+
+@pytest.mark.skipif(not HAS_KERNEL, reason="no compiled kernel here")
+@pytest.mark.parametrize("path", PATHS)
+@pytest.mark.parametrize("planes_j", [1, 3, 4, 8])
+def test_one_bit_weights_plane_by_plane_for_any_output_count(path, planes_j):
+    """1-bit weights with power-of-two plane factors take the AVX-512 path's plane-by-plane loop,
+    in passes of 32, 16 and 8 outputs: every output count and activity gives the recount's integers."""
+    gen = torch.Generator().manual_seed(planes_j)
+    for outs in (1, 8, 9, 16, 24, 31, 32, 33, 47, 64, 71):
+        for active in (1.0, 0.05, 0.0):
+            Q = torch.randint(0, 2, (outs, 300), generator=gen)
+            q = torch.randint(0, 2**planes_j, (13, 300), generator=gen) * (torch.rand(13, 300, generator=gen) < active)
+            pw = packed.pack_weights(Q, block=128)
+            planes = packed.bit_planes(q)
+            x, coefs = packed.packed_rows(planes, pw, impl="torch"), torch.tensor(planes.coefs)
+            n, s = _recount(q, Q, 128)
+            terms = packed.block_terms(x, coefs, pw, path=path)
+            assert torch.equal(terms, packed.block_terms_reference(x, coefs, pw))
+            assert torch.equal(terms[..., :outs].to(torch.int64), n), (outs, active)

@@ -130,10 +130,16 @@ def best_path() -> int | None:
     ref_cur = block_readout(x, coefs, pw, gains, impl="torch")
     bits = planes.bits.reshape(-1, 2600)
     ref_words = [pack_bits_reference(bits, block) for block in (None, 100)]
+    # 1-bit weights and 4 planes (the AVX-512 path's plane-by-plane loop), 41 outputs: passes of 32, 8, 1
+    pw1 = _pack_weights_with(torch.randint(0, 2, (41, 700), generator=gen), 128, True, pack_bits_reference)
+    planes1 = bit_planes(torch.randint(0, 16, (3, 700), generator=gen) * (torch.rand(3, 700, generator=gen) < active))
+    x1, coefs1 = _packed_rows(planes1, 128, "torch"), torch.tensor(planes1.coefs)
+    ref1 = block_terms_reference(x1, coefs1, pw1)
     for path in range(lib.tb_best_path(), 0, -1):
         cur = block_readout(x, coefs, pw, gains, path=path)
         words = [pack_bits(bits, block, path=path) for block in (None, 100)]
         if (torch.equal(block_terms(x, coefs, pw, path=path), ref) and all(map(torch.equal, cur, ref_cur))
+                and torch.equal(block_terms(x1, coefs1, pw1, path=path), ref1)
                 and all(map(torch.equal, words, ref_words)) and _fire_self_test(lib, path)):
             return path
         print(f"tbnn: the kernel's {lib.tb_path_name(path).decode()} path failed its self-test; not used.",

@@ -665,6 +665,41 @@ typedef struct {
     int32_t *gb;      /* [nb + 1]: where each block's groups start in gk */
 } row_words;
 
+/* A block's sums t of outputs o..o+7 of row m: the int32 terms, the ones column, and the fused
+ * read-out acc = g_0 t_0, acc = acc + g_b t_b (each product and sum rounded once, as emit()). */
+__attribute__((target("avx512f,avx512vpopcntdq,avx512dq,avx512vl,popcnt"))) static inline __attribute__((always_inline)) void
+block_done_avx512(const sink *snk, int64_t b, int64_t m, int64_t o, __m512i t, __m512d *acc) {
+    const int64_t M = snk->M, O = snk->O;
+    if (snk->out) /* sums below 2^31: the low 32 bits of each lane */
+        _mm256_storeu_si256((__m256i *)(snk->out + (b * M + m) * O + o), _mm512_cvtepi64_epi32(t));
+    if (snk->s_out && snk->ones_col >= o && snk->ones_col < o + 8) {
+        int64_t tot[8];
+        _mm512_storeu_si512((void *)tot, t);
+        snk->s_out[b * M + m] = (int32_t)tot[snk->ones_col - o];
+    }
+    if (snk->gains) {
+        __m512d d = _mm512_mul_pd(_mm512_cvtepi64_pd(t), _mm512_set1_pd(snk->gains[b * M + m]));
+        *acc = b ? _mm512_add_pd(*acc, d) : d;
+    }
+}
+
+/* Row m's outputs o..o+7 once every block is in acc: the current as finish() makes it, from the
+ * register (cur is never written), or the read-out sum into cur. */
+__attribute__((target("avx512f,avx512vpopcntdq,avx512dq,avx512vl,popcnt"))) static inline __attribute__((always_inline)) void
+row_done_avx512(const sink *snk, int64_t m, int64_t o, __m512d acc) {
+    if (snk->fin) {
+        if (o < snk->o_out) {
+            const int64_t nv = (snk->o_out - o < 8) ? snk->o_out - o : 8;
+            const __mmask8 lanes = (__mmask8)((1u << nv) - 1u);
+            __m512d r = _mm512_maskz_loadu_pd(lanes, snk->rest + m * snk->o_out + o);
+            __m512d c = _mm512_mul_pd(acc, _mm512_maskz_loadu_pd(lanes, snk->al + o));
+            _mm256_mask_storeu_ps(snk->fin + m * snk->o_out + o, lanes, _mm512_cvtpd_ps(_mm512_add_pd(r, c)));
+        }
+    } else if (snk->cur) {
+        _mm512_storeu_pd(snk->cur + m * snk->O + o, acc);
+    }
+}
+
 __attribute__((target("avx512f,avx512vpopcntdq,avx512dq,avx512vl,popcnt"))) static inline __attribute__((always_inline)) void
 rows_avx512(const uint64_t *X, int64_t M, int64_t J, const int64_t *wx, const uint64_t *Wt, int64_t P,
             const int64_t *wc, int64_t O, int64_t nb, int64_t wpb, const sink *snk, const row_words *rw,
@@ -696,7 +731,6 @@ rows_avx512(const uint64_t *X, int64_t M, int64_t J, const int64_t *wx, const ui
         const int32_t *gk = rw->gk, *ge = rw->ge, *gb = rw->gb;
         for (int64_t o = 0; o < O; o += 8) {
             __m512d acc = _mm512_setzero_pd();
-            const int ones_here = snk->s_out && snk->ones_col >= o && snk->ones_col < o + 8;
             for (int64_t b = 0; b < nb; b++) {
                 __m512i t = _mm512_setzero_si512();
                 for (int64_t p = 0; p < P; p++) {
@@ -712,30 +746,72 @@ rows_avx512(const uint64_t *X, int64_t M, int64_t J, const int64_t *wx, const ui
                     t = (wc[p] == 1) ? _mm512_add_epi64(t, tp)
                                      : _mm512_add_epi64(t, _mm512_mullo_epi64(tp, _mm512_set1_epi64(wc[p])));
                 }
-                if (snk->out) /* sums below 2^31: the low 32 bits of each lane */
-                    _mm256_storeu_si256((__m256i *)(snk->out + (b * M + m) * O + o), _mm512_cvtepi64_epi32(t));
-                if (ones_here) {
-                    int64_t tot[8];
-                    _mm512_storeu_si512((void *)tot, t);
-                    snk->s_out[b * M + m] = (int32_t)tot[snk->ones_col - o];
-                }
-                if (snk->gains) { /* as emit(): each product and sum rounded once, blocks in order */
-                    __m512d d = _mm512_mul_pd(_mm512_cvtepi64_pd(t), _mm512_set1_pd(snk->gains[b * M + m]));
-                    acc = b ? _mm512_add_pd(acc, d) : d;
-                }
+                block_done_avx512(snk, b, m, o, t, &acc);
             }
-            if (snk->fin) { /* as finish(), from the register: cur is never written */
-                if (o < snk->o_out) {
-                    const int64_t nv = (snk->o_out - o < 8) ? snk->o_out - o : 8;
-                    const __mmask8 lanes = (__mmask8)((1u << nv) - 1u);
-                    __m512d r = _mm512_maskz_loadu_pd(lanes, snk->rest + m * snk->o_out + o);
-                    __m512d c = _mm512_mul_pd(acc, _mm512_maskz_loadu_pd(lanes, snk->al + o));
-                    _mm256_mask_storeu_ps(snk->fin + m * snk->o_out + o, lanes, _mm512_cvtpd_ps(_mm512_add_pd(r, c)));
-                }
-            } else if (snk->cur) {
-                _mm512_storeu_pd(snk->cur + m * O + o, acc);
+            row_done_avx512(snk, m, o, acc);
+        }
+    }
+}
+
+/* 1-bit weights (one plane of factor 1) and power-of-two plane factors, the common case: every
+ * plane counted in its own register (its factor applied once per block, not once per word) and
+ * NG groups of 8 outputs per pass (4, then 2, then 1; each broadcast word serves all of them). The same integers
+ * as rows_avx512, summed in another order (exact). Groups hold all J planes of a word that is
+ * nonzero in any plane (the others as zero vectors), so plane j of group q is xv[q * J + j]. */
+__attribute__((target("avx512f,avx512vpopcntdq,avx512dq,avx512vl,popcnt"))) static inline __attribute__((always_inline)) void
+planes_pass_avx512(const uint64_t *Wt, int64_t M, const int64_t J, int64_t O, int64_t nb, int64_t wpb,
+                   const sink *snk, const row_words *rw, const __m512i *sh, int64_t m, int64_t o, const int NG) {
+    __m512d acc[4] = {_mm512_setzero_pd(), _mm512_setzero_pd(), _mm512_setzero_pd(), _mm512_setzero_pd()};
+    const __m512i *xv = rw->xv;
+    const int32_t *gk = rw->gk, *gb = rw->gb;
+    for (int64_t b = 0; b < nb; b++) {
+        __m512i a[4][8];
+        for (int g = 0; g < NG; g++)
+            for (int64_t j = 0; j < J; j++) a[g][j] = _mm512_setzero_si512();
+        const uint64_t *w = Wt + (b * wpb) * O + o;
+        for (int32_t q = gb[b]; q < gb[b + 1]; q++) {
+            const uint64_t *wq = w + (int64_t)gk[q] * O;
+            __m512i wv[4];
+            for (int g = 0; g < NG; g++) wv[g] = _mm512_loadu_si512((const void *)(wq + 8 * g));
+            for (int64_t j = 0; j < J; j++) {
+                const __m512i x = xv[q * J + j];
+                for (int g = 0; g < NG; g++)
+                    a[g][j] = _mm512_add_epi64(a[g][j], _mm512_popcnt_epi64(_mm512_and_si512(x, wv[g])));
             }
         }
+        for (int g = 0; g < NG; g++) {
+            __m512i t = _mm512_sllv_epi64(a[g][0], sh[0]);
+            for (int64_t j = 1; j < J; j++) t = _mm512_add_epi64(t, _mm512_sllv_epi64(a[g][j], sh[j]));
+            block_done_avx512(snk, b, m, o + 8 * g, t, &acc[g]);
+        }
+    }
+    for (int g = 0; g < NG; g++) row_done_avx512(snk, m, o + 8 * g, acc[g]);
+}
+
+__attribute__((target("avx512f,avx512vpopcntdq,avx512dq,avx512vl,popcnt"))) static inline __attribute__((always_inline)) void
+rows_avx512_planes(const uint64_t *X, int64_t M, const int64_t J, const int64_t *wx, const uint64_t *Wt, int64_t O,
+                   int64_t nb, int64_t wpb, const sink *snk, const row_words *rw) {
+    const int64_t nw = nb * wpb;
+    __m512i sh[8];
+    for (int64_t j = 0; j < J; j++) sh[j] = _mm512_set1_epi64(__builtin_ctzll((unsigned long long)wx[j]));
+    for (int64_t m = 0; m < M; m++) {
+        int64_t g = 0;
+        for (int64_t b = 0; b < nb; b++) {
+            rw->gb[b] = (int32_t)g;
+            for (int64_t k = 0; k < wpb; k++) {
+                uint64_t any = 0;
+                for (int64_t j = 0; j < J; j++) any |= X[(j * M + m) * nw + b * wpb + k];
+                if (!any) continue; /* a word silent in every plane: skipped */
+                for (int64_t j = 0; j < J; j++)
+                    rw->xv[g * J + j] = _mm512_set1_epi64((long long)X[(j * M + m) * nw + b * wpb + k]);
+                rw->gk[g++] = (int32_t)k;
+            }
+        }
+        rw->gb[nb] = (int32_t)g;
+        int64_t o = 0;
+        for (; o + 32 <= O; o += 32) planes_pass_avx512(Wt, M, J, O, nb, wpb, snk, rw, sh, m, o, 4);
+        for (; o + 16 <= O; o += 16) planes_pass_avx512(Wt, M, J, O, nb, wpb, snk, rw, sh, m, o, 2);
+        if (o < O) planes_pass_avx512(Wt, M, J, O, nb, wpb, snk, rw, sh, m, o, 1);
     }
 }
 
@@ -746,7 +822,13 @@ static void terms_avx512(const uint64_t *X, int64_t M, int64_t J, const int64_t 
     for (int64_t j = 0; j < J; j++)
         if (wx[j] <= 0 || (wx[j] & (wx[j] - 1))) shift = 0;
     row_words rw = {(__m512i *)snk->vec, (__m512i *)snk->vec + J * nw, snk->ks, snk->ks + nw, snk->ks + 2 * nw + 1};
-    if (shift)
+    if (shift && P == 1 && wc[0] == 1 && J == 4) /* binary spikes of T = 4 (or codes of 4 bits), 1-bit weights */
+        rows_avx512_planes(X, M, 4, wx, Wt, O, nb, wpb, snk, &rw);
+    else if (shift && P == 1 && wc[0] == 1 && J == 1)
+        rows_avx512_planes(X, M, 1, wx, Wt, O, nb, wpb, snk, &rw);
+    else if (shift && P == 1 && wc[0] == 1 && J <= 8)
+        rows_avx512_planes(X, M, J, wx, Wt, O, nb, wpb, snk, &rw);
+    else if (shift)
         rows_avx512(X, M, J, wx, Wt, P, wc, O, nb, wpb, snk, &rw, 1);
     else
         rows_avx512(X, M, J, wx, Wt, P, wc, O, nb, wpb, snk, &rw, 0);
