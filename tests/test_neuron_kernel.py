@@ -137,3 +137,49 @@ def test_simulate_runs_the_compiled_neuron_and_agrees_exactly(monkeypatch):
     s = tbnn.simulate(net, x).summary
     assert ran and all(r is not None for r in ran)
     assert s["forward_agreement"] == 1.0 and s["max_logit_difference"] == 0.0
+
+
+@pytest.mark.parametrize("block", [8, 15, 33, 100, 128, 513, 2048])
+@pytest.mark.parametrize("timesteps", [1, 4, 6])
+def test_the_compiled_fit_gives_torchs_gains_and_offsets(block, timesteps):
+    """The read-out's sums in torch's order and its fused multiply-adds: the same bits as
+    dat_readout for blocks with leftover vectors, scalar tails and the sum's cascade."""
+    from tbnn.core.quant.fast import dat_readout
+
+    if not kneuron.fit_agrees(torch.get_num_threads()):
+        pytest.skip("torch adds in another order on this machine: the fit stays in torch (tested below)")
+    gen = torch.Generator().manual_seed(block + timesteps)
+    k = 2 * block + max(8, block // 3)
+    x = torch.randn(11, k, generator=gen) * torch.exp(2 * torch.randn(11, k, generator=gen))
+    for grid, relu in (("rectify", True), ("rectify", False), ("minmax", False), ("minmax", True)):
+        rect = rectifies(grid, "relu" if relu else "x")
+        fired = kneuron.fire_codes(x, block, grid, timesteps, rect, path=PATHS[-1])
+        got = kneuron.dat_fit(x, fired, block, relu, 0.01)
+        if fired.code_sums is None:
+            assert got is None
+            continue
+        want = dat_readout(torch.relu(x) if rect else x, fired.q, block, 2**timesteps, 0.01, relu and not rect)
+        assert torch.equal(got[0], want[0]) and torch.equal(got[1], want[1]), (grid, relu)
+
+
+def test_the_fit_stays_in_torch_where_it_cannot_be_compiled(monkeypatch, capsys):
+    x = _edgy(9, 64, 0)
+    fired = kneuron.fire_codes(x, 32, "rectify", 4, True, path=PATHS[-1])
+    assert kneuron.dat_fit(x, fired, 32, True, 0.0) is None  # lam = 0: all-equal blocks are special
+    assert kneuron.dat_fit(x, fired, 4, True, 0.01) is None  # blocks under one vector
+    assert kneuron.dat_fit(x, fired._replace(code_sums=None), 32, True, 0.01) is None
+    real = kneuron._fit
+    monkeypatch.setattr(kneuron, "_fit", lambda *a: tuple(v + 1e-3 for v in real(*a)))
+    assert kneuron.fit_agrees.__wrapped__(1) is False
+    assert "stays in torch" in capsys.readouterr().err
+    # a neuron whose compiled fit is refused still fires torch's code
+    monkeypatch.setattr(neurons, "dat_fit", lambda *a: None)
+    n = tbnn.TemporalBinary(4).eval()
+    with torch.no_grad():
+        a = n.fire(x)
+        set_engine("dense")
+        try:
+            b = n.fire(x)
+        finally:
+            set_engine("auto")
+    assert torch.equal(a.gain, b.gain) and torch.equal(a.offset, b.offset) and torch.equal(a.raw, b.raw)

@@ -16,9 +16,14 @@ with :math:`L = 2^T`, :math:`u` the rectified input where the grid rectifies, an
 range :math:`(lo_b, hi_b)` of the ``rectify``, ``unit`` or ``minmax`` grid
 (:func:`tbnn.core.quant.fast.grid_values`). The membranes start at :math:`v` and fire with
 halving thresholds (:func:`tbnn.core.firing.integrate_and_fire`); their weighted spikes are
-checked against :math:`q` in the same pass. The read-out's block sums stay in torch, on these
-codes, so the gains and offsets are the bits the eval forward computes. Tested equal, code for
-code and spike for spike, to the torch path on every dispatch path.
+checked against :math:`q` in the same pass, and the codes' block sums :math:`\sum q` and
+:math:`\sum q^2` (exact integers) come out of it too. :func:`dat_fit` then fits the read-out
+(Ye et al., §3) compiled: the block sums of the target and of :math:`q t` added in the order
+of torch's CPU sum, the ridge fit's float32 operations as torch makes them (its ``addcmul`` a
+fused multiply-add here), so the gains and offsets are the bits the eval forward computes;
+where that order or rounding is not torch's (checked once per process and thread count) the
+fit stays in torch. Tested equal, code for code, spike for spike and gain for gain, to the
+torch path on every dispatch path.
 
 >>> import torch
 >>> out = fire_codes(torch.tensor([[0.8125, 0.0, 1.0, -2.0]]), 4, "rectify", 4, relu=True, path=0)
@@ -41,7 +46,7 @@ from tbnn.core.quant.spec import TINY
 
 from .packed import best_path, kernel
 
-__all__ = ["GRIDS", "MIN_PATH", "Fired", "fire_codes", "path_agrees"]
+__all__ = ["GRIDS", "MIN_PATH", "Fired", "dat_fit", "fire_codes", "fit_agrees", "path_agrees"]
 
 #: The grids the compiled neuron runs (others keep the torch path).
 GRIDS: dict[str, int] = {"rectify": 0, "unit": 1, "minmax": 2}
@@ -139,3 +144,63 @@ def fire_codes(x: Tensor, block: int | None, grid: str, timesteps: int, relu: bo
     if differ < 0:
         return None
     return Fired(q, spikes, int(differ), sums)
+
+
+def dat_fit(x: Tensor, fired: Fired, block: int | None, relu: bool, lam: float) -> tuple[Tensor, Tensor] | None:
+    """``(gain, offset)`` ``[B, nb, 1]`` of the DAT read-out of :func:`fire_codes`' codes onto
+    ``relu(x)`` (``relu``) or ``x``, compiled (``tb_dat_fit``): the block sums of the target and
+    of the codes times the target added in the order of torch's CPU sum, then the ridge fit's
+    float32 operations as :func:`tbnn.core.quant.fast.dat_readout` makes them, so the same bits
+    (checked once per process and thread count, :func:`fit_agrees`). ``None`` where it does not
+    run (``lam = 0``, a block under 8 features, no exact code sums, a check that failed): then
+    the caller fits in torch.
+    """
+    lib = kernel()
+    rows, k = x.shape
+    bs = k if block is None else max(1, min(int(block), k))
+    if (lib is None or fired.code_sums is None or not lam > 0 or min(bs, k - (k // bs - 1) * bs if k % bs else bs) < 8
+            or not fit_agrees(torch.get_num_threads())):
+        return None
+    return _fit(lib, x, fired, bs, relu, lam)
+
+
+def _fit(lib, x: Tensor, fired: Fired, bs: int, relu: bool, lam: float) -> tuple[Tensor, Tensor]:
+    rows, k = x.shape
+    nb = -(-k // bs)
+    xc = x.detach().contiguous()
+    gain = torch.empty(rows, nb, 1, dtype=torch.float32)
+    offset = torch.empty(rows, nb, 1, dtype=torch.float32)
+    scratch = torch.empty(bs, dtype=torch.float32)
+    levels2 = fired.spikes.shape[0] == 1
+    lib.tb_dat_fit(xc.data_ptr(), fired.q.data_ptr(), fired.code_sums.data_ptr(), rows, k, bs, int(bool(relu)),
+                   float(lam), int(levels2), gain.data_ptr(), offset.data_ptr(), scratch.data_ptr())
+    return gain, offset
+
+
+@functools.cache
+def fit_agrees(threads: int) -> bool:
+    """Whether :func:`dat_fit` gives torch's gains and offsets with ``threads`` intra-op threads,
+    checked once per process on blocks of 8, 37, 100 (a ragged last block), 128 and 600
+    features (the sums' leftover vectors, scalar tails and cascade), rows not a multiple of a
+    vector, both targets and 0/1 codes. If not, the read-out is fitted in torch (one line on stderr)."""
+    from tbnn.core.quant.fast import dat_readout
+
+    lib = kernel()
+    if lib is None or best_path() is None:
+        return False
+    gen = torch.Generator().manual_seed(2)
+    for block, k, T in ((128, 256, 4), (100, 250, 4), (37, 74, 3), (600, 1200, 4), (8, 24, 1), (128, 128, 5)):
+        x = torch.randn(13, k, generator=gen) * torch.exp(torch.randn(13, k, generator=gen))
+        x[0, :5] = 0.0
+        for grid, relu in (("rectify", True), ("minmax", False), ("minmax", True)):
+            fired = fire_codes(x, block, grid, T, grid == "rectify", path=0)
+            if fired is None or fired.code_sums is None:
+                return False
+            got = _fit(lib, x, fired, block, relu, 0.01)
+            rect = torch.relu(x) if grid == "rectify" else x
+            want = dat_readout(rect, fired.q, block, 2**T, 0.01, relu and grid != "rectify")
+            if not (torch.equal(got[0], want[0]) and torch.equal(got[1], want[1])):
+                print("tbnn: the compiled read-out fit does not add as torch does here; the neuron's read-out "
+                      "stays in torch.", file=sys.stderr)
+                return False
+    return True

@@ -418,6 +418,96 @@ TB_API int64_t tb_neuron(int path, const float *x, int64_t rows, int64_t K, int6
     return neuron_portable(x, rows, K, bs, grid, relu, tiny, T, th, w, q, spk, sums);
 }
 
+/* The DAT read-out of a binary neuron layer from its codes, as torch computes it ------------ */
+
+typedef float v8f __attribute__((vector_size(32)));
+
+static inline v8f load8(const float *p) {
+    v8f v;
+    memcpy(&v, p, sizeof v);
+    return v;
+}
+
+static inline int64_t ceil_log2(int64_t x) {
+    int64_t r = 0;
+    while (((int64_t)1 << r) < x) r++;
+    return r;
+}
+
+/* The sum of x[0..n) in the order of torch's CPU sum along a contiguous last axis (ATen's
+ * vectorised inner sum with 8-lane vectors: the vectors in 4 interleaved accumulators cascaded
+ * over 4 levels, the leftover vectors into the first, the accumulators added in order, then the
+ * scalar tail and the 8 lanes added in order to 0). Each addition is one float32 addition, so
+ * where this order is torch's the result is its bits (checked once per process). */
+static float torch_row_sum(const float *x, int64_t n) {
+    const int64_t nv = n / 8, size_ilp = nv / 4;
+    const v8f zero = {0, 0, 0, 0, 0, 0, 0, 0};
+    v8f acc[4][4];
+    for (int j = 0; j < 4; j++)
+        for (int k = 0; k < 4; k++) acc[j][k] = zero;
+    int64_t level_power = ceil_log2(size_ilp) / 4;
+    if (level_power < 4) level_power = 4;
+    const int64_t level_step = (int64_t)1 << level_power, level_mask = level_step - 1;
+    int64_t i = 0;
+    while (i + level_step <= size_ilp) {
+        for (int64_t j = 0; j < level_step; j++, i++)
+            for (int k = 0; k < 4; k++) acc[0][k] += load8(x + (i * 4 + k) * 8);
+        for (int j = 1; j < 4; j++) {
+            for (int k = 0; k < 4; k++) {
+                acc[j][k] += acc[j - 1][k];
+                acc[j - 1][k] = zero;
+            }
+            if ((i & (level_mask << (j * level_power))) != 0) break;
+        }
+    }
+    for (; i < size_ilp; i++)
+        for (int k = 0; k < 4; k++) acc[0][k] += load8(x + (i * 4 + k) * 8);
+    for (int j = 1; j < 4; j++)
+        for (int k = 0; k < 4; k++) acc[0][k] += acc[j][k];
+    for (int64_t v = size_ilp * 4; v < nv; v++) acc[0][0] += load8(x + v * 8);
+    for (int k = 1; k < 4; k++) acc[0][0] += acc[0][k];
+    float s = 0.0f;
+    for (int64_t t = nv * 8; t < n; t++) s += x[t];
+    for (int l = 0; l < 8; l++) s += acc[0][0][l];
+    return s;
+}
+
+/* gain, offset [rows, nb] of the ridge read-out of codes q (float32 [rows, K]) onto the target
+ * t = max(x, 0) (trelu) or x, per block of bs features, with the block sums of q and q^2 from
+ * tb_neuron (sums [2, rows, nb]), lam > 0, as tbnn.core.quant.fast's _fit_sums makes them in
+ * torch: qbar = sq / n, tbar = st / n, cov = sqt / n - qbar tbar, var = sqq / n - qbar qbar
+ * (clamped at 0 unless the codes are 0/1, levels2), gain = cov * (1 / (var + lam)), offset =
+ * tbar - gain qbar, each a float32 operation, the three torch.addcmul fused multiply-adds
+ * (rounded once, as torch's vectorised addcmul rounds them here; checked once per process); st
+ * and sqt are summed in torch's order (torch_row_sum). scratch: bs floats. Only for blocks of at
+ * least 8 features. */
+TB_API void tb_dat_fit(const float *x, const float *q, const float *sums, int64_t rows, int64_t K, int64_t bs,
+                       int trelu, float lam, int levels2, float *gain, float *offset, float *scratch) {
+    const int64_t nb = (K + bs - 1) / bs;
+    for (int64_t r = 0; r < rows; r++)
+        for (int64_t b = 0; b < nb; b++) {
+            const int64_t b0 = b * bs, n = (K - b0 < bs) ? K - b0 : bs;
+            const float *xb = x + r * K + b0, *qb = q + r * K + b0;
+            for (int64_t i = 0; i < n; i++) scratch[i] = (trelu && !(xb[i] > 0.0f)) ? 0.0f : xb[i];
+            const float st = torch_row_sum(scratch, n);
+            for (int64_t i = 0; i < n; i++) scratch[i] = qb[i] * scratch[i];
+            const float sqt = torch_row_sum(scratch, n);
+            const float fn = (float)n, sq = sums[r * nb + b], sqq = sums[(rows + r) * nb + b];
+            const float qbar = sq / fn, tbar = st / fn;
+            const float cov = fmaf(-qbar, tbar, sqt / fn);
+            float var;
+            if (levels2) {
+                var = fmaf(-qbar, qbar, qbar);
+            } else {
+                var = fmaf(-qbar, qbar, sqq / fn);
+                var = var < 0.0f ? 0.0f : var;
+            }
+            const float inv = 1.0f / (var + lam), g = cov * inv;
+            gain[r * nb + b] = g;
+            offset[r * nb + b] = fmaf(-g, qbar, tbar);
+        }
+}
+
 /* The J binary digits of non-negative integer codes q (float32 [rows, K]) as J planes of words
  * [J, rows, nb * wpb], laid out as tb_pack's. Returns how many values were not integers in
  * [0, 2^J) (then the planes are not to be used). */

@@ -63,7 +63,7 @@ from tbnn.core.quant import block_scale, grid_values, pooled_fit
 from tbnn.core.quant.fast import dat_readout, rectifies
 from tbnn.core.validate import check_choice, check_int
 from tbnn.kernels.fire import fire_checked
-from tbnn.kernels.neuron import fire_codes
+from tbnn.kernels.neuron import dat_fit, fire_codes
 
 __all__ = ["TemporalBinary", "NEURON_GRIDS", "READOUTS", "THRESHOLDS"]
 
@@ -288,8 +288,9 @@ class TemporalBinary(nn.Module):
     def _fire_compiled(self, x: Tensor) -> SpikeCode | None:
         """:meth:`fire` by the compiled neuron (:func:`tbnn.kernels.neuron.fire_codes`): the same
         codes, spikes, gains and offsets as :meth:`encode` and the firing loop, bit for bit; the
-        read-out's block sums in torch (:func:`tbnn.core.quant.fast.dat_readout`). ``None``
-        where the kernel does not run: then :meth:`fire` takes the torch path."""
+        read-out fitted compiled too (:func:`tbnn.kernels.neuron.dat_fit`) where it adds as torch
+        does, else in torch (:func:`tbnn.core.quant.fast.dat_readout`). ``None`` where the kernel
+        does not run: then :meth:`fire` takes the torch path."""
         if x.dim() < 2 or x.dtype != torch.float32:
             return None
         xs, grid, s = self.grid_input(x)
@@ -302,8 +303,10 @@ class TemporalBinary(nn.Module):
         tgt = torch.relu(xs) if self.target == "relu" else xs
         levels = get_code("binary").levels(self.timesteps)
         relu = self.target == "relu" and not rectify  # as affine_fast: a rectified input is its own relu
-        gain, offset = dat_readout(tgt if rectify else xs, fired.q, self.block, levels, self.lam, relu,
-                                   fired.code_sums)
+        fit = dat_fit(xs, fired, self.block, self.target == "relu", self.lam)  # compiled where it adds as torch
+        if fit is None:
+            fit = dat_readout(tgt if rectify else xs, fired.q, self.block, levels, self.lam, relu, fired.code_sums)
+        gain, offset = fit
         code = SpikeCode(fired.q, gain, offset, "binary", self.timesteps, self.block, tgt, fired.spikes, self.lam)
         return self._read_out(code, x, xs, s)
 
