@@ -241,7 +241,7 @@ class _Parts:
 #: the parts of a batch, in the order of the table
 PARTS = ("input encoding (encoder: code, fit, firing)",
          "hidden neurons: codes, spikes and check, compiled (tbnn.kernels.neuron)",
-         "hidden neurons: read-out fit (block sums in torch)",
+         "hidden neurons: read-out fit (compiled, else in torch)",
          "hidden neurons: torch path (closed-form code, grid values), where the compiled neuron does not run",
          "hidden neurons: the rest of firing (grid input, target, code object)", "spikes recorded and counted",
          "pack spikes", "kernel, hidden layers", "kernel, read-out layer", "rest of the current, hidden layers",
@@ -313,7 +313,8 @@ def account_width(w: int, repeats: int) -> list[float]:
                                                            "code object)"))
     parts.wrap(neurons, "fire_codes", neuron_part("hidden neurons: codes, spikes and check, compiled "
                                                   "(tbnn.kernels.neuron)"))
-    parts.wrap(neurons, "dat_readout", neuron_part("hidden neurons: read-out fit (block sums in torch)"))
+    for fn in ("dat_fit", "dat_readout"):
+        parts.wrap(neurons, fn, neuron_part("hidden neurons: read-out fit (compiled, else in torch)"))
     parts.wrap(engine, "step_current", lambda a: "engine glue (planes, gains, checks)")
     for fn in ("_combine", "_linear_rest"):  # the offsets, the rank-1 term, the bias (and alpha unless fused)
         parts.wrap(engine, fn, by_layer("rest of the current"))
