@@ -170,10 +170,9 @@ def _fit(lib, x: Tensor, fired: Fired, bs: int, relu: bool, lam: float) -> tuple
     xc = x.detach().contiguous()
     gain = torch.empty(rows, nb, 1, dtype=torch.float32)
     offset = torch.empty(rows, nb, 1, dtype=torch.float32)
-    scratch = torch.empty(bs, dtype=torch.float32)
     levels2 = fired.spikes.shape[0] == 1
-    lib.tb_dat_fit(xc.data_ptr(), fired.q.data_ptr(), fired.code_sums.data_ptr(), rows, k, bs, int(bool(relu)),
-                   float(lam), int(levels2), gain.data_ptr(), offset.data_ptr(), scratch.data_ptr())
+    lib.tb_dat_fit(best_path(), xc.data_ptr(), fired.q.data_ptr(), fired.code_sums.data_ptr(), rows, k, bs,
+                   int(bool(relu)), float(lam), int(levels2), gain.data_ptr(), offset.data_ptr())
     return gain, offset
 
 

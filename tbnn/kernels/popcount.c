@@ -434,42 +434,82 @@ static inline int64_t ceil_log2(int64_t x) {
     return r;
 }
 
-/* The sum of x[0..n) in the order of torch's CPU sum along a contiguous last axis (ATen's
- * vectorised inner sum with 8-lane vectors: the vectors in 4 interleaved accumulators cascaded
- * over 4 levels, the leftover vectors into the first, the accumulators added in order, then the
- * scalar tail and the 8 lanes added in order to 0). Each addition is one float32 addition, so
- * where this order is torch's the result is its bits (checked once per process). */
-static float torch_row_sum(const float *x, int64_t n) {
+typedef int32_t v8i __attribute__((vector_size(32)));
+
+/* The target t = max(x, 0) (trelu) or x of 8 features, and t times their codes q. */
+static inline __attribute__((always_inline)) void target8(const float *x, const float *q, int trelu, v8f *t, v8f *qt) {
+    const v8f zero = {0, 0, 0, 0, 0, 0, 0, 0};
+    v8f v = load8(x);
+    if (trelu) v = (v8f)((v8i)(v > zero) & (v8i)v); /* +0 where x <= 0 */
+    *t = v;
+    *qt = load8(q) * v;
+}
+
+/* The sums of t and of q t over a block's n features in the order of torch's CPU sum along a
+ * contiguous last axis (ATen's vectorised inner sum with 8-lane vectors: the vectors in 4
+ * interleaved accumulators cascaded over 4 levels, the leftover vectors into the first, the
+ * accumulators added in order, then the scalar tail and the 8 lanes added in order to 0).
+ * Each addition is one float32 addition, so where this order is torch's the sums are its bits
+ * (checked once per process). */
+static inline __attribute__((always_inline)) void torch_sums(const float *x, const float *q, int64_t n, int trelu,
+                                                              float *st, float *sqt) {
     const int64_t nv = n / 8, size_ilp = nv / 4;
     const v8f zero = {0, 0, 0, 0, 0, 0, 0, 0};
-    v8f acc[4][4];
+    v8f a[4][4], c[4][4], t, qt; /* a: sums of t, c: sums of q t; [level][accumulator] */
     for (int j = 0; j < 4; j++)
-        for (int k = 0; k < 4; k++) acc[j][k] = zero;
+        for (int k = 0; k < 4; k++) a[j][k] = c[j][k] = zero;
     int64_t level_power = ceil_log2(size_ilp) / 4;
     if (level_power < 4) level_power = 4;
     const int64_t level_step = (int64_t)1 << level_power, level_mask = level_step - 1;
     int64_t i = 0;
     while (i + level_step <= size_ilp) {
         for (int64_t j = 0; j < level_step; j++, i++)
-            for (int k = 0; k < 4; k++) acc[0][k] += load8(x + (i * 4 + k) * 8);
+            for (int k = 0; k < 4; k++) {
+                target8(x + (i * 4 + k) * 8, q + (i * 4 + k) * 8, trelu, &t, &qt);
+                a[0][k] += t;
+                c[0][k] += qt;
+            }
         for (int j = 1; j < 4; j++) {
             for (int k = 0; k < 4; k++) {
-                acc[j][k] += acc[j - 1][k];
-                acc[j - 1][k] = zero;
+                a[j][k] += a[j - 1][k];
+                c[j][k] += c[j - 1][k];
+                a[j - 1][k] = c[j - 1][k] = zero;
             }
             if ((i & (level_mask << (j * level_power))) != 0) break;
         }
     }
     for (; i < size_ilp; i++)
-        for (int k = 0; k < 4; k++) acc[0][k] += load8(x + (i * 4 + k) * 8);
+        for (int k = 0; k < 4; k++) {
+            target8(x + (i * 4 + k) * 8, q + (i * 4 + k) * 8, trelu, &t, &qt);
+            a[0][k] += t;
+            c[0][k] += qt;
+        }
     for (int j = 1; j < 4; j++)
-        for (int k = 0; k < 4; k++) acc[0][k] += acc[j][k];
-    for (int64_t v = size_ilp * 4; v < nv; v++) acc[0][0] += load8(x + v * 8);
-    for (int k = 1; k < 4; k++) acc[0][0] += acc[0][k];
-    float s = 0.0f;
-    for (int64_t t = nv * 8; t < n; t++) s += x[t];
-    for (int l = 0; l < 8; l++) s += acc[0][0][l];
-    return s;
+        for (int k = 0; k < 4; k++) {
+            a[0][k] += a[j][k];
+            c[0][k] += c[j][k];
+        }
+    for (int64_t v = size_ilp * 4; v < nv; v++) {
+        target8(x + v * 8, q + v * 8, trelu, &t, &qt);
+        a[0][0] += t;
+        c[0][0] += qt;
+    }
+    for (int k = 1; k < 4; k++) {
+        a[0][0] += a[0][k];
+        c[0][0] += c[0][k];
+    }
+    float s1 = 0.0f, s2 = 0.0f;
+    for (int64_t e = nv * 8; e < n; e++) {
+        const float tv = (trelu && !(x[e] > 0.0f)) ? 0.0f : x[e];
+        s1 += tv;
+        s2 += q[e] * tv;
+    }
+    for (int l = 0; l < 8; l++) {
+        s1 += a[0][0][l];
+        s2 += c[0][0][l];
+    }
+    *st = s1;
+    *sqt = s2;
 }
 
 /* gain, offset [rows, nb] of the ridge read-out of codes q (float32 [rows, K]) onto the target
@@ -479,19 +519,16 @@ static float torch_row_sum(const float *x, int64_t n) {
  * (clamped at 0 unless the codes are 0/1, levels2), gain = cov * (1 / (var + lam)), offset =
  * tbar - gain qbar, each a float32 operation, the three torch.addcmul fused multiply-adds
  * (rounded once, as torch's vectorised addcmul rounds them here; checked once per process); st
- * and sqt are summed in torch's order (torch_row_sum). scratch: bs floats. Only for blocks of at
- * least 8 features. */
-TB_API void tb_dat_fit(const float *x, const float *q, const float *sums, int64_t rows, int64_t K, int64_t bs,
-                       int trelu, float lam, int levels2, float *gain, float *offset, float *scratch) {
+ * and sqt are summed in torch's order (torch_sums). Only for blocks of at least 8 features. */
+static inline __attribute__((always_inline)) void dat_fit_rows(const float *x, const float *q, const float *sums,
+                                                                int64_t rows, int64_t K, int64_t bs, int trelu,
+                                                                float lam, int levels2, float *gain, float *offset) {
     const int64_t nb = (K + bs - 1) / bs;
     for (int64_t r = 0; r < rows; r++)
         for (int64_t b = 0; b < nb; b++) {
             const int64_t b0 = b * bs, n = (K - b0 < bs) ? K - b0 : bs;
-            const float *xb = x + r * K + b0, *qb = q + r * K + b0;
-            for (int64_t i = 0; i < n; i++) scratch[i] = (trelu && !(xb[i] > 0.0f)) ? 0.0f : xb[i];
-            const float st = torch_row_sum(scratch, n);
-            for (int64_t i = 0; i < n; i++) scratch[i] = qb[i] * scratch[i];
-            const float sqt = torch_row_sum(scratch, n);
+            float st, sqt;
+            torch_sums(x + r * K + b0, q + r * K + b0, n, trelu, &st, &sqt);
             const float fn = (float)n, sq = sums[r * nb + b], sqq = sums[(rows + r) * nb + b];
             const float qbar = sq / fn, tbar = st / fn;
             const float cov = fmaf(-qbar, tbar, sqt / fn);
@@ -506,6 +543,31 @@ TB_API void tb_dat_fit(const float *x, const float *q, const float *sums, int64_
             gain[r * nb + b] = g;
             offset[r * nb + b] = fmaf(-g, qbar, tbar);
         }
+}
+
+static void dat_fit_portable(const float *x, const float *q, const float *sums, int64_t rows, int64_t K, int64_t bs,
+                             int trelu, float lam, int levels2, float *gain, float *offset) {
+    dat_fit_rows(x, q, sums, rows, K, bs, trelu, lam, levels2, gain, offset);
+}
+
+#ifdef TB_X86
+__attribute__((target("avx2,fma"))) static void dat_fit_avx2(const float *x, const float *q, const float *sums,
+                                                             int64_t rows, int64_t K, int64_t bs, int trelu, float lam,
+                                                             int levels2, float *gain, float *offset) {
+    dat_fit_rows(x, q, sums, rows, K, bs, trelu, lam, levels2, gain, offset);
+}
+#endif
+
+TB_API void tb_dat_fit(int path, const float *x, const float *q, const float *sums, int64_t rows, int64_t K, int64_t bs,
+                       int trelu, float lam, int levels2, float *gain, float *offset) {
+#ifdef TB_X86
+    if (path >= 2) {
+        dat_fit_avx2(x, q, sums, rows, K, bs, trelu, lam, levels2, gain, offset);
+        return;
+    }
+#endif
+    (void)path;
+    dat_fit_portable(x, q, sums, rows, K, bs, trelu, lam, levels2, gain, offset);
 }
 
 /* The J binary digits of non-negative integer codes q (float32 [rows, K]) as J planes of words
