@@ -309,7 +309,7 @@ def account_width(w: int, repeats: int) -> list[float]:
     torch_path = "hidden neurons: torch path (closed-form code, grid values), where the compiled neuron does not run"
     parts.wrap(neurons.TemporalBinary, "encode", neuron_part(torch_path))
     parts.wrap(neurons, "grid_values", neuron_part(torch_path))
-    parts.wrap(neurons.TemporalBinary, "fire", neuron_part("hidden neurons: the rest of firing (grid input, target, "
+    parts.wrap(neurons.TemporalBinary, "fire_counted", neuron_part("hidden neurons: the rest of firing (grid input, target, "
                                                            "code object)"))
     parts.wrap(neurons, "fire_codes", neuron_part("hidden neurons: codes, spikes and check, compiled "
                                                   "(tbnn.kernels.neuron)"))

@@ -44,7 +44,8 @@ def _edgy(rows, k, seed):
 @pytest.mark.parametrize("block,k", [(32, 100), (128, 256), (None, 37), (16, 16)])
 def test_the_compiled_neuron_makes_torchs_codes_and_spikes(path, grid, target, timesteps, block, k):
     x = _edgy(9, k, timesteps + k)
-    q, spikes, differ, sums = kneuron.fire_codes(x, block, grid, timesteps, rectifies(grid, target), path=path)
+    q, spikes, differ, sums, counts = kneuron.fire_codes(x, block, grid, timesteps, rectifies(grid, target), path=path)
+    assert torch.equal(counts.long(), spikes.sum((0, 1)))
     want_q = affine_fast(x, block, grid, 2**timesteps, 0.01, target, fused=False)[0]
     want_spikes = integrate_and_fire(grid_values(x, block, grid, 2**timesteps), binary_thresholds(timesteps))
     assert differ == 0 and torch.equal(q, want_q) and torch.equal(spikes, want_spikes)
@@ -107,6 +108,10 @@ def test_a_neuron_fires_the_same_code_through_the_kernel_and_in_torch(cfg, monke
         for field in ("q", "gain", "offset", "raw", "target"):
             assert torch.equal(getattr(fast, field), getattr(other, field)), field
         assert fast.shape == other.shape == (33, 4, 64)
+    monkeypatch.undo()
+    with torch.no_grad():
+        code, counts = n.fire_counted(x)  # counted as it fired: each neuron's spikes over samples and steps
+    assert counts.dtype == torch.int32 and torch.equal(counts.long(), code.spikes.reshape(code.timesteps, 33, -1).sum((0, 1)))
 
 
 def test_a_path_that_fails_the_neuron_self_test_is_not_used(monkeypatch, capsys):

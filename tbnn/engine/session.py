@@ -162,16 +162,18 @@ class SimulationSession:
 
     def neuron_output(self, neuron: nn.Module, x: Tensor) -> SpikeCode:
         """Fire ``neuron`` on ``x`` by integrate-and-fire; count and record its spikes."""
-        code = neuron.fire(x)
+        counted = getattr(neuron, "fire_counted", None)  # a neuron that counts its spikes as it fires
+        code, counts = counted(x) if counted is not None else (neuron.fire(x), None)
         name = self.name_of(neuron)
-        self.record_spikes(name, code.spikes)
+        self.record_spikes(name, code.spikes, counts)
         sends = getattr(neuron, "sends_analog", None)
         analog = 2.0 * code.gain.numel() if sends is None or sends() else 0.0  # a gain and an offset per block
         self.analog_values[name] = self.analog_values.get(name, 0.0) + analog
         return replace(code, source=name)
 
-    def record_spikes(self, name: str, spikes: Tensor) -> None:
-        """Count (every sample) and record (within the limits) a layer's spikes ``[T, B, ...]``."""
+    def record_spikes(self, name: str, spikes: Tensor, counts: Tensor | None = None) -> None:
+        """Count (every sample) and record (within the limits) a layer's spikes ``[T, B, ...]``;
+        ``counts``: each neuron's spikes ``[F]`` where the firing already counted them."""
         T, B = spikes.shape[:2]
         flat = spikes.reshape(T, B, -1)
         if name not in self.spike_counts:
@@ -183,7 +185,7 @@ class SimulationSession:
         elif self.neurons[name] != flat.shape[2] or self.timesteps[name] != T:
             raise ValueError(f"neuron layer {name!r} fired twice in one pass with different shapes; "
                              "use a separate TemporalBinary module for each place it is used.")
-        counts = spike_counts(flat)
+        counts = spike_counts(flat) if counts is None else counts.to(torch.float64)
         self._batch_counts[name] = (spikes, counts)  # for the layers that read these spikes (same device)
         per_neuron = counts.cpu()
         self.neuron_counts[name] += per_neuron

@@ -99,6 +99,7 @@ class Fired(NamedTuple):
     spikes: Tensor  #: boolean spikes ``[T, B, K]``
     differ: int  #: membranes whose weighted spikes differ from their codes (0 unless there is a bug)
     code_sums: Tensor | None  #: ``[2, B, nb]`` block sums of ``q`` and ``q^2``; ``None`` where float32 is not exact
+    counts: Tensor  #: ``[K]`` int32: each neuron's spikes over the samples and steps
 
 
 def _block_sums(q: Tensor, block: int) -> tuple[Tensor, Tensor]:
@@ -113,8 +114,9 @@ def fire_codes(x: Tensor, block: int | None, grid: str, timesteps: int, relu: bo
     """Codes, spikes and their check of a binary neuron layer's input ``x`` ``[B, K]``.
 
     Returns a :class:`Fired`: the codes, the spikes, how many membranes' weighted spikes
-    differ from their codes, and the codes' block sums of ``q`` and ``q^2`` (integers, given
-    where they stay below :math:`2^{24}`, so exact in float32 whatever the order); or ``None`` where the kernel does not run (no compiled kernel, ``x`` not a float32
+    differ from their codes, the codes' block sums of ``q`` and ``q^2`` (integers, given
+    where they stay below :math:`2^{24}`, so exact in float32 whatever the order) and each
+    neuron's spike count; or ``None`` where the kernel does not run (no compiled kernel, ``x`` not a float32
     CPU matrix, a grid of its own, ``T`` over 24, a CPU without AVX2 unless ``path`` is
     given) or ``x`` holds a value that is not finite: then the caller takes the torch path. ``relu``: the codes are those of ``max(x, 0)`` (the
     rectified input of the ``rectify`` and ``unit`` grids with the ``relu`` target). ``path``:
@@ -138,12 +140,13 @@ def fire_codes(x: Tensor, block: int | None, grid: str, timesteps: int, relu: bo
     spikes = torch.empty(timesteps, rows, k, dtype=torch.bool)
     exact = (2**timesteps - 1) ** 2 * bs < 2**24
     sums = torch.empty(2, rows, -(-k // bs), dtype=torch.float32) if exact else None
+    counts = torch.zeros(k, dtype=torch.int32)
     differ = lib.tb_neuron(path, xc.data_ptr(), rows, k, bs, GRIDS[grid],
                            int(bool(relu)), TINY, timesteps, th.data_ptr(), w.data_ptr(), q.data_ptr(),
-                           spikes.data_ptr(), None if sums is None else sums.data_ptr())
+                           spikes.data_ptr(), None if sums is None else sums.data_ptr(), counts.data_ptr())
     if differ < 0:
         return None
-    return Fired(q, spikes, int(differ), sums)
+    return Fired(q, spikes, int(differ), sums, counts)
 
 
 def dat_fit(x: Tensor, fired: Fired, block: int | None, relu: bool, lam: float) -> tuple[Tensor, Tensor] | None:

@@ -170,13 +170,14 @@ static inline __attribute__((always_inline)) void block_code_sums(float *sums, i
  * Spikes (into spk [T, rows, K], 0/1 bytes): integrate-and-fire from v = min(max((x - lo) / span,
  * 0), 1) with the thresholds th (as tb_fire), checked against q with the step weights w.
  * Sums (into sums [2, rows, nb] unless NULL): each row's and block's sums of q and of q^2,
- * integers exact in float32 (below 2^24) whatever the order.
+ * integers exact in float32 (below 2^24) whatever the order. Counts (added into counts [K]
+ * unless NULL): each neuron's spikes over the rows and steps.
  * Returns how many membranes' weighted spikes differ from their code, or -1 when a block holds
  * a value that is not finite (nothing is then to be used: the caller takes the torch path). */
 static inline __attribute__((always_inline)) int64_t neuron_rows(const float *x, int64_t rows, int64_t K, int64_t bs,
                                                                  int grid, int relu, float tiny, int64_t T,
                                                                  const float *th, const float *w, float *q,
-                                                                 uint8_t *spk, float *sums) {
+                                                                 uint8_t *spk, float *sums, int32_t *counts) {
     int64_t bad = 0;
     const float L = (float)((int64_t)1 << T), top = L - 1.0f;
     for (int64_t r = 0; r < rows; r++) {
@@ -230,6 +231,7 @@ static inline __attribute__((always_inline)) int64_t neuron_rows(const float *x,
                         s[i] = (uint8_t)f;
                         mem[i] = f ? v - h : v;
                         code[i] += f ? wt : 0.0f;
+                        if (counts) counts[b0 + i0 + i] += f;
                     }
                 }
                 for (int64_t i = 0; i < m; i++) bad += code[i] != qb[i0 + i];
@@ -241,8 +243,8 @@ static inline __attribute__((always_inline)) int64_t neuron_rows(const float *x,
 }
 
 static int64_t neuron_portable(const float *x, int64_t rows, int64_t K, int64_t bs, int grid, int relu, float tiny,
-                               int64_t T, const float *th, const float *w, float *q, uint8_t *spk, float *sums) {
-    return neuron_rows(x, rows, K, bs, grid, relu, tiny, T, th, w, q, spk, sums);
+                               int64_t T, const float *th, const float *w, float *q, uint8_t *spk, float *sums, int32_t *counts) {
+    return neuron_rows(x, rows, K, bs, grid, relu, tiny, T, th, w, q, spk, sums, counts);
 }
 
 #ifdef TB_X86
@@ -251,7 +253,7 @@ static int64_t neuron_portable(const float *x, int64_t rows, int64_t K, int64_t 
 __attribute__((target("avx2,fma"))) static int64_t neuron_avx2(const float *x, int64_t rows, int64_t K, int64_t bs,
                                                                int grid, int relu, float tiny, int64_t T,
                                                                const float *th, const float *w, float *q,
-                                                               uint8_t *spk, float *sums) {
+                                                               uint8_t *spk, float *sums, int32_t *counts) {
     int64_t bad = 0;
     const float L = (float)((int64_t)1 << T);
     const __m256 zero = _mm256_setzero_ps(), one = _mm256_set1_ps(1.0f), top = _mm256_set1_ps(L - 1.0f);
@@ -311,6 +313,10 @@ __attribute__((target("avx2,fma"))) static int64_t neuron_avx2(const float *x, i
                     const int bits = _mm256_movemask_ps(f);
                     uint8_t *s = spk + (t * rows + r) * K + b0 + i;
                     for (int j = 0; j < 8; j++) s[j] = (uint8_t)((bits >> j) & 1);
+                    if (counts) /* the mask is -1 where it fired */
+                        _mm256_storeu_si256((__m256i *)(counts + b0 + i),
+                                            _mm256_sub_epi32(_mm256_loadu_si256((const __m256i *)(counts + b0 + i)),
+                                                             _mm256_castps_si256(f)));
                 }
                 bad += __builtin_popcount((unsigned)_mm256_movemask_ps(_mm256_cmp_ps(code, c, _CMP_NEQ_UQ)));
             }
@@ -335,6 +341,7 @@ __attribute__((target("avx2,fma"))) static int64_t neuron_avx2(const float *x, i
                 for (int64_t t = 0; t < T; t++) {
                     const int f = v >= th[t];
                     spk[(t * rows + r) * K + b0 + i] = (uint8_t)f;
+                    if (counts) counts[b0 + i] += f;
                     v = f ? v - th[t] : v;
                     code += f ? w[t] : 0.0f;
                 }
@@ -346,9 +353,9 @@ __attribute__((target("avx2,fma"))) static int64_t neuron_avx2(const float *x, i
     return bad;
 }
 
-__attribute__((target("avx512f,avx512bw,avx512dq,avx512vl"))) static int64_t
+__attribute__((target("avx512f,avx512bw,avx512dq,avx512vl,avx512vpopcntdq"))) static int64_t
 neuron_avx512(const float *x, int64_t rows, int64_t K, int64_t bs, int grid, int relu, float tiny, int64_t T,
-              const float *th, const float *w, float *q, uint8_t *spk, float *sums) {
+              const float *th, const float *w, float *q, uint8_t *spk, float *sums, int32_t *counts) {
     int64_t bad = 0;
     const float L = (float)((int64_t)1 << T);
     const __m512 zero = _mm512_setzero_ps(), one = _mm512_set1_ps(1.0f), top = _mm512_set1_ps(L - 1.0f);
@@ -398,6 +405,10 @@ neuron_avx512(const float *x, int64_t rows, int64_t K, int64_t bs, int grid, int
                     code = _mm512_mask_add_ps(code, f, code, _mm512_set1_ps(w[t]));
                     _mm_mask_storeu_epi8(spk + (t * rows + r) * K + b0 + i, k, _mm_maskz_mov_epi8(f, ones8));
                 }
+                if (counts) /* the spikes of each neuron: the 1 bits of its code */
+                    _mm512_mask_storeu_epi32(counts + b0 + i, k,
+                        _mm512_add_epi32(_mm512_maskz_loadu_epi32(k, counts + b0 + i),
+                                         _mm512_popcnt_epi32(_mm512_cvttps_epi32(c))));
                 bad += __builtin_popcount((unsigned)(_mm512_cmp_ps_mask(code, c, _CMP_NEQ_UQ) & k));
             }
             if (sums) block_code_sums(sums, rows, K, bs, r, b0, _mm512_reduce_add_ps(vs1), _mm512_reduce_add_ps(vs2));
@@ -408,14 +419,14 @@ neuron_avx512(const float *x, int64_t rows, int64_t K, int64_t bs, int grid, int
 #endif
 
 TB_API int64_t tb_neuron(int path, const float *x, int64_t rows, int64_t K, int64_t bs, int grid, int relu,
-                         float tiny, int64_t T, const float *th, const float *w, float *q, uint8_t *spk, float *sums) {
+                         float tiny, int64_t T, const float *th, const float *w, float *q, uint8_t *spk, float *sums, int32_t *counts) {
     if (bs < 1 || T < 1 || T > 24 || grid < 0 || grid > 2) return -2;
 #ifdef TB_X86
-    if (path == 3) return neuron_avx512(x, rows, K, bs, grid, relu, tiny, T, th, w, q, spk, sums);
-    if (path == 2) return neuron_avx2(x, rows, K, bs, grid, relu, tiny, T, th, w, q, spk, sums);
+    if (path == 3) return neuron_avx512(x, rows, K, bs, grid, relu, tiny, T, th, w, q, spk, sums, counts);
+    if (path == 2) return neuron_avx2(x, rows, K, bs, grid, relu, tiny, T, th, w, q, spk, sums, counts);
 #endif
     (void)path;
-    return neuron_portable(x, rows, K, bs, grid, relu, tiny, T, th, w, q, spk, sums);
+    return neuron_portable(x, rows, K, bs, grid, relu, tiny, T, th, w, q, spk, sums, counts);
 }
 
 /* The DAT read-out of a binary neuron layer from its codes, as torch computes it ------------ */

@@ -261,10 +261,20 @@ class TemporalBinary(nn.Module):
         RuntimeError
             The loop's spikes differ from the closed form (a bug: please report it).
         """
+        return self.fire_counted(x)[0]
+
+    @torch.no_grad()
+    def fire_counted(self, x: Tensor) -> tuple[SpikeCode, Tensor | None]:
+        """:meth:`fire`, and each neuron's spike count over the samples and steps (``[F]`` int32)
+        where the compiled neuron counted them as it fired, else ``None`` (the simulator counts)."""
         if self.scheme == "binary" and self.method == "dat" and engine_choice() != "dense":
-            fused = self._fire_compiled(x)  # codes, spikes and their check in one compiled pass
+            fused = self._fire_compiled(x)  # codes, spikes, their check and counts in one compiled pass
             if fused is not None:
                 return fused
+        return self._fire_torch(x), None
+
+    def _fire_torch(self, x: Tensor) -> SpikeCode:
+        """:meth:`fire` by :meth:`encode` and the firing loop (compiled where it can be)."""
         code = self.encode(x)
         if self.scheme != "binary":
             return code
@@ -285,7 +295,7 @@ class TemporalBinary(nn.Module):
             raise RuntimeError("integrate-and-fire spikes differ from the neuron's code; please report this.")
         return replace(code, raw=fired[0])
 
-    def _fire_compiled(self, x: Tensor) -> SpikeCode | None:
+    def _fire_compiled(self, x: Tensor) -> tuple[SpikeCode, Tensor] | None:
         """:meth:`fire` by the compiled neuron (:func:`tbnn.kernels.neuron.fire_codes`): the same
         codes, spikes, gains and offsets as :meth:`encode` and the firing loop, bit for bit; the
         read-out fitted compiled too (:func:`tbnn.kernels.neuron.dat_fit`) where it adds as torch
@@ -308,7 +318,7 @@ class TemporalBinary(nn.Module):
             fit = dat_readout(tgt if rectify else xs, fired.q, self.block, levels, self.lam, relu, fired.code_sums)
         gain, offset = fit
         code = SpikeCode(fired.q, gain, offset, "binary", self.timesteps, self.block, tgt, fired.spikes, self.lam)
-        return self._read_out(code, x, xs, s)
+        return self._read_out(code, x, xs, s), fired.counts
 
     def extra_repr(self) -> str:
         return (
