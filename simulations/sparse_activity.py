@@ -26,7 +26,7 @@ Writes ``sparse_activity.json``, ``sparse_activity.md`` and ``sparse_activity.pn
 defaults, no weight): ``lagrangian``, the default (homeostatic thresholds per layer,
 :mod:`tbnn.nn.homeostasis`, and a leaky Lagrange multiplier per layer by dual ascent,
 :mod:`tbnn.nn.multiplier`, both chasing a target annealed from the first step's activity to
-``P`` over the first half of training) and ``thresholds``, the first version (per-neuron
+``P`` over the first 30 % of training) and ``thresholds``, the first version (per-neuron
 thresholds alone, step 0.05, ``P`` from the start), for each target ``P``, hidden grid
 (``rectify``, ``running``) and input code (``--input-encodings``: ``binary``, the model's, and
 e.g. ``latency``, at most one spike per input neuron), paired over seeds with the unregularised
@@ -284,7 +284,7 @@ CONTROL_GRIDS = ("rectify", "running")
 #: rate controllers: name -> (adaptive thresholds, ActivityRegularizer keywords, label)
 CONTROLLERS: dict[str, tuple[str, dict[str, float], str]] = {
     "lagrangian": ("layer", {}, "thresholds per layer + leaky Lagrange multiplier, target annealed over "
-                                "the first half of training (the default)"),
+                                "the first 30 % of training (the default)"),
     "thresholds": ("neuron", {"step": 0.05, "multiplier_step": 0.0, "anneal": 0.0},
                    "thresholds alone (per neuron, η = 0.05, target P from the start)"),
 }
