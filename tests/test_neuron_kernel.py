@@ -142,6 +142,15 @@ def test_simulate_runs_the_compiled_neuron_and_agrees_exactly(monkeypatch):
     s = tbnn.simulate(net, x).summary
     assert ran and all(r is not None for r in ran)
     assert s["forward_agreement"] == 1.0 and s["max_logit_difference"] == 0.0
+    assert set(s["engine"]["neurons"].values()) == {"compiled (tbnn.kernels.neuron)"}  # simulation.json says what ran
+    set_engine("dense")
+    try:
+        dense = tbnn.simulate(net, x).summary
+    finally:
+        set_engine("auto")
+    assert set(dense["engine"]["neurons"].values()) == {"torch"}
+    assert dense["spikes_per_sample"] == s["spikes_per_sample"]  # counted as fired = counted after
+    assert [d["spikes"] for d in dense["layers"]] == [d["spikes"] for d in s["layers"]]
 
 
 @pytest.mark.parametrize("block", [8, 15, 33, 100, 128, 513, 2048])

@@ -99,6 +99,7 @@ class SimulationSession:
         self.readers: dict[str, dict[tuple, Tensor]] = {}  # neuron layer -> reading layer -> fan-out
         self.recorded: dict[str, list[np.ndarray]] = {}
         self.layer_engines: dict[int, str] = {}  # id of each tbnn layer -> the engine that ran it
+        self.neuron_engines: dict[str, str] = {}  # each neuron layer -> how it fired: compiled or torch
         self.samples_seen = 0  # samples of finished batches
         self._batch_counts: dict[str, tuple[Tensor, Tensor]] = {}  # layer -> (its latest spikes, their counts)
         if weight_cache is not None:
@@ -165,6 +166,7 @@ class SimulationSession:
         counted = getattr(neuron, "fire_counted", None)  # a neuron that counts its spikes as it fires
         code, counts = counted(x) if counted is not None else (neuron.fire(x), None)
         name = self.name_of(neuron)
+        self.neuron_engines[name] = "compiled (tbnn.kernels.neuron)" if counts is not None else "torch"
         self.record_spikes(name, code.spikes, counts)
         sends = getattr(neuron, "sends_analog", None)
         analog = 2.0 * code.gain.numel() if sends is None or sends() else 0.0  # a gain and an offset per block

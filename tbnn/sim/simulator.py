@@ -292,7 +292,8 @@ def summarize(model: nn.Module, runner: Any, sess: SimulationSession, pred: Tens
         "engine": {"low_precision": arith["low_precision"], "order": arith["order"], "reason": arith["reason"],
                    "packed_kernel": packed,
                    "layers": {name or type(mod).__name__: sess.layer_engines[id(mod)]
-                              for name, mod in model.named_modules() if id(mod) in sess.layer_engines}},
+                              for name, mod in model.named_modules() if id(mod) in sess.layer_engines},
+                   "neurons": dict(sess.neuron_engines)},
         "recorded": {"samples": int(next(iter(spikes.values())).shape[0]) if spikes else 0, "layers": list(spikes)},
         "weight_storage_bits": storage["total"], "weight_storage": storage, "layers": layer_info,
     }
