@@ -1,6 +1,6 @@
-"""Build and load the compiled popcount kernel (``popcount.c``, shipped as package data).
+"""Build and load the compiled kernels (``popcount.c`` and ``neuron.c``, shipped as package data).
 
-The C source is compiled once per machine by the system's C compiler (``$CC``, else ``cc``,
+The C sources are compiled, as one unit, once per machine by the system's C compiler (``$CC``, else ``cc``,
 ``gcc`` or ``clang``) into a shared library loaded with :mod:`ctypes`. One build serves
 every CPU of a kind: the AVX-512 VPOPCNTDQ, AVX2 and POPCNT paths are functions compiled
 with ``__attribute__((target(...)))`` and chosen at run time from the CPU's features
@@ -41,10 +41,12 @@ import torch
 from tbnn import __version__
 from tbnn.io.cache import cache_dir
 
-__all__ = ["BUILD_SECONDS", "SOURCE", "build", "build_key", "compiler", "library_path", "load", "source_text"]
+__all__ = ["BUILD_SECONDS", "SOURCE", "SOURCES", "build", "build_key", "compiler", "library_path", "load", "source_text"]
 
-#: The kernel's C source file in this package.
+#: The kernel's C source file in this package (the file the build writes and compiles).
 SOURCE = "popcount.c"
+#: The C sources in this package, compiled as one translation unit in this order.
+SOURCES = ("popcount.c", "neuron.c")
 #: Longest a build may take before it is abandoned (the kernel is then not used).
 BUILD_SECONDS = 60
 #: Compiler flags: optimised, position independent, no machine-specific code outside the
@@ -64,8 +66,8 @@ def compiler() -> str | None:
 
 
 def source_text() -> str:
-    """The kernel's C source as shipped with the package."""
-    return resources.files(__package__).joinpath(SOURCE).read_text()
+    """The kernel's C source as shipped with the package: :data:`SOURCES` joined, one unit."""
+    return "\n".join(resources.files(__package__).joinpath(name).read_text() for name in SOURCES)
 
 
 def _cpu_signature() -> str:

@@ -4,7 +4,7 @@ A binary neuron layer (Ye et al., arXiv:2409.09245; :mod:`tbnn.nn.neurons`) turn
 ``x`` into codes on a per-block grid and fires their bits by integrate-and-fire. In torch
 that is a dozen passes over the data (the block range, the codes' subtraction, division,
 floor and clip, the grid values' own range, subtraction, division and clip, then the firing
-loop). ``tb_neuron`` (``popcount.c``, :mod:`tbnn.kernels.build`) makes them in one pass per
+loop). ``tb_neuron`` (``neuron.c``, :mod:`tbnn.kernels.build`) makes them in one pass per
 block, each operation the float32 operation torch makes:
 
 .. math::
