@@ -76,6 +76,7 @@ from tbnn.engine.precision import (
 )
 from tbnn.engine.weights import (EngineLayer, WeightCodes, abs_max, cached_weight_codes, clear_weight_codes,
                                  per_channel_codes, weight_codes)
+from tbnn.kernels import neuron as kernel_neuron
 from tbnn.kernels import packed as kernels
 
 __all__ = [
@@ -189,8 +190,13 @@ def _packed_weights(layer: EngineLayer, code: SpikeCode, wc: WeightCodes, device
 
 def packed_kernel() -> str | None:
     """The packed kernel's dispatch path (built now if needed), or ``None`` when it does not run
-    (no compiler, or the engine forced ``dense``); call it before timing a run."""
-    return None if engine_choice() == "dense" else kernels.kernel_path()
+    (no compiler, or the engine forced ``dense``); call it before timing a run: it also runs the
+    compiled neuron's once-per-process checks (:func:`tbnn.kernels.neuron.ready`)."""
+    if engine_choice() == "dense":
+        return None
+    path = kernels.kernel_path()
+    kernel_neuron.ready()
+    return path
 
 
 def engine_path(wc: WeightCodes) -> str:

@@ -46,7 +46,7 @@ from tbnn.core.quant.spec import TINY
 
 from .packed import best_path, kernel
 
-__all__ = ["GRIDS", "MIN_PATH", "Fired", "dat_fit", "fire_codes", "fit_agrees", "path_agrees"]
+__all__ = ["GRIDS", "MIN_PATH", "Fired", "dat_fit", "fire_codes", "fit_agrees", "path_agrees", "ready"]
 
 #: The grids the compiled neuron runs (others keep the torch path).
 GRIDS: dict[str, int] = {"rectify": 0, "unit": 1, "minmax": 2}
@@ -205,4 +205,15 @@ def fit_agrees(threads: int) -> bool:
                 print("tbnn: the compiled read-out fit does not add as torch does here; the neuron's read-out "
                       "stays in torch.", file=sys.stderr)
                 return False
+    return True
+
+
+def ready() -> bool:
+    """Run the compiled neuron's once-per-process checks now (:func:`path_agrees` on the path
+    :func:`fire_codes` takes unasked, :func:`fit_agrees` for this thread count), so that a timed
+    run does not pay them; whether the neuron will run compiled."""
+    path = best_path()
+    if path is None or path < MIN_PATH or not path_agrees(path):
+        return False
+    fit_agrees(torch.get_num_threads())
     return True
