@@ -37,6 +37,15 @@ def _edgy(rows, k, seed):
     return x
 
 
+def _dense(fn, *args):
+    """``fn(*args)`` with the engine forced dense (no compiled code at all)."""
+    set_engine("dense")
+    try:
+        return fn(*args)
+    finally:
+        set_engine("auto")
+
+
 @pytest.mark.parametrize("path", PATHS)
 @pytest.mark.parametrize("grid,target", [("rectify", "relu"), ("rectify", "x"), ("unit", "relu"), ("minmax", "x"),
                                          ("minmax", "relu")])
@@ -99,11 +108,7 @@ def test_a_neuron_fires_the_same_code_through_the_kernel_and_in_torch(cfg, monke
         fast = n.fire(x)
         monkeypatch.setattr(neurons.TemporalBinary, "_fire_compiled", lambda self, x: None)
         torch_loop = n.fire(x)
-        set_engine("dense")
-        try:
-            dense = n.fire(x)
-        finally:
-            set_engine("auto")
+        dense = _dense(n.fire, x)
     for other in (torch_loop, dense):
         for field in ("q", "gain", "offset", "raw", "target"):
             assert torch.equal(getattr(fast, field), getattr(other, field)), field
@@ -143,11 +148,7 @@ def test_simulate_runs_the_compiled_neuron_and_agrees_exactly(monkeypatch):
     assert ran and all(r is not None for r in ran)
     assert s["forward_agreement"] == 1.0 and s["max_logit_difference"] == 0.0
     assert set(s["engine"]["neurons"].values()) == {"compiled (tbnn.kernels.neuron)"}  # simulation.json says what ran
-    set_engine("dense")
-    try:
-        dense = tbnn.simulate(net, x).summary
-    finally:
-        set_engine("auto")
+    dense = _dense(tbnn.simulate, net, x).summary
     assert set(dense["engine"]["neurons"].values()) == {"torch"}
     assert dense["spikes_per_sample"] == s["spikes_per_sample"]  # counted as fired = counted after
     assert [d["spikes"] for d in dense["layers"]] == [d["spikes"] for d in s["layers"]]
@@ -190,10 +191,5 @@ def test_the_fit_stays_in_torch_where_it_cannot_be_compiled(monkeypatch, capsys)
     monkeypatch.setattr(neurons, "dat_fit", lambda *a: None)
     n = tbnn.TemporalBinary(4).eval()
     with torch.no_grad():
-        a = n.fire(x)
-        set_engine("dense")
-        try:
-            b = n.fire(x)
-        finally:
-            set_engine("auto")
+        a, b = n.fire(x), _dense(n.fire, x)
     assert torch.equal(a.gain, b.gain) and torch.equal(a.offset, b.offset) and torch.equal(a.raw, b.raw)

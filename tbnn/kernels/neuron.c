@@ -14,6 +14,23 @@ static inline __attribute__((always_inline)) void block_code_sums(float *sums, i
     sums[(rows + r) * nb + b] = s2;
 }
 
+/* The block range of grid 0 (rectify: lo = 0, hi = max(tiny, max x)), 1 (unit: 0, 1) or 2
+ * (minmax: min x, max x, hi + 1 where they are equal), from the block's min and max, as
+ * tbnn.core.quant.fast's _grid_stats makes it; *span = hi - lo and *step = span / L. */
+static inline __attribute__((always_inline)) void block_range(int grid, float mn, float mx, float tiny, float L,
+                                                              float *lo, float *span, float *step) {
+    float l = 0.0f, hi = 1.0f;
+    if (grid == 0) {
+        hi = mx > tiny ? mx : tiny;
+    } else if (grid == 2) {
+        l = mn;
+        hi = (mx == mn) ? mx + 1.0f : mx;
+    }
+    *lo = l;
+    *span = hi - l;
+    *step = *span / L;
+}
+
 /* The binary neuron's codes and spikes in one pass over its input (tbnn.kernels.neuron).
  * x: float32 [rows, K], the grid's input; read-out blocks of bs features along K (the last one
  * shorter when bs does not divide K). Per block, as tbnn.core.quant.fast does it in torch:
@@ -39,7 +56,6 @@ static inline __attribute__((always_inline)) int64_t neuron_rows(const float *x,
         for (int64_t b0 = 0; b0 < K; b0 += bs) {
             const int64_t n = (K - b0 < bs) ? K - b0 : bs;
             const float *restrict xb = x + r * K + b0;
-            float lo = 0.0f, hi = 1.0f;
             float mn = xb[0], mx = xb[0];
             int finite = 1;
             for (int64_t i = 0; i < n; i++) {
@@ -49,15 +65,8 @@ static inline __attribute__((always_inline)) int64_t neuron_rows(const float *x,
                 mx = v > mx ? v : mx;
             }
             if (!finite) return -1;
-            if (grid == 0) {
-                lo = 0.0f;
-                hi = mx > tiny ? mx : tiny;
-            } else if (grid == 2) {
-                lo = mn;
-                hi = mx;
-                if (hi == lo) hi = hi + 1.0f;
-            }
-            const float span = hi - lo, step = span / L;
+            float lo, span, step;
+            block_range(grid, mn, mx, tiny, L, &lo, &span, &step);
             float *restrict qb = q + r * K + b0;
             float s1 = 0.0f, s2 = 0.0f; /* the block's sums of q and q^2: integers, exact in any order */
             for (int64_t i0 = 0; i0 < n; i0 += 256) {
@@ -75,20 +84,8 @@ static inline __attribute__((always_inline)) int64_t neuron_rows(const float *x,
                     float v = (xv - lo) / span;
                     v = v < 0.0f ? 0.0f : v;
                     mem[i] = v > 1.0f ? 1.0f : v;
-                    code[i] = 0.0f;
                 }
-                for (int64_t t = 0; t < T; t++) {
-                    const float h = th[t], wt = w[t];
-                    uint8_t *restrict s = spk + (t * rows + r) * K + b0 + i0;
-                    for (int64_t i = 0; i < m; i++) {
-                        const float v = mem[i];
-                        const int f = v >= h;
-                        s[i] = (uint8_t)f;
-                        mem[i] = f ? v - h : v;
-                        code[i] += f ? wt : 0.0f;
-                        if (counts) counts[b0 + i0 + i] += f;
-                    }
-                }
+                if_steps(mem, m, T, th, w, spk + r * K + b0 + i0, rows * K, code, counts ? counts + b0 + i0 : NULL);
                 for (int64_t i = 0; i < m; i++) bad += code[i] != qb[i0 + i];
             }
             if (sums) block_code_sums(sums, rows, K, bs, r, b0, s1, s2);
@@ -139,13 +136,8 @@ __attribute__((target("avx2,fma"))) static int64_t neuron_avx2(const float *x, i
                 mx = xb[i] > mx ? xb[i] : mx;
             }
             if (!finite) return -1;
-            float lo = 0.0f, hi = 1.0f;
-            if (grid == 0) hi = mx > tiny ? mx : tiny;
-            else if (grid == 2) {
-                lo = mn;
-                hi = (mx == mn) ? mx + 1.0f : mx;
-            }
-            const float span = hi - lo, step = span / L;
+            float lo, span, step;
+            block_range(grid, mn, mx, tiny, L, &lo, &span, &step);
             const __m256 vlo = _mm256_set1_ps(lo), vspan = _mm256_set1_ps(span), vstep = _mm256_set1_ps(step);
             float *qb = q + r * K + b0;
             __m256 vs1 = zero, vs2 = zero;
@@ -229,14 +221,8 @@ neuron_avx512(const float *x, int64_t rows, int64_t K, int64_t bs, int grid, int
                 probe = _mm512_add_ps(probe, _mm512_mul_ps(v, zero)); /* NaN once a value is not finite */
             }
             if (_mm512_cmp_ps_mask(probe, zero, _CMP_NEQ_UQ)) return -1;
-            const float mn = _mm512_reduce_min_ps(vmn), mx = _mm512_reduce_max_ps(vmx);
-            float lo = 0.0f, hi = 1.0f;
-            if (grid == 0) hi = mx > tiny ? mx : tiny;
-            else if (grid == 2) {
-                lo = mn;
-                hi = (mx == mn) ? mx + 1.0f : mx;
-            }
-            const float span = hi - lo, step = span / L;
+            float lo, span, step;
+            block_range(grid, _mm512_reduce_min_ps(vmn), _mm512_reduce_max_ps(vmx), tiny, L, &lo, &span, &step);
             const __m512 vlo = _mm512_set1_ps(lo), vspan = _mm512_set1_ps(span), vstep = _mm512_set1_ps(step);
             float *qb = q + r * K + b0;
             __m512 vs1 = zero, vs2 = zero;

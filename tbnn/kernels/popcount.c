@@ -101,25 +101,33 @@ TB_API void tb_pack(int path, const uint8_t *src, int64_t rows, int64_t K, int64
  * as 0/1 bytes. The weighted sum sum_t w[t] s_t (exact: integers below 2^24) is compared with
  * the code q [n]; returns how many differ. In chunks of 512 membranes, so that the T passes
  * over a chunk stay in the first-level cache. */
+/* T steps of m membranes r (in place): step t's spikes to spk + t * stride, code[i] = sum_t w[t] s_t,
+ * each neuron's spikes added to counts (unless NULL). */
+static inline __attribute__((always_inline)) void if_steps(float *restrict r, int64_t m, int64_t T, const float *th,
+                                                           const float *w, uint8_t *spk, int64_t stride,
+                                                           float *restrict code, int32_t *counts) {
+    for (int64_t i = 0; i < m; i++) code[i] = 0.0f;
+    for (int64_t t = 0; t < T; t++) {
+        const float h = th[t], wt = w[t];
+        uint8_t *restrict s = spk + t * stride;
+        for (int64_t i = 0; i < m; i++) {
+            const float v = r[i];
+            const int f = v >= h;
+            s[i] = (uint8_t)f;
+            r[i] = f ? v - h : v;
+            code[i] += f ? wt : 0.0f;
+            if (counts) counts[i] += f;
+        }
+    }
+}
+
 static inline __attribute__((always_inline)) int64_t fire_chunks(float *r, const float *q, int64_t n, int64_t T,
                                                                  const float *th, const float *w, uint8_t *spk) {
     int64_t bad = 0;
     float code[512];
     for (int64_t i0 = 0; i0 < n; i0 += 512) {
         int64_t m = (n - i0 < 512) ? n - i0 : 512;
-        float *restrict rr = r + i0;
-        for (int64_t i = 0; i < m; i++) code[i] = 0.0f;
-        for (int64_t t = 0; t < T; t++) {
-            const float h = th[t], wt = w[t];
-            uint8_t *restrict s = spk + t * n + i0;
-            for (int64_t i = 0; i < m; i++) {
-                const float v = rr[i];
-                const int f = v >= h;
-                s[i] = (uint8_t)f;
-                rr[i] = f ? v - h : v;
-                code[i] += f ? wt : 0.0f;
-            }
-        }
+        if_steps(r + i0, m, T, th, w, spk + i0, n, code, NULL);
         for (int64_t i = 0; i < m; i++) bad += code[i] != q[i0 + i];
     }
     return bad;
