@@ -116,7 +116,8 @@ def test_a_neuron_fires_the_same_code_through_the_kernel_and_in_torch(cfg, monke
     monkeypatch.undo()
     with torch.no_grad():
         code, counts = n.fire_counted(x)  # counted as it fired: each neuron's spikes over samples and steps
-    assert counts.dtype == torch.int32 and torch.equal(counts.long(), code.spikes.reshape(code.timesteps, 33, -1).sum((0, 1)))
+    per_neuron = code.spikes.reshape(code.timesteps, 33, -1).sum((0, 1))
+    assert counts.dtype == torch.int32 and torch.equal(counts.long(), per_neuron)
 
 
 def test_a_path_that_fails_the_neuron_self_test_is_not_used(monkeypatch, capsys):

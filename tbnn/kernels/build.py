@@ -41,7 +41,8 @@ import torch
 from tbnn import __version__
 from tbnn.io.cache import cache_dir
 
-__all__ = ["BUILD_SECONDS", "SOURCE", "SOURCES", "build", "build_key", "compiler", "library_path", "load", "source_text"]
+__all__ = ["BUILD_SECONDS", "SOURCE", "SOURCES", "build", "build_key", "compiler", "library_path", "load",
+           "source_text"]
 
 #: The kernel's C source file in this package (the file the build writes and compiles).
 SOURCE = "popcount.c"

@@ -95,7 +95,8 @@ static inline __attribute__((always_inline)) int64_t neuron_rows(const float *x,
 }
 
 static int64_t neuron_portable(const float *x, int64_t rows, int64_t K, int64_t bs, int grid, int relu, float tiny,
-                               int64_t T, const float *th, const float *w, float *q, uint8_t *spk, float *sums, int32_t *counts) {
+                               int64_t T, const float *th, const float *w, float *q, uint8_t *spk, float *sums,
+                               int32_t *counts) {
     return neuron_rows(x, rows, K, bs, grid, relu, tiny, T, th, w, q, spk, sums, counts);
 }
 
@@ -260,7 +261,8 @@ neuron_avx512(const float *x, int64_t rows, int64_t K, int64_t bs, int grid, int
 #endif
 
 TB_API int64_t tb_neuron(int path, const float *x, int64_t rows, int64_t K, int64_t bs, int grid, int relu,
-                         float tiny, int64_t T, const float *th, const float *w, float *q, uint8_t *spk, float *sums, int32_t *counts) {
+                         float tiny, int64_t T, const float *th, const float *w, float *q, uint8_t *spk, float *sums,
+                         int32_t *counts) {
     if (bs < 1 || T < 1 || T > 24 || grid < 0 || grid > 2) return -2;
 #ifdef TB_X86
     if (path == 3) return neuron_avx512(x, rows, K, bs, grid, relu, tiny, T, th, w, q, spk, sums, counts);

@@ -113,14 +113,15 @@ def fire_codes(x: Tensor, block: int | None, grid: str, timesteps: int, relu: bo
                path: int | None = None) -> Fired | None:
     """Codes, spikes and their check of a binary neuron layer's input ``x`` ``[B, K]``.
 
-    Returns a :class:`Fired`: the codes, the spikes, how many membranes' weighted spikes
-    differ from their codes, the codes' block sums of ``q`` and ``q^2`` (integers, given
-    where they stay below :math:`2^{24}`, so exact in float32 whatever the order) and each
-    neuron's spike count; or ``None`` where the kernel does not run (no compiled kernel, ``x`` not a float32
-    CPU matrix, a grid of its own, ``T`` over 24, a CPU without AVX2 unless ``path`` is
-    given) or ``x`` holds a value that is not finite: then the caller takes the torch path. ``relu``: the codes are those of ``max(x, 0)`` (the
-    rectified input of the ``rectify`` and ``unit`` grids with the ``relu`` target). ``path``:
-    as :func:`tbnn.kernels.packed.block_terms` (default: :func:`tbnn.kernels.packed.best_path`).
+    Returns a :class:`Fired`: the codes, the spikes, how many membranes' weighted spikes differ
+    from their codes, the codes' block sums of ``q`` and ``q^2`` (integers, given where they
+    stay below :math:`2^{24}`, so exact in float32 whatever the order) and each neuron's spike
+    count; or ``None`` where the kernel does not run (no compiled kernel, ``x`` not a float32
+    CPU matrix, a grid of its own, ``T`` over 24, a CPU without AVX2 unless ``path`` is given)
+    or ``x`` holds a value that is not finite: then the caller takes the torch path. ``relu``:
+    the codes are those of ``max(x, 0)`` (the rectified input of the ``rectify`` and ``unit``
+    grids with the ``relu`` target). ``path``: as :func:`tbnn.kernels.packed.block_terms`
+    (default: :func:`tbnn.kernels.packed.best_path`).
     """
     if (x.dtype != torch.float32 or x.device.type != "cpu" or x.dim() != 2 or grid not in GRIDS
             or not 1 <= timesteps <= 24 or x.requires_grad and torch.is_grad_enabled()):

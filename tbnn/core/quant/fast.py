@@ -295,7 +295,8 @@ def dat_readout(x: Tensor, code: Tensor, block: int | None, levels: int, lam: fl
     gains, offsets = [], []
     nfull = x.shape[-1] // (x.shape[-1] if block is None else min(block, x.shape[-1]))
     for i, (p, c) in enumerate(zip(_split_blocks(x.detach(), block), _split_blocks(code, block))):
-        qs = None if qsums is None else (qsums[:, :, :nfull] if i == 0 and nfull else qsums[:, :, nfull:]).unsqueeze(-1)
+        part = None if qsums is None else (qsums[:, :, :nfull] if i == 0 and nfull else qsums[:, :, nfull:])
+        qs = None if part is None else part.unsqueeze(-1)
         if p.device.type == "cpu" and p.numel() > _SMALL:  # as _affine_forward_sliced
             k = p.shape[-1]
             _, sq, st, sqt, sqq = _sliced_sums(p.reshape(-1, k), c.reshape(-1, k), levels, relu, True)
