@@ -183,6 +183,13 @@ def test_the_fit_stays_in_torch_where_it_cannot_be_compiled(monkeypatch, capsys)
     fired = kneuron.fire_codes(x, 32, "rectify", 4, True, path=PATHS[-1])
     assert kneuron.dat_fit(x, fired, 32, True, 0.0) is None  # lam = 0: all-equal blocks are special
     assert kneuron.dat_fit(x, fired, 4, True, 0.01) is None  # blocks under one vector
+    y = _edgy(9, 203, 1)  # blocks of 100, 100 and a last one of 3: torch sums that one another way
+    ragged = kneuron.fire_codes(y, 100, "rectify", 4, True, path=PATHS[-1])
+    assert kneuron.dat_fit(y, ragged, 100, True, 0.01) is None
+    n = tbnn.TemporalBinary(4, block=100).eval()
+    with torch.no_grad():
+        a, b = n.fire(y), _dense(n.fire, y)
+    assert torch.equal(a.gain, b.gain) and torch.equal(a.offset, b.offset)
     assert kneuron.dat_fit(x, fired._replace(code_sums=None), 32, True, 0.01) is None
     real = kneuron._fit
     monkeypatch.setattr(kneuron, "_fit", lambda *a: tuple(v + 1e-3 for v in real(*a)))

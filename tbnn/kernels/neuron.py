@@ -162,7 +162,7 @@ def dat_fit(x: Tensor, fired: Fired, block: int | None, relu: bool, lam: float) 
     lib = kernel()
     rows, k = x.shape
     bs = k if block is None else max(1, min(int(block), k))
-    if (lib is None or fired.code_sums is None or not lam > 0 or min(bs, k - (k // bs - 1) * bs if k % bs else bs) < 8
+    if (lib is None or fired.code_sums is None or not lam > 0 or min(bs, k % bs or bs) < 8  # the last block too
             or not fit_agrees(torch.get_num_threads())):
         return None
     return _fit(lib, x, fired, bs, relu, lam)
