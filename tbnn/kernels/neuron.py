@@ -129,9 +129,9 @@ def fire_codes(x: Tensor, block: int | None, grid: str, timesteps: int, relu: bo
     lib = kernel()
     if lib is None or x.numel() == 0:
         return None
-    if path is None:  # the portable paths are slower than torch's passes: only the vector paths run unasked
-        path = best_path()
-        if path < MIN_PATH or not path_agrees(path):
+    if path is None:
+        path = _unasked_path()
+        if path is None:
             return None
     xc = x.detach().contiguous()
     rows, k = xc.shape
@@ -213,8 +213,14 @@ def ready() -> bool:
     """Run the compiled neuron's once-per-process checks now (:func:`path_agrees` on the path
     :func:`fire_codes` takes unasked, :func:`fit_agrees` for this thread count), so that a timed
     run does not pay them; whether the neuron will run compiled."""
-    path = best_path()
-    if path is None or path < MIN_PATH or not path_agrees(path):
+    if _unasked_path() is None:
         return False
     fit_agrees(torch.get_num_threads())
     return True
+
+
+def _unasked_path() -> int | None:
+    """The path :func:`fire_codes` takes when none is asked for: the best one, if it is a vector
+    path (the portable ones are slower than torch's passes) that passes :func:`path_agrees`."""
+    path = best_path()
+    return path if path is not None and path >= MIN_PATH and path_agrees(path) else None

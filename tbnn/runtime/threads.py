@@ -31,7 +31,8 @@ from __future__ import annotations
 
 import argparse
 
-__all__ = ["THREADS_HELP", "add_threads_option", "apply_thread_policy", "set_threads", "thread_policy", "reset_thread_policy"]
+__all__ = ["THREADS_HELP", "add_threads_option", "apply_thread_policy", "reset_thread_policy", "set_threads",
+           "thread_policy"]
 
 THREADS_HELP = ("torch intra-op threads (default 1: on a small shared machine a second OpenMP thread "
                 "that gets descheduled stalls every op)")
