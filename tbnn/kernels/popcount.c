@@ -497,11 +497,11 @@ rows_avx512(const uint64_t *X, int64_t M, int64_t J, const int64_t *wx, const ui
 
 /* 1-bit weights (one plane of factor 1) and power-of-two plane factors, the common case: every
  * plane counted in its own register (its factor applied once per block, not once per word) and
- * NG groups of 8 outputs per pass (4, then 2, then 1; each broadcast word serves all of them). The same integers
- * as rows_avx512, summed in another order (exact). Groups hold all J planes of a word that is
+ * NG groups of 8 outputs per pass (4, then 2, then 1; each broadcast word serves all of them).
+ * The same integers as rows_avx512, summed in another order (exact). Groups hold all J planes of a word that is
  * nonzero in any plane (the others as zero vectors), so plane j of group q is xv[q * J + j]. */
 __attribute__((target("avx512f,avx512vpopcntdq,avx512dq,avx512vl,popcnt"))) static inline __attribute__((always_inline)) void
-planes_pass_avx512(const uint64_t *Wt, int64_t M, const int64_t J, int64_t O, int64_t nb, int64_t wpb,
+planes_pass_avx512(const uint64_t *Wt, const int64_t J, int64_t O, int64_t nb, int64_t wpb,
                    const sink *snk, const row_words *rw, const __m512i *sh, int64_t m, int64_t o, const int NG) {
     __m512d acc[4] = {_mm512_setzero_pd(), _mm512_setzero_pd(), _mm512_setzero_pd(), _mm512_setzero_pd()};
     const __m512i *xv = rw->xv;
@@ -551,9 +551,9 @@ rows_avx512_planes(const uint64_t *X, int64_t M, const int64_t J, const int64_t 
         }
         rw->gb[nb] = (int32_t)g;
         int64_t o = 0;
-        for (; o + 32 <= O; o += 32) planes_pass_avx512(Wt, M, J, O, nb, wpb, snk, rw, sh, m, o, 4);
-        for (; o + 16 <= O; o += 16) planes_pass_avx512(Wt, M, J, O, nb, wpb, snk, rw, sh, m, o, 2);
-        if (o < O) planes_pass_avx512(Wt, M, J, O, nb, wpb, snk, rw, sh, m, o, 1);
+        for (; o + 32 <= O; o += 32) planes_pass_avx512(Wt, J, O, nb, wpb, snk, rw, sh, m, o, 4);
+        for (; o + 16 <= O; o += 16) planes_pass_avx512(Wt, J, O, nb, wpb, snk, rw, sh, m, o, 2);
+        if (o < O) planes_pass_avx512(Wt, J, O, nb, wpb, snk, rw, sh, m, o, 1);
     }
 }
 
