@@ -182,6 +182,21 @@ def read_result(out: str | os.PathLike, name: str) -> dict[str, Any]:
     return read_json(path, name)
 
 
+def resumed(out: str | os.PathLike, name: str) -> dict[str, Any] | None:
+    """``--resume``: the JSON an earlier (perhaps interrupted) run of the script saved as
+    ``out/name``, or ``None`` when there is none; one sentence naming ``--resume`` when the file
+    is not valid JSON (nothing is written then)."""
+    from tbnn.io.files import read_json
+
+    path = Path(out) / name
+    if not path.is_file():
+        return None
+    try:
+        return read_json(path, name)
+    except ValueError as err:
+        raise SystemExit(f"--resume: {err} Remove it, or run without --resume.") from None
+
+
 def pyplot():
     """``matplotlib.pyplot`` on the non-interactive Agg backend, in the style of
     :mod:`tbnn.viz.style` (fonts, dpi)."""

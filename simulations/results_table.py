@@ -403,11 +403,8 @@ def _kept_runs(out: Path, settings: dict) -> dict[tuple, dict]:
     """``--resume``: the runs of the table already in ``out`` whose recipe, model settings, time
     steps and data sizes are this table's, keyed by ``(dataset, arch, model, readout, seed)``; a
     row whose own model settings (:func:`row_model`) have changed since is trained again."""
-    path = Path(out) / "results_table.json"
-    if not path.is_file():
-        return {}
-    old = common.read_result(out, "results_table.json")
-    if {k: old["settings"].get(k) for k in settings} != json.loads(json.dumps(settings)):
+    old = common.resumed(out, "results_table.json")
+    if old is None or {k: old["settings"].get(k) for k in settings} != json.loads(json.dumps(settings)):
         return {}
     kept = {}
     for r in old["rows"]:

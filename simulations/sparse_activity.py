@@ -612,9 +612,8 @@ def _main_control(args) -> dict:
                 "controllers": list(ctrls), "input_encodings": list(encs)}
     # --resume: the runs of an interrupted sweep of the same settings are kept
     runs: list[dict] = []
-    path = args.out / "sparse_control.json"
-    if args.resume and path.is_file():
-        old = json.loads(path.read_text())
+    old = common.resumed(args.out, "sparse_control.json") if args.resume else None
+    if old is not None:
         if old.get("settings") == json.loads(json.dumps(json_ready(settings))):
             runs = [r for r in old.get("runs", []) if _control_key(r) in set(jobs)]
     done = {_control_key(r) for r in runs}
@@ -677,9 +676,8 @@ def main(argv: list[str] | None = None) -> dict:
                 "quick": bool(args.quick)}
     # runs already in the JSON of the same settings are kept (an interrupted sweep resumes)
     runs: list[dict] = []
-    path = args.out / "sparse_activity.json"
-    if args.resume and path.is_file():
-        old = json.loads(path.read_text())
+    old = common.resumed(args.out, "sparse_activity.json") if args.resume else None
+    if old is not None:
         if old.get("settings") == json.loads(json.dumps(json_ready(settings))):
             runs = [r for r in old.get("runs", []) if (r["dataset"], r["surrogate"], r["W"], r["seed"]) in set(jobs)]
     done = {(r["dataset"], r["surrogate"], r["W"], r["seed"]) for r in runs}

@@ -130,6 +130,11 @@ def test_results_table_quick(tmp_path):
     assert trained == [("mnist1d", "cnn", "tbn", "running")]
     kept = {(r["dataset"], r["arch"], r["model"], r["readout"]): r["runs"] for r in again["rows"]}
     assert kept[("digits", "mlp", "tbn", "sample")] == ro[("digits", "mlp", "tbn", "sample")]["runs"]
+    # a truncated table: --resume refuses in one sentence and leaves the file as it was
+    (tmp_path / "results_table.json").write_text('{"settings": {')
+    with pytest.raises(SystemExit, match="--resume: .* is not valid JSON"):
+        mod.main(["--quick", "--out", str(tmp_path), "--no-progress", "--resume"])
+    assert (tmp_path / "results_table.json").read_text() == '{"settings": {'
 
 
 def test_results_table_tune_quick(tmp_path):
