@@ -57,7 +57,9 @@ layer's threshold by the integral controller of :mod:`tbnn.nn.homeostasis` towar
 by dual ascent while a layer fires above ``P`` (``multiplier_step=0``: thresholds alone). Both
 chase a target annealed from the first step's activity down to ``P`` over the first share
 ``anneal`` of the ``total_steps`` training steps (:func:`tbnn.nn.homeostasis.annealed_target`;
-:func:`tbnn.fit` gives ``total_steps``; unknown or ``anneal=0``: ``P`` from the start). The
+:func:`tbnn.fit` gives ``total_steps``; unknown or ``anneal=0``: ``P`` from the start), and the
+thresholds' step cools with the learning rate's cosine over those steps
+(:func:`tbnn.nn.homeostasis.cooled_step`). The
 weight ``W`` is an expert override (the penalty above, with or without thresholds).
 
 The floor of the grid
@@ -92,7 +94,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from tbnn.core.coding import SpikeCode
-from tbnn.nn.homeostasis import ANNEAL, STEP, annealed_target, controller_state, step_threshold
+from tbnn.nn.homeostasis import (ANNEAL, STEP, STEP_SCHEDULE, STEP_SCHEDULES, annealed_target, controller_state,
+                                  cooled_step, step_threshold)
 from tbnn.nn.multiplier import MULTIPLIER_LEAK, MULTIPLIER_STEP, lagrangian_term, step_multiplier
 from tbnn.nn.protocol import spiking_modules
 from tbnn.core.quant import to_blocks
@@ -183,6 +186,11 @@ class ActivityRegularizer:
     step : float
         The thresholds' step :math:`\eta` (default :data:`tbnn.nn.homeostasis.STEP`; the
         same for every target and data set).
+    step_schedule : str
+        ``"cosine"`` (default, :data:`tbnn.nn.homeostasis.STEP_SCHEDULE`): the thresholds'
+        step follows the learning rate's cosine over the ``total_steps`` training steps and
+        reaches 0 at the end (:func:`tbnn.nn.homeostasis.cooled_step`); ``"constant"``: it stays
+        :math:`\eta`. Constant either way when ``total_steps`` is unknown.
     multiplier_step : float
         The Lagrange multipliers' step :math:`\eta_\lambda` (default
         :data:`tbnn.nn.multiplier.MULTIPLIER_STEP`); ``0``: thresholds alone. Used without
@@ -208,7 +216,8 @@ class ActivityRegularizer:
     ValueError
         ``target`` outside [0, 1], ``weight``, ``step``, ``multiplier_step``, ``multiplier_leak``
         or ``anneal`` negative or not finite (``step`` 0, ``anneal`` above 1, ``multiplier_leak`` 1
-        or above), ``total_steps`` not a positive integer, a model without a hidden
+        or above), ``step_schedule`` not one of :data:`tbnn.nn.homeostasis.STEP_SCHEDULES`,
+        ``total_steps`` not a positive integer, a model without a hidden
         TemporalBinary module, or (without ``weight``) a hidden layer without an adaptive
         threshold.
     """
@@ -217,7 +226,7 @@ class ActivityRegularizer:
                  exclude: Iterable[nn.Module] | None = None, surrogate: str = "grid",
                  base: Any = None, step: float = STEP, multiplier_step: float = MULTIPLIER_STEP,
                  anneal: float = ANNEAL, total_steps: int | None = None,
-                 multiplier_leak: float = MULTIPLIER_LEAK) -> None:
+                 multiplier_leak: float = MULTIPLIER_LEAK, step_schedule: str = STEP_SCHEDULE) -> None:
         if surrogate not in ("code", "grid"):
             raise ValueError(f"surrogate must be 'code' or 'grid', got {surrogate!r}.")
         self.surrogate = surrogate
@@ -234,6 +243,10 @@ class ActivityRegularizer:
         if isinstance(step, bool) or not isinstance(step, (int, float)) or not math.isfinite(step) or step <= 0:
             raise ValueError(f"step must be a finite number > 0, got {step!r}.")
         self.step = float(step)
+        if step_schedule not in STEP_SCHEDULES:
+            raise ValueError(f"step_schedule must be one of {', '.join(STEP_SCHEDULES)}; got {step_schedule!r}.")
+        #: how the thresholds' step changes over training (:func:`tbnn.nn.homeostasis.cooled_step`)
+        self.step_schedule = step_schedule
         if (isinstance(multiplier_step, bool) or not isinstance(multiplier_step, (int, float))
                 or not math.isfinite(multiplier_step) or multiplier_step < 0):
             raise ValueError(f"multiplier_step must be a finite number >= 0, got {multiplier_step!r}.")
@@ -392,10 +405,11 @@ class ActivityRegularizer:
         if not self.controls:
             return steps
         goal = self.current_target()
+        eta = cooled_step(self.step, self.steps, self.total_steps, self.step_schedule)
         for name in self.names:
             if name in self._sigma:
                 rate, sigma = self._sigma[name]
-                steps[name] = float(step_threshold(self.neurons[name], rate, goal, sigma, self.step).abs().mean())
+                steps[name] = float(step_threshold(self.neurons[name], rate, goal, sigma, eta).abs().mean())
             if name in self._rate and name in self.multipliers:
                 self.multipliers[name] = step_multiplier(self.multipliers[name], self._rate[name], goal,
                                                          self.multiplier_step, self.multiplier_leak)

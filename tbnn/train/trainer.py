@@ -538,7 +538,8 @@ def train(
         if reg is not None:
             final["fraction_active"] = fraction_active(net, reg, ds.x_test)
             if reg.controls:
-                final["rate_control"] = {"target": rate_target, "step": reg.step, "thresholds": reg.thresholds(),
+                final["rate_control"] = {"target": rate_target, "step": reg.step, "step_schedule": reg.step_schedule,
+                                         "thresholds": reg.thresholds(),
                                          "anneal": reg.anneal, "total_steps": reg.total_steps,
                                          "multiplier_leak": reg.multiplier_leak,
                                          "multiplier_step": reg.multiplier_step, "multipliers": dict(reg.multipliers)}
