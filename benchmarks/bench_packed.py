@@ -316,7 +316,7 @@ def account_width(w: int, repeats: int) -> list[float]:
     for fn in ("dat_fit", "dat_readout"):
         parts.wrap(neurons, fn, neuron_part("hidden neurons: read-out fit (compiled, else in torch)"))
     parts.wrap(engine, "step_current", lambda a: "engine glue (planes, gains, checks)")
-    for fn in ("_combine", "_linear_rest"):  # the offsets, the rank-1 term, the bias (and alpha unless fused)
+    for fn in ("_combine", "_linear_rest", "_linear_rest_terms"):  # offsets, rank-1 term, bias (alpha unless fused)
         parts.wrap(engine, fn, by_layer("rest of the current"))
     parts.wrap(kernels, "block_sums", by_layer("rest of the current"))  # S_b for the rank-1 term
     parts.wrap(kernels, "pack_bits", lambda a: "pack spikes")

@@ -321,14 +321,35 @@ def test_every_path_fuses_the_current_as_torch_rounds_it(path):
         coefs = torch.tensor(planes.coefs)
         nb = packed.words_per_block(block, k)[1]
         gains = torch.randn(nb, m, generator=gen).to(torch.float32).to(torch.float64)
-        rest = torch.randn(m, o, generator=gen, dtype=torch.float64) * 100
+        ell = 1 + k % 5  # the rest of the current: [B, L] @ [L, O] + bias, in rest_reference's order
+        lhs = torch.randn(m, ell, generator=gen, dtype=torch.float64)
+        rhs = torch.randn(ell, o, generator=gen, dtype=torch.float64) * 100
         alpha = torch.rand(o, generator=gen, dtype=torch.float64)
         cur, s = packed.block_readout(x, coefs, pw, gains, impl="torch")
-        want = torch.addcmul(rest, cur[:, :o], alpha, out=torch.empty(m, o))
-        assert torch.equal(packed.block_current(x, coefs, pw, gains, rest, alpha, path=path), want)
+        for bias in (torch.randn(o, generator=gen, dtype=torch.float64), None):
+            rest = packed.rest_reference(lhs, rhs, bias)
+            want = torch.addcmul(rest, cur[:, :o], alpha, out=torch.empty(m, o))
+            assert torch.equal(packed.block_current(x, coefs, pw, gains, lhs, rhs, bias, alpha, path=path), want)
         assert torch.equal(packed.block_sums(x, coefs, pw, path=path), s)
-    with pytest.raises(ValueError, match="gains, rest and alpha must be"):
-        packed.block_current(x, coefs, pw, gains, rest[:, :1], alpha)
+    with pytest.raises(ValueError, match="gains, lhs, rhs, bias and alpha must be"):
+        packed.block_current(x, coefs, pw, gains, lhs, rhs[:, :1], None, alpha)
+
+
+def test_rest_reference_adds_left_to_right():
+    """Each product and sum rounded once, left to right: against Python floats (IEEE doubles) one by one."""
+    gen = torch.Generator().manual_seed(3)
+    lhs = torch.randn(7, 5, generator=gen, dtype=torch.float64) * 1e3
+    rhs = torch.randn(5, 6, generator=gen, dtype=torch.float64) * 1e-3
+    bias = torch.randn(6, generator=gen, dtype=torch.float64) * 1e5
+    for b in (bias, None):
+        got = packed.rest_reference(lhs, rhs, b)
+        for m in range(7):
+            for o in range(6):
+                r = lhs[m, 0].item() * rhs[0, o].item()
+                r = b[o].item() + r if b is not None else r
+                for j in range(1, 5):
+                    r = r + lhs[m, j].item() * rhs[j, o].item()
+                assert got[m, o].item() == r
 
 
 @pytest.mark.skipif(not HAS_KERNEL, reason="no compiled kernel here")

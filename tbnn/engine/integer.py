@@ -263,8 +263,8 @@ def _packed_current(layer: EngineLayer, q: Tensor, code: SpikeCode, wc: WeightCo
         x = kernels.packed_rows(planes, pw)
         coefs = torch.tensor(planes.coefs, dtype=torch.int64)
         s = kernels.block_sums(x, coefs, pw)  # [nb, M]
-        rest = _linear_rest(layer, s.unsqueeze(-1), code, wc, a)
-        cur = kernels.block_current(x, coefs, pw, a.reshape(a.shape[0], -1), rest, _affine64(wc)[0])
+        lhs, rhs, bias = _linear_rest_terms(layer, s.unsqueeze(-1), code, wc, a)
+        cur = kernels.block_current(x, coefs, pw, a.reshape(a.shape[0], -1), lhs, rhs, bias, _affine64(wc)[0])
     except ValueError as err:
         _packed_failed(wc, err)
         return None
@@ -403,19 +403,27 @@ def _affine64(wc: WeightCodes) -> tuple[Tensor, Tensor]:
     return wc.cache["affine64"]
 
 
-def _linear_rest(layer: EngineLayer, s: Tensor, code: SpikeCode, wc: WeightCodes, a: Tensor) -> Tensor:
-    """A linear layer's current less ``alpha sum_b a_b N_b``: ``bias + sum_b c_b (alpha r_b + gamma k_b)
-    + gamma sum_b a_b S_b`` (float64 ``[B, out]``), as one product ``[c_b..., sa] @ [const_b...; gamma]``
-    with the bias added (``s``: ``S_b`` ``[nb, B, 1]``; ``a``: :func:`_gains`)."""
+def _linear_rest_terms(layer: EngineLayer, s: Tensor, code: SpikeCode, wc: WeightCodes,
+                       a: Tensor) -> tuple[Tensor, Tensor, Tensor | None]:
+    """``(lhs, rhs, bias)`` of a linear layer's current less ``alpha sum_b a_b N_b``: ``bias +
+    sum_b c_b (alpha r_b + gamma k_b) + gamma sum_b a_b S_b`` is ``bias + lhs @ rhs`` with ``lhs =
+    [c_b..., sa]`` (float64 ``[B, nb + 1]``) and ``rhs = [const_b...; gamma]`` (``s``: ``S_b``
+    ``[nb, B, 1]``; ``a``: :func:`_gains`)."""
     nb = s.shape[0]
-    c = code.offset.detach().to(torch.float64).squeeze(-1).transpose(0, 1).reshape(nb, -1)  # [nb, B]
+    c = code.offset.detach().to(torch.float64).squeeze(-1).reshape(-1, nb)  # [B, nb]
     const, bias = _offset_terms(layer, code, wc)  # [nb, out] and [out]
     sa = (a * s).sum(0)  # [B, 1]
     key = ("offsets and gamma", code.q.shape[-1], code.block_size())  # linear: no input layout
     if key not in wc.cache:
         wc.cache[key] = torch.cat([const, _affine64(wc)[1].view(1, -1)], 0)
-    lhs, rhs = torch.cat([c.t(), sa], 1), wc.cache[key]
-    return torch.addmm(bias, lhs, rhs) if bias is not None else lhs @ rhs
+    return torch.cat([c, sa], 1), wc.cache[key], bias
+
+
+def _linear_rest(layer: EngineLayer, s: Tensor, code: SpikeCode, wc: WeightCodes, a: Tensor) -> Tensor:
+    """A linear layer's current less ``alpha sum_b a_b N_b`` (float64 ``[B, out]``; see
+    :func:`_linear_rest_terms`), added in the one order every engine uses
+    (:func:`tbnn.kernels.packed.rest_reference`)."""
+    return kernels.rest_reference(*_linear_rest_terms(layer, s, code, wc, a))
 
 
 @functools.cache
@@ -432,11 +440,17 @@ def _current_fusion_ok() -> bool:
     x = kernels.pack_bits(planes.bits.reshape(-1, k), 128).reshape(4, m, -1)
     coefs = torch.tensor(planes.coefs)
     gains = torch.randn(3, m, generator=gen).to(torch.float32).to(torch.float64)
-    rest = torch.randn(m, o, generator=gen, dtype=torch.float64) * 100
+    lhs = torch.randn(m, 4, generator=gen, dtype=torch.float64)
+    rhs = torch.randn(4, o, generator=gen, dtype=torch.float64) * 100
+    bias = torch.randn(o, generator=gen, dtype=torch.float64)
     alpha = torch.rand(o, generator=gen, dtype=torch.float64)
     cur = kernels.block_readout(x, coefs, pw, gains)[0][:, :o]
-    got = kernels.block_current(x, coefs, pw, gains, rest, alpha)
-    return all(torch.equal(got, torch.addcmul(rest, c, alpha, out=torch.empty(m, o))) for c in (cur, cur.contiguous()))
+    ok = True
+    for b in (bias, None):
+        rest = kernels.rest_reference(lhs, rhs, b)
+        got = kernels.block_current(x, coefs, pw, gains, lhs, rhs, b, alpha)
+        ok &= all(torch.equal(got, torch.addcmul(rest, c, alpha, out=torch.empty(m, o))) for c in (cur, cur.contiguous()))
+    return ok
 
 
 def _integer_weights(code: SpikeCode) -> list[int] | None:

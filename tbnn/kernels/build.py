@@ -164,7 +164,8 @@ def _declare(lib: ctypes.CDLL) -> ctypes.CDLL:
     lib.tb_pack.restype = None
     lib.tb_pack_code.argtypes = [p, i64, i64, i64, i64, i64, p]
     lib.tb_pack_code.restype = i64
-    lib.tb_terms.argtypes = [ctypes.c_int, p, i64, i64, p, p, i64, p, i64, i64, i64, p, p, p, p, i64, p, p, p, i64]
+    lib.tb_terms.argtypes = [ctypes.c_int, p, i64, i64, p, p, i64, p, i64, i64, i64, p, p, p, p, i64, p, p, i64, p, p, p,
+                             i64]
     lib.tb_block_sums.argtypes = [ctypes.c_int, p, i64, i64, p, i64, i64, p]
     lib.tb_block_sums.restype = None
     lib.tb_terms.restype = ctypes.c_int

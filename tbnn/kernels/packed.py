@@ -64,6 +64,7 @@ __all__ = [
     "pack_bits_reference",
     "pack_weights",
     "packed_rows",
+    "rest_reference",
     "row_readout",
     "row_terms",
     "step_planes",
@@ -391,13 +392,15 @@ def _run(lib, path, x, xc, pw, out, cur, gains, s_out, fin=None, rest=None, al=N
     _, nb, wpb = words_per_block(pw.block, pw.k)
     p, _, o_pad = pw.words.shape
     ptr = [t.data_ptr() if t is not None else None for t in (out, cur, gains, s_out)]
-    fins = [t.data_ptr() if t is not None else None for t in (fin, rest, al)]
+    lhs, rhs, bias = rest if rest is not None else (None, None, None)
+    fins = [fin.data_ptr() if fin is not None else None, lhs.data_ptr() if lhs is not None else None,
+            lhs.shape[1] if lhs is not None else 0] + [t.data_ptr() if t is not None else None for t in (rhs, bias, al)]
     rc = lib.tb_terms(best_path() if path is None else path, x.data_ptr(), m, j, xc.data_ptr(),
                       pw.words.data_ptr(), p, pw.coefs.data_ptr(), o_pad, nb, wpb, *ptr, pw.out, *fins, pw.out)
     if rc == -3:
         raise MemoryError("the popcount kernel could not allocate its scratch memory.")
     if rc == -4:
-        raise ValueError("the kernel's fused current needs gains, rest, alpha and (off AVX-512) scratch.")
+        raise ValueError("the kernel's fused current needs gains, lhs, rhs, alpha and (off AVX-512) scratch.")
     if rc != 0:
         raise ValueError(f"path {path} cannot run on this CPU (the best here is {lib.tb_best_path()}).")
 
@@ -470,31 +473,60 @@ def block_sums(x: Tensor, x_coefs: Tensor, pw: PackedWeights, path: int | None =
     return out
 
 
-def block_current(x: Tensor, x_coefs: Tensor, pw: PackedWeights, gains: Tensor, rest: Tensor, alpha: Tensor,
-                  path: int | None = None) -> Tensor | None:
+def rest_reference(lhs: Tensor, rhs: Tensor, bias: Tensor | None) -> Tensor:
+    r"""``rest[m, o] = bias[o] + lhs[m, 0] rhs[0, o] + lhs[m, 1] rhs[1, o] + ...`` (float64 ``[M, O]``),
+    added left to right, each product and each sum rounded once (without ``bias``, from the
+    first product): the order :func:`block_current` adds in, written in torch.
+
+    A fixed order rather than a matrix product's, whose order depends on the BLAS and its
+    dispatch: the packed engine, the dense engine and the eval forward then agree bit for bit.
+
+    >>> import torch
+    >>> lhs = torch.tensor([[1.0, 2.0]], dtype=torch.float64)
+    >>> rhs = torch.tensor([[3.0, 4.0], [5.0, 6.0]], dtype=torch.float64)
+    >>> rest_reference(lhs, rhs, torch.tensor([0.5, 0.25], dtype=torch.float64)).tolist()
+    [[13.5, 16.25]]
+    """
+    rest = lhs[:, :1] * rhs[0]
+    if bias is not None:
+        rest = torch.add(bias, rest, out=rest)  # bias + product, one rounding
+    for j in range(1, lhs.shape[1]):
+        rest += lhs[:, j:j + 1] * rhs[j]
+    return rest
+
+
+def block_current(x: Tensor, x_coefs: Tensor, pw: PackedWeights, gains: Tensor, lhs: Tensor, rhs: Tensor,
+                  bias: Tensor | None, alpha: Tensor, path: int | None = None) -> Tensor | None:
     r"""The layer's current by the kernel, its read-out and last step fused: float32 ``[M, O]``,
 
     .. math:: I = \mathrm{float32}(\text{rest} + \alpha \textstyle\sum_b g_b N_b),
 
     ``sum_b g_b N_b`` as :func:`block_readout` adds it (kept in registers on the AVX-512 path),
-    then one product and one sum in float64, rounded once each, and the float32 rounding, as
-    ``torch.addcmul(rest, cur, alpha, out=float32)`` makes them (``rest``: float64 ``[M, O]``,
-    ``alpha``: float64 ``[O]``). ``None`` without a compiled kernel.
+    ``rest`` = :func:`rest_reference` ``(lhs, rhs, bias)`` made in the kernel in the same order
+    (``lhs``: float64 ``[M, L]``; ``rhs``: ``[L, O]``; ``bias``: ``[O]`` or ``None``), then one
+    product and one sum in float64, rounded once each, and the float32 rounding, as
+    ``torch.addcmul(rest, cur, alpha, out=float32)`` makes them (``alpha``: float64 ``[O]``).
+    ``None`` without a compiled kernel.
     """
     lib = kernel()
     if lib is None:
         return None
     m = x.shape[1]
     _, nb, _ = words_per_block(pw.block, pw.k)
-    gains, rest, alpha = (t.to(torch.float64).contiguous() for t in (gains, rest, alpha))
-    if tuple(gains.shape) != (nb, m) or tuple(rest.shape) != (m, pw.out) or tuple(alpha.shape) != (pw.out,):
-        raise ValueError(f"gains, rest and alpha must be [{nb}, {m}], [{m}, {pw.out}] and [{pw.out}]; got "
-                         f"{tuple(gains.shape)}, {tuple(rest.shape)} and {tuple(alpha.shape)}.")
+    gains, lhs, rhs, alpha = (t.to(torch.float64).contiguous() for t in (gains, lhs, rhs, alpha))
+    bias = bias.to(torch.float64).contiguous() if bias is not None else None
+    ell = lhs.shape[-1] if lhs.dim() == 2 else -1
+    if (tuple(gains.shape) != (nb, m) or lhs.dim() != 2 or lhs.shape[0] != m or ell < 1
+            or tuple(rhs.shape) != (ell, pw.out) or tuple(alpha.shape) != (pw.out,)
+            or (bias is not None and tuple(bias.shape) != (pw.out,))):
+        raise ValueError(f"gains, lhs, rhs, bias and alpha must be [{nb}, {m}], [{m}, L], [L, {pw.out}], "
+                         f"[{pw.out}] (or None) and [{pw.out}]; got {tuple(gains.shape)}, {tuple(lhs.shape)}, "
+                         f"{tuple(rhs.shape)}, {None if bias is None else tuple(bias.shape)} and {tuple(alpha.shape)}.")
     path = best_path() if path is None else path
     fin = torch.empty(m, pw.out, dtype=torch.float32)
     cur = None if path == 3 else torch.empty(m, pw.words.shape[-1], dtype=torch.float64)  # scratch
-    _run(lib, path, x.contiguous(), x_coefs.to(torch.int64).contiguous(), pw, None, cur, gains, None, fin, rest,
-         alpha)
+    _run(lib, path, x.contiguous(), x_coefs.to(torch.int64).contiguous(), pw, None, cur, gains, None, fin,
+         (lhs, rhs, bias), alpha)
     return fin
 
 

@@ -198,17 +198,29 @@ typedef struct {
     int64_t *start;       /* scratch: where plane j's offsets start in ks (J + 1 entries) */
     void *vec;            /* scratch of the AVX-512 path: 2 J nb wpb vectors of 64 bytes (64-byte aligned) */
     float *fin;           /* [M, o_out]: the layer's current (float)(rest + cur * al), or NULL */
-    const double *rest;   /* [M, o_out]: the rest of the current (offsets, rank-1 term, bias) */
+    const double *lhs;    /* [M, L] and */
+    const double *rhs;    /* [L, o_out]: the rest of the current, rest_reference(lhs, rhs, bias) */
+    const double *bias;   /* [o_out], or NULL */
     const double *al;     /* [o_out]: the per-channel gains alpha */
-    int64_t o_out, nb;
+    int64_t o_out, nb, L;
 } sink;
+
+/* The rest of the current of output o of row m: bias[o] + lhs[m, 0] rhs[0, o] + lhs[m, 1] rhs[1, o]
+ * + ..., added left to right, each product and sum rounded once (no bias: from the first product),
+ * as rest_reference() in tbnn/kernels/packed.py adds it. */
+static inline __attribute__((always_inline)) double rest_of(const sink *k, int64_t m, int64_t o) {
+    const double *l = k->lhs + m * k->L;
+    double r = k->bias ? k->bias[o] + l[0] * k->rhs[o] : l[0] * k->rhs[o];
+    for (int64_t j = 1; j < k->L; j++) r = r + l[j] * k->rhs[j * k->o_out + o];
+    return r;
+}
 
 /* The current of outputs o..o+7 (those below o_out) of row m from its read-out sum cur[m, o..]:
  * (float)(rest + cur * alpha), each operation rounded once as torch.addcmul(rest, cur, alpha,
  * out=float32) rounds it (checked when the engine first uses it). */
 static inline __attribute__((always_inline)) void finish(const sink *k, int64_t m, int64_t o) {
     for (int64_t i = 0; i < 8 && o + i < k->o_out; i++) {
-        const double r = k->rest[m * k->o_out + o + i], c = k->cur[m * k->O + o + i] * k->al[o + i];
+        const double r = rest_of(k, m, o + i), c = k->cur[m * k->O + o + i] * k->al[o + i];
         k->fin[m * k->o_out + o + i] = (float)(r + c);
     }
 }
@@ -433,7 +445,12 @@ row_done_avx512(const sink *snk, int64_t m, int64_t o, __m512d acc) {
         if (o < snk->o_out) {
             const int64_t nv = (snk->o_out - o < 8) ? snk->o_out - o : 8;
             const __mmask8 lanes = (__mmask8)((1u << nv) - 1u);
-            __m512d r = _mm512_maskz_loadu_pd(lanes, snk->rest + m * snk->o_out + o);
+            const double *l = snk->lhs + m * snk->L;  /* the rest of the current, as rest_of() */
+            __m512d r = _mm512_mul_pd(_mm512_set1_pd(l[0]), _mm512_maskz_loadu_pd(lanes, snk->rhs + o));
+            if (snk->bias) r = _mm512_add_pd(_mm512_maskz_loadu_pd(lanes, snk->bias + o), r);
+            for (int64_t j = 1; j < snk->L; j++)
+                r = _mm512_add_pd(r, _mm512_mul_pd(_mm512_set1_pd(l[j]),
+                                                   _mm512_maskz_loadu_pd(lanes, snk->rhs + j * snk->o_out + o)));
             __m512d c = _mm512_mul_pd(acc, _mm512_maskz_loadu_pd(lanes, snk->al + o));
             _mm256_mask_storeu_ps(snk->fin + m * snk->o_out + o, lanes, _mm512_cvtpd_ps(_mm512_add_pd(r, c)));
         }
@@ -716,16 +733,18 @@ TB_API const char *tb_path_name(int path) { return (path >= 0 && path < 4) ? PAT
 
 /* out [nb, M, O] int32 terms (or NULL); cur [M, O] the fused read-out sum_b gains[b, m] out[b, m, o]
  * (or NULL; gains [nb, M]); s_out [nb, M] the terms of column ones_col (or NULL); fin [M, o_out]
- * the layer's current (float)(rest + cur * al) (or NULL; cur is then scratch, NULL allowed on
- * the AVX-512 path, which keeps it in registers; -4 when a needed buffer is missing).
+ * the layer's current (float)(rest + cur * al) with rest = bias + sum_j lhs[m, j] rhs[j, o] added in
+ * order (rest_of(); lhs [M, L], rhs [L, o_out], bias [o_out] or NULL), or NULL; cur is then scratch,
+ * NULL allowed on the AVX-512 path, which keeps it in registers; -4 when a needed buffer is missing.
  * Returns 0, or -1 for a path this CPU (or this build) cannot run, -2 for O not a multiple of 8,
  * -3 when scratch memory cannot be had. */
 TB_API int tb_terms(int path, const uint64_t *X, int64_t M, int64_t J, const int64_t *wx, const uint64_t *Wt,
                     int64_t P, const int64_t *wc, int64_t O, int64_t nb, int64_t wpb, int32_t *out,
                     double *cur, const double *gains, int32_t *s_out, int64_t ones_col, float *fin,
-                    const double *rest, const double *al, int64_t o_out) {
-    sink snk = {out, cur, gains, s_out, ones_col, M, O, NULL, NULL, NULL, fin, rest, al, o_out, nb};
-    if (fin && (!gains || !rest || !al || (path < 3 && !cur) || o_out > O)) return -4;
+                    const double *lhs, int64_t L, const double *rhs, const double *bias, const double *al,
+                    int64_t o_out) {
+    sink snk = {out, cur, gains, s_out, ones_col, M, O, NULL, NULL, NULL, fin, lhs, rhs, bias, al, o_out, nb, L};
+    if (fin && (!gains || !lhs || L < 1 || !rhs || !al || (path < 3 && !cur) || o_out > O)) return -4;
     terms_fn fn = terms_portable;
     if (path < 0 || path > tb_best_path()) return -1;
     if (O % 8) return -2;
