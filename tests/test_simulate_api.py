@@ -258,3 +258,40 @@ def test_saved_pair_is_one_set_and_checked(skipnet, tmp_path, capsys):
     (out / "simulation.json").write_text(json.dumps(summary))
     assert main(["analyze", str(out), "--out", str(tmp_path / "an")]) == 2
     assert "fails its checksum" in capsys.readouterr().err
+
+
+def test_recorded_spikes_are_packed_and_read_back_exactly():
+    """The session keeps a batch's spikes packed 64 to a word (where the kernel packs them) and
+    :meth:`recorded_spikes` gives back the bool array, sample first, for ragged widths and shapes."""
+    from tbnn.engine import session as session_mod
+    from tbnn.kernels import packed
+
+    gen = torch.Generator().manual_seed(9)
+    for shape in ((70,), (3, 5, 7), (64,), (1,)):
+        sess = session_mod.SimulationSession({}, "step", record_samples=17)
+        batches = [torch.rand(4, 10, *shape, generator=gen) < 0.3 for _ in range(3)]
+        for b in batches:
+            sess.record_spikes("a", b)
+            sess.end_batch(10)
+        want = torch.cat(batches, 1)[:, :17].reshape(4, 17, -1).transpose(0, 1).numpy()
+        got = sess.recorded_spikes("a")
+        assert got.dtype == np.bool_ and got.shape == want.shape and np.array_equal(got, want)
+        assert sess.recorded["a"][0].dtype == (np.int64 if packed.kernel() is not None else np.bool_)
+    assert session_mod.SimulationSession({}, "step").recorded_spikes("a") is None
+
+
+def test_packed_recording_gives_the_plain_recording(skipnet, monkeypatch):
+    """A whole simulation recorded packed and recorded as bool arrays: the same spikes, and each
+    layer's recorded spikes add up to its spike count (an independent recount)."""
+    from tbnn.engine import session as session_mod
+
+    net, x, y = skipnet
+    packed = tbnn.simulate(net, x, batch=40)
+    monkeypatch.setattr(session_mod, "_packs_records", lambda: False)
+    plain = tbnn.simulate(net, x, batch=40)
+    assert list(packed.spikes) == list(plain.spikes)
+    for name, s in packed.spikes.items():
+        assert s.dtype == np.bool_ and np.array_equal(s, plain.spikes[name])
+    layers = {d["name"]: d for d in packed.summary["layers"]}
+    for name, s in packed.spikes.items():
+        assert int(s.sum()) == layers[name]["spikes"]

@@ -24,6 +24,8 @@ threads see only their own.
 
 from __future__ import annotations
 
+import functools
+import sys
 from collections.abc import Callable, Iterable
 from contextvars import ContextVar
 from dataclasses import replace
@@ -36,6 +38,7 @@ from torch import Tensor, nn
 from tbnn.core.coding import SpikeCode
 from tbnn.core.deprecation import deprecated_attributes, renamed_keyword, warn_deprecated
 from tbnn.engine import integer as engine
+from tbnn.kernels import packed as kernels
 
 __all__ = ["SimulationSession", "active", "spike_counts", "SCHEDULES"]
 
@@ -56,6 +59,13 @@ def spike_counts(spikes: Tensor) -> Tensor:
     [2.0, 1.0]
     """
     return engine.spike_sums(spikes.reshape(-1, spikes.shape[-1])).to(torch.float64)
+
+
+@functools.cache
+def _packs_records() -> bool:
+    """Whether recorded spikes are kept packed: a compiled kernel, on a little-endian machine (its
+    words' bytes are then the neurons in order, as ``np.unpackbits(bitorder="little")`` reads them)."""
+    return sys.byteorder == "little" and kernels.kernel() is not None
 
 
 def active() -> SimulationSession | None:
@@ -97,7 +107,11 @@ class SimulationSession:
         self.dense_ops: dict[str, float] = {}
         self.analog_values: dict[str, float] = {}  # per-sample gains and offsets sent, over every sample
         self.readers: dict[str, dict[tuple, Tensor]] = {}  # neuron layer -> reading layer -> fan-out
+        #: each layer's recorded spikes, batch by batch: ``[n, T, F]`` bool, or packed 64 neurons to a
+        #: word (``[n, T, words]`` int64, :func:`tbnn.kernels.packed.pack_bits`) where the compiled
+        #: kernel packs them; :meth:`recorded_spikes` gives the bool array either way
         self.recorded: dict[str, list[np.ndarray]] = {}
+        self._packed_features: dict[str, int] = {}  # layers recorded packed -> their neurons per step
         self.layer_engines: dict[int, str] = {}  # id of each tbnn layer -> the engine that ran it
         self.neuron_engines: dict[str, str] = {}  # each neuron layer -> how it fired: compiled or torch
         self.samples_seen = 0  # samples of finished batches
@@ -194,7 +208,32 @@ class SimulationSession:
         self.spike_counts[name] += int(per_neuron.sum())
         keep = self._keep(name, B)
         if keep:
-            self.recorded[name].append(flat[:, :keep].transpose(0, 1).cpu().numpy())
+            self.recorded[name].append(self._record(name, flat[:, :keep]))
+
+    def _record(self, name: str, flat: Tensor) -> np.ndarray:
+        """A batch's spikes ``[T, n, F]`` as kept: packed 64 to a word by the compiled kernel (an
+        eighth of the memory, and no batch's spikes held as they fired), else as bool ``[n, T, F]``."""
+        if name not in self._packed_features and not self.recorded[name] and _packs_records():
+            self._packed_features[name] = int(flat.shape[2])
+        if name not in self._packed_features:
+            return flat.transpose(0, 1).cpu().numpy()
+        T, n, f = flat.shape
+        bits = flat.cpu().reshape(T * n, f)
+        bits = bits if bits.dtype == torch.bool else bits.to(torch.bool)
+        words = kernels.pack_bits(bits.contiguous(), None).reshape(T, n, -1)
+        return np.ascontiguousarray(words.transpose(0, 1).numpy())
+
+    def recorded_spikes(self, name: str) -> np.ndarray | None:
+        """Layer ``name``'s recorded spikes, bool ``[N, T, F]`` (sample first), or ``None`` when
+        none were recorded."""
+        parts = self.recorded.get(name)
+        if not parts:
+            return None
+        if name not in self._packed_features:
+            return np.concatenate(parts).astype(bool, copy=False)
+        words = np.concatenate(parts)  # [N, T, words] int64, little-endian bit order (checked)
+        bits = np.unpackbits(words.view(np.uint8), axis=-1, count=self._packed_features[name], bitorder="little")
+        return bits.view(bool)
 
     def _keep(self, name: str, batch: int) -> int:
         if self.record_layers is not None and name not in self.record_layers:

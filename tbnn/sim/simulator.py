@@ -195,7 +195,7 @@ def simulate_model(
         merged, times = sess.merge_ranks(ddp.merge_ranks, out, list(times))  # times: the slowest rank's
         out = {k: [torch.from_numpy(v)] for k, v in merged.items()}
     logits, pred, refp = (torch.cat(out[k]) for k in ("logits", "preds", "ref"))
-    spikes = {k: np.concatenate(sess.recorded[k]).astype(bool, copy=False) for k in sess.order if sess.recorded[k]}
+    spikes = {k: sess.recorded_spikes(k) for k in sess.order if sess.recorded[k]}
     summary = summarize(model, runner, sess, pred, refp, yt, times, spikes, arith, packed, schedule, dt_ms)
     summary["wall_seconds"] = time.perf_counter() - t_wall
     return SimulationResult(logits, spikes, summary, pred.numpy(), yt.numpy() if yt is not None else None,
