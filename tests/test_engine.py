@@ -201,3 +201,23 @@ def test_the_dense_engine_runs_no_compiled_code(monkeypatch):
     res = tbnn.simulate(net, torch.randn(9, 16))
     assert res.summary["forward_agreement"] == 1.0 and res.summary["engine"]["packed_kernel"] is None
     assert set(res.summary["engine"]["layers"].values()) == {"dense (forced)"}
+
+
+@pytest.mark.skipif(kernels.kernel() is None, reason="no compiled kernel here")
+@pytest.mark.parametrize("features, block", [(256, 128), (200, 128), (70, None), (192, 64), (200, 100), (300, 96)])
+def test_step_current_from_packed_spikes_equals_packing_them(features, block, monkeypatch):
+    """Spikes handed over packed as one block (as a simulation records them) give the current of the
+    spikes packed by the engine, bit for bit, whether or not the layer's blocks lay the words alike."""
+    torch.manual_seed(features)
+    lin = tbnn.TBLinear(features, 40, weight_bits=1).eval()
+    spikes = torch.rand(4, 33, features) < 0.2
+    code = tbnn.SpikeCode.from_spikes(spikes, "binary", block=block)
+    wc = engine.weight_codes(lin)
+    words = kernels.pack_bits(spikes.reshape(-1, features), None).view(4, 33, -1)
+    want = engine.step_current(lin, code, wc)
+    assert torch.equal(engine.step_current(lin, code, wc, words), want)
+    assert torch.equal(want, engine.exact(lin, code, wc))
+    assert kernels.same_words(block, features) == (block is None or block % 64 == 0)
+    if kernels.same_words(block, features):  # the words are used: nothing is packed again
+        monkeypatch.setattr(kernels, "pack_bits", lambda *a, **k: pytest.fail("the spikes were packed again"))
+        assert torch.equal(engine.step_current(lin, code, wc, words), want)

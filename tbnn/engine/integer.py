@@ -205,16 +205,21 @@ def engine_path(wc: WeightCodes) -> str:
     return wc.cache.get("engine", "unused")
 
 
-def _packed_planes(layer: EngineLayer, q: Tensor, code: SpikeCode, wc: WeightCodes, weights: list | None):
+def _packed_planes(layer: EngineLayer, q: Tensor, code: SpikeCode, wc: WeightCodes, weights: list | None,
+                   words: Tensor | None = None):
     """``(pw, impl, planes, lead)`` of the packed engine for input ``q``, or ``None`` where it does not
-    run. ``weights``: ``q`` is spikes ``[T, ..., F]`` with these step weights. Raises ``ValueError``
-    for an input it cannot pack (not non-negative integers)."""
+    run. ``weights``: ``q`` is spikes ``[T, ..., F]`` with these step weights; ``words``: those spikes
+    already packed as one block (``[T, M, words]``), used where ``pw``'s blocks lay them out alike.
+    Raises ``ValueError`` for an input it cannot pack (not non-negative integers)."""
     pw, impl = _packed_weights(layer, code, wc, q.device)
     if pw is None:
         return None
     f = q.shape[-1]
     lead = q.shape[1:-1] if weights is not None else q.shape[:-1]
-    if weights is not None:
+    if weights is not None and words is not None and impl == "c" and kernels.same_words(pw.block, f):
+        planes = kernels.Planes(None, tuple(int(w) for w in weights), words.reshape(q.shape[0], -1, words.shape[-1]),
+                                pw.block, f)
+    elif weights is not None:
         planes = kernels.step_planes(q.reshape(q.shape[0], -1, f), weights)
     else:
         qf = q.detach().reshape(-1, f)
@@ -250,13 +255,13 @@ def _packed_terms(layer: EngineLayer, q: Tensor, code: SpikeCode, wc: WeightCode
 
 
 def _packed_current(layer: EngineLayer, q: Tensor, code: SpikeCode, wc: WeightCodes, weights: list | None,
-                    a: Tensor) -> Tensor | None:
+                    a: Tensor, words: Tensor | None = None) -> Tensor | None:
     """A linear layer's current by the compiled kernel with the last step of :func:`combine` fused in
     (:func:`tbnn.kernels.packed.block_current`; ``S_b`` first, then the rest of the current, then the
     kernel), or ``None`` where that does not run. The same numbers as :func:`combine` (checked once
     per process, :func:`_current_fusion_ok`)."""
     try:
-        found = _packed_planes(layer, q, code, wc, weights)
+        found = _packed_planes(layer, q, code, wc, weights, words)
         if found is None or found[1] != "c":
             return None
         pw, _, planes, lead = found
@@ -470,16 +475,18 @@ def _gains(code: SpikeCode, nb: int, extra: list[int]) -> Tensor:
     return code.gain.detach().to(torch.float64).squeeze(-1).transpose(0, 1).reshape(nb, -1, 1, *extra)
 
 
-def _fused(layer: EngineLayer, q: Tensor, code: SpikeCode, wc: WeightCodes, weights: list | None = None) -> Tensor | None:
+def _fused(layer: EngineLayer, q: Tensor, code: SpikeCode, wc: WeightCodes, weights: list | None = None,
+           words: Tensor | None = None) -> Tensor | None:
     """The current by the packed engine with the read-out ``sum_b a_b N_b`` fused into the kernel, or
     ``None`` where it does not run (then the caller combines the terms). Only float32 gains: their
-    products with the integer terms are exact, so the sum equals :func:`combine`'s bit for bit."""
+    products with the integer terms are exact, so the sum equals :func:`combine`'s bit for bit.
+    ``words``: as :func:`step_current`'s."""
     if code.gain.dtype != torch.float32 or not layer.is_linear:
         return None
     nb = -(-q.shape[-1] // code.block_size())
     a = _gains(code, nb, [])
     if code.q.dtype == torch.float32 and engine_choice() != "dense" and _current_fusion_ok():  # dense: no kernel
-        cur = _packed_current(layer, q, code, wc, weights, a)
+        cur = _packed_current(layer, q, code, wc, weights, a, words)
         if cur is not None:
             return cur
     out = _packed_terms(layer, q, code, wc, weights, gains=a.reshape(nb, -1))
@@ -497,17 +504,21 @@ def exact(layer: EngineLayer, code: SpikeCode, wc: WeightCodes | None = None) ->
     return fused if fused is not None else combine(layer, *integer_terms(layer, code.q, code, wc), code, wc)
 
 
-def step_current(layer: EngineLayer, code: SpikeCode, wc: WeightCodes | None = None) -> Tensor:
+def step_current(layer: EngineLayer, code: SpikeCode, wc: WeightCodes | None = None,
+                 words: Tensor | None = None) -> Tensor:
     """Input current of ``layer`` accumulated from ``code``'s spikes, one time step at a time.
 
     For every step ``t``: ``N_b += w_t L_Q(s_t m_b)`` (only inputs that spiked at ``t``
     add their column of weight codes) and ``S_b += w_t L_1(s_t m_b)``, exactly; then
     :func:`combine`. The products are accumulated in step order (:func:`step_terms`).
-    Equal to :func:`exact` bit for bit.
+    Equal to :func:`exact` bit for bit. ``words``: ``code.spikes`` already packed 64 to a word
+    (:func:`tbnn.kernels.packed.pack_bits` of ``[T * M, F]`` with ``block=None``), e.g. as a
+    simulation records them; the packed engine uses them instead of packing again where the
+    layer's read-out blocks lay the words out alike (:func:`tbnn.kernels.packed.same_words`).
     """
     wc = wc if wc is not None else cached_weight_codes(layer)
     weights = _integer_weights(code)
-    fused = _fused(layer, code.spikes, code, wc, weights) if weights is not None else None
+    fused = _fused(layer, code.spikes, code, wc, weights, words) if weights is not None else None
     return fused if fused is not None else combine(layer, *step_terms(layer, code, wc), code, wc)
 
 

@@ -116,6 +116,7 @@ class SimulationSession:
         self.neuron_engines: dict[str, str] = {}  # each neuron layer -> how it fired: compiled or torch
         self.samples_seen = 0  # samples of finished batches
         self._batch_counts: dict[str, tuple[Tensor, Tensor]] = {}  # layer -> (its latest spikes, their counts)
+        self._batch_words: dict[str, tuple[Tensor, Tensor]] = {}  # layer -> (its latest spikes, packed [T, B, w])
         if weight_cache is not None:
             warn_deprecated("SimulationSession(weight_cache=...)", "SimulationSession without it (weight codes are "
                             "now kept by content: tbnn.engine.cached_weight_codes)")
@@ -142,6 +143,7 @@ class SimulationSession:
         """Mark ``batch`` samples done (recording limits count samples across batches)."""
         self.samples_seen += batch
         self._batch_counts.clear()
+        self._batch_words.clear()
 
     def merge_ranks(self, merge: Callable[..., Any], arrays: dict[str, list[Any]],
                     scalars: list[float]) -> tuple[dict[str, np.ndarray], list[float]]:
@@ -207,21 +209,27 @@ class SimulationSession:
         self.neuron_counts[name] += per_neuron
         self.spike_counts[name] += int(per_neuron.sum())
         keep = self._keep(name, B)
-        if keep:
-            self.recorded[name].append(self._record(name, flat[:, :keep]))
-
-    def _record(self, name: str, flat: Tensor) -> np.ndarray:
-        """A batch's spikes ``[T, n, F]`` as kept: packed 64 to a word by the compiled kernel (an
-        eighth of the memory, and no batch's spikes held as they fired), else as bool ``[n, T, F]``."""
         if name not in self._packed_features and not self.recorded[name] and _packs_records():
-            self._packed_features[name] = int(flat.shape[2])
+            self._packed_features[name] = int(flat.shape[2])  # this layer is recorded packed
+        words = None
+        if name in self._packed_features and flat.device.type == "cpu" and (keep or self.schedule == "step"):
+            bits = flat.reshape(T * B, -1)
+            words = kernels.pack_bits(bits if bits.dtype == torch.bool else bits.to(torch.bool), None).view(T, B, -1)
+            self._batch_words[name] = (spikes, words)  # the step engine reads them packed (step_current)
+        if keep:
+            self.recorded[name].append(self._record(name, flat[:, :keep], words))
+
+    def _record(self, name: str, flat: Tensor, words: Tensor | None) -> np.ndarray:
+        """A batch's spikes ``[T, n, F]`` as kept: packed 64 to a word by the compiled kernel (an
+        eighth of the memory, and no batch's spikes held as they fired; ``words``: the whole batch
+        packed, ``[T, B, words]``), else as bool ``[n, T, F]``."""
         if name not in self._packed_features:
             return flat.transpose(0, 1).cpu().numpy()
-        T, n, f = flat.shape
-        bits = flat.cpu().reshape(T * n, f)
-        bits = bits if bits.dtype == torch.bool else bits.to(torch.bool)
-        words = kernels.pack_bits(bits.contiguous(), None).reshape(T, n, -1)
-        return np.ascontiguousarray(words.transpose(0, 1).numpy())
+        if words is None:
+            bits = flat.cpu().reshape(-1, flat.shape[2])
+            words = kernels.pack_bits(bits if bits.dtype == torch.bool else bits.to(torch.bool), None)
+            words = words.view(flat.shape[0], flat.shape[1], -1)
+        return np.ascontiguousarray(words[:, :flat.shape[1]].transpose(0, 1).numpy())
 
     def recorded_spikes(self, name: str) -> np.ndarray | None:
         """Layer ``name``'s recorded spikes, bool ``[N, T, F]`` (sample first), or ``None`` when
@@ -252,7 +260,9 @@ class SimulationSession:
         """The layer's input current from ``code`` by the engine, with its synaptic operations counted."""
         wc = self.weight_codes(layer)
         if self.schedule == "step":
-            current = engine.step_current(layer, code, wc)
+            packed = self._batch_words.get(code.source or "input")
+            words = packed[1] if packed is not None and packed[0] is code.spikes else None
+            current = engine.step_current(layer, code, wc, words)
         else:
             current = engine.exact(layer, code, wc)
         self.layer_engines[id(layer)] = engine.engine_path(wc)

@@ -66,6 +66,7 @@ __all__ = [
     "packed_rows",
     "rest_reference",
     "row_readout",
+    "same_words",
     "row_terms",
     "step_planes",
     "words_per_block",
@@ -89,6 +90,17 @@ def words_per_block(block: int | None, k: int) -> tuple[int, int, int]:
     bs = k if block is None or block >= k else int(block)
     bs = max(bs, 1)
     return bs, -(-k // bs), -(-bs // WORD)
+
+
+def same_words(block: int | None, k: int) -> bool:
+    """Whether rows of ``k`` features packed for read-out blocks ``block`` have the words of rows packed
+    as one block (``block=None``): every block a whole number of words, none padded.
+
+    >>> same_words(128, 256), same_words(128, 200), same_words(100, 200), same_words(None, 70)
+    (True, True, False, True)
+    """
+    bs, nb, wpb = words_per_block(block, k)
+    return nb == 1 or (bs % WORD == 0 and nb * wpb == -(-k // WORD))
 
 
 @functools.cache
