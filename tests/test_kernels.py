@@ -211,18 +211,23 @@ def test_a_failed_build_is_one_sentence_and_leaves_no_library(tmp_path):
 
 
 @pytest.mark.skipif(not HAS_KERNEL, reason="no compiled kernel here")
-@pytest.mark.parametrize("block", [128, None, 100])
-def test_codes_packed_in_one_pass_equal_their_bit_planes(block):
+@pytest.mark.parametrize("path", PATHS)
+@pytest.mark.parametrize("block", [128, None, 100, 7])
+def test_codes_packed_in_one_pass_equal_their_bit_planes(block, path):
     gen = torch.Generator().manual_seed(3)
-    q = (torch.randint(0, 16, (9, 300), generator=gen) * (torch.rand(9, 300, generator=gen) < 0.5)).float()
-    planes = packed.code_planes(q, block)
-    ref = packed.bit_planes(q)
-    assert planes.coefs == ref.coefs and planes.k == 300
-    bits = ref.bits.reshape(-1, 300)
-    assert torch.equal(planes.words, packed.pack_bits_reference(bits, block).reshape(len(ref.coefs), 9, -1))
-    for bad in (-1.0, 0.5, float("nan")):
-        with pytest.raises(ValueError, match="q must hold non-negative integers"):
-            packed.code_planes(torch.tensor([[1.0, bad]]), block)
+    for top, k in ((16, 300), (2, 37), (1000, 130)):
+        q = (torch.randint(0, top, (9, k), generator=gen) * (torch.rand(9, k, generator=gen) < 0.5)).float()
+        planes = packed.code_planes(q, block, path=path)
+        ref = packed.bit_planes(q)
+        assert planes.coefs == ref.coefs and planes.k == k
+        bits = ref.bits.reshape(-1, k)
+        assert torch.equal(planes.words, packed.pack_bits_reference(bits, block).reshape(len(ref.coefs), 9, -1))
+    for bad in (-1.0, 0.5, float("nan"), float("inf")):
+        for at in (1, 20):  # in a vector's lanes, and in the AVX2 path's scalar tail
+            q = torch.ones(1, 23)
+            q[0, at] = bad
+            with pytest.raises(ValueError, match="q must hold non-negative integers"):
+                packed.code_planes(q, block, path=path)
 
 
 @pytest.mark.skipif(not HAS_KERNEL, reason="no compiled kernel here")

@@ -162,7 +162,7 @@ def _declare(lib: ctypes.CDLL) -> ctypes.CDLL:
     i64, p = ctypes.c_int64, ctypes.c_void_p
     lib.tb_pack.argtypes = [ctypes.c_int, p, i64, i64, i64, i64, p]
     lib.tb_pack.restype = None
-    lib.tb_pack_code.argtypes = [p, i64, i64, i64, i64, i64, p]
+    lib.tb_pack_code.argtypes = [ctypes.c_int, p, i64, i64, i64, i64, i64, p]
     lib.tb_pack_code.restype = i64
     lib.tb_terms.argtypes = [ctypes.c_int, p, i64, i64, p, p, i64, p, i64, i64, i64, p, p, p, p, i64, p, p, i64, p, p, p,
                              i64]
