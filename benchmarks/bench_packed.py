@@ -30,6 +30,11 @@ Allocator: like the ``tbnn`` command and ``bench_sim``, the benchmark first lets
 keep freed memory (:func:`tbnn.runtime.machine.tune_allocator`), for every engine alike;
 ``--malloc-defaults`` leaves it alone.
 
+* **drift**: for ``--seconds`` seconds in one process, alternately the 1 -> 1 layer's kernel and
+  the float32 matmul of the same shape, each as the fastest of 10 calls in CPU time, every tenth
+  of a second or so: how each one's speed moves over time on this machine, and their ratio
+  (minimum, median and maximum over the windows). A shared or virtual machine whose speed
+  changes affects the two unequally; the other tables sample such windows.
 * **account**: every part of one simulated batch (step mode, every spike recorded and counted,
   as ``tbnn.simulate`` runs it) in CPU time, the rest (Python between the calls, the session's
   bookkeeping) as the whole batch less the parts, and the minor page faults per batch; and the
@@ -44,6 +49,7 @@ Figures depend on the machine and its load: the CPU line and the load average ar
 printed with every table. No result here is asserted.
 
     python benchmarks/bench_packed.py [--widths 256 1024] [--repeats 9] [--samples 1024] [--clock wall|cpu]
+    python benchmarks/bench_packed.py --only drift [--seconds 20]
 
 The simulate table also gives samples per CPU second (``engine_cpu_seconds_per_sample`` of
 the summary against the twin's process time), steadier than wall time on a shared machine.
@@ -363,6 +369,40 @@ def activity_rows(widths: list[int], repeats: int) -> list[str]:
     return ["| W | active per step | packed current ms | dense current ms |", "|---|---|---|---|", *rows]
 
 
+def drift_rows(widths: list[int], seconds: float) -> list[str]:
+    rows = []
+    for w in widths:
+        gen = torch.Generator().manual_seed(w)
+        pw = kernels.pack_weights(torch.randint(0, 2, (w, w), generator=gen), BLOCK)
+        planes = kernels.step_planes(torch.rand(T, BATCH, w, generator=gen) < 0.2, [8, 4, 2, 1])
+        x = kernels.pack_bits(planes.bits.reshape(-1, w), BLOCK).reshape(T, BATCH, -1)
+        coefs = torch.tensor(planes.coefs)
+        nb = kernels.words_per_block(BLOCK, w)[1]
+        gains = torch.randn(nb, BATCH, generator=gen).to(torch.float32).to(torch.float64)
+        a, b = torch.randn(BATCH, w, generator=gen), torch.randn(w, w, generator=gen)
+        ks, ms = [], []
+        end = time.perf_counter() + seconds
+        while time.perf_counter() < end:
+            bk = bm = float("inf")
+            for _ in range(10):
+                t0 = time.thread_time()
+                kernels.block_readout(x, coefs, pw, gains)
+                bk = min(bk, time.thread_time() - t0)
+                t0 = time.thread_time()
+                torch.matmul(a, b)
+                bm = min(bm, time.thread_time() - t0)
+            ks.append(bk * 1e3)
+            ms.append(bm * 1e3)
+        ratio = [m / k for k, m in zip(ks, ms)]
+
+        def span(v: list[float], digits: int = 3) -> str:
+            return f"{min(v):.{digits}f} / {statistics.median(v):.{digits}f} / {max(v):.{digits}f}"
+        rows.append(f"| {w} -> {w} | {len(ks)} | {span(ks)} | {max(ks) / min(ks):.2f}x | {span(ms)} | "
+                    f"{max(ms) / min(ms):.2f}x | {span(ratio, 2)} |")
+    return [("| layer | windows | kernel ms min / median / max | kernel max / min | float32 matmul ms min / median "
+             "/ max | matmul max / min | matmul / kernel min / median / max |"), "|---|---|---|---|---|---|---|", *rows]
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--widths", type=int, nargs="+", default=[256, 1024])
@@ -371,10 +411,14 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--clock", choices=["wall", "cpu"], default="wall",
                     help="kernel, profile and activity rows: wall time or this thread's CPU time")
     ap.add_argument("--only", nargs="+", default=["simulate", "kernel", "profile", "account", "activity"],
-                    choices=["simulate", "kernel", "profile", "account", "activity"])
+                    choices=["simulate", "kernel", "profile", "account", "activity", "drift"],
+                    help="tables to print (drift only when named)")
+    ap.add_argument("--seconds", type=float, default=20.0, help="drift: how long to sample each width (default 20)")
     ap.add_argument("--malloc-defaults", action="store_true",
                     help="leave glibc malloc at its defaults (default: tuned as the tbnn command tunes it)")
     args = ap.parse_args(argv)
+    if not args.seconds > 0:
+        ap.error(f"--seconds must be > 0; got {args.seconds}.")
     tuned = False if args.malloc_defaults else tune_allocator()
     torch.set_num_threads(1)
     CLOCK[0] = time.thread_time if args.clock == "cpu" else time.perf_counter
@@ -382,9 +426,10 @@ def main(argv: list[str] | None = None) -> None:
               "kernel": lambda: kernel_rows(args.widths, args.repeats),
               "profile": lambda: profile_rows(args.widths, args.repeats),
               "account": lambda: account_rows(args.widths, max(args.repeats, 5)),
-              "activity": lambda: activity_rows(args.widths, args.repeats)}
+              "activity": lambda: activity_rows(args.widths, args.repeats),
+              "drift": lambda: drift_rows(args.widths, args.seconds)}
     for name in args.only:
-        clock = "" if name == "simulate" else "; clock: cpu" if name == "account" else f"; clock: {args.clock}"
+        clock = "" if name == "simulate" else "; clock: cpu" if name in ("account", "drift") else f"; clock: {args.clock}"
         print(f"\n## {name}\n\n{header()}{clock}; malloc {'tuned' if tuned else 'defaults'}\n", flush=True)
         print("\n".join(tables[name]()), flush=True)
 

@@ -500,25 +500,36 @@ block_done_avx512(const sink *snk, int64_t b, int64_t m, int64_t o, __m512i t, _
     }
 }
 
-/* Row m's outputs o..o+7 once every block is in acc: the current as finish() makes it, from the
- * register (cur is never written), or the read-out sum into cur. */
+/* Row m's outputs o..o+8n-1 (n <= 4 vectors) once every block is in acc[0..n-1]: the current as
+ * finish() makes it, from the registers (cur is never written), or the read-out sums into cur.
+ * The rest of the current is added term after term as rest_of() adds it, the n vectors' sums
+ * interleaved (n independent chains of additions, not one after another). */
 __attribute__((target("avx512f,avx512vpopcntdq,avx512dq,avx512vl,popcnt"))) static inline __attribute__((always_inline)) void
-row_done_avx512(const sink *snk, int64_t m, int64_t o, __m512d acc) {
+row_done_avx512(const sink *snk, int64_t m, int64_t o, const __m512d *acc, int n) {
     if (snk->fin) {
-        if (o < snk->o_out) {
-            const int64_t nv = (snk->o_out - o < 8) ? snk->o_out - o : 8;
-            const __mmask8 lanes = (__mmask8)((1u << nv) - 1u);
-            const double *l = snk->lhs + m * snk->L;  /* the rest of the current, as rest_of() */
-            __m512d r = _mm512_mul_pd(_mm512_set1_pd(l[0]), _mm512_maskz_loadu_pd(lanes, snk->rhs + o));
-            if (snk->bias) r = _mm512_add_pd(_mm512_maskz_loadu_pd(lanes, snk->bias + o), r);
-            for (int64_t j = 1; j < snk->L; j++)
-                r = _mm512_add_pd(r, _mm512_mul_pd(_mm512_set1_pd(l[j]),
-                                                   _mm512_maskz_loadu_pd(lanes, snk->rhs + j * snk->o_out + o)));
-            __m512d c = _mm512_mul_pd(acc, _mm512_maskz_loadu_pd(lanes, snk->al + o));
-            _mm256_mask_storeu_ps(snk->fin + m * snk->o_out + o, lanes, _mm512_cvtpd_ps(_mm512_add_pd(r, c)));
+        __mmask8 lanes[4];
+        __m512d r[4];
+        const double *l = snk->lhs + m * snk->L;
+        for (int g = 0; g < n; g++) {
+            const int64_t og = o + 8 * g, nv = og >= snk->o_out ? 0 : (snk->o_out - og < 8 ? snk->o_out - og : 8);
+            lanes[g] = (__mmask8)((1u << nv) - 1u);
+            r[g] = _mm512_mul_pd(_mm512_set1_pd(l[0]), _mm512_maskz_loadu_pd(lanes[g], snk->rhs + og));
+            if (snk->bias) r[g] = _mm512_add_pd(_mm512_maskz_loadu_pd(lanes[g], snk->bias + og), r[g]);
+        }
+        for (int64_t j = 1; j < snk->L; j++) {
+            const __m512d lj = _mm512_set1_pd(l[j]);
+            const double *rj = snk->rhs + j * snk->o_out + o;
+            for (int g = 0; g < n; g++)
+                r[g] = _mm512_add_pd(r[g], _mm512_mul_pd(lj, _mm512_maskz_loadu_pd(lanes[g], rj + 8 * g)));
+        }
+        for (int g = 0; g < n; g++) {
+            if (!lanes[g]) continue;
+            __m512d c = _mm512_mul_pd(acc[g], _mm512_maskz_loadu_pd(lanes[g], snk->al + o + 8 * g));
+            _mm256_mask_storeu_ps(snk->fin + m * snk->o_out + o + 8 * g, lanes[g],
+                                  _mm512_cvtpd_ps(_mm512_add_pd(r[g], c)));
         }
     } else if (snk->cur) {
-        _mm512_storeu_pd(snk->cur + m * snk->O + o, acc);
+        for (int g = 0; g < n; g++) _mm512_storeu_pd(snk->cur + m * snk->O + o + 8 * g, acc[g]);
     }
 }
 
@@ -570,7 +581,7 @@ rows_avx512(const uint64_t *X, int64_t M, int64_t J, const int64_t *wx, const ui
                 }
                 block_done_avx512(snk, b, m, o, t, &acc);
             }
-            row_done_avx512(snk, m, o, acc);
+            row_done_avx512(snk, m, o, &acc, 1);
         }
     }
 }
@@ -607,7 +618,7 @@ planes_pass_avx512(const uint64_t *Wt, const int64_t J, int64_t O, int64_t nb, i
             block_done_avx512(snk, b, m, o + 8 * g, t, &acc[g]);
         }
     }
-    for (int g = 0; g < NG; g++) row_done_avx512(snk, m, o + 8 * g, acc[g]);
+    row_done_avx512(snk, m, o, acc, NG);
 }
 
 __attribute__((target("avx512f,avx512vpopcntdq,avx512dq,avx512vl,popcnt"))) static inline __attribute__((always_inline)) void
