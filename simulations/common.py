@@ -223,6 +223,21 @@ def errorbar_points(ax, x, y, yerr, color, marker="o", filled=True, size=5.5, **
 # numbers and tables
 
 
+def seed_text(seeds: Iterable[int]) -> str:
+    """Seeds for a title, three or more consecutive ones as a range.
+
+    >>> seed_text([0, 1, 2, 3, 4, 9]), seed_text([5, 6]), seed_text([])
+    ('0–4, 9', '5, 6', '')
+    """
+    runs: list[list[int]] = []
+    for s in sorted(set(seeds)):
+        if runs and runs[-1][-1] == s - 1:
+            runs[-1].append(s)
+        else:
+            runs.append([s])
+    return ", ".join(f"{r[0]}–{r[-1]}" if len(r) > 2 else ", ".join(map(str, r)) for r in runs)
+
+
 def mean_std(values: Iterable[float | None]) -> tuple[float, float]:
     """Mean and population std (ddof 0) of the finite values; ``(nan, nan)`` if there are none."""
     v = [float(x) for x in values if x is not None and math.isfinite(float(x))]

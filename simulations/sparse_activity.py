@@ -583,7 +583,7 @@ def _control_figure(res: dict, out: Path) -> None:
                        f"seed {run['seed']}")
             col += 1
     fig.suptitle(f"Rate control: accuracy against activity ({res['settings']['epochs']} epochs, seeds "
-                 f"{', '.join(map(str, res['settings']['seeds']))})"
+                 f"{common.seed_text(res['settings']['seeds'])})"
                  + ("; rate distributions at the sparsest target met" if nbio else ""), fontsize=10)
     common.save_figure(fig, out, "sparse_control.png")
 
