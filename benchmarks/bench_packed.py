@@ -30,6 +30,11 @@ Allocator: like the ``tbnn`` command and ``bench_sim``, the benchmark first lets
 keep freed memory (:func:`tbnn.runtime.machine.tune_allocator`), for every engine alike;
 ``--malloc-defaults`` leaves it alone.
 
+* **conv**: the mnist1d TBN CNN of ``tbnn train --dataset mnist1d --model tbn --arch cnn`` (input 40,
+  two TBConv1d layers of 32 and 64 channels, kernel 5, the second with stride 2, BatchNorm,
+  TemporalBinary with T = 4, blocks of 128; random weights) under ``tbnn.simulate``, packed
+  (every receptive field once per read-out block, counted by AND + popcount) and dense, on
+  ``--samples`` random inputs; both give the same logits bit for bit (checked here).
 * **drift**: for ``--seconds`` seconds in one process, alternately the 1 -> 1 layer's kernel and
   the float32 matmul of the same shape, each as the fastest of 10 calls in CPU time, every tenth
   of a second or so: how each one's speed moves over time on this machine, and their ratio
@@ -49,7 +54,7 @@ Figures depend on the machine and its load: the CPU line and the load average ar
 printed with every table. No result here is asserted.
 
     python benchmarks/bench_packed.py [--widths 256 1024] [--repeats 9] [--samples 1024] [--clock wall|cpu]
-    python benchmarks/bench_packed.py --only drift [--seconds 20]
+    python benchmarks/bench_packed.py --only conv drift [--seconds 20]
 
 The simulate table also gives samples per CPU second (``engine_cpu_seconds_per_sample`` of
 the summary against the twin's process time), steadier than wall time on a shared machine.
@@ -369,6 +374,31 @@ def activity_rows(widths: list[int], repeats: int) -> list[str]:
     return ["| W | active per step | packed current ms | dense current ms |", "|---|---|---|---|", *rows]
 
 
+def conv_rows(samples: int, repeats: int) -> list[str]:
+    from tbnn.nn.models import ModelConfig, build_model
+
+    torch.manual_seed(0)
+    net = build_model(ModelConfig(model="tbn", arch="cnn", in_features=40, n_classes=CLASSES)).eval()
+    x = torch.randn(samples, 40)
+    times: dict[str, list[float]] = {"packed": [], "dense": []}
+    logits, engines = {}, {}
+    for rep in range(repeats + 1):
+        for choice in ("packed", "dense"):
+            engine.set_engine("auto" if choice == "packed" else "dense")
+            res = tbnn.simulate(net, x, batch=BATCH, record_layers=None)
+            if rep:
+                times[choice].append(res.summary["engine_seconds"])
+            logits[choice], engines[choice] = res.logits, res.summary["engine"]["layers"]
+    engine.set_engine("auto")
+    sps = {k: samples / statistics.median(v) for k, v in times.items()}
+    same = torch.equal(logits["packed"], logits["dense"])
+    return ["| network | simulate, packed (samples/s) | simulate, dense | packed / dense | logits equal | engine per layer |",
+            "|---|---|---|---|---|---|",
+            f"| mnist1d TBN CNN (32, 64 channels) | {sps['packed']:,.0f} | {sps['dense']:,.0f} | "
+            f"{sps['packed'] / sps['dense']:.2f}x | {'yes' if same else 'NO'} | "
+            f"{', '.join(f'{k}: {v}' for k, v in engines['packed'].items())} |"]
+
+
 def drift_rows(widths: list[int], seconds: float) -> list[str]:
     rows = []
     for w in widths:
@@ -411,8 +441,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--clock", choices=["wall", "cpu"], default="wall",
                     help="kernel, profile and activity rows: wall time or this thread's CPU time")
     ap.add_argument("--only", nargs="+", default=["simulate", "kernel", "profile", "account", "activity"],
-                    choices=["simulate", "kernel", "profile", "account", "activity", "drift"],
-                    help="tables to print (drift only when named)")
+                    choices=["simulate", "kernel", "profile", "account", "activity", "conv", "drift"],
+                    help="tables to print (conv and drift only when named)")
     ap.add_argument("--seconds", type=float, default=20.0, help="drift: how long to sample each width (default 20)")
     ap.add_argument("--malloc-defaults", action="store_true",
                     help="leave glibc malloc at its defaults (default: tuned as the tbnn command tunes it)")
@@ -427,6 +457,7 @@ def main(argv: list[str] | None = None) -> None:
               "profile": lambda: profile_rows(args.widths, args.repeats),
               "account": lambda: account_rows(args.widths, max(args.repeats, 5)),
               "activity": lambda: activity_rows(args.widths, args.repeats),
+              "conv": lambda: conv_rows(args.samples, args.repeats),
               "drift": lambda: drift_rows(args.widths, args.seconds)}
     for name in args.only:
         clock = "" if name == "simulate" else "; clock: cpu" if name in ("account", "drift") else f"; clock: {args.clock}"

@@ -163,12 +163,12 @@ def test_packed_and_dense_currents_are_equal_bit_for_bit(bits):
 
 def test_the_packed_engine_leaves_what_it_does_not_run_to_the_dense_one():
     engine.set_engine("auto")
-    conv = tbnn.TBConv1d(2, 3, 3).eval()
+    conv = tbnn.TBConv1d(2, 3, 3, padding="same").eval()
     code = tbnn.TemporalBinary(2).encode(torch.randn(4, 2 * 9) * 2)
     code = dataclasses.replace(code, shape=(4, 2, 9))
     wc = engine.weight_codes(conv)
     engine.exact(conv, code, wc)
-    assert engine.engine_path(wc) == "dense (not a linear layer)"
+    assert engine.engine_path(wc) == "dense (a convolution with string padding, groups or dilation)"
     floaty = tbnn.TBLinear(8, 3, weight_bits=None).eval()
     wc = engine.weight_codes(floaty)
     engine.exact(floaty, tbnn.TemporalBinary(2).encode(torch.randn(4, 8)), wc)
@@ -221,3 +221,56 @@ def test_step_current_from_packed_spikes_equals_packing_them(features, block, mo
     if kernels.same_words(block, features):  # the words are used: nothing is packed again
         monkeypatch.setattr(kernels, "pack_bits", lambda *a, **k: pytest.fail("the spikes were packed again"))
         assert torch.equal(engine.step_current(lin, code, wc, words), want)
+
+
+def _conv_code(layer, shape, block, gen):
+    """A binary code of random spikes ``[T=4, B, *shape]`` with float32 gains and offsets, as a hidden layer fires."""
+    spikes = torch.rand(4, 7, *shape, generator=gen) < 0.3
+    code = tbnn.SpikeCode.from_spikes(spikes.reshape(4, 7, -1), "binary", block=block)
+    nb = -(-code.q.shape[-1] // code.block_size())
+    gain = torch.rand(7, nb, 1, generator=gen) + 0.5
+    offset = torch.randn(7, nb, 1, generator=gen)
+    return dataclasses.replace(code, gain=gain, offset=offset, shape=(7, *shape))
+
+
+@pytest.mark.skipif(kernels.kernel() is None, reason="no compiled kernel here")
+@pytest.mark.parametrize("nd, shape, conv", [
+    (1, (3, 40), dict(kernel_size=5, padding=2)),
+    (1, (6, 23), dict(kernel_size=3, stride=2, padding=1)),
+    (2, (2, 9, 9), dict(kernel_size=3, padding=1)),
+    (2, (3, 8, 7), dict(kernel_size=2, stride=2)),
+])
+@pytest.mark.parametrize("block", [128, 16, None])
+def test_packed_convolution_equals_the_dense_engine(nd, shape, conv, block):
+    """A convolution's current by the packed engine (receptive fields per read-out block, AND +
+    popcount, the read-out fused in) equals the dense engine's bit for bit, step by step and folded."""
+    gen = torch.Generator().manual_seed(nd * 100 + shape[-1])
+    layer = (tbnn.TBConv1d if nd == 1 else tbnn.TBConv2d)(shape[0], 5, **conv).eval()
+    code = _conv_code(layer, shape, block, gen)
+    wc = engine.weight_codes(layer)
+    try:
+        got = {}
+        for choice in ("auto", "dense"):
+            engine.set_engine(choice)
+            got[choice] = (engine.step_current(layer, code, wc), engine.exact(layer, code, wc), engine.engine_path(wc))
+    finally:
+        engine.set_engine("auto")
+    assert got["auto"][2].startswith("packed") and got["dense"][2] == "dense (forced)"
+    assert torch.equal(got["auto"][0], got["dense"][0]) and torch.equal(got["auto"][1], got["dense"][1])
+    assert torch.equal(got["auto"][0], got["auto"][1])
+
+
+def test_convolution_the_packed_engine_does_not_run_is_named_and_refused_when_forced():
+    engine.set_engine("auto")
+    layer = tbnn.TBConv1d(2, 3, 3, padding="same").eval()
+    code = _conv_code(layer, (2, 10), 8, torch.Generator().manual_seed(1))
+    wc = engine.weight_codes(layer)
+    want = engine.step_current(layer, code, wc)
+    assert engine.engine_path(wc) == "dense (a convolution with string padding, groups or dilation)"
+    try:
+        engine.set_engine("packed")
+        with pytest.raises(ValueError, match="TBNN_ENGINE=packed cannot run this layer"):
+            engine.step_current(layer, code, wc)
+    finally:
+        engine.set_engine("auto")
+    assert torch.equal(engine.step_current(layer, code, wc), want)

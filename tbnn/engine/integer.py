@@ -31,17 +31,15 @@ name and the versions; that order is then used on the same CPU and versions.
 :func:`arithmetic` reports the choice and why; ``TBNN_MATMUL_DTYPE`` (``auto``,
 ``float32``, ``bfloat16``, ``int8``) or :func:`set_matmul_dtype` overrides it.
 
-Packed engine: for linear layers with integer weight codes on a CPU, the same ``N_b`` and
-``S_b`` come from bit planes packed 64 per word by AND + popcount (:mod:`tbnn.kernels`, a
-compiled kernel), as int32; the integers are identical, so the currents are too (with
-float32 read-out gains the kernel also adds ``sum_b a_b N_b`` in the block order of
-:func:`combine`, each exact product and each sum rounded once, and skips words of 64 inputs
-with no spike; for linear layers with float32 codes it then writes the layer's current,
-``float32(rest + alpha sum_b a_b N_b)`` with the rest of :func:`combine` made first, rounded
-as :func:`combine`'s ``torch.addcmul`` rounds it, which is checked once per process). It runs
-where the kernel is available (``auto``), else the products above; ``TBNN_ENGINE``
-(``auto``, ``packed``, ``dense``) or :func:`set_engine` forces one (``packed`` without a
-compiled kernel runs its pure-torch reference); :func:`engine_path` says which ran.
+Packed engine: for layers with integer weight codes on a CPU, the same ``N_b`` and ``S_b``
+come from bit planes packed 64 per word by AND + popcount (:mod:`tbnn.kernels`, compiled), as
+int32 (a convolution's receptive fields once per read-out block, :mod:`tbnn.engine.receptive`).
+With float32 gains the kernel adds ``sum_b a_b N_b`` in :func:`combine`'s block order (each
+exact product and each sum rounded once), and for linear layers it writes the current,
+``float32(rest + alpha sum_b a_b N_b)``, the rest added in :func:`combine`'s one order
+(:func:`tbnn.kernels.packed.rest_reference`; checked once per process). It runs where the
+kernel is available (``auto``); ``TBNN_ENGINE`` (``auto``, ``packed``, ``dense``) or
+:func:`set_engine` forces one; :func:`engine_path` says which ran.
 
 Layers (``tbnn.nn.layers``) call :func:`exact` in eval mode; the simulator calls
 :func:`step_current`; :func:`fanout` counts each input's synapses for the synaptic-operation
@@ -52,7 +50,6 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -67,15 +64,24 @@ from tbnn.engine.precision import (
     calibrate,
     calibration_path,
     engine_choice,
-    feature_order,
     int8_product,
     product_type,
     set_engine,
     set_matmul_dtype,
     stored_calibration,
 )
-from tbnn.engine.weights import (EngineLayer, WeightCodes, abs_max, cached_weight_codes, clear_weight_codes,
-                                 per_channel_codes, weight_codes)
+from tbnn.engine.receptive import conv_geometry, receptive_fields
+from tbnn.engine.synapses import conv_fanout, fanout, spike_sums
+from tbnn.engine.weights import (
+    EngineLayer,
+    WeightCodes,
+    abs_max,
+    cached_weight_codes,
+    clear_weight_codes,
+    per_channel_codes,
+    term_dtype,
+    weight_codes,
+)
 from tbnn.kernels import neuron as kernel_neuron
 from tbnn.kernels import packed as kernels
 
@@ -115,27 +121,6 @@ __all__ = [
 # integer terms
 
 
-@functools.cache
-def _weight_sum(scheme: str, timesteps: int) -> float:
-    """``sum_t |w_t|``: the largest code the spikes of a scheme can make."""
-    return float(step_weights(scheme, timesteps, torch.float64).abs().sum())
-
-
-def term_dtype(code: SpikeCode, wc: WeightCodes, code_max: float | None = None) -> torch.dtype:
-    """The dtype that holds every integer term, and its sums over the ``T`` steps, exactly.
-
-    A term sums at most ``per = min(block, fan-in)`` products ``|Q| |q|`` per output, and
-    the step engine adds the terms of the steps with weights ``w_t``; float32 holds integers
-    exactly below ``2^24``, so it is used when
-    ``max(max|Q|, 1) * per * max(sum|w_t|, max|q|) < 2^24``; else float64. ``code_max``:
-    ``max|q|`` when the caller has it.
-    """
-    per = min(code.block_size(), wc.q[0].numel())
-    code_max = abs_max(code.q) if code_max is None else code_max
-    qmax = max(_weight_sum(code.scheme, code.timesteps), code_max)
-    return torch.float32 if max(wc.qmax, 1.0) * per * qmax < 2**24 else torch.float64
-
-
 def _blocked_codes(wc: WeightCodes, code: SpikeCode, dtype: torch.dtype) -> Tensor:
     """Linear layers: the codes as ``[nb, bs, out + 1]`` blocks along the input (tail zero-padded),
     with a last column of ones, whose product is the row sum ``S_b``."""
@@ -171,8 +156,9 @@ def _packed_weights(layer: EngineLayer, code: SpikeCode, wc: WeightCodes, device
     if choice == "dense":
         wc.cache["engine"] = "dense (forced)"
         return None, None
-    why = ("not a linear layer" if not layer.is_linear else "not on a CPU" if device.type != "cpu"
-           else "float weights" if not math.isfinite(wc.qmax) else None)
+    why = ("a convolution with string padding, groups or dilation"
+           if not layer.is_linear and conv_geometry(layer, code) is None
+           else "not on a CPU" if device.type != "cpu" else "float weights" if not math.isfinite(wc.qmax) else None)
     if why is None and choice == "auto" and kernels.kernel() is None:
         why = "no compiled kernel"
     if why is not None:
@@ -182,7 +168,12 @@ def _packed_weights(layer: EngineLayer, code: SpikeCode, wc: WeightCodes, device
         return None, None
     key = ("packed", code.q.shape[-1], code.block_size())
     if key not in wc.cache:
-        wc.cache[key] = kernels.pack_weights(wc.q.reshape(wc.q.shape[0], -1), code.block_size())
+        if layer.is_linear:
+            wc.cache[key] = kernels.pack_weights(wc.q.reshape(wc.q.shape[0], -1), code.block_size())
+        else:  # a convolution: the kernel's codes once per read-out block, each block one patch long
+            nb = -(-code.q.shape[-1] // code.block_size())
+            patch = wc.q.reshape(wc.q.shape[0], -1)
+            wc.cache[key] = kernels.pack_weights(patch.repeat(1, nb), patch.shape[1])
     impl = "c" if kernels.kernel() is not None else "torch"
     wc.cache["engine"] = f"packed ({kernels.kernel_path()})" if impl == "c" else "packed (torch reference)"
     return wc.cache[key], impl
@@ -210,7 +201,19 @@ def _packed_planes(layer: EngineLayer, q: Tensor, code: SpikeCode, wc: WeightCod
     """``(pw, impl, planes, lead)`` of the packed engine for input ``q``, or ``None`` where it does not
     run. ``weights``: ``q`` is spikes ``[T, ..., F]`` with these step weights; ``words``: those spikes
     already packed as one block (``[T, M, words]``), used where ``pw``'s blocks lay them out alike.
-    Raises ``ValueError`` for an input it cannot pack (not non-negative integers)."""
+    Raises ``ValueError`` for an input it cannot pack (not non-negative integers). A linear layer's
+    rows; a convolution runs packed in :func:`_packed_conv_current` or not at all."""
+    if not layer.is_linear:
+        if engine_choice() == "dense":
+            wc.cache["engine"] = "dense (forced)"
+        elif conv_geometry(layer, code) is None:
+            wc.cache["engine"] = "dense (a convolution with string padding, groups or dilation)"
+        elif code.gain.dtype != torch.float32:
+            wc.cache["engine"] = "dense (a convolution whose read-out gains are not float32)"
+        if engine_choice() == "packed":
+            raise ValueError(f"TBNN_ENGINE=packed cannot run this layer ({wc.cache['engine'][7:-1]}); "
+                             "use auto or dense.")
+        return None
     pw, impl = _packed_weights(layer, code, wc, q.device)
     if pw is None:
         return None
@@ -232,6 +235,46 @@ def _packed_failed(wc: WeightCodes, err: ValueError) -> None:
     if engine_choice() == "packed":
         raise err
     wc.cache["engine"] = "dense (input not non-negative integers, or sums beyond int32)"
+
+
+def _packed_conv_current(layer: EngineLayer, q: Tensor, code: SpikeCode, wc: WeightCodes, weights: list | None,
+                         a: Tensor) -> Tensor | None:
+    """A convolution's current by the packed engine, or ``None`` where it does not run: every
+    output position's receptive field, once per read-out block (:func:`tbnn.engine.receptive.receptive_fields`), counted
+    against the kernel's codes by AND + popcount with the read-out ``sum_b a_b N_b`` fused in
+    (:func:`tbnn.kernels.packed.block_readout`), then :func:`combine`'s remaining steps. ``q``:
+    spikes ``[T, M, F]`` with step ``weights``, or the integer code ``[M, F]`` (its binary digits).
+    The terms are the dense engine's integers, so the current is its bits."""
+    geometry = conv_geometry(layer, code)
+    if geometry is None:
+        return None
+    try:
+        pw, impl = _packed_weights(layer, code, wc, q.device)
+        if pw is None or impl != "c":
+            return None
+        if weights is not None:
+            bits, coefs = (q if q.dtype == torch.bool else q != 0), tuple(int(w) for w in weights)
+            if q.dtype != torch.bool and not bool(((q == 0) | (q == 1)).all()):
+                raise ValueError("spikes must be 0 or 1 for the packed engine.")
+        else:
+            planes = kernels.bit_planes(q.detach())
+            bits, coefs = planes.bits, planes.coefs
+        f, bs = code.q.shape[-1], code.block_size()
+        nb = -(-f // bs)
+        patches, out = receptive_fields(bits.reshape(len(coefs), -1, f), code, geometry, nb)
+        rows = patches.shape[1]
+        planes = kernels.Planes(patches, coefs)
+        x = kernels.packed_rows(planes, pw)  # [J, M L, nb wpb]
+        m = rows // math.prod(out)
+        gains = a.reshape(nb, m, 1).expand(nb, m, math.prod(out)).reshape(nb, rows)
+        cur, s = kernels.block_readout(x, torch.tensor(coefs, dtype=torch.int64), pw, gains.contiguous())
+    except ValueError as err:
+        _packed_failed(wc, err)
+        return None
+    o = pw.out
+    cur = cur[:, :o].reshape(m, -1, o).transpose(1, 2).reshape(m, o, *out)  # [M, O, *out] float64
+    s = s.reshape(nb, m, 1, *out)
+    return _combine(layer, None, s, code, wc, cur.contiguous(), a)
 
 
 def _packed_terms(layer: EngineLayer, q: Tensor, code: SpikeCode, wc: WeightCodes,
@@ -481,9 +524,13 @@ def _fused(layer: EngineLayer, q: Tensor, code: SpikeCode, wc: WeightCodes, weig
     ``None`` where it does not run (then the caller combines the terms). Only float32 gains: their
     products with the integer terms are exact, so the sum equals :func:`combine`'s bit for bit.
     ``words``: as :func:`step_current`'s."""
-    if code.gain.dtype != torch.float32 or not layer.is_linear:
+    if code.gain.dtype != torch.float32:
         return None
     nb = -(-q.shape[-1] // code.block_size())
+    if not layer.is_linear:
+        if engine_choice() == "dense" or code.shape is None:
+            return None
+        return _packed_conv_current(layer, q, code, wc, weights, _gains(code, nb, [1] * (len(code.shape) - 2)))
     a = _gains(code, nb, [])
     if code.q.dtype == torch.float32 and engine_choice() != "dense" and _current_fusion_ok():  # dense: no kernel
         cur = _packed_current(layer, q, code, wc, weights, a, words)
@@ -547,50 +594,3 @@ def step_terms(layer: EngineLayer, code: SpikeCode, wc: WeightCodes) -> tuple[Te
             n.add_(nt, alpha=w)
             s.add_(st, alpha=w)
     return n, s
-
-
-# --------------------------------------------------------------------------------------
-# synapses
-
-
-def spike_sums(spikes: Tensor) -> Tensor:
-    """Spikes of each column of a boolean matrix ``[R, F]`` summed over its rows: ``[F]`` int32.
-
-    The int8 product of a row of ones with the spike bytes where the CPU has int8
-    dot-product units (VNNI, AMX-INT8; int32 sums, exact below :math:`2^{31}` rows; about
-    twice as fast as the reduction there), else a uint8 reduction with int32 sums (on an
-    AVX2-only EPYC, [1024, 1024] spikes: 0.28 ms against 2.0 ms for the int8 product).
-
-    >>> spike_sums(torch.tensor([[True, False], [True, True]])).tolist()
-    [2, 1]
-    """
-    u = spikes.view(torch.uint8)
-    if "int8" in feature_order(u.device)[0] and u.shape[0] < 2**31:
-        ones = torch.ones(1, u.shape[0], dtype=torch.int8, device=u.device)
-        return int8_product(ones, u.view(torch.int8))[0]
-    return u.sum(0, dtype=torch.int32)
-
-
-def conv_fanout(op: Callable[[Tensor, Tensor], Tensor], kernel: Tensor, in_shape: tuple[int, ...]) -> Tensor:
-    """Outputs each input element of ``op(x, kernel)`` reaches through nonzero kernel entries.
-
-    The gradient of ``sum(op(x, kernel != 0))`` with respect to ``x`` (``[C, *spatial]``):
-    exact for any stride and padding, borders included.
-    """
-    x = torch.zeros(1, *in_shape, requires_grad=True, dtype=torch.float64, device=kernel.device)
-    with torch.enable_grad():
-        op(x, (kernel != 0).to(torch.float64)).sum().backward()
-    return x.grad[0].detach()
-
-
-def fanout(layer: EngineLayer, in_shape: tuple[int, ...], wc: WeightCodes | None = None,
-           dense: bool = False) -> Tensor:
-    """Synapses of each input element (flat ``[F]``): the outputs it reaches through weights that exist.
-
-    ``dense=True`` counts every weight position (pruned ones included).
-    """
-    wc = wc if wc is not None else cached_weight_codes(layer)
-    kernel = torch.ones_like(wc.exists) if dense else wc.exists
-    if layer.is_linear:
-        return kernel.reshape(kernel.shape[0], -1).sum(0).to(torch.float64)
-    return conv_fanout(lambda x, w: layer.operator(x, w, None), kernel, tuple(in_shape)).flatten()

@@ -27,6 +27,7 @@ is freed or :func:`clear_weight_codes` is called.
 
 from __future__ import annotations
 
+import functools
 import math
 import weakref
 from dataclasses import dataclass, field
@@ -35,10 +36,11 @@ from typing import Any, Protocol
 import torch
 from torch import Tensor
 
+from tbnn.core.coding import SpikeCode, step_weights
 from tbnn.core.quant import quantize
 
 __all__ = ["EngineLayer", "WeightCodes", "abs_max", "cached_weight_codes", "clear_weight_codes", "per_channel_codes",
-           "weight_codes"]
+           "term_dtype", "weight_codes"]
 
 
 def abs_max(t: Tensor) -> float:
@@ -175,3 +177,24 @@ def per_channel_codes(weight: Tensor, bits: float | None, **quant_kw: Any) -> tu
     if bc.q.shape[-2] != 1:
         raise ValueError("integer-code evaluation needs weights quantized per output channel (weight_block=None).")
     return bc.codes().reshape(weight.shape), bc.gain.reshape(-1), bc.offset.reshape(-1)
+
+
+@functools.cache
+def _weight_sum(scheme: str, timesteps: int) -> float:
+    """``sum_t |w_t|``: the largest code the spikes of a scheme can make."""
+    return float(step_weights(scheme, timesteps, torch.float64).abs().sum())
+
+
+def term_dtype(code: SpikeCode, wc: WeightCodes, code_max: float | None = None) -> torch.dtype:
+    """The dtype that holds every integer term, and its sums over the ``T`` steps, exactly.
+
+    A term sums at most ``per = min(block, fan-in)`` products ``|Q| |q|`` per output, and
+    the step engine adds the terms of the steps with weights ``w_t``; float32 holds integers
+    exactly below ``2^24``, so it is used when
+    ``max(max|Q|, 1) * per * max(sum|w_t|, max|q|) < 2^24``; else float64. ``code_max``:
+    ``max|q|`` when the caller has it.
+    """
+    per = min(code.block_size(), wc.q[0].numel())
+    code_max = abs_max(code.q) if code_max is None else code_max
+    qmax = max(_weight_sum(code.scheme, code.timesteps), code_max)
+    return torch.float32 if max(wc.qmax, 1.0) * per * qmax < 2**24 else torch.float64
