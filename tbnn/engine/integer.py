@@ -558,10 +558,14 @@ def step_current(layer: EngineLayer, code: SpikeCode, wc: WeightCodes | None = N
     For every step ``t``: ``N_b += w_t L_Q(s_t m_b)`` (only inputs that spiked at ``t``
     add their column of weight codes) and ``S_b += w_t L_1(s_t m_b)``, exactly; then
     :func:`combine`. The products are accumulated in step order (:func:`step_terms`).
-    Equal to :func:`exact` bit for bit. ``words``: ``code.spikes`` already packed 64 to a word
-    (:func:`tbnn.kernels.packed.pack_bits` of ``[T * M, F]`` with ``block=None``), e.g. as a
-    simulation records them; the packed engine uses them instead of packing again where the
-    layer's read-out blocks lay the words out alike (:func:`tbnn.kernels.packed.same_words`).
+    Equal to :func:`exact` bit for bit. ``words``: ``code.spikes`` packed 64 to a word
+    (:func:`tbnn.kernels.packed.pack_bits` of ``[T * M, F]``, ``block=None``), as a simulation
+    records them, used where the layer's blocks lay the words out alike (not packed again).
+
+    >>> import tbnn
+    >>> layer, code = tbnn.TBLinear(6, 3).eval(), tbnn.TemporalBinary(4).encode(torch.randn(2, 6))
+    >>> torch.equal(step_current(layer, code), exact(layer, code))
+    True
     """
     wc = wc if wc is not None else cached_weight_codes(layer)
     weights = _integer_weights(code)
