@@ -153,14 +153,19 @@ def simulate_rows(widths: list[int], samples: int, repeats: int) -> list[str]:
             "|---|---|---|---|---|---|---|---|---|", *rows]
 
 
+def kernel_layer(w: int, gen: torch.Generator):
+    """A W -> W layer of random 1-bit codes and B x T planes of spikes at 20 %, packed: ``(pw, x, coefs)``."""
+    pw = kernels.pack_weights(torch.randint(0, 2, (w, w), generator=gen), BLOCK)
+    planes = kernels.step_planes(torch.rand(T, BATCH, w, generator=gen) < 0.2, [8, 4, 2, 1])
+    x = kernels.pack_bits(planes.bits.reshape(-1, w), BLOCK).reshape(T, BATCH, -1)
+    return pw, x, torch.tensor(planes.coefs)
+
+
 def kernel_rows(widths: list[int], repeats: int) -> list[str]:
     rows = []
     for w in widths:
         gen = torch.Generator().manual_seed(w)
-        pw = kernels.pack_weights(torch.randint(0, 2, (w, w), generator=gen), BLOCK)
-        planes = kernels.step_planes(torch.rand(T, BATCH, w, generator=gen) < 0.2, [8, 4, 2, 1])
-        x = kernels.pack_bits(planes.bits.reshape(-1, w), BLOCK).reshape(T, BATCH, -1)
-        coefs = torch.tensor(planes.coefs)
+        pw, x, coefs = kernel_layer(w, gen)
         ms = median_ms(kernels.block_terms, repeats, x, coefs, pw)
         ops = BATCH * T * w * (w + 1)  # the ones column (S_b) included
         a, b = torch.randn(BATCH, w), torch.randn(w, w)
@@ -403,10 +408,7 @@ def drift_rows(widths: list[int], seconds: float) -> list[str]:
     rows = []
     for w in widths:
         gen = torch.Generator().manual_seed(w)
-        pw = kernels.pack_weights(torch.randint(0, 2, (w, w), generator=gen), BLOCK)
-        planes = kernels.step_planes(torch.rand(T, BATCH, w, generator=gen) < 0.2, [8, 4, 2, 1])
-        x = kernels.pack_bits(planes.bits.reshape(-1, w), BLOCK).reshape(T, BATCH, -1)
-        coefs = torch.tensor(planes.coefs)
+        pw, x, coefs = kernel_layer(w, gen)
         nb = kernels.words_per_block(BLOCK, w)[1]
         gains = torch.randn(nb, BATCH, generator=gen).to(torch.float32).to(torch.float64)
         a, b = torch.randn(BATCH, w, generator=gen), torch.randn(w, w, generator=gen)
