@@ -397,11 +397,11 @@ def conv_rows(samples: int, repeats: int) -> list[str]:
     engine.set_engine("auto")
     sps = {k: samples / statistics.median(v) for k, v in times.items()}
     same = torch.equal(logits["packed"], logits["dense"])
+    row = (f"| mnist1d TBN CNN (32, 64 channels) | {sps['packed']:,.0f} | {sps['dense']:,.0f} | "
+           f"{sps['packed'] / sps['dense']:.2f}x | {'yes' if same else 'NO'} | "
+           f"{', '.join(f'{k}: {v}' for k, v in engines['packed'].items())} |")
     return ["| network | simulate, packed (samples/s) | simulate, dense | packed / dense | logits equal | engine per layer |",
-            "|---|---|---|---|---|---|",
-            f"| mnist1d TBN CNN (32, 64 channels) | {sps['packed']:,.0f} | {sps['dense']:,.0f} | "
-            f"{sps['packed'] / sps['dense']:.2f}x | {'yes' if same else 'NO'} | "
-            f"{', '.join(f'{k}: {v}' for k, v in engines['packed'].items())} |"]
+            "|---|---|---|---|---|---|", row]
 
 
 def drift_rows(widths: list[int], seconds: float) -> list[str]:

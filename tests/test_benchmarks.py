@@ -10,6 +10,7 @@ import runpy
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 
 BENCH = Path(__file__).resolve().parent.parent / "benchmarks"
@@ -110,3 +111,14 @@ def test_bench_repeat_tiny(monkeypatch, capsys):
     assert text.startswith("CPU: ")
     row = [line for line in text.splitlines() if line.startswith("| default (intra-op 1) | 0 |")]
     assert len(row) == 1 and "1.00x" in row[0] and ("packed" in row[0] or "dense" in row[0])
+
+
+def test_bench_packed_conv_and_drift_tiny(monkeypatch, capsys):
+    text = _run(monkeypatch, capsys, "bench_packed.py", "--widths", "128", "--repeats", "1", "--samples", "64",
+                "--only", "conv", "drift", "--seconds", "0.2")
+    conv = [line for line in text.splitlines() if line.startswith("| mnist1d TBN CNN")]
+    assert len(conv) == 1 and "| yes |" in conv[0] and "packed (" in conv[0]  # packed and dense logits equal
+    drift = [line for line in text.splitlines() if line.startswith("| 128 -> 128 |")]
+    assert len(drift) == 1 and int(drift[0].split("|")[2]) >= 1
+    with pytest.raises(SystemExit):
+        _run(monkeypatch, capsys, "bench_packed.py", "--only", "drift", "--seconds", "0")

@@ -235,10 +235,10 @@ def _conv_code(layer, shape, block, gen):
 
 @pytest.mark.skipif(kernels.kernel() is None, reason="no compiled kernel here")
 @pytest.mark.parametrize("nd, shape, conv", [
-    (1, (3, 40), dict(kernel_size=5, padding=2)),
-    (1, (6, 23), dict(kernel_size=3, stride=2, padding=1)),
-    (2, (2, 9, 9), dict(kernel_size=3, padding=1)),
-    (2, (3, 8, 7), dict(kernel_size=2, stride=2)),
+    (1, (3, 40), {"kernel_size": 5, "padding": 2}),
+    (1, (6, 23), {"kernel_size": 3, "stride": 2, "padding": 1}),
+    (2, (2, 9, 9), {"kernel_size": 3, "padding": 1}),
+    (2, (3, 8, 7), {"kernel_size": 2, "stride": 2}),
 ])
 @pytest.mark.parametrize("block", [128, 16, None])
 def test_packed_convolution_equals_the_dense_engine(nd, shape, conv, block):
