@@ -239,12 +239,11 @@ def _packed_failed(wc: WeightCodes, err: ValueError) -> None:
 
 def _packed_conv_current(layer: EngineLayer, q: Tensor, code: SpikeCode, wc: WeightCodes, weights: list | None,
                          a: Tensor) -> Tensor | None:
-    """A convolution's current by the packed engine, or ``None`` where it does not run: every
-    output position's receptive field, once per read-out block (:func:`tbnn.engine.receptive.receptive_fields`), counted
-    against the kernel's codes by AND + popcount with the read-out ``sum_b a_b N_b`` fused in
-    (:func:`tbnn.kernels.packed.block_readout`), then :func:`combine`'s remaining steps. ``q``:
-    spikes ``[T, M, F]`` with step ``weights``, or the integer code ``[M, F]`` (its binary digits).
-    The terms are the dense engine's integers, so the current is its bits."""
+    """A convolution's current by the packed engine, or ``None`` where it does not run: each output
+    position's receptive field once per read-out block (:mod:`tbnn.engine.receptive`), counted by
+    AND + popcount with ``sum_b a_b N_b`` fused in, then :func:`combine`'s steps. ``q``: spikes
+    ``[T, M, F]`` with step ``weights``, or the integer code ``[M, F]`` (its binary digits). The
+    terms are the dense engine's integers, so the current is its bits."""
     geometry = conv_geometry(layer, code)
     if geometry is None:
         return None
@@ -261,20 +260,20 @@ def _packed_conv_current(layer: EngineLayer, q: Tensor, code: SpikeCode, wc: Wei
             bits, coefs = planes.bits, planes.coefs
         f, bs = code.q.shape[-1], code.block_size()
         nb = -(-f // bs)
-        patches, out = receptive_fields(bits.reshape(len(coefs), -1, f), code, geometry, nb)
-        rows = patches.shape[1]
-        planes = kernels.Planes(patches, coefs)
-        x = kernels.packed_rows(planes, pw)  # [J, M L, nb wpb]
+        words = []
+        for plane in bits.reshape(len(coefs), -1, f):  # one plane at a time: its fields are nb-fold
+            patches, out = receptive_fields(plane.unsqueeze(0), code, geometry, nb)
+            words.append(kernels.pack_bits(patches[0], pw.block))
+        rows = words[0].shape[0]
+        x = kernels.packed_rows(kernels.Planes(None, coefs, torch.stack(words), pw.block, pw.k), pw)  # [J, M L, w]
         m = rows // math.prod(out)
         gains = a.reshape(nb, m, 1).expand(nb, m, math.prod(out)).reshape(nb, rows)
         cur, s = kernels.block_readout(x, torch.tensor(coefs, dtype=torch.int64), pw, gains.contiguous())
     except ValueError as err:
         _packed_failed(wc, err)
         return None
-    o = pw.out
-    cur = cur[:, :o].reshape(m, -1, o).transpose(1, 2).reshape(m, o, *out)  # [M, O, *out] float64
-    s = s.reshape(nb, m, 1, *out)
-    return _combine(layer, None, s, code, wc, cur.contiguous(), a)
+    cur = cur[:, :pw.out].reshape(m, -1, pw.out).transpose(1, 2).reshape(m, pw.out, *out)  # [M, O, *out] float64
+    return _combine(layer, None, s.reshape(nb, m, 1, *out), code, wc, cur.contiguous(), a)
 
 
 def _packed_terms(layer: EngineLayer, q: Tensor, code: SpikeCode, wc: WeightCodes,
