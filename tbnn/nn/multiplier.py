@@ -49,8 +49,8 @@ running grid, annealed target, 60 epochs, seeds 0–4, paired against the unregu
 the accuracy gap went from −3.2 points without the leak to −0.8 with :math:`\rho` = 0.002 and
 −1.4 with 0.005 (its rates 3–12 % above :math:`P`, against 0–6 %) in prototypes that applied
 the leak before the loss; the committed controller's sweep gave −2.0 ± 0.7 on the same seeds
-with the target annealed over half of training, and −1.4 ± 0.8 with the default share of 30 %
-(``docs/sparsity.md`` §5).
+with the target annealed over half of training, −1.4 ± 0.8 with the default share of 30 %, and
+−0.7 ± 0.8 once the thresholds' step also cooled with the learning rate (``docs/sparsity.md`` §5).
 
 The multipliers are the regulariser's state (:meth:`tbnn.nn.regularize.ActivityRegularizer.state_dict`);
 :func:`tbnn.fit` saves them in every checkpoint, so a resumed run is bit-identical.
