@@ -54,7 +54,7 @@ Figures depend on the machine and its load: the CPU line and the load average ar
 printed with every table. No result here is asserted.
 
     python benchmarks/bench_packed.py [--widths 256 1024] [--repeats 9] [--samples 1024] [--clock wall|cpu]
-    python benchmarks/bench_packed.py --only conv drift [--seconds 20]
+    python benchmarks/bench_packed.py --only conv drift [--seconds 20] [--figure figures/bench_drift.png]
 
 The simulate table also gives samples per CPU second (``engine_cpu_seconds_per_sample`` of
 the summary against the twin's process time), steadier than wall time on a shared machine.
@@ -68,6 +68,7 @@ import resource
 import statistics
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -404,16 +405,35 @@ def conv_rows(samples: int, repeats: int) -> list[str]:
             "|---|---|---|---|---|---|", row]
 
 
-def drift_rows(widths: list[int], seconds: float) -> list[str]:
+def drift_figure(series: dict[int, tuple[list[float], list[float], list[float]]], path: Path) -> None:
+    """Per width, each window's kernel and matmul time relative to its own fastest window, over time."""
+    from tbnn.viz.style import layer_color, new_figure, save_figure
+
+    fig, axes = new_figure(6.5, 2.4 * len(series), nrows=len(series), ncols=1, squeeze=False)
+    for ax, (w, (at, ks, ms)) in zip(axes[:, 0], series.items()):
+        ax.plot(at, [k / min(ks) for k in ks], lw=0.8, color=layer_color(0),
+                label=f"AND + popcount kernel ({min(ks):.2f} ms at best)")
+        ax.plot(at, [m / min(ms) for m in ms], lw=0.8, color=layer_color(1),
+                label=f"float32 matmul, same shape ({min(ms):.2f} ms at best)")
+        ax.set_ylabel("time / fastest window")
+        ax.set_title(f"{w} -> {w} layer, B = {BATCH}, T = {T}: fastest of 10 calls per window, CPU time", fontsize=9)
+        ax.legend(fontsize=7, loc="upper right")
+    axes[-1, 0].set_xlabel("seconds into the run (one process, one thread)")
+    save_figure(fig, path)
+
+
+def drift_rows(widths: list[int], seconds: float, figure: Path | None = None) -> list[str]:
     rows = []
+    series: dict[int, tuple[list[float], list[float], list[float]]] = {}
     for w in widths:
         gen = torch.Generator().manual_seed(w)
         pw, x, coefs = kernel_layer(w, gen)
         nb = kernels.words_per_block(BLOCK, w)[1]
         gains = torch.randn(nb, BATCH, generator=gen).to(torch.float32).to(torch.float64)
         a, b = torch.randn(BATCH, w, generator=gen), torch.randn(w, w, generator=gen)
-        ks, ms = [], []
-        end = time.perf_counter() + seconds
+        ks, ms, at = [], [], []
+        start = time.perf_counter()
+        end = start + seconds
         while time.perf_counter() < end:
             bk = bm = float("inf")
             for _ in range(10):
@@ -425,12 +445,16 @@ def drift_rows(widths: list[int], seconds: float) -> list[str]:
                 bm = min(bm, time.thread_time() - t0)
             ks.append(bk * 1e3)
             ms.append(bm * 1e3)
+            at.append(time.perf_counter() - start)
+        series[w] = (at, ks, ms)
         ratio = [m / k for k, m in zip(ks, ms)]
 
         def span(v: list[float], digits: int = 3) -> str:
             return f"{min(v):.{digits}f} / {statistics.median(v):.{digits}f} / {max(v):.{digits}f}"
         rows.append(f"| {w} -> {w} | {len(ks)} | {span(ks)} | {max(ks) / min(ks):.2f}x | {span(ms)} | "
                     f"{max(ms) / min(ms):.2f}x | {span(ratio, 2)} |")
+    if figure is not None:
+        drift_figure(series, figure)
     return [("| layer | windows | kernel ms min / median / max | kernel max / min | float32 matmul ms min / median "
              "/ max | matmul max / min | matmul / kernel min / median / max |"), "|---|---|---|---|---|---|---|", *rows]
 
@@ -446,6 +470,7 @@ def main(argv: list[str] | None = None) -> None:
                     choices=["simulate", "kernel", "profile", "account", "activity", "conv", "drift"],
                     help="tables to print (conv and drift only when named)")
     ap.add_argument("--seconds", type=float, default=20.0, help="drift: how long to sample each width (default 20)")
+    ap.add_argument("--figure", type=Path, default=None, help="drift: also plot the windows to this .png")
     ap.add_argument("--malloc-defaults", action="store_true",
                     help="leave glibc malloc at its defaults (default: tuned as the tbnn command tunes it)")
     args = ap.parse_args(argv)
@@ -460,7 +485,7 @@ def main(argv: list[str] | None = None) -> None:
               "account": lambda: account_rows(args.widths, max(args.repeats, 5)),
               "activity": lambda: activity_rows(args.widths, args.repeats),
               "conv": lambda: conv_rows(args.samples, args.repeats),
-              "drift": lambda: drift_rows(args.widths, args.seconds)}
+              "drift": lambda: drift_rows(args.widths, args.seconds, args.figure)}
     for name in args.only:
         clock = "" if name == "simulate" else "; clock: cpu" if name in ("account", "drift") else f"; clock: {args.clock}"
         print(f"\n## {name}\n\n{header()}{clock}; malloc {'tuned' if tuned else 'defaults'}\n", flush=True)

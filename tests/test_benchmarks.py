@@ -113,9 +113,10 @@ def test_bench_repeat_tiny(monkeypatch, capsys):
     assert len(row) == 1 and "1.00x" in row[0] and ("packed" in row[0] or "dense" in row[0])
 
 
-def test_bench_packed_conv_and_drift_tiny(monkeypatch, capsys):
+def test_bench_packed_conv_and_drift_tiny(monkeypatch, capsys, tmp_path):
     text = _run(monkeypatch, capsys, "bench_packed.py", "--widths", "128", "--repeats", "1", "--samples", "64",
-                "--only", "conv", "drift", "--seconds", "0.2")
+                "--only", "conv", "drift", "--seconds", "0.2", "--figure", str(tmp_path / "drift.png"))
+    assert (tmp_path / "drift.png").stat().st_size > 1000
     conv = [line for line in text.splitlines() if line.startswith("| mnist1d TBN CNN")]
     assert len(conv) == 1 and "| yes |" in conv[0] and "packed (" in conv[0]  # packed and dense logits equal
     drift = [line for line in text.splitlines() if line.startswith("| 128 -> 128 |")]
