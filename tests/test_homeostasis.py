@@ -9,7 +9,7 @@ from safetensors.torch import load_file
 
 import tbnn
 from tbnn.core.quant import block_scale, pooled_fit
-from tbnn.nn.homeostasis import ANNEAL, EPS, STEP, annealed_target, step_threshold
+from tbnn.nn.homeostasis import ANNEAL, EPS, STEP, STEP_SCHEDULE, annealed_target, cooled_step, step_threshold
 from tbnn.nn.multiplier import MULTIPLIER_LEAK, MULTIPLIER_STEP, step_multiplier
 from tbnn.nn.models import ModelConfig, build_model
 from tbnn.nn.neurons import TemporalBinary
@@ -91,6 +91,37 @@ def test_multiplier_leaks_a_share_per_step():
     for _ in range(3000):
         lam = step_multiplier(lam, 0.5, P, leak=0.01)
     assert lam == pytest.approx(MULTIPLIER_STEP / 0.01, rel=1e-6)
+
+
+def test_threshold_step_cools_with_the_cosine_over_the_training_steps(monkeypatch):
+    """The controller's step t uses η_t = cooled_step(η, t, n): η at the first step, η/2 half-way,
+    0 at the end; η throughout without n or with "constant"."""
+    import math
+
+    from tbnn.nn import regularize
+
+    assert [cooled_step(0.01, t, 8) for t in (0, 4, 8, 12)] == [0.01, 0.01 * (0.5 * (1 + math.cos(math.pi / 2))),
+                                                                 0.0, 0.0]
+    assert cooled_step(0.01, 5, None) == cooled_step(0.01, 5, 8, "constant") == 0.01
+    with pytest.raises(ValueError, match="schedule must be one of cosine, constant"):
+        cooled_step(0.01, 0, 8, "linear")
+    etas: list[float] = []
+    real = regularize.step_threshold
+    monkeypatch.setattr(regularize, "step_threshold", lambda n, a, g, s, step: etas.append(step) or real(n, a, g, s, step))
+    torch.manual_seed(0)
+    net = build_model(ModelConfig(in_features=16, n_classes=3, hidden=32, block=16, adaptive_threshold="layer"))
+    x, y = torch.randn(64, 16), torch.randint(0, 3, (64,))
+    net.train()
+    for schedule, n in (("cosine", 6), ("constant", 6), ("cosine", None)):
+        etas.clear()
+        reg = ActivityRegularizer(net, 0.01, total_steps=n, step_schedule=schedule)
+        for _ in range(6):
+            reg(net(x), y)
+        assert etas == [cooled_step(STEP, t, n, schedule) for t in range(6) for _ in range(2)]  # two layers a step
+        reg.remove()
+    assert etas == [STEP] * 12
+    with pytest.raises(ValueError, match="step_schedule must be one of cosine, constant"):
+        ActivityRegularizer(net, 0.01, step_schedule="linear")
 
 
 def test_target_is_annealed_from_the_first_activity_and_resumes():
@@ -266,6 +297,7 @@ def test_rate_target_alone_trains_resumes_bit_identically_and_records_the_contro
     rc = ref["rate_control"]
     assert rc["target"] == 0.05 and rc["step"] == STEP and rc["multiplier_step"] == MULTIPLIER_STEP
     assert rc["anneal"] == ANNEAL and rc["total_steps"] == 2 * 5 and rc["multiplier_leak"] == MULTIPLIER_LEAK
+    assert rc["step_schedule"] == STEP_SCHEDULE == "cosine"
     assert all(v > 0 for v in rc["thresholds"].values())  # started at 20 %: raised
     assert all(v > 0 for v in rc["multipliers"].values())  # above the target: the multipliers rose
     cfg = json.loads((tmp_path / "ref" / "config.json").read_text())

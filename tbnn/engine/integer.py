@@ -299,9 +299,9 @@ def _packed_terms(layer: EngineLayer, q: Tensor, code: SpikeCode, wc: WeightCode
 def _packed_current(layer: EngineLayer, q: Tensor, code: SpikeCode, wc: WeightCodes, weights: list | None,
                     a: Tensor, words: Tensor | None = None) -> Tensor | None:
     """A linear layer's current by the compiled kernel with the last step of :func:`combine` fused in
-    (:func:`tbnn.kernels.packed.block_current`; ``S_b`` first, then the rest of the current, then the
-    kernel), or ``None`` where that does not run. The same numbers as :func:`combine` (checked once
-    per process, :func:`_current_fusion_ok`)."""
+    (:func:`tbnn.kernels.packed.block_current`; ``S_b`` first, then the rest of the current's terms,
+    then the kernel, which adds them), or ``None`` where that does not run. The same numbers as
+    :func:`combine` (checked once per process, :func:`_current_fusion_ok`)."""
     try:
         found = _packed_planes(layer, q, code, wc, weights, words)
         if found is None or found[1] != "c":
@@ -475,9 +475,9 @@ def _linear_rest(layer: EngineLayer, s: Tensor, code: SpikeCode, wc: WeightCodes
 
 @functools.cache
 def _current_fusion_ok() -> bool:
-    """Whether the kernel's fused current (:func:`tbnn.kernels.packed.block_current`) rounds as the
-    last step of :func:`combine`, ``torch.addcmul(rest, cur, alpha, out=float32)``, on a strided and a
-    contiguous ``cur`` (checked once per process on a small random layer; else it is not used)."""
+    """Whether the kernel's fused current (:func:`tbnn.kernels.packed.block_current`) equals the last
+    steps of :func:`combine`, ``rest_reference`` then ``torch.addcmul(rest, cur, alpha, out=float32)``,
+    with and without a bias (checked once per process on a small random layer; else not used)."""
     if kernels.kernel() is None:
         return False
     gen = torch.Generator().manual_seed(22)
