@@ -66,8 +66,8 @@ __all__ = [
     "packed_rows",
     "rest_reference",
     "row_readout",
-    "same_words",
     "row_terms",
+    "same_words",
     "step_planes",
     "words_per_block",
 ]
