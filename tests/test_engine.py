@@ -260,7 +260,7 @@ def test_packed_convolution_equals_the_dense_engine(nd, shape, conv, block):
     assert torch.equal(got["auto"][0], got["auto"][1])
 
 
-def test_convolution_the_packed_engine_does_not_run_is_named_and_refused_when_forced():
+def test_convolution_the_packed_engine_does_not_run_is_named_and_refused_when_forced(monkeypatch):
     engine.set_engine("auto")
     layer = tbnn.TBConv1d(2, 3, 3, padding="same").eval()
     code = _conv_code(layer, (2, 10), 8, torch.Generator().manual_seed(1))
@@ -274,3 +274,13 @@ def test_convolution_the_packed_engine_does_not_run_is_named_and_refused_when_fo
     finally:
         engine.set_engine("auto")
     assert torch.equal(engine.step_current(layer, code, wc), want)
+    # an otherwise packable convolution: float64 gains, or no compiled kernel, keep it dense, said so
+    layer = tbnn.TBConv1d(2, 3, 3, padding=1).eval()
+    code = _conv_code(layer, (2, 10), 8, torch.Generator().manual_seed(2))
+    wc = engine.weight_codes(layer)
+    want = engine.step_current(layer, dataclasses.replace(code, gain=code.gain.double()), wc)
+    assert engine.engine_path(wc) == "dense (a convolution whose read-out gains are not float32)"
+    assert torch.equal(want, engine.step_current(layer, code, wc)) and engine.engine_path(wc).startswith("packed")
+    monkeypatch.setattr(kernels, "kernel", lambda: None)
+    assert torch.equal(engine.exact(layer, code, wc), want)
+    assert engine.engine_path(wc) == "dense (no compiled kernel)"

@@ -156,15 +156,15 @@ def _packed_weights(layer: EngineLayer, code: SpikeCode, wc: WeightCodes, device
     if choice == "dense":
         wc.cache["engine"] = "dense (forced)"
         return None, None
-    why = ("a convolution with string padding, groups or dilation"
-           if not layer.is_linear and conv_geometry(layer, code) is None
-           else "not on a CPU" if device.type != "cpu" else "float weights" if not math.isfinite(wc.qmax) else None)
-    if why is None and choice == "auto" and kernels.kernel() is None:
+    why = ("not on a CPU" if device.type != "cpu" else "float weights" if not math.isfinite(wc.qmax) else None)
+    if not layer.is_linear and why is None:  # a convolution runs only compiled, with float32 gains
+        why = ("a convolution with string padding, groups or dilation" if conv_geometry(layer, code) is None
+               else "a convolution whose read-out gains are not float32" if code.gain.dtype != torch.float32
+               else None)
+    if why is None and (choice == "auto" or not layer.is_linear) and kernels.kernel() is None:
         why = "no compiled kernel"
     if why is not None:
-        if choice == "packed":
-            raise ValueError(f"TBNN_ENGINE=packed cannot run this layer ({why}); use auto or dense.")
-        wc.cache["engine"] = f"dense ({why})"
+        _runs_dense(wc, why)
         return None, None
     key = ("packed", code.q.shape[-1], code.block_size())
     if key not in wc.cache:
@@ -203,16 +203,9 @@ def _packed_planes(layer: EngineLayer, q: Tensor, code: SpikeCode, wc: WeightCod
     already packed as one block (``[T, M, words]``), used where ``pw``'s blocks lay them out alike.
     Raises ``ValueError`` for an input it cannot pack (not non-negative integers). A linear layer's
     rows; a convolution runs packed in :func:`_packed_conv_current` or not at all."""
-    if not layer.is_linear:
-        if engine_choice() == "dense":
-            wc.cache["engine"] = "dense (forced)"
-        elif conv_geometry(layer, code) is None:
-            wc.cache["engine"] = "dense (a convolution with string padding, groups or dilation)"
-        elif code.gain.dtype != torch.float32:
-            wc.cache["engine"] = "dense (a convolution whose read-out gains are not float32)"
-        if engine_choice() == "packed":
-            raise ValueError(f"TBNN_ENGINE=packed cannot run this layer ({wc.cache['engine'][7:-1]}); "
-                             "use auto or dense.")
+    if not layer.is_linear:  # refused or failed there (and said why), or not asked: steps not integers
+        if not wc.cache.get("engine", "").startswith("dense ("):
+            _runs_dense(wc, "a convolution's spike steps with non-integer weights")
         return None
     pw, impl = _packed_weights(layer, code, wc, q.device)
     if pw is None:
@@ -230,6 +223,14 @@ def _packed_planes(layer: EngineLayer, q: Tensor, code: SpikeCode, wc: WeightCod
     return pw, impl, planes, lead
 
 
+def _runs_dense(wc: WeightCodes, why: str) -> None:
+    """The packed engine does not run this layer, for ``why``: refused when it was forced
+    (``TBNN_ENGINE=packed``), else the dense engine runs and :func:`engine_path` says why."""
+    if engine_choice() == "packed":
+        raise ValueError(f"TBNN_ENGINE=packed cannot run this layer ({why}); use auto or dense.")
+    wc.cache["engine"] = f"dense ({why})"
+
+
 def _packed_failed(wc: WeightCodes, err: ValueError) -> None:
     """An input the packed engine cannot take: refused when it was forced, else the dense engine runs."""
     if engine_choice() == "packed":
@@ -237,19 +238,16 @@ def _packed_failed(wc: WeightCodes, err: ValueError) -> None:
     wc.cache["engine"] = "dense (input not non-negative integers, or sums beyond int32)"
 
 
-def _packed_conv_current(layer: EngineLayer, q: Tensor, code: SpikeCode, wc: WeightCodes, weights: list | None,
-                         a: Tensor) -> Tensor | None:
+def _packed_conv_current(layer: EngineLayer, q: Tensor, code: SpikeCode, wc: WeightCodes,
+                         weights: list | None) -> Tensor | None:
     """A convolution's current by the packed engine, or ``None`` where it does not run: each output
     position's receptive field once per read-out block (:mod:`tbnn.engine.receptive`), counted by
     AND + popcount with ``sum_b a_b N_b`` fused in, then :func:`combine`'s steps. ``q``: spikes
     ``[T, M, F]`` with step ``weights``, or the integer code ``[M, F]`` (its binary digits). The
     terms are the dense engine's integers, so the current is its bits."""
-    geometry = conv_geometry(layer, code)
-    if geometry is None:
-        return None
     try:
-        pw, impl = _packed_weights(layer, code, wc, q.device)
-        if pw is None or impl != "c":
+        pw, _ = _packed_weights(layer, code, wc, q.device)  # compiled, where it runs (else it says why)
+        if pw is None:
             return None
         if weights is not None:
             bits, coefs = (q if q.dtype == torch.bool else q != 0), tuple(int(w) for w in weights)
@@ -258,8 +256,8 @@ def _packed_conv_current(layer: EngineLayer, q: Tensor, code: SpikeCode, wc: Wei
         else:
             planes = kernels.bit_planes(q.detach())
             bits, coefs = planes.bits, planes.coefs
-        f, bs = code.q.shape[-1], code.block_size()
-        nb = -(-f // bs)
+        f, nb, geometry = code.q.shape[-1], -(-code.q.shape[-1] // code.block_size()), conv_geometry(layer, code)
+        a = _gains(code, nb, [1] * (len(code.shape) - 2))
         words = []
         for plane in bits.reshape(len(coefs), -1, f):  # one plane at a time: its fields are nb-fold
             patches, out = receptive_fields(plane.unsqueeze(0), code, geometry, nb)
@@ -523,13 +521,11 @@ def _fused(layer: EngineLayer, q: Tensor, code: SpikeCode, wc: WeightCodes, weig
     ``None`` where it does not run (then the caller combines the terms). Only float32 gains: their
     products with the integer terms are exact, so the sum equals :func:`combine`'s bit for bit.
     ``words``: as :func:`step_current`'s."""
+    if not layer.is_linear:
+        return _packed_conv_current(layer, q, code, wc, weights)
     if code.gain.dtype != torch.float32:
         return None
     nb = -(-q.shape[-1] // code.block_size())
-    if not layer.is_linear:
-        if engine_choice() == "dense" or code.shape is None:
-            return None
-        return _packed_conv_current(layer, q, code, wc, weights, _gains(code, nb, [1] * (len(code.shape) - 2)))
     a = _gains(code, nb, [])
     if code.q.dtype == torch.float32 and engine_choice() != "dense" and _current_fusion_ok():  # dense: no kernel
         cur = _packed_current(layer, q, code, wc, weights, a, words)
