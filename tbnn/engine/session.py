@@ -68,6 +68,13 @@ def _packs_records() -> bool:
     return sys.byteorder == "little" and kernels.kernel() is not None
 
 
+def _packed(flat: Tensor) -> Tensor:
+    """0/1 spikes ``[T, n, F]`` (CPU) packed 64 to a word as one block: ``[T, n, words]`` int64."""
+    bits = flat.reshape(-1, flat.shape[2])
+    words = kernels.pack_bits(bits if bits.dtype == torch.bool else bits.to(torch.bool), None)
+    return words.view(flat.shape[0], flat.shape[1], -1)
+
+
 def active() -> SimulationSession | None:
     """The session simulating the current forward pass, or ``None``."""
     return _ACTIVE.get()
@@ -213,8 +220,7 @@ class SimulationSession:
             self._packed_features[name] = int(flat.shape[2])  # this layer is recorded packed
         words = None
         if name in self._packed_features and flat.device.type == "cpu" and (keep or self.schedule == "step"):
-            bits = flat.reshape(T * B, -1)
-            words = kernels.pack_bits(bits if bits.dtype == torch.bool else bits.to(torch.bool), None).view(T, B, -1)
+            words = _packed(flat)
             self._batch_words[name] = (spikes, words)  # the step engine reads them packed (step_current)
         if keep:
             self.recorded[name].append(self._record(name, flat[:, :keep], words))
@@ -225,10 +231,7 @@ class SimulationSession:
         packed, ``[T, B, words]``), else as bool ``[n, T, F]``."""
         if name not in self._packed_features:
             return flat.transpose(0, 1).cpu().numpy()
-        if words is None:
-            bits = flat.cpu().reshape(-1, flat.shape[2])
-            words = kernels.pack_bits(bits if bits.dtype == torch.bool else bits.to(torch.bool), None)
-            words = words.view(flat.shape[0], flat.shape[1], -1)
+        words = _packed(flat.cpu()) if words is None else words
         return np.ascontiguousarray(words[:, :flat.shape[1]].transpose(0, 1).numpy())
 
     def recorded_spikes(self, name: str) -> np.ndarray | None:
