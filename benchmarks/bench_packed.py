@@ -476,6 +476,9 @@ def main(argv: list[str] | None = None) -> None:
     args = ap.parse_args(argv)
     if not args.seconds > 0:
         ap.error(f"--seconds must be > 0; got {args.seconds}.")
+    if args.figure is not None and (args.figure.suffix.lower() not in (".png", ".pdf", ".svg")
+                                    or not args.figure.resolve().parent.is_dir()):
+        ap.error(f"--figure must be a .png, .pdf or .svg path in an existing folder; got {args.figure}.")
     tuned = False if args.malloc_defaults else tune_allocator()
     torch.set_num_threads(1)
     CLOCK[0] = time.thread_time if args.clock == "cpu" else time.perf_counter

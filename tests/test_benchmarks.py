@@ -123,3 +123,5 @@ def test_bench_packed_conv_and_drift_tiny(monkeypatch, capsys, tmp_path):
     assert len(drift) == 1 and int(drift[0].split("|")[2]) >= 1
     with pytest.raises(SystemExit):
         _run(monkeypatch, capsys, "bench_packed.py", "--only", "drift", "--seconds", "0")
+    with pytest.raises(SystemExit):  # refused before 20 s of measuring, not after
+        _run(monkeypatch, capsys, "bench_packed.py", "--only", "drift", "--figure", str(tmp_path / "no" / "d.png"))
