@@ -327,7 +327,7 @@ def _biology(spikes: dict, labels) -> dict[str, dict[str, Any]]:
 
 
 def _run_control(dataset: str, grid: str, controller: str | None, P: float | None, seed: int, enc: str,
-                 epochs: int, quick: bool, cache: dict) -> dict:
+                 Q: float | None, epochs: int, quick: bool, cache: dict) -> dict:
     import tbnn
     from tbnn.nn.models import build_model
     from tbnn.nn.readout import spikes_only
@@ -338,12 +338,15 @@ def _run_control(dataset: str, grid: str, controller: str | None, P: float | Non
     common.seed_everything(seed)
     kind, kw, _ = CONTROLLERS[controller] if controller else (None, {}, "")
     net = build_model(model_config_for(ds, **MODEL, hidden_grid=grid, adaptive_threshold=kind,
-                                       input_encoding=None if enc == MODEL["encoding"] else enc))
-    reg = ActivityRegularizer(net, P, **kw) if P is not None else None
+                                       input_encoding=None if enc == MODEL["encoding"] else enc,
+                                       input_headroom=None if Q is None else 1.0))
+    reg = ActivityRegularizer(net, P, input_target=Q, **kw) if P is not None else None
     with common.Timer() as t:
         tbnn.fit(net, (ds.x_train, ds.y_train), epochs=epochs, lr=RECIPE["lr"], batch=RECIPE["batch"],
                  seed=seed, progress=False, loss=reg)
     state = {"multipliers": dict(reg.multipliers), "thresholds": reg.thresholds()} if reg is not None else {}
+    if Q is not None:
+        state["input_headroom"] = float(net.encoder.headroom)
     if reg is not None:
         reg.remove()
     acc, _ = evaluate(net, ds.x_test, ds.y_test)
@@ -354,7 +357,7 @@ def _run_control(dataset: str, grid: str, controller: str | None, P: float | Non
     m = _measure(net, ds.x_test, res)
     hidden = {k: v for k, v in res.spikes.items() if k != "input"}
     return {"dataset": dataset, "grid": grid, "controller": controller, "P": P, "seed": seed, "input_encoding": enc,
-            "test_accuracy": acc,
+            "input_rate_target": Q, "test_accuracy": acc,
             "spikes_only_accuracy": acc_so, "seconds": t.seconds, **m, "rate_control": state,
             "analog_values_per_inference": sim["analog_values_per_sample"],
             "synaptic_ops_layers": {d["name"]: d["synaptic_ops"] / sim["samples"] for d in sim["layers"]},
@@ -365,14 +368,16 @@ def _run_control(dataset: str, grid: str, controller: str | None, P: float | Non
 
 def _control_points(runs: list[dict]) -> list[dict]:
     """Mean ± std over seeds per (dataset, grid, controller, P), with accuracy differences paired by
-    seed against the unregularised network (P = None) of the same dataset and grid."""
-    base = {(r["dataset"], r["grid"], _enc(r), r["seed"]): r for r in runs if r["P"] is None}
+    seed against the unregularised network (P = None) of the same dataset, grid and input code (an
+    input rate target Q is part of the regularisation: its runs pair with the code's own baseline)."""
+    base = {(r["dataset"], r["grid"], _code(r), r["seed"]): r for r in runs if r["P"] is None}
     groups: dict[tuple, list[dict]] = {}
     for r in runs:
         groups.setdefault((r["dataset"], r["grid"], _enc(r), r.get("controller"), r["P"]), []).append(r)
     out = []
     for (ds, grid, enc, ctrl, P), rs in groups.items():
-        p: dict[str, Any] = {"dataset": ds, "grid": grid, "input_encoding": enc, "controller": ctrl, "P": P,
+        p: dict[str, Any] = {"dataset": ds, "grid": grid, "input_encoding": _code(rs[0]),
+                             "input_rate_target": rs[0].get("input_rate_target"), "controller": ctrl, "P": P,
                              "seeds": sorted(r["seed"] for r in rs)}
         for k in ("test_accuracy", "spikes_only_accuracy", "fraction_active", "synaptic_ops_per_inference",
                   "analog_values_per_inference", "engine_seconds"):
@@ -381,7 +386,8 @@ def _control_points(runs: list[dict]) -> list[dict]:
                                        for k in rs[0]["fraction_active_layers"]}
         p["synaptic_ops_layers"] = {k: common.mean_std(r["synaptic_ops_layers"][k] for r in rs)[0]
                                     for k in rs[0]["synaptic_ops_layers"]}
-        pairs = [(r, base[(ds, grid, enc, r["seed"])]) for r in rs if (ds, grid, enc, r["seed"]) in base]
+        code = _code(rs[0])
+        pairs = [(r, base[(ds, grid, code, r["seed"])]) for r in rs if (ds, grid, code, r["seed"]) in base]
         p["paired_seeds"] = len(pairs)
         p["accuracy_difference"], p["accuracy_difference_std"] = common.mean_std(
             r["test_accuracy"] - b["test_accuracy"] for r, b in pairs) if pairs else (None, None)
@@ -393,13 +399,19 @@ def _control_points(runs: list[dict]) -> list[dict]:
             p["within_20pct"] = all(abs(v / P - 1) <= 0.2 for v in p["fraction_active_layers"].values())
         out.append(p)
     order = {c: i for i, c in enumerate(CONTROLLERS)}
-    return sorted(out, key=lambda p: (p["dataset"], p["input_encoding"], p["grid"],
+    return sorted(out, key=lambda p: (p["dataset"], _enc(p), p["grid"],
                                       -(p["P"] if p["P"] is not None else 1), order.get(p["controller"], -1)))
 
 
-def _enc(r: dict) -> str:
+def _code(r: dict) -> str:
     """A run's or point's input code (runs written before the option: the model's code)."""
     return r.get("input_encoding") or MODEL["encoding"]
+
+
+def _enc(r: dict) -> str:
+    """A run's or point's input: its code, and its input rate target Q where one was given."""
+    Q = r.get("input_rate_target")
+    return _code(r) + ("" if Q is None else f" Q {100 * Q:g} %")
 
 
 def _sparsest(res: dict) -> dict[str, dict]:
@@ -413,8 +425,8 @@ def _sparsest(res: dict) -> dict[str, dict]:
         pt = min(met, key=lambda p: (p["P"], -p["test_accuracy"]))
         pick = [r for r in res["runs"] if (r["dataset"], r["grid"], _enc(r), r.get("controller"), r["P"]) ==
                 (ds, pt["grid"], _enc(pt), pt["controller"], pt["P"]) and "biology" in r]
-        base = [r for r in res["runs"] if (r["dataset"], r["grid"], _enc(r), r["P"]) ==
-                (ds, pt["grid"], _enc(pt), None) and "biology" in r]
+        base = [r for r in res["runs"] if (r["dataset"], r["grid"], _code(r), r["P"]) ==
+                (ds, pt["grid"], _code(pt), None) and "biology" in r]
         if pick:
             out[ds] = {"point": pt, "runs": pick, "baseline": base}
     return out
@@ -589,8 +601,8 @@ def _control_figure(res: dict, out: Path) -> None:
 
 
 def _control_key(r: dict) -> tuple:
-    """A run's job: (dataset, grid, controller, P, seed, input code)."""
-    return r["dataset"], r["grid"], r.get("controller"), r["P"], r["seed"], _enc(r)
+    """A run's job: (dataset, grid, controller, P, seed, input code, input rate target)."""
+    return r["dataset"], r["grid"], r.get("controller"), r["P"], r["seed"], _code(r), r.get("input_rate_target")
 
 
 def _main_control(args) -> dict:
@@ -606,10 +618,14 @@ def _main_control(args) -> dict:
     grids = ("running",) if args.quick else tuple(args.grids)
     ctrls = tuple(args.controllers)
     encs = tuple(args.input_encodings)
-    jobs = [(ds, g, None if P is None else c, P, s, e) for ds, Ps in sweep.items() for e in encs for g in grids
-            for P in Ps for c in (ctrls if P is not None else ctrls[:1]) for s in seeds]
+    Qs = (None, *args.input_rate_targets)
+    jobs = [(ds, g, None if P is None else c, P, s, e, Q) for ds, Ps in sweep.items() for e in encs for g in grids
+            for P in Ps for c in (ctrls if P is not None else ctrls[:1]) for Q in (Qs if P is not None else Qs[:1])
+            for s in seeds]
     settings = {"model": MODEL, "recipe": RECIPE, "epochs": epochs, "seeds": list(seeds), "quick": bool(args.quick),
                 "controllers": list(ctrls), "input_encodings": list(encs)}
+    if args.input_rate_targets:  # (settings of sweeps without them stay as they were: --resume continues them)
+        settings["input_rate_targets"] = list(args.input_rate_targets)
     # --resume: the runs of an interrupted sweep of the same settings are kept
     runs: list[dict] = []
     old = common.resumed(args.out, "sparse_control.json") if args.resume else None
@@ -657,6 +673,9 @@ def main(argv: list[str] | None = None) -> dict:
                         choices=list(SCHEMES),
                         help="--control: the input encoder's spike codes swept (default: binary, the model's; "
                              "latency: at most one spike per input neuron)")
+    parser.add_argument("--input-rate-targets", type=float, nargs="+", default=[],
+                        help="--control: also rate-control the input encoder toward each Q (its grid headroom, "
+                             "tbnn.nn.homeostasis.step_headroom) at every target P")
     parser.add_argument("--targets", type=float, nargs="+", default=None,
                         help="--control: targets P (default 0.05 0.02 0.01; the unregularised run is always added)")
     args = common.parse_args(parser, argv)

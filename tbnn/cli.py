@@ -209,6 +209,12 @@ def build_parser() -> argparse.ArgumentParser:
                         "--hidden-grid running, docs/sparsity.md)")
     t.add_argument("--input-encoding", default=None,
                    help=f"spike code of the input encoder only (none: --encoding): {', '.join(SCHEMES)}")
+    t.add_argument("--input-rate-target", type=float, default=None,
+                   help="with --rate-target: fraction Q of input neurons active per step, reached by the "
+                        "encoder's grid headroom (the largest inputs fire fewer spikes)")
+    t.add_argument("--input-headroom", type=float, default=None,
+                   help="the encoder's grid headroom g >= 1 (top of the grid at lo + g (hi - lo)); the start "
+                        "of --input-rate-target's control (default 1), or fixed without it")
 
     s = sub.add_parser("simulate", help="run a trained network as binary events; write simulation.json, spikes.npz",
                        **fmt)
@@ -290,8 +296,9 @@ def _cmd_train(args: argparse.Namespace) -> int:
         first_layer_bits=args.first_layer_bits,
         act_bits=args.act_bits, sparsity=args.sparsity, lam=args.lam, block=args.block, encoding=args.encoding,
         rate_target=args.rate_target, rate_weight=args.rate_weight, hidden_grid=args.hidden_grid,
-        readout=args.readout, input_encoding=args.input_encoding,
+        readout=args.readout, input_encoding=args.input_encoding, input_rate_target=args.input_rate_target,
         **({"adaptive_threshold": args.adaptive_threshold} if args.adaptive_threshold else {}),
+        **({"input_headroom": args.input_headroom} if args.input_headroom is not None else {}),
     )
     if os.environ.get("RANK", "0") not in ("", "0"):
         return 0  # torchrun: rank 0 reports

@@ -38,7 +38,7 @@ HIDDEN_GRIDS: tuple[str, ...] = ("rectify", "running")
 
 @dataclass
 class ModelConfig:
-    """Everything needed to rebuild a model; round-trips through JSON (``to_dict``/``from_dict``).
+    r"""Everything needed to rebuild a model; round-trips through JSON (``to_dict``/``from_dict``).
 
     ``layers`` counts hidden layers (MLP) or convolution layers (CNN, widths ``channels``,
     then ``2*channels``; stride 2 after the first). ``act_bits`` is the activation code
@@ -53,7 +53,9 @@ class ModelConfig:
     statistics: spikes alone cross between layers); ``adaptive_threshold`` (``None``, ``layer``
     or ``neuron``) gives every hidden layer the thresholds the homeostatic rate controller
     moves (:mod:`tbnn.nn.homeostasis`); ``input_encoding`` is the
-    encoder's spike code (default: ``encoding``).
+    encoder's spike code (default: ``encoding``); ``input_headroom`` (``None`` or :math:`g \ge 1`)
+    gives the encoder's grid the headroom that the input rate controller moves (the top of the
+    grid at :math:`lo + g\,(hi - lo)`: the largest inputs fire fewer spikes).
     """
 
     model: str = "tbn"
@@ -81,6 +83,7 @@ class ModelConfig:
     readout: str = "sample"
     adaptive_threshold: str | None = None
     input_encoding: str | None = None
+    input_headroom: float | None = None
 
     def __post_init__(self) -> None:
         if self.image_shape is not None:
@@ -128,6 +131,11 @@ class ModelConfig:
             check_choice(self.input_encoding, SCHEMES, "input_encoding")
             if self.model != "lif":
                 check_timesteps(self.timesteps, self.input_encoding)
+        if self.input_headroom is not None:
+            if self.model not in ("tbn", "ste"):
+                raise ValueError(f"input_headroom needs a temporal binary model (tbn or ste), whose input encoder "
+                                 f"it widens; got model {self.model!r}.")
+            check_number(self.input_headroom, "input_headroom", minimum=1.0, inclusive=True)
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -200,7 +208,8 @@ class TBNet(nn.Module):
         self.specs = _layer_specs(cfg)
         rkw = dict(readout=cfg.readout)
         enc_kw = dict(nkw, scheme=cfg.input_encoding or cfg.encoding)
-        self.encoder = (TemporalBinary(cfg.timesteps, grid="minmax", features=cfg.in_features, **enc_kw, **rkw)
+        self.encoder = (TemporalBinary(cfg.timesteps, grid="minmax", features=cfg.in_features,
+                                       headroom=cfg.input_headroom, **enc_kw, **rkw)
                         if spiking else None)
         self.layers = nn.ModuleList()
         self.norms = nn.ModuleList()

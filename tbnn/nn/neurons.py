@@ -36,6 +36,15 @@ Options for sparse firing and a spikes-only channel (all off by default):
   every sample of the batch at once (:func:`tbnn.core.quant.pooled_fit`) in training and kept
   as running averages for eval, so that no per-sample analog value crosses to the next layer
   (``features`` must be given: the buffers hold one value per block).
+* ``headroom=g`` (the ``minmax`` grid of an input encoder): :math:`v = (x - lo)/(g\,(hi - lo))`
+  with :math:`lo, hi` the block's minimum and maximum, so :math:`v \le 1/g`. With the binary code
+  the largest inputs are the most expensive (the code :math:`2^T - 1` fires in every step; on
+  digits, T = 4, it is an eighth of the input values and two fifths of the encoder's spikes): at :math:`g` = 1.5
+  the top falls to code 10 (two spikes of four) and the encoder fires 38 % fewer spikes, at the
+  cost of the finest of its 16 levels. The read-out is fitted in grid units and mapped back,
+  :math:`(a, b) \to (a\,g\,(hi - lo),\; b\,g\,(hi - lo) + lo)`, exactly the fit on :math:`x`
+  (the ridge fit is affine-equivariant; its penalty is on the gain). ``g = 1`` gives the plain
+  ``minmax`` grid's codes; ``None`` (no buffer) keeps its arithmetic too.
 
 Each of these keeps the simulation exact: :meth:`fire` starts its integrate-and-fire from the
 same grid values as the closed form, and the read-out gains are the code's.
@@ -59,7 +68,7 @@ from tbnn.core.codes import get_code
 from tbnn.core.codespec import NEURON_GRIDS, CodeSpec
 from tbnn.core.coding import SpikeCode, encode_unchecked
 from tbnn.core.firing import binary_thresholds, integrate_and_fire
-from tbnn.core.quant import block_scale, grid_values, pooled_fit
+from tbnn.core.quant import block_scale, from_blocks, grid_range, grid_values, pooled_fit, to_blocks
 from tbnn.core.quant.fast import dat_readout, rectifies
 from tbnn.core.validate import check_choice, check_int
 from tbnn.kernels.fire import fire_checked
@@ -93,7 +102,7 @@ def _code_spec(code: CodeSpec | None, timesteps: int | None, scheme: str, lam: f
 
 
 class TemporalBinary(nn.Module):
-    """Time-unrolled binary neuron layer with the per-step DAT read-out.
+    r"""Time-unrolled binary neuron layer with the per-step DAT read-out.
 
     Parameters
     ----------
@@ -113,6 +122,10 @@ class TemporalBinary(nn.Module):
     readout : ``sample`` (default) or ``running`` (spikes-only read-out; needs ``features``).
     features : neurons per sample (the flattened feature count), for the ``running`` read-out.
     momentum : of the running statistics (as BatchNorm's).
+    headroom : ``None`` (default) or :math:`g \ge 1`, the ``minmax`` grid only (an input encoder):
+        the top of each block's grid at :math:`lo + g\,(hi - lo)` instead of :math:`hi`, so the
+        largest inputs no longer fire in every step (buffer ``headroom``, moved by the input rate
+        controller of :mod:`tbnn.nn.homeostasis`; see the module docstring).
 
     ``forward(x)`` takes ``[B, ...]`` (features flattened per sample) and returns a
     :class:`~tbnn.core.coding.SpikeCode`; its ``spikes`` are ``[T, B, ...]``.
@@ -141,6 +154,7 @@ class TemporalBinary(nn.Module):
         readout: str = "sample",
         features: int | None = None,
         momentum: float = 0.1,
+        headroom: float | None = None,
         *,
         code: CodeSpec | None = None,
     ) -> None:
@@ -176,6 +190,13 @@ class TemporalBinary(nn.Module):
             self.register_buffer("running_scale", torch.ones(()))
         if self.adaptive_threshold:
             self.register_buffer("threshold", torch.zeros(() if adaptive_threshold == "layer" else int(features)))
+        if headroom is not None:
+            if grid != "minmax":
+                raise ValueError(f"headroom needs the minmax grid (an input encoder); got grid {grid!r}.")
+            ok = not isinstance(headroom, bool) and isinstance(headroom, (int, float))
+            if not ok or not 1.0 <= headroom < float("inf"):
+                raise ValueError(f"headroom must be a finite number >= 1; got {headroom!r}.")
+            self.register_buffer("headroom", torch.tensor(float(headroom)))
         if readout == "running":
             nb = 1 if block is None else -(-int(features) // block)
             self.register_buffer("running_gain", torch.zeros(nb))
@@ -185,14 +206,20 @@ class TemporalBinary(nn.Module):
         """Whether the read-out needs a per-sample analog value (a gain and an offset per block)."""
         return self.fixed_readout is None and (self.readout == "sample" or self.training)
 
-    def grid_input(self, x: Tensor) -> tuple[Tensor, str, Tensor | None]:
-        """``(x', grid, s)``: the input the code is computed from (features flattened, threshold
-        subtracted, divided by the running scale ``s`` for the ``running`` grid, else ``s`` is
-        ``None``) and the :mod:`tbnn.core.quant` grid it goes on. Updates the running scale in
-        training."""
+    def grid_input(self, x: Tensor) -> tuple[Tensor, str, Tensor | tuple[Tensor, Tensor] | None]:
+        r"""``(x', grid, s)``: the input the code is computed from (features flattened, threshold
+        subtracted, divided by the running scale ``s`` for the ``running`` grid; with ``headroom``,
+        :math:`(x - lo)/(g\,(hi - lo))` per block and ``s`` the pair ``(g (hi - lo), lo)``
+        ``[B, blocks, 1]``; else ``s`` is ``None``) and the :mod:`tbnn.core.quant` grid it goes on.
+        Updates the running scale in training."""
         xf = x.flatten(1)
         if self.adaptive_threshold:
             xf = xf - self.threshold
+        if getattr(self, "headroom", None) is not None:
+            xb, valid, n = to_blocks(xf, -1, self.block)
+            lo, hi = grid_range(xb, valid, n, "minmax", 2)
+            span = (hi - lo) * self.headroom.to(xb.dtype)
+            return from_blocks((xb - lo) / span, -1, xf.shape[-1]), "unit", (span, lo)
         if self.grid != "running":
             return xf, self.grid, None
         if self.training:
@@ -220,10 +247,19 @@ class TemporalBinary(nn.Module):
                                 self.target, self.method)
         return self._read_out(code, x, xs, s)
 
-    def _read_out(self, code: SpikeCode, x: Tensor, xs: Tensor, s: Tensor | None) -> SpikeCode:
+    def _read_out(self, code: SpikeCode, x: Tensor, xs: Tensor, s: Tensor | tuple[Tensor, Tensor] | None
+                  ) -> SpikeCode:
         """The code's read-out as this neuron sends it: back in the units of ``x`` for the
-        ``running`` grid (scale ``s``), fixed per block for the ``running`` read-out; shaped as ``x``."""
-        if s is not None:  # the read-out back in the units of x (the ridge fit is homogeneous)
+        ``running`` grid (scale ``s``) and with ``headroom`` (scale and shift per block, ``s``),
+        fixed per block for the ``running`` read-out; shaped as ``x``."""
+        if isinstance(s, tuple):  # headroom: x = span * x' + lo per block (the ridge fit is affine-equivariant)
+            span, lo = s
+            tgt = code.target
+            if tgt is not None:
+                tb, _, _ = to_blocks(tgt, -1, self.block)
+                tgt = from_blocks(tb * span + lo, -1, tgt.shape[-1])
+            code = replace(code, gain=code.gain * span, offset=code.offset * span + lo, target=tgt)
+        elif s is not None:  # the read-out back in the units of x (the ridge fit is homogeneous)
             code = replace(code, gain=code.gain * s, offset=code.offset * s,
                            target=None if code.target is None else code.target * s)
         fixed = self.fixed_readout
@@ -326,4 +362,5 @@ class TemporalBinary(nn.Module):
             f"grid={self.grid}, target={self.target}, method={self.method}"
             + (f", readout={self.readout}" if self.readout != "sample" else "")
             + (f", adaptive_threshold={self.adaptive_threshold}" if self.adaptive_threshold else "")
+            + (f", headroom={float(self.headroom):.4g}" if getattr(self, "headroom", None) is not None else "")
         )

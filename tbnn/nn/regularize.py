@@ -62,6 +62,12 @@ thresholds' step cools with the learning rate's cosine over those steps
 (:func:`tbnn.nn.homeostasis.cooled_step`). The
 weight ``W`` is an expert override (the penalty above, with or without thresholds).
 
+The input encoder is not one of the hooked layers: its spikes carry the data. ``input_target=Q``
+rate-controls it on its own, through its grid headroom (:func:`tbnn.nn.homeostasis.step_headroom`;
+the model's encoder built with ``ModelConfig(input_headroom=1)``), with the same cooling step and
+a target annealed from its own first rate, so that synaptic operations fall with the input's
+spikes too.
+
 The floor of the grid
 ---------------------
 With the max-scaled rectifying grid the largest input of every block that is not silent
@@ -95,7 +101,7 @@ from torch import Tensor, nn
 
 from tbnn.core.coding import SpikeCode
 from tbnn.nn.homeostasis import (ANNEAL, STEP, STEP_SCHEDULE, STEP_SCHEDULES, annealed_target, controller_state,
-                                  cooled_step, step_threshold)
+                                  cooled_step, step_headroom, step_threshold)
 from tbnn.nn.multiplier import MULTIPLIER_LEAK, MULTIPLIER_STEP, lagrangian_term, step_multiplier
 from tbnn.nn.protocol import spiking_modules
 from tbnn.core.quant import to_blocks
@@ -163,6 +169,19 @@ def _check_share(v: Any, name: str, upper: bool) -> float:
     return float(v)
 
 
+def _check_steps(step: Any, step_schedule: Any, multiplier_step: Any) -> float:
+    """``step`` as a float after checking it, ``step_schedule`` and ``multiplier_step``
+    (``ValueError`` naming the first that is wrong)."""
+    if isinstance(step, bool) or not isinstance(step, (int, float)) or not math.isfinite(step) or step <= 0:
+        raise ValueError(f"step must be a finite number > 0, got {step!r}.")
+    if step_schedule not in STEP_SCHEDULES:
+        raise ValueError(f"step_schedule must be one of {', '.join(STEP_SCHEDULES)}; got {step_schedule!r}.")
+    if (isinstance(multiplier_step, bool) or not isinstance(multiplier_step, (int, float))
+            or not math.isfinite(multiplier_step) or multiplier_step < 0):
+        raise ValueError(f"multiplier_step must be a finite number >= 0, got {multiplier_step!r}.")
+    return float(step)
+
+
 class ActivityRegularizer:
     r"""Cross-entropy plus a penalty on the fraction of hidden neurons active per step.
 
@@ -205,6 +224,10 @@ class ActivityRegularizer:
     total_steps : int, optional
         The number of training steps :math:`n` (:func:`tbnn.fit` sets it from the epochs and
         the batches when not given); ``None``: no annealing.
+    input_target : float, optional
+        ``Q``, the input encoder's fraction active per step to reach by its grid headroom
+        (``model.encoder`` must have one: ``ModelConfig(input_headroom=1)``); ``None`` (default):
+        the encoder is left alone.
 
     Use ``loss=reg`` in :func:`tbnn.fit` (or call ``reg(logits, y)`` in any PyTorch loop
     after ``logits = model(x)``); :meth:`remove` detaches the hooks. The multipliers are the
@@ -218,15 +241,16 @@ class ActivityRegularizer:
         or ``anneal`` negative or not finite (``step`` 0, ``anneal`` above 1, ``multiplier_leak`` 1
         or above), ``step_schedule`` not one of :data:`tbnn.nn.homeostasis.STEP_SCHEDULES`,
         ``total_steps`` not a positive integer, a model without a hidden
-        TemporalBinary module, or (without ``weight``) a hidden layer without an adaptive
-        threshold.
+        TemporalBinary module, (without ``weight``) a hidden layer without an adaptive
+        threshold, or ``input_target`` outside [0, 1] or without an encoder that has a headroom.
     """
 
     def __init__(self, model: nn.Module, target: float, weight: float | None = None,
                  exclude: Iterable[nn.Module] | None = None, surrogate: str = "grid",
                  base: Any = None, step: float = STEP, multiplier_step: float = MULTIPLIER_STEP,
                  anneal: float = ANNEAL, total_steps: int | None = None,
-                 multiplier_leak: float = MULTIPLIER_LEAK, step_schedule: str = STEP_SCHEDULE) -> None:
+                 multiplier_leak: float = MULTIPLIER_LEAK, step_schedule: str = STEP_SCHEDULE,
+                 input_target: float | None = None) -> None:
         if surrogate not in ("code", "grid"):
             raise ValueError(f"surrogate must be 'code' or 'grid', got {surrogate!r}.")
         self.surrogate = surrogate
@@ -240,16 +264,9 @@ class ActivityRegularizer:
         if isinstance(weight, bool) or not math.isfinite(w) or w < 0:
             raise ValueError(f"weight must be a finite number >= 0, got {weight!r}.")
         self.weight = w
-        if isinstance(step, bool) or not isinstance(step, (int, float)) or not math.isfinite(step) or step <= 0:
-            raise ValueError(f"step must be a finite number > 0, got {step!r}.")
-        self.step = float(step)
-        if step_schedule not in STEP_SCHEDULES:
-            raise ValueError(f"step_schedule must be one of {', '.join(STEP_SCHEDULES)}; got {step_schedule!r}.")
+        self.step = _check_steps(step, step_schedule, multiplier_step)
         #: how the thresholds' step changes over training (:func:`tbnn.nn.homeostasis.cooled_step`)
         self.step_schedule = step_schedule
-        if (isinstance(multiplier_step, bool) or not isinstance(multiplier_step, (int, float))
-                or not math.isfinite(multiplier_step) or multiplier_step < 0):
-            raise ValueError(f"multiplier_step must be a finite number >= 0, got {multiplier_step!r}.")
         #: the multipliers' leak per step, and the annealing's share of the training steps
         self.multiplier_leak = _check_share(multiplier_leak, "multiplier_leak", upper=False)
         self.anneal = _check_share(anneal, "anneal", upper=True)
@@ -293,6 +310,28 @@ class ActivityRegularizer:
         self.multipliers: dict[str, float] = {n: 0.0 for n in self.names} if self.multiplier_step else {}
         for name, mod in self.neurons.items():
             self._handles.append(mod.register_forward_hook(self._hook(name)))
+        self._control_input(enc, input_target)
+
+    def _control_input(self, enc: Any, input_target: float | None) -> None:
+        """Hook the input encoder ``enc`` for its rate controller toward ``input_target`` (if given)."""
+        #: ``Q``, the input encoder's target (``None``: not controlled), its rate in the last training
+        #: forward, and its rate at the first step (the annealing's start; ``None`` before it)
+        self.input_target: float | None = None
+        self.encoder: nn.Module | None = None
+        self._input_rate: float | None = None
+        self.input_start_rate: float | None = None
+        if input_target is None:
+            return
+        self.input_target = _check_fraction(input_target, "input_target")
+        if not isinstance(enc, nn.Module) or getattr(enc, "headroom", None) is None:
+            raise ValueError("input_target rate-controls the input encoder's grid headroom, but the model's "
+                             "encoder has none: build the model with input_headroom=1 (ModelConfig).")
+        self.encoder = enc
+        self._handles.append(enc.register_forward_hook(self._input_hook))
+
+    def _input_hook(self, module: nn.Module, inputs: Any, output: Any) -> None:
+        if isinstance(output, SpikeCode) and module.training:
+            self._input_rate = float(output.spikes.float().mean())
 
     def _hook(self, name: str):
         def hook(module: nn.Module, inputs: Any, output: Any) -> None:
@@ -359,10 +398,22 @@ class ActivityRegularizer:
             return self.target
         return annealed_target(self.target, self.start_rate, self.steps, self.anneal * self.total_steps)
 
+    def current_input_target(self) -> float | None:
+        """The input encoder's target now (``None`` without ``input_target``): :math:`Q` annealed
+        from the encoder's first rate over the same share of training as :meth:`current_target`."""
+        if self.input_target is None or self.input_start_rate is None or not self.total_steps:
+            return self.input_target
+        return annealed_target(self.input_target, self.input_start_rate, self.steps,
+                               self.anneal * self.total_steps)
+
     def state_dict(self) -> dict[str, Any]:
         """The controller's state that is not in the model: ``{"multipliers": {layer: float},
-        "steps": int, "start_rate": float or None}`` (the thresholds are model buffers)."""
-        return {"multipliers": dict(self.multipliers), "steps": self.steps, "start_rate": self.start_rate}
+        "steps": int, "start_rate": float or None}``, and ``"input_start_rate"`` with an
+        ``input_target`` (the thresholds and the headroom are model buffers)."""
+        state = {"multipliers": dict(self.multipliers), "steps": self.steps, "start_rate": self.start_rate}
+        if self.input_target is not None:
+            state["input_start_rate"] = self.input_start_rate
+        return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore what :meth:`state_dict` returned.
@@ -371,7 +422,7 @@ class ActivityRegularizer:
         ------
         ValueError
             ``state`` does not name this regulariser's layers, a multiplier is not a finite
-            number >= 0, or ``steps`` / ``start_rate`` are malformed. A state without ``steps``
+            number >= 0, or ``steps`` / ``start_rate`` / ``input_start_rate`` are malformed. A state without ``steps``
             (saved before the annealing existed) resumes with the target ``P``.
         """
         lam = state.get("multipliers") if isinstance(state, dict) else None
@@ -384,9 +435,12 @@ class ActivityRegularizer:
         steps, start = state.get("steps"), state.get("start_rate")
         if "steps" in state and (isinstance(steps, bool) or not isinstance(steps, int) or steps < 0):
             raise ValueError(f"state's steps must be an integer >= 0; got {steps!r}.")
-        if start is not None and (isinstance(start, bool) or not isinstance(start, (int, float))
-                                  or not math.isfinite(start) or start < 0):
-            raise ValueError(f"state's start_rate must be a finite number >= 0 or None; got {start!r}.")
+        for key in ("start_rate", "input_start_rate"):
+            v = state.get(key)
+            if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v)
+                                  or v < 0):
+                raise ValueError(f"state's {key} must be a finite number >= 0 or None; got {v!r}.")
+        self.input_start_rate = state.get("input_start_rate")
         self.multipliers = {k: float(lam[k]) for k in self.multipliers}
         # no steps saved: trained before the annealing, so it resumes at P (start = P anneals nothing)
         self.steps, self.start_rate = (steps, start) if "steps" in state else (0, self.target)
@@ -396,16 +450,22 @@ class ActivityRegularizer:
         return controller_state(self.neurons) if self.controls else {}
 
     def update(self) -> dict[str, float]:
-        """One controller step on each layer from the activity of the last training forward: its
+        r"""One controller step on each layer from the activity of the last training forward: its
         threshold (:func:`tbnn.nn.homeostasis.step_threshold`) and its multiplier
-        (:func:`tbnn.nn.multiplier.step_multiplier`); returns each layer's mean absolute threshold
-        step. Nothing happens without a training forward since the last update, or when not
-        controlling."""
+        (:func:`tbnn.nn.multiplier.step_multiplier`), and with ``input_target`` the encoder's headroom
+        (:func:`tbnn.nn.homeostasis.step_headroom`); returns each layer's mean absolute threshold
+        step (and ``"input"``: the absolute step of :math:`\log g`). Nothing happens without a
+        training forward since the last update, or when controlling nothing."""
         steps: dict[str, float] = {}
+        eta = cooled_step(self.step, self.steps, self.total_steps, self.step_schedule)
+        stepped = self._input_rate is not None
+        if stepped:
+            steps["input"] = abs(step_headroom(self.encoder, self._input_rate, self.current_input_target(), eta))
+            self._input_rate = None
         if not self.controls:
+            self.steps += stepped
             return steps
         goal = self.current_target()
-        eta = cooled_step(self.step, self.steps, self.total_steps, self.step_schedule)
         for name in self.names:
             if name in self._sigma:
                 rate, sigma = self._sigma[name]
@@ -413,7 +473,7 @@ class ActivityRegularizer:
             if name in self._rate and name in self.multipliers:
                 self.multipliers[name] = step_multiplier(self.multipliers[name], self._rate[name], goal,
                                                          self.multiplier_step, self.multiplier_leak)
-        if self._rate:
+        if self._rate or stepped:
             self.steps += 1
         self._sigma.clear()
         self._rate.clear()
@@ -425,6 +485,8 @@ class ActivityRegularizer:
         one controller step (:meth:`update`) toward :meth:`current_target`."""
         if self.controls and self.start_rate is None and self._rate:  # the annealing starts here
             self.start_rate = max(self.target, sum(self._rate.values()) / len(self._rate))
+        if self.input_target is not None and self.input_start_rate is None and self._input_rate is not None:
+            self.input_start_rate = max(self.input_target, self._input_rate)
         loss = self.base(logits, y)
         if self.weight != 0:
             loss = loss + self.weight * self.penalty()
@@ -442,6 +504,7 @@ class ActivityRegularizer:
         self._codes.clear()
         self._sigma.clear()
         self._rate.clear()
+        self._input_rate = None
 
 
 @torch.no_grad()

@@ -57,6 +57,7 @@ class TrainConfig:
     normalize: str = "auto"
     rate_target: float | None = None
     rate_weight: float | None = None
+    input_rate_target: float | None = None
     data_sha256: str | None = None  # the data's identity by content (Dataset.sha256), checked by simulate
 
     def validate(self) -> None:
@@ -67,6 +68,9 @@ class TrainConfig:
         check_int(self.seed, "seed", minimum=0)
         if self.rate_weight is not None and self.rate_target is None:
             raise ValueError("rate_weight needs rate_target (the activity the penalty pushes toward).")
+        if self.input_rate_target is not None and self.rate_target is None:
+            raise ValueError("input_rate_target needs rate_target (the input is controlled beside the hidden "
+                             "layers).")
 
 
 def model_config_for(ds: Dataset, **model_kwargs: Any) -> ModelConfig:
@@ -128,6 +132,7 @@ def fit(
     desc: str | None = None,
     run_config: dict[str, Any] | None = None,
     rate_target: float | None = None,
+    input_rate_target: float | None = None,
     _interrupt_at: tuple[int, int] | None = None,
     _metrics: Callable[[nn.Module, list[dict[str, Any]], float], dict[str, Any]] | None = None,
     _names: dict[str, str] | None = None,
@@ -165,6 +170,9 @@ def fit(
         (``adaptive_threshold`` ``"layer"``, recommended, or ``"neuron"``); the thresholds are model
         buffers, saved with the weights and the checkpoints, and the multipliers are saved in the
         checkpoints (so is the state of an ``ActivityRegularizer`` given as ``loss``).
+    input_rate_target : ``Q`` (with ``rate_target``): rate-control the input encoder toward ``Q``
+        active per step too, by its grid headroom (``model.encoder`` must have one:
+        ``ModelConfig(input_headroom=1)``; :func:`tbnn.nn.homeostasis.step_headroom`).
 
     A last mini-batch of a single sample is skipped (BatchNorm cannot normalise one
     sample in training mode); a ``batch`` larger than the training set is one batch.
@@ -197,7 +205,7 @@ def fit(
     [1, 2]
     """
     tcfg = TrainConfig(epochs=epochs, batch=batch, lr=lr, weight_decay=weight_decay, seed=seed,
-                       rate_target=rate_target)
+                       rate_target=rate_target, input_rate_target=input_rate_target)
     tcfg.validate()
     if not isinstance(train, DataLoader):  # a DataLoader's own batches are split as they come
         ddp.check_batch(batch)
@@ -215,7 +223,7 @@ def fit(
     if rate_target is not None:
         if isinstance(loss, ActivityRegularizer):
             raise ValueError("give rate_target or an ActivityRegularizer as loss, not both.")
-        controller = ActivityRegularizer(model, rate_target, base=loss_fn)
+        controller = ActivityRegularizer(model, rate_target, base=loss_fn, input_target=input_rate_target)
         loss_fn = controller
     if resume and out is None:
         raise ValueError("resume=True needs out= (the run folder to continue).")
@@ -446,12 +454,26 @@ def _custom_run_config(model: nn.Module, tcfg: TrainConfig) -> dict[str, Any]:
     """``config.json`` of a :func:`fit` run on a user's model (rebuilt by the user's own class)."""
     cls = type(model)
     train_cfg = {k: v for k, v in asdict(tcfg).items() if k in ("epochs", "batch", "lr", "weight_decay", "seed")}
-    if tcfg.rate_target is not None:
-        train_cfg["rate_target"] = tcfg.rate_target
+    for key in ("rate_target", "input_rate_target"):
+        if getattr(tcfg, key) is not None:
+            train_cfg[key] = getattr(tcfg, key)
     return {"kind": RUN_KIND, "format_version": RUN_FORMAT_VERSION, "tbnn_version": __version__,
             "model": {"class": f"{cls.__module__}.{cls.__qualname__}",
                       "parameters": sum(p.numel() for p in model.parameters())},
             "train": train_cfg}
+
+
+def _rate_control(reg: ActivityRegularizer) -> dict[str, Any]:
+    """``metrics.json``'s ``rate_control``: the controllers' settings and end state."""
+    out: dict[str, Any] = {}
+    if reg.controls:
+        out = {"target": reg.target, "step": reg.step, "step_schedule": reg.step_schedule,
+               "thresholds": reg.thresholds(), "anneal": reg.anneal, "total_steps": reg.total_steps,
+               "multiplier_leak": reg.multiplier_leak, "multiplier_step": reg.multiplier_step,
+               "multipliers": dict(reg.multipliers)}
+    if reg.input_target is not None:
+        out.update(input_target=reg.input_target, input_headroom=float(reg.encoder.headroom))
+    return out
 
 
 def train(
@@ -473,6 +495,7 @@ def train(
     device: str | torch.device | None = None,
     rate_target: float | None = None,
     rate_weight: float | None = None,
+    input_rate_target: float | None = None,
     _interrupt_at: tuple[int, int] | None = None,
     _names: dict[str, str] | None = None,
     **model_kwargs: Any,
@@ -496,15 +519,20 @@ def train(
     thresholds (one per layer unless ``adaptive_threshold`` says otherwise) and a Lagrange
     multiplier per layer, no weight to tune. The metrics then hold ``fraction_active`` per hidden
     layer on the test split (and ``rate_control``: the thresholds and multipliers).
+    ``input_rate_target`` (``Q``, with ``rate_target``): the input encoder is rate-controlled toward
+    ``Q`` by its grid headroom (``input_headroom`` 1 to start with unless given;
+    :func:`tbnn.nn.homeostasis.step_headroom`).
     """
     tcfg = TrainConfig(dataset, epochs, batch, lr, weight_decay, seed, n_train, n_test, normalize,
-                       rate_target, rate_weight)
+                       rate_target, rate_weight, input_rate_target)
     tcfg.validate()
     ddp.check_batch(batch)
     if rate_target is not None and model not in ("tbn", "ste"):
         raise ValueError(f"rate_target needs a temporal binary model (tbn or ste); got model {model!r}.")
     if rate_target is not None and rate_weight is None:  # the target alone: thresholds and multipliers
         model_kwargs.setdefault("adaptive_threshold", "layer")
+    if input_rate_target is not None:  # the encoder's gain is what the input controller moves
+        model_kwargs.setdefault("input_headroom", 1.0)
     dev = ddp.device_for(resolve_device(device))
     ds = load_dataset(dataset, seed=seed, n_train=n_train, n_test=n_test, normalize=normalize)
     tcfg.data_sha256 = ds.sha256
@@ -520,7 +548,8 @@ def train(
     net = build_model(mcfg)
     check_sparsity(net, mcfg.sparsity)
     net = net.to(dev)
-    reg = ActivityRegularizer(net, rate_target, rate_weight) if rate_target is not None else None
+    reg = (ActivityRegularizer(net, rate_target, rate_weight, input_target=input_rate_target)
+           if rate_target is not None else None)
     final: dict[str, Any] = {}
 
     def summary(net: nn.Module, history: list[dict[str, Any]], train_seconds: float) -> dict[str, Any]:
@@ -537,12 +566,8 @@ def train(
         })
         if reg is not None:
             final["fraction_active"] = fraction_active(net, reg, ds.x_test)
-            if reg.controls:
-                final["rate_control"] = {"target": rate_target, "step": reg.step, "step_schedule": reg.step_schedule,
-                                         "thresholds": reg.thresholds(),
-                                         "anneal": reg.anneal, "total_steps": reg.total_steps,
-                                         "multiplier_leak": reg.multiplier_leak,
-                                         "multiplier_step": reg.multiplier_step, "multipliers": dict(reg.multipliers)}
+            if reg.controls or reg.input_target is not None:
+                final["rate_control"] = _rate_control(reg)
         return final
 
     try:

@@ -34,7 +34,8 @@ TRAIN_FIELDS: dict[str, tuple[type, ...]] = {
     "dataset": (str,), "epochs": (int,), "batch": (int,), "lr": (int, float),
     "weight_decay": (int, float), "seed": (int,), "n_train": (int, type(None)),
     "n_test": (int, type(None)), "normalize": (str,), "rate_target": (int, float, type(None)),
-    "rate_weight": (int, float, type(None)), "data_sha256": (str, type(None)),
+    "rate_weight": (int, float, type(None)), "input_rate_target": (int, float, type(None)),
+    "data_sha256": (str, type(None)),
 }
 
 
