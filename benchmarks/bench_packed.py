@@ -35,6 +35,9 @@ keep freed memory (:func:`tbnn.runtime.machine.tune_allocator`), for every engin
   TemporalBinary with T = 4, blocks of 128; random weights) under ``tbnn.simulate``, packed
   (every receptive field once per read-out block, counted by AND + popcount) and dense, on
   ``--samples`` random inputs; both give the same logits bit for bit (checked here).
+* **shapes**: the simulate table at the issue's further shapes, one setting of the held-out
+  shape varied at a time: W = 256, 512, 1024, 2048; batch 64 and 1024 (at W = 256 and 1024);
+  T = 2 and 8 (likewise).
 * **drift**: for ``--seconds`` seconds in one process, alternately the 1 -> 1 layer's kernel and
   the float32 matmul of the same shape, each as the fastest of 10 calls in CPU time, every tenth
   of a second or so: how each one's speed moves over time on this machine, and their ratio
@@ -55,6 +58,7 @@ printed with every table. No result here is asserted.
 
     python benchmarks/bench_packed.py [--widths 256 1024] [--repeats 9] [--samples 1024] [--clock wall|cpu]
     python benchmarks/bench_packed.py --only conv drift [--seconds 20] [--figure figures/bench_drift.png]
+    python benchmarks/bench_packed.py --only shapes --repeats 5 --clock cpu
 
 The simulate table also gives samples per CPU second (``engine_cpu_seconds_per_sample`` of
 the summary against the twin's process time), steadier than wall time on a shared machine.
@@ -81,11 +85,11 @@ from tbnn.runtime.machine import describe_cpu, tune_allocator
 BLOCK, T, BATCH, INPUT, CLASSES = 128, 4, 256, 64, 10
 
 
-def tbn(width: int) -> nn.Sequential:
-    """The held-out network at ``width``."""
+def tbn(width: int, steps: int = T) -> nn.Sequential:
+    """The held-out network at ``width`` (``steps``: its T)."""
     def hidden(i: int, o: int) -> list[nn.Module]:
-        return [tbnn.TBLinear(i, o, weight_bits=1), nn.BatchNorm1d(o), tbnn.TemporalBinary(T, block=BLOCK)]
-    return nn.Sequential(tbnn.TemporalBinary(T, block=BLOCK, grid="minmax"), *hidden(INPUT, width),
+        return [tbnn.TBLinear(i, o, weight_bits=1), nn.BatchNorm1d(o), tbnn.TemporalBinary(steps, block=BLOCK)]
+    return nn.Sequential(tbnn.TemporalBinary(steps, block=BLOCK, grid="minmax"), *hidden(INPUT, width),
                          *hidden(width, width), tbnn.TBLinear(width, CLASSES, weight_bits=1)).eval()
 
 
@@ -116,12 +120,14 @@ def header() -> str:
             f"{torch.get_num_threads()} thread(s); load average {load}")
 
 
-def simulate_rows(widths: list[int], samples: int, repeats: int) -> list[str]:
+def simulate_rows(widths: list[int], samples: int, repeats: int, batch: int = BATCH, steps: int = T,
+                  shape: bool = False) -> list[str]:
+    """The simulate table (``shape``: rows that also name the batch and T, without the header)."""
     x = torch.randn(samples, INPUT)
     rows = []
     for w in widths:
         torch.manual_seed(w)
-        net, twin = tbn(w), float_twin(w)
+        net, twin = tbn(w, steps), float_twin(w)
         times: dict[str, list[float]] = {"packed": [], "dense": [], "float": [], "packed_cpu": [], "float_cpu": []}
         acts = {}
         for rep in range(repeats + 1):  # interleaved; the first pass warms up (and builds) and is dropped
@@ -129,7 +135,7 @@ def simulate_rows(widths: list[int], samples: int, repeats: int) -> list[str]:
                 engine.set_engine("auto" if choice == "packed" else "dense")
                 # the weight codes are kept between calls, and a cold call makes them in simulate's
                 # eval-forward reference, outside engine_seconds: the account rows time the set-up
-                s = tbnn.simulate(net, x, batch=BATCH, record_layers=None).summary
+                s = tbnn.simulate(net, x, batch=batch, record_layers=None).summary
                 if rep:
                     times[choice].append(s["engine_seconds"])
                     if choice == "packed":
@@ -137,14 +143,14 @@ def simulate_rows(widths: list[int], samples: int, repeats: int) -> list[str]:
                 acts[choice] = (s["engine"]["layers"], [round(layer["rate_per_step"], 3) for layer in s["layers"]])
             with torch.inference_mode():
                 t0, c0 = time.perf_counter(), time.process_time()
-                for i in range(0, samples, BATCH):
-                    twin(x[i:i + BATCH])
+                for i in range(0, samples, batch):
+                    twin(x[i:i + batch])
                 if rep:
                     times["float"].append(time.perf_counter() - t0)
                     times["float_cpu"].append(time.process_time() - c0)
         engine.set_engine("auto")
         sps = {k: samples / statistics.median(v) for k, v in times.items()}
-        rows.append(f"| {w} | {sps['packed']:,.0f} | {sps['dense']:,.0f} | {sps['float']:,.0f} | "
+        rows.append(f"| {w} | {f'{batch} | {steps} | ' if shape else ''}{sps['packed']:,.0f} | {sps['dense']:,.0f} | {sps['float']:,.0f} | "
                     f"{sps['packed'] / sps['float']:.2f}x | {sps['packed'] / sps['dense']:.2f}x | "
                     f"{sps['packed_cpu']:,.0f} / {sps['float_cpu']:,.0f} = {sps['packed_cpu'] / sps['float_cpu']:.2f}x | "
                     f"{acts['packed'][1]} | {', '.join(sorted(set(acts['packed'][0].values())))} |")
@@ -152,6 +158,21 @@ def simulate_rows(widths: list[int], samples: int, repeats: int) -> list[str]:
              "packed / float | packed / dense | by CPU time: packed / float twin (samples per CPU second) | "
              "spikes per neuron and step (input, h1, h2) | engine per layer |"),
             "|---|---|---|---|---|---|---|---|---|", *rows]
+
+
+#: The issue's further shapes: (width, batch, T), the held-out shape varied one setting at a time.
+SHAPES: tuple[tuple[int, int, int], ...] = (
+    (256, BATCH, T), (512, BATCH, T), (1024, BATCH, T), (2048, BATCH, T),
+    (256, 64, T), (1024, 64, T), (256, 1024, T), (1024, 1024, T),
+    (256, BATCH, 2), (1024, BATCH, 2), (256, BATCH, 8), (1024, BATCH, 8))
+
+
+def shape_rows(samples: int, repeats: int) -> list[str]:
+    """The simulate table at :data:`SHAPES` (at least two batches of samples each)."""
+    rows = [r for w, b, t in SHAPES for r in simulate_rows([w], max(samples, 2 * b), repeats, b, t, shape=True)[2:]]
+    return [("| W | batch | T | simulate, packed (samples/s) | simulate, dense | float twin | packed / float | "
+             "packed / dense | by CPU time: packed / float twin | spikes per neuron and step (input, h1, h2) | "
+             "engine per layer |"), "|---|---|---|---|---|---|---|---|---|---|---|", *rows]
 
 
 def kernel_layer(w: int, gen: torch.Generator):
@@ -467,8 +488,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--clock", choices=["wall", "cpu"], default="wall",
                     help="kernel, profile and activity rows: wall time or this thread's CPU time")
     ap.add_argument("--only", nargs="+", default=["simulate", "kernel", "profile", "account", "activity"],
-                    choices=["simulate", "kernel", "profile", "account", "activity", "conv", "drift"],
-                    help="tables to print (conv and drift only when named)")
+                    choices=["simulate", "kernel", "profile", "account", "activity", "conv", "drift", "shapes"],
+                    help="tables to print (conv, drift and shapes only when named)")
     ap.add_argument("--seconds", type=float, default=20.0, help="drift: how long to sample each width (default 20)")
     ap.add_argument("--figure", type=Path, default=None, help="drift: also plot the windows to this .png")
     ap.add_argument("--malloc-defaults", action="store_true",
@@ -488,7 +509,8 @@ def main(argv: list[str] | None = None) -> None:
               "account": lambda: account_rows(args.widths, max(args.repeats, 5)),
               "activity": lambda: activity_rows(args.widths, args.repeats),
               "conv": lambda: conv_rows(args.samples, args.repeats),
-              "drift": lambda: drift_rows(args.widths, args.seconds, args.figure)}
+              "drift": lambda: drift_rows(args.widths, args.seconds, args.figure),
+              "shapes": lambda: shape_rows(args.samples, args.repeats)}
     for name in args.only:
         clock = "" if name == "simulate" else "; clock: cpu" if name in ("account", "drift") else f"; clock: {args.clock}"
         print(f"\n## {name}\n\n{header()}{clock}; malloc {'tuned' if tuned else 'defaults'}\n", flush=True)

@@ -3,7 +3,7 @@
 ``N_b = sum_{i in b} q_i Q_i`` and ``S_b = sum_{i in b} q_i`` are recomputed here by int64
 matrix products of the unpacked integers over each block, and must equal the compiled
 kernel on every dispatch path this CPU runs and the pure-torch reference path, for ragged
-``K``, blocks of 128 and ``None``, ``T = 1, 2, 4, 8`` planes, 1-, 2-, 4-bit and ternary codes.
+``K``, blocks of 128 and ``None``, ``T = 1, 2, 3, 4, 5, 8`` planes, 1-, 2-, 4-bit and ternary codes.
 """
 
 import os
@@ -53,11 +53,12 @@ def test_pack_bits_matches_the_reference_and_round_trips(block, k):
 
 
 @pytest.mark.parametrize("bits", [1, 1.5, 2, 4])
-@pytest.mark.parametrize("timesteps", [1, 2, 4, 8])
+@pytest.mark.parametrize("timesteps", [1, 2, 3, 4, 5, 8])  # each plane count the AVX-512 path compiles apart, and one it does not
 @pytest.mark.parametrize("block", [128, None])
-def test_row_terms_equal_a_recount(bits, timesteps, block):
-    gen = torch.Generator().manual_seed(timesteps * 10 + int(2 * bits))
-    k, m, o = 331, 9, 13  # ragged K, outputs not a multiple of 8
+@pytest.mark.parametrize("o", [13, 45])  # 45: passes of 32, 16 and 8 outputs
+def test_row_terms_equal_a_recount(bits, timesteps, block, o):
+    gen = torch.Generator().manual_seed(timesteps * 10 + int(2 * bits) + o)
+    k, m = 331, 9  # ragged K, outputs not a multiple of 8
     Q = _codes(bits, (o, k), gen)
     spikes = torch.rand(timesteps, m, k, generator=gen) < 0.4
     weights = [2 ** (timesteps - 1 - t) for t in range(timesteps)]

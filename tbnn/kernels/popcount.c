@@ -623,7 +623,7 @@ planes_pass_avx512(const uint64_t *Wt, const int64_t J, int64_t O, int64_t nb, i
 
 __attribute__((target("avx512f,avx512vpopcntdq,avx512dq,avx512vl,popcnt"))) static inline __attribute__((always_inline)) void
 rows_avx512_planes(const uint64_t *X, int64_t M, const int64_t J, const int64_t *wx, const uint64_t *Wt, int64_t O,
-                   int64_t nb, int64_t wpb, const sink *snk, const row_words *rw) {
+                   int64_t nb, int64_t wpb, const sink *snk, const row_words *rw, const int ngmax) {
     const int64_t nw = nb * wpb;
     __m512i sh[8];
     for (int64_t j = 0; j < J; j++) sh[j] = _mm512_set1_epi64(__builtin_ctzll((unsigned long long)wx[j]));
@@ -642,7 +642,8 @@ rows_avx512_planes(const uint64_t *X, int64_t M, const int64_t J, const int64_t 
         }
         rw->gb[nb] = (int32_t)g;
         int64_t o = 0;
-        for (; o + 32 <= O; o += 32) planes_pass_avx512(Wt, J, O, nb, wpb, snk, rw, sh, m, o, 4);
+        if (ngmax >= 4)
+            for (; o + 32 <= O; o += 32) planes_pass_avx512(Wt, J, O, nb, wpb, snk, rw, sh, m, o, 4);
         for (; o + 16 <= O; o += 16) planes_pass_avx512(Wt, J, O, nb, wpb, snk, rw, sh, m, o, 2);
         if (o < O) planes_pass_avx512(Wt, J, O, nb, wpb, snk, rw, sh, m, o, 1);
     }
@@ -655,12 +656,22 @@ static void terms_avx512(const uint64_t *X, int64_t M, int64_t J, const int64_t 
     for (int64_t j = 0; j < J; j++)
         if (wx[j] <= 0 || (wx[j] & (wx[j] - 1))) shift = 0;
     row_words rw = {(__m512i *)snk->vec, (__m512i *)snk->vec + J * nw, snk->ks, snk->ks + nw, snk->ks + 2 * nw + 1};
-    if (shift && P == 1 && wc[0] == 1 && J == 4) /* binary spikes of T = 4 (or codes of 4 bits), 1-bit weights */
-        rows_avx512_planes(X, M, 4, wx, Wt, O, nb, wpb, snk, &rw);
-    else if (shift && P == 1 && wc[0] == 1 && J == 1)
-        rows_avx512_planes(X, M, 1, wx, Wt, O, nb, wpb, snk, &rw);
-    else if (shift && P == 1 && wc[0] == 1 && J <= 8)
-        rows_avx512_planes(X, M, J, wx, Wt, O, nb, wpb, snk, &rw);
+    /* 1-bit weights: each common plane count compiled on its own, so that the accumulators
+     * a[g][j] stay in registers (a count known only at run time spilled them to memory: T = 2 ran
+     * 2.2x slower than T = 4); NG x J accumulators at most 16 (J = 8: two groups a pass) */
+    const int one = shift && P == 1 && wc[0] == 1;
+    if (one && J == 4) /* binary spikes of T = 4 (or codes of 4 bits) */
+        rows_avx512_planes(X, M, 4, wx, Wt, O, nb, wpb, snk, &rw, 4);
+    else if (one && J == 1)
+        rows_avx512_planes(X, M, 1, wx, Wt, O, nb, wpb, snk, &rw, 4);
+    else if (one && J == 2)
+        rows_avx512_planes(X, M, 2, wx, Wt, O, nb, wpb, snk, &rw, 4);
+    else if (one && J == 3)
+        rows_avx512_planes(X, M, 3, wx, Wt, O, nb, wpb, snk, &rw, 4);
+    else if (one && J == 8)
+        rows_avx512_planes(X, M, 8, wx, Wt, O, nb, wpb, snk, &rw, 2);
+    else if (one && J <= 8)
+        rows_avx512_planes(X, M, J, wx, Wt, O, nb, wpb, snk, &rw, 2);
     else if (shift)
         rows_avx512(X, M, J, wx, Wt, P, wc, O, nb, wpb, snk, &rw, 1);
     else
