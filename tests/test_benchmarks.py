@@ -74,7 +74,7 @@ def test_bench_packed_tiny(monkeypatch, capsys):
     for table in ("## simulate", "## kernel", "## profile", "## account", "## activity"):
         assert table in text
     rows = [line for line in text.splitlines() if line.startswith("| 128 |")]
-    assert len(rows) == 1 + 2 + 3  # simulate; two hidden layers; three activities
+    assert len(rows) == 1 + 2 + 4  # simulate; two hidden layers; four activities
     assert "| 128 -> 128 |" in text
     # account: the parts and the rest add up to the whole batch
     account = text.split("## account")[1].split("##")[0]
