@@ -54,7 +54,7 @@ from tbnn.parallel import distributed as ddp
 from tbnn.engine import integer as engine
 from tbnn.io.checkpoint import check_dataset
 from tbnn.nn.runs import read_run
-from tbnn.runtime.device import resolve_device
+from tbnn.runtime.device import resolve_device, seed_device
 from tbnn.runtime.threads import thread_policy
 from tbnn.io.files import check_target, file_sha256, stage_dir, write_sealed_json
 from tbnn.nn.models import build_model, weight_storage_bits
@@ -226,9 +226,9 @@ def run_batches(model: nn.Module, runner: Any, sess: SimulationSession, xt: Tens
         with torch.no_grad(), torch.random.fork_rng(devices=[dev] if dev.type == "cuda" else []):
             for i in starts:
                 xb = xt[i:i + batch].to(dev)
-                torch.manual_seed(seed + i)
+                seed_device(seed + i, dev)
                 ref = model(xb)
-                torch.manual_seed(seed + i)
+                seed_device(seed + i, dev)
                 t0, c0 = time.perf_counter(), time.process_time()
                 logits = runner.run(xb, sess)
                 sim_seconds += time.perf_counter() - t0

@@ -28,7 +28,7 @@ from tbnn import __version__
 from tbnn.parallel import distributed as ddp
 from tbnn.io.checkpoint import RUN_FORMAT_VERSION, RUN_KIND, RunWriter, check_run_target, load_run_state
 from tbnn.io.datasets import Dataset, load_dataset
-from tbnn.runtime.device import default_device, resolve_device
+from tbnn.runtime.device import default_device, resolve_device, seed_device
 from tbnn.nn.models import ModelConfig, build_model, weight_storage_bits
 from tbnn.nn.neurons import TemporalBinary
 from tbnn.nn.regularize import ActivityRegularizer, fraction_active
@@ -98,7 +98,7 @@ def evaluate(model: nn.Module, data: Any, y: Tensor | None = None, batch: int = 
     correct, loss, n = 0, 0.0, 0
     with torch.random.fork_rng(devices=[dev] if dev.type == "cuda" else []):
         for xb, yb in d.batches(batch):
-            torch.manual_seed(seed + n)
+            seed_device(seed + n, dev)
             xb, yb = xb.to(dev), yb.to(dev)
             logits = model(xb)
             loss += float(F.cross_entropy(logits, yb, reduction="sum"))
