@@ -150,7 +150,8 @@ def simulate_rows(widths: list[int], samples: int, repeats: int, batch: int = BA
                     times["float_cpu"].append(time.process_time() - c0)
         engine.set_engine("auto")
         sps = {k: samples / statistics.median(v) for k, v in times.items()}
-        rows.append(f"| {w} | {f'{batch} | {steps} | ' if shape else ''}{sps['packed']:,.0f} | {sps['dense']:,.0f} | {sps['float']:,.0f} | "
+        lead = f"| {w} | {batch} | {steps} |" if shape else f"| {w} |"
+        rows.append(f"{lead} {sps['packed']:,.0f} | {sps['dense']:,.0f} | {sps['float']:,.0f} | "
                     f"{sps['packed'] / sps['float']:.2f}x | {sps['packed'] / sps['dense']:.2f}x | "
                     f"{sps['packed_cpu']:,.0f} / {sps['float_cpu']:,.0f} = {sps['packed_cpu'] / sps['float_cpu']:.2f}x | "
                     f"{acts['packed'][1]} | {', '.join(sorted(set(acts['packed'][0].values())))} |")

@@ -95,8 +95,8 @@ checkpoint, so a resumed run is bit-identical.
 The input encoder is controlled by its gain, not a threshold. Cutting the encoder's small
 inputs with a threshold removes few spikes (a small value's code has one or two) and much of
 the image (digits, P = 1 %, input at 20 % active per step: 2.9 and 4.2 points below the
-plain encoder, seeds 0 and 1, prototype). Its most expensive values are the largest: with the binary code the top of the
-grid fires in every step. So an input target :math:`Q` moves the encoder's grid headroom
+plain encoder, seeds 0 and 1, prototype). Its most expensive values are the largest: with the
+binary code the top of the grid fires in every step. So an input target :math:`Q` moves the encoder's grid headroom
 :math:`g \ge 1` (:class:`~tbnn.nn.neurons.TemporalBinary` ``headroom``; the grid's top at
 :math:`lo + g\,(hi - lo)`) by the same integral controller in logarithmic units,
 
