@@ -232,6 +232,7 @@ CONFIGS = [
     dict(readout="running", adaptive_threshold="layer"),
     dict(arch="cnn", image_shape=(8, 8), hidden_grid="running", readout="running", adaptive_threshold="neuron"),
     dict(input_encoding="latency", hidden_grid="running"),
+    dict(input_headroom=1.37, hidden_grid="running"),  # the input encoder's widened grid (test_input_control)
 ]
 
 
