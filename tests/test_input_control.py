@@ -179,4 +179,8 @@ def test_cli_input_rate_target_flag(tmp_path, capsys):
     assert main(base + ["--input-rate-target", "0.2", "--out", str(tmp_path / "bad")]) == 2
     err = capsys.readouterr().err
     assert "--input-rate-target needs --rate-target" in err and "Traceback" not in err
+    for flags, named in ((["--rate-target", "1.5"], "--rate-target must be a fraction"),
+                         (["--rate-target", "0.05", "--input-rate-target", "-0.1"], "--input-rate-target must be a fraction")):
+        assert main(base + flags + ["--out", str(tmp_path / "bad")]) == 2
+        assert named in capsys.readouterr().err  # the flag, not the regulariser's parameter
     assert not (tmp_path / "bad").exists()

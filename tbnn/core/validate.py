@@ -12,7 +12,7 @@ import numbers
 from collections.abc import Sequence
 from typing import Any
 
-__all__ = ["check_block", "check_choice", "check_dt", "check_int", "check_labels", "check_lam", "check_number",
+__all__ = ["check_block", "check_choice", "check_dt", "check_fraction", "check_int", "check_labels", "check_lam", "check_number",
            "check_tensor", "compute_in_float32", "json_ready"]
 
 
@@ -76,6 +76,32 @@ def check_number(value: Any, name: str, *, minimum: float = 0.0, inclusive: bool
     if not math.isfinite(v) or v < minimum or (v == minimum and not inclusive):
         raise ValueError(msg)
     return v
+
+
+def check_fraction(value: Any, name: str) -> float:
+    """``value`` as a float in [0, 1] (a bool, a string or a non-finite value refused).
+
+    Raises
+    ------
+    ValueError
+        ``"<name> must be a fraction in [0, 1], got <value>."``
+
+    >>> check_fraction(0.25, "rate_target")
+    0.25
+    >>> check_fraction(1.5, "rate_target")
+    Traceback (most recent call last):
+    ValueError: rate_target must be a fraction in [0, 1], got 1.5.
+    """
+    msg = f"{name} must be a fraction in [0, 1], got {value!r}."
+    if isinstance(value, (bool, str, bytes)):
+        raise ValueError(msg)
+    try:
+        f = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(msg) from None
+    if not math.isfinite(f) or not 0.0 <= f <= 1.0:
+        raise ValueError(msg)
+    return f
 
 
 def check_dt(dt_ms: Any, name: str = "dt_ms") -> float:

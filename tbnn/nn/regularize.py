@@ -105,6 +105,7 @@ from tbnn.nn.homeostasis import (ANNEAL, STEP, STEP_SCHEDULE, STEP_SCHEDULES, an
 from tbnn.nn.multiplier import MULTIPLIER_LEAK, MULTIPLIER_STEP, lagrangian_term, step_multiplier
 from tbnn.nn.protocol import spiking_modules
 from tbnn.core.quant import to_blocks
+from tbnn.core.validate import check_fraction
 
 __all__ = ["ActivityRegularizer", "activity_floor", "fraction_active", "step_activity"]
 
@@ -147,18 +148,6 @@ def activity_floor(code: SpikeCode) -> float:
     qp = torch.nn.functional.pad(q, (0, pad)) if pad else q
     active_blocks = (qp.reshape(*q.shape[:-1], nb, bs) > 0).any(-1).sum(-1).to(torch.float64)
     return float(active_blocks.mean() / k)
-
-
-def _check_fraction(v: Any, name: str) -> float:
-    if isinstance(v, bool):
-        raise ValueError(f"{name} must be a fraction in [0, 1], got {v!r}.")
-    try:
-        f = float(v)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name} must be a fraction in [0, 1], got {v!r}.") from None
-    if not math.isfinite(f) or not 0.0 <= f <= 1.0:
-        raise ValueError(f"{name} must be a fraction in [0, 1], got {v!r}.")
-    return f
 
 
 def _check_share(v: Any, name: str, upper: bool) -> float:
@@ -256,7 +245,7 @@ class ActivityRegularizer:
         self.surrogate = surrogate
         if not isinstance(model, nn.Module):
             raise ValueError(f"model must be a torch.nn.Module, got {type(model).__name__}.")
-        self.target = _check_fraction(target, "target")
+        self.target = check_fraction(target, "target")
         try:
             w = 0.0 if weight is None else float(weight)
         except (TypeError, ValueError):
@@ -322,7 +311,7 @@ class ActivityRegularizer:
         self.input_start_rate: float | None = None
         if input_target is None:
             return
-        self.input_target = _check_fraction(input_target, "input_target")
+        self.input_target = check_fraction(input_target, "input_target")
         if not isinstance(enc, nn.Module) or getattr(enc, "headroom", None) is None:
             raise ValueError("input_target rate-controls the input encoder's grid headroom, but the model's "
                              "encoder has none: build the model with input_headroom=1 (ModelConfig).")

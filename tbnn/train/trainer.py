@@ -34,7 +34,7 @@ from tbnn.nn.neurons import TemporalBinary
 from tbnn.nn.regularize import ActivityRegularizer, fraction_active
 from tbnn.io.userdata import as_training_data, check_logits
 from tbnn.core.deprecation import deprecated, deprecated_attributes
-from tbnn.core.validate import check_int, check_number
+from tbnn.core.validate import check_fraction, check_int, check_number
 
 __all__ = ["TrainConfig", "check_sparsity", "default_device", "evaluate", "fit", "model_config_for", "train"]
 #: ``FORMAT_VERSION`` (the run folder's), once re-exported here: deprecated.
@@ -66,6 +66,9 @@ class TrainConfig:
         check_number(self.lr, "lr")
         check_number(self.weight_decay, "weight_decay", inclusive=True)
         check_int(self.seed, "seed", minimum=0)
+        for key in ("rate_target", "input_rate_target"):
+            if getattr(self, key) is not None:
+                check_fraction(getattr(self, key), key)
         if self.rate_weight is not None and self.rate_target is None:
             raise ValueError("rate_weight needs rate_target (the activity the penalty pushes toward).")
         if self.input_rate_target is not None and self.rate_target is None:
