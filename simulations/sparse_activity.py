@@ -492,11 +492,12 @@ def _control_markdown(res: dict) -> str:
                      f"{p['synaptic_ops_per_inference']:.3g}",
                      " / ".join(f"{v:.2g}" for v in p["synaptic_ops_layers"].values()),
                      "–" if p["synaptic_ops_ratio"] is None or p["P"] is None else f"{p['synaptic_ops_ratio']:.2f}x",
-                     f"{p['analog_values_per_inference']:.0f}"])
+                     f"{p['analog_values_per_inference']:.0f}", f"{1e3 * p['engine_seconds']:.1f}"])
     table = common.format_table(
         ["dataset", "input code", "hidden grid", "controller", "target P", "test acc. %", "paired diff. (points)",
          "spikes-only acc. %", "active/step % (hidden1 / hidden2)", "within ±20 %", "syn. ops/inf.",
-         "syn. ops by layer (in / h1 / h2)", "ops below baseline", "analog values/inf."], rows)
+         "syn. ops by layer (in / h1 / h2)", "ops below baseline", "analog values/inf.", "engine ms (test split)"],
+        rows)
     s = res["settings"]
     ctrl = "; ".join(f"{k}: {CONTROLLERS[k][2]}" for k in s.get("controllers", CONTROLLERS))
     return "\n".join([
@@ -506,7 +507,9 @@ def _control_markdown(res: dict) -> str:
         f"rate_target=P, no weight to tune. Controllers: {ctrl} (tbnn.nn.homeostasis, tbnn.nn.multiplier). "
         "Mean ± std over seeds (test split); paired differences against the unregularised network of the "
         "same seed, grid and input code. Spikes-only: read-out constants fitted on the training split. Analog values: "
-        "gains and offsets per block and sample sent beside the spikes (per-sample read-out).", "", table, "",
+        "gains and offsets per block and sample sent beside the spikes (per-sample read-out). Engine ms: "
+        "tbnn.simulate's engine_seconds over the test split (folded schedule; mean over seeds; the sweep's machine "
+        "and load, see run_info).", "", table, "",
         *_bio_markdown(res)])
 
 
