@@ -105,7 +105,7 @@ def test_input_controller_state_anneals_resumes_and_refuses():
     other.load_state_dict(old)
     assert other.input_start_rate is None and other.current_input_target() == 0.1
     plain = build_model(ModelConfig(hidden=32, block=16, adaptive_threshold="layer"))
-    with pytest.raises(ValueError, match="input_target .* input_headroom=1"):
+    with pytest.raises(ValueError, match=r"input_target .* headroom=1\) .*input_headroom=1"):
         ActivityRegularizer(plain, 0.05, input_target=0.1)
     with pytest.raises(ValueError, match="input_target must be a fraction"):
         ActivityRegularizer(net, 0.05, input_target=2.0)

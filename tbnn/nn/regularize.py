@@ -314,7 +314,8 @@ class ActivityRegularizer:
         self.input_target = check_fraction(input_target, "input_target")
         if not isinstance(enc, nn.Module) or getattr(enc, "headroom", None) is None:
             raise ValueError("input_target rate-controls the input encoder's grid headroom, but the model's "
-                             "encoder has none: build the model with input_headroom=1 (ModelConfig).")
+                             "encoder has none: give model.encoder a TemporalBinary(..., grid='minmax', headroom=1) "
+                             "(built-in models: ModelConfig(input_headroom=1)).")
         self.encoder = enc
         self._handles.append(enc.register_forward_hook(self._input_hook))
 
