@@ -134,7 +134,7 @@ from torch import Tensor
 from tbnn.nn.neurons import TemporalBinary
 
 __all__ = ["STEP", "EPS", "CLIP", "ANNEAL", "STEP_SCHEDULE", "STEP_SCHEDULES", "relative_error", "annealed_target",
-           "cooled_step", "step_threshold", "step_headroom", "controller_state"]
+           "clipped_error", "cooled_step", "step_threshold", "step_headroom", "controller_state"]
 
 #: :math:`\eta`, the threshold step in units of the input current's standard deviation.
 STEP = 0.01
@@ -193,6 +193,18 @@ def relative_error(active: Tensor, target: float) -> Tensor:
     return (active - target) / (target + EPS)
 
 
+def clipped_error(active: float, target: float) -> float:
+    r""":math:`\mathrm{clip}((A - P)/(P + \epsilon), -1, 1)` of a measured rate ``active`` (a number),
+    in double precision: the step of the multiplier (:mod:`tbnn.nn.multiplier`) and of the input
+    headroom (:func:`step_headroom`).
+
+    >>> clipped_error(0.03, 0.02), clipped_error(0.0, 0.02)
+    (0.49751243781094523, -0.9950248756218906)
+    """
+    err = float(relative_error(torch.tensor(float(active), dtype=torch.float64), target))
+    return min(CLIP, max(-CLIP, err))
+
+
 @torch.no_grad()
 def step_threshold(neuron: TemporalBinary, active: Tensor | float, target: float, scale: Tensor | float,
                    step: float = STEP) -> Tensor:
@@ -241,9 +253,8 @@ def step_headroom(encoder: TemporalBinary, active: float, target: float, step: f
     g = getattr(encoder, "headroom", None)
     if g is None:
         raise ValueError("encoder must be built with a headroom (the minmax grid's) to be rate-controlled.")
-    err = float(relative_error(torch.tensor(float(active), dtype=torch.float64), target))
     before = math.log(float(g))
-    after = max(0.0, before + step * min(CLIP, max(-CLIP, err)))
+    after = max(0.0, before + step * clipped_error(active, target))
     g.fill_(math.exp(after))
     return after - before
 

@@ -68,10 +68,10 @@ from __future__ import annotations
 
 import math
 
-import torch
+import torch  # noqa: F401 (the docstring examples use it)
 from torch import Tensor
 
-from tbnn.nn.homeostasis import CLIP, relative_error
+from tbnn.nn.homeostasis import clipped_error, relative_error
 
 __all__ = ["MULTIPLIER_STEP", "MULTIPLIER_LEAK", "lagrangian_term", "step_multiplier"]
 
@@ -96,8 +96,7 @@ def step_multiplier(lam: float, active: float, target: float, step: float = MULT
     """
     if not math.isfinite(lam) or lam < 0:
         raise ValueError(f"lam must be a finite number >= 0, got {lam!r}.")
-    err = float(relative_error(torch.tensor(float(active), dtype=torch.float64), target))
-    return max(0.0, (1.0 - leak) * lam + step * min(CLIP, max(-CLIP, err)))
+    return max(0.0, (1.0 - leak) * lam + step * clipped_error(active, target))
 
 
 def lagrangian_term(lam: float, active: Tensor, target: float) -> Tensor:

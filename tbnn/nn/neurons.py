@@ -39,8 +39,8 @@ Options for sparse firing and a spikes-only channel (all off by default):
 * ``headroom=g`` (the ``minmax`` grid of an input encoder): :math:`v = (x - lo)/(g\,(hi - lo))`
   with :math:`lo, hi` the block's minimum and maximum, so :math:`v \le 1/g`. With the binary code
   the largest inputs are the most expensive (the code :math:`2^T - 1` fires in every step; on
-  digits, T = 4, it is an eighth of the input values and two fifths of the encoder's spikes): at :math:`g` = 1.5
-  the top falls to code 10 (two spikes of four) and the encoder fires 38 % fewer spikes, at the
+  digits, T = 4, it is an eighth of the input values and two fifths of the encoder's spikes): at
+  :math:`g` = 1.5 the top falls to code 10 (two spikes of four) and the encoder fires 38 % fewer spikes, at the
   cost of the finest of its 16 levels. The read-out is fitted in grid units and mapped back,
   :math:`(a, b) \to (a\,g\,(hi - lo),\; b\,g\,(hi - lo) + lo)`, exactly the fit on :math:`x`
   (the ridge fit is affine-equivariant; its penalty is on the gain). ``g = 1`` gives the plain
@@ -70,7 +70,7 @@ from tbnn.core.coding import SpikeCode, encode_unchecked
 from tbnn.core.firing import binary_thresholds, integrate_and_fire
 from tbnn.core.quant import block_scale, from_blocks, grid_range, grid_values, pooled_fit, to_blocks
 from tbnn.core.quant.fast import dat_readout, rectifies
-from tbnn.core.validate import check_choice, check_int
+from tbnn.core.validate import check_choice, check_int, check_number
 from tbnn.kernels.fire import fire_checked
 from tbnn.kernels.neuron import dat_fit, fire_codes
 
@@ -193,10 +193,8 @@ class TemporalBinary(nn.Module):
         if headroom is not None:
             if grid != "minmax":
                 raise ValueError(f"headroom needs the minmax grid (an input encoder); got grid {grid!r}.")
-            ok = not isinstance(headroom, bool) and isinstance(headroom, (int, float))
-            if not ok or not 1.0 <= headroom < float("inf"):
-                raise ValueError(f"headroom must be a finite number >= 1; got {headroom!r}.")
-            self.register_buffer("headroom", torch.tensor(float(headroom)))
+            self.register_buffer("headroom", torch.tensor(check_number(headroom, "headroom", minimum=1.0,
+                                                                        inclusive=True)))
         if readout == "running":
             nb = 1 if block is None else -(-int(features) // block)
             self.register_buffer("running_gain", torch.zeros(nb))

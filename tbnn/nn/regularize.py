@@ -384,17 +384,19 @@ class ActivityRegularizer:
     def current_target(self) -> float:
         """The controllers' target now (:func:`tbnn.nn.homeostasis.annealed_target`): ``P`` when not
         annealing, before the first training step, and after the annealing."""
-        if not self.controls or self.start_rate is None or not self.total_steps:
-            return self.target
-        return annealed_target(self.target, self.start_rate, self.steps, self.anneal * self.total_steps)
+        return self._annealed(self.target, self.start_rate if self.controls else None)
+
+    def _annealed(self, target: float, start: float | None) -> float:
+        """``target`` annealed from ``start`` at this step (:func:`tbnn.nn.homeostasis.annealed_target`);
+        ``target`` itself before the first step (``start`` None) or without ``total_steps``."""
+        if start is None or not self.total_steps:
+            return target
+        return annealed_target(target, start, self.steps, self.anneal * self.total_steps)
 
     def current_input_target(self) -> float | None:
         """The input encoder's target now (``None`` without ``input_target``): :math:`Q` annealed
         from the encoder's first rate over the same share of training as :meth:`current_target`."""
-        if self.input_target is None or self.input_start_rate is None or not self.total_steps:
-            return self.input_target
-        return annealed_target(self.input_target, self.input_start_rate, self.steps,
-                               self.anneal * self.total_steps)
+        return None if self.input_target is None else self._annealed(self.input_target, self.input_start_rate)
 
     def state_dict(self) -> dict[str, Any]:
         """The controller's state that is not in the model: ``{"multipliers": {layer: float},
