@@ -377,3 +377,39 @@ def test_one_bit_weights_plane_by_plane_for_any_output_count(path, planes_j):
             terms = packed.block_terms(x, coefs, pw, path=path)
             assert torch.equal(terms, packed.block_terms_reference(x, coefs, pw))
             assert torch.equal(terms[..., :outs].to(torch.int64), n), (outs, active)
+
+
+@pytest.mark.skipif(not HAS_KERNEL, reason="no compiled kernel here")
+@pytest.mark.parametrize("path", PATHS)
+@pytest.mark.parametrize("planes_j", [1, 4, 5, 8])
+def test_one_bit_weights_in_tiles_of_rows_equal_the_recount(path, planes_j):
+    """Blocks of 128 with few silent words take the AVX-512 path's tiles (64 rows x 32 outputs,
+    outputs outer, every word counted), else its row-by-row lists of nonzero words: on both sides of
+    the quarter-silent line, across ragged tiles of rows, the terms, the fused read-out (block order)
+    and the fused current equal the recount and the torch reference on every path."""
+    gen = torch.Generator().manual_seed(40 + planes_j)
+    for rows, k, outs in ((63, 256, 45), (65, 300, 33), (130, 1024, 70), (200, 128, 9)):
+        nw = -(-k // 64)
+        for silent in (0.0, 0.2, 0.3):  # the share of each row's words left silent in every plane
+            q = torch.randint(1, 2**planes_j, (rows, k), generator=gen)
+            for r in range(rows):  # whole words silent: the tile path counts them, the row path skips them
+                for w in torch.randperm(nw, generator=gen)[:int(silent * nw)].tolist():
+                    q[r, 64 * w:64 * w + 64] = 0
+            Q = torch.randint(0, 2, (outs, k), generator=gen)
+            pw = packed.pack_weights(Q, block=128)
+            planes = packed.bit_planes(q)
+            x, coefs = packed.packed_rows(planes, pw, impl="torch"), torch.tensor(planes.coefs)
+            n, s = _recount(q, Q, 128)
+            terms = packed.block_terms(x, coefs, pw, path=path)
+            assert torch.equal(terms, packed.block_terms_reference(x, coefs, pw))
+            assert torch.equal(terms[..., :outs].to(torch.int64), n), (rows, k, silent)
+            gains = torch.randn(n.shape[0], rows, generator=gen).to(torch.float32).to(torch.float64)
+            cur, s_out = packed.block_readout(x, coefs, pw, gains, path=path)
+            want_cur, want_s = packed.block_readout(x, coefs, pw, gains, impl="torch")
+            assert torch.equal(cur[:, :outs], want_cur[:, :outs]) and torch.equal(s_out, want_s)
+            lhs = torch.randn(rows, 3, generator=gen, dtype=torch.float64)
+            rhs = torch.randn(3, outs, generator=gen, dtype=torch.float64)
+            alpha = torch.rand(outs, generator=gen, dtype=torch.float64)
+            want = torch.addcmul(packed.rest_reference(lhs, rhs, None), want_cur[:, :outs], alpha,
+                                 out=torch.empty(rows, outs))
+            assert torch.equal(packed.block_current(x, coefs, pw, gains, lhs, rhs, None, alpha, path=path), want)
