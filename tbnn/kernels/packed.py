@@ -476,7 +476,7 @@ def block_sums(x: Tensor, x_coefs: Tensor, pw: PackedWeights, path: int | None =
     """
     _, nb, wpb = words_per_block(pw.block, pw.k)
     lib = kernel()
-    x, xc = x.contiguous(), x_coefs.to(torch.int64).contiguous()
+    x, xc = x.contiguous(), _contiguous(x_coefs, torch.int64)
     if lib is None:  # popcounts by a byte look-up table
         counts = _POPCOUNT8[x.view(torch.uint8).to(torch.int64)].reshape(x.shape[0], x.shape[1], nb, -1).sum(-1)
         return (counts * xc.view(-1, 1, 1)).sum(0).t().to(torch.int32).contiguous()
@@ -484,6 +484,11 @@ def block_sums(x: Tensor, x_coefs: Tensor, pw: PackedWeights, path: int | None =
     lib.tb_block_sums(best_path() if path is None else path, x.data_ptr(), x.shape[1], x.shape[0], xc.data_ptr(),
                       nb, wpb, out.data_ptr())
     return out
+
+
+def _contiguous(t: Tensor, dtype: torch.dtype) -> Tensor:
+    """``t`` itself where it already is contiguous ``dtype`` (no copy: the engine's hot path), else a copy."""
+    return t if t.dtype == dtype and t.is_contiguous() else t.to(dtype).contiguous()
 
 
 def rest_reference(lhs: Tensor, rhs: Tensor, bias: Tensor | None) -> Tensor:
@@ -526,19 +531,19 @@ def block_current(x: Tensor, x_coefs: Tensor, pw: PackedWeights, gains: Tensor, 
         return None
     m = x.shape[1]
     _, nb, _ = words_per_block(pw.block, pw.k)
-    gains, lhs, rhs, alpha = (t.to(torch.float64).contiguous() for t in (gains, lhs, rhs, alpha))
-    bias = bias.to(torch.float64).contiguous() if bias is not None else None
+    gains, lhs, rhs, alpha = (_contiguous(t, torch.float64) for t in (gains, lhs, rhs, alpha))
+    bias = _contiguous(bias, torch.float64) if bias is not None else None
     ell = lhs.shape[-1] if lhs.dim() == 2 else -1
-    if (tuple(gains.shape) != (nb, m) or lhs.dim() != 2 or lhs.shape[0] != m or ell < 1
-            or tuple(rhs.shape) != (ell, pw.out) or tuple(alpha.shape) != (pw.out,)
-            or (bias is not None and tuple(bias.shape) != (pw.out,))):
+    if (gains.shape != (nb, m) or lhs.dim() != 2 or lhs.shape[0] != m or ell < 1
+            or rhs.shape != (ell, pw.out) or alpha.shape != (pw.out,)
+            or (bias is not None and bias.shape != (pw.out,))):
         raise ValueError(f"gains, lhs, rhs, bias and alpha must be [{nb}, {m}], [{m}, L], [L, {pw.out}], "
                          f"[{pw.out}] (or None) and [{pw.out}]; got {tuple(gains.shape)}, {tuple(lhs.shape)}, "
                          f"{tuple(rhs.shape)}, {None if bias is None else tuple(bias.shape)} and {tuple(alpha.shape)}.")
     path = best_path() if path is None else path
     fin = torch.empty(m, pw.out, dtype=torch.float32)
     cur = None if path == 3 else torch.empty(m, pw.words.shape[-1], dtype=torch.float64)  # scratch
-    _run(lib, path, x.contiguous(), x_coefs.to(torch.int64).contiguous(), pw, None, cur, gains, None, fin,
+    _run(lib, path, x.contiguous(), _contiguous(x_coefs, torch.int64), pw, None, cur, gains, None, fin,
          (lhs, rhs, bias), alpha)
     return fin
 
