@@ -12,7 +12,8 @@ Rows (one thread, batch 256, median of ``--repeats`` interleaved passes):
   recorded and counted, input encoding included), its ``engine_seconds`` (the simulated
   pass, not the eval-forward reference it also runs), with the engine ``auto`` (packed
   where the kernel runs) and forced ``dense``; the float twin's forward over the same
-  batches.
+  batches; and a gauge of the host, the popcount microbenchmark just before and after
+  (:func:`popcount_micro`).
 * **kernel**: the popcount kernel alone (``tbnn.kernels.block_terms``) for one W -> W layer,
   B = 256 samples x T = 4 step planes, in synaptic operations per second (B T K W / time),
   against a popcount microbenchmark on the same machine (``tbnn.kernels.packed.and_popcount``:
@@ -98,6 +99,9 @@ def float_twin(width: int) -> nn.Sequential:
                          nn.BatchNorm1d(width), nn.ReLU(), nn.Linear(width, CLASSES)).eval()
 
 
+#: the simulate tables' last column: :func:`popcount_micro` before and after a width's passes
+GAUGE = "host gauge: popcount micro before / after (G bit-ops/s)"
+
 #: ``time.perf_counter`` (wall) or ``time.thread_time`` (this thread's CPU time: steadier on a loaded machine)
 CLOCK: list[Callable[[], float]] = [time.perf_counter]
 
@@ -130,6 +134,7 @@ def simulate_rows(widths: list[int], samples: int, repeats: int, batch: int = BA
         net, twin = tbn(w, steps), float_twin(w)
         times: dict[str, list[float]] = {"packed": [], "dense": [], "float": [], "packed_cpu": [], "float_cpu": []}
         acts = {}
+        gauge = [popcount_micro(torch.Generator().manual_seed(0), 2**31, 3)]  # the host, before and after
         for rep in range(repeats + 1):  # interleaved; the first pass warms up (and builds) and is dropped
             for choice in ("packed", "dense"):
                 engine.set_engine("auto" if choice == "packed" else "dense")
@@ -149,16 +154,18 @@ def simulate_rows(widths: list[int], samples: int, repeats: int, batch: int = BA
                     times["float"].append(time.perf_counter() - t0)
                     times["float_cpu"].append(time.process_time() - c0)
         engine.set_engine("auto")
+        gauge.append(popcount_micro(torch.Generator().manual_seed(0), 2**31, 3))
         sps = {k: samples / statistics.median(v) for k, v in times.items()}
         lead = f"| {w} | {batch} | {steps} |" if shape else f"| {w} |"
         rows.append(f"{lead} {sps['packed']:,.0f} | {sps['dense']:,.0f} | {sps['float']:,.0f} | "
                     f"{sps['packed'] / sps['float']:.2f}x | {sps['packed'] / sps['dense']:.2f}x | "
                     f"{sps['packed_cpu']:,.0f} / {sps['float_cpu']:,.0f} = {sps['packed_cpu'] / sps['float_cpu']:.2f}x | "
-                    f"{acts['packed'][1]} | {', '.join(sorted(set(acts['packed'][0].values())))} |")
+                    f"{acts['packed'][1]} | {', '.join(sorted(set(acts['packed'][0].values())))} | "
+                    f"{gauge[0]:,.0f} / {gauge[1]:,.0f} |")
     return [("| W | simulate, packed (samples/s; weight codes kept) | simulate, dense | float twin | "
              "packed / float | packed / dense | by CPU time: packed / float twin (samples per CPU second) | "
-             "spikes per neuron and step (input, h1, h2) | engine per layer |"),
-            "|---|---|---|---|---|---|---|---|---|", *rows]
+             f"spikes per neuron and step (input, h1, h2) | engine per layer | {GAUGE} |"),
+            "|---|---|---|---|---|---|---|---|---|---|", *rows]
 
 
 #: The issue's further shapes: (width, batch, T), the held-out shape varied one setting at a time.
@@ -173,7 +180,7 @@ def shape_rows(samples: int, repeats: int) -> list[str]:
     rows = [r for w, b, t in SHAPES for r in simulate_rows([w], max(samples, 2 * b), repeats, b, t, shape=True)[2:]]
     return [("| W | batch | T | simulate, packed (samples/s) | simulate, dense | float twin | packed / float | "
              "packed / dense | by CPU time: packed / float twin | spikes per neuron and step (input, h1, h2) | "
-             "engine per layer |"), "|---|---|---|---|---|---|---|---|---|---|---|", *rows]
+             f"engine per layer | {GAUGE} |"), "|---|---|---|---|---|---|---|---|---|---|---|---|", *rows]
 
 
 def kernel_layer(w: int, gen: torch.Generator):
@@ -182,6 +189,18 @@ def kernel_layer(w: int, gen: torch.Generator):
     planes = kernels.step_planes(torch.rand(T, BATCH, w, generator=gen) < 0.2, [8, 4, 2, 1])
     x = kernels.pack_bits(planes.bits.reshape(-1, w), BLOCK).reshape(T, BATCH, -1)
     return pw, x, torch.tensor(planes.coefs)
+
+
+def popcount_micro(gen: torch.Generator, bit_ops: int, repeats: int) -> float:
+    """The AND + popcount microbenchmark, G bit-operations per second: 1,024 words with 1,024 others
+    (16 KiB: in the first-level cache), the kernel's tightest loop with nothing else in it, repeated
+    for about ``bit_ops``; median of ``repeats`` (:data:`CLOCK`). Also the simulate table's gauge of
+    the host: on the virtual machine of docs/benchmarks.md it falls by up to a third in the host's
+    busy phases, with nothing of ours running, and the engine's ratio to the float twin with it."""
+    mx, mw = (torch.randint(-2**62, 2**62, (1024,), generator=gen) for _ in range(2))
+    reps = max(1, bit_ops // 64 // 1024)
+    per_word = median_ms(kernels.and_popcount, repeats, mx, mw, reps) / (reps * 1024)  # ms per word
+    return 64e-6 / per_word
 
 
 def kernel_rows(widths: list[int], repeats: int) -> list[str]:
@@ -193,13 +212,9 @@ def kernel_rows(widths: list[int], repeats: int) -> list[str]:
         ops = BATCH * T * w * (w + 1)  # the ones column (S_b) included
         a, b = torch.randn(BATCH, w), torch.randn(w, w)
         mm = median_ms(torch.matmul, repeats, a, b)
-        # microbenchmark: AND + popcount of 1,024 words with 1,024 others (16 KiB: in the first-level cache),
-        # the kernel's tightest loop with nothing else in it, repeated for about as many words as the layer
-        mx, mw = (torch.randint(-2**62, 2**62, (1024,), generator=gen) for _ in range(2))
-        reps = max(1, ops // 64 // 1024)
-        micro = median_ms(kernels.and_popcount, repeats, mx, mw, reps) / (reps * 1024)  # ms per word
-        rows.append(f"| {w} -> {w} | {ms:.3f} | {ops / ms / 1e6:.1f} | {64e-6 / micro:.1f} | "
-                    f"{(ops / ms / 1e6) / (64e-6 / micro):.2f} | {mm:.3f} |")
+        micro = popcount_micro(gen, ops, repeats)
+        rows.append(f"| {w} -> {w} | {ms:.3f} | {ops / ms / 1e6:.1f} | {micro:.1f} | "
+                    f"{(ops / ms / 1e6) / micro:.2f} | {mm:.3f} |")
     return [("| layer | kernel ms (B=256, T=4 planes) | synaptic ops/s (G) | popcount micro (G bit-ops/s) | "
              "kernel / micro | float32 matmul [256, K] x [K, W] ms |"), "|---|---|---|---|---|---|", *rows]
 

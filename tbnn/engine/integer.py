@@ -306,7 +306,7 @@ def _packed_current(layer: EngineLayer, q: Tensor, code: SpikeCode, wc: WeightCo
             return None
         pw, _, planes, lead = found
         x = kernels.packed_rows(planes, pw)
-        coefs = torch.tensor(planes.coefs, dtype=torch.int64)
+        coefs = kernels.coef_tensor(planes.coefs)
         s = kernels.block_sums(x, coefs, pw)  # [nb, M]
         lhs, rhs, bias = _linear_rest_terms(layer, s.unsqueeze(-1), code, wc, a)
         cur = kernels.block_current(x, coefs, pw, a.reshape(a.shape[0], -1), lhs, rhs, bias, _affine64(wc)[0])

@@ -12,11 +12,14 @@ and the versions. ``TBNN_MATMUL_DTYPE`` / :func:`set_matmul_dtype` and ``TBNN_EN
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import math
 import os
 import time
+from collections.abc import Iterator
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +31,7 @@ from tbnn.io.cache import cache_dir
 from tbnn.io.files import atomic_write
 from tbnn.runtime.machine import cpu_info
 
-__all__ = ["MATMUL_DTYPES", "ENGINES", "arithmetic", "arithmetic_available", "calibrate", "calibration_path", "stored_calibration", "engine_choice", "set_engine", "set_matmul_dtype", "feature_order", "int8_product", "product_type"]
+__all__ = ["MATMUL_DTYPES", "ENGINES", "arithmetic", "arithmetic_available", "calibrate", "calibration_path", "stored_calibration", "engine_choice", "pinned_choices", "set_engine", "set_matmul_dtype", "feature_order", "int8_product", "product_type"]
 
 #: choices of ``TBNN_MATMUL_DTYPE`` / :func:`set_matmul_dtype`
 MATMUL_DTYPES: tuple[str, ...] = ("auto", "float32", "bfloat16", "int8")
@@ -40,6 +43,8 @@ ENGINES: tuple[str, ...] = ("auto", "packed", "dense")
 # arithmetic type: from the CPU's features, or a stored calibration
 
 _OVERRIDE: dict[str, str] = {}
+#: the choices held for a block of work (:func:`pinned_choices`), else ``None``
+_PINNED: ContextVar[dict[str, str] | None] = ContextVar("tbnn_pinned_choices", default=None)
 _PROBES: dict[str, dict[str, Any]] = {}
 _FASTER = 0.8  # calibrate(): a low-precision type is used when its product takes < 0.8x float32's
 
@@ -59,12 +64,34 @@ def set_engine(choice: str) -> None:
 
 
 def _choice(key: str = "choice", env_name: str = "TBNN_MATMUL_DTYPE", allowed: tuple[str, ...] = MATMUL_DTYPES) -> str:
+    pinned = _PINNED.get()
+    if pinned is not None:
+        return pinned[key]
     if key in _OVERRIDE:
         return _OVERRIDE[key]
     env = os.environ.get(env_name, "auto").strip().lower() or "auto"
     if env not in allowed:
         raise ValueError(f"{env_name} must be one of {', '.join(allowed)}; got {env!r}.")
     return env
+
+
+@contextlib.contextmanager
+def pinned_choices() -> Iterator[None]:
+    """Read :func:`engine_choice` and the matmul choice once and hold them inside the block.
+
+    A simulated batch asks for them a few times per layer, and each read of the environment
+    costs about 2 us; :class:`tbnn.engine.session.SimulationSession` holds them for each batch.
+    A :func:`set_engine` or an environment change made inside the block applies after it.
+
+    >>> with pinned_choices():
+    ...     engine_choice() in ENGINES
+    True
+    """
+    token = _PINNED.set({"engine": _choice("engine", "TBNN_ENGINE", ENGINES), "choice": _choice()})
+    try:
+        yield
+    finally:
+        _PINNED.reset(token)
 
 
 def engine_choice() -> str:

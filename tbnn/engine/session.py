@@ -38,6 +38,7 @@ from torch import Tensor, nn
 from tbnn.core.coding import SpikeCode
 from tbnn.core.deprecation import deprecated_attributes, renamed_keyword, warn_deprecated
 from tbnn.engine import integer as engine
+from tbnn.engine.precision import pinned_choices
 from tbnn.kernels import packed as kernels
 
 __all__ = ["SimulationSession", "active", "spike_counts", "SCHEDULES"]
@@ -130,6 +131,7 @@ class SimulationSession:
         cache = weight_cache if weight_cache is not None else {}
         self._codes: dict[int, engine.WeightCodes] = cache.setdefault("codes", {})
         self._token = None
+        self._pinned: Any = None
 
     @property
     def mode(self) -> str:
@@ -139,12 +141,15 @@ class SimulationSession:
 
     # -- context ------------------------------------------------------------------------
     def __enter__(self) -> SimulationSession:
+        self._pinned = pinned_choices()  # the engine's choices read once per batch
+        self._pinned.__enter__()
         self._token = _ACTIVE.set(self)
         return self
 
     def __exit__(self, *exc: Any) -> None:
         _ACTIVE.reset(self._token)
         self._token = None
+        self._pinned.__exit__(*exc)
 
     def end_batch(self, batch: int) -> None:
         """Mark ``batch`` samples done (recording limits count samples across batches)."""
@@ -194,6 +199,9 @@ class SimulationSession:
         sends = getattr(neuron, "sends_analog", None)
         analog = 2.0 * code.gain.numel() if sends is None or sends() else 0.0  # a gain and an offset per block
         self.analog_values[name] = self.analog_values.get(name, 0.0) + analog
+        if counts is not None:  # a code the compiled neuron just made, the session's alone: named in place
+            code.source = name
+            return code
         return replace(code, source=name)
 
     def record_spikes(self, name: str, spikes: Tensor, counts: Tensor | None = None) -> None:

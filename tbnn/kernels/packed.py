@@ -58,6 +58,7 @@ __all__ = [
     "block_terms",
     "block_terms_reference",
     "code_planes",
+    "coef_tensor",
     "kernel",
     "kernel_path",
     "pack_bits",
@@ -484,6 +485,16 @@ def block_sums(x: Tensor, x_coefs: Tensor, pw: PackedWeights, path: int | None =
     lib.tb_block_sums(best_path() if path is None else path, x.data_ptr(), x.shape[1], x.shape[0], xc.data_ptr(),
                       nb, wpb, out.data_ptr())
     return out
+
+
+@functools.lru_cache(maxsize=64)
+def coef_tensor(coefs: tuple[int, ...]) -> Tensor:
+    """The plane weights ``coefs`` as an int64 tensor, one per tuple (shared: read, never written).
+
+    >>> coef_tensor((1, 2)).tolist()
+    [1, 2]
+    """
+    return torch.tensor(coefs, dtype=torch.int64)
 
 
 def _contiguous(t: Tensor, dtype: torch.dtype) -> Tensor:
