@@ -125,3 +125,24 @@ def test_bench_packed_conv_and_drift_tiny(monkeypatch, capsys, tmp_path):
         _run(monkeypatch, capsys, "bench_packed.py", "--only", "drift", "--seconds", "0")
     with pytest.raises(SystemExit):  # refused before 20 s of measuring, not after
         _run(monkeypatch, capsys, "bench_packed.py", "--only", "drift", "--figure", str(tmp_path / "no" / "d.png"))
+
+
+def test_bench_packed_runs_summarises_runs_against_the_host_gauge(monkeypatch, capsys, tmp_path):
+    """``--replot`` reads the simulate tables of the runs in ``--out`` (one real, tiny; one with
+    another ratio and gauge written here) and counts the runs at the target, all and quiet-host."""
+    real = _run(monkeypatch, capsys, "bench_packed.py", "--widths", "256", "--repeats", "1", "--samples", "256",
+                "--only", "simulate")
+    (tmp_path / "run-101500.md").write_text(real)
+    row = next(line for line in real.splitlines() if line.startswith("| 256 |"))
+    cells = row.split("|")
+    cells[5], cells[-2] = " 0.40x ", " 100 / 100 "  # a slow host: far below the best gauge
+    (tmp_path / "run-101700.md").write_text(real.replace(row, "|".join(cells)))
+    text = _run(monkeypatch, capsys, "bench_packed_runs.py", "--replot", "--out", str(tmp_path))
+    line = next(line for line in text.splitlines() if line.startswith("| 256 | 0.5x |"))
+    first = float(row.split("|")[5].strip()[:-1])
+    assert line.split("|")[3].strip() == "2" and line.split("|")[4].strip() == str(int(first >= 0.5))
+    assert line.split("|")[6].strip() == "1"  # only the real run's host is within 10 % of the best gauge
+    assert "| 10:17:00 | 0.40x (100) |" in text
+    assert (tmp_path / "runs.md").is_file() and (tmp_path / "runs.png").stat().st_size > 1000
+    with pytest.raises(SystemExit):
+        _run(monkeypatch, capsys, "bench_packed_runs.py", "--replot", "--out", str(tmp_path / "none"))
