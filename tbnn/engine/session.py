@@ -240,7 +240,7 @@ class SimulationSession:
         if name not in self._packed_features:
             return flat.transpose(0, 1).cpu().numpy()
         words = _packed(flat.cpu()) if words is None else words
-        return np.ascontiguousarray(words[:, :flat.shape[1]].transpose(0, 1).numpy())
+        return words[:, :flat.shape[1]].transpose(0, 1).numpy()  # a view: copied once, by recorded_spikes
 
     def recorded_spikes(self, name: str) -> np.ndarray | None:
         """Layer ``name``'s recorded spikes, bool ``[N, T, F]`` (sample first), or ``None`` when
