@@ -107,12 +107,16 @@ def plot(runs: list[tuple[str, dict[int, dict[str, float]]]], path: Path) -> boo
     fig, axes = plt.subplots(1, len(TARGETS), figsize=(10, 4))
     for ax, (w, target) in zip(axes, TARGETS.items()):
         pts = [r[w] for _, r in runs if w in r]
+        if not pts:
+            continue
         ax.scatter([p["gauge"] for p in pts], [p["ratio"] for p in pts], s=18, color="tab:blue")
         ax.axhline(target, color="tab:red", lw=1, ls="--", label=f"target {target}x")
+        best = max(p["gauge"] for p in pts)
+        ax.axvline((1 - QUIET) * best, color="gray", lw=1, ls=":", label=f"quiet host: within {QUIET:.0%} of the best")
         ax.set_xlabel("host gauge: AND + popcount microbenchmark (G bit-ops/s)")
         ax.set_ylabel("packed engine / float twin (samples/s)")
         ax.set_title(f"W = {w}: {sum(p['ratio'] >= target for p in pts)} of {len(pts)} runs at the target")
-        ax.legend(loc="lower right")
+        ax.legend(loc="best", fontsize=8, framealpha=0.6)
     fig.suptitle("bench_packed --only simulate, fresh process each run (held-out shape, batch 256, T = 4)")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
