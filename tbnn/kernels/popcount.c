@@ -670,10 +670,10 @@ rows_avx512_planes(const uint64_t *X, int64_t M, const int64_t J, const int64_t 
     for (int64_t j = 0; j < J; j++) sh[j] = _mm512_set1_epi64(__builtin_ctzll((unsigned long long)wx[j]));
     /* Blocks of 128 inputs (two words) with at most a quarter of the rows' words silent in every
      * plane (activity of about 1 % and up at T = 4; a ragged last block's empty word counts as
-     * silent): tiles of ROW_TILE rows x 32 outputs, outputs outer, so that a tile's weight words
-     * (nb wpb 256 bytes) serve its rows from the L1 cache rather than every row reading every weight
-     * from L2, and every word is counted (a silent one adds zeros: the same integers, the read-out
-     * in the same block order). Decided from the input alone, not by timing. */
+     * silent): tiles of ROW_TILE rows x 32 outputs (16 at 8 planes), outputs outer, so that a
+     * tile's weight words (256 nb wpb bytes) serve its rows from the L1 cache rather than every
+     * row reading every weight from L2, and every word is counted (a silent one adds zeros: the
+     * same integers, the read-out in the same block order). Decided from the input, not by timing. */
     int64_t silent = 0;
     for (int64_t m = 0; m < M && wpb == 2; m++)
         for (int64_t i = 0; i < nw; i++) {
