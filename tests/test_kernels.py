@@ -358,6 +358,19 @@ def test_rest_reference_adds_left_to_right():
                 assert got[m, o].item() == r
 
 
+def _one_bit_terms(q, Q, path, case):
+    """The kernel's terms of codes ``q`` against 1-bit weights ``Q`` (blocks of 128) on ``path``, checked
+    against the torch reference and the recount; returns ``(x, coefs, pw, N_b)``."""
+    pw = packed.pack_weights(Q, block=128)
+    planes = packed.bit_planes(q)
+    x, coefs = packed.packed_rows(planes, pw, impl="torch"), torch.tensor(planes.coefs)
+    n, _ = _recount(q, Q, 128)
+    terms = packed.block_terms(x, coefs, pw, path=path)
+    assert torch.equal(terms, packed.block_terms_reference(x, coefs, pw))
+    assert torch.equal(terms[..., :Q.shape[0]].to(torch.int64), n), case
+    return x, coefs, pw, n
+
+
 @pytest.mark.skipif(not HAS_KERNEL, reason="no compiled kernel here")
 @pytest.mark.parametrize("path", PATHS)
 @pytest.mark.parametrize("planes_j", [1, 2, 3, 4, 5, 8])
@@ -370,13 +383,7 @@ def test_one_bit_weights_plane_by_plane_for_any_output_count(path, planes_j):
         for active in (1.0, 0.05, 0.003, 0.0):
             Q = torch.randint(0, 2, (outs, 300), generator=gen)
             q = torch.randint(0, 2**planes_j, (13, 300), generator=gen) * (torch.rand(13, 300, generator=gen) < active)
-            pw = packed.pack_weights(Q, block=128)
-            planes = packed.bit_planes(q)
-            x, coefs = packed.packed_rows(planes, pw, impl="torch"), torch.tensor(planes.coefs)
-            n, s = _recount(q, Q, 128)
-            terms = packed.block_terms(x, coefs, pw, path=path)
-            assert torch.equal(terms, packed.block_terms_reference(x, coefs, pw))
-            assert torch.equal(terms[..., :outs].to(torch.int64), n), (outs, active)
+            _one_bit_terms(q, Q, path, (outs, active))
 
 
 @pytest.mark.skipif(not HAS_KERNEL, reason="no compiled kernel here")
@@ -396,13 +403,7 @@ def test_one_bit_weights_in_tiles_of_rows_equal_the_recount(path, planes_j):
                 for w in torch.randperm(nw, generator=gen)[:int(silent * nw)].tolist():
                     q[r, 64 * w:64 * w + 64] = 0
             Q = torch.randint(0, 2, (outs, k), generator=gen)
-            pw = packed.pack_weights(Q, block=128)
-            planes = packed.bit_planes(q)
-            x, coefs = packed.packed_rows(planes, pw, impl="torch"), torch.tensor(planes.coefs)
-            n, s = _recount(q, Q, 128)
-            terms = packed.block_terms(x, coefs, pw, path=path)
-            assert torch.equal(terms, packed.block_terms_reference(x, coefs, pw))
-            assert torch.equal(terms[..., :outs].to(torch.int64), n), (rows, k, silent)
+            x, coefs, pw, n = _one_bit_terms(q, Q, path, (rows, k, silent))
             gains = torch.randn(n.shape[0], rows, generator=gen).to(torch.float32).to(torch.float64)
             cur, s_out = packed.block_readout(x, coefs, pw, gains, path=path)
             want_cur, want_s = packed.block_readout(x, coefs, pw, gains, impl="torch")
