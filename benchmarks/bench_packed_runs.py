@@ -14,8 +14,8 @@ whose gauge is within 10 % of the best seen (the host's quiet phases). ``--replo
 reads the runs already in ``--out``. Writes ``runs.md`` and, with matplotlib, ``runs.png``
 there. No result is asserted.
 
-    python benchmarks/bench_packed_runs.py --runs 30 --gap 100 --out figures/bench_packed_r11
-    python benchmarks/bench_packed_runs.py --replot --out figures/bench_packed_r11
+    python benchmarks/bench_packed_runs.py --runs 24 --gap 90 --out figures/bench_packed_r10/runs
+    python benchmarks/bench_packed_runs.py --replot --out figures/bench_packed_r10/runs
 """
 
 from __future__ import annotations
