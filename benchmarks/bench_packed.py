@@ -68,6 +68,7 @@ the summary against the twin's process time), steadier than wall time on a share
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import resource
 import statistics
@@ -196,7 +197,10 @@ def popcount_micro(gen: torch.Generator, bit_ops: int, repeats: int) -> float:
     (16 KiB: in the first-level cache), the kernel's tightest loop with nothing else in it, repeated
     for about ``bit_ops``; median of ``repeats`` (:data:`CLOCK`). Also the simulate table's gauge of
     the host: on the virtual machine of docs/benchmarks.md it falls by up to a third in the host's
-    busy phases, with nothing of ours running, and the engine's ratio to the float twin with it."""
+    busy phases, with nothing of ours running, and the engine's ratio to the float twin with it.
+    NaN without a compiled kernel."""
+    if kernels.kernel() is None:
+        return math.nan
     mx, mw = (torch.randint(-2**62, 2**62, (1024,), generator=gen) for _ in range(2))
     reps = max(1, bit_ops // 64 // 1024)
     per_word = median_ms(kernels.and_popcount, repeats, mx, mw, reps) / (reps * 1024)  # ms per word

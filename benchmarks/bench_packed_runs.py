@@ -141,9 +141,13 @@ def main(argv: list[str] | None = None) -> None:
             while busy_percent() > 10:
                 time.sleep(15)
             stamp = time.strftime("%H%M%S", time.gmtime())
-            out = subprocess.run([sys.executable, str(HERE / "bench_packed.py"), "--widths", "256", "1024",
+            res = subprocess.run([sys.executable, str(HERE / "bench_packed.py"), "--widths", "256", "1024",
                                   "--repeats", "9", "--samples", "1024", "--clock", "cpu", "--only", "simulate"],
-                                 capture_output=True, text=True, check=True).stdout
+                                 capture_output=True, text=True, check=False)
+            if res.returncode:
+                last = (res.stderr.strip().splitlines() or ["no message"])[-1]
+                ap.exit(1, f"bench_packed_runs.py: run {i + 1} of bench_packed.py failed (exit {res.returncode}): {last}\n")
+            out = res.stdout
             (args.out / f"run-{stamp}.md").write_text(out)
             print(f"run {i + 1}/{args.runs} at {stamp}: "
                   + ", ".join(f"W {w} {v['ratio']:.2f}x" for w, v in parse_run(out).items()), flush=True)
