@@ -266,7 +266,7 @@ def _packed_conv_current(layer: EngineLayer, q: Tensor, code: SpikeCode, wc: Wei
         x = kernels.packed_rows(kernels.Planes(None, coefs, torch.stack(words), pw.block, pw.k), pw)  # [J, M L, w]
         m = rows // math.prod(out)
         gains = a.reshape(nb, m, 1).expand(nb, m, math.prod(out)).reshape(nb, rows)
-        cur, s = kernels.block_readout(x, torch.tensor(coefs, dtype=torch.int64), pw, gains.contiguous())
+        cur, s = kernels.block_readout(x, kernels.coef_tensor(coefs), pw, gains.contiguous())
     except ValueError as err:
         _packed_failed(wc, err)
         return None

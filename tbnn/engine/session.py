@@ -199,9 +199,6 @@ class SimulationSession:
         sends = getattr(neuron, "sends_analog", None)
         analog = 2.0 * code.gain.numel() if sends is None or sends() else 0.0  # a gain and an offset per block
         self.analog_values[name] = self.analog_values.get(name, 0.0) + analog
-        if counts is not None:  # a code the compiled neuron just made, the session's alone: named in place
-            code.source = name
-            return code
         return replace(code, source=name)
 
     def record_spikes(self, name: str, spikes: Tensor, counts: Tensor | None = None) -> None:

@@ -395,7 +395,7 @@ def block_terms(x: Tensor, x_coefs: Tensor, pw: PackedWeights, impl: str = "c", 
     if lib is None:
         return block_terms_reference(x, x_coefs, pw)
     _, nb, _ = words_per_block(pw.block, pw.k)
-    x, xc = x.contiguous(), x_coefs.to(torch.int64).contiguous()
+    x, xc = x.contiguous(), _contiguous(x_coefs, torch.int64)
     out = torch.empty(nb, x.shape[1], pw.words.shape[-1], dtype=torch.int32)
     _run(lib, path, x, xc, pw, out, None, None, None)
     return out
@@ -433,7 +433,7 @@ def block_readout(x: Tensor, x_coefs: Tensor, pw: PackedWeights, gains: Tensor, 
         raise ValueError("pw must be packed with its ones column for the fused read-out.")
     m = x.shape[1]
     _, nb, _ = words_per_block(pw.block, pw.k)
-    gains = gains.to(torch.float64).contiguous()
+    gains = _contiguous(gains, torch.float64)
     if tuple(gains.shape) != (nb, m):
         raise ValueError(f"gains must be [blocks, rows] = [{nb}, {m}]; got {tuple(gains.shape)}.")
     lib = kernel() if impl == "c" else None
@@ -445,7 +445,7 @@ def block_readout(x: Tensor, x_coefs: Tensor, pw: PackedWeights, gains: Tensor, 
         return cur, n[..., pw.out].contiguous()
     cur = torch.empty(m, pw.words.shape[-1], dtype=torch.float64)
     s_out = torch.empty(nb, m, dtype=torch.int32)
-    _run(lib, path, x.contiguous(), x_coefs.to(torch.int64).contiguous(), pw, None, cur, gains, s_out)
+    _run(lib, path, x.contiguous(), _contiguous(x_coefs, torch.int64), pw, None, cur, gains, s_out)
     return cur, s_out
 
 
@@ -573,7 +573,7 @@ def row_terms(planes: Planes, pw: PackedWeights, impl: str = "c") -> tuple[Tenso
     could exceed :math:`2^{31} - 1` (``max|Q| * block * sum|wx|``).
     """
     x = packed_rows(planes, pw, impl)
-    out = block_terms(x, torch.tensor(planes.coefs, dtype=torch.int64), pw, impl)
+    out = block_terms(x, coef_tensor(planes.coefs), pw, impl)
     n = out[..., :pw.out]
     s = out[..., pw.out:pw.out + 1] if pw.ones_column else None
     return n, s
@@ -591,6 +591,6 @@ def row_readout(planes: Planes, pw: PackedWeights, gains: Tensor, impl: str = "c
     """``sum_b g_b N_b`` (float64 ``[M, O]``) and ``S_b`` (int32 ``[nb, M, 1]``) of the rows against ``pw``
     (:func:`block_readout`); the same checks as :func:`row_terms`."""
     x = packed_rows(planes, pw, impl)
-    cur, s = block_readout(x, torch.tensor(planes.coefs, dtype=torch.int64), pw, gains, impl)
+    cur, s = block_readout(x, coef_tensor(planes.coefs), pw, gains, impl)
     return cur[:, :pw.out], s.unsqueeze(-1)
 
