@@ -13,10 +13,16 @@ one thread), ``threads=N`` (``OMP_NUM_THREADS=N``: OpenMP threads spin a while b
 sleep, libgomp's default) and ``threads=N,passive`` (also ``OMP_WAIT_POLICY=PASSIVE``: they
 sleep at once).
 
+Around each process the host is gauged (``bench_packed.popcount_micro``, the AND + popcount
+microbenchmark, in this process while the simulate process is not running): on a shared virtual
+machine the core's speed moves between phases with nothing of ours running, and the engine's
+throughput with it. A run's host counts as quiet when both its gauges are within 10 % of the
+best gauge of the whole benchmark (``bench_packed_runs.QUIET``).
+
 Prints, per setting and phase: the throughput's minimum, median and maximum, the spread
-(maximum / minimum), the set of arithmetic choices and engines, and the busy phase's median
-as a fraction of the quiet one. The CPU line and the load average come first. No result is
-asserted.
+(maximum / minimum), the same spread over the quiet-host runs, the gauges' range, the set of
+arithmetic choices and engines, and the busy phase's median as a fraction of the quiet one.
+The CPU line and the load average come first. No result is asserted.
 
     python benchmarks/bench_repeat.py [--processes 7] [--busy 2] [--settings default threads=2 threads=2,passive] [--out DIR]
 """
@@ -25,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import statistics
 import subprocess
@@ -33,9 +40,15 @@ import tempfile
 import time
 from pathlib import Path
 
+import torch
+
 from tbnn.runtime.machine import describe_cpu
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from bench_packed import popcount_micro  # noqa: E402
+from bench_packed_runs import QUIET  # noqa: E402
 
 
 def _env(setting: str = "default") -> dict:
@@ -69,10 +82,17 @@ def _tbnn(args: list[str], setting: str = "default") -> None:
         raise RuntimeError(f"tbnn {' '.join(args)} failed (exit {res.returncode}):\n{res.stderr}")
 
 
+def gauge() -> float:
+    """The host's AND + popcount throughput now, G bit-ops/s (NaN without a compiled kernel)."""
+    return popcount_micro(torch.Generator().manual_seed(0), 2**31, 3)
+
+
 def _one(run: Path, out: Path, setting: str) -> dict:
+    before = gauge()
     _tbnn(["simulate", str(run), "--split", "train", "--out", str(out), "--quiet"], setting)
+    after = gauge()
     s = json.loads((out / "simulation.json").read_text())
-    return {"samples_per_second": s["engine_samples_per_second"], "cpu_seconds_per_sample": s["engine_cpu_seconds_per_sample"],
+    return {"samples_per_second": s["engine_samples_per_second"], "gauge": [before, after], "cpu_seconds_per_sample": s["engine_cpu_seconds_per_sample"],
             "arithmetic": s["engine"]["low_precision"], "engines": sorted(set(s["engine"]["layers"].values())),
             "threads": s["threads"]["intra_op"], "samples": s["samples"]}
 
@@ -84,7 +104,8 @@ def _phase(run: Path, tmp: Path, n: int, busy: int, setting: str, tag: str) -> l
         out = []
         for i in range(n):
             out.append(_one(run, tmp / f"{tag}-{i}", setting))
-            print(f"  {tag} {i + 1}/{n}: {out[-1]['samples_per_second']:,.0f} samples/s", flush=True)
+            print(f"  {tag} {i + 1}/{n}: {out[-1]['samples_per_second']:,.0f} samples/s, host gauge "
+                  f"{out[-1]['gauge'][0]:,.0f} / {out[-1]['gauge'][1]:,.0f}", flush=True)
         return out
     finally:
         for h in hogs:
@@ -92,9 +113,17 @@ def _phase(run: Path, tmp: Path, n: int, busy: int, setting: str, tag: str) -> l
             h.wait()
 
 
+def quiet_spread(runs: list[dict], best: float) -> tuple[float, int]:
+    """The spread (maximum / minimum throughput) of the runs whose gauges are both within
+    ``QUIET`` of ``best``, and how many they are (NaN, 0 when none is)."""
+    sps = [r["samples_per_second"] for r in runs if min(r["gauge"]) >= (1 - QUIET) * best]
+    return (max(sps) / min(sps) if sps else math.nan), len(sps)
+
+
 def _summary(runs: list[dict]) -> dict:
     sps = [r["samples_per_second"] for r in runs]
     return {"min": min(sps), "median": statistics.median(sps), "max": max(sps), "spread": max(sps) / min(sps),
+            "gauge": [min(min(r["gauge"]) for r in runs), max(max(r["gauge"]) for r in runs)],
             "arithmetic": sorted({r["arithmetic"] for r in runs}),
             "engines": sorted({e for r in runs for e in r["engines"]}), "threads": sorted({r["threads"] for r in runs}),
             "cpu_ms_per_sample_median": 1e3 * statistics.median(r["cpu_seconds_per_sample"] for r in runs),
@@ -132,14 +161,20 @@ def main(argv: list[str] | None = None) -> dict:
                 print(tag, flush=True)
                 result["phases"][tag] = _summary(_phase(run, tmp, args.processes, busy, setting,
                                                         f"{setting.replace(',', '-').replace('=', '')}-{busy}"))
+    best = max(s["gauge"][1] for s in result["phases"].values())
+    result["best_gauge"] = best
     lines = ["| setting | busy processes | samples/s min / median / max | spread (max / min) | "
-             "busy median / quiet median | arithmetic | engines | CPU ms per sample (median) |",
-             "|---|---|---|---|---|---|---|---|"]
+             f"spread where the host was quiet (gauges within {QUIET:.0%} of the best, {best:,.0f}; runs) | "
+             "host gauge min / max (G bit-ops/s) | busy median / quiet median | arithmetic | engines | "
+             "CPU ms per sample (median) |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for tag, s in result["phases"].items():
         setting, busy = tag.split(" | ")
         quiet = result["phases"][f"{setting} | 0"]["median"]
+        s["quiet_spread"], n_quiet = quiet_spread(s["runs"], best)
         lines.append(f"| {setting} (intra-op {', '.join(map(str, s['threads']))}) | {busy} | "
                      f"{s['min']:,.0f} / {s['median']:,.0f} / {s['max']:,.0f} | {s['spread']:.2f}x | "
+                     f"{s['quiet_spread']:.2f}x ({n_quiet}) | {s['gauge'][0]:,.0f} / {s['gauge'][1]:,.0f} | "
                      f"{s['median'] / quiet:.2f} | {', '.join(s['arithmetic'])} | {'; '.join(s['engines'])} | "
                      f"{s['cpu_ms_per_sample_median']:.3f} |")
     text = "\n".join([f"# bench_repeat: {args.processes} fresh `tbnn simulate --split train` per row", "", head, "",
