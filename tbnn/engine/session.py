@@ -109,10 +109,13 @@ class SimulationSession:
         self.order: list[str] = []  # neuron layers in firing order
         self.neurons: dict[str, int] = {}  # neurons per sample of each layer
         self.timesteps: dict[str, int] = {}
-        self.spike_counts: dict[str, int] = {}
-        self.neuron_counts: dict[str, Tensor] = {}  # spikes of each neuron over every sample
-        self.synaptic_ops: dict[str, float] = {}
-        self.dense_ops: dict[str, float] = {}
+        self.neuron_counts: dict[str, Tensor] = {}  # spikes of each neuron over every sample (float64)
+        # each reading of a layer's spikes: (neuron layer, reading layer, input shape, its fan-outs) -> [the
+        # spikes of each input neuron read there, summed over batches (float64 [F]), its synapses [F, 2]
+        # (existing, every weight position)]; the operations are made from these sums when asked (exact:
+        # sums of integers below 2^53, as the per-batch products were)
+        self._reads: dict[tuple, list[Tensor]] = {}
+        self._merged: dict[str, dict[str, Any]] = {}  # counts merged over the ranks of a torchrun job
         self.analog_values: dict[str, float] = {}  # per-sample gains and offsets sent, over every sample
         self.readers: dict[str, dict[tuple, Tensor]] = {}  # neuron layer -> reading layer -> fan-out
         #: each layer's recorded spikes, batch by batch: ``[n, T, F]`` bool, or packed 64 neurons to a
@@ -132,6 +135,31 @@ class SimulationSession:
         self._codes: dict[int, engine.WeightCodes] = cache.setdefault("codes", {})
         self._token = None
         self._pinned: Any = None
+
+    @property
+    def spike_counts(self) -> dict[str, int]:
+        """Spikes of each neuron layer over every sample so far."""
+        if "spike_counts" in self._merged:
+            return self._merged["spike_counts"]
+        return {k: int(v.sum()) for k, v in self.neuron_counts.items()}
+
+    @property
+    def synaptic_ops(self) -> dict[str, float]:
+        """Synaptic operations of each neuron layer's spikes (by the synapses that exist) so far."""
+        return self._ops(0, "synaptic_ops")
+
+    @property
+    def dense_ops(self) -> dict[str, float]:
+        """Synaptic operations of each neuron layer's spikes counting every weight position so far."""
+        return self._ops(1, "dense_ops")
+
+    def _ops(self, column: int, merged: str) -> dict[str, float]:
+        if merged in self._merged:
+            return self._merged[merged]
+        ops: dict[str, float] = {}
+        for (src, *_), (counts, both) in self._reads.items():
+            ops[src] = ops.get(src, 0.0) + float(counts @ both[:, column])
+        return ops
 
     @property
     def mode(self) -> str:
@@ -178,8 +206,8 @@ class SimulationSession:
                          for k in firsts["neurons"]}
         self.order = list(firsts["neurons"])
         self.neurons, self.timesteps, self.readers = firsts["neurons"], firsts["timesteps"], firsts["readers"]
-        self.spike_counts, self.neuron_counts = sums["spike_counts"], sums["neuron_counts"]
-        self.synaptic_ops, self.dense_ops = sums["synaptic_ops"], sums["dense_ops"]
+        self.neuron_counts = sums["neuron_counts"]
+        self._merged = {k: sums[k] for k in ("spike_counts", "synaptic_ops", "dense_ops")}
         self.analog_values = sums["analog_values"]
         return {k: merged[k] for k in arrays if k in merged}, list(scalars)
 
@@ -206,20 +234,17 @@ class SimulationSession:
         ``counts``: each neuron's spikes ``[F]`` where the firing already counted them."""
         T, B = spikes.shape[:2]
         flat = spikes.reshape(T, B, -1)
-        if name not in self.spike_counts:
+        if name not in self.neurons:
             self.order.append(name)
             self.neurons[name], self.timesteps[name] = int(flat.shape[2]), int(T)
-            self.spike_counts[name] = 0
             self.neuron_counts[name] = torch.zeros(flat.shape[2], dtype=torch.float64)
             self.recorded[name] = []
         elif self.neurons[name] != flat.shape[2] or self.timesteps[name] != T:
             raise ValueError(f"neuron layer {name!r} fired twice in one pass with different shapes; "
                              "use a separate TemporalBinary module for each place it is used.")
-        counts = spike_counts(flat) if counts is None else counts.to(torch.float64)
+        counts = spike_counts(flat) if counts is None else counts
         self._batch_counts[name] = (spikes, counts)  # for the layers that read these spikes (same device)
-        per_neuron = counts.cpu()
-        self.neuron_counts[name] += per_neuron
-        self.spike_counts[name] += int(per_neuron.sum())
+        self.neuron_counts[name] += counts if counts.device.type == "cpu" else counts.cpu()  # exact: integers
         keep = self._keep(name, B)
         if name not in self._packed_features and not self.recorded[name] and _packs_records():
             self._packed_features[name] = int(flat.shape[2])  # this layer is recorded packed
@@ -286,9 +311,11 @@ class SimulationSession:
             per_input = counted[1]
         else:
             per_input = spike_counts(code.spikes.reshape(code.timesteps, code.q.shape[0], -1))
-        ops, dense_ops = (per_input @ both).tolist()  # exact: sums of integer products in float64
-        self.synaptic_ops[src] = self.synaptic_ops.get(src, 0.0) + ops
-        self.dense_ops[src] = self.dense_ops.get(src, 0.0) + dense_ops
+        read = self._reads.get((src, id(layer), in_shape, id(both)))
+        if read is None:
+            read = self._reads[(src, id(layer), in_shape, id(both))] = [torch.zeros(len(fo), dtype=torch.float64),
+                                                                        both.cpu()]
+        read[0] += per_input if per_input.device.type == "cpu" else per_input.cpu()  # exact: integers
         self.readers.setdefault(src, {})[(id(layer), in_shape)] = fo
         return current
 
