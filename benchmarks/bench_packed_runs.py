@@ -72,6 +72,18 @@ def read_runs(folder: Path) -> list[tuple[str, dict[int, dict[str, float]]]]:
     return runs
 
 
+def cpu_of(folder: Path) -> str:
+    """The CPU the runs in ``folder`` name (the first ``CPU: `` line's model, before its first ``;``;
+    a set of them joined with `` / `` if they differ), or ``unknown CPU``."""
+    names = []
+    for path in sorted(folder.glob("run-*.md")):
+        line = next((ln for ln in path.read_text().splitlines() if ln.startswith("CPU: ")), None)
+        name = line[5:].split(";")[0].split(",")[0].strip() if line else None
+        if name and name not in names:
+            names.append(name)
+    return " / ".join(names) or "unknown CPU"
+
+
 def summary(runs: list[tuple[str, dict[int, dict[str, float]]]]) -> list[str]:
     """The markdown summary: per width, the runs meeting the target, all and quiet-host."""
     head = ("| W | target | runs | meeting it | ratio min / median / max | quiet-host runs (gauge within "
@@ -95,7 +107,7 @@ def summary(runs: list[tuple[str, dict[int, dict[str, float]]]]) -> list[str]:
     return lines
 
 
-def plot(runs: list[tuple[str, dict[int, dict[str, float]]]], path: Path) -> bool:
+def plot(runs: list[tuple[str, dict[int, dict[str, float]]]], path: Path, cpu: str = "unknown CPU") -> bool:
     """Ratio against gauge, one panel per width, the target drawn; ``False`` without matplotlib."""
     try:
         import matplotlib
@@ -117,7 +129,7 @@ def plot(runs: list[tuple[str, dict[int, dict[str, float]]]], path: Path) -> boo
         ax.set_ylabel("packed engine / float twin (samples/s)")
         ax.set_title(f"W = {w}: {sum(p['ratio'] >= target for p in pts)} of {len(pts)} runs at the target")
         ax.legend(loc="best", fontsize=8, framealpha=0.6)
-    fig.suptitle("bench_packed --only simulate, fresh process each run (held-out shape, batch 256, T = 4)")
+    fig.suptitle(f"bench_packed --only simulate, fresh process each run (held-out shape, batch 256, T = 4; {cpu})")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
@@ -156,10 +168,11 @@ def main(argv: list[str] | None = None) -> None:
     runs = read_runs(args.out)
     if not runs:
         ap.error(f"no run with a simulate table in {args.out}.")
-    text = "\n".join(summary(runs)) + "\n"
+    cpu = cpu_of(args.out)
+    text = "\n".join([f"CPU: {cpu}", "", *summary(runs)]) + "\n"
     (args.out / "runs.md").write_text(text)
     print(text)
-    if plot(runs, args.out / "runs.png"):
+    if plot(runs, args.out / "runs.png", cpu):
         print(f"figure: {args.out / 'runs.png'}")
 
 

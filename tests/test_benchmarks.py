@@ -145,6 +145,8 @@ def test_bench_packed_runs_summarises_runs_against_the_host_gauge(monkeypatch, c
     assert line.split("|")[3].strip() == "2" and line.split("|")[4].strip() == str(int(first >= 0.5))
     assert line.split("|")[6].strip() == "1"  # only the real run's host is within 10 % of the best gauge
     assert "| 10:17:00 | 0.40x (100) |" in text
+    cpu = next(line for line in real.splitlines() if line.startswith("CPU: "))[5:].split(";")[0].split(",")[0]
+    assert text.startswith(f"CPU: {cpu}\n")  # the CPU the runs name heads the summary (and the figure's title)
     assert (tmp_path / "runs.md").is_file() and (tmp_path / "runs.png").stat().st_size > 1000
     with pytest.raises(SystemExit):
         _run(monkeypatch, capsys, "bench_packed_runs.py", "--replot", "--out", str(tmp_path / "none"))
