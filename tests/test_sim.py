@@ -130,3 +130,26 @@ def test_cli_simulate_and_refusals(tiny_run, tmp_path, capsys):
 
     (bad / "config.json").write_text('{"hello": 1}')  # a foreign config
     refused(["simulate", str(bad), "--out", str(tmp_path / "e")], "not a tbnn run config", tmp_path / "e")
+
+
+def test_synaptic_ops_over_batches_equal_a_recount_by_nonzero_weight_codes():
+    """Counts tallied over many batches (the session sums each reading's input spikes and makes the
+    operations at the end) equal a recount from the recorded spikes: each spike of input ``i``
+    reaches the weights of its column that exist (M:N pruning removes the others; synaptic ops) or
+    every output (dense ops)."""
+    import tbnn
+    from tbnn.engine import weight_codes
+
+    torch.manual_seed(3)
+    net = torch.nn.Sequential(tbnn.TemporalBinary(3, block=8, grid="minmax"), tbnn.TBLinear(12, 6, weight_bits=2,
+                                                                                       sparsity="2:4"),
+                              tbnn.TemporalBinary(3, block=8), tbnn.TBLinear(6, 4, weight_bits=1)).eval()
+    res = tbnn.simulate(net, torch.randn(70, 12), batch=16)  # five batches, the last one short
+    layers = {d["name"]: d for d in res.summary["layers"]}
+    for (name, spikes), lin in zip(res.spikes.items(), (net[1], net[3])):
+        per_input = torch.as_tensor(spikes).reshape(-1, spikes.shape[-1]).sum(0).to(torch.float64)  # [F]
+        exist = weight_codes(lin).exists.reshape(lin.out_features, -1).sum(0).to(torch.float64)
+        assert layers[name]["synaptic_ops"] == float(per_input @ exist)
+        assert layers[name]["dense_synaptic_ops"] == float(per_input.sum() * lin.out_features)
+        assert layers[name]["spikes"] == int(per_input.sum())
+    assert layers["0"]["synaptic_ops"] < layers["0"]["dense_synaptic_ops"]  # 2:4 pruning: half the synapses
