@@ -172,9 +172,10 @@ def main(argv: list[str] | None = None) -> dict:
         setting, busy = tag.split(" | ")
         quiet = result["phases"][f"{setting} | 0"]["median"]
         s["quiet_spread"], n_quiet = quiet_spread(s["runs"], best)
+        quiet_cell = f"{s['quiet_spread']:.2f}x ({n_quiet})" if n_quiet else "none (0)"
         lines.append(f"| {setting} (intra-op {', '.join(map(str, s['threads']))}) | {busy} | "
                      f"{s['min']:,.0f} / {s['median']:,.0f} / {s['max']:,.0f} | {s['spread']:.2f}x | "
-                     f"{s['quiet_spread']:.2f}x ({n_quiet}) | {s['gauge'][0]:,.0f} / {s['gauge'][1]:,.0f} | "
+                     f"{quiet_cell} | {s['gauge'][0]:,.0f} / {s['gauge'][1]:,.0f} | "
                      f"{s['median'] / quiet:.2f} | {', '.join(s['arithmetic'])} | {'; '.join(s['engines'])} | "
                      f"{s['cpu_ms_per_sample_median']:.3f} |")
     text = "\n".join([f"# bench_repeat: {args.processes} fresh `tbnn simulate --split train` per row", "", head, "",
