@@ -35,6 +35,12 @@ TARGETS = {256: 0.5, 1024: 2.0}
 QUIET = 0.10
 
 
+def quiet_host(gauge: float, best: float) -> bool:
+    """Whether a run's gauge (the mean of the microbenchmark before and after it) is within
+    :data:`QUIET` of ``best``, the best such gauge of its series: the host's quiet phases."""
+    return gauge >= (1 - QUIET) * best
+
+
 def busy_percent(seconds: float = 2.0) -> float:
     """Percent of this machine's CPU time not idle over ``seconds`` (``/proc/stat``; 0 elsewhere)."""
     def sample() -> tuple[int, int]:
@@ -94,7 +100,7 @@ def summary(runs: list[tuple[str, dict[int, dict[str, float]]]]) -> list[str]:
         if not pts:
             continue
         best = max(p["gauge"] for p in pts)
-        quiet = [p for p in pts if p["gauge"] >= (1 - QUIET) * best]
+        quiet = [p for p in pts if quiet_host(p["gauge"], best)]
         ratios, qr = [p["ratio"] for p in pts], [p["ratio"] for p in quiet]
         lines.append(f"| {w} | {target}x | {len(pts)} | {sum(r >= target for r in ratios)} | "
                      f"{min(ratios):.2f} / {statistics.median(ratios):.2f} / {max(ratios):.2f} | {len(quiet)} | "

@@ -244,7 +244,7 @@ class SimulationSession:
                              "use a separate TemporalBinary module for each place it is used.")
         counts = spike_counts(flat) if counts is None else counts
         self._batch_counts[name] = (spikes, counts)  # for the layers that read these spikes (same device)
-        self.neuron_counts[name] += counts if counts.device.type == "cpu" else counts.cpu()  # exact: integers
+        self.neuron_counts[name] += counts.cpu()  # exact: integers
         keep = self._keep(name, B)
         if name not in self._packed_features and not self.recorded[name] and _packs_records():
             self._packed_features[name] = int(flat.shape[2])  # this layer is recorded packed
@@ -315,7 +315,7 @@ class SimulationSession:
         if read is None:
             read = self._reads[(src, id(layer), in_shape, id(both))] = [torch.zeros(len(fo), dtype=torch.float64),
                                                                         both.cpu()]
-        read[0] += per_input if per_input.device.type == "cpu" else per_input.cpu()  # exact: integers
+        read[0] += per_input.cpu()  # exact: integers
         self.readers.setdefault(src, {})[(id(layer), in_shape)] = fo
         return current
 
