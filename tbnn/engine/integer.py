@@ -35,11 +35,12 @@ Packed engine: for layers with integer weight codes on a CPU, the same ``N_b`` a
 come from bit planes packed 64 per word by AND + popcount (:mod:`tbnn.kernels`, compiled), as
 int32 (a convolution's receptive fields once per read-out block, :mod:`tbnn.engine.receptive`).
 With float32 gains the kernel adds ``sum_b a_b N_b`` in :func:`combine`'s block order (each
-exact product and each sum rounded once), and for linear layers it writes the current,
+exact product and each sum rounded once); for linear layers it writes the current,
 ``float32(rest + alpha sum_b a_b N_b)``, the rest added in :func:`combine`'s one order
-(:func:`tbnn.kernels.packed.rest_reference`; checked once per process). It runs where the
-kernel is available (``auto``); ``TBNN_ENGINE`` (``auto``, ``packed``, ``dense``) or
-:func:`set_engine` forces one; :func:`engine_path` says which ran.
+(:func:`tbnn.kernels.packed.rest_reference`), its operands made in the same call
+(:mod:`tbnn.kernels.current`; each checked once per process). It runs where the kernel is
+available (``auto``); ``TBNN_ENGINE`` (``auto``, ``packed``, ``dense``) or :func:`set_engine`
+forces one; :func:`engine_path` says which ran.
 
 Layers (``tbnn.nn.layers``) call :func:`exact` in eval mode; the simulator calls
 :func:`step_current`; :func:`fanout` counts each input's synapses for the synaptic-operation
@@ -83,6 +84,7 @@ from tbnn.engine.weights import (
     weight_codes,
 )
 from tbnn.kernels import neuron as kernel_neuron
+from tbnn.kernels.current import linear_current
 from tbnn.kernels import packed as kernels
 
 __all__ = [
@@ -295,21 +297,22 @@ def _packed_terms(layer: EngineLayer, q: Tensor, code: SpikeCode, wc: WeightCode
 
 
 def _packed_current(layer: EngineLayer, q: Tensor, code: SpikeCode, wc: WeightCodes, weights: list | None,
-                    a: Tensor, words: Tensor | None = None) -> Tensor | None:
-    """A linear layer's current by the compiled kernel with the last step of :func:`combine` fused in
-    (:func:`tbnn.kernels.packed.block_current`; ``S_b`` first, then the rest of the current's terms,
-    then the kernel, which adds them), or ``None`` where that does not run. The same numbers as
-    :func:`combine` (checked once per process, :func:`_current_fusion_ok`)."""
+                    nb: int, words: Tensor | None = None) -> Tensor | None:
+    """A linear layer's current by the kernel with :func:`combine`'s last step fused in, in one call
+    (:func:`tbnn.kernels.current.linear_current`) or from operands made in torch
+    (:func:`tbnn.kernels.packed.block_current`); ``None`` where neither runs. :func:`combine`'s
+    numbers (checked once per process, :func:`_current_fusion_ok`)."""
     try:
         found = _packed_planes(layer, q, code, wc, weights, words)
         if found is None or found[1] != "c":
             return None
         pw, _, planes, lead = found
-        x = kernels.packed_rows(planes, pw)
-        coefs = kernels.coef_tensor(planes.coefs)
-        s = kernels.block_sums(x, coefs, pw)  # [nb, M]
-        lhs, rhs, bias = _linear_rest_terms(layer, s.unsqueeze(-1), code, wc, a)
-        cur = kernels.block_current(x, coefs, pw, a.reshape(a.shape[0], -1), lhs, rhs, bias, _affine64(wc)[0])
+        x, al, (rhs, bias) = kernels.packed_rows(planes, pw), _affine64(wc)[0], _linear_rhs(layer, code, wc)
+        cur = linear_current(x, planes.coefs, pw, code.gain.detach(), code.offset.detach(), rhs, bias, al)
+        if cur is None:
+            a, coefs = _gains(code, nb, []), kernels.coef_tensor(planes.coefs)
+            lhs, rhs, bias = _linear_rest_terms(layer, kernels.block_sums(x, coefs, pw).unsqueeze(-1), code, wc, a)
+            cur = kernels.block_current(x, coefs, pw, a.reshape(nb, -1), lhs, rhs, bias, al)
     except ValueError as err:
         _packed_failed(wc, err)
         return None
@@ -325,13 +328,11 @@ def integer_terms(layer: EngineLayer, q: Tensor, code: SpikeCode, wc: WeightCode
     sums of these terms equal the terms of the summed code bit for bit.
 
     Linear layers: one product per block of a ``[M, nb, bs]`` view, in the fastest type of
-    :func:`arithmetic` that is exact for it (int8 with int32 sums when every code and input
-    is within :math:`\pm 127`; bfloat16 when every partial sum is an integer of magnitude
-    ``<= 256``, ``max|Q| * per * max|q| <= 256``, which bfloat16 and its float32
-    accumulator hold exactly); ``S_b`` is the product with a column of ones appended to
-    the codes. Convolutions: one op on the masked
-    copies stacked in the batch. Where the packed engine runs (see the module), the same
-    integers by AND + popcount of ``q``'s bit planes, as int32.
+    :func:`arithmetic` exact for it (int8, int32 sums, when every code and input is within
+    :math:`\pm 127`; bfloat16 when ``max|Q| * per * max|q| <= 256``, every partial sum an
+    integer its float32 accumulator holds); ``S_b``: a column of ones appended to the codes.
+    Convolutions: one op on the masked copies stacked in the batch. Where the packed engine
+    runs (see the module), the same integers by AND + popcount of bit planes, as int32.
     """
     terms = _packed_terms(layer, q, code, wc)
     if terms is not None:
@@ -443,9 +444,7 @@ def _combine(layer: EngineLayer, n: Tensor | None, s: Tensor, code: SpikeCode, w
 
 def _affine64(wc: WeightCodes) -> tuple[Tensor, Tensor]:
     """The per-channel ``alpha`` and ``gamma`` in float64 (cached)."""
-    if "affine64" not in wc.cache:
-        wc.cache["affine64"] = (wc.alpha.to(torch.float64), wc.gamma.to(torch.float64))
-    return wc.cache["affine64"]
+    return wc.cache.get("affine64") or wc.cache.setdefault("affine64", (wc.alpha.double(), wc.gamma.double()))
 
 
 def _linear_rest_terms(layer: EngineLayer, s: Tensor, code: SpikeCode, wc: WeightCodes,
@@ -456,12 +455,17 @@ def _linear_rest_terms(layer: EngineLayer, s: Tensor, code: SpikeCode, wc: Weigh
     ``[nb, B, 1]``; ``a``: :func:`_gains`)."""
     nb = s.shape[0]
     c = code.offset.detach().to(torch.float64).squeeze(-1).reshape(-1, nb)  # [B, nb]
-    const, bias = _offset_terms(layer, code, wc)  # [nb, out] and [out]
     sa = (a * s).sum(0)  # [B, 1]
+    return torch.cat([c, sa], 1), *_linear_rhs(layer, code, wc)
+
+
+def _linear_rhs(layer: EngineLayer, code: SpikeCode, wc: WeightCodes) -> tuple[Tensor, Tensor | None]:
+    """``rhs = [const_b...; gamma]`` (float64 ``[nb + 1, out]``) and the bias of :func:`_linear_rest_terms`, cached."""
+    const, bias = _offset_terms(layer, code, wc)  # [nb, out] and [out]
     key = ("offsets and gamma", code.q.shape[-1], code.block_size())  # linear: no input layout
     if key not in wc.cache:
         wc.cache[key] = torch.cat([const, _affine64(wc)[1].view(1, -1)], 0)
-    return torch.cat([c, sa], 1), wc.cache[key], bias
+    return wc.cache[key], bias
 
 
 def _linear_rest(layer: EngineLayer, s: Tensor, code: SpikeCode, wc: WeightCodes, a: Tensor) -> Tensor:
@@ -526,11 +530,11 @@ def _fused(layer: EngineLayer, q: Tensor, code: SpikeCode, wc: WeightCodes, weig
     if code.gain.dtype != torch.float32:
         return None
     nb = -(-q.shape[-1] // code.block_size())
-    a = _gains(code, nb, [])
     if code.q.dtype == torch.float32 and engine_choice() != "dense" and _current_fusion_ok():  # dense: no kernel
-        cur = _packed_current(layer, q, code, wc, weights, a, words)
+        cur = _packed_current(layer, q, code, wc, weights, nb, words)
         if cur is not None:
             return cur
+    a = _gains(code, nb, [])
     out = _packed_terms(layer, q, code, wc, weights, gains=a.reshape(nb, -1))
     return None if out is None else _combine(layer, None, out[1], code, wc, out[0], a)
 

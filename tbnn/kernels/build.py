@@ -47,7 +47,7 @@ __all__ = ["BUILD_SECONDS", "SOURCE", "SOURCES", "build", "build_key", "compiler
 #: The kernel's C source file in this package (the file the build writes and compiles).
 SOURCE = "popcount.c"
 #: The C sources in this package, compiled as one translation unit in this order.
-SOURCES = ("popcount.c", "neuron.c")
+SOURCES = ("popcount.c", "neuron.c", "current.c")
 #: Longest a build may take before it is abandoned (the kernel is then not used).
 BUILD_SECONDS = 60
 #: Compiler flags: optimised, position independent, no machine-specific code outside the
@@ -168,6 +168,8 @@ def _declare(lib: ctypes.CDLL) -> ctypes.CDLL:
                              i64]
     lib.tb_block_sums.argtypes = [ctypes.c_int, p, i64, i64, p, i64, i64, p]
     lib.tb_block_sums.restype = None
+    lib.tb_linear_current.argtypes = [ctypes.c_int, p, i64, i64, p, p, i64, p, i64, i64, i64, p, p, p, p, p, i64, p]
+    lib.tb_linear_current.restype = ctypes.c_int
     lib.tb_terms.restype = ctypes.c_int
     lib.tb_fire.argtypes = [ctypes.c_int, p, p, i64, i64, p, p, p]
     lib.tb_fire.restype = i64

@@ -1,0 +1,92 @@
+"""The linear layer's current in one compiled call (tbnn.kernels.current) against torch and the dense engine."""
+
+import dataclasses
+
+import pytest
+import torch
+
+import tbnn
+from tbnn.engine import integer as engine
+from tbnn.kernels import current, packed
+
+HAS_KERNEL = packed.kernel() is not None
+PATHS = list(range(packed.kernel().tb_best_path() + 1)) if HAS_KERNEL else []
+pytestmark = pytest.mark.skipif(not HAS_KERNEL, reason="no compiled kernel here")
+
+
+def _problem(k, o, block, m, gen, bias=True):
+    """Packed spikes (T = 4), ternary weights, float32 gains of both signs and offsets, the rest's operands."""
+    pw = packed.pack_weights(torch.randint(-1, 2, (o, k), generator=gen), block)
+    nb = packed.words_per_block(block, k)[1]
+    planes = packed.step_planes(torch.rand(4, m, k, generator=gen) < 0.3, [8, 4, 2, 1])
+    x = packed.pack_bits(planes.bits.reshape(-1, k), block).reshape(4, m, -1)
+    gain, offset = torch.randn(m, nb, 1, generator=gen), torch.randn(m, nb, 1, generator=gen)
+    rhs = torch.randn(nb + 1, o, generator=gen, dtype=torch.float64) * 100
+    alpha = torch.rand(o, generator=gen, dtype=torch.float64)
+    b = torch.randn(o, generator=gen, dtype=torch.float64) if bias else None
+    return x, planes.coefs, pw, gain, offset, rhs, b, alpha
+
+
+@pytest.mark.parametrize("path", PATHS)
+@pytest.mark.parametrize("k, o, block, m", [(100, 5, None, 3), (256, 21, 128, 37), (1000, 8, 128, 1),
+                                            (1100, 9, 128, 5), (1900, 16, 128, 2), (700, 3, 100, 1)])
+def test_one_call_equals_the_current_made_in_torch(path, k, o, block, m):
+    """The one-call current = torch's read-out (byte look-up popcounts), operands and addcmul, bit for bit."""
+    gen = torch.Generator().manual_seed(k + m)
+    for bias in (True, False):
+        x, coefs, pw, gain, offset, rhs, b, alpha = _problem(k, o, block, m, gen, bias)
+        ct = packed.coef_tensor(coefs)
+        cur, s = packed.block_readout(x, ct, pw, current.lhs_reference(gain, offset, packed.block_sums(x, ct, pw))[0],
+                                      impl="torch")
+        _, lhs = current.lhs_reference(gain, offset, s)
+        want = torch.addcmul(packed.rest_reference(lhs, rhs, b), cur[:, :o], alpha, out=torch.empty(m, o))
+        assert torch.equal(current.linear_current(x, coefs, pw, gain, offset, rhs, b, alpha, path=path), want)
+
+
+def test_the_blocks_row_sum_is_added_from_zero_in_order():
+    """``lhs``'s last column against Python floats (IEEE doubles), one product and one sum at a time."""
+    gen = torch.Generator().manual_seed(3)
+    gain = (torch.randn(4, 12, 1, generator=gen) * 1e3).float()
+    s = torch.randint(0, 2000, (12, 4), generator=gen, dtype=torch.int32)
+    _, lhs = current.lhs_reference(gain, torch.zeros(4, 12, 1), s)
+    for m in range(4):
+        acc = 0.0
+        for b in range(12):
+            acc = acc + float(gain[m, b, 0]) * float(s[b, m])
+        assert lhs[m, -1].item() == acc
+
+
+def test_it_declines_what_it_does_not_take():
+    gen = torch.Generator().manual_seed(4)
+    x, coefs, pw, gain, offset, rhs, b, alpha = _problem(2048, 8, 128, 3, gen)  # 16 blocks: torch cascades
+    assert current.linear_current(x, coefs, pw, gain, offset, rhs, b, alpha) is None
+    x, coefs, pw, gain, offset, rhs, b, alpha = _problem(256, 8, 128, 3, gen)
+    assert current.linear_current(x, coefs, pw, gain.double(), offset, rhs, b, alpha) is None
+    assert current.linear_current(x, coefs, pw, gain, offset, rhs.float(), b, alpha) is None
+    assert current.linear_current(x, coefs, pw, gain, offset, rhs, b, alpha) is not None
+
+
+@pytest.mark.parametrize("features, block", [(256, 128), (1024, 128), (300, 96), (2048, 128), (70, None)])
+def test_the_engine_current_is_the_same_with_and_without_the_one_call(features, block, monkeypatch):
+    """step_current by the one call = by block_current with torch's operands = the dense engine; a layer
+    with a bias, spikes of a hidden layer (float32 gains and offsets)."""
+    torch.manual_seed(features)
+    lin = tbnn.TBLinear(features, 24, weight_bits=1, bias=True).eval()
+    spikes = torch.rand(4, 17, features) < 0.2
+    code = tbnn.SpikeCode.from_spikes(spikes, "binary", block=block)
+    nb = -(-features // code.block_size())
+    code = dataclasses.replace(code, gain=torch.rand(17, nb, 1) - 0.3, offset=torch.randn(17, nb, 1))
+    engine.set_engine("auto")
+    wc = engine.weight_codes(lin)
+    calls = []
+    real = engine.linear_current
+    monkeypatch.setattr(engine, "linear_current", lambda *a, **k: calls.append(1) or real(*a, **k))
+    one_call = engine.step_current(lin, code, wc)
+    assert calls and engine.engine_path(wc).startswith("packed")
+    monkeypatch.setattr(engine, "linear_current", lambda *a, **k: None)
+    assert torch.equal(engine.step_current(lin, code, wc), one_call)
+    engine.set_engine("dense")
+    try:
+        assert torch.equal(engine.step_current(lin, code, engine.weight_codes(lin)), one_call)
+    finally:
+        engine.set_engine("auto")
