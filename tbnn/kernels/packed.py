@@ -22,9 +22,8 @@ and ``S_b`` is the same sum with an all-ones weight row (an extra output column)
 read-out block is padded to whole words (``wpb = ceil(block / 64)``), so a block never
 shares a word with the next; padding bits are 0.
 
-:func:`block_terms` runs the compiled kernel (``popcount.c``, :mod:`tbnn.kernels.build`);
-:func:`block_terms_reference` is the same function in torch (a byte look-up table), used
-when no kernel can be built and by the tests.
+:func:`block_terms` runs the compiled kernel (``popcount.c``, :mod:`tbnn.kernels.build`); :func:`block_terms_reference`
+is the same function in torch (a byte look-up table), used when no kernel can be built and by the tests.
 
 >>> import torch
 >>> q = torch.tensor([[1, 0, 1], [1, 1, 1]])          # 2 rows of spikes, K = 3
@@ -180,7 +179,12 @@ def _fire_self_test(lib, path: int) -> bool:
 def kernel_path() -> str | None:
     """The kernel's dispatch path in use (``avx512_vpopcntdq``, ``avx2``, ``popcnt``, ``portable``), or ``None``."""
     path = best_path()
-    return None if path is None else kernel().tb_path_name(path).decode()
+    return None if path is None else _path_name(path)
+
+
+@functools.cache
+def _path_name(path: int) -> str:
+    return kernel().tb_path_name(path).decode()
 
 
 def _check_bits(bits: Tensor, name: str) -> Tensor:
