@@ -380,6 +380,8 @@ def account_width(w: int, repeats: int) -> list[float]:
     parts.wrap(kernels, "pack_bits", lambda a: "pack spikes")
     for fn in ("block_readout", "block_current"):  # the kernel, with the read-out (and alpha) fused in
         parts.wrap(kernels, fn, by_layer("kernel"))
+    # the kernel with the read-out, alpha and the rest of the current, its operands made in the same call
+    parts.wrap(engine, "linear_current", by_layer("kernel"))
     parts.wrap(nn.BatchNorm1d, "forward", lambda a: "BatchNorm")
     sess = SimulationSession(runner.ids, "step")
     whole = []

@@ -63,6 +63,7 @@ def test_it_declines_what_it_does_not_take():
     x, coefs, pw, gain, offset, rhs, b, alpha = _problem(256, 8, 128, 3, gen)
     assert current.linear_current(x, coefs, pw, gain.double(), offset, rhs, b, alpha) is None
     assert current.linear_current(x, coefs, pw, gain, offset, rhs.float(), b, alpha) is None
+    assert current.linear_current(x[:, :0], coefs, pw, gain[:0], offset[:0], rhs, b, alpha) is None  # no rows
     assert current.linear_current(x, coefs, pw, gain, offset, rhs, b, alpha) is not None
 
 

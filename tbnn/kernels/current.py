@@ -79,13 +79,13 @@ def linear_current(x: Tensor, coefs: tuple[int, ...], pw: PackedWeights, gain: T
     dispatch path (:func:`tbnn.kernels.packed.block_terms`; default: the best).
 
     ``None`` where it does not run (no kernel, a check that failed, more than
-    :data:`MAX_BLOCKS` blocks, operands of other types or shapes): the caller then builds the
+    :data:`MAX_BLOCKS` blocks, no rows, operands of other types or shapes): the caller then builds the
     operands in torch.
     """
     j, m, _ = x.shape
     _, nb, _ = words_per_block(pw.block, pw.k)
     f64 = torch.float64
-    if (not 1 <= nb <= MAX_BLOCKS or not pw.ones_column or gain.shape != (m, nb, 1) or offset.shape != (m, nb, 1)
+    if (not 1 <= nb <= MAX_BLOCKS or m == 0 or not pw.ones_column or gain.shape != (m, nb, 1) or offset.shape != (m, nb, 1)
             or gain.dtype != torch.float32 or offset.dtype != torch.float32 or rhs.shape != (nb + 1, pw.out)
             or rhs.dtype != f64 or alpha.shape != (pw.out,) or alpha.dtype != f64 or len(coefs) != j
             or (bias is not None and (bias.shape != (pw.out,) or bias.dtype != f64)) or not agrees()):
