@@ -76,6 +76,28 @@ def _packed(flat: Tensor) -> Tensor:
     return words.view(flat.shape[0], flat.shape[1], -1)
 
 
+#: Recorded spikes are copied into blocks of at least this many bytes, one block per layer at a
+#: time, and each block is kept as one array of its batches. Kept batch by batch as arrays of
+#: their own between the batch's larger temporaries, they split the heap, which then grew by about
+#: the temporaries' size every batch (W = 256: 0.5 MiB and 128 page faults a batch for 72 KiB
+#: recorded). Blocks this large are mapped apart from the heap (glibc); their pages become
+#: resident as they are written (torch's allocation: numpy's would ask for huge pages, 2 MiB at a time).
+RECORD_BLOCK_BYTES = 32 << 20
+
+
+def _kept(blocks: dict[str, list], name: str, part: np.ndarray) -> tuple[np.ndarray, bool]:
+    """``part`` ``[n, ...]`` appended to layer ``name``'s current block in ``blocks`` (a new block when
+    it is full): the block's parts so far as one array ``[N, ...]``, and whether the block is new."""
+    block = blocks.get(name)
+    new = block is None or block[1] + part.nbytes > block[0].nbytes
+    if new:
+        block = blocks[name] = [torch.empty(max(RECORD_BLOCK_BYTES, part.nbytes), dtype=torch.uint8).numpy(), 0]
+    buf, used = block
+    np.copyto(buf[used:used + part.nbytes].view(part.dtype).reshape(part.shape), part)
+    block[1] = used + part.nbytes
+    return buf[:block[1]].view(part.dtype).reshape(-1, *part.shape[1:]), new
+
+
 def active() -> SimulationSession | None:
     """The session simulating the current forward pass, or ``None``."""
     return _ACTIVE.get()
@@ -118,11 +140,12 @@ class SimulationSession:
         self._merged: dict[str, dict[str, Any]] = {}  # counts merged over the ranks of a torchrun job
         self.analog_values: dict[str, float] = {}  # per-sample gains and offsets sent, over every sample
         self.readers: dict[str, dict[tuple, Tensor]] = {}  # neuron layer -> reading layer -> fan-out
-        #: each layer's recorded spikes, batch by batch: ``[n, T, F]`` bool, or packed 64 neurons to a
-        #: word (``[n, T, words]`` int64, :func:`tbnn.kernels.packed.pack_bits`) where the compiled
-        #: kernel packs them; :meth:`recorded_spikes` gives the bool array either way
+        #: each layer's recorded spikes, in parts of one or more batches: ``[n, T, F]`` bool, or packed
+        #: 64 neurons to a word (``[n, T, words]`` int64, :func:`tbnn.kernels.packed.pack_bits`) where
+        #: the compiled kernel packs them; :meth:`recorded_spikes` gives the bool array either way
         self.recorded: dict[str, list[np.ndarray]] = {}
         self._packed_features: dict[str, int] = {}  # layers recorded packed -> their neurons per step
+        self._record_blocks: dict[str, list] = {}  # layer -> [its current block of recorded parts, bytes used]
         self.layer_engines: dict[int, str] = {}  # id of each tbnn layer -> the engine that ran it
         self.neuron_engines: dict[str, str] = {}  # each neuron layer -> how it fired: compiled or torch
         self.samples_seen = 0  # samples of finished batches
@@ -204,6 +227,7 @@ class SimulationSession:
             {"neurons": self.neurons, "timesteps": self.timesteps, "readers": self.readers}, scalars)
         self.recorded = {k: [merged[f"rec/{k}"][:self.record_samples]] if f"rec/{k}" in merged else []
                          for k in firsts["neurons"]}
+        self._record_blocks.clear()  # a batch recorded after this starts a part of its own
         self.order = list(firsts["neurons"])
         self.neurons, self.timesteps, self.readers = firsts["neurons"], firsts["timesteps"], firsts["readers"]
         self.neuron_counts = sums["neuron_counts"]
@@ -253,16 +277,21 @@ class SimulationSession:
             words = _packed(flat)
             self._batch_words[name] = (spikes, words)  # the step engine reads them packed (step_current)
         if keep:
-            self.recorded[name].append(self._record(name, flat[:, :keep], words))
+            kept, new = self._record(name, flat[:, :keep], words)
+            parts = self.recorded[name]
+            if parts and not new:
+                parts[-1] = kept  # the block's batches so far, one array
+            else:
+                parts.append(kept)
 
-    def _record(self, name: str, flat: Tensor, words: Tensor | None) -> np.ndarray:
-        """A batch's spikes ``[T, n, F]`` as kept: packed 64 to a word by the compiled kernel (an
-        eighth of the memory, and no batch's spikes held as they fired; ``words``: the whole batch
-        packed, ``[T, B, words]``), else as bool ``[n, T, F]``."""
+    def _record(self, name: str, flat: Tensor, words: Tensor | None) -> tuple[np.ndarray, bool]:
+        """A batch's spikes ``[T, n, F]`` kept in the layer's record block (:func:`_kept`: the block so
+        far, and whether it is new): packed 64 to a word by the compiled kernel (an eighth of the
+        memory; ``words``: the whole batch packed, ``[T, B, words]``), else as bool ``[n, T, F]``."""
         if name not in self._packed_features:
-            return flat.transpose(0, 1).cpu().numpy()
+            return _kept(self._record_blocks, name, flat.transpose(0, 1).cpu().numpy())
         words = _packed(flat.cpu()) if words is None else words
-        return words[:, :flat.shape[1]].transpose(0, 1).numpy()  # a view: copied once, by recorded_spikes
+        return _kept(self._record_blocks, name, words[:, :flat.shape[1]].transpose(0, 1).numpy())
 
     def recorded_spikes(self, name: str) -> np.ndarray | None:
         """Layer ``name``'s recorded spikes, bool ``[N, T, F]`` (sample first), or ``None`` when
