@@ -15,9 +15,8 @@
  * from 0, in order; checked once per process by tbnn.kernels.current.agrees); rhs [nb + 1, o_out],
  * bias [o_out] or NULL, al [o_out] as tb_terms's. Returns tb_terms's codes, -3 when scratch
  * memory cannot be had, -5 for nb outside 1..15. */
-/* One block of scratch per thread, kept between calls and grown as needed (never returned): four
- * fresh allocations per layer and batch made a long simulation's heap grow a few hundred KiB a
- * batch, page by page (benchmarks/bench_packed.py --only account: 128 minor faults a batch). */
+/* One block of scratch per thread (the operands, the row sums and, off AVX-512, tb_terms's sums),
+ * kept between calls and grown as needed: no allocation per layer and batch. */
 static _Thread_local void *tb_scratch_block = NULL;
 static _Thread_local size_t tb_scratch_bytes = 0;
 
