@@ -37,6 +37,7 @@ is the same function in torch (a byte look-up table), used when no kernel can be
 from __future__ import annotations
 
 import functools
+import math
 import sys
 from dataclasses import dataclass
 
@@ -182,9 +183,7 @@ def kernel_path() -> str | None:
     return None if path is None else _path_name(path)
 
 
-@functools.cache
-def _path_name(path: int) -> str:
-    return kernel().tb_path_name(path).decode()
+_path_name = functools.cache(lambda path: kernel().tb_path_name(path).decode())  # a dispatch path's name, once
 
 
 def _check_bits(bits: Tensor, name: str) -> Tensor:
@@ -275,15 +274,15 @@ def bit_planes(q: Tensor) -> Planes:
 
 
 def code_planes(q: Tensor, block: int | None, path: int | None = None) -> Planes:
-    """:func:`bit_planes` of float32 codes ``q`` ``[M, K]``, packed at once by the kernel (one pass,
-    no 0/1 planes in between; 16 codes a step on the AVX-512 path, 8 on AVX2) for read-out blocks
-    ``block``; :func:`bit_planes` without a kernel. ``path``: as :func:`block_terms`."""
+    """:func:`bit_planes` of float32 codes ``q`` ``[M, K]``, packed by the kernel in one pass for read-out
+    blocks ``block`` (:func:`bit_planes` without a kernel; ``path``: as :func:`block_terms`)."""
     lib = kernel()
     if lib is None or q.dtype != torch.float32 or q.dim() != 2 or not q.numel():
         return bit_planes(q)
     q = q.detach().contiguous()
     m, k = q.shape
-    j = max(int(q.max()).bit_length(), 1) if bool(torch.isfinite(q.max())) else 1
+    top = float(q.max())  # one pass for the planes needed; the kernel refuses what is not a finite code
+    j = max(int(top).bit_length(), 1) if math.isfinite(top) else 1
     bs, nb, wpb = words_per_block(block, k)
     words = torch.empty(j, m, nb * wpb, dtype=torch.int64)
     if lib.tb_pack_code(best_path() if path is None else path, q.data_ptr(), m, k, j, bs, wpb, words.data_ptr()):
