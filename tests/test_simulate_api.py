@@ -282,28 +282,27 @@ def test_recorded_spikes_are_packed_and_read_back_exactly():
 
 @pytest.mark.parametrize("packs", [True, False])
 def test_recorded_batches_are_kept_in_blocks_and_read_back_exactly(packs, monkeypatch):
-    """Batches are copied into the layer's record block, kept as one array per block (not one per
-    batch: kept apart between the batches' temporaries they split the heap, which grew every
-    batch); a full block starts the next; the read-back is exact either way, packed or bool."""
+    """Batches are copied into the layer's record blocks (16 batches, then each block twice the last,
+    up to RECORD_BLOCK_BYTES), each kept as one array, not one per batch (kept apart between the
+    batches' temporaries they split the heap, which grew every batch); the read-back is exact
+    across blocks, packed or bool."""
     from tbnn.engine import session as session_mod
 
     if not packs:
         monkeypatch.setattr(session_mod, "_packs_records", lambda: False)
     gen = torch.Generator().manual_seed(10)
-    batches = [torch.rand(4, n, 70, generator=gen) < 0.3 for n in (10, 10, 10, 10, 3)]
+    batches = [torch.rand(4, 10, 70, generator=gen) < 0.3 for _ in range(40)] + [torch.rand(4, 3, 70) < 0.3]
     want = torch.cat(batches, 1).transpose(0, 1).numpy()
-    twenty = 20 * 4 * 2 * 8 if packs else want[:20].nbytes  # 20 samples: [20, T, 2 words] int64 or [20, T, 70] bool
-    for block, parts in ((session_mod.RECORD_BLOCK_BYTES, 1), (twenty, 3)):
-        monkeypatch.setattr(session_mod, "RECORD_BLOCK_BYTES", block)
+    for cap, sizes in ((session_mod.RECORD_BLOCK_BYTES, [160, 243]), (1, [160] + [10] * 24 + [3])):
+        monkeypatch.setattr(session_mod, "RECORD_BLOCK_BYTES", cap)  # 1: every block after the first holds one batch
         sess = session_mod.SimulationSession({}, "step")
         for b in batches:
             sess.record_spikes("a", b)
             sess.end_batch(b.shape[1])
-        assert len(sess.recorded["a"]) == parts  # 43 samples: blocks of 20 hold 20, 20 and 3
-        assert [len(p) for p in sess.recorded["a"]] == ([43] if parts == 1 else [20, 20, 3])
+        assert [len(p) for p in sess.recorded["a"]] == sizes
+        assert not any(p.flags["OWNDATA"] for p in sess.recorded["a"])  # views of the blocks
         got = sess.recorded_spikes("a")
         assert got.dtype == np.bool_ and np.array_equal(got, want)
-        assert not any(p.flags["OWNDATA"] for p in sess.recorded["a"])  # views of the blocks
 
 
 def test_packed_recording_gives_the_plain_recording(skipnet, monkeypatch):

@@ -76,12 +76,11 @@ def _packed(flat: Tensor) -> Tensor:
     return words.view(flat.shape[0], flat.shape[1], -1)
 
 
-#: Recorded spikes are copied into blocks of at least this many bytes, one block per layer at a
-#: time, and each block is kept as one array of its batches. Kept batch by batch as arrays of
-#: their own between the batch's larger temporaries, they split the heap, which then grew by about
-#: the temporaries' size every batch (W = 256: 0.5 MiB and 128 page faults a batch for 72 KiB
-#: recorded). Blocks this large are mapped apart from the heap (glibc); their pages become
-#: resident as they are written (torch's allocation: numpy's would ask for huge pages, 2 MiB at a time).
+#: Recorded spikes are copied into blocks, one per layer at a time, each kept as one array of its
+#: batches: the first block holds 16 batches, each next one twice the last, up to this many bytes.
+#: Kept batch by batch as arrays of their own between the batch's larger temporaries, they split
+#: the heap, which then grew by about the temporaries' size every batch (W = 256: 0.5 MiB and 128
+#: page faults a batch for 72 KiB recorded); a few blocks of growing size leave it whole.
 RECORD_BLOCK_BYTES = 32 << 20
 
 
@@ -91,7 +90,8 @@ def _kept(blocks: dict[str, list], name: str, part: np.ndarray) -> tuple[np.ndar
     block = blocks.get(name)
     new = block is None or block[1] + part.nbytes > block[0].nbytes
     if new:
-        block = blocks[name] = [torch.empty(max(RECORD_BLOCK_BYTES, part.nbytes), dtype=torch.uint8).numpy(), 0]
+        size = 16 * part.nbytes if block is None else min(2 * block[0].nbytes, RECORD_BLOCK_BYTES)
+        block = blocks[name] = [torch.empty(max(size, part.nbytes), dtype=torch.uint8).numpy(), 0]
     buf, used = block
     np.copyto(buf[used:used + part.nbytes].view(part.dtype).reshape(part.shape), part)
     block[1] = used + part.nbytes

@@ -44,34 +44,11 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-__all__ = [
-    "IMPLS",
-    "WORD",
-    "PackedWeights",
-    "Planes",
-    "and_popcount",
-    "best_path",
-    "bit_planes",
-    "block_current",
-    "block_readout",
-    "block_sums",
-    "block_terms",
-    "block_terms_reference",
-    "code_planes",
-    "coef_tensor",
-    "kernel",
-    "kernel_path",
-    "pack_bits",
-    "pack_bits_reference",
-    "pack_weights",
-    "packed_rows",
-    "rest_reference",
-    "row_readout",
-    "row_terms",
-    "same_words",
-    "step_planes",
-    "words_per_block",
-]
+__all__ = ["IMPLS", "WORD", "PackedWeights", "Planes", "and_popcount", "best_path", "bit_planes",
+           "block_current", "block_readout", "block_sums", "block_terms", "block_terms_reference",
+           "code_planes", "coef_tensor", "kernel", "kernel_path", "pack_bits",
+           "pack_bits_reference", "pack_weights", "packed_rows", "rest_reference", "row_readout",
+           "row_terms", "same_words", "step_planes", "words_per_block"]
 
 #: Bits per packed word.
 WORD = 64
