@@ -84,7 +84,7 @@ from tbnn.engine.weights import (
     weight_codes,
 )
 from tbnn.kernels import neuron as kernel_neuron
-from tbnn.kernels.current import linear_current
+from tbnn.kernels.current import lhs_reference, linear_current
 from tbnn.kernels import packed as kernels
 
 __all__ = [
@@ -297,7 +297,7 @@ def _packed_terms(layer: EngineLayer, q: Tensor, code: SpikeCode, wc: WeightCode
 
 
 def _packed_current(layer: EngineLayer, q: Tensor, code: SpikeCode, wc: WeightCodes, weights: list | None,
-                    nb: int, words: Tensor | None = None) -> Tensor | None:
+                    words: Tensor | None = None) -> Tensor | None:
     """A linear layer's current by the kernel with :func:`combine`'s last step fused in, in one call
     (:func:`tbnn.kernels.current.linear_current`) or from operands made in torch
     (:func:`tbnn.kernels.packed.block_current`); ``None`` where neither runs. :func:`combine`'s
@@ -309,10 +309,10 @@ def _packed_current(layer: EngineLayer, q: Tensor, code: SpikeCode, wc: WeightCo
         pw, _, planes, lead = found
         x, al, (rhs, bias) = kernels.packed_rows(planes, pw), _affine64(wc)[0], _linear_rhs(layer, code, wc)
         cur = linear_current(x, planes.coefs, pw, code.gain.detach(), code.offset.detach(), rhs, bias, al)
-        if cur is None:
-            a, coefs = _gains(code, nb, []), kernels.coef_tensor(planes.coefs)
-            lhs, rhs, bias = _linear_rest_terms(layer, kernels.block_sums(x, coefs, pw).unsqueeze(-1), code, wc, a)
-            cur = kernels.block_current(x, coefs, pw, a.reshape(nb, -1), lhs, rhs, bias, al)
+        if cur is None:  # the same operands made in torch (the reference the one call is checked against)
+            coefs = kernels.coef_tensor(planes.coefs)
+            gains, lhs = lhs_reference(code.gain.detach(), code.offset.detach(), kernels.block_sums(x, coefs, pw))
+            cur = kernels.block_current(x, coefs, pw, gains, lhs, rhs, bias, al)
     except ValueError as err:
         _packed_failed(wc, err)
         return None
@@ -529,11 +529,11 @@ def _fused(layer: EngineLayer, q: Tensor, code: SpikeCode, wc: WeightCodes, weig
         return _packed_conv_current(layer, q, code, wc, weights)
     if code.gain.dtype != torch.float32:
         return None
-    nb = -(-q.shape[-1] // code.block_size())
     if code.q.dtype == torch.float32 and engine_choice() != "dense" and _current_fusion_ok():  # dense: no kernel
-        cur = _packed_current(layer, q, code, wc, weights, nb, words)
+        cur = _packed_current(layer, q, code, wc, weights, words)
         if cur is not None:
             return cur
+    nb = -(-q.shape[-1] // code.block_size())
     a = _gains(code, nb, [])
     out = _packed_terms(layer, q, code, wc, weights, gains=a.reshape(nb, -1))
     return None if out is None else _combine(layer, None, out[1], code, wc, out[0], a)
