@@ -82,6 +82,7 @@ from torch import nn
 import tbnn
 from tbnn.engine import integer as engine
 from tbnn.kernels import packed as kernels
+from tbnn.kernels.current import LinearCall
 from tbnn.runtime.machine import describe_cpu, tune_allocator
 
 BLOCK, T, BATCH, INPUT, CLASSES = 128, 4, 256, 64, 10
@@ -381,7 +382,7 @@ def account_width(w: int, repeats: int) -> list[float]:
     for fn in ("block_readout", "block_current"):  # the kernel, with the read-out (and alpha) fused in
         parts.wrap(kernels, fn, by_layer("kernel"))
     # the kernel with the read-out, alpha and the rest of the current, its operands made in the same call
-    parts.wrap(engine, "linear_current", by_layer("kernel"))
+    parts.wrap(LinearCall, "__call__", by_layer("kernel"))
     parts.wrap(nn.BatchNorm1d, "forward", lambda a: "BatchNorm")
     sess = SimulationSession(runner.ids, "step")
     whole = []

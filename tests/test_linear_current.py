@@ -80,14 +80,65 @@ def test_the_engine_current_is_the_same_with_and_without_the_one_call(features, 
     engine.set_engine("auto")
     wc = engine.weight_codes(lin)
     calls = []
-    real = engine.linear_current
-    monkeypatch.setattr(engine, "linear_current", lambda *a, **k: calls.append(1) or real(*a, **k))
+    real = current.LinearCall.__call__
+    monkeypatch.setattr(current.LinearCall, "__call__", lambda *a, **k: calls.append(1) or real(*a, **k))
     one_call = engine.step_current(lin, code, wc)
-    assert calls and engine.engine_path(wc).startswith("packed")
-    monkeypatch.setattr(engine, "linear_current", lambda *a, **k: None)
+    bound = nb <= current.MAX_BLOCKS  # 16 blocks or more: not bound, the operands made in torch
+    assert bool(calls) == bound and engine.engine_path(wc).startswith("packed")
+    assert torch.equal(engine.step_current(lin, code, wc), one_call) and len(calls) == 2 * bound  # bound once
+    monkeypatch.setattr(current.LinearCall, "__call__", lambda *a, **k: None)
     assert torch.equal(engine.step_current(lin, code, wc), one_call)
     engine.set_engine("dense")
     try:
         assert torch.equal(engine.step_current(lin, code, engine.weight_codes(lin)), one_call)
     finally:
         engine.set_engine("auto")
+
+
+@pytest.mark.parametrize("features, block", [(256, 128), (70, None), (300, 96)])
+def test_a_kept_call_runs_later_batches_with_the_whole_ways_bits(features, block):
+    """The words of recorded spikes: the first batch goes the whole way and keeps its bound call
+    (where the words lay out as the blocks: not 300 / 96); later batches with codes alike run it at
+    once, bit for bit the whole way's and the dense engine's; codes of another kind run the whole way."""
+    from tbnn.engine import bound
+
+    torch.manual_seed(features + 1)
+    lin = tbnn.TBLinear(features, 24, weight_bits=1, bias=True).eval()
+    wc = engine.weight_codes(lin)
+
+    def batch(rows, gain_dtype=torch.float32):
+        spikes = torch.rand(4, rows, features) < 0.2
+        code = tbnn.SpikeCode.from_spikes(spikes, "binary", block=block)
+        nb = -(-features // code.block_size())
+        code = dataclasses.replace(code, gain=(torch.rand(rows, nb, 1) - 0.3).to(gain_dtype),
+                                   offset=torch.randn(rows, nb, 1).to(gain_dtype))
+        return code, packed.pack_bits(spikes, None)
+
+    code, words = batch(17)
+    assert bound.current(wc.cache, code, words) is None  # nothing kept yet
+    first = engine.step_current(lin, code, wc, words)
+    kept = packed.same_words(code.block_size(), features)
+    assert (bound.current(wc.cache, code, words) is not None) == kept
+    for rows in (17, 5, 1):  # later batches, other sizes
+        code, words = batch(rows)
+        fast = bound.current(wc.cache, code, words)
+        whole = engine.step_current(lin, code, wc)  # no words: the whole way, planes packed afresh
+        assert (fast is not None) == kept and torch.equal(engine.step_current(lin, code, wc, words), whole)
+        if kept:
+            assert torch.equal(fast, whole)
+        engine.set_engine("dense")
+        try:
+            assert torch.equal(engine.step_current(lin, code, engine.weight_codes(lin)), whole)
+        finally:
+            engine.set_engine("auto")
+    code, words = batch(3, torch.float64)  # float64 gains: not the kept call's kind
+    assert bound.current(wc.cache, code, words) is None
+    assert first.shape == (17, 24)
+
+
+def test_pack_bits_packs_the_rows_of_every_leading_index():
+    """[T, B, K] spikes packed at once = their [T * B, K] rows packed, shaped back (kernel and torch)."""
+    spikes = torch.rand(4, 9, 200) < 0.3
+    want = packed.pack_bits_reference(spikes.reshape(-1, 200), None).reshape(4, 9, -1)
+    assert torch.equal(packed.pack_bits(spikes, None), want)
+    assert torch.equal(packed.pack_bits(spikes, None, impl="torch"), want)

@@ -320,3 +320,38 @@ def test_packed_recording_gives_the_plain_recording(skipnet, monkeypatch):
     layers = {d["name"]: d for d in packed.summary["layers"]}
     for name, s in packed.spikes.items():
         assert int(s.sum()) == layers[name]["spikes"]
+
+
+def test_prepare_looks_up_every_layers_weight_codes_once(monkeypatch):
+    """The set-up simulate does before it times the batches: every tbnn layer's codes looked up (by
+    content) once; the batches then ask the session, not the cache; the simulation is unchanged."""
+    from tbnn.engine import integer as engine_mod
+    from tbnn.engine import session as session_mod
+
+    torch.manual_seed(2)
+    net = torch.nn.Sequential(tbnn.TemporalBinary(4, grid="minmax"), tbnn.TBLinear(8, 6), torch.nn.BatchNorm1d(6),
+                              tbnn.TemporalBinary(4), tbnn.TBLinear(6, 3)).eval()
+    x = torch.randn(20, 8)
+    want = tbnn.simulate(net, x, batch=7)
+    looked = []
+    real = engine_mod.cached_weight_codes
+    monkeypatch.setattr(engine_mod, "cached_weight_codes", lambda layer: looked.append(layer) or real(layer))
+    sess = session_mod.SimulationSession({}, "step")
+    sess.prepare(net)
+    assert looked == [net[1], net[4]]
+    assert all(sess.weight_codes(layer) is real(layer) for layer in (net[1], net[4])) and len(looked) == 2
+    got = tbnn.simulate(net, x, batch=7)
+    assert torch.equal(got.logits, want.logits) and got.summary["layers"] == want.summary["layers"]
+
+
+def test_fire_counted_runs_without_gradient_whatever_the_caller():
+    """With gradients enabled by the caller: the same code and counts as under no_grad, none of it tracked."""
+    torch.manual_seed(3)
+    neuron = tbnn.TemporalBinary(4, block=16).eval()
+    x = torch.randn(5, 32, requires_grad=True)
+    code, counts = neuron.fire_counted(x)
+    with torch.no_grad():
+        code2, counts2 = neuron.fire_counted(x)
+    assert not code.q.requires_grad and not code.gain.requires_grad
+    assert torch.equal(code.q, code2.q) and torch.equal(code.spikes, code2.spikes) and torch.equal(code.gain, code2.gain)
+    assert (counts is None and counts2 is None) or torch.equal(counts, counts2)

@@ -167,8 +167,8 @@ class SpikeCode:
     @property
     def spikes(self) -> Tensor:
         """The spike train as a boolean tensor ``[T, *shape]`` (no gradient)."""
-        if self.raw is not None:
-            return self.raw.bool()
+        if self.raw is not None:  # (already bool: itself, without a dispatch)
+            return self.raw if self.raw.dtype == torch.bool else self.raw.bool()
         return get_code(self.scheme).spikes_of(self.q.detach().round().to(torch.int64), self.timesteps)
 
     def step_values(self) -> Tensor:

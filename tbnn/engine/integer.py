@@ -71,6 +71,7 @@ from tbnn.engine.precision import (
     set_matmul_dtype,
     stored_calibration,
 )
+from tbnn.engine import bound
 from tbnn.engine.receptive import conv_geometry, receptive_fields
 from tbnn.engine.synapses import conv_fanout, fanout, spike_sums
 from tbnn.engine.weights import (
@@ -84,38 +85,14 @@ from tbnn.engine.weights import (
     weight_codes,
 )
 from tbnn.kernels import neuron as kernel_neuron
-from tbnn.kernels.current import lhs_reference, linear_current
+from tbnn.kernels.current import LinearCall, lhs_reference
 from tbnn.kernels import packed as kernels
 
-__all__ = [
-    "WeightCodes",
-    "EngineLayer",
-    "weight_codes",
-    "cached_weight_codes",
-    "clear_weight_codes",
-    "per_channel_codes",
-    "term_dtype",
-    "integer_terms",
-    "combine",
-    "exact",
-    "step_current",
-    "step_terms",
-    "fanout",
-    "spike_sums",
-    "conv_fanout",
-    "arithmetic",
-    "set_matmul_dtype",
-    "arithmetic_available",
-    "MATMUL_DTYPES",
-    "ENGINES",
-    "set_engine",
-    "engine_choice",
-    "engine_path",
-    "packed_kernel",
-    "calibrate",
-    "calibration_path",
-    "stored_calibration",
-]
+__all__ = ["WeightCodes", "EngineLayer", "weight_codes", "cached_weight_codes", "clear_weight_codes",
+    "per_channel_codes", "term_dtype", "integer_terms", "combine", "exact", "step_current", "step_terms",
+    "fanout", "spike_sums", "conv_fanout", "arithmetic", "set_matmul_dtype", "arithmetic_available",
+    "MATMUL_DTYPES", "ENGINES", "set_engine", "engine_choice", "engine_path", "packed_kernel", "calibrate",
+    "calibration_path", "stored_calibration"]
 
 
 
@@ -299,7 +276,7 @@ def _packed_terms(layer: EngineLayer, q: Tensor, code: SpikeCode, wc: WeightCode
 def _packed_current(layer: EngineLayer, q: Tensor, code: SpikeCode, wc: WeightCodes, weights: list | None,
                     words: Tensor | None = None) -> Tensor | None:
     """A linear layer's current by the kernel with :func:`combine`'s last step fused in, in one call
-    (:func:`tbnn.kernels.current.linear_current`) or from operands made in torch
+    (:class:`tbnn.kernels.current.LinearCall`) or from operands made in torch
     (:func:`tbnn.kernels.packed.block_current`); ``None`` where neither runs. :func:`combine`'s
     numbers (checked once per process, :func:`_current_fusion_ok`)."""
     try:
@@ -307,10 +284,15 @@ def _packed_current(layer: EngineLayer, q: Tensor, code: SpikeCode, wc: WeightCo
         if found is None or found[1] != "c":
             return None
         pw, _, planes, lead = found
-        x, al, (rhs, bias) = kernels.packed_rows(planes, pw), _affine64(wc)[0], _linear_rhs(layer, code, wc)
-        cur = linear_current(x, planes.coefs, pw, code.gain.detach(), code.offset.detach(), rhs, bias, al)
+        x, (rhs, bias) = kernels.packed_rows(planes, pw), _linear_rhs(layer, code, wc)
+        call = wc.cache.get(key := ("one call", planes.coefs, pw.k, pw.block), False)  # bound once, kept with the codes
+        if call is False:
+            call = wc.cache[key] = LinearCall.bind(planes.coefs, pw, rhs, bias, _affine64(wc)[0])
+        cur = None if call is None else call(x, code.gain.detach(), code.offset.detach())
+        if cur is not None and weights is not None and planes.bits is None:  # from the recorded words: kept
+            bound.keep(wc.cache, code, call, wc.cache["engine"])
         if cur is None:  # the same operands made in torch (the reference the one call is checked against)
-            coefs = kernels.coef_tensor(planes.coefs)
+            coefs, al = kernels.coef_tensor(planes.coefs), _affine64(wc)[0]
             gains, lhs = lhs_reference(code.gain.detach(), code.offset.detach(), kernels.block_sums(x, coefs, pw))
             cur = kernels.block_current(x, coefs, pw, gains, lhs, rhs, bias, al)
     except ValueError as err:
@@ -567,6 +549,9 @@ def step_current(layer: EngineLayer, code: SpikeCode, wc: WeightCodes | None = N
     True
     """
     wc = wc if wc is not None else cached_weight_codes(layer)
+    fused = bound.current(wc.cache, code, words)  # the one call an earlier batch kept (the same bits)
+    if fused is not None:
+        return fused
     weights = _integer_weights(code)
     fused = _fused(layer, code.spikes, code, wc, weights, words) if weights is not None else None
     return fused if fused is not None else combine(layer, *step_terms(layer, code, wc), code, wc)

@@ -25,6 +25,7 @@ threads see only their own.
 from __future__ import annotations
 
 import functools
+import math
 import sys
 from collections.abc import Callable, Iterable
 from contextvars import ContextVar
@@ -71,9 +72,7 @@ def _packs_records() -> bool:
 
 def _packed(flat: Tensor) -> Tensor:
     """0/1 spikes ``[T, n, F]`` (CPU) packed 64 to a word as one block: ``[T, n, words]`` int64."""
-    bits = flat.reshape(-1, flat.shape[2])
-    words = kernels.pack_bits(bits if bits.dtype == torch.bool else bits.to(torch.bool), None)
-    return words.view(flat.shape[0], flat.shape[1], -1)
+    return kernels.pack_bits(flat if flat.dtype == torch.bool else flat.to(torch.bool), None)
 
 
 #: Recorded spikes are copied into blocks, one per layer at a time, each kept as one array of its
@@ -84,18 +83,21 @@ def _packed(flat: Tensor) -> Tensor:
 RECORD_BLOCK_BYTES = 32 << 20
 
 
-def _kept(blocks: dict[str, list], name: str, part: np.ndarray) -> tuple[np.ndarray, bool]:
-    """``part`` ``[n, ...]`` appended to layer ``name``'s current block in ``blocks`` (a new block when
-    it is full): the block's parts so far as one array ``[N, ...]``, and whether the block is new."""
-    block = blocks.get(name)
-    new = block is None or block[1] + part.nbytes > block[0].nbytes
+def _kept(blocks: dict[str, list], name: str, part: Tensor) -> tuple[np.ndarray, bool]:
+    """``part`` ``[n, ...]`` (CPU) copied to the end of layer ``name``'s current block in ``blocks`` (a
+    new block when it is full): the block's parts so far as one array ``[N, ...]``, and whether the
+    block is new."""
+    block, n = blocks.get(name), part.shape[0]
+    new = block is None or block[2] + n > len(block[1]) or block[0].shape[1:] != part.shape[1:]
     if new:
-        size = 16 * part.nbytes if block is None else min(2 * block[0].nbytes, RECORD_BLOCK_BYTES)
-        block = blocks[name] = [torch.empty(max(size, part.nbytes), dtype=torch.uint8).numpy(), 0]
-    buf, used = block
-    np.copyto(buf[used:used + part.nbytes].view(part.dtype).reshape(part.shape), part)
-    block[1] = used + part.nbytes
-    return buf[:block[1]].view(part.dtype).reshape(-1, *part.shape[1:]), new
+        row = max(part.element_size() * math.prod(part.shape[1:]), 1)
+        rows = 16 * n if block is None else min(2 * len(block[1]), RECORD_BLOCK_BYTES // row)
+        buf = torch.empty(max(rows, n, 1), *part.shape[1:], dtype=part.dtype)  # (numpy-made blocks stalled on huge pages)
+        block = blocks[name] = [buf, buf.numpy(), 0]
+    buf, arr, used = block
+    buf[used:used + n].copy_(part)
+    block[2] = used + n
+    return arr[:used + n], new
 
 
 def active() -> SimulationSession | None:
@@ -145,7 +147,7 @@ class SimulationSession:
         #: the compiled kernel packs them; :meth:`recorded_spikes` gives the bool array either way
         self.recorded: dict[str, list[np.ndarray]] = {}
         self._packed_features: dict[str, int] = {}  # layers recorded packed -> their neurons per step
-        self._record_blocks: dict[str, list] = {}  # layer -> [its current block of recorded parts, bytes used]
+        self._record_blocks: dict[str, list] = {}  # layer -> [its record block, as numpy, rows used]
         self.layer_engines: dict[int, str] = {}  # id of each tbnn layer -> the engine that ran it
         self.neuron_engines: dict[str, str] = {}  # each neuron layer -> how it fired: compiled or torch
         self.samples_seen = 0  # samples of finished batches
@@ -257,7 +259,7 @@ class SimulationSession:
         """Count (every sample) and record (within the limits) a layer's spikes ``[T, B, ...]``;
         ``counts``: each neuron's spikes ``[F]`` where the firing already counted them."""
         T, B = spikes.shape[:2]
-        flat = spikes.reshape(T, B, -1)
+        flat = spikes if spikes.dim() == 3 else spikes.reshape(T, B, -1)  # (each view costs a dispatch)
         if name not in self.neurons:
             self.order.append(name)
             self.neurons[name], self.timesteps[name] = int(flat.shape[2]), int(T)
@@ -268,7 +270,7 @@ class SimulationSession:
                              "use a separate TemporalBinary module for each place it is used.")
         counts = spike_counts(flat) if counts is None else counts
         self._batch_counts[name] = (spikes, counts)  # for the layers that read these spikes (same device)
-        self.neuron_counts[name] += counts.cpu()  # exact: integers
+        self.neuron_counts[name] += counts if counts.device.type == "cpu" else counts.cpu()  # exact: integers
         keep = self._keep(name, B)
         if name not in self._packed_features and not self.recorded[name] and _packs_records():
             self._packed_features[name] = int(flat.shape[2])  # this layer is recorded packed
@@ -277,7 +279,7 @@ class SimulationSession:
             words = _packed(flat)
             self._batch_words[name] = (spikes, words)  # the step engine reads them packed (step_current)
         if keep:
-            kept, new = self._record(name, flat[:, :keep], words)
+            kept, new = self._record(name, flat if keep == B else flat[:, :keep], words)
             parts = self.recorded[name]
             if parts and not new:
                 parts[-1] = kept  # the block's batches so far, one array
@@ -289,9 +291,10 @@ class SimulationSession:
         far, and whether it is new): packed 64 to a word by the compiled kernel (an eighth of the
         memory; ``words``: the whole batch packed, ``[T, B, words]``), else as bool ``[n, T, F]``."""
         if name not in self._packed_features:
-            return _kept(self._record_blocks, name, flat.transpose(0, 1).cpu().numpy())
+            return _kept(self._record_blocks, name, flat.transpose(0, 1).cpu())
         words = _packed(flat.cpu()) if words is None else words
-        return _kept(self._record_blocks, name, words[:, :flat.shape[1]].transpose(0, 1).numpy())
+        return _kept(self._record_blocks, name, (words if words.shape[1] == flat.shape[1] else words[:, :flat.shape[1]])
+                     .transpose(0, 1))
 
     def recorded_spikes(self, name: str) -> np.ndarray | None:
         """Layer ``name``'s recorded spikes, bool ``[N, T, F]`` (sample first), or ``None`` when
@@ -313,6 +316,15 @@ class SimulationSession:
         return max(0, min(batch, self.record_samples - self.samples_seen))
 
     # -- layers ---------------------------------------------------------------------------
+    def prepare(self, model: nn.Module) -> None:
+        """Look up the weight codes of every layer of ``model`` the engine keeps codes for
+        (:func:`tbnn.engine.cached_weight_codes`: checked against the weights by content, made
+        afresh where they changed), held for the session: the set-up of a simulation, which
+        :func:`tbnn.sim.simulate` does before it times the batches (its first batch would do it)."""
+        for module in model.modules():
+            if getattr(module, "weight_codes_key", None) is not None:
+                self.weight_codes(module)
+
     def weight_codes(self, layer: nn.Module) -> engine.WeightCodes:
         if id(layer) not in self._codes:
             self._codes[id(layer)] = engine.cached_weight_codes(layer)
@@ -344,7 +356,7 @@ class SimulationSession:
         if read is None:
             read = self._reads[(src, id(layer), in_shape, id(both))] = [torch.zeros(len(fo), dtype=torch.float64),
                                                                         both.cpu()]
-        read[0] += per_input.cpu()  # exact: integers
+        read[0] += per_input if per_input.device.type == "cpu" else per_input.cpu()  # exact: integers
         self.readers.setdefault(src, {})[(id(layer), in_shape)] = fo
         return current
 

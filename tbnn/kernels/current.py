@@ -52,7 +52,7 @@ from .packed import (
     words_per_block,
 )
 
-__all__ = ["MAX_BLOCKS", "agrees", "lhs_reference", "linear_current"]
+__all__ = ["MAX_BLOCKS", "LinearCall", "agrees", "lhs_reference", "linear_current"]
 
 #: Most read-out blocks :func:`linear_current` takes (torch's sum over more rows cascades).
 MAX_BLOCKS = 15
@@ -80,36 +80,60 @@ def linear_current(x: Tensor, coefs: tuple[int, ...], pw: PackedWeights, gain: T
 
     ``None`` where it does not run (no kernel, a check that failed, more than
     :data:`MAX_BLOCKS` blocks, no rows, operands of other types or shapes): the caller then builds the
-    operands in torch.
+    operands in torch. A layer run batch after batch binds its fixed operands once (:class:`LinearCall`).
     """
-    j, m, _ = x.shape
-    _, nb, _ = words_per_block(pw.block, pw.k)
-    f64 = torch.float64
-    if (not 1 <= nb <= MAX_BLOCKS or m == 0 or not pw.ones_column or gain.shape != (m, nb, 1) or offset.shape != (m, nb, 1)
-            or gain.dtype != torch.float32 or offset.dtype != torch.float32 or rhs.shape != (nb + 1, pw.out)
-            or rhs.dtype != f64 or alpha.shape != (pw.out,) or alpha.dtype != f64 or len(coefs) != j
-            or (bias is not None and (bias.shape != (pw.out,) or bias.dtype != f64)) or not agrees()):
-        return None
-    rc, fin = _call(x, coefs, pw, gain, offset, rhs, bias, alpha, best_path() if path is None else path)
-    if rc == -3:
-        raise MemoryError("the popcount kernel could not allocate its scratch memory.")
-    return fin if rc == 0 else None
+    call = LinearCall.bind(coefs, pw, rhs, bias, alpha, path)
+    return None if call is None else call(x, gain, offset)
 
 
-def _call(x: Tensor, coefs: tuple[int, ...], pw: PackedWeights, gain: Tensor, offset: Tensor, rhs: Tensor,
-          bias: Tensor | None, alpha: Tensor, path: int) -> tuple[int, Tensor]:
-    """``tb_linear_current``'s return code and current (operands checked by the caller)."""
-    j, m, _ = x.shape
-    _, nb, wpb = words_per_block(pw.block, pw.k)
-    fin = torch.empty(m, pw.out, dtype=torch.float32)
-    x, gain, offset, rhs, alpha = (t.contiguous() for t in (x, gain, offset, rhs, alpha))
-    bias = None if bias is None else bias.contiguous()
-    rc = kernel().tb_linear_current(path, x.data_ptr(), m, j, coef_tensor(tuple(coefs)).data_ptr(),
-                                    pw.words.data_ptr(), pw.words.shape[0], pw.coefs.data_ptr(), pw.words.shape[-1],
-                                    nb, wpb, gain.data_ptr(), offset.data_ptr(), rhs.data_ptr(),
-                                    None if bias is None else bias.data_ptr(), alpha.data_ptr(), pw.out,
-                                    fin.data_ptr())
-    return rc, fin
+class LinearCall:
+    """:func:`linear_current` with one layer's fixed operands (``coefs``, ``pw``, ``rhs``, ``bias``,
+    ``alpha``, the dispatch path) checked and bound once: a call with a batch's planes ``x``,
+    ``gain`` and ``offset`` checks only those. Made by :meth:`bind`."""
+
+    def __init__(self, coefs: tuple[int, ...], pw: PackedWeights, rhs: Tensor, bias: Tensor | None,
+                 alpha: Tensor, path: int) -> None:
+        _, self.nb, self.wpb = words_per_block(pw.block, pw.k)
+        self.coefs, self.pw, self.path = tuple(coefs), pw, path
+        held = (coef_tensor(self.coefs), pw.words, pw.coefs, rhs.contiguous(), alpha.contiguous())
+        self.held = (*held, None if bias is None else bias.contiguous())  # kept alive: the kernel reads them
+        self.ptrs = [t.data_ptr() for t in held] + [None if bias is None else self.held[-1].data_ptr()]
+
+    @classmethod
+    def bind(cls, coefs: tuple[int, ...], pw: PackedWeights, rhs: Tensor, bias: Tensor | None, alpha: Tensor,
+             path: int | None = None) -> LinearCall | None:
+        """The bound call, or ``None`` where :func:`linear_current` does not run for these operands."""
+        _, nb, _ = words_per_block(pw.block, pw.k)
+        f64 = torch.float64
+        if (not 1 <= nb <= MAX_BLOCKS or not pw.ones_column or rhs.shape != (nb + 1, pw.out) or rhs.dtype != f64
+                or alpha.shape != (pw.out,) or alpha.dtype != f64 or not coefs
+                or (bias is not None and (bias.shape != (pw.out,) or bias.dtype != f64)) or not agrees()):
+            return None
+        return cls(coefs, pw, rhs, bias, alpha, best_path() if path is None else path)
+
+    def __call__(self, x: Tensor, gain: Tensor, offset: Tensor) -> Tensor | None:
+        """The current of planes ``x`` with read-out ``gain`` and ``offset``, or ``None`` (see
+        :func:`linear_current`). Raises ``MemoryError`` when the kernel gets no scratch memory."""
+        j, m, _ = x.shape
+        shape = (m, self.nb, 1)
+        if (m == 0 or j != len(self.coefs) or gain.shape != shape or offset.shape != shape
+                or gain.dtype != torch.float32 or offset.dtype != torch.float32):
+            return None
+        rc, fin = self.run(x, gain, offset)
+        if rc == -3:
+            raise MemoryError("the popcount kernel could not allocate its scratch memory.")
+        return fin if rc == 0 else None
+
+    def run(self, x: Tensor, gain: Tensor, offset: Tensor) -> tuple[int, Tensor]:
+        """``tb_linear_current``'s return code and current (operands checked by the caller)."""
+        j, m, _ = x.shape
+        pw, (cx, w, wc, rhs, al, bias) = self.pw, self.ptrs
+        fin = torch.empty(m, pw.out, dtype=torch.float32)
+        x, gain, offset = x.contiguous(), gain.contiguous(), offset.contiguous()
+        rc = kernel().tb_linear_current(self.path, x.data_ptr(), m, j, cx, w, pw.words.shape[0], wc,
+                                        pw.words.shape[-1], self.nb, self.wpb, gain.data_ptr(), offset.data_ptr(),
+                                        rhs, bias, al, pw.out, fin.data_ptr())
+        return rc, fin
 
 
 @functools.cache
@@ -133,7 +157,7 @@ def agrees() -> bool:
         for bias in (torch.randn(o, generator=gen, dtype=torch.float64), None):
             gains, lhs = lhs_reference(gain, offset, block_sums(x, coef_tensor(planes.coefs), pw))
             want = block_current(x, coef_tensor(planes.coefs), pw, gains, lhs, rhs, bias, alpha)
-            rc, fin = _call(x, planes.coefs, pw, gain, offset, rhs, bias, alpha, best_path())
+            rc, fin = LinearCall(planes.coefs, pw, rhs, bias, alpha, best_path()).run(x, gain, offset)
             if rc != 0 or not torch.equal(fin, want):
                 print("tbnn: the kernel's one-call linear current does not add as torch does here; not used.",
                       file=sys.stderr)

@@ -133,7 +133,7 @@ def fire_codes(x: Tensor, block: int | None, grid: str, timesteps: int, relu: bo
         path = _unasked_path()
         if path is None:
             return None
-    xc = x.detach().contiguous()
+    xc = (x.detach() if x.requires_grad else x).contiguous()
     rows, k = xc.shape
     bs = k if block is None else max(1, min(int(block), k))
     th, w = _steps(timesteps)
@@ -171,7 +171,7 @@ def dat_fit(x: Tensor, fired: Fired, block: int | None, relu: bool, lam: float) 
 def _fit(lib, x: Tensor, fired: Fired, bs: int, relu: bool, lam: float) -> tuple[Tensor, Tensor]:
     rows, k = x.shape
     nb = -(-k // bs)
-    xc = x.detach().contiguous()
+    xc = (x.detach() if x.requires_grad else x).contiguous()
     gain = torch.empty(rows, nb, 1, dtype=torch.float32)
     offset = torch.empty(rows, nb, 1, dtype=torch.float32)
     levels2 = fired.spikes.shape[0] == 1

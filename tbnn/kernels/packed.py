@@ -164,8 +164,8 @@ _path_name = functools.cache(lambda path: kernel().tb_path_name(path).decode()) 
 
 
 def _check_bits(bits: Tensor, name: str) -> Tensor:
-    if bits.dim() != 2:
-        raise ValueError(f"{name} must be a 2-D [rows, K] tensor of 0/1 values; got shape {tuple(bits.shape)}.")
+    if bits.dim() < 2:
+        raise ValueError(f"{name} must be a [rows, K] tensor of 0/1 values; got shape {tuple(bits.shape)}.")
     if bits.dtype != torch.bool:
         if bits.is_floating_point() or bits.is_complex():
             raise ValueError(f"{name} must be bool or integer 0/1; got dtype {bits.dtype}.")
@@ -186,7 +186,8 @@ def pack_bits_reference(bits: Tensor, block: int | None) -> Tensor:
 
 
 def pack_bits(bits: Tensor, block: int | None, impl: str = "c", path: int | None = None) -> Tensor:
-    """Pack 0/1 values ``[rows, K]`` into 64-bit words ``[rows, nb * wpb]``, each block padded to whole words.
+    """Pack 0/1 values ``[rows, K]`` into 64-bit words ``[rows, nb * wpb]``, each block padded to whole words
+    (``[..., K]`` into ``[..., nb * wpb]``: each row alike).
 
     Feature ``i`` of block ``b`` is bit ``i % 64`` of word ``b * wpb + i // 64`` (little
     endian); padding bits are 0. Words are returned as ``torch.int64`` (the bits are what
@@ -200,13 +201,16 @@ def pack_bits(bits: Tensor, block: int | None, impl: str = "c", path: int | None
     if impl not in IMPLS:
         raise ValueError(f"impl must be one of {', '.join(IMPLS)}; got {impl!r}.")
     lib = kernel() if impl == "c" else None
-    if lib is None:
+    if bits.dim() > 2:  # the rows of every leading index, as one matrix (a contiguous bool input: no copy)
+        if lib is None:
+            return pack_bits(bits.reshape(-1, bits.shape[-1]), block, impl).reshape(*bits.shape[:-1], -1)
+    elif lib is None:
         return pack_bits_reference(bits, block)
     bits = _check_bits(bits, "bits")
-    rows, k = bits.shape
+    k = bits.shape[-1]
     bs, nb, wpb = words_per_block(block, k)
-    out = torch.empty(rows, nb * wpb, dtype=torch.int64)
-    lib.tb_pack(best_path() if path is None else path, bits.view(torch.uint8).data_ptr(), rows, k, bs, wpb,
+    out = torch.empty(*bits.shape[:-1], nb * wpb, dtype=torch.int64)
+    lib.tb_pack(best_path() if path is None else path, bits.data_ptr(), bits.numel() // max(k, 1), k, bs, wpb,
                 out.data_ptr())
     return out
 

@@ -210,10 +210,10 @@ class TemporalBinary(nn.Module):
         :math:`(x - lo)/(g\,(hi - lo))` per block and ``s`` the pair ``(g (hi - lo), lo)``
         ``[B, blocks, 1]``; else ``s`` is ``None``) and the :mod:`tbnn.core.quant` grid it goes on.
         Updates the running scale in training."""
-        xf = x.flatten(1)
+        xf = x if x.dim() == 2 else x.flatten(1)
         if self.adaptive_threshold:
             xf = xf - self.threshold
-        if getattr(self, "headroom", None) is not None:
+        if self._buffers.get("headroom") is not None:  # (getattr of a missing name: Module's slow path)
             xb, valid, n = to_blocks(xf, -1, self.block)
             lo, hi = grid_range(xb, valid, n, "minmax", 2)
             span = (hi - lo) * self.headroom.to(xb.dtype)
@@ -297,10 +297,12 @@ class TemporalBinary(nn.Module):
         """
         return self.fire_counted(x)[0]
 
-    @torch.no_grad()
     def fire_counted(self, x: Tensor) -> tuple[SpikeCode, Tensor | None]:
         """:meth:`fire`, and each neuron's spike count over the samples and steps (``[F]`` int32)
         where the compiled neuron counted them as it fired, else ``None`` (the simulator counts)."""
+        if torch.is_grad_enabled():  # (a simulation runs without: no context to enter every batch)
+            with torch.no_grad():
+                return self.fire_counted(x)
         if self.scheme == "binary" and self.method == "dat" and engine_choice() != "dense":
             fused = self._fire_compiled(x)  # codes, spikes, their check and counts in one compiled pass
             if fused is not None:
@@ -345,10 +347,10 @@ class TemporalBinary(nn.Module):
         if fired.differ:
             raise RuntimeError("integrate-and-fire spikes differ from the neuron's code; please report this.")
         tgt = torch.relu(xs) if self.target == "relu" else xs
-        levels = get_code("binary").levels(self.timesteps)
-        relu = self.target == "relu" and not rectify  # as affine_fast: a rectified input is its own relu
         fit = dat_fit(xs, fired, self.block, self.target == "relu", self.lam)  # compiled where it adds as torch
         if fit is None:
+            relu = self.target == "relu" and not rectify  # as affine_fast: a rectified input is its own relu
+            levels = get_code("binary").levels(self.timesteps)
             fit = dat_readout(tgt if rectify else xs, fired.q, self.block, levels, self.lam, relu, fired.code_sums)
         gain, offset = fit
         code = SpikeCode(fired.q, gain, offset, "binary", self.timesteps, self.block, tgt, fired.spikes, self.lam)
