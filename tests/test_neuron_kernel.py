@@ -34,6 +34,7 @@ def _edgy(rows, k, seed):
     x[2], x[3], x[4, : k // 2] = 0.0, -1.0, 2.5
     x[5, : min(k, 9)] = -0.0
     x[6, 0] = torch.finfo(torch.float32).tiny / 4
+    x[6, -1] = -torch.finfo(torch.float32).tiny / 4  # a negative subnormal: relu gives +0.0
     return x
 
 
@@ -53,8 +54,11 @@ def _dense(fn, *args):
 @pytest.mark.parametrize("block,k", [(32, 100), (128, 256), (None, 37), (16, 16)])
 def test_the_compiled_neuron_makes_torchs_codes_and_spikes(path, grid, target, timesteps, block, k):
     x = _edgy(9, k, timesteps + k)
-    q, spikes, differ, sums, counts = kneuron.fire_codes(x, block, grid, timesteps, rectifies(grid, target), path=path)
+    q, spikes, differ, sums, counts, relu = kneuron.fire_codes(x, block, grid, timesteps, rectifies(grid, target),
+                                                               path=path, target=True)
     assert torch.equal(counts.long(), spikes.sum((0, 1)))
+    assert torch.equal(relu.view(torch.int32), torch.relu(x).view(torch.int32))  # the same bits: -0.0 kept
+    assert kneuron.fire_codes(x, block, grid, timesteps, rectifies(grid, target), path=path).target is None
     want_q = affine_fast(x, block, grid, 2**timesteps, 0.01, target, fused=False)[0]
     want_spikes = integrate_and_fire(grid_values(x, block, grid, 2**timesteps), binary_thresholds(timesteps))
     assert differ == 0 and torch.equal(q, want_q) and torch.equal(spikes, want_spikes)

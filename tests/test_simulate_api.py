@@ -355,3 +355,23 @@ def test_fire_counted_runs_without_gradient_whatever_the_caller():
     assert not code.q.requires_grad and not code.gain.requires_grad
     assert torch.equal(code.q, code2.q) and torch.equal(code.spikes, code2.spikes) and torch.equal(code.gain, code2.gain)
     assert (counts is None and counts2 is None) or torch.equal(counts, counts2)
+
+
+def test_counts_are_summed_exactly_across_many_batches():
+    """Each neuron's spike count over 70 batches (past the batches summed at once), handed in by the
+    firing (int32) or recounted by the session (float64), mixed: the exact totals, read at any point."""
+    from tbnn.engine import session as session_mod
+
+    gen = torch.Generator().manual_seed(5)
+    sess = session_mod.SimulationSession({}, "step")
+    want = torch.zeros(70, dtype=torch.float64)
+    for b in range(70):
+        spikes = torch.rand(4, 6, 70, generator=gen) < 0.4
+        counts = spikes.sum((0, 1)).to(torch.int32) if b % 3 else None  # every third batch recounted
+        sess.record_spikes("a", spikes, counts)
+        sess.end_batch(6)
+        want += spikes.sum((0, 1)).double()
+        if b in (10, 40):
+            assert torch.equal(sess.neuron_counts["a"], want)
+    assert torch.equal(sess.neuron_counts["a"], want) and sess.spike_counts["a"] == int(want.sum())
+    assert session_mod.SUMMED_AT_ONCE < 70

@@ -216,6 +216,20 @@ class SpikeCode:
         g, o = self.feature_gain()
         return g * q + o
 
+    def with_source(self, source: str | None) -> SpikeCode:
+        """This code (the same tensors) with ``source`` set: ``dataclasses.replace(self, source=source)``,
+        without its look-up of every field (a simulation does it for every layer and batch).
+
+        >>> code = SpikeCode(torch.ones(1, 2), torch.ones(1, 1, 1), torch.zeros(1, 1, 1), "binary", 2, None)
+        >>> tagged = code.with_source("hidden1")
+        >>> tagged.source, code.source, tagged.q is code.q
+        ('hidden1', None, True)
+        """
+        new = object.__new__(type(self))
+        new.__dict__.update(self.__dict__)
+        new.source = source
+        return new
+
     def block_size(self) -> int:
         """Features per read-out block (the whole feature axis when ``block`` is ``None``)."""
         k = self.q.shape[-1]

@@ -43,13 +43,15 @@ static inline __attribute__((always_inline)) void block_range(int grid, float mn
  * 0), 1) with the thresholds th (as tb_fire), checked against q with the step weights w.
  * Sums (into sums [2, rows, nb] unless NULL): each row's and block's sums of q and of q^2,
  * integers exact in float32 (below 2^24) whatever the order. Counts (added into counts [K]
- * unless NULL): each neuron's spikes over the rows and steps.
+ * unless NULL): each neuron's spikes over the rows and steps. Target (into tgt [rows, K] unless
+ * NULL): torch.relu(x), x < 0 ? +0.0 : x (-0.0 kept), the read-out's relu target.
  * Returns how many membranes' weighted spikes differ from their code, or -1 when a block holds
  * a value that is not finite (nothing is then to be used: the caller takes the torch path). */
 static inline __attribute__((always_inline)) int64_t neuron_rows(const float *x, int64_t rows, int64_t K, int64_t bs,
                                                                  int grid, int relu, float tiny, int64_t T,
                                                                  const float *th, const float *w, float *q,
-                                                                 uint8_t *spk, float *sums, int32_t *counts) {
+                                                                 uint8_t *spk, float *sums, int32_t *counts,
+                                                                 float *tgt) {
     int64_t bad = 0;
     const float L = (float)((int64_t)1 << T), top = L - 1.0f;
     for (int64_t r = 0; r < rows; r++) {
@@ -75,6 +77,7 @@ static inline __attribute__((always_inline)) int64_t neuron_rows(const float *x,
                 for (int64_t i = 0; i < m; i++) {
                     const float xv = xb[i0 + i];
                     const float u = (relu && !(xv > 0.0f)) ? 0.0f : xv;
+                    if (tgt) tgt[r * K + b0 + i0 + i] = xv < 0.0f ? 0.0f : xv;
                     float c = floorf((u - lo) / step);
                     c = c < 0.0f ? 0.0f : c;
                     c = c > top ? top : c;
@@ -96,8 +99,8 @@ static inline __attribute__((always_inline)) int64_t neuron_rows(const float *x,
 
 static int64_t neuron_portable(const float *x, int64_t rows, int64_t K, int64_t bs, int grid, int relu, float tiny,
                                int64_t T, const float *th, const float *w, float *q, uint8_t *spk, float *sums,
-                               int32_t *counts) {
-    return neuron_rows(x, rows, K, bs, grid, relu, tiny, T, th, w, q, spk, sums, counts);
+                               int32_t *counts, float *tgt) {
+    return neuron_rows(x, rows, K, bs, grid, relu, tiny, T, th, w, q, spk, sums, counts, tgt);
 }
 
 #ifdef TB_X86
@@ -106,7 +109,8 @@ static int64_t neuron_portable(const float *x, int64_t rows, int64_t K, int64_t 
 __attribute__((target("avx2,fma"))) static int64_t neuron_avx2(const float *x, int64_t rows, int64_t K, int64_t bs,
                                                                int grid, int relu, float tiny, int64_t T,
                                                                const float *th, const float *w, float *q,
-                                                               uint8_t *spk, float *sums, int32_t *counts) {
+                                                               uint8_t *spk, float *sums, int32_t *counts,
+                                                               float *tgt) {
     int64_t bad = 0;
     const float L = (float)((int64_t)1 << T);
     const __m256 zero = _mm256_setzero_ps(), one = _mm256_set1_ps(1.0f), top = _mm256_set1_ps(L - 1.0f);
@@ -142,9 +146,11 @@ __attribute__((target("avx2,fma"))) static int64_t neuron_avx2(const float *x, i
             const __m256 vlo = _mm256_set1_ps(lo), vspan = _mm256_set1_ps(span), vstep = _mm256_set1_ps(step);
             float *qb = q + r * K + b0;
             __m256 vs1 = zero, vs2 = zero;
+            float *tb = tgt ? tgt + r * K + b0 : NULL;
             for (i = 0; i + 8 <= n; i += 8) {
                 const __m256 xv = _mm256_loadu_ps(xb + i);
                 const __m256 u = relu ? _mm256_max_ps(xv, zero) : xv;
+                if (tb) _mm256_storeu_ps(tb + i, _mm256_andnot_ps(_mm256_cmp_ps(xv, zero, _CMP_LT_OQ), xv));
                 __m256 c = _mm256_floor_ps(_mm256_div_ps(_mm256_sub_ps(u, vlo), vstep));
                 c = _mm256_add_ps(_mm256_min_ps(_mm256_max_ps(c, zero), top), zero);
                 _mm256_storeu_ps(qb + i, c);
@@ -177,6 +183,7 @@ __attribute__((target("avx2,fma"))) static int64_t neuron_avx2(const float *x, i
             }
             for (; i < n; i++) { /* the tail of the block, element by element, with the block's range */
                 const float xv = xb[i], u = (relu && !(xv > 0.0f)) ? 0.0f : xv;
+                if (tb) tb[i] = xv < 0.0f ? 0.0f : xv;
                 float c = floorf((u - lo) / step);
                 c = c < 0.0f ? 0.0f : c;
                 c = c > L - 1.0f ? L - 1.0f : c;
@@ -203,7 +210,7 @@ __attribute__((target("avx2,fma"))) static int64_t neuron_avx2(const float *x, i
 
 __attribute__((target("avx512f,avx512bw,avx512dq,avx512vl,avx512vpopcntdq"))) static int64_t
 neuron_avx512(const float *x, int64_t rows, int64_t K, int64_t bs, int grid, int relu, float tiny, int64_t T,
-              const float *th, const float *w, float *q, uint8_t *spk, float *sums, int32_t *counts) {
+              const float *th, const float *w, float *q, uint8_t *spk, float *sums, int32_t *counts, float *tgt) {
     int64_t bad = 0;
     const float L = (float)((int64_t)1 << T);
     const __m512 zero = _mm512_setzero_ps(), one = _mm512_set1_ps(1.0f), top = _mm512_set1_ps(L - 1.0f);
@@ -231,6 +238,9 @@ neuron_avx512(const float *x, int64_t rows, int64_t K, int64_t bs, int grid, int
                 const __mmask16 k = (n - i >= 16) ? (__mmask16)0xFFFF : (__mmask16)((1u << (n - i)) - 1u);
                 const __m512 xv = _mm512_maskz_loadu_ps(k, xb + i);
                 const __m512 u = relu ? _mm512_max_ps(xv, zero) : xv;
+                if (tgt) /* torch.relu: +0.0 where x < 0, else x itself (-0.0 kept) */
+                    _mm512_mask_storeu_ps(tgt + r * K + b0 + i, k,
+                                          _mm512_maskz_mov_ps(~_mm512_cmp_ps_mask(xv, zero, _CMP_LT_OQ), xv));
                 __m512 c = _mm512_roundscale_ps(_mm512_div_ps(_mm512_sub_ps(u, vlo), vstep),
                                                 _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC);
                 c = _mm512_add_ps(_mm512_min_ps(_mm512_max_ps(c, zero), top), zero);
@@ -262,14 +272,14 @@ neuron_avx512(const float *x, int64_t rows, int64_t K, int64_t bs, int grid, int
 
 TB_API int64_t tb_neuron(int path, const float *x, int64_t rows, int64_t K, int64_t bs, int grid, int relu,
                          float tiny, int64_t T, const float *th, const float *w, float *q, uint8_t *spk, float *sums,
-                         int32_t *counts) {
+                         int32_t *counts, float *tgt) {
     if (bs < 1 || T < 1 || T > 24 || grid < 0 || grid > 2) return -2;
 #ifdef TB_X86
-    if (path == 3) return neuron_avx512(x, rows, K, bs, grid, relu, tiny, T, th, w, q, spk, sums, counts);
-    if (path == 2) return neuron_avx2(x, rows, K, bs, grid, relu, tiny, T, th, w, q, spk, sums, counts);
+    if (path == 3) return neuron_avx512(x, rows, K, bs, grid, relu, tiny, T, th, w, q, spk, sums, counts, tgt);
+    if (path == 2) return neuron_avx2(x, rows, K, bs, grid, relu, tiny, T, th, w, q, spk, sums, counts, tgt);
 #endif
     (void)path;
-    return neuron_portable(x, rows, K, bs, grid, relu, tiny, T, th, w, q, spk, sums, counts);
+    return neuron_portable(x, rows, K, bs, grid, relu, tiny, T, th, w, q, spk, sums, counts, tgt);
 }
 
 /* The DAT read-out of a binary neuron layer from its codes, as torch computes it ------------ */

@@ -65,7 +65,7 @@ def _steps(timesteps: int) -> tuple[Tensor, Tensor]:
 
 @functools.cache
 def path_agrees(path: int) -> bool:
-    """Whether the compiled neuron on ``path`` makes torch's codes and spikes, checked once per
+    """Whether the compiled neuron on ``path`` makes torch's codes, spikes and relu target, checked once per
     process on a small problem (every grid, ragged blocks, zeros, negative zeros, constant and
     all-negative rows, a subnormal, values on and one ulp off the grid's levels). A path that
     disagrees is not used (one line on stderr): the neuron then stays in torch."""
@@ -81,11 +81,12 @@ def path_agrees(path: int) -> bool:
     x[6, 3] = torch.finfo(torch.float32).tiny / 4
     for grid, target in (("rectify", "relu"), ("rectify", "x"), ("unit", "relu"), ("minmax", "x")):
         for T in (1, 4):
-            got = fire_codes(x, 32, grid, T, rectifies(grid, target), path=path)
+            got = fire_codes(x, 32, grid, T, rectifies(grid, target), path=path, target=True)
             q = affine_fast(x, 32, grid, 2**T, 0.01, target, fused=False)[0]
             spikes = integrate_and_fire(grid_values(x, 32, grid, 2**T), binary_thresholds(T))
             if (got is None or got.differ or not torch.equal(got.q, q) or not torch.equal(got.spikes, spikes)
-                    or not torch.equal(got.code_sums, torch.stack(_block_sums(q, 32)))):
+                    or not torch.equal(got.code_sums, torch.stack(_block_sums(q, 32)))
+                    or not torch.equal(got.target.view(torch.int32), torch.relu(x).view(torch.int32))):  # the bits
                 print(f"tbnn: the compiled neuron's {kernel().tb_path_name(path).decode()} path failed its "
                       "self-test; the neuron stays in torch.", file=sys.stderr)
                 return False
@@ -100,6 +101,7 @@ class Fired(NamedTuple):
     differ: int  #: membranes whose weighted spikes differ from their codes (0 unless there is a bug)
     code_sums: Tensor | None  #: ``[2, B, nb]`` block sums of ``q`` and ``q^2``; ``None`` where float32 is not exact
     counts: Tensor  #: ``[K]`` int32: each neuron's spikes over the samples and steps
+    target: Tensor | None = None  #: ``torch.relu(x)`` ``[B, K]``, the same bits, where asked
 
 
 def _block_sums(q: Tensor, block: int) -> tuple[Tensor, Tensor]:
@@ -110,7 +112,7 @@ def _block_sums(q: Tensor, block: int) -> tuple[Tensor, Tensor]:
 
 
 def fire_codes(x: Tensor, block: int | None, grid: str, timesteps: int, relu: bool,
-               path: int | None = None) -> Fired | None:
+               path: int | None = None, target: bool = False) -> Fired | None:
     """Codes, spikes and their check of a binary neuron layer's input ``x`` ``[B, K]``.
 
     Returns a :class:`Fired`: the codes, the spikes, how many membranes' weighted spikes differ
@@ -121,7 +123,8 @@ def fire_codes(x: Tensor, block: int | None, grid: str, timesteps: int, relu: bo
     or ``x`` holds a value that is not finite: then the caller takes the torch path. ``relu``:
     the codes are those of ``max(x, 0)`` (the rectified input of the ``rectify`` and ``unit``
     grids with the ``relu`` target). ``path``: as :func:`tbnn.kernels.packed.block_terms`
-    (default: :func:`tbnn.kernels.packed.best_path`).
+    (default: :func:`tbnn.kernels.packed.best_path`). ``target``: also write ``torch.relu(x)``
+    (:attr:`Fired.target`, bit for bit: ``-0.0`` kept) in the same pass.
     """
     if (x.dtype != torch.float32 or x.device.type != "cpu" or x.dim() != 2 or grid not in GRIDS
             or not 1 <= timesteps <= 24 or x.requires_grad and torch.is_grad_enabled()):
@@ -142,12 +145,14 @@ def fire_codes(x: Tensor, block: int | None, grid: str, timesteps: int, relu: bo
     exact = (2**timesteps - 1) ** 2 * bs < 2**24
     sums = torch.empty(2, rows, -(-k // bs), dtype=torch.float32) if exact else None
     counts = torch.zeros(k, dtype=torch.int32)
+    tgt = torch.empty(rows, k, dtype=torch.float32) if target else None
     differ = lib.tb_neuron(path, xc.data_ptr(), rows, k, bs, GRIDS[grid],
                            int(bool(relu)), TINY, timesteps, th.data_ptr(), w.data_ptr(), q.data_ptr(),
-                           spikes.data_ptr(), None if sums is None else sums.data_ptr(), counts.data_ptr())
+                           spikes.data_ptr(), None if sums is None else sums.data_ptr(), counts.data_ptr(),
+                           None if tgt is None else tgt.data_ptr())
     if differ < 0:
         return None
-    return Fired(q, spikes, int(differ), sums, counts)
+    return Fired(q, spikes, int(differ), sums, counts, tgt)
 
 
 def dat_fit(x: Tensor, fired: Fired, block: int | None, relu: bool, lam: float) -> tuple[Tensor, Tensor] | None:

@@ -341,12 +341,12 @@ class TemporalBinary(nn.Module):
             return None
         xs, grid, s = self.grid_input(x)
         rectify = rectifies(grid, self.target)
-        fired = fire_codes(xs, self.block, grid, self.timesteps, rectify)
+        fired = fire_codes(xs, self.block, grid, self.timesteps, rectify, target=self.target == "relu")
         if fired is None:
             return None
         if fired.differ:
             raise RuntimeError("integrate-and-fire spikes differ from the neuron's code; please report this.")
-        tgt = torch.relu(xs) if self.target == "relu" else xs
+        tgt = fired.target if self.target == "relu" else xs  # (torch.relu(xs), written as it fired)
         fit = dat_fit(xs, fired, self.block, self.target == "relu", self.lam)  # compiled where it adds as torch
         if fit is None:
             relu = self.target == "relu" and not rectify  # as affine_fast: a rectified input is its own relu
