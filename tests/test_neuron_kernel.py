@@ -54,9 +54,13 @@ def _dense(fn, *args):
 @pytest.mark.parametrize("block,k", [(32, 100), (128, 256), (None, 37), (16, 16)])
 def test_the_compiled_neuron_makes_torchs_codes_and_spikes(path, grid, target, timesteps, block, k):
     x = _edgy(9, k, timesteps + k)
-    q, spikes, differ, sums, counts, relu = kneuron.fire_codes(x, block, grid, timesteps, rectifies(grid, target),
-                                                               path=path, target=True)
+    q, spikes, differ, sums, counts, relu, words = kneuron.fire_codes(x, block, grid, timesteps, rectifies(grid, target),
+                                                                      path=path, target=True, words=True)
     assert torch.equal(counts.long(), spikes.sum((0, 1)))
+    if path == 3 and (block or k) % 16 == 0:  # packed in the same pass: as pack_bits packs them, padding 0
+        assert torch.equal(words, packed.pack_bits_reference(spikes.reshape(-1, k), None).reshape(timesteps, 9, -1))
+    else:
+        assert words is None
     assert torch.equal(relu.view(torch.int32), torch.relu(x).view(torch.int32))  # the same bits: -0.0 kept
     assert kneuron.fire_codes(x, block, grid, timesteps, rectifies(grid, target), path=path).target is None
     want_q = affine_fast(x, block, grid, 2**timesteps, 0.01, target, fused=False)[0]

@@ -107,6 +107,9 @@ class SpikeCode:
     lam : the ridge penalty of the read-out.
     shape : the encoded input's shape ``[B, ...]`` (features flattened in ``q``).
     source : name of the neuron layer that emitted the spikes (set while simulating).
+    packed : ``(raw, words)``: ``raw`` packed 64 to a word (``[T, B, words]`` int64, as
+        :func:`tbnn.kernels.packed.pack_bits` packs ``raw`` in one block) where the firing made
+        them in the same pass; read only while ``raw`` is still that tensor.
     """
 
     q: Tensor
@@ -121,6 +124,7 @@ class SpikeCode:
     affine: bool = True
     shape: tuple[int, ...] | None = None
     source: str | None = None
+    packed: tuple[Tensor, Tensor] | None = None
 
     # -- a spike train is not a tensor: operations outside tbnn modules are refused ----------
     @classmethod

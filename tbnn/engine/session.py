@@ -286,15 +286,18 @@ class SimulationSession:
         code, counts = counted(x) if counted is not None else (neuron.fire(x), None)
         name = self.name_of(neuron)
         self.neuron_engines[name] = "compiled (tbnn.kernels.neuron)" if counts is not None else "torch"
-        self.record_spikes(name, code.spikes, counts)
+        packed = code.packed if isinstance(code, SpikeCode) else None  # the words the firing packed, if any
+        self.record_spikes(name, code.spikes, counts, packed[1] if packed is not None and packed[0] is code.raw else None)
         sends = getattr(neuron, "sends_analog", None)
         analog = 2.0 * code.gain.numel() if sends is None or sends() else 0.0  # a gain and an offset per block
         self.analog_values[name] = self.analog_values.get(name, 0.0) + analog
         return code.with_source(name) if isinstance(code, SpikeCode) else replace(code, source=name)
 
-    def record_spikes(self, name: str, spikes: Tensor, counts: Tensor | None = None) -> None:
+    def record_spikes(self, name: str, spikes: Tensor, counts: Tensor | None = None,
+                      words: Tensor | None = None) -> None:
         """Count (every sample) and record (within the limits) a layer's spikes ``[T, B, ...]``;
-        ``counts``: each neuron's spikes ``[F]`` where the firing already counted them."""
+        ``counts``: each neuron's spikes ``[F]`` where the firing already counted them; ``words``:
+        the spikes packed as :func:`_packed` packs them, where the firing packed them."""
         T, B = spikes.shape[:2]
         flat = spikes if spikes.dim() == 3 else spikes.reshape(T, B, -1)  # (each view costs a dispatch)
         if name not in self.neurons:
@@ -311,9 +314,9 @@ class SimulationSession:
         keep = self._keep(name, B)
         if name not in self._packed_features and not self.recorded[name] and _packs_records():
             self._packed_features[name] = int(flat.shape[2])  # this layer is recorded packed
-        words = None
         if name in self._packed_features and flat.device.type == "cpu" and (keep or self.schedule == "step"):
-            words = _packed(flat)
+            if words is None or words.shape != (T, B, -(-flat.shape[2] // 64)):
+                words = _packed(flat)
             self._batch_words[name] = (spikes, words)  # the step engine reads them packed (step_current)
         if keep:
             kept, new = self._record(name, flat if keep == B else flat[:, :keep], words)

@@ -174,7 +174,7 @@ def _declare(lib: ctypes.CDLL) -> ctypes.CDLL:
     lib.tb_fire.argtypes = [ctypes.c_int, p, p, i64, i64, p, p, p]
     lib.tb_fire.restype = i64
     lib.tb_neuron.argtypes = [ctypes.c_int, p, i64, i64, i64, ctypes.c_int, ctypes.c_int, ctypes.c_float, i64, p, p,
-                              p, p, p, p, p]
+                              p, p, p, p, p, p]
     lib.tb_neuron.restype = i64
     lib.tb_dat_fit.argtypes = [ctypes.c_int, p, p, p, i64, i64, i64, ctypes.c_int, ctypes.c_float, ctypes.c_int, p, p]
     lib.tb_dat_fit.restype = None

@@ -44,7 +44,9 @@ static inline __attribute__((always_inline)) void block_range(int grid, float mn
  * Sums (into sums [2, rows, nb] unless NULL): each row's and block's sums of q and of q^2,
  * integers exact in float32 (below 2^24) whatever the order. Counts (added into counts [K]
  * unless NULL): each neuron's spikes over the rows and steps. Target (into tgt [rows, K] unless
- * NULL): torch.relu(x), x < 0 ? +0.0 : x (-0.0 kept), the read-out's relu target.
+ * NULL): torch.relu(x), x < 0 ? +0.0 : x (-0.0 kept), the read-out's relu target. Words (into
+ * words [T, rows, ceil(K / 64)] unless NULL; the AVX-512 path, bs a multiple of 16): the spikes
+ * packed as tb_pack packs one block (feature i: bit i % 64 of word i / 64; padding 0).
  * Returns how many membranes' weighted spikes differ from their code, or -1 when a block holds
  * a value that is not finite (nothing is then to be used: the caller takes the torch path). */
 static inline __attribute__((always_inline)) int64_t neuron_rows(const float *x, int64_t rows, int64_t K, int64_t bs,
@@ -214,7 +216,8 @@ __attribute__((target("avx2,fma"))) static int64_t neuron_avx2(const float *x, i
 __attribute__((target("avx512f,avx512bw,avx512dq,avx512vl,avx512vpopcntdq"))) static inline __attribute__((always_inline))
 int64_t neuron_avx512_steps(const float *x, int64_t rows, int64_t K, int64_t bs, int grid, int relu, float tiny,
                             const int64_t T, const float *th, const float *w, float *q, uint8_t *spk, float *sums,
-                            int32_t *counts, float *tgt) {
+                            int32_t *counts, float *tgt, uint64_t *words) {
+    const int64_t nw = (K + 63) / 64; /* words per row and step; 16 features a uint16_t of them */
     int64_t bad = 0;
     const float L = (float)((int64_t)1 << T);
     const __m512 zero = _mm512_setzero_ps(), one = _mm512_set1_ps(1.0f), top = _mm512_set1_ps(L - 1.0f);
@@ -264,6 +267,10 @@ int64_t neuron_avx512_steps(const float *x, int64_t rows, int64_t K, int64_t bs,
                     v = _mm512_mask_sub_ps(v, f, v, hv[t]);
                     code = _mm512_mask_add_ps(code, f, code, wv[t]);
                     _mm_mask_storeu_epi8(spk + (t * rows + r) * K + b0 + i, k, _mm_maskz_mov_epi8(f, ones8));
+                    if (words) {
+                        const uint16_t bits = (uint16_t)(f & k); /* (memcpy: the words are uint64_t) */
+                        memcpy((uint16_t *)(words + (t * rows + r) * nw) + ((b0 + i) >> 4), &bits, 2);
+                    }
                 }
                 if (counts) /* the spikes of each neuron: the 1 bits of its code */
                     _mm512_mask_storeu_epi32(counts + b0 + i, k,
@@ -273,24 +280,27 @@ int64_t neuron_avx512_steps(const float *x, int64_t rows, int64_t K, int64_t bs,
             }
             if (sums) block_code_sums(sums, rows, K, bs, r, b0, _mm512_reduce_add_ps(vs1), _mm512_reduce_add_ps(vs2));
         }
+        for (int64_t t = 0; t < T && words; t++) /* the last word's padding */
+            memset((uint16_t *)(words + (t * rows + r) * nw) + ((K + 15) >> 4), 0, (size_t)(4 * nw - ((K + 15) >> 4)) * 2);
     }
     return bad;
 }
 
 __attribute__((target("avx512f,avx512bw,avx512dq,avx512vl,avx512vpopcntdq"))) static int64_t
 neuron_avx512(const float *x, int64_t rows, int64_t K, int64_t bs, int grid, int relu, float tiny, int64_t T,
-              const float *th, const float *w, float *q, uint8_t *spk, float *sums, int32_t *counts, float *tgt) {
-    if (T == 4) return neuron_avx512_steps(x, rows, K, bs, grid, relu, tiny, 4, th, w, q, spk, sums, counts, tgt);
-    return neuron_avx512_steps(x, rows, K, bs, grid, relu, tiny, T, th, w, q, spk, sums, counts, tgt);
+              const float *th, const float *w, float *q, uint8_t *spk, float *sums, int32_t *counts, float *tgt,
+              uint64_t *words) {
+    if (T == 4) return neuron_avx512_steps(x, rows, K, bs, grid, relu, tiny, 4, th, w, q, spk, sums, counts, tgt, words);
+    return neuron_avx512_steps(x, rows, K, bs, grid, relu, tiny, T, th, w, q, spk, sums, counts, tgt, words);
 }
 #endif
 
 TB_API int64_t tb_neuron(int path, const float *x, int64_t rows, int64_t K, int64_t bs, int grid, int relu,
                          float tiny, int64_t T, const float *th, const float *w, float *q, uint8_t *spk, float *sums,
-                         int32_t *counts, float *tgt) {
-    if (bs < 1 || T < 1 || T > 24 || grid < 0 || grid > 2) return -2;
+                         int32_t *counts, float *tgt, uint64_t *words) {
+    if (bs < 1 || T < 1 || T > 24 || grid < 0 || grid > 2 || (words && (path != 3 || bs % 16))) return -2;
 #ifdef TB_X86
-    if (path == 3) return neuron_avx512(x, rows, K, bs, grid, relu, tiny, T, th, w, q, spk, sums, counts, tgt);
+    if (path == 3) return neuron_avx512(x, rows, K, bs, grid, relu, tiny, T, th, w, q, spk, sums, counts, tgt, words);
     if (path == 2) return neuron_avx2(x, rows, K, bs, grid, relu, tiny, T, th, w, q, spk, sums, counts, tgt);
 #endif
     (void)path;

@@ -102,6 +102,7 @@ class Fired(NamedTuple):
     code_sums: Tensor | None  #: ``[2, B, nb]`` block sums of ``q`` and ``q^2``; ``None`` where float32 is not exact
     counts: Tensor  #: ``[K]`` int32: each neuron's spikes over the samples and steps
     target: Tensor | None = None  #: ``torch.relu(x)`` ``[B, K]``, the same bits, where asked
+    words: Tensor | None = None  #: the spikes packed, ``pack_bits(spikes, None)`` ``[T, B, words]``, where made
 
 
 def _block_sums(q: Tensor, block: int) -> tuple[Tensor, Tensor]:
@@ -112,7 +113,7 @@ def _block_sums(q: Tensor, block: int) -> tuple[Tensor, Tensor]:
 
 
 def fire_codes(x: Tensor, block: int | None, grid: str, timesteps: int, relu: bool,
-               path: int | None = None, target: bool = False) -> Fired | None:
+               path: int | None = None, target: bool = False, words: bool = False) -> Fired | None:
     """Codes, spikes and their check of a binary neuron layer's input ``x`` ``[B, K]``.
 
     Returns a :class:`Fired`: the codes, the spikes, how many membranes' weighted spikes differ
@@ -124,7 +125,9 @@ def fire_codes(x: Tensor, block: int | None, grid: str, timesteps: int, relu: bo
     the codes are those of ``max(x, 0)`` (the rectified input of the ``rectify`` and ``unit``
     grids with the ``relu`` target). ``path``: as :func:`tbnn.kernels.packed.block_terms`
     (default: :func:`tbnn.kernels.packed.best_path`). ``target``: also write ``torch.relu(x)``
-    (:attr:`Fired.target`, bit for bit: ``-0.0`` kept) in the same pass.
+    (:attr:`Fired.target`, bit for bit: ``-0.0`` kept) in the same pass. ``words``: also pack the
+    spikes as :func:`tbnn.kernels.packed.pack_bits` packs them (:attr:`Fired.words`), where the
+    pass can (the AVX-512 path, blocks a multiple of 16 features long; else ``None``).
     """
     if (x.dtype != torch.float32 or x.device.type != "cpu" or x.dim() != 2 or grid not in GRIDS
             or not 1 <= timesteps <= 24 or x.requires_grad and torch.is_grad_enabled()):
@@ -146,13 +149,14 @@ def fire_codes(x: Tensor, block: int | None, grid: str, timesteps: int, relu: bo
     sums = torch.empty(2, rows, -(-k // bs), dtype=torch.float32) if exact else None
     counts = torch.zeros(k, dtype=torch.int32)
     tgt = torch.empty(rows, k, dtype=torch.float32) if target else None
+    packed = torch.empty(timesteps, rows, -(-k // 64), dtype=torch.int64) if words and path == 3 and bs % 16 == 0 else None
     differ = lib.tb_neuron(path, xc.data_ptr(), rows, k, bs, GRIDS[grid],
                            int(bool(relu)), TINY, timesteps, th.data_ptr(), w.data_ptr(), q.data_ptr(),
                            spikes.data_ptr(), None if sums is None else sums.data_ptr(), counts.data_ptr(),
-                           None if tgt is None else tgt.data_ptr())
+                           None if tgt is None else tgt.data_ptr(), None if packed is None else packed.data_ptr())
     if differ < 0:
         return None
-    return Fired(q, spikes, int(differ), sums, counts, tgt)
+    return Fired(q, spikes, int(differ), sums, counts, tgt, packed)
 
 
 def dat_fit(x: Tensor, fired: Fired, block: int | None, relu: bool, lam: float) -> tuple[Tensor, Tensor] | None:

@@ -341,7 +341,7 @@ class TemporalBinary(nn.Module):
             return None
         xs, grid, s = self.grid_input(x)
         rectify = rectifies(grid, self.target)
-        fired = fire_codes(xs, self.block, grid, self.timesteps, rectify, target=self.target == "relu")
+        fired = fire_codes(xs, self.block, grid, self.timesteps, rectify, target=self.target == "relu", words=True)
         if fired is None:
             return None
         if fired.differ:
@@ -353,7 +353,8 @@ class TemporalBinary(nn.Module):
             levels = get_code("binary").levels(self.timesteps)
             fit = dat_readout(tgt if rectify else xs, fired.q, self.block, levels, self.lam, relu, fired.code_sums)
         gain, offset = fit
-        code = SpikeCode(fired.q, gain, offset, "binary", self.timesteps, self.block, tgt, fired.spikes, self.lam)
+        code = SpikeCode(fired.q, gain, offset, "binary", self.timesteps, self.block, tgt, fired.spikes, self.lam,
+                         packed=None if fired.words is None else (fired.spikes, fired.words))
         return self._read_out(code, x, xs, s), fired.counts
 
     def extra_repr(self) -> str:
