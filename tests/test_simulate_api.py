@@ -5,6 +5,7 @@ mode, in every arithmetic type), an independent recount of spikes and synaptic o
 the archive written by ``res.save`` analysed and rastered by the CLI, refusals.
 """
 
+import copy
 import json
 
 import numpy as np
@@ -322,11 +323,11 @@ def test_packed_recording_gives_the_plain_recording(skipnet, monkeypatch):
         assert int(s.sum()) == layers[name]["spikes"]
 
 
-def test_prepare_looks_up_every_layers_weight_codes_once(monkeypatch):
-    """The set-up simulate does before it times the batches: every tbnn layer's codes looked up (by
-    content) once; the batches then ask the session, not the cache; the simulation is unchanged."""
+def test_the_simulated_pass_uses_the_codes_its_eval_forward_checked(monkeypatch):
+    """Each layer's weight codes are checked by content once a batch, in the eval forward the simulated
+    pass is compared with; the session adopts those of the first batch instead of checking again; an
+    edit of the weights between calls is still seen (new codes, the same simulation as a fresh layer's)."""
     from tbnn.engine import integer as engine_mod
-    from tbnn.engine import session as session_mod
 
     torch.manual_seed(2)
     net = torch.nn.Sequential(tbnn.TemporalBinary(4, grid="minmax"), tbnn.TBLinear(8, 6), torch.nn.BatchNorm1d(6),
@@ -336,12 +337,14 @@ def test_prepare_looks_up_every_layers_weight_codes_once(monkeypatch):
     looked = []
     real = engine_mod.cached_weight_codes
     monkeypatch.setattr(engine_mod, "cached_weight_codes", lambda layer: looked.append(layer) or real(layer))
-    sess = session_mod.SimulationSession({}, "step")
-    sess.prepare(net)
-    assert looked == [net[1], net[4]]
-    assert all(sess.weight_codes(layer) is real(layer) for layer in (net[1], net[4])) and len(looked) == 2
     got = tbnn.simulate(net, x, batch=7)
+    assert looked == [net[1], net[4]] * 3  # the eval forward of each of the 3 batches; none by the session
     assert torch.equal(got.logits, want.logits) and got.summary["layers"] == want.summary["layers"]
+    with torch.no_grad():
+        net[4].weight.mul_(-1)
+    fresh = copy.deepcopy(net)
+    edited, again = tbnn.simulate(net, x, batch=7), tbnn.simulate(fresh, x, batch=7)
+    assert torch.equal(edited.logits, again.logits) and not torch.equal(edited.logits, want.logits)
 
 
 def test_fire_counted_runs_without_gradient_whatever_the_caller():

@@ -356,14 +356,11 @@ class SimulationSession:
         return max(0, min(batch, self.record_samples - self.samples_seen))
 
     # -- layers ---------------------------------------------------------------------------
-    def prepare(self, model: nn.Module) -> None:
-        """Look up the weight codes of every layer of ``model`` the engine keeps codes for
-        (:func:`tbnn.engine.cached_weight_codes`: checked against the weights by content, made
-        afresh where they changed), held for the session: the set-up of a simulation, which
-        :func:`tbnn.sim.simulate` does before it times the batches (its first batch would do it)."""
-        for module in model.modules():
-            if getattr(module, "weight_codes_key", None) is not None:
-                self.weight_codes(module)
+    def adopt_weight_codes(self, noted: dict[int, engine.WeightCodes]) -> None:
+        """Use these codes (by ``id`` of the layer) for the session's layers: those an eval forward
+        of the same batch has just checked against the weights by content
+        (:func:`tbnn.engine.weights.noting_weight_codes`), rather than checking them again."""
+        self._codes.update(noted)
 
     def weight_codes(self, layer: nn.Module) -> engine.WeightCodes:
         if id(layer) not in self._codes:

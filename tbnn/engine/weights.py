@@ -27,9 +27,12 @@ is freed or :func:`clear_weight_codes` is called.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import math
 import weakref
+from collections.abc import Iterator
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -39,8 +42,8 @@ from torch import Tensor
 from tbnn.core.coding import SpikeCode, step_weights
 from tbnn.core.quant import quantize
 
-__all__ = ["EngineLayer", "WeightCodes", "abs_max", "cached_weight_codes", "clear_weight_codes", "per_channel_codes",
-           "term_dtype", "weight_codes"]
+__all__ = ["EngineLayer", "WeightCodes", "abs_max", "cached_weight_codes", "clear_weight_codes", "noting_weight_codes",
+           "per_channel_codes", "term_dtype", "weight_codes"]
 
 
 def abs_max(t: Tensor) -> float:
@@ -157,10 +160,39 @@ def cached_weight_codes(layer: EngineLayer) -> WeightCodes:
     key = (settings(), layer.bias is None, *((t.dtype, t.device, tuple(t.shape)) for t in held))
     kept = _KEPT.get(layer)
     if kept is not None and kept[0] == key and all(torch.equal(k, _bits(t)) for k, t in zip(kept[1], held)):
-        return kept[2]
-    wc = weight_codes(layer)
-    _KEPT[layer] = (key, [_bits(t).clone() for t in held], wc)
+        wc = kept[2]
+    else:
+        wc = weight_codes(layer)
+        _KEPT[layer] = (key, [_bits(t).clone() for t in held], wc)
+    noted = _NOTED.get()
+    if noted is not None:
+        noted[id(layer)] = wc
     return wc
+
+
+#: the codes :func:`cached_weight_codes` handed out inside :func:`noting_weight_codes`, by layer id
+_NOTED: ContextVar[dict | None] = ContextVar("tbnn_noted_weight_codes", default=None)
+
+
+@contextlib.contextmanager
+def noting_weight_codes() -> Iterator[dict[int, WeightCodes]]:
+    """Collect, by ``id`` of the layer, the codes :func:`cached_weight_codes` hands out (checked by
+    content) inside the block: a simulation's eval forward checks every layer's codes, and the
+    simulated pass of the same batch, straight after it, uses those instead of checking again.
+
+    >>> import tbnn
+    >>> layer = tbnn.TBLinear(6, 2)
+    >>> with noting_weight_codes() as noted:
+    ...     wc = cached_weight_codes(layer)
+    >>> noted[id(layer)] is wc
+    True
+    """
+    noted: dict[int, WeightCodes] = {}
+    token = _NOTED.set(noted)
+    try:
+        yield noted
+    finally:
+        _NOTED.reset(token)
 
 
 def clear_weight_codes() -> None:

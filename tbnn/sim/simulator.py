@@ -59,6 +59,7 @@ from tbnn.runtime.threads import thread_policy
 from tbnn.io.files import check_target, file_sha256, stage_dir, write_sealed_json
 from tbnn.nn.models import build_model, weight_storage_bits
 from tbnn.engine.session import SCHEDULES, SimulationSession
+from tbnn.engine.weights import noting_weight_codes
 from tbnn.sim.runners import runner_for, spike_layer_names
 from tbnn.io.spikes import save_spikes
 from tbnn.io.userdata import check_inputs
@@ -209,9 +210,9 @@ def run_batches(model: nn.Module, runner: Any, sess: SimulationSession, xt: Tens
 
     Returns the per-batch ``logits`` (simulated), ``preds`` and ``ref`` (the eval forward's
     predictions), and (the largest logit difference, the wall seconds and the CPU seconds
-    spent simulating: the engine's time, after the set-up of :meth:`SimulationSession.prepare`,
-    which the first eval forward's weight codes make cheap). Both passes of a batch draw from
-    the same seed (``seed`` + first sample index), so rate codes see the same random numbers.
+    spent simulating). The simulated passes use the weight codes the first eval forward checked
+    (:func:`tbnn.engine.weights.noting_weight_codes`). Both passes of a batch draw from the same
+    seed (``seed`` + first sample index), so rate codes see the same random numbers.
     """
     out: dict[str, list[Tensor]] = {"logits": [], "preds": [], "ref": []}
     max_diff, sim_seconds, cpu_seconds = 0.0, 0.0, 0.0
@@ -227,9 +228,10 @@ def run_batches(model: nn.Module, runner: Any, sess: SimulationSession, xt: Tens
             for n, i in enumerate(starts):
                 xb = xt[i:i + batch].to(dev)
                 seed_device(seed + i, dev)
-                ref = model(xb)
+                with noting_weight_codes() as noted:  # every layer's codes, checked against its weights
+                    ref = model(xb)
                 if n == 0:
-                    sess.prepare(model)  # the weight codes, checked: set-up, outside the engine's time
+                    sess.adopt_weight_codes(noted)  # not checked twice
                 seed_device(seed + i, dev)
                 t0, c0 = time.perf_counter(), time.process_time()
                 logits = runner.run(xb, sess)
