@@ -253,6 +253,7 @@ int64_t neuron_avx512_steps(const float *x, int64_t rows, int64_t K, int64_t bs,
                             const int64_t T, const float *th, const float *w, float *q, uint8_t *spk, float *sums,
                             int32_t *counts, float *tgt, uint64_t *words) {
     const int64_t nw = (K + 63) / 64; /* words per row and step; 16 features a uint16_t of them */
+    const int64_t pad = 4 * nw - ((K + 15) >> 4); /* uint16_t parts of the last word past K */
     int64_t bad = 0;
     const float L = (float)((int64_t)1 << T);
     const __m512 zero = _mm512_setzero_ps();
@@ -296,8 +297,8 @@ int64_t neuron_avx512_steps(const float *x, int64_t rows, int64_t K, int64_t bs,
                                 vlo, vstep, vspan, &vs1, &vs2);
             if (sums) block_code_sums(sums, rows, K, bs, r, b0, _mm512_reduce_add_ps(vs1), _mm512_reduce_add_ps(vs2));
         }
-        for (int64_t t = 0; t < T && words; t++) /* the last word's padding */
-            memset((uint16_t *)(words + (t * rows + r) * nw) + ((K + 15) >> 4), 0, (size_t)(4 * nw - ((K + 15) >> 4)) * 2);
+        for (int64_t t = 0; t < T && words && pad; t++) /* the last word's padding */
+            memset((uint16_t *)(words + (t * rows + r) * nw) + ((K + 15) >> 4), 0, (size_t)pad * 2);
     }
     return bad;
 }
