@@ -122,7 +122,7 @@ def plot(runs: list[tuple[str, dict[int, dict[str, float]]]], path: Path, cpu: s
         import matplotlib.pyplot as plt
     except ImportError:
         return False
-    fig, axes = plt.subplots(1, len(TARGETS), figsize=(10, 4))
+    fig, axes = plt.subplots(1, len(TARGETS), figsize=(10, 4.6))
     for ax, (w, target) in zip(axes, TARGETS.items()):
         pts = [r[w] for _, r in runs if w in r]
         if not pts:
@@ -134,7 +134,7 @@ def plot(runs: list[tuple[str, dict[int, dict[str, float]]]], path: Path, cpu: s
         ax.set_xlabel("host gauge: AND + popcount microbenchmark (G bit-ops/s)")
         ax.set_ylabel("packed engine / float twin (samples/s)")
         ax.set_title(f"W = {w}: {sum(p['ratio'] >= target for p in pts)} of {len(pts)} runs at the target")
-        ax.legend(loc="best", fontsize=8, framealpha=0.6)
+        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=2, fontsize=8, frameon=False)  # off the points
     fig.suptitle(f"bench_packed --only simulate, fresh process each run (held-out shape, batch 256, T = 4; {cpu})")
     fig.tight_layout()
     fig.savefig(path, dpi=120)

@@ -347,6 +347,26 @@ def test_the_simulated_pass_uses_the_codes_its_eval_forward_checked(monkeypatch)
     assert torch.equal(edited.logits, again.logits) and not torch.equal(edited.logits, want.logits)
 
 
+def test_the_simulated_batches_run_back_to_back_then_the_reference():
+    """The first batch's eval forward comes first (its weight codes are adopted); then every
+    batch is simulated, then the other batches' eval forwards run; each pass of a batch sees the
+    same random numbers (a rate code agrees), and a batch that overflows is named by its samples."""
+    from tbnn.engine import session as session_mod
+
+    torch.manual_seed(3)
+    net = torch.nn.Sequential(tbnn.TemporalBinary(4, grid="minmax"), tbnn.TBLinear(8, 6), torch.nn.BatchNorm1d(6),
+                              tbnn.TemporalBinary(8, scheme="rate"), tbnn.TBLinear(6, 3)).eval()
+    passes = []
+    net[1].register_forward_hook(lambda m, i, o: passes.append("sim" if session_mod.active() else "ref"))
+    res = tbnn.simulate(net, torch.randn(20, 8), batch=6)
+    assert passes == ["ref", "sim", "sim", "sim", "sim", "ref", "ref", "ref"]
+    assert res.summary["forward_agreement"] == 1.0 and res.summary["max_logit_difference"] == 0.0
+    x = torch.randn(20, 8)
+    x[13, 0], x[13, 1] = 3e38, -3e38  # finite, but the third batch (samples 12 to 17) overflows
+    with pytest.raises(ValueError, match=r"non-finite logits .* on samples 12 to 17"):
+        tbnn.simulate(net, x, batch=6)
+
+
 def test_fire_counted_runs_without_gradient_whatever_the_caller():
     """With gradients enabled by the caller: the same code and counts as under no_grad, none of it tracked."""
     torch.manual_seed(3)
