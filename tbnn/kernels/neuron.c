@@ -210,6 +210,9 @@ __attribute__((target("avx2,fma"))) static int64_t neuron_avx2(const float *x, i
     return bad;
 }
 
+/* 16 bits of a packed word, stored into uint64_t words (may_alias: as a char store may) */
+typedef uint16_t __attribute__((may_alias)) alias16;
+
 /* Sixteen features of one row (lanes past k untouched): codes, target, integrate-and-fire and
  * its check, spikes (bytes, and 16 bits of the packed words, steps spk_step and word_step apart),
  * counts and the block sums so far. Returns the membranes whose weighted spikes differ. */
@@ -237,7 +240,7 @@ int64_t neuron16(const float *xb, float *qb, float *tb, uint8_t *spk, int64_t sp
         v = _mm512_mask_sub_ps(v, f, v, hv[t]);
         code = _mm512_mask_add_ps(code, f, code, wv[t]);
         _mm_mask_storeu_epi8(spk + t * spk_step, k, _mm_maskz_mov_epi8(f, ones8));
-        if (wd) _store_mask16((__mmask16 *)(void *)(wd + t * word_step), f & k);
+        if (wd) *(alias16 *)(wd + t * word_step) = (uint16_t)(f & k); /* (may_alias: the words are uint64_t) */
     }
     if (cnt) /* the spikes of each neuron: the 1 bits of its code */
         _mm512_mask_storeu_epi32(cnt, k, _mm512_add_epi32(_mm512_maskz_loadu_epi32(k, cnt),
