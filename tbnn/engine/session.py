@@ -358,7 +358,7 @@ class SimulationSession:
     # -- layers ---------------------------------------------------------------------------
     def adopt_weight_codes(self, noted: dict[int, engine.WeightCodes]) -> None:
         """Use these codes (by ``id`` of the layer) for the session's layers: those an eval forward
-        of the same batch has just checked against the weights by content
+        of the same network has just checked against the weights by content
         (:func:`tbnn.engine.weights.noting_weight_codes`), rather than checking them again."""
         self._codes.update(noted)
 

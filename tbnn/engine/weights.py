@@ -177,8 +177,8 @@ _NOTED: ContextVar[dict | None] = ContextVar("tbnn_noted_weight_codes", default=
 @contextlib.contextmanager
 def noting_weight_codes() -> Iterator[dict[int, WeightCodes]]:
     """Collect, by ``id`` of the layer, the codes :func:`cached_weight_codes` hands out (checked by
-    content) inside the block: a simulation's eval forward checks every layer's codes, and the
-    simulated pass of the same batch, straight after it, uses those instead of checking again.
+    content) inside the block: a simulation's first eval forward checks every layer's codes, and
+    the simulated passes that follow it use those instead of checking again.
 
     >>> import tbnn
     >>> layer = tbnn.TBLinear(6, 2)

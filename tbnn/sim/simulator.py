@@ -233,14 +233,12 @@ def run_batches(model: nn.Module, runner: Any, sess: SimulationSession, xt: Tens
             refs: list[Tensor] = []
             for i, simulated in steps:
                 xb = xt[i:i + batch].to(dev)
-                if refs and not simulated:
+                if not simulated or not refs:  # the eval forward: the first batch's before any simulated pass
                     seed_device(seed + i, dev)
-                    refs.append(model(xb))
-                elif not refs:  # the first batch's eval forward checks every layer's codes: adopted
-                    seed_device(seed + i, dev)
-                    with noting_weight_codes() as noted:
+                    with noting_weight_codes() if not refs else contextlib.nullcontext() as noted:
                         refs.append(model(xb))
-                    sess.adopt_weight_codes(noted)
+                    if noted is not None:  # the first one checked every layer's codes: the session adopts them
+                        sess.adopt_weight_codes(noted)
                 if simulated:
                     seed_device(seed + i, dev)
                     t0, c0 = time.perf_counter(), time.process_time()
